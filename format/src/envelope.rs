@@ -1,0 +1,247 @@
+//! age envelopes: every stored object except `config` is a standard age file.
+//!
+//! Encryption is to X25519 recipients (or, for key objects only, a passphrase). Decryption of
+//! small objects is in memory with a size bound; packs are read through age's seekable STREAM
+//! so one blob costs one 64 KiB segment, not the whole pack.
+
+use age::secrecy::{ExposeSecret, SecretString};
+use age::x25519;
+use std::io::{self, Read, Seek, Write};
+use std::str::FromStr;
+use thiserror::Error;
+
+/// Why an envelope could not be opened.
+#[derive(Debug, Error)]
+pub enum EnvelopeError {
+    /// The bytes are not an age file.
+    #[error("not an age-encrypted object (header unreadable)")]
+    NotAge,
+    /// None of the given identities is a recipient of the object.
+    #[error("the object is not encrypted to any of the given identities")]
+    NoMatchingKey,
+    /// A passphrase-encrypted object could not be opened with the passphrase.
+    #[error("wrong passphrase")]
+    WrongPassphrase,
+    /// Authentication failed: the ciphertext was modified or truncated.
+    #[error("the ciphertext is damaged or truncated (authentication failed)")]
+    Damaged,
+    /// The plaintext is larger than the caller allows.
+    #[error("plaintext exceeds the {0} bytes allowed for this object")]
+    TooLarge(u64),
+    /// Reading or writing failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl From<age::DecryptError> for EnvelopeError {
+    fn from(e: age::DecryptError) -> Self {
+        use age::DecryptError as D;
+        match e {
+            D::NoMatchingKeys => EnvelopeError::NoMatchingKey,
+            D::KeyDecryptionFailed => EnvelopeError::WrongPassphrase,
+            D::InvalidHeader | D::UnknownFormat => EnvelopeError::NotAge,
+            D::Io(io) => io_error(io),
+            _ => EnvelopeError::Damaged,
+        }
+    }
+}
+
+/// age reports payload authentication failures as `InvalidData` I/O errors.
+fn io_error(e: io::Error) -> EnvelopeError {
+    match e.kind() {
+        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => EnvelopeError::Damaged,
+        _ => EnvelopeError::Io(e),
+    }
+}
+
+/// Parse an X25519 recipient (`age1…`).
+pub fn parse_recipient(s: &str) -> Result<x25519::Recipient, crate::Error> {
+    x25519::Recipient::from_str(s.trim())
+        .map_err(|e| crate::Error::Key(format!("recipient {:?}: {e}", s.trim())))
+}
+
+/// Parse an X25519 identity (`AGE-SECRET-KEY-1…`). The error never contains the secret.
+pub fn parse_identity(s: &str) -> Result<x25519::Identity, crate::Error> {
+    x25519::Identity::from_str(s.trim())
+        .map_err(|e| crate::Error::Key(format!("identity is not a valid age X25519 key: {e}")))
+}
+
+/// The text form of an identity. Handle with care: it is the secret.
+pub fn identity_to_string(id: &x25519::Identity) -> String {
+    id.to_string().expose_secret().to_string()
+}
+
+/// Encrypt `plaintext` to `recipients` as one age file.
+pub fn encrypt(plaintext: &[u8], recipients: &[x25519::Recipient]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(plaintext.len() + plaintext.len() / 4096 + 512);
+    encrypt_to(plaintext, recipients, &mut out).expect("encrypting into a Vec");
+    out
+}
+
+/// Encrypt `plaintext` to `recipients`, writing the age file to `out`.
+pub fn encrypt_to<W: Write>(
+    plaintext: &[u8],
+    recipients: &[x25519::Recipient],
+    out: W,
+) -> io::Result<W> {
+    let encryptor = age::Encryptor::with_recipients(
+        recipients.iter().map(|r| r as &dyn age::Recipient),
+    )
+    .map_err(|e| io::Error::other(e.to_string()))?;
+    let mut w = encryptor.wrap_output(out)?;
+    w.write_all(plaintext)?;
+    w.finish()
+}
+
+/// Encrypt with a passphrase (scrypt, work factor `log_n`). Used for key objects only.
+pub fn encrypt_with_passphrase(plaintext: &[u8], passphrase: &str, log_n: u8) -> Vec<u8> {
+    let mut recipient = age::scrypt::Recipient::new(SecretString::from(passphrase.to_owned()));
+    recipient.set_work_factor(log_n);
+    let encryptor =
+        age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+            .expect("one scrypt recipient");
+    let mut out = Vec::new();
+    let mut w = encryptor.wrap_output(&mut out).expect("writing to a Vec");
+    w.write_all(plaintext).expect("writing to a Vec");
+    w.finish().expect("writing to a Vec");
+    out
+}
+
+/// True when the object is encrypted to a passphrase rather than to recipients.
+pub fn is_passphrase_encrypted(ciphertext: &[u8]) -> Result<bool, EnvelopeError> {
+    Ok(age::Decryptor::new_buffered(ciphertext)?.is_scrypt())
+}
+
+/// Decrypt an in-memory object with identities, refusing plaintexts over `max_len`.
+pub fn decrypt(
+    ciphertext: &[u8],
+    identities: &[&dyn age::Identity],
+    max_len: u64,
+) -> Result<Vec<u8>, EnvelopeError> {
+    let reader = age::Decryptor::new_buffered(ciphertext)?.decrypt(identities.iter().copied())?;
+    read_bounded(reader, max_len)
+}
+
+/// Decrypt an in-memory object with a passphrase (work factor at most `max_log_n`).
+pub fn decrypt_with_passphrase(
+    ciphertext: &[u8],
+    passphrase: &str,
+    max_log_n: u8,
+    max_len: u64,
+) -> Result<Vec<u8>, EnvelopeError> {
+    let mut identity = age::scrypt::Identity::new(SecretString::from(passphrase.to_owned()));
+    identity.set_max_work_factor(max_log_n);
+    let reader = age::Decryptor::new_buffered(ciphertext)?
+        .decrypt(std::iter::once(&identity as &dyn age::Identity))
+        .map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys
+            | age::DecryptError::DecryptionFailed
+            | age::DecryptError::KeyDecryptionFailed => EnvelopeError::WrongPassphrase,
+            other => other.into(),
+        })?;
+    read_bounded(reader, max_len)
+}
+
+fn read_bounded<R: Read>(reader: R, max_len: u64) -> Result<Vec<u8>, EnvelopeError> {
+    let mut out = Vec::new();
+    reader
+        .take(max_len + 1)
+        .read_to_end(&mut out)
+        .map_err(io_error)?;
+    if out.len() as u64 > max_len {
+        return Err(EnvelopeError::TooLarge(max_len));
+    }
+    Ok(out)
+}
+
+/// A seekable plaintext view of a stored age file (`R` reads the ciphertext).
+pub struct SeekableReader<R: Read + Seek> {
+    inner: age::stream::StreamReader<R>,
+}
+
+impl<R: Read + Seek> SeekableReader<R> {
+    /// Open an age file for random access with `identities`.
+    pub fn open(ciphertext: R, identities: &[&dyn age::Identity]) -> Result<Self, EnvelopeError> {
+        let inner = age::Decryptor::new(ciphertext)?.decrypt(identities.iter().copied())?;
+        Ok(SeekableReader { inner })
+    }
+
+    /// Plaintext length (found by seeking to the end, which authenticates the last segment).
+    pub fn plaintext_len(&mut self) -> Result<u64, EnvelopeError> {
+        let len = self.inner.seek(io::SeekFrom::End(0)).map_err(io_error)?;
+        Ok(len)
+    }
+
+    /// Read exactly `len` plaintext bytes at `offset`.
+    pub fn read_at(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, EnvelopeError> {
+        self.inner
+            .seek(io::SeekFrom::Start(offset))
+            .map_err(io_error)?;
+        let mut buf = vec![0u8; len];
+        self.inner.read_exact(&mut buf).map_err(io_error)?;
+        Ok(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_precise_errors() {
+        let id = x25519::Identity::generate();
+        let other = x25519::Identity::generate();
+        let data = vec![42u8; 200_000];
+        let ct = encrypt(&data, &[id.to_public()]);
+        assert_eq!(decrypt(&ct, &[&id], 1 << 20).unwrap(), data);
+        assert!(matches!(
+            decrypt(&ct, &[&other], 1 << 20),
+            Err(EnvelopeError::NoMatchingKey)
+        ));
+        assert!(matches!(
+            decrypt(&ct, &[&id], 1000),
+            Err(EnvelopeError::TooLarge(1000))
+        ));
+        let mut flipped = ct.clone();
+        let n = flipped.len();
+        flipped[n - 100] ^= 1;
+        assert!(matches!(
+            decrypt(&flipped, &[&id], 1 << 20),
+            Err(EnvelopeError::Damaged)
+        ));
+        assert!(matches!(
+            decrypt(&ct[..n - 10], &[&id], 1 << 20),
+            Err(EnvelopeError::Damaged)
+        ));
+        assert!(matches!(
+            decrypt(b"garbage", &[&id], 10),
+            Err(EnvelopeError::NotAge)
+        ));
+    }
+
+    #[test]
+    fn seekable_reads_any_range() {
+        let id = x25519::Identity::generate();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let ct = encrypt(&data, &[id.to_public()]);
+        let mut r = SeekableReader::open(io::Cursor::new(ct), &[&id]).unwrap();
+        assert_eq!(r.plaintext_len().unwrap(), data.len() as u64);
+        assert_eq!(r.read_at(70_000, 1000).unwrap(), &data[70_000..71_000]);
+        assert_eq!(r.read_at(5, 10).unwrap(), &data[5..15]);
+        assert!(r.read_at(299_999, 10).is_err());
+    }
+
+    #[test]
+    fn passphrase() {
+        let ct = encrypt_with_passphrase(b"secret", "correct horse", 2);
+        assert!(is_passphrase_encrypted(&ct).unwrap());
+        assert_eq!(
+            decrypt_with_passphrase(&ct, "correct horse", 20, 100).unwrap(),
+            b"secret"
+        );
+        assert!(matches!(
+            decrypt_with_passphrase(&ct, "wrong", 20, 100),
+            Err(EnvelopeError::WrongPassphrase)
+        ));
+    }
+}

@@ -1,0 +1,105 @@
+//! Frames: the unit of compression inside a pack.
+//!
+//! A frame holds one blob, or several small consecutive blobs compressed together (small
+//! chunks compress far better as a run than one by one). Each blob stays addressable by
+//! (frame, offset in frame, length).
+
+use crate::{Error, MAX_FRAME_LEN};
+use serde::{Deserialize, Serialize};
+
+/// How a frame's bytes are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Compression {
+    /// Stored as is (compression did not pay).
+    None,
+    /// One zstd frame.
+    Zstd,
+}
+
+/// Reusable zstd compressor (one per worker thread).
+pub struct FrameCompressor {
+    inner: zstd::bulk::Compressor<'static>,
+}
+
+impl FrameCompressor {
+    /// A compressor at `level`.
+    pub fn new(level: i32) -> std::io::Result<Self> {
+        Ok(FrameCompressor {
+            inner: zstd::bulk::Compressor::new(level)?,
+        })
+    }
+
+    /// Compress `raw`; returns the stored bytes and how they are stored. Data that does not
+    /// shrink by at least 1/32 is stored raw, saving the reader a decompression.
+    pub fn compress(&mut self, raw: &[u8]) -> (Compression, Vec<u8>) {
+        match self.inner.compress(raw) {
+            Ok(z) if z.len() + raw.len() / 32 < raw.len() => (Compression::Zstd, z),
+            _ => (Compression::None, raw.to_vec()),
+        }
+    }
+}
+
+/// Recover a frame's plaintext. `raw_len` comes from the trailer or index and bounds memory.
+pub fn decompress(stored: &[u8], compression: Compression, raw_len: u32) -> Result<Vec<u8>, Error> {
+    if raw_len > MAX_FRAME_LEN {
+        return Err(Error::TooLarge {
+            what: "frame",
+            len: raw_len.into(),
+            max: MAX_FRAME_LEN.into(),
+        });
+    }
+    match compression {
+        Compression::None => {
+            if stored.len() != raw_len as usize {
+                return Err(Error::Decompress(format!(
+                    "stored frame is {} bytes, index says {}",
+                    stored.len(),
+                    raw_len
+                )));
+            }
+            Ok(stored.to_vec())
+        }
+        Compression::Zstd => {
+            let mut out = Vec::with_capacity(raw_len as usize);
+            let mut d = zstd::bulk::Decompressor::new().map_err(|e| Error::Decompress(e.to_string()))?;
+            d.decompress_to_buffer(stored, &mut out)
+                .map_err(|e| Error::Decompress(e.to_string()))?;
+            if out.len() != raw_len as usize {
+                return Err(Error::Decompress(format!(
+                    "frame decompressed to {} bytes, index says {}",
+                    out.len(),
+                    raw_len
+                )));
+            }
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressible_round_trip() {
+        let raw = b"apiVersion: v1\nkind: ConfigMap\n".repeat(200);
+        let mut c = FrameCompressor::new(3).unwrap();
+        let (how, stored) = c.compress(&raw);
+        assert_eq!(how, Compression::Zstd);
+        assert!(stored.len() < raw.len() / 10);
+        assert_eq!(decompress(&stored, how, raw.len() as u32).unwrap(), raw);
+        assert!(decompress(&stored, how, raw.len() as u32 - 1).is_err());
+        assert!(decompress(&stored[..stored.len() / 2], how, raw.len() as u32).is_err());
+    }
+
+    #[test]
+    fn incompressible_is_stored_raw() {
+        let raw: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let mut c = FrameCompressor::new(3).unwrap();
+        let (how, stored) = c.compress(&raw);
+        if how == Compression::None {
+            assert_eq!(stored, raw);
+        }
+        assert_eq!(decompress(&stored, how, raw.len() as u32).unwrap(), raw);
+    }
+}

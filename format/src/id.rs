@@ -1,0 +1,94 @@
+//! Identifiers: object ids (blake3 of stored bytes) and blob ids (keyed blake3 of plaintext).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A 32-byte identifier, shown as 64 lower-case hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+pub struct Id(pub [u8; 32]);
+
+impl Id {
+    /// The id of a stored object: blake3 of its bytes exactly as stored (ciphertext).
+    /// Anyone can verify it without a key.
+    pub fn of_object(stored: &[u8]) -> Id {
+        Id(*blake3::hash(stored).as_bytes())
+    }
+
+    /// Full lower-case hex form.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The first `n` hex digits, for display.
+    pub fn short(&self) -> String {
+        let mut s = self.to_hex();
+        s.truncate(8);
+        s
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({})", self.short())
+    }
+}
+
+/// Error parsing an [`Id`] from text.
+#[derive(Debug, thiserror::Error)]
+#[error("not a cairn id (expected 64 hex digits): {0:?}")]
+pub struct ParseIdError(pub String);
+
+impl FromStr for Id {
+    type Err = ParseIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| ParseIdError(s.to_string()))?;
+        Ok(Id(out))
+    }
+}
+
+/// The repository's secret key for blob ids. Blob id = blake3 keyed hash of the plaintext, so
+/// ids reveal nothing about content to whoever holds only the storage.
+#[derive(Clone)]
+pub struct ChunkIdKey(pub [u8; 32]);
+
+impl ChunkIdKey {
+    /// The id of a blob with this plaintext.
+    pub fn id(&self, plaintext: &[u8]) -> Id {
+        Id(*blake3::keyed_hash(&self.0, plaintext).as_bytes())
+    }
+}
+
+impl fmt::Debug for ChunkIdKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ChunkIdKey(<secret>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_rejects_garbage() {
+        let id = Id::of_object(b"cairn");
+        assert_eq!(id.to_hex().parse::<Id>().unwrap(), id);
+        assert!("zz".parse::<Id>().is_err());
+        assert!(id.to_hex()[..63].parse::<Id>().is_err());
+    }
+
+    #[test]
+    fn keyed_ids_depend_on_the_key() {
+        let a = ChunkIdKey([1; 32]).id(b"same bytes");
+        let b = ChunkIdKey([2; 32]).id(b"same bytes");
+        assert_ne!(a, b);
+        assert_ne!(a, Id::of_object(b"same bytes"));
+    }
+}

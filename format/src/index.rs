@@ -1,0 +1,78 @@
+//! Index objects: which pack holds each blob. One is written per backup; readers merge all.
+
+use crate::pack::{BlobEntry, PackKind};
+use crate::record::{self, RecordKind};
+use crate::{Error, Id};
+use serde::{Deserialize, Serialize};
+
+/// One pack as listed in an index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexPack {
+    /// Pack id (blake3 of the stored ciphertext).
+    pub id: Id,
+    /// Data or tree.
+    pub kind: PackKind,
+    /// Stored (ciphertext) size in bytes.
+    pub size: u64,
+    /// The pack's blobs, as in its trailer.
+    pub blobs: Vec<BlobEntry>,
+}
+
+/// The `index/<id>` record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct IndexRecord {
+    /// Packs described.
+    pub packs: Vec<IndexPack>,
+}
+
+impl IndexRecord {
+    /// Encode as an index record.
+    pub fn encode(&self) -> Vec<u8> {
+        record::encode(RecordKind::Index, self)
+    }
+
+    /// Decode and sanity-check an index record.
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        let rec: IndexRecord = record::decode(RecordKind::Index, bytes)?;
+        for p in &rec.packs {
+            for b in &p.blobs {
+                // The trailer lies inside the plaintext, which is smaller than the ciphertext.
+                b.validate(p.size)?;
+            }
+        }
+        Ok(rec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Compression;
+    use crate::pack::FrameRef;
+
+    #[test]
+    fn round_trip() {
+        let rec = IndexRecord {
+            packs: vec![IndexPack {
+                id: Id([1; 32]),
+                kind: PackKind::Tree,
+                size: 1000,
+                blobs: vec![BlobEntry {
+                    id: Id([2; 32]),
+                    frame: FrameRef {
+                        offset: 0,
+                        stored_len: 100,
+                        raw_len: 300,
+                        compression: Compression::Zstd,
+                    },
+                    offset: 10,
+                    len: 200,
+                }],
+            }],
+        };
+        assert_eq!(IndexRecord::decode(&rec.encode()).unwrap(), rec);
+        let mut bad = rec.clone();
+        bad.packs[0].size = 50;
+        assert!(IndexRecord::decode(&bad.encode()).is_err());
+    }
+}

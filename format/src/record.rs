@@ -1,0 +1,127 @@
+//! Record framing shared by every postcard-encoded object: an 8-byte header followed by the
+//! postcard body.
+//!
+//! ```text
+//! offset size field
+//! 0      5    magic  b"cairn"
+//! 5      1    kind   one ASCII letter (see RecordKind)
+//! 6      2    version, u16 little-endian
+//! 8      ..   postcard body
+//! ```
+
+use crate::{Error, FORMAT_VERSION};
+use serde::{de::DeserializeOwned, Serialize};
+
+/// Length of the record header.
+pub const HEADER_LEN: usize = 8;
+const MAGIC: &[u8; 5] = b"cairn";
+
+/// The kinds of record, each with its own letter in the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// `config` object.
+    Config,
+    /// Repository secrets inside `keys/<id>` and write-key files.
+    Keys,
+    /// Pack trailer.
+    PackTrailer,
+    /// `index/<id>` object.
+    Index,
+    /// Tree blob.
+    Tree,
+    /// `snapshots/<id>` object.
+    Snapshot,
+}
+
+impl RecordKind {
+    fn letter(self) -> u8 {
+        match self {
+            RecordKind::Config => b'C',
+            RecordKind::Keys => b'K',
+            RecordKind::PackTrailer => b'P',
+            RecordKind::Index => b'I',
+            RecordKind::Tree => b'T',
+            RecordKind::Snapshot => b'S',
+        }
+    }
+
+    /// Human name, used in errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordKind::Config => "config",
+            RecordKind::Keys => "keys",
+            RecordKind::PackTrailer => "pack trailer",
+            RecordKind::Index => "index",
+            RecordKind::Tree => "tree",
+            RecordKind::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// Encode `value` as a record of `kind` at the current format version.
+pub fn encode<T: Serialize>(kind: RecordKind, value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(MAGIC);
+    out.push(kind.letter());
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    // postcard serialisation into a Vec cannot fail for the plain data types used here.
+    postcard::to_io(value, &mut out).expect("postcard encoding to a Vec");
+    out
+}
+
+/// Decode a record of `kind`, checking magic and version; trailing bytes are an error.
+pub fn decode<T: DeserializeOwned>(kind: RecordKind, bytes: &[u8]) -> Result<T, Error> {
+    let name = kind.name();
+    if bytes.len() < HEADER_LEN {
+        return Err(Error::Truncated { what: name });
+    }
+    if &bytes[..5] != MAGIC || bytes[5] != kind.letter() {
+        return Err(Error::BadMagic { expected: name });
+    }
+    let version = u16::from_le_bytes([bytes[6], bytes[7]]);
+    if version > FORMAT_VERSION || version == 0 {
+        return Err(Error::UnsupportedVersion {
+            kind: name,
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let (value, rest) = postcard::take_from_bytes::<T>(&bytes[HEADER_LEN..])
+        .map_err(|e| Error::malformed(name, e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(Error::malformed(
+            name,
+            format!("{} unexpected trailing bytes", rest.len()),
+        ));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_is_checked() {
+        let bytes = encode(RecordKind::Index, &vec![1u32, 2, 3]);
+        assert_eq!(&bytes[..8], b"cairnI\x01\x00");
+        assert_eq!(
+            decode::<Vec<u32>>(RecordKind::Index, &bytes).unwrap(),
+            vec![1, 2, 3]
+        );
+        assert!(matches!(
+            decode::<Vec<u32>>(RecordKind::Tree, &bytes),
+            Err(Error::BadMagic { .. })
+        ));
+        let mut newer = bytes.clone();
+        newer[6] = 2;
+        assert!(matches!(
+            decode::<Vec<u32>>(RecordKind::Index, &newer),
+            Err(Error::UnsupportedVersion { found: 2, .. })
+        ));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode::<Vec<u32>>(RecordKind::Index, &longer).is_err());
+        assert!(decode::<Vec<u32>>(RecordKind::Index, &bytes[..4]).is_err());
+    }
+}

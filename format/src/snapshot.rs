@@ -1,0 +1,119 @@
+//! Snapshot objects: one per completed backup.
+
+use crate::record::{self, RecordKind};
+use crate::{Error, Id};
+use serde::{Deserialize, Serialize};
+
+/// What was backed up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SourceKind {
+    /// Paths of a file system.
+    Paths,
+    /// An etcd snapshot.
+    Etcd,
+    /// Static pod resources.
+    StaticPods,
+    /// etcd snapshot plus static pod resources, taken together.
+    Cluster,
+    /// API objects of a project (namespace).
+    Project,
+}
+
+impl SourceKind {
+    /// Lower-case name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Paths => "paths",
+            SourceKind::Etcd => "etcd",
+            SourceKind::StaticPods => "static-pods",
+            SourceKind::Cluster => "cluster",
+            SourceKind::Project => "project",
+        }
+    }
+}
+
+/// Counters recorded with a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SnapshotStats {
+    /// Regular files.
+    pub files: u64,
+    /// Directories.
+    pub dirs: u64,
+    /// Other entries (symlinks, devices, ...).
+    pub others: u64,
+    /// Sum of file sizes.
+    pub bytes: u64,
+    /// Files whose content was read (the rest were unchanged since the parent).
+    pub files_read: u64,
+    /// New blobs written.
+    pub blobs_added: u64,
+    /// Stored (encrypted) bytes of the new packs.
+    pub stored_added: u64,
+    /// Entries that could not be read and are missing from the snapshot.
+    pub unreadable: u64,
+    /// Wall-clock duration, milliseconds.
+    pub duration_ms: u64,
+}
+
+/// The `snapshots/<id>` record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// When the backup started, nanoseconds since the Unix epoch (UTC).
+    pub time_ns: i64,
+    /// Host name recorded (defaults to the backup host's).
+    pub host: String,
+    /// User that ran the backup.
+    pub username: String,
+    /// Kind of source.
+    pub source: SourceKind,
+    /// Paths (or source names) as given, absolute.
+    pub paths: Vec<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Root tree blob id.
+    pub tree: Id,
+    /// The snapshot used to skip unchanged files, if any.
+    pub parent: Option<Id>,
+    /// Counters.
+    pub stats: SnapshotStats,
+    /// Version of cairn that wrote it.
+    pub program: String,
+    /// Facts about the source (for etcd: revision, hash, key count, cluster version), as
+    /// ordered key/value pairs.
+    pub facts: Vec<(String, String)>,
+}
+
+impl Snapshot {
+    /// Encode as a snapshot record.
+    pub fn encode(&self) -> Vec<u8> {
+        record::encode(RecordKind::Snapshot, self)
+    }
+
+    /// Decode a snapshot record.
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        record::decode(RecordKind::Snapshot, bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let s = Snapshot {
+            time_ns: 1_700_000_000_000_000_000,
+            host: "master-0".into(),
+            username: "root".into(),
+            source: SourceKind::Paths,
+            paths: vec!["/etc/kubernetes".into()],
+            tags: vec!["daily".into()],
+            tree: Id([4; 32]),
+            parent: None,
+            stats: SnapshotStats::default(),
+            program: "cairn 0.1.0".into(),
+            facts: vec![("revision".into(), "42".into())],
+        };
+        assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
+    }
+}
