@@ -1,1 +1,18 @@
+//! cairn's repository: where bytes are kept, and the repository built over them.
+//!
+//! [`backend`] keeps objects (local disk and NFS here; S3 behind the same trait), [`repo`]
+//! opens and initialises repositories and holds the key roles, [`index`] maps blobs to packs,
+//! [`saver`] and [`loader`] are the write and read pipelines, [`snapshots`] lists and resolves
+//! snapshots and [`trees`] walks them. No command-line concerns live here.
 
+pub mod backend;
+mod error;
+pub mod index;
+pub mod loader;
+pub mod repo;
+pub mod saver;
+pub mod snapshots;
+pub mod trees;
+
+pub use error::{Error, Result};
+pub use repo::{Credentials, InitOptions, Repository, Role};

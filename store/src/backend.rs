@@ -1,0 +1,56 @@
+//! Where objects are kept. A backend stores immutable, write-once objects by path
+//! (`data/ab/ab…`, `snapshots/…`); the repository never modifies one in place.
+
+mod local;
+
+pub use local::LocalBackend;
+
+use crate::Result;
+use std::io::{Read, Seek};
+
+/// Anything that reads an object with random access.
+pub trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ReadSeek for T {}
+
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Path relative to the repository root, `/`-separated.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A place that keeps objects.
+pub trait Backend: Send + Sync {
+    /// Human-readable location, for messages.
+    fn location(&self) -> String;
+    /// Store `bytes` at `path`, durably, never exposing a partial object under `path`.
+    /// Content-addressed objects may be written twice with the same bytes.
+    fn put(&self, path: &str, bytes: &[u8]) -> Result<()>;
+    /// Store `bytes` at `path` only if nothing is there yet; returns false if something was.
+    fn put_new(&self, path: &str, bytes: &[u8]) -> Result<bool>;
+    /// Read a whole object.
+    fn get(&self, path: &str) -> Result<Vec<u8>>;
+    /// Open an object for random access.
+    fn open(&self, path: &str) -> Result<Box<dyn ReadSeek>>;
+    /// True if an object exists at `path`.
+    fn exists(&self, path: &str) -> Result<bool>;
+    /// Every object below the directory `prefix` (recursively).
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+    /// Delete an object (absent objects are not an error).
+    fn delete(&self, path: &str) -> Result<()>;
+}
+
+/// Open a backend from a location: a path or a `file://` URL.
+pub fn open(location: &str) -> Result<Box<dyn Backend>> {
+    if let Some(path) = location.strip_prefix("file://") {
+        return Ok(Box::new(LocalBackend::new(path)));
+    }
+    if let Some((scheme, _)) = location.split_once("://") {
+        return Err(crate::Error::Invalid(format!(
+            "repository scheme {scheme}:// is not supported by this build (use a path or file://)"
+        )));
+    }
+    Ok(Box::new(LocalBackend::new(location)))
+}

@@ -1,0 +1,128 @@
+use cairn_format::Id;
+use thiserror::Error;
+
+/// Result with the store's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong keeping or reading a repository. Every variant names the object and, where
+/// there is one, what to do.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The location holds no cairn repository.
+    #[error("{location} is not a cairn repository (no config object); create one with `cairn init`")]
+    NotARepository {
+        /// Repository location as given.
+        location: String,
+    },
+    /// `init` found an existing repository.
+    #[error("{location} already holds a cairn repository; refusing to overwrite it")]
+    AlreadyInitialized {
+        /// Repository location.
+        location: String,
+    },
+    /// An object is missing.
+    #[error("object {object} is missing from the repository")]
+    NotFound {
+        /// Object path.
+        object: String,
+    },
+    /// The storage failed.
+    #[error("{op} {object}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// Object or path.
+        object: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An object exists but its bytes are wrong.
+    #[error("object {object} is damaged: {source}. Other snapshots stay readable; run `cairn check` to see what it affects")]
+    Damaged {
+        /// Object path.
+        object: String,
+        /// What is wrong.
+        #[source]
+        source: cairn_format::Error,
+    },
+    /// An object's name does not match the hash of its bytes.
+    #[error("object {object} is damaged: its content does not match its name (blake3 {actual})")]
+    NameMismatch {
+        /// Object path.
+        object: String,
+        /// Hash of the bytes found.
+        actual: Id,
+    },
+    /// A blob read back does not hash to its id.
+    #[error("blob {id} read from pack {pack} does not match its id: the pack is damaged")]
+    BlobMismatch {
+        /// Blob id.
+        id: Id,
+        /// Pack holding it.
+        pack: Id,
+    },
+    /// A blob referenced by a snapshot is in no index.
+    #[error("blob {0} is not in the repository index: the snapshot references data that is missing")]
+    BlobMissing(Id),
+    /// No key object opens with the given identity.
+    #[error("none of the given identities opens a key of this repository ({tried} key objects tried); check --identity / CAIRN_IDENTITY")]
+    WrongIdentity {
+        /// How many key objects were tried.
+        tried: usize,
+    },
+    /// No passphrase key object opens with the passphrase.
+    #[error("the passphrase opens none of this repository's passphrase keys ({tried} tried)")]
+    WrongPassphrase {
+        /// How many passphrase key objects were tried.
+        tried: usize,
+    },
+    /// The write key belongs to another repository.
+    #[error("the write key belongs to repository {key_repo}, not to this repository {repo}")]
+    KeyMismatch {
+        /// Repository id in the key.
+        key_repo: Id,
+        /// Repository id in config.
+        repo: Id,
+    },
+    /// The repository was opened with a write key and the operation needs content.
+    #[error("this repository was opened with a write key, which can back up and list but cannot decrypt file contents; {what} needs the repository identity (--identity or CAIRN_IDENTITY)")]
+    NeedsIdentity {
+        /// The operation attempted.
+        what: &'static str,
+    },
+    /// A snapshot specification matched nothing.
+    #[error("no snapshot matches {0:?}; list them with `cairn snapshots`")]
+    SnapshotNotFound(String),
+    /// A snapshot id prefix matched several.
+    #[error("snapshot prefix {0:?} is ambiguous; give more digits")]
+    AmbiguousSnapshot(String),
+    /// Invalid arguments or key material.
+    #[error("{0}")]
+    Invalid(String),
+    /// A format error outside any one object.
+    #[error(transparent)]
+    Format(#[from] cairn_format::Error),
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, object: impl Into<String>, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            return Error::NotFound {
+                object: object.into(),
+            };
+        }
+        Error::Io {
+            op,
+            object: object.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn damaged(object: impl Into<String>, source: impl Into<cairn_format::Error>) -> Self {
+        Error::Damaged {
+            object: object.into(),
+            source: source.into(),
+        }
+    }
+}

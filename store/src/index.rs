@@ -1,0 +1,126 @@
+//! The in-memory index: blob id → location, merged from every `index/<id>` object.
+
+use crate::repo::Repository;
+use crate::{Error, Result};
+use cairn_format::index::{IndexPack, IndexRecord};
+use cairn_format::pack::{FrameRef, PackKind};
+use cairn_format::Id;
+use std::collections::HashMap;
+
+/// Largest index object accepted.
+const MAX_INDEX_LEN: u64 = 1 << 30;
+
+/// Where one blob is: pack number (into [`Index::packs`]), frame, offset and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// Index into [`Index::pack`].
+    pub pack: u32,
+    /// Frame in the pack.
+    pub frame: FrameRef,
+    /// Offset inside the uncompressed frame.
+    pub offset: u32,
+    /// Blob length.
+    pub len: u32,
+}
+
+/// A pack known to the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackInfo {
+    /// Pack id.
+    pub id: Id,
+    /// Data or tree.
+    pub kind: PackKind,
+    /// Stored size.
+    pub size: u64,
+}
+
+/// Blob locations for the whole repository.
+#[derive(Debug, Default)]
+pub struct Index {
+    packs: Vec<PackInfo>,
+    pack_numbers: HashMap<Id, u32>,
+    blobs: HashMap<Id, Location>,
+    /// Index objects that could not be read, with the reason.
+    pub damaged: Vec<(String, String)>,
+}
+
+impl Index {
+    /// Load and merge every index object. Damaged ones are recorded in `damaged` and logged;
+    /// the blobs they list are then unknown (a backup stores them again).
+    pub fn load(repo: &Repository) -> Result<Index> {
+        let mut index = Index::default();
+        for obj in repo.backend().list("index")? {
+            let name = obj.path.rsplit('/').next().unwrap_or_default();
+            let loaded = name
+                .parse::<Id>()
+                .map_err(|e| Error::Invalid(e.to_string()))
+                .and_then(|id| repo.get_meta("index", &id, MAX_INDEX_LEN))
+                .and_then(|plain| {
+                    IndexRecord::decode(&plain).map_err(|e| Error::damaged(obj.path.clone(), e))
+                });
+            match loaded {
+                Ok(rec) => {
+                    for p in &rec.packs {
+                        index.add_pack(p);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("skipping index object {}: {e}", obj.path);
+                    index.damaged.push((obj.path.clone(), e.to_string()));
+                }
+            }
+        }
+        Ok(index)
+    }
+
+    /// Add one pack's blobs.
+    pub fn add_pack(&mut self, p: &IndexPack) {
+        let next = self.packs.len() as u32;
+        let number = *self.pack_numbers.entry(p.id).or_insert_with(|| {
+            self.packs.push(PackInfo {
+                id: p.id,
+                kind: p.kind,
+                size: p.size,
+            });
+            next
+        });
+        for b in &p.blobs {
+            self.blobs.entry(b.id).or_insert(Location {
+                pack: number,
+                frame: b.frame,
+                offset: b.offset,
+                len: b.len,
+            });
+        }
+    }
+
+    /// Where a blob is.
+    pub fn get(&self, id: &Id) -> Option<Location> {
+        self.blobs.get(id).copied()
+    }
+
+    /// True if the blob is stored.
+    pub fn contains(&self, id: &Id) -> bool {
+        self.blobs.contains_key(id)
+    }
+
+    /// Pack by number.
+    pub fn pack(&self, number: u32) -> PackInfo {
+        self.packs[number as usize]
+    }
+
+    /// All packs.
+    pub fn packs(&self) -> &[PackInfo] {
+        &self.packs
+    }
+
+    /// Number of blobs.
+    pub fn len(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+}

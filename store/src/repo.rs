@@ -1,0 +1,370 @@
+//! Opening, creating and holding a repository, with its key role.
+
+use crate::backend::{Backend, ReadSeek};
+use crate::{Error, Result};
+use cairn_format::chunker::{ChunkPolicy, ChunkerParams};
+use cairn_format::config::RepoConfig;
+use cairn_format::envelope::{self, EnvelopeError, SeekableReader};
+use cairn_format::keys::KeyRecord;
+use cairn_format::pack::PackKind;
+use cairn_format::{ChunkIdKey, Id};
+use rand::RngCore;
+
+/// scrypt work factor for passphrase-protected keys (age's default strength).
+const SCRYPT_LOG_N: u8 = 18;
+/// Largest scrypt work factor accepted when opening (bounds the work a hostile repo can cause).
+const SCRYPT_MAX_LOG_N: u8 = 22;
+/// Largest key object plaintext accepted.
+const MAX_KEYS_LEN: u64 = 1 << 20;
+
+/// How the user proves who they are.
+pub enum Credentials {
+    /// age identities (from an identity file): full access if they open a key object.
+    Identities(Vec<Box<dyn age::Identity + Send + Sync>>),
+    /// A passphrase that opens a passphrase key object: full access.
+    Passphrase(String),
+    /// A write key: back up and read metadata, never file content.
+    WriteKey(KeyRecord),
+}
+
+/// What the opened repository may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Identity holder: everything.
+    Full,
+    /// Write key holder: no file content.
+    WriteOnly,
+}
+
+/// Parameters for `init`.
+pub struct InitOptions {
+    /// X25519 recipients (`age1…`) that will be able to read everything.
+    pub recipients: Vec<String>,
+    /// A passphrase that will also open the repository.
+    pub passphrase: Option<String>,
+    /// FastCDC sizes.
+    pub chunker: ChunkerParams,
+    /// Pack target size.
+    pub pack_size: u32,
+    /// zstd level.
+    pub zstd_level: i32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            recipients: Vec::new(),
+            passphrase: None,
+            chunker: ChunkerParams::default(),
+            pack_size: RepoConfig::DEFAULT_PACK_SIZE,
+            zstd_level: 3,
+        }
+    }
+}
+
+/// An open repository.
+pub struct Repository {
+    backend: Box<dyn Backend>,
+    config: RepoConfig,
+    keys: KeyRecord,
+    meta_identity: age::x25519::Identity,
+    data_identities: Option<Vec<Box<dyn age::Identity + Send + Sync>>>,
+    master_recipients: Vec<age::x25519::Recipient>,
+    meta_recipients: Vec<age::x25519::Recipient>,
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b
+}
+
+impl Repository {
+    /// Create a new repository in `backend`.
+    pub fn init(backend: Box<dyn Backend>, opts: InitOptions) -> Result<Repository> {
+        opts.chunker.validate()?;
+        if opts.recipients.is_empty() && opts.passphrase.is_none() {
+            return Err(Error::Invalid(
+                "init needs at least one recipient (--recipient/--recipients-file) or a passphrase (--passphrase-file)".into(),
+            ));
+        }
+        if backend.exists("config")? {
+            return Err(Error::AlreadyInitialized {
+                location: backend.location(),
+            });
+        }
+        let mut master_recipients = Vec::new();
+        for r in &opts.recipients {
+            master_recipients.push(envelope::parse_recipient(r)?);
+        }
+        let master_identity = opts.passphrase.as_ref().map(|_| {
+            let id = age::x25519::Identity::generate();
+            master_recipients.push(id.to_public());
+            id
+        });
+        let meta = age::x25519::Identity::generate();
+        let config = RepoConfig {
+            repo_id: Id(random_bytes()),
+            created_unix: chrono::Utc::now().timestamp(),
+            chunker: opts.chunker,
+            pack_size: opts.pack_size,
+            zstd_level: opts.zstd_level,
+        };
+        let keys = KeyRecord {
+            repo_id: config.repo_id,
+            chunk_key: random_bytes(),
+            chunker_seed: u64::from_le_bytes(random_bytes()),
+            meta_identity: envelope::identity_to_string(&meta),
+            master_recipients: master_recipients.iter().map(|r| r.to_string()).collect(),
+            master_identity: None,
+        };
+        // Keys first, config last: a repository without config is not a repository, so an
+        // interrupted init can simply be run again.
+        if !opts.recipients.is_empty() {
+            let user: Vec<_> = master_recipients[..opts.recipients.len()].to_vec();
+            let ct = envelope::encrypt(&keys.encode(), &user);
+            backend.put(&format!("keys/{}", Id::of_object(&ct)), &ct)?;
+        }
+        if let (Some(pass), Some(master)) = (&opts.passphrase, &master_identity) {
+            let with_master = KeyRecord {
+                master_identity: Some(envelope::identity_to_string(master)),
+                ..keys.clone()
+            };
+            let ct = envelope::encrypt_with_passphrase(&with_master.encode(), pass, SCRYPT_LOG_N);
+            backend.put(&format!("keys/{}", Id::of_object(&ct)), &ct)?;
+        }
+        if !backend.put_new("config", &config.encode())? {
+            return Err(Error::AlreadyInitialized {
+                location: backend.location(),
+            });
+        }
+        let creds = match master_identity {
+            Some(m) => Credentials::Identities(vec![Box::new(m)]),
+            None => Credentials::WriteKey(keys.clone()),
+        };
+        Self::assemble(backend, config, keys, creds)
+    }
+
+    /// Open the repository in `backend` with `creds`.
+    pub fn open(backend: Box<dyn Backend>, creds: Credentials) -> Result<Repository> {
+        let config_bytes = match backend.get("config") {
+            Ok(b) => b,
+            Err(Error::NotFound { .. }) => {
+                return Err(Error::NotARepository {
+                    location: backend.location(),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let config = RepoConfig::decode(&config_bytes).map_err(|e| Error::damaged("config", e))?;
+        let (keys, creds) = match creds {
+            Credentials::WriteKey(k) => {
+                if k.repo_id != config.repo_id {
+                    return Err(Error::KeyMismatch {
+                        key_repo: k.repo_id,
+                        repo: config.repo_id,
+                    });
+                }
+                (k.clone(), Credentials::WriteKey(k))
+            }
+            Credentials::Identities(ids) => {
+                let keys = Self::find_key(backend.as_ref(), &config, |ct| {
+                    let refs: Vec<&dyn age::Identity> =
+                        ids.iter().map(|i| i.as_ref() as &dyn age::Identity).collect();
+                    envelope::decrypt(ct, &refs, MAX_KEYS_LEN)
+                })
+                .map_err(|tried| match tried {
+                    Ok(tried) => Error::WrongIdentity { tried },
+                    Err(e) => e,
+                })?;
+                (keys, Credentials::Identities(ids))
+            }
+            Credentials::Passphrase(pass) => {
+                let keys = Self::find_key(backend.as_ref(), &config, |ct| {
+                    envelope::decrypt_with_passphrase(ct, &pass, SCRYPT_MAX_LOG_N, MAX_KEYS_LEN)
+                })
+                .map_err(|tried| match tried {
+                    Ok(tried) => Error::WrongPassphrase { tried },
+                    Err(e) => e,
+                })?;
+                let master = keys.master_identity.as_deref().ok_or_else(|| {
+                    Error::Invalid("passphrase key holds no master identity".into())
+                })?;
+                let master = envelope::parse_identity(master)?;
+                (keys, Credentials::Identities(vec![Box::new(master)]))
+            }
+        };
+        Self::assemble(backend, config, keys, creds)
+    }
+
+    /// Try every key object with `decrypt`. `Err(Ok(n))`: none of `n` opened.
+    fn find_key(
+        backend: &dyn Backend,
+        config: &RepoConfig,
+        decrypt: impl Fn(&[u8]) -> Result<Vec<u8>, EnvelopeError>,
+    ) -> Result<KeyRecord, Result<usize, Error>> {
+        let objects = backend.list("keys").map_err(Err)?;
+        let mut tried = 0;
+        for obj in &objects {
+            let ct = backend.get(&obj.path).map_err(Err)?;
+            tried += 1;
+            match decrypt(&ct) {
+                Ok(plain) => {
+                    let keys = KeyRecord::decode(&plain)
+                        .map_err(|e| Err(Error::damaged(obj.path.clone(), e)))?;
+                    if keys.repo_id != config.repo_id {
+                        return Err(Err(Error::KeyMismatch {
+                            key_repo: keys.repo_id,
+                            repo: config.repo_id,
+                        }));
+                    }
+                    return Ok(keys);
+                }
+                Err(EnvelopeError::NoMatchingKey | EnvelopeError::WrongPassphrase) => {}
+                Err(EnvelopeError::NotAge) => {}
+                Err(e) => {
+                    tracing::warn!("key object {} could not be read: {e}", obj.path);
+                }
+            }
+        }
+        Err(Ok(tried))
+    }
+
+    fn assemble(
+        backend: Box<dyn Backend>,
+        config: RepoConfig,
+        keys: KeyRecord,
+        creds: Credentials,
+    ) -> Result<Repository> {
+        let meta_identity = envelope::parse_identity(&keys.meta_identity)?;
+        let master_recipients = keys
+            .master_recipients
+            .iter()
+            .map(|r| envelope::parse_recipient(r))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut meta_recipients = vec![meta_identity.to_public()];
+        meta_recipients.extend(master_recipients.iter().cloned());
+        let data_identities = match creds {
+            Credentials::Identities(ids) => Some(ids),
+            _ => None,
+        };
+        Ok(Repository {
+            backend,
+            config,
+            keys,
+            meta_identity,
+            data_identities,
+            master_recipients,
+            meta_recipients,
+        })
+    }
+
+    /// The storage.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    /// Repository parameters.
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    /// The role the credentials grant.
+    pub fn role(&self) -> Role {
+        if self.data_identities.is_some() {
+            Role::Full
+        } else {
+            Role::WriteOnly
+        }
+    }
+
+    /// The blob id key.
+    pub fn chunk_id_key(&self) -> ChunkIdKey {
+        self.keys.chunk_id_key()
+    }
+
+    /// Chunking policy for general files.
+    pub fn cdc_policy(&self) -> ChunkPolicy {
+        ChunkPolicy::Cdc {
+            params: self.config.chunker,
+            seed: self.keys.chunker_seed,
+        }
+    }
+
+    /// The write key file text for this repository.
+    pub fn write_key_text(&self) -> String {
+        cairn_format::keys::write_key_to_text(&self.keys)
+    }
+
+    /// Recipients of packs of `kind`: data packs go to the master recipients only.
+    pub fn pack_recipients(&self, kind: PackKind) -> &[age::x25519::Recipient] {
+        match kind {
+            PackKind::Data => &self.master_recipients,
+            PackKind::Tree => &self.meta_recipients,
+        }
+    }
+
+    /// Path of a pack object.
+    pub fn pack_path(kind: PackKind, id: &Id) -> String {
+        let hex = id.to_hex();
+        format!("{}/{}/{}", kind.dir(), &hex[..2], hex)
+    }
+
+    /// Encrypt `plaintext` to the metadata recipients and store it as `dir/<id>`.
+    pub fn put_meta(&self, dir: &str, plaintext: &[u8]) -> Result<Id> {
+        let ct = envelope::encrypt(plaintext, &self.meta_recipients);
+        let id = Id::of_object(&ct);
+        self.backend.put(&format!("{dir}/{id}"), &ct)?;
+        Ok(id)
+    }
+
+    /// Read `dir/<id>`, check its name, decrypt with the metadata identity.
+    pub fn get_meta(&self, dir: &str, id: &Id, max_len: u64) -> Result<Vec<u8>> {
+        let path = format!("{dir}/{id}");
+        let ct = self.backend.get(&path)?;
+        let actual = Id::of_object(&ct);
+        if actual != *id {
+            return Err(Error::NameMismatch {
+                object: path,
+                actual,
+            });
+        }
+        envelope::decrypt(&ct, &[&self.meta_identity], max_len)
+            .map_err(|e| Error::damaged(path, e))
+    }
+
+    /// Open a pack for random access, with the identity its kind needs.
+    pub fn open_pack(&self, kind: PackKind, id: &Id) -> Result<SeekableReader<Box<dyn ReadSeek>>> {
+        let path = Self::pack_path(kind, id);
+        let reader = self.backend.open(&path)?;
+        let result = match kind {
+            PackKind::Tree => SeekableReader::open(reader, &[&self.meta_identity]),
+            PackKind::Data => {
+                let ids = self.data_identities.as_ref().ok_or(Error::NeedsIdentity {
+                    what: "reading file contents",
+                })?;
+                let refs: Vec<&dyn age::Identity> =
+                    ids.iter().map(|i| i.as_ref() as &dyn age::Identity).collect();
+                SeekableReader::open(reader, &refs)
+            }
+        };
+        result.map_err(|e| match e {
+            EnvelopeError::NoMatchingKey => Error::Invalid(format!(
+                "pack {path} is not encrypted to the given identity; is it the identity this repository was created for?"
+            )),
+            e => Error::damaged(path, e),
+        })
+    }
+
+    /// Identities able to decrypt data packs, if the role allows.
+    pub fn data_identities(&self) -> Option<Vec<&dyn age::Identity>> {
+        self.data_identities
+            .as_ref()
+            .map(|ids| ids.iter().map(|i| i.as_ref() as &dyn age::Identity).collect())
+    }
+
+    /// The metadata identity.
+    pub fn meta_identity(&self) -> &age::x25519::Identity {
+        &self.meta_identity
+    }
+}

@@ -1,0 +1,473 @@
+//! The write pipeline: chunk → keyed hash → dedup → (batch small blobs) → zstd → pack → age →
+//! store, with a fixed number of worker threads and a bounded queue, so memory stays bounded
+//! whatever the input size: at most `2 × workers` queued jobs, one open pack per kind, and one
+//! pack being sealed per worker.
+
+use crate::index::Index;
+use crate::repo::Repository;
+use crate::{Error, Result};
+use cairn_format::chunker::{ChunkPolicy, Chunker};
+use cairn_format::envelope;
+use cairn_format::frame::FrameCompressor;
+use cairn_format::index::{IndexPack, IndexRecord};
+use cairn_format::pack::{PackBuilder, PackKind};
+use cairn_format::tree::Tree;
+use cairn_format::{ChunkIdKey, Id};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::collections::HashSet;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Blobs smaller than this are compressed together with their neighbours.
+pub const SMALL_BLOB: usize = 32 << 10;
+/// A run of small blobs is closed into one frame once it reaches this size.
+pub const FRAME_TARGET: usize = 256 << 10;
+
+/// What a save added to the repository.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SaveStats {
+    /// New blobs.
+    pub blobs_added: u64,
+    /// Their plaintext bytes.
+    pub raw_added: u64,
+    /// Stored (encrypted pack) bytes written.
+    pub stored_added: u64,
+    /// Packs written.
+    pub packs: u64,
+}
+
+struct Job {
+    kind: PackKind,
+    raw: Vec<u8>,
+    blobs: Vec<(Id, u32, u32)>,
+}
+
+#[derive(Default)]
+struct Batch {
+    raw: Vec<u8>,
+    blobs: Vec<(Id, u32, u32)>,
+}
+
+struct Shared {
+    repo: Arc<Repository>,
+    packers: [Mutex<Option<PackBuilder>>; 2],
+    written: Mutex<Vec<IndexPack>>,
+    error: Mutex<Option<Error>>,
+    failed: AtomicBool,
+    stored: AtomicU64,
+}
+
+fn slot(kind: PackKind) -> usize {
+    match kind {
+        PackKind::Data => 0,
+        PackKind::Tree => 1,
+    }
+}
+
+impl Shared {
+    fn fail(&self, e: Error) {
+        let mut slot = self.error.lock().expect("error lock");
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
+    /// Seal a pack: trailer, age, blake3 name, store, remember for the index.
+    fn write_pack(&self, pack: PackBuilder) -> Result<()> {
+        let kind = pack.kind();
+        let (plain, trailer) = pack.finish();
+        let ct = envelope::encrypt(&plain, self.repo.pack_recipients(kind));
+        drop(plain);
+        let id = Id::of_object(&ct);
+        self.repo
+            .backend()
+            .put(&Repository::pack_path(kind, &id), &ct)?;
+        self.stored.fetch_add(ct.len() as u64, Ordering::Relaxed);
+        self.written.lock().expect("written lock").push(IndexPack {
+            id,
+            kind,
+            size: ct.len() as u64,
+            blobs: trailer.blobs,
+        });
+        Ok(())
+    }
+
+    fn work(&self, rx: Receiver<Job>, level: i32) {
+        let mut compressor = match FrameCompressor::new(level) {
+            Ok(c) => c,
+            Err(e) => {
+                self.fail(Error::Invalid(format!("zstd: {e}")));
+                return;
+            }
+        };
+        let pack_size = self.repo.config().pack_size as usize;
+        for job in rx {
+            if self.failed.load(Ordering::Relaxed) {
+                continue;
+            }
+            let (how, stored) = compressor.compress(&job.raw);
+            let full = {
+                let mut guard = self.packers[slot(job.kind)].lock().expect("packer lock");
+                let pack =
+                    guard.get_or_insert_with(|| PackBuilder::new(job.kind, pack_size + (1 << 20)));
+                pack.add_frame(how, &stored, job.raw.len() as u32, &job.blobs);
+                if pack.len() >= pack_size {
+                    guard.take()
+                } else {
+                    None
+                }
+            };
+            if let Some(pack) = full {
+                if let Err(e) = self.write_pack(pack) {
+                    self.fail(e);
+                }
+            }
+        }
+    }
+}
+
+/// Saves blobs into a repository. Create one per backup, feed it from one thread, and call
+/// [`Saver::finish`] to flush packs and write the index; until then nothing refers to the new
+/// packs, so an interrupted save leaves only unreferenced packs behind.
+pub struct Saver {
+    shared: Arc<Shared>,
+    index: Arc<Index>,
+    key: ChunkIdKey,
+    seen: HashSet<Id>,
+    batches: [Batch; 2],
+    tx: Option<Sender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+    blobs_added: u64,
+    raw_added: u64,
+}
+
+impl Saver {
+    /// Start a saver with `workers` compression threads (0: one per core).
+    pub fn new(repo: Arc<Repository>, index: Arc<Index>, workers: usize) -> Saver {
+        let workers = if workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            workers
+        };
+        let (tx, rx) = bounded::<Job>(workers * 2);
+        let level = repo.config().zstd_level;
+        let key = repo.chunk_id_key();
+        let shared = Arc::new(Shared {
+            repo,
+            packers: [Mutex::new(None), Mutex::new(None)],
+            written: Mutex::new(Vec::new()),
+            error: Mutex::new(None),
+            failed: AtomicBool::new(false),
+            stored: AtomicU64::new(0),
+        });
+        let handles = (0..workers)
+            .map(|i| {
+                let shared = shared.clone();
+                let rx = rx.clone();
+                std::thread::Builder::new()
+                    .name(format!("cairn-pack-{i}"))
+                    .spawn(move || shared.work(rx, level))
+                    .expect("spawning a worker thread")
+            })
+            .collect();
+        Saver {
+            shared,
+            index,
+            key,
+            seen: HashSet::new(),
+            batches: [Batch::default(), Batch::default()],
+            tx: Some(tx),
+            workers: handles,
+            blobs_added: 0,
+            raw_added: 0,
+        }
+    }
+
+    /// True if the blob is already stored or queued.
+    pub fn contains(&self, id: &Id) -> bool {
+        self.seen.contains(id) || self.index.contains(id)
+    }
+
+    /// Stored bytes written so far.
+    pub fn stored_added(&self) -> u64 {
+        self.shared.stored.load(Ordering::Relaxed)
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        if self.shared.failed.load(Ordering::Relaxed) {
+            let e = self.shared.error.lock().expect("error lock").take();
+            return Err(e.unwrap_or_else(|| Error::Invalid("a pack writer failed".into())));
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, job: Job) -> Result<()> {
+        self.check_failed()?;
+        let tx = self.tx.as_ref().expect("saver used after finish");
+        if tx.send(job).is_err() {
+            self.check_failed()?;
+            return Err(Error::Invalid("pack writers stopped".into()));
+        }
+        Ok(())
+    }
+
+    fn flush_batch(&mut self, kind: PackKind) -> Result<()> {
+        let batch = std::mem::take(&mut self.batches[slot(kind)]);
+        if batch.blobs.is_empty() {
+            return Ok(());
+        }
+        self.send(Job {
+            kind,
+            raw: batch.raw,
+            blobs: batch.blobs,
+        })
+    }
+
+    /// Store one blob (deduplicated). Returns its id.
+    pub fn add_blob(&mut self, kind: PackKind, data: Vec<u8>) -> Result<Id> {
+        let id = self.key.id(&data);
+        if self.contains(&id) {
+            return Ok(id);
+        }
+        self.seen.insert(id);
+        self.blobs_added += 1;
+        self.raw_added += data.len() as u64;
+        let len = data.len() as u32;
+        if data.len() < SMALL_BLOB {
+            let batch = &mut self.batches[slot(kind)];
+            batch.blobs.push((id, batch.raw.len() as u32, len));
+            batch.raw.extend_from_slice(&data);
+            if batch.raw.len() >= FRAME_TARGET {
+                self.flush_batch(kind)?;
+            }
+        } else {
+            self.send(Job {
+                kind,
+                raw: data,
+                blobs: vec![(id, 0, len)],
+            })?;
+        }
+        Ok(id)
+    }
+
+    /// Chunk `reader` under `policy` and store its content. The outer error is the
+    /// repository's; the inner one is the source's (the file could not be read), after which
+    /// the saver remains usable.
+    pub fn save_reader<R: Read>(
+        &mut self,
+        reader: R,
+        policy: ChunkPolicy,
+        mut progress: impl FnMut(u64),
+    ) -> Result<io::Result<(Vec<Id>, u64)>> {
+        let mut ids = Vec::new();
+        let mut size = 0u64;
+        for chunk in Chunker::new(reader, policy) {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(e)),
+            };
+            size += chunk.len() as u64;
+            progress(chunk.len() as u64);
+            ids.push(self.add_blob(PackKind::Data, chunk)?);
+        }
+        Ok(Ok((ids, size)))
+    }
+
+    /// Store a tree blob.
+    pub fn save_tree(&mut self, tree: &mut Tree) -> Result<Id> {
+        let bytes = tree.encode();
+        if bytes.len() > cairn_format::MAX_BLOB_LEN as usize {
+            return Err(Error::Invalid(format!(
+                "a directory listing of {} entries encodes to {} bytes, over the {} byte blob limit",
+                tree.nodes.len(),
+                bytes.len(),
+                cairn_format::MAX_BLOB_LEN
+            )));
+        }
+        self.add_blob(PackKind::Tree, bytes)
+    }
+
+    /// Flush every pack, write one index object for them, and return what was added and the
+    /// index object id (None when nothing new was stored).
+    pub fn finish(mut self) -> Result<(SaveStats, Option<Id>)> {
+        self.flush_batch(PackKind::Data)?;
+        self.flush_batch(PackKind::Tree)?;
+        drop(self.tx.take());
+        for h in self.workers.drain(..) {
+            if h.join().is_err() {
+                self.shared.fail(Error::Invalid("a pack writer panicked".into()));
+            }
+        }
+        self.check_failed()?;
+        for packer in &self.shared.packers {
+            let pack = packer.lock().expect("packer lock").take();
+            if let Some(pack) = pack.filter(|p| !p.is_empty()) {
+                self.shared.write_pack(pack)?;
+            }
+        }
+        let packs = std::mem::take(&mut *self.shared.written.lock().expect("written lock"));
+        let stats = SaveStats {
+            blobs_added: self.blobs_added,
+            raw_added: self.raw_added,
+            stored_added: self.stored_added(),
+            packs: packs.len() as u64,
+        };
+        if packs.is_empty() {
+            return Ok((stats, None));
+        }
+        let id = self
+            .shared
+            .repo
+            .put_meta("index", &IndexRecord { packs }.encode())?;
+        Ok((stats, Some(id)))
+    }
+}
+
+impl Drop for Saver {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        for h in self.workers.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::LocalBackend;
+    use crate::loader::Loader;
+    use crate::repo::{Credentials, InitOptions, Role};
+    use cairn_format::tree::{Node, NodeKind};
+
+    fn bytes(len: usize, mut s: u64) -> Vec<u8> {
+        (0..len)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                if i % 3 == 0 {
+                    b'a'
+                } else {
+                    s as u8
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn save_then_load_with_each_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = age::x25519::Identity::generate();
+        let repo = Repository::init(
+            Box::new(LocalBackend::new(dir.path())),
+            InitOptions {
+                recipients: vec![identity.to_public().to_string()],
+                pack_size: 1 << 20,
+                ..InitOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(repo.role(), Role::WriteOnly);
+        let repo = Arc::new(repo);
+        let policy = repo.cdc_policy();
+        let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
+        let big = bytes(5 << 20, 1);
+        let (ids, size) = saver.save_reader(&big[..], policy, |_| {}).unwrap().unwrap();
+        assert_eq!(size, big.len() as u64);
+        let small: Vec<Id> = (0..50)
+            .map(|i| saver.add_blob(PackKind::Data, bytes(1000 + i, i as u64 + 7)).unwrap())
+            .collect();
+        let mut node = Node::new(b"f".to_vec(), NodeKind::File);
+        node.content = ids.clone();
+        let mut tree = Tree { nodes: vec![node] };
+        let root = saver.save_tree(&mut tree).unwrap();
+        let (stats, index_id) = saver.finish().unwrap();
+        assert!(index_id.is_some());
+        assert!(stats.packs >= 3, "{stats:?}");
+
+        // The identity holder reads everything back, verified.
+        let full = Arc::new(
+            Repository::open(
+                Box::new(LocalBackend::new(dir.path())),
+                Credentials::Identities(vec![Box::new(identity)]),
+            )
+            .unwrap(),
+        );
+        assert_eq!(full.role(), Role::Full);
+        let index = Arc::new(Index::load(&full).unwrap());
+        let mut loader = Loader::new(full.clone(), index.clone());
+        let back: Vec<u8> = ids.iter().flat_map(|id| loader.load(id).unwrap()).collect();
+        assert_eq!(back, big);
+        for (i, id) in small.iter().enumerate() {
+            assert_eq!(loader.load(id).unwrap(), bytes(1000 + i, i as u64 + 7));
+        }
+
+        // A second save of the same content adds nothing.
+        let mut again = Saver::new(full.clone(), index.clone(), 2);
+        again.save_reader(&big[..], policy, |_| {}).unwrap().unwrap();
+        let (stats, index_id) = again.finish().unwrap();
+        assert_eq!(stats.blobs_added, 0);
+        assert!(index_id.is_none());
+
+        // The write key reads trees but not file content.
+        let wk = cairn_format::keys::write_key_from_text(&full.write_key_text()).unwrap();
+        let writer = Arc::new(
+            Repository::open(
+                Box::new(LocalBackend::new(dir.path())),
+                Credentials::WriteKey(wk),
+            )
+            .unwrap(),
+        );
+        let mut loader = Loader::new(writer, index);
+        assert_eq!(loader.load_tree(&root).unwrap().nodes.len(), 1);
+        assert!(matches!(
+            loader.load(&ids[0]),
+            Err(Error::NeedsIdentity { .. })
+        ));
+    }
+
+    #[test]
+    fn wrong_identity_and_passphrase_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        Repository::init(
+            Box::new(LocalBackend::new(dir.path())),
+            InitOptions {
+                passphrase: Some("right".into()),
+                ..InitOptions::default()
+            },
+        )
+        .unwrap();
+        let other = age::x25519::Identity::generate();
+        let err = Repository::open(
+            Box::new(LocalBackend::new(dir.path())),
+            Credentials::Identities(vec![Box::new(other)]),
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(err, Error::WrongIdentity { tried: 1 }), "{err}");
+        let err = Repository::open(
+            Box::new(LocalBackend::new(dir.path())),
+            Credentials::Passphrase("wrong".into()),
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(err, Error::WrongPassphrase { .. }), "{err}");
+        let ok = Repository::open(
+            Box::new(LocalBackend::new(dir.path())),
+            Credentials::Passphrase("right".into()),
+        )
+        .unwrap();
+        assert_eq!(ok.role(), Role::Full);
+        let err = Repository::open(
+            Box::new(LocalBackend::new(dir.path().join("nope"))),
+            Credentials::Passphrase("right".into()),
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(err, Error::NotARepository { .. }));
+    }
+}
