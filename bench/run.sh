@@ -328,7 +328,7 @@ print(f"- restic: {e['RESTIC_VERSION']} (default compression: auto)")
 print(f"- input: {int(r['input_files']):,} files, {inp / MB:.1f} MB = config tree {r['config_bytes'] / MB:.1f} MB "
       f"+ etcd/snapshot.db {r['snap_bytes'] / MB:.1f} MB; v2 differs in {int(r['changed_pages'])} of "
       f"{int(r['snap_bytes'] // 4096)} 4 KiB pages")
-print("- page cache warm for both tools (data just generated or read; dropping caches is not possible here); "
+print("- page cache warm for both tools (data just generated or read; caches are not dropped); "
       "each tool has its own fresh repository on the same disk; one run each, no repetitions")
 print("- MB = 10^6 bytes; throughput = input bytes / wall seconds; RSS from /usr/bin/time %M\n")
 hdr = ["metric"] + tools + (["cairn/restic"] if set(tools) >= {"cairn", "restic"} else [])

@@ -1,1 +1,45 @@
-fn main(){}
+//! `cairn`: backups for Kubernetes and OpenShift control planes.
+//!
+//! This binary parses arguments, opens repositories with the right key role, runs one command
+//! and prints its result; the engine lives in `cairn-store` and `cairn-format`.
+
+mod args;
+mod commands;
+mod credentials;
+mod exit;
+mod output;
+mod restore;
+mod source;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    init_logging(cli.global.verbose, cli.global.quiet);
+    match commands::run(cli) {
+        Ok(code) => code.into(),
+        Err(e) => {
+            eprintln!("cairn: error: {e:#}");
+            exit::Code::Error.into()
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}

@@ -109,7 +109,9 @@ impl<R: Read> Iterator for Chunker<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.inner {
-            Inner::Cdc(cdc) => cdc.next().map(|r| r.map(|c| c.data).map_err(io::Error::from)),
+            Inner::Cdc(cdc) => cdc
+                .next()
+                .map(|r| r.map(|c| c.data).map_err(io::Error::from)),
             Inner::Fixed { reader, size, done } => {
                 if *done {
                     return None;
@@ -169,7 +171,9 @@ mod tests {
     #[test]
     fn chunks_reassemble_and_respect_bounds() {
         let data = pseudo_random(1 << 20, 42);
-        let chunks: Vec<Vec<u8>> = Chunker::new(&data[..], cdc(9)).map(Result::unwrap).collect();
+        let chunks: Vec<Vec<u8>> = Chunker::new(&data[..], cdc(9))
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(chunks.concat(), data);
         assert!(chunks.len() > 30);
         for c in &chunks[..chunks.len() - 1] {
@@ -180,8 +184,12 @@ mod tests {
     #[test]
     fn seed_changes_boundaries() {
         let data = pseudo_random(1 << 20, 7);
-        let a: Vec<usize> = Chunker::new(&data[..], cdc(1)).map(|c| c.unwrap().len()).collect();
-        let b: Vec<usize> = Chunker::new(&data[..], cdc(2)).map(|c| c.unwrap().len()).collect();
+        let a: Vec<usize> = Chunker::new(&data[..], cdc(1))
+            .map(|c| c.unwrap().len())
+            .collect();
+        let b: Vec<usize> = Chunker::new(&data[..], cdc(2))
+            .map(|c| c.unwrap().len())
+            .collect();
         assert_ne!(a, b);
     }
 

@@ -84,10 +84,9 @@ pub fn encrypt_to<W: Write>(
     recipients: &[x25519::Recipient],
     out: W,
 ) -> io::Result<W> {
-    let encryptor = age::Encryptor::with_recipients(
-        recipients.iter().map(|r| r as &dyn age::Recipient),
-    )
-    .map_err(|e| io::Error::other(e.to_string()))?;
+    let encryptor =
+        age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+            .map_err(|e| io::Error::other(e.to_string()))?;
     let mut w = encryptor.wrap_output(out)?;
     w.write_all(plaintext)?;
     w.finish()

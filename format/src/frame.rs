@@ -61,7 +61,8 @@ pub fn decompress(stored: &[u8], compression: Compression, raw_len: u32) -> Resu
         }
         Compression::Zstd => {
             let mut out = Vec::with_capacity(raw_len as usize);
-            let mut d = zstd::bulk::Decompressor::new().map_err(|e| Error::Decompress(e.to_string()))?;
+            let mut d =
+                zstd::bulk::Decompressor::new().map_err(|e| Error::Decompress(e.to_string()))?;
             d.decompress_to_buffer(stored, &mut out)
                 .map_err(|e| Error::Decompress(e.to_string()))?;
             if out.len() != raw_len as usize {
@@ -94,7 +95,9 @@ mod tests {
 
     #[test]
     fn incompressible_is_stored_raw() {
-        let raw: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let raw: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let mut c = FrameCompressor::new(3).unwrap();
         let (how, stored) = c.compress(&raw);
         if how == Compression::None {

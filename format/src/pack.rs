@@ -82,7 +82,11 @@ impl BlobEntry {
         } else {
             Err(Error::malformed(
                 "pack trailer",
-                format!("blob {} has an impossible location {:?}", self.id.short(), self),
+                format!(
+                    "blob {} has an impossible location {:?}",
+                    self.id.short(),
+                    self
+                ),
             ))
         }
     }
@@ -166,7 +170,8 @@ impl PackBuilder {
         };
         let bytes = record::encode(RecordKind::PackTrailer, &trailer);
         self.buf.extend_from_slice(&bytes);
-        self.buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(FOOTER_MAGIC);
         (self.buf, trailer)
     }

@@ -9,7 +9,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Error)]
 pub enum Error {
     /// The location holds no cairn repository.
-    #[error("{location} is not a cairn repository (no config object); create one with `cairn init`")]
+    #[error(
+        "{location} is not a cairn repository (no config object); create one with `cairn init`"
+    )]
     NotARepository {
         /// Repository location as given.
         location: String,
@@ -63,7 +65,9 @@ pub enum Error {
         pack: Id,
     },
     /// A blob referenced by a snapshot is in no index.
-    #[error("blob {0} is not in the repository index: the snapshot references data that is missing")]
+    #[error(
+        "blob {0} is not in the repository index: the snapshot references data that is missing"
+    )]
     BlobMissing(Id),
     /// No key object opens with the given identity.
     #[error("none of the given identities opens a key of this repository ({tried} key objects tried); check --identity / CAIRN_IDENTITY")]
@@ -119,7 +123,10 @@ impl Error {
         }
     }
 
-    pub(crate) fn damaged(object: impl Into<String>, source: impl Into<cairn_format::Error>) -> Self {
+    pub(crate) fn damaged(
+        object: impl Into<String>,
+        source: impl Into<cairn_format::Error>,
+    ) -> Self {
         Error::Damaged {
             object: object.into(),
             source: source.into(),

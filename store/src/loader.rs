@@ -46,10 +46,16 @@ impl Loader {
         let start = loc.offset as usize;
         let blob = raw
             .get(start..start + loc.len as usize)
-            .ok_or_else(|| Error::BlobMismatch { id: *id, pack: pack.id })?
+            .ok_or_else(|| Error::BlobMismatch {
+                id: *id,
+                pack: pack.id,
+            })?
             .to_vec();
         if self.key.id(&blob) != *id {
-            return Err(Error::BlobMismatch { id: *id, pack: pack.id });
+            return Err(Error::BlobMismatch {
+                id: *id,
+                pack: pack.id,
+            });
         }
         Ok(blob)
     }
@@ -85,7 +91,8 @@ impl Loader {
     /// Read and decode a tree blob.
     pub fn load_tree(&mut self, id: &Id) -> Result<cairn_format::tree::Tree> {
         let bytes = self.load(id)?;
-        cairn_format::tree::Tree::decode(&bytes).map_err(|e| Error::damaged(format!("tree blob {id}"), e))
+        cairn_format::tree::Tree::decode(&bytes)
+            .map_err(|e| Error::damaged(format!("tree blob {id}"), e))
     }
 
     /// The kind of pack holding a blob, if indexed.

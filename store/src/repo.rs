@@ -169,8 +169,10 @@ impl Repository {
             }
             Credentials::Identities(ids) => {
                 let keys = Self::find_key(backend.as_ref(), &config, |ct| {
-                    let refs: Vec<&dyn age::Identity> =
-                        ids.iter().map(|i| i.as_ref() as &dyn age::Identity).collect();
+                    let refs: Vec<&dyn age::Identity> = ids
+                        .iter()
+                        .map(|i| i.as_ref() as &dyn age::Identity)
+                        .collect();
                     envelope::decrypt(ct, &refs, MAX_KEYS_LEN)
                 })
                 .map_err(|tried| match tried {
@@ -329,8 +331,7 @@ impl Repository {
                 actual,
             });
         }
-        envelope::decrypt(&ct, &[&self.meta_identity], max_len)
-            .map_err(|e| Error::damaged(path, e))
+        envelope::decrypt(&ct, &[&self.meta_identity], max_len).map_err(|e| Error::damaged(path, e))
     }
 
     /// Open a pack for random access, with the identity its kind needs.
@@ -343,8 +344,10 @@ impl Repository {
                 let ids = self.data_identities.as_ref().ok_or(Error::NeedsIdentity {
                     what: "reading file contents",
                 })?;
-                let refs: Vec<&dyn age::Identity> =
-                    ids.iter().map(|i| i.as_ref() as &dyn age::Identity).collect();
+                let refs: Vec<&dyn age::Identity> = ids
+                    .iter()
+                    .map(|i| i.as_ref() as &dyn age::Identity)
+                    .collect();
                 SeekableReader::open(reader, &refs)
             }
         };
@@ -358,9 +361,11 @@ impl Repository {
 
     /// Identities able to decrypt data packs, if the role allows.
     pub fn data_identities(&self) -> Option<Vec<&dyn age::Identity>> {
-        self.data_identities
-            .as_ref()
-            .map(|ids| ids.iter().map(|i| i.as_ref() as &dyn age::Identity).collect())
+        self.data_identities.as_ref().map(|ids| {
+            ids.iter()
+                .map(|i| i.as_ref() as &dyn age::Identity)
+                .collect()
+        })
     }
 
     /// The metadata identity.

@@ -298,7 +298,8 @@ impl Saver {
         drop(self.tx.take());
         for h in self.workers.drain(..) {
             if h.join().is_err() {
-                self.shared.fail(Error::Invalid("a pack writer panicked".into()));
+                self.shared
+                    .fail(Error::Invalid("a pack writer panicked".into()));
             }
         }
         self.check_failed()?;
@@ -376,10 +377,17 @@ mod tests {
         let policy = repo.cdc_policy();
         let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
         let big = bytes(5 << 20, 1);
-        let (ids, size) = saver.save_reader(&big[..], policy, |_| {}).unwrap().unwrap();
+        let (ids, size) = saver
+            .save_reader(&big[..], policy, |_| {})
+            .unwrap()
+            .unwrap();
         assert_eq!(size, big.len() as u64);
         let small: Vec<Id> = (0..50)
-            .map(|i| saver.add_blob(PackKind::Data, bytes(1000 + i, i as u64 + 7)).unwrap())
+            .map(|i| {
+                saver
+                    .add_blob(PackKind::Data, bytes(1000 + i, i as u64 + 7))
+                    .unwrap()
+            })
             .collect();
         let mut node = Node::new(b"f".to_vec(), NodeKind::File);
         node.content = ids.clone();
@@ -408,7 +416,10 @@ mod tests {
 
         // A second save of the same content adds nothing.
         let mut again = Saver::new(full.clone(), index.clone(), 2);
-        again.save_reader(&big[..], policy, |_| {}).unwrap().unwrap();
+        again
+            .save_reader(&big[..], policy, |_| {})
+            .unwrap()
+            .unwrap();
         let (stats, index_id) = again.finish().unwrap();
         assert_eq!(stats.blobs_added, 0);
         assert!(index_id.is_none());

@@ -1,0 +1,194 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Backups for Kubernetes and OpenShift control planes: deduplicated, compressed (zstd) and
+/// encrypted with age, on local disk or NFS.
+///
+/// Two key roles: the identity (an age X25519 identity, or a passphrase) can do everything;
+/// a write key (exported with `cairn key write-key`) can back up and list, but never read
+/// file contents. Put write keys on control-plane hosts, keep identities offline.
+#[derive(Parser, Debug)]
+#[command(
+    name = "cairn",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Args, Debug)]
+pub struct Global {
+    /// Repository: a directory path or file:// URL.
+    #[arg(short = 'r', long, env = "CAIRN_REPO", global = true)]
+    pub repo: Option<String>,
+    /// age identity file (as written by `cairn key generate` or `age-keygen`): full access.
+    #[arg(short = 'i', long, env = "CAIRN_IDENTITY", global = true)]
+    pub identity: Option<PathBuf>,
+    /// Write key file (from `cairn key write-key`): back up and list, no file contents.
+    #[arg(short = 'k', long, env = "CAIRN_KEY", global = true)]
+    pub key: Option<PathBuf>,
+    /// File whose first line is the repository passphrase.
+    #[arg(long, env = "CAIRN_PASSPHRASE_FILE", global = true)]
+    pub passphrase_file: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (-v info, -vv debug). CAIRN_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr, no progress.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new repository.
+    Init(InitArgs),
+    /// Generate identities and export write keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Back up files and directories into a new snapshot.
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots(SnapshotsArgs),
+    /// List the files in a snapshot.
+    Ls(LsArgs),
+    /// Write one file of a snapshot to stdout.
+    Cat(CatArgs),
+    /// Restore a snapshot into a directory, verifying every byte.
+    Restore(RestoreArgs),
+    /// Show what changed between two snapshots (content and metadata).
+    Diff(DiffArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// age X25519 recipient (age1…) that may read everything. Repeatable.
+    #[arg(long = "recipient", value_name = "AGE1…")]
+    pub recipients: Vec<String>,
+    /// File of recipients, one per line, `#` comments (the age CLI's format). Repeatable.
+    #[arg(long = "recipients-file", value_name = "FILE")]
+    pub recipients_files: Vec<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Write a new age identity (mode 0600) and print its recipient on stdout.
+    Generate {
+        /// Where to write the identity; must not exist.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Export the repository's write key (needs the identity or passphrase).
+    WriteKey {
+        /// Where to write the write key (mode 0600); must not exist.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+/// Selects snapshots for `latest`.
+#[derive(Args, Debug, Default, Clone)]
+pub struct SnapshotFilter {
+    /// With `latest`: only snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// With `latest`: only snapshots with this tag. Repeatable (all must match).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Files and directories to back up.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Tag the snapshot. Repeatable.
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Host name to record (default: this host's name).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Exclude paths matching this glob (`*.log`, `/etc/kubernetes/tmp/**`); a pattern without
+    /// `/` matches file names anywhere. Repeatable.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Read exclude globs from a file, one per line, `#` comments.
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Do not cross file system boundaries below each given path.
+    #[arg(long, short = 'x')]
+    pub one_file_system: bool,
+    /// Read every file even if unchanged since the previous snapshot.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Snapshot: id, unique id prefix, or `latest`.
+    pub snapshot: String,
+    /// Only below this path.
+    pub path: Option<String>,
+    /// Long listing: mode, owner, size, modification time.
+    #[arg(short, long)]
+    pub long: bool,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
+}
+
+#[derive(Args, Debug)]
+pub struct CatArgs {
+    /// Snapshot: id, unique id prefix, or `latest`.
+    pub snapshot: String,
+    /// Absolute path of the file inside the snapshot.
+    pub path: String,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// Snapshot: id, unique id prefix, or `latest`.
+    pub snapshot: String,
+    /// Directory to restore into (created if missing). Snapshot paths are recreated below it.
+    #[arg(short, long)]
+    pub target: PathBuf,
+    /// Only restore paths matching this glob (and everything below a matching directory).
+    /// Repeatable.
+    #[arg(long = "include", value_name = "GLOB")]
+    pub includes: Vec<String>,
+    /// Replace files that already exist in the target (default: refuse).
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// Older snapshot.
+    pub from: String,
+    /// Newer snapshot.
+    pub to: String,
+    /// Also list entries whose metadata alone changed (mode, owner, mtime, xattrs).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub metadata: bool,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
+}

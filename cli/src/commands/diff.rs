@@ -1,0 +1,210 @@
+//! `cairn diff SNAP SNAP`: what changed, from the trees alone (no file content is read, so a
+//! write key suffices). Identical subtrees are skipped by id.
+
+use super::Reader;
+use crate::args::{DiffArgs, Global};
+use crate::exit::Code;
+use crate::output;
+use anyhow::Result;
+use cairn_format::tree::{Node, NodeKind, Tree};
+use cairn_format::Id;
+use cairn_store::loader::Loader;
+use cairn_store::snapshots;
+use serde::Serialize;
+use std::cmp::Ordering;
+
+/// One difference.
+#[derive(Debug, Serialize)]
+pub struct Change {
+    /// Absolute path in the snapshots.
+    pub path: String,
+    /// `added`, `removed`, `modified` (content), `metadata`, or `type`.
+    pub change: &'static str,
+    /// What changed, human-readable (`mode 0644 -> 0600`).
+    pub details: Vec<String>,
+}
+
+struct Differ<'a> {
+    loader: &'a mut Loader,
+    metadata: bool,
+    changes: Vec<Change>,
+}
+
+fn meta_details(a: &Node, b: &Node) -> Vec<String> {
+    let mut d = Vec::new();
+    if a.mode != b.mode {
+        d.push(format!("mode {:04o} -> {:04o}", a.mode, b.mode));
+    }
+    if a.uid != b.uid || a.user != b.user {
+        d.push(format!(
+            "owner {} -> {}",
+            a.user.clone().unwrap_or_else(|| a.uid.to_string()),
+            b.user.clone().unwrap_or_else(|| b.uid.to_string())
+        ));
+    }
+    if a.gid != b.gid || a.group != b.group {
+        d.push(format!(
+            "group {} -> {}",
+            a.group.clone().unwrap_or_else(|| a.gid.to_string()),
+            b.group.clone().unwrap_or_else(|| b.gid.to_string())
+        ));
+    }
+    if a.kind != NodeKind::Dir && a.mtime_ns != b.mtime_ns {
+        d.push(format!(
+            "mtime {} -> {}",
+            output::time(a.mtime_ns),
+            output::time(b.mtime_ns)
+        ));
+    }
+    if a.xattrs != b.xattrs {
+        d.push("extended attributes".into());
+    }
+    if a.target != b.target {
+        d.push(format!(
+            "symlink target {} -> {}",
+            String::from_utf8_lossy(a.target.as_deref().unwrap_or_default()),
+            String::from_utf8_lossy(b.target.as_deref().unwrap_or_default())
+        ));
+    }
+    d
+}
+
+impl Differ<'_> {
+    fn tree(&mut self, id: Option<&Id>) -> Result<Tree> {
+        Ok(match id {
+            Some(id) => self.loader.load_tree(id)?,
+            None => Tree::default(),
+        })
+    }
+
+    /// Everything below `node` (inclusive) as added or removed.
+    fn whole(&mut self, path: &mut Vec<Vec<u8>>, node: &Node, change: &'static str) -> Result<()> {
+        path.push(node.name.clone());
+        self.changes.push(Change {
+            path: output::path(path),
+            change,
+            details: Vec::new(),
+        });
+        if node.kind == NodeKind::Dir {
+            let t = self.tree(node.subtree.as_ref())?;
+            for n in &t.nodes {
+                self.whole(path, n, change)?;
+            }
+        }
+        path.pop();
+        Ok(())
+    }
+
+    fn dirs(&mut self, a: Option<&Id>, b: Option<&Id>, path: &mut Vec<Vec<u8>>) -> Result<()> {
+        if a == b {
+            return Ok(());
+        }
+        let (ta, tb) = (self.tree(a)?, self.tree(b)?);
+        let (mut i, mut j) = (0, 0);
+        while i < ta.nodes.len() || j < tb.nodes.len() {
+            let ord = match (ta.nodes.get(i), tb.nodes.get(j)) {
+                (Some(x), Some(y)) => x.name.cmp(&y.name),
+                (Some(_), None) => Ordering::Less,
+                _ => Ordering::Greater,
+            };
+            match ord {
+                Ordering::Less => {
+                    self.whole(path, &ta.nodes[i], "removed")?;
+                    i += 1;
+                }
+                Ordering::Greater => {
+                    self.whole(path, &tb.nodes[j], "added")?;
+                    j += 1;
+                }
+                Ordering::Equal => {
+                    self.pair(&ta.nodes[i], &tb.nodes[j], path)?;
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn pair(&mut self, x: &Node, y: &Node, path: &mut Vec<Vec<u8>>) -> Result<()> {
+        path.push(x.name.clone());
+        let p = output::path(path);
+        if x.kind != y.kind {
+            self.changes.push(Change {
+                path: p,
+                change: "type",
+                details: vec![format!("{:?} -> {:?}", x.kind, y.kind).to_lowercase()],
+            });
+        } else {
+            let meta = if self.metadata {
+                meta_details(x, y)
+            } else {
+                Vec::new()
+            };
+            if x.kind == NodeKind::File && (x.content != y.content || x.size != y.size) {
+                let mut details = vec![format!("size {} -> {}", x.size, y.size)];
+                details.extend(meta);
+                self.changes.push(Change {
+                    path: p,
+                    change: "modified",
+                    details,
+                });
+            } else if !meta.is_empty() {
+                self.changes.push(Change {
+                    path: p,
+                    change: "metadata",
+                    details: meta,
+                });
+            }
+            if x.kind == NodeKind::Dir {
+                self.dirs(x.subtree.as_ref(), y.subtree.as_ref(), path)?;
+            }
+        }
+        path.pop();
+        Ok(())
+    }
+}
+
+pub fn run(g: &Global, a: DiffArgs) -> Result<Code> {
+    let reader = Reader::open(g)?;
+    let filter = (&a.filter).into();
+    let (ida, sa) = snapshots::resolve(&reader.repo, &a.from, &filter)?;
+    let (idb, sb) = snapshots::resolve(&reader.repo, &a.to, &filter)?;
+    let mut loader = reader.loader();
+    let mut d = Differ {
+        loader: &mut loader,
+        metadata: a.metadata,
+        changes: Vec::new(),
+    };
+    d.dirs(Some(&sa.tree), Some(&sb.tree), &mut Vec::new())?;
+    let changes = d.changes;
+    if g.json {
+        output::json(&serde_json::json!({
+            "from": ida.to_hex(),
+            "to": idb.to_hex(),
+            "changes": changes,
+        }))?;
+    } else {
+        let mut counts = [0usize; 5];
+        for c in &changes {
+            let (sym, k) = match c.change {
+                "added" => ('+', 0),
+                "removed" => ('-', 1),
+                "modified" => ('M', 2),
+                "metadata" => ('U', 3),
+                _ => ('T', 4),
+            };
+            counts[k] += 1;
+            if c.details.is_empty() {
+                println!("{sym} {}", c.path);
+            } else {
+                println!("{sym} {}  ({})", c.path, c.details.join(", "));
+            }
+        }
+        println!(
+            "{} added, {} removed, {} modified, {} metadata only, {} type changed",
+            counts[0], counts[1], counts[2], counts[3], counts[4]
+        );
+    }
+    Ok(Code::Ok)
+}

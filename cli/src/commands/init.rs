@@ -1,0 +1,60 @@
+//! `cairn init`.
+
+use crate::args::{Global, InitArgs};
+use crate::exit::Code;
+use crate::{credentials, output};
+use anyhow::{Context, Result};
+use cairn_store::{backend, InitOptions, Repository};
+
+pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
+    let loc = credentials::location(g)?;
+    let mut recipients = a.recipients.clone();
+    for f in &a.recipients_files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading recipients file {}", f.display()))?;
+        recipients.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    let passphrase = g
+        .passphrase_file
+        .as_deref()
+        .map(credentials::read_passphrase)
+        .transpose()?;
+    if recipients.is_empty() && passphrase.is_none() {
+        if let Some(id) = &g.identity {
+            // Convenience: derive the recipient from the identity file given.
+            for line in std::fs::read_to_string(id)
+                .with_context(|| format!("reading identity file {}", id.display()))?
+                .lines()
+                .filter(|l| l.starts_with("AGE-SECRET-KEY-1"))
+            {
+                let identity = cairn_format::envelope::parse_identity(line)?;
+                recipients.push(identity.to_public().to_string());
+            }
+        }
+    }
+    let repo = Repository::init(
+        backend::open(loc)?,
+        InitOptions {
+            recipients: recipients.clone(),
+            passphrase,
+            ..InitOptions::default()
+        },
+    )?;
+    let id = repo.config().repo_id;
+    if g.json {
+        output::json(&serde_json::json!({
+            "repository": loc,
+            "id": id.to_hex(),
+            "recipients": recipients,
+        }))?;
+    } else if !g.quiet {
+        println!("created cairn repository {} at {loc}", id.short());
+        println!("next: export a write key for backup hosts with `cairn key write-key -o FILE`");
+    }
+    Ok(Code::Ok)
+}

@@ -1,0 +1,51 @@
+//! `cairn key generate|write-key`.
+
+use crate::args::{Global, KeyCommand};
+use crate::exit::Code;
+use crate::{credentials, output};
+use anyhow::{bail, Result};
+use cairn_format::envelope::identity_to_string;
+use cairn_store::Role;
+
+pub fn run(g: &Global, k: KeyCommand) -> Result<Code> {
+    match k {
+        KeyCommand::Generate { output: path } => {
+            let id = age::x25519::Identity::generate();
+            let recipient = id.to_public().to_string();
+            let text = format!(
+                "# created: {}\n# public key: {recipient}\n{}\n",
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                identity_to_string(&id)
+            );
+            credentials::write_secret_file(&path, &text)?;
+            if g.json {
+                output::json(&serde_json::json!({
+                    "identity_file": path,
+                    "recipient": recipient,
+                }))?;
+            } else {
+                println!("{recipient}");
+            }
+        }
+        KeyCommand::WriteKey { output: path } => {
+            let repo = credentials::open(g)?;
+            if repo.role() != Role::Full {
+                bail!("exporting a write key needs the repository identity or passphrase (--identity / --passphrase-file)");
+            }
+            credentials::write_secret_file(&path, &repo.write_key_text())?;
+            if g.json {
+                output::json(&serde_json::json!({
+                    "write_key_file": path,
+                    "repository": repo.config().repo_id.to_hex(),
+                }))?;
+            } else if !g.quiet {
+                eprintln!(
+                    "wrote write key for repository {} to {} (mode 0600)",
+                    repo.config().repo_id.short(),
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(Code::Ok)
+}

@@ -1,0 +1,108 @@
+//! `cairn ls SNAP [PATH]`.
+
+use super::Reader;
+use crate::args::{Global, LsArgs};
+use crate::exit::Code;
+use crate::output;
+use anyhow::{bail, Result};
+use cairn_format::tree::{Node, NodeKind};
+use cairn_store::{snapshots, trees};
+use serde_json::json;
+
+/// `ls -l` style type letter and permission string.
+pub fn mode_string(n: &Node) -> String {
+    let t = match n.kind {
+        NodeKind::File => '-',
+        NodeKind::Dir => 'd',
+        NodeKind::Symlink => 'l',
+        NodeKind::Fifo => 'p',
+        NodeKind::CharDevice => 'c',
+        NodeKind::BlockDevice => 'b',
+        NodeKind::Socket => 's',
+    };
+    let mut s = String::from(t);
+    for shift in [6, 3, 0] {
+        let bits = (n.mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+/// JSON description of a node at `path`.
+pub fn node_json(path: &str, n: &Node) -> serde_json::Value {
+    json!({
+        "path": path,
+        "type": format!("{:?}", n.kind).to_lowercase(),
+        "mode": format!("{:04o}", n.mode),
+        "uid": n.uid,
+        "gid": n.gid,
+        "user": n.user,
+        "group": n.group,
+        "size": n.size,
+        "mtime": output::time(n.mtime_ns),
+        "target": n.target.as_ref().map(|t| String::from_utf8_lossy(t).into_owned()),
+    })
+}
+
+pub fn run(g: &Global, a: LsArgs) -> Result<Code> {
+    let reader = Reader::open(g)?;
+    let (_, snap) = snapshots::resolve(&reader.repo, &a.snapshot, &(&a.filter).into())?;
+    let mut loader = reader.loader();
+    let prefix = output::components(a.path.as_deref().unwrap_or("/"));
+    let mut items = Vec::new();
+    let mut print = |path: &[Vec<u8>], n: &Node| {
+        let p = output::path(path);
+        if g.json {
+            items.push(node_json(&p, n));
+        } else if a.long {
+            println!(
+                "{} {:>8} {:>8} {:>12} {} {}{}",
+                mode_string(n),
+                n.user.clone().unwrap_or_else(|| n.uid.to_string()),
+                n.group.clone().unwrap_or_else(|| n.gid.to_string()),
+                n.size,
+                output::time(n.mtime_ns),
+                p,
+                n.target
+                    .as_ref()
+                    .map(|t| format!(" -> {}", String::from_utf8_lossy(t)))
+                    .unwrap_or_default()
+            );
+        } else {
+            println!("{p}");
+        }
+    };
+    let start = if prefix.is_empty() {
+        snap.tree
+    } else {
+        let Some(node) = trees::find(&mut loader, &snap.tree, &prefix)? else {
+            bail!("{} is not in the snapshot", output::path(&prefix));
+        };
+        print(&prefix, &node);
+        match node.subtree {
+            Some(sub) if node.kind == NodeKind::Dir => sub,
+            _ => {
+                if g.json {
+                    output::json(&items)?;
+                }
+                return Ok(Code::Ok);
+            }
+        }
+    };
+    trees::walk(
+        &mut loader,
+        &start,
+        &mut |rel, n| {
+            let full: Vec<Vec<u8>> = prefix.iter().chain(rel.iter()).cloned().collect();
+            print(&full, n);
+            Ok(true)
+        },
+        &mut |_, _| Ok(()),
+    )?;
+    if g.json {
+        output::json(&items)?;
+    }
+    Ok(Code::Ok)
+}

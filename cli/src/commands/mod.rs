@@ -1,0 +1,64 @@
+//! One module per command: each parses nothing, opens what it needs, calls the engine and
+//! prints.
+
+mod backup;
+mod cat;
+mod diff;
+mod init;
+mod key;
+mod ls;
+mod restore;
+mod snapshots;
+
+use crate::args::{Cli, Command, SnapshotFilter};
+use crate::exit::Code;
+use anyhow::Result;
+use cairn_store::index::Index;
+use cairn_store::loader::Loader;
+use cairn_store::snapshots::Filter;
+use cairn_store::Repository;
+use std::sync::Arc;
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> Result<Code> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Init(a) => init::run(g, a),
+        Command::Key(k) => key::run(g, k),
+        Command::Backup(a) => backup::run(g, a),
+        Command::Snapshots(a) => snapshots::run(g, a),
+        Command::Ls(a) => ls::run(g, a),
+        Command::Cat(a) => cat::run(g, a),
+        Command::Restore(a) => restore::run(g, a),
+        Command::Diff(a) => diff::run(g, a),
+    }
+}
+
+impl From<&SnapshotFilter> for Filter {
+    fn from(f: &SnapshotFilter) -> Self {
+        Filter {
+            host: f.host.clone(),
+            tags: f.tags.clone(),
+        }
+    }
+}
+
+/// An open repository with its index, ready to read trees and blobs.
+pub struct Reader {
+    pub repo: Arc<Repository>,
+    pub index: Arc<Index>,
+}
+
+impl Reader {
+    /// Open the repository named on the command line and load its index.
+    pub fn open(g: &crate::args::Global) -> Result<Reader> {
+        let repo = Arc::new(crate::credentials::open(g)?);
+        let index = Arc::new(Index::load(&repo)?);
+        Ok(Reader { repo, index })
+    }
+
+    /// A blob loader.
+    pub fn loader(&self) -> Loader {
+        Loader::new(self.repo.clone(), self.index.clone())
+    }
+}

@@ -1,0 +1,78 @@
+//! `cairn snapshots`.
+
+use crate::args::{Global, SnapshotsArgs};
+use crate::exit::Code;
+use crate::{credentials, output};
+use anyhow::Result;
+use cairn_store::snapshots::{self, Filter};
+use serde_json::json;
+
+pub fn run(g: &Global, a: SnapshotsArgs) -> Result<Code> {
+    let repo = credentials::open(g)?;
+    let filter = Filter::from(&a.filter);
+    let listing = snapshots::list(&repo)?;
+    let shown: Vec<_> = listing
+        .snapshots
+        .iter()
+        .filter(|(_, s)| filter.matches(s))
+        .collect();
+    if g.json {
+        let items: Vec<_> = shown
+            .iter()
+            .map(|(id, s)| {
+                json!({
+                    "id": id.to_hex(),
+                    "time": output::time(s.time_ns),
+                    "host": s.host,
+                    "username": s.username,
+                    "source": s.source.name(),
+                    "paths": s.paths,
+                    "tags": s.tags,
+                    "tree": s.tree.to_hex(),
+                    "parent": s.parent.map(|p| p.to_hex()),
+                    "program": s.program,
+                    "facts": s.facts.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                    "stats": {
+                        "files": s.stats.files,
+                        "dirs": s.stats.dirs,
+                        "others": s.stats.others,
+                        "bytes": s.stats.bytes,
+                        "files_read": s.stats.files_read,
+                        "blobs_added": s.stats.blobs_added,
+                        "added_bytes": s.stats.stored_added,
+                        "unreadable": s.stats.unreadable,
+                        "duration_ms": s.stats.duration_ms,
+                    },
+                })
+            })
+            .collect();
+        output::json(&items)?;
+    } else {
+        println!(
+            "{:<8}  {:<20}  {:<16}  {:<6}  {:>10}  {:>7}  {:<12}  paths",
+            "id", "time (UTC)", "host", "source", "size", "files", "tags"
+        );
+        for (id, s) in &shown {
+            println!(
+                "{:<8}  {:<20}  {:<16}  {:<6}  {:>10}  {:>7}  {:<12}  {}",
+                id.short(),
+                output::time(s.time_ns),
+                s.host,
+                s.source.name(),
+                output::bytes(s.stats.bytes),
+                s.stats.files,
+                s.tags.join(","),
+                s.paths.join(" ")
+            );
+        }
+        println!("{} snapshots", shown.len());
+    }
+    for (path, why) in &listing.damaged {
+        eprintln!("cairn: warning: {path} could not be read: {why}");
+    }
+    Ok(if listing.damaged.is_empty() {
+        Code::Ok
+    } else {
+        Code::Partial
+    })
+}

@@ -1,0 +1,85 @@
+//! Turning `--repo`, `--identity`, `--key` and `--passphrase-file` into an open repository.
+
+use crate::args::Global;
+use anyhow::{bail, Context, Result};
+use cairn_store::{backend, Credentials, Repository};
+use std::fs;
+use std::path::Path;
+
+/// The repository location, or a helpful error.
+pub fn location(g: &Global) -> Result<&str> {
+    g.repo
+        .as_deref()
+        .context("no repository given: pass --repo PATH or set CAIRN_REPO")
+}
+
+/// Read an age identity file. Never prints its content.
+pub fn read_identity_file(path: &Path) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>> {
+    let text =
+        fs::read(path).with_context(|| format!("reading identity file {}", path.display()))?;
+    let file = age::IdentityFile::from_buffer(&text[..]).map_err(|_| {
+        anyhow::anyhow!(
+            "{} is not an age identity file (expected AGE-SECRET-KEY-1… lines, as written by `cairn key generate` or `age-keygen`)",
+            path.display()
+        )
+    })?;
+    let ids = file
+        .into_identities()
+        .map_err(|e| anyhow::anyhow!("identity file {}: {e}", path.display()))?;
+    if ids.is_empty() {
+        bail!("identity file {} holds no identity", path.display());
+    }
+    Ok(ids)
+}
+
+/// Read the first line of a passphrase file.
+pub fn read_passphrase(path: &Path) -> Result<String> {
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("reading passphrase file {}", path.display()))?;
+    let line = text.lines().next().unwrap_or("").to_string();
+    if line.is_empty() {
+        bail!("passphrase file {} is empty", path.display());
+    }
+    Ok(line)
+}
+
+/// Which credentials were given, strongest first: identity, passphrase, write key.
+pub fn credentials(g: &Global) -> Result<Credentials> {
+    if let Some(path) = &g.identity {
+        return Ok(Credentials::Identities(read_identity_file(path)?));
+    }
+    if let Some(path) = &g.passphrase_file {
+        return Ok(Credentials::Passphrase(read_passphrase(path)?));
+    }
+    if let Some(path) = &g.key {
+        let text = fs::read_to_string(path)
+            .with_context(|| format!("reading write key {}", path.display()))?;
+        let rec = cairn_format::keys::write_key_from_text(&text)
+            .with_context(|| format!("{} is not a cairn write key", path.display()))?;
+        return Ok(Credentials::WriteKey(rec));
+    }
+    bail!("no key given: pass --identity FILE (CAIRN_IDENTITY), --passphrase-file FILE (CAIRN_PASSPHRASE_FILE) or --key WRITEKEY (CAIRN_KEY)")
+}
+
+/// Open the repository named in `g` with the credentials in `g`.
+pub fn open(g: &Global) -> Result<Repository> {
+    let loc = location(g)?;
+    let creds = credentials(g)?;
+    let backend = backend::open(loc)?;
+    Ok(Repository::open(backend, creds)?)
+}
+
+/// Write a secret file with mode 0600, refusing to replace an existing file.
+pub fn write_secret_file(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
+    f.write_all(contents.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,24 @@
+//! Process exit codes (documented in the README).
+
+use std::process::ExitCode;
+
+/// What the process reports to its caller (systemd, cron, scripts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// Everything asked for was done.
+    Ok = 0,
+    /// The command failed; nothing (or nothing more) was written.
+    Error = 1,
+    /// Usage error (bad arguments); printed by clap.
+    #[allow(dead_code)]
+    Usage = 2,
+    /// Backup completed and a snapshot was saved, but some files could not be read and are
+    /// missing from it (they are listed on stderr and in `--json` output).
+    Partial = 3,
+}
+
+impl From<Code> for ExitCode {
+    fn from(c: Code) -> Self {
+        ExitCode::from(c as u8)
+    }
+}
