@@ -25,6 +25,7 @@ pub struct Cli {
 
 /// Options every command takes.
 #[derive(Args, Debug)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Repository: a directory path or file:// URL.
     #[arg(short = 'r', long, env = "CAIRN_REPO", global = true)]
@@ -78,6 +79,11 @@ pub struct InitArgs {
     /// File of recipients, one per line, `#` comments (the age CLI's format). Repeatable.
     #[arg(long = "recipients-file", value_name = "FILE")]
     pub recipients_files: Vec<PathBuf>,
+    /// Average content-defined chunk size in KiB for general files (minimum is a quarter,
+    /// maximum four times). Smaller chunks deduplicate scattered changes better and cost more
+    /// index memory. Fixed for the repository's life.
+    #[arg(long, value_name = "KIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub chunk_size: u32,
 }
 
 #[derive(Subcommand, Debug)]

@@ -22,12 +22,13 @@ pub struct ChunkerParams {
 }
 
 impl Default for ChunkerParams {
-    /// 256 KiB / 1 MiB / 4 MiB.
+    /// 16 KiB / 64 KiB / 256 KiB: small enough that a file with scattered small changes
+    /// re-stores a fraction of itself (see bench/), large enough to keep the index small.
     fn default() -> Self {
         ChunkerParams {
-            min: 256 << 10,
-            avg: 1 << 20,
-            max: 4 << 20,
+            min: 16 << 10,
+            avg: 64 << 10,
+            max: 256 << 10,
         }
     }
 }

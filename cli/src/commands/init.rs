@@ -4,6 +4,7 @@ use crate::args::{Global, InitArgs};
 use crate::exit::Code;
 use crate::{credentials, output};
 use anyhow::{Context, Result};
+use cairn_format::chunker::ChunkerParams;
 use cairn_store::{backend, InitOptions, Repository};
 
 pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
@@ -42,6 +43,11 @@ pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
         InitOptions {
             recipients: recipients.clone(),
             passphrase,
+            chunker: ChunkerParams {
+                min: a.chunk_size * 256,
+                avg: a.chunk_size * 1024,
+                max: a.chunk_size * 4096,
+            },
             ..InitOptions::default()
         },
     )?;
