@@ -10,14 +10,21 @@ use cairn_format::pack::{BlobEntry, PackKind};
 use cairn_format::{ChunkIdKey, Id};
 use std::sync::Arc;
 
-/// Reads verified blobs. Keeps the last pack open and the last frame decompressed, so
-/// consecutive blobs of one pack or frame cost little. One per thread.
+/// Per pack kind: the last pack opened and the last frame decompressed.
+#[derive(Default)]
+struct Cache {
+    open: Option<(u32, SeekableReader<Box<dyn ReadSeek>>)>,
+    frame: Option<((u32, u64), Vec<u8>)>,
+}
+
+/// Reads verified blobs. Keeps, for data and for trees separately, the last pack open and the
+/// last frame decompressed, so consecutive blobs of one pack or frame cost little even when a
+/// walk alternates between trees and file content. One per thread.
 pub struct Loader {
     repo: Arc<Repository>,
     index: Arc<Index>,
     key: ChunkIdKey,
-    open: Option<(u32, SeekableReader<Box<dyn ReadSeek>>)>,
-    frame: Option<((u32, u64), Vec<u8>)>,
+    caches: [Cache; 2],
 }
 
 impl Loader {
@@ -28,8 +35,7 @@ impl Loader {
             repo,
             index,
             key,
-            open: None,
-            frame: None,
+            caches: [Cache::default(), Cache::default()],
         }
     }
 
@@ -46,7 +52,7 @@ impl Loader {
         let start = loc.offset as usize;
         let blob = raw
             .get(start..start + loc.len as usize)
-            .ok_or_else(|| Error::BlobMismatch {
+            .ok_or(Error::BlobMismatch {
                 id: *id,
                 pack: pack.id,
             })?
@@ -63,15 +69,19 @@ impl Loader {
     /// The decompressed frame holding `loc`, from cache or the pack.
     fn frame(&mut self, loc: &Location) -> Result<&[u8]> {
         let key = (loc.pack, loc.frame.offset);
-        if self.frame.as_ref().map(|(k, _)| *k) != Some(key) {
-            let pack = self.index.pack(loc.pack);
-            if self.open.as_ref().map(|(n, _)| *n) != Some(loc.pack) {
-                self.open = None;
+        let pack = self.index.pack(loc.pack);
+        let cache = &mut self.caches[match pack.kind {
+            PackKind::Data => 0,
+            PackKind::Tree => 1,
+        }];
+        if cache.frame.as_ref().map(|(k, _)| *k) != Some(key) {
+            if cache.open.as_ref().map(|(n, _)| *n) != Some(loc.pack) {
+                cache.open = None;
                 let reader = self.repo.open_pack(pack.kind, &pack.id)?;
-                self.open = Some((loc.pack, reader));
+                cache.open = Some((loc.pack, reader));
             }
             let path = Repository::pack_path(pack.kind, &pack.id);
-            let (_, reader) = self.open.as_mut().expect("opened above");
+            let (_, reader) = cache.open.as_mut().expect("opened above");
             let stored = reader
                 .read_at(loc.frame.offset, loc.frame.stored_len as usize)
                 .map_err(|e| Error::damaged(path.clone(), e))?;
@@ -83,9 +93,9 @@ impl Loader {
             };
             let raw = cairn_format::pack::blob_from_frame(&stored, &entry)
                 .map_err(|e| Error::damaged(path, e))?;
-            self.frame = Some((key, raw));
+            cache.frame = Some((key, raw));
         }
-        Ok(&self.frame.as_ref().expect("filled above").1)
+        Ok(&cache.frame.as_ref().expect("filled above").1)
     }
 
     /// Read and decode a tree blob.

@@ -8,26 +8,22 @@ use cairn_format::Id;
 /// Largest directory depth followed (a hostile repository could nest without end).
 pub const MAX_DEPTH: usize = 4096;
 
-/// Visit every node below `root` depth-first in name order. `visit` gets the path components
-/// and the node; returning false skips a directory's contents. `leave` is called after a
+/// A walk callback: gets the path components and the node; returning false skips a
 /// directory's contents.
-pub fn walk(
-    loader: &mut Loader,
-    root: &Id,
-    visit: &mut dyn FnMut(&[Vec<u8>], &Node) -> Result<bool>,
-    leave: &mut dyn FnMut(&[Vec<u8>], &Node) -> Result<()>,
-) -> Result<()> {
+pub type Visit<'a> = dyn FnMut(&[Vec<u8>], &Node) -> Result<bool> + 'a;
+
+/// Visit every node below `root` depth-first in name order.
+pub fn walk(loader: &mut Loader, root: &Id, visit: &mut Visit<'_>) -> Result<()> {
     let tree = loader.load_tree(root)?;
     let mut path = Vec::new();
-    walk_tree(loader, &tree, &mut path, visit, leave)
+    walk_tree(loader, &tree, &mut path, visit)
 }
 
 fn walk_tree(
     loader: &mut Loader,
     tree: &Tree,
     path: &mut Vec<Vec<u8>>,
-    visit: &mut dyn FnMut(&[Vec<u8>], &Node) -> Result<bool>,
-    leave: &mut dyn FnMut(&[Vec<u8>], &Node) -> Result<()>,
+    visit: &mut Visit<'_>,
 ) -> Result<()> {
     if path.len() >= MAX_DEPTH {
         return Err(Error::Invalid(format!(
@@ -40,9 +36,8 @@ fn walk_tree(
         if node.kind == NodeKind::Dir && descend {
             if let Some(sub) = &node.subtree {
                 let subtree = loader.load_tree(sub)?;
-                walk_tree(loader, &subtree, path, visit, leave)?;
+                walk_tree(loader, &subtree, path, visit)?;
             }
-            leave(path, node)?;
         }
         path.pop();
     }

@@ -91,16 +91,11 @@ pub fn run(g: &Global, a: LsArgs) -> Result<Code> {
             }
         }
     };
-    trees::walk(
-        &mut loader,
-        &start,
-        &mut |rel, n| {
-            let full: Vec<Vec<u8>> = prefix.iter().chain(rel.iter()).cloned().collect();
-            print(&full, n);
-            Ok(true)
-        },
-        &mut |_, _| Ok(()),
-    )?;
+    trees::walk(&mut loader, &start, &mut |rel, n| {
+        let full: Vec<Vec<u8>> = prefix.iter().chain(rel.iter()).cloned().collect();
+        print(&full, n);
+        Ok(true)
+    })?;
     if g.json {
         output::json(&items)?;
     }
