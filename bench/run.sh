@@ -38,7 +38,7 @@ record() { printf '%s %s\n' "$1" "$2" >>"$RESULTS"; }
 
 cleanup() {
     if [[ ${BENCH_KEEP:-0} != 1 ]]; then
-        rm -rf "$RUN"/*/ "$STAGE" 2>/dev/null || true
+        rm -rf "$RUN"/*/ "$RUN/cairn-bin" "$STAGE" 2>/dev/null || true
     fi
 }
 trap cleanup EXIT
@@ -70,6 +70,21 @@ if [[ $BIG == 1 ]]; then [[ -f $DATA/big/big.bin ]] || die "big file missing"; f
 rm -rf "$RUN"
 mkdir -p "$RUN"
 : >"$RESULTS"
+
+# Versions, taken now; cairn runs from a copy so that a rebuild during the run cannot mix binaries.
+cairn_version=n/a
+restic_version=n/a
+if [[ " $TOOLS " == *" cairn "* ]]; then
+    cairn_built=$(date -u -r "$CAIRN" '+%Y-%m-%d %H:%M UTC')
+    cp "$CAIRN" "$RUN/cairn-bin"
+    CAIRN=$RUN/cairn-bin
+    cairn_version=$("$CAIRN" --version 2>/dev/null | head -n1 || true)
+    commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
+    dirty=""
+    [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null || true) ]] && dirty=", uncommitted changes"
+    cairn_version="${cairn_version:-cairn (no --version output)}, binary built $cairn_built (git HEAD at run start: $commit$dirty)"
+fi
+if [[ " $TOOLS " == *" restic "* ]]; then restic_version=$("$RESTIC" version | head -n1); fi
 
 # Paths backed up, absolute for both tools (as a host backs up /etc/kubernetes).
 FIRST_PATHS=("$DATA/etc" "$DATA/etcd/snapshot.db")
@@ -143,6 +158,7 @@ restore_cmd() {
 timed() {
     local name=$1 t0 t1
     printf '$ %s\n' "${CMD[*]}" >"$LOGS/$name.log"
+    sync # write back earlier steps' dirty pages (restores, repositories) outside the timing
     t0=$(now)
     if ! "$TIME" -f '%e %M' -o "$RUN/$name.time" "${CMD[@]}" >>"$LOGS/$name.log" 2>&1; then
         tail -n 20 "$LOGS/$name.log" >&2
@@ -260,16 +276,6 @@ rm -rf "$STAGE"
 # ---------------------------------------------------------------------------------------------
 # Report.
 
-cairn_version=n/a
-restic_version=n/a
-if [[ " $TOOLS " == *" cairn "* ]]; then
-    cairn_version=$("$CAIRN" --version 2>/dev/null | head -n1 || true)
-    commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
-    dirty=""
-    [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null || true) ]] && dirty=", uncommitted changes"
-    cairn_version="${cairn_version:-cairn (no --version output)} (git $commit$dirty)"
-fi
-if [[ " $TOOLS " == *" restic "* ]]; then restic_version=$("$RESTIC" version | head -n1); fi
 big_size=0
 [[ $BIG == 1 ]] && big_size=$(stat -c %s "$DATA/big/big.bin")
 

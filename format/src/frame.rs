@@ -6,6 +6,7 @@
 
 use crate::{Error, MAX_FRAME_LEN};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// How a frame's bytes are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -30,11 +31,12 @@ impl FrameCompressor {
     }
 
     /// Compress `raw`; returns the stored bytes and how they are stored. Data that does not
-    /// shrink by at least 1/32 is stored raw, saving the reader a decompression.
-    pub fn compress(&mut self, raw: &[u8]) -> (Compression, Vec<u8>) {
+    /// shrink by at least 1/32 is stored raw (borrowed, not copied), saving the reader a
+    /// decompression.
+    pub fn compress<'a>(&mut self, raw: &'a [u8]) -> (Compression, Cow<'a, [u8]>) {
         match self.inner.compress(raw) {
-            Ok(z) if z.len() + raw.len() / 32 < raw.len() => (Compression::Zstd, z),
-            _ => (Compression::None, raw.to_vec()),
+            Ok(z) if z.len() + raw.len() / 32 < raw.len() => (Compression::Zstd, Cow::Owned(z)),
+            _ => (Compression::None, Cow::Borrowed(raw)),
         }
     }
 }
