@@ -40,7 +40,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// An object exists but its bytes are wrong.
-    #[error("object {object} is damaged: {source}. Other snapshots stay readable; run `cairn check` to see what it affects")]
+    #[error("object {object} is damaged: {source}; snapshots that do not use it stay readable")]
     Damaged {
         /// Object path.
         object: String,

@@ -156,7 +156,10 @@ impl Repository {
             }
             Err(e) => return Err(e),
         };
-        let config = RepoConfig::decode(&config_bytes).map_err(|e| Error::damaged("config", e))?;
+        let config = RepoConfig::decode(&config_bytes).map_err(|e| match e {
+            e @ cairn_format::Error::UnsupportedVersion { .. } => Error::Format(e),
+            e => Error::damaged("config", e),
+        })?;
         let (keys, creds) = match creds {
             Credentials::WriteKey(k) => {
                 if k.repo_id != config.repo_id {
