@@ -20,6 +20,18 @@ pub fn hostname() -> String {
         .into_owned()
 }
 
+/// The absolute form of `p` with symlinks in its parent directories resolved (so the snapshot
+/// records real directories above it) but the last component kept as given.
+fn resolve_parent(p: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    let abs = std::path::absolute(p)?;
+    match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name)) => Ok(std::fs::canonicalize(parent)
+            .map(|real| real.join(name))
+            .unwrap_or(abs)),
+        _ => Ok(abs),
+    }
+}
+
 pub fn run(g: &Global, a: BackupArgs) -> Result<Code> {
     let started = Instant::now();
     let time_ns = chrono::Utc::now()
@@ -46,7 +58,7 @@ pub fn run(g: &Global, a: BackupArgs) -> Result<Code> {
     let mut paths: Vec<String> = a
         .paths
         .iter()
-        .map(|p| std::path::absolute(p).map(|p| p.display().to_string()))
+        .map(|p| resolve_parent(p).map(|p| p.display().to_string()))
         .collect::<std::io::Result<_>>()?;
     paths.sort();
     paths.dedup();
