@@ -41,6 +41,12 @@ impl FrameCompressor {
     }
 }
 
+thread_local! {
+    /// One zstd decompression context per thread, reused across frames.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Recover a frame's plaintext. `raw_len` comes from the trailer or index and bounds memory.
 pub fn decompress(stored: &[u8], compression: Compression, raw_len: u32) -> Result<Vec<u8>, Error> {
     if raw_len > MAX_FRAME_LEN {
@@ -63,10 +69,18 @@ pub fn decompress(stored: &[u8], compression: Compression, raw_len: u32) -> Resu
         }
         Compression::Zstd => {
             let mut out = Vec::with_capacity(raw_len as usize);
-            let mut d =
-                zstd::bulk::Decompressor::new().map_err(|e| Error::Decompress(e.to_string()))?;
-            d.decompress_to_buffer(stored, &mut out)
-                .map_err(|e| Error::Decompress(e.to_string()))?;
+            DECOMPRESSOR.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                if slot.is_none() {
+                    *slot = Some(
+                        zstd::bulk::Decompressor::new()
+                            .map_err(|e| Error::Decompress(e.to_string()))?,
+                    );
+                }
+                let d = slot.as_mut().expect("set above");
+                d.decompress_to_buffer(stored, &mut out)
+                    .map_err(|e| Error::Decompress(e.to_string()))
+            })?;
             if out.len() != raw_len as usize {
                 return Err(Error::Decompress(format!(
                     "frame decompressed to {} bytes, index says {}",
