@@ -58,7 +58,7 @@ pub enum Command {
     #[command(subcommand)]
     Key(KeyCommand),
     /// Back up files and directories into a new snapshot.
-    Backup(BackupArgs),
+    Backup(Box<BackupArgs>),
     /// List snapshots.
     Snapshots(SnapshotsArgs),
     /// List the files in a snapshot.
@@ -114,16 +114,33 @@ pub struct SnapshotFilter {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BackupArgs {
-    /// Files and directories to back up.
+    #[command(subcommand)]
+    pub source: Option<BackupSource>,
+    /// Files and directories to back up (write `./etcd` for a directory named like a source).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub common: BackupCommon,
+    #[command(flatten)]
+    pub walk: WalkArgs,
+}
+
+/// What every backup records.
+#[derive(Args, Debug, Clone, Default)]
+pub struct BackupCommon {
     /// Tag the snapshot. Repeatable.
     #[arg(long = "tag")]
     pub tags: Vec<String>,
     /// Host name to record (default: this host's name).
     #[arg(long)]
     pub host: Option<String>,
+}
+
+/// How directories are walked.
+#[derive(Args, Debug, Clone, Default)]
+pub struct WalkArgs {
     /// Exclude paths matching this glob (`*.log`, `/etc/kubernetes/tmp/**`); a pattern without
     /// `/` matches file names anywhere. Repeatable.
     #[arg(long = "exclude", value_name = "GLOB")]
@@ -137,6 +154,75 @@ pub struct BackupArgs {
     /// Read every file even if unchanged since the previous snapshot.
     #[arg(long)]
     pub force: bool,
+}
+
+/// Control-plane sources.
+#[derive(Subcommand, Debug)]
+pub enum BackupSource {
+    /// Back up etcd: a live snapshot from one healthy member, or a snapshot file.
+    Etcd(EtcdArgs),
+    /// Back up the latest revision of each static pod's resources.
+    StaticPods(StaticPodsArgs),
+    /// Back up etcd and the static pod resources together, in one snapshot.
+    Cluster(ClusterArgs),
+}
+
+/// Where the etcd snapshot comes from.
+#[derive(Args, Debug, Clone)]
+pub struct EtcdArgs {
+    /// Client URLs, comma-separated, in order of preference (put the local member first); the
+    /// first healthy one is used.
+    #[arg(
+        long,
+        env = "ETCDCTL_ENDPOINTS",
+        value_delimiter = ',',
+        required_unless_present = "snapshot_file"
+    )]
+    pub endpoints: Vec<String>,
+    /// CA bundle that signed the etcd server certificates.
+    #[arg(long, env = "ETCDCTL_CACERT", value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate for etcd.
+    #[arg(long, env = "ETCDCTL_CERT", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// Client key for etcd (named --cert-key because --key is the write key).
+    #[arg(long, env = "ETCDCTL_KEY", value_name = "FILE")]
+    pub cert_key: Option<PathBuf>,
+    /// Seconds to wait for a member to connect and answer the health check.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+    /// Ingest a file written by `etcdctl snapshot save` / cluster-backup.sh instead of a live
+    /// snapshot.
+    #[arg(long, value_name = "FILE", conflicts_with = "endpoints")]
+    pub snapshot_file: Option<PathBuf>,
+    /// Accept a snapshot file without a valid sha256 trailer (restoring it will then need
+    /// `etcdctl snapshot restore --skip-hash-check`).
+    #[arg(long, requires = "snapshot_file")]
+    pub skip_hash_check: bool,
+    /// Cluster version to record (e.g. 4.14.12); read from the ClusterVersion object when
+    /// the snapshot holds one.
+    #[arg(long)]
+    pub cluster_version: Option<String>,
+    #[command(flatten)]
+    pub common: BackupCommon,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StaticPodsArgs {
+    /// Directory holding `<component>-pod-<revision>` directories.
+    #[arg(long, default_value = crate::source::static_pods::DEFAULT_DIR)]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub common: BackupCommon,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    /// Directory holding `<component>-pod-<revision>` directories.
+    #[arg(long, default_value = crate::source::static_pods::DEFAULT_DIR)]
+    pub static_pods_dir: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -182,8 +268,26 @@ pub struct RestoreArgs {
     /// Replace files that already exist in the target (default: refuse).
     #[arg(long)]
     pub overwrite: bool,
+    /// `tree`: the snapshot's files as they were. `cluster-backup`: for etcd and cluster
+    /// snapshots, `snapshot_<ts>.db` and `static_kuberesources_<ts>.tar.gz` directly in the
+    /// target, as cluster-restore.sh expects.
+    #[arg(long, value_enum, default_value_t = Layout::Tree)]
+    pub layout: Layout,
+    /// Version of the cluster being restored; cairn warns when the backup is from another
+    /// z-stream release (the platform requires the same one).
+    #[arg(long)]
+    pub cluster_version: Option<String>,
     #[command(flatten)]
     pub filter: SnapshotFilter,
+}
+
+/// Restore layouts.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Files as they were, below the target.
+    Tree,
+    /// What cluster-restore.sh consumes.
+    ClusterBackup,
 }
 
 #[derive(Args, Debug)]

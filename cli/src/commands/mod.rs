@@ -25,7 +25,7 @@ pub fn run(cli: Cli) -> Result<Code> {
     match cli.command {
         Command::Init(a) => init::run(g, a),
         Command::Key(k) => key::run(g, k),
-        Command::Backup(a) => backup::run(g, a),
+        Command::Backup(a) => backup::run(g, *a),
         Command::Snapshots(a) => snapshots::run(g, a),
         Command::Ls(a) => ls::run(g, a),
         Command::Cat(a) => cat::run(g, a),

@@ -50,6 +50,7 @@ impl Excludes {
 }
 
 /// Options of a path backup.
+#[derive(Default)]
 pub struct Options {
     /// Exclusions.
     pub excludes: Excludes,
@@ -61,8 +62,8 @@ pub struct Options {
 
 /// Result of walking the paths.
 pub struct Outcome {
-    /// Root tree id.
-    pub root: Id,
+    /// Root tree, not yet saved (the caller may add entries, e.g. an etcd snapshot).
+    pub root: Tree,
     /// Counters (content and walk; the caller adds what the saver stored).
     pub stats: SnapshotStats,
     /// Entries that could not be read: (path, reason).
@@ -154,8 +155,7 @@ impl<'a> Walker<'a> {
     pub fn run(mut self, paths: &[PathBuf], parent_root: Option<Id>) -> Result<Outcome> {
         let layout = layout(paths)?;
         let parent_tree = self.parent_tree(parent_root.as_ref());
-        let mut tree = self.above(Path::new("/"), &layout, parent_tree.as_ref())?;
-        let root = self.saver.save_tree(&mut tree)?;
+        let root = self.above(Path::new("/"), &layout, parent_tree.as_ref())?;
         Ok(Outcome {
             root,
             stats: self.stats,

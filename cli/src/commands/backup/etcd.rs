@@ -1,0 +1,196 @@
+//! `cairn backup etcd | static-pods | cluster`.
+
+use super::paths::walk;
+use super::{Produced, Session};
+use crate::args::{ClusterArgs, EtcdArgs, Global, StaticPodsArgs};
+use crate::exit::Code;
+use crate::source::etcd::Connection;
+use crate::source::static_pods;
+use crate::source::trailer::{TrailerCheck, Verdict};
+use anyhow::{bail, Context, Result};
+use cairn_format::chunker::ChunkPolicy;
+use cairn_format::snapshot::{SnapshotStats, SourceKind};
+use cairn_format::tree::{Node, NodeKind, Tree};
+use std::io::Read;
+use std::time::Duration;
+
+/// bbolt pages are 4 KiB on every platform etcd runs on; chunks at page boundaries
+/// deduplicate a day's scattered changes (see format/SPEC.md).
+pub const ETCD_POLICY: ChunkPolicy = ChunkPolicy::Fixed(4096);
+
+/// A stored etcd snapshot and what is known about it.
+struct EtcdSaved {
+    node: Node,
+    facts: Vec<(String, String)>,
+}
+
+fn connection(a: &EtcdArgs) -> Connection {
+    Connection {
+        endpoints: a.endpoints.clone(),
+        cacert: a.cacert.clone(),
+        cert: a.cert.clone(),
+        key: a.cert_key.clone(),
+        timeout: Duration::from_secs(a.timeout),
+    }
+}
+
+/// Chunk `reader` into the session as the file `name`, checking the sha256 trailer.
+fn save_db(s: &mut Session<'_>, reader: impl Read, name: String) -> Result<(Node, Verdict)> {
+    let mut check = TrailerCheck::new(reader);
+    let progress = s.progress.clone();
+    let (ids, size) = s
+        .saver
+        .save_reader(&mut check, ETCD_POLICY, |n| progress.inc(n))?
+        .with_context(|| {
+            format!(
+                "reading the etcd snapshot ({} bytes read); nothing was saved",
+                check.len()
+            )
+        })?;
+    let verdict = check
+        .verdict()
+        .context("snapshot stream did not reach its end")?;
+    let mut node = Node::new(name.into_bytes(), NodeKind::File);
+    node.mode = 0o600;
+    node.uid = rustix::process::geteuid().as_raw();
+    node.gid = rustix::process::getegid().as_raw();
+    node.mtime_ns = s.time_ns;
+    node.ctime_ns = s.time_ns;
+    node.size = size;
+    node.content = ids;
+    Ok((node, verdict))
+}
+
+/// Take the etcd snapshot the arguments describe (live or from a file).
+fn save_etcd(s: &mut Session<'_>, a: &EtcdArgs) -> Result<EtcdSaved> {
+    let mut facts = Vec::new();
+    let (node, verdict) = if let Some(file) = &a.snapshot_file {
+        let f = std::fs::File::open(file)
+            .with_context(|| format!("opening etcd snapshot file {}", file.display()))?;
+        let given = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let name = if given.starts_with("snapshot_") && given.ends_with(".db") {
+            given.to_string()
+        } else {
+            format!("snapshot_{}.db", s.stamp())
+        };
+        facts.push(("etcd.source".into(), format!("file {}", file.display())));
+        save_db(s, std::io::BufReader::with_capacity(1 << 20, f), name)?
+    } else {
+        let conn = connection(a);
+        let (member, skipped) = conn.select()?;
+        for (e, why) in &skipped {
+            eprintln!("cairn: skipping etcd endpoint {e}: {why}");
+        }
+        if !s.g.quiet && !s.g.json {
+            eprintln!(
+                "using etcd member {} at {} ({}, etcd {}, revision {}, database {}): {}",
+                member.id,
+                member.endpoint,
+                if member.leader { "leader" } else { "follower" },
+                member.version,
+                member.revision,
+                crate::output::bytes(member.db_size.max(0) as u64),
+                if skipped.is_empty() {
+                    "first healthy endpoint given".to_string()
+                } else {
+                    format!("first healthy endpoint after {} unhealthy", skipped.len())
+                }
+            );
+        }
+        facts.push(("etcd.source".into(), "live".into()));
+        facts.push(("etcd.endpoint".into(), member.endpoint.clone()));
+        facts.push(("etcd.member".into(), member.id.clone()));
+        facts.push(("etcd.version".into(), member.version.clone()));
+        if let Some(v) = conn.cluster_version(&member.endpoint) {
+            facts.push(("cluster.version".into(), v));
+        }
+        let reader = conn.snapshot(&member.endpoint)?;
+        save_db(s, reader, format!("snapshot_{}.db", s.stamp()))?
+    };
+    match verdict {
+        Verdict::Valid => facts.push(("etcd.sha256".into(), "verified".into())),
+        Verdict::Invalid if a.skip_hash_check => {
+            eprintln!("cairn: warning: the etcd snapshot has no valid sha256 trailer; restoring it will need `etcdctl snapshot restore --skip-hash-check`, which cannot tell a damaged database from a good one");
+            facts.push(("etcd.sha256".into(), "missing".into()));
+        }
+        Verdict::Invalid if a.snapshot_file.is_some() => bail!(
+            "the snapshot file has no valid sha256 trailer: it was not written by `etcdctl snapshot save`, or it is damaged or truncated; nothing was saved. Pass --skip-hash-check to keep it anyway"
+        ),
+        Verdict::Invalid => bail!(
+            "the sha256 trailer of the snapshot stream does not match its content: the stream was corrupted or cut short; nothing was saved"
+        ),
+    }
+    facts.push(("etcd.size".into(), node.size.to_string()));
+    if let Some(v) = &a.cluster_version {
+        facts.retain(|(k, _)| k != "cluster.version");
+        facts.push(("cluster.version".into(), v.clone()));
+    }
+    Ok(EtcdSaved { node, facts })
+}
+
+pub fn run_etcd(g: &Global, a: &EtcdArgs) -> Result<Code> {
+    let mut s = Session::open(g, &a.common)?;
+    let saved = save_etcd(&mut s, a)?;
+    let name = String::from_utf8_lossy(&saved.node.name).into_owned();
+    let stats = SnapshotStats {
+        files: 1,
+        files_read: 1,
+        bytes: saved.node.size,
+        ..SnapshotStats::default()
+    };
+    s.finish(Produced {
+        root: Tree {
+            nodes: vec![saved.node],
+        },
+        source: SourceKind::Etcd,
+        paths: vec![format!("/{name}")],
+        facts: [vec![("etcd.file".to_string(), name)], saved.facts].concat(),
+        parent: None,
+        stats,
+        unreadable: Vec::new(),
+    })
+}
+
+fn static_pod_paths(dir: &std::path::Path) -> Result<(Vec<String>, String)> {
+    let revs = static_pods::latest(dir)?;
+    if revs.is_empty() {
+        bail!(
+            "no <component>-pod-<revision> directory in {}; is this a control-plane host?",
+            dir.display()
+        );
+    }
+    let paths =
+        super::paths::absolute_paths(&revs.iter().map(|r| r.path.clone()).collect::<Vec<_>>())?;
+    Ok((paths, static_pods::describe(&revs)))
+}
+
+pub fn run_static_pods(g: &Global, a: &StaticPodsArgs) -> Result<Code> {
+    let (paths, revisions) = static_pod_paths(&a.dir)?;
+    let mut s = Session::open(g, &a.common)?;
+    let mut produced = walk(&mut s, SourceKind::StaticPods, paths, Default::default())?;
+    produced
+        .facts
+        .push(("static_pods.revisions".into(), revisions));
+    s.finish(produced)
+}
+
+pub fn run_cluster(g: &Global, a: &ClusterArgs) -> Result<Code> {
+    let (paths, revisions) = static_pod_paths(&a.static_pods_dir)?;
+    let mut s = Session::open(g, &a.etcd.common)?;
+    let saved = save_etcd(&mut s, &a.etcd)?;
+    let mut produced = walk(&mut s, SourceKind::Cluster, paths, Default::default())?;
+    let name = String::from_utf8_lossy(&saved.node.name).into_owned();
+    produced.stats.files += 1;
+    produced.stats.files_read += 1;
+    produced.stats.bytes += saved.node.size;
+    produced.root.nodes.push(saved.node);
+    produced.facts.push(("etcd.file".into(), name));
+    produced.facts.extend(saved.facts);
+    produced
+        .facts
+        .push(("static_pods.revisions".into(), revisions));
+    s.finish(produced)
+}

@@ -1,0 +1,184 @@
+//! `cairn backup …`: paths, etcd, static pod resources, or a whole cluster.
+//!
+//! Every source goes through one [`Session`]: open the repository with the write key, feed the
+//! saver, flush packs and the index, then write the snapshot object last, so a failure at any
+//! point leaves no snapshot, only unreferenced packs.
+
+mod etcd;
+mod paths;
+
+use super::Reader;
+use crate::args::{BackupArgs, BackupCommon, BackupSource, Global};
+use crate::exit::Code;
+use crate::output;
+use anyhow::{Context, Result};
+use cairn_format::snapshot::{Snapshot, SnapshotStats, SourceKind};
+use cairn_format::tree::Tree;
+use cairn_format::Id;
+use cairn_store::saver::Saver;
+use cairn_store::snapshots::{self, Filter};
+use indicatif::ProgressBar;
+use serde_json::json;
+use std::time::Instant;
+
+pub fn run(g: &Global, a: BackupArgs) -> Result<Code> {
+    match a.source {
+        None => paths::run(g, &a.common, &a.walk, &a.paths),
+        Some(BackupSource::Etcd(e)) => etcd::run_etcd(g, &e),
+        Some(BackupSource::StaticPods(s)) => etcd::run_static_pods(g, &s),
+        Some(BackupSource::Cluster(c)) => etcd::run_cluster(g, &c),
+    }
+}
+
+/// This host's name.
+pub fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// One backup in progress.
+pub struct Session<'g> {
+    g: &'g Global,
+    reader: Reader,
+    saver: Saver,
+    started: Instant,
+    time_ns: i64,
+    host: String,
+    tags: Vec<String>,
+    progress: ProgressBar,
+}
+
+/// What a source produced, for the snapshot.
+pub struct Produced {
+    pub root: Tree,
+    pub source: SourceKind,
+    pub paths: Vec<String>,
+    pub facts: Vec<(String, String)>,
+    pub parent: Option<Id>,
+    pub stats: SnapshotStats,
+    pub unreadable: Vec<(String, String)>,
+}
+
+impl<'g> Session<'g> {
+    /// Open the repository and start the saver.
+    pub fn open(g: &'g Global, common: &BackupCommon) -> Result<Self> {
+        let started = Instant::now();
+        let time_ns = chrono::Utc::now()
+            .timestamp_nanos_opt()
+            .context("clock outside the representable range")?;
+        let reader = Reader::open(g)?;
+        let saver = Saver::new(reader.repo.clone(), reader.index.clone(), 0);
+        Ok(Session {
+            g,
+            reader,
+            saver,
+            started,
+            time_ns,
+            host: common.host.clone().unwrap_or_else(hostname),
+            tags: common.tags.clone(),
+            progress: output::progress(None, g.quiet, g.json),
+        })
+    }
+
+    /// The latest snapshot of this host, source and paths: unchanged files are taken from it.
+    pub fn parent(&self, source: SourceKind, paths: &[String]) -> Result<Option<(Id, Snapshot)>> {
+        let filter = Filter {
+            host: Some(self.host.clone()),
+            tags: Vec::new(),
+        };
+        Ok(snapshots::list(&self.reader.repo)?
+            .snapshots
+            .into_iter()
+            .rev()
+            .find(|(_, s)| filter.matches(s) && s.source == source && s.paths == paths))
+    }
+
+    /// The UTC time the backup started, as `cluster-backup.sh` stamps file names.
+    pub fn stamp(&self) -> String {
+        chrono::DateTime::from_timestamp_nanos(self.time_ns)
+            .format("%Y-%m-%d_%H%M%S")
+            .to_string()
+    }
+
+    /// Flush, write the snapshot, report. The exit code says whether anything was unreadable.
+    pub fn finish(self, mut p: Produced) -> Result<Code> {
+        let Session {
+            g,
+            reader,
+            mut saver,
+            started,
+            time_ns,
+            host,
+            tags,
+            progress,
+        } = self;
+        let tree = saver.save_tree(&mut p.root)?;
+        let (saved, _) = saver.finish()?;
+        progress.finish_and_clear();
+        let stats = SnapshotStats {
+            blobs_added: saved.blobs_added,
+            stored_added: saved.stored_added,
+            duration_ms: started.elapsed().as_millis() as u64,
+            unreadable: p.unreadable.len() as u64,
+            ..p.stats
+        };
+        let snapshot = Snapshot {
+            time_ns,
+            host,
+            username: uzers::get_current_username()
+                .map(|u| u.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            source: p.source,
+            paths: p.paths,
+            tags,
+            tree,
+            parent: p.parent,
+            stats,
+            program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+            facts: p.facts,
+        };
+        let id = snapshots::save(&reader.repo, &snapshot)?;
+        if g.json {
+            output::json(&json!({
+                "snapshot": id.to_hex(),
+                "source": snapshot.source.name(),
+                "parent": snapshot.parent.map(|p| p.to_hex()),
+                "files": stats.files,
+                "dirs": stats.dirs,
+                "bytes": stats.bytes,
+                "files_read": stats.files_read,
+                "blobs_added": stats.blobs_added,
+                "added_bytes": stats.stored_added,
+                "duration_ms": stats.duration_ms,
+                "facts": snapshot.facts.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "unreadable": p.unreadable.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
+            }))?;
+        } else if !g.quiet {
+            println!(
+                "snapshot {} saved: {} files, {} dirs, {} ({} files read, {} new blobs, {} stored) in {:.1}s",
+                id.short(),
+                stats.files,
+                stats.dirs,
+                output::bytes(stats.bytes),
+                stats.files_read,
+                stats.blobs_added,
+                output::bytes(stats.stored_added),
+                stats.duration_ms as f64 / 1000.0
+            );
+        }
+        if !p.unreadable.is_empty() {
+            eprintln!(
+                "cairn: warning: {} entries could not be read and are missing from snapshot {}:",
+                p.unreadable.len(),
+                id.short()
+            );
+            for (path, e) in &p.unreadable {
+                eprintln!("  {path}: {e}");
+            }
+            return Ok(Code::Partial);
+        }
+        Ok(Code::Ok)
+    }
+}

@@ -1,0 +1,264 @@
+//! etcd: pick one healthy member, stream its snapshot (Maintenance.Snapshot) straight into the
+//! chunker, and verify the sha256 trailer etcd appends — no temporary file on the host.
+//!
+//! The gRPC stream runs on a small tokio runtime in a background thread and reaches the
+//! synchronous pipeline through a bounded channel, so memory stays bounded whatever the
+//! database size.
+
+use anyhow::{bail, Context, Result};
+use crossbeam_channel::{bounded, Receiver};
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How to reach etcd.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// Client URLs, in order of preference (put the local member first).
+    pub endpoints: Vec<String>,
+    /// CA bundle for the server certificates.
+    pub cacert: Option<PathBuf>,
+    /// Client certificate.
+    pub cert: Option<PathBuf>,
+    /// Client key.
+    pub key: Option<PathBuf>,
+    /// Connection and health-check timeout.
+    pub timeout: Duration,
+}
+
+/// What was learnt about the member chosen.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Its endpoint.
+    pub endpoint: String,
+    /// Member id (hex).
+    pub id: String,
+    /// etcd server version.
+    pub version: String,
+    /// Database size reported by the member.
+    pub db_size: i64,
+    /// Revision at the time of the health check.
+    pub revision: i64,
+    /// Whether it was the leader.
+    pub leader: bool,
+}
+
+impl Connection {
+    fn options(&self) -> Result<ConnectOptions> {
+        let mut opts = ConnectOptions::new()
+            .with_connect_timeout(self.timeout)
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(20));
+        let tls_wanted = self.cacert.is_some()
+            || self.cert.is_some()
+            || self.endpoints.iter().any(|e| e.starts_with("https://"));
+        if tls_wanted {
+            let mut tls = TlsOptions::new();
+            if let Some(ca) = &self.cacert {
+                let pem = std::fs::read(ca)
+                    .with_context(|| format!("reading CA bundle {}", ca.display()))?;
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            match (&self.cert, &self.key) {
+                (Some(c), Some(k)) => {
+                    let cert = std::fs::read(c)
+                        .with_context(|| format!("reading client certificate {}", c.display()))?;
+                    let key = std::fs::read(k)
+                        .with_context(|| format!("reading client key {}", k.display()))?;
+                    tls = tls.identity(Identity::from_pem(cert, key));
+                }
+                (None, None) => {}
+                _ => bail!("--cert and --key go together"),
+            }
+            opts = opts.with_tls(tls);
+        }
+        Ok(opts)
+    }
+
+    async fn connect(&self, endpoint: &str) -> Result<Client> {
+        let client = tokio::time::timeout(
+            self.timeout,
+            Client::connect([endpoint], Some(self.options()?)),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {:?}", self.timeout))?
+        .map_err(explain)?;
+        Ok(client)
+    }
+
+    /// Health of one endpoint: status plus a linearizable read (as `etcdctl endpoint health`).
+    async fn check(&self, endpoint: &str) -> Result<Member> {
+        let mut client = self.connect(endpoint).await?;
+        let status = tokio::time::timeout(self.timeout, client.status())
+            .await
+            .map_err(|_| anyhow::anyhow!("status: no answer within {:?}", self.timeout))?
+            .map_err(explain)?;
+        if !status.errors().is_empty() {
+            bail!("member reports errors: {}", status.errors().join("; "));
+        }
+        match tokio::time::timeout(self.timeout, client.get("health", None)).await {
+            Err(_) => bail!(
+                "no quorum: a linearizable read did not complete within {:?}",
+                self.timeout
+            ),
+            Ok(Err(e)) if !e.to_string().contains("permission denied") => {
+                return Err(explain(e)).context("linearizable read failed");
+            }
+            Ok(_) => {}
+        }
+        let header = status.header();
+        let id = header.map(|h| h.member_id()).unwrap_or_default();
+        Ok(Member {
+            endpoint: endpoint.to_string(),
+            id: format!("{id:x}"),
+            version: status.version().to_string(),
+            db_size: status.db_size(),
+            revision: header.map(|h| h.revision()).unwrap_or_default(),
+            leader: status.leader() == id,
+        })
+    }
+
+    /// Check endpoints in order and return the first healthy member, with the reasons the
+    /// others before it were skipped.
+    pub fn select(&self) -> Result<(Member, Vec<(String, String)>)> {
+        if self.endpoints.is_empty() {
+            bail!("no etcd endpoint given (--endpoints)");
+        }
+        let rt = runtime()?;
+        let mut skipped = Vec::new();
+        for e in &self.endpoints {
+            match rt.block_on(self.check(e)) {
+                Ok(m) => return Ok((m, skipped)),
+                Err(err) => skipped.push((e.clone(), format!("{err:#}"))),
+            }
+        }
+        let detail: Vec<String> = skipped
+            .iter()
+            .map(|(e, why)| format!("{e}: {why}"))
+            .collect();
+        bail!("no healthy etcd endpoint:\n  {}", detail.join("\n  "))
+    }
+
+    /// The OpenShift cluster version (`status.desired.version` of the ClusterVersion object),
+    /// if the cluster has one. Best effort: None on any error.
+    pub fn cluster_version(&self, endpoint: &str) -> Option<String> {
+        let rt = runtime().ok()?;
+        let value = rt.block_on(async {
+            let mut client = self.connect(endpoint).await.ok()?;
+            let resp = tokio::time::timeout(self.timeout, client.get(CLUSTER_VERSION_KEY, None))
+                .await
+                .ok()?
+                .ok()?;
+            resp.kvs().first().map(|kv| kv.value().to_vec())
+        })?;
+        cluster_version_from_json(&value)
+    }
+
+    /// Start streaming a snapshot from `endpoint`. The reader yields the exact bytes
+    /// `etcdctl snapshot save` writes (database + sha256 trailer).
+    pub fn snapshot(&self, endpoint: &str) -> Result<ChannelReader> {
+        let (tx, rx) = bounded::<io::Result<Vec<u8>>>(32);
+        let conn = self.clone();
+        let endpoint = endpoint.to_string();
+        let rt = runtime()?;
+        std::thread::Builder::new()
+            .name("cairn-etcd".into())
+            .spawn(move || {
+                let result: Result<()> = rt.block_on(async {
+                    let mut client = conn.connect(&endpoint).await?;
+                    let mut stream = client.snapshot().await.map_err(explain)?;
+                    let mut remaining = None;
+                    while let Some(msg) = stream.message().await.map_err(explain)? {
+                        remaining = Some(msg.remaining_bytes());
+                        if tx.send(Ok(msg.blob().to_vec())).is_err() {
+                            return Ok(()); // the reader gave up
+                        }
+                    }
+                    match remaining {
+                        Some(0) => Ok(()),
+                        Some(n) => bail!("the snapshot stream ended with {n} bytes still to come"),
+                        None => bail!("the snapshot stream was empty"),
+                    }
+                });
+                if let Err(e) = result {
+                    let _ = tx.send(Err(io::Error::other(format!(
+                        "etcd snapshot stream from {endpoint} failed: {e:#}"
+                    ))));
+                }
+            })
+            .context("starting the etcd stream thread")?;
+        Ok(ChannelReader {
+            rx,
+            current: Vec::new(),
+            pos: 0,
+        })
+    }
+}
+
+/// Where OpenShift keeps its ClusterVersion object in etcd.
+pub const CLUSTER_VERSION_KEY: &str = "/kubernetes.io/config.openshift.io/clusterversions/version";
+
+/// `status.desired.version` from a ClusterVersion object stored as JSON.
+pub fn cluster_version_from_json(value: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(value).ok()?;
+    v.pointer("/status/desired/version")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime for etcd")
+}
+
+/// Turn gRPC/TLS errors into something an operator can act on.
+fn explain(e: etcd_client::Error) -> anyhow::Error {
+    let text = format!("{e}");
+    let detail = format!("{e:?}");
+    let hint = if detail.contains("UnknownIssuer") || detail.contains("invalid peer certificate") {
+        " (the server certificate is not signed by the CA given with --cacert)"
+    } else if detail.contains("CertificateExpired") || detail.contains("Expired") {
+        " (a certificate has expired)"
+    } else if detail.contains("certificate required")
+        || detail.contains("CertificateRequired")
+        || detail.contains("bad certificate")
+        || detail.contains("BadCertificate")
+        || detail.contains("unknown ca")
+    {
+        " (the server rejected the client certificate: check --cert/--key)"
+    } else if detail.contains("Connection refused") || detail.contains("ConnectionRefused") {
+        " (connection refused: is etcd listening there?)"
+    } else {
+        ""
+    };
+    tracing::debug!("etcd error detail: {detail}");
+    anyhow::anyhow!("{text}{hint}")
+}
+
+/// Reads the bytes the stream thread sends; an error from the stream surfaces as a read error.
+pub struct ChannelReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.current = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0), // sender finished cleanly
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
