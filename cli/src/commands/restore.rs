@@ -1,11 +1,12 @@
 //! `cairn restore SNAP --target DIR`.
 
 use super::Reader;
-use crate::args::{Global, RestoreArgs};
+use crate::args::{Global, Layout, RestoreArgs};
 use crate::exit::Code;
 use crate::output;
-use crate::restore::{self, Options};
+use crate::restore::{self, cluster_backup, verify, Options};
 use anyhow::{Context, Result};
+use cairn_format::snapshot::SourceKind;
 use cairn_store::{snapshots, Role};
 use globset::{Glob, GlobSetBuilder};
 use serde_json::json;
@@ -16,56 +17,95 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
         return Err(cairn_store::Error::NeedsIdentity { what: "restore" }.into());
     }
     let (id, snap) = snapshots::resolve(&reader.repo, &a.snapshot, &(&a.filter).into())?;
-    let includes = if a.includes.is_empty() {
-        None
-    } else {
-        let mut b = GlobSetBuilder::new();
-        for p in &a.includes {
-            b.add(Glob::new(p).with_context(|| format!("invalid include pattern {p:?}"))?);
-        }
-        Some(b.build()?)
-    };
-    let progress = output::progress(Some(snap.stats.bytes), g.quiet, g.json);
+    if let Some(warning) = verify::cluster_version(&snap, a.cluster_version.as_deref()) {
+        eprintln!("cairn: warning: {warning}");
+    }
     let mut loader = reader.loader();
-    let report = restore::restore(
-        &mut loader,
-        &snap.tree,
-        &a.target,
-        Options {
-            includes,
-            overwrite: a.overwrite,
-        },
-        progress.clone(),
-    )
-    .with_context(|| {
+    let mut checks = Vec::new();
+    let context = || {
         format!(
             "restoring snapshot {} into {}",
             id.short(),
             a.target.display()
         )
-    })?;
-    progress.finish_and_clear();
-    for w in &report.warnings {
-        eprintln!("cairn: warning: {w}");
-    }
+    };
+    let report = match a.layout {
+        Layout::ClusterBackup => {
+            let written = cluster_backup::restore(&mut loader, &snap, &a.target, a.overwrite)
+                .with_context(context)?;
+            if let Some(db) = &written.db {
+                checks.push(verify::etcd_file(db, &snap)?);
+            }
+            json!(written)
+        }
+        Layout::Tree => {
+            let includes = if a.includes.is_empty() {
+                None
+            } else {
+                let mut b = GlobSetBuilder::new();
+                for p in &a.includes {
+                    b.add(Glob::new(p).with_context(|| format!("invalid include pattern {p:?}"))?);
+                }
+                Some(b.build()?)
+            };
+            let progress = output::progress(Some(snap.stats.bytes), g.quiet, g.json);
+            let report = restore::restore(
+                &mut loader,
+                &snap.tree,
+                &a.target,
+                Options {
+                    includes,
+                    overwrite: a.overwrite,
+                },
+                progress.clone(),
+            )
+            .with_context(context)?;
+            progress.finish_and_clear();
+            for w in &report.warnings {
+                eprintln!("cairn: warning: {w}");
+            }
+            if matches!(snap.source, SourceKind::Etcd | SourceKind::Cluster) {
+                if let Some(name) = verify::fact(&snap, "etcd.file") {
+                    let db = a.target.join(name);
+                    if db.exists() {
+                        checks.push(verify::etcd_file(&db, &snap)?);
+                    }
+                }
+            }
+            if !g.json && !g.quiet {
+                for (p, why) in &report.skipped {
+                    println!("  skipped {p}: {why}");
+                }
+            }
+            json!(report)
+        }
+    };
     if g.json {
         output::json(&json!({
             "snapshot": id.to_hex(),
             "target": a.target,
             "report": report,
+            "verified": checks,
         }))?;
     } else if !g.quiet {
         println!(
-            "restored snapshot {} into {}: {} files, {} dirs, {} others, {} verified",
+            "restored snapshot {} into {}: every blob verified against its keyed hash",
             id.short(),
             a.target.display(),
-            report.files,
-            report.dirs,
-            report.others,
-            output::bytes(report.bytes)
         );
-        for (p, why) in &report.skipped {
-            println!("  skipped {p}: {why}");
+        if let Some(o) = report.as_object() {
+            let counts: Vec<String> = ["files", "dirs", "others", "bytes", "db", "archive"]
+                .iter()
+                .filter_map(|k| {
+                    o.get(*k)
+                        .filter(|v| !v.is_null())
+                        .map(|v| format!("{k}: {v}"))
+                })
+                .collect();
+            println!("  {}", counts.join(", "));
+        }
+        for c in &checks {
+            println!("  {c}");
         }
     }
     Ok(Code::Ok)

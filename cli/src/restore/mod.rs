@@ -6,6 +6,10 @@
 //! outside the target. Files are written under a temporary name, checked (every blob against
 //! its keyed hash, the total against the recorded size), given their metadata, then renamed.
 
+mod blobs;
+pub mod cluster_backup;
+pub mod verify;
+
 use crate::source::meta;
 use anyhow::{bail, Context, Result};
 use cairn_format::tree::{Node, NodeKind};

@@ -1,0 +1,189 @@
+//! The `cluster-backup` layout: what the platform's cluster-backup.sh writes and
+//! cluster-restore.sh reads — `snapshot_<ts>.db` and `static_kuberesources_<ts>.tar.gz`
+//! (the static pod revision directories, paths relative to `/`) side by side in one directory.
+
+use super::blobs::BlobReader;
+use crate::output;
+use anyhow::{bail, Context, Result};
+use cairn_format::snapshot::{Snapshot, SourceKind};
+use cairn_format::tree::{Node, NodeKind};
+use cairn_store::loader::Loader;
+use cairn_store::trees;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Files written.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Written {
+    /// The etcd database, if the snapshot has one.
+    pub db: Option<PathBuf>,
+    /// The static pod resources archive, if the snapshot has them.
+    pub archive: Option<PathBuf>,
+}
+
+/// Write to `dir/name` through a temporary file, renamed once complete and synced.
+fn write_atomically(
+    dir: &Path,
+    name: &str,
+    overwrite: bool,
+    fill: impl FnOnce(&mut File) -> Result<()>,
+) -> Result<PathBuf> {
+    let dest = dir.join(name);
+    if !overwrite && fs::symlink_metadata(&dest).is_ok() {
+        bail!(
+            "{} already exists; refusing to overwrite it (use --overwrite)",
+            dest.display()
+        );
+    }
+    let tmp = dir.join(format!(".cairn-restore-{}-{name}", std::process::id()));
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        fill(&mut f)?;
+        f.sync_all().context("flushing to disk")?;
+        fs::rename(&tmp, &dest).with_context(|| format!("renaming into {}", dest.display()))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map(|()| dest)
+}
+
+/// The stamp in `snapshot_<stamp>.db`, or one from the snapshot time.
+fn stamp(db_name: Option<&str>, snap: &Snapshot) -> String {
+    db_name
+        .and_then(|n| n.strip_prefix("snapshot_"))
+        .and_then(|n| n.strip_suffix(".db"))
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            chrono::DateTime::from_timestamp_nanos(snap.time_ns)
+                .format("%Y-%m-%d_%H%M%S")
+                .to_string()
+        })
+}
+
+/// Restore `snap` into `dir` in the cluster-backup layout.
+pub fn restore(
+    loader: &mut Loader,
+    snap: &Snapshot,
+    dir: &Path,
+    overwrite: bool,
+) -> Result<Written> {
+    if !matches!(
+        snap.source,
+        SourceKind::Etcd | SourceKind::Cluster | SourceKind::StaticPods
+    ) {
+        bail!(
+            "the cluster-backup layout needs an etcd, static-pods or cluster snapshot; this one is a {} snapshot",
+            snap.source.name()
+        );
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let root = loader.load_tree(&snap.tree)?;
+    let db = root
+        .nodes
+        .iter()
+        .find(|n| {
+            n.kind == NodeKind::File && n.name.starts_with(b"snapshot_") && n.name.ends_with(b".db")
+        })
+        .cloned();
+    let db_name = db
+        .as_ref()
+        .map(|n| String::from_utf8_lossy(&n.name).into_owned());
+    let stamp = stamp(db_name.as_deref(), snap);
+    let mut written = Written::default();
+    if let (Some(node), Some(name)) = (&db, &db_name) {
+        written.db = Some(write_atomically(dir, name, overwrite, |f| {
+            let mut r = BlobReader::new(loader, &node.content);
+            let n = io::copy(&mut r, f).context("writing the etcd snapshot")?;
+            if n != node.size {
+                bail!(
+                    "the etcd snapshot has {n} bytes of content, the snapshot recorded {}",
+                    node.size
+                );
+            }
+            Ok(())
+        })?);
+    }
+    // Cluster and static-pods snapshots list exactly the static pod revision directories.
+    let pod_dirs: Vec<&String> = match snap.source {
+        SourceKind::Cluster | SourceKind::StaticPods => snap.paths.iter().collect(),
+        _ => Vec::new(),
+    };
+    if !pod_dirs.is_empty() {
+        let name = format!("static_kuberesources_{stamp}.tar.gz");
+        written.archive = Some(write_atomically(dir, &name, overwrite, |f| {
+            let gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
+            let mut tar = tar::Builder::new(gz);
+            for p in &pod_dirs {
+                let comps = output::components(p);
+                let node = trees::find(loader, &snap.tree, &comps)?.with_context(|| {
+                    format!("{p} is listed in the snapshot but not in its tree")
+                })?;
+                append(&mut tar, loader, &mut comps.clone(), &node)?;
+            }
+            tar.into_inner()
+                .context("writing the archive")?
+                .finish()
+                .context("writing the archive")?;
+            Ok(())
+        })?);
+    }
+    Ok(written)
+}
+
+/// Append `node` at `path` (and everything below it) to the archive, as GNU tar would with
+/// the leading `/` removed.
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    loader: &mut Loader,
+    path: &mut Vec<Vec<u8>>,
+    node: &Node,
+) -> Result<()> {
+    let rel = output::path(path).trim_start_matches('/').to_string();
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(node.mode);
+    h.set_uid(node.uid.into());
+    h.set_gid(node.gid.into());
+    if let Some(u) = &node.user {
+        let _ = h.set_username(u);
+    }
+    if let Some(g) = &node.group {
+        let _ = h.set_groupname(g);
+    }
+    h.set_mtime(node.mtime_ns.div_euclid(1_000_000_000).max(0) as u64);
+    match node.kind {
+        NodeKind::Dir => {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+            tar.append_data(&mut h, format!("{rel}/"), io::empty())?;
+            let sub = node.subtree.context("directory without subtree")?;
+            let tree = loader.load_tree(&sub)?;
+            for child in &tree.nodes {
+                path.push(child.name.clone());
+                append(tar, loader, path, child)?;
+                path.pop();
+            }
+        }
+        NodeKind::File => {
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(node.size);
+            let mut r = BlobReader::new(loader, &node.content);
+            tar.append_data(&mut h, &rel, &mut r)
+                .with_context(|| format!("archiving {rel}"))?;
+        }
+        NodeKind::Symlink => {
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            let target =
+                String::from_utf8_lossy(node.target.as_deref().unwrap_or_default()).into_owned();
+            tar.append_link(&mut h, &rel, target)?;
+        }
+        _ => tracing::warn!("{rel}: special files are not archived"),
+    }
+    Ok(())
+}

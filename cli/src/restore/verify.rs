@@ -1,0 +1,71 @@
+//! After restoring an etcd snapshot: re-check it from the bytes on disk before declaring
+//! success — its sha256 trailer, its size, and the bbolt facts recorded at backup time.
+
+use crate::source::trailer::{TrailerCheck, Verdict};
+use anyhow::{bail, Context, Result};
+use cairn_format::snapshot::Snapshot;
+use std::path::Path;
+
+/// A recorded fact.
+pub fn fact<'a>(snap: &'a Snapshot, key: &str) -> Option<&'a str> {
+    snap.facts
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Check the restored database at `path` against what `snap` recorded. Returns a summary line.
+pub fn etcd_file(path: &Path, snap: &Snapshot) -> Result<String> {
+    let f = std::fs::File::open(path).with_context(|| format!("re-reading {}", path.display()))?;
+    let mut check = TrailerCheck::new(std::io::BufReader::with_capacity(1 << 20, f));
+    std::io::copy(&mut check, &mut std::io::sink())
+        .with_context(|| format!("re-reading {}", path.display()))?;
+    let mut checks = Vec::new();
+    if let Some(size) = fact(snap, "etcd.size") {
+        if check.len().to_string() != size {
+            bail!(
+                "{} is {} bytes, the backup recorded {size}",
+                path.display(),
+                check.len()
+            );
+        }
+        checks.push("size");
+    }
+    match (fact(snap, "etcd.sha256"), check.verdict()) {
+        (Some("verified"), Some(Verdict::Valid)) => checks.push("sha256 trailer"),
+        (Some("verified"), _) => bail!(
+            "{} fails its sha256 trailer check after restore: do not use it",
+            path.display()
+        ),
+        _ => {}
+    }
+    let bbolt = super::super::source::bbolt_facts::from_file(path, check.len())?;
+    for (key, value) in &bbolt {
+        if let Some(recorded) = fact(snap, key) {
+            if recorded != value {
+                bail!(
+                    "{}: {key} is {value}, the backup recorded {recorded}: do not use it",
+                    path.display()
+                );
+            }
+            checks.push(key.as_str());
+        }
+    }
+    Ok(format!(
+        "{}: {} verified",
+        path.display(),
+        checks.join(", ")
+    ))
+}
+
+/// Warn when the cluster being restored is not on the z-stream release the backup came from.
+pub fn cluster_version(snap: &Snapshot, target_version: Option<&str>) -> Option<String> {
+    let recorded = fact(snap, "cluster.version")?;
+    let target = target_version?;
+    let xyz = |v: &str| v.split(['-', '+']).next().unwrap_or(v).to_string();
+    (xyz(recorded) != xyz(target)).then(|| {
+        format!(
+            "the backup was taken on cluster version {recorded}, the cluster being restored runs {target}: the platform supports restoring only a backup from the same z-stream release"
+        )
+    })
+}
