@@ -64,6 +64,9 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> Result<Code> {
                 s.tags.join(","),
                 s.paths.join(" ")
             );
+            if let Some(line) = facts_line(&s.facts) {
+                println!("          {line}");
+            }
         }
         println!("{} snapshots", shown.len());
     }
@@ -75,4 +78,40 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> Result<Code> {
     } else {
         Code::Partial
     })
+}
+
+/// The facts operators look for, on one line: etcd revision, keys, size, hash, cluster
+/// version, static pod revisions.
+fn facts_line(facts: &[(String, String)]) -> Option<String> {
+    let get = |k: &str| {
+        facts
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut parts = Vec::new();
+    if let Some(v) = get("etcd.revision") {
+        parts.push(format!("etcd revision {v}"));
+    }
+    if let Some(v) = get("etcd.total_keys") {
+        parts.push(format!("{v} keys"));
+    }
+    if let Some(v) = get("etcd.total_size").or(get("etcd.size")) {
+        parts.push(format!(
+            "db {}",
+            v.parse()
+                .map(output::bytes)
+                .unwrap_or_else(|_| v.to_string())
+        ));
+    }
+    if let Some(v) = get("etcd.hash") {
+        parts.push(format!("hash {v}"));
+    }
+    if let Some(v) = get("cluster.version") {
+        parts.push(format!("cluster {v}"));
+    }
+    if let Some(v) = get("static_pods.revisions") {
+        parts.push(format!("static pods {v}"));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
