@@ -36,12 +36,16 @@ impl Default for ChunkerParams {
 impl ChunkerParams {
     /// Check the parameters are within what FastCDC and the format accept.
     pub fn validate(&self) -> Result<(), Error> {
-        let ok = self.min >= 64
-            && self.min <= self.avg
-            && self.avg <= self.max
-            && (256..=4 << 20).contains(&self.avg)
+        use fastcdc::v2020::{
+            AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
+        };
+        let (min, avg, max) = (self.min as usize, self.avg as usize, self.max as usize);
+        let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
+            && (AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
+            && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
+            && min <= avg
+            && avg <= max
             && self.max <= crate::MAX_BLOB_LEN
-            && self.max >= 1024
             && self.min % 2 == 0
             && self.avg % 2 == 0
             && self.max % 2 == 0;
@@ -51,7 +55,7 @@ impl ChunkerParams {
             Err(Error::malformed(
                 "config",
                 format!(
-                    "chunker sizes min {} avg {} max {} are not valid (need 64 <= min <= avg <= max <= 16 MiB, avg in 256..4 MiB, all even)",
+                    "chunker sizes min {} avg {} max {} are not valid (need min in 64..=1 MiB, avg in 256..=4 MiB, max in 1 KiB..=16 MiB, min <= avg <= max, all even)",
                     self.min, self.avg, self.max
                 ),
             ))
@@ -79,8 +83,22 @@ pub struct Chunker<R: Read> {
 }
 
 enum Inner<R: Read> {
-    Cdc(StreamCDC<R>),
+    Cdc(StreamCDC<RetryInterrupted<R>>),
     Fixed { reader: R, size: usize, done: bool },
+}
+
+/// Retries reads interrupted by a signal (fastcdc passes `Interrupted` up as an error).
+struct RetryInterrupted<R>(R);
+
+impl<R: Read> Read for RetryInterrupted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.0.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
 }
 
 impl<R: Read> Chunker<R> {
@@ -88,7 +106,7 @@ impl<R: Read> Chunker<R> {
     pub fn new(reader: R, policy: ChunkPolicy) -> Self {
         let inner = match policy {
             ChunkPolicy::Cdc { params, seed } => Inner::Cdc(StreamCDC::with_level_and_seed(
-                reader,
+                RetryInterrupted(reader),
                 params.min as usize,
                 params.avg as usize,
                 params.max as usize,

@@ -156,23 +156,36 @@ fn read_bounded<R: Read>(reader: R, max_len: u64) -> Result<Vec<u8>, EnvelopeErr
 /// A seekable plaintext view of a stored age file (`R` reads the ciphertext).
 pub struct SeekableReader<R: Read + Seek> {
     inner: age::stream::StreamReader<R>,
+    len: Option<u64>,
 }
 
 impl<R: Read + Seek> SeekableReader<R> {
     /// Open an age file for random access with `identities`.
     pub fn open(ciphertext: R, identities: &[&dyn age::Identity]) -> Result<Self, EnvelopeError> {
         let inner = age::Decryptor::new(ciphertext)?.decrypt(identities.iter().copied())?;
-        Ok(SeekableReader { inner })
+        Ok(SeekableReader { inner, len: None })
     }
 
     /// Plaintext length (found by seeking to the end, which authenticates the last segment).
     pub fn plaintext_len(&mut self) -> Result<u64, EnvelopeError> {
+        if let Some(len) = self.len {
+            return Ok(len);
+        }
         let len = self.inner.seek(io::SeekFrom::End(0)).map_err(io_error)?;
+        self.len = Some(len);
         Ok(len)
     }
 
-    /// Read exactly `len` plaintext bytes at `offset`.
+    /// Read exactly `len` plaintext bytes at `offset`. A range past the end is an error
+    /// (checked here: age 0.12 panics when asked to read past the end of a short last chunk).
     pub fn read_at(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, EnvelopeError> {
+        let total = self.plaintext_len()?;
+        if offset.checked_add(len as u64).is_none_or(|end| end > total) {
+            return Err(EnvelopeError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("range {offset}+{len} lies beyond the {total}-byte plaintext"),
+            )));
+        }
         self.inner
             .seek(io::SeekFrom::Start(offset))
             .map_err(io_error)?;
