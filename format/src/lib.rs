@@ -6,6 +6,7 @@
 //!
 //! The normative description is `format/SPEC.md`; each module maps to one of its sections.
 
+pub mod bbolt;
 pub mod chunker;
 pub mod config;
 pub mod envelope;
