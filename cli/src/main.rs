@@ -17,7 +17,19 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     init_logging(cli.global.verbose, cli.global.quiet);
-    match commands::run(cli) {
+    // Trees are walked recursively; a large stack keeps the depth limit, not the stack, the
+    // bound a hostile repository meets.
+    let worker = std::thread::Builder::new()
+        .name("cairn".into())
+        .stack_size(256 << 20)
+        .spawn(move || commands::run(cli));
+    let result = match worker {
+        Ok(handle) => handle
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("internal error (panic); please report it"))),
+        Err(e) => Err(anyhow::anyhow!("starting the main thread: {e}")),
+    };
+    match result {
         Ok(code) => code.into(),
         Err(e) => {
             eprintln!("cairn: error: {e:#}");
@@ -39,6 +51,7 @@ fn init_logging(verbose: u8, quiet: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .without_time()
         .init();

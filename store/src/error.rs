@@ -29,24 +29,22 @@ pub enum Error {
         object: String,
     },
     /// The storage failed.
-    #[error("{op} {object}: {source}")]
+    #[error("{op} {object}: {cause}")]
     Io {
         /// What was being done.
         op: &'static str,
         /// Object or path.
         object: String,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
+        /// Cause (part of the message, so not also a `source`).
+        cause: std::io::Error,
     },
     /// An object exists but its bytes are wrong.
-    #[error("object {object} is damaged: {source}; snapshots that do not use it stay readable")]
+    #[error("object {object} is damaged: {cause}; snapshots that do not use it stay readable")]
     Damaged {
         /// Object path.
         object: String,
-        /// What is wrong.
-        #[source]
-        source: cairn_format::Error,
+        /// What is wrong (part of the message, so not also a `source`).
+        cause: cairn_format::Error,
     },
     /// An object's name does not match the hash of its bytes.
     #[error("object {object} is damaged: its content does not match its name (blake3 {actual})")]
@@ -80,6 +78,14 @@ pub enum Error {
     WrongPassphrase {
         /// How many passphrase key objects were tried.
         tried: usize,
+    },
+    /// Two key objects open with the same credentials but hold different secrets or recipients.
+    #[error("key objects {first} and {second} both open with these credentials but disagree (recipients or secrets differ): someone with write access may have added a key object. Compare their recipients (`age -d` them with the identity) and remove the one you did not create")]
+    ConflictingKeys {
+        /// One key object.
+        first: String,
+        /// The other.
+        second: String,
     },
     /// The write key belongs to another repository.
     #[error("the write key belongs to repository {key_repo}, not to this repository {repo}")]
@@ -119,7 +125,7 @@ impl Error {
         Error::Io {
             op,
             object: object.into(),
-            source,
+            cause: source,
         }
     }
 
@@ -129,7 +135,7 @@ impl Error {
     ) -> Self {
         Error::Damaged {
             object: object.into(),
-            source: source.into(),
+            cause: source.into(),
         }
     }
 }

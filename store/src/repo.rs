@@ -202,7 +202,8 @@ impl Repository {
         Self::assemble(backend, config, keys, creds)
     }
 
-    /// Try every key object with `decrypt`. `Err(Ok(n))`: none of `n` opened.
+    /// Try every key object with `decrypt`. `Err(Ok(n))`: none of `n` opened. Key objects
+    /// that open but disagree are an error (possible tampering).
     fn find_key(
         backend: &dyn Backend,
         config: &RepoConfig,
@@ -210,6 +211,7 @@ impl Repository {
     ) -> Result<KeyRecord, Result<usize, Error>> {
         let objects = backend.list("keys").map_err(Err)?;
         let mut tried = 0;
+        let mut found: Option<(String, KeyRecord)> = None;
         for obj in &objects {
             let ct = backend.get(&obj.path).map_err(Err)?;
             tried += 1;
@@ -223,7 +225,19 @@ impl Repository {
                             repo: config.repo_id,
                         }));
                     }
-                    return Ok(keys);
+                    // Anyone who can write to the repository can add a key object encrypted
+                    // to the master recipients. Every key object the credentials open must
+                    // therefore say the same thing, master identity aside.
+                    match &found {
+                        Some((first, k)) if k.to_write_key() != keys.to_write_key() => {
+                            return Err(Err(Error::ConflictingKeys {
+                                first: first.clone(),
+                                second: obj.path.clone(),
+                            }));
+                        }
+                        Some(_) => {}
+                        None => found = Some((obj.path.clone(), keys)),
+                    }
                 }
                 Err(EnvelopeError::NoMatchingKey | EnvelopeError::WrongPassphrase) => {}
                 Err(EnvelopeError::NotAge) => {}
@@ -232,7 +246,7 @@ impl Repository {
                 }
             }
         }
-        Err(Ok(tried))
+        found.map(|(_, k)| k).ok_or(Ok(tried))
     }
 
     fn assemble(
@@ -294,6 +308,11 @@ impl Repository {
             params: self.config.chunker,
             seed: self.keys.chunker_seed,
         }
+    }
+
+    /// The master recipients: every data pack is encrypted to these.
+    pub fn master_recipients(&self) -> &[String] {
+        &self.keys.master_recipients
     }
 
     /// The write key file text for this repository.

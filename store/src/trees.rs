@@ -6,7 +6,7 @@ use cairn_format::tree::{Node, NodeKind, Tree};
 use cairn_format::Id;
 
 /// Largest directory depth followed (a hostile repository could nest without end).
-pub const MAX_DEPTH: usize = 4096;
+pub const MAX_DEPTH: usize = 1024;
 
 /// A walk callback: gets the path components and the node; returning false skips a
 /// directory's contents.

@@ -179,8 +179,6 @@ fn usage_errors_exit_2_and_help_lists_every_command() {
 }
 
 #[test]
-#[ignore = "bug: warnings on stderr carry ANSI colour escapes even when stderr is not a \
-            terminal (logs, journald)"]
 fn stderr_has_no_colour_codes_when_not_a_terminal() {
     let fx = Fixture::new();
     let src = fx.path("src");
@@ -199,8 +197,6 @@ fn stderr_has_no_colour_codes_when_not_a_terminal() {
 }
 
 #[test]
-#[ignore = "bug: damaged-object errors print their cause twice (Display includes the source \
-            and `{:#}` appends it again)"]
 fn damaged_object_error_states_its_cause_once() {
     let fx = Fixture::new();
     let src = fx.path("src");

@@ -317,9 +317,6 @@ fn linked(mut n: cairn_format::tree::Node, ino: u64) -> cairn_format::tree::Node
 }
 
 #[test]
-#[ignore = "bug: restore creates hard links by the lossy UTF-8 path of the first name, so a \
-            symlink whose name is the lossy form of a non-UTF-8 directory redirects linkat \
-            outside the target"]
 fn hard_link_cannot_be_redirected_through_a_symlink_outside_the_target() {
     // Root (sorted bytewise): "x\u{FFFD}" -> outside (symlink), "x\xff"/f (file, inode 7),
     // "z" (second name of inode 7). Restore records the first name as the lossy string
@@ -395,9 +392,6 @@ fn nesting_beyond_the_depth_limit_is_refused_by_ls() {
 }
 
 #[test]
-#[ignore = "bug: restore recurses once per directory level on the main thread and overflows \
-            the stack (SIGABRT) on a crafted 4000-level tree in the debug build, below its own \
-            MAX_DEPTH of 4096"]
 fn deep_nesting_does_not_crash_restore() {
     let fx = Fixture::new();
     let c = Crafter::new(&fx);
@@ -410,8 +404,6 @@ fn deep_nesting_does_not_crash_restore() {
 }
 
 #[test]
-#[ignore = "bug: diff has no nesting limit; a crafted 20000-level tree overflows the stack \
-            (SIGABRT) in the debug build and makes the release build print ~400 MB"]
 fn diff_refuses_nesting_beyond_the_depth_limit() {
     let fx = Fixture::new();
     let c = Crafter::new(&fx);
@@ -422,10 +414,11 @@ fn diff_refuses_nesting_beyond_the_depth_limit() {
         .stderr_has(&["deeper than"]);
 }
 
+/// A write-key holder (a compromised host) adds a key object with an extra master recipient
+/// of its own. Every key object the identity opens must agree, so exporting a new write key
+/// is refused and names both objects, instead of quietly encrypting later backups to the
+/// attacker.
 #[test]
-#[ignore = "bug: key objects are not authenticated: a write-key holder (a compromised host) \
-            can add a key object with extra master recipients, and every identity holder \
-            then adopts it, so later write keys and backups encrypt data to the attacker"]
 fn forged_key_object_does_not_redirect_future_backups() {
     use cairn_format::envelope;
     let fx = Fixture::new();
@@ -463,7 +456,7 @@ fn forged_key_object_does_not_redirect_future_backups() {
         &ct,
     );
 
-    // Later, the administrator provisions a new host with a fresh write key...
+    // Later, the administrator provisions a new host with a fresh write key: refused.
     let new_key = fx.path("new-host.key");
     cairn(
         &[
@@ -478,34 +471,10 @@ fn forged_key_object_does_not_redirect_future_backups() {
         ],
         &[],
     )
-    .ok();
-    // ...which backs up a secret.
-    let src = fx.path("src");
-    write_file(
-        &src.join("etcd-encryption.yaml"),
-        b"secret: aescbc-key-material\n",
+    .failed()
+    .stderr_has(&["disagree", &genuine]);
+    assert!(
+        !new_key.exists(),
+        "a write key was exported from a tampered repository"
     );
-    let before: std::collections::BTreeSet<_> = fx.objects("data").into_iter().collect();
-    cairn(
-        &["-r", s(&fx.repo), "-k", s(&new_key), "backup", s(&src)],
-        &[],
-    )
-    .ok();
-    // The attacker must not be able to decrypt the new data pack.
-    for pack in fx
-        .objects("data")
-        .into_iter()
-        .filter(|p| !before.contains(p))
-    {
-        let out = std::process::Command::new("age")
-            .args(["-d", "-i", s(&attacker_id), s(&pack)])
-            .output()
-            .unwrap();
-        assert!(
-            !out.status.success(),
-            "the attacker decrypted {}: {:?}",
-            pack.display(),
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
 }

@@ -402,8 +402,6 @@ fn restore_refuses_to_overwrite_unless_asked() {
 }
 
 #[test]
-#[ignore = "bug: restore links later hard-link names to the lossy UTF-8 form of the first \
-            name, so a hard link whose first name is not UTF-8 fails with ENOENT"]
 fn hard_links_with_non_utf8_names_round_trip() {
     let fx = Fixture::new();
     let src = fx.path("src");
@@ -418,8 +416,6 @@ fn hard_links_with_non_utf8_names_round_trip() {
 }
 
 #[test]
-#[ignore = "bug: `ls -l` drops setuid, setgid and sticky bits from the permission string \
-            (shows -rwxr-xr-x for mode 2755, drwxrwxrwx for 1777)"]
 fn ls_long_shows_special_permission_bits_like_ls() {
     let fx = Fixture::new();
     let src = fx.path("src");
@@ -457,8 +453,6 @@ fn ls_long_shows_special_permission_bits_like_ls() {
 }
 
 #[test]
-#[ignore = "bug: restore applies extended attributes only to files and directories; those of \
-            symlinks, FIFOs and devices (e.g. security.selinux labels) are dropped silently"]
 fn xattrs_of_symlinks_and_fifos_round_trip() {
     if !is_root() {
         eprintln!("note: trusted.* attributes need root; skipping");

@@ -69,6 +69,18 @@ fn meta_details(a: &Node, b: &Node) -> Vec<String> {
     d
 }
 
+/// Refuse trees nested deeper than any real file system allows.
+fn check_depth(path: &[Vec<u8>]) -> Result<()> {
+    if path.len() >= cairn_store::trees::MAX_DEPTH {
+        anyhow::bail!(
+            "snapshot nests directories deeper than {} levels at {}",
+            cairn_store::trees::MAX_DEPTH,
+            output::path(&path[..8])
+        );
+    }
+    Ok(())
+}
+
 impl Differ<'_> {
     fn tree(&mut self, id: Option<&Id>) -> Result<Tree> {
         Ok(match id {
@@ -79,6 +91,7 @@ impl Differ<'_> {
 
     /// Everything below `node` (inclusive) as added or removed.
     fn whole(&mut self, path: &mut Vec<Vec<u8>>, node: &Node, change: &'static str) -> Result<()> {
+        check_depth(path)?;
         path.push(node.name.clone());
         self.changes.push(Change {
             path: output::path(path),
@@ -99,6 +112,7 @@ impl Differ<'_> {
         if a == b {
             return Ok(());
         }
+        check_depth(path)?;
         let (ta, tb) = (self.tree(a)?, self.tree(b)?);
         let (mut i, mut j) = (0, 0);
         while i < ta.nodes.len() || j < tb.nodes.len() {

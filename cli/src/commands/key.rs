@@ -37,13 +37,17 @@ pub fn run(g: &Global, k: KeyCommand) -> Result<Code> {
                 output::json(&serde_json::json!({
                     "write_key_file": path,
                     "repository": repo.config().repo_id.to_hex(),
+                    "recipients": repo.master_recipients(),
                 }))?;
             } else if !g.quiet {
                 eprintln!(
-                    "wrote write key for repository {} to {} (mode 0600)",
+                    "wrote write key for repository {} to {} (mode 0600); backups made with it are encrypted to:",
                     repo.config().repo_id.short(),
                     path.display()
                 );
+                for r in repo.master_recipients() {
+                    eprintln!("  {r}");
+                }
             }
         }
     }

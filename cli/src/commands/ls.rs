@@ -21,11 +21,21 @@ pub fn mode_string(n: &Node) -> String {
         NodeKind::Socket => 's',
     };
     let mut s = String::from(t);
-    for shift in [6, 3, 0] {
+    // (shift, special bit, letter when also executable, letter when not): setuid, setgid, sticky.
+    for (shift, special, with_x, without_x) in [
+        (6, 0o4000, 's', 'S'),
+        (3, 0o2000, 's', 'S'),
+        (0, 0o1000, 't', 'T'),
+    ] {
         let bits = (n.mode >> shift) & 7;
         s.push(if bits & 4 != 0 { 'r' } else { '-' });
         s.push(if bits & 2 != 0 { 'w' } else { '-' });
-        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+        s.push(match (n.mode & special != 0, bits & 1 != 0) {
+            (true, true) => with_x,
+            (true, false) => without_x,
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
     }
     s
 }

@@ -17,7 +17,7 @@ use cairn_format::Id;
 use cairn_store::loader::Loader;
 use globset::GlobSet;
 use indicatif::ProgressBar;
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 use serde::Serialize;
@@ -64,7 +64,8 @@ struct Restorer<'a> {
     opts: Options,
     progress: ProgressBar,
     is_root: bool,
-    links: HashMap<(u64, u64), Vec<u8>>,
+    /// First restored path (components below the target) of each hard-link group.
+    links: HashMap<(u64, u64), Vec<Vec<u8>>>,
     report: Report,
 }
 
@@ -259,18 +260,32 @@ impl Restorer<'_> {
 
     fn file(&mut self, dfd: BorrowedFd<'_>, node: &Node, path: &[Vec<u8>]) -> Result<()> {
         let name = OsStr::from_bytes(&node.name);
-        let rel = display(path).into_bytes();
         if node.nlink > 1 {
             if let Some(first) = self.links.get(&(node.device, node.inode)) {
+                let (first_name, first_dir) = first.split_last().expect("paths are not empty");
+                // Reopen the first name's directory strictly below the target, refusing any
+                // symlink on the way.
+                let dir = if first_dir.is_empty() {
+                    rustix::io::dup(&self.root)?
+                } else {
+                    rfs::openat2(
+                        &self.root,
+                        OsStr::from_bytes(&first_dir.join(&b'/')),
+                        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                        rfs::ResolveFlags::BENEATH | rfs::ResolveFlags::NO_SYMLINKS,
+                    )
+                    .with_context(|| format!("reopening {} to link to it", display(first_dir)))?
+                };
                 replace_existing(dfd, name, self.opts.overwrite)?;
                 rfs::linkat(
-                    &self.root,
-                    OsStr::from_bytes(&first[1..]),
+                    &dir,
+                    OsStr::from_bytes(first_name),
                     dfd,
                     name,
                     AtFlags::empty(),
                 )
-                .with_context(|| "creating hard link".to_string())?;
+                .with_context(|| format!("creating hard link to {}", display(first)))?;
                 self.report.files += 1;
                 return Ok(());
             }
@@ -308,7 +323,7 @@ impl Restorer<'_> {
         }
         result?;
         if node.nlink > 1 {
-            self.links.insert((node.device, node.inode), rel);
+            self.links.insert((node.device, node.inode), path.to_vec());
         }
         self.report.files += 1;
         Ok(())
@@ -358,6 +373,27 @@ impl Restorer<'_> {
                 self.report
                     .warnings
                     .push(format!("{}: owner not restored: {e}", display(path)));
+            }
+        }
+        if !node.xattrs.is_empty() {
+            // No descriptor can be opened on a symlink or FIFO for fsetxattr; name it through
+            // the directory descriptor instead (lsetxattr does not follow the last link).
+            let via_fd = format!("/proc/self/fd/{}/", dfd.as_raw_fd());
+            let mut p = via_fd.into_bytes();
+            p.extend_from_slice(&node.name);
+            for x in &node.xattrs {
+                if let Err(e) = rfs::lsetxattr(
+                    OsStr::from_bytes(&p),
+                    OsStr::from_bytes(&x.name),
+                    &x.value,
+                    rfs::XattrFlags::empty(),
+                ) {
+                    self.report.warnings.push(format!(
+                        "{}: extended attribute {} not restored: {e}",
+                        display(path),
+                        String::from_utf8_lossy(&x.name)
+                    ));
+                }
             }
         }
         if node.kind != NodeKind::Symlink {
