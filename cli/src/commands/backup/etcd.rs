@@ -77,6 +77,10 @@ fn save_etcd(s: &mut Session<'_>, a: &EtcdArgs) -> Result<EtcdSaved> {
             format!("snapshot_{}.db", s.stamp())
         };
         facts.push(("etcd.source".into(), format!("file {}", file.display())));
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        // Inspect first: a file that is not an etcd database is refused before anything is
+        // stored.
+        facts.extend(crate::source::bbolt_facts::from_file(file, len)?);
         save_db(s, std::io::BufReader::with_capacity(1 << 20, f), name)?
     } else {
         let conn = connection(a);
