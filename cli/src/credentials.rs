@@ -32,6 +32,19 @@ pub fn read_identity_file(path: &Path) -> Result<Vec<Box<dyn age::Identity + Sen
     Ok(ids)
 }
 
+/// The entries of a list file (recipients, excludes): one per line, blank lines and `#`
+/// comments skipped.
+pub fn read_list_file(path: &Path, what: &str) -> Result<Vec<String>> {
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("reading {what} file {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}
+
 /// Read the first line of a passphrase file.
 pub fn read_passphrase(path: &Path) -> Result<String> {
     let text = fs::read_to_string(path)

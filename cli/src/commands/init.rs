@@ -11,14 +11,7 @@ pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
     let loc = credentials::location(g)?;
     let mut recipients = a.recipients.clone();
     for f in &a.recipients_files {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("reading recipients file {}", f.display()))?;
-        recipients.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string),
-        );
+        recipients.extend(credentials::read_list_file(f, "recipients")?);
     }
     let passphrase = g
         .passphrase_file

@@ -329,6 +329,25 @@ impl Restorer<'_> {
         Ok(())
     }
 
+    /// Set every extended attribute of `node` with `set`; failures (e.g. `security.*` without
+    /// privilege) become warnings, not errors.
+    fn set_xattrs(
+        &mut self,
+        node: &Node,
+        path: &[Vec<u8>],
+        set: impl Fn(&OsStr, &[u8]) -> rustix::io::Result<()>,
+    ) {
+        for x in &node.xattrs {
+            if let Err(e) = set(OsStr::from_bytes(&x.name), &x.value) {
+                self.report.warnings.push(format!(
+                    "{}: extended attribute {} not restored: {e}",
+                    display(path),
+                    String::from_utf8_lossy(&x.name)
+                ));
+            }
+        }
+    }
+
     /// Owner, xattrs, mode and times on an open file or directory.
     fn apply_fd_meta(&mut self, fd: BorrowedFd<'_>, node: &Node, path: &[Vec<u8>]) -> Result<()> {
         if self.is_root {
@@ -339,20 +358,9 @@ impl Restorer<'_> {
             )
             .with_context(|| "setting owner".to_string())?;
         }
-        for x in &node.xattrs {
-            if let Err(e) = rfs::fsetxattr(
-                fd,
-                OsStr::from_bytes(&x.name),
-                &x.value,
-                rfs::XattrFlags::empty(),
-            ) {
-                self.report.warnings.push(format!(
-                    "{}: extended attribute {} not restored: {e}",
-                    display(path),
-                    String::from_utf8_lossy(&x.name)
-                ));
-            }
-        }
+        self.set_xattrs(node, path, |name, value| {
+            rfs::fsetxattr(fd, name, value, rfs::XattrFlags::empty())
+        });
         rfs::fchmod(fd, Mode::from_raw_mode(node.mode))
             .with_context(|| "setting mode".to_string())?;
         rfs::futimens(fd, &times(node)).with_context(|| "setting times".to_string())?;
@@ -375,27 +383,18 @@ impl Restorer<'_> {
                     .push(format!("{}: owner not restored: {e}", display(path)));
             }
         }
-        if !node.xattrs.is_empty() {
-            // No descriptor can be opened on a symlink or FIFO for fsetxattr; name it through
-            // the directory descriptor instead (lsetxattr does not follow the last link).
-            let via_fd = format!("/proc/self/fd/{}/", dfd.as_raw_fd());
-            let mut p = via_fd.into_bytes();
-            p.extend_from_slice(&node.name);
-            for x in &node.xattrs {
-                if let Err(e) = rfs::lsetxattr(
-                    OsStr::from_bytes(&p),
-                    OsStr::from_bytes(&x.name),
-                    &x.value,
-                    rfs::XattrFlags::empty(),
-                ) {
-                    self.report.warnings.push(format!(
-                        "{}: extended attribute {} not restored: {e}",
-                        display(path),
-                        String::from_utf8_lossy(&x.name)
-                    ));
-                }
-            }
-        }
+        // No descriptor can be opened on a symlink or FIFO for fsetxattr; name it through the
+        // directory descriptor instead (lsetxattr does not follow the last link).
+        let mut via_fd = format!("/proc/self/fd/{}/", dfd.as_raw_fd()).into_bytes();
+        via_fd.extend_from_slice(&node.name);
+        self.set_xattrs(node, path, |name, value| {
+            rfs::lsetxattr(
+                OsStr::from_bytes(&via_fd),
+                name,
+                value,
+                rfs::XattrFlags::empty(),
+            )
+        });
         if node.kind != NodeKind::Symlink {
             let _ = rfs::chmodat(dfd, name, Mode::from_raw_mode(node.mode), AtFlags::empty());
         }

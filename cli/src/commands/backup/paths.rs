@@ -4,7 +4,7 @@ use super::{Produced, Session};
 use crate::args::{BackupCommon, Global, WalkArgs};
 use crate::exit::Code;
 use crate::source::fs::{Excludes, Options, Walker};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use cairn_format::snapshot::SourceKind;
 use std::path::{Path, PathBuf};
 
@@ -24,14 +24,7 @@ fn resolve_parent(p: &Path) -> std::io::Result<PathBuf> {
 pub fn walk_options(w: &WalkArgs) -> Result<Options> {
     let mut patterns = w.excludes.clone();
     for f in &w.exclude_files {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("reading exclude file {}", f.display()))?;
-        patterns.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string),
-        );
+        patterns.extend(crate::credentials::read_list_file(f, "exclude")?);
     }
     Ok(Options {
         excludes: Excludes::new(&patterns)?,
