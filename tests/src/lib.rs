@@ -33,6 +33,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use tempfile::TempDir;
+pub mod etcd;
 
 /// A temporary directory named by its canonical path (backups record real paths, so a
 /// symlinked `$TMPDIR` must not make restored paths differ from source paths).
