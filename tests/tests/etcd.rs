@@ -241,7 +241,6 @@ fn live_backup_records_bbolt_facts_equal_to_etcdctl_status() {
 }
 
 #[test]
-#[ignore = "bug: `restore --layout cluster-backup` writes snapshot_<ts>.db with mode 0644 (umask), where etcdctl snapshot save writes 0600 and the snapshot records 0600; the database holds every secret of the cluster"]
 fn restored_database_is_private_like_etcdctl_writes_it() {
     use std::os::unix::fs::PermissionsExt;
     if !etcd::available("restored_database_is_private_like_etcdctl_writes_it") {
@@ -563,7 +562,6 @@ fn tls_failures_are_refused_and_save_nothing() {
 }
 
 #[test]
-#[ignore = "bug: when etcd rejects the client certificate (another CA, none, expired), cairn's message depends on timing: often `operation was canceled ... connection closed` or `broken pipe` with no hint, instead of `the server rejected the client certificate`"]
 fn rejected_client_certificates_are_named_every_time() {
     if !etcd::available("rejected_client_certificates_are_named_every_time") {
         return;
@@ -584,7 +582,6 @@ fn rejected_client_certificates_are_named_every_time() {
 }
 
 #[test]
-#[ignore = "bug: an expired client certificate is never reported as expired (at best `the server rejected the client certificate: check --cert/--key`), though its dates are in the file cairn reads"]
 fn expired_client_certificate_is_named_as_expired() {
     if !etcd::available("expired_client_certificate_is_named_as_expired") {
         return;
@@ -846,7 +843,6 @@ fn restore_rechecks_the_written_database_against_the_recorded_facts() {
 }
 
 #[test]
-#[ignore = "bug: a database that fails the post-restore check is left in the target under its final name snapshot_<ts>.db (README: files are renamed when complete and verified), where cluster-restore.sh would pick it up"]
 fn database_failing_verification_is_not_left_under_its_final_name() {
     if !etcd::available("database_failing_verification_is_not_left_under_its_final_name") {
         return;

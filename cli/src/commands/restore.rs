@@ -34,7 +34,11 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
             let written = cluster_backup::restore(&mut loader, &snap, &a.target, a.overwrite)
                 .with_context(context)?;
             if let Some(db) = &written.db {
-                checks.push(verify::etcd_file(db, &snap)?);
+                checks.push(format!(
+                    "{}: {} verified",
+                    db.display(),
+                    written.verified.join(", ")
+                ));
             }
             json!(written)
         }
@@ -68,7 +72,25 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
                 if let Some(name) = verify::fact(&snap, "etcd.file") {
                     let db = a.target.join(name);
                     if db.exists() {
-                        checks.push(verify::etcd_file(&db, &snap)?);
+                        match verify::etcd_file(&db, &snap) {
+                            Ok(done) => checks.push(format!(
+                                "{}: {} verified",
+                                db.display(),
+                                done.join(", ")
+                            )),
+                            Err(e) => {
+                                // Never leave a database that failed its check under the name
+                                // cluster-restore.sh looks for.
+                                let aside = a.target.join(format!("{name}.failed-verification"));
+                                std::fs::rename(&db, &aside).with_context(|| {
+                                    format!("moving {} aside after: {e:#}", db.display())
+                                })?;
+                                return Err(e.context(format!(
+                                    "the restored database failed verification and was renamed to {}",
+                                    aside.display()
+                                )));
+                            }
+                        }
                     }
                 }
             }

@@ -11,6 +11,7 @@ use cairn_store::loader::Loader;
 use cairn_store::trees;
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Files written.
@@ -20,6 +21,8 @@ pub struct Written {
     pub db: Option<PathBuf>,
     /// The static pod resources archive, if the snapshot has them.
     pub archive: Option<PathBuf>,
+    /// What was re-checked on the database before it got its name.
+    pub verified: Vec<String>,
 }
 
 /// Write to `dir/name` through a temporary file, renamed once complete and synced.
@@ -28,6 +31,7 @@ fn write_atomically(
     name: &str,
     overwrite: bool,
     fill: impl FnOnce(&mut File) -> Result<()>,
+    check: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<PathBuf> {
     let dest = dir.join(name);
     if !overwrite && fs::symlink_metadata(&dest).is_ok() {
@@ -38,13 +42,18 @@ fn write_atomically(
     }
     let tmp = dir.join(format!(".cairn-restore-{}-{name}", std::process::id()));
     let result = (|| {
+        // Both files hold cluster secrets: private, as `etcdctl snapshot save` writes them.
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
         fill(&mut f)?;
         f.sync_all().context("flushing to disk")?;
+        drop(f);
+        check(&tmp)
+            .with_context(|| format!("{} failed verification; it was not kept", dest.display()))?;
         fs::rename(&tmp, &dest).with_context(|| format!("renaming into {}", dest.display()))
     })();
     if result.is_err() {
@@ -97,17 +106,28 @@ pub fn restore(
     let stamp = stamp(db_name.as_deref(), snap);
     let mut written = Written::default();
     if let (Some(node), Some(name)) = (&db, &db_name) {
-        written.db = Some(write_atomically(dir, name, overwrite, |f| {
-            let mut r = BlobReader::new(loader, &node.content);
-            let n = io::copy(&mut r, f).context("writing the etcd snapshot")?;
-            if n != node.size {
-                bail!(
-                    "the etcd snapshot has {n} bytes of content, the snapshot recorded {}",
-                    node.size
-                );
-            }
-            Ok(())
-        })?);
+        let mut verified = Vec::new();
+        written.db = Some(write_atomically(
+            dir,
+            name,
+            overwrite,
+            |f| {
+                let mut r = BlobReader::new(loader, &node.content);
+                let n = io::copy(&mut r, f).context("writing the etcd snapshot")?;
+                if n != node.size {
+                    bail!(
+                        "the etcd snapshot has {n} bytes of content, the snapshot recorded {}",
+                        node.size
+                    );
+                }
+                Ok(())
+            },
+            |tmp| {
+                verified = super::verify::etcd_file(tmp, snap)?;
+                Ok(())
+            },
+        )?);
+        written.verified = verified;
     }
     // Cluster and static-pods snapshots list exactly the static pod revision directories.
     let pod_dirs: Vec<&String> = match snap.source {
@@ -116,22 +136,28 @@ pub fn restore(
     };
     if !pod_dirs.is_empty() {
         let name = format!("static_kuberesources_{stamp}.tar.gz");
-        written.archive = Some(write_atomically(dir, &name, overwrite, |f| {
-            let gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
-            let mut tar = tar::Builder::new(gz);
-            for p in &pod_dirs {
-                let comps = output::components(p);
-                let node = trees::find(loader, &snap.tree, &comps)?.with_context(|| {
-                    format!("{p} is listed in the snapshot but not in its tree")
-                })?;
-                append(&mut tar, loader, &mut comps.clone(), &node)?;
-            }
-            tar.into_inner()
-                .context("writing the archive")?
-                .finish()
-                .context("writing the archive")?;
-            Ok(())
-        })?);
+        written.archive = Some(write_atomically(
+            dir,
+            &name,
+            overwrite,
+            |f| {
+                let gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
+                let mut tar = tar::Builder::new(gz);
+                for p in &pod_dirs {
+                    let comps = output::components(p);
+                    let node = trees::find(loader, &snap.tree, &comps)?.with_context(|| {
+                        format!("{p} is listed in the snapshot but not in its tree")
+                    })?;
+                    append(&mut tar, loader, &mut comps.clone(), &node)?;
+                }
+                tar.into_inner()
+                    .context("writing the archive")?
+                    .finish()
+                    .context("writing the archive")?;
+                Ok(())
+            },
+            |_| Ok(()),
+        )?);
     }
     Ok(written)
 }

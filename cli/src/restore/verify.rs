@@ -14,8 +14,9 @@ pub fn fact<'a>(snap: &'a Snapshot, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Check the restored database at `path` against what `snap` recorded. Returns a summary line.
-pub fn etcd_file(path: &Path, snap: &Snapshot) -> Result<String> {
+/// Check the restored database at `path` against what `snap` recorded. Returns what was
+/// checked.
+pub fn etcd_file(path: &Path, snap: &Snapshot) -> Result<Vec<String>> {
     let f = std::fs::File::open(path).with_context(|| format!("re-reading {}", path.display()))?;
     let mut check = TrailerCheck::new(std::io::BufReader::with_capacity(1 << 20, f));
     std::io::copy(&mut check, &mut std::io::sink())
@@ -29,10 +30,10 @@ pub fn etcd_file(path: &Path, snap: &Snapshot) -> Result<String> {
                 check.len()
             );
         }
-        checks.push("size");
+        checks.push("size".to_string());
     }
     match (fact(snap, "etcd.sha256"), check.verdict()) {
-        (Some("verified"), Some(Verdict::Valid)) => checks.push("sha256 trailer"),
+        (Some("verified"), Some(Verdict::Valid)) => checks.push("sha256 trailer".to_string()),
         (Some("verified"), _) => bail!(
             "{} fails its sha256 trailer check after restore: do not use it",
             path.display()
@@ -48,14 +49,10 @@ pub fn etcd_file(path: &Path, snap: &Snapshot) -> Result<String> {
                     path.display()
                 );
             }
-            checks.push(key.as_str());
+            checks.push(key.clone());
         }
     }
-    Ok(format!(
-        "{}: {} verified",
-        path.display(),
-        checks.join(", ")
-    ))
+    Ok(checks)
 }
 
 /// Warn when the cluster being restored is not on the z-stream release the backup came from.

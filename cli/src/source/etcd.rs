@@ -49,10 +49,7 @@ impl Connection {
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(self.timeout)
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(20));
-        let tls_wanted = self.cacert.is_some()
-            || self.cert.is_some()
-            || self.endpoints.iter().any(|e| e.starts_with("https://"));
-        if tls_wanted {
+        if self.tls_wanted() {
             let mut tls = TlsOptions::new();
             if let Some(ca) = &self.cacert {
                 let pem = std::fs::read(ca)
@@ -63,6 +60,7 @@ impl Connection {
                 (Some(c), Some(k)) => {
                     let cert = std::fs::read(c)
                         .with_context(|| format!("reading client certificate {}", c.display()))?;
+                    check_validity(&cert, c)?;
                     let key = std::fs::read(k)
                         .with_context(|| format!("reading client key {}", k.display()))?;
                     tls = tls.identity(Identity::from_pem(cert, key));
@@ -75,6 +73,58 @@ impl Connection {
         Ok(opts)
     }
 
+    /// Turn gRPC/TLS errors into something an operator can act on.
+    fn explain(&self, e: etcd_client::Error) -> anyhow::Error {
+        let text = format!("{e}");
+        let detail = format!("{e:?}");
+        tracing::debug!("etcd error detail: {detail}");
+        let has = |needles: &[&str]| needles.iter().any(|n| detail.contains(n));
+        let hint = if has(&["UnknownIssuer", "invalid peer certificate"]) {
+            " (the server certificate is not signed by the CA given with --cacert)"
+        } else if has(&["CertificateExpired", "Expired"]) {
+            " (a certificate has expired)"
+        } else if has(&[
+            "certificate required",
+            "CertificateRequired",
+            "BadCertificate",
+            "bad certificate",
+            "unknown ca",
+            "UnknownCA",
+        ]) {
+            " (the server rejected the client certificate: check --cert/--cert-key)"
+        } else if has(&["Connection refused", "ConnectionRefused"]) {
+            " (connection refused: is etcd listening there?)"
+        } else if has(&[
+            "connection closed",
+            "Broken pipe",
+            "BrokenPipe",
+            "operation was canceled",
+            "ConnectionReset",
+        ]) && self.cert.is_none()
+            && self.tls_wanted()
+        {
+            // With TLS 1.3 the server's rejection can arrive after the request went out.
+            " (the connection closed right after the TLS handshake: etcd requires a client certificate; give --cert and --cert-key)"
+        } else if has(&[
+            "connection closed",
+            "Broken pipe",
+            "BrokenPipe",
+            "operation was canceled",
+        ]) && self.cert.is_some()
+        {
+            " (the connection closed right after the TLS handshake: etcd probably rejected the client certificate; check --cert/--cert-key and that etcd trusts its CA)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("{text}{hint}")
+    }
+
+    fn tls_wanted(&self) -> bool {
+        self.cacert.is_some()
+            || self.cert.is_some()
+            || self.endpoints.iter().any(|e| e.starts_with("https://"))
+    }
+
     async fn connect(&self, endpoint: &str) -> Result<Client> {
         let client = tokio::time::timeout(
             self.timeout,
@@ -82,7 +132,7 @@ impl Connection {
         )
         .await
         .map_err(|_| anyhow::anyhow!("no answer within {:?}", self.timeout))?
-        .map_err(explain)?;
+        .map_err(|e| self.explain(e))?;
         Ok(client)
     }
 
@@ -92,7 +142,7 @@ impl Connection {
         let status = tokio::time::timeout(self.timeout, client.status())
             .await
             .map_err(|_| anyhow::anyhow!("status: no answer within {:?}", self.timeout))?
-            .map_err(explain)?;
+            .map_err(|e| self.explain(e))?;
         if !status.errors().is_empty() {
             bail!("member reports errors: {}", status.errors().join("; "));
         }
@@ -102,7 +152,7 @@ impl Connection {
                 self.timeout
             ),
             Ok(Err(e)) if !e.to_string().contains("permission denied") => {
-                return Err(explain(e)).context("linearizable read failed");
+                return Err(self.explain(e)).context("linearizable read failed");
             }
             Ok(_) => {}
         }
@@ -166,9 +216,9 @@ impl Connection {
             .spawn(move || {
                 let result: Result<()> = rt.block_on(async {
                     let mut client = conn.connect(&endpoint).await?;
-                    let mut stream = client.snapshot().await.map_err(explain)?;
+                    let mut stream = client.snapshot().await.map_err(|e| conn.explain(e))?;
                     let mut remaining = None;
-                    while let Some(msg) = stream.message().await.map_err(explain)? {
+                    while let Some(msg) = stream.message().await.map_err(|e| conn.explain(e))? {
                         remaining = Some(msg.remaining_bytes());
                         if tx.send(Ok(msg.blob().to_vec())).is_err() {
                             return Ok(()); // the reader gave up
@@ -195,6 +245,32 @@ impl Connection {
     }
 }
 
+/// Refuse a client certificate that is expired or not yet valid, naming its dates (etcd would
+/// only close the connection).
+fn check_validity(pem: &[u8], path: &std::path::Path) -> Result<()> {
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(pem) else {
+        bail!("{} is not a PEM certificate", path.display());
+    };
+    let cert = pem
+        .parse_x509()
+        .with_context(|| format!("{} is not a valid X.509 certificate", path.display()))?;
+    let v = cert.validity();
+    if !v.is_valid() {
+        bail!(
+            "client certificate {} is not valid now: valid from {} to {}{}",
+            path.display(),
+            v.not_before,
+            v.not_after,
+            if v.not_after.timestamp() < chrono::Utc::now().timestamp() {
+                " (it has expired)"
+            } else {
+                " (not valid yet: check the clock)"
+            }
+        );
+    }
+    Ok(())
+}
+
 /// Where OpenShift keeps its ClusterVersion object in etcd.
 pub const CLUSTER_VERSION_KEY: &str = "/kubernetes.io/config.openshift.io/clusterversions/version";
 
@@ -211,30 +287,6 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime for etcd")
-}
-
-/// Turn gRPC/TLS errors into something an operator can act on.
-fn explain(e: etcd_client::Error) -> anyhow::Error {
-    let text = format!("{e}");
-    let detail = format!("{e:?}");
-    let hint = if detail.contains("UnknownIssuer") || detail.contains("invalid peer certificate") {
-        " (the server certificate is not signed by the CA given with --cacert)"
-    } else if detail.contains("CertificateExpired") || detail.contains("Expired") {
-        " (a certificate has expired)"
-    } else if detail.contains("certificate required")
-        || detail.contains("CertificateRequired")
-        || detail.contains("bad certificate")
-        || detail.contains("BadCertificate")
-        || detail.contains("unknown ca")
-    {
-        " (the server rejected the client certificate: check --cert/--key)"
-    } else if detail.contains("Connection refused") || detail.contains("ConnectionRefused") {
-        " (connection refused: is etcd listening there?)"
-    } else {
-        ""
-    };
-    tracing::debug!("etcd error detail: {detail}");
-    anyhow::anyhow!("{text}{hint}")
 }
 
 /// Reads the bytes the stream thread sends; an error from the stream surfaces as a read error.
