@@ -112,8 +112,8 @@ pub fn restore(
             name,
             overwrite,
             |f| {
-                let mut r = BlobReader::new(loader, &node.content);
-                let n = io::copy(&mut r, f).context("writing the etcd snapshot")?;
+                let n = super::blobs::write_content(loader, f, &node.content, |_| {})
+                    .context("writing the etcd snapshot")?;
                 if n != node.size {
                     bail!(
                         "the etcd snapshot has {n} bytes of content, the snapshot recorded {}",

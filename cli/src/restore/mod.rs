@@ -23,7 +23,6 @@ use rustix::io::Errno;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -299,14 +298,10 @@ impl Restorer<'_> {
             Mode::from_raw_mode(0o600),
         )?;
         let result = (|| -> Result<()> {
-            let mut file = std::fs::File::from(fd);
-            let mut written = 0u64;
-            for id in &node.content {
-                let blob = self.loader.load(id)?;
-                file.write_all(&blob)?;
-                written += blob.len() as u64;
-                self.progress.inc(blob.len() as u64);
-            }
+            let file = std::fs::File::from(fd);
+            let progress = self.progress.clone();
+            let written =
+                blobs::write_content(self.loader, &file, &node.content, |n| progress.inc(n))?;
             if written != node.size {
                 bail!(
                     "content is {written} bytes but the snapshot recorded {}: the snapshot is damaged",
