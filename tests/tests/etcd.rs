@@ -200,7 +200,6 @@ fn live_backup_over_tls_records_member_version_and_verified_trailer() {
 }
 
 #[test]
-#[ignore = "pending streaming bbolt inspection: live backups do not record etcd.revision/total_keys/total_size/hash yet"]
 fn live_backup_records_bbolt_facts_equal_to_etcdctl_status() {
     if !etcd::available("live_backup_records_bbolt_facts_equal_to_etcdctl_status") {
         return;

@@ -18,29 +18,31 @@ pub fn fact<'a>(snap: &'a Snapshot, key: &str) -> Option<&'a str> {
 /// checked.
 pub fn etcd_file(path: &Path, snap: &Snapshot) -> Result<Vec<String>> {
     let f = std::fs::File::open(path).with_context(|| format!("re-reading {}", path.display()))?;
-    let mut check = TrailerCheck::new(std::io::BufReader::with_capacity(1 << 20, f));
+    let mut check = TrailerCheck::new(std::io::BufReader::with_capacity(1 << 20, f), false);
     std::io::copy(&mut check, &mut std::io::sink())
         .with_context(|| format!("re-reading {}", path.display()))?;
+    let len = check.len();
+    let digest = check.finish().context("re-reading did not reach the end")?;
     let mut checks = Vec::new();
     if let Some(size) = fact(snap, "etcd.size") {
-        if check.len().to_string() != size {
+        if len.to_string() != size {
             bail!(
                 "{} is {} bytes, the backup recorded {size}",
                 path.display(),
-                check.len()
+                len
             );
         }
         checks.push("size".to_string());
     }
-    match (fact(snap, "etcd.sha256"), check.verdict()) {
-        (Some("verified"), Some(Verdict::Valid)) => checks.push("sha256 trailer".to_string()),
+    match (fact(snap, "etcd.sha256"), digest.verdict) {
+        (Some("verified"), Verdict::Valid) => checks.push("sha256 trailer".to_string()),
         (Some("verified"), _) => bail!(
             "{} fails its sha256 trailer check after restore: do not use it",
             path.display()
         ),
         _ => {}
     }
-    let bbolt = super::super::source::bbolt_facts::from_file(path, check.len())?;
+    let bbolt = super::super::source::bbolt_facts::from_file(path, len)?;
     for (key, value) in &bbolt {
         if let Some(recorded) = fact(snap, key) {
             if recorded != value {

@@ -6,7 +6,7 @@ use crate::args::{ClusterArgs, EtcdArgs, Global, StaticPodsArgs};
 use crate::exit::Code;
 use crate::source::etcd::Connection;
 use crate::source::static_pods;
-use crate::source::trailer::{TrailerCheck, Verdict};
+use crate::source::trailer::{Digest, TrailerCheck, Verdict};
 use anyhow::{bail, Context, Result};
 use cairn_format::chunker::ChunkPolicy;
 use cairn_format::snapshot::{SnapshotStats, SourceKind};
@@ -34,9 +34,15 @@ fn connection(a: &EtcdArgs) -> Connection {
     }
 }
 
-/// Chunk `reader` into the session as the file `name`, checking the sha256 trailer.
-fn save_db(s: &mut Session<'_>, reader: impl Read, name: String) -> Result<(Node, Verdict)> {
-    let mut check = TrailerCheck::new(reader);
+/// Chunk `reader` into the session as the file `name`, checking the sha256 trailer (and,
+/// with `inspect`, computing the bbolt facts from the stream) on a side thread.
+fn save_db(
+    s: &mut Session<'_>,
+    reader: impl Read,
+    name: String,
+    inspect: bool,
+) -> Result<(Node, Digest)> {
+    let mut check = TrailerCheck::new(reader, inspect);
     let progress = s.progress.clone();
     let (ids, size) = s
         .saver
@@ -47,8 +53,8 @@ fn save_db(s: &mut Session<'_>, reader: impl Read, name: String) -> Result<(Node
                 check.len()
             )
         })?;
-    let verdict = check
-        .verdict()
+    let digest = check
+        .finish()
         .context("snapshot stream did not reach its end")?;
     let mut node = Node::new(name.into_bytes(), NodeKind::File);
     node.mode = 0o600;
@@ -58,13 +64,13 @@ fn save_db(s: &mut Session<'_>, reader: impl Read, name: String) -> Result<(Node
     node.ctime_ns = s.time_ns;
     node.size = size;
     node.content = ids;
-    Ok((node, verdict))
+    Ok((node, digest))
 }
 
 /// Take the etcd snapshot the arguments describe (live or from a file).
 fn save_etcd(s: &mut Session<'_>, a: &EtcdArgs) -> Result<EtcdSaved> {
     let mut facts = Vec::new();
-    let (node, verdict) = if let Some(file) = &a.snapshot_file {
+    let (node, digest) = if let Some(file) = &a.snapshot_file {
         let f = std::fs::File::open(file)
             .with_context(|| format!("opening etcd snapshot file {}", file.display()))?;
         let given = file
@@ -81,7 +87,12 @@ fn save_etcd(s: &mut Session<'_>, a: &EtcdArgs) -> Result<EtcdSaved> {
         // Inspect first: a file that is not an etcd database is refused before anything is
         // stored.
         facts.extend(crate::source::bbolt_facts::from_file(file, len)?);
-        save_db(s, std::io::BufReader::with_capacity(1 << 20, f), name)?
+        save_db(
+            s,
+            std::io::BufReader::with_capacity(1 << 20, f),
+            name,
+            false,
+        )?
     } else {
         let conn = connection(a);
         let (member, skipped) = conn.select()?;
@@ -112,9 +123,18 @@ fn save_etcd(s: &mut Session<'_>, a: &EtcdArgs) -> Result<EtcdSaved> {
             facts.push(("cluster.version".into(), v));
         }
         let reader = conn.snapshot(&member.endpoint)?;
-        save_db(s, reader, format!("snapshot_{}.db", s.stamp()))?
+        let saved = save_db(s, reader, format!("snapshot_{}.db", s.stamp()), true)?;
+        match &saved.1.bbolt {
+            Some(Ok(status)) => facts.extend(crate::source::bbolt_facts::facts(status)),
+            Some(Err(e)) => bail!(
+                "the snapshot streamed from {} is not a readable etcd database: {e}; nothing was saved",
+                member.endpoint
+            ),
+            None => {}
+        }
+        saved
     };
-    match verdict {
+    match digest.verdict {
         Verdict::Valid => facts.push(("etcd.sha256".into(), "verified".into())),
         Verdict::Invalid if a.skip_hash_check => {
             eprintln!("cairn: warning: the etcd snapshot has no valid sha256 trailer; restoring it will need `etcdctl snapshot restore --skip-hash-check`, which cannot tell a damaged database from a good one");
