@@ -28,6 +28,7 @@
 //! Everything little-endian, as bbolt writes it on the platforms etcd supports. `inspect_bytes`
 //! is the function to fuzz.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom};
 
@@ -323,6 +324,32 @@ pub enum BboltError {
         /// How many.
         count: u64,
     },
+    /// The keys and values of a leaf page take more room than the page has, so some overlap
+    /// (bbolt stores each once, one after the other).
+    #[error(
+        "the etcd snapshot is damaged: the keys and values of {} overlap (at element {index})",
+        page_name(*.pgid, *.inline)
+    )]
+    OverlappingEntries {
+        /// The page (the page holding it, for an inline bucket).
+        pgid: u64,
+        /// Whether it is an inline bucket's page.
+        inline: bool,
+        /// The first element that does not fit.
+        index: u64,
+    },
+    /// A page that one-pass inspection ([`StreamInspector`]) does not hold, and that bbolt does
+    /// not write either.
+    #[error(
+        "the etcd snapshot cannot be inspected as it streams: page {pgid} {why}; \
+         inspect a saved copy instead"
+    )]
+    NotStreamable {
+        /// The page.
+        pgid: u64,
+        /// What is wrong with it.
+        why: &'static str,
+    },
 }
 
 fn page_name(pgid: u64, inline: bool) -> String {
@@ -442,8 +469,20 @@ pub fn inspect_bytes(bytes: &[u8]) -> Result<SnapshotStatus, BboltError> {
 /// demand, and returns what `etcdctl snapshot status` reports for it. `len` may include the
 /// sha256 trailer or not (etcd reads the whole file; the database never reaches the trailer).
 pub fn inspect<R: Read + Seek>(r: &mut R, len: u64) -> Result<SnapshotStatus, BboltError> {
-    let mut src = Source { r, len };
-    let meta = read_metas(&mut src)?;
+    let mut src = Source { r };
+    let meta = select_meta(len, |offset| src.meta_area(offset))?;
+    let page_size = u64::from(meta.page_size);
+    let pages = FilePages {
+        src,
+        page_size,
+        file_pages: len / page_size,
+    };
+    status(pages, meta, len)
+}
+
+/// Computes the status of the database whose chosen meta page is `meta`, `len` bytes long,
+/// walking its pages through `pages`. [`inspect`] and [`StreamInspector::finish`] share it.
+fn status<P: Pages>(pages: P, meta: Meta, len: u64) -> Result<SnapshotStatus, BboltError> {
     let page_size = u64::from(meta.page_size);
     let total_size = meta
         .pgid
@@ -460,13 +499,12 @@ pub fn inspect<R: Read + Seek>(r: &mut R, len: u64) -> Result<SnapshotStatus, Bb
     }
     let file_pages = len / page_size;
     let mut walk = Walker {
-        src,
-        page_size,
+        pages,
         file_pages,
         high_water: meta.pgid,
         reachable: Bitmap::new(file_pages),
         freed: None,
-        crc: CASTAGNOLI.digest(),
+        crc: 0,
         total_key: 0,
         revision: 0,
         prev_top: None,
@@ -492,13 +530,250 @@ pub fn inspect<R: Read + Seek>(r: &mut R, len: u64) -> Result<SnapshotStatus, Bb
         }
     }
     Ok(SnapshotStatus {
-        hash: walk.crc.finalize(),
+        hash: walk.crc,
         revision: walk.revision,
         total_key: walk.total_key,
         total_size,
         page_size: meta.page_size,
         txid: meta.txid,
     })
+}
+
+/// Computes what [`inspect`] computes, in one pass over the snapshot's bytes, for a snapshot that
+/// streams from etcd's Maintenance.Snapshot call and cannot be read again: feed it every byte in
+/// order with [`update`](Self::update) (pieces of any size, the sha256 trailer included), then
+/// call [`finish`](Self::finish).
+///
+/// For every snapshot bbolt writes, `finish` returns exactly what `inspect` returns for the same
+/// bytes (`inspect(r, db_len(n))` where `n` bytes were fed, which is what `inspect` returns for the
+/// whole file too). It runs the same checks, on the same walk from the same meta page, with two
+/// differences on damaged input: an error may be reported with less detail (the key of a
+/// top-level entry that is not a bucket), and three things `inspect` would read are refused with
+/// [`BboltError::NotStreamable`] if the walk reaches them: a page spanning more than
+/// [`MAX_STREAM_PAGE`] bytes, an overflowing page whose span overlaps those of more than 64 others
+/// (freed pages keep their old headers, so spans may overlap), and a page whose elements do not
+/// start in its first page. bbolt writes none of these.
+///
+/// Pages arrive in file order, not in key order, and a page's place in the tree is only known from
+/// the pages that point to it, which may come later. So every page is digested as it arrives, into
+/// a summary keyed by page id: for a branch page its children, for a leaf page the CRC-32C, byte
+/// count and entry count of each run of plain entries, each bucket entry's name and root (or inline
+/// bucket, digested the same way), and the revision in its last key. `finish` then walks the tree
+/// from the meta page's root through the summaries, combining the CRCs in key order. Pages the
+/// walk does not reach (freed pages with stale contents, or bytes inside large values that happen
+/// to look like a page header) are summarized too, and ignored.
+///
+/// Memory: about 32 bytes per page of the database, plus 8 bytes per child of a branch page
+/// (about one in a hundred pages), 8 bytes per id in the freelist, and for leaf pages holding
+/// bucket entries (the root bucket's) their names; plus one page of buffer, and while an
+/// overflowing page (a large value) streams by, its whole span, at most [`MAX_STREAM_PAGE`] but in
+/// practice below etcd's 1.5 MiB request limit. For an 8 GB snapshot of 4 KiB pages that is about
+/// 80 MB. Damaged input cannot make it hold more than a small multiple of the bytes fed, nor work
+/// more than a small multiple of the time of reading them, and never panics.
+pub struct StreamInspector {
+    /// Bytes fed so far, trailer included.
+    received: u64,
+    /// The page size from meta page 0 (bbolt's fallback when it is unusable), 0 until its first
+    /// 80 bytes arrived.
+    page_size: u64,
+    /// The meta fields of pages 0 and 1, once arrived.
+    meta0: Option<[u8; META_LEN]>,
+    meta1: Option<[u8; META_LEN]>,
+    /// The meta page in use, once pages 0 and 1 arrived.
+    meta: Option<Meta>,
+    /// No page can be read (page size out of range, or no usable meta page): `finish` says why.
+    halted: bool,
+    /// The start of the page in progress, when it came in several pieces.
+    partial: Vec<u8>,
+    /// One summary per complete page, by page id.
+    slots: Vec<PageSum>,
+    /// Consecutive pages from `window_first` on, while overflowing pages are open.
+    window: Vec<u8>,
+    window_first: u64,
+    /// Overflowing pages whose end has not arrived yet: first page, one past the last, and what
+    /// to read them as.
+    open: Vec<(u64, u64, Want)>,
+}
+
+/// Largest page, overflow included, that [`StreamInspector`] holds to digest it (a page bbolt
+/// writes for a value of nearly that size). etcd refuses requests larger than 1.5 MiB unless told
+/// otherwise.
+pub const MAX_STREAM_PAGE: u64 = 64 << 20;
+
+/// Most overflowing pages [`StreamInspector`] follows at once: the live one, and freed ones whose
+/// stale headers claim the same pages.
+const MAX_OPEN_PAGES: usize = 64;
+
+impl Default for StreamInspector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamInspector {
+    /// An inspector that has seen no bytes yet.
+    pub fn new() -> Self {
+        StreamInspector {
+            received: 0,
+            page_size: 0,
+            meta0: None,
+            meta1: None,
+            meta: None,
+            halted: false,
+            partial: Vec::new(),
+            slots: Vec::new(),
+            window: Vec::new(),
+            window_first: 0,
+            open: Vec::new(),
+        }
+    }
+
+    /// Bytes fed so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Takes the next `bytes` of the snapshot.
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        self.received += bytes.len() as u64;
+        while !bytes.is_empty() && !self.halted {
+            if self.page_size == 0 {
+                // Meta page 0's fields decide the page size.
+                let want = PAGE_HEADER as usize + META_LEN;
+                let take = (want - self.partial.len()).min(bytes.len());
+                self.partial.extend_from_slice(&bytes[..take]);
+                bytes = &bytes[take..];
+                if self.partial.len() == want {
+                    let mut m = [0u8; META_LEN];
+                    m.copy_from_slice(&self.partial[PAGE_HEADER as usize..]);
+                    self.meta0 = Some(m);
+                    let page_size = page_size_for(&parse_meta(&m));
+                    if (MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
+                        self.page_size = u64::from(page_size);
+                    } else {
+                        self.halted = true;
+                    }
+                }
+                continue;
+            }
+            let ps = self.page_size as usize;
+            if self.partial.is_empty() && bytes.len() >= ps {
+                let (page, rest) = bytes.split_at(ps);
+                self.page(page);
+                bytes = rest;
+            } else {
+                let take = (ps - self.partial.len()).min(bytes.len());
+                self.partial.extend_from_slice(&bytes[..take]);
+                bytes = &bytes[take..];
+                if self.partial.len() == ps {
+                    let page = std::mem::take(&mut self.partial);
+                    self.page(&page);
+                    self.partial = page;
+                    self.partial.clear();
+                }
+            }
+        }
+    }
+
+    /// Ends the stream and returns the snapshot's status, as [`inspect`] would. The last 32 bytes
+    /// are taken for etcd's sha256 trailer, and ignored, when the length says so ([`db_len`]).
+    pub fn finish(mut self) -> Result<SnapshotStatus, BboltError> {
+        let len = db_len(self.received);
+        let meta = select_meta(len, |offset| Ok(self.meta_area(offset)))?;
+        let file_pages = len / u64::from(meta.page_size);
+        let pages = StreamPages {
+            slots: &mut self.slots,
+            file_pages,
+        };
+        status(pages, meta, len)
+    }
+
+    /// The meta fields of the page at `offset`, if they arrived.
+    fn meta_area(&self, offset: u64) -> Option<[u8; META_LEN]> {
+        match offset {
+            0 => self.meta0,
+            o if o == self.page_size => self.meta1,
+            _ => None,
+        }
+    }
+
+    /// Digests the next complete page.
+    fn page(&mut self, bytes: &[u8]) {
+        let pgid = self.slots.len() as u64;
+        let ps = self.page_size;
+        if pgid == 1 {
+            let mut m = [0u8; META_LEN];
+            m.copy_from_slice(&bytes[PAGE_HEADER as usize..PAGE_HEADER as usize + META_LEN]);
+            self.meta1 = Some(m);
+            // The same choice `finish` makes, whatever length follows.
+            match select_meta(2 * ps, |offset| Ok(self.meta_area(offset))) {
+                Ok(meta) => self.meta = Some(meta),
+                Err(_) => self.halted = true,
+            }
+        }
+        let found = le64(bytes, 0);
+        let flags = u16::from_le_bytes([bytes[8], bytes[9]]);
+        let overflow = le32(bytes, 12);
+        let want = match self.meta {
+            Some(meta) if pgid >= 2 => {
+                if pgid == meta.freelist && flags & FREELIST_PAGE != 0 {
+                    Some(Want::Freelist)
+                } else if pgid <= meta.pgid && flags & (BRANCH_PAGE | LEAF_PAGE) != 0 {
+                    // Pages above the high-water mark cannot be in use: the walk refuses them
+                    // from their header alone.
+                    Some(Want::Tree)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        let body = match want {
+            _ if found != pgid => Body::Mismatch(found),
+            None => Body::Opaque,
+            Some(want) if overflow == 0 => summarize_resident(pgid, bytes, want, ps),
+            Some(want) => {
+                let end = pgid + u64::from(overflow) + 1;
+                if (end - pgid) * ps > MAX_STREAM_PAGE {
+                    Body::Refused("spans more than the 64 MiB a stream inspection holds")
+                } else if self.open.len() >= MAX_OPEN_PAGES {
+                    Body::Refused(
+                        "overlaps more overflowing pages than a stream inspection follows",
+                    )
+                } else {
+                    self.open.push((pgid, end, want));
+                    Body::Pending
+                }
+            }
+        };
+        self.slots.push(PageSum {
+            body,
+            overflow,
+            flags,
+        });
+        if self.open.is_empty() {
+            return;
+        }
+        if self.window.is_empty() {
+            self.window_first = pgid;
+        }
+        self.window.extend_from_slice(bytes);
+        let next = pgid + 1;
+        while let Some(i) = self.open.iter().position(|o| o.1 == next) {
+            let (first, _, want) = self.open.swap_remove(i);
+            let at = ((first - self.window_first) * ps) as usize;
+            self.slots[first as usize].body =
+                summarize_resident(first, &self.window[at..], want, ps);
+        }
+        match self.open.iter().map(|o| o.0).min() {
+            None => self.window.clear(),
+            Some(first) => {
+                let drop = ((first - self.window_first) * ps) as usize;
+                self.window.drain(..drop);
+                self.window_first = first;
+            }
+        }
+    }
 }
 
 /// The fields of a meta page that inspection uses.
@@ -538,6 +813,56 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
+/// CRC-32C's polynomial, bit-reflected (x^0 is the top bit).
+const CASTAGNOLI_POLY: u32 = 0x82F6_3B78;
+
+/// `a·b` modulo CRC-32C's polynomial, both bit-reflected (zlib's `multmodp`, made to stop when
+/// `a` is 0).
+const fn mul_mod_p(mut a: u32, mut b: u32) -> u32 {
+    let mut p = 0;
+    while a != 0 {
+        if a & (1 << 31) != 0 {
+            p ^= b;
+        }
+        a <<= 1;
+        b = if b & 1 != 0 {
+            (b >> 1) ^ CASTAGNOLI_POLY
+        } else {
+            b >> 1
+        };
+    }
+    p
+}
+
+/// `X2N[k]` is x^(2^k) modulo the polynomial; enough powers for any 64-bit length in bytes.
+static X2N: [u32; 67] = {
+    let mut t = [0u32; 67];
+    let mut p = 1 << 30; // x^1
+    let mut k = 0;
+    while k < t.len() {
+        t[k] = p;
+        p = mul_mod_p(p, p);
+        k += 1;
+    }
+    t
+};
+
+/// CRC-32C of `a ‖ b` from the CRC-32C of `a`, that of `b`, and `b`'s length (zlib's
+/// `crc32_combine`): `a`'s CRC moved past `len_b` zero bytes, plus `b`'s.
+fn crc32c_combine(crc_a: u32, crc_b: u32, len_b: u64) -> u32 {
+    let mut shift = 1 << 31; // x^0
+    let mut n = len_b;
+    let mut k = 3; // x^(8·len_b): bytes are 8 bits
+    while n != 0 {
+        if n & 1 != 0 {
+            shift = mul_mod_p(X2N[k], shift);
+        }
+        n >>= 1;
+        k += 1;
+    }
+    mul_mod_p(shift, crc_a) ^ crc_b
+}
+
 /// Validates one meta page as bbolt's `meta.validate` does (magic, version, checksum; a zero
 /// checksum is accepted, as bbolt accepts it).
 fn parse_meta(m: &[u8; META_LEN]) -> Result<Meta, MetaFault> {
@@ -563,45 +888,60 @@ fn parse_meta(m: &[u8; META_LEN]) -> Result<Meta, MetaFault> {
     })
 }
 
+/// The page size bbolt reads a database with: meta page 0's when it is valid, else 4096.
+fn page_size_for(meta0: &Result<Meta, MetaFault>) -> u32 {
+    match meta0 {
+        Ok(m) => m.page_size,
+        Err(_) => DEFAULT_PAGE_SIZE,
+    }
+}
+
 struct Source<'a, R> {
     r: &'a mut R,
-    len: u64,
 }
 
 impl<R: Read + Seek> Source<'_, R> {
-    /// Reads `buf.len()` bytes at `offset`, which the caller has bounded by `len`.
+    /// Reads `buf.len()` bytes at `offset`, which the caller has bounded by the data's length.
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.r.seek(SeekFrom::Start(offset))?;
         self.r.read_exact(buf)
     }
 
-    fn meta_at(&mut self, offset: u64) -> Result<Result<Meta, MetaFault>, BboltError> {
-        let end = offset + PAGE_HEADER + META_LEN as u64;
-        if end > self.len {
-            return Ok(Err(MetaFault::Missing));
-        }
+    /// The meta fields of the page at `offset`, which `select_meta` has bounded by the data's
+    /// length.
+    fn meta_area(&mut self, offset: u64) -> Result<Option<[u8; META_LEN]>, BboltError> {
         let mut m = [0u8; META_LEN];
         self.read_at(offset + PAGE_HEADER, &mut m)?;
-        Ok(parse_meta(&m))
+        Ok(Some(m))
     }
 }
 
 /// Picks the meta page as bbolt does: the page size comes from meta page 0 when it is valid (else
 /// 4096), meta page 1 sits one page in, and of the valid ones the higher txid wins (page 0 on a
-/// tie).
-fn read_metas<R: Read + Seek>(src: &mut Source<'_, R>) -> Result<Meta, BboltError> {
-    let meta0 = src.meta_at(0)?;
-    let page_size = match &meta0 {
-        Ok(m) => m.page_size,
-        Err(_) => DEFAULT_PAGE_SIZE,
+/// tie). `area(offset)` gives the 64 meta bytes of the page at `offset`, asked only when they lie
+/// within the `len` bytes of the data (`None`: they did not arrive).
+fn select_meta(
+    len: u64,
+    mut area: impl FnMut(u64) -> Result<Option<[u8; META_LEN]>, BboltError>,
+) -> Result<Meta, BboltError> {
+    let mut meta_at = |offset: u64| -> Result<Result<Meta, MetaFault>, BboltError> {
+        if offset + PAGE_HEADER + META_LEN as u64 > len {
+            return Ok(Err(MetaFault::Missing));
+        }
+        Ok(match area(offset)? {
+            Some(m) => parse_meta(&m),
+            None => Err(MetaFault::Missing),
+        })
     };
+    let meta0 = meta_at(0)?;
+    let page_size = page_size_for(&meta0);
     if !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
         return Err(BboltError::UnsupportedPageSize { page_size });
     }
-    if src.len < 2 * u64::from(page_size) {
-        return Err(BboltError::TooSmall { len: src.len });
+    if len < 2 * u64::from(page_size) {
+        return Err(BboltError::TooSmall { len });
     }
-    let meta1 = src.meta_at(u64::from(page_size))?.and_then(|m| {
+    let meta1 = meta_at(u64::from(page_size))?.and_then(|m| {
         if m.page_size == page_size {
             Ok(m)
         } else {
@@ -645,24 +985,25 @@ impl Bitmap {
 }
 
 /// A branch, leaf or freelist page, or an inline bucket's page.
-struct Page {
+struct Page<'a> {
     /// Where it was read (for an inline page: the page holding the bucket).
     pgid: u64,
     inline: bool,
     flags: u16,
     count: u16,
     overflow: u32,
-    /// File offset of the page (unused for inline pages, which are always `whole`).
+    /// File offset of the page (unused for pages held whole).
     offset: u64,
     /// Bytes covered by the page, header included.
     span: u64,
     /// The page from its start: all of it when `whole`, else at least its header and elements.
-    mem: Vec<u8>,
+    mem: Cow<'a, [u8]>,
     whole: bool,
 }
 
-impl Page {
-    fn from_bytes(pgid: u64, inline: bool, mem: Vec<u8>) -> Page {
+impl<'a> Page<'a> {
+    /// A page held whole in memory; `mem` holds at least its 16-byte header.
+    fn from_bytes(pgid: u64, inline: bool, mem: Cow<'a, [u8]>) -> Page<'a> {
         Page {
             pgid,
             inline,
@@ -731,6 +1072,574 @@ struct Leaf {
     vsize: u64,
 }
 
+/// Where the parts of a page that are not held in memory are read from.
+trait Fetch {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+}
+
+impl<R: Read + Seek> Fetch for Source<'_, R> {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        Source::read_at(self, offset, buf)
+    }
+}
+
+/// For pages held whole in memory: nothing is ever fetched.
+struct Resident;
+
+impl Fetch for Resident {
+    fn read_at(&mut self, _offset: u64, _buf: &mut [u8]) -> io::Result<()> {
+        Err(io::Error::other("bbolt page not held in memory"))
+    }
+}
+
+/// Streams `len` bytes at page-relative offset `at` (already bounds-checked) to `f`.
+fn stream_range<F: Fetch>(
+    fetch: &mut F,
+    page: &Page,
+    at: u64,
+    len: u64,
+    mut f: impl FnMut(&[u8]),
+) -> Result<(), BboltError> {
+    if page.whole || at + len <= page.mem.len() as u64 {
+        f(&page.mem[at as usize..(at + len) as usize]);
+        return Ok(());
+    }
+    let mut buf = vec![0u8; len.min(CHUNK as u64) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(buf.len() as u64) as usize;
+        fetch.read_at(page.offset + at + done, &mut buf[..n])?;
+        f(&buf[..n]);
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// Reads a short field (a key, a bucket value) into memory; the caller bounds `len`.
+fn read_range<F: Fetch>(
+    fetch: &mut F,
+    page: &Page,
+    at: u64,
+    len: u64,
+) -> Result<Vec<u8>, BboltError> {
+    let mut out = Vec::with_capacity(len as usize);
+    stream_range(fetch, page, at, len, |b| out.extend_from_slice(b))?;
+    Ok(out)
+}
+
+/// What a page is read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// A branch or leaf page of a bucket's tree.
+    Tree,
+    /// The freelist.
+    Freelist,
+}
+
+/// What the walk needs of one page: its header, and a digest of its contents.
+struct PageSum {
+    body: Body,
+    overflow: u32,
+    flags: u16,
+}
+
+/// A page's contents, digested.
+enum Body {
+    /// Nothing the walk can use: a meta page, a page of a type not asked for, or a page the
+    /// stream did not digest (above the high-water mark).
+    Opaque,
+    /// The header carries this page id instead.
+    Mismatch(u64),
+    /// A branch page's children, in key order.
+    Branch(Box<[u64]>),
+    /// A leaf page of plain entries only, held compactly (most pages are this); see [`LeafSum`].
+    Plain {
+        last_rev: u64,
+        len: u32,
+        crc: u32,
+        count: u16,
+        /// Length + 1 of a key too short to hold a revision, 0 when there is none.
+        short: u8,
+    },
+    /// Any other leaf page.
+    Leaf(Box<LeafSum>),
+    /// The page ids a freelist page lists.
+    Freelist(Box<[u64]>),
+    /// Damage found in the page, reported when the walk reaches it.
+    Broken(Box<BboltError>),
+    /// An overflowing page whose end has not arrived (yet).
+    Pending,
+    /// A page the stream did not hold, and why.
+    Refused(&'static str),
+}
+
+/// A leaf page's entries, digested for the walk: runs of plain entries and bucket entries, in
+/// key order.
+#[derive(Default)]
+struct LeafSum {
+    /// Elements in the page.
+    count: u16,
+    /// Main revision in the last key (its first 8 bytes, big-endian).
+    last_rev: u64,
+    /// The first key too short to hold a revision: the segment it is in, and its length.
+    short: Option<(usize, u32)>,
+    segs: Vec<Seg>,
+    /// Damage found at the element after the last segment's.
+    broken: Option<BboltError>,
+}
+
+enum Seg {
+    /// Consecutive plain entries: CRC-32C of their keys and values, their length, how many.
+    Run {
+        crc: u32,
+        len: u64,
+        count: u32,
+        /// The first key, kept (outside compact pages) for the error if the walk finds this run
+        /// among the top-level buckets.
+        first: Option<Name>,
+    },
+    /// An entry that is a bucket.
+    Bucket(Box<BucketSum>),
+}
+
+/// A key: its CRC-32C and length, and its bytes if it is no longer than bbolt allows.
+struct Name {
+    crc: u32,
+    len: u64,
+    bytes: Option<Box<[u8]>>,
+}
+
+struct BucketSum {
+    name: Name,
+    entry: BucketEntry,
+}
+
+/// Where a bucket entry's contents are.
+struct BucketEntry {
+    /// The element's index in its page.
+    index: u16,
+    /// The value's length.
+    vsize: u64,
+    value: BucketValue,
+}
+
+enum BucketValue {
+    /// Too short for a bucket header.
+    Short,
+    /// A bucket in its own pages, rooted here.
+    Root(u64),
+    /// An inline bucket: its page, digested, or what is wrong with it.
+    Inline(Result<Box<LeafSum>, Box<BboltError>>),
+    /// Inside an inline bucket, where neither etcd nor bbolt's check look.
+    NotRead,
+}
+
+/// Turns a structural error into a digest the walk reports when it gets there; read errors stay
+/// errors.
+fn broken(r: Result<Body, BboltError>) -> Result<Body, BboltError> {
+    match r {
+        Err(BboltError::Io(e)) => Err(BboltError::Io(e)),
+        Err(e) => Ok(Body::Broken(Box::new(e))),
+        ok => ok,
+    }
+}
+
+/// Digests a page read as `want`.
+fn summarize<F: Fetch>(
+    fetch: &mut F,
+    page: &Page,
+    want: Want,
+    page_size: u64,
+) -> Result<Body, BboltError> {
+    let is = |flag| page.flags & flag != 0;
+    broken(match want {
+        Want::Freelist if is(FREELIST_PAGE) => {
+            freelist_ids(fetch, page).map(|ids| Body::Freelist(ids.into()))
+        }
+        // bbolt's check would take it for a branch and its cursor for a leaf.
+        Want::Tree if is(BRANCH_PAGE) && is(LEAF_PAGE) => Ok(Body::Opaque),
+        Want::Tree if is(BRANCH_PAGE) => branch_children(page).map(Body::Branch),
+        Want::Tree if is(LEAF_PAGE) => {
+            summarize_leaf(fetch, page, page_size).map(LeafSum::into_body)
+        }
+        _ => Ok(Body::Opaque),
+    })
+}
+
+/// A branch page's children, in key order.
+fn branch_children(page: &Page) -> Result<Box<[u64]>, BboltError> {
+    page.check_elements()?;
+    if page.count == 0 {
+        return Err(BboltError::EmptyBranch { pgid: page.pgid });
+    }
+    Ok((0..page.count).map(|i| page.branch_child(i)).collect())
+}
+
+/// Digests a page held whole in `bytes` (its full span).
+fn summarize_resident(pgid: u64, bytes: &[u8], want: Want, page_size: u64) -> Body {
+    let page = Page::from_bytes(pgid, false, Cow::Borrowed(bytes));
+    summarize(&mut Resident, &page, want, page_size).unwrap_or_else(|e| Body::Broken(Box::new(e)))
+}
+
+/// The page ids a freelist page lists.
+fn freelist_ids<F: Fetch>(fetch: &mut F, page: &Page) -> Result<Vec<u64>, BboltError> {
+    // A count of 0xFFFF means the real count is the first u64 of the page body.
+    let (start, count) = if page.count == 0xFFFF {
+        (PAGE_HEADER + 8, le64(&page.mem, PAGE_HEADER as usize))
+    } else {
+        (PAGE_HEADER, u64::from(page.count))
+    };
+    let room = (page.span - start) / 8;
+    if count > room {
+        return Err(page.out_of_bounds(count));
+    }
+    // Bounded by the page's span.
+    let mut ids = Vec::with_capacity(count as usize);
+    stream_range(fetch, page, start, count * 8, |b| {
+        ids.extend(b.chunks_exact(8).map(|c| le64(c, 0)))
+    })?;
+    Ok(ids)
+}
+
+/// A run of plain entries being digested.
+struct RunDigest {
+    crc: crc::Digest<'static, u32, Table<16>>,
+    len: u64,
+    count: u32,
+    /// Offset and length of its first key.
+    first: (u64, u64),
+}
+
+/// Digests a leaf page's entries in order; damage stops the digest where it is found (the walk
+/// reports it after the entries before it, as it would have met them). Read errors are errors.
+fn summarize_leaf<F: Fetch>(
+    fetch: &mut F,
+    page: &Page,
+    page_size: u64,
+) -> Result<LeafSum, BboltError> {
+    let mut sum = LeafSum {
+        count: page.count,
+        ..LeafSum::default()
+    };
+    if let Err(e) = page.check_elements() {
+        sum.broken = Some(e);
+        return Ok(sum);
+    }
+    // bbolt packs keys and values after the elements, each once: more than fits means they
+    // overlap, and hashing them would cost more than reading the page.
+    let room = page.span - PAGE_HEADER - ELEMENT * u64::from(page.count);
+    let mut used = 0u64;
+    let mut run: Option<RunDigest> = None;
+    let mut firsts = Vec::new();
+    let mut last = None;
+    let mut flush = |run: &mut Option<RunDigest>, segs: &mut Vec<Seg>| {
+        if let Some(r) = run.take() {
+            firsts.push((segs.len(), r.first));
+            segs.push(Seg::Run {
+                crc: r.crc.finalize(),
+                len: r.len,
+                count: r.count,
+                first: None,
+            });
+        }
+    };
+    for i in 0..page.count {
+        let leaf = match page.leaf(i) {
+            Ok(leaf) => leaf,
+            Err(e) => {
+                sum.broken = Some(e);
+                break;
+            }
+        };
+        used += leaf.ksize + leaf.vsize;
+        if used > room {
+            sum.broken = Some(BboltError::OverlappingEntries {
+                pgid: page.pgid,
+                inline: page.inline,
+                index: u64::from(i),
+            });
+            break;
+        }
+        if leaf.bucket {
+            flush(&mut run, &mut sum.segs);
+        }
+        if leaf.ksize < 17 && sum.short.is_none() {
+            sum.short = Some((sum.segs.len(), leaf.ksize as u32));
+        }
+        if leaf.bucket {
+            let bucket = summarize_bucket(fetch, page, i, &leaf, page_size)?;
+            sum.segs.push(Seg::Bucket(Box::new(bucket)));
+        } else {
+            let r = run.get_or_insert_with(|| RunDigest {
+                crc: CASTAGNOLI.digest(),
+                len: 0,
+                count: 0,
+                first: (leaf.key, leaf.ksize),
+            });
+            stream_range(fetch, page, leaf.key, leaf.ksize + leaf.vsize, |b| {
+                r.crc.update(b)
+            })?;
+            r.len += leaf.ksize + leaf.vsize;
+            r.count += 1;
+        }
+        last = Some(leaf);
+    }
+    flush(&mut run, &mut sum.segs);
+    if let Some(leaf) = last.filter(|l| l.ksize >= 8) {
+        sum.last_rev = be64(&read_range(fetch, page, leaf.key, 8)?);
+    }
+    if !sum.is_plain() {
+        // Keep the first key of each run, for the error should the run turn out to be among
+        // the top-level buckets.
+        for (at, (key, ksize)) in firsts {
+            let name = read_name(fetch, page, key, ksize)?;
+            if let Some(Seg::Run { first, .. }) = sum.segs.get_mut(at) {
+                *first = Some(name);
+            }
+        }
+    }
+    Ok(sum)
+}
+
+/// Reads a key: its CRC, and its bytes when bbolt allows a key that long.
+fn read_name<F: Fetch>(fetch: &mut F, page: &Page, at: u64, len: u64) -> Result<Name, BboltError> {
+    if len <= u64::from(MAX_KEY_SIZE) {
+        let bytes = read_range(fetch, page, at, len)?;
+        Ok(Name {
+            crc: CASTAGNOLI.checksum(&bytes),
+            len,
+            bytes: Some(bytes.into()),
+        })
+    } else {
+        let mut crc = CASTAGNOLI.digest();
+        stream_range(fetch, page, at, len, |b| crc.update(b))?;
+        Ok(Name {
+            crc: crc.finalize(),
+            len,
+            bytes: None,
+        })
+    }
+}
+
+/// Digests the bucket entry in element `index` of `page`: its name, and unless `page` is itself
+/// an inline bucket's, where its contents are (an inline bucket is digested right away).
+fn summarize_bucket<F: Fetch>(
+    fetch: &mut F,
+    page: &Page,
+    index: u16,
+    leaf: &Leaf,
+    page_size: u64,
+) -> Result<BucketSum, BboltError> {
+    let name = read_name(fetch, page, leaf.key, leaf.ksize)?;
+    let value = if page.inline {
+        BucketValue::NotRead
+    } else if leaf.vsize < BUCKET_HEADER as u64 {
+        BucketValue::Short
+    } else {
+        let header = read_range(fetch, page, leaf.value, BUCKET_HEADER as u64)?;
+        match le64(&header, 0) {
+            0 => BucketValue::Inline(match inline_page(fetch, page, index, leaf, page_size) {
+                Err(BboltError::Io(e)) => return Err(BboltError::Io(e)),
+                r => r.map_err(Box::new),
+            }),
+            root => BucketValue::Root(root),
+        }
+    };
+    Ok(BucketSum {
+        name,
+        entry: BucketEntry {
+            index,
+            vsize: leaf.vsize,
+            value,
+        },
+    })
+}
+
+/// Reads and digests an inline bucket: the rest of the value is a leaf page (bbolt keeps it under
+/// a quarter of a page).
+fn inline_page<F: Fetch>(
+    fetch: &mut F,
+    page: &Page,
+    index: u16,
+    leaf: &Leaf,
+    page_size: u64,
+) -> Result<Box<LeafSum>, BboltError> {
+    let inline_len = leaf.vsize - BUCKET_HEADER as u64;
+    if inline_len < PAGE_HEADER || inline_len > page_size {
+        return Err(BboltError::BadBucketValue {
+            pgid: page.pgid,
+            inline: page.inline,
+            index: u64::from(index),
+            len: leaf.vsize,
+        });
+    }
+    let mem = read_range(fetch, page, leaf.value + BUCKET_HEADER as u64, inline_len)?;
+    let inline = Page::from_bytes(page.pgid, true, Cow::Owned(mem));
+    if inline.flags & LEAF_PAGE == 0 {
+        return Err(BboltError::UnexpectedPageType {
+            pgid: page.pgid,
+            inline: true,
+            flags: inline.flags,
+            expected: "leaf",
+        });
+    }
+    Ok(Box::new(summarize_leaf(&mut Resident, &inline, page_size)?))
+}
+
+impl LeafSum {
+    /// Plain entries only (at most one run), undamaged.
+    fn is_plain(&self) -> bool {
+        self.broken.is_none()
+            && match self.segs.as_slice() {
+                [] => true,
+                [Seg::Run { len, .. }] => *len <= u64::from(u32::MAX),
+                _ => false,
+            }
+    }
+
+    /// The compact form when it fits.
+    fn into_body(self) -> Body {
+        if !self.is_plain() {
+            return Body::Leaf(Box::new(self));
+        }
+        let (crc, len) = match self.segs.first() {
+            Some(Seg::Run { crc, len, .. }) => (*crc, *len as u32),
+            _ => (0, 0),
+        };
+        Body::Plain {
+            last_rev: self.last_rev,
+            len,
+            crc,
+            count: self.count,
+            short: self.short.map_or(0, |(_, len)| len as u8 + 1),
+        }
+    }
+
+    /// Back from the compact form.
+    fn from_plain(last_rev: u64, len: u32, crc: u32, count: u16, short: u8) -> LeafSum {
+        LeafSum {
+            count,
+            last_rev,
+            short: (short > 0).then(|| (0, u32::from(short) - 1)),
+            segs: if count > 0 {
+                vec![Seg::Run {
+                    crc,
+                    len: u64::from(len),
+                    count: u32::from(count),
+                    first: None,
+                }]
+            } else {
+                Vec::new()
+            },
+            broken: None,
+        }
+    }
+}
+
+/// Where the walk gets its pages from.
+trait Pages {
+    /// Page `pgid` read as `want`, once the walk has checked it lies within the data. Fails if
+    /// its header names another page or its overflow runs past the data.
+    fn load(&mut self, pgid: u64, want: Want) -> Result<PageSum, BboltError>;
+}
+
+/// Checks the header of page `pgid` of `file_pages`: its id, and that its overflow pages are
+/// within the data.
+fn check_header(pgid: u64, found: u64, overflow: u32, file_pages: u64) -> Result<(), BboltError> {
+    if found != pgid {
+        return Err(BboltError::PageIdMismatch { pgid, found });
+    }
+    if u64::from(overflow) + 1 > file_pages - pgid {
+        return Err(BboltError::PageOutOfRange {
+            pgid,
+            overflow,
+            pages: file_pages,
+        });
+    }
+    Ok(())
+}
+
+/// [`inspect`]'s pages: read from the file as the walk reaches them.
+struct FilePages<'a, R> {
+    src: Source<'a, R>,
+    page_size: u64,
+    file_pages: u64,
+}
+
+impl<R: Read + Seek> Pages for FilePages<'_, R> {
+    fn load(&mut self, pgid: u64, want: Want) -> Result<PageSum, BboltError> {
+        let page = self.read(pgid)?;
+        let body = summarize(&mut self.src, &page, want, self.page_size)?;
+        Ok(PageSum {
+            body,
+            overflow: page.overflow,
+            flags: page.flags,
+        })
+    }
+}
+
+impl<R: Read + Seek> FilePages<'_, R> {
+    /// Reads page `pgid` from the file: its whole span when small, else its header and elements.
+    fn read(&mut self, pgid: u64) -> Result<Page<'static>, BboltError> {
+        let offset = pgid * self.page_size;
+        let mut mem = vec![0u8; self.page_size as usize];
+        self.src.read_at(offset, &mut mem)?;
+        let overflow = le32(&mem, 12);
+        check_header(pgid, le64(&mem, 0), overflow, self.file_pages)?;
+        let span = (u64::from(overflow) + 1) * self.page_size;
+        let count = u64::from(u16::from_le_bytes([mem[10], mem[11]]));
+        let want = if span <= WHOLE_PAGE_MAX {
+            span
+        } else {
+            // Elements only (at most 64 Ki × 16 bytes); keys and values are read on demand.
+            span.min(PAGE_HEADER + ELEMENT * count).max(self.page_size)
+        };
+        let have = mem.len();
+        if want as usize > have {
+            mem.resize(want as usize, 0);
+            self.src.read_at(offset + have as u64, &mut mem[have..])?;
+        }
+        let mut page = Page::from_bytes(pgid, false, Cow::Owned(mem));
+        page.offset = offset;
+        page.span = span;
+        page.whole = want == span;
+        Ok(page)
+    }
+}
+
+/// [`StreamInspector`]'s pages: the summaries it made, each taken once.
+struct StreamPages<'a> {
+    slots: &'a mut [PageSum],
+    file_pages: u64,
+}
+
+impl Pages for StreamPages<'_> {
+    fn load(&mut self, pgid: u64, _want: Want) -> Result<PageSum, BboltError> {
+        // The walk asks only for pages within the data, which all arrived.
+        let slot = usize::try_from(pgid)
+            .ok()
+            .and_then(|i| self.slots.get_mut(i));
+        let Some(slot) = slot else {
+            return Err(BboltError::PageOutOfRange {
+                pgid,
+                overflow: 0,
+                pages: self.file_pages,
+            });
+        };
+        let found = match slot.body {
+            Body::Mismatch(found) => found,
+            _ => pgid,
+        };
+        check_header(pgid, found, slot.overflow, self.file_pages)?;
+        // Each page is walked once (a second visit fails its claim); its digest moves out.
+        Ok(PageSum {
+            body: std::mem::replace(&mut slot.body, Body::Opaque),
+            overflow: slot.overflow,
+            flags: slot.flags,
+        })
+    }
+}
+
 /// What the entries of a tree are to etcd's status computation.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -742,98 +1651,37 @@ enum Role {
     Nested,
 }
 
-struct Walker<'a, R> {
-    src: Source<'a, R>,
-    page_size: u64,
+/// Walks the tree from the meta page's root in key order, checking it as bbolt's `Tx.Check`
+/// does and computing etcd's status from the pages' digests.
+struct Walker<P> {
+    pages: P,
     file_pages: u64,
     high_water: u64,
     reachable: Bitmap,
     /// Pages in the stored freelist, when there is one.
     freed: Option<Bitmap>,
-    crc: crc::Digest<'static, u32, Table<16>>,
+    /// CRC-32C of everything hashed so far.
+    crc: u32,
     total_key: u64,
     revision: i64,
-    prev_top: Option<Vec<u8>>,
+    prev_top: Option<Box<[u8]>>,
 }
 
-impl<R: Read + Seek> Walker<'_, R> {
-    /// Reads page `pgid` from the file: its whole span when small, else its header and elements.
-    fn load(&mut self, pgid: u64) -> Result<Page, BboltError> {
-        let out_of_range = |overflow| BboltError::PageOutOfRange {
-            pgid,
-            overflow,
-            pages: self.file_pages,
-        };
+impl<P: Pages> Walker<P> {
+    /// Page `pgid`, checked against the end of the data and its header.
+    fn load(&mut self, pgid: u64, want: Want) -> Result<PageSum, BboltError> {
         if pgid >= self.file_pages {
-            return Err(out_of_range(0));
+            return Err(BboltError::PageOutOfRange {
+                pgid,
+                overflow: 0,
+                pages: self.file_pages,
+            });
         }
-        let offset = pgid * self.page_size;
-        let mut mem = vec![0u8; self.page_size as usize];
-        self.src.read_at(offset, &mut mem)?;
-        let found = le64(&mem, 0);
-        if found != pgid {
-            return Err(BboltError::PageIdMismatch { pgid, found });
-        }
-        let mut page = Page::from_bytes(pgid, false, mem);
-        let pages = u64::from(page.overflow) + 1;
-        if pages > self.file_pages - pgid {
-            return Err(out_of_range(page.overflow));
-        }
-        page.offset = offset;
-        page.span = pages * self.page_size;
-        if page.span > self.page_size {
-            let want = if page.span <= WHOLE_PAGE_MAX {
-                page.span
-            } else {
-                // Elements only (at most 64 Ki × 16 bytes); keys and values are read on demand.
-                page.span
-                    .min(PAGE_HEADER + ELEMENT * u64::from(page.count))
-                    .max(self.page_size)
-            };
-            page.whole = want == page.span;
-            let have = page.mem.len();
-            if (want as usize) > have {
-                page.mem.resize(want as usize, 0);
-                self.src
-                    .read_at(offset + have as u64, &mut page.mem[have..])?;
-            }
-        }
-        Ok(page)
-    }
-
-    /// Streams `len` bytes at page-relative offset `at` (already bounds-checked) to `f`.
-    fn stream(
-        src: &mut Source<'_, R>,
-        page: &Page,
-        at: u64,
-        len: u64,
-        mut f: impl FnMut(&[u8]),
-    ) -> Result<(), BboltError> {
-        if page.whole || at + len <= page.mem.len() as u64 {
-            f(&page.mem[at as usize..(at + len) as usize]);
-            return Ok(());
-        }
-        let mut buf = vec![0u8; len.min(CHUNK as u64) as usize];
-        let mut done = 0u64;
-        while done < len {
-            let n = (len - done).min(buf.len() as u64) as usize;
-            src.read_at(page.offset + at + done, &mut buf[..n])?;
-            f(&buf[..n]);
-            done += n as u64;
-        }
-        Ok(())
-    }
-
-    /// Reads a short field (a key, a bucket value) into memory; the caller bounds `len`.
-    fn bytes(&mut self, page: &Page, at: u64, len: u64) -> Result<Vec<u8>, BboltError> {
-        let mut out = Vec::with_capacity(len as usize);
-        Self::stream(&mut self.src, page, at, len, |b| out.extend_from_slice(b))?;
-        Ok(out)
+        self.pages.load(pgid, want)
     }
 
     /// Marks page `pgid` and its overflow pages as in use, as bbolt's `Tx.Check` does.
-    fn claim(&mut self, page: &Page) -> Result<(), BboltError> {
-        let pgid = page.pgid;
+    fn claim(&mut self, pgid: u64, overflow: u32) -> Result<(), BboltError> {
         if pgid > self.high_water {
             // bbolt tests `>`, so a page at the high-water mark itself passes.
             return Err(BboltError::PageAboveHighWater {
@@ -841,7 +1689,7 @@ impl<R: Read + Seek> Walker<'_, R> {
                 high_water: self.high_water,
             });
         }
-        for p in pgid..=pgid + u64::from(page.overflow) {
+        for p in pgid..=pgid + u64::from(overflow) {
             if self.reachable.get(p) {
                 return Err(BboltError::MultipleReferences { pgid: p });
             }
@@ -854,45 +1702,30 @@ impl<R: Read + Seek> Walker<'_, R> {
     }
 
     fn load_freelist(&mut self, pgid: u64) -> Result<(), BboltError> {
-        let page = self.load(pgid)?;
+        let page = self.load(pgid, Want::Freelist)?;
+        let wrong_type = BboltError::UnexpectedPageType {
+            pgid,
+            inline: false,
+            flags: page.flags,
+            expected: "freelist",
+        };
         if page.flags & FREELIST_PAGE == 0 {
-            return Err(BboltError::UnexpectedPageType {
-                pgid,
-                inline: false,
-                flags: page.flags,
-                expected: "freelist",
-            });
+            return Err(wrong_type);
         }
         for p in pgid..=pgid + u64::from(page.overflow) {
             self.reachable.set(p);
         }
-        // A count of 0xFFFF means the real count is the first u64 of the page body.
-        let (start, count) = if page.count == 0xFFFF {
-            (PAGE_HEADER + 8, le64(&page.mem, PAGE_HEADER as usize))
-        } else {
-            (PAGE_HEADER, u64::from(page.count))
+        let ids = match page.body {
+            Body::Freelist(ids) => ids,
+            body => return Err(body_error(pgid, body, wrong_type)),
         };
-        let room = (page.span - start) / 8;
-        if count > room {
-            return Err(page.out_of_bounds(count));
-        }
         // Ids past the end of the data cannot be in use; like bbolt, ignore them.
         let mut freed = Bitmap::new(self.file_pages);
-        let mut double = None;
-        let file_pages = self.file_pages;
-        Self::stream(&mut self.src, &page, start, count * 8, |b| {
-            for id in b.chunks_exact(8).map(|c| le64(c, 0)) {
-                if id >= file_pages {
-                    continue;
-                }
-                if freed.get(id) {
-                    double.get_or_insert(id);
-                }
-                freed.set(id);
+        for &id in ids.iter().filter(|&&id| id < self.file_pages) {
+            if freed.get(id) {
+                return Err(BboltError::DoubleFree { pgid: id });
             }
-        })?;
-        if let Some(pgid) = double {
-            return Err(BboltError::DoubleFree { pgid });
+            freed.set(id);
         }
         self.freed = Some(freed);
         Ok(())
@@ -903,154 +1736,163 @@ impl<R: Read + Seek> Walker<'_, R> {
         if depth > MAX_DEPTH {
             return Err(BboltError::TooDeep { pgid });
         }
-        let page = self.load(pgid)?;
-        self.claim(&page)?;
-        if page.flags & (BRANCH_PAGE | LEAF_PAGE) == BRANCH_PAGE | LEAF_PAGE {
-            // bbolt's check would take it for a branch and its cursor for a leaf.
-            return Err(BboltError::UnexpectedPageType {
-                pgid,
-                inline: false,
-                flags: page.flags,
-                expected: "branch or leaf",
-            });
-        }
-        if page.flags & BRANCH_PAGE != 0 {
-            page.check_elements()?;
-            if page.count == 0 {
-                return Err(BboltError::EmptyBranch { pgid });
+        let page = self.load(pgid, Want::Tree)?;
+        self.claim(pgid, page.overflow)?;
+        match page.body {
+            Body::Branch(children) => {
+                for &child in children.iter() {
+                    self.tree(child, depth + 1, role)?;
+                }
+                Ok(())
             }
-            let children: Vec<u64> = (0..page.count).map(|i| page.branch_child(i)).collect();
-            drop(page);
-            for child in children {
-                self.tree(child, depth + 1, role)?;
-            }
-            Ok(())
-        } else if page.flags & LEAF_PAGE != 0 {
-            self.leaf_page(&page, depth, role, true)
-        } else {
-            Err(BboltError::UnexpectedPageType {
+            Body::Plain {
+                last_rev,
+                len,
+                crc,
+                count,
+                short,
+            } => self.leaf(
                 pgid,
-                inline: false,
-                flags: page.flags,
-                expected: "branch or leaf",
-            })
+                false,
+                LeafSum::from_plain(last_rev, len, crc, count, short),
+                depth,
+                role,
+                true,
+            ),
+            Body::Leaf(sum) => self.leaf(pgid, false, *sum, depth, role, true),
+            body => Err(body_error(
+                pgid,
+                body,
+                BboltError::UnexpectedPageType {
+                    pgid,
+                    inline: false,
+                    flags: page.flags,
+                    expected: "branch or leaf",
+                },
+            )),
         }
     }
 
     /// Visits the entries of a leaf page in order. `check_nested`: walk nested buckets (bbolt's
     /// `Tx.Check` skips the contents of inline buckets).
-    fn leaf_page(
+    fn leaf(
         &mut self,
-        page: &Page,
+        pgid: u64,
+        inline: bool,
+        sum: LeafSum,
         depth: usize,
         role: Role,
         check_nested: bool,
     ) -> Result<(), BboltError> {
-        page.check_elements()?;
-        for i in 0..page.count {
-            let leaf = page.leaf(i)?;
+        for (i, seg) in sum.segs.into_iter().enumerate() {
             match role {
                 Role::Root => {
-                    if leaf.ksize > u64::from(MAX_KEY_SIZE) {
-                        return Err(BboltError::KeyTooLarge {
-                            pgid: page.pgid,
-                            len: leaf.ksize as u32,
+                    let (name, entry) = match seg {
+                        Seg::Bucket(b) => (Some(b.name), Some(b.entry)),
+                        Seg::Run { first, .. } => (first, None),
+                    };
+                    let Some(name) = name else {
+                        // A compact page keeps no key.
+                        return Err(BboltError::NotABucket {
+                            name: format!("(the first key of page {pgid})"),
                         });
-                    }
-                    let name = self.bytes(page, leaf.key, leaf.ksize)?;
-                    let lossy = || String::from_utf8_lossy(&name).into_owned();
-                    if self.prev_top.as_ref().is_some_and(|p| *p >= name) {
+                    };
+                    let Some(bytes) = name.bytes else {
+                        return Err(BboltError::KeyTooLarge {
+                            pgid,
+                            len: name.len as u32,
+                        });
+                    };
+                    let lossy = || String::from_utf8_lossy(&bytes).into_owned();
+                    if self.prev_top.as_ref().is_some_and(|p| *p >= bytes) {
                         return Err(BboltError::BucketsOutOfOrder { name: lossy() });
                     }
-                    if !leaf.bucket {
+                    let Some(entry) = entry else {
                         return Err(BboltError::NotABucket { name: lossy() });
-                    }
-                    self.crc.update(&name);
-                    let is_key = name == b"key";
-                    self.prev_top = Some(name);
-                    self.bucket(page, i, &leaf, depth + 1, Role::Top { is_key }, true)?;
+                    };
+                    self.crc = crc32c_combine(self.crc, name.crc, name.len);
+                    let is_key = &*bytes == b"key";
+                    self.prev_top = Some(bytes);
+                    let role = Role::Top { is_key };
+                    self.bucket(pgid, inline, entry, depth + 1, role, true)?;
                 }
                 Role::Top { is_key } => {
-                    if is_key {
-                        if leaf.ksize < 17 {
-                            return Err(BboltError::BadRevisionKey { len: leaf.ksize });
-                        }
-                        let main = self.bytes(page, leaf.key, 8)?;
-                        self.revision = be64(&main) as i64;
+                    if let Some((_, len)) = sum.short.filter(|&(at, _)| is_key && at == i) {
+                        return Err(BboltError::BadRevisionKey {
+                            len: u64::from(len),
+                        });
                     }
-                    let crc = &mut self.crc;
-                    Self::stream(&mut self.src, page, leaf.key, leaf.ksize, |b| crc.update(b))?;
-                    if leaf.bucket {
-                        // etcd's ForEach sees a nested bucket with a nil value.
-                        if check_nested {
-                            self.bucket(page, i, &leaf, depth + 1, Role::Nested, false)?;
+                    match seg {
+                        Seg::Run {
+                            crc, len, count, ..
+                        } => {
+                            self.crc = crc32c_combine(self.crc, crc, len);
+                            self.total_key += u64::from(count);
                         }
-                    } else {
-                        let crc = &mut self.crc;
-                        Self::stream(&mut self.src, page, leaf.value, leaf.vsize, |b| {
-                            crc.update(b)
-                        })?;
+                        Seg::Bucket(b) => {
+                            // etcd's ForEach sees a nested bucket with a nil value.
+                            self.crc = crc32c_combine(self.crc, b.name.crc, b.name.len);
+                            if check_nested {
+                                self.bucket(pgid, inline, b.entry, depth + 1, Role::Nested, false)?;
+                            }
+                            self.total_key += 1;
+                        }
                     }
-                    self.total_key += 1;
                 }
                 Role::Nested => {
-                    if leaf.bucket && check_nested {
-                        self.bucket(page, i, &leaf, depth + 1, Role::Nested, false)?;
+                    if let (Seg::Bucket(b), true) = (seg, check_nested) {
+                        self.bucket(pgid, inline, b.entry, depth + 1, role, false)?;
                     }
                 }
             }
         }
+        if let Some(e) = sum.broken {
+            return Err(e);
+        }
+        if role == (Role::Top { is_key: true }) && sum.count > 0 {
+            self.revision = sum.last_rev as i64;
+        }
         Ok(())
     }
 
-    /// Opens the bucket stored in element `index` of `page` and walks it. `walk_inline`: visit
-    /// an inline bucket's entries (needed for hashing; bbolt's check does not look inside).
+    /// Opens the bucket stored in element `index` of page `pgid` and walks it. `walk_inline`:
+    /// visit an inline bucket's entries (needed for hashing; bbolt's check does not look inside).
     fn bucket(
         &mut self,
-        page: &Page,
-        index: u16,
-        leaf: &Leaf,
+        pgid: u64,
+        inline: bool,
+        entry: BucketEntry,
         depth: usize,
         role: Role,
         walk_inline: bool,
     ) -> Result<(), BboltError> {
-        let bad = || BboltError::BadBucketValue {
-            pgid: page.pgid,
-            inline: page.inline,
-            index: u64::from(index),
-            len: leaf.vsize,
-        };
-        if leaf.vsize < BUCKET_HEADER as u64 {
-            return Err(bad());
+        match entry.value {
+            BucketValue::Short => Err(BboltError::BadBucketValue {
+                pgid,
+                inline,
+                index: u64::from(entry.index),
+                len: entry.vsize,
+            }),
+            BucketValue::Root(root) => self.tree(root, depth, role),
+            BucketValue::Inline(page) if walk_inline => {
+                if depth > MAX_DEPTH {
+                    return Err(BboltError::TooDeep { pgid });
+                }
+                let sum = page.map_err(|e| *e)?;
+                self.leaf(pgid, true, *sum, depth, role, false)
+            }
+            BucketValue::Inline(_) | BucketValue::NotRead => Ok(()),
         }
-        let header = self.bytes(page, leaf.value, BUCKET_HEADER as u64)?;
-        let root = le64(&header, 0);
-        if root != 0 {
-            return self.tree(root, depth, role);
-        }
-        if !walk_inline {
-            return Ok(());
-        }
-        if depth > MAX_DEPTH {
-            return Err(BboltError::TooDeep { pgid: page.pgid });
-        }
-        // An inline bucket: the rest of the value is a leaf page (bbolt keeps it under a
-        // quarter of a page).
-        let inline_len = leaf.vsize - BUCKET_HEADER as u64;
-        if inline_len < PAGE_HEADER || inline_len > self.page_size {
-            return Err(bad());
-        }
-        let mem = self.bytes(page, leaf.value + BUCKET_HEADER as u64, inline_len)?;
-        let inline = Page::from_bytes(page.pgid, true, mem);
-        if inline.flags & LEAF_PAGE == 0 {
-            return Err(BboltError::UnexpectedPageType {
-                pgid: page.pgid,
-                inline: true,
-                flags: inline.flags,
-                expected: "leaf",
-            });
-        }
-        self.leaf_page(&inline, depth, role, false)
+    }
+}
+
+/// The error for a page whose digest is not what the walk asked for: the damage or refusal it
+/// records, else `wrong_type`.
+fn body_error(pgid: u64, body: Body, wrong_type: BboltError) -> BboltError {
+    match body {
+        Body::Broken(e) => *e,
+        Body::Refused(why) => BboltError::NotStreamable { pgid, why },
+        _ => wrong_type,
     }
 }
 
@@ -1526,6 +2368,192 @@ mod tests {
         b[ps + 16] ^= 0xff;
     }
 
+    /// What the stream inspector says of `bytes` fed in pieces of `piece` bytes.
+    fn stream(bytes: &[u8], piece: usize) -> Result<SnapshotStatus, BboltError> {
+        let mut s = StreamInspector::new();
+        for c in bytes.chunks(piece.max(1)) {
+            s.update(c);
+        }
+        assert_eq!(s.received(), bytes.len() as u64);
+        s.finish()
+    }
+
+    /// What `inspect` says of a file of `bytes`, its trailer cut off by etcd's rule, as the
+    /// stream does.
+    fn inspect_db(bytes: &[u8]) -> Result<SnapshotStatus, BboltError> {
+        inspect(&mut io::Cursor::new(bytes), db_len(bytes.len() as u64))
+    }
+
+    /// Both give the same status, or the same error.
+    fn assert_same(
+        stream: &Result<SnapshotStatus, BboltError>,
+        inspect: &Result<SnapshotStatus, BboltError>,
+    ) {
+        match (stream, inspect) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(a), Err(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}")),
+            _ => panic!("stream {stream:?}, inspect {inspect:?}"),
+        }
+    }
+
+    const PIECES: [usize; 9] = [1, 7, 100, 511, 4095, 4096, 4097, 65537, usize::MAX];
+
+    #[test]
+    fn crc32c_combine_small_cases() {
+        let data = b"the quick brown fox jumps over the lazy dog";
+        for cut in 0..=data.len() {
+            let (a, b) = data.split_at(cut);
+            let (ca, cb) = (CASTAGNOLI.checksum(a), CASTAGNOLI.checksum(b));
+            assert_eq!(
+                crc32c_combine(ca, cb, b.len() as u64),
+                CASTAGNOLI.checksum(data)
+            );
+        }
+        assert_eq!(crc32c_combine(0, 0, 0), 0);
+        assert_eq!(crc32c_combine(0x1234_5678, 0, 0), 0x1234_5678);
+        // Long zero runs: the shift by 2^k bytes for large k.
+        let zeros = vec![0u8; 1 << 20];
+        let c = CASTAGNOLI.checksum(b"x");
+        let mut whole = CASTAGNOLI.digest();
+        whole.update(b"x");
+        whole.update(&zeros);
+        assert_eq!(
+            crc32c_combine(c, CASTAGNOLI.checksum(&zeros), zeros.len() as u64),
+            whole.finalize()
+        );
+    }
+
+    #[test]
+    fn stream_matches_inspect_on_samples() {
+        for freelist in [false, true] {
+            let (bytes, hash, keys) = sample(freelist);
+            let mut with_trailer = bytes.clone();
+            with_trailer.extend_from_slice(&Sha256::digest(&bytes));
+            for file in [&bytes, &with_trailer] {
+                let want = inspect_bytes(file).unwrap();
+                assert_eq!((want.hash, want.total_key, want.revision), (hash, keys, 4));
+                for piece in PIECES {
+                    assert_eq!(stream(file, piece).unwrap(), want, "piece {piece}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stream_of_an_inline_key_bucket() {
+        // A fresh etcd keeps small buckets inline, "key" among them.
+        let mut db = Db::new(4096);
+        let root = db.leaf(&[
+            (
+                b"key".to_vec(),
+                Val::Inline(vec![
+                    (rev_key(2, 0), b"a".to_vec()),
+                    (rev_key(7, 3), b"b".to_vec()),
+                ]),
+            ),
+            (b"lease".to_vec(), Val::Inline(vec![])),
+        ]);
+        let bytes = db.finish(root, NO_FREELIST, 3);
+        let want = inspect_bytes(&bytes).unwrap();
+        assert_eq!((want.revision, want.total_key), (7, 2));
+        for piece in PIECES {
+            assert_eq!(stream(&bytes, piece).unwrap(), want);
+        }
+    }
+
+    /// A database whose free pages keep stale headers claiming overflow pages that are now in
+    /// use, as bbolt leaves them when it reuses part of a freed large page: `stale` such headers
+    /// in a row, each claiming the next 100 pages, then the live tree.
+    fn stale_overflow(stale: usize) -> Vec<u8> {
+        let mut db = Db::new(512);
+        for _ in 0..stale {
+            let id = db.next_id();
+            // One page, with the header of a 101-page one.
+            let mut p = page_bytes(512, id, LEAF_PAGE, 1, 0);
+            p[12..16].copy_from_slice(&100u32.to_le_bytes());
+            db.pages.push(p);
+        }
+        let big = vec![9u8; 3000];
+        let k1 = db.leaf(&[plain(&rev_key(1, 0), &big)]);
+        let k2 = db.leaf(&[plain(&rev_key(2, 0), b"x"), plain(&rev_key(3, 0), &big)]);
+        let key_root = db.branch(&[(rev_key(1, 0), k1), (rev_key(2, 0), k2)]);
+        let root = db.leaf(&[(b"key".to_vec(), Val::Bucket(key_root))]);
+        // Room for the stale spans to end inside the file.
+        for _ in 0..100 {
+            let id = db.next_id();
+            db.pages.push(page_bytes(512, id, LEAF_PAGE, 0, 0));
+        }
+        db.finish(root, NO_FREELIST, 5)
+    }
+
+    #[test]
+    fn stream_skips_stale_overflow_headers() {
+        let bytes = stale_overflow(3);
+        let want = inspect_bytes(&bytes).unwrap();
+        assert_eq!((want.revision, want.total_key), (3, 3));
+        for piece in PIECES {
+            assert_eq!(stream(&bytes, piece).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn stream_refuses_too_many_overlapping_pages() {
+        // More stale spans open at once than the stream follows: the live pages after them are
+        // not held, and the walk says so rather than guessing.
+        let bytes = stale_overflow(MAX_OPEN_PAGES + 1);
+        assert!(inspect_bytes(&bytes).is_ok());
+        let err = stream(&bytes, 4096).unwrap_err();
+        assert!(matches!(err, BboltError::NotStreamable { .. }), "{err}");
+    }
+
+    #[test]
+    fn stream_cut_short_is_an_error() {
+        let (bytes, _, _) = sample(true);
+        let mut file = bytes.clone();
+        file.extend_from_slice(&Sha256::digest(&bytes));
+        for cut in [0, 1, 79, 80, 81, 4095, 4096, 8191, 8192, 8193, 12288] {
+            assert!(stream(&bytes[..cut], 1000).is_err(), "cut at {cut}");
+            assert_same(&stream(&bytes[..cut], 1000), &inspect_db(&bytes[..cut]));
+        }
+        assert!(matches!(
+            stream(&bytes[..100], 7),
+            Err(BboltError::TooSmall { len: 100 })
+        ));
+        // Every length short of the database, with or without what would be a trailer.
+        for cut in (0..bytes.len()).step_by(509).chain([bytes.len() - 1]) {
+            let r = stream(&file[..cut], 4096);
+            assert!(r.is_err(), "cut at {cut}");
+            assert_same(&r, &inspect_db(&file[..cut]));
+        }
+        assert!(matches!(
+            stream(&bytes[..bytes.len() - 1], 4096),
+            Err(BboltError::Truncated { .. })
+        ));
+        // The whole database, its trailer cut short: no trailer by etcd's rule, still fine.
+        assert!(stream(&file[..file.len() - 1], 4096).is_ok());
+    }
+
+    #[test]
+    fn stream_reports_damage_as_inspect_does() {
+        let (bytes, _, _) = sample(true);
+        let mut b = bytes.clone();
+        b[16 + 50] ^= 0xff;
+        assert_eq!(stream(&b, 333).unwrap().txid, 9);
+        b[4096 + 16 + 48] ^= 0xff;
+        assert!(matches!(stream(&b, 333), Err(BboltError::BadMeta { .. })));
+        assert!(matches!(
+            stream(&vec![0u8; 16384], 333),
+            Err(BboltError::NotBbolt)
+        ));
+        let mut b = bytes.clone();
+        b[16 + 8..16 + 12].copy_from_slice(&100u32.to_le_bytes());
+        b[16 + 56..16 + 64].fill(0);
+        assert!(matches!(
+            stream(&b, 333),
+            Err(BboltError::UnsupportedPageSize { page_size: 100 })
+        ));
+    }
+
     #[test]
     fn every_single_byte_flip_terminates() {
         let (bytes, _, _) = sample(true);
@@ -1533,26 +2561,57 @@ mod tests {
         for at in (0..bytes.len()).step_by(7) {
             let mut b = bytes.clone();
             b[at] ^= 0x5a;
-            let _ = inspect_bytes(&b);
+            let want = inspect_bytes(&b);
+            assert_same(&stream(&b, 4096), &want);
+            assert_same(&stream(&b, 1000), &want);
         }
     }
 
     proptest::proptest! {
         #[test]
+        fn crc32c_combine_matches_concatenation(
+            a in proptest::collection::vec(proptest::num::u8::ANY, 0..3000),
+            b in proptest::collection::vec(proptest::num::u8::ANY, 0..3000),
+        ) {
+            let whole = [a.as_slice(), b.as_slice()].concat();
+            proptest::prop_assert_eq!(
+                crc32c_combine(CASTAGNOLI.checksum(&a), CASTAGNOLI.checksum(&b), b.len() as u64),
+                CASTAGNOLI.checksum(&whole)
+            );
+        }
+
+        #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..20_000)) {
-            let _ = inspect_bytes(&data);
+            let want = inspect_bytes(&data);
+            assert_same(&stream(&data, 777), &inspect_db(&data));
+            drop(want);
         }
 
         #[test]
         fn mutated_databases_never_panic(
             edits in proptest::collection::vec((0usize..40_000, proptest::num::u8::ANY), 1..8),
+            piece in 1usize..20_000,
         ) {
             let (mut bytes, _, _) = sample(true);
             let n = bytes.len();
             for (at, v) in edits {
                 bytes[at % n] = v;
             }
-            let _ = inspect_bytes(&bytes);
+            assert_same(&stream(&bytes, piece), &inspect_bytes(&bytes));
+        }
+
+        #[test]
+        fn stream_in_random_pieces(cuts in proptest::collection::vec(0usize..30_000, 0..40)) {
+            let (bytes, _, _) = sample(true);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % bytes.len()).collect();
+            cuts.sort_unstable();
+            let mut s = StreamInspector::new();
+            let mut at = 0;
+            for c in cuts.into_iter().chain([bytes.len()]) {
+                s.update(&bytes[at..c]);
+                at = c;
+            }
+            proptest::prop_assert_eq!(s.finish().unwrap(), inspect_bytes(&bytes).unwrap());
         }
     }
 }

@@ -2,17 +2,58 @@
 //! with what `etcdctl snapshot status -w json` says about them, then damaged in every way we can
 //! think of. Skipped (with a note) when `etcd`/`etcdctl` are not installed.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::fs;
-use std::io::{Cursor, Write};
+use std::io::{Cursor, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cairn_format::bbolt::{
     self, check_trailer, db_len, has_valid_trailer, inspect, inspect_bytes, split_trailer,
-    verify_trailer, BboltError, MetaFault, SnapshotStatus, TrailerStatus,
+    verify_trailer, BboltError, MetaFault, SnapshotStatus, StreamInspector, TrailerStatus,
 };
+
+/// Counts heap bytes in use, and their peak, for the benchmark's memory figure.
+struct CountingAlloc;
+
+static HEAP: AtomicUsize = AtomicUsize::new(0);
+static HEAP_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn heap_grew(by: usize) {
+    let now = HEAP.fetch_add(by, Ordering::Relaxed) + by;
+    HEAP_PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+// SAFETY: every call is passed to the system allocator unchanged; only counters are added.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            heap_grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        HEAP.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            HEAP.fetch_sub(layout.size(), Ordering::Relaxed);
+            heap_grew(new_size);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
 
 fn have(cmd: &str) -> bool {
     Command::new(cmd)
@@ -194,7 +235,25 @@ fn etcdctl_status(path: &Path) -> (u32, i64, u64, u64) {
     )
 }
 
-/// Inspects a file through Read + Seek, as the CLI does, and checks every entry point agrees.
+/// Feeds `bytes` to a [`StreamInspector`] in pieces of `piece` bytes (0: random sizes up to
+/// 256 KiB, the last piece whatever is left).
+fn stream(bytes: &[u8], piece: usize, rng: &mut Rng) -> Result<SnapshotStatus, BboltError> {
+    let mut s = StreamInspector::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let n = match piece {
+            0 => 1 + rng.below(256 << 10) as usize,
+            n => n,
+        };
+        let (now, later) = rest.split_at(n.min(rest.len()));
+        s.update(now);
+        rest = later;
+    }
+    s.finish()
+}
+
+/// Inspects a file through Read + Seek, as the CLI does, and as a stream, as a live backup does,
+/// and checks every entry point agrees.
 fn cairn_status(path: &Path) -> SnapshotStatus {
     let mut f = fs::File::open(path).unwrap();
     let len = f.metadata().unwrap().len();
@@ -202,6 +261,17 @@ fn cairn_status(path: &Path) -> SnapshotStatus {
     assert_eq!(inspect(&mut f, len).unwrap(), st, "trailer must not matter");
     let bytes = fs::read(path).unwrap();
     assert_eq!(inspect_bytes(&bytes).unwrap(), st);
+    let mut rng = Rng(len | 1);
+    for piece in [1, 7, 4096, 65537, usize::MAX, 0, 0] {
+        let streamed = stream(&bytes, piece, &mut rng)
+            .unwrap_or_else(|e| panic!("{}: stream in pieces of {piece}: {e}", path.display()));
+        assert_eq!(
+            streamed,
+            st,
+            "{}: stream in pieces of {piece}",
+            path.display()
+        );
+    }
     st
 }
 
@@ -392,6 +462,9 @@ fn damage(file: &[u8]) {
             println!("truncated by one byte: {err}");
             assert!(matches!(err, BboltError::Truncated { .. }));
         }
+        // A stream cut short: the same error.
+        let streamed = stream(&db[..cut], 65536, &mut Rng(1)).unwrap_err();
+        assert_eq!(format!("{streamed:?}"), format!("{err:?}"), "cut at {cut}");
     }
 
     // A branch page pointing at itself: a cycle, reported, not followed.
@@ -433,10 +506,11 @@ fn damage(file: &[u8]) {
         }
     }
 
-    // Random damage: never a panic, never a hang.
+    // Random damage: never a panic, never a hang; the stream (for one copy in five) reaches the
+    // same verdict.
     let mut rng = Rng(42);
     let started = Instant::now();
-    for _ in 0..1000 {
+    for i in 0..1000 {
         let mut d = db.to_vec();
         let flips = 1 + rng.below(4);
         for _ in 0..flips {
@@ -449,10 +523,113 @@ fn damage(file: &[u8]) {
             };
             d[page * ps + off] ^= 1 << rng.below(8);
         }
-        let _ = inspect_bytes(&d);
+        let inspected = inspect_bytes(&d);
+        if i % 5 == 0 {
+            match (stream(&d, 0, &mut rng), inspected) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b),
+                (Err(a), Err(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}")),
+                (a, b) => panic!("damaged copy {i}: stream {a:?}, inspect {b:?}"),
+            }
+        }
     }
     println!(
-        "1000 randomly damaged copies inspected in {:?}",
+        "1000 randomly damaged copies inspected (200 also streamed) in {:?}",
         started.elapsed()
+    );
+}
+
+/// Throughput and memory of the stream inspector on the largest snapshot ~20 s of writes make:
+/// `cargo test --release -p cairn-format --test bbolt -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark; run with --release --ignored --nocapture"]
+fn stream_inspector_throughput() {
+    if !have("etcd") || !have("etcdctl") {
+        println!("note: etcd/etcdctl not installed, skipping the benchmark");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(dir.path());
+    let mut rng = Rng(7);
+    // Kubernetes-like objects of 1-8 KiB, rewritten now and then (so the file has freed pages
+    // with stale contents), and a few values of ~1 MiB (overflow pages).
+    let started = Instant::now();
+    let mut round = 0u64;
+    while started.elapsed() < Duration::from_secs(20) {
+        let mut script = String::from("\n");
+        for i in 0..100 {
+            let n = (round * 100 + i) % 20_000;
+            let key = format!("/registry/pods/ns-{:02}/pod-{n:07}", n % 20);
+            let len = 1024 + rng.below(7 * 1024) as usize;
+            script.push_str(&format!("put {key} {}\n", rng.word(len)));
+        }
+        script.push_str("\n\n");
+        etcd.ctl(&["txn"], Some(script.as_bytes()));
+        if round % 10 == 0 {
+            let big = rng.word(1_000_000);
+            let key = format!("/registry/configmaps/big/{}", rng.below(50));
+            etcd.ctl(&["put", &key], Some(big.as_bytes()));
+        }
+        round += 1;
+    }
+    let path = dir.path().join("big.db");
+    etcd.snapshot(&path);
+    let len = fs::metadata(&path).unwrap().len();
+    println!(
+        "snapshot: {:.1} MB after {round} rounds of writes",
+        len as f64 / 1e6
+    );
+    let theirs = etcdctl_status(&path);
+
+    // Read + Seek, for comparison.
+    let t = Instant::now();
+    let st = inspect(&mut fs::File::open(&path).unwrap(), len).unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "inspect (Read + Seek): {:.0} MB/s ({secs:.2} s)",
+        len as f64 / 1e6 / secs
+    );
+    assert_eq!((st.hash, st.revision, st.total_key, st.total_size), theirs);
+
+    // The stream, in 64 KiB pieces from memory (the file is read first, outside the timing and
+    // the memory figure).
+    let bytes = fs::read(&path).unwrap();
+    for _ in 0..3 {
+        let base = HEAP.load(Ordering::Relaxed);
+        HEAP_PEAK.store(base, Ordering::Relaxed);
+        let t = Instant::now();
+        let mut s = StreamInspector::new();
+        for piece in bytes.chunks(64 << 10) {
+            s.update(piece);
+        }
+        let streamed = s.finish().unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        let extra = HEAP_PEAK.load(Ordering::Relaxed) - base;
+        println!(
+            "StreamInspector: {:.0} MB/s ({secs:.2} s), peak extra heap {:.1} MB \
+             ({:.1} bytes per page of {} pages)",
+            len as f64 / 1e6 / secs,
+            extra as f64 / 1e6,
+            extra as f64 / (len / u64::from(st.page_size)) as f64,
+            len / u64::from(st.page_size)
+        );
+        assert_eq!(streamed, st);
+    }
+    // The same from the file, 1 MiB reads.
+    let t = Instant::now();
+    let mut f = fs::File::open(&path).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut s = StreamInspector::new();
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        s.update(&buf[..n]);
+    }
+    assert_eq!(s.finish().unwrap(), st);
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "StreamInspector from the file: {:.0} MB/s ({secs:.2} s)",
+        len as f64 / 1e6 / secs
     );
 }
