@@ -22,3 +22,21 @@ pub fn from_file(path: &Path, len: u64) -> Result<Vec<(String, String)>> {
         .with_context(|| format!("{} is not a readable etcd database (bbolt)", path.display()))?;
     Ok(facts(&status))
 }
+
+/// A cheap first look, before anything is stored: does the file start with a bbolt meta page
+/// (magic 0xED0CDAED, little-endian, after the 16-byte page header)? The full inspection runs
+/// on the stream while it is chunked.
+pub fn looks_like_bbolt(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let mut head = [0u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .with_context(|| format!("{} is too short to be an etcd snapshot", path.display()))?;
+    if head[16..20] != 0xED0C_DAEDu32.to_le_bytes() {
+        anyhow::bail!(
+            "{} is not an etcd snapshot (no bbolt meta page at its start)",
+            path.display()
+        );
+    }
+    Ok(())
+}

@@ -67,6 +67,15 @@ fn save_db(
     Ok((node, digest))
 }
 
+/// The facts the side thread computed, or why the stream is not an etcd database.
+fn bbolt_facts(digest: &Digest, what: &str) -> Result<Vec<(String, String)>> {
+    match &digest.bbolt {
+        Some(Ok(status)) => Ok(crate::source::bbolt_facts::facts(status)),
+        Some(Err(e)) => bail!("{what} is not a readable etcd database: {e}; nothing was saved"),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// Take the etcd snapshot the arguments describe (live or from a file).
 fn save_etcd(s: &mut Session<'_>, a: &EtcdArgs) -> Result<EtcdSaved> {
     let mut facts = Vec::new();
@@ -83,16 +92,12 @@ fn save_etcd(s: &mut Session<'_>, a: &EtcdArgs) -> Result<EtcdSaved> {
             format!("snapshot_{}.db", s.stamp())
         };
         facts.push(("etcd.source".into(), format!("file {}", file.display())));
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        // Inspect first: a file that is not an etcd database is refused before anything is
-        // stored.
-        facts.extend(crate::source::bbolt_facts::from_file(file, len)?);
-        save_db(
-            s,
-            std::io::BufReader::with_capacity(1 << 20, f),
-            name,
-            false,
-        )?
+        // A file that is not an etcd database is refused before anything is stored; the full
+        // inspection runs on the stream, beside chunking.
+        crate::source::bbolt_facts::looks_like_bbolt(file)?;
+        let saved = save_db(s, std::io::BufReader::with_capacity(1 << 20, f), name, true)?;
+        facts.extend(bbolt_facts(&saved.1, &file.display().to_string())?);
+        saved
     } else {
         let conn = connection(a);
         let (member, skipped) = conn.select()?;
@@ -124,14 +129,8 @@ fn save_etcd(s: &mut Session<'_>, a: &EtcdArgs) -> Result<EtcdSaved> {
         }
         let reader = conn.snapshot(&member.endpoint)?;
         let saved = save_db(s, reader, format!("snapshot_{}.db", s.stamp()), true)?;
-        match &saved.1.bbolt {
-            Some(Ok(status)) => facts.extend(crate::source::bbolt_facts::facts(status)),
-            Some(Err(e)) => bail!(
-                "the snapshot streamed from {} is not a readable etcd database: {e}; nothing was saved",
-                member.endpoint
-            ),
-            None => {}
-        }
+        let what = format!("the snapshot streamed from {}", member.endpoint);
+        facts.extend(bbolt_facts(&saved.1, &what)?);
         saved
     };
     match digest.verdict {
