@@ -18,7 +18,7 @@ for c in kube-apiserver kube-controller-manager kube-scheduler etcd; do
 done
 head -c 4096 /dev/urandom | base64 > "$src/static-pod-resources/etcd-pod-3/secrets/etcd-all-certs/etcd-peer.key"
 chmod 600 "$src/static-pod-resources/etcd-pod-3/secrets/etcd-all-certs/etcd-peer.key"
-ln -s ../manifests/etcd-pod.yaml "$src/static-pod-resources/etcd-pod-3/etcd-pod.yaml"
+ln -s ../../manifests/etcd-pod.yaml "$src/static-pod-resources/etcd-pod-3/etcd-pod.yaml"
 
 export CAIRN_REPO="$work/repo"
 echo "== cairn key generate: the identity stays with the administrators"
@@ -35,6 +35,6 @@ echo "== second backup: unchanged files are not read again"
 
 echo "== restore with the identity into a fresh directory"
 "$cairn" restore --identity "$work/identity.txt" latest --target "$work/restored"
-diff -r "$work/host/etc" "$work/restored$work/host/etc"
+diff -r --no-dereference "$work/host/etc" "$work/restored$work/host/etc"
 echo "== restored tree is identical to the source"
 echo "(all files are in $work; remove it when done)"
