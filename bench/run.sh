@@ -16,6 +16,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$ROOT/bench/common.sh"
 WORK=$(realpath -m "${1:-$ROOT/bench/work}")
 DATA=$WORK/data
 RUN=$WORK/run
@@ -71,20 +72,8 @@ rm -rf "$RUN"
 mkdir -p "$RUN"
 : >"$RESULTS"
 
-# Versions, taken now; cairn runs from a copy so that a rebuild during the run cannot mix binaries.
-cairn_version=n/a
-restic_version=n/a
-if [[ " $TOOLS " == *" cairn "* ]]; then
-    cairn_built=$(date -u -r "$CAIRN" '+%Y-%m-%d %H:%M UTC')
-    cp "$CAIRN" "$RUN/cairn-bin"
-    CAIRN=$RUN/cairn-bin
-    cairn_version=$("$CAIRN" --version 2>/dev/null | head -n1 || true)
-    commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
-    dirty=""
-    [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null || true) ]] && dirty=", uncommitted changes"
-    cairn_version="${cairn_version:-cairn (no --version output)}, binary built $cairn_built (git HEAD at run start: $commit$dirty)"
-fi
-if [[ " $TOOLS " == *" restic "* ]]; then restic_version=$("$RESTIC" version | head -n1); fi
+# Versions, taken now; cairn runs from a pinned copy.
+pin_versions
 
 # Paths backed up, absolute for both tools (as a host backs up /etc/kubernetes).
 FIRST_PATHS=("$DATA/etc" "$DATA/etcd/snapshot.db")
