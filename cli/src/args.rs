@@ -69,6 +69,17 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Show what changed between two snapshots (content and metadata).
     Diff(DiffArgs),
+    /// Remove snapshots by a retention policy (and optionally prune).
+    Forget(Box<crate::commands::forget::ForgetArgs>),
+    /// Delete data no snapshot references, safely while backups run.
+    Prune(crate::commands::prune::PruneArgs),
+    /// Verify the repository: structure, object names, and optionally the data.
+    Check(crate::commands::check::CheckArgs),
+    /// Rebuild the index or rewrite damaged snapshots.
+    #[command(subcommand)]
+    Repair(crate::commands::repair::RepairCommand),
+    /// Copy snapshots to another repository created with `init --like`, as ciphertext.
+    Copy(crate::commands::copy::CopyArgs),
 }
 
 #[derive(Args, Debug)]

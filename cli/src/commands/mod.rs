@@ -3,10 +3,15 @@
 
 mod backup;
 mod cat;
+pub mod check;
+pub mod copy;
 mod diff;
+pub mod forget;
 mod init;
 mod key;
 mod ls;
+pub mod prune;
+pub mod repair;
 mod restore;
 mod snapshots;
 
@@ -31,6 +36,11 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Cat(a) => cat::run(g, a),
         Command::Restore(a) => restore::run(g, a),
         Command::Diff(a) => diff::run(g, a),
+        Command::Forget(a) => forget::run(g, *a),
+        Command::Prune(a) => prune::run(g, a),
+        Command::Check(a) => check::run(g, a),
+        Command::Repair(c) => repair::run(g, c),
+        Command::Copy(a) => copy::run(g, a),
     }
 }
 
