@@ -27,7 +27,8 @@ pub struct Cli {
 #[derive(Args, Debug)]
 #[command(next_help_heading = "Global options")]
 pub struct Global {
-    /// Repository: a directory path or file:// URL.
+    /// Repository: a directory path, file:// URL, or s3://BUCKET/PREFIX (gs:// and az://
+    /// work through the same client but are untested).
     #[arg(short = 'r', long, env = "CAIRN_REPO", global = true)]
     pub repo: Option<String>,
     /// age identity file (as written by `cairn key generate` or `age-keygen`): full access.
@@ -39,6 +40,8 @@ pub struct Global {
     /// File whose first line is the repository passphrase.
     #[arg(long, env = "CAIRN_PASSPHRASE_FILE", global = true)]
     pub passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -48,6 +51,51 @@ pub struct Global {
     /// Only errors on stderr, no progress.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+}
+
+/// How to reach S3. Credentials come from the usual places: AWS_ACCESS_KEY_ID /
+/// AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, the shared credentials file and AWS_PROFILE,
+/// web identity (EKS/OpenShift pod identity) and instance metadata.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Object store options")]
+pub struct S3Args {
+    /// S3 endpoint of an S3-compatible server (MinIO, Ceph RGW, ODF/NooBaa); uses path-style
+    /// addressing. Default: AWS (AWS_ENDPOINT_URL_S3 also works).
+    #[arg(long, env = "CAIRN_S3_ENDPOINT", global = true, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's, else us-east-1).
+    #[arg(long, env = "CAIRN_S3_REGION", global = true)]
+    pub s3_region: Option<String>,
+    /// Seconds one object store request may take before it is retried.
+    #[arg(
+        long,
+        env = "CAIRN_S3_TIMEOUT",
+        global = true,
+        default_value_t = 30,
+        value_name = "SECS"
+    )]
+    pub s3_timeout: u64,
+    /// Retries of a failed request (with exponential backoff and jitter) before giving up.
+    #[arg(
+        long,
+        env = "CAIRN_S3_RETRIES",
+        global = true,
+        default_value_t = 10,
+        value_name = "N"
+    )]
+    pub s3_retries: usize,
+}
+
+impl S3Args {
+    /// The store's options.
+    pub fn options(&self) -> cairn_store::backend::RemoteOptions {
+        cairn_store::backend::RemoteOptions {
+            s3_endpoint: self.s3_endpoint.clone(),
+            s3_region: self.s3_region.clone(),
+            timeout: std::time::Duration::from_secs(self.s3_timeout.max(1)),
+            retries: self.s3_retries,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]

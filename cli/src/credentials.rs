@@ -74,11 +74,16 @@ pub fn credentials(g: &Global) -> Result<Credentials> {
     bail!("no key given: pass --identity FILE (CAIRN_IDENTITY), --passphrase-file FILE (CAIRN_PASSPHRASE_FILE) or --key WRITEKEY (CAIRN_KEY)")
 }
 
+/// The backend of the repository named in `g`, without opening the repository.
+pub fn backend(g: &Global) -> Result<Box<dyn backend::Backend>> {
+    Ok(backend::open(location(g)?, &g.s3.options())?)
+}
+
 /// Open the repository named in `g` with the credentials in `g`.
 pub fn open(g: &Global) -> Result<Repository> {
     let loc = location(g)?;
     let creds = credentials(g)?;
-    let backend = backend::open(loc)?;
+    let backend = backend::open(loc, &g.s3.options())?;
     Ok(Repository::open(backend, creds)?)
 }
 

@@ -1,9 +1,12 @@
 //! Where objects are kept. A backend stores immutable, write-once objects by path
 //! (`data/ab/ab…`, `snapshots/…`); the repository never modifies one in place.
 
+mod aws_profile;
 mod local;
+mod remote;
 
 pub use local::LocalBackend;
+pub use remote::{RemoteBackend, RemoteOptions};
 
 use crate::Result;
 use std::io::{Read, Seek};
@@ -42,15 +45,14 @@ pub trait Backend: Send + Sync {
     fn delete(&self, path: &str) -> Result<()>;
 }
 
-/// Open a backend from a location: a path or a `file://` URL.
-pub fn open(location: &str) -> Result<Box<dyn Backend>> {
+/// Open a backend from a location: a path, a `file://` URL, or an object store URL
+/// (`s3://bucket/prefix`; `gs://` and `az://` are built in but untested).
+pub fn open(location: &str, remote: &RemoteOptions) -> Result<Box<dyn Backend>> {
     if let Some(path) = location.strip_prefix("file://") {
         return Ok(Box::new(LocalBackend::new(path)));
     }
-    if let Some((scheme, _)) = location.split_once("://") {
-        return Err(crate::Error::Invalid(format!(
-            "repository scheme {scheme}:// is not supported by this build (use a path or file://)"
-        )));
+    if location.contains("://") {
+        return Ok(Box::new(RemoteBackend::open(location, remote)?));
     }
     Ok(Box::new(LocalBackend::new(location)))
 }

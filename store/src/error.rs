@@ -38,6 +38,18 @@ pub enum Error {
         /// Cause (part of the message, so not also a `source`).
         cause: std::io::Error,
     },
+    /// An object store request failed after its retries.
+    #[error("{op} {object} at {location}: {cause}; check the endpoint, credentials and network, then run the command again (objects already stored are reused)")]
+    Remote {
+        /// What was being done.
+        op: &'static str,
+        /// Object path.
+        object: String,
+        /// Repository location (no secrets).
+        location: String,
+        /// The server's or client's answer.
+        cause: String,
+    },
     /// An object exists but its bytes are wrong.
     #[error("object {object} is damaged: {cause}; snapshots that do not use it stay readable")]
     Damaged {

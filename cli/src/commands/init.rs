@@ -5,7 +5,7 @@ use crate::exit::Code;
 use crate::{credentials, output};
 use anyhow::{Context, Result};
 use cairn_format::chunker::ChunkerParams;
-use cairn_store::{backend, InitOptions, Repository};
+use cairn_store::{InitOptions, Repository};
 
 pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
     let loc = credentials::location(g)?;
@@ -32,7 +32,7 @@ pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
         }
     }
     let repo = Repository::init(
-        backend::open(loc)?,
+        credentials::backend(g)?,
         InitOptions {
             recipients: recipients.clone(),
             passphrase,

@@ -1,0 +1,439 @@
+//! Object stores over HTTP: S3 and S3-compatible servers (MinIO, Ceph RGW, ODF/NooBaa), and —
+//! untested — Google Cloud Storage and Azure Blob Storage, all through the `object_store` crate.
+//!
+//! The [`Backend`] trait is synchronous; this backend owns a small tokio runtime and blocks on
+//! it. Retries with exponential backoff and jitter (throttling, 5xx, resets, timeouts) are
+//! object_store's; reads that break mid-body are retried here as well. Objects larger than
+//! [`MULTIPART_THRESHOLD`] are uploaded in parts, a bounded number at a time; an upload that
+//! finally fails is aborted, so nothing appears under its final name.
+//!
+//! Conditional create ([`Backend::put_new`]) uses `If-None-Match: *`, which AWS S3, MinIO and
+//! Ceph RGW honour. A server that rejects it as unsupported is answered by a HEAD-then-PUT
+//! fallback, which is not atomic; this is logged once and documented in SPEC.md.
+
+use super::{Backend, ObjectInfo, ReadSeek};
+use crate::{Error, Result};
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{
+    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+    PutPayload, RetryConfig, WriteMultipart,
+};
+use std::future::Future;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Objects at least this large are uploaded as multipart uploads.
+pub const MULTIPART_THRESHOLD: usize = 16 << 20;
+/// Size of one part of a multipart upload.
+const PART_SIZE: usize = 8 << 20;
+/// Parts of one upload in flight at once.
+const PARTS_IN_FLIGHT: usize = 4;
+/// First read of an opened object (age header and the first segments).
+const FIRST_READ: u64 = 64 << 10;
+/// Largest read-ahead for sequential reads of an opened object.
+const MAX_READ_AHEAD: u64 = 8 << 20;
+/// Attempts for a read whose body broke off after object_store's own retries.
+const READ_ATTEMPTS: usize = 3;
+
+/// How to reach an object store (from flags and environment).
+#[derive(Debug, Clone)]
+pub struct RemoteOptions {
+    /// S3 endpoint URL for S3-compatible servers (path-style addressing is then used).
+    pub s3_endpoint: Option<String>,
+    /// S3 region.
+    pub s3_region: Option<String>,
+    /// Timeout of one request.
+    pub timeout: Duration,
+    /// Retries of one request before giving up.
+    pub retries: usize,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        RemoteOptions {
+            s3_endpoint: None,
+            s3_region: None,
+            timeout: Duration::from_secs(30),
+            retries: 10,
+        }
+    }
+}
+
+/// A repository in an object store bucket, below an optional prefix. Clones share the
+/// connection pool and runtime.
+#[derive(Clone)]
+pub struct RemoteBackend {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    location: String,
+    runtime: Arc<tokio::runtime::Runtime>,
+    no_conditional_put: Arc<AtomicBool>,
+}
+
+impl RemoteBackend {
+    /// Connect to `url` (`s3://bucket/prefix`, `gs://…`, `az://…`). Credentials come from the
+    /// environment as the AWS/Google/Azure tools read them; nothing secret is kept in messages.
+    pub fn open(url: &str, opts: &RemoteOptions) -> Result<RemoteBackend> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| Error::Invalid(format!("{url} is not a URL")))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::Invalid(format!(
+                "{url} names no bucket (expected {scheme}://BUCKET/PREFIX)"
+            )));
+        }
+        let retry = RetryConfig {
+            max_retries: opts.retries,
+            retry_timeout: opts.timeout * (opts.retries as u32 + 1),
+            ..RetryConfig::default()
+        };
+        let client = ClientOptions::new()
+            .with_timeout(opts.timeout)
+            .with_connect_timeout(opts.timeout.min(Duration::from_secs(10)));
+        let store: Arc<dyn ObjectStore> = match scheme {
+            "s3" => Arc::new(
+                s3_builder(bucket, opts, retry, client)
+                    .build()
+                    .map_err(|e| Error::Invalid(format!("cannot use S3 repository {url}: {e}")))?,
+            ),
+            "gs" => Arc::new(
+                object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry)
+                    .with_client_options(client)
+                    .build()
+                    .map_err(|e| Error::Invalid(format!("cannot use GCS repository {url}: {e}")))?,
+            ),
+            "az" => Arc::new(
+                object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_container_name(bucket)
+                    .with_retry(retry)
+                    .with_client_options(client)
+                    .build()
+                    .map_err(|e| {
+                        Error::Invalid(format!("cannot use Azure repository {url}: {e}"))
+                    })?,
+            ),
+            other => return Err(Error::Invalid(format!(
+                "repository scheme {other}:// is not supported (use a path, s3://, gs:// or az://)"
+            ))),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cairn-remote")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting", "the object store client", e))?;
+        let prefix = prefix.trim_matches('/');
+        Ok(RemoteBackend {
+            store,
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
+            location: format!("{scheme}://{bucket}/{prefix}"),
+            runtime: Arc::new(runtime),
+            no_conditional_put: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    fn key(&self, path: &str) -> Path {
+        Path::from(format!("{}{}", self.prefix, path))
+    }
+
+    /// Run a future to completion from synchronous code (also from inside another runtime,
+    /// as the etcd source has one).
+    fn block<F: Future + Send>(&self, fut: F) -> F::Output
+    where
+        F::Output: Send,
+    {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::scope(|s| {
+                s.spawn(|| self.runtime.block_on(fut))
+                    .join()
+                    .expect("object store thread panicked")
+            })
+        } else {
+            self.runtime.block_on(fut)
+        }
+    }
+
+    fn error(&self, op: &'static str, path: &str, e: object_store::Error) -> Error {
+        match e {
+            object_store::Error::NotFound { .. } => Error::NotFound {
+                object: path.to_string(),
+            },
+            e => Error::Remote {
+                op,
+                object: path.to_string(),
+                location: self.location.clone(),
+                cause: e.to_string(),
+            },
+        }
+    }
+
+    async fn put_multipart(&self, key: &Path, bytes: &[u8]) -> object_store::Result<()> {
+        let upload = self.store.put_multipart(key).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        for part in bytes.chunks(PART_SIZE) {
+            if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                let _ = writer.abort().await;
+                return Err(e);
+            }
+            writer.write(part);
+        }
+        writer.finish().await.map(|_| ())
+    }
+
+    /// Read `range` of an object; returns the bytes and the object's total size.
+    fn read_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<(Vec<u8>, u64)> {
+        let key = self.key(path);
+        let mut last = None;
+        for _ in 0..READ_ATTEMPTS {
+            let opts = GetOptions {
+                range: Some(GetRange::Bounded(range.clone())),
+                ..GetOptions::default()
+            };
+            let got = self.block(async {
+                let r = self.store.get_opts(&key, opts).await?;
+                let size = r.meta.size;
+                Ok::<_, object_store::Error>((r.bytes().await?.to_vec(), size))
+            });
+            match got {
+                Ok(v) => return Ok(v),
+                Err(e @ object_store::Error::NotFound { .. }) => {
+                    return Err(self.error("reading", path, e))
+                }
+                Err(e) => {
+                    tracing::debug!("reading {path}: {e}; retrying");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(self.error("reading", path, last.expect("at least one attempt")))
+    }
+}
+
+fn s3_builder(
+    bucket: &str,
+    opts: &RemoteOptions,
+    retry: RetryConfig,
+    client: ClientOptions,
+) -> object_store::aws::AmazonS3Builder {
+    let mut b = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(retry)
+        .with_client_options(client);
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        if let Some(profile) = super::aws_profile::load() {
+            b = b
+                .with_access_key_id(profile.access_key_id)
+                .with_secret_access_key(profile.secret_access_key);
+            if let Some(token) = profile.session_token {
+                b = b.with_token(token);
+            }
+            if let Some(region) = profile.region {
+                b = b.with_region(region);
+            }
+        }
+    }
+    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+    {
+        b = b.with_region("us-east-1");
+    }
+    if let Some(region) = &opts.s3_region {
+        b = b.with_region(region);
+    }
+    let endpoint = opts
+        .s3_endpoint
+        .clone()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok());
+    if let Some(endpoint) = endpoint {
+        b = b
+            .with_allow_http(endpoint.starts_with("http://"))
+            .with_virtual_hosted_style_request(false)
+            .with_endpoint(endpoint);
+    }
+    b
+}
+
+impl Backend for RemoteBackend {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn put(&self, path: &str, bytes: &[u8]) -> Result<()> {
+        let key = self.key(path);
+        let result = if bytes.len() >= MULTIPART_THRESHOLD {
+            self.block(self.put_multipart(&key, bytes))
+        } else {
+            let payload = PutPayload::from(bytes.to_vec());
+            self.block(self.store.put(&key, payload)).map(|_| ())
+        };
+        result.map_err(|e| self.error("uploading", path, e))
+    }
+
+    fn put_new(&self, path: &str, bytes: &[u8]) -> Result<bool> {
+        let key = self.key(path);
+        if !self.no_conditional_put.load(Ordering::Relaxed) {
+            let opts = PutOptions::from(PutMode::Create);
+            let payload = PutPayload::from(bytes.to_vec());
+            match self.block(self.store.put_opts(&key, payload, opts)) {
+                Ok(_) => return Ok(true),
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    // A retried create whose first attempt succeeded finds its own object.
+                    return Ok(self.get(path).is_ok_and(|b| b == bytes));
+                }
+                Err(object_store::Error::NotImplemented { .. })
+                | Err(object_store::Error::NotSupported { .. }) => {
+                    tracing::warn!(
+                        "{} does not support conditional create (If-None-Match); falling back to check-then-write, which is not atomic",
+                        self.location
+                    );
+                    self.no_conditional_put.store(true, Ordering::Relaxed);
+                }
+                Err(e) => return Err(self.error("uploading", path, e)),
+            }
+        }
+        if self.exists(path)? {
+            return Ok(false);
+        }
+        self.put(path, bytes)?;
+        Ok(true)
+    }
+
+    fn get(&self, path: &str) -> Result<Vec<u8>> {
+        let key = self.key(path);
+        let mut last = None;
+        for _ in 0..READ_ATTEMPTS {
+            let got = self.block(async {
+                let r = self.store.get(&key).await?;
+                Ok::<_, object_store::Error>(r.bytes().await?.to_vec())
+            });
+            match got {
+                Ok(v) => return Ok(v),
+                Err(e @ object_store::Error::NotFound { .. }) => {
+                    return Err(self.error("reading", path, e))
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(self.error("reading", path, last.expect("at least one attempt")))
+    }
+
+    fn open(&self, path: &str) -> Result<Box<dyn ReadSeek>> {
+        let (first, size) = self.read_range(path, 0..FIRST_READ)?;
+        Ok(Box::new(RemoteReader {
+            backend: self.clone(),
+            path: path.to_string(),
+            size,
+            pos: 0,
+            buf_start: 0,
+            buf: first,
+            read_ahead: FIRST_READ,
+        }))
+    }
+
+    fn exists(&self, path: &str) -> Result<bool> {
+        match self.block(self.store.head(&self.key(path))) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.error("checking", path, e)),
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let dir = prefix.trim_end_matches('/');
+        let key = self.key(dir);
+        let strip = self.prefix.len();
+        let listed = self.block(async {
+            let mut out = Vec::new();
+            let mut stream = self.store.list(Some(&key));
+            while let Some(meta) = stream.next().await {
+                let meta = meta?;
+                let full = meta.location.to_string();
+                out.push(ObjectInfo {
+                    path: full.get(strip..).unwrap_or_default().to_string(),
+                    size: meta.size,
+                });
+            }
+            Ok::<_, object_store::Error>(out)
+        });
+        let mut out = listed.map_err(|e| self.error("listing", dir, e))?;
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    fn delete(&self, path: &str) -> Result<()> {
+        match self.block(self.store.delete(&self.key(path))) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error("deleting", path, e)),
+        }
+    }
+}
+
+/// Random access to one remote object by range reads, with a read-ahead that grows while
+/// reads are sequential (few requests for whole-pack reads, small ones for single blobs).
+struct RemoteReader {
+    backend: RemoteBackend,
+    path: String,
+    size: u64,
+    pos: u64,
+    buf_start: u64,
+    buf: Vec<u8>,
+    read_ahead: u64,
+}
+
+impl Read for RemoteReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.size || out.is_empty() {
+            return Ok(0);
+        }
+        let buf_end = self.buf_start + self.buf.len() as u64;
+        if self.pos < self.buf_start || self.pos >= buf_end {
+            self.read_ahead = if self.pos == buf_end {
+                (self.read_ahead * 2).min(MAX_READ_AHEAD)
+            } else {
+                FIRST_READ
+            };
+            let want = (out.len() as u64).max(self.read_ahead);
+            let end = (self.pos + want).min(self.size);
+            let (bytes, _) = self
+                .backend
+                .read_range(&self.path, self.pos..end)
+                .map_err(io::Error::other)?;
+            if bytes.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{} ended early", self.path),
+                ));
+            }
+            self.buf_start = self.pos;
+            self.buf = bytes;
+        }
+        let at = (self.pos - self.buf_start) as usize;
+        let n = out.len().min(self.buf.len() - at);
+        out[..n].copy_from_slice(&self.buf[at..at + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for RemoteReader {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let new = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.size.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = new.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "seek before start of object")
+        })?;
+        Ok(self.pos)
+    }
+}
