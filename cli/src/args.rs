@@ -143,6 +143,11 @@ pub struct InitArgs {
     /// index memory. Fixed for the repository's life.
     #[arg(long, value_name = "KIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub chunk_size: u32,
+    /// Create a copy target of this repository: same keys, chunker parameters and id, so
+    /// `cairn copy` can move snapshots between the two without decrypting them (works with a
+    /// write key). Recipients and --chunk-size are then taken from it.
+    #[arg(long, value_name = "REPO", conflicts_with_all = ["recipients", "recipients_files"])]
+    pub like: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

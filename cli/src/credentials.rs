@@ -81,10 +81,14 @@ pub fn backend(g: &Global) -> Result<Box<dyn backend::Backend>> {
 
 /// Open the repository named in `g` with the credentials in `g`.
 pub fn open(g: &Global) -> Result<Repository> {
-    let loc = location(g)?;
+    open_at(g, location(g)?)
+}
+
+/// Open the repository at `loc` with the credentials in `g`.
+pub fn open_at(g: &Global, loc: &str) -> Result<Repository> {
     let creds = credentials(g)?;
     let backend = backend::open(loc, &g.s3.options())?;
-    Ok(Repository::open(backend, creds)?)
+    Repository::open(backend, creds).with_context(|| format!("opening repository {loc}"))
 }
 
 /// Write a secret file with mode 0600, refusing to replace an existing file.

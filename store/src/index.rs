@@ -104,6 +104,39 @@ impl Index {
         self.blobs.contains_key(id)
     }
 
+    /// Every blob and where it is (one location per blob), in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Id, &Location)> {
+        self.blobs.iter()
+    }
+
+    /// Index records for the given packs (by number), built from the blobs located in them.
+    pub fn records_for(&self, numbers: &std::collections::HashSet<u32>) -> Vec<IndexPack> {
+        let mut out: HashMap<u32, IndexPack> = HashMap::new();
+        for (id, loc) in &self.blobs {
+            if !numbers.contains(&loc.pack) {
+                continue;
+            }
+            let info = self.packs[loc.pack as usize];
+            out.entry(loc.pack)
+                .or_insert_with(|| IndexPack {
+                    id: info.id,
+                    kind: info.kind,
+                    size: info.size,
+                    blobs: Vec::new(),
+                })
+                .blobs
+                .push(cairn_format::pack::BlobEntry {
+                    id: *id,
+                    frame: loc.frame,
+                    offset: loc.offset,
+                    len: loc.len,
+                });
+        }
+        let mut packs: Vec<IndexPack> = out.into_values().collect();
+        packs.sort_by_key(|p| p.id);
+        packs
+    }
+
     /// Pack by number.
     pub fn pack(&self, number: u32) -> PackInfo {
         self.packs[number as usize]

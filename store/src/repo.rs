@@ -145,6 +145,26 @@ impl Repository {
         Self::assemble(backend, config, keys, creds)
     }
 
+    /// Create a repository in `backend` that shares this one's keys, chunker parameters and
+    /// repository id, so `copy` can move packs between them as ciphertext. Key objects and
+    /// config are copied as stored (no decryption), so any role may do it.
+    pub fn init_like(&self, backend: &dyn Backend) -> Result<()> {
+        if backend.exists("config")? {
+            return Err(Error::AlreadyInitialized {
+                location: backend.location(),
+            });
+        }
+        for obj in self.backend.list("keys")? {
+            backend.put(&obj.path, &self.backend.get(&obj.path)?)?;
+        }
+        if !backend.put_new("config", &self.backend.get("config")?)? {
+            return Err(Error::AlreadyInitialized {
+                location: backend.location(),
+            });
+        }
+        Ok(())
+    }
+
     /// Open the repository in `backend` with `creds`.
     pub fn open(backend: Box<dyn Backend>, creds: Credentials) -> Result<Repository> {
         let config_bytes = match backend.get("config") {

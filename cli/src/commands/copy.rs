@@ -1,13 +1,79 @@
-//! `cairn copy` (being written).
+//! `cairn copy`: ship snapshots to another repository (offsite) as ciphertext.
 
-use crate::args::Global;
+use crate::args::{Global, SnapshotFilter};
 use crate::exit::Code;
-use anyhow::{bail, Result};
+use crate::{credentials, output};
+use anyhow::{Context, Result};
+use cairn_store::copy;
+use cairn_store::snapshots::{self, Filter};
 use clap::Args;
+use std::sync::Arc;
 
+/// Arguments of `cairn copy`.
 #[derive(Args, Debug)]
-pub struct CopyArgs {}
+pub struct CopyArgs {
+    /// Snapshots to copy (ids, prefixes or `latest`); default: every snapshot the destination
+    /// lacks (narrowed by --host/--tag).
+    pub snapshots: Vec<String>,
+    /// Source repository (default: --repo / CAIRN_REPO).
+    #[arg(long, value_name = "REPO")]
+    pub from: Option<String>,
+    /// Destination repository, created with `cairn init --like SOURCE`.
+    #[arg(long, value_name = "REPO")]
+    pub to: String,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
+}
 
-pub fn run(_g: &Global, _a: CopyArgs) -> Result<Code> {
-    bail!("cairn copy is not built yet")
+pub fn run(g: &Global, a: CopyArgs) -> Result<Code> {
+    let from = match &a.from {
+        Some(f) => f.as_str(),
+        None => credentials::location(g)
+            .context("no source repository: pass --from REPO, or --repo / CAIRN_REPO")?,
+    };
+    let src = Arc::new(credentials::open_at(g, from)?);
+    let dst = Arc::new(credentials::open_at(g, &a.to)?);
+    let filter = Filter::from(&a.filter);
+    let selected = if a.snapshots.is_empty() {
+        snapshots::list(&src)?
+            .snapshots
+            .into_iter()
+            .filter(|(_, s)| filter.matches(s))
+            .collect::<Vec<_>>()
+    } else {
+        a.snapshots
+            .iter()
+            .map(|spec| snapshots::resolve(&src, spec, &filter))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let bar = output::progress(None, g.quiet, g.json);
+    bar.set_message("packs sent");
+    let report = copy::copy(&src, &dst, &selected, &|n| bar.inc(n))?;
+    bar.finish_and_clear();
+    if g.json {
+        output::json(&serde_json::json!({
+            "from": from,
+            "to": a.to,
+            "snapshots_copied": report.snapshots_copied.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+            "snapshots_present": report.snapshots_present.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+            "packs_copied": report.packs_copied,
+            "packs_adopted": report.packs_adopted,
+            "bytes_copied": report.bytes_copied,
+            "blobs_present": report.blobs_present,
+        }))?;
+    } else if !g.quiet {
+        for id in &report.snapshots_copied {
+            println!("copied snapshot {}", id.short());
+        }
+        println!(
+            "{} snapshots copied, {} already at {}; {} packs sent ({}), {} packs from an interrupted copy reused",
+            report.snapshots_copied.len(),
+            report.snapshots_present.len(),
+            a.to,
+            report.packs_copied,
+            output::bytes(report.bytes_copied),
+            report.packs_adopted,
+        );
+    }
+    Ok(Code::Ok)
 }

@@ -9,6 +9,9 @@ use cairn_store::{InitOptions, Repository};
 
 pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
     let loc = credentials::location(g)?;
+    if let Some(like) = &a.like {
+        return init_like(g, loc, like);
+    }
     let mut recipients = a.recipients.clone();
     for f in &a.recipients_files {
         recipients.extend(credentials::read_list_file(f, "recipients")?);
@@ -54,6 +57,27 @@ pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
     } else if !g.quiet {
         println!("created cairn repository {} at {loc}", id.short());
         println!("next: export a write key for backup hosts with `cairn key write-key -o FILE`");
+    }
+    Ok(Code::Ok)
+}
+
+/// `init --like SOURCE`: copy the source's key objects and config.
+fn init_like(g: &Global, loc: &str, like: &str) -> Result<Code> {
+    let src = credentials::open_at(g, like)?;
+    src.init_like(credentials::backend(g)?.as_ref())?;
+    let id = src.config().repo_id;
+    if g.json {
+        output::json(&serde_json::json!({
+            "repository": loc,
+            "id": id.to_hex(),
+            "like": like,
+        }))?;
+    } else if !g.quiet {
+        println!(
+            "created cairn repository {} at {loc}, sharing keys with {like}",
+            id.short()
+        );
+        println!("next: `cairn copy --from {like} --to {loc}`");
     }
     Ok(Code::Ok)
 }
