@@ -13,6 +13,7 @@ pub mod config;
 pub mod envelope;
 mod error;
 pub mod frame;
+pub mod gc;
 pub mod id;
 pub mod index;
 pub mod keys;

@@ -31,6 +31,10 @@ pub enum RecordKind {
     Tree,
     /// `snapshots/<id>` object.
     Snapshot,
+    /// `locks/<name>` lease object.
+    Lease,
+    /// `gc/<id>` prune marker.
+    Gc,
 }
 
 impl RecordKind {
@@ -42,6 +46,8 @@ impl RecordKind {
             RecordKind::Index => b'I',
             RecordKind::Tree => b'T',
             RecordKind::Snapshot => b'S',
+            RecordKind::Lease => b'L',
+            RecordKind::Gc => b'G',
         }
     }
 
@@ -54,6 +60,8 @@ impl RecordKind {
             RecordKind::Index => "index",
             RecordKind::Tree => "tree",
             RecordKind::Snapshot => "snapshot",
+            RecordKind::Lease => "lease",
+            RecordKind::Gc => "gc marker",
         }
     }
 }

@@ -7,14 +7,16 @@
 //! listing the destination) and adopts instead of sending again.
 
 use crate::index::Index;
+use crate::lease::Lease;
 use crate::loader::Loader;
 use crate::repo::Repository;
+use crate::trees;
 use crate::{Error, Result};
 use cairn_format::index::IndexRecord;
+use cairn_format::pack::PackKind;
 use cairn_format::snapshot::Snapshot;
-use cairn_format::tree::NodeKind;
 use cairn_format::Id;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -54,32 +56,13 @@ pub fn check_compatible(src: &Repository, dst: &Repository) -> Result<()> {
     }
 }
 
-/// Every blob (trees and file contents) the snapshots reference, each tree read once.
-fn needed_blobs(loader: &mut Loader, snaps: &[(Id, Snapshot)]) -> Result<HashSet<Id>> {
-    let mut seen = HashSet::new();
-    let mut stack: Vec<Id> = snaps.iter().map(|(_, s)| s.tree).collect();
-    while let Some(tree_id) = stack.pop() {
-        if !seen.insert(tree_id) {
-            continue;
-        }
-        let tree = loader.load_tree(&tree_id)?;
-        for node in &tree.nodes {
-            seen.extend(node.content.iter().copied());
-            if let (NodeKind::Dir, Some(sub)) = (&node.kind, node.subtree) {
-                stack.push(sub);
-            }
-        }
-    }
-    Ok(seen)
-}
-
-/// Ids of the packs stored in a repository (listing `data/` and `tree/`).
-pub fn stored_packs(repo: &Repository) -> Result<HashSet<Id>> {
-    let mut out = HashSet::new();
-    for dir in ["data", "tree"] {
-        for obj in repo.backend().list(dir)? {
+/// The packs stored in a repository (listing `data/` and `tree/`): id → (kind, size).
+pub fn stored_packs(repo: &Repository) -> Result<HashMap<Id, (PackKind, u64)>> {
+    let mut out = HashMap::new();
+    for kind in [PackKind::Data, PackKind::Tree] {
+        for obj in repo.backend().list(kind.dir())? {
             if let Some(id) = obj.path.rsplit('/').next().and_then(|n| n.parse().ok()) {
-                out.insert(id);
+                out.insert(id, (kind, obj.size));
             }
         }
     }
@@ -107,8 +90,9 @@ pub fn copy(
         return Ok(report);
     }
     let src_index = Arc::new(Index::load(src)?);
-    let dst_index = Index::load(dst)?;
-    let needed = needed_blobs(&mut Loader::new(src.clone(), src_index.clone()), &todo)?;
+    let (lease, dst_index) = Lease::begin_write(dst)?;
+    let roots: Vec<Id> = todo.iter().map(|(_, s)| s.tree).collect();
+    let needed = trees::referenced_blobs(&mut Loader::new(src.clone(), src_index.clone()), &roots)?;
     let mut packs = HashSet::new();
     for id in &needed {
         if dst_index.contains(id) {
@@ -118,10 +102,20 @@ pub fn copy(
         let loc = src_index.get(id).ok_or(Error::BlobMissing(*id))?;
         packs.insert(loc.pack);
     }
+    if let Some(n) = packs
+        .iter()
+        .find(|n| lease.condemned().contains(&src_index.pack(**n).id))
+    {
+        return Err(Error::Invalid(format!(
+            "pack {} is condemned by a pending prune of {}; run `cairn prune` there first, then copy again",
+            src_index.pack(*n).id,
+            dst.backend().location()
+        )));
+    }
     let present = stored_packs(dst)?;
     let (adopt, send): (Vec<u32>, Vec<u32>) = packs
         .iter()
-        .partition(|n| present.contains(&src_index.pack(**n).id));
+        .partition(|n| present.contains_key(&src_index.pack(**n).id));
     report.packs_adopted = adopt.len() as u64;
     let sent = send_packs(src, dst, &src_index, &send, progress)?;
     report.packs_copied = send.len() as u64;
@@ -130,6 +124,7 @@ pub fn copy(
     if !records.is_empty() {
         dst.put_meta("index", &IndexRecord { packs: records }.encode())?;
     }
+    lease.ensure_fresh()?;
     for (id, _) in &todo {
         let path = format!("snapshots/{id}");
         let bytes = src.backend().get(&path)?;

@@ -5,7 +5,7 @@ use crate::{Error, Result};
 use cairn_format::index::{IndexPack, IndexRecord};
 use cairn_format::pack::{FrameRef, PackKind};
 use cairn_format::Id;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Largest index object accepted.
 const MAX_INDEX_LEN: u64 = 1 << 30;
@@ -48,6 +48,12 @@ impl Index {
     /// Load and merge every index object. Damaged ones are recorded in `damaged` and logged;
     /// the blobs they list are then unknown (a backup stores them again).
     pub fn load(repo: &Repository) -> Result<Index> {
+        Self::load_excluding(repo, &HashSet::new())
+    }
+
+    /// Like [`Index::load`], leaving out the packs in `excluded` (condemned by a prune), so
+    /// their blobs count as absent and are stored again if needed.
+    pub fn load_excluding(repo: &Repository, excluded: &HashSet<Id>) -> Result<Index> {
         let mut index = Index::default();
         for obj in repo.backend().list("index")? {
             let name = obj.path.rsplit('/').next().unwrap_or_default();
@@ -60,7 +66,7 @@ impl Index {
                 });
             match loaded {
                 Ok(rec) => {
-                    for p in &rec.packs {
+                    for p in rec.packs.iter().filter(|p| !excluded.contains(&p.id)) {
                         index.add_pack(p);
                     }
                 }
@@ -110,7 +116,7 @@ impl Index {
     }
 
     /// Index records for the given packs (by number), built from the blobs located in them.
-    pub fn records_for(&self, numbers: &std::collections::HashSet<u32>) -> Vec<IndexPack> {
+    pub fn records_for(&self, numbers: &HashSet<u32>) -> Vec<IndexPack> {
         let mut out: HashMap<u32, IndexPack> = HashMap::new();
         for (id, loc) in &self.blobs {
             if !numbers.contains(&loc.pack) {

@@ -362,6 +362,25 @@ impl Repository {
         Ok(id)
     }
 
+    /// Encrypt `plaintext` to the metadata recipients and store it at `path`, a name that is
+    /// not content-addressed (leases).
+    pub fn put_meta_at(&self, path: &str, plaintext: &[u8]) -> Result<()> {
+        self.backend
+            .put(path, &envelope::encrypt(plaintext, &self.meta_recipients))
+    }
+
+    /// Like [`Repository::put_meta_at`], only if nothing is stored at `path` yet.
+    pub fn put_meta_new(&self, path: &str, plaintext: &[u8]) -> Result<bool> {
+        self.backend
+            .put_new(path, &envelope::encrypt(plaintext, &self.meta_recipients))
+    }
+
+    /// Read and decrypt a metadata object stored at `path` without a content-addressed name.
+    pub fn get_meta_at(&self, path: &str, max_len: u64) -> Result<Vec<u8>> {
+        let ct = self.backend.get(path)?;
+        envelope::decrypt(&ct, &[&self.meta_identity], max_len).map_err(|e| Error::damaged(path, e))
+    }
+
     /// Read `dir/<id>`, check its name, decrypt with the metadata identity.
     pub fn get_meta(&self, dir: &str, id: &Id, max_len: u64) -> Result<Vec<u8>> {
         let path = format!("{dir}/{id}");

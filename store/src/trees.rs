@@ -4,6 +4,7 @@ use crate::loader::Loader;
 use crate::{Error, Result};
 use cairn_format::tree::{Node, NodeKind, Tree};
 use cairn_format::Id;
+use std::collections::HashSet;
 
 /// Largest directory depth followed (a hostile repository could nest without end).
 pub const MAX_DEPTH: usize = 1024;
@@ -42,6 +43,26 @@ fn walk_tree(
         path.pop();
     }
     Ok(())
+}
+
+/// Every blob (tree blobs and file contents) reachable from `roots`, each tree read once
+/// however many snapshots share it. Fails on the first tree that cannot be read.
+pub fn referenced_blobs(loader: &mut Loader, roots: &[Id]) -> Result<HashSet<Id>> {
+    let mut seen = HashSet::new();
+    let mut stack: Vec<Id> = roots.to_vec();
+    while let Some(tree_id) = stack.pop() {
+        if !seen.insert(tree_id) {
+            continue;
+        }
+        let tree = loader.load_tree(&tree_id)?;
+        for node in &tree.nodes {
+            seen.extend(node.content.iter().copied());
+            if let (NodeKind::Dir, Some(sub)) = (&node.kind, node.subtree) {
+                stack.push(sub);
+            }
+        }
+    }
+    Ok(seen)
 }
 
 /// Find the node at `path` (components) below `root`. An empty path has no node: returns None.

@@ -1,13 +1,122 @@
-//! `cairn prune` (being written).
+//! `cairn prune`: delete what no snapshot needs, safely while backups run.
 
 use crate::args::Global;
 use crate::exit::Code;
-use anyhow::{bail, Result};
+use crate::{credentials, output};
+use anyhow::Result;
+use cairn_store::prune::{self, PruneOptions, PruneReport};
+use cairn_store::Repository;
 use clap::Args;
+use serde_json::json;
+use std::sync::Arc;
 
+/// Arguments of `cairn prune`.
 #[derive(Args, Debug)]
-pub struct PruneArgs {}
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub options: PruneFlags,
+}
 
-pub fn run(_g: &Global, _a: PruneArgs) -> Result<Code> {
-    bail!("cairn prune is not built yet")
+/// Prune options, shared with `forget --prune`.
+#[derive(Args, Debug, Clone)]
+pub struct PruneFlags {
+    /// Repack packs with more than this share of unused bytes, in percent. Repacking data
+    /// packs needs the identity; with a write key only wholly unused packs are deleted.
+    #[arg(long, value_name = "PERCENT", default_value_t = 5.0, value_parser = percent)]
+    pub max_unused: f64,
+    /// Report what would be deleted and repacked; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage"))?;
+    if (0.0..=100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s} is not between 0 and 100"))
+    }
+}
+
+impl PruneFlags {
+    fn options(&self) -> PruneOptions {
+        PruneOptions {
+            max_unused: self.max_unused / 100.0,
+            dry_run: self.dry_run,
+        }
+    }
+}
+
+pub fn run(g: &Global, a: PruneArgs) -> Result<Code> {
+    let repo = Arc::new(credentials::open(g)?);
+    run_on(g, &repo, &a.options)
+}
+
+/// Prune an open repository and print the report (also used by `forget --prune`).
+pub fn run_on(g: &Global, repo: &Arc<Repository>, flags: &PruneFlags) -> Result<Code> {
+    let report = prune::prune(repo, &flags.options())?;
+    print(g, &report, flags.dry_run)?;
+    // Space still held by markers a running backup blocks is a partial result.
+    Ok(if report.markers_pending.is_empty() {
+        Code::Ok
+    } else {
+        Code::Partial
+    })
+}
+
+fn print(g: &Global, r: &PruneReport, dry_run: bool) -> Result<()> {
+    if g.json {
+        return output::json(&json!({
+            "dry_run": dry_run,
+            "unused_packs": r.unused_packs,
+            "unindexed_packs": r.unindexed_packs,
+            "repacked_packs": r.repacked_packs,
+            "blobs_rewritten": r.blobs_rewritten,
+            "repack_needs_identity": r.repack_needs_identity,
+            "bytes_condemned": r.bytes_condemned,
+            "marker": r.marker.map(|m| m.to_hex()),
+            "packs_deleted": r.packs_deleted,
+            "bytes_freed": r.bytes_freed,
+            "packs_rescued": r.packs_rescued,
+            "markers_swept": r.markers_swept.iter().map(|m| m.to_hex()).collect::<Vec<_>>(),
+            "markers_pending": r.markers_pending.iter().map(|(m, why)| json!({"marker": m.to_hex(), "reason": why})).collect::<Vec<_>>(),
+        }));
+    }
+    if g.quiet {
+        return Ok(());
+    }
+    let verb = if dry_run {
+        "would condemn"
+    } else {
+        "condemned"
+    };
+    println!(
+        "{verb} {} unused packs, {} packs left by interrupted backups, {} partly used packs to repack ({} live blobs rewritten): {}",
+        r.unused_packs,
+        r.unindexed_packs,
+        r.repacked_packs,
+        r.blobs_rewritten,
+        output::bytes(r.bytes_condemned)
+    );
+    if r.repack_needs_identity > 0 {
+        println!(
+            "{} partly used data packs kept as they are: repacking them needs the identity (a write key cannot read file contents)",
+            r.repack_needs_identity
+        );
+    }
+    if !dry_run {
+        println!(
+            "deleted {} packs ({}); {} condemned packs put back because a backup used them",
+            r.packs_deleted,
+            output::bytes(r.bytes_freed),
+            r.packs_rescued
+        );
+        for (m, why) in &r.markers_pending {
+            println!("marker {} pending: {why}", m.short());
+        }
+    }
+    Ok(())
 }

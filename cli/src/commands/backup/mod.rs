@@ -10,15 +10,17 @@ mod paths;
 use super::Reader;
 use crate::args::{BackupArgs, BackupCommon, BackupSource, Global};
 use crate::exit::Code;
-use crate::output;
+use crate::{credentials, output};
 use anyhow::{Context, Result};
 use cairn_format::snapshot::{Snapshot, SnapshotStats, SourceKind};
 use cairn_format::tree::Tree;
 use cairn_format::Id;
+use cairn_store::lease::Lease;
 use cairn_store::saver::Saver;
 use cairn_store::snapshots::{self, Filter};
 use indicatif::ProgressBar;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub fn run(g: &Global, a: BackupArgs) -> Result<Code> {
@@ -43,6 +45,7 @@ pub struct Session<'g> {
     g: &'g Global,
     reader: Reader,
     saver: Saver,
+    lease: Lease,
     started: Instant,
     time_ns: i64,
     host: String,
@@ -68,12 +71,18 @@ impl<'g> Session<'g> {
         let time_ns = chrono::Utc::now()
             .timestamp_nanos_opt()
             .context("clock outside the representable range")?;
-        let reader = Reader::open(g)?;
+        let repo = Arc::new(credentials::open(g)?);
+        let (lease, index) = Lease::begin_write(&repo)?;
+        let reader = Reader {
+            repo,
+            index: Arc::new(index),
+        };
         let saver = Saver::new(reader.repo.clone(), reader.index.clone(), 0);
         Ok(Session {
             g,
             reader,
             saver,
+            lease,
             started,
             time_ns,
             host: common.host.clone().unwrap_or_else(hostname),
@@ -108,6 +117,7 @@ impl<'g> Session<'g> {
             g,
             reader,
             mut saver,
+            lease,
             started,
             time_ns,
             host,
@@ -139,7 +149,9 @@ impl<'g> Session<'g> {
             program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
             facts: p.facts,
         };
+        lease.ensure_fresh()?;
         let id = snapshots::save(&reader.repo, &snapshot)?;
+        drop(lease);
         if g.json {
             output::json(&json!({
                 "snapshot": id.to_hex(),

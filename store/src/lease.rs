@@ -1,0 +1,248 @@
+//! Leases: how running backups, copies and prunes make themselves known (SPEC.md §11).
+//!
+//! A writer puts `locks/<random>` before it lists the gc markers and loads the index, then
+//! records the markers it saw; it never reuses blobs of packs those markers condemn. A thread
+//! renews the lease every [`renew_interval`]; prune ignores leases not renewed for
+//! [`expiry_secs`], and a writer that could not renew its own lease for half that long refuses
+//! to commit its snapshot (a prune may already have swept packs it relied on). Prune itself
+//! holds the single `locks/prune` lease, taken with a conditional create.
+
+use crate::index::Index;
+use crate::repo::Repository;
+use crate::{Error, Result};
+use cairn_format::gc::{GcRecord, LeaseKind, LeaseRecord};
+use cairn_format::Id;
+use std::collections::HashSet;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Largest lease or gc marker object accepted.
+const MAX_RECORD_LEN: u64 = 256 << 20;
+/// Default lease expiry.
+const DEFAULT_EXPIRY_SECS: i64 = 3600;
+/// Path of the prune lease.
+pub const PRUNE_LEASE: &str = "locks/prune";
+
+/// Seconds after its last renewal a lease is considered abandoned (`CAIRN_LEASE_EXPIRY`
+/// overrides, e.g. for tests).
+pub fn expiry_secs() -> i64 {
+    std::env::var("CAIRN_LEASE_EXPIRY")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|v| *v >= 0)
+        .unwrap_or(DEFAULT_EXPIRY_SECS)
+}
+
+/// How often a lease is renewed: a twelfth of the expiry, at least every second.
+pub fn renew_interval() -> Duration {
+    Duration::from_secs((expiry_secs() / 12).max(1) as u64)
+}
+
+fn now_unix() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+struct State {
+    record: LeaseRecord,
+    renewed: Instant,
+}
+
+/// A held lease; released (deleted) on drop.
+pub struct Lease {
+    repo: Arc<Repository>,
+    path: String,
+    state: Arc<Mutex<State>>,
+    stop: Option<mpsc::Sender<()>>,
+    renewer: Option<JoinHandle<()>>,
+    condemned: HashSet<Id>,
+}
+
+impl Lease {
+    fn start(repo: &Arc<Repository>, path: String, record: LeaseRecord) -> Lease {
+        let state = Arc::new(Mutex::new(State {
+            record,
+            renewed: Instant::now(),
+        }));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let renewer = {
+            let (repo, path, state) = (repo.clone(), path.clone(), state.clone());
+            std::thread::spawn(move || loop {
+                match stopped.recv_timeout(renew_interval()) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                let mut st = state.lock().expect("lease state");
+                st.record.renewed_unix = now_unix();
+                match repo.put_meta_at(&path, &st.record.encode()) {
+                    Ok(()) => st.renewed = Instant::now(),
+                    Err(e) => tracing::warn!("could not renew lease {path}: {e}"),
+                }
+            })
+        };
+        Lease {
+            repo: repo.clone(),
+            path,
+            state,
+            stop: Some(stop),
+            renewer: Some(renewer),
+            condemned: HashSet::new(),
+        }
+    }
+
+    fn record(kind: LeaseKind) -> LeaseRecord {
+        let now = now_unix();
+        LeaseRecord {
+            kind,
+            host: rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned(),
+            pid: std::process::id(),
+            started_unix: now,
+            renewed_unix: now,
+            seen_markers: None,
+        }
+    }
+
+    /// Start writing: take a writer lease, then load the index without the packs any gc
+    /// marker condemns, and record which markers were seen.
+    pub fn begin_write(repo: &Arc<Repository>) -> Result<(Lease, Index)> {
+        let path = format!("locks/{}", hex::encode(rand::random::<[u8; 16]>()));
+        let record = Self::record(LeaseKind::Writer);
+        repo.put_meta_at(&path, &record.encode())?;
+        let mut lease = Self::start(repo, path, record);
+        let markers = load_markers(repo)?;
+        let condemned: HashSet<Id> = markers
+            .iter()
+            .flat_map(|(_, m)| m.packs.iter().map(|p| p.id))
+            .collect();
+        let index = Index::load_excluding(repo, &condemned)?;
+        lease.set_seen(markers.iter().map(|(id, _)| *id).collect())?;
+        lease.condemned = condemned;
+        Ok((lease, index))
+    }
+
+    /// Take the single prune lease. A live one held by someone else is an error; an expired
+    /// one is taken over.
+    pub fn prune(repo: &Arc<Repository>) -> Result<Lease> {
+        let record = Self::record(LeaseKind::Prune);
+        for _ in 0..2 {
+            if repo.put_meta_new(PRUNE_LEASE, &record.encode())? {
+                return Ok(Self::start(repo, PRUNE_LEASE.to_string(), record));
+            }
+            match repo
+                .get_meta_at(PRUNE_LEASE, MAX_RECORD_LEN)
+                .and_then(|b| LeaseRecord::decode(&b).map_err(|e| Error::damaged(PRUNE_LEASE, e)))
+            {
+                Ok(held) if held.is_live(now_unix(), expiry_secs()) => {
+                    return Err(Error::Invalid(format!(
+                        "another prune holds {PRUNE_LEASE} (host {}, pid {}, renewed {}s ago); wait for it, or if it died, for the lease to expire after {}s",
+                        held.host,
+                        held.pid,
+                        now_unix() - held.renewed_unix,
+                        expiry_secs()
+                    )))
+                }
+                Ok(held) => tracing::warn!(
+                    "taking over the expired prune lease of host {} pid {}",
+                    held.host,
+                    held.pid
+                ),
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => tracing::warn!("replacing unreadable prune lease: {e}"),
+            }
+            repo.backend().delete(PRUNE_LEASE)?;
+        }
+        Err(Error::Invalid(format!(
+            "could not take {PRUNE_LEASE}: another prune started at the same moment"
+        )))
+    }
+
+    /// Record the gc markers seen when the index was loaded.
+    fn set_seen(&self, markers: Vec<Id>) -> Result<()> {
+        let mut st = self.state.lock().expect("lease state");
+        st.record.seen_markers = Some(markers);
+        st.record.renewed_unix = now_unix();
+        self.repo.put_meta_at(&self.path, &st.record.encode())?;
+        st.renewed = Instant::now();
+        Ok(())
+    }
+
+    /// Packs condemned by the markers seen: they must not be referenced or stored again under
+    /// their names.
+    pub fn condemned(&self) -> &HashSet<Id> {
+        &self.condemned
+    }
+
+    /// Before committing a snapshot: fail if the lease may have expired in the eyes of a prune.
+    pub fn ensure_fresh(&self) -> Result<()> {
+        let since = self.state.lock().expect("lease state").renewed.elapsed();
+        let limit = Duration::from_secs((expiry_secs() / 2).max(1) as u64);
+        if since >= limit {
+            return Err(Error::Invalid(format!(
+                "lease {} was last renewed {}s ago (limit {}s): a prune may have removed data this run relies on, so no snapshot was written; run it again",
+                self.path,
+                since.as_secs(),
+                limit.as_secs()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.renewer.take() {
+            let _ = t.join();
+        }
+        if let Err(e) = self.repo.backend().delete(&self.path) {
+            tracing::warn!(
+                "could not remove lease {}: {e}; it expires on its own",
+                self.path
+            );
+        }
+    }
+}
+
+/// Every readable lease, with its path. Unreadable ones are returned as errors so the caller
+/// can treat them as held.
+pub fn list_leases(repo: &Repository) -> Result<Vec<(String, Result<LeaseRecord>)>> {
+    let mut out = Vec::new();
+    for obj in repo.backend().list("locks")? {
+        let rec = repo
+            .get_meta_at(&obj.path, MAX_RECORD_LEN)
+            .and_then(|b| LeaseRecord::decode(&b).map_err(|e| Error::damaged(obj.path.clone(), e)));
+        match rec {
+            Err(Error::NotFound { .. }) => {} // released meanwhile
+            rec => out.push((obj.path, rec)),
+        }
+    }
+    Ok(out)
+}
+
+/// Every gc marker, by id. A marker that cannot be read is an error: its packs' fate is
+/// unknown, so writers and prune must not guess.
+pub fn load_markers(repo: &Repository) -> Result<Vec<(Id, GcRecord)>> {
+    let mut out = Vec::new();
+    for obj in repo.backend().list("gc")? {
+        let name = obj.path.rsplit('/').next().unwrap_or_default();
+        let id: Id = name.parse().map_err(|_| {
+            Error::Invalid(format!(
+                "{} is not a gc marker name; remove it if you put it there",
+                obj.path
+            ))
+        })?;
+        let rec = match repo.get_meta("gc", &id, MAX_RECORD_LEN) {
+            Ok(plain) => {
+                GcRecord::decode(&plain).map_err(|e| Error::damaged(obj.path.clone(), e))?
+            }
+            Err(Error::NotFound { .. }) => continue, // swept meanwhile
+            Err(e) => return Err(e),
+        };
+        out.push((id, rec));
+    }
+    Ok(out)
+}

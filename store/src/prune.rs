@@ -1,0 +1,414 @@
+//! Garbage collection in two phases, safe while backups run (SPEC.md §11).
+//!
+//! **Mark**: with the single prune lease held, find packs no snapshot needs — wholly unused
+//! packs, packs left unindexed by interrupted backups, and partly used packs whose live blobs
+//! were first rewritten into new packs (repack) — and write one `gc/<id>` marker naming them
+//! with their index entries. Writers that load the index after the marker exists leave those
+//! packs alone. **Sweep**: a marker is swept once no live writer lease predates it (every live
+//! writer has seen it): prune reloads every snapshot, puts back any condemned pack a
+//! concurrent backup turned out to need, rewrites the index without the rest, deletes them,
+//! and deletes the marker last. Each step is idempotent, so a killed prune is finished by the
+//! next one.
+
+use crate::copy::stored_packs;
+use crate::index::Index;
+use crate::lease::{self, Lease, PRUNE_LEASE};
+use crate::loader::Loader;
+use crate::repo::{Repository, Role};
+use crate::saver::Saver;
+use crate::{snapshots, trees, Error, Result};
+use cairn_format::gc::{GcRecord, LeaseKind};
+use cairn_format::index::{IndexPack, IndexRecord};
+use cairn_format::pack::PackKind;
+use cairn_format::Id;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// Largest index object accepted.
+const MAX_INDEX_LEN: u64 = 1 << 30;
+/// Blobs per rewritten index object.
+const BLOBS_PER_INDEX: usize = 200_000;
+
+/// How to prune.
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    /// Repack packs whose unused fraction (by blob bytes) exceeds this (0.0–1.0).
+    pub max_unused: f64,
+    /// Only report what would be done.
+    pub dry_run: bool,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            max_unused: 0.05,
+            dry_run: false,
+        }
+    }
+}
+
+/// What a prune did (or, with `dry_run`, would do).
+#[derive(Debug, Default, Clone)]
+pub struct PruneReport {
+    /// Packs condemned because nothing uses them.
+    pub unused_packs: u64,
+    /// Packs condemned because no index lists them (interrupted backups).
+    pub unindexed_packs: u64,
+    /// Partly used packs rewritten.
+    pub repacked_packs: u64,
+    /// Live blobs copied into new packs while repacking.
+    pub blobs_rewritten: u64,
+    /// Partly used data packs left as they are because the write key cannot read them.
+    pub repack_needs_identity: u64,
+    /// Stored bytes of the condemned packs.
+    pub bytes_condemned: u64,
+    /// The marker written, if any.
+    pub marker: Option<Id>,
+    /// Packs deleted by sweeps.
+    pub packs_deleted: u64,
+    /// Bytes freed by sweeps.
+    pub bytes_freed: u64,
+    /// Condemned packs a concurrent backup turned out to need, put back in the index.
+    pub packs_rescued: u64,
+    /// Markers swept.
+    pub markers_swept: Vec<Id>,
+    /// Markers left for a later prune, with the reason.
+    pub markers_pending: Vec<(Id, String)>,
+}
+
+/// The repository's index objects, read one by one (prune needs to know which object says
+/// what, to replace them).
+struct IndexObjects {
+    paths: Vec<String>,
+    packs: HashMap<Id, IndexPack>,
+}
+
+impl IndexObjects {
+    fn load(repo: &Repository) -> Result<IndexObjects> {
+        let mut out = IndexObjects {
+            paths: Vec::new(),
+            packs: HashMap::new(),
+        };
+        for obj in repo.backend().list("index")? {
+            let name = obj.path.rsplit('/').next().unwrap_or_default();
+            let rec = name
+                .parse::<Id>()
+                .map_err(|e| Error::Invalid(format!("{}: {e}", obj.path)))
+                .and_then(|id| repo.get_meta("index", &id, MAX_INDEX_LEN))
+                .and_then(|plain| {
+                    IndexRecord::decode(&plain).map_err(|e| Error::damaged(obj.path.clone(), e))
+                })
+                .map_err(|e| {
+                    Error::Invalid(format!(
+                        "prune stopped: index object {} cannot be read ({e}); packs it lists would look unused. Run `cairn repair index` first",
+                        obj.path
+                    ))
+                })?;
+            for p in rec.packs {
+                let entry = out.packs.entry(p.id).or_insert_with(|| IndexPack {
+                    blobs: Vec::new(),
+                    ..p.clone()
+                });
+                entry.blobs.extend(p.blobs);
+            }
+            out.paths.push(obj.path);
+        }
+        for p in out.packs.values_mut() {
+            p.blobs.sort_by_key(|b| b.id);
+            p.blobs.dedup_by_key(|b| b.id);
+        }
+        Ok(out)
+    }
+
+    /// A merged in-memory index of every pack not in `excluded`.
+    fn index(&self, excluded: &HashSet<Id>) -> Index {
+        let mut index = Index::default();
+        let mut ids: Vec<&Id> = self.packs.keys().collect();
+        ids.sort();
+        for id in ids.into_iter().filter(|id| !excluded.contains(id)) {
+            index.add_pack(&self.packs[id]);
+        }
+        index
+    }
+}
+
+/// Every blob the repository's snapshots reference. Unreadable snapshots stop prune.
+fn referenced(repo: &Arc<Repository>, index: Arc<Index>) -> Result<HashSet<Id>> {
+    let listing = snapshots::list(repo)?;
+    if let Some((path, why)) = listing.damaged.first() {
+        return Err(Error::Invalid(format!(
+            "prune stopped: snapshot {path} cannot be read ({why}), so what it references is unknown. Run `cairn check`, then `cairn repair snapshots` or delete it"
+        )));
+    }
+    let roots: Vec<Id> = listing.snapshots.iter().map(|(_, s)| s.tree).collect();
+    trees::referenced_blobs(&mut Loader::new(repo.clone(), index), &roots).map_err(|e| {
+        Error::Invalid(format!(
+            "prune stopped: a snapshot's tree cannot be read ({e}). Run `cairn check`, then `cairn repair snapshots`"
+        ))
+    })
+}
+
+/// Run prune: sweep what earlier runs marked, mark, and sweep again if nothing is running.
+pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
+    let mut report = PruneReport::default();
+    if opts.dry_run {
+        plan(repo, opts, &mut report)?;
+        return Ok(report);
+    }
+    let _lease = Lease::prune(repo)?;
+    sweep(repo, &mut report)?;
+    let plan = plan(repo, opts, &mut report)?;
+    if let Some(marker) = execute(repo, plan)? {
+        report.marker = Some(marker);
+        report.markers_pending.clear();
+        sweep(repo, &mut report)?;
+    }
+    Ok(report)
+}
+
+/// What the mark phase decided.
+struct Plan {
+    objects: IndexObjects,
+    condemned: HashSet<Id>,
+    unused: Vec<Id>,
+    unindexed: Vec<(Id, PackKind, u64)>,
+    repack: Vec<(Id, Vec<Id>)>,
+}
+
+/// Decide what to condemn.
+fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -> Result<Plan> {
+    let markers = lease::load_markers(repo)?;
+    let condemned: HashSet<Id> = markers
+        .iter()
+        .flat_map(|(_, m)| m.packs.iter().map(|p| p.id))
+        .collect();
+    let objects = IndexObjects::load(repo)?;
+    let all = Arc::new(objects.index(&HashSet::new()));
+    let live = objects.index(&condemned);
+    let used = referenced(repo, all.clone())?;
+    let missing = used.iter().filter(|b| !all.contains(b)).count();
+
+    // Each referenced blob counts as live in one pack: the one the live index finds first.
+    let mut live_bytes: HashMap<Id, (u64, Vec<Id>)> = HashMap::new();
+    for b in &used {
+        if let Some(loc) = live.get(b) {
+            let e = live_bytes.entry(live.pack(loc.pack).id).or_default();
+            e.0 += u64::from(loc.len);
+            e.1.push(*b);
+        }
+    }
+    let mut plan = Plan {
+        objects,
+        condemned,
+        unused: Vec::new(),
+        unindexed: Vec::new(),
+        repack: Vec::new(),
+    };
+    for info in live.packs() {
+        if plan.condemned.contains(&info.id) {
+            continue;
+        }
+        let pack = &plan.objects.packs[&info.id];
+        let total: u64 = pack.blobs.iter().map(|b| u64::from(b.len)).sum();
+        let (used_len, blobs) = live_bytes.remove(&info.id).unwrap_or_default();
+        if used_len == 0 {
+            plan.unused.push(info.id);
+            report.unused_packs += 1;
+            report.bytes_condemned += info.size;
+        } else if (total - used_len.min(total)) as f64 > opts.max_unused * total as f64 {
+            if info.kind == PackKind::Data && repo.role() != Role::Full {
+                report.repack_needs_identity += 1;
+            } else {
+                plan.repack.push((info.id, blobs));
+                report.repacked_packs += 1;
+                report.bytes_condemned += info.size;
+            }
+        }
+    }
+    if missing > 0 {
+        tracing::warn!(
+            "{missing} referenced blobs are in no index; unindexed packs are kept (they may hold them). Run `cairn repair index`"
+        );
+    } else {
+        for (id, (kind, size)) in stored_packs(repo)? {
+            if !plan.objects.packs.contains_key(&id) && !plan.condemned.contains(&id) {
+                plan.unindexed.push((id, kind, size));
+                report.unindexed_packs += 1;
+                report.bytes_condemned += size;
+            }
+        }
+    }
+    report.blobs_rewritten = plan.repack.iter().map(|(_, b)| b.len() as u64).sum();
+    Ok(plan)
+}
+
+/// Repack, then write the marker. Returns the marker id, if anything was condemned.
+fn execute(repo: &Arc<Repository>, plan: Plan) -> Result<Option<Id>> {
+    if plan.unused.is_empty() && plan.unindexed.is_empty() && plan.repack.is_empty() {
+        return Ok(None);
+    }
+    if !plan.repack.is_empty() {
+        let mut skip = plan.condemned.clone();
+        skip.extend(plan.repack.iter().map(|(id, _)| *id));
+        let mut loader = Loader::new(repo.clone(), Arc::new(plan.objects.index(&HashSet::new())));
+        let mut saver = Saver::new(repo.clone(), Arc::new(plan.objects.index(&skip)), 0);
+        for (pack, blobs) in &plan.repack {
+            let kind = plan.objects.packs[pack].kind;
+            for b in blobs {
+                saver.add_blob(kind, loader.load(b)?)?;
+            }
+        }
+        saver.finish()?;
+    }
+    let mut packs: Vec<IndexPack> = plan
+        .unused
+        .iter()
+        .chain(plan.repack.iter().map(|(id, _)| id))
+        .map(|id| plan.objects.packs[id].clone())
+        .collect();
+    packs.extend(plan.unindexed.iter().map(|(id, kind, size)| IndexPack {
+        id: *id,
+        kind: *kind,
+        size: *size,
+        blobs: Vec::new(),
+    }));
+    let marker = GcRecord {
+        created_unix: chrono::Utc::now().timestamp(),
+        packs,
+    };
+    Ok(Some(repo.put_meta("gc", &marker.encode())?))
+}
+
+/// Sweep every marker no live writer could still be relying on.
+fn sweep(repo: &Arc<Repository>, report: &mut PruneReport) -> Result<()> {
+    let markers = lease::load_markers(repo)?;
+    if markers.is_empty() {
+        return Ok(());
+    }
+    let leases = lease::list_leases(repo)?;
+    let now = chrono::Utc::now().timestamp();
+    let expiry = lease::expiry_secs();
+    let mut ready = Vec::new();
+    for (id, marker) in markers {
+        let blocker = leases.iter().find_map(|(path, l)| match l {
+            _ if path == PRUNE_LEASE => None,
+            Err(e) => Some(format!("lease {path} cannot be read ({e}); delete it if no backup is running")),
+            Ok(l) if l.kind == LeaseKind::Writer && l.is_live(now, expiry) && !l.has_seen(&id) => {
+                Some(format!(
+                    "a backup on host {} (pid {}) started {}s ago and may use these packs; the next prune finishes this",
+                    l.host,
+                    l.pid,
+                    now - l.started_unix
+                ))
+            }
+            Ok(_) => None,
+        });
+        match blocker {
+            Some(why) => report.markers_pending.push((id, why)),
+            None => ready.push((id, marker)),
+        }
+    }
+    if ready.is_empty() {
+        return Ok(());
+    }
+    let objects = IndexObjects::load(repo)?;
+    let used = referenced(repo, Arc::new(objects.index(&HashSet::new())))?;
+    let all_condemned: HashSet<Id> = lease::load_markers(repo)?
+        .iter()
+        .flat_map(|(_, m)| m.packs.iter().map(|p| p.id))
+        .collect();
+    // Blobs that have a home outside every condemned pack.
+    let housed: HashSet<Id> = objects
+        .packs
+        .values()
+        .filter(|p| !all_condemned.contains(&p.id))
+        .flat_map(|p| p.blobs.iter().map(|b| b.id))
+        .collect();
+    let mut delete = Vec::new();
+    let mut rescue = Vec::new();
+    for (_, marker) in &ready {
+        for p in &marker.packs {
+            let indexed = objects.packs.get(&p.id);
+            let needed = p
+                .blobs
+                .iter()
+                .chain(indexed.iter().flat_map(|i| i.blobs.iter()))
+                .any(|b| used.contains(&b.id) && !housed.contains(&b.id));
+            if !needed {
+                delete.push(p.clone());
+            } else if indexed.is_none() {
+                rescue.push(p.clone());
+            } else {
+                report.packs_rescued += 1;
+            }
+        }
+    }
+    report.packs_rescued += rescue.len() as u64;
+    if !rescue.is_empty() {
+        repo.put_meta("index", &IndexRecord { packs: rescue }.encode())?;
+    }
+    let doomed: HashSet<Id> = delete.iter().map(|p| p.id).collect();
+    rewrite_index(repo, &objects, &doomed)?;
+    delete_packs(repo, &delete)?;
+    for p in &delete {
+        report.packs_deleted += 1;
+        report.bytes_freed += p.size;
+    }
+    for (id, _) in ready {
+        repo.backend().delete(&format!("gc/{id}"))?;
+        report.markers_swept.push(id);
+    }
+    Ok(())
+}
+
+/// Replace the index objects by ones without `doomed` packs: new objects first, then the old
+/// ones are deleted (concurrent readers always find every live blob).
+fn rewrite_index(repo: &Repository, objects: &IndexObjects, doomed: &HashSet<Id>) -> Result<()> {
+    if !objects.packs.keys().any(|id| doomed.contains(id)) {
+        return Ok(());
+    }
+    let mut ids: Vec<&Id> = objects
+        .packs
+        .keys()
+        .filter(|id| !doomed.contains(id))
+        .collect();
+    ids.sort();
+    let mut batch = IndexRecord::default();
+    let mut blobs = 0;
+    for id in ids {
+        let p = &objects.packs[id];
+        blobs += p.blobs.len();
+        batch.packs.push(p.clone());
+        if blobs >= BLOBS_PER_INDEX {
+            repo.put_meta("index", &std::mem::take(&mut batch).encode())?;
+            blobs = 0;
+        }
+    }
+    if !batch.packs.is_empty() {
+        repo.put_meta("index", &batch.encode())?;
+    }
+    for path in &objects.paths {
+        repo.backend().delete(path)?;
+    }
+    Ok(())
+}
+
+/// Delete packs, a few requests at a time.
+fn delete_packs(repo: &Repository, packs: &[IndexPack]) -> Result<()> {
+    let chunks: Vec<&[IndexPack]> = packs.chunks(packs.len().div_ceil(8).max(1)).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk.iter().try_for_each(|p| {
+                        repo.backend().delete(&Repository::pack_path(p.kind, &p.id))
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("delete thread panicked"))
+    })
+}
