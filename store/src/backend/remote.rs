@@ -118,9 +118,11 @@ impl RemoteBackend {
                         Error::Invalid(format!("cannot use Azure repository {url}: {e}"))
                     })?,
             ),
-            other => return Err(Error::Invalid(format!(
+            other => {
+                return Err(Error::Invalid(format!(
                 "repository scheme {other}:// is not supported (use a path, s3://, gs:// or az://)"
-            ))),
+            )))
+            }
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
