@@ -166,16 +166,27 @@ impl RemoteBackend {
     }
 
     fn error(&self, op: &'static str, path: &str, e: object_store::Error) -> Error {
+        let remote = |cause: String| Error::Remote {
+            op,
+            object: path.to_string(),
+            location: self.location.clone(),
+            cause,
+        };
+        let chain = error_chain(&e);
+        if chain.contains("NoSuchBucket") {
+            return remote(format!(
+                "the bucket does not exist (cairn does not create buckets; create it, or fix the bucket name): {chain}"
+            ));
+        }
         match e {
             object_store::Error::NotFound { .. } => Error::NotFound {
                 object: path.to_string(),
             },
-            e => Error::Remote {
-                op,
-                object: path.to_string(),
-                location: self.location.clone(),
-                cause: e.to_string(),
-            },
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => remote(format!(
+                "the server refused the credentials (check AWS_ACCESS_KEY_ID / AWS_PROFILE and the bucket policy): {chain}"
+            )),
+            _ => remote(chain),
         }
     }
 
@@ -219,6 +230,35 @@ impl RemoteBackend {
         }
         Err(self.error("reading", path, last.expect("at least one attempt")))
     }
+}
+
+/// An error with its sources, as one line (the server's answer is in the sources).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    // An S3 error body is XML; keep its code and message, not the request ids.
+    match (
+        xml_tag(&text, "Code"),
+        xml_tag(&text, "Message"),
+        text.find("<?xml"),
+    ) {
+        (Some(code), Some(message), Some(at)) => format!("{}{code}: {message}", &text[..at]),
+        _ => text,
+    }
+}
+
+fn xml_tag<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
+    let start = text.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let len = text[start..].find(&format!("</{tag}>"))?;
+    Some(&text[start..start + len])
 }
 
 fn s3_builder(
