@@ -31,6 +31,15 @@ pub trait Backend: Send + Sync {
     /// Store `bytes` at `path`, durably, never exposing a partial object under `path`.
     /// Content-addressed objects may be written twice with the same bytes.
     fn put(&self, path: &str, bytes: &[u8]) -> Result<()>;
+    /// [`Backend::put`] of a buffer the caller no longer needs (spares a copy where the
+    /// backend keeps its own).
+    fn put_owned(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        self.put(path, &bytes)
+    }
+    /// How many large writes (packs) to run at once.
+    fn parallel_writes(&self) -> usize {
+        2
+    }
     /// Store `bytes` at `path` only if nothing is there yet; returns false if something was.
     fn put_new(&self, path: &str, bytes: &[u8]) -> Result<bool>;
     /// Read a whole object.

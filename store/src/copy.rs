@@ -172,8 +172,9 @@ fn send_packs(
                 let path = Repository::pack_path(info.kind, &info.id);
                 let result = src.backend().get(&path).and_then(|b| {
                     verify_name(&path, &info.id, &b)?;
-                    dst.backend().put(&path, &b)?;
-                    Ok(b.len() as u64)
+                    let len = b.len() as u64;
+                    dst.backend().put_owned(&path, b)?;
+                    Ok(len)
                 });
                 match result {
                     Ok(len) => {

@@ -1,7 +1,10 @@
 //! The write pipeline: chunk → keyed hash → dedup → (batch small blobs) → zstd → pack → age →
 //! store, with a fixed number of worker threads and a bounded queue, so memory stays bounded
-//! whatever the input size: at most `2 × workers` queued jobs, one open pack per kind, and one
-//! pack being sealed per worker.
+//! whatever the input size: at most `2 × workers` queued jobs, one open pack per kind, one
+//! pack being sealed per worker, and one queued plus [`Backend::parallel_writes`] packs being
+//! uploaded.
+//!
+//! [`Backend::parallel_writes`]: crate::backend::Backend::parallel_writes
 
 use crate::index::Index;
 use crate::repo::Repository;
@@ -50,8 +53,17 @@ struct Batch {
     blobs: Vec<(Id, u32, u32)>,
 }
 
+/// A sealed pack on its way to the backend.
+struct Upload {
+    kind: PackKind,
+    id: Id,
+    ciphertext: Vec<u8>,
+    blobs: Vec<cairn_format::pack::BlobEntry>,
+}
+
 struct Shared {
     repo: Arc<Repository>,
+    uploads: Mutex<Option<Sender<Upload>>>,
     packers: [Mutex<Option<PackBuilder>>; 2],
     written: Mutex<Vec<IndexPack>>,
     error: Mutex<Option<Error>>,
@@ -75,24 +87,45 @@ impl Shared {
         self.failed.store(true, Ordering::SeqCst);
     }
 
-    /// Seal a pack: trailer, age, blake3 name, store, remember for the index.
+    /// Seal a pack (trailer, age, blake3 name) and hand it to the uploaders.
     fn write_pack(&self, pack: PackBuilder) -> Result<()> {
         let kind = pack.kind();
         let (plain, trailer) = pack.finish();
-        let ct = envelope::encrypt(&plain, self.repo.pack_recipients(kind));
+        let ciphertext = envelope::encrypt(&plain, self.repo.pack_recipients(kind));
         drop(plain);
-        let id = Id::of_object(&ct);
-        self.repo
-            .backend()
-            .put(&Repository::pack_path(kind, &id), &ct)?;
-        self.stored.fetch_add(ct.len() as u64, Ordering::Relaxed);
-        self.written.lock().expect("written lock").push(IndexPack {
-            id,
+        let upload = Upload {
             kind,
-            size: ct.len() as u64,
+            id: Id::of_object(&ciphertext),
+            ciphertext,
             blobs: trailer.blobs,
-        });
-        Ok(())
+        };
+        let tx = self.uploads.lock().expect("uploads lock").clone();
+        match tx.map(|tx| tx.send(upload)) {
+            Some(Ok(())) => Ok(()),
+            _ => Err(Error::Invalid("pack uploaders stopped".into())),
+        }
+    }
+
+    /// Store sealed packs and remember them for the index.
+    fn upload(&self, rx: Receiver<Upload>) {
+        for up in rx {
+            if self.failed.load(Ordering::Relaxed) {
+                continue;
+            }
+            let size = up.ciphertext.len() as u64;
+            let path = Repository::pack_path(up.kind, &up.id);
+            if let Err(e) = self.repo.backend().put_owned(&path, up.ciphertext) {
+                self.fail(e);
+                continue;
+            }
+            self.stored.fetch_add(size, Ordering::Relaxed);
+            self.written.lock().expect("written lock").push(IndexPack {
+                id: up.id,
+                kind: up.kind,
+                size,
+                blobs: up.blobs,
+            });
+        }
     }
 
     fn work(&self, rx: Receiver<Job>, level: i32) {
@@ -140,6 +173,7 @@ pub struct Saver {
     batches: [Batch; 2],
     tx: Option<Sender<Job>>,
     workers: Vec<JoinHandle<()>>,
+    uploaders: Vec<JoinHandle<()>>,
     blobs_added: u64,
     raw_added: u64,
 }
@@ -155,8 +189,11 @@ impl Saver {
         let (tx, rx) = bounded::<Job>(workers * 2);
         let level = repo.config().zstd_level;
         let key = repo.chunk_id_key();
+        let uploaders = repo.backend().parallel_writes().max(1);
+        let (up_tx, up_rx) = bounded::<Upload>(1);
         let shared = Arc::new(Shared {
             repo,
+            uploads: Mutex::new(Some(up_tx)),
             packers: [Mutex::new(None), Mutex::new(None)],
             written: Mutex::new(Vec::new()),
             error: Mutex::new(None),
@@ -173,7 +210,18 @@ impl Saver {
                     .expect("spawning a worker thread")
             })
             .collect();
+        let uploader_handles = (0..uploaders)
+            .map(|i| {
+                let shared = shared.clone();
+                let rx = up_rx.clone();
+                std::thread::Builder::new()
+                    .name(format!("cairn-upload-{i}"))
+                    .spawn(move || shared.upload(rx))
+                    .expect("spawning an upload thread")
+            })
+            .collect();
         Saver {
+            uploaders: uploader_handles,
             shared,
             index,
             key,
@@ -309,6 +357,8 @@ impl Saver {
                 self.shared.write_pack(pack)?;
             }
         }
+        self.stop_uploaders();
+        self.check_failed()?;
         let packs = std::mem::take(&mut *self.shared.written.lock().expect("written lock"));
         let stats = SaveStats {
             blobs_added: self.blobs_added,
@@ -327,12 +377,26 @@ impl Saver {
     }
 }
 
+impl Saver {
+    /// Close the upload queue and wait for the uploads in flight.
+    fn stop_uploaders(&mut self) {
+        drop(self.shared.uploads.lock().expect("uploads lock").take());
+        for h in self.uploaders.drain(..) {
+            if h.join().is_err() {
+                self.shared
+                    .fail(Error::Invalid("a pack uploader panicked".into()));
+            }
+        }
+    }
+}
+
 impl Drop for Saver {
     fn drop(&mut self) {
         drop(self.tx.take());
         for h in self.workers.drain(..) {
             let _ = h.join();
         }
+        self.stop_uploaders();
     }
 }
 

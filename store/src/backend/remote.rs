@@ -31,6 +31,8 @@ pub const MULTIPART_THRESHOLD: usize = 16 << 20;
 const PART_SIZE: usize = 8 << 20;
 /// Parts of one upload in flight at once.
 const PARTS_IN_FLIGHT: usize = 4;
+/// Packs uploaded at once.
+const PARALLEL_UPLOADS: usize = 4;
 /// First read of an opened object (age header and the first segments).
 const FIRST_READ: u64 = 64 << 10;
 /// Largest read-ahead for sequential reads of an opened object.
@@ -190,15 +192,18 @@ impl RemoteBackend {
         }
     }
 
-    async fn put_multipart(&self, key: &Path, bytes: &[u8]) -> object_store::Result<()> {
+    async fn put_multipart(&self, key: &Path, bytes: bytes::Bytes) -> object_store::Result<()> {
         let upload = self.store.put_multipart(key).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        for part in bytes.chunks(PART_SIZE) {
+        let mut at = 0;
+        while at < bytes.len() {
             if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
                 let _ = writer.abort().await;
                 return Err(e);
             }
-            writer.write(part);
+            let end = (at + PART_SIZE).min(bytes.len());
+            writer.put(bytes.slice(at..end));
+            at = end;
         }
         writer.finish().await.map(|_| ())
     }
@@ -310,14 +315,23 @@ impl Backend for RemoteBackend {
     }
 
     fn put(&self, path: &str, bytes: &[u8]) -> Result<()> {
+        self.put_owned(path, bytes.to_vec())
+    }
+
+    fn put_owned(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
         let key = self.key(path);
+        let bytes = bytes::Bytes::from(bytes);
         let result = if bytes.len() >= MULTIPART_THRESHOLD {
             self.block(self.put_multipart(&key, bytes))
         } else {
-            let payload = PutPayload::from(bytes.to_vec());
-            self.block(self.store.put(&key, payload)).map(|_| ())
+            self.block(self.store.put(&key, PutPayload::from(bytes)))
+                .map(|_| ())
         };
         result.map_err(|e| self.error("uploading", path, e))
+    }
+
+    fn parallel_writes(&self) -> usize {
+        PARALLEL_UPLOADS
     }
 
     fn put_new(&self, path: &str, bytes: &[u8]) -> Result<bool> {
