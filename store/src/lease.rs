@@ -44,6 +44,34 @@ fn now_unix() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+fn this_host() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// True if the lease was taken on this host by a process that no longer exists (killed, or
+/// the host rebooted): it will never be renewed, so nobody needs to wait for it to expire.
+/// A reused pid keeps the lease alive, which is the safe mistake.
+pub fn holder_is_gone(lease: &LeaseRecord) -> bool {
+    if lease.host != this_host() || lease.pid == std::process::id() {
+        return false;
+    }
+    match rustix::process::Pid::from_raw(lease.pid as i32) {
+        Some(pid) => matches!(
+            rustix::process::test_kill_process(pid),
+            Err(rustix::io::Errno::SRCH)
+        ),
+        None => false,
+    }
+}
+
+/// True if `lease` may still be renewed by its holder.
+pub fn is_held(lease: &LeaseRecord) -> bool {
+    lease.is_live(now_unix(), expiry_secs()) && !holder_is_gone(lease)
+}
+
 struct State {
     record: LeaseRecord,
     renewed: Instant,
@@ -95,10 +123,7 @@ impl Lease {
         let now = now_unix();
         LeaseRecord {
             kind,
-            host: rustix::system::uname()
-                .nodename()
-                .to_string_lossy()
-                .into_owned(),
+            host: this_host(),
             pid: std::process::id(),
             started_unix: now,
             renewed_unix: now,
@@ -136,7 +161,7 @@ impl Lease {
                 .get_meta_at(PRUNE_LEASE, MAX_RECORD_LEN)
                 .and_then(|b| LeaseRecord::decode(&b).map_err(|e| Error::damaged(PRUNE_LEASE, e)))
             {
-                Ok(held) if held.is_live(now_unix(), expiry_secs()) => {
+                Ok(held) if is_held(&held) => {
                     return Err(Error::Invalid(format!(
                         "another prune holds {PRUNE_LEASE} (host {}, pid {}, renewed {}s ago); wait for it, or if it died, for the lease to expire after {}s",
                         held.host,
@@ -146,7 +171,7 @@ impl Lease {
                     )))
                 }
                 Ok(held) => tracing::warn!(
-                    "taking over the expired prune lease of host {} pid {}",
+                    "taking over the prune lease of host {} pid {} (expired, or its process is gone)",
                     held.host,
                     held.pid
                 ),

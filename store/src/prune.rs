@@ -285,15 +285,26 @@ fn sweep(repo: &Arc<Repository>, report: &mut PruneReport) -> Result<()> {
     if markers.is_empty() {
         return Ok(());
     }
-    let leases = lease::list_leases(repo)?;
+    let mut leases = lease::list_leases(repo)?;
+    // Leases whose holder expired or is gone are removed: they protect nothing any more.
+    leases.retain(|(path, l)| match l {
+        Ok(l) if path != PRUNE_LEASE && !lease::is_held(l) => {
+            tracing::info!(
+                "removing abandoned lease {path} of host {} pid {}",
+                l.host,
+                l.pid
+            );
+            repo.backend().delete(path).is_err()
+        }
+        _ => true,
+    });
     let now = chrono::Utc::now().timestamp();
-    let expiry = lease::expiry_secs();
     let mut ready = Vec::new();
     for (id, marker) in markers {
         let blocker = leases.iter().find_map(|(path, l)| match l {
             _ if path == PRUNE_LEASE => None,
             Err(e) => Some(format!("lease {path} cannot be read ({e}); delete it if no backup is running")),
-            Ok(l) if l.kind == LeaseKind::Writer && l.is_live(now, expiry) && !l.has_seen(&id) => {
+            Ok(l) if l.kind == LeaseKind::Writer && lease::is_held(l) && !l.has_seen(&id) => {
                 Some(format!(
                     "a backup on host {} (pid {}) started {}s ago and may use these packs; the next prune finishes this",
                     l.host,
