@@ -423,3 +423,166 @@ fn delete_packs(repo: &Repository, packs: &[IndexPack]) -> Result<()> {
             .try_for_each(|h| h.join().expect("delete thread panicked"))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::LocalBackend;
+    use crate::repo::{Credentials, InitOptions};
+    use cairn_format::snapshot::{Snapshot, SnapshotStats, SourceKind};
+    use cairn_format::tree::{Node, NodeKind, Tree};
+
+    fn open(dir: &std::path::Path, id: &age::x25519::Identity) -> Arc<Repository> {
+        Arc::new(
+            Repository::open(
+                Box::new(LocalBackend::new(dir)),
+                Credentials::Identities(vec![Box::new(id.clone())]),
+            )
+            .unwrap(),
+        )
+    }
+
+    /// Store `content` as file `name` in a new snapshot, deduplicating against `index`.
+    fn snapshot(repo: &Arc<Repository>, index: Index, name: &str, content: &[u8]) -> Id {
+        let mut saver = Saver::new(repo.clone(), Arc::new(index), 1);
+        let blob = saver.add_blob(PackKind::Data, content.to_vec()).unwrap();
+        let mut node = Node::new(name.as_bytes().to_vec(), NodeKind::File);
+        node.content = vec![blob];
+        node.size = content.len() as u64;
+        let tree = saver.save_tree(&mut Tree { nodes: vec![node] }).unwrap();
+        saver.finish().unwrap();
+        let snap = Snapshot {
+            time_ns: 1,
+            host: "h".into(),
+            username: "u".into(),
+            source: SourceKind::Paths,
+            paths: vec!["/".into()],
+            tags: Vec::new(),
+            tree,
+            parent: None,
+            stats: SnapshotStats::default(),
+            program: "test".into(),
+            facts: Vec::new(),
+        };
+        snapshots::save(repo, &snap).unwrap()
+    }
+
+    fn data_packs(dir: &std::path::Path) -> usize {
+        walk(&dir.join("data"))
+    }
+
+    fn walk(p: &std::path::Path) -> usize {
+        std::fs::read_dir(p).map_or(0, |rd| {
+            rd.map(|e| {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    walk(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+        })
+    }
+
+    #[test]
+    fn a_running_backup_that_reuses_condemned_data_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = age::x25519::Identity::generate();
+        Repository::init(
+            Box::new(LocalBackend::new(dir.path())),
+            InitOptions {
+                recipients: vec![id.to_public().to_string()],
+                ..InitOptions::default()
+            },
+        )
+        .unwrap();
+        let repo = open(dir.path(), &id);
+        let content = vec![7u8; 100_000];
+        let old = snapshot(&repo, Index::default(), "a", &content);
+
+        // A backup starts (lease, index with the old data), then the old snapshot is forgotten.
+        let (lease, index) = Lease::begin_write(&repo).unwrap();
+        repo.backend().delete(&format!("snapshots/{old}")).unwrap();
+        let first = prune(&repo, &PruneOptions::default()).unwrap();
+        assert!(first.marker.is_some());
+        assert_eq!(first.markers_pending.len(), 1, "{first:?}");
+        assert_eq!(first.packs_deleted, 0);
+
+        // A backup starting now must not reuse the condemned data.
+        let (late, late_index) = Lease::begin_write(&repo).unwrap();
+        assert!(
+            late_index.is_empty(),
+            "condemned packs were visible to a new writer"
+        );
+        drop(late);
+
+        // The running backup reuses the condemned blob and commits.
+        lease.ensure_fresh().unwrap();
+        let reused = snapshot(&repo, index, "b", &content);
+        drop(lease);
+        let packs_before = data_packs(dir.path());
+        let second = prune(&repo, &PruneOptions::default()).unwrap();
+        assert!(second.markers_pending.is_empty(), "{second:?}");
+        assert_eq!(second.packs_rescued, 1, "{second:?}");
+        assert_eq!(data_packs(dir.path()), packs_before);
+
+        // Everything the new snapshot needs is indexed and readable.
+        let snap = snapshots::load(&repo, &reused).unwrap();
+        let index = Arc::new(Index::load(&repo).unwrap());
+        let mut loader = Loader::new(repo.clone(), index);
+        let tree = loader.load_tree(&snap.tree).unwrap();
+        assert_eq!(loader.load(&tree.nodes[0].content[0]).unwrap(), content);
+        assert!(lease::load_markers(&repo).unwrap().is_empty());
+    }
+
+    #[test]
+    fn unused_and_unindexed_packs_are_deleted_when_nothing_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = age::x25519::Identity::generate();
+        Repository::init(
+            Box::new(LocalBackend::new(dir.path())),
+            InitOptions {
+                recipients: vec![id.to_public().to_string()],
+                ..InitOptions::default()
+            },
+        )
+        .unwrap();
+        let repo = open(dir.path(), &id);
+        let keep = snapshot(&repo, Index::default(), "keep", &[1u8; 50_000]);
+        let gone = snapshot(&repo, Index::load(&repo).unwrap(), "gone", &[2u8; 50_000]);
+        // An interrupted backup: a pack stored, no index for it.
+        let index = Index::load(&repo).unwrap();
+        let mut saver = Saver::new(repo.clone(), Arc::new(index), 1);
+        saver.add_blob(PackKind::Data, vec![3u8; 50_000]).unwrap();
+        let (_, written) = saver.finish().unwrap();
+        repo.backend()
+            .delete(&format!("index/{}", written.unwrap()))
+            .unwrap();
+        repo.backend().delete(&format!("snapshots/{gone}")).unwrap();
+
+        let dry = prune(
+            &repo,
+            &PruneOptions {
+                dry_run: true,
+                ..PruneOptions::default()
+            },
+        )
+        .unwrap();
+        assert!(dry.marker.is_none() && dry.packs_deleted == 0);
+        let report = prune(&repo, &PruneOptions::default()).unwrap();
+        assert!(report.markers_pending.is_empty(), "{report:?}");
+        assert!(report.packs_deleted >= 2, "{report:?}");
+        let snap = snapshots::load(&repo, &keep).unwrap();
+        let index = Arc::new(Index::load(&repo).unwrap());
+        let mut loader = Loader::new(repo.clone(), index);
+        let tree = loader.load_tree(&snap.tree).unwrap();
+        assert_eq!(
+            loader.load(&tree.nodes[0].content[0]).unwrap(),
+            vec![1u8; 50_000]
+        );
+        let again = prune(&repo, &PruneOptions::default()).unwrap();
+        assert_eq!(again.packs_deleted, 0, "{again:?}");
+        assert!(again.marker.is_none());
+    }
+}
