@@ -75,6 +75,16 @@ pub fn is_held(lease: &LeaseRecord) -> bool {
 struct State {
     record: LeaseRecord,
     renewed: Instant,
+    /// Set once a renewal came too late (the process was paused or the storage unreachable
+    /// for half the expiry): a prune may have treated the lease as abandoned, so it is never
+    /// renewed again and the holder must not commit.
+    lost: bool,
+}
+
+impl State {
+    fn overdue(&self) -> bool {
+        self.renewed.elapsed() >= Duration::from_secs((expiry_secs() / 2).max(1) as u64)
+    }
 }
 
 /// A held lease; released (deleted) on drop.
@@ -92,6 +102,7 @@ impl Lease {
         let state = Arc::new(Mutex::new(State {
             record,
             renewed: Instant::now(),
+            lost: false,
         }));
         let (stop, stopped) = mpsc::channel::<()>();
         let renewer = {
@@ -102,6 +113,13 @@ impl Lease {
                     _ => return,
                 }
                 let mut st = state.lock().expect("lease state");
+                if st.lost || st.overdue() {
+                    st.lost = true;
+                    tracing::warn!(
+                        "lease {path} was not renewed in time; this run will not commit"
+                    );
+                    return;
+                }
                 st.record.renewed_unix = now_unix();
                 match repo.put_meta_at(&path, &st.record.encode()) {
                     Ok(()) => st.renewed = Instant::now(),
@@ -176,7 +194,11 @@ impl Lease {
                     held.pid
                 ),
                 Err(Error::NotFound { .. }) => {}
-                Err(e) => tracing::warn!("replacing unreadable prune lease: {e}"),
+                Err(e @ Error::Damaged { .. }) => {
+                    tracing::warn!("replacing unreadable prune lease: {e}")
+                }
+                // The storage failed: whether a prune holds the lease is unknown.
+                Err(e) => return Err(e),
             }
             repo.backend().delete(PRUNE_LEASE)?;
         }
@@ -203,9 +225,11 @@ impl Lease {
 
     /// Before committing a snapshot: fail if the lease may have expired in the eyes of a prune.
     pub fn ensure_fresh(&self) -> Result<()> {
-        let since = self.state.lock().expect("lease state").renewed.elapsed();
+        let mut st = self.state.lock().expect("lease state");
+        let since = st.renewed.elapsed();
         let limit = Duration::from_secs((expiry_secs() / 2).max(1) as u64);
-        if since >= limit {
+        if st.lost || st.overdue() {
+            st.lost = true;
             return Err(Error::Invalid(format!(
                 "lease {} was last renewed {}s ago (limit {}s): a prune may have removed data this run relies on, so no snapshot was written; run it again",
                 self.path,

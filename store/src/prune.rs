@@ -72,6 +72,8 @@ pub struct PruneReport {
     pub packs_rescued: u64,
     /// Markers swept.
     pub markers_swept: Vec<Id>,
+    /// Temporary files of killed writers removed (local repositories).
+    pub incomplete_removed: u64,
     /// Markers left for a later prune, with the reason.
     pub markers_pending: Vec<(Id, String)>,
 }
@@ -156,6 +158,9 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
         return Ok(report);
     }
     let _lease = Lease::prune(repo)?;
+    // A temporary file older than a lease's life belongs to no running writer.
+    let age = std::time::Duration::from_secs(lease::expiry_secs().max(0) as u64);
+    report.incomplete_removed = repo.backend().remove_incomplete(age)?;
     sweep(repo, &mut report)?;
     let plan = plan(repo, opts, &mut report)?;
     if let Some(marker) = execute(repo, plan)? {
@@ -248,8 +253,11 @@ fn execute(repo: &Arc<Repository>, plan: Plan) -> Result<Option<Id>> {
         return Ok(None);
     }
     if !plan.repack.is_empty() {
+        // The live blobs must land in packs outside everything this plan condemns, or the
+        // saver would find them in a doomed pack and skip them.
         let mut skip = plan.condemned.clone();
         skip.extend(plan.repack.iter().map(|(id, _)| *id));
+        skip.extend(plan.unused.iter().copied());
         let mut loader = Loader::new(repo.clone(), Arc::new(plan.objects.index(&HashSet::new())));
         let mut saver = Saver::new(repo.clone(), Arc::new(plan.objects.index(&skip)), 0);
         for (pack, blobs) in &plan.repack {
@@ -281,10 +289,6 @@ fn execute(repo: &Arc<Repository>, plan: Plan) -> Result<Option<Id>> {
 
 /// Sweep every marker no live writer could still be relying on.
 fn sweep(repo: &Arc<Repository>, report: &mut PruneReport) -> Result<()> {
-    let markers = lease::load_markers(repo)?;
-    if markers.is_empty() {
-        return Ok(());
-    }
     let mut leases = lease::list_leases(repo)?;
     // Leases whose holder expired or is gone are removed: they protect nothing any more.
     leases.retain(|(path, l)| match l {
@@ -298,6 +302,10 @@ fn sweep(repo: &Arc<Repository>, report: &mut PruneReport) -> Result<()> {
         }
         _ => true,
     });
+    let markers = lease::load_markers(repo)?;
+    if markers.is_empty() {
+        return Ok(());
+    }
     let now = chrono::Utc::now().timestamp();
     let mut ready = Vec::new();
     for (id, marker) in markers {

@@ -34,8 +34,11 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<Code> {
     let src = Arc::new(credentials::open_at(g, from)?);
     let dst = Arc::new(credentials::open_at(g, &a.to)?);
     let filter = Filter::from(&a.filter);
+    let mut unreadable = Vec::new();
     let selected = if a.snapshots.is_empty() {
-        snapshots::list(&src)?
+        let listing = snapshots::list(&src)?;
+        unreadable = listing.damaged;
+        listing
             .snapshots
             .into_iter()
             .filter(|(_, s)| filter.matches(s))
@@ -60,6 +63,7 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<Code> {
             "packs_adopted": report.packs_adopted,
             "bytes_copied": report.bytes_copied,
             "blobs_present": report.blobs_present,
+            "snapshots_unreadable": unreadable.iter().map(|(p, e)| serde_json::json!({"object": p, "error": e})).collect::<Vec<_>>(),
         }))?;
     } else if !g.quiet {
         for id in &report.snapshots_copied {
@@ -75,5 +79,12 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<Code> {
             report.packs_adopted,
         );
     }
-    Ok(Code::Ok)
+    if unreadable.is_empty() {
+        return Ok(Code::Ok);
+    }
+    for (path, e) in &unreadable {
+        eprintln!("cairn: warning: snapshot object {path} at {from} was not copied: {e}");
+    }
+    eprintln!("cairn: run `cairn check` on {from} to see what is damaged");
+    Ok(Code::Partial)
 }

@@ -81,6 +81,7 @@ fn print(g: &Global, r: &PruneReport, dry_run: bool) -> Result<()> {
             "packs_deleted": r.packs_deleted,
             "bytes_freed": r.bytes_freed,
             "packs_rescued": r.packs_rescued,
+            "incomplete_removed": r.incomplete_removed,
             "markers_swept": r.markers_swept.iter().map(|m| m.to_hex()).collect::<Vec<_>>(),
             "markers_pending": r.markers_pending.iter().map(|(m, why)| json!({"marker": m.to_hex(), "reason": why})).collect::<Vec<_>>(),
         }));

@@ -141,6 +141,35 @@ impl Backend for LocalBackend {
         Ok(out)
     }
 
+    fn remove_incomplete(&self, age: std::time::Duration) -> Result<u64> {
+        let mut removed = 0;
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                    continue;
+                }
+                let old = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|e| e >= age);
+                if entry.file_name().to_string_lossy().starts_with(".tmp-") && old {
+                    fs::remove_file(entry.path()).map_err(|e| {
+                        Error::io("deleting", entry.path().display().to_string(), e)
+                    })?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     fn delete(&self, path: &str) -> Result<()> {
         match fs::remove_file(self.full(path)) {
             Ok(()) => Ok(()),
