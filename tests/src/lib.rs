@@ -6,7 +6,10 @@
 //!
 //! * [`cairn`]: run the binary with arguments and environment, with a timeout, and fail loudly
 //!   if it panics;
-//! * [`Fixture`]: a repository with an identity and a write key in a temporary directory;
+//! * [`Fixture`]: a repository with an identity and a write key, in a temporary directory or
+//!   (with [`Backend::S3`]) in a bucket of a real local S3 server ([`s3`]);
+//! * [`backend_tests!`]: run one test body on both backends (`name::local`, `name::s3`);
+//! * [`Store`]: look at a repository's objects without cairn, on either backend;
 //! * [`Rng`], [`random_bytes`], [`text_bytes`]: fast deterministic test data;
 //! * [`scan_tree`], [`compare_trees`]: byte- and metadata-exact tree comparison (type, mode,
 //!   owner, mtime in ns, size, content, symlink target, xattrs, device numbers, hard links);
@@ -34,6 +37,17 @@ use std::time::{Duration, Instant};
 
 pub use tempfile::TempDir;
 pub mod etcd;
+pub mod s3;
+
+/// Extra environment for a cairn run, owned.
+pub type Env = Vec<(String, std::ffi::OsString)>;
+
+/// `env` as the borrowed pairs [`cairn`] takes.
+pub fn env_refs(env: &Env) -> Vec<(&str, &OsStr)> {
+    env.iter()
+        .map(|(k, v)| (k.as_str(), v.as_os_str()))
+        .collect()
+}
 
 /// A temporary directory named by its canonical path (backups record real paths, so a
 /// symlinked `$TMPDIR` must not make restored paths differ from source paths).
@@ -214,8 +228,9 @@ fn truncate(s: &str, max: usize) -> &str {
 /// deadlock).
 pub const TIMEOUT: Duration = Duration::from_secs(240);
 
-/// Run cairn with `args` and extra environment `env`. The test's own `CAIRN_*` variables are
-/// not passed on, so only what a test sets is seen. Panics if cairn panics, is killed by a
+/// Run cairn with `args` and extra environment `env`. The test's own `CAIRN_*`, `ETCDCTL_*`
+/// and `AWS_*` variables are not passed on, so only what a test sets is seen (later entries of
+/// `env` win over earlier ones). Panics if cairn panics, is killed by a
 /// signal, or runs longer than [`TIMEOUT`].
 pub fn cairn<A: AsRef<OsStr>>(args: &[A], env: &[(&str, &OsStr)]) -> Output {
     let bin = cairn_bin();
@@ -226,7 +241,7 @@ pub fn cairn<A: AsRef<OsStr>>(args: &[A], env: &[(&str, &OsStr)]) -> Output {
         .stderr(Stdio::piped());
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy();
-        if k.starts_with("CAIRN_") || k.starts_with("ETCDCTL_") {
+        if k.starts_with("CAIRN_") || k.starts_with("ETCDCTL_") || k.starts_with("AWS_") {
             cmd.env_remove(&*k);
         }
     }
@@ -313,14 +328,207 @@ pub fn sh(program: &str, args: &[&str]) -> Vec<u8> {
 // A repository with its keys
 // ---------------------------------------------------------------------------------------------
 
-/// A fresh repository in a temporary directory, created the way the README says: an identity
-/// from `cairn key generate`, `cairn init --recipient`, and a write key from
-/// `cairn key write-key`.
+/// Where a test keeps its repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A directory (`-r /tmp/…/repo`).
+    Local,
+    /// A bucket of this test binary's shared moto server ([`s3::shared`]):
+    /// `-r s3://BUCKET/PREFIX`, endpoint and credentials in the environment.
+    S3,
+}
+
+impl Backend {
+    /// A new, empty repository location: `dir/name` (not created) for [`Backend::Local`], or
+    /// `s3://<fresh bucket>/name` for [`Backend::S3`].
+    pub fn fresh(self, dir: &Path, name: &str) -> Store {
+        match self {
+            Backend::Local => Store::Dir(dir.join(name)),
+            Backend::S3 => Store::S3 {
+                bucket: s3::fresh_bucket(name),
+                prefix: name.to_string(),
+            },
+        }
+    }
+}
+
+/// A repository location, and a way to look at its objects without cairn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// A directory.
+    Dir(PathBuf),
+    /// A prefix (without slashes at either end; may be empty) in a bucket of [`s3::shared`].
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The prefix.
+        prefix: String,
+    },
+}
+
+impl Store {
+    /// What to give cairn as `--repo`: the directory, or `s3://BUCKET/PREFIX`.
+    pub fn location(&self) -> String {
+        match self {
+            Store::Dir(d) => s(d).to_string(),
+            Store::S3 { bucket, prefix } if prefix.is_empty() => format!("s3://{bucket}"),
+            Store::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
+        }
+    }
+
+    /// The environment cairn needs to reach it (nothing for a directory).
+    pub fn env(&self) -> Env {
+        match self {
+            Store::Dir(_) => Env::new(),
+            Store::S3 { .. } => s3::shared().env(),
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Store::Dir(_) => Backend::Local,
+            Store::S3 { .. } => Backend::S3,
+        }
+    }
+
+    fn key(prefix: &str, name: &str) -> String {
+        if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}/{name}")
+        }
+    }
+
+    /// Every object below `sub` (`""`: all), as `(name relative to the repository, size)`,
+    /// sorted, without temporary files of the local backend.
+    pub fn list(&self, sub: &str) -> Vec<(String, u64)> {
+        match self {
+            Store::Dir(d) => {
+                let mut out: Vec<(String, u64)> = files_below(&d.join(sub))
+                    .into_iter()
+                    .filter(|p| {
+                        !p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
+                    })
+                    .map(|p| {
+                        let size = fs::symlink_metadata(&p).map(|m| m.len()).unwrap_or(0);
+                        let rel = p.strip_prefix(d).expect("below the repository");
+                        (s(rel).to_string(), size)
+                    })
+                    .collect();
+                out.sort();
+                out
+            }
+            Store::S3 { bucket, prefix } => {
+                let sub = sub.trim_end_matches('/');
+                let dir = match (prefix.is_empty(), sub.is_empty()) {
+                    (true, true) => String::new(),
+                    (false, true) => format!("{prefix}/"),
+                    _ => format!("{}/", Store::key(prefix, sub)),
+                };
+                let strip = if prefix.is_empty() {
+                    0
+                } else {
+                    prefix.len() + 1
+                };
+                s3::shared()
+                    .list(bucket, &dir)
+                    .into_iter()
+                    .map(|(k, size)| (k[strip..].to_string(), size))
+                    .collect()
+            }
+        }
+    }
+
+    /// The names of every object below `sub` (see [`Store::list`]).
+    pub fn names(&self, sub: &str) -> Vec<String> {
+        self.list(sub).into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// Total size of every object.
+    pub fn bytes(&self) -> u64 {
+        self.list("").iter().map(|(_, n)| n).sum()
+    }
+
+    /// The bytes of object `name`, None if it does not exist.
+    pub fn read(&self, name: &str) -> Option<Vec<u8>> {
+        match self {
+            Store::Dir(d) => fs::read(d.join(name)).ok(),
+            Store::S3 { bucket, prefix } => s3::shared().get(bucket, &Store::key(prefix, name)),
+        }
+    }
+
+    /// Replace (or create) object `name` (parent directories too).
+    pub fn write(&self, name: &str, bytes: &[u8]) {
+        match self {
+            Store::Dir(d) => write_file(&d.join(name), bytes),
+            Store::S3 { bucket, prefix } => {
+                s3::shared().put(bucket, &Store::key(prefix, name), bytes)
+            }
+        }
+    }
+
+    /// True if object `name` exists.
+    pub fn exists(&self, name: &str) -> bool {
+        self.read(name).is_some()
+    }
+
+    /// Every object with its bytes, to compare a repository before and after.
+    pub fn contents(&self) -> Vec<(String, Vec<u8>)> {
+        self.names("")
+            .into_iter()
+            .map(|n| {
+                let b = self.read(&n).unwrap_or_else(|| panic!("{n} vanished"));
+                (n, b)
+            })
+            .collect()
+    }
+}
+
+/// For each named function `fn name(backend: Backend)` of a test file, a module `name` with
+/// the tests `local` and `s3` calling it with [`Backend::Local`] and [`Backend::S3`]
+/// (`cargo test name::s3` runs one).
+///
+/// ```ignore
+/// fn backup_restores(backend: Backend) {
+///     let fx = Fixture::on(backend);
+///     …
+/// }
+/// backend_tests!(backup_restores);
+/// ```
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn local() {
+                    super::$name($crate::Backend::Local)
+                }
+                #[test]
+                fn s3() {
+                    super::$name($crate::Backend::S3)
+                }
+            }
+        )+
+    };
+}
+
+/// A fresh repository, created the way the README says: an identity from
+/// `cairn key generate`, `cairn init --recipient`, and a write key from
+/// `cairn key write-key`. Keys and scratch files live in a temporary directory; the
+/// repository too ([`Backend::Local`]) or in a fresh bucket of the shared S3 server
+/// ([`Backend::S3`]).
 pub struct Fixture {
-    /// Holds everything; removed on drop.
+    /// Holds everything local; removed on drop.
     pub tmp: Scratch,
-    /// The repository directory.
+    /// The repository location as cairn's `--repo` takes it: the directory for
+    /// [`Backend::Local`], `s3://BUCKET/PREFIX` (only good as an argument) for
+    /// [`Backend::S3`].
     pub repo: PathBuf,
+    /// The repository's location and objects.
+    pub store: Store,
     /// The identity file (full access).
     pub identity: PathBuf,
     /// The write key file.
@@ -336,38 +544,62 @@ impl Default for Fixture {
 }
 
 impl Fixture {
-    /// Create the repository, identity and write key.
+    /// Create a local repository, identity and write key.
     pub fn new() -> Fixture {
+        Fixture::on(Backend::Local)
+    }
+
+    /// Create the repository on `backend`, identity and write key.
+    pub fn on(backend: Backend) -> Fixture {
         let tmp = scratch();
-        let repo = tmp.path().join("repo");
+        let store = backend.fresh(tmp.path(), "repo");
+        let repo = PathBuf::from(store.location());
         let identity = tmp.path().join("identity.txt");
         let write_key = tmp.path().join("write.key");
         let out = cairn(&["key", "generate", "-o", s(&identity)], &[]);
         out.ok();
         let recipient = out.stdout.trim().to_string();
         assert!(recipient.starts_with("age1"), "{out}");
-        cairn(&["-r", s(&repo), "init", "--recipient", &recipient], &[]).ok();
-        cairn(
-            &[
-                "-r",
-                s(&repo),
-                "-i",
-                s(&identity),
-                "key",
-                "write-key",
-                "-o",
-                s(&write_key),
-            ],
-            &[],
-        )
-        .ok();
-        Fixture {
+        let fx = Fixture {
             tmp,
             repo,
+            store,
             identity,
             write_key,
             recipient,
-        }
+        };
+        fx.run(&["-r", s(&fx.repo), "init", "--recipient", &fx.recipient])
+            .ok();
+        fx.id(&["key", "write-key", "-o", s(&fx.write_key)]).ok();
+        fx
+    }
+
+    /// The backend the repository is on.
+    pub fn backend(&self) -> Backend {
+        self.store.backend()
+    }
+
+    /// The environment cairn needs to reach the repository (S3 endpoint and credentials).
+    pub fn env(&self) -> Env {
+        self.store.env()
+    }
+
+    /// A new, empty repository location next to this one, on the same backend.
+    pub fn fresh_store(&self, name: &str) -> Store {
+        self.backend().fresh(self.tmp.path(), name)
+    }
+
+    /// Run cairn with `args` as given and the backend's environment.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    /// Run cairn with `args`, the backend's environment, then `extra` (which wins).
+    pub fn run_env(&self, args: &[&str], extra: &[(&str, &OsStr)]) -> Output {
+        let env = self.env();
+        let mut all = env_refs(&env);
+        all.extend_from_slice(extra);
+        cairn(args, &all)
     }
 
     /// A new empty directory inside the fixture.
@@ -386,14 +618,20 @@ impl Fixture {
     pub fn id(&self, args: &[&str]) -> Output {
         let mut a = vec!["-r", s(&self.repo), "-i", s(&self.identity)];
         a.extend_from_slice(args);
-        cairn(&a, &[])
+        self.run(&a)
     }
 
     /// Run cairn on this repository with the write key.
     pub fn wk(&self, args: &[&str]) -> Output {
+        self.wk_env(args, &[])
+    }
+
+    /// Run cairn on this repository with the write key and extra environment (which wins
+    /// over the backend's, e.g. another `CAIRN_S3_ENDPOINT`).
+    pub fn wk_env(&self, args: &[&str], extra: &[(&str, &OsStr)]) -> Output {
         let mut a = vec!["-r", s(&self.repo), "-k", s(&self.write_key)];
         a.extend_from_slice(args);
-        cairn(&a, &[])
+        self.run_env(&a, extra)
     }
 
     /// Back up `paths` with the write key and `--json`; panics unless the exit code is 0.
@@ -428,9 +666,14 @@ impl Fixture {
         cairn_format::keys::write_key_from_text(&text).expect("parse write key")
     }
 
-    /// Every object file below `sub` of the repository (recursive, sorted), excluding
-    /// temporary files.
+    /// Every object file below `sub` of a **local** repository (recursive, sorted), excluding
+    /// temporary files. For either backend use [`Fixture::object_names`].
     pub fn objects(&self, sub: &str) -> Vec<PathBuf> {
+        assert_eq!(
+            self.backend(),
+            Backend::Local,
+            "Fixture::objects reads files: local repositories only (use object_names)"
+        );
         let mut out = Vec::new();
         collect_files(&self.repo.join(sub), &mut out);
         out.retain(|p| {
@@ -441,9 +684,15 @@ impl Fixture {
         out
     }
 
-    /// Total bytes of every file in the repository.
+    /// The names (relative to the repository, e.g. `snapshots/ab…`) of every object below
+    /// `sub`, on either backend.
+    pub fn object_names(&self, sub: &str) -> Vec<String> {
+        self.store.names(sub)
+    }
+
+    /// Total bytes of every object in the repository.
     pub fn repo_bytes(&self) -> u64 {
-        dir_bytes(&self.repo)
+        self.store.bytes()
     }
 
     /// Where a snapshot of the absolute path `src` is restored below `target`.
@@ -888,10 +1137,10 @@ pub fn assert_trees_equal(a: &Path, b: &Path) {
 // ---------------------------------------------------------------------------------------------
 
 /// Builds repository objects directly with `cairn-format` and the repository's write key, as
-/// a malicious storage holder who also stole a write key could. Trees are encoded with
+/// a malicious storage holder who also stole a write key could (on either backend). Trees are encoded with
 /// `record::encode`, bypassing `Tree::encode`'s sorting, so any node list can be stored.
 pub struct Crafter {
-    repo: PathBuf,
+    store: Store,
     keys: KeyRecord,
 }
 
@@ -899,7 +1148,7 @@ impl Crafter {
     /// A crafter for the repository of `fx`.
     pub fn new(fx: &Fixture) -> Crafter {
         Crafter {
-            repo: fx.repo.clone(),
+            store: fx.store.clone(),
             keys: fx.write_key_record(),
         }
     }
@@ -925,7 +1174,7 @@ impl Crafter {
     }
 
     fn put(&self, rel: &str, bytes: &[u8]) {
-        write_file(&self.repo.join(rel), bytes);
+        self.store.write(rel, bytes);
     }
 
     /// Store `blobs` as one pack of `kind`; returns its index entry.

@@ -1,14 +1,15 @@
 //! Command-line behaviour around the edges: unreadable and missing paths, special files,
-//! restore targets that cannot be used, a full disk, exit codes and output hygiene.
+//! restore targets that cannot be used, a full disk, exit codes and output hygiene. What
+//! concerns the repository (partial snapshots, nothing saved on failure, snapshot selection)
+//! runs on a local directory and on S3.
 
 use cairn_e2e::*;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[test]
-fn missing_path_next_to_an_existing_one_gives_a_partial_snapshot() {
-    let fx = Fixture::new();
+fn missing_path_next_to_an_existing_one_gives_a_partial_snapshot(backend: Backend) {
+    let fx = Fixture::on(backend);
     let src = fx.path("present");
     write_file(&src.join("kept.yaml"), b"kept: true\n");
     let missing = fx.path("absent/etc/origin");
@@ -40,10 +41,10 @@ fn missing_path_next_to_an_existing_one_gives_a_partial_snapshot() {
     // Text mode exits 3 too.
     fx.wk(&["backup", s(&src), s(&missing)]).code_is(3);
 }
+backend_tests!(missing_path_next_to_an_existing_one_gives_a_partial_snapshot);
 
-#[test]
-fn all_paths_missing_fails_and_saves_nothing() {
-    let fx = Fixture::new();
+fn all_paths_missing_fails_and_saves_nothing(backend: Backend) {
+    let fx = Fixture::on(backend);
     let out = fx.wk(&[
         "--json",
         "backup",
@@ -51,13 +52,14 @@ fn all_paths_missing_fails_and_saves_nothing() {
         s(&fx.path("nope2")),
     ]);
     out.code_is(1).stderr_has(&["none of the paths"]);
-    assert!(fx.objects("snapshots").is_empty());
+    assert!(fx.object_names("snapshots").is_empty());
     let out = fx.wk(&["--json", "snapshots"]);
     out.ok();
     assert_eq!(out.json(), serde_json::json!([]));
     // No paths at all is a usage error.
     fx.wk(&["backup"]).code_is(2);
 }
+backend_tests!(all_paths_missing_fails_and_saves_nothing);
 
 #[test]
 fn fifo_is_recorded_not_read() {
@@ -295,9 +297,8 @@ fn one_file_system_does_not_cross_mount_points() {
     drop(mnt);
 }
 
-#[test]
-fn latest_follows_host_and_tag_filters() {
-    let fx = Fixture::new();
+fn latest_follows_host_and_tag_filters(backend: Backend) {
+    let fx = Fixture::on(backend);
     let src = fx.path("src");
     write_file(&src.join("who"), b"master-0");
     let a = fx.wk(&[
@@ -351,10 +352,10 @@ fn latest_follows_host_and_tag_filters() {
         b"master-0"
     );
 }
+backend_tests!(latest_follows_host_and_tag_filters);
 
-#[test]
-fn ambiguous_snapshot_prefix_is_refused() {
-    let fx = Fixture::new();
+fn ambiguous_snapshot_prefix_is_refused(backend: Backend) {
+    let fx = Fixture::on(backend);
     let src = fx.path("src");
     let mut seen: std::collections::HashMap<char, String> = Default::default();
     // Pigeonhole: at most 17 snapshots until two share their first hex digit.
@@ -381,6 +382,7 @@ fn ambiguous_snapshot_prefix_is_refused() {
         .failed()
         .stderr_has(&["no snapshot matches"]);
 }
+backend_tests!(ambiguous_snapshot_prefix_is_refused);
 
 #[test]
 fn full_repository_disk_fails_the_backup_and_saves_no_snapshot() {

@@ -1,6 +1,6 @@
-//! Deduplication and the files cache, measured on the repository's real size: an unchanged
-//! ~200 MB tree costs almost nothing to back up again and is not read; one changed file is the
-//! only one read; identical content elsewhere is stored once.
+//! Deduplication and the files cache, measured on the repository's real size (on disk and in
+//! an S3 bucket): an unchanged ~200 MB tree costs almost nothing to back up again and is not
+//! read; one changed file is the only one read; identical content elsewhere is stored once.
 
 use cairn_e2e::*;
 use std::fs;
@@ -8,17 +8,18 @@ use std::path::Path;
 
 const MB: usize = 1_000_000;
 
-/// ~200 MB: 8 × 10 MB incompressible, 8 × 10 MB compressible, 200 × 200 KB mixed small files.
-fn generate(root: &Path) -> u64 {
+/// The test tree: 8 × `big` bytes incompressible, 8 × `big` compressible, `small` mixed
+/// files of 200 KB in 10 directories. Returns the total size.
+fn generate(root: &Path, big: usize, small: u64) -> u64 {
     let mut total = 0u64;
     for i in 0..8u64 {
-        let d = random_bytes(100 + i, 10 * MB);
+        let d = random_bytes(100 + i, big);
         write_file(&root.join(format!("rand/r{i}.bin")), &d);
-        let t = text_bytes(200 + i, 10 * MB);
+        let t = text_bytes(200 + i, big);
         write_file(&root.join(format!("text/t{i}.yaml")), &t);
-        total += 20 * MB as u64;
+        total += 2 * big as u64;
     }
-    for i in 0..200u64 {
+    for i in 0..small {
         let mut d = text_bytes(1000 + i, 150_000);
         d.extend(random_bytes(2000 + i, 50_000));
         write_file(&root.join(format!("small/d{}/f{i}.dat", i % 10)), &d);
@@ -27,23 +28,30 @@ fn generate(root: &Path) -> u64 {
     total
 }
 
-#[test]
-fn unchanged_tree_is_neither_read_nor_stored_again() {
-    let fx = Fixture::new();
+/// ~200 MB locally (8 × 10 MB incompressible, 8 × 10 MB compressible, 200 × 200 KB); a
+/// quarter of that on S3, where the backend, not the size, is what is tested.
+fn unchanged_tree_is_neither_read_nor_stored_again(backend: Backend) {
+    let fx = Fixture::on(backend);
     let src = fx.path("src");
-    let total = generate(&src);
-    assert!(total >= 200 * MB as u64);
+    let (big, small) = match backend {
+        Backend::Local => (10 * MB, 200),
+        Backend::S3 => (5 * MB / 2, 50),
+    };
+    let total = generate(&src, big, small);
+    let files = 16 + small;
+    let incompressible = 8 * big as u64 + small * 50_000;
 
     let empty = fx.repo_bytes();
     let r1 = fx.backup(&[&src]);
     let after1 = fx.repo_bytes();
     let grow1 = after1 - empty;
     assert_eq!(r1["bytes"].as_u64().unwrap(), total, "{r1}");
-    assert_eq!(r1["files"].as_u64().unwrap(), 216, "{r1}");
-    assert_eq!(r1["files_read"].as_u64().unwrap(), 216, "{r1}");
-    // Random data cannot shrink (80 MB + 10 MB of the small files); text must compress.
+    assert_eq!(r1["files"].as_u64().unwrap(), files, "{r1}");
+    assert_eq!(r1["files_read"].as_u64().unwrap(), files, "{r1}");
+    // Random data cannot shrink (the big random files and a quarter of each small file); text
+    // must compress.
     assert!(
-        grow1 > 90 * MB as u64,
+        grow1 > incompressible,
         "first backup stored only {grow1} bytes"
     );
     assert!(
@@ -67,16 +75,16 @@ fn unchanged_tree_is_neither_read_nor_stored_again() {
         "unchanged re-backup grew the repository by {grow2} bytes"
     );
     assert_eq!(r2["files_read"].as_u64().unwrap(), 0, "{r2}");
-    assert_eq!(r2["files"].as_u64().unwrap(), 216, "{r2}");
+    assert_eq!(r2["files"].as_u64().unwrap(), files, "{r2}");
     assert_eq!(r2["bytes"].as_u64().unwrap(), total, "{r2}");
     assert_eq!(r2["parent"].as_str().unwrap(), s1, "{r2}");
     let s2 = Fixture::snap_id(&r2);
 
-    // Change 100 bytes in the middle of one 10 MB file (same size): only it is read, and only
-    // the chunks around the change are stored.
+    // Change 100 bytes in the middle of one big random file (same size): only it is read, and
+    // only the chunks around the change are stored.
     let changed = src.join("rand/r3.bin");
     let mut d = fs::read(&changed).unwrap();
-    for b in &mut d[5 * MB..5 * MB + 100] {
+    for b in &mut d[big / 2..big / 2 + 100] {
         *b ^= 0x5a;
     }
     fs::write(&changed, &d).unwrap();
@@ -119,7 +127,7 @@ fn unchanged_tree_is_neither_read_nor_stored_again() {
     assert_eq!(r4["files_read"].as_u64().unwrap(), 1, "{r4}");
     assert!(
         grow4 < 100_000,
-        "a duplicate 10 MB file grew the repository by {grow4}"
+        "a duplicate {big}-byte file grew the repository by {grow4}"
     );
 
     // --force reads everything again but still stores nothing new.
@@ -127,13 +135,13 @@ fn unchanged_tree_is_neither_read_nor_stored_again() {
     let out = fx.wk(&["--json", "backup", "--force", s(&src)]);
     out.ok();
     let r5 = out.json();
-    assert_eq!(r5["files_read"].as_u64().unwrap(), 216, "{r5}");
+    assert_eq!(r5["files_read"].as_u64().unwrap(), files, "{r5}");
     assert!(fx.repo_bytes() - before5 < total / 100);
 }
+backend_tests!(unchanged_tree_is_neither_read_nor_stored_again);
 
-#[test]
-fn a_touched_file_with_the_same_content_is_read_but_adds_nothing() {
-    let fx = Fixture::new();
+fn a_touched_file_with_the_same_content_is_read_but_adds_nothing(backend: Backend) {
+    let fx = Fixture::on(backend);
     let src = fx.path("src");
     write_file(&src.join("a.bin"), &random_bytes(7, 3 * MB));
     write_file(&src.join("b.bin"), &random_bytes(8, 3 * MB));
@@ -158,10 +166,10 @@ fn a_touched_file_with_the_same_content_is_read_but_adds_nothing() {
     assert_eq!(changes.len(), 1, "{out}");
     assert_eq!(changes[0]["change"], "metadata");
 }
+backend_tests!(a_touched_file_with_the_same_content_is_read_but_adds_nothing);
 
-#[test]
-fn concurrent_backups_into_one_repository_both_restore() {
-    let fx = Fixture::new();
+fn concurrent_backups_into_one_repository_both_restore(backend: Backend) {
+    let fx = Fixture::on(backend);
     let shared = random_bytes(70, 4 * MB);
     let a = fx.path("a");
     let b = fx.path("b");
@@ -179,5 +187,6 @@ fn concurrent_backups_into_one_repository_both_restore() {
         fx.restore(&Fixture::snap_id(r), &target, &[]).ok();
         assert_trees_equal(src, &Fixture::restored(&target, src));
     }
-    assert_eq!(fx.objects("snapshots").len(), 2);
+    assert_eq!(fx.object_names("snapshots").len(), 2);
 }
+backend_tests!(concurrent_backups_into_one_repository_both_restore);

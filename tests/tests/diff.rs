@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::symlink;
 
-#[test]
-fn diff_reports_every_kind_of_change() {
-    let fx = Fixture::new();
+fn diff_reports_every_kind_of_change(backend: Backend) {
+    let fx = Fixture::on(backend);
     let src = fx.path("src");
     write_file(&src.join("same.yaml"), b"unchanged\n");
     write_file(&src.join("content.yaml"), b"replicas: 1\n");
@@ -171,3 +170,4 @@ fn diff_reports_every_kind_of_change() {
     out.ok();
     assert_eq!(out.json()["changes"], serde_json::json!([]));
 }
+backend_tests!(diff_reports_every_kind_of_change);

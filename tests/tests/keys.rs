@@ -51,9 +51,8 @@ fn key_generate_writes_a_private_age_identity() {
     );
 }
 
-#[test]
-fn write_key_can_back_up_and_list_but_never_read_content() {
-    let fx = Fixture::new();
+fn write_key_can_back_up_and_list_but_never_read_content(backend: Backend) {
+    let fx = Fixture::on(backend);
     let mode = fs::metadata(&fx.write_key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "write key file mode");
     let wk_text = fs::read_to_string(&fx.write_key).unwrap();
@@ -107,51 +106,48 @@ fn write_key_can_back_up_and_list_but_never_read_content() {
     out.ok();
     assert_eq!(out.stdout_bytes, b"-----BEGIN PRIVATE KEY-----\nsecret\n");
 }
+backend_tests!(write_key_can_back_up_and_list_but_never_read_content);
 
-#[test]
-fn wrong_identity_and_foreign_write_key_are_refused() {
-    let a = Fixture::new();
-    let b = Fixture::new();
+fn wrong_identity_and_foreign_write_key_are_refused(backend: Backend) {
+    let a = Fixture::on(backend);
+    let b = Fixture::on(backend);
     // b's identity on a's repository.
-    let out = cairn(&["-r", s(&a.repo), "-i", s(&b.identity), "snapshots"], &[]);
+    let out = a.run(&["-r", s(&a.repo), "-i", s(&b.identity), "snapshots"]);
     out.failed().stderr_has(&["identit"]);
     // b's write key on a's repository.
-    let out = cairn(&["-r", s(&a.repo), "-k", s(&b.write_key), "snapshots"], &[]);
+    let out = a.run(&["-r", s(&a.repo), "-k", s(&b.write_key), "snapshots"]);
     out.failed().stderr_has(&["write key", "belongs to"]);
     let src = a.path("src");
     write_file(&src.join("f"), b"x");
-    let out = cairn(
-        &["-r", s(&a.repo), "-k", s(&b.write_key), "backup", s(&src)],
-        &[],
-    );
+    let out = a.run(&["-r", s(&a.repo), "-k", s(&b.write_key), "backup", s(&src)]);
     out.failed().stderr_has(&["write key"]);
     assert!(
-        a.objects("snapshots").is_empty(),
+        a.object_names("snapshots").is_empty(),
         "foreign write key saved a snapshot"
     );
     assert!(
-        a.objects("data").is_empty(),
+        a.object_names("data").is_empty(),
         "foreign write key stored data"
     );
 
     // An identity file that is not one.
     let bogus = a.path("bogus.txt");
     write_file(&bogus, b"this is not an identity\n");
-    cairn(&["-r", s(&a.repo), "-i", s(&bogus), "snapshots"], &[])
+    a.run(&["-r", s(&a.repo), "-i", s(&bogus), "snapshots"])
         .failed()
         .stderr_has(&["identity"]);
     // A write key file that is not one.
-    cairn(&["-r", s(&a.repo), "-k", s(&bogus), "snapshots"], &[])
+    a.run(&["-r", s(&a.repo), "-k", s(&bogus), "snapshots"])
         .failed()
         .stderr_has(&["write key"]);
     // No key at all.
-    cairn(&["-r", s(&a.repo), "snapshots"], &[])
+    a.run(&["-r", s(&a.repo), "snapshots"])
         .failed()
         .stderr_has(&["--identity"]);
 }
+backend_tests!(wrong_identity_and_foreign_write_key_are_refused);
 
-#[test]
-fn init_with_recipients_file_lets_every_listed_identity_in() {
+fn init_with_recipients_file_lets_every_listed_identity_in(backend: Backend) {
     let tmp = scratch();
     let id1 = tmp.path().join("id1.txt");
     let id2 = tmp.path().join("id2.txt");
@@ -167,18 +163,18 @@ fn init_with_recipients_file_lets_every_listed_identity_in() {
         &rfile,
         format!("# admins\n{}\n\n# dr site\n{}\n", r1.trim(), r2.trim()).as_bytes(),
     );
-    let repo = tmp.path().join("repo");
-    let out = cairn(
-        &[
-            "--json",
-            "-r",
-            s(&repo),
-            "init",
-            "--recipients-file",
-            s(&rfile),
-        ],
-        &[],
-    );
+    let store = backend.fresh(tmp.path(), "repo");
+    let repo = std::path::PathBuf::from(store.location());
+    let env = store.env();
+    let run = |args: &[&str]| cairn(args, &env_refs(&env));
+    let out = run(&[
+        "--json",
+        "-r",
+        s(&repo),
+        "init",
+        "--recipients-file",
+        s(&rfile),
+    ]);
     out.ok();
     let j = out.json();
     assert_eq!(j["id"].as_str().unwrap().len(), 64);
@@ -186,66 +182,57 @@ fn init_with_recipients_file_lets_every_listed_identity_in() {
 
     let src = tmp.path().join("src");
     write_file(&src.join("kubeconfig"), b"apiVersion: v1\nkind: Config\n");
-    cairn(&["-r", s(&repo), "-i", s(&id1), "backup", s(&src)], &[]).ok();
+    run(&["-r", s(&repo), "-i", s(&id1), "backup", s(&src)]).ok();
     for id in [&id1, &id2] {
-        let out = cairn(
-            &[
-                "-r",
-                s(&repo),
-                "-i",
-                s(id),
-                "cat",
-                "latest",
-                &format!("{}/kubeconfig", s(&src)),
-            ],
-            &[],
-        );
+        let out = run(&[
+            "-r",
+            s(&repo),
+            "-i",
+            s(id),
+            "cat",
+            "latest",
+            &format!("{}/kubeconfig", s(&src)),
+        ]);
         out.ok();
         assert_eq!(out.stdout_bytes, b"apiVersion: v1\nkind: Config\n");
     }
-    cairn(&["-r", s(&repo), "-i", s(&outsider), "snapshots"], &[])
+    run(&["-r", s(&repo), "-i", s(&outsider), "snapshots"])
         .failed()
         .stderr_has(&["identit"]);
 
     // An empty recipients file and no passphrase: nothing could ever open the repository.
     let empty = tmp.path().join("empty.txt");
     write_file(&empty, b"# nobody\n");
-    let repo2 = tmp.path().join("repo2");
-    cairn(
-        &["-r", s(&repo2), "init", "--recipients-file", s(&empty)],
-        &[],
-    )
-    .failed()
-    .stderr_has(&["recipient"]);
-    assert!(!repo2.join("config").exists());
+    let store2 = backend.fresh(tmp.path(), "repo2");
+    let repo2 = std::path::PathBuf::from(store2.location());
+    run(&["-r", s(&repo2), "init", "--recipients-file", s(&empty)])
+        .failed()
+        .stderr_has(&["recipient"]);
+    assert!(!store2.exists("config"));
     // A malformed recipient is refused.
-    let repo3 = tmp.path().join("repo3");
-    cairn(
-        &["-r", s(&repo3), "init", "--recipient", "age1notarecipient"],
-        &[],
-    )
-    .failed();
-    assert!(!repo3.join("config").exists());
+    let store3 = backend.fresh(tmp.path(), "repo3");
+    let repo3 = std::path::PathBuf::from(store3.location());
+    run(&["-r", s(&repo3), "init", "--recipient", "age1notarecipient"]).failed();
+    assert!(!store3.exists("config"));
 }
+backend_tests!(init_with_recipients_file_lets_every_listed_identity_in);
 
-#[test]
-fn passphrase_repository_round_trip_and_wrong_passphrase() {
+fn passphrase_repository_round_trip_and_wrong_passphrase(backend: Backend) {
     let tmp = scratch();
-    let repo = tmp.path().join("repo");
+    let store = backend.fresh(tmp.path(), "repo");
+    let repo = std::path::PathBuf::from(store.location());
+    let env = store.env();
+    let run = |args: &[&str]| cairn(args, &env_refs(&env));
     let pass = tmp.path().join("pass");
     write_file(
         &pass,
         b"correct horse battery staple\nsecond line ignored\n",
     );
-    cairn(
-        &["-r", s(&repo), "--passphrase-file", s(&pass), "init"],
-        &[],
-    )
-    .ok();
-    let keys: Vec<_> = files_below(&repo.join("keys"));
+    run(&["-r", s(&repo), "--passphrase-file", s(&pass), "init"]).ok();
+    let keys = store.names("keys");
     assert_eq!(keys.len(), 1);
     // The key object is an age file encrypted to a passphrase (scrypt stanza).
-    let key_bytes = fs::read(&keys[0]).unwrap();
+    let key_bytes = store.read(&keys[0]).unwrap();
     let header = String::from_utf8_lossy(&key_bytes[..key_bytes.len().min(200)]);
     assert!(
         header.starts_with("age-encryption.org/v1\n-> scrypt "),
@@ -255,129 +242,110 @@ fn passphrase_repository_round_trip_and_wrong_passphrase() {
     let src = tmp.path().join("src");
     write_file(&src.join("a.txt"), &text_bytes(9, 100_000));
     // The passphrase is a full-access credential (global flag after the subcommand too).
-    let out = cairn(
-        &[
-            "-r",
-            s(&repo),
-            "backup",
-            s(&src),
-            "--passphrase-file",
-            s(&pass),
-        ],
-        &[],
-    );
+    let out = run(&[
+        "-r",
+        s(&repo),
+        "backup",
+        s(&src),
+        "--passphrase-file",
+        s(&pass),
+    ]);
     out.ok();
     let target = tmp.path().join("t");
-    cairn(
-        &["restore", "latest", "--target", s(&target)],
-        &[
-            ("CAIRN_REPO", repo.as_os_str()),
-            ("CAIRN_PASSPHRASE_FILE", pass.as_os_str()),
-        ],
-    )
-    .ok();
+    let mut with_env = env_refs(&env);
+    with_env.extend([
+        ("CAIRN_REPO", repo.as_os_str()),
+        ("CAIRN_PASSPHRASE_FILE", pass.as_os_str()),
+    ]);
+    cairn(&["restore", "latest", "--target", s(&target)], &with_env).ok();
     assert_trees_equal(&src, &Fixture::restored(&target, &src));
 
     let wrong = tmp.path().join("wrong");
     write_file(&wrong, b"Tr0ub4dor&3\n");
-    let out = cairn(
-        &["-r", s(&repo), "--passphrase-file", s(&wrong), "snapshots"],
-        &[],
-    );
+    let out = run(&["-r", s(&repo), "--passphrase-file", s(&wrong), "snapshots"]);
     out.failed().stderr_has(&["passphrase"]);
     let empty = tmp.path().join("empty");
     write_file(&empty, b"");
-    cairn(
-        &["-r", s(&repo), "--passphrase-file", s(&empty), "snapshots"],
-        &[],
-    )
-    .failed()
-    .stderr_has(&["passphrase"]);
+    run(&["-r", s(&repo), "--passphrase-file", s(&empty), "snapshots"])
+        .failed()
+        .stderr_has(&["passphrase"]);
 
     // A write key exported with the passphrase backs up; the passphrase restores.
     let wk = tmp.path().join("write.key");
-    cairn(
-        &[
-            "-r",
-            s(&repo),
-            "--passphrase-file",
-            s(&pass),
-            "key",
-            "write-key",
-            "-o",
-            s(&wk),
-        ],
-        &[],
-    )
+    run(&[
+        "-r",
+        s(&repo),
+        "--passphrase-file",
+        s(&pass),
+        "key",
+        "write-key",
+        "-o",
+        s(&wk),
+    ])
     .ok();
     write_file(&src.join("b.txt"), b"written with the write key");
-    cairn(&["-r", s(&repo), "-k", s(&wk), "backup", s(&src)], &[]).ok();
-    let out = cairn(
-        &[
-            "-r",
-            s(&repo),
-            "--passphrase-file",
-            s(&pass),
-            "cat",
-            "latest",
-            &format!("{}/b.txt", s(&src)),
-        ],
-        &[],
-    );
+    run(&["-r", s(&repo), "-k", s(&wk), "backup", s(&src)]).ok();
+    let out = run(&[
+        "-r",
+        s(&repo),
+        "--passphrase-file",
+        s(&pass),
+        "cat",
+        "latest",
+        &format!("{}/b.txt", s(&src)),
+    ]);
     out.ok();
     assert_eq!(out.stdout_bytes, b"written with the write key");
-    cairn(
-        &[
-            "-r",
-            s(&repo),
-            "-k",
-            s(&wk),
-            "cat",
-            "latest",
-            &format!("{}/b.txt", s(&src)),
-        ],
-        &[],
-    )
+    run(&[
+        "-r",
+        s(&repo),
+        "-k",
+        s(&wk),
+        "cat",
+        "latest",
+        &format!("{}/b.txt", s(&src)),
+    ])
     .failed()
     .stderr_has(&["write key", "cannot decrypt file contents"]);
 }
+backend_tests!(passphrase_repository_round_trip_and_wrong_passphrase);
 
-#[test]
-fn environment_variables_name_repository_and_keys() {
-    let fx = Fixture::new();
+fn environment_variables_name_repository_and_keys(backend: Backend) {
+    let fx = Fixture::on(backend);
     let src = fx.path("src");
     write_file(&src.join("env.txt"), b"from the environment");
     let env_wk: [(&str, &OsStr); 2] = [
         ("CAIRN_REPO", fx.repo.as_os_str()),
         ("CAIRN_KEY", fx.write_key.as_os_str()),
     ];
-    let out = cairn(&["--json", "backup", s(&src)], &env_wk);
+    let out = fx.run_env(&["--json", "backup", s(&src)], &env_wk);
     out.ok();
     let snap = Fixture::snap_id(&out.json());
-    let out = cairn(&["--json", "snapshots"], &env_wk);
+    let out = fx.run_env(&["--json", "snapshots"], &env_wk);
     out.ok();
     assert_eq!(out.json()[0]["id"], snap.as_str());
     let env_id: [(&str, &OsStr); 2] = [
         ("CAIRN_REPO", fx.repo.as_os_str()),
         ("CAIRN_IDENTITY", fx.identity.as_os_str()),
     ];
-    let out = cairn(&["cat", &snap, &format!("{}/env.txt", s(&src))], &env_id);
+    let out = fx.run_env(&["cat", &snap, &format!("{}/env.txt", s(&src))], &env_id);
     out.ok();
     assert_eq!(out.stdout_bytes, b"from the environment");
     // The write key in the environment cannot read content.
-    cairn(&["cat", &snap, &format!("{}/env.txt", s(&src))], &env_wk)
+    fx.run_env(&["cat", &snap, &format!("{}/env.txt", s(&src))], &env_wk)
         .failed()
         .stderr_has(&["write key"]);
     // The command line wins over the environment.
-    let other = fx.path("elsewhere");
-    cairn(&["-r", s(&other), "snapshots"], &env_id)
+    let other = fx.fresh_store("elsewhere").location();
+    fx.run_env(&["-r", &other, "snapshots"], &env_id)
         .failed()
         .stderr_has(&["not a cairn repository"]);
     // No repository at all.
-    cairn(&["snapshots"], &[("CAIRN_KEY", fx.write_key.as_os_str())])
+    fx.run_env(&["snapshots"], &[("CAIRN_KEY", fx.write_key.as_os_str())])
         .failed()
         .stderr_has(&["--repo", "CAIRN_REPO"]);
 }
+backend_tests!(environment_variables_name_repository_and_keys);
 
 #[test]
 fn missing_and_existing_repositories() {
@@ -443,39 +411,36 @@ fn newer_format_version_asks_for_an_upgrade() {
     assert!(fx.objects("snapshots").is_empty());
 }
 
-#[test]
-fn recipient_and_passphrase_together_both_open_the_repository() {
+fn recipient_and_passphrase_together_both_open_the_repository(backend: Backend) {
     let tmp = scratch();
     let id = tmp.path().join("id.txt");
     let recipient = cairn(&["key", "generate", "-o", s(&id)], &[]);
     recipient.ok();
     let pass = tmp.path().join("pass");
     write_file(&pass, b"both ways in\n");
-    let repo = tmp.path().join("repo");
-    cairn(
-        &[
-            "-r",
-            s(&repo),
-            "init",
-            "--recipient",
-            recipient.stdout.trim(),
-            "--passphrase-file",
-            s(&pass),
-        ],
-        &[],
-    )
+    let store = backend.fresh(tmp.path(), "repo");
+    let repo = std::path::PathBuf::from(store.location());
+    let env = store.env();
+    let run = |args: &[&str]| cairn(args, &env_refs(&env));
+    run(&[
+        "-r",
+        s(&repo),
+        "init",
+        "--recipient",
+        recipient.stdout.trim(),
+        "--passphrase-file",
+        s(&pass),
+    ])
     .ok();
-    assert_eq!(files_below(&repo.join("keys")).len(), 2);
+    assert_eq!(store.names("keys").len(), 2);
     let src = tmp.path().join("src");
     write_file(&src.join("f"), b"shared secret");
-    cairn(&["-r", s(&repo), "-i", s(&id), "backup", s(&src)], &[]).ok();
+    run(&["-r", s(&repo), "-i", s(&id), "backup", s(&src)]).ok();
     let path = format!("{}/f", s(&src));
     for cred in [["-i", s(&id)], ["--passphrase-file", s(&pass)]] {
-        let out = cairn(
-            &["-r", s(&repo), cred[0], cred[1], "cat", "latest", &path],
-            &[],
-        );
+        let out = run(&["-r", s(&repo), cred[0], cred[1], "cat", "latest", &path]);
         out.ok();
         assert_eq!(out.stdout_bytes, b"shared secret");
     }
 }
+backend_tests!(recipient_and_passphrase_together_both_open_the_repository);

@@ -1,6 +1,7 @@
 //! Round trip: every kind of metadata a control-plane host tree carries is backed up with the
 //! write key and restored with the identity exactly; and the listing commands (`ls`, `cat`,
-//! `snapshots`) and restore options (`--include`, `--overwrite`) behave as documented.
+//! `snapshots`) and restore options (`--include`, `--overwrite`) behave as documented. The
+//! repository-facing tests run on a local directory and on S3 (`name::local`, `name::s3`).
 
 use cairn_e2e::*;
 use std::fs;
@@ -89,9 +90,8 @@ fn build_tree(src: &Path) {
     stamp_mtimes(src, 1_500_000_000);
 }
 
-#[test]
-fn round_trip_every_metadata_kind_byte_exact() {
-    let fx = Fixture::new();
+fn round_trip_every_metadata_kind_byte_exact(backend: Backend) {
+    let fx = Fixture::on(backend);
     let src = fx.path("src");
     build_tree(&src);
 
@@ -158,10 +158,10 @@ fn round_trip_every_metadata_kind_byte_exact() {
         .iter()
         .all(|p| !p.to_string_lossy().contains(".cairn-restore-")));
 }
+backend_tests!(round_trip_every_metadata_kind_byte_exact);
 
-#[test]
-fn ls_cat_and_snapshots_show_what_was_saved() {
-    let fx = Fixture::new();
+fn ls_cat_and_snapshots_show_what_was_saved(backend: Backend) {
+    let fx = Fixture::on(backend);
     let src = fx.path("src");
     build_tree(&src);
     let out = fx.wk(&[
@@ -327,10 +327,10 @@ fn ls_cat_and_snapshots_show_what_was_saved() {
         .failed()
         .stderr_has(&["no snapshot matches"]);
 }
+backend_tests!(ls_cat_and_snapshots_show_what_was_saved);
 
-#[test]
-fn restore_include_only_restores_matching_paths() {
-    let fx = Fixture::new();
+fn restore_include_only_restores_matching_paths(backend: Backend) {
+    let fx = Fixture::on(backend);
     let src = fx.path("src");
     build_tree(&src);
     let snap = Fixture::snap_id(&fx.backup(&[&src]));
@@ -370,6 +370,7 @@ fn restore_include_only_restores_matching_paths() {
         fs::read(src.join("a/b/c/d/deep.txt")).unwrap()
     );
 }
+backend_tests!(restore_include_only_restores_matching_paths);
 
 #[test]
 fn restore_refuses_to_overwrite_unless_asked() {
