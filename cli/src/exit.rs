@@ -15,6 +15,8 @@ pub enum Code {
     /// Backup completed and a snapshot was saved, but some files could not be read and are
     /// missing from it (they are listed on stderr and in `--json` output).
     Partial = 3,
+    /// `check` found damage (listed on stdout and in `--json`).
+    Damage = 4,
 }
 
 impl From<Code> for ExitCode {

@@ -6,6 +6,7 @@
 //! snapshots and [`trees`] walks them. No command-line concerns live here.
 
 pub mod backend;
+pub mod check;
 pub mod copy;
 mod error;
 pub mod index;

@@ -1,13 +1,148 @@
-//! `cairn check` (being written).
+//! `cairn check`: audit a repository.
 
 use crate::args::Global;
 use crate::exit::Code;
-use anyhow::{bail, Result};
+use crate::{credentials, output};
+use anyhow::Result;
+use cairn_store::check::{self, CheckReport, Subset};
 use clap::Args;
+use serde_json::json;
+use std::sync::Arc;
 
+/// Arguments of `cairn check`.
 #[derive(Args, Debug)]
-pub struct CheckArgs {}
+pub struct CheckArgs {
+    /// Verify only that every object's content matches its name (blake3 of the stored bytes)
+    /// and that config decodes. Needs no key at all: for auditors. Reads every object.
+    #[arg(long, conflicts_with_all = ["read_data", "read_data_subset"])]
+    pub no_key: bool,
+    /// Also read every pack: names, decryption, trailers and every blob's keyed hash. Data
+    /// packs need the identity; with a write key only tree packs are read.
+    #[arg(long)]
+    pub read_data: bool,
+    /// Like --read-data, for a subset of packs: `10%` (random) or `2/5` (the second of five
+    /// fixed groups; run 1/5 … 5/5 on successive days to cover everything).
+    #[arg(long, value_name = "SUBSET", value_parser = subset, conflicts_with = "read_data")]
+    pub read_data_subset: Option<Subset>,
+}
 
-pub fn run(_g: &Global, _a: CheckArgs) -> Result<Code> {
-    bail!("cairn check is not built yet")
+fn subset(s: &str) -> Result<Subset, String> {
+    if let Some(p) = s.strip_suffix('%') {
+        let v: f64 = p
+            .parse()
+            .map_err(|_| format!("{s:?} is not a percentage"))?;
+        if !(0.0..=100.0).contains(&v) {
+            return Err(format!("{s} is not between 0% and 100%"));
+        }
+        return Ok(Subset::Fraction(v / 100.0));
+    }
+    let (n, m) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?}: expected a percentage (10%) or a group (2/5)"))?;
+    let (n, m): (u64, u64) = (
+        n.parse().map_err(|_| format!("{n:?} is not a number"))?,
+        m.parse().map_err(|_| format!("{m:?} is not a number"))?,
+    );
+    if m == 0 || n == 0 || n > m {
+        return Err(format!("{s}: the group must be between 1/{m} and {m}/{m}"));
+    }
+    Ok(Subset::Part(n, m))
+}
+
+pub fn run(g: &Global, a: CheckArgs) -> Result<Code> {
+    let mut report = CheckReport::default();
+    if a.no_key {
+        let backend = credentials::backend(g)?;
+        check::check_names(backend.as_ref(), &mut report)?;
+    } else {
+        let repo = Arc::new(credentials::open(g)?);
+        let mut audit = check::check_structure(&repo, &mut report)?;
+        let subset = match (a.read_data, a.read_data_subset) {
+            (true, _) => Some(Subset::All),
+            (false, s) => s,
+        };
+        if let Some(subset) = subset {
+            let bar = output::progress(None, g.quiet, g.json);
+            bar.set_message("reading packs");
+            check::check_data(&mut audit, subset, &mut report)?;
+            bar.finish_and_clear();
+        }
+        audit.attribute(&mut report)?;
+    }
+    print(g, &report, &a)?;
+    Ok(if report.problems.is_empty() {
+        Code::Ok
+    } else {
+        Code::Damage
+    })
+}
+
+fn print(g: &Global, r: &CheckReport, a: &CheckArgs) -> Result<()> {
+    if g.json {
+        return output::json(&json!({
+            "clean": r.problems.is_empty(),
+            "objects_named": r.objects_named,
+            "snapshots": r.snapshots,
+            "packs": r.packs,
+            "blobs": r.blobs,
+            "packs_read": r.packs_read,
+            "bytes_read": r.bytes_read,
+            "blobs_verified": r.blobs_verified,
+            "notes": r.notes,
+            "problems": r.problems.iter().map(|p| json!({
+                "object": p.object,
+                "cause": p.cause,
+                "hint": p.hint,
+                "snapshots": p.snapshots.iter().map(|s| s.to_hex()).collect::<Vec<_>>(),
+                "files": p.files,
+                "files_affected": p.files_affected,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    if a.no_key {
+        println!(
+            "names: {} objects, {} read, each matches the blake3 of its bytes unless listed below",
+            r.objects_named,
+            output::bytes(r.bytes_read)
+        );
+    } else {
+        println!(
+            "structure: {} snapshots, {} packs, {} blobs",
+            r.snapshots, r.packs, r.blobs
+        );
+        if r.packs_read > 0 {
+            println!(
+                "data: {} packs ({}) read, {} blobs verified against their keyed hashes",
+                r.packs_read,
+                output::bytes(r.bytes_read),
+                r.blobs_verified
+            );
+        }
+    }
+    for n in &r.notes {
+        println!("note: {n}");
+    }
+    for p in &r.problems {
+        println!("DAMAGED {}: {}; {}", p.object, p.cause, p.hint);
+        if !p.snapshots.is_empty() {
+            let ids: Vec<String> = p.snapshots.iter().map(|s| s.short()).collect();
+            println!(
+                "  affects snapshots {} ({} files)",
+                ids.join(" "),
+                p.files_affected
+            );
+        }
+        for f in &p.files {
+            println!("  {f}");
+        }
+        if p.files_affected > p.files.len() as u64 {
+            println!("  … and {} more", p.files_affected - p.files.len() as u64);
+        }
+    }
+    if r.problems.is_empty() {
+        println!("no damage found");
+    } else {
+        println!("{} damaged objects", r.problems.len());
+    }
+    Ok(())
 }

@@ -1,0 +1,553 @@
+//! Integrity audits, in layers:
+//!
+//! - [`check_names`] needs no key: every content-addressed object's bytes must hash (blake3)
+//!   to its name, and `config` must decode. This is what an auditor without keys can prove.
+//! - [`check_structure`] (write key or identity): index and snapshot objects decode, every
+//!   indexed pack is stored with its indexed size, every snapshot's trees load and every blob
+//!   they reference is indexed.
+//! - [`check_data`] (identity): selected packs are read whole, their names, age
+//!   authentication, trailers and every blob's keyed hash are verified.
+//!
+//! Problems name the object, the cause, what to do, and the snapshots and files affected.
+
+use crate::backend::Backend;
+use crate::copy::stored_packs;
+use crate::index::Index;
+use crate::lease;
+use crate::loader::Loader;
+use crate::repo::Repository;
+use crate::{snapshots, trees, Error, Result};
+use cairn_format::config::RepoConfig;
+use cairn_format::envelope;
+use cairn_format::pack::{self, PackKind};
+use cairn_format::snapshot::Snapshot;
+use cairn_format::tree::NodeKind;
+use cairn_format::Id;
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Files listed per damaged object (the rest are counted).
+const MAX_FILES_LISTED: usize = 20;
+/// Largest pack read whole by `check_data`.
+const MAX_PACK_LEN: u64 = 1 << 30;
+/// Threads reading objects.
+const READERS: usize = 4;
+
+/// One damaged or missing object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Object path (or blob id when no object can be named).
+    pub object: String,
+    /// What is wrong.
+    pub cause: String,
+    /// What to do.
+    pub hint: &'static str,
+    /// Snapshots affected.
+    pub snapshots: Vec<Id>,
+    /// Some affected files (`snapshot-id:/path`), at most [`MAX_FILES_LISTED`].
+    pub files: Vec<String>,
+    /// How many affected files there are in all.
+    pub files_affected: u64,
+}
+
+impl Problem {
+    fn new(object: impl Into<String>, cause: impl ToString, hint: &'static str) -> Problem {
+        Problem {
+            object: object.into(),
+            cause: cause.to_string(),
+            hint,
+            snapshots: Vec::new(),
+            files: Vec::new(),
+            files_affected: 0,
+        }
+    }
+}
+
+/// What a check looked at and found.
+#[derive(Debug, Default, Clone)]
+pub struct CheckReport {
+    /// Objects whose names were verified.
+    pub objects_named: u64,
+    /// Snapshots examined.
+    pub snapshots: u64,
+    /// Packs in the index.
+    pub packs: u64,
+    /// Blobs in the index.
+    pub blobs: u64,
+    /// Packs read by `check_data`.
+    pub packs_read: u64,
+    /// Bytes read by `check_data` (or by `check_names`).
+    pub bytes_read: u64,
+    /// Blobs verified by `check_data`.
+    pub blobs_verified: u64,
+    /// Damage found.
+    pub problems: Vec<Problem>,
+    /// Remarks that are not damage (packs awaiting prune, skipped layers).
+    pub notes: Vec<String>,
+}
+
+const HINT_PRUNE: &str = "nothing is lost; `cairn prune` removes it";
+const HINT_INDEX: &str = "run `cairn repair index`";
+const HINT_SNAPSHOTS: &str =
+    "restore what is intact, then run `cairn repair snapshots` to drop what is lost";
+const HINT_DELETE: &str = "delete the object or restore it from a copy of the repository";
+
+/// Directories whose objects are named by the blake3 of their bytes.
+const NAMED_DIRS: [&str; 6] = ["keys", "data", "tree", "index", "snapshots", "gc"];
+
+/// Verify every object's name against its bytes, and that `config` decodes. No key needed.
+pub fn check_names(backend: &dyn Backend, report: &mut CheckReport) -> Result<()> {
+    match backend.get("config") {
+        Ok(b) => {
+            if let Err(e) = RepoConfig::decode(&b) {
+                report.problems.push(Problem::new("config", e, HINT_DELETE));
+            }
+        }
+        Err(Error::NotFound { .. }) => {
+            return Err(Error::NotARepository {
+                location: backend.location(),
+            })
+        }
+        Err(e) => return Err(e),
+    }
+    let mut objects = Vec::new();
+    for dir in NAMED_DIRS {
+        objects.extend(backend.list(dir)?);
+    }
+    let problems = Mutex::new(Vec::new());
+    let bytes = AtomicU64::new(0);
+    parallel(&objects, |obj| {
+        let name = obj.path.rsplit('/').next().unwrap_or_default();
+        let Ok(want) = name.parse::<Id>() else {
+            problems.lock().expect("lock").push(Problem::new(
+                obj.path.clone(),
+                "name is not a blake3 id",
+                HINT_DELETE,
+            ));
+            return Ok(());
+        };
+        let found = hash_object(backend, &obj.path)?;
+        bytes.fetch_add(found.1, Ordering::Relaxed);
+        if found.0 != want {
+            problems.lock().expect("lock").push(Problem::new(
+                obj.path.clone(),
+                format!(
+                    "content does not match its name (blake3 {}, {} bytes): modified or truncated",
+                    found.0, found.1
+                ),
+                hint_for(&obj.path),
+            ));
+        }
+        Ok(())
+    })?;
+    report.objects_named += objects.len() as u64;
+    report.bytes_read += bytes.into_inner();
+    report.problems.extend(problems.into_inner().expect("lock"));
+    Ok(())
+}
+
+fn hint_for(path: &str) -> &'static str {
+    match path.split('/').next() {
+        Some("index") => HINT_INDEX,
+        Some("data" | "tree") => HINT_SNAPSHOTS,
+        _ => HINT_DELETE,
+    }
+}
+
+/// blake3 and length of an object, streamed.
+fn hash_object(backend: &dyn Backend, path: &str) -> Result<(Id, u64)> {
+    let mut reader = backend.open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| Error::io("reading", path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((Id(*hasher.finalize().as_bytes()), len))
+}
+
+/// Run `f` over `items` on a few threads; the first error stops the rest.
+fn parallel<T: Sync>(items: &[T], f: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
+    let next = AtomicU64::new(0);
+    let first_error = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..READERS.min(items.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= items.len() || first_error.lock().expect("lock").is_some() {
+                    return;
+                }
+                if let Err(e) = f(&items[i]) {
+                    first_error.lock().expect("lock").get_or_insert(e);
+                }
+            });
+        }
+    });
+    match first_error.into_inner().expect("lock") {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Which packs `check_data` reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Subset {
+    /// Every pack.
+    All,
+    /// The `n`-th of `m` deterministic groups (1-based), by pack id.
+    Part(u64, u64),
+    /// A random share (0–1) of the packs.
+    Fraction(f64),
+}
+
+impl Subset {
+    fn selects(self, id: &Id) -> bool {
+        let key = u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes"));
+        match self {
+            Subset::All => true,
+            Subset::Part(n, m) => key % m == n - 1,
+            Subset::Fraction(f) => rand::random::<f64>() < f,
+        }
+    }
+}
+
+/// The structure check's state, shared with the data check.
+pub struct Audit {
+    repo: Arc<Repository>,
+    index: Arc<Index>,
+    snapshots: Vec<(Id, Snapshot)>,
+    /// Pack → problem number, for packs found missing or damaged.
+    bad_packs: HashMap<Id, usize>,
+}
+
+/// Check index, packs and snapshots. Returns the audit for [`check_data`] and
+/// [`Audit::attribute`].
+pub fn check_structure(repo: &Arc<Repository>, report: &mut CheckReport) -> Result<Audit> {
+    let index = Index::load(repo)?;
+    for (path, why) in &index.damaged {
+        report
+            .problems
+            .push(Problem::new(path.clone(), why, HINT_INDEX));
+    }
+    report.packs = index.packs().len() as u64;
+    report.blobs = index.len() as u64;
+    let condemned: HashSet<Id> = lease::load_markers(repo)?
+        .iter()
+        .flat_map(|(_, m)| m.packs.iter().map(|p| p.id))
+        .collect();
+    let stored = stored_packs(repo)?;
+    let mut bad_packs = HashMap::new();
+    for info in index.packs() {
+        let path = Repository::pack_path(info.kind, &info.id);
+        let cause = match stored.get(&info.id) {
+            None if condemned.contains(&info.id) => continue,
+            None => "missing from storage".to_string(),
+            Some((kind, _)) if *kind != info.kind => format!("stored as a {kind:?} pack"),
+            Some((_, size)) if *size != info.size => {
+                format!(
+                    "{size} bytes stored, {} indexed: truncated or replaced",
+                    info.size
+                )
+            }
+            Some(_) => continue,
+        };
+        bad_packs.insert(info.id, report.problems.len());
+        report
+            .problems
+            .push(Problem::new(path, cause, HINT_SNAPSHOTS));
+    }
+    let unindexed = stored
+        .keys()
+        .filter(|id| !condemned.contains(id) && index.packs().iter().all(|p| p.id != **id))
+        .count();
+    if unindexed > 0 {
+        report.notes.push(format!(
+            "{unindexed} stored packs are in no index (left by interrupted backups, or the index is damaged): {HINT_PRUNE}, or `cairn repair index` if snapshots miss blobs"
+        ));
+    }
+    if !condemned.is_empty() {
+        report.notes.push(format!(
+            "{} packs are condemned by a pending prune and will be deleted by the next one",
+            condemned.len()
+        ));
+    }
+    let listing = snapshots::list(repo)?;
+    for (path, why) in &listing.damaged {
+        report
+            .problems
+            .push(Problem::new(path.clone(), why, HINT_DELETE));
+    }
+    report.snapshots = listing.snapshots.len() as u64;
+    Ok(Audit {
+        repo: repo.clone(),
+        index: Arc::new(index),
+        snapshots: listing.snapshots,
+        bad_packs,
+    })
+}
+
+impl Audit {
+    /// Walk every snapshot's trees: record unloadable trees and unindexed blobs, and name the
+    /// snapshots and files that use any pack found bad. Each snapshot is walked in full only
+    /// when something is wrong; otherwise every distinct tree is read once.
+    pub fn attribute(&self, report: &mut CheckReport) -> Result<()> {
+        let roots: Vec<Id> = self.snapshots.iter().map(|(_, s)| s.tree).collect();
+        let mut loader = Loader::new(self.repo.clone(), self.index.clone());
+        let clean = trees::referenced_blobs(&mut loader, &roots).is_ok_and(|blobs| {
+            blobs.iter().all(|b| {
+                self.index
+                    .get(b)
+                    .is_some_and(|l| !self.bad_packs.contains_key(&self.index.pack(l.pack).id))
+            })
+        });
+        if clean {
+            return Ok(());
+        }
+        let mut missing: HashMap<String, usize> = HashMap::new();
+        for (snap_id, snap) in &self.snapshots {
+            let mut affected =
+                |report: &mut CheckReport, object: String, cause: String, file: String| {
+                    let n = match self.problem_for(&object, &mut missing, report, &cause) {
+                        Some(n) => n,
+                        None => return,
+                    };
+                    let p = &mut report.problems[n];
+                    if p.snapshots.last() != Some(snap_id) {
+                        p.snapshots.push(*snap_id);
+                    }
+                    p.files_affected += 1;
+                    if p.files.len() < MAX_FILES_LISTED {
+                        p.files.push(format!("{}:{file}", snap_id.short()));
+                    }
+                };
+            let mut visit = |path: &[Vec<u8>], node: &cairn_format::tree::Node| -> Result<bool> {
+                let file = display(path);
+                for b in &node.content {
+                    if let Some((object, cause)) = self.blob_problem(b) {
+                        affected(report, object, cause, file.clone());
+                        break;
+                    }
+                }
+                if node.kind == NodeKind::Dir {
+                    if let Some(sub) = node.subtree {
+                        if let Err(e) = loader.load_tree(&sub) {
+                            let (object, _) = self
+                                .blob_problem(&sub)
+                                .unwrap_or_else(|| (format!("tree blob {sub}"), String::new()));
+                            affected(report, object, e.to_string(), format!("{file}/"));
+                            return Ok(false);
+                        }
+                    }
+                }
+                Ok(true)
+            };
+            if let Err(e) = trees::walk(
+                &mut Loader::new(self.repo.clone(), self.index.clone()),
+                &snap.tree,
+                &mut visit,
+            ) {
+                let (object, _) = self
+                    .blob_problem(&snap.tree)
+                    .unwrap_or_else(|| (format!("tree blob {}", snap.tree), String::new()));
+                affected(report, object, e.to_string(), "/".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The object to blame for an unreadable blob, if any.
+    fn blob_problem(&self, blob: &Id) -> Option<(String, String)> {
+        match self.index.get(blob) {
+            None => Some((format!("blob {blob}"), "referenced but in no index".into())),
+            Some(l) => {
+                let p = self.index.pack(l.pack);
+                self.bad_packs
+                    .contains_key(&p.id)
+                    .then(|| (Repository::pack_path(p.kind, &p.id), String::new()))
+            }
+        }
+    }
+
+    /// The problem entry for `object`, created for blobs and trees not yet reported.
+    fn problem_for(
+        &self,
+        object: &str,
+        missing: &mut HashMap<String, usize>,
+        report: &mut CheckReport,
+        cause: &str,
+    ) -> Option<usize> {
+        if let Some(id) = pack_id_of(object) {
+            if let Some(n) = self.bad_packs.get(&id) {
+                return Some(*n);
+            }
+        }
+        Some(*missing.entry(object.to_string()).or_insert_with(|| {
+            report
+                .problems
+                .push(Problem::new(object, cause, HINT_SNAPSHOTS));
+            report.problems.len() - 1
+        }))
+    }
+}
+
+fn pack_id_of(object: &str) -> Option<Id> {
+    let (dir, rest) = object.split_once('/')?;
+    if dir != "data" && dir != "tree" {
+        return None;
+    }
+    rest.rsplit('/').next()?.parse().ok()
+}
+
+fn display(path: &[Vec<u8>]) -> String {
+    let mut s = String::new();
+    for c in path {
+        s.push('/');
+        s.push_str(&String::from_utf8_lossy(c));
+    }
+    s
+}
+
+/// Read the selected packs whole and verify name, encryption, trailer and every blob.
+pub fn check_data(audit: &mut Audit, subset: Subset, report: &mut CheckReport) -> Result<()> {
+    let repo = audit.repo.clone();
+    let Some(identities) = repo.data_identities() else {
+        report.notes.push(
+            "data packs were not read: --read-data needs the identity (a write key cannot decrypt file contents); tree packs were read".into(),
+        );
+        return check_packs(audit, subset, report, |k| k == PackKind::Tree);
+    };
+    drop(identities);
+    check_packs(audit, subset, report, |_| true)
+}
+
+fn check_packs(
+    audit: &mut Audit,
+    subset: Subset,
+    report: &mut CheckReport,
+    readable: impl Fn(PackKind) -> bool,
+) -> Result<()> {
+    // Blobs by pack, from the index.
+    let mut by_pack: HashMap<u32, Vec<(Id, crate::index::Location)>> = HashMap::new();
+    for (id, loc) in audit.index.iter() {
+        by_pack.entry(loc.pack).or_default().push((*id, *loc));
+    }
+    let packs: Vec<u32> = (0..audit.index.packs().len() as u32)
+        .filter(|n| {
+            let p = audit.index.pack(*n);
+            readable(p.kind) && !audit.bad_packs.contains_key(&p.id) && subset.selects(&p.id)
+        })
+        .collect();
+    let found = Mutex::new(Vec::new());
+    let (bytes, blobs, read) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let repo = &audit.repo;
+    let index = &audit.index;
+    parallel(&packs, |n| {
+        let info = index.pack(*n);
+        let path = Repository::pack_path(info.kind, &info.id);
+        let entries = by_pack.get(n).map_or(&[][..], Vec::as_slice);
+        match verify_pack(repo, &path, &info, entries) {
+            Ok(count) => {
+                blobs.fetch_add(count, Ordering::Relaxed);
+                bytes.fetch_add(info.size, Ordering::Relaxed);
+                read.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(PackError::Damaged(cause)) => {
+                found.lock().expect("lock").push((info.id, path, cause))
+            }
+            Err(PackError::Storage(e)) => return Err(e),
+        }
+        Ok(())
+    })?;
+    report.packs_read += read.into_inner();
+    report.bytes_read += bytes.into_inner();
+    report.blobs_verified += blobs.into_inner();
+    for (id, path, cause) in found.into_inner().expect("lock") {
+        audit.bad_packs.insert(id, report.problems.len());
+        report
+            .problems
+            .push(Problem::new(path, cause, HINT_SNAPSHOTS));
+    }
+    Ok(())
+}
+
+enum PackError {
+    Damaged(String),
+    Storage(Error),
+}
+
+/// Verify one pack; returns the number of blobs checked.
+fn verify_pack(
+    repo: &Repository,
+    path: &str,
+    info: &crate::index::PackInfo,
+    entries: &[(Id, crate::index::Location)],
+) -> std::result::Result<u64, PackError> {
+    if info.size > MAX_PACK_LEN {
+        return Err(PackError::Damaged(format!(
+            "indexed size {} is implausible",
+            info.size
+        )));
+    }
+    let ct = repo.backend().get(path).map_err(|e| match e {
+        Error::NotFound { .. } => PackError::Damaged("missing from storage".into()),
+        e => PackError::Storage(e),
+    })?;
+    if Id::of_object(&ct) != info.id {
+        return Err(PackError::Damaged("content does not match its name".into()));
+    }
+    let plain = match info.kind {
+        PackKind::Tree => envelope::decrypt(&ct, &[repo.meta_identity()], MAX_PACK_LEN),
+        PackKind::Data => {
+            let ids = repo.data_identities().unwrap_or_default();
+            envelope::decrypt(&ct, &ids, MAX_PACK_LEN)
+        }
+    }
+    .map_err(|e| PackError::Damaged(format!("cannot be decrypted: {e}")))?;
+    drop(ct);
+    let trailer =
+        pack::parse_pack(&plain).map_err(|e| PackError::Damaged(format!("trailer: {e}")))?;
+    let in_trailer: HashSet<Id> = trailer.blobs.iter().map(|b| b.id).collect();
+    let key = repo.chunk_id_key();
+    let mut entries = entries.to_vec();
+    entries.sort_by_key(|(_, l)| (l.frame.offset, l.offset));
+    // One frame decompressed at a time: entries are in frame order.
+    let mut frame: Option<(u64, Vec<u8>)> = None;
+    for (id, loc) in &entries {
+        if !in_trailer.contains(id) {
+            return Err(PackError::Damaged(format!(
+                "indexed blob {id} is not in the pack's trailer"
+            )));
+        }
+        let f = loc.frame;
+        if frame.as_ref().map(|(o, _)| *o) != Some(f.offset) {
+            let entry = pack::BlobEntry {
+                id: *id,
+                frame: f,
+                offset: 0,
+                len: f.raw_len,
+            };
+            let raw = pack::read_blob(&plain, &entry)
+                .map_err(|e| PackError::Damaged(format!("frame at {}: {e}", f.offset)))?;
+            frame = Some((f.offset, raw));
+        }
+        let raw = &frame.as_ref().expect("set above").1;
+        let blob = raw
+            .get(loc.offset as usize..(loc.offset as usize + loc.len as usize))
+            .ok_or_else(|| PackError::Damaged(format!("blob {id} lies outside its frame")))?;
+        if key.id(blob) != *id {
+            return Err(PackError::Damaged(format!(
+                "blob {id} does not match its id"
+            )));
+        }
+    }
+    Ok(entries.len() as u64)
+}
