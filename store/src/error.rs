@@ -141,13 +141,32 @@ impl Error {
         }
     }
 
+    /// An object that could not be decoded. A storage failure met while reading it (a
+    /// connection cut mid-download) is returned as itself: the object is not damaged.
     pub(crate) fn damaged(
         object: impl Into<String>,
         source: impl Into<cairn_format::Error>,
     ) -> Self {
+        let cause = source.into();
+        if let cairn_format::Error::Envelope(cairn_format::envelope::EnvelopeError::Io(io)) = cause
+        {
+            return match io.into_inner().map(|inner| inner.downcast::<Error>()) {
+                Some(Ok(storage)) => *storage,
+                Some(Err(other)) => Error::Io {
+                    op: "reading",
+                    object: object.into(),
+                    cause: std::io::Error::other(other),
+                },
+                None => Error::Io {
+                    op: "reading",
+                    object: object.into(),
+                    cause: std::io::Error::other("read failed"),
+                },
+            };
+        }
         Error::Damaged {
             object: object.into(),
-            cause: source.into(),
+            cause,
         }
     }
 }

@@ -348,8 +348,8 @@ fn restart_mid_backup(outage: Duration, timeout: u64, retries: u64) -> (Rig, Out
 #[test]
 fn a_server_restart_shorter_than_the_retry_budget_is_ridden_out() {
     // Down for 4 s: longer than one request's timeout (2 s), well within the retry budget
-    // (4 retries of up to 2 s each).
-    let (rig, out, _) = restart_mid_backup(Duration::from_secs(4), 2, 4);
+    // (8 retries, each at least 1 s after the last).
+    let (rig, out, _) = restart_mid_backup(Duration::from_secs(4), 2, 8);
     assert!(
         rig.proxy.wait_listening(Duration::from_secs(30)),
         "the outage never ended"

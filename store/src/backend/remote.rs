@@ -88,10 +88,16 @@ impl RemoteBackend {
                 "{url} names no bucket (expected {scheme}://BUCKET/PREFIX)"
             )));
         }
+        // Backoff from 1 s, growing about twofold up to 30 s (with jitter): the default 10 retries ride out
+        // about four minutes of outage, a server restart or a failover.
         let retry = RetryConfig {
             max_retries: opts.retries,
-            retry_timeout: opts.timeout * (opts.retries as u32 + 1),
-            ..RetryConfig::default()
+            retry_timeout: (opts.timeout + Duration::from_secs(30)) * (opts.retries as u32 + 1),
+            backoff: object_store::BackoffConfig {
+                init_backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(30),
+                base: 2.0,
+            },
         };
         let client = ClientOptions::new()
             .with_timeout(opts.timeout)
