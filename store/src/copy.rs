@@ -113,9 +113,14 @@ pub fn copy(
         )));
     }
     let present = stored_packs(dst)?;
-    let (adopt, send): (Vec<u32>, Vec<u32>) = packs
-        .iter()
-        .partition(|n| present.contains_key(&src_index.pack(**n).id));
+    // A pack already at the destination with the right size is adopted; one of another size
+    // (a damaged leftover) is sent again over it.
+    let (adopt, send): (Vec<u32>, Vec<u32>) = packs.iter().partition(|n| {
+        let info = src_index.pack(**n);
+        present
+            .get(&info.id)
+            .is_some_and(|(_, size)| *size == info.size)
+    });
     report.packs_adopted = adopt.len() as u64;
     let sent = send_packs(src, dst, &src_index, &send, progress)?;
     report.packs_copied = send.len() as u64;
