@@ -189,7 +189,12 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
         .collect();
     let objects = IndexObjects::load(repo)?;
     let all = Arc::new(objects.index(&HashSet::new()));
-    let live = objects.index(&condemned);
+    // Without pending markers the live index is the whole index: share it.
+    let live = if condemned.is_empty() {
+        all.clone()
+    } else {
+        Arc::new(objects.index(&condemned))
+    };
     let used = referenced(repo, all.clone())?;
     let missing = used.iter().filter(|b| !all.contains(b)).count();
 
