@@ -36,6 +36,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use tempfile::TempDir;
+pub mod background;
 pub mod etcd;
 pub mod s3;
 
