@@ -1,13 +1,426 @@
-//! `cairn forget` (being written).
+//! `cairn forget`: remove snapshots by a retention policy (and optionally prune).
 
 use crate::args::Global;
+use crate::commands::prune::{self, PruneFlags};
 use crate::exit::Code;
+use crate::{credentials, output};
 use anyhow::{bail, Result};
+use cairn_format::snapshot::Snapshot;
+use cairn_format::Id;
+use cairn_store::footprint;
+use cairn_store::retention::{self, Decision, GroupBy, Policy};
+use cairn_store::snapshots::{self, Filter};
+use cairn_store::Repository;
+use chrono_tz::Tz;
 use clap::Args;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
 
+const RULES_HELP: &str = "\
+Rules apply to each group (host, source kind and paths by default) from its newest snapshot
+back; equal times are ordered by id. A snapshot is kept if any keep rule keeps it; with no keep
+rule, all are kept and only the limits remove. --keep-hourly/daily/weekly/monthly/yearly N keep
+the newest snapshot of each of the N most recent hours/days/ISO weeks/months/years that have
+one, as calendar periods in --timezone (a DST day of 23 or 25 hours is one day). --keep-within
+counts back from the group's newest snapshot, not from now.
+
+--max-count and --max-size hold exactly and override every keep rule: across all selected
+snapshots, the oldest kept ones are removed first. --max-size bounds the repository's total
+stored bytes after a prune (config, keys, index, snapshots and every pack a remaining snapshot
+uses, counted whole); it refuses, removing nothing, if even the newest snapshot alone does not
+fit. Snapshots not selected by --host/--tag are never removed, but their data counts towards
+--max-size.
+
+Example: cairn forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --timezone Europe/Berlin --prune";
+
+/// Arguments of `cairn forget`.
 #[derive(Args, Debug)]
-pub struct ForgetArgs {}
+#[command(after_long_help = RULES_HELP)]
+#[command(group(clap::ArgGroup::new("rules").required(true).multiple(true).args([
+    "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly",
+    "keep_within", "keep_tags", "max_count", "max_size",
+])))]
+pub struct ForgetArgs {
+    /// Keep the N newest snapshots of each group.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent hours with snapshots.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent days with snapshots.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent ISO weeks with snapshots.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent months with snapshots.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the N most recent years with snapshots.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot at most this much older than the newest of its group: 7d, 12h,
+    /// 2w, 1y6m (y years, m months, w weeks, d days, h hours).
+    #[arg(long, value_name = "DURATION", value_parser = parse_span)]
+    pub keep_within: Option<chrono::Duration>,
+    /// Keep every snapshot with this tag. Repeatable (any of them keeps).
+    #[arg(long = "keep-tag", value_name = "TAG")]
+    pub keep_tags: Vec<String>,
+    /// Apply the keep rules to each group separately: a comma list of host, source, paths;
+    /// "" puts all selected snapshots in one group.
+    #[arg(long, value_name = "LIST", default_value = "host,source,paths", value_parser = parse_group_by)]
+    pub group_by: GroupBy,
+    /// Time zone of the hours, days, weeks, months and years (an IANA name).
+    #[arg(long, value_name = "ZONE", default_value = "UTC", value_parser = parse_timezone)]
+    pub timezone: Tz,
+    /// Leave at most N of the selected snapshots, removing the oldest first, whatever the
+    /// keep rules say.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_count: Option<u32>,
+    /// Leave at most this many stored bytes after the prune (10G = 10^9 bytes, 10GiB = 2^30),
+    /// removing the oldest selected snapshots first, whatever the keep rules say. Needs --prune.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "prune")]
+    pub max_size: Option<u64>,
+    /// Only apply the policy to snapshots of this host (others are left alone).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only apply the policy to snapshots with this tag. Repeatable (all must match).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Show what would be removed; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Prune after forgetting, to free the space of the removed snapshots.
+    #[arg(long)]
+    pub prune: bool,
+}
 
-pub fn run(_g: &Global, _a: ForgetArgs) -> Result<Code> {
-    bail!("cairn forget is not built yet")
+fn parse_span(s: &str) -> Result<chrono::Duration, String> {
+    retention::parse_span(s)
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    retention::parse_size(s)
+}
+
+fn parse_timezone(s: &str) -> Result<Tz, String> {
+    s.parse::<Tz>()
+        .map_err(|_| format!("{s:?} is not an IANA time zone (such as UTC or Europe/Berlin)"))
+}
+
+fn parse_group_by(s: &str) -> Result<GroupBy, String> {
+    let mut by = GroupBy {
+        host: false,
+        source: false,
+        paths: false,
+    };
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part {
+            "host" => by.host = true,
+            "source" => by.source = true,
+            "paths" => by.paths = true,
+            other => {
+                return Err(format!(
+                    "cannot group by {other:?}: use a comma list of host, source, paths (or \"\")"
+                ))
+            }
+        }
+    }
+    Ok(by)
+}
+
+impl ForgetArgs {
+    fn policy(&self) -> Policy {
+        Policy {
+            keep_last: self.keep_last,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+            keep_within: self.keep_within,
+            keep_tags: self.keep_tags.clone(),
+            group_by: self.group_by,
+            tz: self.timezone,
+            max_count: self.max_count,
+        }
+    }
+
+    fn filter(&self) -> Filter {
+        Filter {
+            host: self.host.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+}
+
+/// A snapshot and its id.
+type Entry<'a> = (Id, &'a Snapshot);
+
+/// What deleting the removed snapshots did.
+#[derive(Default)]
+struct Removal {
+    deleted: usize,
+    errors: Vec<(Id, String)>,
+}
+
+pub fn run(g: &Global, a: ForgetArgs) -> Result<Code> {
+    let policy = a.policy();
+    let repo = Arc::new(credentials::open(g)?);
+    let listing = snapshots::list(&repo)?;
+    let filter = a.filter();
+    let (selected, others): (Vec<Entry>, Vec<Entry>) = listing
+        .snapshots
+        .iter()
+        .map(|(id, s)| (*id, s))
+        .partition(|(_, s)| filter.matches(s));
+    let mut decisions = retention::apply(&policy, &selected, chrono::Utc::now());
+    if let Some(max) = a.max_size {
+        if let Some((path, why)) = listing.damaged.first() {
+            bail!(
+                "--max-size must measure every snapshot, and {path} cannot be read ({why}); nothing removed. Run `cairn check`, then `cairn repair snapshots`"
+            );
+        }
+        limit_size(&repo, &mut decisions, &selected, &others, max)?;
+    }
+    let by_id: HashMap<Id, &Snapshot> = selected.iter().copied().collect();
+    let removal = if a.dry_run {
+        Removal::default()
+    } else {
+        remove(&repo, &decisions, &by_id)
+    };
+    let mut code = if listing.damaged.is_empty() {
+        Code::Ok
+    } else {
+        Code::Partial
+    };
+    if !removal.errors.is_empty() {
+        code = Code::Error;
+    }
+    let report = Report {
+        args: &a,
+        decisions: &decisions,
+        snapshots: &by_id,
+        removal: &removal,
+    };
+    if !g.json && !g.quiet {
+        report.print();
+    }
+    for (id, why) in &removal.errors {
+        eprintln!("cairn: error: could not delete snapshots/{id}: {why}");
+    }
+    for (path, why) in &listing.damaged {
+        eprintln!("cairn: warning: {path} could not be read and was left alone: {why}");
+    }
+    let mut pruned = Value::Null;
+    if a.prune && !a.dry_run && removal.errors.is_empty() {
+        let flags = PruneFlags {
+            max_unused: 5.0,
+            dry_run: false,
+        };
+        let r = cairn_store::prune::prune(&repo, &flags.options())?;
+        code = worst(code, prune::code(&r));
+        if g.json {
+            pruned = prune::report_json(&r, false);
+        } else if !g.quiet {
+            prune::print_text(&r, false);
+        }
+        if let Some(max) = a.max_size {
+            code = worst(code, check_size(&repo, max)?);
+        }
+    }
+    if g.json {
+        output::json(&report.json(&listing.damaged, pruned))?;
+    }
+    Ok(code)
+}
+
+/// `--max-size`: of the kept snapshots, newest first, keep the longest run that fits.
+fn limit_size(
+    repo: &Arc<Repository>,
+    decisions: &mut [Decision],
+    selected: &[(Id, &Snapshot)],
+    others: &[(Id, &Snapshot)],
+    max: u64,
+) -> Result<()> {
+    let mut kept: Vec<(usize, Id, &Snapshot)> = decisions
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.keep)
+        .map(|(i, d)| (i, d.id, selected[i].1))
+        .collect();
+    kept.sort_by_key(|k| std::cmp::Reverse((k.2.time_ns, k.1)));
+    let candidates: Vec<(Id, &Snapshot)> = kept.iter().map(|(_, id, s)| (*id, *s)).collect();
+    let fp = footprint::measure(repo, others, &candidates)?;
+    let fit = retention::fitting_prefix(fp.fixed, &fp.candidates, &fp.packs, max);
+    if fit == 0 && !kept.is_empty() {
+        bail!(
+            "--max-size {}: the newest snapshot alone does not fit (with what must stay, it needs more); nothing removed",
+            output::bytes(max)
+        );
+    }
+    for (i, _, _) in &kept[fit..] {
+        decisions[*i].keep = false;
+        decisions[*i].reasons = vec!["max-size".to_string()];
+    }
+    Ok(())
+}
+
+/// Delete the removed snapshots' objects, oldest first; failures are collected, not fatal.
+fn remove(repo: &Repository, decisions: &[Decision], by_id: &HashMap<Id, &Snapshot>) -> Removal {
+    let mut gone: Vec<&Decision> = decisions.iter().filter(|d| !d.keep).collect();
+    gone.sort_by_key(|d| (by_id.get(&d.id).map_or(0, |s| s.time_ns), d.id));
+    let mut out = Removal::default();
+    for d in gone {
+        match repo.backend().delete(&format!("snapshots/{}", d.id)) {
+            Ok(()) => out.deleted += 1,
+            Err(e) => out.errors.push((d.id, e.to_string())),
+        }
+    }
+    out
+}
+
+/// After `--max-size --prune` the repository must hold at most `max` bytes. A backup running
+/// during the prune can keep condemned packs; that is reported, with exit code 3.
+fn check_size(repo: &Repository, max: u64) -> Result<Code> {
+    let mut stored = repo.backend().get("config")?.len() as u64;
+    for dir in ["keys", "data", "tree", "index", "snapshots", "locks", "gc"] {
+        for obj in repo.backend().list(dir)? {
+            stored = stored.saturating_add(obj.size);
+        }
+    }
+    if stored <= max {
+        return Ok(Code::Ok);
+    }
+    eprintln!(
+        "cairn: warning: the repository holds {} after the prune, more than --max-size {}: a backup running meanwhile keeps the packs it reuses until the next prune",
+        output::bytes(stored),
+        output::bytes(max)
+    );
+    Ok(Code::Partial)
+}
+
+/// The more serious of two exit codes.
+fn worst(a: Code, b: Code) -> Code {
+    let rank = |c: Code| match c {
+        Code::Ok => 0,
+        Code::Partial => 1,
+        Code::Damage => 2,
+        Code::Usage | Code::Error => 3,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// Everything the output shows.
+struct Report<'a> {
+    args: &'a ForgetArgs,
+    decisions: &'a [Decision],
+    snapshots: &'a HashMap<Id, &'a Snapshot>,
+    removal: &'a Removal,
+}
+
+impl Report<'_> {
+    /// Decisions grouped as the policy grouped them, each group oldest first.
+    fn groups(&self) -> Vec<Vec<(&Decision, &Snapshot)>> {
+        type Key = (String, String, Vec<String>);
+        let mut groups: Vec<(Key, Vec<(&Decision, &Snapshot)>)> = Vec::new();
+        for d in self.decisions {
+            let Some(s) = self.snapshots.get(&d.id) else {
+                continue;
+            };
+            let key = retention::group_key(self.args.group_by, s);
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push((d, s)),
+                None => groups.push((key, vec![(d, s)])),
+            }
+        }
+        groups.into_iter().map(|(_, members)| members).collect()
+    }
+
+    fn print(&self) {
+        let tz = self.args.timezone;
+        for members in self.groups() {
+            let (_, first) = members[0];
+            println!(
+                "group: host {}, source {}, paths {} ({} snapshots)",
+                first.host,
+                first.source.name(),
+                first.paths.join(" "),
+                members.len()
+            );
+            for (d, s) in members {
+                let reasons = if d.reasons.is_empty() {
+                    "-".to_string()
+                } else {
+                    d.reasons.join(", ")
+                };
+                println!(
+                    "  {:<8}  {:<23}  {:<6}  {:<20}  tags: {}",
+                    d.id.short(),
+                    local_time(s.time_ns, tz),
+                    if d.keep { "keep" } else { "remove" },
+                    reasons,
+                    s.tags.join(",")
+                );
+            }
+        }
+        let kept = self.decisions.iter().filter(|d| d.keep).count();
+        let removed = self.decisions.len() - kept;
+        if self.args.dry_run {
+            println!(
+                "dry run: would remove {removed} of {} snapshots; nothing was deleted",
+                self.decisions.len()
+            );
+        } else {
+            println!(
+                "removed {} of {} snapshots, kept {kept}",
+                self.removal.deleted,
+                self.decisions.len()
+            );
+            if removed > 0 && !self.args.prune {
+                println!("run `cairn prune` to free the space they used");
+            }
+        }
+    }
+
+    fn json(&self, damaged: &[(String, String)], prune: Value) -> Value {
+        let snapshots: Vec<Value> = self
+            .decisions
+            .iter()
+            .filter_map(|d| {
+                let s = self.snapshots.get(&d.id)?;
+                Some(json!({
+                    "id": d.id.to_hex(),
+                    "time": output::time(s.time_ns),
+                    "host": s.host,
+                    "source": s.source.name(),
+                    "paths": s.paths,
+                    "tags": s.tags,
+                    "keep": d.keep,
+                    "reasons": d.reasons,
+                }))
+            })
+            .collect();
+        json!({
+            "dry_run": self.args.dry_run,
+            "snapshots": snapshots,
+            "deleted": self.removal.deleted,
+            "errors": self.removal.errors.iter().map(|(id, e)| json!({"snapshot": id.to_hex(), "error": e})).collect::<Vec<_>>(),
+            "damaged": damaged.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
+            "prune": prune,
+        })
+    }
+}
+
+/// `ns` as local time in `tz`, with the zone's abbreviation (CET, CEST, UTC).
+fn local_time(ns: i64, tz: Tz) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns)
+        .with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
 }

@@ -7,7 +7,7 @@ use anyhow::Result;
 use cairn_store::prune::{self, PruneOptions, PruneReport};
 use cairn_store::Repository;
 use clap::Args;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// Arguments of `cairn prune`.
@@ -42,7 +42,7 @@ fn percent(s: &str) -> Result<f64, String> {
 }
 
 impl PruneFlags {
-    fn options(&self) -> PruneOptions {
+    pub(crate) fn options(&self) -> PruneOptions {
         PruneOptions {
             max_unused: self.max_unused / 100.0,
             dry_run: self.dry_run,
@@ -55,40 +55,54 @@ pub fn run(g: &Global, a: PruneArgs) -> Result<Code> {
     run_on(g, &repo, &a.options)
 }
 
-/// Prune an open repository and print the report (also used by `forget --prune`).
+/// Prune an open repository and print the report.
 pub fn run_on(g: &Global, repo: &Arc<Repository>, flags: &PruneFlags) -> Result<Code> {
     let report = prune::prune(repo, &flags.options())?;
     print(g, &report, flags.dry_run)?;
-    // Space still held by markers a running backup blocks is a partial result.
-    Ok(if report.markers_pending.is_empty() {
+    Ok(code(&report))
+}
+
+/// Space still held by markers a running backup blocks is a partial result.
+pub fn code(report: &PruneReport) -> Code {
+    if report.markers_pending.is_empty() {
         Code::Ok
     } else {
         Code::Partial
+    }
+}
+
+/// The report as `--json` shows it (also embedded by `forget --prune`).
+pub fn report_json(r: &PruneReport, dry_run: bool) -> Value {
+    json!({
+        "dry_run": dry_run,
+        "unused_packs": r.unused_packs,
+        "unindexed_packs": r.unindexed_packs,
+        "repacked_packs": r.repacked_packs,
+        "blobs_rewritten": r.blobs_rewritten,
+        "repack_needs_identity": r.repack_needs_identity,
+        "bytes_condemned": r.bytes_condemned,
+        "marker": r.marker.map(|m| m.to_hex()),
+        "packs_deleted": r.packs_deleted,
+        "bytes_freed": r.bytes_freed,
+        "packs_rescued": r.packs_rescued,
+        "incomplete_removed": r.incomplete_removed,
+        "markers_swept": r.markers_swept.iter().map(|m| m.to_hex()).collect::<Vec<_>>(),
+        "markers_pending": r.markers_pending.iter().map(|(m, why)| json!({"marker": m.to_hex(), "reason": why})).collect::<Vec<_>>(),
     })
 }
 
 fn print(g: &Global, r: &PruneReport, dry_run: bool) -> Result<()> {
     if g.json {
-        return output::json(&json!({
-            "dry_run": dry_run,
-            "unused_packs": r.unused_packs,
-            "unindexed_packs": r.unindexed_packs,
-            "repacked_packs": r.repacked_packs,
-            "blobs_rewritten": r.blobs_rewritten,
-            "repack_needs_identity": r.repack_needs_identity,
-            "bytes_condemned": r.bytes_condemned,
-            "marker": r.marker.map(|m| m.to_hex()),
-            "packs_deleted": r.packs_deleted,
-            "bytes_freed": r.bytes_freed,
-            "packs_rescued": r.packs_rescued,
-            "incomplete_removed": r.incomplete_removed,
-            "markers_swept": r.markers_swept.iter().map(|m| m.to_hex()).collect::<Vec<_>>(),
-            "markers_pending": r.markers_pending.iter().map(|(m, why)| json!({"marker": m.to_hex(), "reason": why})).collect::<Vec<_>>(),
-        }));
+        return output::json(&report_json(r, dry_run));
     }
-    if g.quiet {
-        return Ok(());
+    if !g.quiet {
+        print_text(r, dry_run);
     }
+    Ok(())
+}
+
+/// The report for people.
+pub fn print_text(r: &PruneReport, dry_run: bool) {
     let verb = if dry_run {
         "would condemn"
     } else {
@@ -119,5 +133,4 @@ fn print(g: &Global, r: &PruneReport, dry_run: bool) -> Result<()> {
             println!("marker {} pending: {why}", m.short());
         }
     }
-    Ok(())
 }

@@ -1,0 +1,183 @@
+//! `cairn forget` end to end: dry runs change nothing, keep rules apply per group, a write key
+//! can forget, `--max-count` holds exactly, and `--max-size --prune` leaves a repository no
+//! larger than asked whose newest snapshot restores.
+
+use cairn_e2e::*;
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Deterministic incompressible bytes.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Snapshot ids and hosts, via `snapshots --json`.
+fn snaps(fx: &Fixture) -> Vec<(String, String)> {
+    let v = fx.id(&["--json", "snapshots"]).ok().json();
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_string(),
+                s["host"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Two hosts, three backups each (tags t0..t2); the source changes every time.
+fn two_hosts() -> (Fixture, PathBuf) {
+    let fx = Fixture::new();
+    let src = fx.dir("src");
+    for i in 0..3u64 {
+        for host in ["alpha", "beta"] {
+            fs::write(src.join("f"), format!("{host} {i}")).unwrap();
+            let tag = format!("t{i}");
+            fx.wk(&["backup", "--host", host, "--tag", &tag, s(&src)])
+                .ok();
+        }
+    }
+    (fx, src)
+}
+
+#[test]
+fn keep_last_dry_run_then_real_with_write_key() {
+    let (fx, _src) = two_hosts();
+    assert_eq!(snaps(&fx).len(), 6);
+    let v = fx
+        .wk(&["--json", "forget", "--keep-last", "2", "--dry-run"])
+        .ok()
+        .json();
+    let list = v["snapshots"].as_array().expect("array");
+    assert_eq!(list.len(), 6);
+    let kept: Vec<&Value> = list.iter().filter(|d| d["keep"] == true).collect();
+    assert_eq!(kept.len(), 4, "{v}");
+    for d in &kept {
+        assert_eq!(d["reasons"], serde_json::json!(["last"]));
+        assert_ne!(d["tags"], serde_json::json!(["t0"]));
+    }
+    assert_eq!(snaps(&fx).len(), 6, "dry run deleted something");
+
+    fx.wk(&["forget", "--keep-last", "2"]).ok();
+    let left = snaps(&fx);
+    assert!(left
+        .iter()
+        .all(|(id, _)| kept.iter().any(|d| d["id"] == id.as_str())));
+    assert_eq!(left.len(), 4);
+    for host in ["alpha", "beta"] {
+        assert_eq!(left.iter().filter(|(_, h)| h == host).count(), 2);
+    }
+    // Filters: only alpha's are considered.
+    fx.id(&["forget", "--keep-last", "1", "--host", "alpha"])
+        .ok();
+    let left = snaps(&fx);
+    assert_eq!(left.iter().filter(|(_, h)| h == "alpha").count(), 1);
+    assert_eq!(left.iter().filter(|(_, h)| h == "beta").count(), 2);
+}
+
+#[test]
+fn max_count_is_exact_and_keeps_the_newest() {
+    let (fx, _src) = two_hosts();
+    let newest = snaps(&fx).last().unwrap().0.clone();
+    fx.id(&["forget", "--keep-last", "3", "--max-count", "1"])
+        .ok();
+    assert_eq!(snaps(&fx), vec![(newest, "beta".to_string())]);
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    let (fx, _src) = two_hosts();
+    // No rule at all, or --max-size without the prune that frees the space.
+    fx.id(&["forget"]).code_is(2);
+    fx.id(&["forget", "--max-size", "1G"]).code_is(2);
+    fx.id(&["forget", "--keep-within", "7x"]).code_is(2);
+    fx.id(&["forget", "--timezone", "Mars/Olympus", "--keep-daily", "1"])
+        .code_is(2);
+    fx.id(&["forget", "--group-by", "colour"]).code_is(2);
+    assert_eq!(snaps(&fx).len(), 6);
+}
+
+fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in fs::read_dir(dir).ok()? {
+        let p = e.ok()?.path();
+        if p.is_dir() {
+            if let Some(f) = find(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+#[test]
+fn max_size_with_prune_fits_and_newest_restores() {
+    max_size_case(false);
+}
+
+#[test]
+fn max_size_with_prune_works_with_a_write_key() {
+    max_size_case(true);
+}
+
+fn max_size_case(write_key: bool) {
+    let fx = Fixture::new();
+    let forget = |args: &[&str]| if write_key { fx.wk(args) } else { fx.id(args) };
+    let src = fx.dir("src");
+    let mut last = Vec::new();
+    for i in 0..4u64 {
+        last = noise(i + 1, 1 << 20);
+        fs::write(src.join("data"), &last).unwrap();
+        fx.id(&["backup", s(&src)]).ok();
+    }
+    let before = fx.store.bytes();
+    // Far too small: refused, nothing removed.
+    forget(&["forget", "--max-size", "100K", "--prune"])
+        .failed()
+        .stderr_has(&["does not fit", "nothing removed"]);
+    assert_eq!(snaps(&fx).len(), 4);
+
+    let limit = before - (3 << 20) / 2;
+    let limit_arg = limit.to_string();
+    forget(&["forget", "--max-size", &limit_arg, "--prune"]).ok();
+    let after = fx.store.bytes();
+    assert!(after <= limit, "{after} > {limit}");
+    let left = snaps(&fx).len();
+    assert!((1..4).contains(&left), "{left} snapshots left");
+
+    let target = fx.path("restored");
+    fx.id(&["restore", "latest", "--target", s(&target)]).ok();
+    let file = find(&target, "data").expect("restored file");
+    assert_eq!(fs::read(file).unwrap(), last);
+}
+
+#[test]
+fn forget_with_prune_frees_the_space_and_reports_both() {
+    let fx = Fixture::new();
+    let src = fx.dir("src");
+    for i in 0..3u64 {
+        fs::write(src.join("data"), noise(i + 10, 1 << 20)).unwrap();
+        fx.id(&["backup", s(&src)]).ok();
+    }
+    let before = fx.store.bytes();
+    let v = fx
+        .id(&["--json", "forget", "--keep-last", "1", "--prune"])
+        .ok()
+        .json();
+    assert_eq!(v["deleted"], 2, "{v}");
+    assert!(v["prune"]["packs_deleted"].as_u64().unwrap() >= 2, "{v}");
+    let after = fx.store.bytes();
+    assert!(after < before - (3 << 20) / 2, "{after} vs {before}");
+    fx.id(&["check", "--read-data"]).ok();
+}
