@@ -1,0 +1,212 @@
+//! `cairn repair index` and `cairn repair snapshots` end to end: a deleted index is rebuilt
+//! from pack trailers and every snapshot restores byte for byte; a write key rebuilds the tree
+//! entries and says data packs need the identity; a damaged pack is skipped and named; a lost
+//! data pack makes `repair snapshots` write a `repaired` snapshot without the lost file; and
+//! `--dry-run` changes nothing.
+
+use cairn_e2e::*;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+/// A source directory of a few files with distinct content.
+fn source(fx: &Fixture) -> std::path::PathBuf {
+    let src = fx.dir("src");
+    write_file(&src.join("a.bin"), &random_bytes(1, 300_000));
+    write_file(&src.join("sub/b.txt"), b"hello, repair\n");
+    write_file(&src.join("sub/deeper/c.bin"), &random_bytes(2, 70_000));
+    src
+}
+
+/// Delete object `name` of a local repository.
+fn delete(fx: &Fixture, name: &str) {
+    fs::remove_file(fx.repo.join(name)).unwrap_or_else(|e| panic!("deleting {name}: {e}"));
+}
+
+/// Every regular file below `dir`, by path relative to it, with its bytes.
+fn file_map(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    files_below(dir)
+        .into_iter()
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let rel = s(p.strip_prefix(dir).unwrap()).to_string();
+            (rel, fs::read(&p).unwrap())
+        })
+        .collect()
+}
+
+/// Restore `snap` and check every file is byte-exact to `expected` (file content and names
+/// only: removing a file from the source changes its directory's mtime).
+fn restore_equal(
+    fx: &Fixture,
+    snap: &str,
+    src: &Path,
+    expected: &BTreeMap<String, Vec<u8>>,
+    name: &str,
+) {
+    let target = fx.path(name);
+    fx.restore(snap, &target, &[]).ok();
+    let got = file_map(&Fixture::restored(&target, src));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "restored file names"
+    );
+    assert!(got == *expected, "restored file contents differ");
+}
+
+#[test]
+fn deleted_index_is_rebuilt_and_every_snapshot_restores() {
+    let fx = Fixture::new();
+    let src = source(&fx);
+    let s1 = Fixture::snap_id(&fx.backup(&[&src]));
+    let e1 = file_map(&src);
+    write_file(&src.join("new.bin"), &random_bytes(3, 50_000));
+    let s2 = Fixture::snap_id(&fx.backup(&[&src]));
+    let e2 = file_map(&src);
+    for name in fx.object_names("index") {
+        delete(&fx, &name);
+    }
+    let out = fx.id(&["--json", "repair", "index"]);
+    out.ok();
+    let r = out.json();
+    assert_eq!(r["damaged"].as_array().unwrap().len(), 0);
+    assert_eq!(r["data_needs_identity"], false);
+    assert!(!fx.object_names("index").is_empty());
+    // Running it again replaces the rebuilt index with an equivalent one.
+    fx.id(&["repair", "index"]).ok();
+    restore_equal(&fx, &s2, &src, &e2, "r2");
+    restore_equal(&fx, &s1, &src, &e1, "r1");
+    fx.id(&["check"]).ok();
+}
+
+#[test]
+fn write_key_rebuilds_tree_entries_and_keeps_data_entries() {
+    let fx = Fixture::new();
+    let src = source(&fx);
+    let snap = Fixture::snap_id(&fx.backup(&[&src]));
+    let expected = file_map(&src);
+    let out = fx.wk(&["repair", "index"]);
+    out.ok();
+    assert!(
+        out.stdout.contains("data packs need the identity"),
+        "{}",
+        out.stdout
+    );
+    let out = fx.wk(&["--json", "repair", "index"]);
+    out.ok();
+    let r = out.json();
+    assert_eq!(r["data_needs_identity"], true);
+    assert!(r["packs_kept_from_index"].as_u64().unwrap() >= 1);
+    assert!(r["packs_read"].as_u64().unwrap() >= 1);
+    // The data entries were carried over: everything still restores.
+    restore_equal(&fx, &snap, &src, &expected, "r");
+    // With no index at all a write key rebuilds the trees (ls works) but not the data.
+    for name in fx.object_names("index") {
+        delete(&fx, &name);
+    }
+    let out = fx.wk(&["--json", "repair", "index"]);
+    out.code_is(3);
+    assert!(
+        out.json()["packs_unreadable_needs_identity"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    let ls = fx.wk(&["ls", &snap]);
+    ls.ok();
+    assert!(ls.stdout.contains("b.txt"), "{}", ls.stdout);
+    // The identity then completes the index.
+    fx.id(&["repair", "index"]).ok();
+    restore_equal(&fx, &snap, &src, &expected, "r2");
+}
+
+#[test]
+fn damaged_pack_is_skipped_and_named() {
+    let fx = Fixture::new();
+    let src = source(&fx);
+    fx.backup(&[&src]);
+    let data = fx.object_names("data");
+    let victim = &data[0];
+    let mut bytes = fx.store.read(victim).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0xff;
+    fx.store.write(victim, &bytes);
+    let out = fx.id(&["repair", "index"]);
+    out.code_is(3);
+    let name = victim.rsplit('/').next().unwrap();
+    out.stderr_has(&["damaged pack", name]);
+    let out = fx.id(&["--json", "repair", "index"]);
+    out.code_is(3);
+    let damaged = out.json()["damaged"].as_array().unwrap().clone();
+    assert_eq!(damaged.len(), 1);
+    assert!(damaged[0]["pack"].as_str().unwrap().contains(name));
+}
+
+#[test]
+fn lost_data_pack_gives_a_repaired_snapshot_without_the_file() {
+    let fx = Fixture::new();
+    let src = source(&fx);
+    let s1 = Fixture::snap_id(&fx.backup(&[&src]));
+    let e1 = file_map(&src);
+    let before: Vec<String> = fx.object_names("data");
+    write_file(&src.join("sub/lost.bin"), &random_bytes(9, 40_000));
+    let s2 = Fixture::snap_id(&fx.backup(&[&src]));
+    let new: Vec<String> = fx
+        .object_names("data")
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
+    assert_eq!(new.len(), 1, "the second backup adds one data pack");
+    delete(&fx, &new[0]);
+
+    // --dry-run changes nothing.
+    let listing = fx.store.list("");
+    let out = fx.id(&["--json", "repair", "snapshots", "--dry-run"]);
+    out.ok();
+    let r = out.json();
+    assert_eq!(r["repaired"].as_array().unwrap().len(), 1);
+    let lost = r["repaired"][0]["lost"][0].as_str().unwrap();
+    assert!(lost.ends_with("/sub/lost.bin"), "{lost}");
+    fx.id(&["repair", "index", "--dry-run"]).ok();
+    assert_eq!(
+        fx.store.list(""),
+        listing,
+        "--dry-run changed the repository"
+    );
+
+    let out = fx.wk(&["--json", "repair", "snapshots"]);
+    out.ok();
+    let r = out.json();
+    let repaired = r["repaired"].as_array().unwrap();
+    assert_eq!(repaired.len(), 1);
+    assert_eq!(repaired[0]["original"], s2.as_str());
+    assert_eq!(repaired[0]["lost_count"], 1);
+    let s3 = repaired[0]["new"].as_str().unwrap().to_string();
+    assert!(
+        !fx.store.exists(&format!("snapshots/{s2}")),
+        "original kept"
+    );
+    let list = fx.wk(&["--json", "snapshots"]);
+    list.ok();
+    let list = list.json();
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == s3.as_str())
+        .expect("repaired snapshot listed")
+        .clone();
+    assert!(entry["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t == "repaired"));
+    // Everything but the lost file, byte for byte.
+    restore_equal(&fx, &s3, &src, &e1, "r3");
+    restore_equal(&fx, &s1, &src, &e1, "r1");
+    // Nothing left to repair.
+    let out = fx.id(&["--json", "repair", "snapshots"]);
+    out.ok();
+    assert_eq!(out.json()["repaired"].as_array().unwrap().len(), 0);
+}
