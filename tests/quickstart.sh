@@ -37,4 +37,13 @@ echo "== restore with the identity into a fresh directory"
 "$cairn" restore --identity "$work/identity.txt" latest --target "$work/restored"
 diff -r --no-dereference "$work/host/etc" "$work/restored$work/host/etc"
 echo "== restored tree is identical to the source"
+
+echo "== audit: every pack read back and every blob verified"
+"$cairn" check --identity "$work/identity.txt" --read-data
+echo "== offsite copy (here another directory; s3://bucket/prefix works the same)"
+"$cairn" init --like "$CAIRN_REPO" --repo "$work/offsite" --key "$work/write.key"
+"$cairn" copy --to "$work/offsite" --key "$work/write.key"
+echo "== retention: keep the newest snapshot, prune the rest (write key)"
+"$cairn" forget --key "$work/write.key" --keep-last 1 --prune
+"$cairn" check --key "$work/write.key"
 echo "(all files are in $work; remove it when done)"
