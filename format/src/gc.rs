@@ -77,11 +77,7 @@ impl GcRecord {
     /// Decode and sanity-check a gc record.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         let rec: GcRecord = record::decode(RecordKind::Gc, bytes)?;
-        for p in &rec.packs {
-            for b in &p.blobs {
-                b.validate(p.size)?;
-            }
-        }
+        rec.packs.iter().try_for_each(IndexPack::validate)?;
         Ok(rec)
     }
 }

@@ -18,6 +18,14 @@ pub struct IndexPack {
     pub blobs: Vec<BlobEntry>,
 }
 
+impl IndexPack {
+    /// Checks every blob entry lies within the pack. The trailer lies inside the plaintext,
+    /// which is smaller than the stored ciphertext, so `size` bounds every entry.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.blobs.iter().try_for_each(|b| b.validate(self.size))
+    }
+}
+
 /// The `index/<id>` record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct IndexRecord {
@@ -34,12 +42,7 @@ impl IndexRecord {
     /// Decode and sanity-check an index record.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         let rec: IndexRecord = record::decode(RecordKind::Index, bytes)?;
-        for p in &rec.packs {
-            for b in &p.blobs {
-                // The trailer lies inside the plaintext, which is smaller than the ciphertext.
-                b.validate(p.size)?;
-            }
-        }
+        rec.packs.iter().try_for_each(IndexPack::validate)?;
         Ok(rec)
     }
 }

@@ -445,6 +445,19 @@ mod tests {
     use cairn_format::snapshot::{Snapshot, SnapshotStats, SourceKind};
     use cairn_format::tree::{Node, NodeKind, Tree};
 
+    /// A new repository in `dir` for `id`, opened with it.
+    fn create(dir: &std::path::Path, id: &age::x25519::Identity) -> Arc<Repository> {
+        Repository::init(
+            Box::new(LocalBackend::new(dir)),
+            InitOptions {
+                recipients: vec![id.to_public().to_string()],
+                ..InitOptions::default()
+            },
+        )
+        .unwrap();
+        open(dir, id)
+    }
+
     fn open(dir: &std::path::Path, id: &age::x25519::Identity) -> Arc<Repository> {
         Arc::new(
             Repository::open(
@@ -502,15 +515,7 @@ mod tests {
     fn a_running_backup_that_reuses_condemned_data_keeps_it() {
         let dir = tempfile::tempdir().unwrap();
         let id = age::x25519::Identity::generate();
-        Repository::init(
-            Box::new(LocalBackend::new(dir.path())),
-            InitOptions {
-                recipients: vec![id.to_public().to_string()],
-                ..InitOptions::default()
-            },
-        )
-        .unwrap();
-        let repo = open(dir.path(), &id);
+        let repo = create(dir.path(), &id);
         let content = vec![7u8; 100_000];
         let old = snapshot(&repo, Index::default(), "a", &content);
 
@@ -553,15 +558,7 @@ mod tests {
     fn unused_and_unindexed_packs_are_deleted_when_nothing_runs() {
         let dir = tempfile::tempdir().unwrap();
         let id = age::x25519::Identity::generate();
-        Repository::init(
-            Box::new(LocalBackend::new(dir.path())),
-            InitOptions {
-                recipients: vec![id.to_public().to_string()],
-                ..InitOptions::default()
-            },
-        )
-        .unwrap();
-        let repo = open(dir.path(), &id);
+        let repo = create(dir.path(), &id);
         let keep = snapshot(&repo, Index::default(), "keep", &[1u8; 50_000]);
         let gone = snapshot(&repo, Index::load(&repo).unwrap(), "gone", &[2u8; 50_000]);
         // An interrupted backup: a pack stored, no index for it.
