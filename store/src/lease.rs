@@ -98,10 +98,11 @@ pub struct Lease {
 }
 
 impl Lease {
-    fn start(repo: &Arc<Repository>, path: String, record: LeaseRecord) -> Lease {
+    /// Start renewing a lease whose record was written at `written` (taken before the write).
+    fn start(repo: &Arc<Repository>, path: String, record: LeaseRecord, written: Instant) -> Lease {
         let state = Arc::new(Mutex::new(State {
             record,
-            renewed: Instant::now(),
+            renewed: written,
             lost: false,
         }));
         let (stop, stopped) = mpsc::channel::<()>();
@@ -120,9 +121,12 @@ impl Lease {
                     );
                     return;
                 }
+                // The renewal counts from before the write: a pause in the middle of it
+                // (SIGSTOP, a stalled request) must not look like a fresh renewal.
+                let attempt = Instant::now();
                 st.record.renewed_unix = now_unix();
                 match repo.put_meta_at(&path, &st.record.encode()) {
-                    Ok(()) => st.renewed = Instant::now(),
+                    Ok(()) => st.renewed = attempt,
                     Err(e) => tracing::warn!("could not renew lease {path}: {e}"),
                 }
             })
@@ -153,9 +157,10 @@ impl Lease {
     /// marker condemns, and record which markers were seen.
     pub fn begin_write(repo: &Arc<Repository>) -> Result<(Lease, Index)> {
         let path = format!("locks/{}", hex::encode(rand::random::<[u8; 16]>()));
+        let written = Instant::now();
         let record = Self::record(LeaseKind::Writer);
         repo.put_meta_at(&path, &record.encode())?;
-        let mut lease = Self::start(repo, path, record);
+        let mut lease = Self::start(repo, path, record, written);
         let markers = load_markers(repo)?;
         let condemned: HashSet<Id> = markers
             .iter()
@@ -170,10 +175,11 @@ impl Lease {
     /// Take the single prune lease. A live one held by someone else is an error; an expired
     /// one is taken over.
     pub fn prune(repo: &Arc<Repository>) -> Result<Lease> {
-        let record = Self::record(LeaseKind::Prune);
         for _ in 0..2 {
+            let written = Instant::now();
+            let record = Self::record(LeaseKind::Prune);
             if repo.put_meta_new(PRUNE_LEASE, &record.encode())? {
-                return Ok(Self::start(repo, PRUNE_LEASE.to_string(), record));
+                return Ok(Self::start(repo, PRUNE_LEASE.to_string(), record, written));
             }
             match repo
                 .get_meta_at(PRUNE_LEASE, MAX_RECORD_LEN)
@@ -211,9 +217,10 @@ impl Lease {
     fn set_seen(&self, markers: Vec<Id>) -> Result<()> {
         let mut st = self.state.lock().expect("lease state");
         st.record.seen_markers = Some(markers);
+        let attempt = Instant::now();
         st.record.renewed_unix = now_unix();
         self.repo.put_meta_at(&self.path, &st.record.encode())?;
-        st.renewed = Instant::now();
+        st.renewed = attempt;
         Ok(())
     }
 
