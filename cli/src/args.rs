@@ -143,6 +143,11 @@ pub struct InitArgs {
     /// index memory. Fixed for the repository's life.
     #[arg(long, value_name = "KIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub chunk_size: u32,
+    /// Target size of pack files in MiB. Larger packs mean fewer objects and requests on
+    /// object stores (packs over 32 MiB are uploaded to them in parts); smaller ones waste less
+    /// when prune repacks. Fixed for the repository's life.
+    #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub pack_size: u32,
     /// Create a copy target of this repository: same keys, chunker parameters and id, so
     /// `cairn copy` can move snapshots between the two without decrypting them (works with a
     /// write key). Recipients and --chunk-size are then taken from it.

@@ -552,6 +552,11 @@ impl Fixture {
 
     /// Create the repository on `backend`, identity and write key.
     pub fn on(backend: Backend) -> Fixture {
+        Fixture::on_with(backend, &[])
+    }
+
+    /// [`Fixture::on`] with extra `init` arguments (e.g. `--pack-size`).
+    pub fn on_with(backend: Backend, init_args: &[&str]) -> Fixture {
         let tmp = scratch();
         let store = backend.fresh(tmp.path(), "repo");
         let repo = PathBuf::from(store.location());
@@ -569,8 +574,9 @@ impl Fixture {
             write_key,
             recipient,
         };
-        fx.run(&["-r", s(&fx.repo), "init", "--recipient", &fx.recipient])
-            .ok();
+        let mut init = vec!["-r", s(&fx.repo), "init", "--recipient", &fx.recipient];
+        init.extend_from_slice(init_args);
+        fx.run(&init).ok();
         fx.id(&["key", "write-key", "-o", s(&fx.write_key)]).ok();
         fx
     }

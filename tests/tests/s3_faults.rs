@@ -7,9 +7,9 @@
 //! every one of them restores byte-exact. The next backup through a healthy connection
 //! succeeds.
 //!
-//! The data (~52 MB, mostly incompressible) makes several 16 MiB packs, each uploaded as a
-//! multipart upload of 8 MiB parts, plus index, tree and snapshot objects: many requests, some
-//! large. cairn runs with `CAIRN_S3_TIMEOUT`=[`s3::TIMEOUT_SECS`] and
+//! The data (~52 MB, mostly incompressible) goes into a repository of 40 MiB packs: one pack
+//! uploaded as a multipart upload of 16 MiB parts, one smaller pack in a single request, plus
+//! index, tree and snapshot objects: many requests, some large. cairn runs with `CAIRN_S3_TIMEOUT`=[`s3::TIMEOUT_SECS`] and
 //! `CAIRN_S3_RETRIES`=[`s3::RETRIES`] unless a test says otherwise.
 
 use cairn_e2e::s3::{self, Fault, FaultProxy, Trigger};
@@ -30,7 +30,7 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
-        let fx = Fixture::on(Backend::S3);
+        let fx = Fixture::on_with(Backend::S3, &["--pack-size", "40"]);
         let src = fx.path("src");
         for i in 0..3u64 {
             write_file(
@@ -153,7 +153,7 @@ impl Rig {
 fn connections_cut_mid_request_are_retried_and_the_backup_completes() {
     let mut rig = Rig::new();
     // Connections are cut after 1 MB of request, as many times as cairn may retry one
-    // request: requests of up to 16 MiB (8 MiB parts, smaller packs in one PUT) break
+    // request: requests of up to 16 MiB (16 MiB parts, the smaller pack in one PUT) break
     // mid-body, possibly the same one every time, and are retried.
     rig.proxy.set_limited(
         Fault::CutRequest {
@@ -188,7 +188,7 @@ fn connections_cut_mid_request_are_retried_and_the_backup_completes() {
 #[test]
 fn requests_that_can_never_get_through_fail_cleanly_and_abort_their_uploads() {
     let mut rig = Rig::new();
-    // Every connection is cut after 1 MB of request: no 8 MiB part can ever arrive.
+    // Every connection is cut after 1 MB of request: no 16 MiB part can ever arrive.
     rig.proxy.set(Fault::CutRequest {
         every: 1,
         after: MB as u64,

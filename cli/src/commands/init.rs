@@ -44,6 +44,7 @@ pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
                 avg: a.chunk_size * 1024,
                 max: a.chunk_size * 4096,
             },
+            pack_size: a.pack_size << 20,
             ..InitOptions::default()
         },
     )?;

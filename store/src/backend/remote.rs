@@ -25,10 +25,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Objects at least this large are uploaded as multipart uploads.
-pub const MULTIPART_THRESHOLD: usize = 16 << 20;
+/// Objects at least this large are uploaded as multipart uploads. Packs of the default size
+/// (16 MiB) go up in one request: parts would cost two requests more per pack and gain nothing
+/// while several packs are uploaded at once.
+pub const MULTIPART_THRESHOLD: usize = 32 << 20;
 /// Size of one part of a multipart upload.
-const PART_SIZE: usize = 8 << 20;
+const PART_SIZE: usize = 16 << 20;
 /// Parts of one upload in flight at once.
 const PARTS_IN_FLIGHT: usize = 4;
 /// Packs uploaded at once.
@@ -37,6 +39,9 @@ const PARALLEL_UPLOADS: usize = 4;
 const FIRST_READ: u64 = 64 << 10;
 /// Largest read-ahead for sequential reads of an opened object.
 const MAX_READ_AHEAD: u64 = 8 << 20;
+/// Objects up to this size are fetched whole on the first read outside the first range: tree
+/// packs are read in no particular order, and one request beats one per jump.
+const WHOLE_READ: u64 = 4 << 20;
 /// Attempts for a read whose body broke off after object_store's own retries.
 const READ_ATTEMPTS: usize = 3;
 
@@ -216,27 +221,32 @@ impl RemoteBackend {
 
     /// Read `range` of an object; returns the bytes and the object's total size.
     fn read_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<(Vec<u8>, u64)> {
+        self.fetch(path, Some(range))
+    }
+
+    /// GET an object or a range of it: its bytes and the object's size. A failed request was
+    /// already retried by object_store; a body that broke off after the request succeeded
+    /// (which object_store does not retry) is fetched again, up to [`READ_ATTEMPTS`] times.
+    fn fetch(&self, path: &str, range: Option<std::ops::Range<u64>>) -> Result<(Vec<u8>, u64)> {
         let key = self.key(path);
         let mut last = None;
         for _ in 0..READ_ATTEMPTS {
             let opts = GetOptions {
-                range: Some(GetRange::Bounded(range.clone())),
+                range: range.clone().map(GetRange::Bounded),
                 ..GetOptions::default()
             };
             let got = self.block(async {
                 let r = self.store.get_opts(&key, opts).await?;
                 let size = r.meta.size;
-                Ok::<_, object_store::Error>((r.bytes().await?.to_vec(), size))
+                Ok::<_, object_store::Error>(r.bytes().await.map(|b| (b.to_vec(), size)))
             });
             match got {
-                Ok(v) => return Ok(v),
-                Err(e @ object_store::Error::NotFound { .. }) => {
-                    return Err(self.error("reading", path, e))
-                }
-                Err(e) => {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => {
                     tracing::debug!("reading {path}: {e}; retrying");
                     last = Some(e);
                 }
+                Err(e) => return Err(self.error("reading", path, e)),
             }
         }
         Err(self.error("reading", path, last.expect("at least one attempt")))
@@ -370,22 +380,7 @@ impl Backend for RemoteBackend {
     }
 
     fn get(&self, path: &str) -> Result<Vec<u8>> {
-        let key = self.key(path);
-        let mut last = None;
-        for _ in 0..READ_ATTEMPTS {
-            let got = self.block(async {
-                let r = self.store.get(&key).await?;
-                Ok::<_, object_store::Error>(r.bytes().await?.to_vec())
-            });
-            match got {
-                Ok(v) => return Ok(v),
-                Err(e @ object_store::Error::NotFound { .. }) => {
-                    return Err(self.error("reading", path, e))
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(self.error("reading", path, last.expect("at least one attempt")))
+        self.fetch(path, None).map(|(bytes, _)| bytes)
     }
 
     fn open(&self, path: &str) -> Result<Box<dyn ReadSeek>> {
@@ -464,18 +459,22 @@ impl Read for RemoteReader {
                 FIRST_READ
             };
             let want = (out.len() as u64).max(self.read_ahead);
-            let end = (self.pos + want).min(self.size);
+            let (start, end) = if self.size <= WHOLE_READ {
+                (0, self.size)
+            } else {
+                (self.pos, (self.pos + want).min(self.size))
+            };
             let (bytes, _) = self
                 .backend
-                .read_range(&self.path, self.pos..end)
+                .read_range(&self.path, start..end)
                 .map_err(io::Error::other)?;
-            if bytes.is_empty() {
+            if start + (bytes.len() as u64) <= self.pos {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     format!("{} ended early", self.path),
                 ));
             }
-            self.buf_start = self.pos;
+            self.buf_start = start;
             self.buf = bytes;
         }
         let at = (self.pos - self.buf_start) as usize;
