@@ -99,9 +99,11 @@ pub enum Error {
         /// The other.
         second: String,
     },
-    /// The write key belongs to another repository.
-    #[error("the write key belongs to repository {key_repo}, not to this repository {repo}")]
+    /// The credentials' keys are bound to another repository id than `config` names.
+    #[error("{what} belongs to repository {key_repo}, but `config` names repository {repo}: these credentials are for another repository, or `config` was damaged or replaced (restore it from a copy of the repository, such as an `init --like` target)")]
     KeyMismatch {
+        /// Where the keys came from: the write key, or a key object.
+        what: String,
         /// Repository id in the key.
         key_repo: Id,
         /// Repository id in config.

@@ -267,7 +267,10 @@ fn execute(repo: &Arc<Repository>, plan: Plan) -> Result<Option<Id>> {
         let mut saver = Saver::new(repo.clone(), Arc::new(plan.objects.index(&skip)), 0);
         for (pack, blobs) in &plan.repack {
             let kind = plan.objects.packs[pack].kind;
-            for b in blobs {
+            // In pack order, so each frame is decrypted and decompressed once.
+            let mut blobs = blobs.clone();
+            blobs.sort_by_key(|b| loader.index().get(b).map(|l| (l.frame.offset, l.offset)));
+            for b in &blobs {
                 saver.add_blob(kind, loader.load(b)?)?;
             }
         }

@@ -184,6 +184,7 @@ impl Repository {
             Credentials::WriteKey(k) => {
                 if k.repo_id != config.repo_id {
                     return Err(Error::KeyMismatch {
+                        what: "the write key".into(),
                         key_repo: k.repo_id,
                         repo: config.repo_id,
                     });
@@ -241,6 +242,7 @@ impl Repository {
                         .map_err(|e| Err(Error::damaged(obj.path.clone(), e)))?;
                     if keys.repo_id != config.repo_id {
                         return Err(Err(Error::KeyMismatch {
+                            what: format!("key object {}", obj.path),
                             key_repo: keys.repo_id,
                             repo: config.repo_id,
                         }));

@@ -9,7 +9,7 @@
 //! rule at all every snapshot is kept. `max_count N` then removes the oldest kept snapshots of
 //! the whole set until exactly N (or fewer, if fewer were kept) remain.
 
-use cairn_format::snapshot::Snapshot;
+use cairn_format::snapshot::{Snapshot, SourceKind};
 use cairn_format::Id;
 use chrono::{DateTime, Datelike, Offset, TimeZone, Timelike, Utc};
 use std::collections::{HashMap, HashSet};
@@ -105,9 +105,12 @@ pub struct Decision {
     pub reasons: Vec<String>,
 }
 
-/// Group key of a snapshot under `by`.
+/// Group key of a snapshot under `by`. Paths group only file-system and project snapshots:
+/// those of etcd, static-pods and cluster backups name a timestamped snapshot file or a pod
+/// revision and change with every backup, so their source kind is their group.
 pub fn group_key(by: GroupBy, s: &Snapshot) -> (String, String, Vec<String>) {
-    let mut paths = if by.paths {
+    let named_by_paths = matches!(s.source, SourceKind::Paths | SourceKind::Project);
+    let mut paths = if by.paths && named_by_paths {
         s.paths.clone()
     } else {
         Vec::new()
@@ -370,7 +373,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_format::snapshot::{SnapshotStats, SourceKind};
+    use cairn_format::snapshot::SnapshotStats;
     use proptest::prelude::*;
 
     fn snap(time_ns: i64, host: &str, tags: &[&str]) -> Snapshot {
@@ -652,6 +655,29 @@ mod tests {
             paths: false,
         };
         assert_eq!(keep(&p), vec![false, false, false, true]);
+    }
+
+    #[test]
+    fn etcd_snapshots_group_by_kind_not_by_their_timestamped_file() {
+        let mut snaps: Vec<Snapshot> = (0..4).map(|t| snap(t, "h", &[])).collect();
+        for (i, s) in snaps.iter_mut().enumerate() {
+            s.source = SourceKind::Etcd;
+            s.paths = vec![format!("/snapshot_2026-01-0{}_000000.db", i + 1)];
+        }
+        let mut files = snap(9, "h", &[]);
+        files.paths = vec!["/etc/kubernetes".into()];
+        snaps.push(files);
+        let items: Vec<(Id, &Snapshot)> =
+            snaps.iter().enumerate().map(|(i, s)| (id(i), s)).collect();
+        let p = Policy {
+            keep_last: Some(2),
+            ..Policy::default()
+        };
+        let kept: Vec<bool> = apply(&p, &items, Utc::now())
+            .iter()
+            .map(|d| d.keep)
+            .collect();
+        assert_eq!(kept, vec![false, false, true, true, true]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub struct CheckArgs {
     #[arg(long, conflicts_with_all = ["read_data", "read_data_subset"])]
     pub no_key: bool,
     /// Also read every pack: names, decryption, trailers and every blob's keyed hash. Data
-    /// packs need the identity; with a write key only tree packs are read.
+    /// packs need the identity; with a write key they are checked against their names only.
     #[arg(long)]
     pub read_data: bool,
     /// Like --read-data, for a subset of packs: `10%` (random) or `2/5` (the second of five
@@ -31,8 +31,8 @@ fn subset(s: &str) -> Result<Subset, String> {
         let v: f64 = p
             .parse()
             .map_err(|_| format!("{s:?} is not a percentage"))?;
-        if !(0.0..=100.0).contains(&v) {
-            return Err(format!("{s} is not between 0% and 100%"));
+        if !(v > 0.0 && v <= 100.0) {
+            return Err(format!("{s} is not more than 0% and at most 100%"));
         }
         return Ok(Subset::Fraction(v / 100.0));
     }

@@ -68,7 +68,8 @@ pub struct ForgetArgs {
     #[arg(long = "keep-tag", value_name = "TAG")]
     pub keep_tags: Vec<String>,
     /// Apply the keep rules to each group separately: a comma list of host, source, paths;
-    /// "" puts all selected snapshots in one group.
+    /// "" puts all selected snapshots in one group. Paths group only file-system and project
+    /// snapshots; etcd, static-pods and cluster snapshots are grouped by their kind.
     #[arg(long, value_name = "LIST", default_value = "host,source,paths", value_parser = parse_group_by)]
     pub group_by: GroupBy,
     /// Time zone of the hours, days, weeks, months and years (an IANA name).
