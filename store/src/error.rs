@@ -80,14 +80,18 @@ pub enum Error {
     )]
     BlobMissing(Id),
     /// No key object opens with the given identity.
-    #[error("none of the given identities opens a key of this repository ({tried} key objects tried); check --identity / CAIRN_IDENTITY")]
+    #[error("none of the given identities opens a key of this repository ({tried} key objects tried); check --identity / CAIRN_IDENTITY{}", damaged_keys(.damaged))]
     WrongIdentity {
         /// How many key objects were tried.
         tried: usize,
+        /// Key objects whose bytes do not match their names.
+        damaged: Vec<String>,
     },
     /// No passphrase key object opens with the passphrase.
-    #[error("the passphrase opens none of this repository's passphrase keys ({tried} tried)")]
+    #[error("the passphrase opens none of this repository's passphrase keys ({tried} tried){}", damaged_keys(.damaged))]
     WrongPassphrase {
+        /// Key objects whose bytes do not match their names.
+        damaged: Vec<String>,
         /// How many passphrase key objects were tried.
         tried: usize,
     },
@@ -170,5 +174,17 @@ impl Error {
             object: object.into(),
             cause,
         }
+    }
+}
+
+/// The note on damaged key objects added to "no key opens" errors.
+fn damaged_keys(damaged: &[String]) -> String {
+    if damaged.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; key objects damaged (their bytes do not match their names): {}; restore them from a copy of the repository (an `init --like` target holds the same ones)",
+            damaged.join(", ")
+        )
     }
 }

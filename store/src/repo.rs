@@ -200,7 +200,7 @@ impl Repository {
                     envelope::decrypt(ct, &refs, MAX_KEYS_LEN)
                 })
                 .map_err(|tried| match tried {
-                    Ok(tried) => Error::WrongIdentity { tried },
+                    Ok((tried, damaged)) => Error::WrongIdentity { tried, damaged },
                     Err(e) => e,
                 })?;
                 (keys, Credentials::Identities(ids))
@@ -210,7 +210,7 @@ impl Repository {
                     envelope::decrypt_with_passphrase(ct, &pass, SCRYPT_MAX_LOG_N, MAX_KEYS_LEN)
                 })
                 .map_err(|tried| match tried {
-                    Ok(tried) => Error::WrongPassphrase { tried },
+                    Ok((tried, damaged)) => Error::WrongPassphrase { tried, damaged },
                     Err(e) => e,
                 })?;
                 let master = keys.master_identity.as_deref().ok_or_else(|| {
@@ -223,19 +223,27 @@ impl Repository {
         Self::assemble(backend, config, keys, creds)
     }
 
-    /// Try every key object with `decrypt`. `Err(Ok(n))`: none of `n` opened. Key objects
-    /// that open but disagree are an error (possible tampering).
+    /// Try every key object with `decrypt`. `Err(Ok((n, damaged)))`: none of `n` opened, and
+    /// these did not match their names. Key objects that open but disagree are an error
+    /// (possible tampering).
+    #[allow(clippy::type_complexity)]
     fn find_key(
         backend: &dyn Backend,
         config: &RepoConfig,
         decrypt: impl Fn(&[u8]) -> Result<Vec<u8>, EnvelopeError>,
-    ) -> Result<KeyRecord, Result<usize, Error>> {
+    ) -> Result<KeyRecord, Result<(usize, Vec<String>), Error>> {
         let objects = backend.list("keys").map_err(Err)?;
         let mut tried = 0;
+        let mut damaged = Vec::new();
         let mut found: Option<(String, KeyRecord)> = None;
         for obj in &objects {
             let ct = backend.get(&obj.path).map_err(Err)?;
             tried += 1;
+            let name = obj.path.rsplit('/').next().unwrap_or_default();
+            if name.parse::<Id>().ok() != Some(Id::of_object(&ct)) {
+                damaged.push(obj.path.clone());
+                continue;
+            }
             match decrypt(&ct) {
                 Ok(plain) => {
                     let keys = KeyRecord::decode(&plain)
@@ -268,7 +276,7 @@ impl Repository {
                 }
             }
         }
-        found.map(|(_, k)| k).ok_or(Ok(tried))
+        found.map(|(_, k)| k).ok_or(Ok((tried, damaged)))
     }
 
     fn assemble(

@@ -523,7 +523,10 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert!(matches!(err, Error::WrongIdentity { tried: 1 }), "{err}");
+        assert!(
+            matches!(err, Error::WrongIdentity { tried: 1, .. }),
+            "{err}"
+        );
         let err = Repository::open(
             Box::new(LocalBackend::new(dir.path())),
             Credentials::Passphrase("wrong".into()),

@@ -1,9 +1,12 @@
 //! Running cairn in the background, pausing and killing it: for the concurrency and crash
 //! tests.
 
-use crate::{cairn_bin, Output, TIMEOUT};
+use crate::repo_objects::leases;
+use crate::{cairn_bin, env_refs, Fixture, Output, Store, TIMEOUT};
+use cairn_format::gc::{LeaseKind, LeaseRecord};
 use std::ffi::OsStr;
 use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
@@ -14,10 +17,13 @@ pub struct Bg {
     child: Child,
     out: Option<JoinHandle<Vec<u8>>>,
     err: Option<JoinHandle<Vec<u8>>>,
+    /// The command line, for messages.
     pub cmdline: String,
     done: bool,
 }
 
+/// A command for `program` without the test's own `CAIRN_*`, `ETCDCTL_*` and `AWS_*`
+/// variables, with `env` added, stdin closed and stdout and stderr piped.
 pub fn clean_command(program: &Path, env: &[(&str, &OsStr)]) -> Command {
     let mut cmd = Command::new(program);
     for (k, _) in std::env::vars_os() {
@@ -35,6 +41,7 @@ pub fn clean_command(program: &Path, env: &[(&str, &OsStr)]) -> Command {
     cmd
 }
 
+/// Start cairn with `args` and environment `env` (see [`clean_command`]).
 pub fn spawn_cairn(args: &[&str], env: &[(&str, &OsStr)]) -> Bg {
     let mut cmd = clean_command(&cairn_bin(), env);
     cmd.args(args);
@@ -60,25 +67,56 @@ pub fn spawn_cairn(args: &[&str], env: &[(&str, &OsStr)]) -> Bg {
 }
 
 impl Bg {
+    /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// Send signal `sig`.
     pub fn signal(&self, sig: rustix::process::Signal) {
         let pid = rustix::process::Pid::from_raw(self.pid() as i32).expect("pid");
         rustix::process::kill_process(pid, sig).expect("kill");
     }
 
+    /// Pause it (SIGSTOP).
     pub fn stop(&self) {
         self.signal(rustix::process::Signal::STOP);
     }
 
+    /// Resume it (SIGCONT).
     pub fn cont(&self) {
         self.signal(rustix::process::Signal::CONT);
     }
 
+    /// True once the process has ended.
     pub fn exited(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_some()
+    }
+
+    /// Poll `ready` every `every` until it returns something, and return that. Panics if the
+    /// process ends first or a minute passes; `what` (the awaited event) says so.
+    pub fn wait_for<T>(
+        &mut self,
+        what: &str,
+        every: Duration,
+        mut ready: impl FnMut() -> Option<T>,
+    ) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = ready() {
+                return v;
+            }
+            assert!(
+                !self.exited(),
+                "{} ended before {what} (make its input bigger)",
+                self.cmdline
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{what}: not within a minute"
+            );
+            std::thread::sleep(every);
+        }
     }
 
     /// Wait for the process (at most [`TIMEOUT`]) and collect its output.
@@ -128,6 +166,17 @@ impl Drop for Bg {
     }
 }
 
+impl Fixture {
+    /// Start cairn on this repository with the write key, in the background, with the
+    /// backend's environment and then `extra` (which wins).
+    pub fn spawn_wk(&self, args: &[&str], extra: &[(&str, &OsStr)]) -> Bg {
+        let env = self.env();
+        let mut all = env_refs(&env);
+        all.extend_from_slice(extra);
+        spawn_cairn(&self.wk_args(args), &all)
+    }
+}
+
 /// The syscalls that change a local repository's visible state, in three classes: strace
 /// counts each syscall of each thread separately, so one class at a time gives exact points.
 pub const MUTATIONS: [&str; 3] = [
@@ -160,4 +209,75 @@ pub fn strace_works() -> bool {
         }
         ok
     })
+}
+
+/// Run cairn with `args` under strace, which SIGKILLs it on entering the `n`-th call of a
+/// syscall of class `MUTATIONS[class]` in any one thread. Returns None if it was killed, its
+/// output if it finished first (panics if it panicked).
+pub fn run_killed_at_syscall(
+    args: &[&str],
+    env: &[(&str, &OsStr)],
+    class: usize,
+    n: u32,
+) -> Option<Output> {
+    let set = MUTATIONS[class];
+    let mut cmd = clean_command(Path::new("strace"), env);
+    cmd.args(["-f", "-qq", "-o", "/dev/null", "-e"])
+        .arg(format!("trace={set}"))
+        .arg("-e")
+        .arg(format!("inject={set}:signal=KILL:when={n}"))
+        .arg("--")
+        .arg(cairn_bin())
+        .args(args);
+    let out = cmd.output().expect("running strace");
+    if out.status.signal() == Some(9) || out.status.code() == Some(137) {
+        return None;
+    }
+    let o = Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stdout_bytes: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        cmdline: format!("strace … cairn {}", args.join(" ")),
+    };
+    assert!(!o.stderr.contains("panicked"), "{o}");
+    Some(o)
+}
+
+/// Wait until the writer lease of `bg` in `store` (a repository with `fx`'s keys) records the
+/// markers it has seen: it has then loaded the index it will deduplicate against. Returns the
+/// lease name and record; panics if `bg` ends first or no such lease appears within a minute.
+pub fn wait_for_loaded_lease(fx: &Fixture, store: &Store, bg: &mut Bg) -> (String, LeaseRecord) {
+    let pid = bg.pid();
+    bg.wait_for(
+        "its lease records the markers it has seen",
+        Duration::from_micros(300),
+        || {
+            leases(fx, store).into_iter().find_map(|(name, rec)| {
+                rec.filter(|r| {
+                    r.kind == LeaseKind::Writer && r.pid == pid && r.seen_markers.is_some()
+                })
+                .map(|r| (name, r))
+            })
+        },
+    )
+}
+
+/// Panic unless `what` (a command) was killed at least 3 times, and with every problem found
+/// after a kill, grouped by kill point (those without problems are left out).
+#[track_caller]
+pub fn assert_no_kill_problems(what: &str, killed: usize, problems: Vec<(String, Vec<String>)>) {
+    eprintln!("{what}: killed {killed} times");
+    assert!(killed >= 3, "the {what} was hardly ever killed");
+    let bad: Vec<String> = problems
+        .into_iter()
+        .filter(|(_, p)| !p.is_empty())
+        .map(|(k, p)| format!("{k}:\n  - {}", p.join("\n  - ")))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{what}: {} of {killed} kill points went wrong:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }

@@ -10,6 +10,9 @@
 //!   (with [`Backend::S3`]) in a bucket of a real local S3 server ([`s3`]);
 //! * [`backend_tests!`]: run one test body on both backends (`name::local`, `name::s3`);
 //! * [`Store`]: look at a repository's objects without cairn, on either backend;
+//!   [`repo_objects`]: packs, snapshot ids, leases and markers, and damaging objects;
+//! * [`versions`]: source trees backed up version after version, and restore checks;
+//! * [`num`], [`strs`]: fields of cairn's JSON reports;
 //! * [`Rng`], [`random_bytes`], [`text_bytes`]: fast deterministic test data;
 //! * [`scan_tree`], [`compare_trees`]: byte- and metadata-exact tree comparison (type, mode,
 //!   owner, mtime in ns, size, content, symlink target, xattrs, device numbers, hard links);
@@ -25,7 +28,7 @@ use cairn_format::record::{self, RecordKind};
 use cairn_format::snapshot::{Snapshot, SnapshotStats, SourceKind};
 use cairn_format::tree::{Node, NodeKind, Tree};
 use cairn_format::Id;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Write};
@@ -38,7 +41,9 @@ use std::time::{Duration, Instant};
 pub use tempfile::TempDir;
 pub mod background;
 pub mod etcd;
+pub mod repo_objects;
 pub mod s3;
+pub mod versions;
 
 /// Extra environment for a cairn run, owned.
 pub type Env = Vec<(String, std::ffi::OsString)>;
@@ -214,6 +219,25 @@ impl std::fmt::Display for Output {
     }
 }
 
+/// The number `v[key]` of a JSON report; panics if it is not one.
+#[track_caller]
+pub fn num(v: &serde_json::Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {v:#}"))
+}
+
+/// The strings of the array `v[key]` of a JSON report; panics if it is not an array of them.
+#[track_caller]
+pub fn strs(v: &serde_json::Value, key: &str) -> BTreeSet<String> {
+    v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key} is not an array in {v:#}"))
+        .iter()
+        .map(|x| x.as_str().expect("string").to_string())
+        .collect()
+}
+
 fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
@@ -235,20 +259,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(240);
 /// signal, or runs longer than [`TIMEOUT`].
 pub fn cairn<A: AsRef<OsStr>>(args: &[A], env: &[(&str, &OsStr)]) -> Output {
     let bin = cairn_bin();
-    let mut cmd = Command::new(&bin);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy();
-        if k.starts_with("CAIRN_") || k.starts_with("ETCDCTL_") || k.starts_with("AWS_") {
-            cmd.env_remove(&*k);
-        }
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    let mut cmd = background::clean_command(&bin, env);
+    cmd.args(args);
     let cmdline = std::iter::once(bin.display().to_string())
         .chain(
             args.iter()
@@ -393,7 +405,8 @@ impl Store {
         }
     }
 
-    fn key(prefix: &str, name: &str) -> String {
+    /// The object key of `name` below `prefix` in a bucket.
+    pub(crate) fn key(prefix: &str, name: &str) -> String {
         if prefix.is_empty() {
             name.to_string()
         } else {
@@ -408,10 +421,7 @@ impl Store {
             Store::Dir(d) => {
                 let mut out: Vec<(String, u64)> = files_below(&d.join(sub))
                     .into_iter()
-                    .filter(|p| {
-                        !p.file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
-                    })
+                    .filter(|p| !is_temporary(p))
                     .map(|p| {
                         let size = fs::symlink_metadata(&p).map(|m| m.len()).unwrap_or(0);
                         let rel = p.strip_prefix(d).expect("below the repository");
@@ -621,11 +631,25 @@ impl Fixture {
         self.tmp.path().join(name)
     }
 
-    /// Run cairn on this repository with the identity.
-    pub fn id(&self, args: &[&str]) -> Output {
+    /// `-r REPO -i IDENTITY` and then `args`: cairn's arguments to run on this repository
+    /// with the identity.
+    pub fn id_args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
         let mut a = vec!["-r", s(&self.repo), "-i", s(&self.identity)];
         a.extend_from_slice(args);
-        self.run(&a)
+        a
+    }
+
+    /// `-r REPO -k WRITE_KEY` and then `args`: cairn's arguments to run on this repository
+    /// with the write key.
+    pub fn wk_args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut a = vec!["-r", s(&self.repo), "-k", s(&self.write_key)];
+        a.extend_from_slice(args);
+        a
+    }
+
+    /// Run cairn on this repository with the identity.
+    pub fn id(&self, args: &[&str]) -> Output {
+        self.run(&self.id_args(args))
     }
 
     /// Run cairn on this repository with the write key.
@@ -636,9 +660,7 @@ impl Fixture {
     /// Run cairn on this repository with the write key and extra environment (which wins
     /// over the backend's, e.g. another `CAIRN_S3_ENDPOINT`).
     pub fn wk_env(&self, args: &[&str], extra: &[(&str, &OsStr)]) -> Output {
-        let mut a = vec!["-r", s(&self.repo), "-k", s(&self.write_key)];
-        a.extend_from_slice(args);
-        self.run_env(&a, extra)
+        self.run_env(&self.wk_args(args), extra)
     }
 
     /// Back up `paths` with the write key and `--json`; panics unless the exit code is 0.
@@ -683,10 +705,7 @@ impl Fixture {
         );
         let mut out = Vec::new();
         collect_files(&self.repo.join(sub), &mut out);
-        out.retain(|p| {
-            !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
-        });
+        out.retain(|p| !is_temporary(p));
         out.sort();
         out
     }
@@ -729,6 +748,20 @@ pub fn dir_bytes(dir: &Path) -> u64 {
         .iter()
         .map(|f| fs::symlink_metadata(f).map(|m| m.len()).unwrap_or(0))
         .sum()
+}
+
+/// True if `path` names a temporary file of the local backend (`.tmp-…`: an object being
+/// written, renamed to its name once complete).
+pub fn is_temporary(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(".tmp-"))
+}
+
+/// Every temporary file (see [`is_temporary`]) below `dir`, sorted.
+pub fn temporary_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = files_below(dir);
+    out.retain(|p| is_temporary(p));
+    out
 }
 
 /// Every file below `dir`, recursively (no symlinks followed).
@@ -1174,10 +1207,7 @@ impl Crafter {
     }
 
     fn meta_and_master(&self) -> Vec<age::x25519::Recipient> {
-        let meta = envelope::parse_identity(&self.keys.meta_identity).expect("meta identity");
-        let mut v = vec![meta.to_public()];
-        v.extend(self.master());
-        v
+        repo_objects::meta_recipients(&self.keys)
     }
 
     fn put(&self, rel: &str, bytes: &[u8]) {

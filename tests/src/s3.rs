@@ -311,15 +311,24 @@ impl S3Server {
         out
     }
 
+    /// Send `method` for object `key` of `bucket` with `body`; panics (saying `doing`) if no
+    /// answer comes.
+    fn object_request(
+        &self,
+        method: &str,
+        bucket: &str,
+        key: &str,
+        body: &[u8],
+        doing: &str,
+    ) -> HttpResponse {
+        let path = format!("/{bucket}/{}", url_encode_path(key));
+        http(self.addr(), method, &path, body)
+            .unwrap_or_else(|e| panic!("{doing} {bucket}/{key}: {e}"))
+    }
+
     /// The bytes of object `key` in `bucket`, None if there is none.
     pub fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
-        let r = http(
-            self.addr(),
-            "GET",
-            &format!("/{bucket}/{}", url_encode_path(key)),
-            b"",
-        )
-        .unwrap_or_else(|e| panic!("reading {bucket}/{key}: {e}"));
+        let r = self.object_request("GET", bucket, key, b"", "reading");
         match r.status {
             200 => Some(r.body),
             404 => None,
@@ -332,13 +341,7 @@ impl S3Server {
 
     /// Store `bytes` as `key` in `bucket` (overwriting).
     pub fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
-        let r = http(
-            self.addr(),
-            "PUT",
-            &format!("/{bucket}/{}", url_encode_path(key)),
-            bytes,
-        )
-        .unwrap_or_else(|e| panic!("writing {bucket}/{key}: {e}"));
+        let r = self.object_request("PUT", bucket, key, bytes, "writing");
         assert_eq!(
             r.status,
             200,
@@ -349,13 +352,7 @@ impl S3Server {
 
     /// Delete `key` from `bucket`.
     pub fn delete(&self, bucket: &str, key: &str) {
-        let r = http(
-            self.addr(),
-            "DELETE",
-            &format!("/{bucket}/{}", url_encode_path(key)),
-            b"",
-        )
-        .unwrap_or_else(|e| panic!("deleting {bucket}/{key}: {e}"));
+        let r = self.object_request("DELETE", bucket, key, b"", "deleting");
         assert!(
             r.status == 204 || r.status == 200,
             "deleting {bucket}/{key}: {}",
@@ -829,28 +826,19 @@ impl FaultProxy {
     /// Block until no outage is in progress and the port accepts connections again (at most
     /// `max`); true if so.
     pub fn wait_listening(&self, max: Duration) -> bool {
-        let deadline = Instant::now() + max;
-        let mut st = self.shared.lock();
-        while st.outage_until.is_some() || !st.listening {
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            st = self
-                .shared
-                .changed
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        true
+        self.wait_until(max, |st| st.outage_until.is_none() && st.listening)
     }
 
     /// Block until the port is closed for an outage (at most `max`); true if so.
     pub fn wait_refusing(&self, max: Duration) -> bool {
+        self.wait_until(max, |st| !st.listening)
+    }
+
+    /// Block until `done` holds of the proxy's state (at most `max`); true if so.
+    fn wait_until(&self, max: Duration, done: impl Fn(&ProxyState) -> bool) -> bool {
         let deadline = Instant::now() + max;
         let mut st = self.shared.lock();
-        while st.listening {
+        while !done(&st) {
             let now = Instant::now();
             if now >= deadline {
                 return false;

@@ -8,16 +8,15 @@
 //! lease expiry must not commit.
 
 use cairn_e2e::background::*;
+use cairn_e2e::repo_objects::*;
+use cairn_e2e::versions::*;
 use cairn_e2e::*;
-use cairn_format::envelope;
 use cairn_format::gc::{LeaseKind, LeaseRecord};
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 const MB: usize = 1 << 20;
 
@@ -25,115 +24,13 @@ const MB: usize = 1 << 20;
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-fn host() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as i64
-}
-
-/// Delete object `name` of a repository, on either backend.
-fn delete_object(store: &Store, name: &str) {
-    match store {
-        Store::Dir(d) => {
-            fs::remove_file(d.join(name)).unwrap_or_else(|e| panic!("deleting {name}: {e}"))
-        }
-        Store::S3 { bucket, prefix } => {
-            let key = if prefix.is_empty() {
-                name.to_string()
-            } else {
-                format!("{prefix}/{name}")
-            };
-            s3::shared().delete(bucket, &key)
-        }
-    }
-}
-
-/// Every pack object (`data/…` and `tree/…`) with its size.
-fn packs(store: &Store) -> BTreeMap<String, u64> {
-    let mut out: BTreeMap<String, u64> = store.list("data").into_iter().collect();
-    out.extend(store.list("tree"));
-    out
-}
-
-/// Snapshot ids of a repository.
-fn snapshot_ids(store: &Store) -> BTreeSet<String> {
-    store
-        .names("snapshots")
-        .into_iter()
-        .map(|n| n.trim_start_matches("snapshots/").to_string())
-        .collect()
-}
-
-fn num(v: &Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} is not a number in {v:#}"))
-}
-
-fn strs(v: &Value, key: &str) -> BTreeSet<String> {
-    v[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("{key} is not an array in {v:#}"))
-        .iter()
-        .map(|x| x.as_str().expect("string").to_string())
-        .collect()
-}
-
-fn meta_identity(fx: &Fixture) -> age::x25519::Identity {
-    envelope::parse_identity(&fx.write_key_record().meta_identity).expect("meta identity")
-}
-
-/// Every lease object of `store` (a repository sharing `fx`'s keys) with its record.
-fn leases(fx: &Fixture, store: &Store) -> Vec<(String, Option<LeaseRecord>)> {
-    let id = meta_identity(fx);
-    store
-        .names("locks")
-        .into_iter()
-        .map(|n| {
-            let rec = store.read(&n).and_then(|ct| {
-                envelope::decrypt(&ct, &[&id as &dyn age::Identity], 1 << 20)
-                    .ok()
-                    .and_then(|p| LeaseRecord::decode(&p).ok())
-            });
-            (n, rec)
-        })
-        .collect()
-}
-
-/// Store a lease record at `name` of `store`, as a process on another host would.
-fn put_foreign_lease(fx: &Fixture, store: &Store, name: &str) {
-    let now = now_unix();
-    let rec = LeaseRecord {
-        kind: LeaseKind::Writer,
-        host: "backup-host.example".into(),
-        pid: 4242,
-        started_unix: now - 60,
-        renewed_unix: now,
-        seen_markers: Some(Vec::new()),
-    };
-    let keys = fx.write_key_record();
-    let mut recips = vec![meta_identity(fx).to_public()];
-    for r in &keys.master_recipients {
-        recips.push(envelope::parse_recipient(r).expect("recipient"));
-    }
-    store.write(name, &envelope::encrypt(&rec.encode(), &recips));
-}
-
-/// Flip one byte of object `name` in the middle.
-fn flip_byte(store: &Store, name: &str) {
-    let mut b = store.read(name).expect("object");
-    let at = b.len() / 2;
-    b[at] ^= 0x40;
-    store.write(name, &b);
-}
+/// The source trees backed up here (see [`Versions`]).
+const TREE: Versions = Versions {
+    changing: 4,
+    unique: 150_000,
+    notes: 30_000,
+    configs: 1,
+};
 
 /// Run cairn with the fixture's write key (`-k`) or identity (`-i`) on repository `repo`.
 fn on(fx: &Fixture, repo: &str, identity: bool, args: &[&str]) -> Output {
@@ -165,109 +62,26 @@ fn copy(fx: &Fixture, dst: &Store, identity: bool, snaps: &[&str]) -> Output {
     on(fx, s(&fx.repo), identity, &a)
 }
 
-/// A new, unused directory inside the fixture.
-fn fresh_dir(fx: &Fixture, stem: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    fx.path(&format!("{stem}-{}", N.fetch_add(1, Ordering::Relaxed)))
-}
-
-/// Restore `snap` from `repo` with the identity and compare it with `src`.
-#[track_caller]
-fn assert_restores(fx: &Fixture, repo: &str, snap: &str, src: &Path, ctx: &str) {
-    let target = fresh_dir(fx, "restore");
-    let out = on(fx, repo, true, &["restore", snap, "--target", s(&target)]);
-    assert_eq!(
-        out.code, 0,
-        "{ctx}: snapshot {snap} does not restore\n{out}"
-    );
-    let d = compare_trees(src, &Fixture::restored(&target, src));
-    assert!(
-        d.is_empty(),
-        "{ctx}: snapshot {snap} restores differently:\n{}",
-        d.join("\n")
-    );
-    fs::remove_dir_all(&target).ok();
-}
-
-/// A source tree `dir`, version `v`: files shared by every version, one changed per version,
-/// and one unique to it.
-fn write_version(dir: &Path, v: u64) {
-    for i in 0..4u64 {
-        let generation = if i < v { i + 1 } else { 0 };
-        write_file(
-            &dir.join(format!("f{i}.bin")),
-            &random_bytes(1000 * generation + i, 300_000),
-        );
-    }
-    write_file(&dir.join("unique.bin"), &random_bytes(50_000 + v, 150_000));
-    write_file(&dir.join("notes.yaml"), &text_bytes(60_000 + v, 30_000));
-    write_file(&dir.join("etc/small.conf"), b"setting = on\n");
-}
-
-/// Back up `n` versions, each from its own directory; (snapshot, source) per version.
-fn back_up_versions(fx: &Fixture, first: u64, n: u64) -> Vec<(String, PathBuf)> {
-    (first..first + n)
-        .map(|v| {
-            let dir = fx.path(&format!("v{v}"));
-            write_version(&dir, v);
-            (Fixture::snap_id(&fx.backup(&[&dir])), dir)
-        })
-        .collect()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Background processes and kills
 // ---------------------------------------------------------------------------------------------
 
-/// `cairn --json copy --to DST` from the fixture's repository, in the background.
+/// `cairn --json copy --to DST` from the fixture's repository with the write key, in the
+/// background.
 fn spawn_copy(fx: &Fixture, dst: &Store, extra_env: &[(&str, &OsStr)]) -> Bg {
-    let env = fx.env();
-    let mut all = env_refs(&env);
-    all.extend_from_slice(extra_env);
-    let loc = dst.location();
-    spawn_cairn(
-        &[
-            "-r",
-            s(&fx.repo),
-            "-k",
-            s(&fx.write_key),
-            "--json",
-            "copy",
-            "--to",
-            &loc,
-        ],
-        &all,
-    )
+    fx.spawn_wk(&["--json", "copy", "--to", &dst.location()], extra_env)
 }
 
 /// Wait until the copy's lease at `dst` records the markers it has seen (it has loaded the
 /// destination index), then SIGSTOP it.
 fn hold_after_lease(fx: &Fixture, dst: &Store, bg: &mut Bg) -> LeaseRecord {
-    let start = Instant::now();
-    loop {
-        let found = leases(fx, dst)
-            .into_iter()
-            .find_map(|(_, r)| r.filter(|r| r.pid == bg.pid() && r.seen_markers.is_some()));
-        if let Some(rec) = found {
-            bg.signal(rustix::process::Signal::STOP);
-            assert!(
-                snapshot_ids(dst).is_empty() || !bg.exited(),
-                "the copy finished before it could be held"
-            );
-            return rec;
-        }
-        assert!(
-            !bg.exited(),
-            "{} finished before it could be held",
-            bg.cmdline
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no lease appeared"
-        );
-        std::thread::sleep(Duration::from_micros(300));
-    }
+    let (_, rec) = wait_for_loaded_lease(fx, dst, bg);
+    bg.stop();
+    assert!(
+        snapshot_ids(dst).is_empty() || !bg.exited(),
+        "the copy finished before it could be held"
+    );
+    rec
 }
 
 /// How a copy is ended.
@@ -282,39 +96,9 @@ enum Kill {
 /// Run `cairn --json copy` from the fixture's repository to local `dst`, killed as `kill`
 /// says. Returns None if it was killed, its output if it finished first.
 fn copy_killed(fx: &Fixture, dst: &Path, kill: Kill) -> Option<Output> {
-    let args = [
-        "-r",
-        s(&fx.repo),
-        "-k",
-        s(&fx.write_key),
-        "--json",
-        "copy",
-        "--to",
-        s(dst),
-    ];
+    let args = fx.wk_args(&["--json", "copy", "--to", s(dst)]);
     match kill {
-        Kill::AtSyscall { class, n } => {
-            let set = MUTATIONS[class];
-            let mut cmd = clean_command(Path::new("strace"), &[]);
-            cmd.args(["-f", "-qq", "-o", "/dev/null", "-e"])
-                .arg(format!("trace={set}"))
-                .arg("-e")
-                .arg(format!("inject={set}:signal=KILL:when={n}"))
-                .arg("--")
-                .arg(cairn_bin())
-                .args(args);
-            let out = cmd.output().expect("running strace");
-            if out.status.signal() == Some(9) || out.status.code() == Some(137) {
-                return None;
-            }
-            Some(Output {
-                code: out.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stdout_bytes: out.stdout.clone(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                cmdline: format!("strace … cairn {}", args.join(" ")),
-            })
-        }
+        Kill::AtSyscall { class, n } => run_killed_at_syscall(&args, &[], class, n),
         Kill::AfterPacks(k) => {
             let mut bg = spawn_cairn(&args, &[]);
             let store = Store::Dir(dst.to_path_buf());
@@ -343,7 +127,7 @@ fn copy_killed(fx: &Fixture, dst: &Path, kill: Kill) -> Option<Output> {
 /// still restores.
 fn copy_sends_everything_once_and_the_copy_restores(backend: Backend) {
     let fx = Fixture::on(backend);
-    let versions = back_up_versions(&fx, 0, 3);
+    let versions = TREE.back_up(&fx, 0, 3);
     let dst = fx.fresh_store("dst");
     let dloc = dst.location();
     init_like(&fx, &dst, false).ok();
@@ -419,7 +203,7 @@ fn copy_sends_everything_once_and_the_copy_restores(backend: Backend) {
     assert_eq!(packs(&dst), src_packs);
 
     // A new version: only its new packs travel.
-    let (v3, v3src) = back_up_versions(&fx, 3, 1).remove(0);
+    let (v3, v3src) = TREE.back_up(&fx, 3, 1).remove(0);
     let new_packs: BTreeMap<String, u64> = packs(&fx.store)
         .into_iter()
         .filter(|(n, _)| !src_packs.contains_key(n))
@@ -438,7 +222,7 @@ fn copy_sends_everything_once_and_the_copy_restores(backend: Backend) {
     assert_restores(&fx, &dloc, &v3, &v3src, "incremental copy");
 
     // The copy is a repository of its own: forget and prune there, the rest still restores.
-    delete_object(&dst, &format!("snapshots/{}", versions[0].0));
+    dst.delete(&format!("snapshots/{}", versions[0].0));
     let out = on(&fx, &dloc, true, &["--json", "prune"]);
     out.ok();
     assert!(num(&out.json(), "packs_deleted") >= 1, "{out}");
@@ -456,7 +240,7 @@ backend_tests!(copy_sends_everything_once_and_the_copy_restores);
 #[test]
 fn copy_to_a_repository_not_made_like_the_source_is_refused() {
     let fx = Fixture::new();
-    let versions = back_up_versions(&fx, 0, 1);
+    let versions = TREE.back_up(&fx, 0, 1);
     let other = fx.fresh_store("other");
     let oloc = other.location();
     fx.run(&["-r", &oloc, "init", "--recipient", &fx.recipient])
@@ -471,15 +255,7 @@ fn copy_to_a_repository_not_made_like_the_source_is_refused() {
     assert!(other.contents() == before, "a refused copy wrote to {oloc}");
 
     let nowhere = fx.path("nowhere");
-    let out = fx.run(&[
-        "-r",
-        s(&fx.repo),
-        "-k",
-        s(&fx.write_key),
-        "copy",
-        "--to",
-        s(&nowhere),
-    ]);
+    let out = fx.wk(&["copy", "--to", s(&nowhere)]);
     out.failed().stderr_has(&["nowhere"]);
     assert!(
         files_below(&nowhere).is_empty(),
@@ -546,11 +322,11 @@ fn copy_of_named_snapshots_copies_only_those() {
 #[test]
 fn copy_of_a_damaged_pack_names_it_and_writes_no_snapshot() {
     let fx = Fixture::new();
-    let versions = back_up_versions(&fx, 0, 2);
+    let versions = TREE.back_up(&fx, 0, 2);
     let data = fx.object_names("data");
     let victim = data[0].clone();
     let original = fx.store.read(&victim).unwrap();
-    flip_byte(&fx.store, &victim);
+    fx.store.flip_byte(&victim);
     let dst = fx.fresh_store("dst");
     init_like(&fx, &dst, false).ok();
     let out = copy(&fx, &dst, false, &[]);
@@ -570,7 +346,7 @@ fn copy_of_a_damaged_pack_names_it_and_writes_no_snapshot() {
     // A damaged tree pack too.
     let tree = fx.object_names("tree")[0].clone();
     let tree_original = fx.store.read(&tree).unwrap();
-    flip_byte(&fx.store, &tree);
+    fx.store.flip_byte(&tree);
     let out = copy(&fx, &dst, false, &[]);
     out.failed();
     assert!(snapshot_ids(&dst).is_empty());
@@ -689,45 +465,18 @@ fn interrupted_copy_resumes_and_adopts_what_was_sent() {
                     p.push(format!("prune would still collect: {pj:#}"));
                 }
                 for (snap, src) in [(&sa, &a), (&sb, &b)] {
-                    let target = fresh_dir(&fx, "restore");
-                    let o = on(
-                        &fx,
-                        s(&dst),
-                        true,
-                        &["restore", snap, "--target", s(&target)],
-                    );
-                    if o.code != 0 {
-                        p.push(format!("{snap} does not restore: {}", o.stderr.trim()));
-                    } else {
-                        let d = compare_trees(src, &Fixture::restored(&target, src));
-                        if !d.is_empty() {
-                            p.push(format!("{snap} restores differently: {}", d.join("; ")));
-                        }
-                    }
-                    fs::remove_dir_all(&target).ok();
+                    p.extend(restore_problem(&fx, s(&dst), snap, src));
                 }
             }
             problems.push((format!("{kill:?}"), p));
         }
         fs::remove_dir_all(&dst).ok();
     }
-    eprintln!("copy killed {killed} times");
-    assert!(killed >= 3, "the copy was hardly ever killed");
     assert!(
         adopted_some,
         "no interrupted copy left packs that the next one adopted"
     );
-    let bad: Vec<String> = problems
-        .into_iter()
-        .filter(|(_, p)| !p.is_empty())
-        .map(|(k, p)| format!("{k}:\n  - {}", p.join("\n  - ")))
-        .collect();
-    assert!(
-        bad.is_empty(),
-        "{} of {killed} kill points went wrong:\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
+    assert_no_kill_problems("copy", killed, problems);
 }
 
 /// At the destination, a pending prune marker condemns the packs of a forgotten copied
@@ -736,15 +485,23 @@ fn interrupted_copy_resumes_and_adopts_what_was_sent() {
 #[test]
 fn copy_refuses_packs_a_pending_prune_condemned_at_the_destination() {
     let fx = Fixture::new();
-    let versions = back_up_versions(&fx, 0, 1);
+    let versions = TREE.back_up(&fx, 0, 1);
     let (snap, src) = versions[0].clone();
     let dst = fx.fresh_store("dst");
     let dloc = dst.location();
     init_like(&fx, &dst, false).ok();
     copy(&fx, &dst, false, &[]).ok();
-    delete_object(&dst, &format!("snapshots/{snap}"));
+    dst.delete(&format!("snapshots/{snap}"));
     let foreign = "locks/0123456789abcdef0123456789abcdef";
-    put_foreign_lease(&fx, &dst, foreign);
+    // A backup on another host, running since before the prune.
+    let rec = lease(
+        LeaseKind::Writer,
+        "backup-host.example",
+        4242,
+        0,
+        Some(vec![]),
+    );
+    put_lease(&fx, &dst, foreign, &rec);
     let out = on(&fx, &dloc, false, &["--json", "prune"]);
     out.code_is(3);
     let before = dst.contents();
@@ -760,7 +517,7 @@ fn copy_refuses_packs_a_pending_prune_condemned_at_the_destination() {
             .filter(|n| !before.iter().any(|(b, _)| b == *n))
             .collect::<Vec<_>>()
     );
-    delete_object(&dst, foreign);
+    dst.delete(foreign);
     on(&fx, &dloc, false, &["--json", "prune"]).ok();
     assert!(packs(&dst).is_empty(), "{:?}", packs(&dst));
     let out = copy(&fx, &dst, false, &[]);
@@ -810,7 +567,7 @@ fn prune_at_the_destination_keeps_what_a_running_copy_adopts(backend: Backend) {
     } else {
         assert!(out.code == 0 || out.code == 3, "{out}");
     }
-    bg.signal(rustix::process::Signal::CONT);
+    bg.cont();
     let c = bg.finish();
     c.ok();
     assert_restores(&fx, &dloc, &sa, &a, "before the sweep");
@@ -852,7 +609,7 @@ fn copy_paused_past_its_lease_expiry_must_not_commit() {
     // S2 shares shared.bin with S1 and adds a lot.
     write_file(&d.join("new.bin"), &random_bytes(6, 40 * MB));
     let s2 = Fixture::snap_id(&fx.backup(&[&d]));
-    delete_object(&dst, &format!("snapshots/{s1}"));
+    dst.delete(&format!("snapshots/{s1}"));
     let mut bg = spawn_copy(&fx, &dst, expiry);
     hold_after_lease(&fx, &dst, &mut bg);
     std::thread::sleep(Duration::from_secs(6));
@@ -862,7 +619,7 @@ fn copy_paused_past_its_lease_expiry_must_not_commit() {
     );
     out.ok();
     assert!(num(&out.json(), "packs_deleted") >= 1, "{out}");
-    bg.signal(rustix::process::Signal::CONT);
+    bg.cont();
     let c = bg.finish();
     if c.code == 0 {
         assert_restores(
@@ -888,9 +645,9 @@ fn copy_paused_past_its_lease_expiry_must_not_commit() {
 #[test]
 fn copy_all_does_not_silently_skip_an_unreadable_snapshot() {
     let fx = Fixture::new();
-    let versions = back_up_versions(&fx, 0, 2);
+    let versions = TREE.back_up(&fx, 0, 2);
     let victim = format!("snapshots/{}", versions[0].0);
-    flip_byte(&fx.store, &victim);
+    fx.store.flip_byte(&victim);
     let dst = fx.fresh_store("dst");
     init_like(&fx, &dst, false).ok();
     let out = copy(&fx, &dst, false, &[]);
@@ -914,83 +671,31 @@ fn copy_all_does_not_silently_skip_an_unreadable_snapshot() {
 #[test]
 fn copy_between_local_and_s3() {
     let fx = Fixture::new();
-    let versions = back_up_versions(&fx, 0, 2);
+    let versions = TREE.back_up(&fx, 0, 2);
     let remote = Backend::S3.fresh(fx.tmp.path(), "offsite");
     let rloc = remote.location();
     let env = remote.env();
-    let run = |args: &[&str]| fx.run_env(args, &env_refs(&env));
-    run(&[
-        "-r",
-        &rloc,
-        "-k",
-        s(&fx.write_key),
-        "init",
-        "--like",
-        s(&fx.repo),
-    ])
-    .ok();
-    let out = run(&[
-        "-r",
-        s(&fx.repo),
-        "-k",
-        s(&fx.write_key),
-        "--json",
-        "copy",
-        "--to",
-        &rloc,
-    ]);
+    let wk = |repo: &str, args: &[&str]| {
+        let mut a = vec!["-r", repo, "-k", s(&fx.write_key)];
+        a.extend_from_slice(args);
+        fx.run_env(&a, &env_refs(&env))
+    };
+    let copy_to = |from: &str, to: &str| wk(from, &["--json", "copy", "--to", to]);
+    wk(&rloc, &["init", "--like", s(&fx.repo)]).ok();
+    let out = copy_to(s(&fx.repo), &rloc);
     out.ok();
     assert_eq!(strs(&out.json(), "snapshots_copied").len(), 2, "{out}");
     assert_eq!(packs(&remote), packs(&fx.store));
     let back = fx.path("back");
-    run(&[
-        "-r",
-        s(&back),
-        "-k",
-        s(&fx.write_key),
-        "init",
-        "--like",
-        &rloc,
-    ])
-    .ok();
-    let out = run(&[
-        "-r",
-        &rloc,
-        "-k",
-        s(&fx.write_key),
-        "--json",
-        "copy",
-        "--to",
-        s(&back),
-    ]);
+    wk(s(&back), &["init", "--like", &rloc]).ok();
+    let out = copy_to(&rloc, s(&back));
     out.ok();
     assert_eq!(strs(&out.json(), "snapshots_copied").len(), 2, "{out}");
     for (snap, src) in &versions {
-        let target = fresh_dir(&fx, "restore");
-        run(&[
-            "-r",
-            &rloc,
-            "-i",
-            s(&fx.identity),
-            "restore",
-            snap,
-            "--target",
-            s(&target),
-        ])
-        .ok();
-        assert_trees_equal(src, &Fixture::restored(&target, src));
+        assert_restores(&fx, &rloc, snap, src, "local → S3");
         assert_restores(&fx, s(&back), snap, src, "local → S3 → local");
     }
-    let out = run(&[
-        "-r",
-        &rloc,
-        "-k",
-        s(&fx.write_key),
-        "--json",
-        "copy",
-        "--to",
-        s(&back),
-    ]);
+    let out = copy_to(&rloc, s(&back));
     out.ok();
     assert_eq!(num(&out.json(), "packs_copied"), 0, "{out}");
 }

@@ -5,7 +5,7 @@
 use cairn_e2e::*;
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A repository with two snapshots of two unrelated trees, so each has its own data pack,
 /// tree pack and index.
@@ -15,12 +15,8 @@ struct Two {
     src_b: PathBuf,
     snap_a: String,
     snap_b: String,
-    /// Objects written by backup A only (relative to the repository).
-    only_a: BTreeSet<PathBuf>,
-}
-
-fn rel(fx: &Fixture, p: &Path) -> PathBuf {
-    p.strip_prefix(&fx.repo).unwrap().to_path_buf()
+    /// Objects written by backup A only (names relative to the repository).
+    only_a: BTreeSet<String>,
 }
 
 fn two() -> Two {
@@ -31,9 +27,9 @@ fn two() -> Two {
         &src_a.join("manifests/kube-apiserver.yaml"),
         &text_bytes(22, 40_000),
     );
-    let before: BTreeSet<PathBuf> = files_below(&fx.repo).iter().map(|p| rel(&fx, p)).collect();
+    let before: BTreeSet<String> = fx.object_names("").into_iter().collect();
     let snap_a = Fixture::snap_id(&fx.backup(&[&src_a]));
-    let after_a: BTreeSet<PathBuf> = files_below(&fx.repo).iter().map(|p| rel(&fx, p)).collect();
+    let after_a: BTreeSet<String> = fx.object_names("").into_iter().collect();
     let src_b = fx.path("b");
     write_file(&src_b.join("pki/ca.crt"), &random_bytes(23, 300_000));
     write_file(&src_b.join("config.yaml"), &text_bytes(24, 10_000));
@@ -50,10 +46,11 @@ fn two() -> Two {
 }
 
 impl Two {
-    fn a_objects(&self, dir: &str) -> Vec<PathBuf> {
+    /// The objects of backup A only below `dir`.
+    fn a_objects(&self, dir: &str) -> Vec<String> {
         self.only_a
             .iter()
-            .filter(|p| p.starts_with(dir))
+            .filter(|p| p.starts_with(&format!("{dir}/")))
             .cloned()
             .collect()
     }
@@ -67,29 +64,16 @@ impl Two {
     }
 }
 
-fn flip_bit(path: &Path, at: usize) {
-    let mut b = fs::read(path).unwrap();
-    b[at] ^= 0x10;
-    fs::write(path, b).unwrap();
-}
-
-fn truncate(path: &Path, keep: usize) {
-    let b = fs::read(path).unwrap();
-    fs::write(path, &b[..keep.min(b.len())]).unwrap();
-}
-
 #[test]
 fn flipped_bit_in_a_data_pack_is_named_and_other_snapshots_restore() {
     let t = two();
     let data = t.a_objects("data");
     assert_eq!(data.len(), 1, "{:?}", t.only_a);
-    let pack = t.fx.repo.join(&data[0]);
-    let len = fs::metadata(&pack).unwrap().len() as usize;
-    flip_bit(&pack, len / 2);
+    t.fx.store.flip_byte(&data[0]);
 
     let target = t.fx.path("ra");
     let out = t.fx.restore(&t.snap_a, &target, &[]);
-    out.failed().stderr_has(&[data[0].to_str().unwrap()]);
+    out.failed().stderr_has(&[&data[0]]);
     // Nothing half-written is left under a final name or a temporary one.
     let restored = Fixture::restored(&target, &t.src_a);
     assert!(!restored.join("etcd/member.db").exists());
@@ -99,7 +83,7 @@ fn flipped_bit_in_a_data_pack_is_named_and_other_snapshots_restore() {
     // cat names it too.
     let out =
         t.fx.id(&["cat", &t.snap_a, s(&t.src_a.join("etcd/member.db"))]);
-    out.failed().stderr_has(&[data[0].to_str().unwrap()]);
+    out.failed().stderr_has(&[&data[0]]);
     // Listing needs no data pack.
     t.fx.wk(&["ls", &t.snap_a]).ok();
     t.b_still_restores("rb");
@@ -109,11 +93,10 @@ fn flipped_bit_in_a_data_pack_is_named_and_other_snapshots_restore() {
 fn flipped_bit_in_the_age_header_of_a_data_pack_is_named() {
     let t = two();
     let data = t.a_objects("data");
-    let pack = t.fx.repo.join(&data[0]);
     // Inside the first recipient stanza's body.
-    flip_bit(&pack, 40);
+    t.fx.store.flip_bits(&data[0], 40, 0x10);
     let out = t.fx.restore(&t.snap_a, &t.fx.path("ra"), &[]);
-    out.failed().stderr_has(&[data[0].to_str().unwrap()]);
+    out.failed().stderr_has(&[&data[0]]);
     t.b_still_restores("rb");
 }
 
@@ -122,22 +105,19 @@ fn flipped_bit_in_a_tree_pack_is_named() {
     let t = two();
     let trees = t.a_objects("tree");
     assert_eq!(trees.len(), 1);
-    let pack = t.fx.repo.join(&trees[0]);
-    let len = fs::metadata(&pack).unwrap().len() as usize;
-    flip_bit(&pack, len - 30);
+    t.fx.store.flip_bits(&trees[0], -30, 0x10);
     let out = t.fx.wk(&["ls", &t.snap_a]);
-    out.failed().stderr_has(&[trees[0].to_str().unwrap()]);
+    out.failed().stderr_has(&[&trees[0]]);
     t.fx.restore(&t.snap_a, &t.fx.path("ra"), &[])
         .failed()
-        .stderr_has(&[trees[0].to_str().unwrap()]);
+        .stderr_has(&[&trees[0]]);
     t.b_still_restores("rb");
 }
 
 #[test]
 fn truncated_snapshot_object_is_reported_and_others_listed() {
     let t = two();
-    let snap_path = t.fx.repo.join("snapshots").join(&t.snap_a);
-    truncate(&snap_path, 100);
+    t.fx.store.truncate(&format!("snapshots/{}", t.snap_a), 100);
     let out = t.fx.wk(&["--json", "snapshots"]);
     // Exit code 3: listed, but damaged snapshot objects were found (README).
     out.code_is(3)
@@ -160,9 +140,9 @@ fn truncated_snapshot_object_is_reported_and_others_listed() {
         .stderr_has(&[&format!("snapshots/{}", t.snap_a)]);
     t.b_still_restores("rb");
     // A snapshot object renamed (content no longer matches its name) is damaged as well.
-    let b_path = t.fx.repo.join("snapshots").join(&t.snap_b);
-    let fake = t.fx.repo.join("snapshots").join("0".repeat(64));
-    fs::copy(&b_path, &fake).unwrap();
+    let b = t.fx.store.read(&format!("snapshots/{}", t.snap_b)).unwrap();
+    t.fx.store
+        .write(&format!("snapshots/{}", "0".repeat(64)), &b);
     let out = t.fx.wk(&["--json", "snapshots"]);
     out.code_is(3).stderr_has(&[&"0".repeat(64)]);
     assert_eq!(out.json().as_array().unwrap().len(), 1);
@@ -173,10 +153,10 @@ fn truncated_index_object_is_reported_and_backup_recovers() {
     let t = two();
     let index = t.a_objects("index");
     assert_eq!(index.len(), 1);
-    truncate(&t.fx.repo.join(&index[0]), 50);
+    t.fx.store.truncate(&index[0], 50);
     // Snapshot A's blobs are now unknown: restore fails naming the index object.
     let out = t.fx.restore(&t.snap_a, &t.fx.path("ra"), &[]);
-    out.failed().stderr_has(&[index[0].to_str().unwrap()]);
+    out.failed().stderr_has(&[&index[0]]);
     t.b_still_restores("rb");
     // A new backup of A's tree stores what the lost index described again, and restores.
     let r = t.fx.backup(&[&t.src_a]);
@@ -190,18 +170,17 @@ fn truncated_index_object_is_reported_and_backup_recovers() {
 fn deleted_pack_is_named_as_missing() {
     let t = two();
     let data = t.a_objects("data");
-    fs::remove_file(t.fx.repo.join(&data[0])).unwrap();
+    t.fx.store.delete(&data[0]);
     let out = t.fx.restore(&t.snap_a, &t.fx.path("ra"), &[]);
-    out.failed()
-        .stderr_has(&[data[0].to_str().unwrap(), "missing"]);
+    out.failed().stderr_has(&[&data[0], "missing"]);
     t.b_still_restores("rb");
 
     // A deleted tree pack: listing fails naming it.
     let trees = t.a_objects("tree");
-    fs::remove_file(t.fx.repo.join(&trees[0])).unwrap();
+    t.fx.store.delete(&trees[0]);
     t.fx.wk(&["ls", &t.snap_a])
         .failed()
-        .stderr_has(&[trees[0].to_str().unwrap(), "missing"]);
+        .stderr_has(&[&trees[0], "missing"]);
     t.b_still_restores("rb2");
 }
 
@@ -216,11 +195,10 @@ fn garbage_objects_never_crash_any_command() {
         b"age-encryption.org/v1\n-> X25519 AAAA\n--- AAAA\n",
         &[0xffu8; 4096],
     ];
-    for obj in t.only_a.iter().filter(|p| !p.starts_with("keys")) {
-        let path = t.fx.repo.join(obj);
-        let orig = fs::read(&path).unwrap();
+    for obj in t.only_a.iter().filter(|p| !p.starts_with("keys/")) {
+        let orig = t.fx.store.read(obj).unwrap();
         for shape in shapes {
-            fs::write(&path, shape).unwrap();
+            t.fx.store.write(obj, shape);
             let target = t.fx.path("garbage-target");
             let _ = fs::remove_dir_all(&target);
             let _ = t.fx.wk(&["snapshots"]);
@@ -228,7 +206,7 @@ fn garbage_objects_never_crash_any_command() {
             let out = t.fx.restore(&t.snap_a, &target, &[]);
             out.failed();
         }
-        fs::write(&path, orig).unwrap();
+        t.fx.store.write(obj, &orig);
     }
     let target = t.fx.path("final");
     t.fx.restore(&t.snap_a, &target, &[]).ok();
@@ -246,15 +224,7 @@ fn killed_backup_leaves_no_snapshot_and_the_next_one_works() {
         );
     }
     let mut child = std::process::Command::new(cairn_bin())
-        .args([
-            "-r",
-            s(&fx.repo),
-            "-k",
-            s(&fx.write_key),
-            "-q",
-            "backup",
-            s(&src),
-        ])
+        .args(fx.wk_args(&["-q", "backup", s(&src)]))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -1,24 +1,11 @@
 //! `cairn forget` end to end: dry runs change nothing, keep rules apply per group, a write key
 //! can forget, `--max-count` holds exactly, and `--max-size --prune` leaves a repository no
-//! larger than asked whose newest snapshot restores.
+//! larger than asked whose newest snapshot restores; on a local directory and on S3 alike.
 
 use cairn_e2e::*;
 use serde_json::Value;
 use std::fs;
-use std::path::{Path, PathBuf};
-
-/// Deterministic incompressible bytes.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use std::path::PathBuf;
 
 /// Snapshot ids and hosts, via `snapshots --json`.
 fn snaps(fx: &Fixture) -> Vec<(String, String)> {
@@ -36,8 +23,8 @@ fn snaps(fx: &Fixture) -> Vec<(String, String)> {
 }
 
 /// Two hosts, three backups each (tags t0..t2); the source changes every time.
-fn two_hosts() -> (Fixture, PathBuf) {
-    let fx = Fixture::new();
+fn two_hosts(backend: Backend) -> (Fixture, PathBuf) {
+    let fx = Fixture::on(backend);
     let src = fx.dir("src");
     for i in 0..3u64 {
         for host in ["alpha", "beta"] {
@@ -50,9 +37,8 @@ fn two_hosts() -> (Fixture, PathBuf) {
     (fx, src)
 }
 
-#[test]
-fn keep_last_dry_run_then_real_with_write_key() {
-    let (fx, _src) = two_hosts();
+fn keep_last_dry_run_then_real_with_write_key(backend: Backend) {
+    let (fx, _src) = two_hosts(backend);
     assert_eq!(snaps(&fx).len(), 6);
     let v = fx
         .wk(&["--json", "forget", "--keep-last", "2", "--dry-run"])
@@ -84,19 +70,20 @@ fn keep_last_dry_run_then_real_with_write_key() {
     assert_eq!(left.iter().filter(|(_, h)| h == "alpha").count(), 1);
     assert_eq!(left.iter().filter(|(_, h)| h == "beta").count(), 2);
 }
+backend_tests!(keep_last_dry_run_then_real_with_write_key);
 
-#[test]
-fn max_count_is_exact_and_keeps_the_newest() {
-    let (fx, _src) = two_hosts();
+fn max_count_is_exact_and_keeps_the_newest(backend: Backend) {
+    let (fx, _src) = two_hosts(backend);
     let newest = snaps(&fx).last().unwrap().0.clone();
     fx.id(&["forget", "--keep-last", "3", "--max-count", "1"])
         .ok();
     assert_eq!(snaps(&fx), vec![(newest, "beta".to_string())]);
 }
+backend_tests!(max_count_is_exact_and_keeps_the_newest);
 
 #[test]
 fn bad_arguments_are_usage_errors() {
-    let (fx, _src) = two_hosts();
+    let (fx, _src) = two_hosts(Backend::Local);
     // No rule at all, or --max-size without the prune that frees the space.
     fx.id(&["forget"]).code_is(2);
     fx.id(&["forget", "--max-size", "1G"]).code_is(2);
@@ -107,37 +94,25 @@ fn bad_arguments_are_usage_errors() {
     assert_eq!(snaps(&fx).len(), 6);
 }
 
-fn find(dir: &Path, name: &str) -> Option<PathBuf> {
-    for e in fs::read_dir(dir).ok()? {
-        let p = e.ok()?.path();
-        if p.is_dir() {
-            if let Some(f) = find(&p, name) {
-                return Some(f);
-            }
-        } else if p.file_name().is_some_and(|n| n == name) {
-            return Some(p);
-        }
-    }
-    None
+fn max_size_with_prune_fits_and_newest_restores(backend: Backend) {
+    max_size_case(backend, false);
 }
+backend_tests!(max_size_with_prune_fits_and_newest_restores);
 
-#[test]
-fn max_size_with_prune_fits_and_newest_restores() {
-    max_size_case(false);
+fn max_size_with_prune_works_with_a_write_key(backend: Backend) {
+    max_size_case(backend, true);
 }
+backend_tests!(max_size_with_prune_works_with_a_write_key);
 
-#[test]
-fn max_size_with_prune_works_with_a_write_key() {
-    max_size_case(true);
-}
-
-fn max_size_case(write_key: bool) {
-    let fx = Fixture::new();
+/// Four backups of 1 MiB each: a `--max-size` nothing fits is refused; a limit 1.5 MiB below
+/// the total leaves the repository within it and the newest snapshot restores.
+fn max_size_case(backend: Backend, write_key: bool) {
+    let fx = Fixture::on(backend);
     let forget = |args: &[&str]| if write_key { fx.wk(args) } else { fx.id(args) };
     let src = fx.dir("src");
     let mut last = Vec::new();
     for i in 0..4u64 {
-        last = noise(i + 1, 1 << 20);
+        last = random_bytes(i + 1, 1 << 20);
         fs::write(src.join("data"), &last).unwrap();
         fx.id(&["backup", s(&src)]).ok();
     }
@@ -158,16 +133,15 @@ fn max_size_case(write_key: bool) {
 
     let target = fx.path("restored");
     fx.id(&["restore", "latest", "--target", s(&target)]).ok();
-    let file = find(&target, "data").expect("restored file");
+    let file = Fixture::restored(&target, &src).join("data");
     assert_eq!(fs::read(file).unwrap(), last);
 }
 
-#[test]
-fn forget_with_prune_frees_the_space_and_reports_both() {
-    let fx = Fixture::new();
+fn forget_with_prune_frees_the_space_and_reports_both(backend: Backend) {
+    let fx = Fixture::on(backend);
     let src = fx.dir("src");
     for i in 0..3u64 {
-        fs::write(src.join("data"), noise(i + 10, 1 << 20)).unwrap();
+        fs::write(src.join("data"), random_bytes(i + 10, 1 << 20)).unwrap();
         fx.id(&["backup", s(&src)]).ok();
     }
     let before = fx.store.bytes();
@@ -180,4 +154,45 @@ fn forget_with_prune_frees_the_space_and_reports_both() {
     let after = fx.store.bytes();
     assert!(after < before - (3 << 20) / 2, "{after} vs {before}");
     fx.id(&["check", "--read-data"]).ok();
+}
+backend_tests!(forget_with_prune_frees_the_space_and_reports_both);
+
+/// Every etcd backup names its own timestamped snapshot file; they still form one group, so
+/// `--keep-last` keeps the newest ones instead of every snapshot.
+#[test]
+fn etcd_snapshots_are_one_group_whatever_their_file_names() {
+    if !etcd::available("etcd_snapshots_are_one_group_whatever_their_file_names") {
+        return;
+    }
+    let fx = Fixture::new();
+    let e = etcd::Etcd::start();
+    etcd::load_keyspace(&e, 50);
+    let file = fx.path("snapshot.db");
+    let mut ids = Vec::new();
+    for generation in 1..=3 {
+        etcd::update_keys(&e, 50, 5, generation);
+        e.snapshot_save(&file);
+        let v = fx
+            .wk(&["--json", "backup", "etcd", "--snapshot-file", s(&file)])
+            .ok()
+            .json();
+        ids.push(Fixture::snap_id(&v));
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    let v = fx
+        .wk(&["--json", "forget", "--keep-last", "2", "--dry-run"])
+        .ok()
+        .json();
+    let kept: Vec<&str> = v["snapshots"]
+        .as_array()
+        .expect("snapshots")
+        .iter()
+        .filter(|s| s["keep"] == true)
+        .map(|s| s["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(kept.len(), 2, "{v:#}");
+    assert!(
+        !kept.contains(&ids[0].as_str()),
+        "the oldest is not the one removed: {v:#}"
+    );
 }

@@ -6,26 +6,26 @@
 //! or a backup at every point leaves a repository that the next prune finishes, where every
 //! snapshot restores byte for byte.
 //!
-//! Forgetting is done by deleting `snapshots/<id>` objects (`cairn forget` is not built yet).
+//! Forgetting is done here by deleting `snapshots/<id>` objects, as `cairn forget` does.
 //! Backups are held mid-run with SIGSTOP once their lease shows they have loaded the index, so
 //! the races are deterministic. Kill points are made exact with strace's `inject` (SIGKILL on
 //! entering the n-th rename, unlink or link call of one thread, for every n until the run
 //! completes) when strace works here, plus timed kills.
 
 use cairn_e2e::background::*;
+use cairn_e2e::repo_objects::*;
+use cairn_e2e::versions::*;
 use cairn_e2e::*;
-use cairn_format::envelope;
-use cairn_format::gc::{GcRecord, LeaseKind, LeaseRecord};
+use cairn_format::gc::{LeaseKind, LeaseRecord};
 use cairn_format::index::IndexRecord;
 use cairn_format::pack::PackKind;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const MB: usize = 1 << 20;
 
@@ -33,121 +33,9 @@ const MB: usize = 1 << 20;
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// This host's name, as cairn records it in leases.
-fn host() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as i64
-}
-
-/// Delete object `name` of a repository, on either backend.
-fn delete_object(store: &Store, name: &str) {
-    match store {
-        Store::Dir(d) => {
-            fs::remove_file(d.join(name)).unwrap_or_else(|e| panic!("deleting {name}: {e}"))
-        }
-        Store::S3 { bucket, prefix } => {
-            let key = if prefix.is_empty() {
-                name.to_string()
-            } else {
-                format!("{prefix}/{name}")
-            };
-            s3::shared().delete(bucket, &key)
-        }
-    }
-}
-
 /// Forget a snapshot (what `cairn forget` will do): delete its object.
 fn forget(fx: &Fixture, snap: &str) {
-    delete_object(&fx.store, &format!("snapshots/{snap}"));
-}
-
-/// Every pack object (`data/…` and `tree/…`) with its size.
-fn packs(store: &Store) -> BTreeMap<String, u64> {
-    let mut out: BTreeMap<String, u64> = store.list("data").into_iter().collect();
-    out.extend(store.list("tree"));
-    out
-}
-
-fn pack_bytes(store: &Store) -> u64 {
-    packs(store).values().sum()
-}
-
-fn meta_identity(fx: &Fixture) -> age::x25519::Identity {
-    envelope::parse_identity(&fx.write_key_record().meta_identity).expect("meta identity")
-}
-
-/// Encrypt a metadata object as cairn does (to the meta and master recipients).
-fn encrypt_meta(fx: &Fixture, plaintext: &[u8]) -> Vec<u8> {
-    let keys = fx.write_key_record();
-    let mut recips = vec![meta_identity(fx).to_public()];
-    for r in &keys.master_recipients {
-        recips.push(envelope::parse_recipient(r).expect("recipient"));
-    }
-    envelope::encrypt(plaintext, &recips)
-}
-
-/// Read and decrypt a metadata object; None if it is gone or cannot be decrypted.
-fn read_meta(fx: &Fixture, store: &Store, name: &str) -> Option<Vec<u8>> {
-    let ct = store.read(name)?;
-    let id = meta_identity(fx);
-    envelope::decrypt(&ct, &[&id as &dyn age::Identity], 1 << 30).ok()
-}
-
-/// Every lease object with its record (None: unreadable, or gone while reading).
-fn leases(fx: &Fixture) -> Vec<(String, Option<LeaseRecord>)> {
-    fx.store
-        .names("locks")
-        .into_iter()
-        .map(|n| {
-            let rec = read_meta(fx, &fx.store, &n).and_then(|p| LeaseRecord::decode(&p).ok());
-            (n, rec)
-        })
-        .collect()
-}
-
-/// Every gc marker: (id, record).
-fn markers(fx: &Fixture) -> Vec<(String, GcRecord)> {
-    fx.store
-        .names("gc")
-        .into_iter()
-        .map(|n| {
-            let plain = read_meta(fx, &fx.store, &n).unwrap_or_else(|| panic!("marker {n}"));
-            let rec = GcRecord::decode(&plain).unwrap_or_else(|e| panic!("marker {n}: {e}"));
-            (n.trim_start_matches("gc/").to_string(), rec)
-        })
-        .collect()
-}
-
-fn lease(
-    kind: LeaseKind,
-    host: &str,
-    pid: u32,
-    renewed_ago: i64,
-    seen: Option<Vec<String>>,
-) -> LeaseRecord {
-    let now = now_unix();
-    LeaseRecord {
-        kind,
-        host: host.to_string(),
-        pid,
-        started_unix: now - renewed_ago - 60,
-        renewed_unix: now - renewed_ago,
-        seen_markers: seen.map(|v| v.iter().map(|m| m.parse().expect("marker id")).collect()),
-    }
-}
-
-/// Store a lease record at `name` (`locks/…`), as another process would.
-fn put_lease(fx: &Fixture, name: &str, rec: &LeaseRecord) {
-    fx.store.write(name, &encrypt_meta(fx, &rec.encode()));
+    fx.store.delete(&format!("snapshots/{snap}"));
 }
 
 /// `cairn --json prune` with the identity (plus `extra` arguments and environment).
@@ -164,46 +52,46 @@ fn prune_wk(fx: &Fixture, extra: &[&str]) -> Output {
     fx.wk(&a)
 }
 
-fn num(v: &Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} is not a number in {v:#}"))
-}
+/// The counts of a prune report that say what it decided (a dry run reports the same).
+const PLAN: [&str; 5] = [
+    "unused_packs",
+    "unindexed_packs",
+    "repacked_packs",
+    "blobs_rewritten",
+    "bytes_condemned",
+];
 
-/// The report says nothing was or would be done.
+/// The counts of a prune report that say what it did.
+const DONE: [&str; 3] = ["packs_deleted", "bytes_freed", "packs_rescued"];
+
+/// A prune (with the identity and `extra` arguments) completes and finds nothing to do.
 #[track_caller]
-fn assert_nothing_to_do(v: &Value, ctx: &str) {
-    for k in [
-        "unused_packs",
-        "unindexed_packs",
-        "repacked_packs",
-        "blobs_rewritten",
-        "bytes_condemned",
-        "packs_deleted",
-        "bytes_freed",
-        "packs_rescued",
-    ] {
-        assert_eq!(num(v, k), 0, "{ctx}: {k} should be 0 in {v:#}");
+fn assert_prune_has_nothing_to_do(fx: &Fixture, extra: &[&str], ctx: &str) {
+    let out = prune_id(fx, extra, &[]);
+    out.ok();
+    let v = out.json();
+    for k in PLAN.iter().chain(&DONE) {
+        assert_eq!(num(&v, k), 0, "{ctx}: {k} should be 0 in {v:#}");
     }
     assert!(v["marker"].is_null(), "{ctx}: no marker expected: {v:#}");
     assert_eq!(v["markers_pending"], serde_json::json!([]), "{ctx}: {v:#}");
+}
+
+/// A prune (with the identity) completes and leaves no marker pending; its report.
+#[track_caller]
+fn prune_sweeps(fx: &Fixture) -> Value {
+    let out = prune_id(fx, &[], &[]);
+    out.ok();
+    let r = out.json();
+    assert_eq!(r["markers_pending"], serde_json::json!([]), "{r:#}");
+    r
 }
 
 /// Every field of a prune report is there with the right type.
 #[track_caller]
 fn assert_report_shape(v: &Value, dry_run: bool) {
     assert_eq!(v["dry_run"], Value::Bool(dry_run), "{v:#}");
-    for k in [
-        "unused_packs",
-        "unindexed_packs",
-        "repacked_packs",
-        "blobs_rewritten",
-        "repack_needs_identity",
-        "bytes_condemned",
-        "packs_deleted",
-        "bytes_freed",
-        "packs_rescued",
-    ] {
+    for k in PLAN.iter().chain(&DONE).chain(&["repack_needs_identity"]) {
         num(v, k);
     }
     assert!(v["marker"].is_null() || v["marker"].is_string(), "{v:#}");
@@ -211,107 +99,17 @@ fn assert_report_shape(v: &Value, dry_run: bool) {
     assert!(v["markers_pending"].is_array(), "{v:#}");
 }
 
-/// Restore `snap` with the identity into a fresh directory and compare it with `src`.
-#[track_caller]
-fn assert_restores(fx: &Fixture, repo: &str, snap: &str, src: &Path, ctx: &str) {
-    let target = fresh_dir(fx, "restore");
-    let out = fx.run(&[
-        "-r",
-        repo,
-        "-i",
-        s(&fx.identity),
-        "restore",
-        snap,
-        "--target",
-        s(&target),
-    ]);
-    assert_eq!(
-        out.code, 0,
-        "{ctx}: snapshot {snap} no longer restores\n{out}"
-    );
-    let d = compare_trees(src, &Fixture::restored(&target, src));
-    assert!(
-        d.is_empty(),
-        "{ctx}: snapshot {snap} restores differently:\n{}",
-        d.join("\n")
-    );
-    fs::remove_dir_all(&target).ok();
-}
-
-/// A new, unused directory inside the fixture.
-fn fresh_dir(fx: &Fixture, stem: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let p = fx.path(&format!("{stem}-{}", N.fetch_add(1, Ordering::Relaxed)));
-    assert!(!p.exists());
-    p
-}
-
-/// Version `v` of a source tree: six 300 KB files of which version v has changed the first v
-/// (f_i changes in version i+1 and stays), a file unique to the version, a compressible one,
-/// and small configuration files shared by every version.
-fn write_version(dir: &Path, v: u64) {
-    for i in 0..6u64 {
-        let generation = if i < v { i + 1 } else { 0 };
-        write_file(
-            &dir.join(format!("f{i}.bin")),
-            &random_bytes(1000 * generation + i, 300_000),
-        );
-    }
-    write_file(&dir.join("unique.bin"), &random_bytes(50_000 + v, 200_000));
-    write_file(&dir.join("notes.yaml"), &text_bytes(60_000 + v, 40_000));
-    for j in 0..8 {
-        write_file(
-            &dir.join(format!("etc/small-{j}.conf")),
-            format!("setting {j} = on\n").as_bytes(),
-        );
-    }
-}
-
-/// Back up versions 0..n of a tree (each in its own directory `v<k>`); returns (snapshot,
-/// source) per version.
-fn back_up_versions(fx: &Fixture, n: u64) -> Vec<(String, PathBuf)> {
-    (0..n)
-        .map(|v| {
-            let dir = fx.path(&format!("v{v}"));
-            write_version(&dir, v);
-            let snap = Fixture::snap_id(&fx.backup(&[&dir]));
-            (snap, dir)
-        })
-        .collect()
-}
+/// The source trees backed up here (see [`Versions`]).
+const TREE: Versions = Versions {
+    changing: 6,
+    unique: 200_000,
+    notes: 40_000,
+    configs: 8,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Running cairn in the background
 // ---------------------------------------------------------------------------------------------
-
-/// Wait until the writer lease of `bg` records the markers it has seen (it has then loaded
-/// the index it will deduplicate against). Returns the lease name and record.
-fn wait_for_loaded_lease(fx: &Fixture, bg: &mut Bg) -> (String, LeaseRecord) {
-    let start = Instant::now();
-    loop {
-        for (name, rec) in leases(fx) {
-            if let Some(rec) = rec {
-                if rec.kind == LeaseKind::Writer
-                    && rec.pid == bg.pid()
-                    && rec.seen_markers.is_some()
-                {
-                    return (name, rec);
-                }
-            }
-        }
-        assert!(
-            !bg.exited(),
-            "{} finished before its lease could be seen (make its input bigger)",
-            bg.cmdline
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no lease appeared"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// True if process `pid` has a file whose path ends with `name` open.
 fn has_open(pid: u32, name: &str) -> bool {
@@ -326,36 +124,13 @@ fn has_open(pid: u32, name: &str) -> bool {
 /// parent and decided about every other file). Panics if it already wrote its snapshot.
 fn start_and_hold_backup(fx: &Fixture, src: &Path, env: &[(&str, &OsStr)]) -> (Bg, LeaseRecord) {
     let before = fx.object_names("snapshots");
-    let fenv = fx.env();
-    let mut all = env_refs(&fenv);
-    all.extend_from_slice(env);
-    let mut bg = spawn_cairn(
-        &[
-            "-r",
-            s(&fx.repo),
-            "-k",
-            s(&fx.write_key),
-            "--json",
-            "backup",
-            s(src),
-        ],
-        &all,
-    );
-    let (_, rec) = wait_for_loaded_lease(fx, &mut bg);
+    let mut bg = fx.spawn_wk(&["--json", "backup", s(src)], env);
+    let (_, rec) = wait_for_loaded_lease(fx, &fx.store, &mut bg);
     // Past the parent lookup and the unchanged files: reading the big file, last in the walk.
-    let start = Instant::now();
-    while !has_open(bg.pid(), "zz-big.bin") {
-        assert!(
-            !bg.exited(),
-            "{} finished before it could be held (make its input bigger)",
-            bg.cmdline
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "zz-big.bin never opened"
-        );
-        std::thread::sleep(Duration::from_micros(500));
-    }
+    let pid = bg.pid();
+    bg.wait_for("it opens zz-big.bin", Duration::from_micros(500), || {
+        has_open(pid, "zz-big.bin").then_some(())
+    });
     bg.stop();
     assert_eq!(
         fx.object_names("snapshots"),
@@ -363,6 +138,15 @@ fn start_and_hold_backup(fx: &Fixture, src: &Path, env: &[(&str, &OsStr)]) -> (B
         "the backup wrote its snapshot before it could be held: make its input bigger"
     );
     (bg, rec)
+}
+
+/// Back up a tree of small files (see [`write_reusable_tree`]) from directory `name` of `fx`;
+/// returns the directory and the snapshot.
+fn back_up_reusable_tree(fx: &Fixture, name: &str) -> (PathBuf, String) {
+    let src = fx.path(name);
+    write_reusable_tree(&src);
+    let snap = Fixture::snap_id(&fx.backup(&[&src]));
+    (src, snap)
 }
 
 /// Small files a parent snapshot holds (reused by later backups).
@@ -400,7 +184,7 @@ fn big_size(backend: Backend) -> usize {
 /// for byte; a second prune finds nothing to do and changes nothing.
 fn prune_frees_space_and_keeps_every_remaining_snapshot(backend: Backend) {
     let fx = Fixture::on(backend);
-    let versions = back_up_versions(&fx, 5);
+    let versions = TREE.back_up(&fx, 0, 5);
     for (snap, _) in &versions[..3] {
         forget(&fx, snap);
     }
@@ -440,13 +224,7 @@ fn prune_frees_space_and_keeps_every_remaining_snapshot(backend: Backend) {
     out.ok();
     let r = out.json();
     assert_report_shape(&r, false);
-    for k in [
-        "unused_packs",
-        "unindexed_packs",
-        "repacked_packs",
-        "blobs_rewritten",
-        "bytes_condemned",
-    ] {
+    for k in PLAN {
         assert_eq!(
             r[k], d[k],
             "dry run and prune disagree on {k}: {d:#} vs {r:#}"
@@ -511,9 +289,7 @@ fn prune_frees_space_and_keeps_every_remaining_snapshot(backend: Backend) {
 
     // Nothing left to do, and doing it changes nothing.
     let contents = fx.store.contents();
-    let again = prune_id(&fx, &[], &[]);
-    again.ok();
-    assert_nothing_to_do(&again.json(), "second prune");
+    assert_prune_has_nothing_to_do(&fx, &[], "second prune");
     assert!(
         fx.store.contents() == contents,
         "a prune with nothing to do changed the repository"
@@ -539,7 +315,7 @@ fn max_unused_is_validated_and_bounds_repacking() {
         let out = fx.id(&["prune", "--max-unused", bad]);
         out.code_is(2);
     }
-    let versions = back_up_versions(&fx, 4);
+    let versions = TREE.back_up(&fx, 0, 4);
     forget(&fx, &versions[0].0);
     // 100 %: partly used packs are never repacked, only wholly unused ones go.
     let r = prune_id(&fx, &["--max-unused", "100", "--dry-run"], &[]);
@@ -557,9 +333,7 @@ fn max_unused_is_validated_and_bounds_repacking() {
     let r = r.json();
     assert!(num(&r, "repacked_packs") >= 1, "{r:#}");
     assert!(pack_bytes(&fx.store) < after_100);
-    let r = prune_id(&fx, &["--max-unused", "0"], &[]);
-    r.ok();
-    assert_nothing_to_do(&r.json(), "second prune at 0 %");
+    assert_prune_has_nothing_to_do(&fx, &["--max-unused", "0"], "second prune at 0 %");
     for (snap, src) in &versions[1..] {
         assert_restores(&fx, s(&fx.repo), snap, src, "after --max-unused 0");
     }
@@ -571,7 +345,7 @@ fn max_unused_is_validated_and_bounds_repacking() {
 #[test]
 fn prune_refuses_on_unreadable_snapshots_or_index_and_deletes_nothing() {
     let fx = Fixture::new();
-    let versions = back_up_versions(&fx, 3);
+    let versions = TREE.back_up(&fx, 0, 3);
     forget(&fx, &versions[0].0);
     let check_refused = |what: &str, needles: &[&str]| {
         let before = fx.store.contents();
@@ -587,10 +361,7 @@ fn prune_refuses_on_unreadable_snapshots_or_index_and_deletes_nothing() {
     // A damaged snapshot object.
     let victim = format!("snapshots/{}", versions[1].0);
     let original = fx.store.read(&victim).unwrap();
-    let mut bad = original.clone();
-    let mid = bad.len() / 2;
-    bad[mid] ^= 1;
-    fx.store.write(&victim, &bad);
+    fx.store.flip_byte(&victim);
     check_refused("a snapshot is damaged", &["snapshot", &versions[1].0[..8]]);
     fx.store.write(&victim, &original);
 
@@ -608,7 +379,7 @@ fn prune_refuses_on_unreadable_snapshots_or_index_and_deletes_nothing() {
         .map(|n| (n.clone(), fx.store.read(n).unwrap()))
         .collect();
     for n in &idx {
-        delete_object(&fx.store, n);
+        fx.store.delete(n);
     }
     check_refused("the index is lost", &["prune stopped"]);
     for (n, b) in &saved {
@@ -636,7 +407,7 @@ fn prune_refuses_on_unreadable_snapshots_or_index_and_deletes_nothing() {
         .cloned();
     if let Some(first) = first_index {
         let bytes = fx.store.read(&first).unwrap();
-        delete_object(&fx.store, &first);
+        fx.store.delete(&first);
         let out = prune_id(&fx, &[], &[]);
         out.ok();
         let r = out.json();
@@ -740,9 +511,7 @@ fn prune_with_a_write_key_deletes_but_never_repacks_data() {
         "drop.bin was not freed: {r:#}"
     );
     assert_restores(&fx, s(&fx.repo), &s2, &d, "after identity prune");
-    let out = prune_id(&fx, &[], &[]);
-    out.ok();
-    assert_nothing_to_do(&out.json(), "third prune");
+    assert_prune_has_nothing_to_do(&fx, &[], "third prune");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -755,9 +524,7 @@ fn prune_with_a_write_key_deletes_but_never_repacks_data() {
 /// snapshot restores; the next prune puts the reused packs back and sweeps the rest.
 fn running_backup_keeps_the_marker_pending(backend: Backend) {
     let fx = Fixture::on(backend);
-    let src = fx.path("src");
-    write_reusable_tree(&src);
-    let s1 = Fixture::snap_id(&fx.backup(&[&src]));
+    let (src, s1) = back_up_reusable_tree(&fx, "src");
     let s1_packs = packs(&fx.store);
     write_big(&src, backend);
 
@@ -786,7 +553,7 @@ fn running_backup_keeps_the_marker_pending(backend: Backend) {
     for p in s1_packs.keys() {
         assert!(fx.store.exists(p), "{p} deleted while a backup may use it");
     }
-    let condemned: BTreeSet<String> = markers(&fx)
+    let condemned: BTreeSet<String> = markers(&fx, &fx.store)
         .iter()
         .flat_map(|(_, m)| m.packs.iter().map(|p| p.id.to_hex()))
         .collect();
@@ -816,17 +583,12 @@ fn running_backup_keeps_the_marker_pending(backend: Backend) {
     let s2 = Fixture::snap_id(&b);
     assert_restores(&fx, s(&fx.repo), &s2, &src, "before the sweep");
 
-    let out = prune_id(&fx, &[], &[]);
-    out.ok();
-    let r = out.json();
-    assert_eq!(r["markers_pending"], serde_json::json!([]), "{r:#}");
+    let r = prune_sweeps(&fx);
     assert!(num(&r, "packs_rescued") >= 1, "the reused data pack: {r:#}");
     assert!(fx.object_names("gc").is_empty());
     assert!(fx.object_names("locks").is_empty());
     assert_restores(&fx, s(&fx.repo), &s2, &src, "after the sweep");
-    let out = prune_id(&fx, &[], &[]);
-    out.ok();
-    assert_nothing_to_do(&out.json(), "last prune");
+    assert_prune_has_nothing_to_do(&fx, &[], "last prune");
 }
 backend_tests!(running_backup_keeps_the_marker_pending);
 
@@ -836,14 +598,13 @@ backend_tests!(running_backup_keeps_the_marker_pending);
 /// block its sweep. Every snapshot restores before and after the condemned packs are gone.
 fn backup_started_after_a_marker_never_reuses_condemned_packs(backend: Backend) {
     let fx = Fixture::on(backend);
-    let src = fx.path("src");
-    write_reusable_tree(&src);
-    let s1 = Fixture::snap_id(&fx.backup(&[&src]));
+    let (src, s1) = back_up_reusable_tree(&fx, "src");
     let s1_packs = packs(&fx.store);
     forget(&fx, &s1);
     let foreign = "locks/0123456789abcdef0123456789abcdef";
     put_lease(
         &fx,
+        &fx.store,
         foreign,
         &lease(
             LeaseKind::Writer,
@@ -885,7 +646,7 @@ fn backup_started_after_a_marker_never_reuses_condemned_packs(backend: Backend) 
             .is_some_and(|m| m.iter().any(|m| m.to_hex() == marker)),
         "the lease does not record marker {marker}: {rec:?}"
     );
-    delete_object(&fx.store, foreign);
+    fx.store.delete(foreign);
     let out = prune_id(&fx, &[], &[]);
     assert!(out.code == 0 || out.code == 3, "{out}");
     let r = out.json();
@@ -913,14 +674,10 @@ fn backup_started_after_a_marker_never_reuses_condemned_packs(backend: Backend) 
     let b = bg.finish();
     b.ok();
     let snap2 = Fixture::snap_id(&b.json());
-    let out = prune_id(&fx, &[], &[]);
-    out.ok();
-    assert_eq!(out.json()["markers_pending"], serde_json::json!([]));
+    prune_sweeps(&fx);
     assert_restores(&fx, s(&fx.repo), &snap1, &src, "end");
     assert_restores(&fx, s(&fx.repo), &snap2, &src2, "end");
-    let out = prune_id(&fx, &[], &[]);
-    out.ok();
-    assert_nothing_to_do(&out.json(), "last prune");
+    assert_prune_has_nothing_to_do(&fx, &[], "last prune");
 }
 backend_tests!(backup_started_after_a_marker_never_reuses_condemned_packs);
 
@@ -932,9 +689,7 @@ backend_tests!(backup_started_after_a_marker_never_reuses_condemned_packs);
 fn backup_paused_past_its_lease_expiry_must_not_commit(backend: Backend) {
     let fx = Fixture::on(backend);
     let expiry: &[(&str, &OsStr)] = &[("CAIRN_LEASE_EXPIRY", OsStr::new("4"))];
-    let src = fx.path("src");
-    write_reusable_tree(&src);
-    let s1 = Fixture::snap_id(&fx.backup(&[&src]));
+    let (src, s1) = back_up_reusable_tree(&fx, "src");
     write_big(&src, backend);
     let (bg, _) = start_and_hold_backup(&fx, &src, expiry);
     forget(&fx, &s1);
@@ -992,6 +747,7 @@ fn foreign_expired_and_unreadable_leases() {
     let stale = "locks/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     put_lease(
         &fx,
+        &fx.store,
         stale,
         &lease(LeaseKind::Writer, "gone-host.example", 77, 7200, None),
     );
@@ -1013,7 +769,7 @@ fn foreign_expired_and_unreadable_leases() {
         why.contains(junk) && why.contains("cannot be read"),
         "{why}"
     );
-    delete_object(&fx.store, junk);
+    fx.store.delete(junk);
     let out = prune_id(&fx, &[], &[]);
     out.ok();
     assert!(num(&out.json(), "packs_deleted") >= 2, "{out}");
@@ -1022,6 +778,7 @@ fn foreign_expired_and_unreadable_leases() {
     forget_new(&fx);
     put_lease(
         &fx,
+        &fx.store,
         "locks/prune",
         &lease(LeaseKind::Prune, "pruner.example", 99, 0, None),
     );
@@ -1037,6 +794,7 @@ fn foreign_expired_and_unreadable_leases() {
     // Expired (with a short expiry): taken over, and released afterwards.
     put_lease(
         &fx,
+        &fx.store,
         "locks/prune",
         &lease(LeaseKind::Prune, "pruner.example", 99, 30, None),
     );
@@ -1059,6 +817,7 @@ fn foreign_expired_and_unreadable_leases() {
     dead.wait().unwrap();
     put_lease(
         &fx,
+        &fx.store,
         "locks/prune",
         &lease(LeaseKind::Prune, &host(), dead_pid, 0, None),
     );
@@ -1070,6 +829,7 @@ fn foreign_expired_and_unreadable_leases() {
     let mut live = Command::new("sleep").arg("30").spawn().unwrap();
     put_lease(
         &fx,
+        &fx.store,
         "locks/prune",
         &lease(LeaseKind::Prune, &host(), live.id(), 0, None),
     );
@@ -1078,22 +838,21 @@ fn foreign_expired_and_unreadable_leases() {
     let _ = live.wait();
     out.code_is(1);
     out.stderr_has(&["another prune"]);
-    delete_object(&fx.store, "locks/prune");
+    fx.store.delete("locks/prune");
 
     // A writer lease of a process of this host that is gone blocks nothing either.
     forget_new(&fx);
     let dead_writer = "locks/cccccccccccccccccccccccccccccccc";
     put_lease(
         &fx,
+        &fx.store,
         dead_writer,
         &lease(LeaseKind::Writer, &host(), dead_pid, 0, Some(vec![])),
     );
     let out = prune_id(&fx, &[], &[]);
     out.ok();
     assert!(!fx.store.exists(dead_writer));
-    let out = prune_id(&fx, &[], &[]);
-    out.ok();
-    assert_nothing_to_do(&out.json(), "end");
+    assert_prune_has_nothing_to_do(&fx, &[], "end");
 }
 
 /// Two prunes at once: exactly one runs at a time; the other refuses (exit 1) or, if the
@@ -1101,7 +860,7 @@ fn foreign_expired_and_unreadable_leases() {
 #[test]
 fn two_prunes_at_once_never_both_run() {
     let fx = Fixture::new();
-    let versions = back_up_versions(&fx, 4);
+    let versions = TREE.back_up(&fx, 0, 4);
     for (snap, _) in &versions[..2] {
         forget(&fx, snap);
     }
@@ -1118,9 +877,7 @@ fn two_prunes_at_once_never_both_run() {
         }
     }
     assert!(a.code == 0 || b.code == 0, "neither prune ran\n{a}\n{b}");
-    let out = prune_id(&fx, &[], &[]);
-    out.ok();
-    assert_nothing_to_do(&out.json(), "after two prunes");
+    assert_prune_has_nothing_to_do(&fx, &[], "after two prunes");
     for (snap, src) in &versions[2..] {
         assert_restores(&fx, s(&fx.repo), snap, src, "after two prunes");
     }
@@ -1144,30 +901,7 @@ enum Kill {
 /// if it finished first.
 fn run_killed(args: &[&str], env: &[(&str, &OsStr)], kill: Kill) -> Option<Output> {
     match kill {
-        Kill::AtSyscall { class, n } => {
-            let set = MUTATIONS[class];
-            let mut cmd = clean_command(Path::new("strace"), env);
-            cmd.args(["-f", "-qq", "-o", "/dev/null", "-e"])
-                .arg(format!("trace={set}"))
-                .arg("-e")
-                .arg(format!("inject={set}:signal=KILL:when={n}"))
-                .arg("--")
-                .arg(cairn_bin())
-                .args(args);
-            let out = cmd.output().expect("running strace");
-            if out.status.signal() == Some(9) || out.status.code() == Some(137) {
-                return None;
-            }
-            let o = Output {
-                code: out.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stdout_bytes: out.stdout.clone(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                cmdline: format!("strace … cairn {}", args.join(" ")),
-            };
-            assert!(!o.stderr.contains("panicked"), "{o}");
-            Some(o)
-        }
+        Kill::AtSyscall { class, n } => run_killed_at_syscall(args, env, class, n),
         Kill::After(d) => {
             let mut bg = spawn_cairn(args, env);
             let start = Instant::now();
@@ -1209,35 +943,45 @@ fn for_each_kill_point(took: Duration, timed: u32, mut run: impl FnMut(Kill) -> 
     killed
 }
 
+/// Run cairn with `args(w)` on a fresh copy `w` of local repository `template`, killed at
+/// every kill point of [`for_each_kill_point`] (a run that finishes first must succeed);
+/// after each kill, `check(w)` lists what is wrong. Returns how often cairn was killed and
+/// the problems per kill point.
+fn kill_in_copies(
+    fx: &Fixture,
+    template: &Path,
+    took: Duration,
+    timed: u32,
+    args: impl Fn(&Path) -> Vec<String>,
+    mut check: impl FnMut(&Path) -> Vec<String>,
+) -> (usize, Vec<(String, Vec<String>)>) {
+    let mut problems = Vec::new();
+    let mut i = 0;
+    let killed = for_each_kill_point(took, timed, |kill| {
+        i += 1;
+        let w = fx.path(&format!("w{i}"));
+        copy_dir(template, &w);
+        let a = args(&w);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let killed = match run_killed(&a, &[], kill) {
+            None => {
+                problems.push((format!("{kill:?}"), check(&w)));
+                true
+            }
+            Some(out) => {
+                assert_eq!(out.code, 0, "{kill:?}: {out}");
+                false
+            }
+        };
+        fs::remove_dir_all(&w).ok();
+        killed
+    });
+    (killed, problems)
+}
+
 /// `cp -a`.
 fn copy_dir(from: &Path, to: &Path) {
     sh("cp", &["-a", s(from), s(to)]);
-}
-
-/// Restore `snap` and compare with `src`; the problem, if any.
-fn restore_problem(fx: &Fixture, repo: &str, snap: &str, src: &Path) -> Option<String> {
-    let target = fresh_dir(fx, "restore");
-    let out = fx.run(&[
-        "-r",
-        repo,
-        "-i",
-        s(&fx.identity),
-        "restore",
-        snap,
-        "--target",
-        s(&target),
-    ]);
-    let problem = if out.code != 0 {
-        Some(format!(
-            "snapshot {snap} no longer restores: {}",
-            out.stderr.trim()
-        ))
-    } else {
-        let d = compare_trees(src, &Fixture::restored(&target, src));
-        (!d.is_empty()).then(|| format!("snapshot {snap} restores differently: {}", d.join("; ")))
-    };
-    fs::remove_dir_all(&target).ok();
-    problem
 }
 
 /// After a crash in repository `repo`: the next prune completes (taking over the dead
@@ -1336,27 +1080,11 @@ fn recovery_problems(
     problems
 }
 
-/// Panic with every problem found, grouped by kill point.
-fn report(what: &str, killed: usize, problems: Vec<(String, Vec<String>)>) {
-    eprintln!("{what}: killed {killed} times");
-    let bad: Vec<String> = problems
-        .into_iter()
-        .filter(|(_, p)| !p.is_empty())
-        .map(|(k, p)| format!("{k}:\n  - {}", p.join("\n  - ")))
-        .collect();
-    assert!(
-        bad.is_empty(),
-        "{what}: {} of {killed} kill points went wrong:\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
-}
-
 /// The repository for the prune crash test: five versions, the three oldest forgotten
 /// (partly used data packs to repack, unused tree packs), a forgotten snapshot of other data
 /// (wholly unused packs) and packs no index lists (a backup whose index was lost).
 fn prune_workload(fx: &Fixture) -> Vec<(String, PathBuf)> {
-    let versions = back_up_versions(fx, 5);
+    let versions = TREE.back_up(fx, 0, 5);
     for (snap, _) in &versions[..3] {
         forget(fx, snap);
     }
@@ -1369,7 +1097,7 @@ fn prune_workload(fx: &Fixture) -> Vec<(String, PathBuf)> {
     forget(fx, &Fixture::snap_id(&fx.backup(&[&lost])));
     for n in fx.object_names("index") {
         if !idx_before.contains(&n) {
-            delete_object(&fx.store, &n);
+            fx.store.delete(&n);
         }
     }
     versions[3..].to_vec()
@@ -1385,11 +1113,10 @@ fn prune_killed_at_any_point_is_finished_by_the_next() {
     let forgotten = fx.path("v0");
     let template = fx.path("template");
     copy_dir(&fx.repo, &template);
-    let args = |repo: &Path| -> Vec<String> {
+    let args = |repo: &Path| {
         ["-r", s(repo), "-i", s(&fx.identity), "--json", "prune"]
-            .iter()
-            .map(|a| a.to_string())
-            .collect()
+            .map(String::from)
+            .to_vec()
     };
 
     // What an uninterrupted prune does, and how long it takes.
@@ -1406,35 +1133,13 @@ fn prune_killed_at_any_point_is_finished_by_the_next() {
     let p = recovery_problems(&fx, &clean, &kept, Some(&forgotten));
     assert!(p.is_empty(), "uninterrupted prune: {p:#?}");
 
-    let mut problems = Vec::new();
-    let mut i = 0;
-    let killed = for_each_kill_point(took, 12, |kill| {
-        i += 1;
-        let w = fx.path(&format!("w{i}"));
-        copy_dir(&template, &w);
-        let a = args(&w);
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        let killed = match run_killed(&a, &[], kill) {
-            None => {
-                problems.push((
-                    format!("{kill:?}"),
-                    recovery_problems(&fx, &w, &kept, Some(&forgotten)),
-                ));
-                true
-            }
-            Some(out) => {
-                assert_eq!(out.code, 0, "{kill:?}: {out}");
-                false
-            }
-        };
-        fs::remove_dir_all(&w).ok();
-        killed
+    let (killed, problems) = kill_in_copies(&fx, &template, took, 12, args, |w| {
+        recovery_problems(&fx, w, &kept, Some(&forgotten))
     });
-    assert!(killed >= 3, "the prune was hardly ever killed");
     if strace_works() {
         assert!(killed >= 10, "only {killed} kill points");
     }
-    report("prune", killed, problems);
+    assert_no_kill_problems("prune", killed, problems);
 }
 
 /// kill -9 of a backup at every rename, unlink and link (and at timed points): prune (with
@@ -1443,9 +1148,7 @@ fn prune_killed_at_any_point_is_finished_by_the_next() {
 #[test]
 fn backup_killed_at_any_point_is_cleaned_up_by_prune() {
     let fx = Fixture::new();
-    let base = fx.path("base");
-    write_reusable_tree(&base);
-    let s0 = Fixture::snap_id(&fx.backup(&[&base]));
+    let (base, s0) = back_up_reusable_tree(&fx, "base");
     // The backup to kill: new data over several packs (16 MiB each) plus the old files.
     let src = fx.path("src");
     write_reusable_tree(&src);
@@ -1459,71 +1162,53 @@ fn backup_killed_at_any_point_is_cleaned_up_by_prune() {
     fx.backup(&[&src]);
     let took = t0.elapsed();
 
-    let mut problems = Vec::new();
-    let mut i = 0;
-    let killed = for_each_kill_point(took, 8, |kill| {
-        i += 1;
-        let w = fx.path(&format!("w{i}"));
-        copy_dir(&template, &w);
-        let args = [
+    let args = |w: &Path| {
+        [
             "-r",
-            s(&w),
+            s(w),
             "-k",
             s(&fx.write_key),
             "--json",
             "backup",
             s(&src),
-        ];
-        let ws = Store::Dir(w.clone());
-        let killed = match run_killed(&args, &[], kill) {
-            None => {
-                let mut p = Vec::new();
-                let new_snaps: Vec<String> = ws
-                    .names("snapshots")
-                    .into_iter()
-                    .map(|n| n.trim_start_matches("snapshots/").to_string())
-                    .filter(|n| *n != s0)
-                    .collect();
-                let out = fx.run(&["-r", s(&w), "-k", s(&fx.write_key), "--json", "prune"]);
-                if out.code != 0 {
-                    p.push(format!(
-                        "prune with the write key failed: {}",
-                        out.stderr.trim()
-                    ));
-                }
-                if new_snaps.is_empty() {
-                    // No snapshot: every pack the backup wrote is gone again.
-                    let now = packs(&ws);
-                    let extra: Vec<&String> = now
-                        .keys()
-                        .filter(|n| !template_packs.contains_key(*n))
-                        .collect();
-                    let lost: Vec<&String> = template_packs
-                        .keys()
-                        .filter(|n| !now.contains_key(*n))
-                        .collect();
-                    if !extra.is_empty() || !lost.is_empty() {
-                        p.push(format!(
-                            "after prune: packs left behind {extra:?}, lost {lost:?}"
-                        ));
-                    }
-                }
-                let mut kept = vec![(s0.clone(), base.clone())];
-                kept.extend(new_snaps.into_iter().map(|n| (n, src.clone())));
-                p.extend(recovery_problems(&fx, &w, &kept, None));
-                problems.push((format!("{kill:?}"), p));
-                true
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let (killed, problems) = kill_in_copies(&fx, &template, took, 8, args, |w| {
+        let ws = Store::Dir(w.to_path_buf());
+        let mut p = Vec::new();
+        let new_snaps: Vec<String> = snapshot_ids(&ws).into_iter().filter(|n| *n != s0).collect();
+        let out = fx.run(&["-r", s(w), "-k", s(&fx.write_key), "--json", "prune"]);
+        if out.code != 0 {
+            p.push(format!(
+                "prune with the write key failed: {}",
+                out.stderr.trim()
+            ));
+        }
+        if new_snaps.is_empty() {
+            // No snapshot: every pack the backup wrote is gone again.
+            let now = packs(&ws);
+            let extra: Vec<&String> = now
+                .keys()
+                .filter(|n| !template_packs.contains_key(*n))
+                .collect();
+            let lost: Vec<&String> = template_packs
+                .keys()
+                .filter(|n| !now.contains_key(*n))
+                .collect();
+            if !extra.is_empty() || !lost.is_empty() {
+                p.push(format!(
+                    "after prune: packs left behind {extra:?}, lost {lost:?}"
+                ));
             }
-            Some(out) => {
-                assert_eq!(out.code, 0, "{kill:?}: {out}");
-                false
-            }
-        };
-        fs::remove_dir_all(&w).ok();
-        killed
+        }
+        let mut kept = vec![(s0.clone(), base.clone())];
+        kept.extend(new_snaps.into_iter().map(|n| (n, src.clone())));
+        p.extend(recovery_problems(&fx, w, &kept, None));
+        p
     });
-    assert!(killed >= 3, "the backup was hardly ever killed");
-    report("backup", killed, problems);
+    assert_no_kill_problems("backup", killed, problems);
 }
 
 /// SPEC §11: "Prune deletes writer leases that are no longer held." A backup killed before
@@ -1532,16 +1217,10 @@ fn backup_killed_at_any_point_is_cleaned_up_by_prune() {
 #[test]
 fn prune_removes_the_lease_of_a_killed_backup() {
     let fx = Fixture::new();
-    let src = fx.path("src");
-    write_reusable_tree(&src);
-    fx.backup(&[&src]);
+    let (src, _) = back_up_reusable_tree(&fx, "src");
     write_big(&src, Backend::Local);
-    let fenv = fx.env();
-    let mut bg = spawn_cairn(
-        &["-r", s(&fx.repo), "-k", s(&fx.write_key), "backup", s(&src)],
-        &env_refs(&fenv),
-    );
-    let (name, _) = wait_for_loaded_lease(&fx, &mut bg);
+    let mut bg = fx.spawn_wk(&["backup", s(&src)], &[]);
+    let (name, _) = wait_for_loaded_lease(&fx, &fx.store, &mut bg);
     bg.kill9();
     let out = prune_id(&fx, &[], &[]);
     out.ok();
@@ -1550,9 +1229,7 @@ fn prune_removes_the_lease_of_a_killed_backup() {
         !fx.store.exists(&name),
         "the lease {name} of a killed backup survives prune (report: {r:#})"
     );
-    let out = prune_id(&fx, &[], &[]);
-    out.ok();
-    assert_nothing_to_do(&out.json(), "second prune");
+    assert_prune_has_nothing_to_do(&fx, &[], "second prune");
     assert!(
         fx.object_names("locks").is_empty(),
         "{:?}",
@@ -1572,36 +1249,16 @@ fn prune_removes_temporary_files_left_by_killed_backups() {
     write_file(&src.join("a.bin"), &random_bytes(1, 40 * MB));
     let mut leftovers = Vec::new();
     for attempt in 0..10 {
-        let mut bg = spawn_cairn(
-            &["-r", s(&fx.repo), "-k", s(&fx.write_key), "backup", s(&src)],
-            &[],
-        );
+        let mut bg = fx.spawn_wk(&["backup", s(&src)], &[]);
         let start = Instant::now();
-        loop {
-            let tmp: Vec<PathBuf> = files_below(&fx.repo.join("data"))
-                .into_iter()
-                .filter(|p| {
-                    p.file_name()
-                        .unwrap()
-                        .to_string_lossy()
-                        .starts_with(".tmp-")
-                })
-                .collect();
-            if !tmp.is_empty() || bg.exited() || start.elapsed() > Duration::from_secs(60) {
-                break;
-            }
+        while temporary_files(&fx.repo.join("data")).is_empty()
+            && !bg.exited()
+            && start.elapsed() < Duration::from_secs(60)
+        {
             std::thread::sleep(Duration::from_micros(200));
         }
         bg.kill9();
-        leftovers = files_below(&fx.repo)
-            .into_iter()
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with(".tmp-")
-            })
-            .collect();
+        leftovers = temporary_files(&fx.repo);
         if !leftovers.is_empty() {
             break;
         }
@@ -1646,7 +1303,7 @@ fn prune_converges_when_a_live_blob_is_stored_in_two_packs() {
             break p;
         }
         let h = p.id.to_hex();
-        delete_object(&fx.store, &format!("data/{}/{h}", &h[..2]));
+        fx.store.delete(&format!("data/{}/{h}", &h[..2]));
     };
     crafter.put_meta(
         "index",

@@ -2,15 +2,18 @@
 //! from pack trailers and every snapshot restores byte for byte; a write key rebuilds the tree
 //! entries and says data packs need the identity; a damaged pack is skipped and named; a lost
 //! data pack makes `repair snapshots` write a `repaired` snapshot without the lost file; and
-//! `--dry-run` changes nothing.
+//! `--dry-run` changes nothing; on a local directory and on S3 alike.
 
 use cairn_e2e::*;
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// What a snapshot holds: every regular file by path relative to its source, with its bytes.
+type Files = BTreeMap<String, Vec<u8>>;
 
 /// A source directory of a few files with distinct content.
-fn source(fx: &Fixture) -> std::path::PathBuf {
+fn source(fx: &Fixture) -> PathBuf {
     let src = fx.dir("src");
     write_file(&src.join("a.bin"), &random_bytes(1, 300_000));
     write_file(&src.join("sub/b.txt"), b"hello, repair\n");
@@ -18,13 +21,18 @@ fn source(fx: &Fixture) -> std::path::PathBuf {
     src
 }
 
-/// Delete object `name` of a local repository.
-fn delete(fx: &Fixture, name: &str) {
-    fs::remove_file(fx.repo.join(name)).unwrap_or_else(|e| panic!("deleting {name}: {e}"));
+/// A repository on `backend` with one backup of a [`source`] directory: the fixture, the
+/// source, the snapshot and the files it holds.
+fn backed_up_source(backend: Backend) -> (Fixture, PathBuf, String, Files) {
+    let fx = Fixture::on(backend);
+    let src = source(&fx);
+    let snap = Fixture::snap_id(&fx.backup(&[&src]));
+    let files = file_map(&src);
+    (fx, src, snap, files)
 }
 
 /// Every regular file below `dir`, by path relative to it, with its bytes.
-fn file_map(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+fn file_map(dir: &Path) -> Files {
     files_below(dir)
         .into_iter()
         .filter(|p| p.is_file())
@@ -37,13 +45,7 @@ fn file_map(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 /// Restore `snap` and check every file is byte-exact to `expected` (file content and names
 /// only: removing a file from the source changes its directory's mtime).
-fn restore_equal(
-    fx: &Fixture,
-    snap: &str,
-    src: &Path,
-    expected: &BTreeMap<String, Vec<u8>>,
-    name: &str,
-) {
+fn restore_equal(fx: &Fixture, snap: &str, src: &Path, expected: &Files, name: &str) {
     let target = fx.path(name);
     fx.restore(snap, &target, &[]).ok();
     let got = file_map(&Fixture::restored(&target, src));
@@ -55,17 +57,13 @@ fn restore_equal(
     assert!(got == *expected, "restored file contents differ");
 }
 
-#[test]
-fn deleted_index_is_rebuilt_and_every_snapshot_restores() {
-    let fx = Fixture::new();
-    let src = source(&fx);
-    let s1 = Fixture::snap_id(&fx.backup(&[&src]));
-    let e1 = file_map(&src);
+fn deleted_index_is_rebuilt_and_every_snapshot_restores(backend: Backend) {
+    let (fx, src, s1, e1) = backed_up_source(backend);
     write_file(&src.join("new.bin"), &random_bytes(3, 50_000));
     let s2 = Fixture::snap_id(&fx.backup(&[&src]));
     let e2 = file_map(&src);
     for name in fx.object_names("index") {
-        delete(&fx, &name);
+        fx.store.delete(&name);
     }
     let out = fx.id(&["--json", "repair", "index"]);
     out.ok();
@@ -79,13 +77,10 @@ fn deleted_index_is_rebuilt_and_every_snapshot_restores() {
     restore_equal(&fx, &s1, &src, &e1, "r1");
     fx.id(&["check"]).ok();
 }
+backend_tests!(deleted_index_is_rebuilt_and_every_snapshot_restores);
 
-#[test]
-fn write_key_rebuilds_tree_entries_and_keeps_data_entries() {
-    let fx = Fixture::new();
-    let src = source(&fx);
-    let snap = Fixture::snap_id(&fx.backup(&[&src]));
-    let expected = file_map(&src);
+fn write_key_rebuilds_tree_entries_and_keeps_data_entries(backend: Backend) {
+    let (fx, src, snap, expected) = backed_up_source(backend);
     let out = fx.wk(&["repair", "index"]);
     out.ok();
     assert!(
@@ -103,7 +98,7 @@ fn write_key_rebuilds_tree_entries_and_keeps_data_entries() {
     restore_equal(&fx, &snap, &src, &expected, "r");
     // With no index at all a write key rebuilds the trees (ls works) but not the data.
     for name in fx.object_names("index") {
-        delete(&fx, &name);
+        fx.store.delete(&name);
     }
     let out = fx.wk(&["--json", "repair", "index"]);
     out.code_is(3);
@@ -120,18 +115,13 @@ fn write_key_rebuilds_tree_entries_and_keeps_data_entries() {
     fx.id(&["repair", "index"]).ok();
     restore_equal(&fx, &snap, &src, &expected, "r2");
 }
+backend_tests!(write_key_rebuilds_tree_entries_and_keeps_data_entries);
 
-#[test]
-fn damaged_pack_is_skipped_and_named() {
-    let fx = Fixture::new();
-    let src = source(&fx);
-    fx.backup(&[&src]);
+fn damaged_pack_is_skipped_and_named(backend: Backend) {
+    let (fx, ..) = backed_up_source(backend);
     let data = fx.object_names("data");
     let victim = &data[0];
-    let mut bytes = fx.store.read(victim).unwrap();
-    let n = bytes.len();
-    bytes[n - 1] ^= 0xff;
-    fx.store.write(victim, &bytes);
+    fx.store.flip_bits(victim, -1, 0xff);
     let out = fx.id(&["repair", "index"]);
     out.code_is(3);
     let name = victim.rsplit('/').next().unwrap();
@@ -142,13 +132,10 @@ fn damaged_pack_is_skipped_and_named() {
     assert_eq!(damaged.len(), 1);
     assert!(damaged[0]["pack"].as_str().unwrap().contains(name));
 }
+backend_tests!(damaged_pack_is_skipped_and_named);
 
-#[test]
-fn lost_data_pack_gives_a_repaired_snapshot_without_the_file() {
-    let fx = Fixture::new();
-    let src = source(&fx);
-    let s1 = Fixture::snap_id(&fx.backup(&[&src]));
-    let e1 = file_map(&src);
+fn lost_data_pack_gives_a_repaired_snapshot_without_the_file(backend: Backend) {
+    let (fx, src, s1, e1) = backed_up_source(backend);
     let before: Vec<String> = fx.object_names("data");
     write_file(&src.join("sub/lost.bin"), &random_bytes(9, 40_000));
     let s2 = Fixture::snap_id(&fx.backup(&[&src]));
@@ -158,7 +145,7 @@ fn lost_data_pack_gives_a_repaired_snapshot_without_the_file() {
         .filter(|n| !before.contains(n))
         .collect();
     assert_eq!(new.len(), 1, "the second backup adds one data pack");
-    delete(&fx, &new[0]);
+    fx.store.delete(&new[0]);
 
     // --dry-run changes nothing.
     let listing = fx.store.list("");
@@ -210,3 +197,4 @@ fn lost_data_pack_gives_a_repaired_snapshot_without_the_file() {
     out.ok();
     assert_eq!(out.json()["repaired"].as_array().unwrap().len(), 0);
 }
+backend_tests!(lost_data_pack_gives_a_repaired_snapshot_without_the_file);

@@ -406,62 +406,32 @@ fn the_secret_access_key_never_appears_in_output() {
     let secret = [("AWS_SECRET_ACCESS_KEY", OsStr::new(SECRET))];
     let good = s3::shared().env();
     let closed = s3::env_for(&format!("http://127.0.0.1:{}", s3::free_port()));
-    let runs: Vec<(Vec<&str>, &Env)> = vec![
+    // Each run: `-vv -r REPO` and the rest, in an environment.
+    let runs: Vec<(&str, Vec<&str>, &Env)> = vec![
+        (&repo, vec!["init", "--recipient", &k.recipient], &good),
         (
-            vec!["-vv", "-r", &repo, "init", "--recipient", &k.recipient],
+            &repo,
+            vec!["-i", id, "key", "write-key", "-o", s(&wk)],
+            &good,
+        ),
+        (&repo, vec!["-k", s(&wk), "backup", s(&src)], &good),
+        (&repo, vec!["--json", "-i", id, "snapshots"], &good),
+        (
+            &repo,
+            vec!["-i", id, "restore", "latest", "--target", s(&target)],
             &good,
         ),
         (
-            vec![
-                "-vv",
-                "-r",
-                &repo,
-                "-i",
-                id,
-                "key",
-                "write-key",
-                "-o",
-                s(&wk),
-            ],
+            "s3://no-such-bucket-e2e/x",
+            vec!["-i", id, "snapshots"],
             &good,
         ),
-        (
-            vec!["-vv", "-r", &repo, "-k", s(&wk), "backup", s(&src)],
-            &good,
-        ),
-        (
-            vec!["-vv", "--json", "-r", &repo, "-i", id, "snapshots"],
-            &good,
-        ),
-        (
-            vec![
-                "-vv",
-                "-r",
-                &repo,
-                "-i",
-                id,
-                "restore",
-                "latest",
-                "--target",
-                s(&target),
-            ],
-            &good,
-        ),
-        (
-            vec![
-                "-vv",
-                "-r",
-                "s3://no-such-bucket-e2e/x",
-                "-i",
-                id,
-                "snapshots",
-            ],
-            &good,
-        ),
-        (vec!["-vv", "-r", &repo, "-i", id, "snapshots"], &closed),
+        (&repo, vec!["-i", id, "snapshots"], &closed),
     ];
     let mut failures = 0;
-    for (args, env) in runs {
+    for (repo, rest, env) in runs {
+        let mut args = vec!["-vv", "-r", repo];
+        args.extend(rest);
         let out = run(&args, env, &secret);
         failures += usize::from(out.code != 0);
         for (what, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
