@@ -263,17 +263,37 @@ fn execute(repo: &Arc<Repository>, plan: Plan) -> Result<Option<Id>> {
         let mut skip = plan.condemned.clone();
         skip.extend(plan.repack.iter().map(|(id, _)| *id));
         skip.extend(plan.unused.iter().copied());
-        let mut loader = Loader::new(repo.clone(), Arc::new(plan.objects.index(&HashSet::new())));
+        let read_index = Arc::new(plan.objects.index(&HashSet::new()));
         let mut saver = Saver::new(repo.clone(), Arc::new(plan.objects.index(&skip)), 0);
-        for (pack, blobs) in &plan.repack {
-            let kind = plan.objects.packs[pack].kind;
-            // In pack order, so each frame is decrypted and decompressed once.
-            let mut blobs = blobs.clone();
-            blobs.sort_by_key(|b| loader.index().get(b).map(|l| (l.frame.offset, l.offset)));
-            for b in &blobs {
-                saver.add_blob(kind, loader.load(b)?)?;
+        // One thread reads (decrypts, decompresses, verifies) while this one feeds the saver,
+        // whose own threads compress and upload.
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(PackKind, Vec<u8>)>>(256);
+            let (repack, packs) = (&plan.repack, &plan.objects.packs);
+            let reader = scope.spawn(move || {
+                let mut loader = Loader::new(repo.clone(), read_index);
+                for (pack, blobs) in repack {
+                    let kind = packs[pack].kind;
+                    // In pack order, so each frame is decrypted and decompressed once.
+                    let mut blobs = blobs.clone();
+                    blobs
+                        .sort_by_key(|b| loader.index().get(b).map(|l| (l.frame.offset, l.offset)));
+                    for b in &blobs {
+                        let item = loader.load(b).map(|bytes| (kind, bytes));
+                        let failed = item.is_err();
+                        if tx.send(item).is_err() || failed {
+                            return;
+                        }
+                    }
+                }
+            });
+            for item in rx {
+                let (kind, bytes) = item?;
+                saver.add_blob(kind, bytes)?;
             }
-        }
+            reader.join().expect("repack reader thread");
+            Ok(())
+        })?;
         saver.finish()?;
     }
     let mut packs: Vec<IndexPack> = plan
