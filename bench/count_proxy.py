@@ -10,6 +10,7 @@ except that a GET of a bucket (no object key: ListObjects and the like) counts a
 client connection keeps one upstream connection (reopened if moto closes it). The running
 totals are rewritten to STATS_FILE as JSON after every request
 ({"KIND": [requests, bytes_up, bytes_down]}); bench/s3.sh reads it before and after each step.
+Each request is also printed on stdout: KIND PATH STATUS up=BYTES down=BYTES.
 """
 import http.client
 import http.server
@@ -100,7 +101,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(msg)
             return
-        count(kind_of(self.command, self.path), len(body), len(data))
+        kind = kind_of(self.command, self.path)
+        count(kind, len(body), len(data))
+        print(f"{kind} {self.path} {resp.status} up={len(body)} down={len(data)}", flush=True)
         self.send_response_only(resp.status, resp.reason)
         for k, v in resp.getheaders():
             if k.lower() in HOP or (k.lower() == "content-length" and self.command != "HEAD"):

@@ -123,7 +123,9 @@ start_servers() {
     STATS=$RUN/proxy-$tag.json
     python3 -m moto.server -p "$port_moto" >"$LOGS/s3-moto-$tag.log" 2>&1 &
     MOTO_PID=$!
-    python3 "$ROOT/bench/count_proxy.py" "$port_proxy" "$port_moto" "$STATS" >"$LOGS/s3-proxy-$tag.log" 2>&1 &
+    PROXY_LOG=$LOGS/s3-proxy-$tag.log # one line per request; timed() adds step markers (O_APPEND)
+    : >"$PROXY_LOG"
+    python3 "$ROOT/bench/count_proxy.py" "$port_proxy" "$port_moto" "$STATS" >>"$PROXY_LOG" 2>&1 &
     PROXY_PID=$!
     ENDPOINT=http://127.0.0.1:$port_proxy
     for _ in $(seq 100); do
@@ -183,12 +185,14 @@ timed() {
     sync
     read -r r0 u0 d0 < <(proxy_totals)
     k0=$(proxy_kinds)
+    echo "=== $name start" >>"$PROXY_LOG"
     t0=$(now)
     if ! "$TIME" -f '%e %M %U %S' -o "$RUN/$name.time" "$@" >>"$lf" 2>&1; then
         tail -n 20 "$lf" >&2
         die "$name (full log: $lf)"
     fi
     t1=$(now)
+    echo "=== $name end" >>"$PROXY_LOG"
     read -r r1 u1 d1 < <(proxy_totals)
     printf 'proxy counters [requests, bytes up, bytes down] before: %s\nafter: %s\n' "$k0" "$(proxy_kinds)" >>"$lf"
     python3 -c '
@@ -363,7 +367,7 @@ print(f"- S3: moto {e['MOTO_VERSION']} (`python3 -m moto.server`, in memory) on 
       f"(Python, counts requests and body bytes); a fresh moto and proxy per tool. Reference: sequential 16 MiB "
       "PUTs with curl through the proxy: " + ", ".join(f"{t} run {g(t, 'ref_put_mbs'):.0f} MB/s" for t in tools if g(t, 'ref_put_mbs')))
 print(f"- data: first = bench/gen_data.py `etc/` ({r['etc.in'] / MB:.1f} MB) + `etcd/snapshot.db` "
-      f"({r['first.in'] - r['etc.in']:,.0f} B), {int(r['first.files']):,} files, {r['first.in'] / MB:.1f} MB; "
+      f"({(r['first.in'] - r['etc.in']) / MB:.1f} MB), {int(r['first.files']):,} files, {r['first.in'] / MB:.1f} MB; "
       f"v2 = `etcd-v2/snapshot.db` ({r['v2.in'] / MB:.1f} MB, 2% of its 4 KiB pages differ from snapshot.db, "
       f"a different path); etcd series = day-1..day-{days}.db of bench/etcd_series.py "
       f"({week_in / MB:.0f} MB in all, one backup per day of one staging file)"

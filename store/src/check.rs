@@ -2,11 +2,13 @@
 //!
 //! - [`check_names`] needs no key: every content-addressed object's bytes must hash (blake3)
 //!   to its name, and `config` must decode. This is what an auditor without keys can prove.
-//! - [`check_structure`] (write key or identity): index and snapshot objects decode, every
-//!   indexed pack is stored with its indexed size, every snapshot's trees load and every blob
-//!   they reference is indexed.
+//! - [`check_structure`] (write key or identity): key objects match their names, index and
+//!   snapshot objects decode, every indexed pack is stored with its indexed size, every
+//!   snapshot's trees load and every blob they reference is indexed. A storage failure (an
+//!   unreachable server, a refused read) stops the check: it is not damage.
 //! - [`check_data`] (identity): selected packs are read whole, their names, age
-//!   authentication, trailers and every blob's keyed hash are verified.
+//!   authentication, trailers and every blob's keyed hash are verified; index entries that
+//!   disagree with a pack's trailer are the index's fault, not the pack's.
 //!
 //! Problems name the object, the cause, what to do, and the snapshots and files affected.
 
@@ -93,6 +95,9 @@ const HINT_INDEX: &str = "run `cairn repair index`";
 const HINT_SNAPSHOTS: &str =
     "restore what is intact, then run `cairn repair snapshots` to drop what is lost";
 const HINT_DELETE: &str = "delete the object or restore it from a copy of the repository";
+const HINT_RESTORE: &str =
+    "restore it from a copy of the repository (an `init --like` target holds the same config and key objects)";
+const HINT_UNINDEXED: &str = "run `cairn repair index` first: stored packs that are in no index may hold it; if it is still missing, restore what is intact, then run `cairn repair snapshots`";
 
 /// Directories whose objects are named by the blake3 of their bytes.
 const NAMED_DIRS: [&str; 6] = ["keys", "data", "tree", "index", "snapshots", "gc"];
@@ -102,7 +107,9 @@ pub fn check_names(backend: &dyn Backend, report: &mut CheckReport) -> Result<()
     match backend.get("config") {
         Ok(b) => {
             if let Err(e) = RepoConfig::decode(&b) {
-                report.problems.push(Problem::new("config", e, HINT_DELETE));
+                report
+                    .problems
+                    .push(Problem::new("config", e, HINT_RESTORE));
             }
         }
         Err(Error::NotFound { .. }) => {
@@ -152,6 +159,7 @@ fn hint_for(path: &str) -> &'static str {
     match path.split('/').next() {
         Some("index") => HINT_INDEX,
         Some("data" | "tree") => HINT_SNAPSHOTS,
+        Some("keys") => HINT_RESTORE,
         _ => HINT_DELETE,
     }
 }
@@ -227,11 +235,14 @@ pub struct Audit {
     snapshots: Vec<(Id, Snapshot)>,
     /// Pack → problem number, for packs found missing or damaged.
     bad_packs: HashMap<Id, usize>,
+    /// Stored packs that are in no index (a lost index object's blobs may be in them).
+    unindexed: usize,
 }
 
 /// Check index, packs and snapshots. Returns the audit for [`check_data`] and
 /// [`Audit::attribute`].
 pub fn check_structure(repo: &Arc<Repository>, report: &mut CheckReport) -> Result<Audit> {
+    check_keys(repo.backend(), report)?;
     let index = Index::load(repo)?;
     for (path, why) in &index.damaged {
         report
@@ -292,7 +303,43 @@ pub fn check_structure(repo: &Arc<Repository>, report: &mut CheckReport) -> Resu
         index: Arc::new(index),
         snapshots: listing.snapshots,
         bad_packs,
+        unindexed,
     })
+}
+
+/// Key objects are what the identity and passphrases open the repository with: each must
+/// match its name, and there must be one. Credentials that opened the repository (a write key
+/// needs none) do not prove that the others are intact.
+fn check_keys(backend: &dyn Backend, report: &mut CheckReport) -> Result<()> {
+    let keys = backend.list("keys")?;
+    if keys.is_empty() {
+        report.problems.push(Problem::new(
+            "keys",
+            "no key objects: no identity or passphrase can open the repository",
+            HINT_RESTORE,
+        ));
+    }
+    for obj in &keys {
+        let name = obj.path.rsplit('/').next().unwrap_or_default();
+        let (found, len) = hash_object(backend, &obj.path)?;
+        if name.parse::<Id>().ok() != Some(found) {
+            report.problems.push(Problem::new(
+                obj.path.clone(),
+                format!(
+                    "content does not match its name (blake3 {found}, {len} bytes): modified or truncated"
+                ),
+                HINT_RESTORE,
+            ));
+        }
+    }
+    report.objects_named += keys.len() as u64;
+    Ok(())
+}
+
+/// A failure to reach or read storage, as opposed to an object found missing or damaged: the
+/// check could not run, nothing is known to be lost.
+fn is_storage_failure(e: &Error) -> bool {
+    matches!(e, Error::Io { .. } | Error::Remote { .. })
 }
 
 impl Audit {
@@ -340,9 +387,10 @@ impl Audit {
                 if node.kind == NodeKind::Dir {
                     if let Some(sub) = node.subtree {
                         if let Err(e) = loader.load_tree(&sub) {
-                            let (object, _) = self
-                                .blob_problem(&sub)
-                                .unwrap_or_else(|| (format!("tree blob {sub}"), String::new()));
+                            if is_storage_failure(&e) {
+                                return Err(e);
+                            }
+                            let object = self.blame(&sub, &e);
                             affected(report, object, e.to_string(), format!("{file}/"));
                             return Ok(false);
                         }
@@ -350,18 +398,40 @@ impl Audit {
                 }
                 Ok(true)
             };
-            if let Err(e) = trees::walk(
+            match trees::walk(
                 &mut Loader::new(self.repo.clone(), self.index.clone()),
                 &snap.tree,
                 &mut visit,
             ) {
-                let (object, _) = self
-                    .blob_problem(&snap.tree)
-                    .unwrap_or_else(|| (format!("tree blob {}", snap.tree), String::new()));
-                affected(report, object, e.to_string(), "/".into());
+                Ok(()) => {}
+                Err(e) if is_storage_failure(&e) => return Err(e),
+                Err(e) => {
+                    let object = self.blame(&snap.tree, &e);
+                    affected(report, object, e.to_string(), "/".into());
+                }
             }
         }
         Ok(())
+    }
+
+    /// The object to name for tree blob `blob`, which could not be loaded with error `e`: the
+    /// pack already found bad, else the object the error names (a damaged pack, or the blob
+    /// itself when it is in no index or does not decode).
+    fn blame(&self, blob: &Id, e: &Error) -> String {
+        if let Some((object, _)) = self.blob_problem(blob) {
+            return object;
+        }
+        match e {
+            Error::Damaged { object, .. }
+            | Error::NameMismatch { object, .. }
+            | Error::NotFound { object } => object.clone(),
+            Error::BlobMismatch { pack, .. } => match self.index.get(blob) {
+                Some(l) => Repository::pack_path(self.index.pack(l.pack).kind, pack),
+                None => format!("tree blob {blob}"),
+            },
+            Error::BlobMissing(id) => format!("blob {id}"),
+            _ => format!("tree blob {blob}"),
+        }
     }
 
     /// The object to blame for an unreadable blob, if any.
@@ -390,10 +460,13 @@ impl Audit {
                 return Some(*n);
             }
         }
+        let hint = if object.starts_with("blob ") && self.unindexed > 0 {
+            HINT_UNINDEXED
+        } else {
+            HINT_SNAPSHOTS
+        };
         Some(*missing.entry(object.to_string()).or_insert_with(|| {
-            report
-                .problems
-                .push(Problem::new(object, cause, HINT_SNAPSHOTS));
+            report.problems.push(Problem::new(object, cause, hint));
             report.problems.len() - 1
         }))
     }
@@ -461,8 +534,15 @@ fn check_packs(
                 read.fetch_add(1, Ordering::Relaxed);
             }
             Err(PackError::Damaged(cause)) => {
-                found.lock().expect("lock").push((info.id, path, cause))
+                found
+                    .lock()
+                    .expect("lock")
+                    .push((info.id, path, cause, HINT_SNAPSHOTS))
             }
+            Err(PackError::Index(cause)) => found
+                .lock()
+                .expect("lock")
+                .push((info.id, path, cause, HINT_INDEX)),
             Err(PackError::Storage(e)) => return Err(e),
         }
         Ok(())
@@ -470,17 +550,19 @@ fn check_packs(
     report.packs_read += read.into_inner();
     report.bytes_read += bytes.into_inner();
     report.blobs_verified += blobs.into_inner();
-    for (id, path, cause) in found.into_inner().expect("lock") {
+    for (id, path, cause, hint) in found.into_inner().expect("lock") {
         audit.bad_packs.insert(id, report.problems.len());
-        report
-            .problems
-            .push(Problem::new(path, cause, HINT_SNAPSHOTS));
+        report.problems.push(Problem::new(path, cause, hint));
     }
     Ok(())
 }
 
 enum PackError {
+    /// The pack itself is damaged.
     Damaged(String),
+    /// The pack is intact but the index disagrees with its trailer: the index is wrong.
+    Index(String),
+    /// Storage could not be read.
     Storage(Error),
 }
 
@@ -520,6 +602,7 @@ fn verify_pack(
     let trailer =
         pack::parse_pack(&plain).map_err(|e| PackError::Damaged(format!("trailer: {e}")))?;
     let in_trailer: HashSet<Id> = trailer.blobs.iter().map(|b| b.id).collect();
+    let trailer_entries: HashSet<&pack::BlobEntry> = trailer.blobs.iter().collect();
     let key = repo.chunk_id_key();
     let mut entries = entries.to_vec();
     entries.sort_by_key(|(_, l)| (l.frame.offset, l.offset));
@@ -527,8 +610,19 @@ fn verify_pack(
     let mut frame: Option<(u64, Vec<u8>)> = None;
     for (id, loc) in &entries {
         if !in_trailer.contains(id) {
-            return Err(PackError::Damaged(format!(
-                "indexed blob {id} is not in the pack's trailer"
+            return Err(PackError::Index(format!(
+                "indexed blob {id} is not in the pack's trailer: the index is wrong, the pack may be intact"
+            )));
+        }
+        let indexed = pack::BlobEntry {
+            id: *id,
+            frame: loc.frame,
+            offset: loc.offset,
+            len: loc.len,
+        };
+        if !trailer_entries.contains(&indexed) {
+            return Err(PackError::Index(format!(
+                "the index places blob {id} elsewhere than the pack's trailer does: the index is wrong, the pack may be intact"
             )));
         }
         let f = loc.frame;

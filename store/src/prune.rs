@@ -32,7 +32,8 @@ const BLOBS_PER_INDEX: usize = 200_000;
 /// How to prune.
 #[derive(Debug, Clone)]
 pub struct PruneOptions {
-    /// Repack packs whose unused fraction (by blob bytes) exceeds this (0.0–1.0).
+    /// Repack partly used packs until at most this fraction (0.0–1.0) of the blob bytes left
+    /// is unused.
     pub max_unused: f64,
     /// Only report what would be done.
     pub dry_run: bool,
@@ -214,6 +215,12 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
         unindexed: Vec::new(),
         repack: Vec::new(),
     };
+    // Wholly unused packs go. Partly used ones are repacked, most wasteful first, only until
+    // the unused bytes left are at most `max_unused` of what stays stored (a repository-wide
+    // limit: with small chunks almost every pack holds some unused bytes, and a per-pack limit
+    // would rewrite nearly everything at every prune).
+    let mut partly = Vec::new();
+    let (mut used_total, mut unused_total) = (0u64, 0u64);
     for info in live.packs() {
         if plan.condemned.contains(&info.id) {
             continue;
@@ -225,15 +232,28 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
             plan.unused.push(info.id);
             report.unused_packs += 1;
             report.bytes_condemned += info.size;
-        } else if (total - used_len.min(total)) as f64 > opts.max_unused * total as f64 {
-            if info.kind == PackKind::Data && repo.role() != Role::Full {
-                report.repack_needs_identity += 1;
-            } else {
-                plan.repack.push((info.id, blobs));
-                report.repacked_packs += 1;
-                report.bytes_condemned += info.size;
-            }
+            continue;
         }
+        let unused = total - used_len.min(total);
+        used_total += used_len;
+        unused_total += unused;
+        if unused > 0 {
+            partly.push((unused as f64 / total as f64, unused, info, blobs));
+        }
+    }
+    partly.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (_, unused, info, blobs) in partly {
+        if unused_total as f64 <= opts.max_unused * (used_total + unused_total) as f64 {
+            break;
+        }
+        if info.kind == PackKind::Data && repo.role() != Role::Full {
+            report.repack_needs_identity += 1;
+            continue;
+        }
+        unused_total -= unused;
+        plan.repack.push((info.id, blobs));
+        report.repacked_packs += 1;
+        report.bytes_condemned += info.size;
     }
     if missing > 0 {
         tracing::warn!(

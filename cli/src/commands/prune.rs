@@ -20,8 +20,9 @@ pub struct PruneArgs {
 /// Prune options, shared with `forget --prune`.
 #[derive(Args, Debug, Clone)]
 pub struct PruneFlags {
-    /// Repack packs with more than this share of unused bytes, in percent. Repacking data
-    /// packs needs the identity; with a write key only wholly unused packs are deleted.
+    /// Leave at most this share of the repository's blob bytes unused, in percent: partly
+    /// used packs are repacked, most wasteful first, until it holds. Repacking data packs needs
+    /// the identity; with a write key only wholly unused packs are deleted.
     #[arg(long, value_name = "PERCENT", default_value_t = 5.0, value_parser = percent)]
     pub max_unused: f64,
     /// Report what would be deleted and repacked; change nothing.
