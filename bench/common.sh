@@ -1,4 +1,4 @@
-# Shared by bench/run.sh and bench/etcd.sh (sourced, not run).
+# Shared by the bench/*.sh scripts (sourced, not run).
 
 # pin_versions: record tool versions now and run cairn from a copy in $RUN, so that a rebuild
 # during the run cannot mix binaries. Uses TOOLS, CAIRN, RESTIC, RUN, ROOT; sets CAIRN,
@@ -19,4 +19,25 @@ pin_versions() {
     if [[ " $TOOLS " == *" restic "* ]]; then
         restic_version=$("$RESTIC" version | sed -n 1p) # sed reads it all: no SIGPIPE
     fi
+}
+
+# need_tools: every tool of TOOLS is there; cairn (CAIRN, default DEFAULT_CAIRN) is built if
+# missing and a note is logged if it is older than the sources. Uses log and die.
+need_tools() {
+    local tool newer
+    for tool in $TOOLS; do
+        case $tool in
+        cairn)
+            if [[ ! -x $CAIRN ]]; then
+                [[ $CAIRN == "$DEFAULT_CAIRN" ]] || die "CAIRN_BIN=$CAIRN is not executable"
+                log "target/release/cairn is missing: building it (cargo build --release -p cairn)"
+                (cd "$ROOT" && cargo build --release -p cairn) >&2 || die "cargo build failed"
+            fi
+            newer=$(find "$ROOT/cli" "$ROOT/format" "$ROOT/store" -name '*.rs' -newer "$CAIRN" 2>/dev/null | head -n1 || true)
+            [[ -z $newer ]] || log "note: $CAIRN is older than some sources (e.g. $newer); not rebuilding"
+            ;;
+        restic) command -v "$RESTIC" >/dev/null || die "restic not found ($RESTIC)" ;;
+        *) die "unknown tool '$tool' in BENCH_TOOLS" ;;
+        esac
+    done
 }

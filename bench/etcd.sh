@@ -69,21 +69,7 @@ trap cleanup EXIT
 
 [[ -x $TIME ]] || die "$TIME (GNU time) is needed for peak RSS"
 for b in etcd etcdctl curl python3; do command -v "$b" >/dev/null || die "$b not found"; done
-for tool in $TOOLS; do
-    case $tool in
-    cairn)
-        if [[ ! -x $CAIRN ]]; then
-            [[ $CAIRN == "$DEFAULT_CAIRN" ]] || die "CAIRN_BIN=$CAIRN is not executable"
-            log "target/release/cairn is missing: building it (cargo build --release -p cairn)"
-            (cd "$ROOT" && cargo build --release -p cairn) >&2 || die "cargo build failed"
-        fi
-        newer=$(find "$ROOT/cli" "$ROOT/format" "$ROOT/store" -name '*.rs' -newer "$CAIRN" 2>/dev/null | head -n1 || true)
-        [[ -z $newer ]] || log "note: $CAIRN is older than some sources (e.g. $newer); not rebuilding"
-        ;;
-    restic) command -v "$RESTIC" >/dev/null || die "restic not found ($RESTIC)" ;;
-    *) die "unknown tool '$tool' in BENCH_TOOLS" ;;
-    esac
-done
+need_tools
 
 mkdir -p "$WORK" "$LOGS"
 log "series: $SERIES (generated with a real etcd if missing)"

@@ -56,15 +56,8 @@ trap cleanup EXIT
 
 [[ -x $TIME ]] || die "$TIME (GNU time) is needed for peak RSS"
 for b in etcd etcdctl python3 dd; do command -v "$b" >/dev/null || die "$b not found"; done
-command -v "$RESTIC" >/dev/null || die "restic not found ($RESTIC)"
 ((SERIES_DAYS >= DAYS && KEEP < DAYS)) || die "need BENCH_SERIES_DAYS >= BENCH_DAYS > BENCH_KEEP_LAST"
-if [[ ! -x $CAIRN ]]; then
-    [[ $CAIRN == "$DEFAULT_CAIRN" ]] || die "CAIRN_BIN=$CAIRN is not executable"
-    log "target/release/cairn is missing: building it (cargo build --release -p cairn)"
-    (cd "$ROOT" && cargo build --release -p cairn) >&2 || die "cargo build failed"
-fi
-newer=$(find "$ROOT/cli" "$ROOT/format" "$ROOT/store" -name '*.rs' -newer "$CAIRN" 2>/dev/null | head -n1 || true)
-[[ -z $newer ]] || log "note: $CAIRN is older than some sources (e.g. $newer); not rebuilding"
+need_tools
 
 mkdir -p "$WORK" "$LOGS"
 SERIES_WORK=$WORK/series-$SERIES_DAYS

@@ -48,19 +48,7 @@ trap cleanup EXIT
 # Preconditions, binaries, data.
 
 [[ -x $TIME ]] || die "$TIME (GNU time) is needed for peak RSS"
-for tool in $TOOLS; do
-    case $tool in
-    cairn)
-        if [[ ! -x $CAIRN ]]; then
-            [[ $CAIRN == "$DEFAULT_CAIRN" ]] || die "CAIRN_BIN=$CAIRN is not executable"
-            log "target/release/cairn is missing: building it (cargo build --release -p cairn)"
-            (cd "$ROOT" && cargo build --release -p cairn) >&2 || die "cargo build failed"
-        fi
-        ;;
-    restic) command -v "$RESTIC" >/dev/null || die "restic not found ($RESTIC)" ;;
-    *) die "unknown tool '$tool' in BENCH_TOOLS" ;;
-    esac
-done
+need_tools
 
 mkdir -p "$WORK" "$LOGS"
 log "data: $DATA (generated if missing)"

@@ -69,21 +69,7 @@ trap cleanup EXIT
 for b in python3 curl; do command -v "$b" >/dev/null || die "$b not found"; done
 python3 -c 'import moto.server, boto3' 2>/dev/null || die "python3 modules moto (server) and boto3 are needed"
 [[ $DAYS =~ ^[1-7]$ ]] || die "BENCH_S3_DAYS must be 1..7"
-for tool in $TOOLS; do
-    case $tool in
-    cairn)
-        if [[ ! -x $CAIRN ]]; then
-            [[ $CAIRN == "$DEFAULT_CAIRN" ]] || die "CAIRN_BIN=$CAIRN is not executable"
-            log "target/release/cairn is missing: building it (cargo build --release -p cairn)"
-            (cd "$ROOT" && cargo build --release -p cairn) >&2 || die "cargo build failed"
-        fi
-        newer=$(find "$ROOT/cli" "$ROOT/format" "$ROOT/store" -name '*.rs' -newer "$CAIRN" 2>/dev/null | head -n1 || true)
-        [[ -z $newer ]] || log "note: $CAIRN is older than some sources (e.g. $newer); not rebuilding"
-        ;;
-    restic) command -v "$RESTIC" >/dev/null || die "restic not found ($RESTIC)" ;;
-    *) die "unknown tool '$tool' in BENCH_TOOLS" ;;
-    esac
-done
+need_tools
 
 mkdir -p "$WORK" "$LOGS"
 log "data: $DATA (generated if missing)"
