@@ -336,12 +336,6 @@ fn check_keys(backend: &dyn Backend, report: &mut CheckReport) -> Result<()> {
     Ok(())
 }
 
-/// A failure to reach or read storage, as opposed to an object found missing or damaged: the
-/// check could not run, nothing is known to be lost.
-fn is_storage_failure(e: &Error) -> bool {
-    matches!(e, Error::Io { .. } | Error::Remote { .. })
-}
-
 impl Audit {
     /// Walk every snapshot's trees: record unloadable trees and unindexed blobs, and name the
     /// snapshots and files that use any pack found bad. Each snapshot is walked in full only
@@ -387,7 +381,7 @@ impl Audit {
                 if node.kind == NodeKind::Dir {
                     if let Some(sub) = node.subtree {
                         if let Err(e) = loader.load_tree(&sub) {
-                            if is_storage_failure(&e) {
+                            if e.is_storage_failure() {
                                 return Err(e);
                             }
                             let object = self.blame(&sub, &e);
@@ -404,7 +398,7 @@ impl Audit {
                 &mut visit,
             ) {
                 Ok(()) => {}
-                Err(e) if is_storage_failure(&e) => return Err(e),
+                Err(e) if e.is_storage_failure() => return Err(e),
                 Err(e) => {
                     let object = self.blame(&snap.tree, &e);
                     affected(report, object, e.to_string(), "/".into());

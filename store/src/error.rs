@@ -147,6 +147,12 @@ impl Error {
         }
     }
 
+    /// A failure to reach or read storage, as opposed to an object found missing or damaged:
+    /// the operation could not run, nothing is known to be lost.
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(self, Error::Io { .. } | Error::Remote { .. })
+    }
+
     /// An object that could not be decoded. A storage failure met while reading it (a
     /// connection cut mid-download) is returned as itself: the object is not damaged.
     pub(crate) fn damaged(

@@ -7,6 +7,8 @@ use cairn_format::pack::{FrameRef, PackKind};
 use cairn_format::Id;
 use std::collections::{HashMap, HashSet};
 
+/// Listings of `index/` tried when objects vanish between listing and reading.
+const LOAD_ATTEMPTS: u32 = 3;
 /// Largest index object accepted.
 const MAX_INDEX_LEN: u64 = 1 << 30;
 
@@ -54,6 +56,14 @@ impl Index {
     /// Like [`Index::load`], leaving out the packs in `excluded` (condemned by a prune), so
     /// their blobs count as absent and are stored again if needed.
     pub fn load_excluding(repo: &Repository, excluded: &HashSet<Id>) -> Result<Index> {
+        Index::load_excluding_attempt(repo, excluded, 1)
+    }
+
+    fn load_excluding_attempt(
+        repo: &Repository,
+        excluded: &HashSet<Id>,
+        attempt: u32,
+    ) -> Result<Index> {
         let mut index = Index::default();
         for obj in repo.backend().list("index")? {
             let name = obj.path.rsplit('/').next().unwrap_or_default();
@@ -69,6 +79,13 @@ impl Index {
                     for p in rec.packs.iter().filter(|p| !excluded.contains(&p.id)) {
                         index.add_pack(p);
                     }
+                }
+                // Storage that fails is not damage: nothing is known about the object.
+                Err(e) if e.is_storage_failure() => return Err(e),
+                // Deleted since the listing (a prune replaced it): its replacement, written
+                // before, may be missing from the listing, so list again.
+                Err(Error::NotFound { .. }) if attempt < LOAD_ATTEMPTS => {
+                    return Index::load_excluding_attempt(repo, excluded, attempt + 1)
                 }
                 Err(e) => {
                     tracing::warn!("skipping index object {}: {e}", obj.path);

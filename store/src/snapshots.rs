@@ -47,6 +47,9 @@ pub fn list(repo: &Repository) -> Result<Listing> {
         };
         match load(repo, &id) {
             Ok(s) => out.snapshots.push((id, s)),
+            // Storage that fails is not damage; a snapshot forgotten since the listing is gone.
+            Err(e) if e.is_storage_failure() => return Err(e),
+            Err(Error::NotFound { .. }) => {}
             Err(e) => {
                 tracing::warn!("{e}");
                 out.damaged.push((obj.path.clone(), e.to_string()));

@@ -726,6 +726,18 @@ fn storage_refusing_a_read_is_not_damage() {
 
     fx.store.write(pack, &bytes);
     clean(&check(fx, &["--read-data"]));
+
+    // The same for the index and snapshot objects every command reads first.
+    for name in [&t.a.index, &t.a.object()] {
+        let bytes = fx.store.read(name).expect("object");
+        put_archived(fx, name, &bytes);
+        for out in [check(fx, &[]), check_wk(fx, &[])] {
+            out.code_is(1).stderr_has(&[name, "InvalidObjectState"]);
+            assert!(!out.stdout.contains("repair"), "{out}");
+        }
+        fx.store.write(name, &bytes);
+    }
+    clean(&check(fx, &["--read-data"]));
 }
 
 /// Store `bytes` as object `name` of the fixture's S3 repository in the GLACIER storage
