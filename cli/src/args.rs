@@ -42,6 +42,14 @@ pub struct Global {
     pub passphrase_file: Option<PathBuf>,
     #[command(flatten)]
     pub s3: S3Args,
+    /// Where metadata of remote repositories (keys, index, snapshots, trees) is cached, one
+    /// directory per repository; entries are verified against their names on every read.
+    /// Default: $XDG_CACHE_HOME/cairn or ~/.cache/cairn.
+    #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Read everything from the repository, without the local metadata cache.
+    #[arg(long, env = "CAIRN_NO_CACHE", global = true)]
+    pub no_cache: bool,
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,

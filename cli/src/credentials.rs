@@ -4,7 +4,7 @@ use crate::args::Global;
 use anyhow::{bail, Context, Result};
 use cairn_store::{backend, Credentials, Repository};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The repository location, or a helpful error.
 pub fn location(g: &Global) -> Result<&str> {
@@ -79,16 +79,39 @@ pub fn backend(g: &Global) -> Result<Box<dyn backend::Backend>> {
     Ok(backend::open(location(g)?, &g.s3.options())?)
 }
 
-/// Open the repository named in `g` with the credentials in `g`.
+/// Open the repository named in `g` with the credentials in `g`, caching metadata of a
+/// remote repository unless `--no-cache`.
 pub fn open(g: &Global) -> Result<Repository> {
     open_at(g, location(g)?)
 }
 
+/// [`open`] without the metadata cache: for audits and repairs, which must see the
+/// repository itself.
+pub fn open_uncached(g: &Global) -> Result<Repository> {
+    open_with(g, location(g)?, None)
+}
+
 /// Open the repository at `loc` with the credentials in `g`.
 pub fn open_at(g: &Global, loc: &str) -> Result<Repository> {
+    open_with(g, loc, cache_root(g).as_deref())
+}
+
+fn open_with(g: &Global, loc: &str, cache: Option<&Path>) -> Result<Repository> {
     let creds = credentials(g)?;
     let backend = backend::open(loc, &g.s3.options())?;
-    Repository::open(backend, creds).with_context(|| format!("opening repository {loc}"))
+    Repository::open_cached(backend, creds, cache)
+        .with_context(|| format!("opening repository {loc}"))
+}
+
+/// The metadata cache directory: `--cache-dir`, else the user's cache directory; none with
+/// `--no-cache` or when there is no home.
+fn cache_root(g: &Global) -> Option<PathBuf> {
+    if g.no_cache {
+        return None;
+    }
+    g.cache_dir
+        .clone()
+        .or_else(|| dirs::cache_dir().map(|d| d.join("cairn")))
 }
 
 /// Write a secret file with mode 0600, refusing to replace an existing file.

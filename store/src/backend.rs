@@ -2,9 +2,11 @@
 //! (`data/ab/ab…`, `snapshots/…`); the repository never modifies one in place.
 
 mod aws_profile;
+mod cache;
 mod local;
 mod remote;
 
+pub use cache::CachedBackend;
 pub use local::LocalBackend;
 pub use remote::{RemoteBackend, RemoteOptions};
 
@@ -57,6 +59,10 @@ pub trait Backend: Send + Sync {
     }
     /// Delete an object (absent objects are not an error).
     fn delete(&self, path: &str) -> Result<()>;
+    /// True if objects travel over a network (worth caching metadata locally).
+    fn is_remote(&self) -> bool {
+        false
+    }
 }
 
 /// Open a backend from a location: a path, a `file://` URL, or an object store URL

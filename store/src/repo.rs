@@ -1,6 +1,6 @@
 //! Opening, creating and holding a repository, with its key role.
 
-use crate::backend::{Backend, ReadSeek};
+use crate::backend::{Backend, CachedBackend, ReadSeek};
 use crate::{Error, Result};
 use cairn_format::chunker::{ChunkPolicy, ChunkerParams};
 use cairn_format::config::RepoConfig;
@@ -9,6 +9,7 @@ use cairn_format::keys::KeyRecord;
 use cairn_format::pack::PackKind;
 use cairn_format::{ChunkIdKey, Id};
 use rand::RngCore;
+use std::path::Path;
 
 /// scrypt work factor for passphrase-protected keys (age's default strength).
 const SCRYPT_LOG_N: u8 = 18;
@@ -167,6 +168,17 @@ impl Repository {
 
     /// Open the repository in `backend` with `creds`.
     pub fn open(backend: Box<dyn Backend>, creds: Credentials) -> Result<Repository> {
+        Self::open_cached(backend, creds, None)
+    }
+
+    /// [`Repository::open`], keeping metadata of a remote repository in a local cache below
+    /// `cache_root` (one directory per repository id; see [`CachedBackend`]). Local
+    /// repositories are never cached.
+    pub fn open_cached(
+        backend: Box<dyn Backend>,
+        creds: Credentials,
+        cache_root: Option<&Path>,
+    ) -> Result<Repository> {
         let config_bytes = match backend.get("config") {
             Ok(b) => b,
             Err(Error::NotFound { .. }) => {
@@ -180,6 +192,13 @@ impl Repository {
             e @ cairn_format::Error::UnsupportedVersion { .. } => Error::Format(e),
             e => Error::damaged("config", e),
         })?;
+        let backend: Box<dyn Backend> = match cache_root {
+            Some(root) if backend.is_remote() => Box::new(CachedBackend::new(
+                backend,
+                root.join(config.repo_id.to_hex()),
+            )),
+            _ => backend,
+        };
         let (keys, creds) = match creds {
             Credentials::WriteKey(k) => {
                 if k.repo_id != config.repo_id {

@@ -23,7 +23,9 @@ pub struct Bg {
 }
 
 /// A command for `program` without the test's own `CAIRN_*`, `ETCDCTL_*` and `AWS_*`
-/// variables, with `env` added, stdin closed and stdout and stderr piped.
+/// variables, with `env` added, stdin closed and stdout and stderr piped. The metadata cache
+/// of remote repositories is in the system's temporary directory, not the user's home, unless
+/// `env` says otherwise.
 pub fn clean_command(program: &Path, env: &[(&str, &OsStr)]) -> Command {
     let mut cmd = Command::new(program);
     for (k, _) in std::env::vars_os() {
@@ -32,6 +34,10 @@ pub fn clean_command(program: &Path, env: &[(&str, &OsStr)]) -> Command {
             cmd.env_remove(&*k);
         }
     }
+    cmd.env(
+        "CAIRN_CACHE_DIR",
+        std::env::temp_dir().join("cairn-e2e-cache"),
+    );
     for (k, v) in env {
         cmd.env(k, v);
     }

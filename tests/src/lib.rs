@@ -596,9 +596,17 @@ impl Fixture {
         self.store.backend()
     }
 
-    /// The environment cairn needs to reach the repository (S3 endpoint and credentials).
+    /// The environment cairn needs to reach the repository (S3 endpoint and credentials), and
+    /// the fixture's own metadata cache directory ([`Fixture::cache`]).
     pub fn env(&self) -> Env {
-        self.store.env()
+        let mut env = self.store.env();
+        env.push(("CAIRN_CACHE_DIR".into(), self.cache().into_os_string()));
+        env
+    }
+
+    /// Where cairn caches the metadata of this fixture's repositories (created when needed).
+    pub fn cache(&self) -> PathBuf {
+        self.tmp.path().join("cache")
     }
 
     /// A new, empty repository location next to this one, on the same backend.

@@ -55,7 +55,7 @@ pub fn run(g: &Global, a: CheckArgs) -> Result<Code> {
         let backend = credentials::backend(g)?;
         check::check_names(backend.as_ref(), &mut report)?;
     } else {
-        let repo = Arc::new(credentials::open(g)?);
+        let repo = Arc::new(credentials::open_uncached(g)?);
         let mut audit = check::check_structure(&repo, &mut report)?;
         let subset = match (a.read_data, a.read_data_subset) {
             (true, _) => Some(Subset::All),

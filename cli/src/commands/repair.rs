@@ -33,7 +33,7 @@ pub struct RepairArgs {
 }
 
 pub fn run(g: &Global, c: RepairCommand) -> Result<Code> {
-    let repo = Arc::new(credentials::open(g)?);
+    let repo = Arc::new(credentials::open_uncached(g)?);
     match c {
         RepairCommand::Index(a) => {
             let r = repair::repair_index(&repo, a.dry_run)?;

@@ -432,6 +432,10 @@ impl Backend for RemoteBackend {
             Err(e) => Err(self.error("deleting", path, e)),
         }
     }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
 }
 
 /// Random access to one remote object by range reads, with a read-ahead that grows while
