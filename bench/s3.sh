@@ -39,7 +39,7 @@ RESTIC=${RESTIC_BIN:-restic}
 TIME=/usr/bin/time
 RESULTS=$RUN/results.txt
 
-unset CAIRN_REPO CAIRN_IDENTITY CAIRN_KEY CAIRN_PASSPHRASE_FILE CAIRN_S3_ENDPOINT AWS_ENDPOINT_URL_S3 \
+unset CAIRN_REPO CAIRN_IDENTITY CAIRN_KEY CAIRN_PASSPHRASE_FILE CAIRN_S3_ENDPOINT CAIRN_CACHE_DIR CAIRN_NO_CACHE AWS_ENDPOINT_URL_S3 \
     RESTIC_REPOSITORY RESTIC_PASSWORD RESTIC_FROM_PASSWORD AWS_PROFILE
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
 
@@ -201,7 +201,7 @@ print(" ".join(f"{k}={v}" for k, v in sorted(d.items()) if v))' "$k0" "$(proxy_k
 bench_cairn() {
     local C=$RUN/cairn out recip d
     mkdir -p "$C"
-    export CAIRN_S3_ENDPOINT=$ENDPOINT
+    export CAIRN_S3_ENDPOINT=$ENDPOINT CAIRN_CACHE_DIR=$C/cache # fresh, like restic's below
     out=$("$CAIRN" key generate -o "$C/identity.txt" 2>>"$LOGS/s3-cairn-init.log")
     recip=$(grep -o 'age1[0-9a-z]*' <<<"$out" | head -n1 || true)
     [[ -n $recip ]] || die "no recipient from cairn key generate: $out"
@@ -242,7 +242,7 @@ bench_cairn() {
     read -r bytes objs < <(s3py du bench-cairn copy/)
     record cairn.copybucket "$bytes"
     record cairn.copybucket_objects "$objs"
-    unset CAIRN_S3_ENDPOINT
+    unset CAIRN_S3_ENDPOINT CAIRN_CACHE_DIR
 }
 
 bench_restic() {

@@ -6,9 +6,16 @@ use crate::index::{Index, Location};
 use crate::repo::Repository;
 use crate::{Error, Result};
 use cairn_format::envelope::SeekableReader;
-use cairn_format::pack::{BlobEntry, PackKind};
+use cairn_format::pack::{FrameRef, PackKind};
 use cairn_format::{ChunkIdKey, Id};
 use std::sync::Arc;
+
+fn slot(kind: PackKind) -> usize {
+    match kind {
+        PackKind::Data => 0,
+        PackKind::Tree => 1,
+    }
+}
 
 /// Per pack kind: the last pack opened and the last frame decompressed.
 #[derive(Default)]
@@ -69,33 +76,59 @@ impl Loader {
     /// The decompressed frame holding `loc`, from cache or the pack.
     fn frame(&mut self, loc: &Location) -> Result<&[u8]> {
         let key = (loc.pack, loc.frame.offset);
-        let pack = self.index.pack(loc.pack);
-        let cache = &mut self.caches[match pack.kind {
-            PackKind::Data => 0,
-            PackKind::Tree => 1,
-        }];
-        if cache.frame.as_ref().map(|(k, _)| *k) != Some(key) {
-            if cache.open.as_ref().map(|(n, _)| *n) != Some(loc.pack) {
-                cache.open = None;
-                let reader = self.repo.open_pack(pack.kind, &pack.id)?;
-                cache.open = Some((loc.pack, reader));
-            }
-            let path = Repository::pack_path(pack.kind, &pack.id);
-            let (_, reader) = cache.open.as_mut().expect("opened above");
-            let stored = reader
-                .read_at(loc.frame.offset, loc.frame.stored_len as usize)
-                .map_err(|e| Error::damaged(path.clone(), e))?;
-            let entry = BlobEntry {
-                id: Id::default(),
-                frame: loc.frame,
-                offset: 0,
-                len: loc.frame.raw_len,
-            };
-            let raw = cairn_format::pack::blob_from_frame(&stored, &entry)
-                .map_err(|e| Error::damaged(path, e))?;
-            cache.frame = Some((key, raw));
+        let slot = slot(self.index.pack(loc.pack).kind);
+        if self.caches[slot].frame.as_ref().map(|(k, _)| *k) != Some(key) {
+            let stored = self.stored_frame(loc.pack, &loc.frame)?;
+            let raw = self.decompress(loc.pack, &stored, &loc.frame)?;
+            self.caches[slot].frame = Some((key, raw));
         }
-        Ok(&cache.frame.as_ref().expect("filled above").1)
+        Ok(&self.caches[slot].frame.as_ref().expect("filled above").1)
+    }
+
+    /// The stored (compressed) bytes of `frame` in pack number `pack`.
+    fn stored_frame(&mut self, pack: u32, frame: &FrameRef) -> Result<Vec<u8>> {
+        let info = self.index.pack(pack);
+        let cache = &mut self.caches[slot(info.kind)];
+        if cache.open.as_ref().map(|(n, _)| *n) != Some(pack) {
+            cache.open = None;
+            let reader = self.repo.open_pack(info.kind, &info.id)?;
+            cache.open = Some((pack, reader));
+        }
+        let (_, reader) = cache.open.as_mut().expect("opened above");
+        reader
+            .read_at(frame.offset, frame.stored_len as usize)
+            .map_err(|e| Error::damaged(Repository::pack_path(info.kind, &info.id), e))
+    }
+
+    fn decompress(&self, pack: u32, stored: &[u8], frame: &FrameRef) -> Result<Vec<u8>> {
+        let info = self.index.pack(pack);
+        cairn_format::frame::decompress(stored, frame.compression, frame.raw_len)
+            .map_err(|e| Error::damaged(Repository::pack_path(info.kind, &info.id), e))
+    }
+
+    /// A whole frame of pack number `pack` as stored, for copying it into another pack
+    /// without recompressing, after checking that it decompresses and that each of `blobs`
+    /// (id, offset, length in the frame) hashes to its id.
+    pub fn load_frame(
+        &mut self,
+        pack: u32,
+        frame: &FrameRef,
+        blobs: &[(Id, u32, u32)],
+    ) -> Result<Vec<u8>> {
+        let stored = self.stored_frame(pack, frame)?;
+        let raw = self.decompress(pack, &stored, frame)?;
+        for &(id, offset, len) in blobs {
+            let ok = raw
+                .get(offset as usize..offset as usize + len as usize)
+                .is_some_and(|b| self.key.id(b) == id);
+            if !ok {
+                return Err(Error::BlobMismatch {
+                    id,
+                    pack: self.index.pack(pack).id,
+                });
+            }
+        }
+        Ok(stored)
     }
 
     /// Read and decode a tree blob.

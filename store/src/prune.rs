@@ -19,9 +19,9 @@ use crate::saver::Saver;
 use crate::{snapshots, trees, Error, Result};
 use cairn_format::gc::{GcRecord, LeaseKind};
 use cairn_format::index::{IndexPack, IndexRecord};
-use cairn_format::pack::PackKind;
+use cairn_format::pack::{BlobEntry, FrameRef, PackKind};
 use cairn_format::Id;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Largest index object accepted.
@@ -287,31 +287,57 @@ fn execute(repo: &Arc<Repository>, plan: Plan) -> Result<Option<Id>> {
         let mut saver = Saver::new(repo.clone(), Arc::new(plan.objects.index(&skip)), 0);
         // One thread reads (decrypts, decompresses, verifies) while this one feeds the saver,
         // whose own threads compress and upload.
+        let numbers: HashMap<Id, u32> = (0u32..)
+            .zip(read_index.packs())
+            .map(|(n, p)| (p.id, n))
+            .collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|scope| -> Result<()> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(PackKind, Vec<u8>)>>(256);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Repacked>>(64);
             let (repack, packs) = (&plan.repack, &plan.objects.packs);
-            let reader = scope.spawn(move || {
-                let mut loader = Loader::new(repo.clone(), read_index);
-                for (pack, blobs) in repack {
-                    let kind = packs[pack].kind;
-                    // In pack order, so each frame is decrypted and decompressed once.
-                    let mut blobs = blobs.clone();
-                    blobs
-                        .sort_by_key(|b| loader.index().get(b).map(|l| (l.frame.offset, l.offset)));
-                    for b in &blobs {
-                        let item = loader.load(b).map(|bytes| (kind, bytes));
-                        let failed = item.is_err();
-                        if tx.send(item).is_err() || failed {
-                            return;
+            let (numbers, next) = (&numbers, &next);
+            // Readers take packs in turn: decompressing whole frames for a few live blobs
+            // costs as much as compressing them again.
+            let readers = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+            for _ in 0..readers {
+                let (tx, loader_index) = (tx.clone(), read_index.clone());
+                scope.spawn(move || {
+                    let mut loader = Loader::new(repo.clone(), loader_index);
+                    while let Some((pack, live)) =
+                        repack.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                    {
+                        let number = numbers[pack];
+                        for item in repack_pack(&mut loader, number, &packs[pack], live) {
+                            let failed = item.is_err();
+                            if tx.send(item).is_err() || failed {
+                                return;
+                            }
                         }
                     }
-                }
-            });
-            for item in rx {
-                let (kind, bytes) = item?;
-                saver.add_blob(kind, bytes)?;
+                });
             }
-            reader.join().expect("repack reader thread");
+            drop(tx);
+            for item in rx {
+                match item? {
+                    Repacked::Blob(kind, bytes) => {
+                        saver.add_blob(kind, bytes)?;
+                    }
+                    Repacked::Frame {
+                        kind,
+                        frame,
+                        stored,
+                        blobs,
+                    } => {
+                        saver.add_stored_frame(
+                            kind,
+                            frame.compression,
+                            stored,
+                            frame.raw_len,
+                            blobs,
+                        )?;
+                    }
+                }
+            }
             Ok(())
         })?;
         saver.finish()?;
@@ -333,6 +359,72 @@ fn execute(repo: &Arc<Repository>, plan: Plan) -> Result<Option<Id>> {
         packs,
     };
     Ok(Some(repo.put_meta("gc", &marker.encode())?))
+}
+
+/// What repacking takes from an old pack: one live blob, or a frame whose blobs are all live,
+/// copied as stored (no recompression).
+enum Repacked {
+    Blob(PackKind, Vec<u8>),
+    Frame {
+        kind: PackKind,
+        frame: FrameRef,
+        stored: Vec<u8>,
+        blobs: Vec<(Id, u32, u32)>,
+    },
+}
+
+/// The live content of `pack` (number `number` of the loader's index), frame by frame in pack
+/// order, so each frame is read once: whole frames where every blob is live, single blobs
+/// otherwise. Stops after the first error.
+fn repack_pack<'a>(
+    loader: &'a mut Loader,
+    number: u32,
+    pack: &'a IndexPack,
+    live: &'a [Id],
+) -> impl Iterator<Item = Result<Repacked>> + 'a {
+    enum Work {
+        Blob(Id),
+        Frame(FrameRef, Vec<(Id, u32, u32)>),
+    }
+    let live: HashSet<&Id> = live.iter().collect();
+    let mut frames: BTreeMap<u64, Vec<&BlobEntry>> = BTreeMap::new();
+    for b in &pack.blobs {
+        frames.entry(b.frame.offset).or_default().push(b);
+    }
+    let kind = pack.kind;
+    frames
+        .into_values()
+        .flat_map(move |entries| {
+            let frame = entries[0].frame;
+            let whole = entries
+                .iter()
+                .all(|e| e.frame == frame && live.contains(&e.id));
+            if whole {
+                let blobs = entries.iter().map(|e| (e.id, e.offset, e.len)).collect();
+                vec![Work::Frame(frame, blobs)]
+            } else {
+                let mut entries = entries;
+                entries.sort_by_key(|e| e.offset);
+                entries
+                    .into_iter()
+                    .filter(|e| live.contains(&e.id))
+                    .map(|e| Work::Blob(e.id))
+                    .collect()
+            }
+        })
+        .map(move |work| match work {
+            Work::Blob(id) => loader.load(&id).map(|bytes| Repacked::Blob(kind, bytes)),
+            Work::Frame(frame, blobs) => {
+                loader
+                    .load_frame(number, &frame, &blobs)
+                    .map(|stored| Repacked::Frame {
+                        kind,
+                        frame,
+                        stored,
+                        blobs,
+                    })
+            }
+        })
 }
 
 /// Sweep every marker no live writer could still be relying on.
@@ -513,11 +605,23 @@ mod tests {
 
     /// Store `content` as file `name` in a new snapshot, deduplicating against `index`.
     fn snapshot(repo: &Arc<Repository>, index: Index, name: &str, content: &[u8]) -> Id {
+        snapshot_of_blobs(repo, index, name, &[content.to_vec()])
+    }
+
+    /// [`snapshot`] of a file made of the blobs `chunks`.
+    fn snapshot_of_blobs(
+        repo: &Arc<Repository>,
+        index: Index,
+        name: &str,
+        chunks: &[Vec<u8>],
+    ) -> Id {
         let mut saver = Saver::new(repo.clone(), Arc::new(index), 1);
-        let blob = saver.add_blob(PackKind::Data, content.to_vec()).unwrap();
         let mut node = Node::new(name.as_bytes().to_vec(), NodeKind::File);
-        node.content = vec![blob];
-        node.size = content.len() as u64;
+        for c in chunks {
+            node.content
+                .push(saver.add_blob(PackKind::Data, c.clone()).unwrap());
+            node.size += c.len() as u64;
+        }
         let tree = saver.save_tree(&mut Tree { nodes: vec![node] }).unwrap();
         saver.finish().unwrap();
         let snap = Snapshot {
@@ -595,6 +699,62 @@ mod tests {
         let tree = loader.load_tree(&snap.tree).unwrap();
         assert_eq!(loader.load(&tree.nodes[0].content[0]).unwrap(), content);
         assert!(lease::load_markers(&repo).unwrap().is_empty());
+    }
+
+    #[test]
+    fn repacking_copies_wholly_live_frames_as_stored_and_rewrites_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = age::x25519::Identity::generate();
+        let repo = create(dir.path(), &id);
+        // 4 KiB blobs: 64 to a frame, all in one pack.
+        let chunks: Vec<Vec<u8>> = (0..200)
+            .map(|i| format!("page {i:04} of the database ").repeat(160)[..4096].into())
+            .collect();
+        let old = snapshot_of_blobs(&repo, Index::default(), "old", &chunks);
+        let before = Index::load(&repo).unwrap();
+        let frame_of = |index: &Index, c: &Vec<u8>| index.get(&repo.chunk_id_key().id(c)).unwrap();
+        let f0 = frame_of(&before, &chunks[0]);
+        assert_eq!((f0.frame.raw_len, f0.offset), (64 * 4096, 0));
+
+        // Keep frame 1 whole, and one blob each of frames 0 and 2.
+        let mut kept = vec![chunks[5].clone()];
+        kept.extend_from_slice(&chunks[64..128]);
+        kept.push(chunks[150].clone());
+        let new = snapshot_of_blobs(&repo, Index::load(&repo).unwrap(), "new", &kept);
+        repo.backend().delete(&format!("snapshots/{old}")).unwrap();
+        let report = prune(
+            &repo,
+            &PruneOptions {
+                max_unused: 0.0,
+                ..PruneOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(report.repacked_packs, 1, "{report:?}");
+        assert_eq!(report.blobs_rewritten, 66, "{report:?}");
+
+        let after = Index::load(&repo).unwrap();
+        assert!(!after.contains(&repo.chunk_id_key().id(&chunks[199])));
+        let f1 = frame_of(&before, &chunks[64]);
+        let (g1, g0) = (frame_of(&after, &chunks[64]), frame_of(&after, &chunks[5]));
+        assert_ne!(after.pack(g1.pack).id, before.pack(f1.pack).id, "repacked");
+        assert_eq!(
+            (g1.frame.stored_len, g1.frame.raw_len, g1.offset),
+            (f1.frame.stored_len, f1.frame.raw_len, 0),
+            "the wholly live frame is copied as stored"
+        );
+        assert_eq!(
+            g0.frame,
+            frame_of(&after, &chunks[150]).frame,
+            "single live blobs are compressed together again"
+        );
+        assert_eq!(g0.frame.raw_len, 2 * 4096);
+        let snap = snapshots::load(&repo, &new).unwrap();
+        let mut loader = Loader::new(repo.clone(), Arc::new(after));
+        let tree = loader.load_tree(&snap.tree).unwrap();
+        for (blob, want) in tree.nodes[0].content.iter().zip(&kept) {
+            assert_eq!(&loader.load(blob).unwrap(), want);
+        }
     }
 
     #[test]

@@ -11,12 +11,13 @@ use crate::repo::Repository;
 use crate::{Error, Result};
 use cairn_format::chunker::{ChunkPolicy, Chunker};
 use cairn_format::envelope;
-use cairn_format::frame::FrameCompressor;
+use cairn_format::frame::{Compression, FrameCompressor};
 use cairn_format::index::{IndexPack, IndexRecord};
 use cairn_format::pack::{PackBuilder, PackKind};
 use cairn_format::tree::Tree;
 use cairn_format::{ChunkIdKey, Id};
 use crossbeam_channel::{bounded, Receiver, Sender};
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,8 +44,18 @@ pub struct SaveStats {
 
 struct Job {
     kind: PackKind,
-    raw: Vec<u8>,
+    body: Body,
     blobs: Vec<(Id, u32, u32)>,
+}
+
+/// A frame's content: to be compressed, or as stored in another pack.
+enum Body {
+    Raw(Vec<u8>),
+    Stored {
+        how: Compression,
+        bytes: Vec<u8>,
+        raw_len: u32,
+    },
 }
 
 #[derive(Default)]
@@ -141,12 +152,22 @@ impl Shared {
             if self.failed.load(Ordering::Relaxed) {
                 continue;
             }
-            let (how, stored) = compressor.compress(&job.raw);
+            let (how, stored, raw_len) = match &job.body {
+                Body::Raw(raw) => {
+                    let (how, stored) = compressor.compress(raw);
+                    (how, stored, raw.len() as u32)
+                }
+                Body::Stored {
+                    how,
+                    bytes,
+                    raw_len,
+                } => (*how, Cow::Borrowed(&bytes[..]), *raw_len),
+            };
             let full = {
                 let mut guard = self.packers[slot(job.kind)].lock().expect("packer lock");
                 let pack =
                     guard.get_or_insert_with(|| PackBuilder::new(job.kind, pack_size + (1 << 20)));
-                pack.add_frame(how, &stored, job.raw.len() as u32, &job.blobs);
+                pack.add_frame(how, &stored, raw_len, &job.blobs);
                 if pack.len() >= pack_size {
                     guard.take()
                 } else {
@@ -269,7 +290,7 @@ impl Saver {
         }
         self.send(Job {
             kind,
-            raw: batch.raw,
+            body: Body::Raw(batch.raw),
             blobs: batch.blobs,
         })
     }
@@ -294,11 +315,45 @@ impl Saver {
         } else {
             self.send(Job {
                 kind,
-                raw: data,
+                body: Body::Raw(data),
                 blobs: vec![(id, 0, len)],
             })?;
         }
         Ok(id)
+    }
+
+    /// Store a frame taken whole from another pack, without recompressing it: `stored` as it
+    /// was stored (`how`), an uncompressed frame of `raw_len` bytes holding `blobs` (id,
+    /// offset, length), which the caller has verified. Returns false, storing nothing, when
+    /// every blob is already stored or queued; blobs of a partly known frame are stored again
+    /// (harmless duplicates, rare: prune's repacking only).
+    pub fn add_stored_frame(
+        &mut self,
+        kind: PackKind,
+        how: Compression,
+        stored: Vec<u8>,
+        raw_len: u32,
+        blobs: Vec<(Id, u32, u32)>,
+    ) -> Result<bool> {
+        if blobs.iter().all(|(id, _, _)| self.contains(id)) {
+            return Ok(false);
+        }
+        for &(id, _, len) in &blobs {
+            if self.seen.insert(id) {
+                self.blobs_added += 1;
+                self.raw_added += u64::from(len);
+            }
+        }
+        self.send(Job {
+            kind,
+            body: Body::Stored {
+                how,
+                bytes: stored,
+                raw_len,
+            },
+            blobs,
+        })?;
+        Ok(true)
     }
 
     /// Chunk `reader` under `policy` and store its content. The outer error is the
