@@ -218,6 +218,9 @@ pub struct SnapshotRepairReport {
     pub failed: Vec<(String, String)>,
     /// Packs listed by the index but no longer stored: their blobs counted as lost.
     pub missing_packs: u64,
+    /// Packs stored but listed by no index: blobs counted as lost may be in them (`repair
+    /// index` first). A repair that would drop files is refused while there are any.
+    pub unindexed_packs: u64,
 }
 
 /// Rewrite `tree_id` without lost files and unreadable subtrees. Returns the new tree id when
@@ -293,6 +296,11 @@ pub fn repair_snapshots(repo: &Arc<Repository>, dry_run: bool) -> Result<Snapsho
             excluded.insert(p.id);
         }
     }
+    let indexed: HashSet<Id> = full.packs().iter().map(|p| p.id).collect();
+    report.unindexed_packs = stored
+        .keys()
+        .filter(|id| !indexed.contains(id) && !excluded.contains(id))
+        .count() as u64;
     drop(full);
     let index = Arc::new(Index::load_excluding(repo, &excluded)?);
     let listing = snapshots::list(repo)?;
@@ -311,7 +319,11 @@ pub fn repair_snapshots(repo: &Arc<Repository>, dry_run: bool) -> Result<Snapsho
             Err(e) => {
                 report.failed.push((
                     format!("snapshots/{id}"),
-                    format!("its root tree cannot be read ({e}); nothing of it can be saved: remove it with `cairn forget`"),
+                    if report.unindexed_packs > 0 {
+                        format!("its root tree cannot be read ({e}); packs in no index may hold it: run `cairn repair index` first")
+                    } else {
+                        format!("its root tree cannot be read ({e}); nothing of it can be saved: remove it with `cairn forget`")
+                    },
                 ));
                 continue;
             }
@@ -327,6 +339,12 @@ pub fn repair_snapshots(repo: &Arc<Repository>, dry_run: bool) -> Result<Snapsho
             None => None,
         };
         pending.push((id, snap, new_tree, lost));
+    }
+    if !dry_run && !pending.is_empty() && report.unindexed_packs > 0 {
+        return Err(Error::Invalid(format!(
+            "{} packs are stored but listed in no index (an index object was lost, or backups were interrupted), so files this repair would drop may still be there; nothing was changed. Run `cairn repair index` first, then `cairn repair snapshots` again",
+            report.unindexed_packs
+        )));
     }
     if let Some(s) = saver.take() {
         s.finish()?;

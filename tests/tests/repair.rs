@@ -198,3 +198,35 @@ fn lost_data_pack_gives_a_repaired_snapshot_without_the_file(backend: Backend) {
     assert_eq!(out.json()["repaired"].as_array().unwrap().len(), 0);
 }
 backend_tests!(lost_data_pack_gives_a_repaired_snapshot_without_the_file);
+
+fn repair_snapshots_refuses_to_drop_files_an_index_repair_would_bring_back(backend: Backend) {
+    let (fx, src, s1, e1) = backed_up_source(backend);
+    let first_index = fx.object_names("index");
+    write_file(&src.join("new.bin"), &random_bytes(3, 50_000));
+    let s2 = Fixture::snap_id(&fx.backup(&[&src]));
+    let e2 = file_map(&src);
+    // The first backup's index object is lost: its packs are stored but in no index.
+    assert_eq!(first_index.len(), 1);
+    fx.store.delete(&first_index[0]);
+    let snapshots = fx.object_names("snapshots");
+
+    let dry = fx.id(&["--json", "repair", "snapshots", "--dry-run"]);
+    let r = dry.json();
+    assert!(r["unindexed_packs"].as_u64().unwrap() >= 2, "{dry}");
+    assert_eq!(r["repaired"].as_array().unwrap().len(), 1, "{dry}");
+    let failed = r["failed"].to_string();
+    assert!(failed.contains("repair index"), "{dry}");
+
+    let out = fx.id(&["repair", "snapshots"]);
+    out.code_is(1)
+        .stderr_has(&["stored but listed in no index", "cairn repair index"]);
+    assert_eq!(fx.object_names("snapshots"), snapshots, "nothing changed");
+
+    fx.id(&["repair", "index"]).ok();
+    let r = fx.id(&["--json", "repair", "snapshots"]).json();
+    assert_eq!(r["repaired"].as_array().unwrap().len(), 0, "{r}");
+    assert_eq!(r["failed"].as_array().unwrap().len(), 0, "{r}");
+    restore_equal(&fx, &s1, &src, &e1, "r1");
+    restore_equal(&fx, &s2, &src, &e2, "r2");
+}
+backend_tests!(repair_snapshots_refuses_to_drop_files_an_index_repair_would_bring_back);

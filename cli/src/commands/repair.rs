@@ -112,6 +112,7 @@ fn print_snapshots(g: &Global, r: &SnapshotRepairReport, dry_run: bool) -> Resul
             "dry_run": dry_run,
             "checked": r.checked,
             "missing_packs": r.missing_packs,
+            "unindexed_packs": r.unindexed_packs,
             "repaired": r.repaired.iter().map(|s| json!({
                 "original": s.original.to_hex(),
                 "new": s.new.map(|i| i.to_hex()),
@@ -158,6 +159,12 @@ fn print_snapshots(g: &Global, r: &SnapshotRepairReport, dry_run: bool) -> Resul
     );
     if r.missing_packs > 0 && !dry_run {
         println!("run `cairn repair index` to drop the missing packs from the index");
+    }
+    if r.unindexed_packs > 0 && !r.repaired.is_empty() {
+        println!(
+            "{} packs are stored but in no index: run `cairn repair index` first, files listed as lost may be in them",
+            r.unindexed_packs
+        );
     }
     Ok(())
 }
