@@ -167,13 +167,14 @@ pub struct InitArgs {
 pub enum KeyCommand {
     /// Write a new age identity (mode 0600) and print its recipient on stdout.
     Generate {
-        /// Where to write the identity; must not exist.
+        /// Where to write the identity (must not exist; missing directories are created with
+        /// mode 0700), or `-` for stdout (the recipient then goes to stderr).
         #[arg(short, long)]
         output: PathBuf,
     },
     /// Export the repository's write key (needs the identity or passphrase).
     WriteKey {
-        /// Where to write the write key (mode 0600); must not exist.
+        /// Where to write the write key (mode 0600; must not exist), or `-` for stdout.
         #[arg(short, long)]
         output: PathBuf,
     },

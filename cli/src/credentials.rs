@@ -1,6 +1,7 @@
 //! Turning `--repo`, `--identity`, `--key` and `--passphrase-file` into an open repository.
 
 use crate::args::Global;
+use crate::hints;
 use anyhow::{bail, Context, Result};
 use cairn_store::{backend, Credentials, Repository};
 use std::fs;
@@ -58,15 +59,29 @@ pub fn read_passphrase(path: &Path) -> Result<String> {
 
 /// Which credentials were given, strongest first: identity, passphrase, write key.
 pub fn credentials(g: &Global) -> Result<Credentials> {
+    if let (Some(i), Some(p)) = (&g.identity, &g.passphrase_file) {
+        return Err(crate::exit::usage(
+            format!(
+                "both --identity {} and --passphrase-file {} were given",
+                i.display(),
+                p.display()
+            ),
+            "give one of them (check CAIRN_IDENTITY and CAIRN_PASSPHRASE_FILE in the environment)",
+        ));
+    }
     if let Some(path) = &g.identity {
+        hints::warn_if_exposed(path, "identity file");
         return Ok(Credentials::Identities(read_identity_file(path)?));
     }
     if let Some(path) = &g.passphrase_file {
+        hints::warn_if_exposed(path, "passphrase file");
         return Ok(Credentials::Passphrase(read_passphrase(path)?));
     }
     if let Some(path) = &g.key {
         let text = fs::read_to_string(path)
             .with_context(|| format!("reading write key {}", path.display()))?;
+        hints::check_write_key_text(path, &text)?;
+        hints::warn_if_exposed(path, "write key");
         let rec = cairn_format::keys::write_key_from_text(&text)
             .with_context(|| format!("{} is not a cairn write key", path.display()))?;
         return Ok(Credentials::WriteKey(rec));
@@ -114,10 +129,25 @@ fn cache_root(g: &Global) -> Option<PathBuf> {
         .or_else(|| dirs::cache_dir().map(|d| d.join("cairn")))
 }
 
-/// Write a secret file with mode 0600, refusing to replace an existing file.
+/// Write a secret file with mode 0600, refusing to replace an existing file; missing parent
+/// directories are created with mode 0700. `-` writes to stdout.
 pub fn write_secret_file(path: &Path, contents: &str) -> Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if path == Path::new("-") {
+        let mut out = std::io::stdout().lock();
+        return out
+            .write_all(contents.as_bytes())
+            .and_then(|()| out.flush())
+            .context("writing to stdout");
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating directory {}", dir.display()))?;
+    }
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -7,6 +7,7 @@ mod args;
 mod commands;
 mod credentials;
 mod exit;
+mod hints;
 mod output;
 mod restore;
 mod source;
@@ -15,7 +16,18 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    // A closed stdout (`cairn snapshots | head -1`) ends the process quietly, as it ends
+    // coreutils; network writes are unaffected (sockets are written with MSG_NOSIGNAL).
+    // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let json = argv.iter().any(|a| a == "--json");
+    let cli = match args::Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) => return exit::report_clap(hints::clap_error(e, &argv), json),
+    };
     init_logging(cli.global.verbose, cli.global.quiet);
     // Trees are walked recursively; a large stack keeps the depth limit, not the stack, the
     // bound a hostile repository meets.
@@ -31,10 +43,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code.into(),
-        Err(e) => {
-            eprintln!("cairn: error: {e:#}");
-            exit::Code::Error.into()
-        }
+        Err(e) => exit::report(&e, json).into(),
     }
 }
 

@@ -77,6 +77,16 @@ pub enum ChunkPolicy {
     Fixed(u32),
 }
 
+impl ChunkPolicy {
+    /// The largest chunk this policy cuts.
+    pub fn max_chunk(&self) -> u32 {
+        match self {
+            ChunkPolicy::Cdc { params, .. } => params.max,
+            ChunkPolicy::Fixed(n) => *n,
+        }
+    }
+}
+
 /// Iterator over the chunks of a reader under a policy. Memory: one `max` (or fixed) buffer.
 pub struct Chunker<R: Read> {
     inner: Inner<R>,

@@ -18,7 +18,7 @@ use cairn_format::tree::Tree;
 use cairn_format::{ChunkIdKey, Id};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -197,6 +197,8 @@ pub struct Saver {
     uploaders: Vec<JoinHandle<()>>,
     blobs_added: u64,
     raw_added: u64,
+    /// Ids of all-zero blobs by length (holes of sparse files), hashed once each.
+    zero_ids: HashMap<u32, Id>,
 }
 
 impl Saver {
@@ -252,6 +254,7 @@ impl Saver {
             workers: handles,
             blobs_added: 0,
             raw_added: 0,
+            zero_ids: HashMap::new(),
         }
     }
 
@@ -377,6 +380,29 @@ impl Saver {
             ids.push(self.add_blob(PackKind::Data, chunk)?);
         }
         Ok(Ok((ids, size)))
+    }
+
+    /// Store `len` zero bytes (a hole of a sparse file) as zero blobs of the policy's largest chunk and
+    /// one shorter remainder, without reading anything: each distinct length is hashed once per
+    /// saver, so a 10 GB hole costs a list of ids, not 10 GB of hashing. Ids are appended to
+    /// `ids`.
+    pub fn add_zeros(&mut self, len: u64, policy: ChunkPolicy, ids: &mut Vec<Id>) -> Result<()> {
+        let step = u64::from(policy.max_chunk().max(1));
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(step) as u32;
+            let id = match self.zero_ids.get(&n) {
+                Some(id) => *id,
+                None => {
+                    let id = self.add_blob(PackKind::Data, vec![0; n as usize])?;
+                    self.zero_ids.insert(n, id);
+                    id
+                }
+            };
+            ids.push(id);
+            left -= u64::from(n);
+        }
+        Ok(())
     }
 
     /// Store a tree blob.

@@ -12,9 +12,15 @@ pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
     if let Some(like) = &a.like {
         return init_like(g, loc, like);
     }
+    for r in &a.recipients {
+        crate::hints::check_recipient(r, "--recipient")?;
+    }
     let mut recipients = a.recipients.clone();
     for f in &a.recipients_files {
-        recipients.extend(credentials::read_list_file(f, "recipients")?);
+        for r in credentials::read_list_file(f, "recipients")? {
+            crate::hints::check_recipient(&r, &format!("recipients file {}", f.display()))?;
+            recipients.push(r);
+        }
     }
     let passphrase = g
         .passphrase_file

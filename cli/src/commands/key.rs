@@ -18,7 +18,10 @@ pub fn run(g: &Global, k: KeyCommand) -> Result<Code> {
                 identity_to_string(&id)
             );
             credentials::write_secret_file(&path, &text)?;
-            if g.json {
+            if path.as_os_str() == "-" {
+                // The identity went to stdout; the recipient goes to stderr, as age-keygen does.
+                eprintln!("Public key: {recipient}");
+            } else if g.json {
                 output::json(&serde_json::json!({
                     "identity_file": path,
                     "recipient": recipient,

@@ -9,14 +9,18 @@ use cairn_format::tree::{Node, NodeKind, Tree};
 use cairn_format::Id;
 use cairn_store::loader::Loader;
 use cairn_store::saver::Saver;
+use cairn_store::trees::MAX_DEPTH;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use indicatif::ProgressBar;
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Stat};
+use rustix::io::Errno;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::fs::{self, File};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// Exclusion rules: globs over the absolute path, or over the name when a glob has no `/`.
 #[derive(Default)]
@@ -68,6 +72,8 @@ pub struct Outcome {
     pub stats: SnapshotStats,
     /// Entries that could not be read: (path, reason).
     pub unreadable: Vec<(String, String)>,
+    /// Files that kept changing while they were read (saved as last read, possibly torn).
+    pub changed: Vec<String>,
 }
 
 /// Paths arranged as the directories above them, so the snapshot mirrors absolute paths.
@@ -81,15 +87,16 @@ enum Layout {
 fn layout(paths: &[PathBuf]) -> Result<BTreeMap<Vec<u8>, Layout>> {
     let mut root = BTreeMap::new();
     for p in paths {
-        let abs =
-            std::path::absolute(p).with_context(|| format!("resolving path {}", p.display()))?;
-        let comps: Vec<Vec<u8>> = abs
+        let comps: Vec<Vec<u8>> = p
             .components()
             .filter_map(|c| match c {
-                std::path::Component::Normal(n) => Some(n.as_bytes().to_vec()),
+                Component::Normal(n) => Some(n.as_bytes().to_vec()),
                 _ => None,
             })
             .collect();
+        if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
+            anyhow::bail!("internal error: {} is not a resolved path", p.display());
+        }
         if comps.is_empty() {
             anyhow::bail!("backing up / as a whole is not supported; name the directories to keep");
         }
@@ -116,6 +123,42 @@ fn layout(paths: &[PathBuf]) -> Result<BTreeMap<Vec<u8>, Layout>> {
     Ok(root)
 }
 
+/// Open the directory `name` below `dir` without following a symlink.
+fn open_dir(dir: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<OwnedFd> {
+    rfs::openat(
+        dir,
+        OsStr::from_bytes(name),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// `lstat` of `name` below `dir`.
+fn stat_at(dir: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<Stat> {
+    rfs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW)
+}
+
+/// The names in a directory, sorted.
+fn read_dir_sorted(dir: BorrowedFd<'_>) -> rustix::io::Result<Vec<Vec<u8>>> {
+    let mut names = Vec::new();
+    for entry in rfs::Dir::read_from(dir)? {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Why a file's content could not be taken.
+enum ReadFailure {
+    /// Not readable (the reason).
+    Unreadable(String),
+    /// It is no longer the entry that was listed (replaced between `lstat` and `open`).
+    Replaced,
+}
+
 /// Walks paths into a saver.
 pub struct Walker<'a> {
     saver: &'a mut Saver,
@@ -125,6 +168,7 @@ pub struct Walker<'a> {
     owners: Owners,
     stats: SnapshotStats,
     unreadable: Vec<(String, String)>,
+    changed: Vec<String>,
     progress: ProgressBar,
     root_dev: u64,
 }
@@ -146,20 +190,35 @@ impl<'a> Walker<'a> {
             owners: Owners::default(),
             stats: SnapshotStats::default(),
             unreadable: Vec::new(),
+            changed: Vec::new(),
             progress,
             root_dev: 0,
         }
     }
 
-    /// Back up `paths`; `parent_root` is the root tree of the parent snapshot, if any.
+    /// Back up `paths` (absolute, resolved: no `.` or `..`); `parent_root` is the root tree of
+    /// the parent snapshot, if any.
     pub fn run(mut self, paths: &[PathBuf], parent_root: Option<Id>) -> Result<Outcome> {
         let layout = layout(paths)?;
         let parent_tree = self.parent_tree(parent_root.as_ref());
-        let root = self.above(Path::new("/"), &layout, parent_tree.as_ref())?;
+        let root = rfs::open(
+            "/",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .context("opening /")?;
+        let root = self.above(
+            root.as_fd(),
+            Path::new("/"),
+            &layout,
+            parent_tree.as_ref(),
+            0,
+        )?;
         Ok(Outcome {
             root,
             stats: self.stats,
             unreadable: self.unreadable,
+            changed: self.changed,
         })
     }
 
@@ -181,36 +240,48 @@ impl<'a> Walker<'a> {
         self.unreadable.push((p, err.to_string()));
     }
 
+    /// Directories above the given paths (`dir` open at `path`).
     fn above(
         &mut self,
-        dir: &Path,
+        dir: BorrowedFd<'_>,
+        path: &Path,
         children: &BTreeMap<Vec<u8>, Layout>,
         parent: Option<&Tree>,
+        depth: usize,
     ) -> Result<Tree> {
         let mut tree = Tree::default();
         for (name, layout) in children {
-            let path = dir.join(OsStr::from_bytes(name));
+            let cpath = path.join(OsStr::from_bytes(name));
             let old = parent.and_then(|t| t.get(name));
-            let meta = match fs::symlink_metadata(&path) {
-                Ok(m) => m,
+            let st = match stat_at(dir, name) {
+                Ok(st) => st,
                 Err(e) => {
-                    self.unreadable(&path, e);
+                    self.unreadable(&cpath, io::Error::from(e));
                     continue;
                 }
             };
             let node = match layout {
                 Layout::Whole => {
-                    self.root_dev = meta.dev();
-                    self.entry(&path, name.clone(), meta, old)?
+                    self.root_dev = st.st_dev;
+                    self.entry(dir, &cpath, name.clone(), st, old, depth + 1)?
                 }
                 Layout::Above(grand) => {
-                    let mut node = meta::node(name.clone(), &path, &meta, &mut self.owners);
+                    let xattrs = meta::xattrs_at(dir, name, &cpath);
+                    let mut node = meta::node(name.clone(), &st, xattrs, &mut self.owners);
                     if node.kind != NodeKind::Dir {
-                        self.unreadable(&path, "expected a directory above the given paths");
+                        self.unreadable(&cpath, "expected a directory above the given paths");
                         continue;
                     }
+                    let sub_fd = match open_dir(dir, name) {
+                        Ok(fd) => fd,
+                        Err(e) => {
+                            self.unreadable(&cpath, io::Error::from(e));
+                            continue;
+                        }
+                    };
                     let old_sub = self.old_subtree(old);
-                    let mut sub = self.above(&path, grand, old_sub.as_ref())?;
+                    let mut sub =
+                        self.above(sub_fd.as_fd(), &cpath, grand, old_sub.as_ref(), depth + 1)?;
                     node.subtree = Some(self.saver.save_tree(&mut sub)?);
                     self.stats.dirs += 1;
                     Some(node)
@@ -226,21 +297,24 @@ impl<'a> Walker<'a> {
         self.parent_tree(sub.as_ref())
     }
 
-    /// One entry and (for directories) everything below it. None when it was skipped.
+    /// The entry `name` of `dir` (at `path`, `depth` levels below /) and, for directories,
+    /// everything below it. None when it was skipped.
     fn entry(
         &mut self,
+        dir: BorrowedFd<'_>,
         path: &Path,
         name: Vec<u8>,
-        meta: fs::Metadata,
+        st: Stat,
         old: Option<&Node>,
+        depth: usize,
     ) -> Result<Option<Node>> {
         if self.opts.excludes.excluded(path) {
             return Ok(None);
         }
-        let mut node = meta::node(name, path, &meta, &mut self.owners);
+        let xattrs = meta::xattrs_at(dir, &name, path);
+        let mut node = meta::node(name, &st, xattrs, &mut self.owners);
         match node.kind {
             NodeKind::File => {
-                self.stats.files += 1;
                 let reuse = old.filter(|o| {
                     !self.opts.force
                         && meta::unchanged(&node, o)
@@ -250,76 +324,59 @@ impl<'a> Walker<'a> {
                     node.content = o.content.clone();
                     self.progress.inc(node.size);
                 } else {
-                    let file = match File::open(path) {
-                        Ok(f) => f,
-                        Err(e) => {
+                    match self.read_file(dir, path, &mut node)? {
+                        Ok(()) => self.stats.files_read += 1,
+                        Err(ReadFailure::Unreadable(e)) => {
                             self.unreadable(path, e);
                             return Ok(None);
                         }
-                    };
-                    let progress = self.progress.clone();
-                    match self
-                        .saver
-                        .save_reader(file, self.policy, |n| progress.inc(n))?
-                    {
-                        Ok((ids, size)) => {
-                            if size != node.size {
-                                tracing::info!(
-                                    "{} changed size while being read ({} → {size} bytes)",
-                                    path.display(),
-                                    node.size
-                                );
-                            }
-                            node.content = ids;
-                            node.size = size;
-                            self.stats.files_read += 1;
-                        }
-                        Err(e) => {
-                            self.unreadable(path, e);
+                        Err(ReadFailure::Replaced) => {
+                            self.unreadable(
+                                path,
+                                "replaced while being backed up (no longer the file listed)",
+                            );
                             return Ok(None);
                         }
                     }
                 }
+                self.stats.files += 1;
                 self.stats.bytes += node.size;
             }
             NodeKind::Dir => {
+                if depth >= MAX_DEPTH {
+                    self.unreadable(
+                        path,
+                        format!(
+                            "deeper than {MAX_DEPTH} directory levels (the most restore and ls \
+                             follow); not saved"
+                        ),
+                    );
+                    return Ok(None);
+                }
                 self.stats.dirs += 1;
                 let old_sub = self.old_subtree(old);
                 let mut sub = Tree::default();
-                if self.opts.one_file_system && meta.dev() != self.root_dev {
+                if self.opts.one_file_system && st.st_dev != self.root_dev {
                     tracing::info!(
                         "not crossing into another file system at {}",
                         path.display()
                     );
                 } else {
-                    match read_dir_sorted(path) {
-                        Ok(names) => {
-                            for child in names {
-                                let cpath = path.join(OsStr::from_bytes(&child));
-                                let cmeta = match fs::symlink_metadata(&cpath) {
-                                    Ok(m) => m,
-                                    Err(e) => {
-                                        self.unreadable(&cpath, e);
-                                        continue;
-                                    }
-                                };
-                                let cold = old_sub.as_ref().and_then(|t| t.get(&child));
-                                if let Some(n) = self.entry(&cpath, child, cmeta, cold)? {
-                                    sub.nodes.push(n);
-                                }
-                            }
+                    match open_dir(dir, &node.name) {
+                        Ok(fd) => {
+                            self.children(fd, path, &st, old_sub.as_ref(), &mut sub, depth)?
                         }
-                        Err(e) => self.unreadable(path, e),
+                        Err(e) => self.unreadable(path, io::Error::from(e)),
                     }
                 }
                 node.subtree = Some(self.saver.save_tree(&mut sub)?);
             }
             NodeKind::Symlink => {
                 self.stats.others += 1;
-                match fs::read_link(path) {
-                    Ok(t) => node.target = Some(t.as_os_str().as_bytes().to_vec()),
+                match rfs::readlinkat(dir, OsStr::from_bytes(&node.name), Vec::new()) {
+                    Ok(t) => node.target = Some(t.into_bytes()),
                     Err(e) => {
-                        self.unreadable(path, e);
+                        self.unreadable(path, io::Error::from(e));
                         return Ok(None);
                     }
                 }
@@ -330,14 +387,208 @@ impl<'a> Walker<'a> {
             .set_message(format!("{} files", self.stats.files));
         Ok(Some(node))
     }
+
+    /// The entries of the directory open as `fd` (listed as `st`) into `sub`.
+    fn children(
+        &mut self,
+        fd: OwnedFd,
+        path: &Path,
+        st: &Stat,
+        old_sub: Option<&Tree>,
+        sub: &mut Tree,
+        depth: usize,
+    ) -> Result<()> {
+        match rfs::fstat(&fd) {
+            Ok(now) if same_inode(&now, st) => {}
+            _ => {
+                self.unreadable(
+                    path,
+                    "replaced while being backed up (no longer the directory listed)",
+                );
+                return Ok(());
+            }
+        }
+        let names = match read_dir_sorted(fd.as_fd()) {
+            Ok(names) => names,
+            Err(e) => {
+                self.unreadable(path, io::Error::from(e));
+                return Ok(());
+            }
+        };
+        for child in names {
+            let cpath = path.join(OsStr::from_bytes(&child));
+            let cst = match stat_at(fd.as_fd(), &child) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.unreadable(&cpath, io::Error::from(e));
+                    continue;
+                }
+            };
+            let cold = old_sub.and_then(|t| t.get(&child));
+            if let Some(n) = self.entry(fd.as_fd(), &cpath, child, cst, cold, depth + 1)? {
+                sub.nodes.push(n);
+            }
+        }
+        Ok(())
+    }
+
+    /// Read the regular file `node.name` of `dir` into the saver, setting its content and
+    /// size. It is opened without following symlinks and without blocking (a FIFO swapped in
+    /// cannot hang the backup), and must be the file that was listed. A file that changes
+    /// while it is read is read once more; if it changes again it is saved as read the second
+    /// time and reported.
+    fn read_file(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        path: &Path,
+        node: &mut Node,
+    ) -> Result<std::result::Result<(), ReadFailure>> {
+        let fd = match rfs::openat(
+            dir,
+            OsStr::from_bytes(&node.name),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::LOOP) | Err(Errno::NXIO) => return Ok(Err(ReadFailure::Replaced)),
+            Err(e) => return Ok(Err(ReadFailure::Unreadable(io::Error::from(e).to_string()))),
+        };
+        let mut before = match rfs::fstat(&fd) {
+            Ok(st) => st,
+            Err(e) => return Ok(Err(ReadFailure::Unreadable(io::Error::from(e).to_string()))),
+        };
+        let listed = (node.device, node.inode);
+        if (before.st_dev, before.st_ino) != listed
+            || FileType::from_raw_mode(before.st_mode) != FileType::RegularFile
+        {
+            return Ok(Err(ReadFailure::Replaced));
+        }
+        let file = File::from(fd);
+        for attempt in 0..2 {
+            let (ids, size) = match self.read_content(&file, before.st_size as u64)? {
+                Ok(read) => read,
+                Err(e) => return Ok(Err(ReadFailure::Unreadable(e.to_string()))),
+            };
+            let after = match rfs::fstat(&file) {
+                Ok(st) => st,
+                Err(e) => return Ok(Err(ReadFailure::Unreadable(io::Error::from(e).to_string()))),
+            };
+            node.content = ids;
+            node.size = size;
+            node.mtime_ns = meta::mtime_ns(&after);
+            node.ctime_ns = meta::ctime_ns(&after);
+            if size == after.st_size as u64 && same_times(&before, &after) {
+                return Ok(Ok(()));
+            }
+            if attempt == 0 {
+                tracing::info!(
+                    "{} changed while being read; reading it again",
+                    path.display()
+                );
+                before = after;
+            }
+        }
+        tracing::warn!(
+            "{} kept changing while being read; saved as read",
+            path.display()
+        );
+        // The recorded times cannot match the content, so the next backup reads it again.
+        node.ctime_ns = 0;
+        self.changed.push(path.display().to_string());
+        Ok(Ok(()))
+    }
+
+    /// Chunk `file` from its start to its end: data through the chunker, holes (of a sparse
+    /// file) of at least one maximum chunk within the first `size` bytes as zero blobs,
+    /// without reading them. Returns the blob ids and the bytes covered.
+    fn read_content(&mut self, file: &File, size: u64) -> Result<io::Result<(Vec<Id>, u64)>> {
+        let mut ids = Vec::new();
+        let mut pos = 0u64;
+        let min_hole = u64::from(self.policy.max_chunk());
+        loop {
+            let hole = next_hole(file, pos, size, min_hole);
+            let want = hole.map_or(u64::MAX, |(start, _)| start - pos);
+            let n = match self.save_range(file, pos, want, &mut ids)? {
+                Ok(n) => n,
+                Err(e) => return Ok(Err(e)),
+            };
+            pos += n;
+            let Some((start, end)) = hole.filter(|_| n == want) else {
+                // The end of the file (or it shrank while being read).
+                return Ok(Ok((ids, pos)));
+            };
+            debug_assert_eq!(pos, start);
+            self.saver.add_zeros(end - start, self.policy, &mut ids)?;
+            self.progress.inc(end - start);
+            pos = end;
+        }
+    }
+
+    /// Chunk at most `len` bytes of `file` from `offset` into `ids`; the bytes read.
+    fn save_range(
+        &mut self,
+        file: &File,
+        offset: u64,
+        len: u64,
+        ids: &mut Vec<Id>,
+    ) -> Result<io::Result<u64>> {
+        let mut reader = file;
+        if let Err(e) = reader.seek(SeekFrom::Start(offset)) {
+            return Ok(Err(e));
+        }
+        let progress = self.progress.clone();
+        let saved = self
+            .saver
+            .save_reader(reader.take(len), self.policy, |n| progress.inc(n))?;
+        Ok(saved.map(|(mut part, n)| {
+            ids.append(&mut part);
+            n
+        }))
+    }
 }
 
-fn read_dir_sorted(path: &Path) -> std::io::Result<Vec<Vec<u8>>> {
-    let mut names = fs::read_dir(path)?
-        .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    names.sort();
-    Ok(names)
+/// The first hole of `file` at or after `from` that starts before `size` and is at least
+/// `min_len` long (ending at the next data or at `size`): (start, end). None when there is
+/// none, or the file system cannot tell (SEEK_HOLE unsupported: read everything).
+fn next_hole(file: &File, mut from: u64, size: u64, min_len: u64) -> Option<(u64, u64)> {
+    while from < size {
+        let start = rustix::fs::seek(file, rustix::fs::SeekFrom::Hole(from)).ok()?;
+        if start >= size {
+            return None;
+        }
+        let end = match rustix::fs::seek(file, rustix::fs::SeekFrom::Data(start)) {
+            Ok(d) => d.min(size),
+            Err(Errno::NXIO) => size,
+            Err(_) => return None,
+        };
+        if end - start >= min_len {
+            return Some((start, end));
+        }
+        from = end.max(start + 1);
+    }
+    None
+}
+
+/// Same device and inode.
+fn same_inode(a: &Stat, b: &Stat) -> bool {
+    (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+}
+
+/// Same size, modification and change times: the file was not written in between.
+fn same_times(a: &Stat, b: &Stat) -> bool {
+    (
+        a.st_size,
+        a.st_mtime,
+        a.st_mtime_nsec,
+        a.st_ctime,
+        a.st_ctime_nsec,
+    ) == (
+        b.st_size,
+        b.st_mtime,
+        b.st_mtime_nsec,
+        b.st_ctime,
+        b.st_ctime_nsec,
+    )
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! File metadata → tree nodes, and owner names both ways (cached).
 
 use cairn_format::tree::{Node, NodeKind, Xattr};
+use rustix::fd::{AsRawFd, BorrowedFd};
+use rustix::fs::{FileType, Stat};
 use std::collections::HashMap;
-use std::fs::Metadata;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// Resolves uid/gid ↔ names with a cache (one passwd lookup per id, not per file).
@@ -52,52 +54,71 @@ pub fn restore_gid(node: &Node) -> u32 {
         .map_or(node.gid, |g| g.gid())
 }
 
-/// Node kind from metadata.
-pub fn kind(meta: &Metadata) -> NodeKind {
-    let ft = meta.file_type();
-    if ft.is_dir() {
-        NodeKind::Dir
-    } else if ft.is_symlink() {
-        NodeKind::Symlink
-    } else if ft.is_fifo() {
-        NodeKind::Fifo
-    } else if ft.is_char_device() {
-        NodeKind::CharDevice
-    } else if ft.is_block_device() {
-        NodeKind::BlockDevice
-    } else if ft.is_socket() {
-        NodeKind::Socket
-    } else {
-        NodeKind::File
+/// Node kind from a `stat` mode.
+pub fn kind(st: &Stat) -> NodeKind {
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory => NodeKind::Dir,
+        FileType::Symlink => NodeKind::Symlink,
+        FileType::Fifo => NodeKind::Fifo,
+        FileType::CharacterDevice => NodeKind::CharDevice,
+        FileType::BlockDevice => NodeKind::BlockDevice,
+        FileType::Socket => NodeKind::Socket,
+        _ => NodeKind::File,
     }
 }
 
-/// A node with the metadata of `path` (content, subtree and target left empty).
-pub fn node(name: Vec<u8>, path: &Path, meta: &Metadata, owners: &mut Owners) -> Node {
-    let mut n = Node::new(name, kind(meta));
-    n.mode = meta.mode() & 0o7777;
-    n.uid = meta.uid();
-    n.gid = meta.gid();
+/// A node with the metadata of `st` and the given extended attributes (content, subtree and
+/// target left empty).
+pub fn node(name: Vec<u8>, st: &Stat, xattrs: Vec<Xattr>, owners: &mut Owners) -> Node {
+    let mut n = Node::new(name, kind(st));
+    n.mode = st.st_mode & 0o7777;
+    n.uid = st.st_uid;
+    n.gid = st.st_gid;
     n.user = owners.user(n.uid);
     n.group = owners.group(n.gid);
-    n.mtime_ns = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();
-    n.ctime_ns = meta.ctime() * 1_000_000_000 + meta.ctime_nsec();
+    n.mtime_ns = mtime_ns(st);
+    n.ctime_ns = ctime_ns(st);
     n.size = if n.kind == NodeKind::File {
-        meta.len()
+        st.st_size as u64
     } else {
         0
     };
-    n.device = meta.dev();
-    n.inode = meta.ino();
-    n.nlink = meta.nlink();
-    n.rdev = meta.rdev();
-    n.xattrs = xattrs(path);
+    n.device = st.st_dev;
+    n.inode = st.st_ino;
+    #[allow(clippy::unnecessary_cast)] // u32 on some architectures
+    let nlink = st.st_nlink as u64;
+    n.nlink = nlink;
+    n.rdev = st.st_rdev;
+    n.xattrs = xattrs;
     n
 }
 
-/// Extended attributes of `path` (not following symlinks), sorted; none where unsupported.
-pub fn xattrs(path: &Path) -> Vec<Xattr> {
-    use std::os::unix::ffi::OsStrExt;
+/// Modification time in nanoseconds since the epoch.
+#[allow(clippy::unnecessary_cast)] // the field types differ between architectures
+pub fn mtime_ns(st: &Stat) -> i64 {
+    st.st_mtime as i64 * 1_000_000_000 + st.st_mtime_nsec as i64
+}
+
+/// Status change time in nanoseconds since the epoch.
+#[allow(clippy::unnecessary_cast)]
+pub fn ctime_ns(st: &Stat) -> i64 {
+    st.st_ctime as i64 * 1_000_000_000 + st.st_ctime_nsec as i64
+}
+
+/// Extended attributes of the entry `name` in the directory `dir` (not following a symlink),
+/// sorted; none where unsupported. The entry is named through the directory descriptor
+/// (`/proc/self/fd/N/name`), so paths longer than PATH_MAX work and a renamed parent cannot
+/// redirect the read; `fallback` (the full path) is used where /proc is not mounted.
+pub fn xattrs_at(dir: BorrowedFd<'_>, name: &[u8], fallback: &Path) -> Vec<Xattr> {
+    let mut via_fd = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    via_fd.extend_from_slice(name);
+    let via_fd = Path::new(OsStr::from_bytes(&via_fd));
+    static PROC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let path = if *PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir()) {
+        via_fd
+    } else {
+        fallback
+    };
     let Ok(names) = xattr::list(path) else {
         return Vec::new();
     };

@@ -174,6 +174,7 @@ pub fn run_etcd(g: &Global, a: &EtcdArgs) -> Result<Code> {
         parent: None,
         stats,
         unreadable: Vec::new(),
+        changed: Vec::new(),
     })
 }
 

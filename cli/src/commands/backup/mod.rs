@@ -62,6 +62,8 @@ pub struct Produced {
     pub parent: Option<Id>,
     pub stats: SnapshotStats,
     pub unreadable: Vec<(String, String)>,
+    /// Files that kept changing while read (saved as read, possibly inconsistent).
+    pub changed: Vec<String>,
 }
 
 impl<'g> Session<'g> {
@@ -71,6 +73,9 @@ impl<'g> Session<'g> {
         let time_ns = chrono::Utc::now()
             .timestamp_nanos_opt()
             .context("clock outside the representable range")?;
+        if let Some(h) = &common.host {
+            crate::hints::check_host(h)?;
+        }
         let repo = Arc::new(credentials::open(g)?);
         let (lease, index) = Lease::begin_write(&repo)?;
         let reader = Reader {
@@ -124,6 +129,10 @@ impl<'g> Session<'g> {
             tags,
             progress,
         } = self;
+        if !p.changed.is_empty() {
+            p.facts
+                .push(("changed_during_backup".into(), p.changed.len().to_string()));
+        }
         let tree = saver.save_tree(&mut p.root)?;
         let (saved, _) = saver.finish()?;
         progress.finish_and_clear();
@@ -166,6 +175,7 @@ impl<'g> Session<'g> {
                 "duration_ms": stats.duration_ms,
                 "facts": snapshot.facts.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
                 "unreadable": p.unreadable.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
+                "changed": p.changed,
             }))?;
         } else if !g.quiet {
             println!(
@@ -189,6 +199,18 @@ impl<'g> Session<'g> {
             for (path, e) in &p.unreadable {
                 eprintln!("  {path}: {e}");
             }
+        }
+        if !p.changed.is_empty() {
+            eprintln!(
+                "cairn: warning: {} files changed while being read (twice); snapshot {} holds them as last read, possibly inconsistent:",
+                p.changed.len(),
+                id.short()
+            );
+            for path in &p.changed {
+                eprintln!("  {path}");
+            }
+        }
+        if !p.unreadable.is_empty() || !p.changed.is_empty() {
             return Ok(Code::Partial);
         }
         Ok(Code::Ok)

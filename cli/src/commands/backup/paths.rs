@@ -6,18 +6,44 @@ use crate::exit::Code;
 use crate::source::fs::{Excludes, Options, Walker};
 use anyhow::{bail, Result};
 use cairn_format::snapshot::SourceKind;
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
 
-/// The absolute form of `p` with symlinks in its parent directories resolved (so the snapshot
-/// records real directories above it) but the last component kept as given.
-fn resolve_parent(p: &Path) -> std::io::Result<PathBuf> {
+/// The absolute path `p` names, as a shell's `cd -P` would resolve it: symlinks and `..` in
+/// the directories above it resolved physically, so the snapshot records real directories, and
+/// the last component kept as given (a symlink named on the command line is saved as the
+/// link). A path ending in `.` or `..` names a directory and is resolved whole.
+fn resolve(p: &Path) -> std::io::Result<PathBuf> {
     let abs = std::path::absolute(p)?;
+    let ends_in_dots = matches!(
+        abs.components().next_back(),
+        Some(Component::CurDir | Component::ParentDir)
+    ) || p.as_os_str().as_bytes().ends_with(b"/.");
+    if ends_in_dots {
+        return std::fs::canonicalize(&abs).or_else(|_| Ok(lexical(&abs)));
+    }
     match (abs.parent(), abs.file_name()) {
         (Some(parent), Some(name)) => Ok(std::fs::canonicalize(parent)
             .map(|real| real.join(name))
-            .unwrap_or(abs)),
-        _ => Ok(abs),
+            .unwrap_or_else(|_| lexical(&abs))),
+        _ => Ok(lexical(&abs)),
     }
+}
+
+/// `p` with `.` dropped and `..` applied to the components before it (for paths that do not
+/// exist, where nothing physical can be resolved).
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Walk options from the command line.
@@ -37,7 +63,7 @@ pub fn walk_options(w: &WalkArgs) -> Result<Options> {
 pub fn absolute_paths(paths: &[PathBuf]) -> Result<Vec<String>> {
     let mut out: Vec<String> = paths
         .iter()
-        .map(|p| resolve_parent(p).map(|p| p.display().to_string()))
+        .map(|p| resolve(p).map(|p| p.display().to_string()))
         .collect::<std::io::Result<_>>()?;
     out.sort();
     out.dedup();
@@ -80,6 +106,7 @@ pub fn walk(
         parent: parent.map(|(id, _)| id),
         stats: outcome.stats,
         unreadable: outcome.unreadable,
+        changed: outcome.changed,
     })
 }
 

@@ -1,0 +1,135 @@
+//! Hints for habits brought from neighbouring tools (etcdctl, age, ssh, restic): checks that
+//! turn a puzzling failure into a usage error that says what to type instead.
+
+use crate::exit::usage;
+use anyhow::Result;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// Source subcommands of `cairn backup` whose names may also be directories.
+const SOURCES: [&str; 3] = ["etcd", "static-pods", "cluster"];
+
+/// Add a tip to a clap error where the command line suggests a known habit: `cairn backup
+/// etcd` meant as the directory `./etcd`.
+pub fn clap_error(mut e: clap::Error, argv: &[OsString]) -> clap::Error {
+    if !matches!(
+        e.kind(),
+        ErrorKind::MissingRequiredArgument | ErrorKind::ArgumentConflict
+    ) {
+        return e;
+    }
+    let words: Vec<&str> = argv.iter().filter_map(|a| a.to_str()).collect();
+    let after_backup = words
+        .iter()
+        .position(|w| *w == "backup")
+        .and_then(|i| words.get(i + 1));
+    if let Some(source) = after_backup.filter(|w| SOURCES.contains(w)) {
+        if Path::new(source).exists() {
+            e.insert(
+                ContextKind::Suggested,
+                ContextValue::StyledStrs(vec![format!(
+                    "`{source}` is the {source} source; to back up the directory named {source} here, write ./{source}"
+                )
+                .into()]),
+            );
+        }
+    }
+    e
+}
+
+/// Refuse a `--key` file that is a PEM private key (etcdctl's `--key` habit).
+pub fn check_write_key_text(path: &Path, text: &str) -> Result<()> {
+    if text.contains("-----BEGIN") && text.contains("PRIVATE KEY") {
+        return Err(usage(
+            format!(
+                "--key {} is a PEM private key, not a cairn write key",
+                path.display()
+            ),
+            "cairn's --key (CAIRN_KEY) is the repository write key from `cairn key write-key`; \
+             etcd's client key (etcdctl --key) is `cairn backup etcd --cert-key FILE`",
+        ));
+    }
+    Ok(())
+}
+
+/// Warn, as ssh does, when a secret file is readable by group or others.
+pub fn warn_if_exposed(path: &Path, what: &str) {
+    if let Ok(m) = std::fs::metadata(path) {
+        let mode = m.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "{what} {} is accessible by group or others (mode {:04o}); run `chmod 600 {}`",
+                path.display(),
+                mode & 0o7777,
+                path.display()
+            );
+        }
+    }
+}
+
+/// Refuse a recipient that age knows but cairn cannot use (ssh keys, plugins), naming it.
+pub fn check_recipient(r: &str, origin: &str) -> Result<()> {
+    let kind = if r.starts_with("ssh-") || r.starts_with("ecdsa-") || r.starts_with("sk-") {
+        Some("an SSH public key")
+    } else if r
+        .strip_prefix("age1")
+        .is_some_and(|rest| rest.contains('1'))
+    {
+        // `age1NAME1…`: X25519 recipients are bech32 data after `age1`, which never holds
+        // a '1'; plugin recipients put their plugin's name before a second '1'.
+        Some("an age plugin recipient")
+    } else {
+        None
+    };
+    if let Some(kind) = kind {
+        let shown: String = r.chars().take(24).collect();
+        return Err(usage(
+            format!("{origin}: {shown}… is {kind}, which cairn does not support"),
+            "use an X25519 age recipient (age1…, from `cairn key generate` or `age-keygen`)",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuse a host name that is empty or holds control characters (it is shown in listings and
+/// used to group snapshots).
+pub fn check_host(host: &str) -> Result<()> {
+    if host.trim().is_empty() {
+        return Err(usage(
+            "--host is empty",
+            "omit --host to record this host's name, or give the node name",
+        ));
+    }
+    if host.chars().any(char::is_control) {
+        return Err(usage(
+            format!("--host {host:?} contains control characters"),
+            "give a plain host name",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients() {
+        assert!(check_recipient("ssh-ed25519 AAAAC3Nza", "f").is_err());
+        assert!(check_recipient("age1yubikey1qwerty", "f").is_err());
+        assert!(check_recipient(
+            "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+            "f"
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn hosts() {
+        assert!(check_host("").is_err());
+        assert!(check_host("a\nb").is_err());
+        assert!(check_host("master-0").is_ok());
+    }
+}
