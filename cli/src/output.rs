@@ -55,10 +55,71 @@ pub fn path(components: &[Vec<u8>]) -> String {
     s
 }
 
+/// Render a path from components for a terminal, unambiguously: as is when it is printable
+/// UTF-8, else quoted as GNU `ls` and bash do (`$'/etc/a\nb'`, invalid bytes as `\xHH`), so a
+/// name holding a newline cannot pass for two entries.
+pub fn quoted_path(components: &[Vec<u8>]) -> String {
+    let mut raw = Vec::new();
+    for c in components {
+        raw.push(b'/');
+        raw.extend_from_slice(c);
+    }
+    if raw.is_empty() {
+        raw.push(b'/');
+    }
+    quoted(&raw)
+}
+
+/// `bytes` as is when printable UTF-8, else as a `$'…'` string.
+pub fn quoted(bytes: &[u8]) -> String {
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        if !s.chars().any(char::is_control) {
+            return s.to_string();
+        }
+    }
+    let mut out = String::from("$'");
+    for chunk in bytes.utf8_chunks() {
+        for ch in chunk.valid().chars() {
+            match ch {
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                c if c.is_control() => {
+                    let mut buf = [0; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out.push('\'');
+    out
+}
+
 /// Parse an absolute (or relative, taken as from the root) snapshot path into components.
 pub fn components(p: &str) -> Vec<Vec<u8>> {
     p.split('/')
         .filter(|c| !c.is_empty() && *c != ".")
         .map(|c| c.as_bytes().to_vec())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quoted_path(&[b"etc".to_vec(), b"a b".to_vec()]), "/etc/a b");
+        assert_eq!(quoted_path(&[b"a\nb".to_vec()]), "$'/a\\nb'");
+        assert_eq!(quoted_path(&[b"x\xff'".to_vec()]), "$'/x\\xff\\''");
+        assert_eq!(quoted(b"\x1b[31m"), "$'\\x1b[31m'");
+    }
 }

@@ -63,9 +63,8 @@ pub fn run(g: &Global, a: LsArgs) -> Result<Code> {
     let prefix = output::components(a.path.as_deref().unwrap_or("/"));
     let mut items = Vec::new();
     let mut print = |path: &[Vec<u8>], n: &Node| {
-        let p = output::path(path);
         if g.json {
-            items.push(node_json(&p, n));
+            items.push(node_json(&output::path(path), n));
         } else if a.long {
             println!(
                 "{} {:>8} {:>8} {:>12} {} {}{}",
@@ -74,14 +73,14 @@ pub fn run(g: &Global, a: LsArgs) -> Result<Code> {
                 n.group.clone().unwrap_or_else(|| n.gid.to_string()),
                 n.size,
                 output::time(n.mtime_ns),
-                p,
+                output::quoted_path(path),
                 n.target
                     .as_ref()
-                    .map(|t| format!(" -> {}", String::from_utf8_lossy(t)))
+                    .map(|t| format!(" -> {}", output::quoted(t)))
                     .unwrap_or_default()
             );
         } else {
-            println!("{p}");
+            println!("{}", output::quoted_path(path));
         }
     };
     let start = if prefix.is_empty() {

@@ -443,27 +443,10 @@ impl<'a> Walker<'a> {
         path: &Path,
         node: &mut Node,
     ) -> Result<std::result::Result<(), ReadFailure>> {
-        let fd = match rfs::openat(
-            dir,
-            OsStr::from_bytes(&node.name),
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::LOOP) | Err(Errno::NXIO) => return Ok(Err(ReadFailure::Replaced)),
-            Err(e) => return Ok(Err(ReadFailure::Unreadable(io::Error::from(e).to_string()))),
+        let (file, mut before) = match open_listed(dir, &node.name, (node.device, node.inode)) {
+            Ok(opened) => opened,
+            Err(e) => return Ok(Err(e)),
         };
-        let mut before = match rfs::fstat(&fd) {
-            Ok(st) => st,
-            Err(e) => return Ok(Err(ReadFailure::Unreadable(io::Error::from(e).to_string()))),
-        };
-        let listed = (node.device, node.inode);
-        if (before.st_dev, before.st_ino) != listed
-            || FileType::from_raw_mode(before.st_mode) != FileType::RegularFile
-        {
-            return Ok(Err(ReadFailure::Replaced));
-        }
-        let file = File::from(fd);
         for attempt in 0..2 {
             let (ids, size) = match self.read_content(&file, before.st_size as u64)? {
                 Ok(read) => read,
@@ -547,6 +530,35 @@ impl<'a> Walker<'a> {
     }
 }
 
+/// Open the regular file `name` of `dir` for reading, if it is still the one listed as
+/// (`device`, `inode`): without following a symlink and without blocking (a FIFO swapped in
+/// cannot hang the backup, a device cannot be read). Returns it with its `fstat`.
+fn open_listed(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    listed: (u64, u64),
+) -> std::result::Result<(File, Stat), ReadFailure> {
+    let unreadable = |e: Errno| ReadFailure::Unreadable(io::Error::from(e).to_string());
+    let fd = rfs::openat(
+        dir,
+        OsStr::from_bytes(name),
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        // A symlink (ELOOP) or a FIFO without writer (ENXIO) swapped in.
+        Errno::LOOP | Errno::NXIO => ReadFailure::Replaced,
+        e => unreadable(e),
+    })?;
+    let st = rfs::fstat(&fd).map_err(unreadable)?;
+    if (st.st_dev, st.st_ino) != listed
+        || FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
+    {
+        return Err(ReadFailure::Replaced);
+    }
+    Ok((File::from(fd), st))
+}
+
 /// The first hole of `file` at or after `from` that starts before `size` and is at least
 /// `min_len` long (ending at the next data or at `size`): (start, end). None when there is
 /// none, or the file system cannot tell (SEEK_HOLE unsupported: read everything).
@@ -594,6 +606,48 @@ fn same_times(a: &Stat, b: &Stat) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_listed_refuses_what_was_swapped_in() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"listed").unwrap();
+        let m = std::fs::metadata(&file).unwrap();
+        let listed = (m.dev(), m.ino());
+        let dfd = rfs::open(
+            dir.path(),
+            OFlags::DIRECTORY | OFlags::RDONLY,
+            Mode::empty(),
+        )
+        .unwrap();
+        assert!(open_listed(dfd.as_fd(), b"f", listed).is_ok());
+        // A symlink to another file in its place.
+        std::fs::write(dir.path().join("secret"), b"secret").unwrap();
+        std::fs::remove_file(&file).unwrap();
+        std::os::unix::fs::symlink("secret", &file).unwrap();
+        assert!(matches!(
+            open_listed(dfd.as_fd(), b"f", listed),
+            Err(ReadFailure::Replaced)
+        ));
+        // A FIFO without a writer: refused at once, not a hang.
+        std::fs::remove_file(&file).unwrap();
+        rfs::mknodat(&dfd, "f", FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        assert!(matches!(
+            open_listed(dfd.as_fd(), b"f", listed),
+            Err(ReadFailure::Replaced)
+        ));
+        // Another regular file under the same name.
+        std::fs::remove_file(&file).unwrap();
+        std::fs::write(&file, b"other").unwrap();
+        let other = std::fs::metadata(&file).unwrap();
+        if (other.dev(), other.ino()) != listed {
+            assert!(matches!(
+                open_listed(dfd.as_fd(), b"f", listed),
+                Err(ReadFailure::Replaced)
+            ));
+        }
+    }
 
     #[test]
     fn layout_nests_and_merges() {
