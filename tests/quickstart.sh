@@ -5,6 +5,7 @@
 # directory (as during an outage), and checks every byte came back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash .ci/deps build      # protoc, which etcd-client's build needs (apt, when missing)
 cargo build --release --locked -p cairn
 cairn="$PWD/target/release/cairn"
 
