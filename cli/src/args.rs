@@ -136,6 +136,30 @@ pub enum Command {
     Repair(crate::commands::repair::RepairCommand),
     /// Copy snapshots to another repository created with `init --like`, as ciphertext.
     Copy(crate::commands::copy::CopyArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  cairn completions bash > /etc/bash_completion.d/cairn\n  \
+        cairn completions zsh > \"${fpath[1]}/_cairn\"\n  \
+        cairn completions fish > ~/.config/fish/completions/cairn.fish"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Generate files from cairn's own definitions (man pages).
+    #[command(subcommand)]
+    Generate(GenerateCommand),
+}
+
+/// What `cairn generate` writes.
+#[derive(Subcommand, Debug)]
+pub enum GenerateCommand {
+    /// Write man pages (cairn.1, cairn-backup.1, …) into a directory.
+    #[command(after_help = "Example:\n  cairn generate man /usr/local/share/man/man1 && mandb -q")]
+    Man {
+        /// Directory to write the pages into (created if missing).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -216,3 +216,53 @@ fn ls_quotes_names_that_would_mislead() {
     assert!(out.stdout.contains("bad\\xffbyte'"), "{out}");
     assert!(!out.stdout.lines().any(|l| l == "name"), "{out}");
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_command_definitions() {
+    let out = cairn(&["completions", "bash"], &[]);
+    out.ok();
+    assert!(out.stdout.contains("cairn"));
+    for sub in ["backup", "restore", "forget", "check"] {
+        assert!(out.stdout.contains(sub), "bash completion lacks {sub}");
+    }
+    let tmp = scratch();
+    let script = tmp.path().join("cairn.bash");
+    fs::write(&script, &out.stdout).unwrap();
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(syntax.success(), "bash -n rejects the completion script");
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        cairn(&["completions", shell], &[]).ok();
+    }
+    cairn(&["completions", "tcsh"], &[]).code_is(2);
+
+    let dir = tmp.path().join("man/man1");
+    cairn(&["generate", "man", s(&dir)], &[]).ok();
+    for page in [
+        "cairn.1",
+        "cairn-backup.1",
+        "cairn-backup-etcd.1",
+        "cairn-restore.1",
+        "cairn-key-write-key.1",
+    ] {
+        let text = fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{page} is not a man page"
+        );
+    }
+    // Where man is installed, it renders them without complaint.
+    if let Ok(out) = std::process::Command::new("man")
+        .arg("-l")
+        .arg(dir.join("cairn-backup.1"))
+        .env("MANWIDTH", "80")
+        .output()
+    {
+        if out.status.success() {
+            assert!(String::from_utf8_lossy(&out.stdout).contains("Back up files"));
+        }
+    }
+}

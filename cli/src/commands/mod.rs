@@ -7,6 +7,7 @@ pub mod check;
 pub mod copy;
 mod diff;
 pub mod forget;
+mod generate;
 mod init;
 mod key;
 mod ls;
@@ -41,6 +42,8 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Check(a) => check::run(g, a),
         Command::Repair(c) => repair::run(g, c),
         Command::Copy(a) => copy::run(g, a),
+        Command::Completions { shell } => generate::completions(shell),
+        Command::Generate(c) => generate::run(c),
     }
 }
 

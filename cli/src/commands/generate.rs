@@ -1,0 +1,30 @@
+//! `cairn completions SHELL` and `cairn generate man DIR`: shell completions and man pages
+//! from the clap definitions, so they never disagree with `--help`.
+
+use crate::args::{Cli, GenerateCommand};
+use crate::exit::Code;
+use anyhow::{Context, Result};
+use clap::CommandFactory;
+use std::path::Path;
+
+/// Print the completion script for `shell` on stdout.
+pub fn completions(shell: clap_complete::Shell) -> Result<Code> {
+    let mut cmd = Cli::command();
+    clap_complete::generate(shell, &mut cmd, "cairn", &mut std::io::stdout());
+    Ok(Code::Ok)
+}
+
+pub fn run(c: GenerateCommand) -> Result<Code> {
+    match c {
+        GenerateCommand::Man { dir } => man_pages(&dir),
+    }
+}
+
+/// One page per command and subcommand: `cairn.1`, `cairn-backup.1`, `cairn-backup-etcd.1`, …
+fn man_pages(dir: &Path) -> Result<Code> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cmd = Cli::command();
+    clap_mangen::generate_to(cmd, dir)
+        .with_context(|| format!("writing man pages into {}", dir.display()))?;
+    Ok(Code::Ok)
+}
