@@ -93,6 +93,17 @@ pub fn check_recipient(r: &str, origin: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuse tags the format does not accept (empty, longer than 255 bytes, control characters).
+pub fn check_tags(tags: &[String]) -> Result<()> {
+    match tags.iter().find(|t| !cairn_format::snapshot::valid_tag(t)) {
+        Some(t) => Err(usage(
+            format!("--tag {t:?} is not a valid tag"),
+            "tags are 1 to 255 bytes without control characters",
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Refuse a host name that is empty or holds control characters (it is shown in listings and
 /// used to group snapshots).
 pub fn check_host(host: &str) -> Result<()> {

@@ -8,6 +8,7 @@
 //! (`bbolt` reads etcd snapshots, whose facts SPEC §10.1 lists).
 
 pub mod bbolt;
+mod bounded;
 pub mod chunker;
 pub mod config;
 pub mod envelope;

@@ -94,8 +94,13 @@ pub fn decode<T: DeserializeOwned>(kind: RecordKind, bytes: &[u8]) -> Result<T, 
             supported: FORMAT_VERSION,
         });
     }
-    let (value, rest) = postcard::take_from_bytes::<T>(&bytes[HEADER_LEN..])
-        .map_err(|e| Error::malformed(name, e.to_string()))?;
+    crate::bounded::take_refusal();
+    let (value, rest) = postcard::take_from_bytes::<T>(&bytes[HEADER_LEN..]).map_err(|e| {
+        Error::malformed(
+            name,
+            crate::bounded::take_refusal().unwrap_or_else(|| e.to_string()),
+        )
+    })?;
     if !rest.is_empty() {
         return Err(Error::malformed(
             name,

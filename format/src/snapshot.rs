@@ -1,8 +1,20 @@
 //! Snapshot objects: one per completed backup.
 
+use crate::bounded::{self, bytes_cost, Limits};
 use crate::record::{self, RecordKind};
 use crate::{Error, Id};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Most tags a snapshot may carry.
+pub const MAX_TAGS: usize = 256;
+/// Longest tag, in bytes.
+pub const MAX_TAG_LEN: usize = 255;
+/// Most paths a snapshot may record.
+pub const MAX_PATHS: usize = 65_536;
+/// Most facts a snapshot may record.
+pub const MAX_FACTS: usize = 4096;
+/// Most memory the lists of one decoded snapshot may take.
+const MAX_SNAPSHOT_DECODED: usize = 8 << 20;
 
 /// What was backed up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -67,8 +79,10 @@ pub struct Snapshot {
     /// Kind of source.
     pub source: SourceKind,
     /// Paths (or source names) as given, absolute.
+    #[serde(deserialize_with = "bounded_paths")]
     pub paths: Vec<String>,
-    /// Tags.
+    /// Tags (1 to [`MAX_TAG_LEN`] bytes each, at most [`MAX_TAGS`]).
+    #[serde(deserialize_with = "bounded_tags")]
     pub tags: Vec<String>,
     /// Root tree blob id.
     pub tree: Id,
@@ -80,7 +94,59 @@ pub struct Snapshot {
     pub program: String,
     /// Facts about the source (for etcd: revision, hash, key count, cluster version), as
     /// ordered key/value pairs.
+    #[serde(deserialize_with = "bounded_facts")]
     pub facts: Vec<(String, String)>,
+}
+
+/// Is `tag` acceptable (non-empty, at most [`MAX_TAG_LEN`] bytes, no control characters)?
+pub fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty() && tag.len() <= MAX_TAG_LEN && !tag.chars().any(char::is_control)
+}
+
+fn string_cost(s: &str) -> Result<usize, String> {
+    Ok(std::mem::size_of::<String>() + bytes_cost(s.len()))
+}
+
+fn bounded_tags<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    bounded::vec(
+        d,
+        Limits {
+            what: "tags",
+            max_len: MAX_TAGS,
+            max_bytes: MAX_SNAPSHOT_DECODED,
+            cost: |t: &String| {
+                if valid_tag(t) {
+                    string_cost(t)
+                } else {
+                    Err(format!("invalid tag {t:?}"))
+                }
+            },
+        },
+    )
+}
+
+fn bounded_paths<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    bounded::vec(
+        d,
+        Limits {
+            what: "paths",
+            max_len: MAX_PATHS,
+            max_bytes: MAX_SNAPSHOT_DECODED,
+            cost: |p: &String| string_cost(p),
+        },
+    )
+}
+
+fn bounded_facts<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    bounded::vec(
+        d,
+        Limits {
+            what: "facts",
+            max_len: MAX_FACTS,
+            max_bytes: MAX_SNAPSHOT_DECODED,
+            cost: |(k, v): &(String, String)| Ok(string_cost(k)? + string_cost(v)?),
+        },
+    )
 }
 
 impl Snapshot {
@@ -115,5 +181,12 @@ mod tests {
             facts: vec![("revision".into(), "42".into())],
         };
         assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
+        // A flood of empty tags (1 byte each encoded, 24 decoded) is refused while decoding.
+        let mut flood = s.clone();
+        flood.tags = vec![String::new(); 3];
+        assert!(Snapshot::decode(&flood.encode()).is_err());
+        flood.tags = (0..=MAX_TAGS).map(|i| i.to_string()).collect();
+        let err = Snapshot::decode(&flood.encode()).unwrap_err().to_string();
+        assert!(err.contains("tags"), "{err}");
     }
 }

@@ -1,8 +1,21 @@
 //! Trees: one blob per directory, listing its entries sorted by name.
 
+use crate::bounded::{self, bytes_cost, Limits};
 use crate::record::{self, RecordKind};
 use crate::{Error, Id};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Most extended attributes one entry may carry (Linux keeps a file's attribute names within
+/// 64 KiB; real files carry a handful).
+pub const MAX_XATTRS: usize = 1024;
+/// Longest extended attribute name (Linux's XATTR_NAME_MAX).
+pub const MAX_XATTR_NAME: usize = 255;
+/// Largest extended attribute value (Linux's XATTR_SIZE_MAX).
+pub const MAX_XATTR_VALUE: usize = 64 << 10;
+/// Most memory one decoded tree may take, as estimated while decoding. A tree blob is at most
+/// 16 MiB; real entries decode to at most ~3 times their encoded size, minimal hostile ones
+/// to ~12 times, which this bound refuses.
+pub const MAX_TREE_DECODED: usize = 96 << 20;
 
 /// What a node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -66,6 +79,7 @@ pub struct Node {
     /// Symlink target (raw bytes).
     pub target: Option<Vec<u8>>,
     /// Extended attributes, sorted by name.
+    #[serde(deserialize_with = "bounded_xattrs")]
     pub xattrs: Vec<Xattr>,
     /// Content blob ids, in order (files).
     pub content: Vec<Id>,
@@ -99,6 +113,68 @@ impl Node {
     }
 }
 
+impl Xattr {
+    /// Estimated decoded size; an error for names and values Linux could not have held.
+    fn decoded_cost(&self) -> Result<usize, String> {
+        if self.name.is_empty() || self.name.len() > MAX_XATTR_NAME {
+            return Err(format!(
+                "extended attribute name of {} bytes (1 to {MAX_XATTR_NAME} allowed)",
+                self.name.len()
+            ));
+        }
+        if self.value.len() > MAX_XATTR_VALUE {
+            return Err(format!(
+                "extended attribute value of {} bytes (at most {MAX_XATTR_VALUE})",
+                self.value.len()
+            ));
+        }
+        Ok(std::mem::size_of::<Xattr>()
+            + bytes_cost(self.name.len())
+            + bytes_cost(self.value.len()))
+    }
+}
+
+impl Node {
+    /// Estimated memory of this node once decoded (inline and heap).
+    pub fn decoded_size(&self) -> usize {
+        std::mem::size_of::<Node>()
+            + bytes_cost(self.name.len())
+            + self.user.as_ref().map_or(0, |u| bytes_cost(u.len()))
+            + self.group.as_ref().map_or(0, |g| bytes_cost(g.len()))
+            + self.target.as_ref().map_or(0, |t| bytes_cost(t.len()))
+            + self
+                .xattrs
+                .iter()
+                .map(|x| x.decoded_cost().unwrap_or(0))
+                .sum::<usize>()
+            + bytes_cost(self.content.len() * std::mem::size_of::<Id>())
+    }
+}
+
+fn bounded_xattrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Xattr>, D::Error> {
+    bounded::vec(
+        d,
+        Limits {
+            what: "extended attributes of one entry",
+            max_len: MAX_XATTRS,
+            max_bytes: MAX_TREE_DECODED,
+            cost: Xattr::decoded_cost,
+        },
+    )
+}
+
+fn bounded_nodes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Node>, D::Error> {
+    bounded::vec(
+        d,
+        Limits {
+            what: "entries of one tree",
+            max_len: usize::MAX,
+            max_bytes: MAX_TREE_DECODED,
+            cost: |n: &Node| Ok(n.decoded_size()),
+        },
+    )
+}
+
 /// Is `name` acceptable as one path component? Restore relies on this to stay in its target.
 pub fn valid_name(name: &[u8]) -> bool {
     !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
@@ -108,6 +184,7 @@ pub fn valid_name(name: &[u8]) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Tree {
     /// Entries, strictly sorted by name (so names are unique).
+    #[serde(deserialize_with = "bounded_nodes")]
     pub nodes: Vec<Node>,
 }
 
@@ -158,6 +235,12 @@ impl Tree {
         Ok(tree)
     }
 
+    /// Estimated memory of this tree once decoded (at most [`MAX_TREE_DECODED`] for a tree
+    /// that decoded).
+    pub fn decoded_size(&self) -> usize {
+        std::mem::size_of::<Tree>() + self.nodes.iter().map(Node::decoded_size).sum::<usize>()
+    }
+
     /// Find an entry by name.
     pub fn get(&self, name: &[u8]) -> Option<&Node> {
         self.nodes
@@ -191,6 +274,51 @@ mod tests {
         assert_eq!(back.nodes[0].name, b"a");
         assert!(back.get(b"b").is_some());
         assert!(back.get(b"c").is_none());
+    }
+
+    #[test]
+    fn xattr_floods_are_refused_while_decoding() {
+        // 2 bytes encoded, 48 decoded: a blob of empty attributes.
+        let mut n = file("a");
+        n.xattrs = vec![
+            Xattr {
+                name: Vec::new(),
+                value: Vec::new()
+            };
+            10
+        ];
+        let bytes = record::encode(RecordKind::Tree, &Tree { nodes: vec![n] });
+        assert!(Tree::decode(&bytes).is_err());
+        let mut n = file("a");
+        n.xattrs = (0..MAX_XATTRS + 1)
+            .map(|i| Xattr {
+                name: format!("user.{i}").into_bytes(),
+                value: Vec::new(),
+            })
+            .collect();
+        let bytes = record::encode(RecordKind::Tree, &Tree { nodes: vec![n] });
+        let err = Tree::decode(&bytes).unwrap_err().to_string();
+        assert!(err.contains("extended attributes"), "{err}");
+    }
+
+    #[test]
+    fn trees_decoding_beyond_the_memory_bound_are_refused() {
+        // Minimal entries: about 20 bytes encoded, ~250 decoded.
+        let nodes: Vec<Node> = (0..600_000u32)
+            .map(|i| Node::new(format!("{i:08}").into_bytes(), NodeKind::Fifo))
+            .collect();
+        let t = Tree { nodes };
+        assert!(t.decoded_size() > MAX_TREE_DECODED);
+        let bytes = record::encode(RecordKind::Tree, &t);
+        assert!(bytes.len() < crate::MAX_BLOB_LEN as usize);
+        let err = Tree::decode(&bytes).unwrap_err().to_string();
+        assert!(err.contains("decoded bytes"), "{err}");
+        // A real-sized directory decodes, and says what it holds.
+        let t = Tree {
+            nodes: (0..1000).map(|i| file(&format!("{i:04}"))).collect(),
+        };
+        let back = Tree::decode(&record::encode(RecordKind::Tree, &t)).unwrap();
+        assert!(back.decoded_size() < 1 << 20);
     }
 
     #[test]

@@ -94,6 +94,7 @@ const HINT_PRUNE: &str = "nothing is lost; `cairn prune` removes it";
 const HINT_INDEX: &str = "run `cairn repair index`";
 const HINT_SNAPSHOTS: &str =
     "restore what is intact, then run `cairn repair snapshots` to drop what is lost";
+const HINT_PLANTED: &str = "a snapshot cairn did not write this way: inspect who wrote it (`cairn snapshots`), then `cairn forget` it";
 const HINT_DELETE: &str = "delete the object or restore it from a copy of the repository";
 const HINT_RESTORE: &str =
     "restore it from a copy of the repository (an `init --like` target holds the same config and key objects)";
@@ -343,6 +344,7 @@ impl Audit {
     pub fn attribute(&self, report: &mut CheckReport) -> Result<()> {
         let roots: Vec<Id> = self.snapshots.iter().map(|(_, s)| s.tree).collect();
         let mut loader = Loader::new(self.repo.clone(), self.index.clone());
+        self.entry_counts(&mut loader, report)?;
         let clean = trees::referenced_blobs(&mut loader, &roots).is_ok_and(|blobs| {
             blobs.iter().all(|b| {
                 self.index
@@ -395,6 +397,7 @@ impl Audit {
             match trees::walk(
                 &mut Loader::new(self.repo.clone(), self.index.clone()),
                 &snap.tree,
+                trees::Bounds::of(snap),
                 &mut visit,
             ) {
                 Ok(()) => {}
@@ -403,6 +406,38 @@ impl Audit {
                     let object = self.blame(&snap.tree, &e);
                     affected(report, object, e.to_string(), "/".into());
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Report snapshots whose trees describe more entries than they record: directories
+    /// reused under many names, which would make `ls`, `diff` and `restore` run without end
+    /// (they refuse such snapshots). Unreadable trees are reported by the walk that follows.
+    fn entry_counts(&self, loader: &mut Loader, report: &mut CheckReport) -> Result<()> {
+        for (snap_id, snap) in &self.snapshots {
+            let bound = trees::Bounds::of(snap).max_entries;
+            match trees::count_entries(loader, &snap.tree) {
+                Ok(n) if n > bound => {
+                    let mut p = Problem::new(
+                        format!("snapshots/{snap_id}"),
+                        format!(
+                            "its trees describe {} entries where its recorded counts allow at \
+                             most {} (directories reused under many names: damaged or planted)",
+                            if n == u64::MAX {
+                                "over 2^64".to_string()
+                            } else {
+                                n.to_string()
+                            },
+                            bound
+                        ),
+                        HINT_PLANTED,
+                    );
+                    p.snapshots.push(*snap_id);
+                    report.problems.push(p);
+                }
+                Err(e) if e.is_storage_failure() => return Err(e),
+                _ => {}
             }
         }
         Ok(())

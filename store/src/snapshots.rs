@@ -6,8 +6,8 @@ use crate::{Error, Result};
 use cairn_format::snapshot::Snapshot;
 use cairn_format::Id;
 
-/// Largest snapshot object accepted.
-const MAX_SNAPSHOT_LEN: u64 = 64 << 20;
+/// Largest snapshot object accepted (real ones are a few KiB; the decoder bounds each list).
+const MAX_SNAPSHOT_LEN: u64 = 4 << 20;
 
 /// Filter for `latest` and listings.
 #[derive(Debug, Default, Clone)]
@@ -45,6 +45,17 @@ pub fn list(repo: &Repository) -> Result<Listing> {
                 .push((obj.path.clone(), "name is not a snapshot id".into()));
             continue;
         };
+        // Not even downloaded: real snapshot objects are a few KiB.
+        if obj.size > MAX_SNAPSHOT_LEN + (64 << 10) {
+            out.damaged.push((
+                obj.path.clone(),
+                format!(
+                    "{} bytes, larger than any snapshot cairn writes (at most {MAX_SNAPSHOT_LEN})",
+                    obj.size
+                ),
+            ));
+            continue;
+        }
         match load(repo, &id) {
             Ok(s) => out.snapshots.push((id, s)),
             // Storage that fails is not damage; a snapshot forgotten since the listing is gone.

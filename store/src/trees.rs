@@ -2,6 +2,7 @@
 
 use crate::loader::Loader;
 use crate::{Error, Result};
+use cairn_format::snapshot::Snapshot;
 use cairn_format::tree::{Node, NodeKind, Tree};
 use cairn_format::Id;
 use std::collections::HashSet;
@@ -9,40 +10,150 @@ use std::collections::HashSet;
 /// Largest directory depth followed (a hostile repository could nest without end).
 pub const MAX_DEPTH: usize = 1024;
 
+/// Most decoded tree memory a walk holds at once (one tree per level of the current path).
+pub const MAX_HELD: usize = 256 << 20;
+
 /// A walk callback: gets the path components and the node; returning false skips a
 /// directory's contents.
 pub type Visit<'a> = dyn FnMut(&[Vec<u8>], &Node) -> Result<bool> + 'a;
 
-/// Visit every node below `root` depth-first in name order.
-pub fn walk(loader: &mut Loader, root: &Id, visit: &mut Visit<'_>) -> Result<()> {
-    let tree = loader.load_tree(root)?;
-    let mut path = Vec::new();
-    walk_tree(loader, &tree, &mut path, visit)
+/// How far a walk may go. Trees are content-addressed, so a hostile repository can reuse one
+/// directory under many names and describe 2^26 paths in 27 small blobs: a walk is bounded by
+/// the entries its snapshot says it holds, and by the memory of the trees it holds at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Most entries visited.
+    pub max_entries: u64,
+    /// Most decoded tree bytes held at once.
+    pub max_held: usize,
 }
 
-fn walk_tree(
-    loader: &mut Loader,
-    tree: &Tree,
-    path: &mut Vec<Vec<u8>>,
-    visit: &mut Visit<'_>,
-) -> Result<()> {
-    if path.len() >= MAX_DEPTH {
-        return Err(Error::Invalid(format!(
-            "directory nesting deeper than {MAX_DEPTH} levels"
-        )));
+impl Bounds {
+    /// The bounds of walking `snap`: the entries it records (files, directories, others),
+    /// with room for the directories above its paths.
+    pub fn of(snap: &Snapshot) -> Bounds {
+        let s = &snap.stats;
+        let recorded = s.files.saturating_add(s.dirs).saturating_add(s.others);
+        Bounds {
+            max_entries: recorded.saturating_mul(2).saturating_add(4096),
+            max_held: MAX_HELD,
+        }
     }
-    for node in &tree.nodes {
-        path.push(node.name.clone());
-        let descend = visit(path, node)?;
-        if node.kind == NodeKind::Dir && descend {
-            if let Some(sub) = &node.subtree {
-                let subtree = loader.load_tree(sub)?;
-                walk_tree(loader, &subtree, path, visit)?;
+
+    /// Bounds for a tree whose snapshot is not at hand (memory only).
+    pub fn memory_only() -> Bounds {
+        Bounds {
+            max_entries: u64::MAX,
+            max_held: MAX_HELD,
+        }
+    }
+}
+
+/// Visit every node below `root` depth-first in name order, within `bounds`.
+pub fn walk(loader: &mut Loader, root: &Id, bounds: Bounds, visit: &mut Visit<'_>) -> Result<()> {
+    let tree = loader.load_tree(root)?;
+    let mut w = Walk {
+        loader,
+        bounds,
+        path: Vec::new(),
+        held: tree.decoded_size(),
+        entries: 0,
+    };
+    w.tree(&tree, visit)
+}
+
+struct Walk<'l> {
+    loader: &'l mut Loader,
+    bounds: Bounds,
+    path: Vec<Vec<u8>>,
+    held: usize,
+    entries: u64,
+}
+
+impl Walk<'_> {
+    fn tree(&mut self, tree: &Tree, visit: &mut Visit<'_>) -> Result<()> {
+        if self.path.len() >= MAX_DEPTH {
+            return Err(Error::Invalid(format!(
+                "directory nesting deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        if self.held > self.bounds.max_held {
+            return Err(Error::Invalid(format!(
+                "the directories above {} take more than {} MiB decoded; refusing a tree this \
+                 large (a damaged or hostile snapshot)",
+                display(&self.path),
+                self.bounds.max_held >> 20
+            )));
+        }
+        for node in &tree.nodes {
+            self.entries += 1;
+            if self.entries > self.bounds.max_entries {
+                return Err(Error::Invalid(format!(
+                    "the snapshot holds more entries than its recorded counts allow ({}, at {}); \
+                     its trees are damaged or planted",
+                    self.bounds.max_entries,
+                    display(&self.path)
+                )));
+            }
+            self.path.push(node.name.clone());
+            let descend = visit(&self.path, node)?;
+            if node.kind == NodeKind::Dir && descend {
+                if let Some(sub) = &node.subtree {
+                    let subtree = self.loader.load_tree(sub)?;
+                    let size = subtree.decoded_size();
+                    self.held += size;
+                    let r = self.tree(&subtree, visit);
+                    self.held -= size;
+                    r?;
+                }
+            }
+            self.path.pop();
+        }
+        Ok(())
+    }
+}
+
+/// `/a/b` for messages.
+fn display(path: &[Vec<u8>]) -> String {
+    if path.is_empty() {
+        return "/".into();
+    }
+    path.iter()
+        .map(|c| format!("/{}", String::from_utf8_lossy(c)))
+        .collect()
+}
+
+/// How many entries (paths) the tree `root` describes, counting a directory shared under
+/// several names once per name, without expanding it: each distinct tree is read once.
+/// Saturates instead of overflowing (27 trees can describe 2^26 paths, 64 can describe more
+/// than a u64 holds).
+pub fn count_entries(loader: &mut Loader, root: &Id) -> Result<u64> {
+    fn count(
+        loader: &mut Loader,
+        id: &Id,
+        memo: &mut std::collections::HashMap<Id, u64>,
+        depth: usize,
+    ) -> Result<u64> {
+        if let Some(n) = memo.get(id) {
+            return Ok(*n);
+        }
+        if depth >= MAX_DEPTH {
+            return Err(Error::Invalid(format!(
+                "directory nesting deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        let tree = loader.load_tree(id)?;
+        let mut n = 0u64;
+        for node in &tree.nodes {
+            n = n.saturating_add(1);
+            if let (NodeKind::Dir, Some(sub)) = (node.kind, &node.subtree) {
+                n = n.saturating_add(count(loader, sub, memo, depth + 1)?);
             }
         }
-        path.pop();
+        memo.insert(*id, n);
+        Ok(n)
     }
-    Ok(())
+    count(loader, root, &mut std::collections::HashMap::new(), 0)
 }
 
 /// Every blob (tree blobs and file contents) reachable from `roots`, each tree read once

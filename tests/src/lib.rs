@@ -42,6 +42,7 @@ pub use tempfile::TempDir;
 pub mod background;
 pub mod etcd;
 pub mod repo_objects;
+pub mod rss;
 pub mod s3;
 pub mod versions;
 
@@ -268,6 +269,11 @@ pub fn cairn<A: AsRef<OsStr>>(args: &[A], env: &[(&str, &OsStr)]) -> Output {
         )
         .collect::<Vec<_>>()
         .join(" ");
+    run_captured(cmd, cmdline)
+}
+
+/// Run `cmd` (described by `cmdline`) with piped output as [`cairn`] does.
+pub fn run_captured(mut cmd: Command, cmdline: String) -> Output {
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("starting {cmdline}: {e}"));

@@ -114,6 +114,9 @@ fn empty_or_control_character_hosts_are_refused() {
     fx.wk(&["backup", "--host", "master-0\n[fake]", s(&src)])
         .code_is(2)
         .stderr_has(&["control characters"]);
+    fx.wk(&["backup", "--tag", "", s(&src)])
+        .code_is(2)
+        .stderr_has(&["not a valid tag"]);
     assert!(fx.object_names("snapshots").is_empty());
 }
 

@@ -100,11 +100,16 @@ pub fn run(g: &Global, a: LsArgs) -> Result<Code> {
             }
         }
     };
-    trees::walk(&mut loader, &start, &mut |rel, n| {
-        let full: Vec<Vec<u8>> = prefix.iter().chain(rel.iter()).cloned().collect();
-        print(&full, n);
-        Ok(true)
-    })?;
+    trees::walk(
+        &mut loader,
+        &start,
+        trees::Bounds::of(&snap),
+        &mut |rel, n| {
+            let full: Vec<Vec<u8>> = prefix.iter().chain(rel.iter()).cloned().collect();
+            print(&full, n);
+            Ok(true)
+        },
+    )?;
     if g.json {
         output::json(&items)?;
     }

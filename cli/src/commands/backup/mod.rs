@@ -76,6 +76,7 @@ impl<'g> Session<'g> {
         if let Some(h) = &common.host {
             crate::hints::check_host(h)?;
         }
+        crate::hints::check_tags(&common.tags)?;
         let repo = Arc::new(credentials::open(g)?);
         let (lease, index) = Lease::begin_write(&repo)?;
         let reader = Reader {

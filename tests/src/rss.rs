@@ -1,0 +1,34 @@
+//! Peak memory of one cairn run. GNU time measures it from the kernel's accounting of its
+//! own small child: measuring a child of the test process directly would count the test
+//! process's memory too (a spawned child inherits its parent's high-water mark until exec).
+
+use crate::{background, cairn_bin, run_captured, Output};
+use std::ffi::OsStr;
+use std::path::Path;
+
+/// Run cairn with `args` and `env` (as [`crate::cairn`]) under `/usr/bin/time`; returns what it
+/// printed and its peak resident set size in bytes.
+pub fn cairn_with_rss<A: AsRef<OsStr>>(args: &[A], env: &[(&str, &OsStr)]) -> (Output, u64) {
+    let report = tempfile::NamedTempFile::new().expect("temporary file");
+    let bin = cairn_bin();
+    let mut cmd = background::clean_command(Path::new("/usr/bin/time"), env);
+    cmd.args(["-f", "%M", "-o"])
+        .arg(report.path())
+        .arg(&bin)
+        .args(args);
+    let cmdline = std::iter::once(bin.display().to_string())
+        .chain(
+            args.iter()
+                .map(|a| a.as_ref().to_string_lossy().into_owned()),
+        )
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = run_captured(cmd, cmdline);
+    let text = std::fs::read_to_string(report.path()).expect("reading /usr/bin/time's report");
+    let kib: u64 = text
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in {text:?}\n{out}"));
+    (out, kib * 1024)
+}
