@@ -25,6 +25,14 @@ pub enum EnvelopeError {
     /// Authentication failed: the ciphertext was modified or truncated.
     #[error("the ciphertext is damaged or truncated (authentication failed)")]
     Damaged,
+    /// A passphrase object asks for more scrypt work than the caller allows (2^`required`).
+    #[error("its passphrase needs scrypt work factor 2^{required}, over the 2^{allowed} allowed")]
+    ExcessiveWork {
+        /// The object's work factor.
+        required: u8,
+        /// The largest the caller allows.
+        allowed: u8,
+    },
     /// The plaintext is larger than the caller allows.
     #[error("plaintext exceeds the {0} bytes allowed for this object")]
     TooLarge(u64),
@@ -41,6 +49,10 @@ impl From<age::DecryptError> for EnvelopeError {
             D::KeyDecryptionFailed => EnvelopeError::WrongPassphrase,
             D::InvalidHeader | D::UnknownFormat => EnvelopeError::NotAge,
             D::Io(io) => io_error(io),
+            D::ExcessiveWork { required, target } => EnvelopeError::ExcessiveWork {
+                required,
+                allowed: target,
+            },
             _ => EnvelopeError::Damaged,
         }
     }

@@ -13,8 +13,10 @@ use std::path::Path;
 
 /// scrypt work factor for passphrase-protected keys (age's default strength).
 const SCRYPT_LOG_N: u8 = 18;
-/// Largest scrypt work factor accepted when opening (bounds the work a hostile repo can cause).
-const SCRYPT_MAX_LOG_N: u8 = 22;
+/// Largest scrypt work factor accepted when opening: what cairn writes. Anyone can plant key
+/// objects; one at 2^22 would cost every passphrase open 4 GiB and seconds of work, so a
+/// higher one is skipped, named, without any work.
+const SCRYPT_MAX_LOG_N: u8 = SCRYPT_LOG_N;
 /// Largest key object plaintext accepted.
 const MAX_KEYS_LEN: u64 = 1 << 20;
 
@@ -290,6 +292,13 @@ impl Repository {
                 }
                 Err(EnvelopeError::NoMatchingKey | EnvelopeError::WrongPassphrase) => {}
                 Err(EnvelopeError::NotAge) => {}
+                Err(e @ EnvelopeError::ExcessiveWork { .. }) => {
+                    tracing::warn!(
+                        "key object {} skipped: {e}; cairn never writes such keys (planted, or \
+                         made by another tool)",
+                        obj.path
+                    );
+                }
                 Err(e) => {
                     tracing::warn!("key object {} could not be read: {e}", obj.path);
                 }

@@ -140,3 +140,26 @@ fn a_snapshot_object_of_empty_tags_is_refused_not_loaded() {
     out.ok();
     assert!(rss < BOUND, "backup peaked at {} MiB", rss >> 20);
 }
+
+#[test]
+fn planted_key_objects_with_heavy_scrypt_cost_nothing() {
+    let tmp = scratch();
+    let repo = tmp.path().join("repo");
+    let pass = tmp.path().join("pass");
+    std::fs::write(&pass, "correct horse battery staple\n").unwrap();
+    cairn(
+        &["-r", s(&repo), "--passphrase-file", s(&pass), "init"],
+        &[],
+    )
+    .ok();
+    // Planted without any key: any bytes under keys/ encrypted to some passphrase, at a work
+    // factor of 2^19 (512 MiB and a second of scrypt if cairn tried it).
+    let planted = cairn_format::envelope::encrypt_with_passphrase(b"nothing", "whatever", 19);
+    let name = format!("keys/{}", cairn_format::Id::of_object(&planted));
+    std::fs::write(repo.join(&name), &planted).unwrap();
+    let args = ["-r", s(&repo), "--passphrase-file", s(&pass), "snapshots"];
+    let (out, rss) = cairn_with_rss(&args, &[]);
+    out.ok().stderr_has(&[&name, "work factor 2^19"]);
+    // The genuine key's own scrypt (2^18) takes 256 MiB; the planted one would add 512.
+    assert!(rss < 450 << 20, "peaked at {} MiB", rss >> 20);
+}
