@@ -94,6 +94,7 @@ const HINT_PRUNE: &str = "nothing is lost; `cairn prune` removes it";
 const HINT_INDEX: &str = "run `cairn repair index`";
 const HINT_SNAPSHOTS: &str =
     "restore what is intact, then run `cairn repair snapshots` to drop what is lost";
+const HINT_STRAY: &str = "no snapshot uses it (planted, or damaged after an interrupted backup): `cairn prune` deletes packs in no index";
 const HINT_PLANTED: &str = "a snapshot cairn did not write this way: inspect who wrote it (`cairn snapshots`), then `cairn forget` it";
 const HINT_DELETE: &str = "delete the object or restore it from a copy of the repository";
 const HINT_RESTORE: &str =
@@ -236,8 +237,9 @@ pub struct Audit {
     snapshots: Vec<(Id, Snapshot)>,
     /// Pack → problem number, for packs found missing or damaged.
     bad_packs: HashMap<Id, usize>,
-    /// Stored packs that are in no index (a lost index object's blobs may be in them).
-    unindexed: usize,
+    /// Stored packs that are in no index (a lost index object's blobs may be in them, an
+    /// interrupted backup may have left them, or someone planted them).
+    unindexed: Vec<crate::index::PackInfo>,
 }
 
 /// Check index, packs and snapshots. Returns the audit for [`check_data`] and
@@ -277,13 +279,20 @@ pub fn check_structure(repo: &Arc<Repository>, report: &mut CheckReport) -> Resu
             .problems
             .push(Problem::new(path, cause, HINT_SNAPSHOTS));
     }
-    let unindexed = stored
-        .keys()
-        .filter(|id| !condemned.contains(id) && index.packs().iter().all(|p| p.id != **id))
-        .count();
-    if unindexed > 0 {
+    let indexed: HashSet<Id> = index.packs().iter().map(|p| p.id).collect();
+    let unindexed: Vec<crate::index::PackInfo> = stored
+        .iter()
+        .filter(|(id, _)| !condemned.contains(id) && !indexed.contains(id))
+        .map(|(id, (kind, size))| crate::index::PackInfo {
+            id: *id,
+            kind: *kind,
+            size: *size,
+        })
+        .collect();
+    if !unindexed.is_empty() {
         report.notes.push(format!(
-            "{unindexed} stored packs are in no index (left by interrupted backups, or the index is damaged): {HINT_PRUNE}, or `cairn repair index` if snapshots miss blobs"
+            "{} stored packs are in no index (left by interrupted backups, or the index is damaged): {HINT_PRUNE}, or `cairn repair index` if snapshots miss blobs",
+            unindexed.len()
         ));
     }
     if !condemned.is_empty() {
@@ -489,7 +498,7 @@ impl Audit {
                 return Some(*n);
             }
         }
-        let hint = if object.starts_with("blob ") && self.unindexed > 0 {
+        let hint = if object.starts_with("blob ") && !self.unindexed.is_empty() {
             HINT_UNINDEXED
         } else {
             HINT_SNAPSHOTS
@@ -572,6 +581,32 @@ fn check_packs(
                 .lock()
                 .expect("lock")
                 .push((info.id, path, cause, HINT_INDEX)),
+            Err(PackError::Storage(e)) => return Err(e),
+        }
+        Ok(())
+    })?;
+    // Packs in no index are read too: nothing uses them, but one that does not verify was
+    // planted or damaged, and `repair index` would otherwise be the first to trip over it.
+    let unindexed: Vec<&crate::index::PackInfo> = audit
+        .unindexed
+        .iter()
+        .filter(|p| subset.selects(&p.id))
+        .collect();
+    parallel(&unindexed, |info| {
+        let path = Repository::pack_path(info.kind, &info.id);
+        match verify_pack(repo, &path, info, &[], decryptable(info.kind)) {
+            Ok(_) => {
+                bytes.fetch_add(info.size, Ordering::Relaxed);
+                read.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(PackError::Damaged(cause) | PackError::Index(cause)) => {
+                found.lock().expect("lock").push((
+                    info.id,
+                    path,
+                    format!("in no index, and {cause}"),
+                    HINT_STRAY,
+                ))
+            }
             Err(PackError::Storage(e)) => return Err(e),
         }
         Ok(())

@@ -163,3 +163,29 @@ fn planted_key_objects_with_heavy_scrypt_cost_nothing() {
     // The genuine key's own scrypt (2^18) takes 256 MiB; the planted one would add 512.
     assert!(rss < 450 << 20, "peaked at {} MiB", rss >> 20);
 }
+
+#[test]
+fn packs_in_no_index_with_absurd_trailers_are_damage_for_check_read_data() {
+    let fx = Fixture::new();
+    let src = fx.dir("src");
+    write_file(&src.join("a"), b"a");
+    fx.backup(&[&src]);
+    // A pack planted under its correct name whose trailer claims 2^60 blobs of 4 GiB.
+    let keys = fx.write_key_record();
+    let mut plain = b"not a pack body".to_vec();
+    plain.extend_from_slice(&(1u64 << 60).to_le_bytes());
+    plain.extend_from_slice(&u32::MAX.to_le_bytes());
+    let ct = cairn_format::envelope::encrypt(&plain, &repo_objects::meta_recipients(&keys));
+    let hex = cairn_format::Id::of_object(&ct).to_hex();
+    let name = format!("tree/{}/{hex}", &hex[..2]);
+    fx.store.write(&name, &ct);
+    // The structure check notes it; reading the data calls it damage and names it.
+    fx.wk(&["check"]).ok();
+    let out = fx.wk(&["check", "--read-data"]);
+    out.code_is(4);
+    assert!(
+        out.stdout.contains(&name) && out.stdout.contains("in no index"),
+        "{out}"
+    );
+    fx.id(&["check", "--read-data"]).code_is(4);
+}
