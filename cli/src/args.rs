@@ -357,6 +357,16 @@ pub struct CatArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Restore checks the whole target before writing anything: it refuses, naming the paths, when a \
+file is in the way (unless --overwrite) or a non-directory sits where a directory goes, and when \
+an --include pattern matches nothing. Existing directories are kept as they are unless \
+--overwrite. Temporary files of killed restores (.cairn-restore-PID-N, PID gone) are removed \
+from the directories restored into.
+
+Examples:
+  cairn restore latest -i id.txt --target /srv/restore --include '/etc/kubernetes/**' --dry-run
+  cairn restore 3f2a9c1d -i id.txt --target / --overwrite")]
 pub struct RestoreArgs {
     /// Snapshot: id, unique id prefix, or `latest`.
     pub snapshot: String,
@@ -367,9 +377,16 @@ pub struct RestoreArgs {
     /// Repeatable.
     #[arg(long = "include", value_name = "GLOB")]
     pub includes: Vec<String>,
-    /// Replace files that already exist in the target (default: refuse).
+    /// Replace files that already exist in the target, and set the snapshot's owner, mode,
+    /// xattrs and mtime on directories that already exist (default: refuse to start when any
+    /// file is in the way; leave existing directories as they are).
     #[arg(long)]
     pub overwrite: bool,
+    /// Print what would be written (`new`), left alone (`keep`: existing directories),
+    /// updated or replaced (with --overwrite), skipped, or is in the way (`conflict`), and
+    /// write nothing, not even the target directory. Exits 1 if the restore would be refused.
+    #[arg(long)]
+    pub dry_run: bool,
     /// `tree`: the snapshot's files as they were. `cluster-backup`: for etcd and cluster
     /// snapshots, `snapshot_<ts>.db` and `static_kuberesources_<ts>.tar.gz` directly in the
     /// target, as cluster-restore.sh expects.

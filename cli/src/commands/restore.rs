@@ -4,12 +4,15 @@ use super::Reader;
 use crate::args::{Global, Layout, RestoreArgs};
 use crate::exit::Code;
 use crate::output;
+use crate::restore::plan::{self, Plan, Sink, Step};
+use crate::restore::walk::Includes;
 use crate::restore::{self, cluster_backup, verify, Options};
 use anyhow::{Context, Result};
 use cairn_format::snapshot::SourceKind;
+use cairn_format::Id;
 use cairn_store::{snapshots, Role};
-use globset::{Glob, GlobSetBuilder};
 use serde_json::json;
+use std::io::Write;
 
 pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
     let reader = Reader::open(g)?;
@@ -29,6 +32,21 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
             a.target.display()
         )
     };
+    if a.dry_run {
+        return dry_run(g, &a, &id, |sink| match a.layout {
+            Layout::ClusterBackup => {
+                cluster_backup::plan(&mut loader, &snap, &a.target, a.overwrite, Some(sink))
+            }
+            Layout::Tree => plan::plan(
+                &mut loader,
+                &snap.tree,
+                &a.target,
+                &mut Includes::new(&a.includes)?,
+                a.overwrite,
+                Some(sink),
+            ),
+        });
+    }
     let report = match a.layout {
         Layout::ClusterBackup => {
             let written = cluster_backup::restore(&mut loader, &snap, &a.target, a.overwrite)
@@ -43,15 +61,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
             json!(written)
         }
         Layout::Tree => {
-            let includes = if a.includes.is_empty() {
-                None
-            } else {
-                let mut b = GlobSetBuilder::new();
-                for p in &a.includes {
-                    b.add(Glob::new(p).with_context(|| format!("invalid include pattern {p:?}"))?);
-                }
-                Some(b.build()?)
-            };
+            let includes = Includes::new(&a.includes)?;
             let progress = output::progress(Some(snap.stats.bytes), g.quiet, g.json);
             let report = restore::restore(
                 &mut loader,
@@ -116,19 +126,80 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
             a.target.display(),
         );
         if let Some(o) = report.as_object() {
-            let counts: Vec<String> = ["files", "dirs", "others", "bytes", "db", "archive"]
-                .iter()
-                .filter_map(|k| {
-                    o.get(*k)
-                        .filter(|v| !v.is_null())
-                        .map(|v| format!("{k}: {v}"))
-                })
-                .collect();
+            let counts: Vec<String> = [
+                "files",
+                "dirs",
+                "kept_dirs",
+                "others",
+                "bytes",
+                "db",
+                "archive",
+                "stale_temporaries",
+            ]
+            .iter()
+            .filter_map(|k| {
+                o.get(*k)
+                    .filter(|v| !v.is_null())
+                    .map(|v| format!("{k}: {v}"))
+            })
+            .collect();
             println!("  {}", counts.join(", "));
         }
         for c in &checks {
             println!("  {c}");
         }
     }
+    Ok(Code::Ok)
+}
+
+/// Print the plan `make` finds as it finds it (text lines, or one JSON document streamed),
+/// then its totals; fails as the restore would. Writes nothing into the target.
+fn dry_run(
+    g: &Global,
+    a: &RestoreArgs,
+    id: &Id,
+    make: impl FnOnce(Sink<'_>) -> Result<Plan>,
+) -> Result<Code> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if g.json {
+        write!(
+            out,
+            "{{\"snapshot\": {}, \"target\": {}, \"dry_run\": true, \"steps\": [",
+            serde_json::to_string(&id.to_hex())?,
+            serde_json::to_string(&a.target)?
+        )?;
+    }
+    let mut first = true;
+    let mut sink = |step: &Step| -> Result<()> {
+        if g.json {
+            let sep = if first { "" } else { "," };
+            write!(out, "{sep}\n  {}", serde_json::to_string(step)?)?;
+        } else if !g.quiet {
+            let why = step.reason.map(|r| format!(" ({r})")).unwrap_or_default();
+            writeln!(out, "{:<8} {}{why}", step.action.word(), step.path)?;
+        }
+        first = false;
+        Ok(())
+    };
+    let plan = make(&mut sink)?;
+    if g.json {
+        writeln!(out, "\n], \"plan\": {}}}", serde_json::to_string(&plan)?)?;
+    } else if !g.quiet {
+        writeln!(
+            out,
+            "dry run of restoring snapshot {} into {} (nothing written): {} new, {} kept directories, {} updated directories, {} replaced, {} skipped, {} conflicts",
+            id.short(),
+            a.target.display(),
+            plan.new,
+            plan.kept_dirs,
+            plan.updated_dirs,
+            plan.replaced,
+            plan.skipped,
+            plan.conflicts
+        )?;
+    }
+    out.flush()?;
+    plan.check(a.overwrite)
+        .context("the restore would be refused")?;
     Ok(Code::Ok)
 }

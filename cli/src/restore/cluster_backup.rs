@@ -3,12 +3,15 @@
 //! (the static pod revision directories, paths relative to `/`) side by side in one directory.
 
 use super::blobs::BlobReader;
+use super::plan::{Plan, Sink};
+use super::temporaries;
 use crate::output;
 use anyhow::{bail, Context, Result};
 use cairn_format::snapshot::{Snapshot, SourceKind};
 use cairn_format::tree::{Node, NodeKind};
 use cairn_store::loader::Loader;
 use cairn_store::trees;
+use rustix::fd::AsFd;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -23,24 +26,20 @@ pub struct Written {
     pub archive: Option<PathBuf>,
     /// What was re-checked on the database before it got its name.
     pub verified: Vec<String>,
+    /// Temporary files of killed restores removed from the directory.
+    pub stale_temporaries: u64,
 }
 
-/// Write to `dir/name` through a temporary file, renamed once complete and synced.
+/// Write to `dir/name` through the temporary file `tmp`, renamed once complete and synced.
 fn write_atomically(
     dir: &Path,
     name: &str,
-    overwrite: bool,
+    tmp: &str,
     fill: impl FnOnce(&mut File) -> Result<()>,
     check: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<PathBuf> {
     let dest = dir.join(name);
-    if !overwrite && fs::symlink_metadata(&dest).is_ok() {
-        bail!(
-            "{} already exists; refusing to overwrite it (use --overwrite)",
-            dest.display()
-        );
-    }
-    let tmp = dir.join(format!(".cairn-restore-{}-{name}", std::process::id()));
+    let tmp = dir.join(tmp);
     let result = (|| {
         // Both files hold cluster secrets: private, as `etcdctl snapshot save` writes them.
         let mut f = fs::OpenOptions::new()
@@ -75,42 +74,90 @@ fn stamp(db_name: Option<&str>, snap: &Snapshot) -> String {
         })
 }
 
-/// Restore `snap` into `dir` in the cluster-backup layout.
+/// What a cluster-backup restore of a snapshot writes.
+struct Outputs {
+    /// The etcd database's node and file name.
+    db: Option<(Node, String)>,
+    /// The static pod resources archive's name and the directories it holds.
+    archive: Option<(String, Vec<String>)>,
+}
+
+impl Outputs {
+    fn of(loader: &mut Loader, snap: &Snapshot) -> Result<Outputs> {
+        if !matches!(
+            snap.source,
+            SourceKind::Etcd | SourceKind::Cluster | SourceKind::StaticPods
+        ) {
+            bail!(
+                "the cluster-backup layout needs an etcd, static-pods or cluster snapshot; this one is a {} snapshot",
+                snap.source.name()
+            );
+        }
+        let root = loader.load_tree(&snap.tree)?;
+        let db = root
+            .nodes
+            .into_iter()
+            .find(|n| {
+                n.kind == NodeKind::File
+                    && n.name.starts_with(b"snapshot_")
+                    && n.name.ends_with(b".db")
+            })
+            .map(|n| {
+                let name = String::from_utf8_lossy(&n.name).into_owned();
+                (n, name)
+            });
+        let stamp = stamp(db.as_ref().map(|(_, name)| name.as_str()), snap);
+        // Cluster and static-pods snapshots list exactly the static pod revision directories.
+        let archive = match snap.source {
+            SourceKind::Cluster | SourceKind::StaticPods if !snap.paths.is_empty() => Some((
+                format!("static_kuberesources_{stamp}.tar.gz"),
+                snap.paths.clone(),
+            )),
+            _ => None,
+        };
+        Ok(Outputs { db, archive })
+    }
+
+    fn names(&self) -> Vec<&str> {
+        let db = self.db.as_ref().map(|(_, name)| name.as_str());
+        let archive = self.archive.as_ref().map(|(name, _)| name.as_str());
+        db.into_iter().chain(archive).collect()
+    }
+}
+
+/// The preflight of restoring `snap` into `dir` in the cluster-backup layout; writes nothing.
+pub fn plan(
+    loader: &mut Loader,
+    snap: &Snapshot,
+    dir: &Path,
+    overwrite: bool,
+    sink: Option<Sink<'_>>,
+) -> Result<Plan> {
+    let outputs = Outputs::of(loader, snap)?;
+    super::plan::files(dir, &outputs.names(), overwrite, sink)
+}
+
+/// Restore `snap` into `dir` in the cluster-backup layout. Refuses before writing anything
+/// when a file it writes exists (unless `overwrite`).
 pub fn restore(
     loader: &mut Loader,
     snap: &Snapshot,
     dir: &Path,
     overwrite: bool,
 ) -> Result<Written> {
-    if !matches!(
-        snap.source,
-        SourceKind::Etcd | SourceKind::Cluster | SourceKind::StaticPods
-    ) {
-        bail!(
-            "the cluster-backup layout needs an etcd, static-pods or cluster snapshot; this one is a {} snapshot",
-            snap.source.name()
-        );
-    }
+    let outputs = Outputs::of(loader, snap)?;
+    super::plan::files(dir, &outputs.names(), overwrite, None)?.check(overwrite)?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let root = loader.load_tree(&snap.tree)?;
-    let db = root
-        .nodes
-        .iter()
-        .find(|n| {
-            n.kind == NodeKind::File && n.name.starts_with(b"snapshot_") && n.name.ends_with(b".db")
-        })
-        .cloned();
-    let db_name = db
-        .as_ref()
-        .map(|n| String::from_utf8_lossy(&n.name).into_owned());
-    let stamp = stamp(db_name.as_deref(), snap);
-    let mut written = Written::default();
-    if let (Some(node), Some(name)) = (&db, &db_name) {
+    let mut written = Written {
+        stale_temporaries: remove_stale(dir)?,
+        ..Written::default()
+    };
+    if let Some((node, name)) = &outputs.db {
         let mut verified = Vec::new();
         written.db = Some(write_atomically(
             dir,
             name,
-            overwrite,
+            &temporaries::name(1),
             |f| {
                 let n = super::blobs::write_content(loader, f, &node.content, |_| {})
                     .context("writing the etcd snapshot")?;
@@ -129,37 +176,40 @@ pub fn restore(
         )?);
         written.verified = verified;
     }
-    // Cluster and static-pods snapshots list exactly the static pod revision directories.
-    let pod_dirs: Vec<&String> = match snap.source {
-        SourceKind::Cluster | SourceKind::StaticPods => snap.paths.iter().collect(),
-        _ => Vec::new(),
-    };
-    if !pod_dirs.is_empty() {
-        let name = format!("static_kuberesources_{stamp}.tar.gz");
+    if let Some((name, pod_dirs)) = &outputs.archive {
         written.archive = Some(write_atomically(
             dir,
-            &name,
-            overwrite,
-            |f| {
-                let gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
-                let mut tar = tar::Builder::new(gz);
-                for p in &pod_dirs {
-                    let comps = output::components(p);
-                    let node = trees::find(loader, &snap.tree, &comps)?.with_context(|| {
-                        format!("{p} is listed in the snapshot but not in its tree")
-                    })?;
-                    append(&mut tar, loader, &mut comps.clone(), &node)?;
-                }
-                tar.into_inner()
-                    .context("writing the archive")?
-                    .finish()
-                    .context("writing the archive")?;
-                Ok(())
-            },
+            name,
+            &temporaries::name(2),
+            |f| archive(f, loader, snap, pod_dirs),
             |_| Ok(()),
         )?);
     }
     Ok(written)
+}
+
+/// Remove killed restores' temporaries from `dir`; how many.
+fn remove_stale(dir: &Path) -> Result<u64> {
+    let fd = super::open_target(dir)?.with_context(|| format!("{} vanished", dir.display()))?;
+    temporaries::remove_stale(fd.as_fd())
+        .with_context(|| format!("removing stale temporary files from {}", dir.display()))
+}
+
+/// Write the static pod directories `pod_dirs` of `snap` as a gzipped tar archive to `f`.
+fn archive(f: &mut File, loader: &mut Loader, snap: &Snapshot, pod_dirs: &[String]) -> Result<()> {
+    let gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    for p in pod_dirs {
+        let comps = output::components(p);
+        let node = trees::find(loader, &snap.tree, &comps)?
+            .with_context(|| format!("{p} is listed in the snapshot but not in its tree"))?;
+        append(&mut tar, loader, &mut comps.clone(), &node)?;
+    }
+    tar.into_inner()
+        .context("writing the archive")?
+        .finish()
+        .context("writing the archive")?;
+    Ok(())
 }
 
 /// Append `node` at `path` (and everything below it) to the archive, as GNU tar would with

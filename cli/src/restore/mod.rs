@@ -5,17 +5,23 @@
 //! should be is refused: a malicious repository or a prepared target cannot make restore write
 //! outside the target. Files are written under a temporary name, checked (every blob against
 //! its keyed hash, the total against the recorded size), given their metadata, then renamed.
+//!
+//! A preflight ([`plan`]) walks the same entries against the target first, so a restore that
+//! would stop half-way (something in the way, an `--include` matching nothing) writes nothing.
+//! Directories that exist already keep their metadata unless `--overwrite`.
 
 mod blobs;
 pub mod cluster_backup;
+pub mod plan;
+mod temporaries;
 pub mod verify;
+pub mod walk;
 
 use crate::source::meta;
 use anyhow::{bail, Context, Result};
 use cairn_format::tree::{Node, NodeKind};
 use cairn_format::Id;
 use cairn_store::loader::Loader;
-use globset::GlobSet;
 use indicatif::ProgressBar;
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
@@ -25,12 +31,13 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use walk::{Includes, Visit};
 
 /// Restore options.
 pub struct Options {
     /// Only paths matching (or below a directory matching) these globs.
-    pub includes: Option<GlobSet>,
-    /// Replace existing files.
+    pub includes: Option<Includes>,
+    /// Replace existing files and set the metadata of existing directories.
     pub overwrite: bool,
 }
 
@@ -39,80 +46,126 @@ pub struct Options {
 pub struct Report {
     /// Regular files written (hard links included).
     pub files: u64,
-    /// Directories created or updated.
+    /// Directories created, or updated (`--overwrite`).
     pub dirs: u64,
+    /// Existing directories left as they were.
+    pub kept_dirs: u64,
     /// Symlinks, FIFOs and devices created.
     pub others: u64,
     /// Content bytes written and verified.
     pub bytes: u64,
+    /// Temporary files of killed restores removed from the directories restored into.
+    pub stale_temporaries: u64,
     /// Entries not restored, with the reason (sockets, devices without root).
     pub skipped: Vec<(String, String)>,
     /// Metadata that could not be applied (e.g. `security.*` xattrs without privilege).
     pub warnings: Vec<String>,
 }
 
+/// A directory of the snapshot on the way down: open once something is restored in it.
 struct Level {
     fd: Option<OwnedFd>,
-    node: Option<Node>,
+    /// What leaving it does.
+    finish: Finish,
 }
 
-struct Restorer<'a> {
-    loader: &'a mut Loader,
+/// What leaving a directory does once everything below it is restored.
+enum Finish {
+    /// Set the snapshot's metadata (the restore made it, or `--overwrite`).
+    Meta,
+    /// It existed: put back its own modification time, which restoring into it changed.
+    Keep(Timespec),
+}
+
+struct Restorer {
     root: OwnedFd,
     tmp_counter: u64,
-    opts: Options,
+    overwrite: bool,
     progress: ProgressBar,
     is_root: bool,
+    /// `levels[k]`: the directory at the first `k` path components.
+    levels: Vec<Level>,
     /// First restored path (components below the target) of each hard-link group.
     links: HashMap<(u64, u64), Vec<Vec<u8>>>,
     report: Report,
 }
 
-/// Restore the tree `root` into `target`.
+/// Restore the tree `root` into `target`. Refuses before writing anything when the
+/// preflight ([`plan::plan`]) finds entries in the way or `--include` patterns that match
+/// nothing.
 pub fn restore(
     loader: &mut Loader,
     root: &Id,
     target: &Path,
-    opts: Options,
+    mut opts: Options,
     progress: ProgressBar,
 ) -> Result<Report> {
-    match std::fs::symlink_metadata(target) {
-        Ok(m) if !m.is_dir() && !m.file_type().is_symlink() => {
-            bail!(
-                "restore target {} exists and is not a directory",
-                target.display()
-            )
-        }
-        _ => {}
-    }
+    plan::plan(
+        loader,
+        root,
+        target,
+        &mut opts.includes,
+        opts.overwrite,
+        None,
+    )?
+    .check(opts.overwrite)?;
     std::fs::create_dir_all(target)
         .with_context(|| format!("creating restore target {}", target.display()))?;
-    let root_fd = rfs::open(
-        target,
-        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .with_context(|| format!("opening restore target {}", target.display()))?;
-    let level0 = rustix::io::dup(&root_fd)?;
+    let root_fd = open_target(target)?
+        .with_context(|| format!("restore target {} vanished", target.display()))?;
+    let stale_temporaries = remove_stale(root_fd.as_fd(), &[])?;
     let mut r = Restorer {
-        loader,
+        levels: vec![Level {
+            fd: Some(rustix::io::dup(&root_fd)?),
+            finish: Finish::Meta,
+        }],
         root: root_fd,
         tmp_counter: 0,
-        opts,
+        overwrite: opts.overwrite,
         progress,
         is_root: rustix::process::geteuid().is_root(),
         links: HashMap::new(),
-        report: Report::default(),
+        report: Report {
+            stale_temporaries,
+            ..Report::default()
+        },
     };
-    let mut levels = vec![Level {
-        fd: Some(level0),
-        node: None,
-    }];
-    let mut path = Vec::new();
-    let included = r.opts.includes.is_none();
-    r.dir(root, &mut levels, &mut path, included)?;
+    walk::walk(loader, root, &mut opts.includes, &mut r)?;
     rfs::syncfs(&r.root).context("flushing restored files to disk")?;
     Ok(r.report)
+}
+
+/// Open the restore target directory (following a symlink: it is the operator's own path);
+/// `None` if it does not exist.
+fn open_target(target: &Path) -> Result<Option<OwnedFd>> {
+    match rfs::open(
+        target,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(Errno::NOTDIR) => bail!(
+            "restore target {} exists and is not a directory",
+            target.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("opening restore target {}", target.display())),
+    }
+}
+
+/// Remove killed restores' temporaries from the directory `dir` at `path`; how many.
+fn remove_stale(dir: BorrowedFd<'_>, path: &[Vec<u8>]) -> Result<u64> {
+    temporaries::remove_stale(dir)
+        .with_context(|| format!("removing stale temporary files from {}", display(path)))
+}
+
+/// Why `node` is not restored here, if it is not.
+fn skip_reason(node: &Node, is_root: bool) -> Option<&'static str> {
+    match node.kind {
+        NodeKind::Socket => Some("sockets are not restored"),
+        NodeKind::CharDevice | NodeKind::BlockDevice if !is_root => Some("device nodes need root"),
+        _ => None,
+    }
 }
 
 fn display(path: &[Vec<u8>]) -> String {
@@ -133,76 +186,97 @@ fn times(node: &Node) -> Timestamps {
     }
 }
 
-impl Restorer<'_> {
-    fn included(&self, path: &[Vec<u8>]) -> bool {
-        self.opts
-            .includes
-            .as_ref()
-            .is_none_or(|g| g.is_match(display(path)))
+impl Visit for Restorer {
+    fn enter(&mut self, _node: &Node, path: &[Vec<u8>], included: bool) -> Result<()> {
+        self.levels.push(Level {
+            fd: None,
+            finish: Finish::Meta,
+        });
+        if included {
+            self.ensure(path)?;
+        }
+        Ok(())
     }
 
-    fn dir(
-        &mut self,
-        tree_id: &Id,
-        levels: &mut Vec<Level>,
-        path: &mut Vec<Vec<u8>>,
-        included: bool,
-    ) -> Result<()> {
-        if levels.len() > cairn_store::trees::MAX_DEPTH {
-            bail!(
-                "snapshot nests directories deeper than {}",
-                cairn_store::trees::MAX_DEPTH
-            );
-        }
-        let tree = self.loader.load_tree(tree_id)?;
-        for node in tree.nodes {
-            path.push(node.name.clone());
-            let inc = included || self.included(path);
-            if node.kind == NodeKind::Dir {
-                let sub = node.subtree.context("directory without subtree")?;
-                levels.push(Level {
-                    fd: None,
-                    node: Some(node),
-                });
-                if inc {
-                    self.ensure(levels, path)?;
-                }
-                self.dir(&sub, levels, path, inc)?;
-                let level = levels.pop().expect("pushed above");
-                if let (Some(fd), Some(node)) = (level.fd, level.node) {
-                    self.apply_fd_meta(fd.as_fd(), &node, path)?;
-                    self.report.dirs += 1;
-                }
-            } else if inc {
-                self.ensure(levels, path)?;
-                let dfd = levels[path.len() - 1].fd.as_ref().expect("ensured").as_fd();
-                self.entry(dfd, &node, path)
-                    .with_context(|| format!("restoring {}", display(path)))?;
+    fn leave(&mut self, node: Node, path: &[Vec<u8>], _included: bool) -> Result<()> {
+        let level = self.levels.pop().context("directory levels out of step")?;
+        let Some(fd) = level.fd else {
+            return Ok(());
+        };
+        match level.finish {
+            Finish::Meta => {
+                self.apply_fd_meta(fd.as_fd(), &node, path)
+                    .with_context(|| format!("setting the metadata of {}", display(path)))?;
+                self.report.dirs += 1;
             }
-            path.pop();
+            Finish::Keep(mtime) => {
+                if let Err(e) = keep_mtime(fd.as_fd(), mtime) {
+                    self.report.warnings.push(format!(
+                        "{}: modification time not put back: {e:#}",
+                        display(path)
+                    ));
+                }
+                self.report.kept_dirs += 1;
+            }
         }
         Ok(())
     }
 
-    /// Make sure every directory level for `path` (a directory path) is created and open.
-    fn ensure(&mut self, levels: &mut [Level], path: &[Vec<u8>]) -> Result<()> {
-        // levels[k] is the directory path[..k]; an entry at `path` lives in levels[len-1].
-        let upto = levels.len();
-        let first_missing = levels.iter().position(|l| l.fd.is_none()).unwrap_or(upto);
+    fn entry(&mut self, loader: &mut Loader, node: &Node, path: &[Vec<u8>]) -> Result<()> {
+        if let Some(why) = skip_reason(node, self.is_root) {
+            self.report.skipped.push((display(path), why.into()));
+            return Ok(());
+        }
+        self.ensure(path)?;
+        let level = path.len() - 1;
+        let dfd = self.levels[level].fd.take().context("directory not open")?;
+        let result = self.write_entry(loader, dfd.as_fd(), node, path);
+        self.levels[level].fd = Some(dfd);
+        result.with_context(|| format!("restoring {}", display(path)))
+    }
+}
+
+impl Restorer {
+    /// Make sure the directories holding `path` (and `path` itself when it is a directory
+    /// being entered) exist and are open; stale temporaries are removed from existing ones.
+    fn ensure(&mut self, path: &[Vec<u8>]) -> Result<()> {
+        let upto = self.levels.len();
+        let first_missing = self
+            .levels
+            .iter()
+            .position(|l| l.fd.is_none())
+            .unwrap_or(upto);
         for k in first_missing..upto {
-            let name = &path[k - 1];
-            let parent = levels[k - 1].fd.as_ref().expect("parent open");
-            let fd = open_or_create_dir(parent.as_fd(), name)
+            let parent = self.levels[k - 1].fd.as_ref().context("parent not open")?;
+            let (fd, created) = open_or_create_dir(parent.as_fd(), &path[k - 1])
                 .with_context(|| format!("creating directory {}", display(&path[..k])))?;
-            levels[k].fd = Some(fd);
+            if !created {
+                self.report.stale_temporaries += remove_stale(fd.as_fd(), &path[..k])?;
+            }
+            let finish = if created || self.overwrite {
+                Finish::Meta
+            } else {
+                Finish::Keep(mtime(fd.as_fd())?)
+            };
+            self.levels[k] = Level {
+                fd: Some(fd),
+                finish,
+            };
         }
         Ok(())
     }
 
-    fn entry(&mut self, dfd: BorrowedFd<'_>, node: &Node, path: &[Vec<u8>]) -> Result<()> {
+    fn write_entry(
+        &mut self,
+        loader: &mut Loader,
+        dfd: BorrowedFd<'_>,
+        node: &Node,
+        path: &[Vec<u8>],
+    ) -> Result<()> {
         let name = OsStr::from_bytes(&node.name);
+        // The preflight found the way clear; this re-check catches what changed since.
         if let Ok(st) = rfs::statat(dfd, name, AtFlags::SYMLINK_NOFOLLOW) {
-            if !self.opts.overwrite {
+            if !self.overwrite {
                 bail!("{} already exists in the target; refusing to overwrite it (use --overwrite, or restore into an empty directory)", display(path));
             }
             if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory {
@@ -213,51 +287,43 @@ impl Restorer<'_> {
                 );
             }
         }
-        match node.kind {
-            NodeKind::File => self.file(dfd, node, path),
+        let special = match node.kind {
+            NodeKind::File => return self.file(loader, dfd, node, path),
             NodeKind::Symlink => {
                 let target = node.target.as_deref().unwrap_or_default();
-                replace_existing(dfd, name, self.opts.overwrite)?;
+                replace_existing(dfd, name, self.overwrite)?;
                 rfs::symlinkat(OsStr::from_bytes(target), dfd, name)?;
-                self.apply_path_meta(dfd, node, path);
-                self.report.others += 1;
-                Ok(())
+                None
             }
-            NodeKind::Fifo | NodeKind::CharDevice | NodeKind::BlockDevice => {
-                let ft = match node.kind {
-                    NodeKind::Fifo => rfs::FileType::Fifo,
-                    NodeKind::CharDevice => rfs::FileType::CharacterDevice,
-                    _ => rfs::FileType::BlockDevice,
-                };
-                if ft != rfs::FileType::Fifo && !self.is_root {
-                    self.report
-                        .skipped
-                        .push((display(path), "device nodes need root".into()));
-                    return Ok(());
-                }
-                replace_existing(dfd, name, self.opts.overwrite)?;
-                rfs::mknodat(
-                    dfd,
-                    name,
-                    ft,
-                    Mode::from_raw_mode(node.mode),
-                    node.rdev as _,
-                )?;
-                self.apply_path_meta(dfd, node, path);
-                self.report.others += 1;
-                Ok(())
+            NodeKind::Fifo => Some(rfs::FileType::Fifo),
+            NodeKind::CharDevice => Some(rfs::FileType::CharacterDevice),
+            NodeKind::BlockDevice => Some(rfs::FileType::BlockDevice),
+            NodeKind::Socket | NodeKind::Dir => {
+                bail!("a {:?} is not restored as an entry", node.kind)
             }
-            NodeKind::Socket => {
-                self.report
-                    .skipped
-                    .push((display(path), "sockets are not restored".into()));
-                Ok(())
-            }
-            NodeKind::Dir => unreachable!("directories are handled by the walk"),
+        };
+        if let Some(ft) = special {
+            replace_existing(dfd, name, self.overwrite)?;
+            rfs::mknodat(
+                dfd,
+                name,
+                ft,
+                Mode::from_raw_mode(node.mode),
+                node.rdev as _,
+            )?;
         }
+        self.apply_path_meta(dfd, node, path);
+        self.report.others += 1;
+        Ok(())
     }
 
-    fn file(&mut self, dfd: BorrowedFd<'_>, node: &Node, path: &[Vec<u8>]) -> Result<()> {
+    fn file(
+        &mut self,
+        loader: &mut Loader,
+        dfd: BorrowedFd<'_>,
+        node: &Node,
+        path: &[Vec<u8>],
+    ) -> Result<()> {
         let name = OsStr::from_bytes(&node.name);
         if node.nlink > 1 {
             if let Some(first) = self.links.get(&(node.device, node.inode)) {
@@ -276,7 +342,7 @@ impl Restorer<'_> {
                     )
                     .with_context(|| format!("reopening {} to link to it", display(first_dir)))?
                 };
-                replace_existing(dfd, name, self.opts.overwrite)?;
+                replace_existing(dfd, name, self.overwrite)?;
                 rfs::linkat(
                     &dir,
                     OsStr::from_bytes(first_name),
@@ -290,7 +356,7 @@ impl Restorer<'_> {
             }
         }
         self.tmp_counter += 1;
-        let tmp = format!(".cairn-restore-{}-{}", std::process::id(), self.tmp_counter);
+        let tmp = temporaries::name(self.tmp_counter);
         let fd = rfs::openat(
             dfd,
             tmp.as_str(),
@@ -300,8 +366,7 @@ impl Restorer<'_> {
         let result = (|| -> Result<()> {
             let file = std::fs::File::from(fd);
             let progress = self.progress.clone();
-            let written =
-                blobs::write_content(self.loader, &file, &node.content, |n| progress.inc(n))?;
+            let written = blobs::write_content(loader, &file, &node.content, |n| progress.inc(n))?;
             if written != node.size {
                 bail!(
                     "content is {written} bytes but the snapshot recorded {}: the snapshot is damaged",
@@ -412,25 +477,56 @@ fn replace_existing(dfd: BorrowedFd<'_>, name: &OsStr, overwrite: bool) -> Resul
     Ok(())
 }
 
-/// Create (or reuse) the directory `name` in `parent` and open it without following symlinks.
-fn open_or_create_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd> {
-    let name = OsStr::from_bytes(name);
-    match rfs::mkdirat(parent, name, Mode::from_raw_mode(0o700)) {
-        Ok(()) => {}
-        Err(Errno::EXIST) => {
-            let st = rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)?;
-            match rfs::FileType::from_raw_mode(st.st_mode) {
-                rfs::FileType::Directory => {}
-                rfs::FileType::Symlink => bail!("the target holds a symlink where the snapshot has a directory; refusing to restore through it"),
-                other => bail!("the target holds a {other:?} where the snapshot has a directory"),
-            }
-        }
-        Err(e) => return Err(e.into()),
+/// The modification time of `fd`.
+fn mtime(fd: BorrowedFd<'_>) -> Result<Timespec> {
+    let st = rfs::fstat(fd)?;
+    Ok(Timespec {
+        tv_sec: st.st_mtime as _,
+        tv_nsec: st.st_mtime_nsec as _,
+    })
+}
+
+/// Set the modification time of `fd` back to `was` if it changed (the access time is left).
+fn keep_mtime(fd: BorrowedFd<'_>, was: Timespec) -> Result<()> {
+    let now = mtime(fd)?;
+    if (now.tv_sec, now.tv_nsec) != (was.tv_sec, was.tv_nsec) {
+        let omit = Timespec {
+            tv_sec: 0,
+            tv_nsec: rfs::UTIME_OMIT,
+        };
+        rfs::futimens(
+            fd,
+            &Timestamps {
+                last_access: omit,
+                last_modification: was,
+            },
+        )?;
     }
-    Ok(rfs::openat(
+    Ok(())
+}
+
+/// Open the existing directory `name` in `parent`, never through a symlink.
+fn open_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd> {
+    match rfs::openat(
         parent,
-        name,
+        OsStr::from_bytes(name),
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
-    )?)
+    ) {
+        Ok(fd) => Ok(fd),
+        Err(Errno::LOOP) => bail!("the target holds a symlink where the snapshot has a directory; refusing to restore through it"),
+        Err(Errno::NOTDIR) => bail!("the target holds a non-directory where the snapshot has a directory"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Create the directory `name` in `parent` (or reuse an existing one) and open it; true when
+/// it was created.
+fn open_or_create_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Result<(OwnedFd, bool)> {
+    let created = match rfs::mkdirat(parent, OsStr::from_bytes(name), Mode::from_raw_mode(0o700)) {
+        Ok(()) => true,
+        Err(Errno::EXIST) => false,
+        Err(e) => return Err(e.into()),
+    };
+    Ok((open_dir(parent, name)?, created))
 }

@@ -1,0 +1,383 @@
+//! The restore preflight: what a restore would write, keep or replace in its target, found
+//! before anything is written, so a restore that cannot complete refuses as a whole.
+//!
+//! The target is probed the way restore writes it: relative to directory descriptors, never
+//! following a symlink below the target. Memory stays bounded: steps are streamed to a sink
+//! and only the first [`LISTED`] conflicts are kept.
+
+use super::walk::{self, Includes, Visit};
+use super::{display, skip_reason};
+use anyhow::{bail, Context, Result};
+use cairn_format::tree::{Node, NodeKind};
+use cairn_format::Id;
+use cairn_store::loader::Loader;
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{self as rfs, AtFlags, FileType};
+use rustix::io::Errno;
+use serde::Serialize;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// How many conflicts a refusal names.
+pub const LISTED: usize = 20;
+
+/// What restore would do with one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Create it (nothing is there).
+    New,
+    /// An existing directory, left as it is.
+    Keep,
+    /// An existing directory whose metadata is set (`--overwrite`).
+    Update,
+    /// Replace an existing non-directory (`--overwrite`).
+    Replace,
+    /// Not restorable here (sockets; device nodes without root).
+    Skip,
+    /// In the way: the restore is refused.
+    Conflict,
+}
+
+impl Action {
+    /// The word a dry run prints.
+    pub fn word(self) -> &'static str {
+        match self {
+            Action::New => "new",
+            Action::Keep => "keep",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Skip => "skip",
+            Action::Conflict => "conflict",
+        }
+    }
+}
+
+/// One entry of the plan.
+#[derive(Debug, Serialize)]
+pub struct Step<'a> {
+    /// What would happen.
+    pub action: Action,
+    /// The snapshot path.
+    pub path: &'a str,
+    /// `file`, `dir`, `symlink`, …
+    pub kind: &'static str,
+    /// Why (skips and conflicts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+}
+
+/// Receives each [`Step`] as the preflight finds it.
+pub type Sink<'s> = &'s mut dyn FnMut(&Step) -> Result<()>;
+
+/// An entry in the way.
+#[derive(Debug, Clone, Serialize)]
+pub struct Conflict {
+    /// The snapshot path.
+    pub path: String,
+    /// What is there.
+    pub reason: String,
+}
+
+/// What a restore would do, counted.
+#[derive(Debug, Default, Serialize)]
+pub struct Plan {
+    /// Entries to create.
+    pub new: u64,
+    /// Existing directories left alone.
+    pub kept_dirs: u64,
+    /// Existing directories whose metadata would be set (`--overwrite`).
+    pub updated_dirs: u64,
+    /// Existing non-directories to replace (`--overwrite`).
+    pub replaced: u64,
+    /// Entries not restorable here.
+    pub skipped: u64,
+    /// Entries in the way.
+    pub conflicts: u64,
+    /// The first [`LISTED`] of them.
+    pub first_conflicts: Vec<Conflict>,
+    /// `--include` patterns that matched nothing.
+    pub unmatched_includes: Vec<String>,
+    /// Conflicts `--overwrite` does not resolve (directory against non-directory).
+    #[serde(skip)]
+    blocking: u64,
+}
+
+impl Plan {
+    /// An error saying why the restore must not start, if it must not.
+    pub fn check(&self, overwrite: bool) -> Result<()> {
+        if !self.unmatched_includes.is_empty() {
+            bail!(
+                "--include {} matched nothing in the snapshot; nothing was written (`cairn ls SNAP` lists its paths)",
+                self.unmatched_includes
+                    .iter()
+                    .map(|p| format!("{p:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if self.conflicts == 0 {
+            return Ok(());
+        }
+        let mut msg = format!(
+            "{} path{} in the target {} in the way; nothing was written:",
+            self.conflicts,
+            if self.conflicts == 1 { "" } else { "s" },
+            if self.conflicts == 1 { "is" } else { "are" }
+        );
+        for c in &self.first_conflicts {
+            msg.push_str(&format!("\n  {}: {}", c.path, c.reason));
+        }
+        let more = self.conflicts - self.first_conflicts.len() as u64;
+        if more > 0 {
+            msg.push_str(&format!("\n  … and {more} more"));
+        }
+        if self.blocking < self.conflicts && !overwrite {
+            msg.push_str("\nhint: use --overwrite to replace existing files, or --dry-run to see the whole plan");
+        }
+        if self.blocking > 0 {
+            msg.push_str("\nhint: --overwrite never replaces a directory by a file or restores through a non-directory: move those out of the way first");
+        }
+        bail!(msg)
+    }
+}
+
+/// The preflight of restoring tree `root` into `target`; writes nothing. `sink` receives every
+/// step (for `--dry-run`).
+pub fn plan(
+    loader: &mut Loader,
+    root: &Id,
+    target: &Path,
+    includes: &mut Option<Includes>,
+    overwrite: bool,
+    sink: Option<Sink<'_>>,
+) -> Result<Plan> {
+    let mut p = Planner::new(target, overwrite, sink)?;
+    walk::walk(loader, root, includes, &mut p)?;
+    if let Some(i) = includes {
+        p.plan.unmatched_includes = i.unmatched().into_iter().map(String::from).collect();
+    }
+    Ok(p.plan)
+}
+
+/// The preflight of writing the files `names` directly into `dir` (the cluster-backup
+/// layout); writes nothing.
+pub fn files(dir: &Path, names: &[&str], overwrite: bool, sink: Option<Sink<'_>>) -> Result<Plan> {
+    let mut p = Planner::new(dir, overwrite, sink)?;
+    for name in names {
+        p.place(&[name.as_bytes().to_vec()], "file")?;
+    }
+    Ok(p.plan)
+}
+
+/// A directory of the snapshot, as found in the target.
+enum Target {
+    /// Not there (so nothing below it is either).
+    Absent,
+    /// An existing directory, open.
+    Dir(OwnedFd),
+    /// A non-directory is in its place.
+    Blocked,
+}
+
+struct Planner<'s> {
+    overwrite: bool,
+    is_root: bool,
+    /// `dirs[k]`: the directory at the first `k` path components.
+    dirs: Vec<Target>,
+    /// A blocked directory that is not selected itself (its depth and what is there):
+    /// a conflict once anything below it is.
+    pending: Option<(usize, String)>,
+    plan: Plan,
+    sink: Option<Sink<'s>>,
+}
+
+impl<'s> Planner<'s> {
+    fn new(target: &Path, overwrite: bool, sink: Option<Sink<'s>>) -> Result<Self> {
+        let top = match super::open_target(target)? {
+            Some(fd) => Target::Dir(fd),
+            None => Target::Absent,
+        };
+        Ok(Planner {
+            overwrite,
+            is_root: rustix::process::geteuid().is_root(),
+            dirs: vec![top],
+            pending: None,
+            plan: Plan::default(),
+            sink,
+        })
+    }
+
+    /// The type of what is at `name` in the current directory of the target, if anything.
+    fn existing(&self, name: &[u8], path: &[Vec<u8>]) -> Result<Option<FileType>> {
+        let Some(Target::Dir(dir)) = self.dirs.last() else {
+            return Ok(None);
+        };
+        match rfs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(FileType::from_raw_mode(st.st_mode))),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("looking at {} in the target", display(path))),
+        }
+    }
+
+    fn step(
+        &mut self,
+        action: Action,
+        path: &[Vec<u8>],
+        kind: &'static str,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let counter = match action {
+            Action::New => &mut self.plan.new,
+            Action::Keep => &mut self.plan.kept_dirs,
+            Action::Update => &mut self.plan.updated_dirs,
+            Action::Replace => &mut self.plan.replaced,
+            Action::Skip => &mut self.plan.skipped,
+            Action::Conflict => &mut self.plan.conflicts,
+        };
+        *counter += 1;
+        let Some(sink) = self.sink.as_mut() else {
+            return Ok(());
+        };
+        sink(&Step {
+            action,
+            path: &display(path),
+            kind,
+            reason,
+        })
+    }
+
+    fn conflict(
+        &mut self,
+        path: &[Vec<u8>],
+        kind: &'static str,
+        reason: String,
+        blocking: bool,
+    ) -> Result<()> {
+        self.plan.blocking += u64::from(blocking);
+        self.step(Action::Conflict, path, kind, Some(&reason))?;
+        if self.plan.first_conflicts.len() < LISTED {
+            self.plan.first_conflicts.push(Conflict {
+                path: display(path),
+                reason,
+            });
+        }
+        Ok(())
+    }
+
+    /// A selected entry at `path`: the blocked directory above it, if any, is in the way.
+    fn selected_below(&mut self, path: &[Vec<u8>]) -> Result<()> {
+        match self.pending.take() {
+            Some((depth, reason)) => self.conflict(&path[..depth], "dir", reason, true),
+            None => Ok(()),
+        }
+    }
+
+    /// A non-directory of `kind` to be written at `path`, in the current directory.
+    fn place(&mut self, path: &[Vec<u8>], kind: &'static str) -> Result<()> {
+        let name = path.last().context("an entry has a name")?;
+        match self.existing(name, path)? {
+            None => self.step(Action::New, path, kind, None),
+            Some(FileType::Directory) => {
+                let reason = format!("the target has a directory where the snapshot has a {kind}");
+                self.conflict(path, kind, reason, true)
+            }
+            Some(_) if self.overwrite => self.step(Action::Replace, path, kind, None),
+            Some(other) => {
+                let reason = format!("already exists (a {})", type_name(other));
+                self.conflict(path, kind, reason, false)
+            }
+        }
+    }
+}
+
+impl Visit for Planner<'_> {
+    fn enter(&mut self, node: &Node, path: &[Vec<u8>], included: bool) -> Result<()> {
+        if included {
+            self.selected_below(path)?;
+        }
+        let target = match self.existing(&node.name, path)? {
+            None => {
+                if included {
+                    self.step(Action::New, path, "dir", None)?;
+                }
+                Target::Absent
+            }
+            Some(FileType::Directory) => {
+                let Some(Target::Dir(parent)) = self.dirs.last() else {
+                    unreachable!("something exists only in an existing directory")
+                };
+                let fd = super::open_dir(parent.as_fd(), &node.name)
+                    .with_context(|| format!("opening {} in the target", display(path)))?;
+                if included {
+                    let action = if self.overwrite {
+                        Action::Update
+                    } else {
+                        Action::Keep
+                    };
+                    self.step(action, path, "dir", None)?;
+                }
+                Target::Dir(fd)
+            }
+            Some(other) => {
+                let reason = format!(
+                    "the target has a {} where the snapshot has a directory",
+                    type_name(other)
+                );
+                if included {
+                    self.conflict(path, "dir", reason, true)?;
+                } else {
+                    self.pending = Some((path.len(), reason));
+                }
+                Target::Blocked
+            }
+        };
+        self.dirs.push(target);
+        Ok(())
+    }
+
+    fn leave(&mut self, _node: Node, path: &[Vec<u8>], _included: bool) -> Result<()> {
+        self.dirs.pop();
+        if self.pending.as_ref().is_some_and(|(d, _)| *d == path.len()) {
+            self.pending = None;
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, _loader: &mut Loader, node: &Node, path: &[Vec<u8>]) -> Result<()> {
+        self.selected_below(path)?;
+        let kind = kind_name(node.kind);
+        if let Some(why) = skip_reason(node, self.is_root) {
+            return self.step(Action::Skip, path, kind, Some(why));
+        }
+        self.place(path, kind)
+    }
+}
+
+/// A snapshot entry's kind, as plans name it.
+fn kind_name(kind: NodeKind) -> &'static str {
+    match kind {
+        NodeKind::File => "file",
+        NodeKind::Dir => "dir",
+        NodeKind::Symlink => "symlink",
+        NodeKind::Fifo => "fifo",
+        NodeKind::CharDevice => "char-device",
+        NodeKind::BlockDevice => "block-device",
+        NodeKind::Socket => "socket",
+    }
+}
+
+/// What is in the target, in words.
+fn type_name(t: FileType) -> &'static str {
+    match t {
+        FileType::RegularFile => "file",
+        FileType::Directory => "directory",
+        FileType::Symlink => "symlink",
+        FileType::Fifo => "FIFO",
+        FileType::Socket => "socket",
+        FileType::CharacterDevice => "character device",
+        FileType::BlockDevice => "block device",
+        FileType::Unknown => "file of unknown type",
+    }
+}

@@ -1,0 +1,123 @@
+//! The walk over a snapshot tree that both the restore preflight ([`super::plan`]) and the
+//! restore itself follow, so both see the same entries and the same `--include` decisions.
+
+use anyhow::{bail, Context, Result};
+use cairn_format::tree::{Node, NodeKind};
+use cairn_format::Id;
+use cairn_store::loader::Loader;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+/// `--include` patterns, remembering which of them matched something.
+pub struct Includes {
+    set: GlobSet,
+    patterns: Vec<String>,
+    matched: Vec<bool>,
+    unmatched: usize,
+}
+
+impl Includes {
+    /// The patterns as globs; `None` when there are none (everything is included).
+    pub fn new(patterns: &[String]) -> Result<Option<Includes>> {
+        if patterns.is_empty() {
+            return Ok(None);
+        }
+        let mut b = GlobSetBuilder::new();
+        for p in patterns {
+            b.add(Glob::new(p).with_context(|| format!("invalid include pattern {p:?}"))?);
+        }
+        Ok(Some(Includes {
+            set: b.build()?,
+            patterns: patterns.to_vec(),
+            matched: vec![false; patterns.len()],
+            unmatched: patterns.len(),
+        }))
+    }
+
+    /// Whether `path` matches a pattern; records which ones did.
+    fn is_match(&mut self, path: &str) -> bool {
+        let hits = self.set.matches(path);
+        for &i in &hits {
+            if !self.matched[i] {
+                self.matched[i] = true;
+                self.unmatched -= 1;
+            }
+        }
+        !hits.is_empty()
+    }
+
+    /// The patterns that matched no path so far.
+    pub fn unmatched(&self) -> Vec<&str> {
+        self.patterns
+            .iter()
+            .zip(&self.matched)
+            .filter(|(_, m)| !**m)
+            .map(|(p, _)| p.as_str())
+            .collect()
+    }
+}
+
+/// What a walk calls for each snapshot entry, in tree order. `path` holds the entry's names
+/// below the snapshot root, the entry's own last.
+pub trait Visit {
+    /// Entering a directory; `included` says whether it is selected itself (an excluded one is
+    /// still walked, for selected entries below it).
+    fn enter(&mut self, node: &Node, path: &[Vec<u8>], included: bool) -> Result<()>;
+    /// Leaving that directory, after everything below it.
+    fn leave(&mut self, node: Node, path: &[Vec<u8>], included: bool) -> Result<()>;
+    /// A selected entry that is not a directory.
+    fn entry(&mut self, loader: &mut Loader, node: &Node, path: &[Vec<u8>]) -> Result<()>;
+}
+
+/// Walk the tree `root` depth-first, selecting what `includes` matches (and everything below a
+/// matching directory; all of it without patterns).
+pub fn walk(
+    loader: &mut Loader,
+    root: &Id,
+    includes: &mut Option<Includes>,
+    visit: &mut impl Visit,
+) -> Result<()> {
+    let all = includes.is_none();
+    walk_dir(loader, root, includes, visit, &mut Vec::new(), all)
+}
+
+fn walk_dir(
+    loader: &mut Loader,
+    tree_id: &Id,
+    includes: &mut Option<Includes>,
+    visit: &mut impl Visit,
+    path: &mut Vec<Vec<u8>>,
+    included: bool,
+) -> Result<()> {
+    if path.len() >= cairn_store::trees::MAX_DEPTH {
+        bail!(
+            "snapshot nests directories deeper than {}",
+            cairn_store::trees::MAX_DEPTH
+        );
+    }
+    let tree = loader.load_tree(tree_id)?;
+    for node in tree.nodes {
+        path.push(node.name.clone());
+        let inc = selects(includes, path, included);
+        if node.kind == NodeKind::Dir {
+            let sub = node.subtree.context("directory without subtree")?;
+            visit.enter(&node, path, inc)?;
+            walk_dir(loader, &sub, includes, visit, path, inc)?;
+            visit.leave(node, path, inc)?;
+        } else if inc {
+            visit.entry(loader, &node, path)?;
+        }
+        path.pop();
+    }
+    Ok(())
+}
+
+/// Whether `path` is selected (`inherited`: its directory is). Patterns are still matched
+/// below a selected directory while some have matched nothing, so none is reported unmatched
+/// for matching only there.
+fn selects(includes: &mut Option<Includes>, path: &[Vec<u8>], inherited: bool) -> bool {
+    match includes {
+        None => true,
+        Some(i) if inherited && i.unmatched == 0 => true,
+        Some(i) => i.is_match(&super::display(path)) || inherited,
+    }
+}
