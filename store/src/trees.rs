@@ -49,33 +49,87 @@ impl Bounds {
     }
 }
 
-/// Visit every node below `root` depth-first in name order, within `bounds`.
-pub fn walk(loader: &mut Loader, root: &Id, bounds: Bounds, visit: &mut Visit<'_>) -> Result<()> {
+/// What a bounded walk calls, depth-first in name order. `path` holds the entry's names below
+/// the root, its own last.
+pub trait TreeVisitor {
+    /// The visitor's error (store errors convert into it).
+    type Error: From<Error>;
+    /// A directory, before its entries; false skips them (and [`TreeVisitor::leave`]).
+    fn enter(
+        &mut self,
+        loader: &mut Loader,
+        path: &[Vec<u8>],
+        node: &Node,
+    ) -> std::result::Result<bool, Self::Error>;
+    /// A directory, after its entries.
+    fn leave(
+        &mut self,
+        _loader: &mut Loader,
+        _path: &[Vec<u8>],
+        _node: Node,
+    ) -> std::result::Result<(), Self::Error> {
+        Ok(())
+    }
+    /// Anything but a directory.
+    fn entry(
+        &mut self,
+        loader: &mut Loader,
+        path: &[Vec<u8>],
+        node: &Node,
+    ) -> std::result::Result<(), Self::Error>;
+}
+
+/// Walk the tree `root` within `bounds`, calling `visitor` for every entry.
+pub fn walk_with<V: TreeVisitor>(
+    loader: &mut Loader,
+    root: &Id,
+    bounds: Bounds,
+    visitor: &mut V,
+) -> std::result::Result<(), V::Error> {
     let tree = loader.load_tree(root)?;
     let mut w = Walk {
-        loader,
         bounds,
         path: Vec::new(),
         held: tree.decoded_size(),
         entries: 0,
     };
-    w.tree(&tree, visit)
+    w.tree(loader, tree, visitor)
 }
 
-struct Walk<'l> {
-    loader: &'l mut Loader,
+/// Visit every node below `root` depth-first in name order, within `bounds`.
+pub fn walk(loader: &mut Loader, root: &Id, bounds: Bounds, visit: &mut Visit<'_>) -> Result<()> {
+    struct Each<'v, 'a>(&'v mut Visit<'a>);
+    impl TreeVisitor for Each<'_, '_> {
+        type Error = Error;
+        fn enter(&mut self, _: &mut Loader, path: &[Vec<u8>], node: &Node) -> Result<bool> {
+            (self.0)(path, node)
+        }
+        fn entry(&mut self, _: &mut Loader, path: &[Vec<u8>], node: &Node) -> Result<()> {
+            (self.0)(path, node).map(drop)
+        }
+    }
+    walk_with(loader, root, bounds, &mut Each(visit))
+}
+
+struct Walk {
     bounds: Bounds,
     path: Vec<Vec<u8>>,
     held: usize,
     entries: u64,
 }
 
-impl Walk<'_> {
-    fn tree(&mut self, tree: &Tree, visit: &mut Visit<'_>) -> Result<()> {
+impl Walk {
+    fn tree<V: TreeVisitor>(
+        &mut self,
+        loader: &mut Loader,
+        tree: Tree,
+        visitor: &mut V,
+    ) -> std::result::Result<(), V::Error> {
         if self.path.len() >= MAX_DEPTH {
             return Err(Error::Invalid(format!(
                 "directory nesting deeper than {MAX_DEPTH} levels"
-            )));
+            ))
+            .into());
         }
         if self.held > self.bounds.max_held {
             return Err(Error::Invalid(format!(
@@ -83,9 +137,10 @@ impl Walk<'_> {
                  large (a damaged or hostile snapshot)",
                 display(&self.path),
                 self.bounds.max_held >> 20
-            )));
+            ))
+            .into());
         }
-        for node in &tree.nodes {
+        for node in tree.nodes {
             self.entries += 1;
             if self.entries > self.bounds.max_entries {
                 return Err(Error::Invalid(format!(
@@ -93,19 +148,23 @@ impl Walk<'_> {
                      its trees are damaged or planted",
                     self.bounds.max_entries,
                     display(&self.path)
-                )));
+                ))
+                .into());
             }
             self.path.push(node.name.clone());
-            let descend = visit(&self.path, node)?;
-            if node.kind == NodeKind::Dir && descend {
-                if let Some(sub) = &node.subtree {
-                    let subtree = self.loader.load_tree(sub)?;
-                    let size = subtree.decoded_size();
-                    self.held += size;
-                    let r = self.tree(&subtree, visit);
-                    self.held -= size;
-                    r?;
+            match (node.kind, node.subtree) {
+                (NodeKind::Dir, Some(sub)) => {
+                    if visitor.enter(loader, &self.path, &node)? {
+                        let subtree = loader.load_tree(&sub)?;
+                        let size = subtree.decoded_size();
+                        self.held += size;
+                        let r = self.tree(loader, subtree, visitor);
+                        self.held -= size;
+                        r?;
+                        visitor.leave(loader, &self.path, node)?;
+                    }
                 }
+                _ => visitor.entry(loader, &self.path, &node)?,
             }
             self.path.pop();
         }

@@ -39,7 +39,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
             }
             Layout::Tree => plan::plan(
                 &mut loader,
-                &snap.tree,
+                &snap,
                 &a.target,
                 &mut Includes::new(&a.includes)?,
                 a.overwrite,
@@ -65,7 +65,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
             let progress = output::progress(Some(snap.stats.bytes), g.quiet, g.json);
             let report = restore::restore(
                 &mut loader,
-                &snap.tree,
+                &snap,
                 &a.target,
                 Options {
                     includes,

@@ -19,8 +19,8 @@ pub mod walk;
 
 use crate::source::meta;
 use anyhow::{bail, Context, Result};
+use cairn_format::snapshot::Snapshot;
 use cairn_format::tree::{Node, NodeKind};
-use cairn_format::Id;
 use cairn_store::loader::Loader;
 use indicatif::ProgressBar;
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -90,19 +90,19 @@ struct Restorer {
     report: Report,
 }
 
-/// Restore the tree `root` into `target`. Refuses before writing anything when the
+/// Restore the tree of `snap` into `target`. Refuses before writing anything when the
 /// preflight ([`plan::plan`]) finds entries in the way or `--include` patterns that match
 /// nothing.
 pub fn restore(
     loader: &mut Loader,
-    root: &Id,
+    snap: &Snapshot,
     target: &Path,
     mut opts: Options,
     progress: ProgressBar,
 ) -> Result<Report> {
     plan::plan(
         loader,
-        root,
+        snap,
         target,
         &mut opts.includes,
         opts.overwrite,
@@ -130,7 +130,7 @@ pub fn restore(
             ..Report::default()
         },
     };
-    walk::walk(loader, root, &mut opts.includes, &mut r)?;
+    walk::walk(loader, snap, &mut opts.includes, &mut r)?;
     rfs::syncfs(&r.root).context("flushing restored files to disk")?;
     Ok(r.report)
 }
@@ -456,7 +456,11 @@ impl Restorer {
             )
         });
         if node.kind != NodeKind::Symlink {
-            let _ = rfs::chmodat(dfd, name, Mode::from_raw_mode(node.mode), AtFlags::empty());
+            if let Err(e) = chmod_special(dfd, name, node) {
+                self.report
+                    .warnings
+                    .push(format!("{}: mode not restored: {e}", display(path)));
+            }
         }
         if let Err(e) = rfs::utimensat(dfd, name, &times(node), AtFlags::SYMLINK_NOFOLLOW) {
             self.report
@@ -464,6 +468,36 @@ impl Restorer {
                 .push(format!("{}: times not restored: {e}", display(path)));
         }
     }
+}
+
+/// Set the mode of the FIFO or device node `name` in `dfd` without following a symlink: it is
+/// opened as a path (`O_PATH|O_NOFOLLOW`, which neither blocks on a FIFO nor opens a device),
+/// checked to be the kind of node restored, and changed through that descriptor, so a symlink
+/// swapped in after it was created cannot redirect the change to another file.
+fn chmod_special(dfd: BorrowedFd<'_>, name: &OsStr, node: &Node) -> rustix::io::Result<()> {
+    let fd = rfs::openat(
+        dfd,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let expected = match node.kind {
+        NodeKind::Fifo => rfs::FileType::Fifo,
+        NodeKind::CharDevice => rfs::FileType::CharacterDevice,
+        NodeKind::BlockDevice => rfs::FileType::BlockDevice,
+        _ => return Err(Errno::INVAL),
+    };
+    if rfs::FileType::from_raw_mode(rfs::fstat(&fd)?.st_mode) != expected {
+        return Err(Errno::EXIST);
+    }
+    // fchmod refuses O_PATH descriptors; the descriptor's /proc link names that very inode.
+    let via = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    rfs::chmodat(
+        rfs::CWD,
+        via.as_str(),
+        Mode::from_raw_mode(node.mode),
+        AtFlags::empty(),
+    )
 }
 
 /// Remove what is at `name` (not a directory) when overwriting is allowed.

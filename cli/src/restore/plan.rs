@@ -8,8 +8,8 @@
 use super::walk::{self, Includes, Visit};
 use super::{display, skip_reason};
 use anyhow::{bail, Context, Result};
+use cairn_format::snapshot::Snapshot;
 use cairn_format::tree::{Node, NodeKind};
-use cairn_format::Id;
 use cairn_store::loader::Loader;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, FileType};
@@ -143,18 +143,18 @@ impl Plan {
     }
 }
 
-/// The preflight of restoring tree `root` into `target`; writes nothing. `sink` receives every
+/// The preflight of restoring the tree of `snap` into `target`; writes nothing. `sink` receives every
 /// step (for `--dry-run`).
 pub fn plan(
     loader: &mut Loader,
-    root: &Id,
+    snap: &Snapshot,
     target: &Path,
     includes: &mut Option<Includes>,
     overwrite: bool,
     sink: Option<Sink<'_>>,
 ) -> Result<Plan> {
     let mut p = Planner::new(target, overwrite, sink)?;
-    walk::walk(loader, root, includes, &mut p)?;
+    walk::walk(loader, snap, includes, &mut p)?;
     if let Some(i) = includes {
         p.plan.unmatched_includes = i.unmatched().into_iter().map(String::from).collect();
     }

@@ -1,10 +1,11 @@
 //! The walk over a snapshot tree that both the restore preflight ([`super::plan`]) and the
 //! restore itself follow, so both see the same entries and the same `--include` decisions.
 
-use anyhow::{bail, Context, Result};
-use cairn_format::tree::{Node, NodeKind};
-use cairn_format::Id;
+use anyhow::{Context, Result};
+use cairn_format::snapshot::Snapshot;
+use cairn_format::tree::Node;
 use cairn_store::loader::Loader;
+use cairn_store::trees;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 /// `--include` patterns, remembering which of them matched something.
@@ -68,47 +69,60 @@ pub trait Visit {
     fn entry(&mut self, loader: &mut Loader, node: &Node, path: &[Vec<u8>]) -> Result<()>;
 }
 
-/// Walk the tree `root` depth-first, selecting what `includes` matches (and everything below a
-/// matching directory; all of it without patterns).
+/// Walk the snapshot's tree depth-first within the bounds its recorded counts set (see
+/// [`trees::Bounds`]), selecting what `includes` matches (and everything below a matching
+/// directory; all of it without patterns).
 pub fn walk(
     loader: &mut Loader,
-    root: &Id,
+    snap: &Snapshot,
     includes: &mut Option<Includes>,
     visit: &mut impl Visit,
 ) -> Result<()> {
-    let all = includes.is_none();
-    walk_dir(loader, root, includes, visit, &mut Vec::new(), all)
+    let mut selecting = Selecting {
+        all: includes.is_none(),
+        includes,
+        visit,
+        selected: Vec::new(),
+    };
+    trees::walk_with(loader, &snap.tree, trees::Bounds::of(snap), &mut selecting)
 }
 
-fn walk_dir(
-    loader: &mut Loader,
-    tree_id: &Id,
-    includes: &mut Option<Includes>,
-    visit: &mut impl Visit,
-    path: &mut Vec<Vec<u8>>,
-    included: bool,
-) -> Result<()> {
-    if path.len() >= cairn_store::trees::MAX_DEPTH {
-        bail!(
-            "snapshot nests directories deeper than {}",
-            cairn_store::trees::MAX_DEPTH
-        );
+/// Applies the `--include` selection between the library's walk and a [`Visit`].
+struct Selecting<'a, V> {
+    includes: &'a mut Option<Includes>,
+    visit: &'a mut V,
+    all: bool,
+    /// Whether each directory on the current path is selected.
+    selected: Vec<bool>,
+}
+
+impl<V> Selecting<'_, V> {
+    fn inherited(&self) -> bool {
+        self.selected.last().copied().unwrap_or(self.all)
     }
-    let tree = loader.load_tree(tree_id)?;
-    for node in tree.nodes {
-        path.push(node.name.clone());
-        let inc = selects(includes, path, included);
-        if node.kind == NodeKind::Dir {
-            let sub = node.subtree.context("directory without subtree")?;
-            visit.enter(&node, path, inc)?;
-            walk_dir(loader, &sub, includes, visit, path, inc)?;
-            visit.leave(node, path, inc)?;
-        } else if inc {
-            visit.entry(loader, &node, path)?;
+}
+
+impl<V: Visit> trees::TreeVisitor for Selecting<'_, V> {
+    type Error = anyhow::Error;
+
+    fn enter(&mut self, _: &mut Loader, path: &[Vec<u8>], node: &Node) -> Result<bool> {
+        let inc = selects(self.includes, path, self.inherited());
+        self.visit.enter(node, path, inc)?;
+        self.selected.push(inc);
+        Ok(true)
+    }
+
+    fn leave(&mut self, _: &mut Loader, path: &[Vec<u8>], node: Node) -> Result<()> {
+        let inc = self.selected.pop().unwrap_or(self.all);
+        self.visit.leave(node, path, inc)
+    }
+
+    fn entry(&mut self, loader: &mut Loader, path: &[Vec<u8>], node: &Node) -> Result<()> {
+        if selects(self.includes, path, self.inherited()) {
+            self.visit.entry(loader, node, path)?;
         }
-        path.pop();
+        Ok(())
     }
-    Ok(())
 }
 
 /// Whether `path` is selected (`inherited`: its directory is). Patterns are still matched
