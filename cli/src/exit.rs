@@ -9,8 +9,8 @@ pub enum Code {
     Ok = 0,
     /// The command failed; nothing (or nothing more) was written.
     Error = 1,
-    /// Usage error (bad arguments); printed by clap.
-    #[allow(dead_code)]
+    /// Usage error (bad arguments, an unusable repository location or object store
+    /// setting); nothing was read or written.
     Usage = 2,
     /// Backup completed and a snapshot was saved, but some files could not be read and are
     /// missing from it (they are listed on stderr and in `--json` output).
@@ -22,5 +22,19 @@ pub enum Code {
 impl From<Code> for ExitCode {
     fn from(c: Code) -> Self {
         ExitCode::from(c as u8)
+    }
+}
+
+/// The code for a failed command: [`Code::Usage`] if a store error anywhere in the chain says
+/// so, else [`Code::Error`].
+pub fn for_error(e: &anyhow::Error) -> Code {
+    let usage = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<cairn_store::Error>())
+        .any(cairn_store::Error::is_usage);
+    if usage {
+        Code::Usage
+    } else {
+        Code::Error
     }
 }

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         Ok(code) => code.into(),
         Err(e) => {
             eprintln!("cairn: error: {e:#}");
-            exit::Code::Error.into()
+            exit::for_error(&e).into()
         }
     }
 }
