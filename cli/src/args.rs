@@ -61,17 +61,21 @@ pub struct Global {
     pub quiet: bool,
 }
 
-/// How to reach S3. Credentials come from the usual places: AWS_ACCESS_KEY_ID /
-/// AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, the shared credentials file and AWS_PROFILE,
-/// web identity (EKS/OpenShift pod identity) and instance metadata.
+/// How to reach S3. Everything follows the AWS conventions (see the README): credentials from
+/// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, else the AWS_PROFILE profile
+/// (default `default`) in the shared credentials file, then the config file, else web
+/// identity (EKS/OpenShift pod identity) and instance metadata.
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Object store options")]
 pub struct S3Args {
-    /// S3 endpoint of an S3-compatible server (MinIO, Ceph RGW, ODF/NooBaa); uses path-style
-    /// addressing. Default: AWS (AWS_ENDPOINT_URL_S3 also works).
+    /// S3 endpoint of an S3-compatible server (MinIO, Ceph RGW, ODF/NooBaa), with its scheme:
+    /// http://HOST:PORT or https://HOST; uses path-style addressing, and plain http is allowed
+    /// for an endpoint given (unless AWS_ALLOW_HTTP=false). Overrides AWS_ENDPOINT_URL_S3,
+    /// AWS_ENDPOINT_URL and the profile's endpoint_url. Default: AWS.
     #[arg(long, env = "CAIRN_S3_ENDPOINT", global = true, value_name = "URL")]
     pub s3_endpoint: Option<String>,
-    /// S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's, else us-east-1).
+    /// S3 region. Overrides AWS_REGION, AWS_DEFAULT_REGION and the profile's region; the
+    /// default is us-east-1.
     #[arg(long, env = "CAIRN_S3_REGION", global = true)]
     pub s3_region: Option<String>,
     /// Seconds one object store request may take before it is retried.

@@ -10,7 +10,8 @@ pub enum Code {
     Ok = 0,
     /// The command failed; nothing (or nothing more) was written.
     Error = 1,
-    /// Usage error (bad arguments): printed by clap, or a [`Usage`] error.
+    /// Usage error: bad arguments (printed by clap), a [`Usage`] error, or an unusable
+    /// repository location or object store setting; nothing was read or written.
     Usage = 2,
     /// Backup completed and a snapshot was saved, but some files could not be read and are
     /// missing from it (they are listed on stderr and in `--json` output).
@@ -55,7 +56,11 @@ pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Err
 pub fn report(e: &anyhow::Error, json: bool) -> Code {
     let usage = e.chain().find_map(|c| c.downcast_ref::<Usage>());
     let hint = usage.and_then(|u| u.hint.clone());
-    let code = if usage.is_some() {
+    let store_usage = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<cairn_store::Error>())
+        .any(cairn_store::Error::is_usage);
+    let code = if usage.is_some() || store_usage {
         Code::Usage
     } else {
         Code::Error

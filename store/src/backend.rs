@@ -4,7 +4,9 @@
 mod aws_profile;
 mod cache;
 mod local;
+mod location;
 mod remote;
+mod s3_config;
 
 pub use cache::CachedBackend;
 pub use local::LocalBackend;
@@ -66,13 +68,11 @@ pub trait Backend: Send + Sync {
 }
 
 /// Open a backend from a location: a path, a `file://` URL, or an object store URL
-/// (`s3://bucket/prefix`; `gs://` and `az://` are built in but untested).
+/// (`s3://bucket/prefix`; `gs://` and `az://` are built in but untested). Other schemes, and
+/// `word:rest` that may be meant as one, are refused ([`crate::ConfigError`]).
 pub fn open(location: &str, remote: &RemoteOptions) -> Result<Box<dyn Backend>> {
-    if let Some(path) = location.strip_prefix("file://") {
-        return Ok(Box::new(LocalBackend::new(path)));
-    }
-    if location.contains("://") {
-        return Ok(Box::new(RemoteBackend::open(location, remote)?));
-    }
-    Ok(Box::new(LocalBackend::new(location)))
+    Ok(match location::parse(location)? {
+        location::Location::Local(path) => Box::new(LocalBackend::new(path)),
+        location::Location::Remote => Box::new(RemoteBackend::open(location, remote)?),
+    })
 }

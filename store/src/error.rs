@@ -131,6 +131,101 @@ pub enum Error {
     /// A format error outside any one object.
     #[error(transparent)]
     Format(#[from] cairn_format::Error),
+    /// The repository location or the object store configuration cannot work as given.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// A repository location or object store setting that cannot be used as given: a usage error,
+/// found before anything is read or written. Messages name the setting and never its secrets.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A `scheme:` that cairn does not read.
+    #[error("repository {location}: cairn does not know the scheme {scheme}:// (use a path, file://, s3://, gs:// or az://)")]
+    UnknownScheme {
+        /// Location as given.
+        location: String,
+        /// The scheme.
+        scheme: String,
+    },
+    /// `word:rest`, which could be a URL scheme or a relative path.
+    #[error("repository {location}: {scheme}: looks like a URL scheme cairn does not know (it reads paths, file://, s3://, gs:// and az://); for a local directory of that name write ./{location}")]
+    AmbiguousLocation {
+        /// Location as given.
+        location: String,
+        /// The word before the colon.
+        scheme: String,
+    },
+    /// restic's spelling of an S3 repository.
+    #[error("repository {location} is restic's spelling of an S3 repository; cairn's is {cairn}")]
+    ResticS3 {
+        /// Location as given.
+        location: String,
+        /// The equivalent cairn arguments.
+        cairn: String,
+    },
+    /// An object store URL without a bucket.
+    #[error("repository {location} names no bucket (expected {scheme}://BUCKET/PREFIX)")]
+    NoBucket {
+        /// Location as given.
+        location: String,
+        /// The scheme.
+        scheme: String,
+    },
+    /// An endpoint without `http://` or `https://`.
+    #[error("{given_by} {endpoint} has no scheme: use http://{endpoint} or https://{endpoint}")]
+    EndpointWithoutScheme {
+        /// The flag, variable or file that set it.
+        given_by: String,
+        /// The endpoint (user info removed).
+        endpoint: String,
+    },
+    /// An endpoint with another scheme than `http://` or `https://`.
+    #[error("{given_by} {endpoint}: an S3 endpoint is an http:// or https:// URL")]
+    EndpointScheme {
+        /// The flag, variable or file that set it.
+        given_by: String,
+        /// The endpoint (user info removed).
+        endpoint: String,
+    },
+    /// A plain-http endpoint while `AWS_ALLOW_HTTP=false`.
+    #[error("{given_by} {endpoint} is plain http, which AWS_ALLOW_HTTP=false forbids: use https:// or unset AWS_ALLOW_HTTP")]
+    HttpForbidden {
+        /// The flag, variable or file that set it.
+        given_by: String,
+        /// The endpoint (user info removed).
+        endpoint: String,
+    },
+    /// A boolean variable with another value than true or false.
+    #[error("{variable}={value} is neither true nor false")]
+    NotABool {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// An access key id without its secret.
+    #[error("{given_by} has an access key id but no secret access key: set both (or neither)")]
+    MissingSecret {
+        /// Where the key id was found.
+        given_by: String,
+    },
+    /// `AWS_PROFILE` names a profile that neither shared file holds.
+    #[error("AWS_PROFILE={profile} names no profile in {files}")]
+    NoSuchProfile {
+        /// The profile.
+        profile: String,
+        /// The files looked in.
+        files: String,
+    },
+    /// An AWS shared file that cannot be read or parsed.
+    #[error("reading the AWS shared file {path}: {cause}")]
+    AwsFile {
+        /// The file.
+        path: String,
+        /// What is wrong (no file contents).
+        cause: String,
+    },
 }
 
 impl Error {
@@ -151,6 +246,11 @@ impl Error {
     /// the operation could not run, nothing is known to be lost.
     pub fn is_storage_failure(&self) -> bool {
         matches!(self, Error::Io { .. } | Error::Remote { .. })
+    }
+
+    /// A usage error: the command cannot work as given, and nothing was touched.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Error::Config(_))
     }
 
     /// An object that could not be decoded. A storage failure met while reading it (a

@@ -21,5 +21,5 @@ pub mod saver;
 pub mod snapshots;
 pub mod trees;
 
-pub use error::{Error, Result};
+pub use error::{ConfigError, Error, Result};
 pub use repo::{Credentials, InitOptions, Repository, Role};

@@ -259,9 +259,21 @@ pub const TIMEOUT: Duration = Duration::from_secs(240);
 /// `env` win over earlier ones). Panics if cairn panics, is killed by a
 /// signal, or runs longer than [`TIMEOUT`].
 pub fn cairn<A: AsRef<OsStr>>(args: &[A], env: &[(&str, &OsStr)]) -> Output {
+    run_cairn(None, args, env)
+}
+
+/// [`cairn`] with the working directory `dir` (for relative repository paths).
+pub fn cairn_in<A: AsRef<OsStr>>(dir: &Path, args: &[A], env: &[(&str, &OsStr)]) -> Output {
+    run_cairn(Some(dir), args, env)
+}
+
+fn run_cairn<A: AsRef<OsStr>>(dir: Option<&Path>, args: &[A], env: &[(&str, &OsStr)]) -> Output {
     let bin = cairn_bin();
     let mut cmd = background::clean_command(&bin, env);
     cmd.args(args);
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
     let cmdline = std::iter::once(bin.display().to_string())
         .chain(
             args.iter()

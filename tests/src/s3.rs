@@ -661,6 +661,8 @@ struct Shared {
     changed: Condvar,
     stop: AtomicBool,
     n: Counters,
+    /// `KEYID/REGION` of the signatures seen ([`FaultProxy::take_signers`]).
+    signers: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -697,6 +699,28 @@ impl Shared {
             self.n.cut.fetch_add(1, Ordering::Relaxed);
         }
         self.changed.notify_all();
+    }
+
+    /// Note the `KEYID/REGION` of every AWS signature in `request` (a head split between
+    /// two reads is missed; every request of a command carries one).
+    fn record_signers(&self, request: &[u8]) {
+        let text = String::from_utf8_lossy(request);
+        for (at, tag) in text.match_indices("Credential=") {
+            let rest = &text[at + tag.len()..];
+            let scope: Vec<&str> = rest
+                .split([',', ' ', '\r'])
+                .next()
+                .unwrap_or("")
+                .split('/')
+                .collect();
+            if let [key, _date, region, ..] = scope[..] {
+                let signer = format!("{key}/{region}");
+                let mut seen = self.signers.lock().unwrap_or_else(|e| e.into_inner());
+                if !seen.contains(&signer) {
+                    seen.push(signer);
+                }
+            }
+        }
     }
 
     /// Count `n` request bytes and fire the armed trigger when its threshold is passed.
@@ -747,6 +771,7 @@ impl FaultProxy {
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
             n: Counters::default(),
+            signers: Mutex::new(Vec::new()),
         });
         let sh = Arc::clone(&shared);
         let acceptor = std::thread::Builder::new()
@@ -851,6 +876,19 @@ impl FaultProxy {
                 .0;
         }
         true
+    }
+
+    /// Who signed the requests since the last call: `KEYID/REGION` from each AWS signature
+    /// (`Authorization: AWS4-HMAC-SHA256 Credential=KEYID/DATE/REGION/s3/aws4_request`),
+    /// distinct, in order of appearance. The secret never travels, so it cannot be seen here.
+    pub fn take_signers(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .shared
+                .signers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     /// Counters so far.
@@ -1077,6 +1115,7 @@ impl Conn {
             }
             if up {
                 pending_request.store(true, Ordering::Relaxed);
+                self.sh.record_signers(&buf[..n]);
             } else if let Some(d) = stall {
                 if pending_request.swap(false, Ordering::Relaxed) && self.sh.take_fault() {
                     self.sh.n.stalled.fetch_add(1, Ordering::Relaxed);

@@ -1,78 +1,283 @@
-//! Credentials from the AWS shared files (`~/.aws/credentials`, `~/.aws/config`), for the
-//! profile named by `AWS_PROFILE` (default `default`), as the AWS CLI reads them. object_store
-//! reads the environment, web identity (IRSA pods) and instance metadata itself.
+//! One profile of the AWS shared files, read as the AWS CLI and SDKs read them: the profile
+//! named by `AWS_PROFILE` (else `default`), from `AWS_SHARED_CREDENTIALS_FILE` (else
+//! `~/.aws/credentials`, section `[NAME]`) and `AWS_CONFIG_FILE` (else `~/.aws/config`,
+//! section `[profile NAME]`, or `[default]`). Fields read: `aws_access_key_id`,
+//! `aws_secret_access_key`, `aws_session_token` (credentials file first, then config file),
+//! and from the config file `region`, `endpoint_url`, `ignore_configured_endpoint_urls` and
+//! the `s3` `endpoint_url` of the `[services NAME]` section the profile's `services` names.
 
-use ini::Ini;
+use super::s3_config::{parse_bool, Lookup};
+use crate::ConfigError;
+use ini::{Ini, ParseOption, Properties};
 use std::path::PathBuf;
 
-/// Static credentials of one profile.
-pub struct Profile {
+/// Static credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct StaticCredentials {
     /// Access key id.
-    pub access_key_id: String,
+    pub key_id: String,
     /// Secret access key (never printed).
-    pub secret_access_key: String,
-    /// Session token, for temporary credentials.
-    pub session_token: Option<String>,
-    /// Region from the config file.
+    pub secret: String,
+    /// Session token, for temporary credentials (never printed).
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StaticCredentials({}, …)", self.key_id)
+    }
+}
+
+/// What the profile says (every field optional).
+#[derive(Debug, Default)]
+pub(crate) struct Profile {
+    /// Static credentials.
+    pub credentials: Option<StaticCredentials>,
+    /// `region`.
     pub region: Option<String>,
+    /// `endpoint_url`, for every service.
+    pub endpoint_url: Option<String>,
+    /// `endpoint_url` of `s3` in the profile's `[services …]` section.
+    pub s3_endpoint_url: Option<String>,
+    /// `ignore_configured_endpoint_urls = true`.
+    pub ignore_endpoint_urls: bool,
+    /// The config file, for messages.
+    pub config_file: String,
 }
 
-fn home_file(env: &str, name: &str) -> Option<PathBuf> {
-    std::env::var_os(env)
+fn shared_file(env: Lookup, var: &str, name: &str) -> Option<PathBuf> {
+    env(var)
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".aws").join(name)))
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".aws").join(name)))
 }
 
-/// The profile's static credentials, if the shared files hold them.
-pub fn load() -> Option<Profile> {
-    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
-    let creds =
-        Ini::load_from_file(home_file("AWS_SHARED_CREDENTIALS_FILE", "credentials")?).ok()?;
-    let section = creds.section(Some(profile.as_str()))?;
-    let get = |k: &str| section.get(k).map(str::to_string);
-    let region = home_file("AWS_CONFIG_FILE", "config")
-        .and_then(|p| Ini::load_from_file(p).ok())
-        .and_then(|cfg| {
-            let name = if profile == "default" {
-                "default".to_string()
-            } else {
-                format!("profile {profile}")
-            };
-            cfg.section(Some(name))
-                .and_then(|s| s.get("region"))
-                .map(str::to_string)
+/// Parse a shared file; a missing one is empty, as for the AWS tools.
+fn read(path: &Option<PathBuf>) -> Result<Option<Ini>, ConfigError> {
+    let Some(path) = path else { return Ok(None) };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(ConfigError::AwsFile {
+                path: path.display().to_string(),
+                cause: e.to_string(),
+            })
+        }
+    };
+    // The AWS format: no quoting or escapes; indented lines continue a value (nested settings).
+    let opt = ParseOption {
+        enabled_quote: false,
+        enabled_escape: false,
+        enabled_indented_mutiline_value: true,
+        ..ParseOption::default()
+    };
+    // The parser's message may quote the file; only the line number is given.
+    Ini::load_from_str_opt(&text, opt)
+        .map(Some)
+        .map_err(|e| ConfigError::AwsFile {
+            path: path.display().to_string(),
+            cause: format!("not in the INI format at line {}", e.line),
+        })
+}
+
+/// Static credentials in `section`, if it holds a key id.
+fn credentials(
+    section: Option<&Properties>,
+    given_by: impl FnOnce() -> String,
+) -> Result<Option<StaticCredentials>, ConfigError> {
+    let Some(key_id) = section.and_then(|s| s.get("aws_access_key_id")) else {
+        return Ok(None);
+    };
+    let get = |k: &str| section.and_then(|s| s.get(k)).map(str::to_string);
+    let secret = get("aws_secret_access_key").ok_or_else(|| ConfigError::MissingSecret {
+        given_by: given_by(),
+    })?;
+    Ok(Some(StaticCredentials {
+        key_id: key_id.to_string(),
+        secret,
+        token: get("aws_session_token"),
+    }))
+}
+
+/// `key = value` of a nested setting block (`s3 =` followed by indented lines).
+fn nested<'a>(block: &'a str, key: &str) -> Option<&'a str> {
+    block.lines().find_map(|line| {
+        let (k, v) = line.split_once('=')?;
+        (k.trim() == key).then(|| v.trim())
+    })
+}
+
+/// Read the profile. `AWS_PROFILE` naming a profile that neither file holds is an error.
+pub(crate) fn load(env: Lookup) -> Result<Profile, ConfigError> {
+    let explicit = env("AWS_PROFILE");
+    let name = explicit.clone().unwrap_or_else(|| "default".to_string());
+    let creds_path = shared_file(env, "AWS_SHARED_CREDENTIALS_FILE", "credentials");
+    let config_path = shared_file(env, "AWS_CONFIG_FILE", "config");
+    let shown = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map_or_else(|| "(no HOME)".to_string(), |p| p.display().to_string())
+    };
+    let creds_ini = read(&creds_path)?;
+    let config_ini = read(&config_path)?;
+    let creds_section = creds_ini
+        .as_ref()
+        .and_then(|i| i.section(Some(name.as_str())));
+    let config_section = config_ini.as_ref().and_then(|i| {
+        let named = i.section(Some(format!("profile {name}")));
+        if name == "default" {
+            named.or_else(|| i.section(Some("default")))
+        } else {
+            named
+        }
+    });
+    if explicit.is_some() && creds_section.is_none() && config_section.is_none() {
+        return Err(ConfigError::NoSuchProfile {
+            profile: name,
+            files: format!("{} or {}", shown(&creds_path), shown(&config_path)),
         });
-    Some(Profile {
-        access_key_id: get("aws_access_key_id")?,
-        secret_access_key: get("aws_secret_access_key")?,
-        session_token: get("aws_session_token"),
-        region,
+    }
+    let credentials = match credentials(creds_section, || {
+        format!("profile {name} in {}", shown(&creds_path))
+    })? {
+        Some(c) => Some(c),
+        None => credentials(config_section, || {
+            format!("profile {name} in {}", shown(&config_path))
+        })?,
+    };
+    let get = |k: &str| config_section.and_then(|s| s.get(k)).map(str::to_string);
+    let s3_endpoint_url = get("services")
+        .and_then(|services| {
+            config_ini
+                .as_ref()?
+                .section(Some(format!("services {services}")))?
+                .get("s3")
+        })
+        .and_then(|block| nested(block, "endpoint_url"))
+        .map(str::to_string);
+    let ignore_endpoint_urls = match get("ignore_configured_endpoint_urls") {
+        Some(v) => parse_bool("ignore_configured_endpoint_urls", &v)?,
+        None => false,
+    };
+    Ok(Profile {
+        credentials,
+        region: get("region"),
+        endpoint_url: get("endpoint_url"),
+        s3_endpoint_url,
+        ignore_endpoint_urls,
+        config_file: shown(&config_path),
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::{load, StaticCredentials};
+    use crate::ConfigError;
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    /// Write the two files into `dir` and read the profile with `vars` as the environment.
+    fn profile(
+        dir: &Path,
+        credentials: &str,
+        config: &str,
+        vars: &[(&str, &str)],
+    ) -> Result<super::Profile, ConfigError> {
+        std::fs::write(dir.join("credentials"), credentials).unwrap();
+        std::fs::write(dir.join("config"), config).unwrap();
+        let mut env: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.insert(
+            "AWS_SHARED_CREDENTIALS_FILE".into(),
+            dir.join("credentials").display().to_string(),
+        );
+        env.insert(
+            "AWS_CONFIG_FILE".into(),
+            dir.join("config").display().to_string(),
+        );
+        load(&|k| env.get(k).cloned())
+    }
+
+    fn creds(id: &str, secret: &str, token: Option<&str>) -> Option<StaticCredentials> {
+        Some(StaticCredentials {
+            key_id: id.into(),
+            secret: secret.into(),
+            token: token.map(str::to_string),
+        })
+    }
+
     #[test]
-    fn reads_named_profile_and_region() {
+    fn reads_named_profile_from_both_files() {
         let dir = tempfile::tempdir().unwrap();
-        let creds = dir.path().join("credentials");
-        let config = dir.path().join("config");
-        std::fs::write(
-            &creds,
+        let p = profile(
+            dir.path(),
             "[default]\naws_access_key_id = A\naws_secret_access_key = B\n[ops]\naws_access_key_id = C\naws_secret_access_key = D\naws_session_token = T\n",
+            "[profile ops]\nregion = eu-west-1\nendpoint_url = http://minio:9000\n",
+            &[("AWS_PROFILE", "ops")],
         )
         .unwrap();
-        std::fs::write(&config, "[profile ops]\nregion = eu-west-1\n").unwrap();
-        // SAFETY: this test is the only one in the crate touching these variables.
-        unsafe {
-            std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", &creds);
-            std::env::set_var("AWS_CONFIG_FILE", &config);
-            std::env::set_var("AWS_PROFILE", "ops");
-        }
-        let p = super::load().unwrap();
-        assert_eq!(p.access_key_id, "C");
-        assert_eq!(p.secret_access_key, "D");
-        assert_eq!(p.session_token.as_deref(), Some("T"));
+        assert_eq!(p.credentials, creds("C", "D", Some("T")));
         assert_eq!(p.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(p.endpoint_url.as_deref(), Some("http://minio:9000"));
+    }
+
+    #[test]
+    fn credentials_file_wins_over_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            "[default]\naws_access_key_id = CFG\naws_secret_access_key = CS\nregion = ap-south-1\n";
+        let p = profile(
+            dir.path(),
+            "[default]\naws_access_key_id = CRED\naws_secret_access_key = S\n",
+            config,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(p.credentials, creds("CRED", "S", None));
+        let p = profile(dir.path(), "", config, &[]).unwrap();
+        assert_eq!(p.credentials, creds("CFG", "CS", None));
+        assert_eq!(p.region.as_deref(), Some("ap-south-1"));
+    }
+
+    #[test]
+    fn services_section_gives_the_s3_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = "[profile ops]\nservices = local\n\n[services local]\ndynamodb =\n  endpoint_url = http://dynamo:8000\ns3 =\n  addressing_style = path\n  endpoint_url = http://minio:9000\n";
+        let p = profile(dir.path(), "", config, &[("AWS_PROFILE", "ops")]).unwrap();
+        assert_eq!(p.s3_endpoint_url.as_deref(), Some("http://minio:9000"));
+        assert_eq!(p.endpoint_url, None);
+    }
+
+    #[test]
+    fn missing_profile_and_half_credentials_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = profile(
+            dir.path(),
+            "[a]\n",
+            "[profile b]\n",
+            &[("AWS_PROFILE", "c")],
+        );
+        assert!(matches!(e, Err(ConfigError::NoSuchProfile { .. })), "{e:?}");
+        // No profile at all is fine when none was asked for.
+        let p = profile(dir.path(), "", "", &[]).unwrap();
+        assert!(p.credentials.is_none() && p.region.is_none());
+        let e = profile(dir.path(), "[default]\naws_access_key_id = A\n", "", &[]);
+        assert!(matches!(e, Err(ConfigError::MissingSecret { .. })), "{e:?}");
+    }
+
+    #[test]
+    fn malformed_file_is_an_error_without_its_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = profile(
+            dir.path(),
+            "[default\naws_secret_access_key = SECRETVALUE\n",
+            "",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line"), "{e}");
+        assert!(!e.contains("SECRETVALUE"), "{e}");
     }
 }

@@ -11,13 +11,15 @@
 //! Ceph RGW honour. A server that rejects it as unsupported is answered by a HEAD-then-PUT
 //! fallback, which is not atomic; this is logged once and documented in SPEC.md.
 
+use super::s3_config::{process_env, resolve, Credentials, S3Config};
 use super::{Backend, ObjectInfo, ReadSeek};
-use crate::{Error, Result};
+use crate::{ConfigError, Error, Result};
 use futures::StreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
 use object_store::{
-    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
-    PutPayload, RetryConfig, WriteMultipart,
+    ClientConfigKey, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode,
+    PutOptions, PutPayload, RetryConfig, WriteMultipart,
 };
 use std::future::Future;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -89,9 +91,11 @@ impl RemoteBackend {
             .ok_or_else(|| Error::Invalid(format!("{url} is not a URL")))?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
-            return Err(Error::Invalid(format!(
-                "{url} names no bucket (expected {scheme}://BUCKET/PREFIX)"
-            )));
+            return Err(ConfigError::NoBucket {
+                location: url.to_string(),
+                scheme: scheme.to_string(),
+            }
+            .into());
         }
         // Backoff from 1 s, growing about twofold up to 30 s (with jitter): the default 10 retries ride out
         // about four minutes of outage, a server restart or a failover.
@@ -109,7 +113,7 @@ impl RemoteBackend {
             .with_connect_timeout(opts.timeout.min(Duration::from_secs(10)));
         let store: Arc<dyn ObjectStore> = match scheme {
             "s3" => Arc::new(
-                s3_builder(bucket, opts, retry, client)
+                s3_builder(bucket, &resolve(opts, &process_env)?, retry, client)
                     .build()
                     .map_err(|e| Error::Invalid(format!("cannot use S3 repository {url}: {e}")))?,
             ),
@@ -282,43 +286,53 @@ fn xml_tag<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
     Some(&text[start..start + len])
 }
 
+/// The S3 client for `bucket` with the resolved settings. Other `AWS_*` variables that
+/// object_store knows (web identity, container credentials, checksums, encryption, …) are
+/// passed on as they are; those `cfg` resolved are not read again.
 fn s3_builder(
     bucket: &str,
-    opts: &RemoteOptions,
+    cfg: &S3Config,
     retry: RetryConfig,
     client: ClientOptions,
-) -> object_store::aws::AmazonS3Builder {
-    let mut b = object_store::aws::AmazonS3Builder::from_env()
-        .with_bucket_name(bucket)
-        .with_retry(retry)
-        .with_client_options(client);
-    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-        if let Some(profile) = super::aws_profile::load() {
-            b = b
-                .with_access_key_id(profile.access_key_id)
-                .with_secret_access_key(profile.secret_access_key);
-            if let Some(token) = profile.session_token {
-                b = b.with_token(token);
-            }
-            if let Some(region) = profile.region {
-                b = b.with_region(region);
-            }
+) -> AmazonS3Builder {
+    let mut b = AmazonS3Builder::new().with_client_options(client.with_allow_http(cfg.allow_http));
+    for (name, value) in std::env::vars() {
+        let Some(key) = name
+            .starts_with("AWS_")
+            .then(|| name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>().ok())
+            .flatten()
+        else {
+            continue;
+        };
+        let resolved = matches!(
+            key,
+            AmazonS3ConfigKey::AccessKeyId
+                | AmazonS3ConfigKey::SecretAccessKey
+                | AmazonS3ConfigKey::Token
+                | AmazonS3ConfigKey::Region
+                | AmazonS3ConfigKey::DefaultRegion
+                | AmazonS3ConfigKey::Endpoint
+                | AmazonS3ConfigKey::S3Endpoint
+                | AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp)
+        );
+        if !resolved {
+            b = b.with_config(key, value);
         }
     }
-    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-    {
-        b = b.with_region("us-east-1");
-    }
-    if let Some(region) = &opts.s3_region {
-        b = b.with_region(region);
-    }
-    let endpoint = opts
-        .s3_endpoint
-        .clone()
-        .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok());
-    if let Some(endpoint) = endpoint {
+    b = b
+        .with_bucket_name(bucket)
+        .with_retry(retry)
+        .with_region(&cfg.region);
+    if let Credentials::Static(c) = &cfg.credentials {
         b = b
-            .with_allow_http(endpoint.starts_with("http://"))
+            .with_access_key_id(&c.key_id)
+            .with_secret_access_key(&c.secret);
+        if let Some(token) = &c.token {
+            b = b.with_token(token);
+        }
+    }
+    if let Some(endpoint) = &cfg.endpoint {
+        b = b
             .with_virtual_hosted_style_request(false)
             .with_endpoint(endpoint);
     }

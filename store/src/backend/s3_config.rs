@@ -1,0 +1,316 @@
+//! How to reach and sign for an S3 repository, resolved once from cairn's options, the AWS
+//! environment variables and the AWS profile, with the AWS SDKs' precedence:
+//!
+//! * endpoint: `--s3-endpoint` > `AWS_ENDPOINT_URL_S3` > `AWS_ENDPOINT_URL` > the profile's
+//!   `[services]` `s3` `endpoint_url` > the profile's `endpoint_url` > AWS. Only the flag counts
+//!   when `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` (or the profile's
+//!   `ignore_configured_endpoint_urls`) is true.
+//! * plain http: allowed for an http:// endpoint the user configured, unless
+//!   `AWS_ALLOW_HTTP=false`.
+//! * region: `--s3-region` > `AWS_REGION` > `AWS_DEFAULT_REGION` > the profile's > us-east-1.
+//! * credentials: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN` > the
+//!   profile's in the credentials file > in the config file > object_store's own chain (web
+//!   identity, container credentials, instance metadata).
+
+use super::aws_profile::{self, StaticCredentials};
+use super::RemoteOptions;
+use crate::ConfigError;
+
+/// An environment lookup (the process's, or a test's). Empty values count as unset.
+pub(crate) type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment, empty values as unset.
+pub(crate) fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Where the credentials come from.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Credentials {
+    /// Given (environment or profile).
+    Static(StaticCredentials),
+    /// object_store's provider chain: web identity, container credentials, instance metadata.
+    Chain,
+}
+
+/// The resolved settings.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct S3Config {
+    /// Region to sign for.
+    pub region: String,
+    /// Endpoint URL of an S3-compatible server; `None` is AWS.
+    pub endpoint: Option<String>,
+    /// Whether plain http may be used.
+    pub allow_http: bool,
+    /// Credentials.
+    pub credentials: Credentials,
+}
+
+/// A boolean setting as the AWS tools spell it.
+pub(crate) fn parse_bool(variable: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::NotABool {
+            variable,
+            value: value.to_string(),
+        }),
+    }
+}
+
+fn env_bool(env: Lookup, variable: &'static str) -> Result<Option<bool>, ConfigError> {
+    env(variable).map(|v| parse_bool(variable, &v)).transpose()
+}
+
+/// `url` without user info (`http://user:pass@host` → `http://…@host`), for messages.
+fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) if scheme.is_empty() => format!("…@{}", &rest[at + 1..]),
+        Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// Check that `endpoint` is an http(s) URL; returns whether it is plain http.
+fn check_endpoint(given_by: &str, endpoint: &str) -> Result<bool, ConfigError> {
+    let Some((scheme, rest)) = endpoint.split_once("://") else {
+        return Err(ConfigError::EndpointWithoutScheme {
+            given_by: given_by.to_string(),
+            endpoint: redact(endpoint),
+        });
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "http" | "https" if !rest.is_empty() => Ok(scheme.eq_ignore_ascii_case("http")),
+        _ => Err(ConfigError::EndpointScheme {
+            given_by: given_by.to_string(),
+            endpoint: redact(endpoint),
+        }),
+    }
+}
+
+/// Resolve the settings from `opts` (cairn's flags) and the environment `env`.
+pub(crate) fn resolve(opts: &RemoteOptions, env: Lookup) -> Result<S3Config, ConfigError> {
+    let profile = aws_profile::load(env)?;
+    let region = opts
+        .s3_region
+        .clone()
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .or(profile.region)
+        .unwrap_or_else(|| "us-east-1".to_string());
+
+    let ignore_configured = env_bool(env, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")?
+        .unwrap_or(profile.ignore_endpoint_urls);
+    let from_file = |what: &str| format!("{what} in {}", profile.config_file);
+    let configured = [
+        (
+            "AWS_ENDPOINT_URL_S3".to_string(),
+            env("AWS_ENDPOINT_URL_S3"),
+        ),
+        ("AWS_ENDPOINT_URL".to_string(), env("AWS_ENDPOINT_URL")),
+        (
+            from_file("the s3 endpoint_url of the services section"),
+            profile.s3_endpoint_url,
+        ),
+        (from_file("endpoint_url"), profile.endpoint_url),
+    ];
+    let endpoint = match &opts.s3_endpoint {
+        Some(e) => Some(("--s3-endpoint".to_string(), e.clone())),
+        None if ignore_configured => None,
+        None => configured
+            .into_iter()
+            .find_map(|(given_by, e)| e.map(|e| (given_by, e))),
+    };
+    let http = match &endpoint {
+        Some((given_by, e)) => check_endpoint(given_by, e)?,
+        None => false,
+    };
+    let allow_http = match env_bool(env, "AWS_ALLOW_HTTP")? {
+        Some(false) if http => {
+            let (given_by, e) = endpoint.unwrap_or_default();
+            return Err(ConfigError::HttpForbidden {
+                given_by,
+                endpoint: redact(&e),
+            });
+        }
+        Some(allowed) => allowed,
+        None => http,
+    };
+
+    let credentials = match env("AWS_ACCESS_KEY_ID") {
+        Some(key_id) => Credentials::Static(StaticCredentials {
+            key_id,
+            secret: env("AWS_SECRET_ACCESS_KEY").ok_or_else(|| ConfigError::MissingSecret {
+                given_by: "the environment (AWS_ACCESS_KEY_ID)".to_string(),
+            })?,
+            token: env("AWS_SESSION_TOKEN"),
+        }),
+        None => profile
+            .credentials
+            .map_or(Credentials::Chain, Credentials::Static),
+    };
+    Ok(S3Config {
+        region,
+        endpoint: endpoint.map(|(_, e)| e),
+        allow_http,
+        credentials,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{resolve, Credentials, S3Config};
+    use crate::backend::RemoteOptions;
+    use crate::ConfigError;
+    use std::collections::HashMap;
+
+    const CONFIG: &str = "[default]\nregion = eu-north-1\n\n[profile ops]\nregion = eu-west-3\nendpoint_url = https://profile.example\naws_access_key_id = CFGKEY\naws_secret_access_key = cfgsecret\n\n[profile svc]\nservices = mine\nendpoint_url = https://global.example\n\n[services mine]\ns3 =\n  endpoint_url = http://services.example:9000\n";
+    const CREDENTIALS: &str =
+        "[ops]\naws_access_key_id = FILEKEY\naws_secret_access_key = filesecret\n";
+
+    /// Resolve with flags `endpoint`/`region` and the environment `vars`, HOME holding the
+    /// shared files above.
+    fn run(
+        endpoint: Option<&str>,
+        region: Option<&str>,
+        vars: &[(&str, &str)],
+    ) -> Result<S3Config, ConfigError> {
+        let home = tempfile::tempdir().unwrap();
+        let aws = home.path().join(".aws");
+        std::fs::create_dir(&aws).unwrap();
+        std::fs::write(aws.join("config"), CONFIG).unwrap();
+        std::fs::write(aws.join("credentials"), CREDENTIALS).unwrap();
+        let mut env: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.insert("HOME".into(), home.path().display().to_string());
+        let opts = RemoteOptions {
+            s3_endpoint: endpoint.map(str::to_string),
+            s3_region: region.map(str::to_string),
+            ..RemoteOptions::default()
+        };
+        resolve(&opts, &|k| env.get(k).cloned())
+    }
+
+    fn region(region_flag: Option<&str>, vars: &[(&str, &str)]) -> String {
+        run(None, region_flag, vars).unwrap().region
+    }
+
+    fn endpoint(flag: Option<&str>, vars: &[(&str, &str)]) -> Option<String> {
+        run(flag, None, vars).unwrap().endpoint
+    }
+
+    #[test]
+    fn region_precedence() {
+        let both = [("AWS_REGION", "r1"), ("AWS_DEFAULT_REGION", "r2")];
+        assert_eq!(region(Some("flag"), &both), "flag");
+        assert_eq!(region(None, &both), "r1");
+        assert_eq!(region(None, &both[1..]), "r2");
+        assert_eq!(region(None, &[]), "eu-north-1");
+        assert_eq!(region(None, &[("AWS_PROFILE", "ops")]), "eu-west-3");
+        assert_eq!(region(None, &[("AWS_PROFILE", "svc")]), "us-east-1");
+    }
+
+    #[test]
+    fn endpoint_precedence() {
+        let all = [
+            ("AWS_PROFILE", "svc"),
+            ("AWS_ENDPOINT_URL_S3", "https://s3var"),
+            ("AWS_ENDPOINT_URL", "https://var"),
+        ];
+        let e = endpoint;
+        assert_eq!(
+            e(Some("https://flag"), &all).as_deref(),
+            Some("https://flag")
+        );
+        assert_eq!(e(None, &all).as_deref(), Some("https://s3var"));
+        assert_eq!(e(None, &[all[0], all[2]]).as_deref(), Some("https://var"));
+        assert_eq!(
+            e(None, &all[..1]).as_deref(),
+            Some("http://services.example:9000")
+        );
+        assert_eq!(
+            e(None, &[("AWS_PROFILE", "ops")]).as_deref(),
+            Some("https://profile.example")
+        );
+        assert_eq!(e(None, &[]), None);
+        let ignore = [
+            all[0],
+            all[1],
+            ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"),
+        ];
+        assert_eq!(e(None, &ignore), None);
+        assert_eq!(
+            e(Some("https://flag"), &ignore).as_deref(),
+            Some("https://flag")
+        );
+    }
+
+    #[test]
+    fn plain_http_is_allowed_when_named_unless_forbidden() {
+        let c = run(Some("http://h:9000"), None, &[]).unwrap();
+        assert!(c.allow_http);
+        assert!(!run(Some("https://h"), None, &[]).unwrap().allow_http);
+        assert!(
+            run(None, None, &[("AWS_ALLOW_HTTP", "true")])
+                .unwrap()
+                .allow_http
+        );
+        let forbid = [("AWS_ALLOW_HTTP", "false")];
+        assert!(matches!(
+            run(Some("http://h"), None, &forbid),
+            Err(ConfigError::HttpForbidden { .. })
+        ));
+        assert!(matches!(
+            run(None, None, &[("AWS_ALLOW_HTTP", "maybe")]),
+            Err(ConfigError::NotABool { .. })
+        ));
+    }
+
+    #[test]
+    fn endpoints_without_http_scheme_are_refused_without_user_info() {
+        let e = run(Some("127.0.0.1:9000"), None, &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--s3-endpoint 127.0.0.1:9000 has no scheme: use http://127.0.0.1:9000 or https://127.0.0.1:9000"
+        );
+        let e = run(None, None, &[("AWS_ENDPOINT_URL", "minio:9000")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("AWS_ENDPOINT_URL minio:9000 has no"),
+            "{e}"
+        );
+        let e = run(Some("ftp://u:pw@h/x"), None, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(matches!(
+            run(Some("ftp://h"), None, &[]),
+            Err(ConfigError::EndpointScheme { .. })
+        ));
+        assert!(!e.contains("pw"), "{e}");
+    }
+
+    #[test]
+    fn credential_precedence() {
+        let creds = |vars: &[(&str, &str)]| match run(None, None, vars).unwrap().credentials {
+            Credentials::Static(c) => Some((c.key_id, c.token)),
+            Credentials::Chain => None,
+        };
+        let env = [
+            ("AWS_PROFILE", "ops"),
+            ("AWS_ACCESS_KEY_ID", "ENVKEY"),
+            ("AWS_SECRET_ACCESS_KEY", "envsecret"),
+            ("AWS_SESSION_TOKEN", "tok"),
+        ];
+        assert_eq!(creds(&env), Some(("ENVKEY".into(), Some("tok".into()))));
+        assert_eq!(creds(&env[..1]), Some(("FILEKEY".into(), None)));
+        assert_eq!(creds(&[]), None);
+        assert!(matches!(
+            run(None, None, &env[..2]),
+            Err(ConfigError::MissingSecret { .. })
+        ));
+    }
+}
