@@ -9,8 +9,7 @@ pub enum Code {
     Ok = 0,
     /// The command failed; nothing (or nothing more) was written.
     Error = 1,
-    /// Usage error (bad arguments); printed by clap.
-    #[allow(dead_code)]
+    /// Usage error (bad arguments): printed by clap, or a command's [`UsageError`].
     Usage = 2,
     /// Backup completed and a snapshot was saved, but some files could not be read and are
     /// missing from it (they are listed on stderr and in `--json` output).
@@ -18,6 +17,19 @@ pub enum Code {
     /// `check` found damage (listed on stdout and in `--json`).
     Damage = 4,
 }
+
+/// An error in what the user asked for that clap cannot see (it depends on the repository's
+/// contents); `main` exits with [`Code::Usage`] for it.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 impl From<Code> for ExitCode {
     fn from(c: Code) -> Self {

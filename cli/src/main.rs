@@ -33,7 +33,11 @@ fn main() -> ExitCode {
         Ok(code) => code.into(),
         Err(e) => {
             eprintln!("cairn: error: {e:#}");
-            exit::Code::Error.into()
+            if e.is::<exit::UsageError>() {
+                exit::Code::Usage.into()
+            } else {
+                exit::Code::Error.into()
+            }
         }
     }
 }
