@@ -1,5 +1,6 @@
 //! Command-line arguments.
 
+use cairn_format::snapshot::SourceKind;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -208,15 +209,52 @@ pub enum KeyCommand {
     },
 }
 
-/// Selects snapshots for `latest`.
+/// Selects snapshots: which one `latest` names, and which ones `snapshots` lists, `forget`
+/// applies its policy to and `copy` copies when given no ids.
 #[derive(Args, Debug, Default, Clone)]
+#[command(next_help_heading = "Snapshot selection (all given must match)")]
 pub struct SnapshotFilter {
-    /// With `latest`: only snapshots of this host.
+    /// Only snapshots of this host.
     #[arg(long)]
     pub host: Option<String>,
-    /// With `latest`: only snapshots with this tag. Repeatable (all must match).
-    #[arg(long = "tag")]
+    /// Only snapshots with this tag. Repeatable.
+    #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
+    /// Only snapshots of this source kind (as `cairn snapshots` shows it).
+    #[arg(long, value_name = "KIND")]
+    pub source: Option<SourceArg>,
+    /// Only snapshots that recorded this absolute path (as `cairn snapshots` lists it; a
+    /// trailing / is ignored). Repeatable.
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+/// A source kind as `--source` takes it, named as `cairn snapshots` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceArg(pub SourceKind);
+
+impl clap::ValueEnum for SourceArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            SourceArg(SourceKind::Paths),
+            SourceArg(SourceKind::Etcd),
+            SourceArg(SourceKind::StaticPods),
+            SourceArg(SourceKind::Cluster),
+            SourceArg(SourceKind::Project),
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        // Exhaustive: a new kind does not compile until it is described (and listed above).
+        let help = match self.0 {
+            SourceKind::Paths => "files and directories (`cairn backup PATH...`)",
+            SourceKind::Etcd => "etcd snapshots",
+            SourceKind::StaticPods => "static pod resources",
+            SourceKind::Cluster => "etcd and static pod resources taken together",
+            SourceKind::Project => "exports of a project's API objects",
+        };
+        Some(clap::builder::PossibleValue::new(self.0.name()).help(help))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -413,11 +451,21 @@ pub enum Layout {
     ClusterBackup,
 }
 
+const DIFF_HELP: &str = "\
+With one side an id (or prefix) and the other `latest`, `latest` is the newest snapshot of the
+same group as the given one: same host, source kind and (for file-system and project
+snapshots) paths, as `forget` groups them. Any --host/--tag/--source/--path option replaces
+that: `latest` is then the newest snapshot matching them. Which snapshot `latest` named is
+reported on stderr (and as \"latest\" in --json).
+
+Example: cairn diff 1a2b3c4d latest";
+
 #[derive(Args, Debug)]
+#[command(after_help = DIFF_HELP)]
 pub struct DiffArgs {
-    /// Older snapshot.
+    /// Older snapshot: id, unique id prefix, or `latest`.
     pub from: String,
-    /// Newer snapshot.
+    /// Newer snapshot: id, unique id prefix, or `latest`.
     pub to: String,
     /// Also list entries whose metadata alone changed (mode, owner, mtime, xattrs).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]

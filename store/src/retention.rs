@@ -7,7 +7,9 @@
 //! have snapshots; `within D` keeps snapshots no older than the group's newest minus D; `tags`
 //! keeps snapshots carrying any listed tag. A snapshot is kept if any rule keeps it; with no
 //! rule at all every snapshot is kept. `max_count N` then removes the oldest kept snapshots of
-//! the whole set until exactly N (or fewer, if fewer were kept) remain.
+//! each group until exactly N (or fewer, if fewer were kept) remain in it; group by nothing
+//! for a limit over the whole set. (`max-size` is necessarily repository-wide: packs are
+//! shared between groups; see [`fitting_prefix`].)
 
 use cairn_format::snapshot::{Snapshot, SourceKind};
 use cairn_format::Id;
@@ -58,7 +60,7 @@ pub struct Policy {
     pub group_by: GroupBy,
     /// Time zone the calendar periods are taken in.
     pub tz: chrono_tz::Tz,
-    /// After the rules, keep at most this many snapshots overall (oldest kept ones go first).
+    /// After the rules, keep at most this many snapshots of each group (oldest kept go first).
     pub max_count: Option<u32>,
 }
 
@@ -105,10 +107,13 @@ pub struct Decision {
     pub reasons: Vec<String>,
 }
 
+/// What separates groups: host, source kind name, sorted paths (empty where not grouped by).
+pub type GroupKey = (String, String, Vec<String>);
+
 /// Group key of a snapshot under `by`. Paths group only file-system and project snapshots:
 /// those of etcd, static-pods and cluster backups name a timestamped snapshot file or a pod
 /// revision and change with every backup, so their source kind is their group.
-pub fn group_key(by: GroupBy, s: &Snapshot) -> (String, String, Vec<String>) {
+pub fn group_key(by: GroupBy, s: &Snapshot) -> GroupKey {
     let named_by_paths = matches!(s.source, SourceKind::Paths | SourceKind::Project);
     let mut paths = if by.paths && named_by_paths {
         s.paths.clone()
@@ -155,6 +160,21 @@ fn period_keys(tz: chrono_tz::Tz, ns: i64) -> [(i64, i64, i64, i64); 5] {
     ]
 }
 
+/// Indices of `snaps` by group under `by`, each group newest first (ties: larger id is newer),
+/// groups in order of their newest member's index.
+fn groups(by: GroupBy, snaps: &[(Id, &Snapshot)]) -> Vec<Vec<usize>> {
+    let mut groups: HashMap<GroupKey, Vec<usize>> = HashMap::new();
+    for (i, (_, s)) in snaps.iter().enumerate() {
+        groups.entry(group_key(by, s)).or_default().push(i);
+    }
+    let mut out: Vec<Vec<usize>> = groups.into_values().collect();
+    for members in &mut out {
+        members.sort_by_key(|&i| std::cmp::Reverse((snaps[i].1.time_ns, snaps[i].0)));
+    }
+    out.sort_by_key(|members| members[0]);
+    out
+}
+
 /// Applies `policy` to `snaps`; returns one decision per snapshot, in input order.
 /// `now` is accepted for callers' convenience; `keep_within` counts from each group's newest.
 pub fn apply(policy: &Policy, snaps: &[(Id, &Snapshot)], _now: DateTime<Utc>) -> Vec<Decision> {
@@ -166,83 +186,94 @@ pub fn apply(policy: &Policy, snaps: &[(Id, &Snapshot)], _now: DateTime<Utc>) ->
             reasons: Vec::new(),
         })
         .collect();
-    let mut groups: HashMap<(String, String, Vec<String>), Vec<usize>> = HashMap::new();
-    for (i, (_, s)) in snaps.iter().enumerate() {
-        groups
-            .entry(group_key(policy.group_by, s))
-            .or_default()
-            .push(i);
-    }
-    let newer = |a: &usize, b: &usize| {
-        (snaps[*b].1.time_ns, snaps[*b].0).cmp(&(snaps[*a].1.time_ns, snaps[*a].0))
-    };
-    let rules = policy.has_rules();
-    for members in groups.values_mut() {
-        members.sort_by(newer);
-        if !rules {
-            for &i in members.iter() {
-                out[i].keep = true;
+    for members in groups(policy.group_by, snaps) {
+        keep_by_rules(policy, snaps, &members, &mut out);
+        if let Some(n) = policy.max_count {
+            let kept: Vec<usize> = members.iter().copied().filter(|&i| out[i].keep).collect();
+            for &i in kept.iter().skip(n as usize) {
+                out[i].keep = false;
+                out[i].reasons = vec!["max-count".to_string()];
             }
-            continue;
-        }
-        let mut add = |i: usize, r: &str| {
-            out[i].keep = true;
-            out[i].reasons.push(r.to_string());
-        };
-        if let Some(n) = policy.keep_last {
-            for &i in members.iter().take(n as usize) {
-                add(i, "last");
-            }
-        }
-        let periods = [
-            (policy.keep_hourly, "hourly"),
-            (policy.keep_daily, "daily"),
-            (policy.keep_weekly, "weekly"),
-            (policy.keep_monthly, "monthly"),
-            (policy.keep_yearly, "yearly"),
-        ];
-        for (k, (n, name)) in periods.iter().enumerate() {
-            let Some(mut left) = *n else { continue };
-            let mut last = None;
-            for &i in members.iter() {
-                if left == 0 {
-                    break;
-                }
-                let key = period_keys(policy.tz, snaps[i].1.time_ns)[k];
-                if last != Some(key) {
-                    add(i, name);
-                    left -= 1;
-                    last = Some(key);
-                }
-            }
-        }
-        if let Some(d) = policy.keep_within {
-            let newest = snaps[members[0]].1.time_ns;
-            let span = d.num_nanoseconds().unwrap_or(i64::MAX);
-            let cutoff = newest.saturating_sub(span);
-            for &i in members.iter() {
-                if snaps[i].1.time_ns >= cutoff {
-                    add(i, "within");
-                }
-            }
-        }
-        if !policy.keep_tags.is_empty() {
-            for &i in members.iter() {
-                if snaps[i].1.tags.iter().any(|t| policy.keep_tags.contains(t)) {
-                    add(i, "tag");
-                }
-            }
-        }
-    }
-    if let Some(n) = policy.max_count {
-        let mut kept: Vec<usize> = (0..snaps.len()).filter(|&i| out[i].keep).collect();
-        kept.sort_by(newer);
-        for &i in kept.iter().skip(n as usize) {
-            out[i].keep = false;
-            out[i].reasons = vec!["max-count".to_string()];
         }
     }
     out
+}
+
+/// Groups under `by` of which `decisions` (from [`apply`] on `snaps`) keep nothing: the index
+/// of each such group's newest snapshot, ascending.
+pub fn emptied_groups(
+    by: GroupBy,
+    snaps: &[(Id, &Snapshot)],
+    decisions: &[Decision],
+) -> Vec<usize> {
+    groups(by, snaps)
+        .into_iter()
+        .filter(|members| members.iter().all(|&i| !decisions[i].keep))
+        .map(|members| members[0])
+        .collect()
+}
+
+/// Marks what the keep rules keep of one group (`members`, newest first).
+fn keep_by_rules(
+    policy: &Policy,
+    snaps: &[(Id, &Snapshot)],
+    members: &[usize],
+    out: &mut [Decision],
+) {
+    if !policy.has_rules() {
+        for &i in members {
+            out[i].keep = true;
+        }
+        return;
+    }
+    let mut add = |i: usize, r: &str| {
+        out[i].keep = true;
+        out[i].reasons.push(r.to_string());
+    };
+    if let Some(n) = policy.keep_last {
+        for &i in members.iter().take(n as usize) {
+            add(i, "last");
+        }
+    }
+    let periods = [
+        (policy.keep_hourly, "hourly"),
+        (policy.keep_daily, "daily"),
+        (policy.keep_weekly, "weekly"),
+        (policy.keep_monthly, "monthly"),
+        (policy.keep_yearly, "yearly"),
+    ];
+    for (k, (n, name)) in periods.iter().enumerate() {
+        let Some(mut left) = *n else { continue };
+        let mut last = None;
+        for &i in members.iter() {
+            if left == 0 {
+                break;
+            }
+            let key = period_keys(policy.tz, snaps[i].1.time_ns)[k];
+            if last != Some(key) {
+                add(i, name);
+                left -= 1;
+                last = Some(key);
+            }
+        }
+    }
+    if let Some(d) = policy.keep_within {
+        let newest = snaps[members[0]].1.time_ns;
+        let span = d.num_nanoseconds().unwrap_or(i64::MAX);
+        let cutoff = newest.saturating_sub(span);
+        for &i in members.iter() {
+            if snaps[i].1.time_ns >= cutoff {
+                add(i, "within");
+            }
+        }
+    }
+    if !policy.keep_tags.is_empty() {
+        for &i in members.iter() {
+            if snaps[i].1.tags.iter().any(|t| policy.keep_tags.contains(t)) {
+                add(i, "tag");
+            }
+        }
+    }
 }
 
 /// A pack as `max-size` sees it.
@@ -707,6 +738,102 @@ mod tests {
         assert_eq!(kept(&p, &times), Vec::<usize>::new());
     }
 
+    /// Per-group limits and emptied groups: hosts `a` and `b`, snapshots at times 0..6
+    /// alternating a, b, a, b, ...; the decisions' kept indices and the emptied groups' newest.
+    #[test]
+    fn max_count_per_group_and_emptied_groups_table() {
+        let snaps: Vec<Snapshot> = (0..6)
+            .map(|t| {
+                let host = if t % 2 == 0 { "a" } else { "b" };
+                snap(t, host, if t == 3 { &["x"] } else { &[] })
+            })
+            .collect();
+        let items: Vec<(Id, &Snapshot)> =
+            snaps.iter().enumerate().map(|(i, s)| (id(i), s)).collect();
+        let one_group = GroupBy {
+            host: false,
+            source: false,
+            paths: false,
+        };
+        type Case = (&'static str, Policy, Vec<usize>, Vec<usize>);
+        let cases: Vec<Case> = vec![
+            (
+                "max-count alone applies to each group",
+                Policy {
+                    max_count: Some(1),
+                    ..Policy::default()
+                },
+                vec![4, 5],
+                vec![],
+            ),
+            (
+                "max-count after keep rules, per group",
+                Policy {
+                    keep_last: Some(3),
+                    max_count: Some(2),
+                    ..Policy::default()
+                },
+                vec![2, 3, 4, 5],
+                vec![],
+            ),
+            (
+                "grouping by nothing makes it a limit over the whole set",
+                Policy {
+                    max_count: Some(1),
+                    group_by: one_group,
+                    ..Policy::default()
+                },
+                vec![5],
+                vec![],
+            ),
+            (
+                "keep-last 0 empties every group",
+                Policy {
+                    keep_last: Some(0),
+                    ..Policy::default()
+                },
+                vec![],
+                vec![4, 5],
+            ),
+            (
+                "a tag only one group has empties the other",
+                Policy {
+                    keep_tags: vec!["x".into()],
+                    ..Policy::default()
+                },
+                vec![3],
+                vec![4],
+            ),
+            (
+                "zero periods keep nothing either",
+                Policy {
+                    keep_daily: Some(0),
+                    keep_last: Some(0),
+                    max_count: Some(3),
+                    ..Policy::default()
+                },
+                vec![],
+                vec![4, 5],
+            ),
+            (
+                "no rule keeps everything",
+                Policy::default(),
+                vec![0, 1, 2, 3, 4, 5],
+                vec![],
+            ),
+        ];
+        for (name, p, want_kept, want_emptied) in cases {
+            let d = apply(&p, &items, Utc::now());
+            let kept: Vec<usize> = (0..d.len()).filter(|&i| d[i].keep).collect();
+            assert_eq!(kept, want_kept, "{name}");
+            assert_eq!(
+                emptied_groups(p.group_by, &items, &d),
+                want_emptied,
+                "{name}"
+            );
+        }
+    }
+
     #[test]
     fn max_size_prefix() {
         let packs: HashMap<Id, PackSize> = (0..4)
@@ -763,7 +890,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn max_count_never_exceeded(
+        fn max_count_never_exceeded_in_a_group(
             times in proptest::collection::vec(0i64..2_000_000 * H / 1000, 0..40),
             hosts in proptest::collection::vec(0u8..3, 40),
             last in proptest::option::of(0u32..5),
@@ -786,8 +913,11 @@ mod tests {
                 ..Policy::default()
             };
             let a = apply(&p, &items, Utc::now());
-            let kept = a.iter().filter(|d| d.keep).count();
-            prop_assert!(kept <= max as usize);
+            for host in 0u8..3 {
+                let name = format!("h{host}");
+                let kept = a.iter().zip(&snaps).filter(|(d, s)| d.keep && s.host == name).count();
+                prop_assert!(kept <= max as usize, "{kept} of {name} kept, max {max}");
+            }
             let mut rev = items.clone();
             rev.reverse();
             let mut b = apply(&p, &rev, Utc::now());

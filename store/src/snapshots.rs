@@ -2,20 +2,25 @@
 //! unique prefix).
 
 use crate::repo::Repository;
+use crate::retention::{group_key, GroupBy};
 use crate::{Error, Result};
-use cairn_format::snapshot::Snapshot;
+use cairn_format::snapshot::{Snapshot, SourceKind};
 use cairn_format::Id;
 
 /// Largest snapshot object accepted (real ones are a few KiB; the decoder bounds each list).
 const MAX_SNAPSHOT_LEN: u64 = 4 << 20;
 
-/// Filter for `latest` and listings.
+/// Which snapshots `latest`, listings and policies consider; every set field must match.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
     /// Only snapshots of this host.
     pub host: Option<String>,
     /// Only snapshots carrying every one of these tags.
     pub tags: Vec<String>,
+    /// Only snapshots of this source kind.
+    pub source: Option<SourceKind>,
+    /// Only snapshots that recorded every one of these paths (a trailing `/` is ignored).
+    pub paths: Vec<String>,
 }
 
 impl Filter {
@@ -23,7 +28,31 @@ impl Filter {
     pub fn matches(&self, s: &Snapshot) -> bool {
         self.host.as_ref().is_none_or(|h| &s.host == h)
             && self.tags.iter().all(|t| s.tags.contains(t))
+            && self.source.is_none_or(|k| s.source == k)
+            && self
+                .paths
+                .iter()
+                .all(|p| s.paths.iter().any(|q| same_path(p, q)))
     }
+
+    /// Whether no field is set (every snapshot passes).
+    pub fn is_empty(&self) -> bool {
+        self.host.is_none()
+            && self.tags.is_empty()
+            && self.source.is_none()
+            && self.paths.is_empty()
+    }
+}
+
+/// Equal paths, ignoring trailing slashes (`/etc/` is `/etc`, `/` stays `/`).
+fn same_path(a: &str, b: &str) -> bool {
+    fn trim(p: &str) -> &str {
+        match p.trim_end_matches('/') {
+            "" if p.starts_with('/') => "/",
+            t => t,
+        }
+    }
+    trim(a) == trim(b)
 }
 
 /// Snapshots read from a repository.
@@ -85,14 +114,8 @@ pub fn save(repo: &Repository, snapshot: &Snapshot) -> Result<Id> {
 
 /// Resolve `spec`: `latest` (newest passing `filter`), a full id, or a unique id prefix.
 pub fn resolve(repo: &Repository, spec: &str, filter: &Filter) -> Result<(Id, Snapshot)> {
-    if spec == "latest" {
-        let listing = list(repo)?;
-        return listing
-            .snapshots
-            .into_iter()
-            .rev()
-            .find(|(_, s)| filter.matches(s))
-            .ok_or_else(|| Error::SnapshotNotFound(spec.to_string()));
+    if spec == LATEST {
+        return newest(repo, |s| filter.matches(s));
     }
     let spec_lc = spec.to_ascii_lowercase();
     if spec_lc.is_empty() || !spec_lc.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -114,4 +137,147 @@ pub fn resolve(repo: &Repository, spec: &str, filter: &Filter) -> Result<(Id, Sn
         .parse()
         .map_err(|_| Error::SnapshotNotFound(spec.to_string()))?;
     Ok((id, load(repo, &id)?))
+}
+
+/// What the user types for the newest snapshot.
+pub const LATEST: &str = "latest";
+
+/// The newest snapshot passing `keep`.
+fn newest(repo: &Repository, keep: impl Fn(&Snapshot) -> bool) -> Result<(Id, Snapshot)> {
+    list(repo)?
+        .snapshots
+        .into_iter()
+        .rev()
+        .find(|(_, s)| keep(s))
+        .ok_or_else(|| Error::SnapshotNotFound(LATEST.to_string()))
+}
+
+/// Two snapshots to compare, as [`resolve_pair`] found them.
+#[derive(Debug)]
+pub struct Pair {
+    /// The first (older) snapshot.
+    pub from: (Id, Snapshot),
+    /// The second (newer) snapshot.
+    pub to: (Id, Snapshot),
+    /// Set when `latest` was taken within the group of the other snapshot: that one's id.
+    pub latest_in_group_of: Option<Id>,
+}
+
+/// Resolve two snapshots to compare. When exactly one of them is `latest` and `filter` is
+/// empty, `latest` is the newest snapshot of the other one's group (same host, source kind and
+/// paths, grouped as `forget` groups them), not the newest of any kind; otherwise each is
+/// resolved as [`resolve`] does.
+pub fn resolve_pair(repo: &Repository, from: &str, to: &str, filter: &Filter) -> Result<Pair> {
+    let grouped = filter.is_empty() && ((from == LATEST) != (to == LATEST));
+    if !grouped {
+        return Ok(Pair {
+            from: resolve(repo, from, filter)?,
+            to: resolve(repo, to, filter)?,
+            latest_in_group_of: None,
+        });
+    }
+    let (given, latest_is_from) = if from == LATEST {
+        (resolve(repo, to, filter)?, true)
+    } else {
+        (resolve(repo, from, filter)?, false)
+    };
+    let by = GroupBy::default();
+    let key = group_key(by, &given.1);
+    let latest = newest(repo, |s| group_key(by, s) == key)?;
+    let anchor = Some(given.0);
+    let (from, to) = if latest_is_from {
+        (latest, given)
+    } else {
+        (given, latest)
+    };
+    Ok(Pair {
+        from,
+        to,
+        latest_in_group_of: anchor,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_format::snapshot::SnapshotStats;
+
+    fn snap(host: &str, source: SourceKind, paths: &[&str], tags: &[&str]) -> Snapshot {
+        Snapshot {
+            time_ns: 1,
+            host: host.into(),
+            username: "u".into(),
+            source,
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            tree: Id::default(),
+            parent: None,
+            stats: SnapshotStats::default(),
+            program: "test".into(),
+            facts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn filter_table() {
+        let s = snap("h", SourceKind::Paths, &["/etc", "/var/lib"], &["a", "b"]);
+        let root = snap("h", SourceKind::StaticPods, &["/"], &[]);
+        let f = |host: Option<&str>, tags: &[&str], source, paths: &[&str]| Filter {
+            host: host.map(str::to_string),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            source,
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        };
+        let cases: Vec<(&str, Filter, &Snapshot, bool)> = vec![
+            ("empty", Filter::default(), &s, true),
+            ("host", f(Some("h"), &[], None, &[]), &s, true),
+            ("other host", f(Some("x"), &[], None, &[]), &s, false),
+            ("all tags", f(None, &["a", "b"], None, &[]), &s, true),
+            ("missing tag", f(None, &["a", "c"], None, &[]), &s, false),
+            ("kind", f(None, &[], Some(SourceKind::Paths), &[]), &s, true),
+            (
+                "other kind",
+                f(None, &[], Some(SourceKind::Etcd), &[]),
+                &s,
+                false,
+            ),
+            ("one path", f(None, &[], None, &["/var/lib"]), &s, true),
+            (
+                "both paths",
+                f(None, &[], None, &["/etc", "/var/lib"]),
+                &s,
+                true,
+            ),
+            ("trailing slash", f(None, &[], None, &["/etc/"]), &s, true),
+            (
+                "not a prefix match",
+                f(None, &[], None, &["/var"]),
+                &s,
+                false,
+            ),
+            (
+                "one path missing",
+                f(None, &[], None, &["/etc", "/opt"]),
+                &s,
+                false,
+            ),
+            ("root", f(None, &[], None, &["//"]), &root, true),
+            (
+                "root is not every path",
+                f(None, &[], None, &["/"]),
+                &s,
+                false,
+            ),
+            (
+                "all fields",
+                f(Some("h"), &["b"], Some(SourceKind::Paths), &["/etc"]),
+                &s,
+                true,
+            ),
+        ];
+        for (name, filter, snapshot, want) in cases {
+            assert_eq!(filter.matches(snapshot), want, "{name}");
+            assert_eq!(filter.is_empty(), name == "empty", "{name}");
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! `cairn forget` end to end: dry runs change nothing, keep rules apply per group, a write key
-//! can forget, `--max-count` holds exactly, and `--max-size --prune` leaves a repository no
-//! larger than asked whose newest snapshot restores; on a local directory and on S3 alike.
+//! can forget, `--max-count` holds exactly in each group, and `--max-size --prune` leaves a
+//! repository no larger than asked whose newest snapshot restores; on a local directory and on
+//! S3 alike.
 
 use cairn_e2e::*;
 use serde_json::Value;
@@ -74,10 +75,15 @@ backend_tests!(keep_last_dry_run_then_real_with_write_key);
 
 fn max_count_is_exact_and_keeps_the_newest(backend: Backend) {
     let (fx, _src) = two_hosts(backend);
-    let newest = snaps(&fx).last().unwrap().0.clone();
+    let all = snaps(&fx);
+    // Per group: the newest of each host.
     fx.id(&["forget", "--keep-last", "3", "--max-count", "1"])
         .ok();
-    assert_eq!(snaps(&fx), vec![(newest, "beta".to_string())]);
+    assert_eq!(snaps(&fx), all[4..].to_vec());
+    // Grouped by nothing: the newest of all.
+    fx.id(&["forget", "--max-count", "1", "--group-by", ""])
+        .ok();
+    assert_eq!(snaps(&fx), all[5..].to_vec());
 }
 backend_tests!(max_count_is_exact_and_keeps_the_newest);
 

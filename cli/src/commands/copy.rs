@@ -13,7 +13,7 @@ use std::sync::Arc;
 #[derive(Args, Debug)]
 pub struct CopyArgs {
     /// Snapshots to copy (ids, prefixes or `latest`); default: every snapshot the destination
-    /// lacks (narrowed by --host/--tag).
+    /// lacks, narrowed by the selection options.
     pub snapshots: Vec<String>,
     /// Source repository (default: --repo / CAIRN_REPO).
     #[arg(long, value_name = "REPO")]

@@ -9,7 +9,7 @@ use anyhow::Result;
 use cairn_format::tree::{Node, NodeKind, Tree};
 use cairn_format::Id;
 use cairn_store::loader::Loader;
-use cairn_store::snapshots;
+use cairn_store::snapshots::{self, Filter};
 use serde::Serialize;
 use std::cmp::Ordering;
 
@@ -181,9 +181,30 @@ impl Differ<'_> {
 
 pub fn run(g: &Global, a: DiffArgs) -> Result<Code> {
     let reader = Reader::open(g)?;
-    let filter = (&a.filter).into();
-    let (ida, sa) = snapshots::resolve(&reader.repo, &a.from, &filter)?;
-    let (idb, sb) = snapshots::resolve(&reader.repo, &a.to, &filter)?;
+    let filter: Filter = (&a.filter).into();
+    let pair = snapshots::resolve_pair(&reader.repo, &a.from, &a.to, &filter)?;
+    let latest = [(&a.from, &pair.from), (&a.to, &pair.to)]
+        .into_iter()
+        .find(|(spec, _)| spec.as_str() == snapshots::LATEST)
+        .map(|(_, (id, s))| (*id, s));
+    if let Some((id, s)) = latest {
+        if !g.quiet {
+            let how = match pair.latest_in_group_of {
+                Some(anchor) => format!("the newest of {}'s group", anchor.short()),
+                None if filter.is_empty() => "the newest snapshot".into(),
+                None => "the newest matching the selection options".into(),
+            };
+            eprintln!(
+                "cairn: latest is {} ({how}: {}, host {}, source {}, paths {})",
+                id.short(),
+                output::time(s.time_ns),
+                s.host,
+                s.source.name(),
+                s.paths.join(" ")
+            );
+        }
+    }
+    let ((ida, sa), (idb, sb)) = (&pair.from, &pair.to);
     let mut loader = reader.loader();
     let mut d = Differ {
         loader: &mut loader,
@@ -196,6 +217,10 @@ pub fn run(g: &Global, a: DiffArgs) -> Result<Code> {
         output::json(&serde_json::json!({
             "from": ida.to_hex(),
             "to": idb.to_hex(),
+            "latest": latest.map(|(id, _)| serde_json::json!({
+                "id": id.to_hex(),
+                "in_group_of": pair.latest_in_group_of.map(|a| a.to_hex()),
+            })),
             "changes": changes,
         }))?;
     } else {

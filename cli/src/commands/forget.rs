@@ -1,6 +1,6 @@
 //! `cairn forget`: remove snapshots by a retention policy (and optionally prune).
 
-use crate::args::Global;
+use crate::args::{Global, SnapshotFilter};
 use crate::commands::prune::{self, PruneFlags};
 use crate::exit::Code;
 use crate::{credentials, output};
@@ -18,19 +18,23 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 const RULES_HELP: &str = "\
-Rules apply to each group (host, source kind and paths by default) from its newest snapshot
-back; equal times are ordered by id. A snapshot is kept if any keep rule keeps it; with no keep
-rule, all are kept and only the limits remove. --keep-hourly/daily/weekly/monthly/yearly N keep
-the newest snapshot of each of the N most recent hours/days/ISO weeks/months/years that have
-one, as calendar periods in --timezone (a DST day of 23 or 25 hours is one day). --keep-within
-counts back from the group's newest snapshot, not from now.
+Keep rules apply to each group (host, source kind and paths by default; see --group-by) from
+its newest snapshot back; equal times are ordered by id. A snapshot is kept if any keep rule
+keeps it; with no keep rule, all are kept and only the limits remove. --keep-hourly/daily/
+weekly/monthly/yearly N keep the newest snapshot of each of the N most recent hours/days/ISO
+weeks/months/years that have one, as calendar periods in --timezone (a DST day of 23 or 25 hours
+is one day). --keep-within counts back from the group's newest snapshot, not from now.
 
---max-count and --max-size hold exactly and override every keep rule: across all selected
-snapshots, the oldest kept ones are removed first. --max-size bounds the repository's total
-stored bytes after a prune (config, keys, index, snapshots and every pack a remaining snapshot
-uses, counted whole); it refuses, removing nothing, if even the newest snapshot alone does not
-fit. Snapshots not selected by --host/--tag are never removed, but their data counts towards
---max-size.
+Keep rules that would keep no snapshot of a group (--keep-last 0, or a --keep-tag no snapshot of
+the group has) are refused with exit code 2, unless --unsafe-allow-remove-all is given.
+
+The limits hold exactly and override every keep rule, removing the oldest kept snapshots first:
+--max-count N leaves at most N snapshots in each group (--group-by \"\" makes it one limit for
+all selected snapshots). --max-size is for the whole repository: its total stored bytes after
+the prune (config, keys, index, snapshots and every pack a remaining snapshot uses, counted
+whole), across all groups, with the data of snapshots not selected by the selection options
+counted too (those are never removed); it refuses, removing nothing, if even the newest snapshot
+alone does not fit. The output states both scopes.
 
 Example: cairn forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --timezone Europe/Berlin --prune";
 
@@ -67,28 +71,29 @@ pub struct ForgetArgs {
     /// Keep every snapshot with this tag. Repeatable (any of them keeps).
     #[arg(long = "keep-tag", value_name = "TAG")]
     pub keep_tags: Vec<String>,
-    /// Apply the keep rules to each group separately: a comma list of host, source, paths;
-    /// "" puts all selected snapshots in one group. Paths group only file-system and project
-    /// snapshots; etcd, static-pods and cluster snapshots are grouped by their kind.
+    /// Apply the keep rules and --max-count to each group separately: a comma list of host,
+    /// source, paths; "" puts all selected snapshots in one group. Paths group only file-system
+    /// and project snapshots; etcd, static-pods and cluster snapshots are grouped by their kind.
     #[arg(long, value_name = "LIST", default_value = "host,source,paths", value_parser = parse_group_by)]
     pub group_by: GroupBy,
     /// Time zone of the hours, days, weeks, months and years (an IANA name).
     #[arg(long, value_name = "ZONE", default_value = "UTC", value_parser = parse_timezone)]
     pub timezone: Tz,
-    /// Leave at most N of the selected snapshots, removing the oldest first, whatever the
-    /// keep rules say.
+    /// Leave at most N snapshots in each group, removing the oldest first, whatever the keep
+    /// rules say.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_count: Option<u32>,
-    /// Leave at most this many stored bytes after the prune (10G = 10^9 bytes, 10GiB = 2^30),
-    /// removing the oldest selected snapshots first, whatever the keep rules say. Needs --prune.
+    /// Leave at most this many stored bytes in the whole repository after the prune (10G = 10^9
+    /// bytes, 10GiB = 2^30), removing the oldest selected snapshots of any group first, whatever
+    /// the keep rules say. Needs --prune.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "prune")]
     pub max_size: Option<u64>,
-    /// Only apply the policy to snapshots of this host (others are left alone).
+    /// Remove every snapshot of a group if the keep rules keep none of it (otherwise refused).
     #[arg(long)]
-    pub host: Option<String>,
-    /// Only apply the policy to snapshots with this tag. Repeatable (all must match).
-    #[arg(long = "tag", value_name = "TAG")]
-    pub tags: Vec<String>,
+    pub unsafe_allow_remove_all: bool,
+    /// Which snapshots the policy applies to; the others are left alone.
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
     /// Show what would be removed; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -147,13 +152,6 @@ impl ForgetArgs {
             max_count: self.max_count,
         }
     }
-
-    fn filter(&self) -> Filter {
-        Filter {
-            host: self.host.clone(),
-            tags: self.tags.clone(),
-        }
-    }
 }
 
 /// A snapshot and its id.
@@ -170,13 +168,29 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<Code> {
     let policy = a.policy();
     let repo = Arc::new(credentials::open(g)?);
     let listing = snapshots::list(&repo)?;
-    let filter = a.filter();
+    let filter = Filter::from(&a.filter);
     let (selected, others): (Vec<Entry>, Vec<Entry>) = listing
         .snapshots
         .iter()
         .map(|(id, s)| (*id, s))
         .partition(|(_, s)| filter.matches(s));
     let mut decisions = retention::apply(&policy, &selected, chrono::Utc::now());
+    let emptied = retention::emptied_groups(policy.group_by, &selected, &decisions);
+    if !emptied.is_empty() && !a.unsafe_allow_remove_all {
+        let groups: Vec<String> = emptied
+            .iter()
+            .map(|&i| describe_group(a.group_by, selected[i].1))
+            .collect();
+        return Err(crate::exit::usage(
+            format!(
+                "the keep rules keep no snapshot of {} group(s): {}; nothing removed",
+                groups.len(),
+                groups.join("; ")
+            ),
+            "check the rules (a count of 0, or a --keep-tag none of the group's snapshots has); \
+             removing all of a group's snapshots needs --unsafe-allow-remove-all",
+        ));
+    }
     if let Some(max) = a.max_size {
         if let Some((path, why)) = listing.damaged.first() {
             bail!(
@@ -328,8 +342,7 @@ struct Report<'a> {
 impl Report<'_> {
     /// Decisions grouped as the policy grouped them, each group oldest first.
     fn groups(&self) -> Vec<Vec<(&Decision, &Snapshot)>> {
-        type Key = (String, String, Vec<String>);
-        let mut groups: Vec<(Key, Vec<(&Decision, &Snapshot)>)> = Vec::new();
+        let mut groups: Vec<(retention::GroupKey, Vec<(&Decision, &Snapshot)>)> = Vec::new();
         for d in self.decisions {
             let Some(s) = self.snapshots.get(&d.id) else {
                 continue;
@@ -348,10 +361,8 @@ impl Report<'_> {
         for members in self.groups() {
             let (_, first) = members[0];
             println!(
-                "group: host {}, source {}, paths {} ({} snapshots)",
-                first.host,
-                first.source.name(),
-                first.paths.join(" "),
+                "group: {} ({} snapshots)",
+                describe_group(self.args.group_by, first),
                 members.len()
             );
             for (d, s) in members {
@@ -369,6 +380,23 @@ impl Report<'_> {
                     s.tags.join(",")
                 );
             }
+        }
+        let limits: Vec<String> = [
+            self.args
+                .max_count
+                .map(|n| format!("--max-count {n} applies to each group")),
+            self.args.max_size.map(|n| {
+                format!(
+                    "--max-size {} applies to the whole repository (all groups, and the data of snapshots not selected)",
+                    output::bytes(n)
+                )
+            }),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !limits.is_empty() {
+            println!("limits: {}", limits.join("; "));
         }
         let kept = self.decisions.iter().filter(|d| d.keep).count();
         let removed = self.decisions.len() - kept;
@@ -409,12 +437,34 @@ impl Report<'_> {
             .collect();
         json!({
             "dry_run": self.args.dry_run,
+            "limits": {
+                "max_count_per_group": self.args.max_count,
+                "max_size_whole_repository": self.args.max_size,
+            },
             "snapshots": snapshots,
             "deleted": self.removal.deleted,
             "errors": self.removal.errors.iter().map(|(id, e)| json!({"snapshot": id.to_hex(), "error": e})).collect::<Vec<_>>(),
             "damaged": damaged.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
             "prune": prune,
         })
+    }
+}
+
+/// The group `s` is in under `by`, as the output names it ("host h, source paths, paths /etc").
+fn describe_group(by: GroupBy, s: &Snapshot) -> String {
+    let (_, _, paths) = retention::group_key(by, s);
+    let parts: Vec<String> = [
+        by.host.then(|| format!("host {}", s.host)),
+        by.source.then(|| format!("source {}", s.source.name())),
+        (!paths.is_empty()).then(|| format!("paths {}", paths.join(" "))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if parts.is_empty() {
+        "all selected snapshots".to_string()
+    } else {
+        parts.join(", ")
     }
 }
 

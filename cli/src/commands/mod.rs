@@ -52,6 +52,8 @@ impl From<&SnapshotFilter> for Filter {
         Filter {
             host: f.host.clone(),
             tags: f.tags.clone(),
+            source: f.source.map(|k| k.0),
+            paths: f.paths.clone(),
         }
     }
 }

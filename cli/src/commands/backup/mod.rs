@@ -101,7 +101,7 @@ impl<'g> Session<'g> {
     pub fn parent(&self, source: SourceKind, paths: &[String]) -> Result<Option<(Id, Snapshot)>> {
         let filter = Filter {
             host: Some(self.host.clone()),
-            tags: Vec::new(),
+            ..Filter::default()
         };
         Ok(snapshots::list(&self.reader.repo)?
             .snapshots
