@@ -10,8 +10,10 @@ use cairn_format::tree::{Node, NodeKind, Tree};
 use cairn_format::Id;
 use cairn_store::loader::Loader;
 use cairn_store::snapshots::{self, Filter};
+use cairn_store::trees;
 use serde::Serialize;
 use std::cmp::Ordering;
+use std::io::Write;
 
 /// One difference.
 #[derive(Debug, Serialize)]
@@ -24,10 +26,18 @@ pub struct Change {
     pub details: Vec<String>,
 }
 
+/// Walks two snapshots' trees side by side and hands each change to `emit` as it is found,
+/// so memory does not grow with the number of changes. Work and memory are bounded as every
+/// walk is ([`trees::Bounds`]): by the entries the two snapshots record and by the trees held.
 struct Differ<'a> {
     loader: &'a mut Loader,
     metadata: bool,
-    changes: Vec<Change>,
+    emit: &'a mut dyn FnMut(Change) -> Result<()>,
+    /// Entries visited so far, and the most allowed.
+    entries: u64,
+    max_entries: u64,
+    /// Decoded tree bytes held along the current path.
+    held: usize,
 }
 
 fn meta_details(a: &Node, b: &Node) -> Vec<String> {
@@ -89,20 +99,57 @@ impl Differ<'_> {
         })
     }
 
+    /// Count one entry against the bound.
+    fn visit(&mut self, path: &[Vec<u8>]) -> Result<()> {
+        self.entries += 1;
+        if self.entries > self.max_entries {
+            anyhow::bail!(
+                "the snapshots hold more entries than their recorded counts allow ({}, at {}); \
+                 their trees are damaged or planted",
+                self.max_entries,
+                output::path(path)
+            );
+        }
+        Ok(())
+    }
+
+    /// Hold `trees` while `f` runs, within the memory bound.
+    fn holding<T>(
+        &mut self,
+        trees: &[&Tree],
+        path: &mut Vec<Vec<u8>>,
+        f: impl FnOnce(&mut Self, &mut Vec<Vec<u8>>) -> Result<T>,
+    ) -> Result<T> {
+        let size: usize = trees.iter().map(|t| t.decoded_size()).sum();
+        if self.held + size > 2 * trees::MAX_HELD {
+            anyhow::bail!(
+                "the directories above {} take more than {} MiB decoded; refusing trees this \
+                 large (damaged or planted snapshots)",
+                output::path(path),
+                (2 * trees::MAX_HELD) >> 20
+            );
+        }
+        self.held += size;
+        let r = f(self, path);
+        self.held -= size;
+        r
+    }
+
     /// Everything below `node` (inclusive) as added or removed.
     fn whole(&mut self, path: &mut Vec<Vec<u8>>, node: &Node, change: &'static str) -> Result<()> {
         check_depth(path)?;
         path.push(node.name.clone());
-        self.changes.push(Change {
+        self.visit(path)?;
+        (self.emit)(Change {
             path: output::path(path),
             change,
             details: Vec::new(),
-        });
+        })?;
         if node.kind == NodeKind::Dir {
             let t = self.tree(node.subtree.as_ref())?;
-            for n in &t.nodes {
-                self.whole(path, n, change)?;
-            }
+            self.holding(&[&t], path, |d, path| {
+                t.nodes.iter().try_for_each(|n| d.whole(path, n, change))
+            })?;
         }
         path.pop();
         Ok(())
@@ -114,6 +161,11 @@ impl Differ<'_> {
         }
         check_depth(path)?;
         let (ta, tb) = (self.tree(a)?, self.tree(b)?);
+        self.holding(&[&ta, &tb], path, |d, path| d.merge(&ta, &tb, path))
+    }
+
+    /// The entries of two versions of one directory, in name order.
+    fn merge(&mut self, ta: &Tree, tb: &Tree, path: &mut Vec<Vec<u8>>) -> Result<()> {
         let (mut i, mut j) = (0, 0);
         while i < ta.nodes.len() || j < tb.nodes.len() {
             let ord = match (ta.nodes.get(i), tb.nodes.get(j)) {
@@ -142,13 +194,14 @@ impl Differ<'_> {
 
     fn pair(&mut self, x: &Node, y: &Node, path: &mut Vec<Vec<u8>>) -> Result<()> {
         path.push(x.name.clone());
+        self.visit(path)?;
         let p = output::path(path);
         if x.kind != y.kind {
-            self.changes.push(Change {
+            (self.emit)(Change {
                 path: p,
                 change: "type",
                 details: vec![format!("{:?} -> {:?}", x.kind, y.kind).to_lowercase()],
-            });
+            })?;
         } else {
             let meta = if self.metadata {
                 meta_details(x, y)
@@ -158,17 +211,17 @@ impl Differ<'_> {
             if x.kind == NodeKind::File && (x.content != y.content || x.size != y.size) {
                 let mut details = vec![format!("size {} -> {}", x.size, y.size)];
                 details.extend(meta);
-                self.changes.push(Change {
+                (self.emit)(Change {
                     path: p,
                     change: "modified",
                     details,
-                });
+                })?;
             } else if !meta.is_empty() {
-                self.changes.push(Change {
+                (self.emit)(Change {
                     path: p,
                     change: "metadata",
                     details: meta,
-                });
+                })?;
             }
             if x.kind == NodeKind::Dir {
                 self.dirs(x.subtree.as_ref(), y.subtree.as_ref(), path)?;
@@ -206,44 +259,63 @@ pub fn run(g: &Global, a: DiffArgs) -> Result<Code> {
     }
     let ((ida, sa), (idb, sb)) = (&pair.from, &pair.to);
     let mut loader = reader.loader();
-    let mut d = Differ {
-        loader: &mut loader,
-        metadata: a.metadata,
-        changes: Vec::new(),
-    };
-    d.dirs(Some(&sa.tree), Some(&sb.tree), &mut Vec::new())?;
-    let changes = d.changes;
+    let mut out = std::io::stdout().lock();
+    let mut counts = [0usize; 5];
     if g.json {
-        output::json(&serde_json::json!({
+        // Streamed: the same document as one JSON object, written change by change.
+        let head = serde_json::json!({
             "from": ida.to_hex(),
             "to": idb.to_hex(),
             "latest": latest.map(|(id, _)| serde_json::json!({
                 "id": id.to_hex(),
                 "in_group_of": pair.latest_in_group_of.map(|a| a.to_hex()),
             })),
-            "changes": changes,
-        }))?;
-    } else {
-        let mut counts = [0usize; 5];
-        for c in &changes {
-            let (sym, k) = match c.change {
-                "added" => ('+', 0),
-                "removed" => ('-', 1),
-                "modified" => ('M', 2),
-                "metadata" => ('U', 3),
-                _ => ('T', 4),
-            };
-            counts[k] += 1;
-            if c.details.is_empty() {
-                println!("{sym} {}", c.path);
+        })
+        .to_string();
+        write!(out, "{},\"changes\":[", head.trim_end_matches('}'))?;
+    }
+    let json = g.json;
+    let mut emit = |c: Change| -> Result<()> {
+        let (sym, k) = match c.change {
+            "added" => ('+', 0),
+            "removed" => ('-', 1),
+            "modified" => ('M', 2),
+            "metadata" => ('U', 3),
+            _ => ('T', 4),
+        };
+        if json {
+            let sep = if counts.iter().sum::<usize>() == 0 {
+                ""
             } else {
-                println!("{sym} {}  ({})", c.path, c.details.join(", "));
-            }
+                ","
+            };
+            write!(out, "{sep}{}", serde_json::to_string(&c)?)?;
+        } else if c.details.is_empty() {
+            writeln!(out, "{sym} {}", c.path)?;
+        } else {
+            writeln!(out, "{sym} {}  ({})", c.path, c.details.join(", "))?;
         }
-        println!(
+        counts[k] += 1;
+        Ok(())
+    };
+    let bounds = |s| trees::Bounds::of(s).max_entries;
+    let mut d = Differ {
+        loader: &mut loader,
+        metadata: a.metadata,
+        emit: &mut emit,
+        entries: 0,
+        max_entries: bounds(sa).saturating_add(bounds(sb)),
+        held: 0,
+    };
+    d.dirs(Some(&sa.tree), Some(&sb.tree), &mut Vec::new())?;
+    if g.json {
+        writeln!(out, "]}}")?;
+    } else {
+        writeln!(
+            out,
             "{} added, {} removed, {} modified, {} metadata only, {} type changed",
             counts[0], counts[1], counts[2], counts[3], counts[4]
-        );
+        )?;
     }
     Ok(Code::Ok)
 }
