@@ -18,6 +18,9 @@ pub enum Code {
     Partial = 3,
     /// `check` found damage (listed on stdout and in `--json`).
     Damage = 4,
+    /// stdout was closed by its reader (`| head`); the command stopped quietly (128 + SIGPIPE,
+    /// what a shell reports for coreutils there).
+    StdoutClosed = 141,
 }
 
 impl From<Code> for ExitCode {
@@ -54,6 +57,11 @@ pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Err
 /// Report a failed command on stderr — as text, or with `json` as one JSON object
 /// `{"error": {"code": …, "exit": …, "message": …, "hint": …}}` — and return its exit code.
 pub fn report(e: &anyhow::Error, json: bool) -> Code {
+    if e.chain().any(|c| c.is::<crate::output::StdoutClosed>()) {
+        // Its reader stopped reading: end quietly, with the status a shell gives a command
+        // that SIGPIPE ended.
+        return Code::StdoutClosed;
+    }
     let usage = e.chain().find_map(|c| c.downcast_ref::<Usage>());
     let hint = usage.and_then(|u| u.hint.clone());
     let store_usage = e

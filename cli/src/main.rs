@@ -16,12 +16,6 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // A closed stdout (`cairn snapshots | head -1`) ends the process quietly, as it ends
-    // coreutils; network writes are unaffected (sockets are written with MSG_NOSIGNAL).
-    // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let json = argv.iter().any(|a| a == "--json");
     let cli = match args::Cli::try_parse_from(&argv) {

@@ -13,10 +13,6 @@ pub const MAX_DEPTH: usize = 1024;
 /// Most decoded tree memory a walk holds at once (one tree per level of the current path).
 pub const MAX_HELD: usize = 256 << 20;
 
-/// A walk callback: gets the path components and the node; returning false skips a
-/// directory's contents.
-pub type Visit<'a> = dyn FnMut(&[Vec<u8>], &Node) -> Result<bool> + 'a;
-
 /// How far a walk may go. Trees are content-addressed, so a hostile repository can reuse one
 /// directory under many names and describe 2^26 paths in 27 small blobs: a walk is bounded by
 /// the entries its snapshot says it holds, and by the memory of the trees it holds at once.
@@ -96,15 +92,35 @@ pub fn walk_with<V: TreeVisitor>(
     w.tree(loader, tree, visitor)
 }
 
-/// Visit every node below `root` depth-first in name order, within `bounds`.
-pub fn walk(loader: &mut Loader, root: &Id, bounds: Bounds, visit: &mut Visit<'_>) -> Result<()> {
-    struct Each<'v, 'a>(&'v mut Visit<'a>);
-    impl TreeVisitor for Each<'_, '_> {
-        type Error = Error;
-        fn enter(&mut self, _: &mut Loader, path: &[Vec<u8>], node: &Node) -> Result<bool> {
+/// A walk callback: gets the path components and the node; returning false skips a
+/// directory's contents.
+pub type Visit<'a, E = Error> = dyn FnMut(&[Vec<u8>], &Node) -> std::result::Result<bool, E> + 'a;
+
+/// Visit every node below `root` depth-first in name order, within `bounds`; `visit`
+/// returning false skips a directory's contents. Its error type is the caller's.
+pub fn walk<E: From<Error>>(
+    loader: &mut Loader,
+    root: &Id,
+    bounds: Bounds,
+    visit: &mut Visit<'_, E>,
+) -> std::result::Result<(), E> {
+    struct Each<'v, 'a, E>(&'v mut Visit<'a, E>);
+    impl<E: From<Error>> TreeVisitor for Each<'_, '_, E> {
+        type Error = E;
+        fn enter(
+            &mut self,
+            _: &mut Loader,
+            path: &[Vec<u8>],
+            node: &Node,
+        ) -> std::result::Result<bool, E> {
             (self.0)(path, node)
         }
-        fn entry(&mut self, _: &mut Loader, path: &[Vec<u8>], node: &Node) -> Result<()> {
+        fn entry(
+            &mut self,
+            _: &mut Loader,
+            path: &[Vec<u8>],
+            node: &Node,
+        ) -> std::result::Result<(), E> {
             (self.0)(path, node).map(drop)
         }
     }

@@ -100,49 +100,51 @@ fn print(g: &Global, r: &CheckReport, a: &CheckArgs) -> Result<()> {
         }));
     }
     if a.no_key {
-        println!(
+        crate::outln!(
             "names: {} objects, {} read, each matches the blake3 of its bytes unless listed below",
             r.objects_named,
             output::bytes(r.bytes_read)
-        );
+        )?;
     } else {
-        println!(
+        crate::outln!(
             "structure: {} snapshots, {} packs, {} blobs",
-            r.snapshots, r.packs, r.blobs
-        );
+            r.snapshots,
+            r.packs,
+            r.blobs
+        )?;
         if r.packs_read > 0 {
-            println!(
+            crate::outln!(
                 "data: {} packs ({}) read, {} blobs verified against their keyed hashes",
                 r.packs_read,
                 output::bytes(r.bytes_read),
                 r.blobs_verified
-            );
+            )?;
         }
     }
     for n in &r.notes {
-        println!("note: {n}");
+        crate::outln!("note: {n}")?;
     }
     for p in &r.problems {
-        println!("DAMAGED {}: {}; {}", p.object, p.cause, p.hint);
+        crate::outln!("DAMAGED {}: {}; {}", p.object, p.cause, p.hint)?;
         if !p.snapshots.is_empty() {
             let ids: Vec<String> = p.snapshots.iter().map(|s| s.short()).collect();
-            println!(
+            crate::outln!(
                 "  affects snapshots {} ({} files)",
                 ids.join(" "),
                 p.files_affected
-            );
+            )?;
         }
         for f in &p.files {
-            println!("  {f}");
+            crate::outln!("  {f}")?;
         }
         if p.files_affected > p.files.len() as u64 {
-            println!("  … and {} more", p.files_affected - p.files.len() as u64);
+            crate::outln!("  … and {} more", p.files_affected - p.files.len() as u64)?;
         }
     }
     if r.problems.is_empty() {
-        println!("no damage found");
+        crate::outln!("no damage found")?;
     } else {
-        println!("{} damaged objects", r.problems.len());
+        crate::outln!("{} damaged objects", r.problems.len())?;
     }
     Ok(())
 }

@@ -67,9 +67,9 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<Code> {
         }))?;
     } else if !g.quiet {
         for id in &report.snapshots_copied {
-            println!("copied snapshot {}", id.short());
+            crate::outln!("copied snapshot {}", id.short())?;
         }
-        println!(
+        crate::outln!(
             "{} snapshots copied, {} already at {}; {} packs sent ({}), {} packs from an interrupted copy reused",
             report.snapshots_copied.len(),
             report.snapshots_present.len(),
@@ -77,7 +77,7 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<Code> {
             report.packs_copied,
             output::bytes(report.bytes_copied),
             report.packs_adopted,
-        );
+        )?;
     }
     if unreadable.is_empty() {
         return Ok(Code::Ok);

@@ -220,7 +220,7 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<Code> {
         removal: &removal,
     };
     if !g.json && !g.quiet {
-        report.print();
+        report.print()?;
     }
     for (id, why) in &removal.errors {
         eprintln!("cairn: error: could not delete snapshots/{id}: {why}");
@@ -239,7 +239,7 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<Code> {
         if g.json {
             pruned = prune::report_json(&r, false);
         } else if !g.quiet {
-            prune::print_text(&r, false);
+            prune::print_text(&r, false)?;
         }
         if let Some(max) = a.max_size {
             code = worst(code, check_size(&repo, max)?);
@@ -322,7 +322,7 @@ fn worst(a: Code, b: Code) -> Code {
         Code::Ok => 0,
         Code::Partial => 1,
         Code::Damage => 2,
-        Code::Usage | Code::Error => 3,
+        Code::Usage | Code::Error | Code::StdoutClosed => 3,
     };
     if rank(b) > rank(a) {
         b
@@ -356,29 +356,29 @@ impl Report<'_> {
         groups.into_iter().map(|(_, members)| members).collect()
     }
 
-    fn print(&self) {
+    fn print(&self) -> Result<()> {
         let tz = self.args.timezone;
         for members in self.groups() {
             let (_, first) = members[0];
-            println!(
+            crate::outln!(
                 "group: {} ({} snapshots)",
                 describe_group(self.args.group_by, first),
                 members.len()
-            );
+            )?;
             for (d, s) in members {
                 let reasons = if d.reasons.is_empty() {
                     "-".to_string()
                 } else {
                     d.reasons.join(", ")
                 };
-                println!(
+                crate::outln!(
                     "  {:<8}  {:<23}  {:<6}  {:<20}  tags: {}",
                     d.id.short(),
                     local_time(s.time_ns, tz),
                     if d.keep { "keep" } else { "remove" },
                     reasons,
                     s.tags.join(",")
-                );
+                )?;
             }
         }
         let limits: Vec<String> = [
@@ -396,25 +396,26 @@ impl Report<'_> {
         .flatten()
         .collect();
         if !limits.is_empty() {
-            println!("limits: {}", limits.join("; "));
+            crate::outln!("limits: {}", limits.join("; "))?;
         }
         let kept = self.decisions.iter().filter(|d| d.keep).count();
         let removed = self.decisions.len() - kept;
         if self.args.dry_run {
-            println!(
+            crate::outln!(
                 "dry run: would remove {removed} of {} snapshots; nothing was deleted",
                 self.decisions.len()
-            );
+            )?;
         } else {
-            println!(
+            crate::outln!(
                 "removed {} of {} snapshots, kept {kept}",
                 self.removal.deleted,
                 self.decisions.len()
-            );
+            )?;
             if removed > 0 && !self.args.prune {
-                println!("run `cairn prune` to free the space they used");
+                crate::outln!("run `cairn prune` to free the space they used")?;
             }
         }
+        Ok(())
     }
 
     fn json(&self, damaged: &[(String, String)], prune: Value) -> Value {

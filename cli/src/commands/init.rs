@@ -62,8 +62,10 @@ pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
             "recipients": recipients,
         }))?;
     } else if !g.quiet {
-        println!("created cairn repository {} at {loc}", id.short());
-        println!("next: export a write key for backup hosts with `cairn key write-key -o FILE`");
+        crate::outln!("created cairn repository {} at {loc}", id.short())?;
+        crate::outln!(
+            "next: export a write key for backup hosts with `cairn key write-key -o FILE`"
+        )?;
     }
     Ok(Code::Ok)
 }
@@ -80,11 +82,11 @@ fn init_like(g: &Global, loc: &str, like: &str) -> Result<Code> {
             "like": like,
         }))?;
     } else if !g.quiet {
-        println!(
+        crate::outln!(
             "created cairn repository {} at {loc}, sharing keys with {like}",
             id.short()
-        );
-        println!("next: `cairn copy --from {like} --to {loc}`");
+        )?;
+        crate::outln!("next: `cairn copy --from {like} --to {loc}`")?;
     }
     Ok(Code::Ok)
 }

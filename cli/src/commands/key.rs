@@ -27,7 +27,7 @@ pub fn run(g: &Global, k: KeyCommand) -> Result<Code> {
                     "recipient": recipient,
                 }))?;
             } else {
-                println!("{recipient}");
+                crate::outln!("{recipient}")?;
             }
         }
         KeyCommand::WriteKey { output: path } => {

@@ -62,11 +62,11 @@ pub fn run(g: &Global, a: LsArgs) -> Result<Code> {
     let mut loader = reader.loader();
     let prefix = output::components(a.path.as_deref().unwrap_or("/"));
     let mut items = Vec::new();
-    let mut print = |path: &[Vec<u8>], n: &Node| {
+    let mut print = |path: &[Vec<u8>], n: &Node| -> Result<()> {
         if g.json {
             items.push(node_json(&output::path(path), n));
         } else if a.long {
-            println!(
+            crate::outln!(
                 "{} {:>8} {:>8} {:>12} {} {}{}",
                 mode_string(n),
                 n.user.clone().unwrap_or_else(|| n.uid.to_string()),
@@ -78,10 +78,11 @@ pub fn run(g: &Global, a: LsArgs) -> Result<Code> {
                     .as_ref()
                     .map(|t| format!(" -> {}", output::quoted(t)))
                     .unwrap_or_default()
-            );
+            )?;
         } else {
-            println!("{}", output::quoted_path(path));
+            crate::outln!("{}", output::quoted_path(path))?;
         }
+        Ok(())
     };
     let start = if prefix.is_empty() {
         snap.tree
@@ -89,7 +90,7 @@ pub fn run(g: &Global, a: LsArgs) -> Result<Code> {
         let Some(node) = trees::find(&mut loader, &snap.tree, &prefix)? else {
             bail!("{} is not in the snapshot", output::path(&prefix));
         };
-        print(&prefix, &node);
+        print(&prefix, &node)?;
         match node.subtree {
             Some(sub) if node.kind == NodeKind::Dir => sub,
             _ => {
@@ -100,13 +101,13 @@ pub fn run(g: &Global, a: LsArgs) -> Result<Code> {
             }
         }
     };
-    trees::walk(
+    trees::walk::<anyhow::Error>(
         &mut loader,
         &start,
         trees::Bounds::of(&snap),
         &mut |rel, n| {
             let full: Vec<Vec<u8>> = prefix.iter().chain(rel.iter()).cloned().collect();
-            print(&full, n);
+            print(&full, n)?;
             Ok(true)
         },
     )?;

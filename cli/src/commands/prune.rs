@@ -97,41 +97,42 @@ fn print(g: &Global, r: &PruneReport, dry_run: bool) -> Result<()> {
         return output::json(&report_json(r, dry_run));
     }
     if !g.quiet {
-        print_text(r, dry_run);
+        print_text(r, dry_run)?;
     }
     Ok(())
 }
 
 /// The report for people.
-pub fn print_text(r: &PruneReport, dry_run: bool) {
+pub fn print_text(r: &PruneReport, dry_run: bool) -> Result<()> {
     let verb = if dry_run {
         "would condemn"
     } else {
         "condemned"
     };
-    println!(
+    crate::outln!(
         "{verb} {} unused packs, {} packs left by interrupted backups, {} partly used packs to repack ({} live blobs rewritten): {}",
         r.unused_packs,
         r.unindexed_packs,
         r.repacked_packs,
         r.blobs_rewritten,
         output::bytes(r.bytes_condemned)
-    );
+    )?;
     if r.repack_needs_identity > 0 {
-        println!(
+        crate::outln!(
             "{} partly used data packs kept as they are: repacking them needs the identity (a write key cannot read file contents)",
             r.repack_needs_identity
-        );
+        )?;
     }
     if !dry_run {
-        println!(
+        crate::outln!(
             "deleted {} packs ({}); {} condemned packs put back because a backup used them",
             r.packs_deleted,
             output::bytes(r.bytes_freed),
             r.packs_rescued
-        );
+        )?;
         for (m, why) in &r.markers_pending {
-            println!("marker {} pending: {why}", m.short());
+            crate::outln!("marker {} pending: {why}", m.short())?;
         }
     }
+    Ok(())
 }

@@ -81,27 +81,27 @@ fn print_index(g: &Global, r: &IndexRepairReport, dry_run: bool) -> Result<()> {
         return Ok(());
     }
     let verb = if dry_run { "would index" } else { "indexed" };
-    println!(
+    crate::outln!(
         "{verb} {} blobs from {} pack trailers; {} damaged packs skipped, {} condemned packs left out",
         r.blobs,
         r.packs_read,
         r.damaged.len(),
         r.packs_condemned
-    );
+    )?;
     if r.data_needs_identity {
-        println!(
+        crate::outln!(
             "data packs need the identity to be read (a write key cannot): {} kept from the existing index, {} not listed anywhere and left out; run `cairn repair index` with the identity to rebuild them",
             r.packs_kept_from_index, r.packs_unreadable_needs_identity
-        );
+        )?;
     }
     if dry_run {
-        println!("would replace {} index objects", r.removed);
+        crate::outln!("would replace {} index objects", r.removed)?;
     } else {
-        println!(
+        crate::outln!(
             "wrote {} index objects, removed {} old ones",
             r.written.len(),
             r.removed
-        );
+        )?;
     }
     Ok(())
 }
@@ -130,41 +130,41 @@ fn print_snapshots(g: &Global, r: &SnapshotRepairReport, dry_run: bool) -> Resul
     }
     for s in &r.repaired {
         match s.new {
-            Some(n) => println!(
+            Some(n) => crate::outln!(
                 "snapshot {} → {}: {} lost paths removed",
                 s.original.short(),
                 n.short(),
                 s.lost.len()
             ),
-            None => println!(
+            None => crate::outln!(
                 "snapshot {} would lose {} paths",
                 s.original.short(),
                 s.lost.len()
             ),
-        }
+        }?;
         for p in s.lost.iter().take(MAX_LISTED) {
-            println!("  lost {}", output::path(p));
+            crate::outln!("  lost {}", output::path(p))?;
         }
         if s.lost.len() > MAX_LISTED {
-            println!("  … and {} more", s.lost.len() - MAX_LISTED);
+            crate::outln!("  … and {} more", s.lost.len() - MAX_LISTED)?;
         }
     }
     let verb = if dry_run { "would repair" } else { "repaired" };
-    println!(
+    crate::outln!(
         "checked {} snapshots, {verb} {}, {} could not be repaired; {} indexed packs are missing from storage",
         r.checked,
         r.repaired.len(),
         r.failed.len(),
         r.missing_packs
-    );
+    )?;
     if r.missing_packs > 0 && !dry_run {
-        println!("run `cairn repair index` to drop the missing packs from the index");
+        crate::outln!("run `cairn repair index` to drop the missing packs from the index")?;
     }
     if r.unindexed_packs > 0 && !r.repaired.is_empty() {
-        println!(
+        crate::outln!(
             "{} packs are stored but in no index: run `cairn repair index` first, files listed as lost may be in them",
             r.unindexed_packs
-        );
+        )?;
     }
     Ok(())
 }

@@ -106,7 +106,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
             }
             if !g.json && !g.quiet {
                 for (p, why) in &report.skipped {
-                    println!("  skipped {p}: {why}");
+                    crate::outln!("  skipped {p}: {why}")?;
                 }
             }
             json!(report)
@@ -120,11 +120,11 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
             "verified": checks,
         }))?;
     } else if !g.quiet {
-        println!(
+        crate::outln!(
             "restored snapshot {} into {}: every blob verified against its keyed hash",
             id.short(),
             a.target.display(),
-        );
+        )?;
         if let Some(o) = report.as_object() {
             let counts: Vec<String> = [
                 "files",
@@ -143,10 +143,10 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
                     .map(|v| format!("{k}: {v}"))
             })
             .collect();
-            println!("  {}", counts.join(", "));
+            crate::outln!("  {}", counts.join(", "))?;
         }
         for c in &checks {
-            println!("  {c}");
+            crate::outln!("  {c}")?;
         }
     }
     Ok(Code::Ok)

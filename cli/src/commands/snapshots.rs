@@ -48,12 +48,18 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> Result<Code> {
             .collect();
         output::json(&items)?;
     } else {
-        println!(
+        crate::outln!(
             "{:<8}  {:<20}  {:<16}  {:<6}  {:>10}  {:>7}  {:<12}  paths",
-            "id", "time (UTC)", "host", "source", "size", "files", "tags"
-        );
+            "id",
+            "time (UTC)",
+            "host",
+            "source",
+            "size",
+            "files",
+            "tags"
+        )?;
         for (id, s) in &shown {
-            println!(
+            crate::outln!(
                 "{:<8}  {:<20}  {:<16}  {:<6}  {:>10}  {:>7}  {:<12}  {}",
                 id.short(),
                 output::time(s.time_ns),
@@ -63,12 +69,12 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> Result<Code> {
                 s.stats.files,
                 s.tags.join(","),
                 s.paths.join(" ")
-            );
+            )?;
             if let Some(line) = facts_line(&s.facts) {
-                println!("          {line}");
+                crate::outln!("          {line}")?;
             }
         }
-        println!("{} snapshots", shown.len());
+        crate::outln!("{} snapshots", shown.len())?;
     }
     for (path, why) in &listing.damaged {
         eprintln!("cairn: warning: {path} could not be read: {why}");

@@ -179,7 +179,7 @@ impl<'g> Session<'g> {
                 "changed": p.changed,
             }))?;
         } else if !g.quiet {
-            println!(
+            crate::outln!(
                 "snapshot {} saved: {} files, {} dirs, {} ({} files read, {} new blobs, {} stored) in {:.1}s",
                 id.short(),
                 stats.files,
@@ -189,7 +189,7 @@ impl<'g> Session<'g> {
                 stats.blobs_added,
                 output::bytes(stats.stored_added),
                 stats.duration_ms as f64 / 1000.0
-            );
+            )?;
         }
         if !p.unreadable.is_empty() {
             eprintln!(
