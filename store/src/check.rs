@@ -95,6 +95,7 @@ const HINT_INDEX: &str = "run `cairn repair index`";
 const HINT_SNAPSHOTS: &str =
     "restore what is intact, then run `cairn repair snapshots` to drop what is lost";
 const HINT_STRAY: &str = "no snapshot uses it (planted, or damaged after an interrupted backup): `cairn prune` deletes packs in no index";
+const HINT_FUTURE: &str = "planted, or written by a host whose clock is wrong (host and key in `cairn snapshots`): fix the clock or inspect the host, then `cairn forget` the snapshot";
 const HINT_PLANTED: &str = "a snapshot cairn did not write this way: inspect who wrote it (`cairn snapshots`), then `cairn forget` it";
 const HINT_DELETE: &str = "delete the object or restore it from a copy of the repository";
 const HINT_RESTORE: &str =
@@ -308,6 +309,24 @@ pub fn check_structure(repo: &Arc<Repository>, report: &mut CheckReport) -> Resu
             .push(Problem::new(path.clone(), why, HINT_DELETE));
     }
     report.snapshots = listing.snapshots.len() as u64;
+    let now = snapshots::now_ns();
+    for (id, s) in listing
+        .snapshots
+        .iter()
+        .filter(|(_, s)| snapshots::is_future(s, now))
+    {
+        let mut p = Problem::new(
+            format!("snapshots/{id}"),
+            format!(
+                "dated {}, in the future: it is not taken as latest nor counted by retention",
+                chrono::DateTime::from_timestamp_nanos(s.time_ns)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            HINT_FUTURE,
+        );
+        p.snapshots.push(*id);
+        report.problems.push(p);
+    }
     Ok(Audit {
         repo: repo.clone(),
         index: Arc::new(index),

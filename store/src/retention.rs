@@ -176,17 +176,33 @@ fn groups(by: GroupBy, snaps: &[(Id, &Snapshot)]) -> Vec<Vec<usize>> {
 }
 
 /// Applies `policy` to `snaps`; returns one decision per snapshot, in input order.
-/// `now` is accepted for callers' convenience; `keep_within` counts from each group's newest.
-pub fn apply(policy: &Policy, snaps: &[(Id, &Snapshot)], _now: DateTime<Utc>) -> Vec<Decision> {
+/// `now` is this host's clock: snapshots dated after it (beyond the skew tolerance) are kept,
+/// with the reason [`FUTURE`], and left out of every rule; `keep_within` counts from each
+/// group's newest other snapshot.
+pub fn apply(policy: &Policy, snaps: &[(Id, &Snapshot)], now: DateTime<Utc>) -> Vec<Decision> {
+    let now_ns = now.timestamp_nanos_opt().unwrap_or(i64::MAX);
     let mut out: Vec<Decision> = snaps
         .iter()
-        .map(|(id, _)| Decision {
-            id: *id,
-            keep: false,
-            reasons: Vec::new(),
+        .map(|(id, s)| {
+            // Future-dated snapshots are left alone and kept out of the arithmetic: one dated
+            // 50 years ahead would otherwise be every group's newest.
+            let future = crate::snapshots::is_future(s, now_ns);
+            Decision {
+                id: *id,
+                keep: future,
+                reasons: if future {
+                    vec![FUTURE.to_string()]
+                } else {
+                    Vec::new()
+                },
+            }
         })
         .collect();
-    for members in groups(policy.group_by, snaps) {
+    for mut members in groups(policy.group_by, snaps) {
+        members.retain(|&i| out[i].reasons.first().map(String::as_str) != Some(FUTURE));
+        if members.is_empty() {
+            continue;
+        }
         keep_by_rules(policy, snaps, &members, &mut out);
         if let Some(n) = policy.max_count {
             let kept: Vec<usize> = members.iter().copied().filter(|&i| out[i].keep).collect();
@@ -198,6 +214,9 @@ pub fn apply(policy: &Policy, snaps: &[(Id, &Snapshot)], _now: DateTime<Utc>) ->
     }
     out
 }
+
+/// The reason given for a future-dated snapshot, which retention leaves alone.
+pub const FUTURE: &str = "future-dated: left alone";
 
 /// Groups under `by` of which `decisions` (from [`apply`] on `snaps`) keep nothing: the index
 /// of each such group's newest snapshot, ascending.
@@ -444,7 +463,7 @@ mod tests {
         let snaps: Vec<Snapshot> = times.iter().map(|t| snap(*t, "h", &[])).collect();
         let items: Vec<(Id, &Snapshot)> =
             snaps.iter().enumerate().map(|(i, s)| (id(i), s)).collect();
-        let d = apply(policy, &items, Utc::now());
+        let d = apply(policy, &items, DateTime::<Utc>::MAX_UTC);
         (0..times.len()).filter(|&i| d[i].keep).collect()
     }
 
@@ -651,7 +670,7 @@ mod tests {
             keep_tags: vec!["a".into(), "b".into()],
             ..Policy::default()
         };
-        let d = apply(&p, &items, Utc::now());
+        let d = apply(&p, &items, DateTime::<Utc>::MAX_UTC);
         assert_eq!(
             d.iter().map(|d| d.keep).collect::<Vec<_>>(),
             vec![true, true, false]
@@ -674,7 +693,7 @@ mod tests {
             ..Policy::default()
         };
         let keep = |p: &Policy| {
-            apply(p, &items, Utc::now())
+            apply(p, &items, DateTime::<Utc>::MAX_UTC)
                 .iter()
                 .map(|d| d.keep)
                 .collect::<Vec<_>>()
@@ -704,7 +723,7 @@ mod tests {
             keep_last: Some(2),
             ..Policy::default()
         };
-        let kept: Vec<bool> = apply(&p, &items, Utc::now())
+        let kept: Vec<bool> = apply(&p, &items, DateTime::<Utc>::MAX_UTC)
             .iter()
             .map(|d| d.keep)
             .collect();
@@ -823,7 +842,7 @@ mod tests {
             ),
         ];
         for (name, p, want_kept, want_emptied) in cases {
-            let d = apply(&p, &items, Utc::now());
+            let d = apply(&p, &items, DateTime::<Utc>::MAX_UTC);
             let kept: Vec<usize> = (0..d.len()).filter(|&i| d[i].keep).collect();
             assert_eq!(kept, want_kept, "{name}");
             assert_eq!(
@@ -912,7 +931,7 @@ mod tests {
                 tz: chrono_tz::Europe::Berlin,
                 ..Policy::default()
             };
-            let a = apply(&p, &items, Utc::now());
+            let a = apply(&p, &items, DateTime::<Utc>::MAX_UTC);
             for host in 0u8..3 {
                 let name = format!("h{host}");
                 let kept = a.iter().zip(&snaps).filter(|(d, s)| d.keep && s.host == name).count();
@@ -920,7 +939,7 @@ mod tests {
             }
             let mut rev = items.clone();
             rev.reverse();
-            let mut b = apply(&p, &rev, Utc::now());
+            let mut b = apply(&p, &rev, DateTime::<Utc>::MAX_UTC);
             b.reverse();
             prop_assert_eq!(a, b);
         }

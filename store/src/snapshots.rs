@@ -139,15 +139,43 @@ pub fn resolve(repo: &Repository, spec: &str, filter: &Filter) -> Result<(Id, Sn
     Ok((id, load(repo, &id)?))
 }
 
+/// How far ahead of this host's clock a snapshot may be dated (clock skew between hosts)
+/// before it counts as future-dated.
+pub const FUTURE_TOLERANCE_NS: i64 = 3600 * 1_000_000_000;
+
+/// This host's clock, in nanoseconds since the epoch.
+pub fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// Is `s` dated more than [`FUTURE_TOLERANCE_NS`] after `now_ns`? Such a snapshot was planted
+/// or written by a host whose clock is wrong: it would stay `latest` for ever and distort
+/// retention (keep-within counts back from a group's newest), so neither counts it.
+pub fn is_future(s: &Snapshot, now_ns: i64) -> bool {
+    s.time_ns > now_ns.saturating_add(FUTURE_TOLERANCE_NS)
+}
+
 /// What the user types for the newest snapshot.
 pub const LATEST: &str = "latest";
 
-/// The newest snapshot passing `keep`.
+/// The newest snapshot passing `keep`, future-dated ones aside (named in a warning).
 fn newest(repo: &Repository, keep: impl Fn(&Snapshot) -> bool) -> Result<(Id, Snapshot)> {
+    let now = now_ns();
     list(repo)?
         .snapshots
         .into_iter()
         .rev()
+        .filter(|(id, s)| {
+            let future = is_future(s, now);
+            if future && keep(s) {
+                tracing::warn!(
+                    "snapshot {} is dated in the future and is not taken as latest (planted, or \
+                     its host's clock is wrong); `cairn check` reports it",
+                    id.short()
+                );
+            }
+            !future
+        })
         .find(|(_, s)| keep(s))
         .ok_or_else(|| Error::SnapshotNotFound(LATEST.to_string()))
 }

@@ -1290,7 +1290,7 @@ impl Crafter {
         }
         self.put_meta("index", &index.encode());
         let snap = Snapshot {
-            time_ns: 1_900_000_000_000_000_000,
+            time_ns: 1_760_000_000_000_000_000,
             host: "crafted".into(),
             username: "mallory".into(),
             source: SourceKind::Paths,

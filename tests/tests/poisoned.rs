@@ -6,6 +6,7 @@ use cairn_e2e::rss::cairn_with_rss;
 use cairn_e2e::*;
 use cairn_format::record::{self, RecordKind};
 use cairn_format::snapshot::{SnapshotStats, SourceKind};
+
 use cairn_format::tree::Xattr;
 
 /// The memory any command may take on these repositories (the real bound is lower).
@@ -188,4 +189,84 @@ fn packs_in_no_index_with_absurd_trailers_are_damage_for_check_read_data() {
         "{out}"
     );
     fx.id(&["check", "--read-data"]).code_is(4);
+}
+
+#[test]
+fn a_future_dated_snapshot_is_not_latest_nor_counted_by_retention() {
+    let fx = Fixture::new();
+    let src = fx.dir("src");
+    write_file(&src.join("a"), b"genuine\n");
+    let genuine: Vec<String> = (0..3)
+        .map(|i| {
+            write_file(&src.join("n"), format!("{i}").as_bytes());
+            Fixture::snap_id(&fx.backup(&[&src]))
+        })
+        .collect();
+    // The same group (host, paths), dated 50 years ahead, as a planted or misdated snapshot.
+    let c = Crafter::new(&fx);
+    let listing = fx.wk(&["--json", "snapshots"]).json();
+    let mut planted = cairn_format::snapshot::Snapshot {
+        time_ns: cairn_store_now() + 50 * 365 * 86_400 * 1_000_000_000,
+        host: listing[0]["host"].as_str().unwrap().to_string(),
+        username: "mallory".into(),
+        source: SourceKind::Paths,
+        paths: vec![s(&src).to_string()],
+        tags: Vec::new(),
+        tree: c.blob_id(b"x"),
+        parent: None,
+        stats: SnapshotStats::default(),
+        program: "cairn 0.1.0".into(),
+        facts: Vec::new(),
+    };
+    let tree = raw_tree(vec![]);
+    planted.tree = c.blob_id(&tree);
+    let mut index = cairn_format::index::IndexRecord::default();
+    index
+        .packs
+        .push(c.put_pack(cairn_format::pack::PackKind::Tree, &[tree]));
+    c.put_meta("index", &index.encode());
+    let id = c.put_meta("snapshots", &planted.encode()).to_hex();
+    // Not latest: ls latest lists the newest genuine snapshot; a warning names the planted one.
+    let out = fx.wk(&["--json", "ls", "latest"]);
+    out.ok().stderr_has(&[&id[..8], "future"]);
+    assert!(out.stdout.contains("\"/"), "{out}");
+    let list = fx.wk(&["--json", "snapshots"]).json();
+    let future: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["future"] == true)
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(future, vec![id.as_str()]);
+    // keep-within counts from the newest genuine snapshot: every genuine one stays, and the
+    // planted one is left alone (not removed, not counted).
+    let out = fx.wk(&["forget", "--keep-within", "30d", "--keep-last", "1"]);
+    out.ok();
+    let left: Vec<String> = fx
+        .wk(&["--json", "snapshots"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    for g in &genuine {
+        assert!(left.contains(g), "genuine snapshot {g} was removed");
+    }
+    assert!(left.contains(&id));
+    // check reports it.
+    let out = fx.wk(&["check"]);
+    out.code_is(4);
+    assert!(
+        out.stdout.contains(&id) && out.stdout.contains("in the future"),
+        "{out}"
+    );
+}
+
+fn cairn_store_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
 }

@@ -16,6 +16,7 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> Result<Code> {
         .iter()
         .filter(|(_, s)| filter.matches(s))
         .collect();
+    let now = snapshots::now_ns();
     if g.json {
         let items: Vec<_> = shown
             .iter()
@@ -31,6 +32,7 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> Result<Code> {
                     "tree": s.tree.to_hex(),
                     "parent": s.parent.map(|p| p.to_hex()),
                     "program": s.program,
+                    "future": snapshots::is_future(s, now),
                     "facts": s.facts.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
                     "stats": {
                         "files": s.stats.files,
@@ -75,6 +77,14 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> Result<Code> {
             }
         }
         crate::outln!("{} snapshots", shown.len())?;
+    }
+    for (id, s) in shown.iter().filter(|(_, s)| snapshots::is_future(s, now)) {
+        eprintln!(
+            "cairn: warning: snapshot {} is dated {}, in the future (planted, or host {}'s clock is wrong): not taken as latest, not counted by retention",
+            id.short(),
+            output::time(s.time_ns),
+            s.host
+        );
     }
     for (path, why) in &listing.damaged {
         eprintln!("cairn: warning: {path} could not be read: {why}");
