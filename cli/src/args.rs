@@ -424,6 +424,12 @@ pub struct RestoreArgs {
     /// file is in the way; leave existing directories as they are).
     #[arg(long)]
     pub overwrite: bool,
+    /// Create privileged entries: setuid/setgid files, files with capabilities
+    /// (security.capability), device nodes, and entries outside the paths the snapshot
+    /// records. Without it a restore holding any is refused before writing anything, naming
+    /// them: a planted snapshot must not install them silently.
+    #[arg(long)]
+    pub allow_privileged: bool,
     /// Print what would be written (`new`), left alone (`keep`: existing directories),
     /// updated or replaced (with --overwrite), skipped, or is in the way (`conflict`), and
     /// write nothing, not even the target directory. Exits 1 if the restore would be refused.

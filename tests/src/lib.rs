@@ -1281,6 +1281,26 @@ impl Crafter {
     /// tree blobs `trees` and file content blobs `data`; writes packs, an index and the
     /// snapshot object. Returns the snapshot id (hex).
     pub fn inject_snapshot(&self, root: &[u8], trees: Vec<Vec<u8>>, data: Vec<Vec<u8>>) -> String {
+        // Recorded paths: the root's entries, as a consistent forgery would record them.
+        let paths = record::decode::<Tree>(RecordKind::Tree, root)
+            .map(|t| {
+                t.nodes
+                    .iter()
+                    .map(|n| format!("/{}", String::from_utf8_lossy(&n.name)))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_else(|_| vec!["/crafted".into()]);
+        self.inject_snapshot_at(paths, root, trees, data)
+    }
+
+    /// [`Crafter::inject_snapshot`] recording `paths` as the snapshot's paths.
+    pub fn inject_snapshot_at(
+        &self,
+        paths: Vec<String>,
+        root: &[u8],
+        trees: Vec<Vec<u8>>,
+        data: Vec<Vec<u8>>,
+    ) -> String {
         let mut all_trees = trees;
         all_trees.push(root.to_vec());
         let mut index = IndexRecord::default();
@@ -1294,7 +1314,7 @@ impl Crafter {
             host: "crafted".into(),
             username: "mallory".into(),
             source: SourceKind::Paths,
-            paths: vec!["/crafted".into()],
+            paths,
             tags: vec!["crafted".into()],
             tree: self.blob_id(root),
             parent: None,

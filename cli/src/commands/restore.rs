@@ -70,6 +70,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
                 Options {
                     includes,
                     overwrite: a.overwrite,
+                    allow_privileged: a.allow_privileged,
                 },
                 progress.clone(),
             )
@@ -167,27 +168,31 @@ fn dry_run(
             "{{\"snapshot\": {}, \"target\": {}, \"dry_run\": true, \"steps\": [",
             serde_json::to_string(&id.to_hex())?,
             serde_json::to_string(&a.target)?
-        )?;
+        )
+        .map_err(output::stdout_error)?;
     }
     let mut first = true;
     let mut sink = |step: &Step| -> Result<()> {
         if g.json {
             let sep = if first { "" } else { "," };
-            write!(out, "{sep}\n  {}", serde_json::to_string(step)?)?;
+            write!(out, "{sep}\n  {}", serde_json::to_string(step)?)
+                .map_err(output::stdout_error)?;
         } else if !g.quiet {
             let why = step.reason.map(|r| format!(" ({r})")).unwrap_or_default();
-            writeln!(out, "{:<8} {}{why}", step.action.word(), step.path)?;
+            writeln!(out, "{:<8} {}{why}", step.action.word(), step.path)
+                .map_err(output::stdout_error)?;
         }
         first = false;
         Ok(())
     };
     let plan = make(&mut sink)?;
     if g.json {
-        writeln!(out, "\n], \"plan\": {}}}", serde_json::to_string(&plan)?)?;
+        writeln!(out, "\n], \"plan\": {}}}", serde_json::to_string(&plan)?)
+            .map_err(output::stdout_error)?;
     } else if !g.quiet {
         writeln!(
             out,
-            "dry run of restoring snapshot {} into {} (nothing written): {} new, {} kept directories, {} updated directories, {} replaced, {} skipped, {} conflicts",
+            "dry run of restoring snapshot {} into {} (nothing written): {} new, {} kept directories, {} updated directories, {} replaced, {} skipped, {} conflicts, {} privileged",
             id.short(),
             a.target.display(),
             plan.new,
@@ -195,11 +200,12 @@ fn dry_run(
             plan.updated_dirs,
             plan.replaced,
             plan.skipped,
-            plan.conflicts
-        )?;
+            plan.conflicts,
+            plan.privileged
+        ).map_err(output::stdout_error)?;
     }
-    out.flush()?;
-    plan.check(a.overwrite)
+    out.flush().map_err(output::stdout_error)?;
+    plan.check(a.overwrite, a.allow_privileged)
         .context("the restore would be refused")?;
     Ok(Code::Ok)
 }

@@ -146,7 +146,7 @@ pub fn restore(
     overwrite: bool,
 ) -> Result<Written> {
     let outputs = Outputs::of(loader, snap)?;
-    super::plan::files(dir, &outputs.names(), overwrite, None)?.check(overwrite)?;
+    super::plan::files(dir, &outputs.names(), overwrite, None)?.check(overwrite, true)?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut written = Written {
         stale_temporaries: remove_stale(dir)?,

@@ -13,6 +13,7 @@
 mod blobs;
 pub mod cluster_backup;
 pub mod plan;
+pub mod privileged;
 mod temporaries;
 pub mod verify;
 pub mod walk;
@@ -39,6 +40,8 @@ pub struct Options {
     pub includes: Option<Includes>,
     /// Replace existing files and set the metadata of existing directories.
     pub overwrite: bool,
+    /// Create privileged entries (see [`privileged`]) instead of refusing.
+    pub allow_privileged: bool,
 }
 
 /// What a restore did.
@@ -108,7 +111,7 @@ pub fn restore(
         opts.overwrite,
         None,
     )?
-    .check(opts.overwrite)?;
+    .check(opts.overwrite, opts.allow_privileged)?;
     std::fs::create_dir_all(target)
         .with_context(|| format!("creating restore target {}", target.display()))?;
     let root_fd = open_target(target)?

@@ -5,6 +5,7 @@
 //! following a symlink below the target. Memory stays bounded: steps are streamed to a sink
 //! and only the first [`LISTED`] conflicts are kept.
 
+use super::privileged::{self, Scope};
 use super::walk::{self, Includes, Visit};
 use super::{display, skip_reason};
 use anyhow::{bail, Context, Result};
@@ -99,6 +100,11 @@ pub struct Plan {
     pub first_conflicts: Vec<Conflict>,
     /// `--include` patterns that matched nothing.
     pub unmatched_includes: Vec<String>,
+    /// Entries created only with `--allow-privileged` (setuid, capabilities, devices, entries
+    /// outside the snapshot's paths).
+    pub privileged: u64,
+    /// The first [`LISTED`] of them, with the reason.
+    pub first_privileged: Vec<Conflict>,
     /// Conflicts `--overwrite` does not resolve (directory against non-directory).
     #[serde(skip)]
     blocking: u64,
@@ -106,7 +112,7 @@ pub struct Plan {
 
 impl Plan {
     /// An error saying why the restore must not start, if it must not.
-    pub fn check(&self, overwrite: bool) -> Result<()> {
+    pub fn check(&self, overwrite: bool, allow_privileged: bool) -> Result<()> {
         if !self.unmatched_includes.is_empty() {
             bail!(
                 "--include {} matched nothing in the snapshot; nothing was written (`cairn ls SNAP` lists its paths)",
@@ -117,6 +123,16 @@ impl Plan {
                     .join(", ")
             );
         }
+        if self.privileged > 0 && !allow_privileged {
+            let mut msg = format!(
+                "the snapshot holds {} privileged entr{} that restore creates only when asked; nothing was written:",
+                self.privileged,
+                if self.privileged == 1 { "y" } else { "ies" }
+            );
+            list(&mut msg, &self.first_privileged, self.privileged);
+            msg.push_str("\nhint: inspect the snapshot (`cairn ls -l SNAP`, who wrote it in `cairn snapshots`); if these are expected, restore with --allow-privileged, or leave them out with --include");
+            bail!(msg)
+        }
         if self.conflicts == 0 {
             return Ok(());
         }
@@ -126,13 +142,7 @@ impl Plan {
             if self.conflicts == 1 { "" } else { "s" },
             if self.conflicts == 1 { "is" } else { "are" }
         );
-        for c in &self.first_conflicts {
-            msg.push_str(&format!("\n  {}: {}", c.path, c.reason));
-        }
-        let more = self.conflicts - self.first_conflicts.len() as u64;
-        if more > 0 {
-            msg.push_str(&format!("\n  … and {more} more"));
-        }
+        list(&mut msg, &self.first_conflicts, self.conflicts);
         if self.blocking < self.conflicts && !overwrite {
             msg.push_str("\nhint: use --overwrite to replace existing files, or --dry-run to see the whole plan");
         }
@@ -140,6 +150,17 @@ impl Plan {
             msg.push_str("\nhint: --overwrite never replaces a directory by a file or restores through a non-directory: move those out of the way first");
         }
         bail!(msg)
+    }
+}
+
+/// Append `first` of `total` entries to a refusal.
+fn list(msg: &mut String, first: &[Conflict], total: u64) {
+    for c in first {
+        msg.push_str(&format!("\n  {}: {}", c.path, c.reason));
+    }
+    let more = total - first.len() as u64;
+    if more > 0 {
+        msg.push_str(&format!("\n  … and {more} more"));
     }
 }
 
@@ -153,7 +174,7 @@ pub fn plan(
     overwrite: bool,
     sink: Option<Sink<'_>>,
 ) -> Result<Plan> {
-    let mut p = Planner::new(target, overwrite, sink)?;
+    let mut p = Planner::new(target, overwrite, sink, Scope::of(snap))?;
     walk::walk(loader, snap, includes, &mut p)?;
     if let Some(i) = includes {
         p.plan.unmatched_includes = i.unmatched().into_iter().map(String::from).collect();
@@ -164,7 +185,7 @@ pub fn plan(
 /// The preflight of writing the files `names` directly into `dir` (the cluster-backup
 /// layout); writes nothing.
 pub fn files(dir: &Path, names: &[&str], overwrite: bool, sink: Option<Sink<'_>>) -> Result<Plan> {
-    let mut p = Planner::new(dir, overwrite, sink)?;
+    let mut p = Planner::new(dir, overwrite, sink, Scope::default())?;
     for name in names {
         p.place(&[name.as_bytes().to_vec()], "file")?;
     }
@@ -191,10 +212,11 @@ struct Planner<'s> {
     pending: Option<(usize, String)>,
     plan: Plan,
     sink: Option<Sink<'s>>,
+    scope: Scope,
 }
 
 impl<'s> Planner<'s> {
-    fn new(target: &Path, overwrite: bool, sink: Option<Sink<'s>>) -> Result<Self> {
+    fn new(target: &Path, overwrite: bool, sink: Option<Sink<'s>>, scope: Scope) -> Result<Self> {
         let top = match super::open_target(target)? {
             Some(fd) => Target::Dir(fd),
             None => Target::Absent,
@@ -206,7 +228,21 @@ impl<'s> Planner<'s> {
             pending: None,
             plan: Plan::default(),
             sink,
+            scope,
         })
+    }
+
+    /// Count `node` at `path` if it is privileged.
+    fn privileged(&mut self, node: &Node, path: &[Vec<u8>]) {
+        if let Some(why) = privileged::reason(node, path, &self.scope) {
+            self.plan.privileged += 1;
+            if self.plan.first_privileged.len() < LISTED {
+                self.plan.first_privileged.push(Conflict {
+                    path: display(path),
+                    reason: why.to_string(),
+                });
+            }
+        }
     }
 
     /// The type of what is at `name` in the current directory of the target, if anything.
@@ -296,6 +332,7 @@ impl Visit for Planner<'_> {
     fn enter(&mut self, node: &Node, path: &[Vec<u8>], included: bool) -> Result<()> {
         if included {
             self.selected_below(path)?;
+            self.privileged(node, path);
         }
         let target = match self.existing(&node.name, path)? {
             None => {
@@ -347,6 +384,7 @@ impl Visit for Planner<'_> {
 
     fn entry(&mut self, _loader: &mut Loader, node: &Node, path: &[Vec<u8>]) -> Result<()> {
         self.selected_below(path)?;
+        self.privileged(node, path);
         let kind = kind_name(node.kind);
         if let Some(why) = skip_reason(node, self.is_root) {
             return self.step(Action::Skip, path, kind, Some(why));
