@@ -44,7 +44,11 @@ echo "== audit: every pack read back and every blob verified"
 echo "== offsite copy (here another directory; s3://bucket/prefix works the same)"
 "$cairn" init --like "$CAIRN_REPO" --repo "$work/offsite" --key "$work/write.key"
 "$cairn" copy --to "$work/offsite" --key "$work/write.key"
-echo "== retention: keep the newest snapshot, prune the rest (write key)"
-"$cairn" forget --key "$work/write.key" --keep-last 1 --prune
+echo "== retention: write keys are append-only, so the host cannot erase history…"
+if "$cairn" forget --key "$work/write.key" --keep-last 1 --prune 2>/dev/null; then
+  echo "a write key removed snapshots" >&2; exit 1
+fi
+echo "== …and the administrator applies it with the identity: keep the newest, prune the rest"
+"$cairn" forget --identity "$work/identity.txt" --keep-last 1 --prune
 "$cairn" check --key "$work/write.key"
 echo "(all files are in $work; remove it when done)"

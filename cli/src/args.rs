@@ -141,6 +141,10 @@ pub enum Command {
     Repair(crate::commands::repair::RepairCommand),
     /// Copy snapshots to another repository created with `init --like`, as ciphertext.
     Copy(crate::commands::copy::CopyArgs),
+    /// Show or change what write keys may do: append-only (the default), or also apply
+    /// retention (forget, prune, repair) on the backup hosts.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Examples:\n  cairn completions bash > /etc/bash_completion.d/cairn\n  \
@@ -154,6 +158,18 @@ pub enum Command {
     /// Generate files from cairn's own definitions (man pages).
     #[command(subcommand)]
     Generate(GenerateCommand),
+}
+
+/// `cairn policy …`.
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Say whether write keys are append-only.
+    Show,
+    /// Let write keys forget, prune and repair (needs the identity). For small setups that
+    /// keep retention on the hosts; a compromised host can then erase history through cairn.
+    AllowHostRetention,
+    /// Make write keys append-only again (needs the identity).
+    DenyHostRetention,
 }
 
 /// What `cairn generate` writes.
@@ -190,6 +206,10 @@ pub struct InitArgs {
     /// write key). Recipients and --chunk-size are then taken from it.
     #[arg(long, value_name = "REPO", conflicts_with_all = ["recipients", "recipients_files"])]
     pub like: Option<String>,
+    /// Let write keys apply retention (forget, prune, repair) from the start; by default they
+    /// are append-only (see `cairn policy`).
+    #[arg(long)]
+    pub allow_host_retention: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -119,6 +119,12 @@ pub enum Error {
         /// The operation attempted.
         what: &'static str,
     },
+    /// A write key tried to remove history from an append-only repository.
+    #[error("{what} removes history, and write keys are append-only in this repository: a compromised backup host must not be able to erase earlier backups. Run it with the identity (--identity) from an administrator's machine, or let write keys apply retention with `cairn policy allow-host-retention --identity FILE`")]
+    AppendOnly {
+        /// The operation attempted.
+        what: &'static str,
+    },
     /// A snapshot specification matched nothing.
     #[error("no snapshot matches {0:?}; list them with `cairn snapshots`")]
     SnapshotNotFound(String),

@@ -602,7 +602,16 @@ impl Fixture {
             write_key,
             recipient,
         };
-        let mut init = vec!["-r", s(&fx.repo), "init", "--recipient", &fx.recipient];
+        // Host-side retention allowed, as most tests forget and prune with the write key;
+        // `policy.rs` tests the append-only default.
+        let mut init = vec![
+            "-r",
+            s(&fx.repo),
+            "init",
+            "--recipient",
+            &fx.recipient,
+            "--allow-host-retention",
+        ];
         init.extend_from_slice(init_args);
         fx.run(&init).ok();
         fx.id(&["key", "write-key", "-o", s(&fx.write_key)]).ok();

@@ -167,6 +167,9 @@ struct Removal {
 pub fn run(g: &Global, a: ForgetArgs) -> Result<Code> {
     let policy = a.policy();
     let repo = Arc::new(credentials::open(g)?);
+    if !a.dry_run {
+        cairn_store::policy::ensure_may_remove(&repo, "forget")?;
+    }
     let listing = snapshots::list(&repo)?;
     let filter = Filter::from(&a.filter);
     let (selected, others): (Vec<Entry>, Vec<Entry>) = listing

@@ -54,12 +54,16 @@ pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
             ..InitOptions::default()
         },
     )?;
+    if a.allow_host_retention {
+        cairn_store::policy::allow_at_init(&repo)?;
+    }
     let id = repo.config().repo_id;
     if g.json {
         output::json(&serde_json::json!({
             "repository": loc,
             "id": id.to_hex(),
             "recipients": recipients,
+            "host_retention": a.allow_host_retention,
         }))?;
     } else if !g.quiet {
         crate::outln!("created cairn repository {} at {loc}", id.short())?;

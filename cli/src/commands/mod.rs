@@ -11,6 +11,7 @@ mod generate;
 mod init;
 mod key;
 mod ls;
+mod policy;
 pub mod prune;
 pub mod repair;
 mod restore;
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Check(a) => check::run(g, a),
         Command::Repair(c) => repair::run(g, c),
         Command::Copy(a) => copy::run(g, a),
+        Command::Policy(c) => policy::run(g, c),
         Command::Completions { shell } => generate::completions(shell),
         Command::Generate(c) => generate::run(c),
     }

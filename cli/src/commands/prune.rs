@@ -58,6 +58,9 @@ pub fn run(g: &Global, a: PruneArgs) -> Result<Code> {
 
 /// Prune an open repository and print the report.
 pub fn run_on(g: &Global, repo: &Arc<Repository>, flags: &PruneFlags) -> Result<Code> {
+    if !flags.dry_run {
+        cairn_store::policy::ensure_may_remove(repo, "prune")?;
+    }
     let report = prune::prune(repo, &flags.options())?;
     print(g, &report, flags.dry_run)?;
     Ok(code(&report))

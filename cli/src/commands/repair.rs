@@ -34,6 +34,12 @@ pub struct RepairArgs {
 
 pub fn run(g: &Global, c: RepairCommand) -> Result<Code> {
     let repo = Arc::new(credentials::open_uncached(g)?);
+    let dry_run = match &c {
+        RepairCommand::Index(a) | RepairCommand::Snapshots(a) => a.dry_run,
+    };
+    if !dry_run {
+        cairn_store::policy::ensure_may_remove(&repo, "repair")?;
+    }
     match c {
         RepairCommand::Index(a) => {
             let r = repair::repair_index(&repo, a.dry_run)?;
