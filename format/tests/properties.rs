@@ -327,7 +327,7 @@ fn arb_node() -> impl Strategy<Value = Node> {
         proptest::option::of(".{0,8}"),
         any::<(i64, i64, u64, u64, u64, u64, u64)>(),
         proptest::option::of(vec(any::<u8>(), 0..24)),
-        vec((vec(any::<u8>(), 0..12), vec(any::<u8>(), 0..24)), 0..3),
+        vec((vec(any::<u8>(), 1..12), vec(any::<u8>(), 0..24)), 0..3),
         vec(arb_id(), 0..4),
         proptest::option::of(arb_id()),
     )
@@ -415,7 +415,7 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
         ".{0,12}",
         arb_source(),
         vec(any::<String>(), 0..4),
-        vec("[a-z0-9-]{0,10}", 0..4),
+        vec("[a-z0-9-]{1,10}", 0..4),
         arb_id(),
         proptest::option::of(arb_id()),
         any::<[u64; 9]>(),

@@ -8,6 +8,7 @@
 //! storage credentials may delete can delete objects directly): the protection proper is
 //! storage credentials that cannot delete, and S3 Object Lock.
 
+use crate::backend::Backend;
 use crate::repo::{Repository, Role};
 use crate::{Error, Result};
 
@@ -27,7 +28,7 @@ pub fn set_host_retention(repo: &Repository, allow: bool) -> Result<()> {
         });
     }
     if allow {
-        allow_at_init(repo)
+        allow_at_init(repo.backend())
     } else {
         match repo.backend().delete(HOST_RETENTION) {
             Err(Error::NotFound { .. }) => Ok(()),
@@ -38,12 +39,12 @@ pub fn set_host_retention(repo: &Repository, allow: bool) -> Result<()> {
 
 /// Allow host-side retention in a repository being created: whoever creates it decides
 /// (`init` holds recipients, not necessarily an identity).
-pub fn allow_at_init(repo: &Repository) -> Result<()> {
+pub fn allow_at_init(backend: &dyn Backend) -> Result<()> {
     let note = format!(
         "write keys of this repository may forget, prune and repair (allowed {})\n",
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
-    repo.backend().put(HOST_RETENTION, note.as_bytes())
+    backend.put(HOST_RETENTION, note.as_bytes())
 }
 
 /// Refuse `what` (an operation that removes objects) for a write key unless host-side

@@ -274,14 +274,18 @@ fn run_cairn<A: AsRef<OsStr>>(dir: Option<&Path>, args: &[A], env: &[(&str, &OsS
     if let Some(dir) = dir {
         cmd.current_dir(dir);
     }
-    let cmdline = std::iter::once(bin.display().to_string())
+    run_captured(cmd, cmdline(&bin, args))
+}
+
+/// `bin args…` as one line, for messages.
+pub fn cmdline<A: AsRef<OsStr>>(bin: &Path, args: &[A]) -> String {
+    std::iter::once(bin.display().to_string())
         .chain(
             args.iter()
                 .map(|a| a.as_ref().to_string_lossy().into_owned()),
         )
         .collect::<Vec<_>>()
-        .join(" ");
-    run_captured(cmd, cmdline)
+        .join(" ")
 }
 
 /// Run `cmd` (described by `cmdline`) with piped output as [`cairn`] does.

@@ -2,7 +2,7 @@
 //! own small child: measuring a child of the test process directly would count the test
 //! process's memory too (a spawned child inherits its parent's high-water mark until exec).
 
-use crate::{background, cairn_bin, run_captured, Output};
+use crate::{background, cairn_bin, cmdline, run_captured, Output};
 use std::ffi::OsStr;
 use std::path::Path;
 

@@ -13,16 +13,7 @@ use std::time::{Duration, Instant};
 /// Run cairn from `cwd` on the fixture's repository with the write key.
 fn wk_in(fx: &Fixture, cwd: &Path, args: &[&str]) -> Output {
     let env = fx.env();
-    let mut cmd = background::clean_command(&cairn_bin(), &env_refs(&env));
-    cmd.current_dir(cwd).args(fx.wk_args(args));
-    let out = cmd.output().expect("running cairn");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stdout_bytes: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        cmdline: format!("(in {}) cairn {}", cwd.display(), args.join(" ")),
-    }
+    cairn_in(cwd, &fx.wk_args(args), &env_refs(&env))
 }
 
 #[test]

@@ -50,7 +50,7 @@ fn init_like(fx: &Fixture, dst: &Store, identity: bool) -> Output {
         fx,
         &dst.location(),
         identity,
-        &["init", "--like", s(&fx.repo)],
+        &["init", "--like", s(&fx.repo), "--allow-host-retention"],
     )
 }
 

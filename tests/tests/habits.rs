@@ -126,14 +126,9 @@ fn a_directory_named_like_a_source_gets_a_tip() {
     let cwd = fx.dir("here");
     fs::create_dir(cwd.join("etcd")).unwrap();
     let env = fx.env();
-    let mut cmd = background::clean_command(&cairn_bin(), &env_refs(&env));
-    let out = cmd
-        .current_dir(&cwd)
-        .args(fx.wk_args(&["backup", "etcd"]))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = cairn_in(&cwd, &fx.wk_args(&["backup", "etcd"]), &env_refs(&env));
+    out.code_is(2);
+    let err = &out.stderr;
     assert!(err.contains("write ./etcd"), "{err}");
 }
 

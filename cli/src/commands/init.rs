@@ -10,7 +10,7 @@ use cairn_store::{InitOptions, Repository};
 pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
     let loc = credentials::location(g)?;
     if let Some(like) = &a.like {
-        return init_like(g, loc, like);
+        return init_like(g, loc, like, a.allow_host_retention);
     }
     for r in &a.recipients {
         crate::hints::check_recipient(r, "--recipient")?;
@@ -55,7 +55,7 @@ pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
         },
     )?;
     if a.allow_host_retention {
-        cairn_store::policy::allow_at_init(&repo)?;
+        cairn_store::policy::allow_at_init(repo.backend())?;
     }
     let id = repo.config().repo_id;
     if g.json {
@@ -75,9 +75,13 @@ pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
 }
 
 /// `init --like SOURCE`: copy the source's key objects and config.
-fn init_like(g: &Global, loc: &str, like: &str) -> Result<Code> {
+fn init_like(g: &Global, loc: &str, like: &str, host_retention: bool) -> Result<Code> {
     let src = credentials::open_at(g, like)?;
-    src.init_like(credentials::backend(g)?.as_ref())?;
+    let backend = credentials::backend(g)?;
+    src.init_like(backend.as_ref())?;
+    if host_retention {
+        cairn_store::policy::allow_at_init(backend.as_ref())?;
+    }
     let id = src.config().repo_id;
     if g.json {
         output::json(&serde_json::json!({
