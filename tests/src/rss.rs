@@ -16,14 +16,7 @@ pub fn cairn_with_rss<A: AsRef<OsStr>>(args: &[A], env: &[(&str, &OsStr)]) -> (O
         .arg(report.path())
         .arg(&bin)
         .args(args);
-    let cmdline = std::iter::once(bin.display().to_string())
-        .chain(
-            args.iter()
-                .map(|a| a.as_ref().to_string_lossy().into_owned()),
-        )
-        .collect::<Vec<_>>()
-        .join(" ");
-    let out = run_captured(cmd, cmdline);
+    let out = run_captured(cmd, cmdline(&bin, args));
     let text = std::fs::read_to_string(report.path()).expect("reading /usr/bin/time's report");
     let kib: u64 = text
         .lines()
