@@ -157,13 +157,7 @@ fn paths_longer_than_path_max_are_backed_up_and_restored() {
     let mut dir = open_dir(&src);
     for _ in 0..25 {
         rfs::mkdirat(&dir, name.as_str(), Mode::from_raw_mode(0o755)).unwrap();
-        dir = rfs::openat(
-            &dir,
-            name.as_str(),
-            OFlags::DIRECTORY | OFlags::RDONLY,
-            Mode::empty(),
-        )
-        .unwrap();
+        dir = open_below(&dir, &name);
     }
     let f = rfs::openat(
         &dir,
@@ -180,18 +174,17 @@ fn paths_longer_than_path_max_are_backed_up_and_restored() {
     fx.restore(&snap, &target, &[]).ok();
     let mut dir = open_dir(&Fixture::restored(&target, &src));
     for _ in 0..25 {
-        dir = rfs::openat(
-            &dir,
-            name.as_str(),
-            OFlags::DIRECTORY | OFlags::RDONLY,
-            Mode::empty(),
-        )
-        .unwrap();
+        dir = open_below(&dir, &name);
     }
     let f = rfs::openat(&dir, "f", OFlags::RDONLY, Mode::empty()).unwrap();
     let mut buf = [0u8; 16];
     let n = rustix::io::read(&f, &mut buf).unwrap();
     assert_eq!(&buf[..n], b"deep\n");
+}
+
+/// The directory `name` below `dir`, opened.
+fn open_below(dir: &rustix::fd::OwnedFd, name: &str) -> rustix::fd::OwnedFd {
+    rfs::openat(dir, name, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap()
 }
 
 fn open_dir(p: &Path) -> rustix::fd::OwnedFd {

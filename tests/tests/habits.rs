@@ -268,3 +268,19 @@ fn completions_and_man_pages_come_from_the_command_definitions() {
         }
     }
 }
+
+#[test]
+fn include_with_the_cluster_backup_layout_is_a_usage_error() {
+    let fx = Fixture::new();
+    let out = fx.id(&[
+        "restore",
+        "latest",
+        "--layout",
+        "cluster-backup",
+        "--include",
+        "*.db",
+        "--target",
+        s(&fx.path("t")),
+    ]);
+    out.code_is(2).stderr_has(&["--include", "cluster-backup"]);
+}

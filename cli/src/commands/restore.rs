@@ -15,6 +15,12 @@ use serde_json::json;
 use std::io::Write;
 
 pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
+    if a.layout == Layout::ClusterBackup && !a.includes.is_empty() {
+        return Err(crate::exit::usage(
+            "--include selects paths of the tree layout; --layout cluster-backup always writes the etcd database and the static pod archive",
+            "drop --include, or restore with --layout tree",
+        ));
+    }
     let reader = Reader::open(g)?;
     if reader.repo.role() != Role::Full {
         return Err(cairn_store::Error::NeedsIdentity { what: "restore" }.into());
