@@ -226,6 +226,11 @@ pub enum KeyCommand {
         /// Where to write the write key (mode 0600; must not exist), or `-` for stdout.
         #[arg(short, long)]
         output: PathBuf,
+        /// A name for the host that will hold this key (e.g. master-0), recorded in every
+        /// snapshot it writes so `cairn snapshots --key-label` lists them. A name, not an
+        /// authentication: the holder can edit it.
+        #[arg(long, value_name = "LABEL")]
+        label: Option<String>,
     },
 }
 
@@ -247,6 +252,9 @@ pub struct SnapshotFilter {
     /// trailing / is ignored). Repeatable.
     #[arg(long = "path", value_name = "PATH")]
     pub paths: Vec<String>,
+    /// Only snapshots written with the write key of this label (`key write-key --label`).
+    #[arg(long, value_name = "LABEL")]
+    pub key_label: Option<String>,
 }
 
 /// A source kind as `--source` takes it, named as `cairn snapshots` shows it.

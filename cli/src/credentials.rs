@@ -89,6 +89,20 @@ pub fn credentials(g: &Global) -> Result<Credentials> {
     bail!("no key given: pass --identity FILE (CAIRN_IDENTITY), --passphrase-file FILE (CAIRN_PASSPHRASE_FILE) or --key WRITEKEY (CAIRN_KEY)")
 }
 
+/// The label of the write key the repository is opened with, if it has one (an identity or
+/// passphrase given as well takes precedence: then there is none).
+pub fn write_key_label(g: &Global) -> Result<Option<String>> {
+    match (&g.identity, &g.passphrase_file, &g.key) {
+        (None, None, Some(path)) => {
+            let text = fs::read_to_string(path)
+                .with_context(|| format!("reading write key {}", path.display()))?;
+            Ok(cairn_format::keys::write_key_label(&text)
+                .with_context(|| format!("write key {}", path.display()))?)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// The backend of the repository named in `g`, without opening the repository.
 pub fn backend(g: &Global) -> Result<Box<dyn backend::Backend>> {
     Ok(backend::open(location(g)?, &g.s3.options())?)

@@ -74,17 +74,49 @@ impl KeyRecord {
 }
 
 const WRITE_KEY_PREFIX: &str = "CAIRN-WRITE-KEY-1:";
+const LABEL_PREFIX: &str = "CAIRN-WRITE-KEY-LABEL:";
+/// Longest write key label.
+pub const MAX_LABEL_LEN: usize = 64;
 
-/// Text form of a write key file.
-pub fn write_key_to_text(rec: &KeyRecord) -> String {
+/// Is `label` usable as a write key label (1 to 64 of `A-Z a-z 0-9 . _ -`)?
+pub fn valid_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= MAX_LABEL_LEN
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Text form of a write key file, with an optional label (a name for the host holding it,
+/// recorded in every snapshot it writes; not an authentication — see SPEC §5).
+pub fn write_key_to_text(rec: &KeyRecord, label: Option<&str>) -> String {
     let body = base64::engine::general_purpose::STANDARD.encode(rec.to_write_key().encode());
+    let label = label.map_or(String::new(), |l| format!("{LABEL_PREFIX}{l}\n"));
     format!(
         "# cairn write key for repository {}\n\
-         # It can back up, list snapshots and file names, apply retention and check structure,\n\
-         # but cannot decrypt file contents. Keep it as secret as the host's other credentials.\n\
-         {WRITE_KEY_PREFIX}{body}\n",
+         # It can back up, list snapshots and file names, and check structure, but cannot\n\
+         # decrypt file contents. Keep it as secret as the host's other credentials.\n\
+         {label}{WRITE_KEY_PREFIX}{body}\n",
         rec.repo_id
     )
+}
+
+/// The label of a write key file, if it has one.
+pub fn write_key_label(text: &str) -> Result<Option<String>, Error> {
+    let Some(label) = text
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix(LABEL_PREFIX))
+    else {
+        return Ok(None);
+    };
+    let label = label.trim();
+    if !valid_label(label) {
+        return Err(Error::Key(format!(
+            "write key label {label:?} is not 1 to {MAX_LABEL_LEN} letters, digits, '.', '_' or '-'"
+        )));
+    }
+    Ok(Some(label.to_string()))
 }
 
 /// Parse a write key file. Comment lines (`#`) and blank lines are ignored.
@@ -127,8 +159,16 @@ mod tests {
     #[test]
     fn write_key_text_round_trip_drops_master() {
         let rec = sample();
-        let text = write_key_to_text(&rec);
+        let text = write_key_to_text(&rec, None);
         assert!(!text.contains("AGE-SECRET-KEY"));
+        assert_eq!(write_key_label(&text).unwrap(), None);
+        let labelled = write_key_to_text(&rec, Some("master-0"));
+        assert_eq!(
+            write_key_label(&labelled).unwrap().as_deref(),
+            Some("master-0")
+        );
+        assert_eq!(write_key_from_text(&labelled).unwrap(), rec.to_write_key());
+        assert!(write_key_label("CAIRN-WRITE-KEY-LABEL:a b\n").is_err());
         let back = write_key_from_text(&text).unwrap();
         assert_eq!(back, rec.to_write_key());
         assert!(back.master_identity.is_none());

@@ -713,7 +713,7 @@ proptest! {
         crlf in any::<bool>(),
         indent in "[ \t]{0,3}",
     ) {
-        let text = keys::write_key_to_text(&rec);
+        let text = keys::write_key_to_text(&rec, None);
         prop_assert!(!text.contains("AGE-SECRET-KEY"));
         let back = keys::write_key_from_text(&text).unwrap();
         prop_assert_eq!(&back, &rec.to_write_key());
@@ -1234,7 +1234,7 @@ proptest! {
         encoded in prop_oneof![
             arb_config().prop_map(|c| c.encode()),
             arb_keys().prop_map(|k| k.encode()),
-            arb_keys().prop_map(|k| keys::write_key_to_text(&k).into_bytes()),
+            arb_keys().prop_map(|k| keys::write_key_to_text(&k, Some("host-1")).into_bytes()),
             arb_valid_index().prop_map(|i| i.encode()),
             arb_nodes().prop_map(|nodes| Tree { nodes }.encode()),
             arb_snapshot().prop_map(|s| s.encode()),

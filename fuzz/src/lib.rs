@@ -252,7 +252,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
             vec![
                 keys.encode(),
                 write_key.encode(),
-                keys::write_key_to_text(&keys).into_bytes(),
+                keys::write_key_to_text(&keys, None).into_bytes(),
             ],
         ),
         ("pack", vec![pack, empty_pack]),

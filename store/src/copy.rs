@@ -43,7 +43,7 @@ pub struct CopyReport {
 /// Refuse to copy between repositories that do not share keys.
 pub fn check_compatible(src: &Repository, dst: &Repository) -> Result<()> {
     let same = src.config().repo_id == dst.config().repo_id
-        && src.write_key_text() == dst.write_key_text()
+        && src.write_key_text(None) == dst.write_key_text(None)
         && src.config().chunker == dst.config().chunker;
     if same {
         Ok(())

@@ -374,8 +374,8 @@ impl Repository {
     }
 
     /// The write key file text for this repository.
-    pub fn write_key_text(&self) -> String {
-        cairn_format::keys::write_key_to_text(&self.keys)
+    pub fn write_key_text(&self, label: Option<&str>) -> String {
+        cairn_format::keys::write_key_to_text(&self.keys, label)
     }
 
     /// Recipients of packs of `kind`: data packs go to the master recipients only.

@@ -570,7 +570,7 @@ mod tests {
         assert!(index_id.is_none());
 
         // The write key reads trees but not file content.
-        let wk = cairn_format::keys::write_key_from_text(&full.write_key_text()).unwrap();
+        let wk = cairn_format::keys::write_key_from_text(&full.write_key_text(None)).unwrap();
         let writer = Arc::new(
             Repository::open(
                 Box::new(LocalBackend::new(dir.path())),

@@ -21,6 +21,19 @@ pub struct Filter {
     pub source: Option<SourceKind>,
     /// Only snapshots that recorded every one of these paths (a trailing `/` is ignored).
     pub paths: Vec<String>,
+    /// Only snapshots written with the write key of this label (fact [`KEY_LABEL_FACT`]).
+    pub key_label: Option<String>,
+}
+
+/// The snapshot fact naming the label of the write key that wrote it.
+pub const KEY_LABEL_FACT: &str = "key.label";
+
+/// The label of the write key that wrote `s`, if it had one.
+pub fn key_label(s: &Snapshot) -> Option<&str> {
+    s.facts
+        .iter()
+        .find(|(k, _)| k == KEY_LABEL_FACT)
+        .map(|(_, v)| v.as_str())
 }
 
 impl Filter {
@@ -33,6 +46,10 @@ impl Filter {
                 .paths
                 .iter()
                 .all(|p| s.paths.iter().any(|q| same_path(p, q)))
+            && self
+                .key_label
+                .as_deref()
+                .is_none_or(|l| key_label(s) == Some(l))
     }
 
     /// Whether no field is set (every snapshot passes).
@@ -41,6 +58,7 @@ impl Filter {
             && self.tags.is_empty()
             && self.source.is_none()
             && self.paths.is_empty()
+            && self.key_label.is_none()
     }
 }
 
@@ -255,6 +273,7 @@ mod tests {
             tags: tags.iter().map(|t| t.to_string()).collect(),
             source,
             paths: paths.iter().map(|p| p.to_string()).collect(),
+            key_label: None,
         };
         let cases: Vec<(&str, Filter, &Snapshot, bool)> = vec![
             ("empty", Filter::default(), &s, true),

@@ -30,15 +30,28 @@ pub fn run(g: &Global, k: KeyCommand) -> Result<Code> {
                 crate::outln!("{recipient}")?;
             }
         }
-        KeyCommand::WriteKey { output: path } => {
+        KeyCommand::WriteKey {
+            output: path,
+            label,
+        } => {
+            if let Some(l) = label
+                .as_deref()
+                .filter(|l| !cairn_format::keys::valid_label(l))
+            {
+                return Err(crate::exit::usage(
+                    format!("--label {l:?} is not a valid write key label"),
+                    "use 1 to 64 letters, digits, '.', '_' or '-' (e.g. the node name)",
+                ));
+            }
             let repo = credentials::open(g)?;
             if repo.role() != Role::Full {
                 bail!("exporting a write key needs the repository identity or passphrase (--identity / --passphrase-file)");
             }
-            credentials::write_secret_file(&path, &repo.write_key_text())?;
+            credentials::write_secret_file(&path, &repo.write_key_text(label.as_deref()))?;
             if g.json {
                 output::json(&serde_json::json!({
                     "write_key_file": path,
+                    "label": label,
                     "repository": repo.config().repo_id.to_hex(),
                     "recipients": repo.master_recipients(),
                 }))?;

@@ -56,6 +56,7 @@ impl From<&SnapshotFilter> for Filter {
             tags: f.tags.clone(),
             source: f.source.map(|k| k.0),
             paths: f.paths.clone(),
+            key_label: f.key_label.clone(),
         }
     }
 }

@@ -106,6 +106,9 @@ fn facts_line(facts: &[(String, String)]) -> Option<String> {
             .map(|(_, v)| v.as_str())
     };
     let mut parts = Vec::new();
+    if let Some(v) = get(snapshots::KEY_LABEL_FACT) {
+        parts.push(format!("written with write key {v}"));
+    }
     if let Some(v) = get("etcd.revision") {
         parts.push(format!("etcd revision {v}"));
     }

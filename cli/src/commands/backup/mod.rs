@@ -50,6 +50,8 @@ pub struct Session<'g> {
     time_ns: i64,
     host: String,
     tags: Vec<String>,
+    /// The label of the write key in use, recorded as a fact.
+    key_label: Option<String>,
     progress: ProgressBar,
 }
 
@@ -78,6 +80,7 @@ impl<'g> Session<'g> {
         }
         crate::hints::check_tags(&common.tags)?;
         let repo = Arc::new(credentials::open(g)?);
+        let key_label = credentials::write_key_label(g)?;
         let (lease, index) = Lease::begin_write(&repo)?;
         let reader = Reader {
             repo,
@@ -93,6 +96,7 @@ impl<'g> Session<'g> {
             time_ns,
             host: common.host.clone().unwrap_or_else(hostname),
             tags: common.tags.clone(),
+            key_label,
             progress: output::progress(None, g.quiet, g.json),
         })
     }
@@ -128,8 +132,12 @@ impl<'g> Session<'g> {
             time_ns,
             host,
             tags,
+            key_label,
             progress,
         } = self;
+        if let Some(label) = key_label {
+            p.facts.push((snapshots::KEY_LABEL_FACT.into(), label));
+        }
         if !p.changed.is_empty() {
             p.facts
                 .push(("changed_during_backup".into(), p.changed.len().to_string()));
