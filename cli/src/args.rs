@@ -221,6 +221,18 @@ pub enum KeyCommand {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// List the key objects: what each is, and whether your credentials open it.
+    List,
+    /// Remove a key object (needs the identity or passphrase): an old passphrase, a departed
+    /// administrator's recipients, or one planted in the storage. Refuses the last key object,
+    /// and the last one your credentials open unless --force.
+    Remove {
+        /// Key object id, or a unique prefix of it (from `cairn key list`).
+        id: String,
+        /// Remove it even though your credentials open no other key object.
+        #[arg(long)]
+        force: bool,
+    },
     /// Export the repository's write key (needs the identity or passphrase).
     WriteKey {
         /// Where to write the write key (mode 0600; must not exist), or `-` for stdout.

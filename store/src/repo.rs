@@ -16,9 +16,9 @@ const SCRYPT_LOG_N: u8 = 18;
 /// Largest scrypt work factor accepted when opening: what cairn writes. Anyone can plant key
 /// objects; one at 2^22 would cost every passphrase open 4 GiB and seconds of work, so a
 /// higher one is skipped, named, without any work.
-const SCRYPT_MAX_LOG_N: u8 = SCRYPT_LOG_N;
+pub(crate) const SCRYPT_MAX_LOG_N: u8 = SCRYPT_LOG_N;
 /// Largest key object plaintext accepted.
-const MAX_KEYS_LEN: u64 = 1 << 20;
+pub(crate) const MAX_KEYS_LEN: u64 = 1 << 20;
 
 /// How the user proves who they are.
 pub enum Credentials {

@@ -5,6 +5,7 @@ use crate::exit::Code;
 use crate::{credentials, output};
 use anyhow::{bail, Result};
 use cairn_format::envelope::identity_to_string;
+use cairn_store::keys::KeyKind;
 use cairn_store::Role;
 
 pub fn run(g: &Global, k: KeyCommand) -> Result<Code> {
@@ -28,6 +29,39 @@ pub fn run(g: &Global, k: KeyCommand) -> Result<Code> {
                 }))?;
             } else {
                 crate::outln!("{recipient}")?;
+            }
+        }
+        KeyCommand::List => {
+            let repo = credentials::open(g)?;
+            let pass = passphrase(g)?;
+            let keys = cairn_store::keys::list(&repo, pass.as_deref())?;
+            if g.json {
+                output::json(&keys)?;
+            } else {
+                for k in &keys {
+                    let opens = match k.opens {
+                        Some(true) => "opens with your credentials",
+                        Some(false) => "does not open with your credentials",
+                        None => "cannot tell with a write key",
+                    };
+                    let kind = match k.kind {
+                        KeyKind::Recipients => "recipients",
+                        KeyKind::Passphrase => "passphrase",
+                        KeyKind::Damaged => "damaged",
+                    };
+                    crate::outln!("{}  {kind:<10}  {:>6} B  {opens}", k.id, k.size)?;
+                }
+                crate::outln!("{} key objects", keys.len())?;
+            }
+        }
+        KeyCommand::Remove { id, force } => {
+            let repo = credentials::open_uncached(g)?;
+            let pass = passphrase(g)?;
+            let removed = cairn_store::keys::remove(&repo, &id, pass.as_deref(), force)?;
+            if g.json {
+                output::json(&serde_json::json!({ "removed": removed }))?;
+            } else if !g.quiet {
+                crate::outln!("removed keys/{removed}")?;
             }
         }
         KeyCommand::WriteKey {
@@ -68,4 +102,12 @@ pub fn run(g: &Global, k: KeyCommand) -> Result<Code> {
         }
     }
     Ok(Code::Ok)
+}
+
+/// The passphrase given with --passphrase-file, if any.
+fn passphrase(g: &Global) -> Result<Option<String>> {
+    g.passphrase_file
+        .as_deref()
+        .map(credentials::read_passphrase)
+        .transpose()
 }
