@@ -13,6 +13,7 @@ pub mod footprint;
 pub mod index;
 pub mod lease;
 pub mod loader;
+pub mod project;
 pub mod prune;
 pub mod repair;
 pub mod repo;
