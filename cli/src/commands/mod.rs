@@ -13,6 +13,7 @@ mod ls;
 pub mod prune;
 pub mod repair;
 mod restore;
+mod restore_project;
 mod snapshots;
 
 use crate::args::{Cli, Command, SnapshotFilter};

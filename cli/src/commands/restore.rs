@@ -17,6 +17,15 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
         return Err(cairn_store::Error::NeedsIdentity { what: "restore" }.into());
     }
     let (id, snap) = snapshots::resolve(&reader.repo, &a.snapshot, &(&a.filter).into())?;
+    if a.project.apply || a.layout == Layout::Manifests {
+        return super::restore_project::run(g, &a, &reader, id, &snap);
+    }
+    if a.target.as_os_str().is_empty() {
+        return Err(crate::exit::usage(
+            "restore needs --target DIR",
+            "cairn restore SNAP --target DIR",
+        ));
+    }
     if let Some(warning) = verify::cluster_version(&snap, a.cluster_version.as_deref()) {
         eprintln!("cairn: warning: {warning}");
     }
@@ -42,7 +51,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
             }
             json!(written)
         }
-        Layout::Tree => {
+        Layout::Tree | Layout::Manifests => {
             let includes = if a.includes.is_empty() {
                 None
             } else {
