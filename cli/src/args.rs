@@ -279,7 +279,11 @@ pub struct ProjectArgs {
     pub all_namespaces: bool,
     /// With --all-namespaces: leave out namespaces matching this glob (`openshift-*`).
     /// Repeatable.
-    #[arg(long = "exclude-namespace", value_name = "GLOB", requires = "all_namespaces")]
+    #[arg(
+        long = "exclude-namespace",
+        value_name = "GLOB",
+        requires = "all_namespaces"
+    )]
     pub exclude_namespaces: Vec<String>,
     /// Keep objects a controller regenerates (Pods of ReplicaSets, ReplicaSets of
     /// Deployments, Endpoints, EndpointSlices).
@@ -387,7 +391,8 @@ pub struct RestoreArgs {
     pub snapshot: String,
     /// Directory to restore into (created if missing). Snapshot paths are recreated below it.
     /// Not needed with --apply.
-    #[arg(short, long, default_value_os_t = PathBuf::new(), hide_default_value = true)]
+    #[arg(short, long, default_value = "", hide_default_value = true,
+          value_parser = clap::builder::TypedValueParser::map(clap::builder::OsStringValueParser::new(), PathBuf::from))]
     pub target: PathBuf,
     /// Only restore paths matching this glob (and everything below a matching directory).
     /// Repeatable.

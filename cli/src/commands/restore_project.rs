@@ -32,7 +32,13 @@ pub fn run(g: &Global, a: &RestoreArgs, reader: &Reader, id: Id, snap: &Snapshot
             ));
         }
         let written = restore::write_manifests(&mut loader, &docs, &a.target, &map, a.overwrite)
-            .with_context(|| format!("restoring snapshot {} into {}", id.short(), a.target.display()))?;
+            .with_context(|| {
+                format!(
+                    "restoring snapshot {} into {}",
+                    id.short(),
+                    a.target.display()
+                )
+            })?;
         if g.json {
             output::json(&json!({"snapshot": id.to_hex(), "target": a.target, "report": written}))?;
         } else if !g.quiet {
@@ -91,7 +97,9 @@ pub fn run(g: &Global, a: &RestoreArgs, reader: &Reader, id: Id, snap: &Snapshot
         );
     }
     if failed > 0 {
-        eprintln!("cairn: {failed} objects could not be applied (listed above with the server's answer)");
+        eprintln!(
+            "cairn: {failed} objects could not be applied (listed above with the server's answer)"
+        );
         return Ok(Code::Partial);
     }
     Ok(Code::Ok)

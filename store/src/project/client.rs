@@ -56,6 +56,9 @@ pub struct Kube {
 impl Kube {
     /// Connect as `c` describes (no request is made yet).
     pub fn connect(c: &Connection) -> Result<Kube> {
+        // rustls has both providers compiled in (object_store brings aws-lc-rs), so it cannot
+        // pick one by itself: kube's connections use ring. Fails only if one is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -49,6 +49,9 @@ pub fn skip_reason(
             return Some("endpoints are derived from services")
         }
         ("", "secrets") if is_generated_secret(obj) => return Some("service-account token"),
+        ("", "configmaps") if published_ca(obj) => {
+            return Some("CA bundle the cluster publishes in every namespace")
+        }
         _ => {}
     }
     let controlled = obj
@@ -74,6 +77,15 @@ fn is_generated_secret(obj: &Value) -> bool {
                 ty,
                 "kubernetes.io/dockercfg" | "kubernetes.io/dockerconfigjson"
             ))
+}
+
+/// `kube-root-ca.crt` and OpenShift's `openshift-service-ca.crt`: controllers write them into
+/// every namespace, with the new cluster's CAs.
+fn published_ca(obj: &Value) -> bool {
+    matches!(
+        obj.pointer("/metadata/name").and_then(Value::as_str),
+        Some("kube-root-ca.crt" | "openshift-service-ca.crt")
+    )
 }
 
 /// The creation time of `obj` in nanoseconds since the epoch (0 if absent or unreadable).
@@ -123,6 +135,20 @@ pub fn normalize(group: &str, resource: &str, api_version: &str, kind: &str, obj
         }
         ("", "namespaces") => {
             o.remove("spec");
+        }
+        ("route.openshift.io", "routes") => {
+            // A host the router generated names the old cluster's apps domain; the new
+            // cluster generates its own.
+            let generated = o
+                .get("metadata")
+                .and_then(|m| m.pointer("/annotations/openshift.io~1host.generated"))
+                .and_then(Value::as_str)
+                == Some("true");
+            if generated {
+                if let Some(Value::Object(spec)) = o.get_mut("spec") {
+                    spec.remove("host");
+                }
+            }
         }
         _ => {}
     }

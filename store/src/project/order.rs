@@ -30,12 +30,16 @@ const PRIORITIES: &[(&str, &[&str])] = &[
 /// The rank of a document of `group`/`resource` (lower is created first).
 pub fn rank(namespace: &str, group: &str, resource: &str) -> usize {
     if namespace == CLUSTER {
-        return 1;
+        return 8;
     }
     PRIORITIES
         .iter()
-        .position(|(g, rs)| *g == group && rs.contains(&resource))
-        .unwrap_or(PRIORITIES.len())
+        .enumerate()
+        .find_map(|(i, (g, rs))| {
+            let j = rs.iter().position(|r| *r == resource)?;
+            (*g == group).then_some(i * 8 + j)
+        })
+        .unwrap_or(PRIORITIES.len() * 8)
 }
 
 #[cfg(test)]
@@ -50,6 +54,10 @@ mod tests {
         let deploy = rank("a", "apps", "deployments");
         let route = rank("a", "route.openshift.io", "routes");
         let custom = rank("a", "example.com", "widgets");
+        assert!(
+            rank("a", "rbac.authorization.k8s.io", "roles")
+                < rank("a", "rbac.authorization.k8s.io", "rolebindings")
+        );
         assert!(ns < crd && crd < cm && cm < deploy && deploy < route && route < custom);
     }
 }

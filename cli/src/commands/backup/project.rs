@@ -48,9 +48,13 @@ pub fn run(g: &Global, a: &ProjectArgs) -> Result<Code> {
         page_size: a.page_size,
     };
     let saver = &mut s.saver;
-    let exported = export::export(&kube, &found.types, &namespaces, &opts, |path, doc, mtime| {
-        tree.add(saver, policy, path, doc, mtime)
-    })?;
+    let exported = export::export(
+        &kube,
+        &found.types,
+        &namespaces,
+        &opts,
+        |path, doc, mtime| tree.add(saver, policy, path, doc, mtime),
+    )?;
     let stats = SnapshotStats {
         files: tree.files,
         dirs: tree.dirs(),
@@ -61,7 +65,10 @@ pub fn run(g: &Global, a: &ProjectArgs) -> Result<Code> {
     let root = tree.save(&mut s.saver)?;
     let mut facts = vec![
         ("project.namespaces".to_string(), namespaces.join(",")),
-        ("project.objects".to_string(), exported.objects().to_string()),
+        (
+            "project.objects".to_string(),
+            exported.objects().to_string(),
+        ),
         ("project.crds".to_string(), exported.crds.to_string()),
         ("project.types".to_string(), found.types.len().to_string()),
         (
