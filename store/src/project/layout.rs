@@ -84,11 +84,15 @@ impl Serialize for Ordered<'_> {
     }
 }
 
+/// Files by name, in one resource directory.
+type Files = BTreeMap<String, Node>;
+
 /// The files of a project snapshot being written: directories are kept as nodes (names and
 /// blob ids, never object contents) until [`ProjectTree::save`] writes their tree blobs.
 #[derive(Default)]
 pub struct ProjectTree {
-    dirs: BTreeMap<String, BTreeMap<String, BTreeMap<String, BTreeMap<String, Node>>>>,
+    /// Namespace → group → resource → files.
+    dirs: BTreeMap<String, BTreeMap<String, BTreeMap<String, Files>>>,
     /// Documents stored.
     pub files: u64,
     /// Their bytes.

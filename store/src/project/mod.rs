@@ -7,7 +7,7 @@
 //! [`export`] lists objects page by page into a [`layout::ProjectTree`] of files, [`order`]
 //! sorts documents for re-creation and [`restore`] writes or applies them.
 //!
-//! Snapshot layout (SPEC §12.1): `/NS/GROUP/RESOURCE/NAME.yaml`, the core group spelled
+//! Snapshot layout (SPEC §10.1): `/NS/GROUP/RESOURCE/NAME.yaml`, the core group spelled
 //! [`layout::CORE`] and cluster-scoped definitions (CRDs) under `/`[`layout::CLUSTER`]; neither
 //! can be a namespace or API group name, which are DNS names without underscores.
 
