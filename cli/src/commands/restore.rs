@@ -12,6 +12,12 @@ use globset::{Glob, GlobSetBuilder};
 use serde_json::json;
 
 pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
+    if a.target.as_os_str().is_empty() && !a.project.apply {
+        return Err(crate::exit::usage(
+            "restore needs --target DIR (or --apply for a project snapshot)",
+            "cairn restore SNAP --target DIR",
+        ));
+    }
     let reader = Reader::open(g)?;
     if reader.repo.role() != Role::Full {
         return Err(cairn_store::Error::NeedsIdentity { what: "restore" }.into());
@@ -19,12 +25,6 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
     let (id, snap) = snapshots::resolve(&reader.repo, &a.snapshot, &(&a.filter).into())?;
     if a.project.apply || a.layout == Layout::Manifests {
         return super::restore_project::run(g, &a, &reader, id, &snap);
-    }
-    if a.target.as_os_str().is_empty() {
-        return Err(crate::exit::usage(
-            "restore needs --target DIR",
-            "cairn restore SNAP --target DIR",
-        ));
     }
     if let Some(warning) = verify::cluster_version(&snap, a.cluster_version.as_deref()) {
         eprintln!("cairn: warning: {warning}");
