@@ -349,6 +349,59 @@ pub enum BackupSource {
     StaticPods(StaticPodsArgs),
     /// Back up etcd and the static pod resources together, in one snapshot.
     Cluster(ClusterArgs),
+    /// Export every object of projects (namespaces) from the Kubernetes API, normalised for
+    /// re-creation, one YAML document per object.
+    Project(ProjectArgs),
+}
+
+/// How to reach a Kubernetes API server.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KubeArgs {
+    /// kubeconfig file (default: KUBECONFIG, ~/.kube/config, else the pod's service account).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// kubeconfig context (default: the current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+impl KubeArgs {
+    /// The engine's connection settings.
+    pub fn connection(&self) -> cairn_store::project::Connection {
+        cairn_store::project::Connection {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ProjectArgs {
+    /// Namespaces (projects) to export.
+    #[arg(required_unless_present = "all_namespaces", value_name = "NS")]
+    pub namespaces: Vec<String>,
+    /// Export every namespace of the cluster.
+    #[arg(short = 'A', long, conflicts_with = "namespaces")]
+    pub all_namespaces: bool,
+    /// With --all-namespaces: leave out namespaces matching this glob (`openshift-*`).
+    /// Repeatable.
+    #[arg(
+        long = "exclude-namespace",
+        value_name = "GLOB",
+        requires = "all_namespaces"
+    )]
+    pub exclude_namespaces: Vec<String>,
+    /// Keep objects a controller regenerates (Pods of ReplicaSets, ReplicaSets of
+    /// Deployments, Endpoints, EndpointSlices).
+    #[arg(long)]
+    pub include_owned: bool,
+    /// Objects per list request.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub page_size: u32,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    #[command(flatten)]
+    pub common: BackupCommon,
 }
 
 /// Where the etcd snapshot comes from.
@@ -453,7 +506,9 @@ pub struct RestoreArgs {
     /// Snapshot: id, unique id prefix, or `latest`.
     pub snapshot: String,
     /// Directory to restore into (created if missing). Snapshot paths are recreated below it.
-    #[arg(short, long)]
+    /// Not needed with --apply.
+    #[arg(short, long, default_value = "", hide_default_value = true,
+          value_parser = clap::builder::TypedValueParser::map(clap::builder::OsStringValueParser::new(), PathBuf::from))]
     pub target: PathBuf,
     /// Only restore paths matching this glob (and everything below a matching directory).
     /// Repeatable.
@@ -473,6 +528,7 @@ pub struct RestoreArgs {
     /// Print what would be written (`new`), left alone (`keep`: existing directories),
     /// updated or replaced (with --overwrite), skipped, or is in the way (`conflict`), and
     /// write nothing, not even the target directory. Exits 1 if the restore would be refused.
+    /// With --apply: the server validates every object without storing it.
     #[arg(long)]
     pub dry_run: bool,
     /// `tree`: the snapshot's files as they were. `cluster-backup`: for etcd and cluster
@@ -486,6 +542,23 @@ pub struct RestoreArgs {
     pub cluster_version: Option<String>,
     #[command(flatten)]
     pub filter: SnapshotFilter,
+    #[command(flatten)]
+    pub project: ProjectRestoreArgs,
+}
+
+/// Restoring project snapshots.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Project snapshots")]
+pub struct ProjectRestoreArgs {
+    /// Apply the objects to a cluster with server-side apply (field manager `cairn`), in
+    /// creation order; nothing in the cluster is deleted.
+    #[arg(long, conflicts_with_all = ["layout", "includes"])]
+    pub apply: bool,
+    /// Restore namespace OLD as NEW (objects, paths and service-account subjects). Repeatable.
+    #[arg(long = "namespace-map", value_name = "OLD=NEW")]
+    pub namespace_map: Vec<String>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
 /// Restore layouts.
@@ -495,6 +568,9 @@ pub enum Layout {
     Tree,
     /// What cluster-restore.sh consumes.
     ClusterBackup,
+    /// Project snapshots: NS/GROUP/RESOURCE/NAME.yaml and a kustomization.yaml listing them
+    /// in creation order (`kubectl apply -k TARGET`).
+    Manifests,
 }
 
 const DIFF_HELP: &str = "\

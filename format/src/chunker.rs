@@ -46,9 +46,9 @@ impl ChunkerParams {
             && min <= avg
             && avg <= max
             && self.max <= crate::MAX_BLOB_LEN
-            && self.min % 2 == 0
-            && self.avg % 2 == 0
-            && self.max % 2 == 0;
+            && self.min.is_multiple_of(2)
+            && self.avg.is_multiple_of(2)
+            && self.max.is_multiple_of(2);
         if ok {
             Ok(())
         } else {

@@ -564,7 +564,7 @@ fn stream_inspector_throughput() {
         }
         script.push_str("\n\n");
         etcd.ctl(&["txn"], Some(script.as_bytes()));
-        if round % 10 == 0 {
+        if round.is_multiple_of(10) {
             let big = rng.word(1_000_000);
             let key = format!("/registry/configmaps/big/{}", rng.below(50));
             etcd.ctl(&["put", &key], Some(big.as_bytes()));

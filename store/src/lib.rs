@@ -15,6 +15,7 @@ pub mod keys;
 pub mod lease;
 pub mod loader;
 pub mod policy;
+pub mod project;
 pub mod prune;
 pub mod repair;
 pub mod repo;

@@ -15,6 +15,7 @@ mod policy;
 pub mod prune;
 pub mod repair;
 mod restore;
+mod restore_project;
 mod snapshots;
 
 use crate::args::{Cli, Command, SnapshotFilter};

@@ -21,11 +21,20 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
             "drop --include, or restore with --layout tree",
         ));
     }
+    if a.target.as_os_str().is_empty() && !a.project.apply {
+        return Err(crate::exit::usage(
+            "restore needs --target DIR (or --apply for a project snapshot)",
+            "cairn restore SNAP --target DIR",
+        ));
+    }
     let reader = Reader::open(g)?;
     if reader.repo.role() != Role::Full {
         return Err(cairn_store::Error::NeedsIdentity { what: "restore" }.into());
     }
     let (id, snap) = snapshots::resolve(&reader.repo, &a.snapshot, &(&a.filter).into())?;
+    if a.project.apply || a.layout == Layout::Manifests {
+        return super::restore_project::run(g, &a, &reader, id, &snap);
+    }
     if let Some(warning) = verify::cluster_version(&snap, a.cluster_version.as_deref()) {
         eprintln!("cairn: warning: {warning}");
     }
@@ -43,7 +52,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
             Layout::ClusterBackup => {
                 cluster_backup::plan(&mut loader, &snap, &a.target, a.overwrite, Some(sink))
             }
-            Layout::Tree => plan::plan(
+            Layout::Tree | Layout::Manifests => plan::plan(
                 &mut loader,
                 &snap,
                 &a.target,
@@ -66,7 +75,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
             }
             json!(written)
         }
-        Layout::Tree => {
+        Layout::Tree | Layout::Manifests => {
             let includes = Includes::new(&a.includes)?;
             let progress = output::progress(Some(snap.stats.bytes), g.quiet, g.json);
             let report = restore::restore(

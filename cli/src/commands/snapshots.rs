@@ -129,6 +129,12 @@ fn facts_line(facts: &[(String, String)]) -> Option<String> {
     if let Some(v) = get("cluster.version") {
         parts.push(format!("cluster {v}"));
     }
+    if let Some(v) = get("project.namespaces") {
+        parts.push(format!("namespaces {v}"));
+    }
+    if let Some(v) = get("project.objects") {
+        parts.push(format!("{v} objects"));
+    }
     if let Some(v) = get("static_pods.revisions") {
         parts.push(format!("static pods {v}"));
     }

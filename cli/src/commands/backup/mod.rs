@@ -6,6 +6,7 @@
 
 mod etcd;
 mod paths;
+mod project;
 
 use super::Reader;
 use crate::args::{BackupArgs, BackupCommon, BackupSource, Global};
@@ -29,6 +30,7 @@ pub fn run(g: &Global, a: BackupArgs) -> Result<Code> {
         Some(BackupSource::Etcd(e)) => etcd::run_etcd(g, &e),
         Some(BackupSource::StaticPods(s)) => etcd::run_static_pods(g, &s),
         Some(BackupSource::Cluster(c)) => etcd::run_cluster(g, &c),
+        Some(BackupSource::Project(p)) => project::run(g, &p),
     }
 }
 

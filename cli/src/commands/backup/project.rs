@@ -1,0 +1,104 @@
+//! `cairn backup project NS… | --all-namespaces`: the engine is `cairn_store::project`.
+
+use super::{Produced, Session};
+use crate::args::{Global, ProjectArgs};
+use crate::exit::Code;
+use anyhow::{bail, Context, Result};
+use cairn_format::snapshot::{SnapshotStats, SourceKind};
+use cairn_store::project::export::{self, Options};
+use cairn_store::project::layout::ProjectTree;
+use cairn_store::project::{discovery, Kube};
+use globset::{Glob, GlobSetBuilder};
+
+/// The namespaces to export, sorted.
+fn namespaces(kube: &Kube, a: &ProjectArgs) -> Result<Vec<String>> {
+    let mut out = if a.all_namespaces {
+        let mut b = GlobSetBuilder::new();
+        for p in &a.exclude_namespaces {
+            b.add(Glob::new(p).with_context(|| format!("invalid --exclude-namespace {p:?}"))?);
+        }
+        let excluded = b.build()?;
+        let mut all = export::namespaces(kube, a.page_size)?;
+        all.retain(|ns| !excluded.is_match(ns));
+        all
+    } else {
+        a.namespaces.clone()
+    };
+    out.sort();
+    out.dedup();
+    if out.is_empty() {
+        bail!("no namespace left to export; nothing was saved");
+    }
+    Ok(out)
+}
+
+pub fn run(g: &Global, a: &ProjectArgs) -> Result<Code> {
+    let kube = Kube::connect(&a.kube.connection())?;
+    let namespaces = namespaces(&kube, a)?;
+    let found = discovery::discover(&kube)?;
+    let version = kube
+        .get_json("/version")
+        .ok()
+        .and_then(|v| v.get("gitVersion")?.as_str().map(String::from));
+    let mut s = Session::open(g, &a.common)?;
+    let policy = s.reader.repo.cdc_policy();
+    let mut tree = ProjectTree::default();
+    let opts = Options {
+        include_owned: a.include_owned,
+        page_size: a.page_size,
+    };
+    let saver = &mut s.saver;
+    let exported = export::export(
+        &kube,
+        &found.types,
+        &namespaces,
+        &opts,
+        |path, doc, mtime| tree.add(saver, policy, path, doc, mtime),
+    )?;
+    let stats = SnapshotStats {
+        files: tree.files,
+        dirs: tree.dirs(),
+        bytes: tree.bytes,
+        files_read: tree.files,
+        ..SnapshotStats::default()
+    };
+    let root = tree.save(&mut s.saver)?;
+    let mut facts = vec![
+        ("project.namespaces".to_string(), namespaces.join(",")),
+        (
+            "project.objects".to_string(),
+            exported.objects().to_string(),
+        ),
+        ("project.crds".to_string(), exported.crds.to_string()),
+        ("project.types".to_string(), found.types.len().to_string()),
+        (
+            "project.skipped".to_string(),
+            exported.skipped.values().sum::<u64>().to_string(),
+        ),
+        ("project.server".to_string(), kube.server().to_string()),
+        ("project.requests".to_string(), kube.requests().to_string()),
+    ];
+    if let Some(v) = version {
+        facts.push(("kubernetes.version".into(), v));
+    }
+    if !g.quiet && !g.json {
+        for (ns, n) in &exported.per_namespace {
+            eprintln!("namespace {ns}: {n} objects");
+        }
+        for (why, n) in &exported.skipped {
+            eprintln!("left out {n} objects: {why}");
+        }
+    }
+    let mut unreadable = found.failed;
+    unreadable.extend(exported.unreadable);
+    s.finish(Produced {
+        root,
+        source: SourceKind::Project,
+        paths: namespaces.iter().map(|ns| format!("/{ns}")).collect(),
+        facts,
+        parent: None,
+        stats,
+        unreadable,
+        changed: Vec::new(),
+    })
+}

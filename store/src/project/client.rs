@@ -1,0 +1,204 @@
+//! The connection to an API server: credentials from a kubeconfig or the pod's service account,
+//! and every request retried in one place (429 and 5xx with backoff, honouring Retry-After).
+
+use super::{Error, Result};
+use http::{Method, Request, StatusCode};
+use kube::client::Body;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Where the cluster and its credentials come from.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    /// A kubeconfig file; else `KUBECONFIG`, `~/.kube/config`, then the in-cluster service
+    /// account.
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: its current context).
+    pub context: Option<String>,
+}
+
+/// Attempts per request before an overloaded or failing server is reported.
+const ATTEMPTS: u32 = 8;
+/// The longest wait between attempts, whatever Retry-After asks.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// An answer from the server.
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: bytes::Bytes,
+}
+
+impl Answer {
+    /// The body as JSON.
+    pub fn json(&self, what: &str) -> Result<serde_json::Value> {
+        serde_json::from_slice(&self.body).map_err(|e| Error::invalid(what, e))
+    }
+
+    /// The `message` of a Kubernetes Status body, or the body itself.
+    pub fn message(&self) -> String {
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
+            .unwrap_or_else(|| String::from_utf8_lossy(&self.body).trim().to_string())
+    }
+}
+
+/// A blocking client for one API server.
+pub struct Kube {
+    rt: tokio::runtime::Runtime,
+    client: kube::Client,
+    server: String,
+    requests: AtomicU64,
+}
+
+impl Kube {
+    /// Connect as `c` describes (no request is made yet).
+    pub fn connect(c: &Connection) -> Result<Kube> {
+        // rustls has both providers compiled in (object_store brings aws-lc-rs), so it cannot
+        // pick one by itself: kube's connections use ring. Fails only if one is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Config(format!("starting the I/O runtime: {e}")))?;
+        let options = KubeConfigOptions {
+            context: c.context.clone(),
+            ..Default::default()
+        };
+        let mut config = rt.block_on(async {
+            if let Some(path) = &c.kubeconfig {
+                let kc = Kubeconfig::read_from(path)
+                    .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+                kube::Config::from_custom_kubeconfig(kc, &options)
+                    .await
+                    .map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+            } else {
+                match kube::Config::from_kubeconfig(&options).await {
+                    Ok(config) => Ok(config),
+                    Err(kubeconfig) if c.context.is_none() => kube::Config::incluster().map_err(
+                        |incluster| {
+                            Error::Config(format!(
+                            "no kubeconfig ({kubeconfig}; pass --kubeconfig or set KUBECONFIG) and not in a pod ({incluster})"
+                        ))
+                        },
+                    ),
+                    Err(e) => Err(Error::Config(e.to_string())),
+                }
+            }
+        })?;
+        // Retries happen below, where they are counted and Retry-After is honoured for every
+        // 5xx too.
+        config.default_retry = false;
+        let server = config.cluster_url.to_string();
+        let client = {
+            let _guard = rt.enter();
+            kube::Client::try_from(config).map_err(|e| Error::Config(e.to_string()))?
+        };
+        Ok(Kube {
+            rt,
+            client,
+            server,
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    /// The server's URL.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Requests sent so far, retries included.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// GET `path` (with its query).
+    pub fn get(&self, path: &str) -> Result<Answer> {
+        self.send(Method::GET, path, None)
+    }
+
+    /// Send a request; 429 and 5xx answers and transport errors are retried with exponential
+    /// backoff (or the server's Retry-After), other answers are returned as they are.
+    pub fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<Answer> {
+        let mut backoff = Duration::from_millis(200);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let mut req = Request::builder()
+                .method(method.clone())
+                .uri(path)
+                .header(http::header::ACCEPT, "application/json");
+            let payload = match &body {
+                Some((content_type, bytes)) => {
+                    req = req.header(http::header::CONTENT_TYPE, *content_type);
+                    Body::from(bytes.clone())
+                }
+                None => Body::empty(),
+            };
+            let fail = |why: String| Error::Transport {
+                method: method.to_string(),
+                path: path.to_string(),
+                why,
+            };
+            let req = req.body(payload).map_err(|e| fail(e.to_string()))?;
+            let outcome = self.rt.block_on(async {
+                let res = self.client.send(req).await?;
+                let status = res.status();
+                let retry_after = res
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let body = res.into_body().collect_bytes().await?;
+                Ok::<_, kube::Error>((status, retry_after, body))
+            });
+            let wait = match outcome {
+                Ok((status, retry_after, body))
+                    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() =>
+                {
+                    if attempt >= ATTEMPTS {
+                        return Ok(Answer { status, body });
+                    }
+                    tracing::info!("{method} {path}: {status}, retrying");
+                    retry_after.unwrap_or(backoff)
+                }
+                Ok((status, _, body)) => return Ok(Answer { status, body }),
+                Err(e) if attempt >= ATTEMPTS => return Err(fail(e.to_string())),
+                Err(e) => {
+                    tracing::info!("{method} {path}: {e}, retrying");
+                    backoff
+                }
+            };
+            std::thread::sleep(wait.min(MAX_WAIT));
+            backoff = (backoff * 2).min(MAX_WAIT);
+        }
+    }
+
+    /// GET `path` and decode a successful JSON answer; any other status is an error.
+    pub fn get_json(&self, path: &str) -> Result<serde_json::Value> {
+        let a = self.get(path)?;
+        if !a.status.is_success() {
+            return Err(status_error("GET", path, &a));
+        }
+        a.json(path)
+    }
+}
+
+/// The error for an unexpected answer.
+pub fn status_error(method: &str, path: &str, a: &Answer) -> Error {
+    Error::Status {
+        method: method.to_string(),
+        path: path.to_string(),
+        status: a.status.as_u16(),
+        message: a.message(),
+    }
+}

@@ -1,0 +1,69 @@
+//! Project exports: every namespaced object of a namespace, read live from the Kubernetes API,
+//! normalised for re-creation, stored one YAML document per file, and restored as a
+//! kustomization or with server-side apply.
+//!
+//! [`client`] talks to the API server (credentials, retries), [`discovery`] finds every
+//! listable namespaced type, [`normalize`] turns a live object into a re-creatable document,
+//! [`export`] lists objects page by page into a [`layout::ProjectTree`] of files, [`order`]
+//! sorts documents for re-creation and [`restore`] writes or applies them.
+//!
+//! Snapshot layout (SPEC §10.1): `/NS/GROUP/RESOURCE/NAME.yaml`, the core group spelled
+//! [`layout::CORE`] and cluster-scoped definitions (CRDs) under `/`[`layout::CLUSTER`]; neither
+//! can be a namespace or API group name, which are DNS names without underscores.
+
+pub mod client;
+pub mod discovery;
+pub mod export;
+pub mod layout;
+pub mod normalize;
+pub mod order;
+pub mod restore;
+
+pub use client::{Connection, Kube};
+
+/// What can go wrong talking to a cluster or handling its objects.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No usable cluster credentials.
+    #[error("cannot connect to Kubernetes: {0}")]
+    Config(String),
+    /// The request did not get an answer (after retries).
+    #[error("{method} {path}: {why}")]
+    Transport {
+        method: String,
+        path: String,
+        why: String,
+    },
+    /// The server answered with an error status.
+    #[error("{method} {path}: the server answered {status}: {message}")]
+    Status {
+        method: String,
+        path: String,
+        status: u16,
+        message: String,
+    },
+    /// A document or answer that cannot be used.
+    #[error("{what}: {why}")]
+    Invalid { what: String, why: String },
+    /// Writing a restored file.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The repository.
+    #[error(transparent)]
+    Store(#[from] crate::Error),
+}
+
+impl Error {
+    pub(crate) fn invalid(what: impl Into<String>, why: impl std::fmt::Display) -> Self {
+        Error::Invalid {
+            what: what.into(),
+            why: why.to_string(),
+        }
+    }
+}
+
+/// Results of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
