@@ -221,7 +221,8 @@ pub enum KeyCommand {
         #[arg(short, long)]
         output: PathBuf,
     },
-    /// List the key objects: what each is, and whether your credentials open it.
+    /// List the key objects: what each is, whether your credentials open it and, for those
+    /// they open, its label and creation time.
     List,
     /// Remove a key object (needs the identity or passphrase): an old passphrase, a departed
     /// administrator's recipients, or one planted in the storage. Refuses the last key object,
@@ -232,6 +233,35 @@ pub enum KeyCommand {
         /// Remove it even though your credentials open no other key object.
         #[arg(long)]
         force: bool,
+    },
+    /// Add a key object for another administrator's recipients or a new passphrase (needs
+    /// the identity or passphrase). It holds the same secrets: whoever opens it reads
+    /// everything, including what was written before.
+    #[command(group(clap::ArgGroup::new("to").required(true).args(["recipients", "recipients_files", "new_passphrase_file"])))]
+    Add {
+        /// An X25519 age recipient (age1…) whose identity will open the new key object.
+        /// Repeatable.
+        #[arg(long = "recipient", value_name = "RECIPIENT")]
+        recipients: Vec<String>,
+        /// A file of recipients, one per line (# comments). Repeatable.
+        #[arg(long = "recipients-file", value_name = "FILE")]
+        recipients_files: Vec<PathBuf>,
+        /// A file whose first line is the passphrase that will open the new key object.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["recipients", "recipients_files"])]
+        new_passphrase_file: Option<PathBuf>,
+        /// A name for the new key object (e.g. the administrator), shown by `key list`.
+        #[arg(long, value_name = "LABEL")]
+        label: Option<String>,
+    },
+    /// Change the passphrase: add a key object for the new one, then remove the ones the
+    /// current passphrase (--passphrase-file) opens.
+    Passwd {
+        /// A file whose first line is the new passphrase.
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: PathBuf,
+        /// A name for the new key object, shown by `key list`.
+        #[arg(long, value_name = "LABEL")]
+        label: Option<String>,
     },
     /// Export the repository's write key (needs the identity or passphrase).
     WriteKey {

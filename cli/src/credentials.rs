@@ -46,6 +46,22 @@ pub fn read_list_file(path: &Path, what: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// The recipients given with `--recipient` and `--recipients-file`, refusing SSH and plugin
+/// recipients (cairn encrypts to X25519 recipients only).
+pub fn recipients(given: &[String], files: &[PathBuf]) -> Result<Vec<String>> {
+    for r in given {
+        hints::check_recipient(r, "--recipient")?;
+    }
+    let mut out = given.to_vec();
+    for f in files {
+        for r in read_list_file(f, "recipients")? {
+            hints::check_recipient(&r, &format!("recipients file {}", f.display()))?;
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
 /// Read the first line of a passphrase file.
 pub fn read_passphrase(path: &Path) -> Result<String> {
     let text = fs::read_to_string(path)

@@ -4,6 +4,10 @@
 //! passphrase). The identity holder decrypts data packs with their own identity; the
 //! **write key** is the same record without any master identity, exported as text: it can
 //! write and read metadata, never file content.
+//!
+//! Version 1 of the keys record is the secrets alone; version 2 appends a [`KeyInfo`]
+//! (label, creation time) describing the key object. Key objects are written at version 2,
+//! write keys (which carry no [`KeyInfo`]) at version 1; both versions are read.
 
 use crate::record::{self, RecordKind};
 use crate::{ChunkIdKey, Error, Id};
@@ -24,8 +28,23 @@ pub struct KeyRecord {
     pub meta_identity: String,
     /// age X25519 recipients every object is encrypted to (`age1…`).
     pub master_recipients: Vec<String>,
-    /// Present only in passphrase-protected key objects: the master identity itself.
+    /// The master identity itself, whose recipient is one of `master_recipients`: in key
+    /// objects made since keys record version 2 and in passphrase key objects; never in a
+    /// write key.
     pub master_identity: Option<String>,
+    /// What the key object says about itself (version 2 only; not part of the secrets).
+    #[serde(skip)]
+    pub info: Option<KeyInfo>,
+}
+
+/// Description of one key object, appended to the record at version 2. Chosen by whoever
+/// wrote the object: a name, not an authentication.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// A name for the key (1 to 64 of `A-Z a-z 0-9 . _ -`, as [`valid_label`] checks).
+    pub label: Option<String>,
+    /// When the key object was made, seconds since the epoch.
+    pub created_unix: i64,
 }
 
 impl fmt::Debug for KeyRecord {
@@ -43,14 +62,33 @@ impl KeyRecord {
         ChunkIdKey(self.chunk_key)
     }
 
-    /// Encode (plaintext; the caller encrypts it).
+    /// Encode (plaintext; the caller encrypts it): version 2 with its [`KeyInfo`], version 1
+    /// (readable by every cairn) without one.
     pub fn encode(&self) -> Vec<u8> {
-        record::encode(RecordKind::Keys, self)
+        match &self.info {
+            Some(info) => record::encode(RecordKind::Keys, &(self, info)),
+            None => record::encode_at(RecordKind::Keys, 1, self),
+        }
     }
 
-    /// Decode and check every key string parses.
+    /// Decode either version and check every key string and the label.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        let rec: KeyRecord = record::decode(RecordKind::Keys, bytes)?;
+        let rec = match record::version(RecordKind::Keys, bytes)? {
+            1 => record::decode::<KeyRecord>(RecordKind::Keys, bytes)?,
+            _ => {
+                let (rec, info): (KeyRecord, KeyInfo) = record::decode(RecordKind::Keys, bytes)?;
+                if let Some(l) = info.label.as_deref().filter(|l| !valid_label(l)) {
+                    return Err(Error::malformed(
+                        "keys",
+                        format!("label {l:?} is not 1 to {MAX_LABEL_LEN} letters, digits, '.', '_' or '-'"),
+                    ));
+                }
+                KeyRecord {
+                    info: Some(info),
+                    ..rec
+                }
+            }
+        };
         crate::envelope::parse_identity(&rec.meta_identity)?;
         if rec.master_recipients.is_empty() {
             return Err(Error::malformed("keys", "no master recipient"));
@@ -59,15 +97,23 @@ impl KeyRecord {
             crate::envelope::parse_recipient(r)?;
         }
         if let Some(m) = &rec.master_identity {
-            crate::envelope::parse_identity(m)?;
+            let public = crate::envelope::parse_identity(m)?.to_public().to_string();
+            if !rec.master_recipients.contains(&public) {
+                return Err(Error::malformed(
+                    "keys",
+                    "the master identity is not one of the master recipients",
+                ));
+            }
         }
         Ok(rec)
     }
 
-    /// This record without the master identity: what a write key holds.
+    /// This record without the master identity and key object description: what a write
+    /// key holds, and what every key object of a repository must agree on.
     pub fn to_write_key(&self) -> KeyRecord {
         KeyRecord {
             master_identity: None,
+            info: None,
             ..self.clone()
         }
     }
@@ -135,7 +181,7 @@ pub fn write_key_from_text(text: &str) -> Result<KeyRecord, Error> {
             "a write key must not contain the master identity".into(),
         ));
     }
-    Ok(rec)
+    Ok(rec.to_write_key())
 }
 
 #[cfg(test)]
@@ -153,6 +199,10 @@ mod tests {
             meta_identity: identity_to_string(&meta),
             master_recipients: vec![master.to_public().to_string()],
             master_identity: Some(identity_to_string(&master)),
+            info: Some(KeyInfo {
+                label: Some("admin".into()),
+                created_unix: 1_700_000_000,
+            }),
         }
     }
 
@@ -179,6 +229,46 @@ mod tests {
     #[test]
     fn record_round_trip() {
         let rec = sample();
-        assert_eq!(KeyRecord::decode(&rec.encode()).unwrap(), rec);
+        let bytes = rec.encode();
+        assert_eq!(&bytes[5..8], b"K\x02\x00");
+        assert_eq!(KeyRecord::decode(&bytes).unwrap(), rec);
+        let bare = KeyRecord { info: None, ..rec };
+        assert_eq!(&bare.encode()[5..8], b"K\x01\x00");
+        assert_eq!(KeyRecord::decode(&bare.encode()).unwrap(), bare);
+    }
+
+    /// A version-1 record as cairn wrote it before key object metadata: the secrets, then
+    /// nothing. It must stay readable, and must not be read as version 2 (nor v2 as v1).
+    #[test]
+    fn version_1_records_stay_readable() {
+        let rec = KeyRecord {
+            info: None,
+            ..sample()
+        };
+        let mut v1 = b"cairnK\x01\x00".to_vec();
+        v1.extend(postcard::to_allocvec(&rec).unwrap());
+        assert_eq!(KeyRecord::decode(&v1).unwrap(), rec);
+        let mut as_v2 = v1.clone();
+        as_v2[6] = 2;
+        assert!(KeyRecord::decode(&as_v2).is_err());
+        let mut v2_as_v1 = sample().encode();
+        v2_as_v1[6] = 1;
+        assert!(KeyRecord::decode(&v2_as_v1).is_err());
+        let mut v3 = v1;
+        v3[6] = 3;
+        assert!(matches!(
+            KeyRecord::decode(&v3),
+            Err(Error::UnsupportedVersion { found: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn invalid_key_object_labels_are_refused() {
+        let mut rec = sample();
+        rec.info = Some(KeyInfo {
+            label: Some("\u{1b}[2J".into()),
+            created_unix: 0,
+        });
+        assert!(KeyRecord::decode(&rec.encode()).is_err());
     }
 }

@@ -51,6 +51,16 @@ impl RecordKind {
         }
     }
 
+    /// The newest version of this kind's records: what [`encode`] writes and the highest
+    /// [`decode`] accepts. Keys records are at version 2 (key object metadata, SPEC §5);
+    /// every other kind at [`FORMAT_VERSION`].
+    pub fn current_version(self) -> u16 {
+        match self {
+            RecordKind::Keys => 2,
+            _ => FORMAT_VERSION,
+        }
+    }
+
     /// Human name, used in errors.
     pub fn name(self) -> &'static str {
         match self {
@@ -66,19 +76,25 @@ impl RecordKind {
     }
 }
 
-/// Encode `value` as a record of `kind` at the current format version.
+/// Encode `value` as a record of `kind` at its current version.
 pub fn encode<T: Serialize>(kind: RecordKind, value: &T) -> Vec<u8> {
+    encode_at(kind, kind.current_version(), value)
+}
+
+/// Encode `value` as a record of `kind` at `version`, for writers that keep an older layout
+/// readable by older readers (the caller makes sure `value` has that version's layout).
+pub fn encode_at<T: Serialize>(kind: RecordKind, version: u16, value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(MAGIC);
     out.push(kind.letter());
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     // postcard serialisation into a Vec cannot fail for the plain data types used here.
     postcard::to_io(value, &mut out).expect("postcard encoding to a Vec");
     out
 }
 
-/// Decode a record of `kind`, checking magic and version; trailing bytes are an error.
-pub fn decode<T: DeserializeOwned>(kind: RecordKind, bytes: &[u8]) -> Result<T, Error> {
+/// The version of a record of `kind`, checking magic and that the version is supported.
+pub fn version(kind: RecordKind, bytes: &[u8]) -> Result<u16, Error> {
     let name = kind.name();
     if bytes.len() < HEADER_LEN {
         return Err(Error::Truncated { what: name });
@@ -87,13 +103,21 @@ pub fn decode<T: DeserializeOwned>(kind: RecordKind, bytes: &[u8]) -> Result<T, 
         return Err(Error::BadMagic { expected: name });
     }
     let version = u16::from_le_bytes([bytes[6], bytes[7]]);
-    if version > FORMAT_VERSION || version == 0 {
+    if version > kind.current_version() || version == 0 {
         return Err(Error::UnsupportedVersion {
             kind: name,
             found: version,
-            supported: FORMAT_VERSION,
+            supported: kind.current_version(),
         });
     }
+    Ok(version)
+}
+
+/// Decode a record of `kind`, checking magic and version; trailing bytes are an error. Kinds
+/// whose layout differs between versions call [`version`] first and pick `T` by it.
+pub fn decode<T: DeserializeOwned>(kind: RecordKind, bytes: &[u8]) -> Result<T, Error> {
+    let name = kind.name();
+    version(kind, bytes)?;
     crate::bounded::take_refusal();
     let (value, rest) = postcard::take_from_bytes::<T>(&bytes[HEADER_LEN..]).map_err(|e| {
         Error::malformed(

@@ -10,7 +10,7 @@ use cairn_format::config::RepoConfig;
 use cairn_format::envelope::{self, EnvelopeError, SeekableReader};
 use cairn_format::frame::{self, Compression, FrameCompressor};
 use cairn_format::index::{IndexPack, IndexRecord};
-use cairn_format::keys::{self, KeyRecord};
+use cairn_format::keys::{self, KeyInfo, KeyRecord};
 use cairn_format::pack::{self, BlobEntry, FrameRef, PackBuilder, PackKind, PackTrailer};
 use cairn_format::record::{self, RecordKind, HEADER_LEN};
 use cairn_format::snapshot::{Snapshot, SnapshotStats, SourceKind};
@@ -163,18 +163,27 @@ fn arb_keys() -> impl Strategy<Value = KeyRecord> {
         0..IDENTITIES.len(),
         vec(0..IDENTITIES.len(), 1..4),
         proptest::option::of(0..IDENTITIES.len()),
+        proptest::option::of((proptest::option::of("[A-Za-z0-9._-]{1,64}"), any::<i64>())),
     )
         .prop_map(
-            |(repo_id, chunk_key, chunker_seed, meta, masters, master)| KeyRecord {
+            |(repo_id, chunk_key, chunker_seed, meta, mut masters, master, info)| KeyRecord {
                 repo_id,
                 chunk_key,
                 chunker_seed,
                 meta_identity: IDENTITIES[meta].0.to_string(),
-                master_recipients: masters
-                    .iter()
-                    .map(|&i| IDENTITIES[i].1.to_string())
-                    .collect(),
+                // A master identity is always one of the master recipients.
+                master_recipients: {
+                    masters.extend(master);
+                    masters
+                        .iter()
+                        .map(|&i| IDENTITIES[i].1.to_string())
+                        .collect()
+                },
                 master_identity: master.map(|i| IDENTITIES[i].0.to_string()),
+                info: info.map(|(label, created_unix)| KeyInfo {
+                    label,
+                    created_unix,
+                }),
             },
         )
 }
@@ -624,7 +633,7 @@ proptest! {
         let kind = ALL_KINDS[kind_i];
         let bytes = record::encode(kind, &value);
         prop_assert_eq!(&bytes[..5], b"cairn");
-        prop_assert_eq!(u16::from_le_bytes([bytes[6], bytes[7]]), cairn_format::FORMAT_VERSION);
+        prop_assert_eq!(u16::from_le_bytes([bytes[6], bytes[7]]), kind.current_version());
         prop_assert_eq!(record::decode::<(Vec<u32>, String, Option<i64>)>(kind, &bytes).unwrap(), value.clone());
 
         if other_i != kind_i {
@@ -637,7 +646,7 @@ proptest! {
         let mut versioned = bytes.clone();
         versioned[6..8].copy_from_slice(&version.to_le_bytes());
         let r = record::decode::<(Vec<u32>, String, Option<i64>)>(kind, &versioned);
-        if version == 0 || version > cairn_format::FORMAT_VERSION {
+        if version == 0 || version > kind.current_version() {
             let is_unsupported = matches!(r, Err(Error::UnsupportedVersion { found, .. }) if found == version);
             prop_assert!(is_unsupported);
         } else {
@@ -703,7 +712,15 @@ proptest! {
 
     #[test]
     fn keys_round_trip(rec in arb_keys()) {
-        prop_assert_eq!(KeyRecord::decode(&rec.encode()).unwrap(), rec);
+        let bytes = rec.encode();
+        // Version 2 exactly when there is a key object description.
+        prop_assert_eq!(bytes[6], if rec.info.is_some() { 2 } else { 1 });
+        prop_assert_eq!(KeyRecord::decode(&bytes).unwrap(), rec.clone());
+        // The same secrets as version 1 (what cairn wrote before metadata) read back without
+        // a description; a write key is always version 1.
+        let v1 = KeyRecord { info: None, ..rec.clone() };
+        prop_assert_eq!(KeyRecord::decode(&v1.encode()).unwrap(), v1);
+        prop_assert_eq!(rec.to_write_key().encode()[6], 1);
     }
 
     #[test]
@@ -736,7 +753,8 @@ proptest! {
     #[test]
     fn keys_refuse_bad_content(rec in arb_keys(), master in 0..IDENTITIES.len(), junk in "[a-z0-9]{0,20}") {
         use base64::Engine as _;
-        let with_master = KeyRecord { master_identity: Some(IDENTITIES[master].0.into()), ..rec.clone() };
+        let mut with_master = KeyRecord { master_identity: Some(IDENTITIES[master].0.into()), ..rec.clone() };
+        with_master.master_recipients.push(IDENTITIES[master].1.into());
         let text = format!(
             "CAIRN-WRITE-KEY-1:{}\n",
             base64::engine::general_purpose::STANDARD.encode(with_master.encode())
@@ -747,6 +765,12 @@ proptest! {
         prop_assert!(KeyRecord::decode(&none.encode()).is_err());
         let bad_meta = KeyRecord { meta_identity: junk.clone(), ..rec.clone() };
         prop_assert!(KeyRecord::decode(&bad_meta.encode()).is_err());
+        let foreign_master = KeyRecord {
+            master_identity: Some(IDENTITIES[master].0.into()),
+            master_recipients: rec.master_recipients.iter().filter(|r| **r != IDENTITIES[master].1).cloned().collect(),
+            ..rec.clone()
+        };
+        prop_assert!(KeyRecord::decode(&foreign_master.encode()).is_err());
         let mut bad_recipient = rec.clone();
         bad_recipient.master_recipients.push(junk);
         prop_assert!(KeyRecord::decode(&bad_recipient.encode()).is_err());

@@ -92,6 +92,10 @@ fn sample_keys() -> KeyRecord {
         meta_identity: FUZZ_IDENTITY.to_string(),
         master_recipients: vec![identity().to_public().to_string()],
         master_identity: Some(FUZZ_IDENTITY.to_string()),
+        info: Some(cairn_format::keys::KeyInfo {
+            label: Some("admin".into()),
+            created_unix: 1_700_000_000,
+        }),
     }
 }
 

@@ -5,14 +5,14 @@ use crate::{Error, Result};
 use cairn_format::chunker::{ChunkPolicy, ChunkerParams};
 use cairn_format::config::RepoConfig;
 use cairn_format::envelope::{self, EnvelopeError, SeekableReader};
-use cairn_format::keys::KeyRecord;
+use cairn_format::keys::{KeyInfo, KeyRecord};
 use cairn_format::pack::PackKind;
 use cairn_format::{ChunkIdKey, Id};
 use rand::RngCore;
 use std::path::Path;
 
 /// scrypt work factor for passphrase-protected keys (age's default strength).
-const SCRYPT_LOG_N: u8 = 18;
+pub(crate) const SCRYPT_LOG_N: u8 = 18;
 /// Largest scrypt work factor accepted when opening: what cairn writes. Anyone can plant key
 /// objects; one at 2^22 would cost every passphrase open 4 GiB and seconds of work, so a
 /// higher one is skipped, named, without any work.
@@ -82,6 +82,13 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
+/// Store an encrypted key object under its content address.
+pub(crate) fn put_key_object(backend: &dyn Backend, ct: &[u8]) -> Result<String> {
+    let id = Id::of_object(ct).to_hex();
+    backend.put(&format!("keys/{id}"), ct)?;
+    Ok(id)
+}
+
 impl Repository {
     /// Create a new repository in `backend`.
     pub fn init(backend: Box<dyn Backend>, opts: InitOptions) -> Result<Repository> {
@@ -100,11 +107,11 @@ impl Repository {
         for r in &opts.recipients {
             master_recipients.push(envelope::parse_recipient(r)?);
         }
-        let master_identity = opts.passphrase.as_ref().map(|_| {
-            let id = age::x25519::Identity::generate();
-            master_recipients.push(id.to_public());
-            id
-        });
+        // The master identity: every key object holds it, so a key added later (`key add`)
+        // can read everything written before. The recipients given are master recipients too,
+        // so their identities decrypt objects directly (SPEC §12).
+        let master = age::x25519::Identity::generate();
+        master_recipients.push(master.to_public());
         let meta = age::x25519::Identity::generate();
         let config = RepoConfig {
             repo_id: Id(random_bytes()),
@@ -119,33 +126,33 @@ impl Repository {
             chunker_seed: u64::from_le_bytes(random_bytes()),
             meta_identity: envelope::identity_to_string(&meta),
             master_recipients: master_recipients.iter().map(|r| r.to_string()).collect(),
-            master_identity: None,
+            master_identity: Some(envelope::identity_to_string(&master)),
+            info: Some(KeyInfo {
+                label: None,
+                created_unix: config.created_unix,
+            }),
         };
         // Keys first, config last: a repository without config is not a repository, so an
         // interrupted init can simply be run again.
         if !opts.recipients.is_empty() {
-            let user: Vec<_> = master_recipients[..opts.recipients.len()].to_vec();
-            let ct = envelope::encrypt(&keys.encode(), &user);
-            backend.put(&format!("keys/{}", Id::of_object(&ct)), &ct)?;
+            let user = &master_recipients[..opts.recipients.len()];
+            put_key_object(backend.as_ref(), &envelope::encrypt(&keys.encode(), user))?;
         }
-        if let (Some(pass), Some(master)) = (&opts.passphrase, &master_identity) {
-            let with_master = KeyRecord {
-                master_identity: Some(envelope::identity_to_string(master)),
-                ..keys.clone()
-            };
-            let ct = envelope::encrypt_with_passphrase(&with_master.encode(), pass, SCRYPT_LOG_N);
-            backend.put(&format!("keys/{}", Id::of_object(&ct)), &ct)?;
+        if let Some(pass) = &opts.passphrase {
+            let ct = envelope::encrypt_with_passphrase(&keys.encode(), pass, SCRYPT_LOG_N);
+            put_key_object(backend.as_ref(), &ct)?;
         }
         if !backend.put_new("config", &config.encode())? {
             return Err(Error::AlreadyInitialized {
                 location: backend.location(),
             });
         }
-        let creds = match master_identity {
-            Some(m) => Credentials::Identities(vec![Box::new(m)]),
-            None => Credentials::WriteKey(keys.clone()),
-        };
-        Self::assemble(backend, config, keys, creds)
+        Self::assemble(
+            backend,
+            config,
+            keys,
+            Credentials::Identities(vec![Box::new(master)]),
+        )
     }
 
     /// Create a repository in `backend` that shares this one's keys, chunker parameters and
@@ -224,6 +231,10 @@ impl Repository {
                     Ok((tried, damaged)) => Error::WrongIdentity { tried, damaged },
                     Err(e) => e,
                 })?;
+                let mut ids = ids;
+                if let Some(master) = &keys.master_identity {
+                    ids.push(Box::new(envelope::parse_identity(master)?));
+                }
                 (keys, Credentials::Identities(ids))
             }
             Credentials::Passphrase(pass) => {
@@ -279,6 +290,8 @@ impl Repository {
                     // Anyone who can write to the repository can add a key object encrypted
                     // to the master recipients. Every key object the credentials open must
                     // therefore say the same thing, master identity aside.
+                    // Key objects made before the master identity was in every one (keys
+                    // record version 1) may lack it; prefer one that holds it.
                     match &found {
                         Some((first, k)) if k.to_write_key() != keys.to_write_key() => {
                             return Err(Err(Error::ConflictingKeys {
@@ -286,8 +299,9 @@ impl Repository {
                                 second: obj.path.clone(),
                             }));
                         }
-                        Some(_) => {}
-                        None => found = Some((obj.path.clone(), keys)),
+                        Some((_, k))
+                            if k.master_identity.is_some() || keys.master_identity.is_none() => {}
+                        _ => found = Some((obj.path.clone(), keys)),
                     }
                 }
                 Err(EnvelopeError::NoMatchingKey | EnvelopeError::WrongPassphrase) => {}
@@ -371,6 +385,11 @@ impl Repository {
     /// The master recipients: every data pack is encrypted to these.
     pub fn master_recipients(&self) -> &[String] {
         &self.keys.master_recipients
+    }
+
+    /// The repository secrets the credentials opened (for a write key: the write key).
+    pub(crate) fn keys(&self) -> &KeyRecord {
+        &self.keys
     }
 
     /// The write key file text for this repository.

@@ -12,16 +12,7 @@ pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
     if let Some(like) = &a.like {
         return init_like(g, loc, like, a.allow_host_retention);
     }
-    for r in &a.recipients {
-        crate::hints::check_recipient(r, "--recipient")?;
-    }
-    let mut recipients = a.recipients.clone();
-    for f in &a.recipients_files {
-        for r in credentials::read_list_file(f, "recipients")? {
-            crate::hints::check_recipient(&r, &format!("recipients file {}", f.display()))?;
-            recipients.push(r);
-        }
-    }
+    let mut recipients = credentials::recipients(&a.recipients, &a.recipients_files)?;
     let passphrase = g
         .passphrase_file
         .as_deref()
