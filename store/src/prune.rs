@@ -125,13 +125,13 @@ impl IndexObjects {
 
     /// A merged in-memory index of every pack not in `excluded`.
     fn index(&self, excluded: &HashSet<Id>) -> Index {
-        let mut index = Index::default();
         let mut ids: Vec<&Id> = self.packs.keys().collect();
         ids.sort();
-        for id in ids.into_iter().filter(|id| !excluded.contains(id)) {
-            index.add_pack(&self.packs[id]);
-        }
-        index
+        Index::from_packs(
+            ids.into_iter()
+                .filter(|id| !excluded.contains(id))
+                .map(|id| &self.packs[id]),
+        )
     }
 }
 

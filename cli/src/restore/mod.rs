@@ -12,6 +12,7 @@
 
 mod blobs;
 pub mod cluster_backup;
+mod content;
 pub mod plan;
 pub mod privileged;
 mod temporaries;
