@@ -215,12 +215,7 @@ impl Index {
     }
 
     fn entry(&self, id: &Id) -> Option<&Entry> {
-        let range = self.bucket(id);
-        let slice = &self.entries[range];
-        slice
-            .binary_search_by(|e| e.id.cmp(id))
-            .ok()
-            .map(|i| &slice[i])
+        self.position(id).map(|i| &self.entries[i])
     }
 
     fn location(&self, e: &Entry) -> Location {
@@ -236,6 +231,21 @@ impl Index {
     /// Where a blob is.
     pub fn get(&self, id: &Id) -> Option<Location> {
         self.entry(id).map(|e| self.location(e))
+    }
+
+    /// The blob's position in id order (0..len), if indexed.
+    pub fn position(&self, id: &Id) -> Option<usize> {
+        let range = self.bucket(id);
+        let start = range.start;
+        self.entries[range]
+            .binary_search_by(|e| e.id.cmp(id))
+            .ok()
+            .map(|i| start + i)
+    }
+
+    /// The id at `position` in id order.
+    pub fn id_at(&self, position: usize) -> &Id {
+        &self.entries[position].id
     }
 
     /// True if the blob is stored.

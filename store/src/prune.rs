@@ -10,6 +10,7 @@
 //! and deletes the marker last. Each step is idempotent, so a killed prune is finished by the
 //! next one.
 
+use crate::blob_set::BlobSet;
 use crate::copy::stored_packs;
 use crate::index::Index;
 use crate::lease::{self, Lease, PRUNE_LEASE};
@@ -136,7 +137,7 @@ impl IndexObjects {
 }
 
 /// Every blob the repository's snapshots reference. Unreadable snapshots stop prune.
-fn referenced(repo: &Arc<Repository>, index: Arc<Index>) -> Result<HashSet<Id>> {
+fn referenced(repo: &Arc<Repository>, index: Arc<Index>) -> Result<BlobSet> {
     let listing = snapshots::list(repo)?;
     if let Some((path, why)) = listing.damaged.first() {
         return Err(Error::Invalid(format!(
