@@ -5,7 +5,8 @@
 #
 # Environment:
 #   BENCH_TOOLS   default "cairn restic rustic" (rustic restores the restic repositories)
-#   BENCH_SETS    default "etcd big config" (big: the ~2 GiB file of gen_data.py --big)
+#   BENCH_SETS    default "etcd big config" (big: the ~2 GiB file of gen_data.py --big); may be
+#                 empty (only the S3 part)
 #   BENCH_S3=0    skip the S3 part (etcd day 7 from moto, cairn vs restic vs rustic)
 #   BENCH_ROUNDS  restores per tool and data set, the median is reported (default 3)
 #   CAIRN_BIN     cairn binary (default target/release/cairn, built if missing)
@@ -34,7 +35,7 @@ RUN=$WORK/restore-run
 LOGS=$WORK/logs
 STAGE=$RUN/stage
 TOOLS=${BENCH_TOOLS:-"cairn restic rustic"}
-SETS=${BENCH_SETS:-"etcd big config"}
+SETS=${BENCH_SETS-"etcd big config"}
 S3=${BENCH_S3:-1}
 ROUNDS=${BENCH_ROUNDS:-3}
 DEFAULT_CAIRN=$ROOT/target/release/cairn
@@ -98,7 +99,7 @@ run() {
 cairn_init() {
     local dir=$1 repo=$2 out recipient
     mkdir -p "$dir"
-    out=$("$CAIRN" key generate -o "$dir/identity.txt" 2>>"$LOGS/restore-init.log")
+    out=$("$CAIRN" key generate -o "$dir/identity.txt" 2>>"$LOGS/restore-init.log") || die "cairn key generate (see $LOGS/restore-init.log)"
     recipient=$(grep -o 'age1[0-9a-z]*' <<<"$out" | head -n1 || true)
     [[ -n $recipient ]] || die "cairn key generate printed no recipient"
     "$CAIRN" init -r "$repo" --recipient "$recipient" >>"$LOGS/restore-init.log" 2>&1 || die "cairn init $repo"
@@ -206,6 +207,7 @@ boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
 PY
     export CAIRN_S3_ENDPOINT=$ENDPOINT CAIRN_CACHE_DIR=$RUN/cairn-cache
     export AWS_ENDPOINT_URL_S3=$ENDPOINT
+    rm -rf "$RUN/cairn-etcd" # the local set's keys
     # cairn names S3 repositories s3://bucket/prefix (endpoint from CAIRN_S3_ENDPOINT); restic
     # s3:endpoint/bucket/prefix; rustic reads the restic one through opendal.
     for tool in $TOOLS; do

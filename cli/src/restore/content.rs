@@ -24,7 +24,7 @@ use std::sync::Mutex;
 /// Frames of one pack this close together are read in one pass.
 const SPAN_GAP: u64 = 64 << 10;
 /// Longest span read in one pass (a longer frame is read alone).
-const SPAN_MAX: u64 = 1 << 20;
+const SPAN_MAX: u64 = 512 << 10;
 /// Spans read ahead of the workers.
 const QUEUE: usize = 4;
 /// Threads reading packs: several packs in flight from remote storage.
