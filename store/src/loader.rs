@@ -124,11 +124,6 @@ impl Loader {
         &self.index
     }
 
-    /// The repository read from.
-    pub fn repo(&self) -> &Arc<Repository> {
-        &self.repo
-    }
-
     /// Frame decompression and blob checks, for other threads.
     pub fn frame_check(&self) -> FrameCheck {
         self.check.clone()

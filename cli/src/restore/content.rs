@@ -8,7 +8,7 @@
 //! check every blob against its keyed hash (once per distinct blob of a frame) and write runs
 //! of adjacent blobs with one positioned write each. Blobs of zeros are not written (holes).
 //!
-//! Memory: the plan (40 bytes per blob of the file) plus at most
+//! Memory: the plan (32 bytes per blob of the file, 40 per frame) plus at most
 //! `FETCHERS + QUEUE + workers` spans of at most [`SPAN_MAX`] bytes and one frame per worker.
 
 use anyhow::Result;
