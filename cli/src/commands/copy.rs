@@ -31,8 +31,19 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<Code> {
         None => credentials::location(g)
             .context("no source repository: pass --from REPO, or --repo / CAIRN_REPO")?,
     };
+    Ok(transfer(g, from, g, &a)?.0)
+}
+
+/// Copy from `from` (opened with `g`) to `a.to` (opened with `g_to`: its own key and object
+/// store options), printing as `cairn copy` does.
+pub fn transfer(
+    g: &Global,
+    from: &str,
+    g_to: &Global,
+    a: &CopyArgs,
+) -> Result<(Code, copy::CopyReport)> {
     let src = Arc::new(credentials::open_at(g, from)?);
-    let dst = Arc::new(credentials::open_at(g, &a.to)?);
+    let dst = Arc::new(credentials::open_at(g_to, &a.to)?);
     let filter = Filter::from(&a.filter);
     let mut unreadable = Vec::new();
     let selected = if a.snapshots.is_empty() {
@@ -80,11 +91,11 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<Code> {
         )?;
     }
     if unreadable.is_empty() {
-        return Ok(Code::Ok);
+        return Ok((Code::Ok, report));
     }
     for (path, e) in &unreadable {
         eprintln!("cairn: warning: snapshot object {path} at {from} was not copied: {e}");
     }
     eprintln!("cairn: run `cairn check` on {from} to see what is damaged");
-    Ok(Code::Partial)
+    Ok((Code::Partial, report))
 }
