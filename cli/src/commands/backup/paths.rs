@@ -109,7 +109,12 @@ pub fn walk(
     })
 }
 
-pub fn run(g: &Global, common: &BackupCommon, w: &WalkArgs, paths: &[PathBuf]) -> Result<super::Saved> {
+pub fn run(
+    g: &Global,
+    common: &BackupCommon,
+    w: &WalkArgs,
+    paths: &[PathBuf],
+) -> Result<super::Saved> {
     let opts = walk_options(w)?;
     if paths.iter().all(|p| std::fs::symlink_metadata(p).is_err()) {
         bail!("none of the paths to back up exists; nothing was saved");

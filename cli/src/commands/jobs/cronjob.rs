@@ -16,8 +16,8 @@ use clap::Args;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, Container, EnvVar, EnvVarSource, HostPathVolumeSource,
-    ObjectFieldSelector, PodSpec, PodTemplateSpec, SecretVolumeSource, SecurityContext,
-    Toleration, Volume, VolumeMount,
+    ObjectFieldSelector, PodSpec, PodTemplateSpec, SecretVolumeSource, SecurityContext, Toleration,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
@@ -60,10 +60,21 @@ pub fn config_map_name(job: &str) -> String {
 /// Files that must come from the Secret: (path in the pod, key in the Secret).
 fn secret_files(loaded: &Loaded, job: &Job) -> Vec<(PathBuf, String)> {
     let mut out: Vec<(PathBuf, String)> = Vec::new();
-    let repos = std::iter::once(job.repository.get_ref()).chain(job.copy_to.iter().map(|c| c.get_ref()));
+    let repos =
+        std::iter::once(job.repository.get_ref()).chain(job.copy_to.iter().map(|c| c.get_ref()));
     for name in repos {
-        let Some(r) = loaded.repository(name) else { continue };
-        for p in [&r.key, &r.identity, &r.passphrase_file, &r.s3.credentials_file].into_iter().flatten() {
+        let Some(r) = loaded.repository(name) else {
+            continue;
+        };
+        for p in [
+            &r.key,
+            &r.identity,
+            &r.passphrase_file,
+            &r.s3.credentials_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
             if out.iter().any(|(q, _)| q == p) {
                 continue;
             }
@@ -72,9 +83,19 @@ fn secret_files(loaded: &Loaded, job: &Job) -> Vec<(PathBuf, String)> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "file".into())
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
                 .collect();
-            let key = if out.iter().any(|(_, k)| *k == base) { format!("{}-{base}", out.len()) } else { base };
+            let key = if out.iter().any(|(_, k)| *k == base) {
+                format!("{}-{base}", out.len())
+            } else {
+                base
+            };
             out.push((p.clone(), key));
         }
     }
@@ -87,24 +108,40 @@ fn host_paths(loaded: &Loaded, job: &Job) -> Vec<(PathBuf, bool)> {
         (PathBuf::from("/var/cache/cairn"), true),
         (loaded.state_dir(), true),
     ];
-    let parent = |p: &Path| p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+    let parent = |p: &Path| {
+        p.parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/"))
+    };
     let etcd_files = |e: &cairn_store::job::config::Etcd| {
-        [&e.cacert, &e.cert, &e.key].into_iter().flatten().map(|p| (parent(p), false)).collect::<Vec<_>>()
+        [&e.cacert, &e.cert, &e.key]
+            .into_iter()
+            .flatten()
+            .map(|p| (parent(p), false))
+            .collect::<Vec<_>>()
     };
     let static_dir = |d: &Option<PathBuf>| {
-        (d.clone().unwrap_or_else(|| PathBuf::from(crate::source::static_pods::DEFAULT_DIR)), false)
+        (
+            d.clone()
+                .unwrap_or_else(|| PathBuf::from(crate::source::static_pods::DEFAULT_DIR)),
+            false,
+        )
     };
     match &job.source {
         Source::Paths { paths, .. } => want.extend(paths.iter().map(|p| (p.clone(), false))),
         Source::Etcd(e) => want.extend(etcd_files(e)),
         Source::StaticPods { dir } => want.push(static_dir(dir)),
-        Source::Cluster { etcd, static_pods_dir } => {
+        Source::Cluster {
+            etcd,
+            static_pods_dir,
+        } => {
             want.extend(etcd_files(etcd));
             want.push(static_dir(static_pods_dir));
         }
         Source::Project { .. } => {}
     }
-    let repos = std::iter::once(job.repository.get_ref()).chain(job.copy_to.iter().map(|c| c.get_ref()));
+    let repos =
+        std::iter::once(job.repository.get_ref()).chain(job.copy_to.iter().map(|c| c.get_ref()));
     for name in repos {
         if let Some(r) = loaded.repository(name) {
             let url = r.url.strip_prefix("file://").unwrap_or(&r.url);
@@ -133,7 +170,10 @@ pub fn cronjob(loaded: &Loaded, name: &str, a: &CronJobArgs) -> Result<(CronJob,
         format!("job {name} has no schedule; add `schedule = \"0 3 * * *\"` to [jobs.{name}]")
     })?;
     if sched.get_ref().split_whitespace().count() != 5 {
-        bail!("job {name}: schedule {:?} has a seconds field; Kubernetes CronJobs take 5 fields", sched.get_ref());
+        bail!(
+            "job {name}: schedule {:?} has a seconds field; Kubernetes CronJobs take 5 fields",
+            sched.get_ref()
+        );
     }
     let config_path = std::path::absolute(&loaded.path).unwrap_or_else(|_| loaded.path.clone());
     let mut volumes = Vec::new();
@@ -170,7 +210,11 @@ pub fn cronjob(loaded: &Loaded, name: &str, a: &CronJobArgs) -> Result<(CronJob,
             }),
             ..Default::default()
         });
-        let mut cmd = format!("kubectl -n {} create secret generic {}", a.namespace, secret_name(name));
+        let mut cmd = format!(
+            "kubectl -n {} create secret generic {}",
+            a.namespace,
+            secret_name(name)
+        );
         for (path, key) in &secrets {
             mounts.push(VolumeMount {
                 name: "secrets".into(),
@@ -189,7 +233,12 @@ pub fn cronjob(loaded: &Loaded, name: &str, a: &CronJobArgs) -> Result<(CronJob,
             name: vname.clone(),
             host_path: Some(HostPathVolumeSource {
                 path: path.display().to_string(),
-                type_: Some(if rw { "DirectoryOrCreate".into() } else { String::new() }).filter(|s| !s.is_empty()),
+                type_: Some(if rw {
+                    "DirectoryOrCreate".into()
+                } else {
+                    String::new()
+                })
+                .filter(|s| !s.is_empty()),
             }),
             ..Default::default()
         });
@@ -274,7 +323,11 @@ pub fn cronjob(loaded: &Loaded, name: &str, a: &CronJobArgs) -> Result<(CronJob,
         },
         spec: Some(CronJobSpec {
             schedule: sched.get_ref().clone(),
-            time_zone: Some(job.timezone.as_ref().map_or("UTC".into(), |t| t.get_ref().clone())),
+            time_zone: Some(
+                job.timezone
+                    .as_ref()
+                    .map_or("UTC".into(), |t| t.get_ref().clone()),
+            ),
             concurrency_policy: Some("Forbid".into()),
             starting_deadline_seconds: Some(3600),
             successful_jobs_history_limit: Some(3),

@@ -132,7 +132,8 @@ impl Daemon {
                 }
             }
         }
-        self.delayed.retain(|j, _| self.loaded.config.jobs.contains_key(j));
+        self.delayed
+            .retain(|j, _| self.loaded.config.jobs.contains_key(j));
     }
 
     fn publish(&mut self) {
@@ -151,7 +152,11 @@ impl Daemon {
 
     fn fire(&mut self, job: &str, at: DateTime<Utc>) {
         if self.running.contains_key(job) || self.delayed.contains_key(job) {
-            *self.counters.skipped_overlap.entry(job.to_string()).or_default() += 1;
+            *self
+                .counters
+                .skipped_overlap
+                .entry(job.to_string())
+                .or_default() += 1;
             self.log.log(
                 "warn",
                 Some(job),
@@ -176,7 +181,12 @@ impl Daemon {
         } else {
             let ms = rand::random::<u64>() % (delay.as_millis() as u64).max(1);
             let when = Utc::now() + chrono::Duration::milliseconds(ms as i64);
-            self.log.log("info", Some(job), "delayed", &format!("starting in {:.1}s (random_delay)", ms as f64 / 1000.0));
+            self.log.log(
+                "info",
+                Some(job),
+                "delayed",
+                &format!("starting in {:.1}s (random_delay)", ms as f64 / 1000.0),
+            );
             self.delayed.insert(job.to_string(), when);
         }
     }
@@ -185,7 +195,12 @@ impl Daemon {
         let exe = match std::env::current_exe() {
             Ok(e) => e,
             Err(e) => {
-                self.log.log("error", Some(job), "failed", &format!("cannot find cairn's own executable: {e}"));
+                self.log.log(
+                    "error",
+                    Some(job),
+                    "failed",
+                    &format!("cannot find cairn's own executable: {e}"),
+                );
                 return;
             }
         };
@@ -205,11 +220,21 @@ impl Daemon {
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
-                self.log.log("error", Some(job), "failed", &format!("starting `cairn run {job}`: {e}"));
+                self.log.log(
+                    "error",
+                    Some(job),
+                    "failed",
+                    &format!("starting `cairn run {job}`: {e}"),
+                );
                 return;
             }
         };
-        self.log.log("info", Some(job), "started", &format!("run started (pid {})", child.id()));
+        self.log.log(
+            "info",
+            Some(job),
+            "started",
+            &format!("run started (pid {})", child.id()),
+        );
         let stdout = child.stdout.take();
         let tx = self.tx.clone();
         let name = job.to_string();
@@ -243,7 +268,15 @@ impl Daemon {
                     .steps
                     .iter()
                     .filter(|st| st.status.is_some_and(|x| x.exit_code() != 0))
-                    .map(|st| format!("{}: {}", st.step, st.message.clone().unwrap_or_else(|| st.status.map_or("", |x| x.name()).into())))
+                    .map(|st| {
+                        format!(
+                            "{}: {}",
+                            st.step,
+                            st.message
+                                .clone()
+                                .unwrap_or_else(|| st.status.map_or("", |x| x.name()).into())
+                        )
+                    })
                     .collect();
                 let level = if s.exit_code == 0 { "info" } else { "error" };
                 self.log.log(
@@ -255,7 +288,11 @@ impl Daemon {
                         s.status.map_or("failed", |x| x.name()),
                         s.exit_code,
                         s.end_timestamp_seconds - s.start_timestamp_seconds,
-                        if failed.is_empty() { String::new() } else { format!("; {}", failed.join("; ")) }
+                        if failed.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {}", failed.join("; "))
+                        }
                     ),
                 );
             }
@@ -304,11 +341,25 @@ impl Daemon {
         match self.file.load() {
             Ok(l) => {
                 self.loaded = l;
-                self.log.log("info", None, "reloaded", &format!("configuration {} reloaded: {} jobs", self.file.config.display(), self.loaded.config.jobs.len()));
+                self.log.log(
+                    "info",
+                    None,
+                    "reloaded",
+                    &format!(
+                        "configuration {} reloaded: {} jobs",
+                        self.file.config.display(),
+                        self.loaded.config.jobs.len()
+                    ),
+                );
                 self.plan();
                 self.publish();
             }
-            Err(e) => self.log.log("error", None, "reload-failed", &format!("{e:#}; keeping the previous configuration")),
+            Err(e) => self.log.log(
+                "error",
+                None,
+                "reload-failed",
+                &format!("{e:#}; keeping the previous configuration"),
+            ),
         }
     }
 }
@@ -320,7 +371,10 @@ fn serve_metrics(addr: SocketAddr, metrics: Arc<Mutex<String>>) -> Result<()> {
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_io().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("cairn: error: metrics server: {e}");
@@ -394,9 +448,24 @@ pub fn run(g: &Global, a: DaemonArgs) -> Result<Code> {
     };
     if let Some(addr) = a.metrics_listen {
         serve_metrics(addr, metrics)?;
-        d.log.log("info", None, "listening", &format!("metrics at http://{addr}/metrics"));
+        d.log.log(
+            "info",
+            None,
+            "listening",
+            &format!("metrics at http://{addr}/metrics"),
+        );
     }
-    d.log.log("info", None, "started", &format!("configuration {}: {} jobs, {} scheduled", d.file.config.display(), d.loaded.config.jobs.len(), d.loaded.schedules.values().filter(|s| s.is_some()).count()));
+    d.log.log(
+        "info",
+        None,
+        "started",
+        &format!(
+            "configuration {}: {} jobs, {} scheduled",
+            d.file.config.display(),
+            d.loaded.config.jobs.len(),
+            d.loaded.schedules.values().filter(|s| s.is_some()).count()
+        ),
+    );
     d.plan();
     d.publish();
     let mut stopping: Option<Instant> = None;

@@ -33,10 +33,9 @@ impl ConfigFile {
                 e.to_string(),
                 "write one (see the README's \"Unattended operation\" for a complete example)",
             ),
-            ConfigError::Invalid { .. } => crate::exit::usage(
-                e.to_string(),
-                "fix the file, then run `cairn config check`",
-            ),
+            ConfigError::Invalid { .. } => {
+                crate::exit::usage(e.to_string(), "fix the file, then run `cairn config check`")
+            }
         })
     }
 }
@@ -46,7 +45,9 @@ impl ConfigFile {
 pub enum ConfigCommand {
     /// Validate the configuration file: syntax, unknown keys, repository references, cron
     /// expressions, time zones, sizes. Errors name the line and column.
-    #[command(after_help = "Examples:\n  cairn config check\n  cairn config check --config ./cairn.toml --json")]
+    #[command(
+        after_help = "Examples:\n  cairn config check\n  cairn config check --config ./cairn.toml --json"
+    )]
     Check(ConfigFile),
 }
 
@@ -133,6 +134,18 @@ pub fn jobs(g: &Global, a: JobsArgs) -> Result<Code> {
                     .collect()
             })
             .unwrap_or_default();
+        let next_utc: Vec<String> = loaded
+            .schedule(name)
+            .map(|s| {
+                s.upcoming(now, a.count as usize)
+                    .iter()
+                    .map(|t| {
+                        t.with_timezone(&chrono::Utc)
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let last = state::load(&dir, name).ok().and_then(|s| s.last);
         out.push(json!({
             "job": name,
@@ -141,6 +154,7 @@ pub fn jobs(g: &Global, a: JobsArgs) -> Result<Code> {
             "schedule": job.schedule.as_ref().map(|s| s.get_ref()),
             "timezone": job.timezone.as_ref().map_or("UTC", |t| t.get_ref()),
             "next": next,
+            "next_utc": next_utc,
             "last_status": last.as_ref().and_then(|l| l.status).map(|s| s.name()),
             "last_end": last.as_ref().map(|l| output::time((l.end_timestamp_seconds * 1e9) as i64)),
         }));

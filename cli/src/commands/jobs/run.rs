@@ -7,8 +7,8 @@
 
 use super::{global_for, ConfigFile};
 use crate::args::{
-    BackupArgs, BackupCommon, BackupSource, ClusterArgs, EtcdArgs, Global, KubeArgs,
-    ProjectArgs, SnapshotFilter, StaticPodsArgs, WalkArgs,
+    BackupArgs, BackupCommon, BackupSource, ClusterArgs, EtcdArgs, Global, KubeArgs, ProjectArgs,
+    SnapshotFilter, StaticPodsArgs, WalkArgs,
 };
 use crate::commands::{backup, check, copy, forget};
 use crate::exit::Code;
@@ -17,8 +17,8 @@ use anyhow::{Context, Result};
 use cairn_store::check::Subset;
 use cairn_store::job::config::{self, Job, Loaded, Source};
 use cairn_store::job::runner::{
-    self, AuditFacts, BackupFacts, CopyFacts, RepositoryFacts, RetentionFacts, RunSummary,
-    Status, StepResult, Steps,
+    self, AuditFacts, BackupFacts, CopyFacts, RepositoryFacts, RetentionFacts, RunSummary, Status,
+    StepResult, Steps,
 };
 use cairn_store::job::{metrics, schedule, state};
 use cairn_store::retention::{self, GroupBy};
@@ -149,7 +149,11 @@ impl CliSteps<'_> {
                     force: false,
                 },
             ),
-            Source::Etcd(e) => (Some(BackupSource::Etcd(etcd(e))), vec![], WalkArgs::default()),
+            Source::Etcd(e) => (
+                Some(BackupSource::Etcd(etcd(e))),
+                vec![],
+                WalkArgs::default(),
+            ),
             Source::StaticPods { dir } => (
                 Some(BackupSource::StaticPods(StaticPodsArgs {
                     dir: static_dir(dir),
@@ -248,10 +252,16 @@ impl Steps for CliSteps<'_> {
         let code = saved.code();
         // Warnings (unreadable or changing files) go to stderr as `cairn backup` prints them.
         for (path, e) in &saved.unreadable {
-            eprintln!("cairn: warning: job {}: {path} could not be read: {e}", self.name);
+            eprintln!(
+                "cairn: warning: job {}: {path} could not be read: {e}",
+                self.name
+            );
         }
         for path in &saved.changed {
-            eprintln!("cairn: warning: job {}: {path} changed while being read", self.name);
+            eprintln!(
+                "cairn: warning: job {}: {path} changed while being read",
+                self.name
+            );
         }
         let st = saved.snapshot.stats;
         Ok((
@@ -521,9 +531,10 @@ fn print_summary(s: &RunSummary) -> Result<()> {
                 )
             }),
             other => other.strip_prefix("copy ").and_then(|to| {
-                s.copies.iter().find(|c| c.to == to).map(|c| {
-                    format!("{} snapshots, {} sent", c.snapshots, output::bytes(c.bytes))
-                })
+                s.copies
+                    .iter()
+                    .find(|c| c.to == to)
+                    .map(|c| format!("{} snapshots, {} sent", c.snapshots, output::bytes(c.bytes)))
             }),
         };
         crate::outln!(
