@@ -24,6 +24,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -80,6 +81,13 @@ struct Logger(LogFormat);
 impl Logger {
     fn log(&self, level: &str, job: Option<&str>, event: &str, message: &str) {
         let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        // One line per event: a cause spanning lines is joined.
+        let message = message
+            .split('\n')
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let message = message.as_str();
         let line = match self.0 {
             LogFormat::Json => json!({
                 "time": now, "level": level, "job": job, "event": event, "message": message,
@@ -100,6 +108,9 @@ struct Daemon {
     base: Global,
     file: ConfigFile,
     loaded: Loaded,
+    /// The copy of the configuration the daemon holds, which runs read: a file edited but not
+    /// yet reloaded (or that failed to reload) does not reach them.
+    held: PathBuf,
     log: Logger,
     next: BTreeMap<String, DateTime<Utc>>,
     /// Runs waiting out their random delay.
@@ -137,6 +148,9 @@ impl Daemon {
     }
 
     fn publish(&mut self) {
+        for j in self.loaded.config.jobs.keys() {
+            self.counters.skipped_overlap.entry(j.clone()).or_default();
+        }
         self.counters.running = self
             .loaded
             .config
@@ -209,7 +223,7 @@ impl Daemon {
             .arg(job)
             .arg("--json")
             .arg("--config")
-            .arg(&self.file.config)
+            .arg(&self.held)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -338,9 +352,10 @@ impl Daemon {
     }
 
     fn reload(&mut self) {
-        match self.file.load() {
-            Ok(l) => {
+        match hold(&self.file) {
+            Ok((l, held)) => {
                 self.loaded = l;
+                self.held = held;
                 self.log.log(
                     "info",
                     None,
@@ -426,8 +441,29 @@ fn signals(tx: Sender<Event>) -> Result<()> {
     Ok(())
 }
 
+/// Load the configuration and keep a copy of exactly what was loaded in the state directory
+/// (`daemon-config.toml`), for the runs to read.
+fn hold(file: &ConfigFile) -> Result<(Loaded, PathBuf)> {
+    let text = std::fs::read_to_string(&file.config).map_err(|e| {
+        crate::exit::usage(
+            format!("reading configuration {}: {e}", file.config.display()),
+            "pass --config FILE or set CAIRN_CONFIG",
+        )
+    })?;
+    let loaded = cairn_store::job::config::parse(&file.config, &text).map_err(|e| {
+        crate::exit::usage(e.to_string(), "fix the file, then run `cairn config check`")
+    })?;
+    let dir = loaded.state_dir();
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the state directory {}", dir.display()))?;
+    let held = dir.join("daemon-config.toml");
+    state::write_atomic(&held, text.as_bytes())
+        .with_context(|| format!("writing {}", held.display()))?;
+    Ok((loaded, held))
+}
+
 pub fn run(g: &Global, a: DaemonArgs) -> Result<Code> {
-    let loaded = a.file.load()?;
+    let (loaded, held) = hold(&a.file)?;
     let (tx, rx): (Sender<Event>, Receiver<Event>) = crossbeam_channel::unbounded();
     signals(tx.clone())?;
     let metrics = Arc::new(Mutex::new(String::new()));
@@ -438,6 +474,7 @@ pub fn run(g: &Global, a: DaemonArgs) -> Result<Code> {
         },
         file: a.file.clone(),
         loaded,
+        held,
         log: Logger(a.log_format),
         next: BTreeMap::new(),
         delayed: BTreeMap::new(),
