@@ -238,7 +238,7 @@ pub fn run(
                 .prune_every
                 .as_ref()
                 .map_or(1, |p| u64::from(*p.get_ref()));
-            let prune = r.max_size.is_some() || run_number % every == 0;
+            let prune = r.max_size.is_some() || run_number.is_multiple_of(every);
             let mut facts = None;
             step(&mut summary, "retention".into(), &mut || {
                 steps.retention(prune).map(|(s, f)| {

@@ -51,11 +51,7 @@ fn field(
     };
     let mut set = BTreeSet::new();
     for item in spec.split(',') {
-        if item.chars().any(|c| matches!(c, 'L' | 'W' | '#'))
-            && names
-                .iter()
-                .all(|n| !item.to_ascii_uppercase().contains(&n.to_ascii_uppercase()))
-        {
+        if item.contains('#') || item.eq_ignore_ascii_case("L") || item.ends_with('W') {
             return Err(format!(
                 "{what} field {spec:?}: L, W and # have no systemd calendar equivalent"
             ));
@@ -333,10 +329,7 @@ mod tests {
     fn cron_to_calendar() {
         let c = |e| on_calendar(e, "Europe/Paris").unwrap();
         assert_eq!(c("0 3 * * *"), "*-*-* 03:00:00 Europe/Paris");
-        assert_eq!(
-            c("*/15 2 * * *"),
-            "*-*-* 02:00,15,30,45:00 Europe/Paris".replace("02:00,15,30,45", "02:00,15,30,45")
-        );
+        assert_eq!(c("*/15 2 * * *"), "*-*-* 02:00,15,30,45:00 Europe/Paris");
         assert_eq!(c("30 1 1 */3 *"), "*-01,04,07,10-01 01:30:00 Europe/Paris");
         assert_eq!(
             c("0 4 * * 1-5"),
