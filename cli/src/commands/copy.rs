@@ -44,6 +44,17 @@ pub fn transfer(
 ) -> Result<(Code, copy::CopyReport)> {
     let src = Arc::new(credentials::open_at(g, from)?);
     let dst = Arc::new(credentials::open_at(g_to, &a.to)?);
+    transfer_open(g, from, &src, &dst, a)
+}
+
+/// [`transfer`] between repositories already open.
+pub fn transfer_open(
+    g: &Global,
+    from: &str,
+    src: &Arc<cairn_store::Repository>,
+    dst: &Arc<cairn_store::Repository>,
+    a: &CopyArgs,
+) -> Result<(Code, copy::CopyReport)> {
     let filter = Filter::from(&a.filter);
     let mut unreadable = Vec::new();
     let selected = if a.snapshots.is_empty() {

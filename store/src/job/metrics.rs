@@ -19,21 +19,20 @@ pub struct DaemonCounters {
     pub running: BTreeMap<String, bool>,
 }
 
-struct Family<'a> {
+/// One metric family and its samples (labels, value).
+struct Family {
     name: &'static str,
     kind: &'static str,
     help: &'static str,
     samples: Vec<(String, f64)>,
-    _p: std::marker::PhantomData<&'a ()>,
 }
 
-fn family(name: &'static str, kind: &'static str, help: &'static str) -> Family<'static> {
+fn family(name: &'static str, kind: &'static str, help: &'static str) -> Family {
     Family {
         name,
         kind,
         help,
         samples: Vec::new(),
-        _p: std::marker::PhantomData,
     }
 }
 

@@ -81,14 +81,36 @@ fn message(e: anyhow::Error) -> String {
     format!("{e:#}")
 }
 
-/// Point the S3 client at the repository's credentials file and profile. The process runs one
-/// step at a time, so the environment is the step's.
+/// Point the S3 client at the repository's credentials file and profile, or back at the ones
+/// the process started with. The S3 client reads them when a repository is opened, and the
+/// process opens one repository at a time, so each repository gets its own.
 fn s3_environment(r: &config::Repository) {
-    if let Some(f) = &r.s3.credentials_file {
-        std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", f);
-    }
-    if let Some(p) = &r.s3.profile {
-        std::env::set_var("AWS_PROFILE", p);
+    static ORIGINAL: std::sync::OnceLock<[Option<std::ffi::OsString>; 2]> =
+        std::sync::OnceLock::new();
+    let original = ORIGINAL.get_or_init(|| {
+        [
+            std::env::var_os("AWS_SHARED_CREDENTIALS_FILE"),
+            std::env::var_os("AWS_PROFILE"),
+        ]
+    });
+    let wanted = [
+        r.s3.credentials_file
+            .clone()
+            .map(Into::into)
+            .or_else(|| original[0].clone()),
+        r.s3.profile
+            .clone()
+            .map(Into::into)
+            .or_else(|| original[1].clone()),
+    ];
+    for (name, value) in ["AWS_SHARED_CREDENTIALS_FILE", "AWS_PROFILE"]
+        .iter()
+        .zip(wanted)
+    {
+        match value {
+            Some(v) => std::env::set_var(name, v),
+            None => std::env::remove_var(name),
+        }
     }
 }
 
@@ -296,17 +318,20 @@ impl Steps for CliSteps<'_> {
             .loaded
             .repository(to)
             .ok_or_else(|| format!("no repository {to:?}"))?;
-        s3_environment(self.repo_config()?);
-        s3_environment(dst);
         let g_to = global_for(self.base, dst);
+        let from = self.repo_config()?.url.clone();
+        s3_environment(self.repo_config()?);
+        let src = Arc::new(crate::credentials::open_at(&self.g, &from).map_err(message)?);
+        s3_environment(dst);
+        let dst_repo = Arc::new(crate::credentials::open_at(&g_to, &dst.url).map_err(message)?);
         let a = copy::CopyArgs {
             snapshots: Vec::new(),
-            from: Some(self.repo_config()?.url.clone()),
+            from: Some(from.clone()),
             to: dst.url.clone(),
             filter: self.filter(),
         };
         let (code, report) =
-            copy::transfer(&self.g, &self.repo_config()?.url, &g_to, &a).map_err(message)?;
+            copy::transfer_open(&self.g, &from, &src, &dst_repo, &a).map_err(message)?;
         Ok((
             status(code),
             CopyFacts {
