@@ -58,7 +58,7 @@ pub fn transfer_open(
     let filter = Filter::from(&a.filter);
     let mut unreadable = Vec::new();
     let selected = if a.snapshots.is_empty() {
-        let listing = snapshots::list(&src)?;
+        let listing = snapshots::list(src)?;
         unreadable = listing.damaged;
         listing
             .snapshots
@@ -68,12 +68,12 @@ pub fn transfer_open(
     } else {
         a.snapshots
             .iter()
-            .map(|spec| snapshots::resolve(&src, spec, &filter))
+            .map(|spec| snapshots::resolve(src, spec, &filter))
             .collect::<Result<Vec<_>, _>>()?
     };
     let bar = output::progress(None, g.quiet, g.json);
     bar.set_message("packs sent");
-    let report = copy::copy(&src, &dst, &selected, &|n| bar.inc(n))?;
+    let report = copy::copy(src, dst, &selected, &|n| bar.inc(n))?;
     bar.finish_and_clear();
     if g.json {
         output::json(&serde_json::json!({
