@@ -191,6 +191,17 @@ fn run_paths_job_with_retention_copy_and_audit() {
     let out = run_job(&fx, &cfg, &["files"], &s3env);
     out.ok();
     assert!(out.stdout.starts_with("job files: ok (exit 0)"), "{out}");
+
+    // While another process runs the job (holds its lock), a second run refuses at once.
+    let lock = fs::File::open(state.join("files.lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    let before = job_snapshots(&fx, "files");
+    let out = run_job(&fx, &cfg, &["files", "--json"], &s3env);
+    out.code_is(1);
+    assert!(out.stdout.contains("already running"), "{out}");
+    assert_eq!(job_snapshots(&fx, "files"), before);
+    drop(lock);
+    run_job(&fx, &cfg, &["files"], &s3env).ok();
 }
 
 /// Seed parity: the platform's retentionSize overshoots by up to 10 GB; a job's max_size holds
