@@ -142,7 +142,7 @@ fn schedules_overlap_failing_job_reload_and_metrics() {
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
     let base = format!(
-        "state_dir = \"{}\"\n{}\n[jobs.fast]\nrepository = \"main\"\nschedule = \"*/2 * * * * *\"\nsource = {{ kind = \"paths\", paths = [\"{}\"] }}\nretention = {{ max_count = 2 }}\n\n[jobs.hang]\nrepository = \"main\"\nschedule = \"* * * * * *\"\nsource = {{ kind = \"etcd\", endpoints = [\"https://127.0.0.1:{silent_port}\"], timeout = 3 }}\n",
+        "state_dir = \"{}\"\n{}\n[jobs.fast]\nrepository = \"main\"\nschedule = \"*/2 * * * * *\"\nrandom_delay = \"1s\"\nsource = {{ kind = \"paths\", paths = [\"{}\"] }}\nretention = {{ max_count = 2 }}\n\n[jobs.hang]\nrepository = \"main\"\nschedule = \"* * * * * *\"\nsource = {{ kind = \"etcd\", endpoints = [\"https://127.0.0.1:{silent_port}\"], timeout = 3 }}\n",
         s(&fx.path("state")),
         repository_table("main", s(&fx.repo), &fx.identity, None),
         s(&data)
@@ -162,6 +162,25 @@ fn schedules_overlap_failing_job_reload_and_metrics() {
                 && d.count("hang", "finished", "failed") >= 1
                 && d.count("hang", "skipped", "still going") >= 1
         },
+    );
+    // fast waits out a random delay below a second before each run.
+    let delays: Vec<f64> = d
+        .events()
+        .iter()
+        .filter(|e| e["job"] == "fast" && e["event"] == "delayed")
+        .filter_map(|e| {
+            e["message"]
+                .as_str()?
+                .strip_prefix("starting in ")?
+                .split('s')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(
+        delays.len() >= 2 && delays.iter().all(|d| *d < 1.0),
+        "{delays:?}"
     );
     // Never two runs of one job at once: starts and finishes alternate.
     let mut running = false;
