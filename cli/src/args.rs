@@ -155,9 +155,19 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Generate files from cairn's own definitions (man pages).
+    /// Generate files from cairn's own definitions (man pages) and deployment files for jobs
+    /// (systemd units, Kubernetes CronJobs).
     #[command(subcommand)]
     Generate(GenerateCommand),
+    /// Check the configuration file (jobs and repositories).
+    #[command(subcommand)]
+    Config(crate::commands::jobs::ConfigCommand),
+    /// Run jobs of the configuration file now: backup, retention, copies, audit.
+    Run(crate::commands::jobs::run::RunArgs),
+    /// List the configured jobs with their next run times, in each job's time zone.
+    Jobs(crate::commands::jobs::JobsArgs),
+    /// Run the configured jobs on their schedules, with /metrics over HTTP.
+    Daemon(crate::commands::jobs::daemon::DaemonArgs),
 }
 
 /// `cairn policy …`.
@@ -181,6 +191,10 @@ pub enum GenerateCommand {
         /// Directory to write the pages into (created if missing).
         dir: PathBuf,
     },
+    /// Write a systemd service and timer for a job (cairn-JOB.service, cairn-JOB.timer).
+    Systemd(crate::commands::jobs::systemd::SystemdArgs),
+    /// Write a Kubernetes CronJob for a job on OpenShift control-plane nodes (YAML).
+    Cronjob(crate::commands::jobs::cronjob::CronJobArgs),
 }
 
 #[derive(Args, Debug)]

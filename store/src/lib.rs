@@ -11,6 +11,7 @@ pub mod copy;
 mod error;
 pub mod footprint;
 pub mod index;
+pub mod job;
 pub mod keys;
 pub mod lease;
 pub mod loader;

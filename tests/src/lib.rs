@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 pub use tempfile::TempDir;
 pub mod background;
 pub mod etcd;
+pub mod jobs;
 pub mod kube;
 pub mod repo_objects;
 pub mod rss;

@@ -9,6 +9,7 @@ mod diff;
 pub mod forget;
 mod generate;
 mod init;
+pub mod jobs;
 mod key;
 mod ls;
 mod policy;
@@ -46,7 +47,11 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Copy(a) => copy::run(g, a),
         Command::Policy(c) => policy::run(g, c),
         Command::Completions { shell } => generate::completions(shell),
-        Command::Generate(c) => generate::run(c),
+        Command::Generate(c) => generate::run(g, c),
+        Command::Config(c) => jobs::config_command(g, c),
+        Command::Run(a) => jobs::run::run(g, a),
+        Command::Jobs(a) => jobs::jobs(g, a),
+        Command::Daemon(a) => jobs::daemon::run(g, a),
     }
 }
 

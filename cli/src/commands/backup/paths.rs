@@ -2,7 +2,6 @@
 
 use super::{Produced, Session};
 use crate::args::{BackupCommon, Global, WalkArgs};
-use crate::exit::Code;
 use crate::source::fs::{Excludes, Options, Walker};
 use anyhow::{bail, Result};
 use cairn_format::snapshot::SourceKind;
@@ -110,7 +109,12 @@ pub fn walk(
     })
 }
 
-pub fn run(g: &Global, common: &BackupCommon, w: &WalkArgs, paths: &[PathBuf]) -> Result<Code> {
+pub fn run(
+    g: &Global,
+    common: &BackupCommon,
+    w: &WalkArgs,
+    paths: &[PathBuf],
+) -> Result<super::Saved> {
     let opts = walk_options(w)?;
     if paths.iter().all(|p| std::fs::symlink_metadata(p).is_err()) {
         bail!("none of the paths to back up exists; nothing was saved");
