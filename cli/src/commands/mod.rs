@@ -1,17 +1,19 @@
 //! One module per command: each parses nothing, opens what it needs, calls the engine and
 //! prints.
 
-mod backup;
+pub mod backup;
 mod cat;
 pub mod check;
 pub mod copy;
 mod diff;
 pub mod forget;
 mod generate;
+pub mod host;
 mod init;
 mod key;
 mod ls;
 mod policy;
+pub mod presets;
 pub mod prune;
 pub mod repair;
 mod restore;
@@ -47,6 +49,8 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Policy(c) => policy::run(g, c),
         Command::Completions { shell } => generate::completions(shell),
         Command::Generate(c) => generate::run(c),
+        Command::Presets(c) => presets::run(g, c),
+        Command::Host(c) => host::run(g, c),
     }
 }
 

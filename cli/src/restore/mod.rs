@@ -63,6 +63,10 @@ pub struct Report {
     pub skipped: Vec<(String, String)>,
     /// Metadata that could not be applied (e.g. `security.*` xattrs without privilege).
     pub warnings: Vec<String>,
+    /// SELinux labels (`security.selinux`) the kernel or file system refused (no SELinux,
+    /// no privilege, or a label the loaded policy does not know): reported once, with
+    /// `restorecon -R` as the remedy.
+    pub selinux_labels_not_set: u64,
 }
 
 /// A directory of the snapshot on the way down: open once something is restored in it.
@@ -402,6 +406,18 @@ impl Restorer {
     ) {
         for x in &node.xattrs {
             if let Err(e) = set(OsStr::from_bytes(&x.name), &x.value) {
+                if x.name == b"security.selinux"
+                    && matches!(
+                        e,
+                        rustix::io::Errno::OPNOTSUPP
+                            | rustix::io::Errno::PERM
+                            | rustix::io::Errno::INVAL
+                            | rustix::io::Errno::ACCESS
+                    )
+                {
+                    self.report.selinux_labels_not_set += 1;
+                    continue;
+                }
                 self.report.warnings.push(format!(
                     "{}: extended attribute {} not restored: {e}",
                     display(path),
