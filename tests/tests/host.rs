@@ -463,3 +463,33 @@ fn restore_dry_run_of_a_host_snapshot_lists_conflicts_and_writes_nothing() {
         OS_RELEASE
     );
 }
+
+#[test]
+fn restore_into_a_mounted_root_maps_owners_by_its_passwd() {
+    if !is_root() {
+        eprintln!("skipped: owners are only restored as root");
+        return;
+    }
+    let fx = Fixture::new();
+    let src = fx.dir("src");
+    write_file(&src.join("etcd.conf"), b"x\n");
+    // `daemon` (uid and gid 1 on Debian and RHEL) is recorded by name.
+    rustix::fs::chown(
+        &src.join("etcd.conf"),
+        Some(rustix::fs::Uid::from_raw(1)),
+        Some(rustix::fs::Gid::from_raw(1)),
+    )
+    .unwrap();
+    let snap = Fixture::snap_id(&fx.backup(&[&src]));
+    // The new host's disk, whose daemon user and group have other ids.
+    let target = fx.dir("sysimage");
+    write_file(
+        &target.join("etc/passwd"),
+        b"root:x:0:0::/root:/bin/sh\ndaemon:x:4242:4343::/:/sbin/nologin\n",
+    );
+    write_file(&target.join("etc/group"), b"root:x:0:\ndaemon:x:4343:\n");
+    fx.restore(&snap, &target, &[]).ok();
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(Fixture::restored(&target, &src).join("etcd.conf")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (4242, 4343));
+}

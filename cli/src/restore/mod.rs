@@ -12,13 +12,13 @@
 
 mod blobs;
 pub mod cluster_backup;
+mod owners;
 pub mod plan;
 pub mod privileged;
 mod temporaries;
 pub mod verify;
 pub mod walk;
 
-use crate::source::meta;
 use anyhow::{bail, Context, Result};
 use cairn_format::snapshot::Snapshot;
 use cairn_format::tree::{Node, NodeKind};
@@ -90,6 +90,8 @@ struct Restorer {
     overwrite: bool,
     progress: ProgressBar,
     is_root: bool,
+    /// Owner names → ids on the host being restored.
+    owners: owners::Owners,
     /// `levels[k]`: the directory at the first `k` path components.
     levels: Vec<Level>,
     /// First restored path (components below the target) of each hard-link group.
@@ -131,6 +133,7 @@ pub fn restore(
         overwrite: opts.overwrite,
         progress,
         is_root: rustix::process::geteuid().is_root(),
+        owners: owners::Owners::for_target(target),
         links: HashMap::new(),
         report: Report {
             stale_temporaries,
@@ -432,8 +435,8 @@ impl Restorer {
         if self.is_root {
             rfs::fchown(
                 fd,
-                Some(rustix::fs::Uid::from_raw(meta::restore_uid(node))),
-                Some(rustix::fs::Gid::from_raw(meta::restore_gid(node))),
+                Some(rustix::fs::Uid::from_raw(self.owners.uid(node))),
+                Some(rustix::fs::Gid::from_raw(self.owners.gid(node))),
             )
             .with_context(|| "setting owner".to_string())?;
         }
@@ -453,8 +456,8 @@ impl Restorer {
             if let Err(e) = rfs::chownat(
                 dfd,
                 name,
-                Some(rustix::fs::Uid::from_raw(meta::restore_uid(node))),
-                Some(rustix::fs::Gid::from_raw(meta::restore_gid(node))),
+                Some(rustix::fs::Uid::from_raw(self.owners.uid(node))),
+                Some(rustix::fs::Gid::from_raw(self.owners.gid(node))),
                 AtFlags::SYMLINK_NOFOLLOW,
             ) {
                 self.report
