@@ -475,7 +475,7 @@ fn restore_into_a_mounted_root_maps_owners_by_its_passwd() {
     write_file(&src.join("etcd.conf"), b"x\n");
     // `daemon` (uid and gid 1 on Debian and RHEL) is recorded by name.
     rustix::fs::chown(
-        &src.join("etcd.conf"),
+        src.join("etcd.conf"),
         Some(rustix::fs::Uid::from_raw(1)),
         Some(rustix::fs::Gid::from_raw(1)),
     )
