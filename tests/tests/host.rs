@@ -378,6 +378,25 @@ fn command_capture_streams_output_and_a_failing_command_saves_nothing() {
     let cat = fx.id(&["cat", &snap, "/inventory/numbers.txt"]);
     assert_eq!(cat.ok().stdout_bytes, sh("seq", &["1", "200000"]));
 
+    // Streamed: 300 MB of output in far less memory.
+    let env = fx.env();
+    let args = fx.wk_args(&[
+        "--json",
+        "backup",
+        "stdin",
+        "--filename",
+        "zeros",
+        "--",
+        "head",
+        "-c",
+        "300000000",
+        "/dev/zero",
+    ]);
+    let (out, rss) = cairn_e2e::rss::cairn_with_rss(&args, &env_refs(&env));
+    let report = out.ok().json();
+    assert_eq!(num(&report, "bytes"), 300_000_000);
+    assert!(rss < 200 << 20, "peak RSS {rss} bytes for 300 MB of output");
+
     let before = snapshot_count(&fx);
     let out = fx.wk(&[
         "backup",
