@@ -378,8 +378,26 @@ fn command_capture_streams_output_and_a_failing_command_saves_nothing() {
     let cat = fx.id(&["cat", &snap, "/inventory/numbers.txt"]);
     assert_eq!(cat.ok().stdout_bytes, sh("seq", &["1", "200000"]));
 
-    // Streamed: 300 MB of output in far less memory.
+    // Without a command: cairn's own standard input.
+    let input = fx.path("dump.sql");
+    write_file(&input, &text_bytes(7, 100_000));
     let env = fx.env();
+    let args = fx.wk_args(&[
+        "--json",
+        "backup",
+        "stdin",
+        "--stdin-filename",
+        "/dumps/app.sql",
+    ]);
+    let mut cmd = cairn_e2e::background::clean_command(&cairn_bin(), &env_refs(&env));
+    cmd.args(&args).stdin(fs::File::open(&input).unwrap());
+    let out = run_captured(cmd, cmdline(&cairn_bin(), &args));
+    let report = out.ok().json();
+    assert_eq!(facts(&report)["stdin.command"], "stdin");
+    let cat = fx.id(&["cat", &Fixture::snap_id(&report), "/dumps/app.sql"]);
+    assert_eq!(cat.ok().stdout_bytes, fs::read(&input).unwrap());
+
+    // Streamed: 300 MB of output in far less memory.
     let args = fx.wk_args(&[
         "--json",
         "backup",
