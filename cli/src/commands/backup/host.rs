@@ -81,7 +81,8 @@ pub fn select(all: &[Preset], names: &[String], root: &Path) -> Result<(Vec<Pres
             out.push(p.clone());
         }
     }
-    out.dedup_by(|a, b| a.name == b.name);
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|p| seen.insert(p.name.clone()));
     Ok((out, auto))
 }
 
