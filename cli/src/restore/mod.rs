@@ -169,6 +169,16 @@ fn remove_stale(dir: BorrowedFd<'_>, path: &[Vec<u8>]) -> Result<u64> {
         .with_context(|| format!("removing stale temporary files from {}", display(path)))
 }
 
+/// Is this the kernel refusing an SELinux label (no SELinux, no privilege, a label the loaded
+/// policy does not know), which `restorecon` fixes, rather than some other failure?
+fn label_refused(name: &[u8], e: Errno) -> bool {
+    name == b"security.selinux"
+        && matches!(
+            e,
+            Errno::OPNOTSUPP | Errno::PERM | Errno::INVAL | Errno::ACCESS
+        )
+}
+
 /// Why `node` is not restored here, if it is not.
 fn skip_reason(node: &Node, is_root: bool) -> Option<&'static str> {
     match node.kind {
@@ -409,15 +419,7 @@ impl Restorer {
     ) {
         for x in &node.xattrs {
             if let Err(e) = set(OsStr::from_bytes(&x.name), &x.value) {
-                if x.name == b"security.selinux"
-                    && matches!(
-                        e,
-                        rustix::io::Errno::OPNOTSUPP
-                            | rustix::io::Errno::PERM
-                            | rustix::io::Errno::INVAL
-                            | rustix::io::Errno::ACCESS
-                    )
-                {
+                if label_refused(&x.name, e) {
                     self.report.selinux_labels_not_set += 1;
                     continue;
                 }
@@ -585,4 +587,19 @@ fn open_or_create_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Result<(OwnedFd, b
         Err(e) => return Err(e.into()),
     };
     Ok((open_dir(parent, name)?, created))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_refused_selinux_labels_are_counted() {
+        assert!(label_refused(b"security.selinux", Errno::OPNOTSUPP));
+        assert!(label_refused(b"security.selinux", Errno::PERM));
+        assert!(label_refused(b"security.selinux", Errno::INVAL));
+        assert!(!label_refused(b"security.selinux", Errno::NOSPC));
+        assert!(!label_refused(b"user.x", Errno::OPNOTSUPP));
+        assert!(!label_refused(b"security.capability", Errno::PERM));
+    }
 }
