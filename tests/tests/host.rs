@@ -116,6 +116,11 @@ fn auto_picks_the_role_records_absent_paths_and_the_inventory() {
     assert_eq!(c["fit"], true, "{cmp}");
     assert_eq!(c["missing"].as_array().unwrap().len(), 0);
     assert!(num(c, "matching") > 10, "{cmp}");
+    assert_eq!(
+        c["machineconfig"]["recorded"], "rendered-master-abc",
+        "{cmp}"
+    );
+    assert_eq!(c["machineconfig"]["same"], true, "{cmp}");
 
     // A second backup reads nothing unchanged again (same recorded paths: the parent).
     let again = fx.wk(&[
@@ -347,10 +352,20 @@ fn compare_lists_missing_changed_and_extra_packages() {
         &root.join("etc/os-release"),
         b"ID=fakelinux\nVERSION_ID=10\n",
     );
+    write_file(
+        &root.join("etc/machine-config-daemon/currentconfig"),
+        br#"{"metadata":{"name":"rendered-master-def"}}"#,
+    );
     let cmp = fx.id(&["host", "compare", &snap, "--root", s(&root)]);
     cmp.code_is(5);
     assert!(cmp.stdout.contains("verdict: unfit"), "{cmp}");
     assert!(cmp.stdout.contains("OS release differs"), "{cmp}");
+    assert!(
+        cmp.stdout.contains(
+            "MachineConfig differs: recorded rendered-master-abc, this host rendered-master-def"
+        ),
+        "{cmp}"
+    );
     // A snapshot without inventory is named as such.
     let plain = fx.backup(&[&root.join("etc/containers")]);
     let out = fx.id(&["host", "compare", &Fixture::snap_id(&plain)]);

@@ -95,6 +95,9 @@ fn print(c: &Comparison, id: &str, host: Option<&str>) -> Result<()> {
     crate::outln!("  os:              {}", show(&c.os))?;
     crate::outln!("  kernel:          {}", show(&c.kernel))?;
     crate::outln!("  package manager: {}", show(&c.package_manager))?;
+    if c.machineconfig.recorded.is_some() || c.machineconfig.host.is_some() {
+        crate::outln!("  machineconfig:   {}", show(&c.machineconfig))?;
+    }
     crate::outln!(
         "  packages:        {} same, {} missing, {} other version, {} extra",
         c.matching,

@@ -24,6 +24,14 @@ pub struct Inventory {
     pub kernel: Option<String>,
     /// Host name.
     pub hostname: Option<String>,
+    /// Name of the MachineConfig the node runs (OpenShift 4).
+    pub machineconfig: Option<String>,
+}
+
+/// `metadata.name` of a MachineConfig document.
+pub fn machineconfig_name(json: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
+    v.get("metadata")?.get("name")?.as_str().map(str::to_string)
 }
 
 /// The running host's inventory (files below `root`, packages and kernel of this system).
@@ -41,6 +49,10 @@ pub fn current(root: &Path) -> Result<Inventory, HostError> {
     }
     if let Some(p) = inventory::os_release_path(root) {
         inv.os_release = Some(String::from_utf8_lossy(&inventory::read_small(&p)?).into_owned());
+    }
+    let mcd = super::presets::under_root(root, inventory::MCD_CURRENT);
+    if let Ok(bytes) = std::fs::read(&mcd) {
+        inv.machineconfig = machineconfig_name(&bytes);
     }
     Ok(inv)
 }
@@ -104,6 +116,8 @@ pub struct Comparison {
     pub kernel: Pair,
     /// Package manager.
     pub package_manager: Pair,
+    /// MachineConfig name (OpenShift 4).
+    pub machineconfig: Pair,
     /// Recorded packages not installed here.
     pub missing: Vec<Package>,
     /// Installed packages the snapshot does not list.
@@ -182,6 +196,16 @@ pub fn compare(recorded: &Inventory, host: &Inventory) -> Comparison {
         recorded.package_manager.clone(),
         host.package_manager.clone(),
     );
+    let machineconfig = Pair::new(recorded.machineconfig.clone(), host.machineconfig.clone());
+    if let (Some(r), Some(h)) = (&machineconfig.recorded, &machineconfig.host) {
+        if r != h {
+            notes.push(format!(
+                "MachineConfig differs: recorded {r}, this host {h} (the Machine Config \
+                 Operator reconciles it; restore the recorded one only if the cluster still \
+                 renders it)"
+            ));
+        }
+    }
     let (mut missing, mut extra, mut different, mut matching) =
         (Vec::new(), Vec::new(), Vec::new(), 0);
     match (&recorded.packages, &host.packages) {
@@ -238,6 +262,7 @@ pub fn compare(recorded: &Inventory, host: &Inventory) -> Comparison {
         os,
         kernel,
         package_manager,
+        machineconfig,
         missing,
         extra,
         different,
@@ -301,6 +326,8 @@ pub fn recorded(
         os_release: read(inventory::OS_RELEASE)?,
         kernel: line(read(inventory::KERNEL)?),
         hostname: line(read(inventory::HOSTNAME)?),
+        machineconfig: read(inventory::MACHINECONFIG)?
+            .and_then(|j| machineconfig_name(j.as_bytes())),
     }))
 }
 
@@ -315,6 +342,7 @@ mod tests {
             os_release: Some(os.into()),
             kernel: Some(kernel.into()),
             hostname: Some("h".into()),
+            machineconfig: None,
         }
     }
 
