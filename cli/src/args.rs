@@ -168,6 +168,12 @@ pub enum Command {
     Jobs(crate::commands::jobs::JobsArgs),
     /// Run the configured jobs on their schedules, with /metrics over HTTP.
     Daemon(crate::commands::jobs::daemon::DaemonArgs),
+    /// List and show host presets (`backup host --preset`).
+    #[command(subcommand)]
+    Presets(crate::commands::presets::PresetsCommand),
+    /// Restore to a fresh host: compare a snapshot's recorded inventory with this host.
+    #[command(subcommand)]
+    Host(crate::commands::host::HostCommand),
 }
 
 /// `cairn policy …`.
@@ -396,6 +402,12 @@ pub enum BackupSource {
     /// Export every object of projects (namespaces) from the Kubernetes API, normalised for
     /// re-creation, one YAML document per object.
     Project(ProjectArgs),
+    /// Back up a host's configuration by node role (presets) with its inventory: packages,
+    /// OS release, kernel, hostname, MachineConfig.
+    Host(Box<crate::commands::backup::host::HostArgs>),
+    /// Store a command's output, or standard input, as one file (restic's
+    /// --stdin-from-command / --stdin --stdin-filename).
+    Stdin(crate::commands::backup::stdin::StdinArgs),
 }
 
 /// How to reach a Kubernetes API server.

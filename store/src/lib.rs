@@ -10,6 +10,7 @@ pub mod check;
 pub mod copy;
 mod error;
 pub mod footprint;
+pub mod host;
 pub mod index;
 pub mod job;
 pub mod keys;

@@ -619,3 +619,48 @@ fn generated_cronjob_parses_and_mounts_everything_it_references() {
         .iter()
         .any(|e| e.name == "CAIRN_CACHE_DIR" && e.value.as_deref() == Some("/var/cache/cairn")));
 }
+
+/// A `host` job: a `[presets.NAME]` of the same file extends a built-in preset, `cairn run`
+/// backs up the fake root with the inventory, and a CronJob for it is refused (in a pod the
+/// inventory would be the container's).
+#[test]
+fn host_job_uses_presets_of_the_same_file_and_stays_on_the_host() {
+    let fx = Fixture::new();
+    let root = fx.dir("host-root");
+    write_file(
+        &root.join("etc/kubernetes/kubelet.conf"),
+        b"apiVersion: v1\n",
+    );
+    write_file(&root.join("etc/site/extra.conf"), b"site=1\n");
+    let config = format!(
+        "state_dir = \"{}\"\n{}\n[presets.site]\nextends = \"kubeadm-node\"\npaths = [\"/etc/site\"]\n\n[jobs.node]\nrepository = \"main\"\nschedule = \"0 2 * * *\"\nsource = {{ kind = \"host\", presets = [\"site\"], root = \"{}\" }}\n",
+        s(&fx.path("state")),
+        repository_table("main", s(&fx.repo), &fx.identity, None),
+        s(&root)
+    );
+    let cfg = write_config(&fx, "cairn.toml", &config);
+    fx.run(&["config", "check", "--config", s(&cfg)]).ok();
+    run_job(&fx, &cfg, &["node"], &Env::new()).ok();
+
+    let snaps = job_snapshots(&fx, "node");
+    assert_eq!(snaps.len(), 1);
+    let ls = fx.id(&["ls", &snaps[0]]);
+    ls.ok();
+    for want in [
+        "/etc/site/extra.conf",
+        "/etc/kubernetes/kubelet.conf",
+        "/.cairn/inventory/packages.tsv",
+    ] {
+        assert!(ls.stdout.lines().any(|l| l.ends_with(want)), "{want}: {ls}");
+    }
+    let snap = fx.id(&["--json", "snapshots", "--tag", "job:node"]);
+    snap.ok();
+    assert!(snap.stdout.contains("\"host.presets\""), "{snap}");
+    assert!(snap.stdout.contains("site"), "{snap}");
+
+    let out = fx.run(&["generate", "cronjob", "node", "--config", s(&cfg)]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("generate systemd node"), "{out}");
+    fx.run(&["generate", "systemd", "node", "--config", s(&cfg)])
+        .ok();
+}

@@ -342,7 +342,7 @@ fn worst(a: Code, b: Code) -> Code {
     let rank = |c: Code| match c {
         Code::Ok => 0,
         Code::Partial => 1,
-        Code::Damage => 2,
+        Code::Damage | Code::Unfit => 2,
         Code::Usage | Code::Error | Code::StdoutClosed => 3,
     };
     if rank(b) > rank(a) {

@@ -1,18 +1,20 @@
 //! One module per command: each parses nothing, opens what it needs, calls the engine and
 //! prints.
 
-mod backup;
+pub mod backup;
 mod cat;
 pub mod check;
 pub mod copy;
 mod diff;
 pub mod forget;
 mod generate;
+pub mod host;
 mod init;
 pub mod jobs;
 mod key;
 mod ls;
 mod policy;
+pub mod presets;
 pub mod prune;
 pub mod repair;
 mod restore;
@@ -52,6 +54,8 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Run(a) => jobs::run::run(g, a),
         Command::Jobs(a) => jobs::jobs(g, a),
         Command::Daemon(a) => jobs::daemon::run(g, a),
+        Command::Presets(c) => presets::run(g, c),
+        Command::Host(c) => host::run(g, c),
     }
 }
 

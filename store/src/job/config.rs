@@ -190,6 +190,25 @@ pub enum Source {
         #[serde(default)]
         context: Option<String>,
     },
+    /// A host's configuration by node role (`backup host`), with its inventory.
+    Host {
+        /// Presets (`auto`: those whose marker files exist); `[presets.NAME]` of this file too.
+        #[serde(default)]
+        presets: Vec<String>,
+        /// More paths, which must exist.
+        #[serde(default)]
+        paths: Vec<PathBuf>,
+        /// The host root to read below (default `/`).
+        #[serde(default)]
+        root: Option<PathBuf>,
+        /// Record the package list, OS release, kernel and hostname (default true).
+        #[serde(default = "yes")]
+        inventory: bool,
+    },
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// How to reach etcd (TLS files by path).

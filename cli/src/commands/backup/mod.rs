@@ -1,12 +1,15 @@
-//! `cairn backup …`: paths, etcd, static pod resources, or a whole cluster.
+//! `cairn backup …`: paths, etcd, static pod resources, a whole cluster, a host by preset, or
+//! a command's output.
 //!
 //! Every source goes through one [`Session`]: open the repository with the write key, feed the
 //! saver, flush packs and the index, then write the snapshot object last, so a failure at any
 //! point leaves no snapshot, only unreferenced packs.
 
 mod etcd;
+pub mod host;
 mod paths;
 mod project;
+pub mod stdin;
 
 use super::Reader;
 use crate::args::{BackupArgs, BackupCommon, BackupSource, Global};
@@ -37,6 +40,8 @@ pub fn save(g: &Global, a: &BackupArgs) -> Result<Saved> {
         Some(BackupSource::StaticPods(s)) => etcd::run_static_pods(g, s),
         Some(BackupSource::Cluster(c)) => etcd::run_cluster(g, c),
         Some(BackupSource::Project(p)) => project::run(g, p),
+        Some(BackupSource::Host(h)) => host::run(g, h),
+        Some(BackupSource::Stdin(i)) => stdin::run(g, i),
     }
 }
 

@@ -139,6 +139,8 @@ fn host_paths(loaded: &Loaded, job: &Job) -> Vec<(PathBuf, bool)> {
             want.push(static_dir(static_pods_dir));
         }
         Source::Project { .. } => {}
+        // Refused by `cronjob` before this is reached: a host job belongs on the host.
+        Source::Host { .. } => {}
     }
     let repos =
         std::iter::once(job.repository.get_ref()).chain(job.copy_to.iter().map(|c| c.get_ref()));
@@ -173,6 +175,13 @@ pub fn cronjob(loaded: &Loaded, name: &str, a: &CronJobArgs) -> Result<(CronJob,
         bail!(
             "job {name}: schedule {:?} has a seconds field; Kubernetes CronJobs take 5 fields",
             sched.get_ref()
+        );
+    }
+    if matches!(job.source, Source::Host { .. }) {
+        bail!(
+            "job {name} backs up the host itself (source kind \"host\"): in a pod, the package \
+             inventory, kernel and hostname would be the container's, not the node's; run it \
+             on the node from a systemd timer instead: cairn generate systemd {name}"
         );
     }
     let config_path = std::path::absolute(&loaded.path).unwrap_or_else(|_| loaded.path.clone());

@@ -70,6 +70,7 @@ pub fn source_kind(s: &Source) -> &'static str {
         Source::StaticPods { .. } => "static-pods",
         Source::Cluster { .. } => "cluster",
         Source::Project { .. } => "project",
+        Source::Host { .. } => "host",
     }
 }
 

@@ -10,6 +10,7 @@ use crate::args::{
     BackupArgs, BackupCommon, BackupSource, ClusterArgs, EtcdArgs, Global, KubeArgs, ProjectArgs,
     SnapshotFilter, StaticPodsArgs, WalkArgs,
 };
+use crate::commands::backup::host::HostArgs;
 use crate::commands::{backup, check, copy, forget};
 use crate::exit::Code;
 use crate::output;
@@ -73,7 +74,7 @@ fn status(code: Code) -> Status {
         Code::Ok => Status::Ok,
         Code::Partial => Status::Partial,
         Code::Damage => Status::Damage,
-        Code::Error | Code::Usage | Code::StdoutClosed => Status::Failed,
+        Code::Error | Code::Usage | Code::Unfit | Code::StdoutClosed => Status::Failed,
     }
 }
 
@@ -213,6 +214,24 @@ impl CliSteps<'_> {
                     },
                     common: common.clone(),
                 })),
+                vec![],
+                WalkArgs::default(),
+            ),
+            Source::Host {
+                presets,
+                paths,
+                root,
+                inventory,
+            } => (
+                Some(BackupSource::Host(Box::new(HostArgs {
+                    presets: presets.clone(),
+                    root: root.clone().unwrap_or_else(|| PathBuf::from("/")),
+                    no_inventory: !inventory,
+                    config: Some(self.loaded.path.clone()),
+                    paths: paths.clone(),
+                    common: common.clone(),
+                    walk: WalkArgs::default(),
+                }))),
                 vec![],
                 WalkArgs::default(),
             ),
