@@ -278,6 +278,19 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// The repositories `job` writes (its own, then each `copy_to`) that are known here.
+    pub fn repositories_of<'a>(&'a self, job: &'a Job) -> impl Iterator<Item = &'a Repository> {
+        std::iter::once(job.repository.get_ref())
+            .chain(job.copy_to.iter().map(|c| c.get_ref()))
+            .filter_map(|name| self.repository(name))
+    }
+
+    /// The directory of a local repository (a path or `file://` URL); `None` for a remote one.
+    pub fn local_dir(r: &Repository) -> Option<PathBuf> {
+        let url = r.url.strip_prefix("file://").unwrap_or(&r.url);
+        (!url.contains("://")).then(|| PathBuf::from(url))
+    }
+
     /// The job named `name`, or an error listing the jobs there are.
     pub fn job(&self, name: &str) -> Result<&Job, String> {
         self.config

@@ -142,16 +142,12 @@ fn host_paths(loaded: &Loaded, job: &Job) -> Vec<(PathBuf, bool)> {
         // Refused by `cronjob` before this is reached: a host job belongs on the host.
         Source::Host { .. } => {}
     }
-    let repos =
-        std::iter::once(job.repository.get_ref()).chain(job.copy_to.iter().map(|c| c.get_ref()));
-    for name in repos {
-        if let Some(r) = loaded.repository(name) {
-            let url = r.url.strip_prefix("file://").unwrap_or(&r.url);
-            if !url.contains("://") {
-                want.push((PathBuf::from(url), true));
-            }
-        }
-    }
+    want.extend(
+        loaded
+            .repositories_of(job)
+            .filter_map(Loaded::local_dir)
+            .map(|d| (d, true)),
+    );
     // Writable first, so a read-only child of a writable directory is dropped, not the reverse.
     want.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
     let mut out: Vec<(PathBuf, bool)> = Vec::new();

@@ -155,17 +155,12 @@ pub fn on_calendar(expr: &str, tz: &str) -> Result<String, String> {
 /// Paths the service must be able to write: local repositories, state, cache, metrics.
 fn writable(loaded: &Loaded, job: &Job, metrics: Option<&Path>) -> Vec<String> {
     let mut out = BTreeSet::new();
-    let repos =
-        std::iter::once(job.repository.get_ref()).chain(job.copy_to.iter().map(|c| c.get_ref()));
-    for name in repos {
-        if let Some(r) = loaded.repository(name) {
-            let url = r.url.strip_prefix("file://").unwrap_or(&r.url);
-            if !url.contains("://") {
-                out.insert(url.to_string());
-            }
-            if let Some(c) = &r.cache_dir {
-                out.insert(c.display().to_string());
-            }
+    for r in loaded.repositories_of(job) {
+        if let Some(d) = Loaded::local_dir(r) {
+            out.insert(d.display().to_string());
+        }
+        if let Some(c) = &r.cache_dir {
+            out.insert(c.display().to_string());
         }
     }
     out.insert(loaded.state_dir().display().to_string());
