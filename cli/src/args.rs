@@ -60,6 +60,11 @@ pub struct Global {
     /// Only errors on stderr, no progress.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Read the repository as it was at TIME (RFC 3339, e.g. 2026-12-05T17:00:00Z) from the
+    /// object versions of a versioned S3 bucket, for snapshots, ls, restore, check and copy's
+    /// source: what an attacker deleted or overwrote since is back. Read-only.
+    #[arg(long, global = true, value_name = "TIME")]
+    pub as_of: Option<String>,
 }
 
 /// How to reach S3. Everything follows the AWS conventions (see the README): credentials from
@@ -210,6 +215,14 @@ pub struct InitArgs {
     /// are append-only (see `cairn policy`).
     #[arg(long)]
     pub allow_host_retention: bool,
+    /// S3 Object Lock: every object is written with a retention of DAYS days, and prune extends
+    /// it for what it keeps. The bucket must have been created with Object Lock enabled.
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=36500), conflicts_with = "like")]
+    pub object_lock_days: Option<u32>,
+    /// Object Lock mode: compliance (nobody can shorten or remove the retention) or
+    /// governance (users allowed s3:BypassGovernanceRetention can).
+    #[arg(long, value_name = "MODE", default_value = "compliance", value_parser = ["compliance", "governance"], requires = "object_lock_days")]
+    pub object_lock_mode: String,
 }
 
 #[derive(Subcommand, Debug)]

@@ -14,6 +14,7 @@ pub mod index;
 pub mod keys;
 pub mod lease;
 pub mod loader;
+pub mod object_lock;
 pub mod policy;
 pub mod project;
 pub mod prune;

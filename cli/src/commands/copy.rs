@@ -31,7 +31,7 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<Code> {
         None => credentials::location(g)
             .context("no source repository: pass --from REPO, or --repo / CAIRN_REPO")?,
     };
-    let src = Arc::new(credentials::open_at(g, from)?);
+    let src = Arc::new(credentials::open_source_at(g, from)?);
     let dst = Arc::new(credentials::open_at(g, &a.to)?);
     let filter = Filter::from(&a.filter);
     let mut unreadable = Vec::new();

@@ -11,6 +11,7 @@ mod generate;
 mod init;
 mod key;
 mod ls;
+pub mod object_lock;
 mod policy;
 pub mod prune;
 pub mod repair;
