@@ -285,7 +285,7 @@ fn object_lock_protects_every_object_and_prune_extends_it() {
     assert!(r.status == 403 || r.status == 400, "{r:?}");
     assert!(fx.store.exists(&format!("snapshots/{s1}")));
 
-    // A deleted snapshot only gets a delete marker; prune extends the retention of the rest.
+    // Prune extends the retention of what it keeps.
     std::thread::sleep(Duration::from_millis(1100));
     let before = retain_until(&bucket, &key).unwrap();
     let out = fx.id(&["--json", "prune"]);
@@ -295,6 +295,27 @@ fn object_lock_protects_every_object_and_prune_extends_it() {
     assert!(num(&r, "retention_extended") >= 4, "{r:#}");
     let after = retain_until(&bucket, &key).unwrap();
     assert!(after > before, "{before} → {after}");
+
+    // forget --prune of the first snapshot: gone from the repository's view, but its locked
+    // version (and its packs') stays, and --as-of reads it.
+    write_file(&src.join("a.bin"), &random_bytes(2, 300_000));
+    let s2 = Fixture::snap_id(&fx.backup(&[&src]));
+    std::thread::sleep(Duration::from_millis(1100));
+    let t = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    std::thread::sleep(Duration::from_millis(1100));
+    fx.id(&["forget", "--keep-last", "1", "--group-by", "", "--prune"])
+        .ok();
+    assert_eq!(snapshot_ids(&fx.store), [s2.clone()].into_iter().collect());
+    assert!(
+        !versions(&bucket, &key).is_empty(),
+        "the locked version of {key} was deleted"
+    );
+    let out = fx.id(&["--json", "snapshots", "--as-of", &t]);
+    out.ok();
+    assert!(
+        out.stdout.contains(&s1) && out.stdout.contains(&s2),
+        "{out}"
+    );
 
     // check: clean, and says every object is protected; an object rewritten without a lock
     // (a writer that ignores the policy) is named.

@@ -83,6 +83,8 @@ pub struct RemoteBackend {
     location: String,
     runtime: Arc<tokio::runtime::Runtime>,
     no_conditional_put: Arc<AtomicBool>,
+    /// Retries of a request object_store does not retry itself.
+    retries: usize,
     /// Requests object_store does not make (S3 only).
     api: Option<Arc<S3Api>>,
     /// Retention every object written gets (S3 Object Lock), once set.
@@ -132,9 +134,15 @@ impl RemoteBackend {
                     .build()
                     .map_err(|e| Error::Invalid(format!("cannot use S3 repository {url}: {e}")))?;
                 api = Some(Arc::new(
-                    S3Api::new(&cfg, bucket, &prefix, s3.credentials().clone(), &client).map_err(
-                        |e| Error::Invalid(format!("cannot use S3 repository {url}: {e}")),
-                    )?,
+                    S3Api::new(
+                        &cfg,
+                        bucket,
+                        &prefix,
+                        s3.credentials().clone(),
+                        &client,
+                        opts.retries,
+                    )
+                    .map_err(|e| Error::Invalid(format!("cannot use S3 repository {url}: {e}")))?,
                 ));
                 Arc::new(s3)
             }
@@ -174,6 +182,7 @@ impl RemoteBackend {
             prefix,
             runtime: Arc::new(runtime),
             no_conditional_put: Arc::new(AtomicBool::new(false)),
+            retries: opts.retries,
             api,
             lock: Arc::default(),
         })
@@ -291,8 +300,26 @@ impl RemoteBackend {
                 .block(api.put_locked(path, bytes, retention))
                 .map_err(|e| CreateError::Api(path.to_string(), e));
         }
-        let opts = PutOptions::from(PutMode::Create);
-        match self.block(self.store.put_opts(key, PutPayload::from(bytes), opts)) {
+        // object_store does not retry a conditional PUT that timed out or lost its connection
+        // (it is not idempotent): retry here. A retry that finds the name taken may have been
+        // preceded by a create that succeeded; callers check what is stored.
+        let mut attempt = 0;
+        let result = loop {
+            let opts = PutOptions::from(PutMode::Create);
+            let r = self.block(
+                self.store
+                    .put_opts(key, PutPayload::from(bytes.clone()), opts),
+            );
+            match r {
+                Err(ref e) if attempt < self.retries && is_transient(e) => {
+                    tracing::debug!("uploading {key}: {e}; retrying");
+                    std::thread::sleep(backoff(attempt));
+                    attempt += 1;
+                }
+                r => break r,
+            }
+        };
+        match result {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(object_store::Error::NotImplemented { .. })
@@ -341,6 +368,25 @@ impl RemoteBackend {
         }
         Err(self.error("reading", path, last.expect("at least one attempt")))
     }
+}
+
+/// Whether a failed request may succeed when sent again.
+fn is_transient(e: &object_store::Error) -> bool {
+    !matches!(
+        e,
+        object_store::Error::AlreadyExists { .. }
+            | object_store::Error::NotImplemented { .. }
+            | object_store::Error::NotSupported { .. }
+            | object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }
+            | object_store::Error::Precondition { .. }
+            | object_store::Error::NotFound { .. }
+    )
+}
+
+/// Wait before retry `attempt` (from 0): 1 s, doubling, at most 30 s.
+pub(crate) fn backoff(attempt: usize) -> Duration {
+    Duration::from_secs(1 << attempt.min(5)).min(Duration::from_secs(30))
 }
 
 /// Why a conditional create did not happen.

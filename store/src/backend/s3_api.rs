@@ -2,8 +2,9 @@
 //! retention (read, set), uploads that carry Object Lock headers, and object versions (list,
 //! read one). They are signed with object_store's own SigV4 signer and credential provider
 //! (so every credential source cairn resolves works here too) and sent through its HTTP client
-//! with the same client options; failed requests (5xx, connection errors) are retried a few
-//! times with backoff.
+//! with the same client options; failed requests (5xx, connection errors, timeouts) are
+//! retried as often as object_store's own, with backoff. A retried create that finds its
+//! name taken may follow a lost answer to a create that succeeded: callers check.
 
 use super::s3_config::S3Config;
 use bytes::Bytes;
@@ -11,10 +12,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use object_store::aws::{AwsAuthorizer, AwsCredentialProvider};
 use object_store::client::{HttpClient, HttpConnector, HttpRequestBody, ReqwestConnector};
 use object_store::ClientOptions;
-use std::time::Duration;
-
-/// Attempts of one request (5xx answers and connection errors are retried).
-const ATTEMPTS: u32 = 4;
 
 /// Object Lock retention mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +115,8 @@ pub struct S3Api {
     base: String,
     /// The repository prefix, empty or ending with `/`.
     prefix: String,
+    /// Retries of a request that failed with a 5xx answer or a transport error.
+    retries: usize,
 }
 
 /// Percent-encode a key for a URL path (`/` kept).
@@ -184,6 +183,7 @@ impl S3Api {
         prefix: &str,
         credentials: AwsCredentialProvider,
         client: &ClientOptions,
+        retries: usize,
     ) -> object_store::Result<S3Api> {
         let base = match &cfg.endpoint {
             Some(e) => format!("{}/{bucket}", e.trim_end_matches('/')),
@@ -197,6 +197,7 @@ impl S3Api {
             region: cfg.region.clone(),
             base,
             prefix: prefix.to_string(),
+            retries,
         })
     }
 
@@ -228,9 +229,9 @@ impl S3Api {
             message: e,
         };
         let mut last = None;
-        for attempt in 0..ATTEMPTS {
+        for attempt in 0..=self.retries {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+                tokio::time::sleep(super::remote::backoff(attempt - 1)).await;
             }
             let cred = self
                 .credentials
