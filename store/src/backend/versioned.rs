@@ -121,3 +121,112 @@ impl Backend for AsOfBackend {
         self.inner.is_remote()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::ObjectVersion;
+    use std::collections::HashMap;
+
+    /// A versioned bucket in memory: its versions (each key's newest first) and their bytes.
+    struct Bucket {
+        versions: Vec<ObjectVersion>,
+        bytes: HashMap<String, Vec<u8>>,
+    }
+
+    fn refuse() -> Error {
+        Error::Invalid("not in this test".into())
+    }
+
+    impl Backend for Bucket {
+        fn location(&self) -> String {
+            "s3://test".into()
+        }
+        fn put(&self, _: &str, _: &[u8]) -> Result<()> {
+            Err(refuse())
+        }
+        fn replace(&self, _: &str, _: &[u8]) -> Result<()> {
+            Err(refuse())
+        }
+        fn put_new(&self, _: &str, _: &[u8]) -> Result<bool> {
+            Err(refuse())
+        }
+        fn get(&self, _: &str) -> Result<Vec<u8>> {
+            Err(refuse())
+        }
+        fn open(&self, _: &str) -> Result<Box<dyn ReadSeek>> {
+            Err(refuse())
+        }
+        fn exists(&self, _: &str) -> Result<bool> {
+            Err(refuse())
+        }
+        fn list(&self, _: &str) -> Result<Vec<ObjectInfo>> {
+            Err(refuse())
+        }
+        fn delete(&self, _: &str) -> Result<()> {
+            Err(refuse())
+        }
+        fn versions(&self, _: &str) -> Result<Vec<ObjectVersion>> {
+            Ok(self.versions.clone())
+        }
+        fn get_version(&self, _: &str, version_id: &str) -> Result<Vec<u8>> {
+            self.bytes.get(version_id).cloned().ok_or_else(refuse)
+        }
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn v(path: &str, id: &str, secs: i64, marker: bool) -> ObjectVersion {
+        ObjectVersion {
+            path: path.into(),
+            version_id: id.into(),
+            last_modified: at(secs),
+            size: if marker { 0 } else { id.len() as u64 },
+            delete_marker: marker,
+        }
+    }
+
+    fn bucket() -> Bucket {
+        // snapshots/a written at 10, deleted at 30; data/p written at 10, overwritten at 30;
+        // snapshots/b written at 20; index/late written at 40.
+        let versions = vec![
+            v("data/p", "p-garbage", 30, false),
+            v("data/p", "p-good", 10, false),
+            v("index/late", "late", 40, false),
+            v("snapshots/a", "a-marker", 30, true),
+            v("snapshots/a", "a1", 10, false),
+            v("snapshots/b", "b1", 20, false),
+        ];
+        let bytes = ["p-garbage", "p-good", "late", "a1", "b1"]
+            .iter()
+            .map(|id| (id.to_string(), id.as_bytes().to_vec()))
+            .collect();
+        Bucket { versions, bytes }
+    }
+
+    #[test]
+    fn each_key_reads_its_version_current_at_the_moment() {
+        let before = AsOfBackend::new(Box::new(bucket()), at(25)).unwrap();
+        let names = |b: &AsOfBackend, dir| -> Vec<String> {
+            b.list(dir).unwrap().into_iter().map(|o| o.path).collect()
+        };
+        assert_eq!(names(&before, "snapshots"), ["snapshots/a", "snapshots/b"]);
+        assert_eq!(before.get("data/p").unwrap(), b"p-good");
+        assert!(!before.exists("index/late").unwrap());
+        assert!(matches!(
+            before.get("index/late"),
+            Err(Error::NotFound { .. })
+        ));
+        assert!(before.put("snapshots/c", b"x").is_err());
+        assert!(before.delete("snapshots/a").is_err());
+
+        let after = AsOfBackend::new(Box::new(bucket()), at(35)).unwrap();
+        assert_eq!(names(&after, "snapshots"), ["snapshots/b"]);
+        assert_eq!(after.get("data/p").unwrap(), b"p-garbage");
+
+        // Before anything was written: nothing to read, said so.
+        assert!(AsOfBackend::new(Box::new(bucket()), at(5)).is_err());
+    }
+}
