@@ -48,8 +48,11 @@ pub struct Global {
     /// Default: $XDG_CACHE_HOME/cairn or ~/.cache/cairn.
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Read everything from the repository, without the local metadata cache.
-    #[arg(long, env = "CAIRN_NO_CACHE", global = true)]
+    /// Read everything from the repository, without the local metadata cache
+    /// (`CAIRN_NO_CACHE=1`, `true` or `yes`; `0`, `false`, `no` or empty leave it on).
+    #[arg(long, env = "CAIRN_NO_CACHE", global = true,
+          action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cache: bool,
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
@@ -60,6 +63,11 @@ pub struct Global {
     /// Only errors on stderr, no progress.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Read the repository as it was at TIME (RFC 3339, e.g. 2026-12-05T17:00:00Z) from the
+    /// object versions of a versioned S3 bucket, for snapshots, ls, restore, check and copy's
+    /// source: what an attacker deleted or overwrote since is back. Read-only.
+    #[arg(long, global = true, value_name = "TIME")]
+    pub as_of: Option<String>,
 }
 
 /// How to reach S3. Everything follows the AWS conventions (see the README): credentials from
@@ -230,6 +238,14 @@ pub struct InitArgs {
     /// are append-only (see `cairn policy`).
     #[arg(long)]
     pub allow_host_retention: bool,
+    /// S3 Object Lock: every object is written with a retention of DAYS days, and prune extends
+    /// it for what it keeps. The bucket must have been created with Object Lock enabled.
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=36500), conflicts_with = "like")]
+    pub object_lock_days: Option<u32>,
+    /// Object Lock mode: compliance (nobody can shorten or remove the retention) or
+    /// governance (users allowed s3:BypassGovernanceRetention can).
+    #[arg(long, value_name = "MODE", default_value = "compliance", value_parser = ["compliance", "governance"], requires = "object_lock_days")]
+    pub object_lock_mode: String,
 }
 
 #[derive(Subcommand, Debug)]

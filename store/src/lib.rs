@@ -16,6 +16,7 @@ pub mod job;
 pub mod keys;
 pub mod lease;
 pub mod loader;
+pub mod object_lock;
 pub mod policy;
 pub mod project;
 pub mod prune;

@@ -47,6 +47,7 @@ pub mod repo_objects;
 pub mod rss;
 pub mod s3;
 pub mod versions;
+pub mod worm;
 
 /// Extra environment for a cairn run, owned.
 pub type Env = Vec<(String, std::ffi::OsString)>;

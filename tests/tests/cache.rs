@@ -182,6 +182,17 @@ fn no_cache_writes_nothing_and_local_repositories_are_not_cached() {
     fx.wk(&["--no-cache", "backup", s(&src)]).ok();
     fx.wk(&["--no-cache", "ls", "latest"]).ok();
     assert!(!fx.cache().exists(), "--no-cache created {:?}", fx.cache());
+    // The environment variable, spelled as the README does, and its negation.
+    fx.wk_env(&["ls", "latest"], &[("CAIRN_NO_CACHE", OsStr::new("1"))])
+        .ok();
+    assert!(
+        !fx.cache().exists(),
+        "CAIRN_NO_CACHE=1 created {:?}",
+        fx.cache()
+    );
+    fx.wk_env(&["ls", "latest"], &[("CAIRN_NO_CACHE", OsStr::new("0"))])
+        .ok();
+    assert!(fx.cache().exists(), "CAIRN_NO_CACHE=0 turned the cache off");
 
     let local = Fixture::new();
     let src = local.dir("src");

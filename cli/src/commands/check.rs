@@ -69,6 +69,9 @@ pub fn audit_silent(g: &Global, a: &CheckArgs) -> Result<(Code, CheckReport)> {
     } else {
         let repo = Arc::new(credentials::open_uncached(g)?);
         let mut audit = check::check_structure(&repo, &mut report)?;
+        if g.as_of.is_none() {
+            crate::commands::object_lock::audit(repo.backend(), &mut report.notes)?;
+        }
         let subset = match (a.read_data, a.read_data_subset) {
             (true, _) => Some(Subset::All),
             (false, s) => s,

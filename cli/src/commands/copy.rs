@@ -42,7 +42,7 @@ pub fn transfer(
     g_to: &Global,
     a: &CopyArgs,
 ) -> Result<(Code, copy::CopyReport)> {
-    let src = Arc::new(credentials::open_at(g, from)?);
+    let src = Arc::new(credentials::open_source_at(g, from)?);
     let dst = Arc::new(credentials::open_at(g_to, &a.to)?);
     transfer_open(g, from, &src, &dst, a)
 }

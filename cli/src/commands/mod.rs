@@ -13,6 +13,7 @@ mod init;
 pub mod jobs;
 mod key;
 mod ls;
+pub mod object_lock;
 mod policy;
 pub mod presets;
 pub mod prune;

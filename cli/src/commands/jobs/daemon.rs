@@ -605,6 +605,7 @@ fn global_placeholder() -> Global {
         },
         cache_dir: None,
         no_cache: false,
+        as_of: None,
         json: false,
         verbose: 0,
         quiet: false,

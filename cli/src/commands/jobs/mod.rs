@@ -90,6 +90,7 @@ pub fn global_for(base: &Global, r: &config::Repository) -> Global {
         },
         cache_dir: r.cache_dir.clone().or_else(|| base.cache_dir.clone()),
         no_cache: base.no_cache,
+        as_of: None,
         json: false,
         verbose: base.verbose,
         quiet: true,
