@@ -51,4 +51,24 @@ fi
 echo "== …and the administrator applies it with the identity: keep the newest, prune the rest"
 "$cairn" forget --identity "$work/identity.txt" --keep-last 1 --prune
 "$cairn" check --key "$work/write.key"
+
+echo "== unattended: the same backup as a configured job (what the systemd timer or daemon runs)"
+cat > "$work/cairn.toml" <<EOF
+state_dir = "$work/state"
+
+[repositories.example]
+url = "$work/repo"
+key = "$work/write.key"
+
+[jobs.example]
+repository = "example"
+schedule = "0 3 * * *"
+timezone = "Europe/Paris"
+tags = ["example"]
+source = { kind = "paths", paths = ["$work/host/etc/kubernetes"] }
+EOF
+"$cairn" config check --config "$work/cairn.toml"
+"$cairn" run example --config "$work/cairn.toml" --metrics-file "$work/cairn.prom"
+"$cairn" jobs --config "$work/cairn.toml" --count 2
+grep '^cairn_job_last_exit_code' "$work/cairn.prom"
 echo "(all files are in $work; remove it when done)"

@@ -48,8 +48,11 @@ pub struct Global {
     /// Default: $XDG_CACHE_HOME/cairn or ~/.cache/cairn.
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Read everything from the repository, without the local metadata cache.
-    #[arg(long, env = "CAIRN_NO_CACHE", global = true)]
+    /// Read everything from the repository, without the local metadata cache
+    /// (`CAIRN_NO_CACHE=1`, `true` or `yes`; `0`, `false`, `no` or empty leave it on).
+    #[arg(long, env = "CAIRN_NO_CACHE", global = true,
+          action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cache: bool,
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
@@ -60,6 +63,11 @@ pub struct Global {
     /// Only errors on stderr, no progress.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Read the repository as it was at TIME (RFC 3339, e.g. 2026-12-05T17:00:00Z) from the
+    /// object versions of a versioned S3 bucket, for snapshots, ls, restore, check and copy's
+    /// source: what an attacker deleted or overwrote since is back. Read-only.
+    #[arg(long, global = true, value_name = "TIME")]
+    pub as_of: Option<String>,
 }
 
 /// How to reach S3. Everything follows the AWS conventions (see the README): credentials from
@@ -155,9 +163,25 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Generate files from cairn's own definitions (man pages).
+    /// Generate files from cairn's own definitions (man pages) and deployment files for jobs
+    /// (systemd units, Kubernetes CronJobs).
     #[command(subcommand)]
     Generate(GenerateCommand),
+    /// Check the configuration file (jobs and repositories).
+    #[command(subcommand)]
+    Config(crate::commands::jobs::ConfigCommand),
+    /// Run jobs of the configuration file now: backup, retention, copies, audit.
+    Run(crate::commands::jobs::run::RunArgs),
+    /// List the configured jobs with their next run times, in each job's time zone.
+    Jobs(crate::commands::jobs::JobsArgs),
+    /// Run the configured jobs on their schedules, with /metrics over HTTP.
+    Daemon(crate::commands::jobs::daemon::DaemonArgs),
+    /// List and show host presets (`backup host --preset`).
+    #[command(subcommand)]
+    Presets(crate::commands::presets::PresetsCommand),
+    /// Restore to a fresh host: compare a snapshot's recorded inventory with this host.
+    #[command(subcommand)]
+    Host(crate::commands::host::HostCommand),
 }
 
 /// `cairn policy …`.
@@ -181,6 +205,10 @@ pub enum GenerateCommand {
         /// Directory to write the pages into (created if missing).
         dir: PathBuf,
     },
+    /// Write a systemd service and timer for a job (cairn-JOB.service, cairn-JOB.timer).
+    Systemd(crate::commands::jobs::systemd::SystemdArgs),
+    /// Write a Kubernetes CronJob for a job on OpenShift control-plane nodes (YAML).
+    Cronjob(crate::commands::jobs::cronjob::CronJobArgs),
 }
 
 #[derive(Args, Debug)]
@@ -210,6 +238,14 @@ pub struct InitArgs {
     /// are append-only (see `cairn policy`).
     #[arg(long)]
     pub allow_host_retention: bool,
+    /// S3 Object Lock: every object is written with a retention of DAYS days, and prune extends
+    /// it for what it keeps. The bucket must have been created with Object Lock enabled.
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=36500), conflicts_with = "like")]
+    pub object_lock_days: Option<u32>,
+    /// Object Lock mode: compliance (nobody can shorten or remove the retention) or
+    /// governance (users allowed s3:BypassGovernanceRetention can).
+    #[arg(long, value_name = "MODE", default_value = "compliance", value_parser = ["compliance", "governance"], requires = "object_lock_days")]
+    pub object_lock_mode: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -382,6 +418,12 @@ pub enum BackupSource {
     /// Export every object of projects (namespaces) from the Kubernetes API, normalised for
     /// re-creation, one YAML document per object.
     Project(ProjectArgs),
+    /// Back up a host's configuration by node role (presets) with its inventory: packages,
+    /// OS release, kernel, hostname, MachineConfig.
+    Host(Box<crate::commands::backup::host::HostArgs>),
+    /// Store a command's output, or standard input, as one file (restic's
+    /// --stdin-from-command / --stdin --stdin-filename).
+    Stdin(crate::commands::backup::stdin::StdinArgs),
 }
 
 /// How to reach a Kubernetes API server.

@@ -125,25 +125,55 @@ pub fn backend(g: &Global) -> Result<Box<dyn backend::Backend>> {
 }
 
 /// Open the repository named in `g` with the credentials in `g`, caching metadata of a
-/// remote repository unless `--no-cache`.
+/// remote repository unless `--no-cache`; as of `--as-of` if given.
 pub fn open(g: &Global) -> Result<Repository> {
-    open_at(g, location(g)?)
+    open_source_at(g, location(g)?)
 }
 
 /// [`open`] without the metadata cache: for audits and repairs, which must see the
 /// repository itself.
 pub fn open_uncached(g: &Global) -> Result<Repository> {
-    open_with(g, location(g)?, None)
+    open_with(g, location(g)?, None, as_of(g)?)
 }
 
 /// Open the repository at `loc` with the credentials in `g`.
 pub fn open_at(g: &Global, loc: &str) -> Result<Repository> {
-    open_with(g, loc, cache_root(g).as_deref())
+    open_with(g, loc, cache_root(g).as_deref(), None)
 }
 
-fn open_with(g: &Global, loc: &str, cache: Option<&Path>) -> Result<Repository> {
+/// [`open_at`] for a repository read from (copy's source): as of `--as-of` if given.
+pub fn open_source_at(g: &Global, loc: &str) -> Result<Repository> {
+    open_with(g, loc, cache_root(g).as_deref(), as_of(g)?)
+}
+
+/// `--as-of`, parsed.
+fn as_of(g: &Global) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+    g.as_of
+        .as_deref()
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t.trim())
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .with_context(|| {
+                    format!("--as-of {t:?} is not an RFC 3339 time such as 2026-12-05T17:00:00Z")
+                })
+        })
+        .transpose()
+}
+
+fn open_with(
+    g: &Global,
+    loc: &str,
+    cache: Option<&Path>,
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<Repository> {
     let creds = credentials(g)?;
-    let backend = backend::open(loc, &g.s3.options())?;
+    let mut backend = backend::open(loc, &g.s3.options())?;
+    if let Some(at) = as_of {
+        backend = Box::new(
+            backend::AsOfBackend::new(backend, at)
+                .with_context(|| format!("reading repository {loc} as of {at}"))?,
+        );
+    }
     Repository::open_cached(backend, creds, cache)
         .with_context(|| format!("opening repository {loc}"))
 }

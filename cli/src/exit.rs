@@ -18,6 +18,9 @@ pub enum Code {
     Partial = 3,
     /// `check` found damage (listed on stdout and in `--json`).
     Damage = 4,
+    /// `host compare`: this host is not fit to receive the snapshot's restore (the reasons
+    /// are listed on stdout and in `--json`).
+    Unfit = 5,
     /// stdout was closed by its reader (`| head`); the command stopped quietly (128 + SIGPIPE,
     /// what a shell reports for coreutils there).
     StdoutClosed = 141,

@@ -6,11 +6,15 @@ mod cache;
 mod local;
 mod location;
 mod remote;
+mod s3_api;
 mod s3_config;
+mod versioned;
 
 pub use cache::CachedBackend;
 pub use local::LocalBackend;
 pub use remote::{RemoteBackend, RemoteOptions};
+pub use s3_api::{LockMode, ObjectVersion, Retention, WriteLock};
+pub use versioned::AsOfBackend;
 
 use crate::Result;
 use std::io::{Read, Seek};
@@ -33,13 +37,19 @@ pub trait Backend: Send + Sync {
     /// Human-readable location, for messages.
     fn location(&self) -> String;
     /// Store `bytes` at `path`, durably, never exposing a partial object under `path`.
-    /// Content-addressed objects may be written twice with the same bytes.
+    /// `path` is content-addressed (or otherwise written once): an object already stored
+    /// under it holds the same bytes. Object stores therefore create without overwriting
+    /// (`If-None-Match: *`) and accept a name already taken, so writers need no permission
+    /// to replace or delete objects.
     fn put(&self, path: &str, bytes: &[u8]) -> Result<()>;
     /// [`Backend::put`] of a buffer the caller no longer needs (spares a copy where the
     /// backend keeps its own).
     fn put_owned(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
         self.put(path, &bytes)
     }
+    /// Store `bytes` at `path`, replacing what is there (needs permission to overwrite; only
+    /// the prune lease, held by maintenance, is written so).
+    fn replace(&self, path: &str, bytes: &[u8]) -> Result<()>;
     /// How many large writes (packs) to run at once.
     fn parallel_writes(&self) -> usize {
         2
@@ -65,6 +75,46 @@ pub trait Backend: Send + Sync {
     fn is_remote(&self) -> bool {
         false
     }
+    /// Whether the bucket has S3 Object Lock enabled; None where there is no such thing.
+    fn bucket_object_lock(&self) -> Result<Option<bool>> {
+        Ok(None)
+    }
+    /// Give every object written from now on this retention (S3 Object Lock; leases and gc
+    /// markers excepted). Backends without Object Lock refuse a lock.
+    fn set_write_lock(&self, lock: Option<WriteLock>) -> Result<()> {
+        match lock {
+            None => Ok(()),
+            Some(_) => Err(no_lock(&self.location())),
+        }
+    }
+    /// The retention of the current version of `path` (None: it has none).
+    fn retention(&self, _path: &str) -> Result<Option<Retention>> {
+        Err(no_lock(&self.location()))
+    }
+    /// Set (extend) the retention of the current version of `path`.
+    fn set_retention(&self, _path: &str, _retention: Retention) -> Result<()> {
+        Err(no_lock(&self.location()))
+    }
+    /// Every version and delete marker below the directory `dir` (versioned S3 buckets).
+    fn versions(&self, _dir: &str) -> Result<Vec<ObjectVersion>> {
+        Err(crate::Error::Invalid(format!(
+            "{} keeps no object versions (--as-of needs a versioned S3 bucket)",
+            self.location()
+        )))
+    }
+    /// Read one version of an object.
+    fn get_version(&self, path: &str, _version_id: &str) -> Result<Vec<u8>> {
+        Err(crate::Error::Invalid(format!(
+            "{} keeps no object versions (reading {path})",
+            self.location()
+        )))
+    }
+}
+
+fn no_lock(location: &str) -> crate::Error {
+    crate::Error::Invalid(format!(
+        "{location} has no Object Lock: it needs an S3 bucket created with Object Lock enabled"
+    ))
 }
 
 /// Open a backend from a location: a path, a `file://` URL, or an object store URL

@@ -124,6 +124,21 @@ pub fn copy(
             .is_some_and(|(_, size)| *size == info.size)
     });
     report.packs_adopted = adopt.len() as u64;
+    // Writes are creates that keep what a name already holds: a damaged leftover must go
+    // first, which needs credentials that may delete.
+    for n in &send {
+        let info = src_index.pack(*n);
+        if let Some((_, size)) = present.get(&info.id) {
+            let path = Repository::pack_path(info.kind, &info.id);
+            dst.backend().delete(&path).map_err(|e| {
+                Error::Invalid(format!(
+                    "{path} at {} is damaged ({size} bytes, {} expected) and could not be removed to send it again: {e}; remove it with credentials that may delete (or run `cairn prune` there), then copy again",
+                    dst.backend().location(),
+                    info.size
+                ))
+            })?;
+        }
+    }
     let sent = send_packs(src, dst, &src_index, &send, progress)?;
     report.packs_copied = send.len() as u64;
     report.bytes_copied = sent;

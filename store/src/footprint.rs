@@ -89,3 +89,15 @@ pub fn measure(
     }
     Ok(out)
 }
+
+/// The repository's stored bytes now: every object (config, keys, packs, index, snapshots,
+/// locks and GC markers), as `forget --max-size` counts them.
+pub fn stored_total(repo: &Repository) -> Result<u64> {
+    let mut stored = repo.backend().get("config")?.len() as u64;
+    for dir in ["keys", "data", "tree", "index", "snapshots", "locks", "gc"] {
+        for obj in repo.backend().list(dir)? {
+            stored = stored.saturating_add(obj.size);
+        }
+    }
+    Ok(stored)
+}

@@ -6,6 +6,11 @@
 //! [`expiry_secs`], and a writer that could not renew its own lease for half that long refuses
 //! to commit its snapshot (a prune may already have swept packs it relied on). Prune itself
 //! holds the single `locks/prune` lease, taken with a conditional create.
+//!
+//! Writer leases are create-only, so backups need no permission to overwrite or delete: each
+//! renewal is a new object `locks/<random>.<n>` (n = 1, 2, …), and release writes
+//! `locks/<random>.end`. Readers take the highest-numbered record of each lease; prune (with
+//! credentials that may delete) removes released, abandoned and superseded lease objects.
 
 use crate::index::Index;
 use crate::repo::Repository;
@@ -74,6 +79,8 @@ pub fn is_held(lease: &LeaseRecord) -> bool {
 
 struct State {
     record: LeaseRecord,
+    /// Number of the last record object written (`locks/<random>.<n>`; 0 is the first).
+    written: u64,
     renewed: Instant,
     /// Set once a renewal came too late (the process was paused or the storage unreachable
     /// for half the expiry): a prune may have treated the lease as abandoned, so it is never
@@ -87,9 +94,11 @@ impl State {
     }
 }
 
-/// A held lease; released (deleted) on drop.
+/// A held lease; released on drop (a writer's by its `.end` object, the prune lease by
+/// deleting it).
 pub struct Lease {
     repo: Arc<Repository>,
+    /// `locks/<random>` for a writer, [`PRUNE_LEASE`] for prune.
     path: String,
     state: Arc<Mutex<State>>,
     stop: Option<mpsc::Sender<()>>,
@@ -102,6 +111,7 @@ impl Lease {
     fn start(repo: &Arc<Repository>, path: String, record: LeaseRecord, written: Instant) -> Lease {
         let state = Arc::new(Mutex::new(State {
             record,
+            written: 0,
             renewed: written,
             lost: false,
         }));
@@ -124,8 +134,7 @@ impl Lease {
                 // The renewal counts from before the write: a pause in the middle of it
                 // (SIGSTOP, a stalled request) must not look like a fresh renewal.
                 let attempt = Instant::now();
-                st.record.renewed_unix = now_unix();
-                match repo.put_meta_at(&path, &st.record.encode()) {
+                match write_record(&repo, &path, &mut st) {
                     Ok(()) => st.renewed = attempt,
                     Err(e) => tracing::warn!("could not renew lease {path}: {e}"),
                 }
@@ -159,7 +168,11 @@ impl Lease {
         let path = format!("locks/{}", hex::encode(rand::random::<[u8; 16]>()));
         let written = Instant::now();
         let record = Self::record(LeaseKind::Writer);
-        repo.put_meta_at(&path, &record.encode())?;
+        if !repo.put_meta_new(&path, &record.encode())? {
+            return Err(Error::Invalid(format!(
+                "{path} already exists: two writers drew the same random lease name; run again"
+            )));
+        }
         let mut lease = Self::start(repo, path, record, written);
         let markers = load_markers(repo)?;
         let condemned: HashSet<Id> = markers
@@ -218,8 +231,7 @@ impl Lease {
         let mut st = self.state.lock().expect("lease state");
         st.record.seen_markers = Some(markers);
         let attempt = Instant::now();
-        st.record.renewed_unix = now_unix();
-        self.repo.put_meta_at(&self.path, &st.record.encode())?;
+        write_record(&self.repo, &self.path, &mut st)?;
         st.renewed = attempt;
         Ok(())
     }
@@ -254,27 +266,124 @@ impl Drop for Lease {
         if let Some(t) = self.renewer.take() {
             let _ = t.join();
         }
-        if let Err(e) = self.repo.backend().delete(&self.path) {
+        let released = if self.path == PRUNE_LEASE {
+            self.repo.backend().delete(&self.path)
+        } else {
+            let st = self.state.lock().expect("lease state");
+            self.repo
+                .put_meta_new(&format!("{}.{END}", self.path), &st.record.encode())
+                .map(|_| ())
+        };
+        if let Err(e) = released {
             tracing::warn!(
-                "could not remove lease {}: {e}; it expires on its own",
+                "could not release lease {}: {e}; it expires on its own",
                 self.path
             );
         }
     }
 }
 
-/// Every readable lease, with its path. Unreadable ones are returned as errors so the caller
-/// can treat them as held.
-pub fn list_leases(repo: &Repository) -> Result<Vec<(String, Result<LeaseRecord>)>> {
-    let mut out = Vec::new();
-    for obj in repo.backend().list("locks")? {
-        let rec = repo
-            .get_meta_at(&obj.path, MAX_RECORD_LEN)
-            .and_then(|b| LeaseRecord::decode(&b).map_err(|e| Error::damaged(obj.path.clone(), e)));
-        match rec {
-            Err(Error::NotFound { .. }) => {} // released meanwhile
-            rec => out.push((obj.path, rec)),
+/// Suffix of the object that releases a writer lease.
+const END: &str = "end";
+
+/// Renew: store the record with a fresh time, the prune lease in place (prune may delete and
+/// overwrite), a writer lease as its next numbered object (create-only).
+fn write_record(repo: &Repository, path: &str, st: &mut State) -> Result<()> {
+    st.record.renewed_unix = now_unix();
+    if path == PRUNE_LEASE {
+        return repo.put_meta_at(path, &st.record.encode());
+    }
+    let n = st.written + 1;
+    let at = format!("{path}.{n}");
+    if !repo.put_meta_new(&at, &st.record.encode())? {
+        return Err(Error::Invalid(format!(
+            "{at} already exists: another process renews the same lease"
+        )));
+    }
+    st.written = n;
+    Ok(())
+}
+
+/// One lease as stored: its objects and its newest record.
+#[derive(Debug)]
+pub struct StoredLease {
+    /// `locks/<name>` (without a renewal number).
+    pub path: String,
+    /// Its newest record; an error if that cannot be read (the caller treats it as held).
+    pub record: Result<LeaseRecord>,
+    /// Released by its holder (`.end` stored).
+    pub released: bool,
+    /// Every object of the lease, the `.end` object last.
+    pub objects: Vec<String>,
+}
+
+impl StoredLease {
+    /// Objects older than the newest record (only the newest one counts).
+    pub fn superseded(&self) -> &[String] {
+        &self.objects[..self.objects.len().saturating_sub(1)]
+    }
+}
+
+/// Split `locks/<name>` into the lease it belongs to and its renewal: `Some(n)` for the n-th
+/// record (0 for the first), `None` for the `.end` object.
+fn lease_of(path: &str) -> (&str, Option<u64>) {
+    if let Some((base, suffix)) = path.rsplit_once('.') {
+        if !base.ends_with('/') && !base.ends_with("locks") {
+            if suffix == END {
+                return (base, None);
+            }
+            if let Ok(n) = suffix.parse::<u64>() {
+                return (base, Some(n));
+            }
         }
+    }
+    (path, Some(0))
+}
+
+/// Every lease stored, with its newest record. Unreadable ones are returned as errors so the
+/// caller can treat them as held. Leases of older writers (one object, rewritten in place)
+/// read as leases with no renewal objects.
+pub fn list_leases(repo: &Repository) -> Result<Vec<StoredLease>> {
+    let mut groups: std::collections::BTreeMap<String, Vec<(Option<u64>, String)>> =
+        Default::default();
+    for obj in repo.backend().list("locks")? {
+        let (base, n) = lease_of(&obj.path);
+        groups
+            .entry(base.to_string())
+            .or_default()
+            .push((n, obj.path.clone()));
+    }
+    let mut out = Vec::new();
+    for (path, mut objects) in groups {
+        // Numbered records in order, the `.end` object (None) last.
+        objects.sort_by_key(|(n, _)| n.map_or(u64::MAX, |n| n));
+        let released = objects.last().is_some_and(|(n, _)| n.is_none());
+        let newest = objects
+            .iter()
+            .rev()
+            .find(|(n, _)| n.is_some())
+            .map(|(_, p)| p.clone());
+        let record = match (&newest, released) {
+            (Some(p), false) => repo
+                .get_meta_at(p, MAX_RECORD_LEN)
+                .and_then(|b| LeaseRecord::decode(&b).map_err(|e| Error::damaged(p.clone(), e))),
+            // Released: its `.end` object holds the last record.
+            _ => {
+                let end = &objects.last().expect("a listed lease has objects").1;
+                repo.get_meta_at(end, MAX_RECORD_LEN).and_then(|b| {
+                    LeaseRecord::decode(&b).map_err(|e| Error::damaged(end.clone(), e))
+                })
+            }
+        };
+        if matches!(record, Err(Error::NotFound { .. })) && !released {
+            continue; // removed meanwhile
+        }
+        out.push(StoredLease {
+            path,
+            record,
+            released,
+            objects: objects.into_iter().map(|(_, p)| p).collect(),
+        });
     }
     Ok(out)
 }

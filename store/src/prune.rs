@@ -78,6 +78,11 @@ pub struct PruneReport {
     pub incomplete_removed: u64,
     /// Markers left for a later prune, with the reason.
     pub markers_pending: Vec<(Id, String)>,
+    /// S3 Object Lock policy of the repository, if any: deleted objects stay stored as locked
+    /// versions until their retention ends.
+    pub object_lock: Option<crate::backend::WriteLock>,
+    /// Objects whose retention was extended to the policy's days from now.
+    pub retention_extended: u64,
 }
 
 /// The repository's index objects, read one by one (prune needs to know which object says
@@ -169,6 +174,21 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
         report.marker = Some(marker);
         report.markers_pending.clear();
         sweep(repo, &mut report)?;
+    }
+    remove_spent_leases(repo)?;
+    // Object Lock: what is kept stays protected the policy's days from now (packs a pending
+    // marker condemns excepted).
+    if let Some(lock) = crate::object_lock::apply(repo.backend())? {
+        let condemned: HashSet<String> = lease::load_markers(repo)?
+            .iter()
+            .flat_map(|(_, m)| m.packs.iter().map(|p| p.id.to_hex()))
+            .collect();
+        report.retention_extended = crate::object_lock::extend(repo.backend(), lock, |path| {
+            path.rsplit('/')
+                .next()
+                .is_some_and(|n| condemned.contains(n))
+        })?;
+        report.object_lock = Some(lock);
     }
     Ok(report)
 }
@@ -428,21 +448,37 @@ fn repack_pack<'a>(
         })
 }
 
+/// Remove the objects of writer leases released or no longer held, and superseded records of
+/// held ones (after a prune that ran to its end: one that refuses deletes nothing).
+fn remove_spent_leases(repo: &Repository) -> Result<()> {
+    for l in lease::list_leases(repo)? {
+        if l.path == PRUNE_LEASE {
+            continue;
+        }
+        let over = match &l.record {
+            _ if l.released => true,
+            Ok(r) if !lease::is_held(r) => {
+                tracing::info!(
+                    "removing abandoned lease {} of host {} pid {}",
+                    l.path,
+                    r.host,
+                    r.pid
+                );
+                true
+            }
+            _ => false,
+        };
+        let remove = if over { &l.objects[..] } else { l.superseded() };
+        for path in remove {
+            repo.backend().delete(path)?;
+        }
+    }
+    Ok(())
+}
+
 /// Sweep every marker no live writer could still be relying on.
 fn sweep(repo: &Arc<Repository>, report: &mut PruneReport) -> Result<()> {
-    let mut leases = lease::list_leases(repo)?;
-    // Leases whose holder expired or is gone are removed: they protect nothing any more.
-    leases.retain(|(path, l)| match l {
-        Ok(l) if path != PRUNE_LEASE && !lease::is_held(l) => {
-            tracing::info!(
-                "removing abandoned lease {path} of host {} pid {}",
-                l.host,
-                l.pid
-            );
-            repo.backend().delete(path).is_err()
-        }
-        _ => true,
-    });
+    let leases = lease::list_leases(repo)?;
     let markers = lease::load_markers(repo)?;
     if markers.is_empty() {
         return Ok(());
@@ -450,9 +486,9 @@ fn sweep(repo: &Arc<Repository>, report: &mut PruneReport) -> Result<()> {
     let now = chrono::Utc::now().timestamp();
     let mut ready = Vec::new();
     for (id, marker) in markers {
-        let blocker = leases.iter().find_map(|(path, l)| match l {
-            _ if path == PRUNE_LEASE => None,
-            Err(e) => Some(format!("lease {path} cannot be read ({e}); delete it if no backup is running")),
+        let blocker = leases.iter().find_map(|l| match &l.record {
+            _ if l.path == PRUNE_LEASE || l.released => None,
+            Err(e) => Some(format!("lease {} cannot be read ({e}); delete it if no backup is running", l.path)),
             Ok(l) if l.kind == LeaseKind::Writer && lease::is_held(l) && !l.has_seen(&id) => {
                 Some(format!(
                     "a backup on host {} (pid {}) started {}s ago and may use these packs; the next prune finishes this",

@@ -201,6 +201,8 @@ impl Repository {
             e @ cairn_format::Error::UnsupportedVersion { .. } => Error::Format(e),
             e => Error::damaged("config", e),
         })?;
+        // An Object Lock policy: everything written from now on is locked.
+        crate::object_lock::apply(backend.as_ref())?;
         let backend: Box<dyn Backend> = match cache_root {
             Some(root) if backend.is_remote() => Box::new(CachedBackend::new(
                 backend,
@@ -420,10 +422,10 @@ impl Repository {
     }
 
     /// Encrypt `plaintext` to the metadata recipients and store it at `path`, a name that is
-    /// not content-addressed (leases).
+    /// not content-addressed, replacing what is there (the prune lease).
     pub fn put_meta_at(&self, path: &str, plaintext: &[u8]) -> Result<()> {
         self.backend
-            .put(path, &envelope::encrypt(plaintext, &self.meta_recipients))
+            .replace(path, &envelope::encrypt(plaintext, &self.meta_recipients))
     }
 
     /// Like [`Repository::put_meta_at`], only if nothing is stored at `path` yet.

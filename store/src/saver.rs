@@ -519,6 +519,14 @@ mod tests {
             },
         )
         .unwrap();
+        // init holds the master identity; save as a backup host does, with the write key.
+        assert_eq!(repo.role(), Role::Full);
+        let wk = cairn_format::keys::write_key_from_text(&repo.write_key_text(None)).unwrap();
+        let repo = Repository::open(
+            Box::new(LocalBackend::new(dir.path())),
+            Credentials::WriteKey(wk),
+        )
+        .unwrap();
         assert_eq!(repo.role(), Role::WriteOnly);
         let repo = Arc::new(repo);
         let policy = repo.cdc_policy();

@@ -41,11 +41,13 @@ use std::time::{Duration, Instant};
 pub use tempfile::TempDir;
 pub mod background;
 pub mod etcd;
+pub mod jobs;
 pub mod kube;
 pub mod repo_objects;
 pub mod rss;
 pub mod s3;
 pub mod versions;
+pub mod worm;
 
 /// Extra environment for a cairn run, owned.
 pub type Env = Vec<(String, std::ffi::OsString)>;

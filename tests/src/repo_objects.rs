@@ -121,6 +121,25 @@ pub fn leases(fx: &Fixture, store: &Store) -> Vec<(String, Option<LeaseRecord>)>
         .collect()
 }
 
+/// The leases of `store` not released by their holders: `locks/<name>` for every lease with
+/// no `locks/<name>.end` object (SPEC §11; lease objects are create-only, released ones stay
+/// until a prune removes them). The prune lease counts while it exists.
+pub fn unreleased_leases(store: &Store) -> Vec<String> {
+    let names = store.names("locks");
+    let mut out: Vec<String> = names
+        .iter()
+        .map(|n| match n.rsplit_once('.') {
+            Some((base, suffix)) if suffix == "end" || suffix.parse::<u64>().is_ok() => {
+                base.to_string()
+            }
+            _ => n.clone(),
+        })
+        .filter(|base| !names.contains(&format!("{base}.end")))
+        .collect();
+    out.dedup();
+    out
+}
+
 /// Every gc marker of `store` (a repository with `fx`'s keys): (id, record). Panics on one
 /// that cannot be read.
 pub fn markers(fx: &Fixture, store: &Store) -> Vec<(String, GcRecord)> {

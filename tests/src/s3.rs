@@ -456,11 +456,26 @@ const AUTH: &str = "Authorization: AWS4-HMAC-SHA256 Credential=test/20250101/us-
 /// One HTTP/1.1 request (`Connection: close`, a dummy `Authorization` that moto does not
 /// check) to `addr`; 30 s timeout.
 pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> io::Result<HttpResponse> {
+    http_with(addr, method, path, &[], body)
+}
+
+/// [`http`] with extra request headers.
+pub fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<HttpResponse> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     s.set_write_timeout(Some(Duration::from_secs(30)))?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n{AUTH}Connection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n{AUTH}{extra}Connection: close\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes())?;

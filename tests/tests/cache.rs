@@ -68,7 +68,8 @@ fn cached_names(root: &Path, sub: &str) -> Vec<String> {
 fn metadata_is_read_from_the_cache_and_written_there_by_backups() {
     let (fx, proxy, src) = repo_with_history(5);
     let cache = repo_cache(&fx);
-    for sub in ["keys", "index", "snapshots", "tree"] {
+    // Write-key backups never read key objects (the write key holds the secrets).
+    for sub in ["index", "snapshots", "tree"] {
         assert_eq!(
             cached_names(&cache, sub),
             fx.object_names(sub),
@@ -103,6 +104,11 @@ fn metadata_is_read_from_the_cache_and_written_there_by_backups() {
     let target = fx.dir("restored");
     fx.restore("latest", &target, &[]).ok();
     assert_trees_equal(&src, &Fixture::restored(&target, &src));
+    assert_eq!(
+        cached_names(&cache, "keys"),
+        fx.object_names("keys"),
+        "an identity open leaves the key objects it read in the cache"
+    );
 }
 
 #[test]
@@ -176,6 +182,17 @@ fn no_cache_writes_nothing_and_local_repositories_are_not_cached() {
     fx.wk(&["--no-cache", "backup", s(&src)]).ok();
     fx.wk(&["--no-cache", "ls", "latest"]).ok();
     assert!(!fx.cache().exists(), "--no-cache created {:?}", fx.cache());
+    // The environment variable, spelled as the README does, and its negation.
+    fx.wk_env(&["ls", "latest"], &[("CAIRN_NO_CACHE", OsStr::new("1"))])
+        .ok();
+    assert!(
+        !fx.cache().exists(),
+        "CAIRN_NO_CACHE=1 created {:?}",
+        fx.cache()
+    );
+    fx.wk_env(&["ls", "latest"], &[("CAIRN_NO_CACHE", OsStr::new("0"))])
+        .ok();
+    assert!(fx.cache().exists(), "CAIRN_NO_CACHE=0 turned the cache off");
 
     let local = Fixture::new();
     let src = local.dir("src");

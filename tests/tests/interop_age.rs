@@ -139,7 +139,8 @@ fn age_cli_decrypts_tree_index_snapshot_and_key_objects() {
     let keys = fx.objects("keys");
     assert_eq!(keys.len(), 1);
     let plain = age_decrypt(&fx.identity, &keys[0]).unwrap();
-    assert_eq!(&plain[..8], b"cairnK\x01\x00");
+    // Keys record version 2 (label, creation time, master identity); SPEC §5.
+    assert_eq!(&plain[..8], b"cairnK\x02\x00");
     assert!(age_decrypt(&meta, &keys[0]).is_err());
     // config is plaintext.
     let cfg = fs::read(fx.repo.join("config")).unwrap();

@@ -50,6 +50,18 @@ fn subset(s: &str) -> Result<Subset, String> {
 }
 
 pub fn run(g: &Global, a: CheckArgs) -> Result<Code> {
+    Ok(audit(g, &a)?.0)
+}
+
+/// Check as `a` asks, printing as `cairn check` does; the code and the report.
+pub fn audit(g: &Global, a: &CheckArgs) -> Result<(Code, CheckReport)> {
+    let (code, report) = audit_silent(g, a)?;
+    print(g, &report, a)?;
+    Ok((code, report))
+}
+
+/// Check as `a` asks without printing the report.
+pub fn audit_silent(g: &Global, a: &CheckArgs) -> Result<(Code, CheckReport)> {
     let mut report = CheckReport::default();
     if a.no_key {
         let backend = credentials::backend(g)?;
@@ -57,6 +69,9 @@ pub fn run(g: &Global, a: CheckArgs) -> Result<Code> {
     } else {
         let repo = Arc::new(credentials::open_uncached(g)?);
         let mut audit = check::check_structure(&repo, &mut report)?;
+        if g.as_of.is_none() {
+            crate::commands::object_lock::audit(repo.backend(), &mut report.notes)?;
+        }
         let subset = match (a.read_data, a.read_data_subset) {
             (true, _) => Some(Subset::All),
             (false, s) => s,
@@ -69,12 +84,12 @@ pub fn run(g: &Global, a: CheckArgs) -> Result<Code> {
         }
         audit.attribute(&mut report)?;
     }
-    print(g, &report, &a)?;
-    Ok(if report.problems.is_empty() {
+    let code = if report.problems.is_empty() {
         Code::Ok
     } else {
         Code::Damage
-    })
+    };
+    Ok((code, report))
 }
 
 fn print(g: &Global, r: &CheckReport, a: &CheckArgs) -> Result<()> {

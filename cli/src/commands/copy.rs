@@ -31,12 +31,34 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<Code> {
         None => credentials::location(g)
             .context("no source repository: pass --from REPO, or --repo / CAIRN_REPO")?,
     };
-    let src = Arc::new(credentials::open_at(g, from)?);
-    let dst = Arc::new(credentials::open_at(g, &a.to)?);
+    Ok(transfer(g, from, g, &a)?.0)
+}
+
+/// Copy from `from` (opened with `g`) to `a.to` (opened with `g_to`: its own key and object
+/// store options), printing as `cairn copy` does.
+pub fn transfer(
+    g: &Global,
+    from: &str,
+    g_to: &Global,
+    a: &CopyArgs,
+) -> Result<(Code, copy::CopyReport)> {
+    let src = Arc::new(credentials::open_source_at(g, from)?);
+    let dst = Arc::new(credentials::open_at(g_to, &a.to)?);
+    transfer_open(g, from, &src, &dst, a)
+}
+
+/// [`transfer`] between repositories already open.
+pub fn transfer_open(
+    g: &Global,
+    from: &str,
+    src: &Arc<cairn_store::Repository>,
+    dst: &Arc<cairn_store::Repository>,
+    a: &CopyArgs,
+) -> Result<(Code, copy::CopyReport)> {
     let filter = Filter::from(&a.filter);
     let mut unreadable = Vec::new();
     let selected = if a.snapshots.is_empty() {
-        let listing = snapshots::list(&src)?;
+        let listing = snapshots::list(src)?;
         unreadable = listing.damaged;
         listing
             .snapshots
@@ -46,12 +68,12 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<Code> {
     } else {
         a.snapshots
             .iter()
-            .map(|spec| snapshots::resolve(&src, spec, &filter))
+            .map(|spec| snapshots::resolve(src, spec, &filter))
             .collect::<Result<Vec<_>, _>>()?
     };
     let bar = output::progress(None, g.quiet, g.json);
     bar.set_message("packs sent");
-    let report = copy::copy(&src, &dst, &selected, &|n| bar.inc(n))?;
+    let report = copy::copy(src, dst, &selected, &|n| bar.inc(n))?;
     bar.finish_and_clear();
     if g.json {
         output::json(&serde_json::json!({
@@ -80,11 +102,11 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<Code> {
         )?;
     }
     if unreadable.is_empty() {
-        return Ok(Code::Ok);
+        return Ok((Code::Ok, report));
     }
     for (path, e) in &unreadable {
         eprintln!("cairn: warning: snapshot object {path} at {from} was not copied: {e}");
     }
     eprintln!("cairn: run `cairn check` on {from} to see what is damaged");
-    Ok(Code::Partial)
+    Ok((Code::Partial, report))
 }

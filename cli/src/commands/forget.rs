@@ -165,6 +165,22 @@ struct Removal {
 }
 
 pub fn run(g: &Global, a: ForgetArgs) -> Result<Code> {
+    Ok(apply(g, &a)?.code)
+}
+
+/// What `forget` did, for `cairn run`'s summary.
+pub struct Applied {
+    pub code: Code,
+    /// Snapshots deleted.
+    pub removed: u64,
+    /// Selected snapshots kept.
+    pub kept: u64,
+    /// Bytes the prune freed (0 without --prune).
+    pub freed: u64,
+}
+
+/// Apply the policy (and prune), printing as `cairn forget` does.
+pub fn apply(g: &Global, a: &ForgetArgs) -> Result<Applied> {
     let policy = a.policy();
     let repo = Arc::new(credentials::open(g)?);
     if !a.dry_run {
@@ -217,7 +233,7 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<Code> {
         code = Code::Error;
     }
     let report = Report {
-        args: &a,
+        args: a,
         decisions: &decisions,
         snapshots: &by_id,
         removal: &removal,
@@ -232,6 +248,7 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<Code> {
         eprintln!("cairn: warning: {path} could not be read and was left alone: {why}");
     }
     let mut pruned = Value::Null;
+    let mut freed = 0;
     if a.prune && !a.dry_run && removal.errors.is_empty() {
         let flags = PruneFlags {
             max_unused: 5.0,
@@ -239,6 +256,7 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<Code> {
         };
         let r = cairn_store::prune::prune(&repo, &flags.options())?;
         code = worst(code, prune::code(&r));
+        freed = r.bytes_freed;
         if g.json {
             pruned = prune::report_json(&r, false);
         } else if !g.quiet {
@@ -251,7 +269,12 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<Code> {
     if g.json {
         output::json(&report.json(&listing.damaged, pruned))?;
     }
-    Ok(code)
+    Ok(Applied {
+        code,
+        removed: removal.deleted as u64,
+        kept: decisions.iter().filter(|d| d.keep).count() as u64,
+        freed,
+    })
 }
 
 /// `--max-size`: of the kept snapshots, newest first, keep the longest run that fits.
@@ -302,12 +325,7 @@ fn remove(repo: &Repository, decisions: &[Decision], by_id: &HashMap<Id, &Snapsh
 /// After `--max-size --prune` the repository must hold at most `max` bytes. A backup running
 /// during the prune can keep condemned packs; that is reported, with exit code 3.
 fn check_size(repo: &Repository, max: u64) -> Result<Code> {
-    let mut stored = repo.backend().get("config")?.len() as u64;
-    for dir in ["keys", "data", "tree", "index", "snapshots", "locks", "gc"] {
-        for obj in repo.backend().list(dir)? {
-            stored = stored.saturating_add(obj.size);
-        }
-    }
+    let stored = footprint::stored_total(repo)?;
     if stored <= max {
         return Ok(Code::Ok);
     }
@@ -324,7 +342,7 @@ fn worst(a: Code, b: Code) -> Code {
     let rank = |c: Code| match c {
         Code::Ok => 0,
         Code::Partial => 1,
-        Code::Damage => 2,
+        Code::Damage | Code::Unfit => 2,
         Code::Usage | Code::Error | Code::StdoutClosed => 3,
     };
     if rank(b) > rank(a) {

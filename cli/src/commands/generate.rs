@@ -14,9 +14,11 @@ pub fn completions(shell: clap_complete::Shell) -> Result<Code> {
     Ok(Code::Ok)
 }
 
-pub fn run(c: GenerateCommand) -> Result<Code> {
+pub fn run(g: &crate::args::Global, c: GenerateCommand) -> Result<Code> {
     match c {
         GenerateCommand::Man { dir } => man_pages(&dir),
+        GenerateCommand::Systemd(a) => super::jobs::systemd::run(g, a),
+        GenerateCommand::Cronjob(a) => super::jobs::cronjob::run(g, a),
     }
 }
 

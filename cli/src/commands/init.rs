@@ -31,8 +31,19 @@ pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
             }
         }
     }
+    let backend = credentials::backend(g)?;
+    let lock = a
+        .object_lock_days
+        .map(|days| cairn_store::backend::WriteLock {
+            mode: cairn_store::backend::LockMode::parse(&a.object_lock_mode)
+                .unwrap_or(cairn_store::backend::LockMode::Compliance),
+            days,
+        });
+    if let Some(lock) = lock {
+        cairn_store::object_lock::enable_at_init(backend.as_ref(), lock)?;
+    }
     let repo = Repository::init(
-        credentials::backend(g)?,
+        backend,
         InitOptions {
             recipients: recipients.clone(),
             passphrase,
@@ -45,6 +56,9 @@ pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
             ..InitOptions::default()
         },
     )?;
+    if let Some(lock) = lock {
+        cairn_store::object_lock::write_policy(repo.backend(), lock)?;
+    }
     if a.allow_host_retention {
         cairn_store::policy::allow_at_init(repo.backend())?;
     }
@@ -55,6 +69,7 @@ pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
             "id": id.to_hex(),
             "recipients": recipients,
             "host_retention": a.allow_host_retention,
+            "object_lock_days": a.object_lock_days,
         }))?;
     } else if !g.quiet {
         crate::outln!("created cairn repository {} at {loc}", id.short())?;
@@ -67,7 +82,7 @@ pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
 
 /// `init --like SOURCE`: copy the source's key objects and config.
 fn init_like(g: &Global, loc: &str, like: &str, host_retention: bool) -> Result<Code> {
-    let src = credentials::open_at(g, like)?;
+    let src = credentials::open_source_at(g, like)?;
     let backend = credentials::backend(g)?;
     src.init_like(backend.as_ref())?;
     if host_retention {

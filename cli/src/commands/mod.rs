@@ -1,17 +1,21 @@
 //! One module per command: each parses nothing, opens what it needs, calls the engine and
 //! prints.
 
-mod backup;
+pub mod backup;
 mod cat;
 pub mod check;
 pub mod copy;
 mod diff;
 pub mod forget;
 mod generate;
+pub mod host;
 mod init;
+pub mod jobs;
 mod key;
 mod ls;
+pub mod object_lock;
 mod policy;
+pub mod presets;
 pub mod prune;
 pub mod repair;
 mod restore;
@@ -46,7 +50,13 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Copy(a) => copy::run(g, a),
         Command::Policy(c) => policy::run(g, c),
         Command::Completions { shell } => generate::completions(shell),
-        Command::Generate(c) => generate::run(c),
+        Command::Generate(c) => generate::run(g, c),
+        Command::Config(c) => jobs::config_command(g, c),
+        Command::Run(a) => jobs::run::run(g, a),
+        Command::Jobs(a) => jobs::jobs(g, a),
+        Command::Daemon(a) => jobs::daemon::run(g, a),
+        Command::Presets(c) => presets::run(g, c),
+        Command::Host(c) => host::run(g, c),
     }
 }
 

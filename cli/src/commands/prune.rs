@@ -92,6 +92,8 @@ pub fn report_json(r: &PruneReport, dry_run: bool) -> Value {
         "incomplete_removed": r.incomplete_removed,
         "markers_swept": r.markers_swept.iter().map(|m| m.to_hex()).collect::<Vec<_>>(),
         "markers_pending": r.markers_pending.iter().map(|(m, why)| json!({"marker": m.to_hex(), "reason": why})).collect::<Vec<_>>(),
+        "object_lock_days": r.object_lock.map(|l| l.days),
+        "retention_extended": r.retention_extended,
     })
 }
 
@@ -135,6 +137,14 @@ pub fn print_text(r: &PruneReport, dry_run: bool) -> Result<()> {
         )?;
         for (m, why) in &r.markers_pending {
             crate::outln!("marker {} pending: {why}", m.short())?;
+        }
+        if let Some(lock) = r.object_lock {
+            crate::outln!(
+                "Object Lock: retention of {} kept objects extended to {} days from now; deleted objects stay stored as locked versions until their retention ends (at most {} days; a lifecycle rule expiring noncurrent versions then frees the space)",
+                r.retention_extended,
+                lock.days,
+                lock.days
+            )?;
         }
     }
     Ok(())

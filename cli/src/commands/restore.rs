@@ -94,6 +94,13 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
             for w in &report.warnings {
                 eprintln!("cairn: warning: {w}");
             }
+            if report.selinux_labels_not_set > 0 {
+                eprintln!(
+                    "cairn: warning: {} SELinux labels could not be set; run restorecon -R {}",
+                    report.selinux_labels_not_set,
+                    a.target.display()
+                );
+            }
             if matches!(snap.source, SourceKind::Etcd | SourceKind::Cluster) {
                 if let Some(name) = verify::fact(&snap, "etcd.file") {
                     let db = a.target.join(name);

@@ -13,13 +13,13 @@
 mod blobs;
 pub mod cluster_backup;
 mod content;
+mod owners;
 pub mod plan;
 pub mod privileged;
 mod temporaries;
 pub mod verify;
 pub mod walk;
 
-use crate::source::meta;
 use anyhow::{bail, Context, Result};
 use cairn_format::snapshot::Snapshot;
 use cairn_format::tree::{Node, NodeKind};
@@ -64,6 +64,10 @@ pub struct Report {
     pub skipped: Vec<(String, String)>,
     /// Metadata that could not be applied (e.g. `security.*` xattrs without privilege).
     pub warnings: Vec<String>,
+    /// SELinux labels (`security.selinux`) the kernel or file system refused (no SELinux,
+    /// no privilege, or a label the loaded policy does not know): reported once, with
+    /// `restorecon -R` as the remedy.
+    pub selinux_labels_not_set: u64,
 }
 
 /// A directory of the snapshot on the way down: open once something is restored in it.
@@ -87,6 +91,8 @@ struct Restorer {
     overwrite: bool,
     progress: ProgressBar,
     is_root: bool,
+    /// Owner names → ids on the host being restored.
+    owners: owners::Owners,
     /// `levels[k]`: the directory at the first `k` path components.
     levels: Vec<Level>,
     /// First restored path (components below the target) of each hard-link group.
@@ -128,6 +134,7 @@ pub fn restore(
         overwrite: opts.overwrite,
         progress,
         is_root: rustix::process::geteuid().is_root(),
+        owners: owners::Owners::for_target(target),
         links: HashMap::new(),
         report: Report {
             stale_temporaries,
@@ -161,6 +168,16 @@ fn open_target(target: &Path) -> Result<Option<OwnedFd>> {
 fn remove_stale(dir: BorrowedFd<'_>, path: &[Vec<u8>]) -> Result<u64> {
     temporaries::remove_stale(dir)
         .with_context(|| format!("removing stale temporary files from {}", display(path)))
+}
+
+/// Is this the kernel refusing an SELinux label (no SELinux, no privilege, a label the loaded
+/// policy does not know), which `restorecon` fixes, rather than some other failure?
+fn label_refused(name: &[u8], e: Errno) -> bool {
+    name == b"security.selinux"
+        && matches!(
+            e,
+            Errno::OPNOTSUPP | Errno::PERM | Errno::INVAL | Errno::ACCESS
+        )
 }
 
 /// Why `node` is not restored here, if it is not.
@@ -403,6 +420,10 @@ impl Restorer {
     ) {
         for x in &node.xattrs {
             if let Err(e) = set(OsStr::from_bytes(&x.name), &x.value) {
+                if label_refused(&x.name, e) {
+                    self.report.selinux_labels_not_set += 1;
+                    continue;
+                }
                 self.report.warnings.push(format!(
                     "{}: extended attribute {} not restored: {e}",
                     display(path),
@@ -417,8 +438,8 @@ impl Restorer {
         if self.is_root {
             rfs::fchown(
                 fd,
-                Some(rustix::fs::Uid::from_raw(meta::restore_uid(node))),
-                Some(rustix::fs::Gid::from_raw(meta::restore_gid(node))),
+                Some(rustix::fs::Uid::from_raw(self.owners.uid(node))),
+                Some(rustix::fs::Gid::from_raw(self.owners.gid(node))),
             )
             .with_context(|| "setting owner".to_string())?;
         }
@@ -438,8 +459,8 @@ impl Restorer {
             if let Err(e) = rfs::chownat(
                 dfd,
                 name,
-                Some(rustix::fs::Uid::from_raw(meta::restore_uid(node))),
-                Some(rustix::fs::Gid::from_raw(meta::restore_gid(node))),
+                Some(rustix::fs::Uid::from_raw(self.owners.uid(node))),
+                Some(rustix::fs::Gid::from_raw(self.owners.gid(node))),
                 AtFlags::SYMLINK_NOFOLLOW,
             ) {
                 self.report
@@ -567,4 +588,19 @@ fn open_or_create_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Result<(OwnedFd, b
         Err(e) => return Err(e.into()),
     };
     Ok((open_dir(parent, name)?, created))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_refused_selinux_labels_are_counted() {
+        assert!(label_refused(b"security.selinux", Errno::OPNOTSUPP));
+        assert!(label_refused(b"security.selinux", Errno::PERM));
+        assert!(label_refused(b"security.selinux", Errno::INVAL));
+        assert!(!label_refused(b"security.selinux", Errno::NOSPC));
+        assert!(!label_refused(b"user.x", Errno::OPNOTSUPP));
+        assert!(!label_refused(b"security.capability", Errno::PERM));
+    }
 }

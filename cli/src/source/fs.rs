@@ -62,6 +62,9 @@ pub struct Options {
     pub one_file_system: bool,
     /// Read files even when the parent says they are unchanged.
     pub force: bool,
+    /// The directory that stands for / (`backup host --root`): paths stay host-absolute in
+    /// the snapshot and are read below it. Empty: /.
+    pub root: PathBuf,
 }
 
 /// Result of walking the paths.
@@ -201,12 +204,17 @@ impl<'a> Walker<'a> {
     pub fn run(mut self, paths: &[PathBuf], parent_root: Option<Id>) -> Result<Outcome> {
         let layout = layout(paths)?;
         let parent_tree = self.parent_tree(parent_root.as_ref());
+        let top = if self.opts.root.as_os_str().is_empty() {
+            Path::new("/")
+        } else {
+            self.opts.root.as_path()
+        };
         let root = rfs::open(
-            "/",
+            top,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .context("opening /")?;
+        .with_context(|| format!("opening {}", top.display()))?;
         let root = self.above(
             root.as_fd(),
             Path::new("/"),

@@ -1,4 +1,5 @@
-//! File metadata → tree nodes, and owner names both ways (cached).
+//! File metadata → tree nodes, and owner names of ids (cached); restore maps names back in
+//! `restore::owners`.
 
 use cairn_format::tree::{Node, NodeKind, Xattr};
 use rustix::fd::{AsRawFd, BorrowedFd};
@@ -35,23 +36,6 @@ impl Owners {
             })
             .clone()
     }
-}
-
-/// The uid to restore for a node: the named user's id on this host if it exists, else the
-/// recorded number (as tar does).
-pub fn restore_uid(node: &Node) -> u32 {
-    node.user
-        .as_deref()
-        .and_then(uzers::get_user_by_name)
-        .map_or(node.uid, |u| u.uid())
-}
-
-/// The gid to restore for a node, likewise.
-pub fn restore_gid(node: &Node) -> u32 {
-    node.group
-        .as_deref()
-        .and_then(uzers::get_group_by_name)
-        .map_or(node.gid, |g| g.gid())
 }
 
 /// Node kind from a `stat` mode.

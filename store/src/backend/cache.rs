@@ -237,6 +237,10 @@ impl Backend for CachedBackend {
         self.inner.parallel_writes()
     }
 
+    fn replace(&self, path: &str, bytes: &[u8]) -> Result<()> {
+        self.inner.replace(path, bytes)
+    }
+
     fn put_new(&self, path: &str, bytes: &[u8]) -> Result<bool> {
         self.inner.put_new(path, bytes)
     }
@@ -279,6 +283,30 @@ impl Backend for CachedBackend {
 
     fn is_remote(&self) -> bool {
         self.inner.is_remote()
+    }
+
+    fn bucket_object_lock(&self) -> Result<Option<bool>> {
+        self.inner.bucket_object_lock()
+    }
+
+    fn set_write_lock(&self, lock: Option<super::WriteLock>) -> Result<()> {
+        self.inner.set_write_lock(lock)
+    }
+
+    fn retention(&self, path: &str) -> Result<Option<super::Retention>> {
+        self.inner.retention(path)
+    }
+
+    fn set_retention(&self, path: &str, retention: super::Retention) -> Result<()> {
+        self.inner.set_retention(path, retention)
+    }
+
+    fn versions(&self, dir: &str) -> Result<Vec<super::ObjectVersion>> {
+        self.inner.versions(dir)
+    }
+
+    fn get_version(&self, path: &str, version_id: &str) -> Result<Vec<u8>> {
+        self.inner.get_version(path, version_id)
     }
 }
 

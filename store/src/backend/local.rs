@@ -69,6 +69,10 @@ impl Backend for LocalBackend {
             })
     }
 
+    fn replace(&self, path: &str, bytes: &[u8]) -> Result<()> {
+        self.put(path, bytes)
+    }
+
     fn put_new(&self, path: &str, bytes: &[u8]) -> Result<bool> {
         let dest = self.full(path);
         let tmp = self

@@ -7,10 +7,13 @@
 //! [`MULTIPART_THRESHOLD`] are uploaded in parts, a bounded number at a time; an upload that
 //! finally fails is aborted, so nothing appears under its final name.
 //!
-//! Conditional create ([`Backend::put_new`]) uses `If-None-Match: *`, which AWS S3, MinIO and
-//! Ceph RGW honour. A server that rejects it as unsupported is answered by a HEAD-then-PUT
-//! fallback, which is not atomic; this is logged once and documented in SPEC.md.
+//! Every object is written with `If-None-Match: *` (a create, never an overwrite), which AWS
+//! S3, MinIO and Ceph RGW honour: backups need no permission to replace or delete objects.
+//! A server that rejects the condition as unsupported is answered by unconditional writes and,
+//! for [`Backend::put_new`], a HEAD-then-PUT fallback, which is not atomic; this is logged once
+//! and documented in SPEC.md.
 
+use super::s3_api::{ObjectVersion, Retention, S3Api, WriteLock};
 use super::s3_config::{process_env, resolve, Credentials, S3Config};
 use super::{Backend, ObjectInfo, ReadSeek};
 use crate::{ConfigError, Error, Result};
@@ -24,7 +27,7 @@ use object_store::{
 use std::future::Future;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Objects at least this large are uploaded as multipart uploads. Packs of the default size
@@ -80,6 +83,12 @@ pub struct RemoteBackend {
     location: String,
     runtime: Arc<tokio::runtime::Runtime>,
     no_conditional_put: Arc<AtomicBool>,
+    /// Retries of a request object_store does not retry itself.
+    retries: usize,
+    /// Requests object_store does not make (S3 only).
+    api: Option<Arc<S3Api>>,
+    /// Retention every object written gets (S3 Object Lock), once set.
+    lock: Arc<Mutex<Option<WriteLock>>>,
 }
 
 impl RemoteBackend {
@@ -111,12 +120,32 @@ impl RemoteBackend {
         let client = ClientOptions::new()
             .with_timeout(opts.timeout)
             .with_connect_timeout(opts.timeout.min(Duration::from_secs(10)));
+        let prefix = prefix.trim_matches('/');
+        let prefix = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        let mut api = None;
         let store: Arc<dyn ObjectStore> = match scheme {
-            "s3" => Arc::new(
-                s3_builder(bucket, &resolve(opts, &process_env)?, retry, client)
+            "s3" => {
+                let cfg = resolve(opts, &process_env)?;
+                let s3 = s3_builder(bucket, &cfg, retry, client.clone())
                     .build()
+                    .map_err(|e| Error::Invalid(format!("cannot use S3 repository {url}: {e}")))?;
+                api = Some(Arc::new(
+                    S3Api::new(
+                        &cfg,
+                        bucket,
+                        &prefix,
+                        s3.credentials().clone(),
+                        &client,
+                        opts.retries,
+                    )
                     .map_err(|e| Error::Invalid(format!("cannot use S3 repository {url}: {e}")))?,
-            ),
+                ));
+                Arc::new(s3)
+            }
             "gs" => Arc::new(
                 object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(bucket)
@@ -147,17 +176,15 @@ impl RemoteBackend {
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting", "the object store client", e))?;
-        let prefix = prefix.trim_matches('/');
         Ok(RemoteBackend {
             store,
-            prefix: if prefix.is_empty() {
-                String::new()
-            } else {
-                format!("{prefix}/")
-            },
-            location: format!("{scheme}://{bucket}/{prefix}"),
+            location: format!("{scheme}://{bucket}/{}", prefix.trim_end_matches('/')),
+            prefix,
             runtime: Arc::new(runtime),
             no_conditional_put: Arc::new(AtomicBool::new(false)),
+            retries: opts.retries,
+            api,
+            lock: Arc::default(),
         })
     }
 
@@ -223,6 +250,92 @@ impl RemoteBackend {
         writer.finish().await.map(|_| ())
     }
 
+    /// The S3 requests object_store lacks, or why there are none.
+    fn api(&self, what: &str) -> Result<&S3Api> {
+        self.api.as_deref().ok_or_else(|| {
+            Error::Invalid(format!(
+                "{what} needs an S3 repository; {} is not one",
+                self.location
+            ))
+        })
+    }
+
+    /// The retention a new object at `path` gets, if any: every object but leases and gc
+    /// markers (transient, and not backup data) while a lock is set.
+    fn retention_for(&self, path: &str) -> Option<Retention> {
+        if path.starts_with("locks/") || path.starts_with("gc/") {
+            return None;
+        }
+        let lock = *self.lock.lock().expect("lock setting");
+        lock.map(|l| l.from_now())
+    }
+
+    fn api_error(&self, op: &'static str, path: &str, e: super::s3_api::ApiError) -> Error {
+        let hint = match e.status {
+            Some(403) => " (the server refused the credentials; check the bucket policy)",
+            _ => "",
+        };
+        Error::Remote {
+            op,
+            object: path.to_string(),
+            location: self.location.clone(),
+            cause: format!("{e}{hint}"),
+        }
+    }
+
+    /// PUT with `If-None-Match: *`: true if created, false if the name was taken. A server
+    /// that rejects the condition as unsupported switches this backend to unconditional writes
+    /// (logged once).
+    fn put_create(
+        &self,
+        key: &Path,
+        bytes: bytes::Bytes,
+    ) -> std::result::Result<bool, CreateError> {
+        if let (Some(api), Some(retention)) = (
+            &self.api,
+            self.retention_for(&key.as_ref()[self.prefix.len()..]),
+        ) {
+            let path = &key.as_ref()[self.prefix.len()..];
+            return self
+                .block(api.put_locked(path, bytes, retention))
+                .map_err(|e| CreateError::Api(path.to_string(), e));
+        }
+        // object_store does not retry a conditional PUT that timed out or lost its connection
+        // (it is not idempotent): retry here. A retry that finds the name taken may have been
+        // preceded by a create that succeeded; callers check what is stored.
+        let mut attempt = 0;
+        let result = loop {
+            let opts = PutOptions::from(PutMode::Create);
+            let r = self.block(
+                self.store
+                    .put_opts(key, PutPayload::from(bytes.clone()), opts),
+            );
+            match r {
+                Err(ref e) if attempt < self.retries && is_transient(e) => {
+                    tracing::debug!("uploading {key}: {e}; retrying");
+                    std::thread::sleep(backoff(attempt));
+                    attempt += 1;
+                }
+                r => break r,
+            }
+        };
+        match result {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(object_store::Error::NotImplemented { .. })
+            | Err(object_store::Error::NotSupported { .. }) => {
+                if !self.no_conditional_put.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "{} does not support conditional create (If-None-Match); falling back to unconditional writes and check-then-write, which is not atomic",
+                        self.location
+                    );
+                }
+                Err(CreateError::Unsupported)
+            }
+            Err(e) => Err(CreateError::Other(e)),
+        }
+    }
+
     /// Read `range` of an object; returns the bytes and the object's total size.
     fn read_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<(Vec<u8>, u64)> {
         self.fetch(path, Some(range))
@@ -255,6 +368,34 @@ impl RemoteBackend {
         }
         Err(self.error("reading", path, last.expect("at least one attempt")))
     }
+}
+
+/// Whether a failed request may succeed when sent again.
+fn is_transient(e: &object_store::Error) -> bool {
+    !matches!(
+        e,
+        object_store::Error::AlreadyExists { .. }
+            | object_store::Error::NotImplemented { .. }
+            | object_store::Error::NotSupported { .. }
+            | object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }
+            | object_store::Error::Precondition { .. }
+            | object_store::Error::NotFound { .. }
+    )
+}
+
+/// Wait before retry `attempt` (from 0): 1 s, doubling, at most 30 s.
+pub(crate) fn backoff(attempt: usize) -> Duration {
+    Duration::from_secs(1 << attempt.min(5)).min(Duration::from_secs(30))
+}
+
+/// Why a conditional create did not happen.
+enum CreateError {
+    /// The server does not support `If-None-Match` (now switched off).
+    Unsupported,
+    Other(object_store::Error),
+    /// From a signed request of our own (uploads with Object Lock headers).
+    Api(String, super::s3_api::ApiError),
 }
 
 /// An error with its sources, as one line (the server's answer is in the sources).
@@ -348,16 +489,51 @@ impl Backend for RemoteBackend {
         self.put_owned(path, bytes.to_vec())
     }
 
+    /// A create, never an overwrite: `If-None-Match: *` (so credentials that may not replace
+    /// objects suffice). A name already taken holds the same bytes (content-addressed names),
+    /// so a refused create succeeds once the object is confirmed present. Multipart uploads
+    /// cannot carry the condition through object_store: a HEAD first skips names already
+    /// stored.
     fn put_owned(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
         let key = self.key(path);
         let bytes = bytes::Bytes::from(bytes);
-        let result = if bytes.len() >= MULTIPART_THRESHOLD {
-            self.block(self.put_multipart(&key, bytes))
-        } else {
-            self.block(self.store.put(&key, PutPayload::from(bytes)))
+        let locked = self.retention_for(path).is_some();
+        if bytes.len() >= MULTIPART_THRESHOLD && !locked {
+            if self.exists(path)? {
+                return Ok(());
+            }
+            return self
+                .block(self.put_multipart(&key, bytes))
+                .map_err(|e| self.error("uploading", path, e));
+        }
+        if self.no_conditional_put.load(Ordering::Relaxed) && !locked {
+            return self
+                .block(self.store.put(&key, PutPayload::from(bytes)))
                 .map(|_| ())
-        };
-        result.map_err(|e| self.error("uploading", path, e))
+                .map_err(|e| self.error("uploading", path, e));
+        }
+        match self.put_create(&key, bytes.clone()) {
+            Ok(true) => Ok(()),
+            Ok(false) if self.exists(path)? => Ok(()),
+            Ok(false) => Err(Error::Remote {
+                op: "uploading",
+                object: path.to_string(),
+                location: self.location.clone(),
+                cause: "the server refused to create it as already present, yet it is absent; try again".into(),
+            }),
+            Err(CreateError::Unsupported) => self.put_owned(path, bytes.to_vec()),
+            Err(CreateError::Other(e)) => Err(self.error("uploading", path, e)),
+            Err(CreateError::Api(p, e)) => Err(self.api_error("uploading", &p, e)),
+        }
+    }
+
+    fn replace(&self, path: &str, bytes: &[u8]) -> Result<()> {
+        self.block(
+            self.store
+                .put(&self.key(path), PutPayload::from(bytes.to_vec())),
+        )
+        .map(|_| ())
+        .map_err(|e| self.error("uploading", path, e))
     }
 
     fn parallel_writes(&self) -> usize {
@@ -367,23 +543,13 @@ impl Backend for RemoteBackend {
     fn put_new(&self, path: &str, bytes: &[u8]) -> Result<bool> {
         let key = self.key(path);
         if !self.no_conditional_put.load(Ordering::Relaxed) {
-            let opts = PutOptions::from(PutMode::Create);
-            let payload = PutPayload::from(bytes.to_vec());
-            match self.block(self.store.put_opts(&key, payload, opts)) {
-                Ok(_) => return Ok(true),
-                Err(object_store::Error::AlreadyExists { .. }) => {
-                    // A retried create whose first attempt succeeded finds its own object.
-                    return Ok(self.get(path).is_ok_and(|b| b == bytes));
-                }
-                Err(object_store::Error::NotImplemented { .. })
-                | Err(object_store::Error::NotSupported { .. }) => {
-                    tracing::warn!(
-                        "{} does not support conditional create (If-None-Match); falling back to check-then-write, which is not atomic",
-                        self.location
-                    );
-                    self.no_conditional_put.store(true, Ordering::Relaxed);
-                }
-                Err(e) => return Err(self.error("uploading", path, e)),
+            match self.put_create(&key, bytes::Bytes::copy_from_slice(bytes)) {
+                Ok(true) => return Ok(true),
+                // A retried create whose first attempt succeeded finds its own object.
+                Ok(false) => return Ok(self.get(path).is_ok_and(|b| b == bytes)),
+                Err(CreateError::Unsupported) => {}
+                Err(CreateError::Other(e)) => return Err(self.error("uploading", path, e)),
+                Err(CreateError::Api(p, e)) => return Err(self.api_error("uploading", &p, e)),
             }
         }
         if self.exists(path)? {
@@ -449,6 +615,57 @@ impl Backend for RemoteBackend {
 
     fn is_remote(&self) -> bool {
         true
+    }
+
+    fn bucket_object_lock(&self) -> Result<Option<bool>> {
+        let Some(api) = &self.api else {
+            return Ok(None);
+        };
+        self.block(api.bucket_lock())
+            .map(|c| Some(c.is_some()))
+            .map_err(|e| self.api_error("reading the Object Lock configuration of", "", e))
+    }
+
+    fn set_write_lock(&self, lock: Option<WriteLock>) -> Result<()> {
+        if lock.is_some() {
+            self.api("S3 Object Lock")?;
+        }
+        *self.lock.lock().expect("lock setting") = lock;
+        Ok(())
+    }
+
+    fn retention(&self, path: &str) -> Result<Option<Retention>> {
+        let api = self.api("S3 Object Lock")?;
+        self.block(api.retention(path)).map_err(|e| match e.status {
+            Some(404) => Error::NotFound {
+                object: path.to_string(),
+            },
+            _ => self.api_error("reading the retention of", path, e),
+        })
+    }
+
+    fn set_retention(&self, path: &str, retention: Retention) -> Result<()> {
+        let api = self.api("S3 Object Lock")?;
+        self.block(api.set_retention(path, retention))
+            .map_err(|e| self.api_error("extending the retention of", path, e))
+    }
+
+    fn versions(&self, dir: &str) -> Result<Vec<ObjectVersion>> {
+        let api = self.api("reading object versions")?;
+        self.block(api.versions(dir))
+            .map_err(|e| self.api_error("listing the versions of", dir, e))
+    }
+
+    fn get_version(&self, path: &str, version_id: &str) -> Result<Vec<u8>> {
+        let api = self.api("reading object versions")?;
+        self.block(api.get_version(path, version_id, None))
+            .map(|b| b.to_vec())
+            .map_err(|e| match e.status {
+                Some(404) => Error::NotFound {
+                    object: format!("{path} (version {version_id})"),
+                },
+                _ => self.api_error("reading", path, e),
+            })
     }
 }
 

@@ -3,7 +3,6 @@
 use super::paths::walk;
 use super::{Produced, Session};
 use crate::args::{ClusterArgs, EtcdArgs, Global, StaticPodsArgs};
-use crate::exit::Code;
 use crate::source::etcd::Connection;
 use crate::source::static_pods;
 use crate::source::trailer::{Digest, TrailerCheck, Verdict};
@@ -154,7 +153,7 @@ fn save_etcd(s: &mut Session<'_>, a: &EtcdArgs) -> Result<EtcdSaved> {
     Ok(EtcdSaved { node, facts })
 }
 
-pub fn run_etcd(g: &Global, a: &EtcdArgs) -> Result<Code> {
+pub fn run_etcd(g: &Global, a: &EtcdArgs) -> Result<super::Saved> {
     let mut s = Session::open(g, &a.common)?;
     let saved = save_etcd(&mut s, a)?;
     let name = String::from_utf8_lossy(&saved.node.name).into_owned();
@@ -191,7 +190,7 @@ fn static_pod_paths(dir: &std::path::Path) -> Result<(Vec<String>, String)> {
     Ok((paths, static_pods::describe(&revs)))
 }
 
-pub fn run_static_pods(g: &Global, a: &StaticPodsArgs) -> Result<Code> {
+pub fn run_static_pods(g: &Global, a: &StaticPodsArgs) -> Result<super::Saved> {
     let (paths, revisions) = static_pod_paths(&a.dir)?;
     let mut s = Session::open(g, &a.common)?;
     let mut produced = walk(&mut s, SourceKind::StaticPods, paths, Default::default())?;
@@ -201,7 +200,7 @@ pub fn run_static_pods(g: &Global, a: &StaticPodsArgs) -> Result<Code> {
     s.finish(produced)
 }
 
-pub fn run_cluster(g: &Global, a: &ClusterArgs) -> Result<Code> {
+pub fn run_cluster(g: &Global, a: &ClusterArgs) -> Result<super::Saved> {
     let (paths, revisions) = static_pod_paths(&a.static_pods_dir)?;
     let mut s = Session::open(g, &a.etcd.common)?;
     let saved = save_etcd(&mut s, &a.etcd)?;

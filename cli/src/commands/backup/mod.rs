@@ -1,12 +1,15 @@
-//! `cairn backup …`: paths, etcd, static pod resources, or a whole cluster.
+//! `cairn backup …`: paths, etcd, static pod resources, a whole cluster, a host by preset, or
+//! a command's output.
 //!
 //! Every source goes through one [`Session`]: open the repository with the write key, feed the
 //! saver, flush packs and the index, then write the snapshot object last, so a failure at any
 //! point leaves no snapshot, only unreferenced packs.
 
 mod etcd;
+pub mod host;
 mod paths;
 mod project;
+pub mod stdin;
 
 use super::Reader;
 use crate::args::{BackupArgs, BackupCommon, BackupSource, Global};
@@ -25,13 +28,29 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub fn run(g: &Global, a: BackupArgs) -> Result<Code> {
-    match a.source {
+    save(g, &a)?.report(g)
+}
+
+/// Take the backup `a` describes and write its snapshot; print nothing on stdout (the caller
+/// reports: `cairn backup` prints it, `cairn run` folds it into the run's summary).
+pub fn save(g: &Global, a: &BackupArgs) -> Result<Saved> {
+    match &a.source {
         None => paths::run(g, &a.common, &a.walk, &a.paths),
-        Some(BackupSource::Etcd(e)) => etcd::run_etcd(g, &e),
-        Some(BackupSource::StaticPods(s)) => etcd::run_static_pods(g, &s),
-        Some(BackupSource::Cluster(c)) => etcd::run_cluster(g, &c),
-        Some(BackupSource::Project(p)) => project::run(g, &p),
+        Some(BackupSource::Etcd(e)) => etcd::run_etcd(g, e),
+        Some(BackupSource::StaticPods(s)) => etcd::run_static_pods(g, s),
+        Some(BackupSource::Cluster(c)) => etcd::run_cluster(g, c),
+        Some(BackupSource::Project(p)) => project::run(g, p),
+        Some(BackupSource::Host(h)) => host::run(g, h),
+        Some(BackupSource::Stdin(i)) => stdin::run(g, i),
     }
+}
+
+/// A saved snapshot and what did not make it in.
+pub struct Saved {
+    pub id: Id,
+    pub snapshot: Snapshot,
+    pub unreadable: Vec<(String, String)>,
+    pub changed: Vec<String>,
 }
 
 /// This host's name.
@@ -123,10 +142,10 @@ impl<'g> Session<'g> {
             .to_string()
     }
 
-    /// Flush, write the snapshot, report. The exit code says whether anything was unreadable.
-    pub fn finish(self, mut p: Produced) -> Result<Code> {
+    /// Flush and write the snapshot.
+    pub fn finish(self, mut p: Produced) -> Result<Saved> {
         let Session {
-            g,
+            g: _,
             reader,
             mut saver,
             lease,
@@ -172,6 +191,29 @@ impl<'g> Session<'g> {
         lease.ensure_fresh()?;
         let id = snapshots::save(&reader.repo, &snapshot)?;
         drop(lease);
+        Ok(Saved {
+            id,
+            snapshot,
+            unreadable: p.unreadable,
+            changed: p.changed,
+        })
+    }
+}
+
+impl Saved {
+    /// The code the backup exits with: whether anything was unreadable or changing.
+    pub fn code(&self) -> Code {
+        if self.unreadable.is_empty() && self.changed.is_empty() {
+            Code::Ok
+        } else {
+            Code::Partial
+        }
+    }
+
+    /// Print what was saved (text or JSON) and the warnings; the exit code.
+    pub fn report(&self, g: &Global) -> Result<Code> {
+        let (id, snapshot, p) = (&self.id, &self.snapshot, self);
+        let stats = snapshot.stats;
         if g.json {
             output::json(&json!({
                 "snapshot": id.to_hex(),
@@ -221,9 +263,6 @@ impl<'g> Session<'g> {
                 eprintln!("  {path}");
             }
         }
-        if !p.unreadable.is_empty() || !p.changed.is_empty() {
-            return Ok(Code::Partial);
-        }
-        Ok(Code::Ok)
+        Ok(self.code())
     }
 }

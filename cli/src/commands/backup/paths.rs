@@ -2,7 +2,6 @@
 
 use super::{Produced, Session};
 use crate::args::{BackupCommon, Global, WalkArgs};
-use crate::exit::Code;
 use crate::source::fs::{Excludes, Options, Walker};
 use anyhow::{bail, Result};
 use cairn_format::snapshot::SourceKind;
@@ -56,6 +55,7 @@ pub fn walk_options(w: &WalkArgs) -> Result<Options> {
         excludes: Excludes::new(&patterns)?,
         one_file_system: w.one_file_system,
         force: w.force,
+        root: PathBuf::new(),
     })
 }
 
@@ -77,6 +77,20 @@ pub fn walk(
     paths: Vec<String>,
     opts: Options,
 ) -> Result<Produced> {
+    let walked: Vec<PathBuf> = paths.iter().map(Into::into).collect();
+    walk_recording(s, source, paths, &walked, opts)
+}
+
+/// Walk `walked` into the session's saver, for a snapshot that will record `paths` (which
+/// may name more than is walked, e.g. the host inventory): the parent is the latest snapshot
+/// that recorded the same.
+pub fn walk_recording(
+    s: &mut Session<'_>,
+    source: SourceKind,
+    paths: Vec<String>,
+    walked: &[PathBuf],
+    opts: Options,
+) -> Result<Produced> {
     let parent = if opts.force {
         None
     } else {
@@ -96,8 +110,7 @@ pub fn walk(
         opts,
         s.progress.clone(),
     );
-    let fs_paths: Vec<PathBuf> = paths.iter().map(Into::into).collect();
-    let outcome = walker.run(&fs_paths, parent.as_ref().map(|(_, s)| s.tree))?;
+    let outcome = walker.run(walked, parent.as_ref().map(|(_, s)| s.tree))?;
     Ok(Produced {
         root: outcome.root,
         source,
@@ -110,7 +123,12 @@ pub fn walk(
     })
 }
 
-pub fn run(g: &Global, common: &BackupCommon, w: &WalkArgs, paths: &[PathBuf]) -> Result<Code> {
+pub fn run(
+    g: &Global,
+    common: &BackupCommon,
+    w: &WalkArgs,
+    paths: &[PathBuf],
+) -> Result<super::Saved> {
     let opts = walk_options(w)?;
     if paths.iter().all(|p| std::fs::symlink_metadata(p).is_err()) {
         bail!("none of the paths to back up exists; nothing was saved");

@@ -2,7 +2,6 @@
 
 use super::{Produced, Session};
 use crate::args::{Global, ProjectArgs};
-use crate::exit::Code;
 use anyhow::{bail, Context, Result};
 use cairn_format::snapshot::{SnapshotStats, SourceKind};
 use cairn_store::project::export::{self, Options};
@@ -32,7 +31,7 @@ fn namespaces(kube: &Kube, a: &ProjectArgs) -> Result<Vec<String>> {
     Ok(out)
 }
 
-pub fn run(g: &Global, a: &ProjectArgs) -> Result<Code> {
+pub fn run(g: &Global, a: &ProjectArgs) -> Result<super::Saved> {
     let kube = Kube::connect(&a.kube.connection())?;
     let namespaces = namespaces(&kube, a)?;
     let found = discovery::discover(&kube)?;

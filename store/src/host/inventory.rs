@@ -1,0 +1,236 @@
+//! The host inventory a host snapshot records: installed packages (rpm or dpkg, whichever the
+//! host has), `/etc/os-release`, kernel release, hostname and, on OpenShift 4, the node's
+//! current MachineConfig. Each is an ordinary file in the reserved directory
+//! [`DIR`] of the snapshot tree (format/SPEC.md §10.2), deduplicated like any other.
+
+use super::command::{find_in_path, CommandLine};
+use super::presets::under_root;
+use super::{file_node, HostError};
+use crate::saver::Saver;
+use cairn_format::chunker::ChunkPolicy;
+use cairn_format::tree::Node;
+use std::io::Read;
+use std::path::Path;
+
+/// Where the inventory lives in a snapshot tree.
+pub const DIR: &str = "/.cairn/inventory";
+/// Its components below the root.
+pub const DIR_COMPONENTS: [&[u8]; 2] = [b".cairn", b"inventory"];
+
+/// File names in [`DIR`].
+pub const PACKAGES: &str = "packages.tsv";
+/// A copy of the host's os-release.
+pub const OS_RELEASE: &str = "os-release";
+/// Kernel release (`uname -r`), one line.
+pub const KERNEL: &str = "kernel";
+/// Host name (`uname -n`), one line.
+pub const HOSTNAME: &str = "hostname";
+/// The MachineConfig the node runs (OpenShift 4).
+pub const MACHINECONFIG: &str = "machineconfig.json";
+/// Which package manager wrote packages.tsv (`rpm` or `dpkg`), one line.
+pub const PACKAGE_MANAGER: &str = "package-manager";
+
+/// Where the MachineConfig Daemon keeps the node's current configuration.
+pub const MCD_CURRENT: &str = "/etc/machine-config-daemon/currentconfig";
+
+/// Most bytes of a small inventory file read into memory (os-release, kernel, …).
+pub const SMALL_LIMIT: u64 = 1 << 20;
+/// Most bytes of a package list read into memory (for comparison).
+pub const PACKAGES_LIMIT: u64 = 64 << 20;
+
+/// The package managers cairn asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackageManager {
+    /// `rpm -qa`.
+    Rpm,
+    /// `dpkg-query -W`.
+    Dpkg,
+}
+
+impl PackageManager {
+    /// The one this host has (rpm first), found in PATH.
+    pub fn detect() -> Option<PackageManager> {
+        if find_in_path("rpm").is_some() {
+            Some(PackageManager::Rpm)
+        } else if find_in_path("dpkg-query").is_some() {
+            Some(PackageManager::Dpkg)
+        } else {
+            None
+        }
+    }
+
+    /// Its name, as packages.tsv's companion file records it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PackageManager::Rpm => "rpm",
+            PackageManager::Dpkg => "dpkg",
+        }
+    }
+
+    /// The command listing installed packages as `NAME\tVERSION\tARCH` lines.
+    pub fn command(self) -> CommandLine {
+        match self {
+            PackageManager::Rpm => CommandLine::new(
+                "rpm",
+                [
+                    "-qa",
+                    "--qf",
+                    "%{NAME}\\t%{EPOCH}:%{VERSION}-%{RELEASE}\\t%{ARCH}\\n",
+                ],
+            ),
+            PackageManager::Dpkg => CommandLine::new(
+                "dpkg-query",
+                ["-W", "-f", "${Package}\\t${Version}\\t${Architecture}\\n"],
+            ),
+        }
+    }
+}
+
+/// The kernel release and host name of the running system.
+pub fn uname() -> (String, String) {
+    let u = rustix::system::uname();
+    (
+        u.release().to_string_lossy().into_owned(),
+        u.nodename().to_string_lossy().into_owned(),
+    )
+}
+
+/// The host's os-release below `root`: /etc/os-release, else /usr/lib/os-release.
+pub fn os_release_path(root: &Path) -> Option<std::path::PathBuf> {
+    ["/etc/os-release", "/usr/lib/os-release"]
+        .iter()
+        .map(|p| under_root(root, p))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
+}
+
+/// The inventory saved into a snapshot.
+pub struct Saved {
+    /// The files of [`DIR`], sorted.
+    pub nodes: Vec<Node>,
+    /// Facts for the snapshot (`inventory.*`).
+    pub facts: Vec<(String, String)>,
+    /// What could not be taken, for the user (the backup goes on without it).
+    pub notes: Vec<String>,
+}
+
+/// Take the inventory of the running host (files below `root`) into `saver`. A package
+/// manager that fails fails the inventory (the backup saves nothing); a host without rpm or
+/// dpkg-query, or without a readable MachineConfig, is noted and goes on.
+pub fn save(
+    saver: &mut Saver,
+    root: &Path,
+    time_ns: i64,
+    policy: ChunkPolicy,
+) -> Result<Saved, HostError> {
+    let mut nodes = Vec::new();
+    let mut facts = Vec::new();
+    let mut notes = Vec::new();
+    let small = |saver: &mut Saver, name: &str, bytes: &[u8]| -> Result<Node, HostError> {
+        let (ids, size) =
+            saver
+                .save_reader(bytes, policy, |_| {})?
+                .map_err(|cause| HostError::Read {
+                    command: name.into(),
+                    cause,
+                })?;
+        Ok(file_node(name.as_bytes(), ids, size, time_ns))
+    };
+    match PackageManager::detect() {
+        Some(pm) => {
+            let mut lines = 0u64;
+            // Streamed: the list is chunked as the command prints it.
+            let (ids, size) = pm.command().save(saver, policy, |b| {
+                lines += b.iter().filter(|c| **c == b'\n').count() as u64;
+            })?;
+            nodes.push(file_node(PACKAGES.as_bytes(), ids, size, time_ns));
+            nodes.push(small(
+                saver,
+                PACKAGE_MANAGER,
+                format!("{}\n", pm.name()).as_bytes(),
+            )?);
+            facts.push(("inventory.package_manager".into(), pm.name().into()));
+            facts.push(("inventory.packages".into(), lines.to_string()));
+        }
+        None => notes
+            .push("neither rpm nor dpkg-query is in PATH: no package list recorded".to_string()),
+    }
+    match os_release_path(root) {
+        Some(p) => {
+            let text = read_small(&p)?;
+            let os = parse_os_release(&String::from_utf8_lossy(&text));
+            if let Some(pretty) = os.get("PRETTY_NAME") {
+                facts.push(("inventory.os".into(), pretty.clone()));
+            }
+            nodes.push(small(saver, OS_RELEASE, &text)?);
+        }
+        None => notes.push(format!(
+            "no os-release below {} (etc/os-release, usr/lib/os-release): OS release not recorded",
+            root.display()
+        )),
+    }
+    let (kernel, hostname) = uname();
+    facts.push(("inventory.kernel".into(), kernel.clone()));
+    nodes.push(small(saver, KERNEL, format!("{kernel}\n").as_bytes())?);
+    nodes.push(small(saver, HOSTNAME, format!("{hostname}\n").as_bytes())?);
+    let mcd = under_root(root, MCD_CURRENT);
+    if std::fs::symlink_metadata(&mcd).is_ok() {
+        match std::fs::File::open(&mcd) {
+            Ok(f) => {
+                let (ids, size) =
+                    saver
+                        .save_reader(f, policy, |_| {})?
+                        .map_err(|cause| HostError::File {
+                            path: mcd.clone(),
+                            cause,
+                        })?;
+                nodes.push(file_node(MACHINECONFIG.as_bytes(), ids, size, time_ns));
+                facts.push(("inventory.machineconfig".into(), "recorded".into()));
+            }
+            Err(e) => notes.push(format!(
+                "{} not readable ({e}): MachineConfig not recorded",
+                mcd.display()
+            )),
+        }
+    }
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Saved {
+        nodes,
+        facts,
+        notes,
+    })
+}
+
+/// Read a small file whole (at most [`SMALL_LIMIT`] bytes).
+pub fn read_small(path: &Path) -> Result<Vec<u8>, HostError> {
+    let err = |cause| HostError::File {
+        path: path.to_path_buf(),
+        cause,
+    };
+    let mut out = Vec::new();
+    std::fs::File::open(path)
+        .map_err(err)?
+        .take(SMALL_LIMIT)
+        .read_to_end(&mut out)
+        .map_err(err)?;
+    Ok(out)
+}
+
+/// `KEY=value` lines of an os-release file, quotes removed.
+pub fn parse_os_release(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            if l.starts_with('#') {
+                return None;
+            }
+            let (k, v) = l.split_once('=')?;
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(v);
+            Some((k.trim().to_string(), v.replace("\\\"", "\"")))
+        })
+        .collect()
+}

@@ -1,0 +1,547 @@
+//! Host backups: presets against fake host roots (one per role, paths missing on purpose),
+//! `--preset auto`, explicit paths that must exist, the inventory taken from this machine's
+//! real package manager, `host compare` on matching and doctored inventories, command
+//! capture (a failing command saves nothing), and the restore dry-run of a host snapshot.
+
+use cairn_e2e::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const OS_RELEASE: &str =
+    "NAME=\"Fake Linux\"\nID=fakelinux\nVERSION_ID=\"9.4\"\nPRETTY_NAME=\"Fake Linux 9.4\"\n";
+
+/// A fake OpenShift 4 control-plane root: static pod resources, manifests, kubelet config, the
+/// MachineConfig Daemon's current config. /etc/crio, the kubelet drop-ins and the CA anchors
+/// are missing on purpose.
+fn ocp4_root(fx: &Fixture) -> PathBuf {
+    let r = fx.dir("ocp4-root");
+    write_file(
+        &r.join("etc/kubernetes/static-pod-resources/kube-apiserver-pod-7/secrets/key"),
+        b"encryption key\n",
+    );
+    write_file(
+        &r.join("etc/kubernetes/manifests/kube-apiserver-pod.yaml"),
+        b"kind: Pod\n",
+    );
+    write_file(&r.join("etc/kubernetes/kubeconfig"), b"apiVersion: v1\n");
+    write_file(
+        &r.join("var/lib/kubelet/config.yaml"),
+        b"kind: KubeletConfiguration\n",
+    );
+    write_file(&r.join("var/lib/kubelet/pods/not-saved"), b"x");
+    write_file(
+        &r.join("etc/machine-config-daemon/currentconfig"),
+        br#"{"metadata":{"name":"rendered-master-abc"}}"#,
+    );
+    write_file(&r.join("etc/containers/registries.conf"), b"[registries]\n");
+    write_file(&r.join("etc/os-release"), OS_RELEASE.as_bytes());
+    r
+}
+
+fn facts(report: &serde_json::Value) -> &serde_json::Map<String, serde_json::Value> {
+    report["facts"].as_object().expect("facts")
+}
+
+fn snapshot_count(fx: &Fixture) -> usize {
+    fx.object_names("snapshots").len()
+}
+
+/// What this machine's dpkg-query lists, as cairn records it.
+fn dpkg_list() -> Vec<u8> {
+    sh(
+        "dpkg-query",
+        &["-W", "-f", "${Package}\t${Version}\t${Architecture}\n"],
+    )
+}
+
+#[test]
+fn auto_picks_the_role_records_absent_paths_and_the_inventory() {
+    let fx = Fixture::new();
+    let root = ocp4_root(&fx);
+    let out = fx.wk(&[
+        "--json",
+        "backup",
+        "host",
+        "--preset",
+        "auto",
+        "--root",
+        s(&root),
+    ]);
+    out.ok();
+    let report = out.json();
+    let f = facts(&report);
+    assert_eq!(f["host.presets"], "ocp4-control-plane");
+    assert_eq!(f["host.preset_selection"], "auto");
+    let absent = f["host.absent"].as_str().unwrap();
+    for p in [
+        "/etc/crio",
+        "/etc/systemd/system/kubelet.service.d",
+        "/etc/pki/ca-trust/source/anchors",
+    ] {
+        assert!(absent.lines().any(|l| l == p), "{p} not absent: {absent}");
+    }
+    assert_eq!(f["inventory.package_manager"], "dpkg");
+    assert_eq!(f["inventory.os"], "Fake Linux 9.4");
+    let snap = Fixture::snap_id(&report);
+
+    // Host paths, not paths below the fake root; the inventory beside them.
+    let ls = fx.id(&["ls", &snap]);
+    ls.ok();
+    for p in [
+        "/etc/kubernetes/static-pod-resources/kube-apiserver-pod-7/secrets/key",
+        "/etc/kubernetes/manifests/kube-apiserver-pod.yaml",
+        "/var/lib/kubelet/config.yaml",
+        "/etc/containers/registries.conf",
+        "/.cairn/inventory/packages.tsv",
+        "/.cairn/inventory/os-release",
+        "/.cairn/inventory/kernel",
+        "/.cairn/inventory/hostname",
+        "/.cairn/inventory/machineconfig.json",
+    ] {
+        assert!(ls.stdout.lines().any(|l| l == p), "{p} missing:\n{ls}");
+    }
+    assert!(!ls.stdout.contains("not-saved"), "{ls}");
+    assert!(!ls.stdout.contains(s(&root)), "{ls}");
+    // The real package list of this machine, and the fake root's os-release.
+    let cat = fx.id(&["cat", &snap, "/.cairn/inventory/packages.tsv"]);
+    cat.ok();
+    assert_eq!(cat.stdout_bytes, dpkg_list());
+    let cat = fx.id(&["cat", &snap, "/.cairn/inventory/os-release"]);
+    assert_eq!(cat.ok().stdout, OS_RELEASE);
+
+    // The same host compared with itself is fit.
+    let cmp = fx.id(&["--json", "host", "compare", &snap, "--root", s(&root)]);
+    cmp.ok();
+    let c = &cmp.json()["comparison"];
+    assert_eq!(c["fit"], true, "{cmp}");
+    assert_eq!(c["missing"].as_array().unwrap().len(), 0);
+    assert!(num(c, "matching") > 10, "{cmp}");
+    assert_eq!(
+        c["machineconfig"]["recorded"], "rendered-master-abc",
+        "{cmp}"
+    );
+    assert_eq!(c["machineconfig"]["same"], true, "{cmp}");
+
+    // A second backup reads nothing unchanged again (same recorded paths: the parent).
+    let again = fx.wk(&[
+        "--json",
+        "backup",
+        "host",
+        "--preset",
+        "auto",
+        "--root",
+        s(&root),
+    ]);
+    let again = again.ok().json();
+    assert_eq!(again["parent"].as_str(), Some(snap.as_str()));
+    assert_eq!(
+        num(&again, "files_read"),
+        6,
+        "only the inventory is read again"
+    );
+    // Without --json it says which presets auto picked and what is absent.
+    let text = fx.wk(&["backup", "host", "--preset", "auto", "--root", s(&root)]);
+    text.ok();
+    text.stderr_has(&["picked ocp4-control-plane", "recorded as absent: /etc/crio"]);
+}
+
+#[test]
+fn each_role_is_recognised_and_a_bare_host_is_refused() {
+    let fx = Fixture::new();
+    let cases: [(&str, &[&str], &str); 3] = [
+        (
+            "kubeadm",
+            &[
+                "etc/kubernetes/manifests/kube-apiserver.yaml",
+                "etc/kubernetes/pki/ca.crt",
+                "var/lib/kubelet/kubeadm-flags.env",
+            ],
+            "kubeadm-control-plane",
+        ),
+        (
+            "kubeadm-worker",
+            &[
+                "etc/kubernetes/kubelet.conf",
+                "var/lib/kubelet/kubeadm-flags.env",
+            ],
+            "kubeadm-node",
+        ),
+        (
+            "ocp3",
+            &[
+                "etc/origin/master/master-config.yaml",
+                "etc/origin/node/node-config.yaml",
+                "etc/etcd/etcd.conf",
+                "etc/sysconfig/atomic-openshift-node",
+                "etc/sysconfig/docker-storage",
+            ],
+            "ocp3-master",
+        ),
+    ];
+    for (name, files, want) in cases {
+        let root = fx.dir(name);
+        for f in files {
+            write_file(&root.join(f), b"x\n");
+        }
+        let out = fx.wk(&[
+            "--json",
+            "backup",
+            "host",
+            "--preset",
+            "auto",
+            "--no-inventory",
+            "--root",
+            s(&root),
+        ]);
+        out.ok();
+        let report = out.json();
+        assert_eq!(facts(&report)["host.presets"], want, "{name}: {out}");
+        let ls = fx.id(&["ls", report["snapshot"].as_str().unwrap()]);
+        for f in files {
+            assert!(
+                ls.ok().stdout.lines().any(|l| l == format!("/{f}")),
+                "{name}: /{f} missing\n{ls}"
+            );
+        }
+        assert!(!ls.stdout.contains("/.cairn"), "{ls}");
+    }
+    // The OpenShift 3 globs found their files.
+    let presets = fx.run(&["presets", "show", "ocp3-master"]);
+    presets.ok();
+    assert!(presets.stdout.contains("/etc/sysconfig/atomic-openshift-*"));
+
+    let before = snapshot_count(&fx);
+    let bare = fx.dir("bare");
+    let out = fx.wk(&["backup", "host", "--preset", "auto", "--root", s(&bare)]);
+    out.code_is(1);
+    out.stderr_has(&[
+        "no preset's marker files",
+        "ocp4-control-plane",
+        "--preset NAME",
+    ]);
+    assert_eq!(snapshot_count(&fx), before);
+}
+
+#[test]
+fn explicit_missing_paths_fail_and_user_presets_extend_built_ins() {
+    let fx = Fixture::new();
+    let root = ocp4_root(&fx);
+    let before = snapshot_count(&fx);
+    let out = fx.wk(&[
+        "backup",
+        "host",
+        "--preset",
+        "ocp4-worker",
+        "--root",
+        s(&root),
+        "/etc/site-ca",
+    ]);
+    out.code_is(1);
+    out.stderr_has(&["/etc/site-ca does not exist", "must exist"]);
+    assert_eq!(snapshot_count(&fx), before);
+    let out = fx.wk(&[
+        "backup",
+        "host",
+        "--preset",
+        "no-such-role",
+        "--root",
+        s(&root),
+    ]);
+    out.code_is(2);
+    out.stderr_has(&["no preset named", "presets list"]);
+
+    // A preset of the configuration file, extending a built-in one.
+    write_file(&root.join("etc/site/ca.pem"), b"pem\n");
+    let config = fx.path("cairn.toml");
+    write_file(
+        &config,
+        b"[jobs.nightly]\nschedule = \"daily\"\n\n[presets.site-worker]\nextends = \"ocp4-worker\"\npaths = [\"/etc/site\"]\n",
+    );
+    let cfg = [("CAIRN_CONFIG", config.as_os_str())];
+    let list = fx.run_env(&["presets", "list"], &cfg);
+    list.ok();
+    assert!(list.stdout.contains("site-worker"), "{list}");
+    let show = fx.run_env(&["--json", "presets", "show", "site-worker"], &cfg);
+    let shown = show.ok().json();
+    assert!(strs(&shown, "paths").contains("/etc/site"));
+    assert!(strs(&shown, "paths").contains("/etc/kubernetes/kubeconfig"));
+    let out = fx.wk_env(
+        &[
+            "--json",
+            "backup",
+            "host",
+            "--preset",
+            "site-worker",
+            "--no-inventory",
+            "--root",
+            s(&root),
+        ],
+        &cfg,
+    );
+    let report = out.ok().json();
+    let ls = fx.id(&["ls", report["snapshot"].as_str().unwrap()]);
+    assert!(
+        ls.ok().stdout.lines().any(|l| l == "/etc/site/ca.pem"),
+        "{ls}"
+    );
+    assert!(ls.stdout.lines().any(|l| l == "/etc/kubernetes/kubeconfig"));
+    // A broken file is named.
+    write_file(&config, b"[presets.x]\nextends = \"nope\"\n");
+    let out = fx.run_env(&["presets", "list"], &cfg);
+    out.code_is(1);
+    out.stderr_has(&["cairn.toml", "preset x", "nope"]);
+}
+
+/// A directory with a `dpkg-query` that prints this machine's list doctored: the first
+/// package dropped, the second at another version, one package added.
+fn doctored_dpkg(fx: &Fixture) -> PathBuf {
+    let bin = fx.dir("fakebin");
+    let script = bin.join("dpkg-query");
+    write_file(
+        &script,
+        b"#!/bin/sh\n/usr/bin/dpkg-query \"$@\" | /usr/bin/awk -F'\\t' 'NR==1{next} NR==2{print $1 \"\\t\" $2 \"-doctored\\t\" $3; next} {print} END{print \"cairn-test-extra\\t1.0\\tall\"}'\n",
+    );
+    chmod(&script, 0o755);
+    bin
+}
+
+#[test]
+fn compare_lists_missing_changed_and_extra_packages() {
+    let fx = Fixture::new();
+    let root = ocp4_root(&fx);
+    let report = fx
+        .wk(&[
+            "--json",
+            "backup",
+            "host",
+            "--preset",
+            "ocp4-worker",
+            "--root",
+            s(&root),
+        ])
+        .ok()
+        .json();
+    let snap = Fixture::snap_id(&report);
+    let fake = doctored_dpkg(&fx);
+    let path = [("PATH", fake.as_os_str())];
+    let cmp = fx.run_env(
+        &fx.id_args(&["--json", "host", "compare", &snap, "--root", s(&root)]),
+        &path,
+    );
+    cmp.code_is(5);
+    let c = &cmp.json()["comparison"];
+    assert_eq!(c["fit"], false);
+    let list = dpkg_list();
+    let lines: Vec<&[u8]> = list.split(|b| *b == b'\n').collect();
+    let first =
+        String::from_utf8_lossy(lines[0].split(|b| *b == b'\t').next().unwrap()).into_owned();
+    let second =
+        String::from_utf8_lossy(lines[1].split(|b| *b == b'\t').next().unwrap()).into_owned();
+    let names = |k: &str| -> Vec<String> {
+        c[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names("missing"), [first]);
+    assert_eq!(names("different"), [second]);
+    assert_eq!(names("extra"), ["cairn-test-extra"]);
+    // Another OS release below the root: unfit for that reason too (text output).
+    write_file(
+        &root.join("etc/os-release"),
+        b"ID=fakelinux\nVERSION_ID=10\n",
+    );
+    write_file(
+        &root.join("etc/machine-config-daemon/currentconfig"),
+        br#"{"metadata":{"name":"rendered-master-def"}}"#,
+    );
+    let cmp = fx.id(&["host", "compare", &snap, "--root", s(&root)]);
+    cmp.code_is(5);
+    assert!(cmp.stdout.contains("verdict: unfit"), "{cmp}");
+    assert!(cmp.stdout.contains("OS release differs"), "{cmp}");
+    assert!(
+        cmp.stdout.contains(
+            "MachineConfig differs: recorded rendered-master-abc, this host rendered-master-def"
+        ),
+        "{cmp}"
+    );
+    // A snapshot without inventory is named as such.
+    let plain = fx.backup(&[&root.join("etc/containers")]);
+    let out = fx.id(&["host", "compare", &Fixture::snap_id(&plain)]);
+    out.code_is(1);
+    out.stderr_has(&["holds no host inventory", "backup host"]);
+}
+
+#[test]
+fn command_capture_streams_output_and_a_failing_command_saves_nothing() {
+    let fx = Fixture::new();
+    let out = fx.wk(&[
+        "--json",
+        "backup",
+        "stdin",
+        "--filename",
+        "/inventory/numbers.txt",
+        "--",
+        "seq",
+        "1",
+        "200000",
+    ]);
+    let report = out.ok().json();
+    assert_eq!(facts(&report)["stdin.command"], "seq 1 200000");
+    let snap = Fixture::snap_id(&report);
+    let cat = fx.id(&["cat", &snap, "/inventory/numbers.txt"]);
+    assert_eq!(cat.ok().stdout_bytes, sh("seq", &["1", "200000"]));
+
+    // Without a command: cairn's own standard input.
+    let input = fx.path("dump.sql");
+    write_file(&input, &text_bytes(7, 100_000));
+    let env = fx.env();
+    let args = fx.wk_args(&[
+        "--json",
+        "backup",
+        "stdin",
+        "--stdin-filename",
+        "/dumps/app.sql",
+    ]);
+    let mut cmd = cairn_e2e::background::clean_command(&cairn_bin(), &env_refs(&env));
+    cmd.args(&args).stdin(fs::File::open(&input).unwrap());
+    let out = run_captured(cmd, cmdline(&cairn_bin(), &args));
+    let report = out.ok().json();
+    assert_eq!(facts(&report)["stdin.command"], "stdin");
+    let cat = fx.id(&["cat", &Fixture::snap_id(&report), "/dumps/app.sql"]);
+    assert_eq!(cat.ok().stdout_bytes, fs::read(&input).unwrap());
+
+    // Streamed: 300 MB of output in far less memory.
+    let args = fx.wk_args(&[
+        "--json",
+        "backup",
+        "stdin",
+        "--filename",
+        "zeros",
+        "--",
+        "head",
+        "-c",
+        "300000000",
+        "/dev/zero",
+    ]);
+    let (out, rss) = cairn_e2e::rss::cairn_with_rss(&args, &env_refs(&env));
+    let report = out.ok().json();
+    assert_eq!(num(&report, "bytes"), 300_000_000);
+    assert!(rss < 200 << 20, "peak RSS {rss} bytes for 300 MB of output");
+
+    let before = snapshot_count(&fx);
+    let out = fx.wk(&[
+        "backup",
+        "stdin",
+        "--stdin-filename",
+        "dump.sql",
+        "--",
+        "sh",
+        "-c",
+        "echo partial output; echo 'pg_dump: connection refused' >&2; exit 7",
+    ]);
+    out.code_is(1);
+    out.stderr_has(&[
+        "exit status 7",
+        "pg_dump: connection refused",
+        "nothing was saved",
+    ]);
+    assert_eq!(snapshot_count(&fx), before);
+    let out = fx.wk(&[
+        "backup",
+        "stdin",
+        "--filename",
+        "x",
+        "--",
+        "/nonexistent/cmd",
+    ]);
+    out.code_is(1);
+    out.stderr_has(&["/nonexistent/cmd"]);
+    let out = fx.wk(&["backup", "stdin", "--filename", "../x", "--", "true"]);
+    out.failed();
+    assert_eq!(snapshot_count(&fx), before);
+}
+
+#[test]
+fn restore_dry_run_of_a_host_snapshot_lists_conflicts_and_writes_nothing() {
+    let fx = Fixture::new();
+    let root = ocp4_root(&fx);
+    let report = fx
+        .wk(&[
+            "--json",
+            "backup",
+            "host",
+            "--preset",
+            "ocp4-control-plane",
+            "--root",
+            s(&root),
+        ])
+        .ok()
+        .json();
+    let snap = Fixture::snap_id(&report);
+    // A fresh host that already has a kubelet config of its own.
+    let target = fx.dir("fresh-host");
+    write_file(&target.join("var/lib/kubelet/config.yaml"), b"local\n");
+    let listing = |d: &Path| scan_tree(d).into_keys().collect::<Vec<_>>();
+    let before = listing(&target);
+    let out = fx.restore(&snap, &target, &["--dry-run"]);
+    out.code_is(1);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("conflict") && l.contains(" /var/lib/kubelet/config.yaml")),
+        "{out}"
+    );
+    assert!(
+        out.stdout.lines().any(|l| l.starts_with("new")
+            && l.contains("/etc/kubernetes/manifests/kube-apiserver-pod.yaml")),
+        "{out}"
+    );
+    assert!(out.stdout.lines().any(|l| l.starts_with("keep")), "{out}");
+    assert_eq!(listing(&target), before, "the dry run wrote something");
+    assert_eq!(
+        fs::read(target.join("var/lib/kubelet/config.yaml")).unwrap(),
+        b"local\n"
+    );
+    // With --overwrite it restores, the inventory with the rest.
+    fx.restore(&snap, &target, &["--overwrite"]).ok();
+    assert_eq!(
+        fs::read(target.join("var/lib/kubelet/config.yaml")).unwrap(),
+        b"kind: KubeletConfiguration\n"
+    );
+    assert_eq!(
+        fs::read_to_string(target.join(".cairn/inventory/os-release")).unwrap(),
+        OS_RELEASE
+    );
+}
+
+#[test]
+fn restore_into_a_mounted_root_maps_owners_by_its_passwd() {
+    if !is_root() {
+        eprintln!("skipped: owners are only restored as root");
+        return;
+    }
+    let fx = Fixture::new();
+    let src = fx.dir("src");
+    write_file(&src.join("etcd.conf"), b"x\n");
+    // `daemon` (uid and gid 1 on Debian and RHEL) is recorded by name.
+    rustix::fs::chown(
+        src.join("etcd.conf"),
+        Some(rustix::fs::Uid::from_raw(1)),
+        Some(rustix::fs::Gid::from_raw(1)),
+    )
+    .unwrap();
+    let snap = Fixture::snap_id(&fx.backup(&[&src]));
+    // The new host's disk, whose daemon user and group have other ids.
+    let target = fx.dir("sysimage");
+    write_file(
+        &target.join("etc/passwd"),
+        b"root:x:0:0::/root:/bin/sh\ndaemon:x:4242:4343::/:/sbin/nologin\n",
+    );
+    write_file(&target.join("etc/group"), b"root:x:0:\ndaemon:x:4343:\n");
+    fx.restore(&snap, &target, &[]).ok();
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(Fixture::restored(&target, &src).join("etcd.conf")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (4242, 4343));
+}
