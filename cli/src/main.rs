@@ -3,6 +3,7 @@
 //! This binary parses arguments, opens repositories with the right key role, runs one command
 //! and prints its result; the engine lives in `cairn-store` and `cairn-format`.
 
+mod alloc;
 mod args;
 mod commands;
 mod credentials;
@@ -16,6 +17,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    alloc::tune();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let json = argv.iter().any(|a| a == "--json");
     let cli = match args::Cli::try_parse_from(&argv) {

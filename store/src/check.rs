@@ -568,7 +568,7 @@ fn check_packs(
     // Blobs by pack, from the index.
     let mut by_pack: HashMap<u32, Vec<(Id, crate::index::Location)>> = HashMap::new();
     for (id, loc) in audit.index.iter() {
-        by_pack.entry(loc.pack).or_default().push((*id, *loc));
+        by_pack.entry(loc.pack).or_default().push((*id, loc));
     }
     let packs: Vec<u32> = (0..audit.index.packs().len() as u32)
         .filter(|n| {

@@ -20,8 +20,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Packs transferred at once.
+/// Packs transferred at once, at most.
 const PARALLEL_PACKS: usize = 4;
+/// Memory for packs in transit (each is held whole): 2 packs of the default 16 MiB.
+const TRANSIT_BYTES: u64 = 40 << 20;
 
 /// What a copy did.
 #[derive(Debug, Default, Clone)]
@@ -179,8 +181,14 @@ fn send_packs(
     let next = Mutex::new(numbers.iter());
     let bytes = AtomicU64::new(0);
     let first_error = Mutex::new(None);
+    let largest = numbers
+        .iter()
+        .map(|&n| index.pack(n).size)
+        .max()
+        .unwrap_or(1);
+    let parallel = ((TRANSIT_BYTES / largest.max(1)) as usize).clamp(1, PARALLEL_PACKS);
     std::thread::scope(|s| {
-        for _ in 0..PARALLEL_PACKS.min(numbers.len()) {
+        for _ in 0..parallel.min(numbers.len()) {
             s.spawn(|| loop {
                 if first_error.lock().expect("lock").is_some() {
                     return;

@@ -1,4 +1,11 @@
 //! The in-memory index: blob id → location, merged from every `index/<id>` object.
+//!
+//! Memory model: one fixed-size 44-byte entry per blob (32-byte id, frame number, offset in the
+//! frame, length) in a vector sorted by id and searched by bisection; one 32-byte record per
+//! frame (pack number and the frame's place in the pack) and one per pack. Nothing is hashed
+//! per blob, so a million blobs cost ~45 MB (a hash map of ids to locations cost ~3× that).
+//! Lookups first narrow the range with a table of where each value of the id's first 16 bits
+//! starts, then bisect within it.
 
 use crate::repo::Repository;
 use crate::{Error, Result};
@@ -6,6 +13,7 @@ use cairn_format::index::{IndexPack, IndexRecord};
 use cairn_format::pack::{FrameRef, PackKind};
 use cairn_format::Id;
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 
 /// Listings of `index/` tried when objects vanish between listing and reading.
 const LOAD_ATTEMPTS: u32 = 3;
@@ -36,12 +44,37 @@ pub struct PackInfo {
     pub size: u64,
 }
 
+/// One blob: its id and where it is in its frame. 44 bytes.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    id: Id,
+    /// Index into [`Index::frames`].
+    frame: u32,
+    offset: u32,
+    len: u32,
+}
+
+/// One frame and the pack holding it.
+#[derive(Debug, Clone, Copy)]
+struct FrameSlot {
+    pack: u32,
+    frame: FrameRef,
+}
+
+/// Bits of an id's prefix the lookup table is built on.
+const PREFIX_BITS: u32 = 16;
+
 /// Blob locations for the whole repository.
 #[derive(Debug, Default)]
 pub struct Index {
     packs: Vec<PackInfo>,
     pack_numbers: HashMap<Id, u32>,
-    blobs: HashMap<Id, Location>,
+    frames: Vec<FrameSlot>,
+    /// Sorted by id, one entry per id (the first pack added wins).
+    entries: Vec<Entry>,
+    /// `starts[p]`: first entry whose id's 16-bit prefix is `p` or more; `PREFIX + 1` values,
+    /// empty until the entries are sorted.
+    starts: Vec<u32>,
     /// Index objects that could not be read, with the reason.
     pub damaged: Vec<(String, String)>,
 }
@@ -93,11 +126,30 @@ impl Index {
                 }
             }
         }
+        index.seal();
         Ok(index)
     }
 
-    /// Add one pack's blobs.
+    /// An index of `packs`; where a blob is in several, the first listed wins.
+    pub fn from_packs<'a>(packs: impl IntoIterator<Item = &'a IndexPack>) -> Index {
+        let mut index = Index::default();
+        for p in packs {
+            index.push_pack(p);
+        }
+        index.seal();
+        index
+    }
+
+    /// Add one pack's blobs (a pack already known adds nothing new for blobs already
+    /// located). Re-sorts the whole index: for building many packs at once, use
+    /// [`Index::from_packs`].
     pub fn add_pack(&mut self, p: &IndexPack) {
+        self.push_pack(p);
+        self.seal();
+    }
+
+    /// Append one pack's blobs, unsorted.
+    fn push_pack(&mut self, p: &IndexPack) {
         let next = self.packs.len() as u32;
         let number = *self.pack_numbers.entry(p.id).or_insert_with(|| {
             self.packs.push(PackInfo {
@@ -107,35 +159,109 @@ impl Index {
             });
             next
         });
+        // Blobs of one frame are listed together: reuse the frame record of the previous blob.
+        let mut last: Option<(FrameRef, u32)> = None;
+        self.entries.reserve(p.blobs.len());
         for b in &p.blobs {
-            self.blobs.entry(b.id).or_insert(Location {
-                pack: number,
-                frame: b.frame,
+            let frame = match last {
+                Some((f, n)) if f == b.frame => n,
+                _ => {
+                    let n = self.frames.len() as u32;
+                    self.frames.push(FrameSlot {
+                        pack: number,
+                        frame: b.frame,
+                    });
+                    last = Some((b.frame, n));
+                    n
+                }
+            };
+            self.entries.push(Entry {
+                id: b.id,
+                frame,
                 offset: b.offset,
                 len: b.len,
             });
         }
     }
 
+    /// Sort by id, keep the first added of each id (frame numbers grow as packs are added),
+    /// and rebuild the prefix table. Frames of dropped duplicates stay (they are few).
+    fn seal(&mut self) {
+        self.entries
+            .sort_unstable_by(|a, b| a.id.cmp(&b.id).then(a.frame.cmp(&b.frame)));
+        self.entries.dedup_by(|b, a| a.id == b.id);
+        self.entries.shrink_to_fit();
+        self.frames.shrink_to_fit();
+        let buckets = 1usize << PREFIX_BITS;
+        let mut starts = Vec::with_capacity(buckets + 1);
+        let mut at = 0usize;
+        for p in 0..buckets {
+            while at < self.entries.len() && (prefix(&self.entries[at].id) as usize) < p {
+                at += 1;
+            }
+            starts.push(at as u32);
+        }
+        starts.push(self.entries.len() as u32);
+        self.starts = starts;
+    }
+
+    /// The entries that may hold `id`.
+    fn bucket(&self, id: &Id) -> Range<usize> {
+        if self.starts.is_empty() {
+            return 0..0;
+        }
+        let p = prefix(id) as usize;
+        self.starts[p] as usize..self.starts[p + 1] as usize
+    }
+
+    fn entry(&self, id: &Id) -> Option<&Entry> {
+        self.position(id).map(|i| &self.entries[i])
+    }
+
+    fn location(&self, e: &Entry) -> Location {
+        let slot = self.frames[e.frame as usize];
+        Location {
+            pack: slot.pack,
+            frame: slot.frame,
+            offset: e.offset,
+            len: e.len,
+        }
+    }
+
     /// Where a blob is.
     pub fn get(&self, id: &Id) -> Option<Location> {
-        self.blobs.get(id).copied()
+        self.entry(id).map(|e| self.location(e))
+    }
+
+    /// The blob's position in id order (0..len), if indexed.
+    pub fn position(&self, id: &Id) -> Option<usize> {
+        let range = self.bucket(id);
+        let start = range.start;
+        self.entries[range]
+            .binary_search_by(|e| e.id.cmp(id))
+            .ok()
+            .map(|i| start + i)
+    }
+
+    /// The id at `position` in id order.
+    pub fn id_at(&self, position: usize) -> &Id {
+        &self.entries[position].id
     }
 
     /// True if the blob is stored.
     pub fn contains(&self, id: &Id) -> bool {
-        self.blobs.contains_key(id)
+        self.entry(id).is_some()
     }
 
-    /// Every blob and where it is (one location per blob), in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Id, &Location)> {
-        self.blobs.iter()
+    /// Every blob and where it is (one location per blob), in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Id, Location)> {
+        self.entries.iter().map(|e| (&e.id, self.location(e)))
     }
 
     /// Index records for the given packs (by number), built from the blobs located in them.
     pub fn records_for(&self, numbers: &HashSet<u32>) -> Vec<IndexPack> {
         let mut out: HashMap<u32, IndexPack> = HashMap::new();
-        for (id, loc) in &self.blobs {
+        for (id, loc) in self.iter() {
             if !numbers.contains(&loc.pack) {
                 continue;
             }
@@ -172,11 +298,117 @@ impl Index {
 
     /// Number of blobs.
     pub fn len(&self) -> usize {
-        self.blobs.len()
+        self.entries.len()
     }
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.blobs.is_empty()
+        self.entries.is_empty()
+    }
+}
+
+/// The first [`PREFIX_BITS`] bits of `id`.
+fn prefix(id: &Id) -> u16 {
+    u16::from_be_bytes([id.0[0], id.0[1]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_format::frame::Compression;
+    use cairn_format::pack::BlobEntry;
+
+    fn id(n: u32) -> Id {
+        // Spread over the prefix table, with shared prefixes too.
+        let mut b = [0u8; 32];
+        b[..4].copy_from_slice(&(n.wrapping_mul(2_654_435_761) >> 4).to_be_bytes());
+        b[28..].copy_from_slice(&n.to_be_bytes());
+        Id(b)
+    }
+
+    fn frame(offset: u64) -> FrameRef {
+        FrameRef {
+            offset,
+            stored_len: 100,
+            raw_len: 1000,
+            compression: Compression::Zstd,
+        }
+    }
+
+    /// A pack with blobs `ids`, ten per frame.
+    fn pack(n: u32, ids: impl Iterator<Item = u32>) -> IndexPack {
+        IndexPack {
+            id: Id([n as u8; 32]),
+            kind: PackKind::Data,
+            size: 1 << 20,
+            blobs: ids
+                .enumerate()
+                .map(|(i, b)| BlobEntry {
+                    id: id(b),
+                    frame: frame(100 * (i as u64 / 10)),
+                    offset: (i % 10) as u32 * 100,
+                    len: 100,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn finds_every_blob_and_nothing_else() {
+        let a = pack(1, 0..5000);
+        let b = pack(2, 4000..9000);
+        let index = Index::from_packs([&a, &b]);
+        assert_eq!(index.len(), 9000);
+        assert_eq!(index.packs().len(), 2);
+        for (p, pk) in [(0u32, &a), (1, &b)] {
+            for e in &pk.blobs {
+                let loc = index.get(&e.id).expect("indexed");
+                // Blobs in both packs are located in the first.
+                let owner = if a.blobs.iter().any(|x| x.id == e.id) {
+                    0
+                } else {
+                    p
+                };
+                assert_eq!(loc.pack, owner);
+                if owner == p {
+                    assert_eq!((loc.frame, loc.offset, loc.len), (e.frame, e.offset, e.len));
+                }
+            }
+        }
+        for n in 9000..10_000 {
+            assert!(!index.contains(&id(n)));
+        }
+        assert!(index.contains(&Id([0; 32])), "id(0) is all zeros");
+        assert!(!index.contains(&Id([1; 32])));
+        assert!(!index.contains(&Id([0xff; 32])));
+        let mut seen: Vec<Id> = index.iter().map(|(i, _)| *i).collect();
+        assert_eq!(seen.len(), 9000);
+        seen.dedup();
+        assert_eq!(seen.len(), 9000);
+    }
+
+    #[test]
+    fn add_pack_keeps_earlier_locations_and_records_round_trip() {
+        let a = pack(1, 0..100);
+        let mut index = Index::from_packs([&a]);
+        index.add_pack(&pack(2, 50..150));
+        index.add_pack(&a);
+        assert_eq!(index.len(), 150);
+        assert_eq!(index.get(&id(60)).expect("indexed").pack, 0);
+        assert_eq!(index.get(&id(120)).expect("indexed").pack, 1);
+        let records = index.records_for(&HashSet::from([0]));
+        assert_eq!(records.len(), 1);
+        let mut want = a.blobs.clone();
+        want.sort_by_key(|b| b.id);
+        let mut got = records[0].blobs.clone();
+        got.sort_by_key(|b| b.id);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn empty_index_finds_nothing() {
+        let index = Index::default();
+        assert!(index.is_empty());
+        assert!(index.get(&id(1)).is_none());
     }
 }

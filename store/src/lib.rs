@@ -6,6 +6,7 @@
 //! snapshots and [`trees`] walks them. No command-line concerns live here.
 
 pub mod backend;
+pub mod blob_set;
 pub mod check;
 pub mod copy;
 mod error;

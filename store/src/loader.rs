@@ -24,24 +24,92 @@ struct Cache {
     frame: Option<((u32, u64), Vec<u8>)>,
 }
 
+/// Decompresses frames and checks blobs against their keyed hash; cheap to clone, `Send`, for
+/// threads that work on frames read elsewhere.
+#[derive(Clone)]
+pub struct FrameCheck {
+    repo: Arc<Repository>,
+    index: Arc<Index>,
+    key: ChunkIdKey,
+}
+
+/// One pack opened for ranged reads of its plaintext.
+pub struct PackReader {
+    number: u32,
+    reader: SeekableReader<Box<dyn ReadSeek>>,
+}
+
+impl FrameCheck {
+    /// Open pack number `pack`.
+    pub fn open_pack(&self, pack: u32) -> Result<PackReader> {
+        let info = self.index.pack(pack);
+        Ok(PackReader {
+            number: pack,
+            reader: self.repo.open_pack(info.kind, &info.id)?,
+        })
+    }
+
+    /// `len` plaintext bytes at `offset` of the pack `pack` is open on.
+    pub fn read(&self, pack: &mut PackReader, offset: u64, len: usize) -> Result<Vec<u8>> {
+        pack.reader
+            .read_at(offset, len)
+            .map_err(|e| self.damaged(pack.number, e))
+    }
+
+    /// The plaintext of `frame` of pack number `pack`, from its stored bytes.
+    pub fn decompress(&self, pack: u32, frame: &FrameRef, stored: &[u8]) -> Result<Vec<u8>> {
+        cairn_format::frame::decompress(stored, frame.compression, frame.raw_len)
+            .map_err(|e| self.damaged(pack, e))
+    }
+
+    /// Blob `id` at `offset`, `len` in the plaintext `raw` of a frame of pack number `pack`,
+    /// after checking that it hashes to `id`.
+    pub fn blob<'r>(
+        &self,
+        pack: u32,
+        raw: &'r [u8],
+        id: &Id,
+        offset: u32,
+        len: u32,
+    ) -> Result<&'r [u8]> {
+        let start = offset as usize;
+        raw.get(start..start + len as usize)
+            .filter(|b| self.key.id(b) == *id)
+            .ok_or(Error::BlobMismatch {
+                id: *id,
+                pack: self.index.pack(pack).id,
+            })
+    }
+
+    /// A damaged-pack error for pack number `pack`.
+    pub fn damaged(&self, pack: u32, e: impl Into<cairn_format::Error>) -> Error {
+        let info = self.index.pack(pack);
+        Error::damaged(Repository::pack_path(info.kind, &info.id), e)
+    }
+}
+
 /// Reads verified blobs. Keeps, for data and for trees separately, the last pack open and the
 /// last frame decompressed, so consecutive blobs of one pack or frame cost little even when a
 /// walk alternates between trees and file content. One per thread.
 pub struct Loader {
     repo: Arc<Repository>,
     index: Arc<Index>,
-    key: ChunkIdKey,
+    check: FrameCheck,
     caches: [Cache; 2],
 }
 
 impl Loader {
     /// A loader over `repo` using `index`.
     pub fn new(repo: Arc<Repository>, index: Arc<Index>) -> Self {
-        let key = repo.chunk_id_key();
+        let check = FrameCheck {
+            repo: repo.clone(),
+            index: index.clone(),
+            key: repo.chunk_id_key(),
+        };
         Loader {
             repo,
             index,
-            key,
+            check,
             caches: [Cache::default(), Cache::default()],
         }
     }
@@ -51,38 +119,40 @@ impl Loader {
         &self.index
     }
 
+    /// The index in use, shared.
+    pub fn shared_index(&self) -> &Arc<Index> {
+        &self.index
+    }
+
+    /// Frame decompression and blob checks, for other threads.
+    pub fn frame_check(&self) -> FrameCheck {
+        self.check.clone()
+    }
+
     /// Read blob `id`, verifying it hashes to its id.
     pub fn load(&mut self, id: &Id) -> Result<Vec<u8>> {
         let loc = self.index.get(id).ok_or(Error::BlobMissing(*id))?;
-        let pack = self.index.pack(loc.pack);
-        let raw = self.frame(&loc)?;
-        let start = loc.offset as usize;
-        let blob = raw
-            .get(start..start + loc.len as usize)
-            .ok_or(Error::BlobMismatch {
-                id: *id,
-                pack: pack.id,
-            })?
-            .to_vec();
-        if self.key.id(&blob) != *id {
-            return Err(Error::BlobMismatch {
-                id: *id,
-                pack: pack.id,
-            });
-        }
-        Ok(blob)
+        self.fill_frame(&loc)?;
+        let (_, raw) = self.caches[slot(self.index.pack(loc.pack).kind)]
+            .frame
+            .as_ref()
+            .expect("filled by fill_frame()");
+        Ok(self
+            .check
+            .blob(loc.pack, raw, id, loc.offset, loc.len)?
+            .to_vec())
     }
 
-    /// The decompressed frame holding `loc`, from cache or the pack.
-    fn frame(&mut self, loc: &Location) -> Result<&[u8]> {
+    /// Make the decompressed frame holding `loc` the cached one of its pack kind.
+    fn fill_frame(&mut self, loc: &Location) -> Result<()> {
         let key = (loc.pack, loc.frame.offset);
         let slot = slot(self.index.pack(loc.pack).kind);
         if self.caches[slot].frame.as_ref().map(|(k, _)| *k) != Some(key) {
             let stored = self.stored_frame(loc.pack, &loc.frame)?;
-            let raw = self.decompress(loc.pack, &stored, &loc.frame)?;
+            let raw = self.check.decompress(loc.pack, &loc.frame, &stored)?;
             self.caches[slot].frame = Some((key, raw));
         }
-        Ok(&self.caches[slot].frame.as_ref().expect("filled above").1)
+        Ok(())
     }
 
     /// The stored (compressed) bytes of `frame` in pack number `pack`.
@@ -100,12 +170,6 @@ impl Loader {
             .map_err(|e| Error::damaged(Repository::pack_path(info.kind, &info.id), e))
     }
 
-    fn decompress(&self, pack: u32, stored: &[u8], frame: &FrameRef) -> Result<Vec<u8>> {
-        let info = self.index.pack(pack);
-        cairn_format::frame::decompress(stored, frame.compression, frame.raw_len)
-            .map_err(|e| Error::damaged(Repository::pack_path(info.kind, &info.id), e))
-    }
-
     /// A whole frame of pack number `pack` as stored, for copying it into another pack
     /// without recompressing, after checking that it decompresses and that each of `blobs`
     /// (id, offset, length in the frame) hashes to its id.
@@ -116,17 +180,9 @@ impl Loader {
         blobs: &[(Id, u32, u32)],
     ) -> Result<Vec<u8>> {
         let stored = self.stored_frame(pack, frame)?;
-        let raw = self.decompress(pack, &stored, frame)?;
+        let raw = self.check.decompress(pack, frame, &stored)?;
         for &(id, offset, len) in blobs {
-            let ok = raw
-                .get(offset as usize..offset as usize + len as usize)
-                .is_some_and(|b| self.key.id(b) == id);
-            if !ok {
-                return Err(Error::BlobMismatch {
-                    id,
-                    pack: self.index.pack(pack).id,
-                });
-            }
+            self.check.blob(pack, &raw, &id, offset, len)?;
         }
         Ok(stored)
     }

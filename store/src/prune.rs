@@ -10,6 +10,7 @@
 //! and deletes the marker last. Each step is idempotent, so a killed prune is finished by the
 //! next one.
 
+use crate::blob_set::BlobSet;
 use crate::copy::stored_packs;
 use crate::index::Index;
 use crate::lease::{self, Lease, PRUNE_LEASE};
@@ -130,18 +131,18 @@ impl IndexObjects {
 
     /// A merged in-memory index of every pack not in `excluded`.
     fn index(&self, excluded: &HashSet<Id>) -> Index {
-        let mut index = Index::default();
         let mut ids: Vec<&Id> = self.packs.keys().collect();
         ids.sort();
-        for id in ids.into_iter().filter(|id| !excluded.contains(id)) {
-            index.add_pack(&self.packs[id]);
-        }
-        index
+        Index::from_packs(
+            ids.into_iter()
+                .filter(|id| !excluded.contains(id))
+                .map(|id| &self.packs[id]),
+        )
     }
 }
 
 /// Every blob the repository's snapshots reference. Unreadable snapshots stop prune.
-fn referenced(repo: &Arc<Repository>, index: Arc<Index>) -> Result<HashSet<Id>> {
+fn referenced(repo: &Arc<Repository>, index: Arc<Index>) -> Result<BlobSet> {
     let listing = snapshots::list(repo)?;
     if let Some((path, why)) = listing.damaged.first() {
         return Err(Error::Invalid(format!(

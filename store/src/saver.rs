@@ -1,7 +1,7 @@
 //! The write pipeline: chunk → keyed hash → dedup → (batch small blobs) → zstd → pack → age →
 //! store, with a fixed number of worker threads and a bounded queue, so memory stays bounded
 //! whatever the input size: at most `2 × workers` queued jobs, one open pack per kind, one
-//! pack being sealed per worker, and one queued plus [`Backend::parallel_writes`] packs being
+//! pack being sealed per worker (waiting there for a free uploader), and [`Backend::parallel_writes`] packs being
 //! uploaded.
 //!
 //! [`Backend::parallel_writes`]: crate::backend::Backend::parallel_writes
@@ -213,7 +213,9 @@ impl Saver {
         let level = repo.config().zstd_level;
         let key = repo.chunk_id_key();
         let uploaders = repo.backend().parallel_writes().max(1);
-        let (up_tx, up_rx) = bounded::<Upload>(1);
+        // A rendezvous: a sealed pack waits in its sealing worker, not in a queue, until an
+        // uploader is free (one pack less in memory; the other worker keeps compressing).
+        let (up_tx, up_rx) = bounded::<Upload>(0);
         let shared = Arc::new(Shared {
             repo,
             uploads: Mutex::new(Some(up_tx)),

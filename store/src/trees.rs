@@ -1,11 +1,11 @@
 //! Walking snapshot trees.
 
+use crate::blob_set::BlobSet;
 use crate::loader::Loader;
 use crate::{Error, Result};
 use cairn_format::snapshot::Snapshot;
 use cairn_format::tree::{Node, NodeKind, Tree};
 use cairn_format::Id;
-use std::collections::HashSet;
 
 /// Largest directory depth followed (a hostile repository could nest without end).
 pub const MAX_DEPTH: usize = 1024;
@@ -233,8 +233,8 @@ pub fn count_entries(loader: &mut Loader, root: &Id) -> Result<u64> {
 
 /// Every blob (tree blobs and file contents) reachable from `roots`, each tree read once
 /// however many snapshots share it. Fails on the first tree that cannot be read.
-pub fn referenced_blobs(loader: &mut Loader, roots: &[Id]) -> Result<HashSet<Id>> {
-    let mut seen = HashSet::new();
+pub fn referenced_blobs(loader: &mut Loader, roots: &[Id]) -> Result<BlobSet> {
+    let mut seen = BlobSet::new(loader.shared_index().clone());
     let mut stack: Vec<Id> = roots.to_vec();
     while let Some(tree_id) = stack.pop() {
         if !seen.insert(tree_id) {
@@ -242,7 +242,9 @@ pub fn referenced_blobs(loader: &mut Loader, roots: &[Id]) -> Result<HashSet<Id>
         }
         let tree = loader.load_tree(&tree_id)?;
         for node in &tree.nodes {
-            seen.extend(node.content.iter().copied());
+            for b in &node.content {
+                seen.insert(*b);
+            }
             if let (NodeKind::Dir, Some(sub)) = (&node.kind, node.subtree) {
                 stack.push(sub);
             }

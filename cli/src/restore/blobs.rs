@@ -44,47 +44,43 @@ impl Read for BlobReader<'_> {
 /// frame, so each frame is read and decompressed once however the file's blobs are spread over
 /// packs (an etcd snapshot a year old draws its pages from every day since). Each blob is
 /// verified against its keyed hash. Blobs of zeros are not written but left as holes (the file
-/// is extended to its full length at the end), so a sparse file restores sparse; a zero blob
-/// verified once is not loaded again. Returns the bytes written; memory is one frame plus 16
-/// bytes per blob.
+/// is extended to its full length at the end), so a sparse file restores sparse. A file of a
+/// few frames is written here, through the loader's caches (small files of one frame share
+/// its decompression); a larger one by [`super::content`]'s threads. Returns the bytes written.
 pub fn write_content(
     loader: &mut Loader,
     file: &std::fs::File,
     ids: &[Id],
-    mut progress: impl FnMut(u64),
+    progress: impl Fn(u64) + Sync,
 ) -> anyhow::Result<u64> {
     use std::os::unix::fs::FileExt;
-    let mut plan = Vec::with_capacity(ids.len());
-    let mut offset = 0u64;
-    for (i, id) in ids.iter().enumerate() {
-        let loc = loader
-            .index()
-            .get(id)
-            .ok_or(cairn_store::Error::BlobMissing(*id))?;
-        plan.push((loc.pack, loc.frame.offset, offset, i));
-        offset += u64::from(loc.len);
+    let plan = super::content::Plan::new(loader, ids)?;
+    if plan.frames() > SMALL_FRAMES {
+        return super::content::write(loader, &plan, ids, file, &progress);
     }
-    plan.sort_unstable();
-    let mut zeros = std::collections::HashMap::<Id, u64>::new();
-    for (_, _, at, i) in plan {
-        if let Some(len) = zeros.get(&ids[i]) {
-            progress(*len);
-            continue;
+    // Pieces of one blob are adjacent in the plan: a zero blob is loaded once.
+    let mut last_zero: Option<&Id> = None;
+    for (i, at, len) in plan.placements() {
+        let id = &ids[i];
+        if last_zero != Some(id) {
+            let blob = loader.load(id)?;
+            if is_zero(&blob) {
+                last_zero = Some(id);
+            } else {
+                file.write_all_at(&blob, at)?;
+            }
         }
-        let blob = loader.load(&ids[i])?;
-        if is_zero(&blob) {
-            zeros.insert(ids[i], blob.len() as u64);
-        } else {
-            file.write_all_at(&blob, at)?;
-        }
-        progress(blob.len() as u64);
+        progress(u64::from(len));
     }
-    file.set_len(offset)?;
-    Ok(offset)
+    file.set_len(plan.len)?;
+    Ok(plan.len)
 }
 
+/// Files of at most this many frames are written without threads.
+const SMALL_FRAMES: usize = 2;
+
 /// True when `b` holds only zero bytes.
-fn is_zero(b: &[u8]) -> bool {
+pub(super) fn is_zero(b: &[u8]) -> bool {
     let mut blocks = b.chunks_exact(64);
     // OR-folding a fixed-size block compiles to vector instructions.
     blocks.all(|c| c.iter().fold(0, |acc, &x| acc | x) == 0)

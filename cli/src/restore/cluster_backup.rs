@@ -30,7 +30,8 @@ pub struct Written {
     pub stale_temporaries: u64,
 }
 
-/// Write to `dir/name` through the temporary file `tmp`, renamed once complete and synced.
+/// Write to `dir/name` through the temporary file `tmp`, renamed once complete, synced and
+/// checked (the sync and the check run at the same time).
 fn write_atomically(
     dir: &Path,
     name: &str,
@@ -49,9 +50,17 @@ fn write_atomically(
             .open(&tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
         fill(&mut f)?;
-        f.sync_all().context("flushing to disk")?;
+        // Flushing to disk and re-reading for the check (from the page cache) overlap.
+        let (synced, checked) = std::thread::scope(|s| {
+            let sync = s.spawn(|| f.sync_all());
+            let checked = check(&tmp);
+            (sync.join(), checked)
+        });
+        synced
+            .map_err(|_| anyhow::anyhow!("the thread flushing {} panicked", tmp.display()))?
+            .context("flushing to disk")?;
         drop(f);
-        check(&tmp)
+        checked
             .with_context(|| format!("{} failed verification; it was not kept", dest.display()))?;
         fs::rename(&tmp, &dest).with_context(|| format!("renaming into {}", dest.display()))
     })();

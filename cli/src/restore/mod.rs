@@ -12,6 +12,7 @@
 
 mod blobs;
 pub mod cluster_backup;
+mod content;
 mod owners;
 pub mod plan;
 pub mod privileged;

@@ -688,7 +688,9 @@ impl Read for RemoteReader {
         }
         let buf_end = self.buf_start + self.buf.len() as u64;
         if self.pos < self.buf_start || self.pos >= buf_end {
-            self.read_ahead = if self.pos == buf_end {
+            // Reads that go on forward (sequentially, or past a short gap such as frames a
+            // restore does not need) keep growing the read-ahead; others start small again.
+            self.read_ahead = if self.pos >= buf_end && self.pos - buf_end <= self.read_ahead {
                 (self.read_ahead * 2).min(MAX_READ_AHEAD)
             } else {
                 FIRST_READ

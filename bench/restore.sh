@@ -1,0 +1,300 @@
+#!/usr/bin/env bash
+# Restore throughput: cairn vs restic vs rustic on the same data, in the same run.
+#
+#   bash bench/restore.sh [WORKDIR]        (WORKDIR defaults to bench/work, git-ignored)
+#
+# Environment:
+#   BENCH_TOOLS   default "cairn restic rustic" (rustic restores the restic repositories)
+#   BENCH_SETS    default "etcd big config" (big: the ~2 GiB file of gen_data.py --big); may be
+#                 empty (only the S3 part)
+#   BENCH_S3=0    skip the S3 part (etcd day 7 from moto, cairn vs restic vs rustic)
+#   BENCH_ROUNDS  restores per tool and data set, the median is reported (default 3)
+#   CAIRN_BIN     cairn binary (default target/release/cairn, built if missing)
+#   RESTIC_BIN    restic binary (default: restic on PATH)
+#   RUSTIC_BIN    rustic binary (default: rustic on PATH, else /tmp/rustic/bin/rustic; build it
+#                 with `cargo install rustic-rs --locked --no-default-features --root /tmp/rustic`)
+#
+# Data sets (made by bench/gen_data.py and bench/etcd_series.py, reused by later runs):
+#   etcd    days 1..7 of the real etcd series backed up in turn from one staging path; day 7
+#           (the latest snapshot, drawing its pages from every day) is restored. cairn restores
+#           it with --layout cluster-backup, which also re-checks the sha256 trailer and the
+#           bbolt facts; restic and rustic restore the file.
+#   big     the ~2 GiB file, one backup.
+#   config  the ~5,000-file config tree, one backup.
+# Each restore goes into an empty directory, the page cache is warm (every tool restores each
+# set BENCH_ROUNDS times in turn), and the result is compared with the original (cmp / diff -r).
+# Progress goes to stderr, the markdown report to stdout; logs in WORKDIR/logs/restore-*.log.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$ROOT/bench/common.sh"
+WORK=$(realpath -m "${1:-$ROOT/bench/work}")
+DATA=$WORK/data
+SERIES=$DATA/etcd-series
+RUN=$WORK/restore-run
+LOGS=$WORK/logs
+STAGE=$RUN/stage
+TOOLS=${BENCH_TOOLS:-"cairn restic rustic"}
+SETS=${BENCH_SETS-"etcd big config"}
+S3=${BENCH_S3:-1}
+ROUNDS=${BENCH_ROUNDS:-3}
+DEFAULT_CAIRN=$ROOT/target/release/cairn
+CAIRN=${CAIRN_BIN:-$DEFAULT_CAIRN}
+RESTIC=${RESTIC_BIN:-restic}
+RUSTIC=${RUSTIC_BIN:-$(command -v rustic || echo /tmp/rustic/bin/rustic)}
+TIME=/usr/bin/time
+RESULTS=$RUN/results.txt
+MOTO_PID=""
+
+unset CAIRN_REPO CAIRN_IDENTITY CAIRN_KEY CAIRN_PASSPHRASE_FILE CAIRN_S3_ENDPOINT CAIRN_CACHE_DIR \
+    RESTIC_REPOSITORY RESTIC_PASSWORD RUSTIC_REPOSITORY RUSTIC_PASSWORD AWS_PROFILE
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+
+log() { printf '[bench-restore %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+record() { printf '%s %s\n' "$1" "$2" >>"$RESULTS"; }
+
+cleanup() {
+    if [[ -n $MOTO_PID ]]; then kill "$MOTO_PID" 2>/dev/null || true; wait "$MOTO_PID" 2>/dev/null || true; fi
+    rm -rf "$RUN/out" "$STAGE"
+}
+trap cleanup EXIT
+
+# need_tools knows cairn and restic; rustic is checked here.
+RUSTIC_WANTED=0
+[[ " $TOOLS " == *" rustic "* ]] && RUSTIC_WANTED=1
+TOOLS=${TOOLS//rustic/}
+need_tools
+if [[ $RUSTIC_WANTED == 1 ]]; then
+    [[ -x $RUSTIC ]] || die "rustic not found ($RUSTIC); build it with: cargo install rustic-rs --locked --no-default-features --root /tmp/rustic"
+    [[ " $TOOLS " == *" restic "* ]] || die "rustic restores the restic repositories: BENCH_TOOLS needs restic too"
+fi
+mkdir -p "$WORK" "$LOGS"
+rm -rf "$RUN"
+mkdir -p "$RUN" "$STAGE"
+: >"$RESULTS"
+pin_versions
+ALL_TOOLS="$TOOLS"
+[[ $RUSTIC_WANTED == 1 ]] && ALL_TOOLS="$ALL_TOOLS rustic"
+rustic_version=n/a
+[[ $RUSTIC_WANTED == 1 ]] && rustic_version=$("$RUSTIC" --version 2>/dev/null | head -n1)
+
+log "data under $DATA (generated if missing)"
+big_flag=()
+[[ " $SETS " == *" big "* ]] && big_flag=(--big)
+python3 "$ROOT/bench/gen_data.py" "$WORK" "${big_flag[@]}" >&2 || die "data generation failed"
+python3 "$ROOT/bench/etcd_series.py" series "$WORK" >/dev/null || die "etcd series generation failed"
+
+# ---------------------------------------------------------------------------------------------
+
+# run NAME CMD...: run with GNU time, log to LOGS; sets WALL and RSS_KB.
+run() {
+    local name=$1
+    shift
+    local lf=$LOGS/restore-$name.log
+    "$TIME" -f '%e %M' -o "$RUN/$name.time" "$@" >"$lf" 2>&1 || { tail -n 20 "$lf" >&2; die "$name: $* (log: $lf)"; }
+    read -r WALL RSS_KB <"$RUN/$name.time"
+}
+
+cairn_init() {
+    local dir=$1 repo=$2 out recipient
+    mkdir -p "$dir"
+    out=$("$CAIRN" key generate -o "$dir/identity.txt" 2>>"$LOGS/restore-init.log") || die "cairn key generate (see $LOGS/restore-init.log)"
+    recipient=$(grep -o 'age1[0-9a-z]*' <<<"$out" | head -n1 || true)
+    [[ -n $recipient ]] || die "cairn key generate printed no recipient"
+    "$CAIRN" init -r "$repo" --recipient "$recipient" >>"$LOGS/restore-init.log" 2>&1 || die "cairn init $repo"
+    "$CAIRN" key write-key -r "$repo" -i "$dir/identity.txt" -o "$dir/write.key" >>"$LOGS/restore-init.log" 2>&1 \
+        || die "cairn key write-key $repo"
+}
+
+# backup TOOL SET REPO: store data set SET into REPO (untimed).
+backup() {
+    local tool=$1 set=$2 repo=$3 dir=$RUN/$1-$2 d
+    case $tool in
+    cairn) cairn_init "$dir" "$repo" ;;
+    restic) RESTIC_PASSWORD=bench "$RESTIC" -r "$repo" init >>"$LOGS/restore-init.log" 2>&1 || die "restic init $repo" ;;
+    esac
+    local cairn=("$CAIRN" backup -r "$repo" -k "$dir/write.key" --host bench)
+    local restic=(env RESTIC_PASSWORD=bench RESTIC_CACHE_DIR="$RUN/restic-cache" "$RESTIC" -r "$repo" backup --host bench)
+    case $set in
+    etcd)
+        for d in 1 2 3 4 5 6 7; do
+            cp "$SERIES/day-$d.db" "$STAGE/snapshot.db"
+            touch "$STAGE/snapshot.db"
+            case $tool in
+            cairn) "$CAIRN" backup etcd --snapshot-file "$STAGE/snapshot.db" -r "$repo" -k "$dir/write.key" --host bench ;;
+            restic) "${restic[@]}" "$STAGE/snapshot.db" ;;
+            esac >>"$LOGS/restore-backup-$tool-$set.log" 2>&1 || die "$tool backup of $set day $d"
+        done
+        ;;
+    big) case $tool in cairn) "${cairn[@]}" "$DATA/big/big.bin" ;; restic) "${restic[@]}" "$DATA/big/big.bin" ;; esac \
+        >>"$LOGS/restore-backup-$tool-$set.log" 2>&1 || die "$tool backup of $set" ;;
+    config) case $tool in cairn) "${cairn[@]}" "$DATA/etc" ;; restic) "${restic[@]}" "$DATA/etc" ;; esac \
+        >>"$LOGS/restore-backup-$tool-$set.log" 2>&1 || die "$tool backup of $set" ;;
+    esac
+}
+
+# restore_once TOOL SET REPO NAME: restore the latest snapshot into a fresh directory, check it.
+restore_once() {
+    local tool=$1 set=$2 repo=$3 name=$4 out=$RUN/out
+    rm -rf "$out"
+    mkdir -p "$out"
+    local cmd
+    case $tool in
+    cairn)
+        cmd=("$CAIRN" restore latest -r "$repo" -i "$RUN/cairn-$set/identity.txt" --target "$out")
+        [[ $set == etcd ]] && cmd+=(--layout cluster-backup)
+        ;;
+    restic) cmd=(env RESTIC_PASSWORD=bench RESTIC_CACHE_DIR="$RUN/restic-cache" "$RESTIC" -r "$repo" restore latest --target "$out") ;;
+    rustic) cmd=(env RUSTIC_PASSWORD=bench "$RUSTIC" --no-cache -r "$repo" restore latest "$out") ;;
+    esac
+    run "$name" "${cmd[@]}"
+    local got
+    case $set in
+    etcd)
+        if [[ $tool == cairn ]]; then got=$(find "$out" -maxdepth 1 -name 'snapshot_*.db' -print -quit); else got=$out$STAGE/snapshot.db; fi
+        cmp "$SERIES/day-7.db" "$got" || die "$name: restored etcd snapshot differs from day-7.db"
+        ;;
+    big) cmp "$DATA/big/big.bin" "$out$DATA/big/big.bin" || die "$name: restored big file differs" ;;
+    config) diff -r "$DATA/etc" "$out$DATA/etc" >/dev/null || die "$name: restored config tree differs" ;;
+    esac
+    rm -rf "$out"
+}
+
+# bench_set SET WHERE REPO_PREFIX: back up SET with cairn and restic, restore it ROUNDS times
+# with each tool in turn.
+bench_set() {
+    local set=$1 where=$2 prefix=$3 tool r
+    for tool in $TOOLS; do
+        log "$where/$set: $tool backup"
+        backup "$tool" "$set" "$prefix/$tool-$set"
+    done
+    for r in $(seq 1 "$ROUNDS"); do
+        for tool in $ALL_TOOLS; do
+            local repo=$prefix/$tool-$set
+            [[ $tool == rustic ]] && repo=$prefix/restic-$set
+            restore_once "$tool" "$set" "$repo" "$where-$set-$tool-$r"
+            record "$where.$set.$tool.wall" "$WALL"
+            record "$where.$set.$tool.rss_kb" "$RSS_KB"
+            log "$where/$set: $tool restore round $r ${WALL}s, peak RSS ${RSS_KB} KB"
+        done
+    done
+}
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+for set in $SETS; do
+    case $set in
+    etcd) record "etcd.bytes" "$(stat -c %s "$SERIES/day-7.db")" ;;
+    big) record "big.bytes" "$(stat -c %s "$DATA/big/big.bin")" ;;
+    config) record "config.bytes" "$(du -sb --apparent-size "$DATA/etc" | cut -f1)" ;;
+    *) die "unknown data set $set" ;;
+    esac
+    bench_set "$set" local "$RUN/repos"
+    rm -rf "$RUN/repos"
+done
+
+if [[ $S3 == 1 ]]; then
+    python3 -c 'import moto.server, boto3' 2>/dev/null || die "python3 modules moto (server) and boto3 are needed"
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    python3 -m moto.server -p "$port" >"$LOGS/restore-moto.log" 2>&1 &
+    MOTO_PID=$!
+    ENDPOINT=http://127.0.0.1:$port
+    for _ in $(seq 50); do curl -sf -o /dev/null "$ENDPOINT/" && break; sleep 0.2; done
+    python3 - "$ENDPOINT" <<'PY' || die "bucket creation failed"
+import sys, boto3
+boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+             aws_access_key_id="test", aws_secret_access_key="test").create_bucket(Bucket="bench")
+PY
+    export CAIRN_S3_ENDPOINT=$ENDPOINT CAIRN_CACHE_DIR=$RUN/cairn-cache
+    export AWS_ENDPOINT_URL_S3=$ENDPOINT
+    rm -rf "$RUN/cairn-etcd" # the local set's keys
+    # cairn names S3 repositories s3://bucket/prefix (endpoint from CAIRN_S3_ENDPOINT); restic
+    # s3:endpoint/bucket/prefix; rustic reads the restic one through opendal.
+    for tool in $TOOLS; do
+        case $tool in
+        cairn) repo=s3://bench/cairn-etcd ;;
+        restic) repo=s3:$ENDPOINT/bench/restic-etcd ;;
+        esac
+        log "s3/etcd: $tool backup"
+        backup "$tool" etcd "$repo"
+    done
+    record "s3.etcd.bytes" "$(stat -c %s "$SERIES/day-7.db")"
+    for r in $(seq 1 "$ROUNDS"); do
+        for tool in $ALL_TOOLS; do
+            case $tool in
+            cairn) repo=s3://bench/cairn-etcd ;;
+            restic) repo=s3:$ENDPOINT/bench/restic-etcd ;;
+            rustic) repo=opendal:s3 ;;
+            esac
+            if [[ $tool == rustic ]]; then
+                # rustic takes S3 options from its config: a profile in a scratch directory.
+                mkdir -p "$RUN/rustic-s3"
+                cat >"$RUN/rustic-s3/rustic.toml" <<EOF
+[repository]
+repository = "opendal:s3"
+password = "bench"
+no-cache = true
+[repository.options]
+bucket = "bench"
+root = "/restic-etcd"
+endpoint = "$ENDPOINT"
+region = "us-east-1"
+access_key_id = "test"
+secret_access_key = "test"
+EOF
+                rm -rf "$RUN/out" && mkdir -p "$RUN/out"
+                if (cd "$RUN/rustic-s3" && run "s3-etcd-rustic-$r" "$RUSTIC" -P ./rustic restore latest "$RUN/out"); then
+                    read -r WALL RSS_KB <"$RUN/s3-etcd-rustic-$r.time"
+                    cmp "$SERIES/day-7.db" "$RUN/out$STAGE/snapshot.db" || die "rustic S3 restore differs"
+                    record "s3.etcd.$tool.wall" "$WALL"
+                    record "s3.etcd.$tool.rss_kb" "$RSS_KB"
+                    log "s3/etcd: $tool restore round $r ${WALL}s, peak RSS ${RSS_KB} KB"
+                else
+                    log "s3/etcd: rustic could not restore from S3 (see $LOGS/restore-s3-etcd-rustic-$r.log); left out"
+                fi
+                rm -rf "$RUN/out"
+                continue
+            else
+                restore_once "$tool" etcd "$repo" "s3-etcd-$tool-$r"
+            fi
+            record "s3.etcd.$tool.wall" "$WALL"
+            record "s3.etcd.$tool.rss_kb" "$RSS_KB"
+            log "s3/etcd: $tool restore round $r ${WALL}s, peak RSS ${RSS_KB} KB"
+        done
+    done
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Report.
+
+NPROC=$(nproc) LOAD_START=$LOAD_START LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg) \
+    CAIRN_VERSION=$cairn_version RESTIC_VERSION=$restic_version RUSTIC_VERSION=$rustic_version \
+    ROUNDS=$ROUNDS python3 - "$RESULTS" "$ALL_TOOLS" <<'PY'
+import os, statistics, sys
+vals = {}
+for line in open(sys.argv[1]):
+    k, v = line.split()
+    vals.setdefault(k, []).append(float(v))
+tools = sys.argv[2].split()
+e = os.environ
+med = lambda k: statistics.median(vals[k]) if k in vals else None
+rows = [("local", "etcd", "etcd day 7 (local)"), ("local", "big", "2 GiB file (local)"),
+        ("local", "config", "~5,000-file config tree (local)"), ("s3", "etcd", "etcd day 7 (S3, moto)")]
+print("## Restore: cairn vs restic vs rustic\n")
+print(f"- machine: {e['NPROC']} CPUs, load average {e['LOAD_START']} at start, {e['LOAD_END']} at end; "
+      f"median of {e['ROUNDS']} restores per tool, page cache warm, tools interleaved")
+print(f"- cairn: {e['CAIRN_VERSION']}\n- restic: {e['RESTIC_VERSION']}\n- rustic: {e['RUSTIC_VERSION']} (restores restic's repositories)\n")
+head = "| restore | " + " | ".join(f"{t} MB/s" for t in tools)
+head += " | cairn / restic | cairn / rustic | peak RSS MiB (" + ", ".join(tools) + ") |"
+print(head)
+print("|---" * (len(tools) + 4) + "|")
+for where, s, label in rows:
+    size = med(f"{'s3.' if where == 's3' else ''}{s}.bytes")
+    if size is None:
+        continue
+    rate = {t: size / 1e6 / med(f"{where}.{s}.{t}.wall") for t in tools if med(f"{where}.{s}.{t}.wall")}
+    ratio = lambda o: f"{rate['cairn'] / rate[o]:.2f}×" if "cairn" in rate and o in rate else "–"
+    rss = ", ".join(f"{med(f'{where}.{s}.{t}.rss_kb') / 1024:.0f}" if med(f"{where}.{s}.{t}.rss_kb") else "–" for t in tools)
+    cells = " | ".join(f"{rate[t]:.0f}" if t in rate else "–" for t in tools)
+    print(f"| {label} | {cells} | {ratio('restic')} | {ratio('rustic')} | {rss} |")
+PY

@@ -1,0 +1,314 @@
+//! Writing one large file's content with every core busy.
+//!
+//! The file's blobs are placed in pack order: sorted by pack, frame and offset in the frame,
+//! so each needed frame is read once and decompressed once however often and wherever the file
+//! uses its blobs. Runs of nearby frames of one pack form spans, each read (and decrypted) in
+//! one sequential pass. Fetcher threads take whole packs (so several packs are in flight from
+//! remote storage) and hand spans through a short bounded queue to workers that decompress,
+//! check every blob against its keyed hash (once per distinct blob of a frame) and write runs
+//! of adjacent blobs with one positioned write each. Blobs of zeros are not written (holes).
+//!
+//! Memory: the plan (32 bytes per blob of the file, 40 per frame) plus at most
+//! `FETCHERS + QUEUE + workers` spans of at most [`SPAN_MAX`] bytes and one frame per worker.
+
+use anyhow::Result;
+use cairn_format::pack::FrameRef;
+use cairn_format::Id;
+use cairn_store::loader::{FrameCheck, Loader};
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Frames of one pack this close together are read in one pass.
+const SPAN_GAP: u64 = 64 << 10;
+/// Longest span read in one pass (a longer frame is read alone).
+const SPAN_MAX: u64 = 512 << 10;
+/// Spans read ahead of the workers.
+const QUEUE: usize = 4;
+/// Threads reading packs: several packs in flight from remote storage.
+const FETCHERS: usize = 4;
+
+/// One use of a blob in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Piece {
+    pack: u32,
+    frame_offset: u64,
+    in_frame: u32,
+    /// Where it goes in the file.
+    at: u64,
+    len: u32,
+    /// Position in the file's blob list.
+    blob: u32,
+}
+
+/// One frame and the pieces it supplies.
+struct Job {
+    frame: FrameRef,
+    pieces: Range<usize>,
+}
+
+/// Nearby frames of one pack, read together.
+struct Span {
+    pack: u32,
+    start: u64,
+    end: u64,
+    jobs: Range<usize>,
+}
+
+/// The placement of a file's blobs, in pack order.
+pub struct Plan {
+    pieces: Vec<Piece>,
+    jobs: Vec<Job>,
+    spans: Vec<Span>,
+    /// Spans by pack: each range is one pack's spans.
+    packs: Vec<Range<usize>>,
+    /// The file's length.
+    pub len: u64,
+}
+
+impl Plan {
+    /// Locate every blob of `ids` in the loader's index.
+    pub fn new(loader: &Loader, ids: &[Id]) -> Result<Plan> {
+        let index = loader.index();
+        let mut pieces = Vec::with_capacity(ids.len());
+        let mut at = 0u64;
+        for (i, id) in ids.iter().enumerate() {
+            let loc = index.get(id).ok_or(cairn_store::Error::BlobMissing(*id))?;
+            pieces.push(Piece {
+                pack: loc.pack,
+                frame_offset: loc.frame.offset,
+                in_frame: loc.offset,
+                at,
+                len: loc.len,
+                blob: i as u32,
+            });
+            at += u64::from(loc.len);
+        }
+        pieces.sort_unstable();
+        let mut jobs: Vec<Job> = Vec::new();
+        for (i, p) in pieces.iter().enumerate() {
+            match jobs.last_mut() {
+                Some(j)
+                    if i > 0
+                        && (pieces[i - 1].pack, pieces[i - 1].frame_offset)
+                            == (p.pack, p.frame_offset) =>
+                {
+                    j.pieces.end = i + 1
+                }
+                _ => {
+                    let frame = index
+                        .get(&ids[p.blob as usize])
+                        .ok_or(cairn_store::Error::BlobMissing(ids[p.blob as usize]))?
+                        .frame;
+                    jobs.push(Job {
+                        frame,
+                        pieces: i..i + 1,
+                    })
+                }
+            }
+        }
+        let mut spans: Vec<Span> = Vec::new();
+        let mut packs: Vec<Range<usize>> = Vec::new();
+        for (j, job) in jobs.iter().enumerate() {
+            let pack = pieces[job.pieces.start].pack;
+            let (start, end) = (
+                job.frame.offset,
+                job.frame.offset + u64::from(job.frame.stored_len),
+            );
+            match spans.last_mut() {
+                Some(s)
+                    if s.pack == pack
+                        && start >= s.end
+                        && start - s.end <= SPAN_GAP
+                        && end - s.start <= SPAN_MAX =>
+                {
+                    s.end = end;
+                    s.jobs.end = j + 1;
+                }
+                _ => {
+                    if spans.last().is_none_or(|s| s.pack != pack) {
+                        packs.push(spans.len()..spans.len());
+                    }
+                    spans.push(Span {
+                        pack,
+                        start,
+                        end,
+                        jobs: j..j + 1,
+                    });
+                }
+            }
+            if let Some(p) = packs.last_mut() {
+                p.end = spans.len();
+            }
+        }
+        Ok(Plan {
+            pieces,
+            jobs,
+            spans,
+            packs,
+            len: at,
+        })
+    }
+
+    /// Frames to read.
+    pub fn frames(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Every use of a blob in pack order: position in the blob list, offset in the file,
+    /// length.
+    pub fn placements(&self) -> impl Iterator<Item = (usize, u64, u32)> + '_ {
+        self.pieces.iter().map(|p| (p.blob as usize, p.at, p.len))
+    }
+}
+
+/// Write `plan`'s blobs of `ids` into `file` with fetcher and worker threads; `progress` gets
+/// the bytes of each blob placed. Returns the file's length (the file is extended to it).
+pub fn write(
+    loader: &Loader,
+    plan: &Plan,
+    ids: &[Id],
+    file: &File,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<u64> {
+    let check = loader.frame_check();
+    let next_pack = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let fail = |e: anyhow::Error| {
+        failed.store(true, Ordering::Relaxed);
+        first_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(e);
+    };
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|s| {
+        let (tx, rx) = crossbeam_channel::bounded::<(usize, Vec<u8>)>(QUEUE);
+        for _ in 0..FETCHERS.min(plan.packs.len()) {
+            let tx = tx.clone();
+            let (next_pack, failed, fail, check) = (&next_pack, &failed, &fail, &check);
+            s.spawn(move || {
+                let fetch = || -> Result<()> {
+                    loop {
+                        let n = next_pack.fetch_add(1, Ordering::Relaxed);
+                        let Some(spans) = plan.packs.get(n) else {
+                            return Ok(());
+                        };
+                        if failed.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        let mut reader = check.open_pack(plan.spans[spans.start].pack)?;
+                        for i in spans.clone() {
+                            let span = &plan.spans[i];
+                            let len = (span.end - span.start) as usize;
+                            let bytes = check.read(&mut reader, span.start, len)?;
+                            if tx.send((i, bytes)).is_err() || failed.load(Ordering::Relaxed) {
+                                return Ok(());
+                            }
+                        }
+                    }
+                };
+                if let Err(e) = fetch() {
+                    fail(e);
+                }
+            });
+        }
+        drop(tx);
+        for _ in 1..workers {
+            let (rx, check, fail) = (rx.clone(), check.clone(), &fail);
+            s.spawn(move || {
+                if let Err(e) = work(plan, ids, &check, file, &rx, progress) {
+                    fail(e);
+                }
+            });
+        }
+        if let Err(e) = work(plan, ids, &check, file, &rx, progress) {
+            fail(e);
+        }
+    });
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    file.set_len(plan.len)?;
+    Ok(plan.len)
+}
+
+/// Decompress, check and write the spans received until the fetchers are done.
+fn work(
+    plan: &Plan,
+    ids: &[Id],
+    check: &FrameCheck,
+    file: &File,
+    rx: &crossbeam_channel::Receiver<(usize, Vec<u8>)>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<()> {
+    for (i, bytes) in rx {
+        let span = &plan.spans[i];
+        for job in &plan.jobs[span.jobs.clone()] {
+            let from = (job.frame.offset - span.start) as usize;
+            let stored = bytes
+                .get(from..from + job.frame.stored_len as usize)
+                .ok_or_else(|| {
+                    check.damaged(span.pack, cairn_format::Error::Truncated { what: "frame" })
+                })?;
+            let raw = check.decompress(span.pack, &job.frame, stored)?;
+            write_frame(
+                &plan.pieces[job.pieces.clone()],
+                ids,
+                check,
+                &raw,
+                file,
+                progress,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Check and write the pieces of one decompressed frame; adjacent pieces go in one write.
+fn write_frame(
+    pieces: &[Piece],
+    ids: &[Id],
+    check: &FrameCheck,
+    raw: &[u8],
+    file: &File,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<()> {
+    // The run being gathered: file offset and range in the frame.
+    let mut run: Option<(u64, Range<usize>)> = None;
+    // The last blob checked (pieces of one blob are adjacent): its id, place, and whether
+    // it is all zeros.
+    let mut checked: Option<(&Id, u32, u32, bool)> = None;
+    for p in pieces {
+        let id = &ids[p.blob as usize];
+        let zero = match checked {
+            Some((c, off, len, zero)) if (c, off, len) == (id, p.in_frame, p.len) => zero,
+            _ => {
+                let blob = check.blob(p.pack, raw, id, p.in_frame, p.len)?;
+                let zero = super::blobs::is_zero(blob);
+                checked = Some((id, p.in_frame, p.len, zero));
+                zero
+            }
+        };
+        let here = p.in_frame as usize..(p.in_frame + p.len) as usize;
+        run = match run {
+            Some((at, r)) if !zero && at + r.len() as u64 == p.at && r.end == here.start => {
+                Some((at, r.start..here.end))
+            }
+            other => {
+                if let Some((at, r)) = other {
+                    file.write_all_at(&raw[r], at)?;
+                }
+                (!zero).then_some((p.at, here))
+            }
+        };
+        progress(u64::from(p.len));
+    }
+    if let Some((at, r)) = run {
+        file.write_all_at(&raw[r], at)?;
+    }
+    Ok(())
+}
