@@ -195,7 +195,12 @@ fn garbage_objects_never_crash_any_command() {
         b"age-encryption.org/v1\n-> X25519 AAAA\n--- AAAA\n",
         &[0xffu8; 4096],
     ];
-    for obj in t.only_a.iter().filter(|p| !p.starts_with("keys/")) {
+    // (Lease objects stay after a backup until prune; restore does not read them.)
+    for obj in t
+        .only_a
+        .iter()
+        .filter(|p| !p.starts_with("keys/") && !p.starts_with("locks/"))
+    {
         let orig = t.fx.store.read(obj).unwrap();
         for shape in shapes {
             t.fx.store.write(obj, shape);

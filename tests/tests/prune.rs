@@ -125,13 +125,15 @@ fn has_open(pid: u32, name: &str) -> bool {
 fn start_and_hold_backup(fx: &Fixture, src: &Path, env: &[(&str, &OsStr)]) -> (Bg, LeaseRecord) {
     let before = fx.object_names("snapshots");
     let mut bg = fx.spawn_wk(&["--json", "backup", s(src)], env);
-    let (_, rec) = wait_for_loaded_lease(fx, &fx.store, &mut bg);
-    // Past the parent lookup and the unchanged files: reading the big file, last in the walk.
+    // Past the lease, the index, the parent lookup and the unchanged files: reading the big
+    // file, last in the walk. Polling /proc is cheap, so this comes first; reading the lease
+    // objects back (a listing and a GET each on S3) takes long enough for a fast backup to end.
     let pid = bg.pid();
     bg.wait_for("it opens zz-big.bin", Duration::from_micros(500), || {
         has_open(pid, "zz-big.bin").then_some(())
     });
     bg.stop();
+    let (_, rec) = wait_for_loaded_lease(fx, &fx.store, &mut bg);
     assert_eq!(
         fx.object_names("snapshots"),
         before,
