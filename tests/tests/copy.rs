@@ -9,6 +9,7 @@
 
 use cairn_e2e::background::*;
 use cairn_e2e::repo_objects::*;
+use cairn_e2e::s3::{Fault, FaultProxy};
 use cairn_e2e::versions::*;
 use cairn_e2e::*;
 use cairn_format::gc::{LeaseKind, LeaseRecord};
@@ -567,7 +568,19 @@ fn prune_at_the_destination_keeps_what_a_running_copy_adopts(backend: Backend) {
     if !snapshot_ids(&dst).is_empty() || left.is_empty() {
         eprintln!("note: the first copy could not be interrupted after one pack; continuing");
     }
-    let mut bg = spawn_copy(&fx, &dst, &[]);
+    // On S3 the copy goes through a proxy that holds each response 40 ms: reading its lease
+    // back (a listing and GETs) must not take longer than the whole copy.
+    let proxy = FaultProxy::start(s3::shared().addr());
+    proxy.set(Fault::Stall {
+        every: 1,
+        delay: Duration::from_millis(40),
+    });
+    let endpoint = proxy.endpoint();
+    let slow: Vec<(&str, &OsStr)> = match backend {
+        Backend::S3 => vec![("CAIRN_S3_ENDPOINT", OsStr::new(&endpoint))],
+        Backend::Local => vec![],
+    };
+    let mut bg = spawn_copy(&fx, &dst, &slow);
     hold_after_lease(&fx, &dst, &mut bg);
     let out = on(&fx, &dloc, false, &["--json", "prune"]);
     if !left.is_empty() {
