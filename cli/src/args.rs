@@ -105,6 +105,12 @@ pub struct S3Args {
         value_name = "N"
     )]
     pub s3_retries: usize,
+    /// A configured repository's AWS profile (`s3.profile` in cairn.toml; no flag).
+    #[arg(skip)]
+    pub aws_profile: Option<String>,
+    /// A configured repository's shared credentials file (`s3.credentials_file`; no flag).
+    #[arg(skip)]
+    pub aws_credentials_file: Option<PathBuf>,
 }
 
 impl S3Args {
@@ -115,6 +121,8 @@ impl S3Args {
             s3_region: self.s3_region.clone(),
             timeout: std::time::Duration::from_secs(self.s3_timeout.max(1)),
             retries: self.s3_retries,
+            aws_profile: self.aws_profile.clone(),
+            aws_credentials_file: self.aws_credentials_file.clone(),
         }
     }
 }

@@ -664,3 +664,35 @@ fn host_job_uses_presets_of_the_same_file_and_stays_on_the_host() {
     fx.run(&["generate", "systemd", "node", "--config", s(&cfg)])
         .ok();
 }
+
+/// A repository's `s3.profile` and `s3.credentials_file` are its own: read from the file the
+/// configuration names (a profile it lacks is an error naming both), not from the environment.
+#[test]
+fn a_repository_reads_its_own_s3_profile_and_credentials_file() {
+    let fx = Fixture::new();
+    let s3 = s3::shared();
+    let data = fx.dir("data");
+    write_file(&data.join("f"), b"x");
+    let creds = fx.path("aws-credentials");
+    fs::write(
+        &creds,
+        "[backup]\naws_access_key_id = k\naws_secret_access_key = s\n",
+    )
+    .unwrap();
+    let config = format!(
+        "state_dir = \"{}\"\n[repositories.off]\nurl = \"s3://{}/repo\"\nidentity = \"{}\"\ns3 = {{ endpoint = \"{}\", profile = \"nightly\", credentials_file = \"{}\" }}\n\n[jobs.files]\nrepository = \"off\"\nsource = {{ kind = \"paths\", paths = [\"{}\"] }}\n",
+        s(&fx.path("state")),
+        s3::fresh_bucket("profile"),
+        s(&fx.identity),
+        s3.endpoint(),
+        s(&creds),
+        s(&data)
+    );
+    let cfg = write_config(&fx, "cairn.toml", &config);
+    let out = run_job(&fx, &cfg, &["files"], &Env::new());
+    assert_ne!(out.code, 0, "{out}");
+    // (The run's summary on stdout carries the step's error.)
+    for want in ["nightly", s(&creds)] {
+        assert!(out.stdout.contains(want), "{want}: {out}");
+    }
+}

@@ -61,6 +61,10 @@ pub struct RemoteOptions {
     pub timeout: Duration,
     /// Retries of one request before giving up.
     pub retries: usize,
+    /// This repository's `AWS_PROFILE` (instead of the environment's).
+    pub aws_profile: Option<String>,
+    /// This repository's `AWS_SHARED_CREDENTIALS_FILE` (instead of the environment's).
+    pub aws_credentials_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RemoteOptions {
@@ -70,6 +74,8 @@ impl Default for RemoteOptions {
             s3_region: None,
             timeout: Duration::from_secs(30),
             retries: 10,
+            aws_profile: None,
+            aws_credentials_file: None,
         }
     }
 }

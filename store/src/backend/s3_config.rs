@@ -92,6 +92,17 @@ fn check_endpoint(given_by: &str, endpoint: &str) -> Result<bool, ConfigError> {
 
 /// Resolve the settings from `opts` (cairn's flags) and the environment `env`.
 pub(crate) fn resolve(opts: &RemoteOptions, env: Lookup) -> Result<S3Config, ConfigError> {
+    // A repository's own profile and credentials file (cairn.toml) stand in for the
+    // environment's, without changing the process environment.
+    let overlay = |name: &str| match name {
+        "AWS_PROFILE" if opts.aws_profile.is_some() => opts.aws_profile.clone(),
+        "AWS_SHARED_CREDENTIALS_FILE" if opts.aws_credentials_file.is_some() => opts
+            .aws_credentials_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        _ => env(name),
+    };
+    let env: Lookup = &overlay;
     let profile = aws_profile::load(env)?;
     let region = opts
         .s3_region
@@ -201,6 +212,38 @@ mod tests {
 
     fn endpoint(flag: Option<&str>, vars: &[(&str, &str)]) -> Option<String> {
         run(flag, None, vars).unwrap().endpoint
+    }
+
+    #[test]
+    fn a_repository_profile_and_credentials_file_stand_in_for_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("repo-credentials");
+        std::fs::write(
+            &file,
+            "[backup]\naws_access_key_id = REPOKEY\naws_secret_access_key = reposecret\n",
+        )
+        .unwrap();
+        let env: HashMap<String, String> = [("AWS_PROFILE", "ops"), ("HOME", "/nonexistent")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let opts = RemoteOptions {
+            aws_profile: Some("backup".into()),
+            aws_credentials_file: Some(file),
+            ..RemoteOptions::default()
+        };
+        let cfg = resolve(&opts, &|k| env.get(k).cloned()).unwrap();
+        match cfg.credentials {
+            Credentials::Static(c) => assert_eq!(c.key_id, "REPOKEY"),
+            Credentials::Chain => panic!("the repository's credentials file was not read"),
+        }
+        // A profile the repository's file lacks is an error naming it, as AWS_PROFILE's is.
+        let opts = RemoteOptions {
+            aws_profile: Some("absent".into()),
+            ..opts
+        };
+        let err = resolve(&opts, &|k| env.get(k).cloned()).unwrap_err();
+        assert!(err.to_string().contains("absent"), "{err}");
     }
 
     #[test]

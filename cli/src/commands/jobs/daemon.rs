@@ -602,6 +602,8 @@ fn global_placeholder() -> Global {
             s3_region: None,
             s3_timeout: 30,
             s3_retries: 10,
+            aws_profile: None,
+            aws_credentials_file: None,
         },
         cache_dir: None,
         no_cache: false,

@@ -87,6 +87,8 @@ pub fn global_for(base: &Global, r: &config::Repository) -> Global {
             s3_region: r.s3.region.clone(),
             s3_timeout: r.s3.timeout.unwrap_or(30),
             s3_retries: r.s3.retries.unwrap_or(10),
+            aws_profile: r.s3.profile.clone(),
+            aws_credentials_file: r.s3.credentials_file.clone(),
         },
         cache_dir: r.cache_dir.clone().or_else(|| base.cache_dir.clone()),
         no_cache: base.no_cache,

@@ -82,39 +82,6 @@ fn message(e: anyhow::Error) -> String {
     format!("{e:#}")
 }
 
-/// Point the S3 client at the repository's credentials file and profile, or back at the ones
-/// the process started with. The S3 client reads them when a repository is opened, and the
-/// process opens one repository at a time, so each repository gets its own.
-fn s3_environment(r: &config::Repository) {
-    static ORIGINAL: std::sync::OnceLock<[Option<std::ffi::OsString>; 2]> =
-        std::sync::OnceLock::new();
-    let original = ORIGINAL.get_or_init(|| {
-        [
-            std::env::var_os("AWS_SHARED_CREDENTIALS_FILE"),
-            std::env::var_os("AWS_PROFILE"),
-        ]
-    });
-    let wanted = [
-        r.s3.credentials_file
-            .clone()
-            .map(Into::into)
-            .or_else(|| original[0].clone()),
-        r.s3.profile
-            .clone()
-            .map(Into::into)
-            .or_else(|| original[1].clone()),
-    ];
-    for (name, value) in ["AWS_SHARED_CREDENTIALS_FILE", "AWS_PROFILE"]
-        .iter()
-        .zip(wanted)
-    {
-        match value {
-            Some(v) => std::env::set_var(name, v),
-            None => std::env::remove_var(name),
-        }
-    }
-}
-
 impl CliSteps<'_> {
     fn filter(&self) -> SnapshotFilter {
         SnapshotFilter {
@@ -288,7 +255,6 @@ impl CliSteps<'_> {
 
 impl Steps for CliSteps<'_> {
     fn backup(&mut self) -> StepResult<BackupFacts> {
-        s3_environment(self.repo_config()?);
         let saved = backup::save(&self.g, &self.backup_args()).map_err(message)?;
         let code = saved.code();
         // Warnings (unreadable or changing files) go to stderr as `cairn backup` prints them.
@@ -318,7 +284,6 @@ impl Steps for CliSteps<'_> {
     }
 
     fn retention(&mut self, prune: bool) -> StepResult<RetentionFacts> {
-        s3_environment(self.repo_config()?);
         let a = self.forget_args(prune).map_err(message)?;
         let done = forget::apply(&self.g, &a).map_err(message)?;
         Ok((
@@ -339,9 +304,7 @@ impl Steps for CliSteps<'_> {
             .ok_or_else(|| format!("no repository {to:?}"))?;
         let g_to = global_for(self.base, dst);
         let from = self.repo_config()?.url.clone();
-        s3_environment(self.repo_config()?);
         let src = Arc::new(crate::credentials::open_at(&self.g, &from).map_err(message)?);
-        s3_environment(dst);
         let dst_repo = Arc::new(crate::credentials::open_at(&g_to, &dst.url).map_err(message)?);
         let a = copy::CopyArgs {
             snapshots: Vec::new(),
@@ -362,7 +325,6 @@ impl Steps for CliSteps<'_> {
     }
 
     fn audit(&mut self, subset: Option<Subset>) -> StepResult<AuditFacts> {
-        s3_environment(self.repo_config()?);
         let a = check::CheckArgs {
             no_key: false,
             read_data: matches!(subset, Some(Subset::All)),
@@ -386,7 +348,6 @@ impl Steps for CliSteps<'_> {
     }
 
     fn repository(&mut self) -> StepResult<RepositoryFacts> {
-        s3_environment(self.repo_config()?);
         let repo = crate::credentials::open(&self.g).map_err(message)?;
         let listing = snapshots::list(&repo).map_err(|e| e.to_string())?;
         let filter = Filter::from(&self.filter());
