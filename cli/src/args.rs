@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 /// Backups for Kubernetes and OpenShift control planes: deduplicated, compressed (zstd) and
-/// encrypted with age, on local disk or NFS.
+/// encrypted with age, on local disk, NFS or S3.
 ///
 /// Two key roles: the identity (an age X25519 identity, or a passphrase) can do everything;
 /// a write key (exported with `cairn key write-key`) can back up and list, but never read
@@ -131,10 +131,10 @@ impl S3Args {
 pub enum Command {
     /// Create a new repository.
     Init(InitArgs),
-    /// Generate identities and export write keys.
+    /// Manage keys: generate identities, export write keys, add, list and remove key objects.
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Back up files and directories into a new snapshot.
+    /// Back up files, etcd, static pod resources, a cluster, projects, a host or a command's output.
     Backup(Box<BackupArgs>),
     /// List snapshots.
     Snapshots(SnapshotsArgs),
