@@ -9,7 +9,7 @@ use crate::source::trailer::{Digest, TrailerCheck, Verdict};
 use anyhow::{bail, Context, Result};
 use cairn_format::chunker::ChunkPolicy;
 use cairn_format::snapshot::{SnapshotStats, SourceKind};
-use cairn_format::tree::{Node, NodeKind, Tree};
+use cairn_format::tree::{Node, Tree};
 use std::io::Read;
 use std::time::Duration;
 
@@ -55,14 +55,8 @@ fn save_db(
     let digest = check
         .finish()
         .context("snapshot stream did not reach its end")?;
-    let mut node = Node::new(name.into_bytes(), NodeKind::File);
+    let mut node = cairn_store::host::file_node(name.as_bytes(), ids, size, s.time_ns);
     node.mode = 0o600;
-    node.uid = rustix::process::geteuid().as_raw();
-    node.gid = rustix::process::getegid().as_raw();
-    node.mtime_ns = s.time_ns;
-    node.ctime_ns = s.time_ns;
-    node.size = size;
-    node.content = ids;
     Ok((node, digest))
 }
 
