@@ -199,7 +199,7 @@ impl Daemon {
                 "info",
                 Some(job),
                 "delayed",
-                &format!("starting in {:.1}s (random_delay)", ms as f64 / 1000.0),
+                &format!("starting in {:.3}s (random_delay)", ms as f64 / 1000.0),
             );
             self.delayed.insert(job.to_string(), when);
         }
