@@ -343,31 +343,63 @@ pub struct SnapshotFilter {
     pub key_label: Option<String>,
 }
 
-/// A source kind as `--source` takes it, named as `cairn snapshots` shows it.
+/// A source kind as `--source` takes it, named as `cairn snapshots` shows it: a kind of the
+/// format, or `host`/`stdin` (snapshots of kind `paths` that `backup host`/`backup stdin` wrote).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SourceArg(pub SourceKind);
+pub struct SourceArg {
+    pub kind: SourceKind,
+    /// `Some` for `host` and `stdin`.
+    pub made_by: Option<&'static str>,
+}
+
+impl SourceArg {
+    const fn kind(kind: SourceKind) -> Self {
+        SourceArg {
+            kind,
+            made_by: None,
+        }
+    }
+    const fn paths_by(command: &'static str) -> Self {
+        SourceArg {
+            kind: SourceKind::Paths,
+            made_by: Some(command),
+        }
+    }
+}
 
 impl clap::ValueEnum for SourceArg {
     fn value_variants<'a>() -> &'a [Self] {
-        &[
-            SourceArg(SourceKind::Paths),
-            SourceArg(SourceKind::Etcd),
-            SourceArg(SourceKind::StaticPods),
-            SourceArg(SourceKind::Cluster),
-            SourceArg(SourceKind::Project),
-        ]
+        const ALL: &[SourceArg] = &[
+            SourceArg::kind(SourceKind::Paths),
+            SourceArg::kind(SourceKind::Etcd),
+            SourceArg::kind(SourceKind::StaticPods),
+            SourceArg::kind(SourceKind::Cluster),
+            SourceArg::kind(SourceKind::Project),
+            SourceArg::paths_by("host"),
+            SourceArg::paths_by("stdin"),
+        ];
+        ALL
     }
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        if let Some(command) = self.made_by {
+            let help = match command {
+                "host" => "host backups (`cairn backup host`; also matched by `paths`)",
+                _ => "command output (`cairn backup stdin`; also matched by `paths`)",
+            };
+            return Some(clap::builder::PossibleValue::new(command).help(help));
+        }
         // Exhaustive: a new kind does not compile until it is described (and listed above).
-        let help = match self.0 {
-            SourceKind::Paths => "files and directories (`cairn backup PATH...`)",
+        let help = match self.kind {
+            SourceKind::Paths => {
+                "files and directories (`cairn backup PATH...`, host and stdin backups)"
+            }
             SourceKind::Etcd => "etcd snapshots",
             SourceKind::StaticPods => "static pod resources",
             SourceKind::Cluster => "etcd and static pod resources taken together",
             SourceKind::Project => "exports of a project's API objects",
         };
-        Some(clap::builder::PossibleValue::new(self.0.name()).help(help))
+        Some(clap::builder::PossibleValue::new(self.kind.name()).help(help))
     }
 }
 

@@ -19,6 +19,9 @@ pub struct Filter {
     pub tags: Vec<String>,
     /// Only snapshots of this source kind.
     pub source: Option<SourceKind>,
+    /// Only snapshots written by this backup command, as [`made_by`] names it (`host`,
+    /// `stdin`: kinds the format does not tell apart from `paths`).
+    pub made_by: Option<&'static str>,
     /// Only snapshots that recorded every one of these paths (a trailing `/` is ignored).
     pub paths: Vec<String>,
     /// Only snapshots written with the write key of this label (fact [`KEY_LABEL_FACT`]).
@@ -36,12 +39,24 @@ pub fn key_label(s: &Snapshot) -> Option<&str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// The backup command that wrote `s`: its source kind, except that `backup host` and
+/// `backup stdin` write kind `paths` and are told apart by their facts (SPEC §10.1).
+pub fn made_by(s: &Snapshot) -> &'static str {
+    let has = |key: &str| s.facts.iter().any(|(k, _)| k == key);
+    match s.source {
+        SourceKind::Paths if has("host.presets") => "host",
+        SourceKind::Paths if has("stdin.file") => "stdin",
+        kind => kind.name(),
+    }
+}
+
 impl Filter {
     /// Does `s` pass?
     pub fn matches(&self, s: &Snapshot) -> bool {
         self.host.as_ref().is_none_or(|h| &s.host == h)
             && self.tags.iter().all(|t| s.tags.contains(t))
             && self.source.is_none_or(|k| s.source == k)
+            && self.made_by.is_none_or(|m| made_by(s) == m)
             && self
                 .paths
                 .iter()
@@ -57,6 +72,7 @@ impl Filter {
         self.host.is_none()
             && self.tags.is_empty()
             && self.source.is_none()
+            && self.made_by.is_none()
             && self.paths.is_empty()
             && self.key_label.is_none()
     }
@@ -265,6 +281,36 @@ mod tests {
     }
 
     #[test]
+    fn host_and_stdin_backups_are_paths_snapshots_told_apart_by_facts() {
+        let mut host = snap("h", SourceKind::Paths, &["/etc"], &[]);
+        host.facts
+            .push(("host.presets".into(), "ocp4-control-plane".into()));
+        let mut stdin = snap("h", SourceKind::Paths, &["/dump"], &[]);
+        stdin.facts.push(("stdin.file".into(), "/dump".into()));
+        let plain = snap("h", SourceKind::Paths, &["/etc"], &[]);
+        let etcd = snap("h", SourceKind::Etcd, &["/"], &[]);
+        let by = |m| Filter {
+            made_by: Some(m),
+            ..Filter::default()
+        };
+        let paths = Filter {
+            source: Some(SourceKind::Paths),
+            ..Filter::default()
+        };
+        for (s, name) in [
+            (&host, "host"),
+            (&stdin, "stdin"),
+            (&plain, "paths"),
+            (&etcd, "etcd"),
+        ] {
+            assert_eq!(made_by(s), name);
+            assert!(by(name).matches(s));
+            assert_eq!(paths.matches(s), name != "etcd", "{name}");
+        }
+        assert!(!by("host").matches(&plain) && !by("stdin").matches(&host));
+    }
+
+    #[test]
     fn filter_table() {
         let s = snap("h", SourceKind::Paths, &["/etc", "/var/lib"], &["a", "b"]);
         let root = snap("h", SourceKind::StaticPods, &["/"], &[]);
@@ -273,6 +319,7 @@ mod tests {
             tags: tags.iter().map(|t| t.to_string()).collect(),
             source,
             paths: paths.iter().map(|p| p.to_string()).collect(),
+            made_by: None,
             key_label: None,
         };
         let cases: Vec<(&str, Filter, &Snapshot, bool)> = vec![

@@ -143,6 +143,25 @@ fn auto_picks_the_role_records_absent_paths_and_the_inventory() {
     let text = fx.wk(&["backup", "host", "--preset", "auto", "--root", s(&root)]);
     text.ok();
     text.stderr_has(&["picked ocp4-control-plane", "recorded as absent: /etc/crio"]);
+
+    // `snapshots` names them host backups (kind `paths` in the format) with their presets.
+    let list = fx.id(&["--json", "snapshots"]).ok().json();
+    for snap in list.as_array().unwrap() {
+        assert_eq!(snap["made_by"], "host", "{snap}");
+        assert_eq!(snap["source"], "paths", "{snap}");
+    }
+    let list = fx.id(&["snapshots"]);
+    assert!(
+        list.ok()
+            .stdout
+            .lines()
+            .skip(1)
+            .filter(|l| l.contains(" host "))
+            .count()
+            == 3
+            && list.stdout.contains("presets ocp4-control-plane"),
+        "{list}"
+    );
 }
 
 #[test]
@@ -390,6 +409,18 @@ fn command_capture_streams_output_and_a_failing_command_saves_nothing() {
     let report = out.ok().json();
     assert_eq!(facts(&report)["stdin.command"], "seq 1 200000");
     let snap = Fixture::snap_id(&report);
+    let list = fx.id(&["--json", "snapshots"]).ok().json();
+    assert_eq!(list[0]["made_by"], "stdin", "{list}");
+    let none = fx
+        .id(&["--json", "snapshots", "--source", "host"])
+        .ok()
+        .json();
+    assert_eq!(none.as_array().unwrap().len(), 0, "{none}");
+    let one = fx
+        .id(&["--json", "snapshots", "--source", "stdin"])
+        .ok()
+        .json();
+    assert_eq!(one.as_array().unwrap().len(), 1, "{one}");
     let cat = fx.id(&["cat", &snap, "/inventory/numbers.txt"]);
     assert_eq!(cat.ok().stdout_bytes, sh("seq", &["1", "200000"]));
 

@@ -65,7 +65,8 @@ impl From<&SnapshotFilter> for Filter {
         Filter {
             host: f.host.clone(),
             tags: f.tags.clone(),
-            source: f.source.map(|k| k.0),
+            source: f.source.map(|k| k.kind),
+            made_by: f.source.and_then(|k| k.made_by),
             paths: f.paths.clone(),
             key_label: f.key_label.clone(),
         }

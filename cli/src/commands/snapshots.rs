@@ -27,6 +27,7 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> Result<Code> {
                     "host": s.host,
                     "username": s.username,
                     "source": s.source.name(),
+                    "made_by": snapshots::made_by(s),
                     "paths": s.paths,
                     "tags": s.tags,
                     "tree": s.tree.to_hex(),
@@ -66,7 +67,7 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> Result<Code> {
                 id.short(),
                 output::time(s.time_ns),
                 s.host,
-                s.source.name(),
+                snapshots::made_by(s),
                 output::bytes(s.stats.bytes),
                 s.stats.files,
                 s.tags.join(","),
@@ -134,6 +135,12 @@ fn facts_line(facts: &[(String, String)]) -> Option<String> {
     }
     if let Some(v) = get("project.objects") {
         parts.push(format!("{v} objects"));
+    }
+    if let Some(v) = get("host.presets") {
+        parts.push(format!("presets {v}"));
+    }
+    if let Some(v) = get("inventory.packages") {
+        parts.push(format!("{v} packages"));
     }
     if let Some(v) = get("static_pods.revisions") {
         parts.push(format!("static pods {v}"));
