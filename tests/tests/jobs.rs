@@ -696,3 +696,112 @@ fn a_repository_reads_its_own_s3_profile_and_credentials_file() {
         assert!(out.stdout.contains(want), "{want}: {out}");
     }
 }
+
+/// A job whose repository and copy destination live with two S3 providers: each is reached at
+/// its own endpoint and every request to it is signed with its own profile's key and region,
+/// never the other's (the proxies see the signatures), and the copy restores from the second.
+#[test]
+fn a_copy_between_two_s3_accounts_signs_each_side_with_its_own_profile() {
+    let fx = Fixture::new();
+    let moto = s3::shared();
+    let (site_a, site_b) = (
+        s3::FaultProxy::start(moto.addr()),
+        s3::FaultProxy::start(moto.addr()),
+    );
+    let data = fx.dir("data");
+    fs::write(data.join("f"), random_bytes(9, 200_000)).unwrap();
+    let (main, off) = (
+        Backend::S3.fresh(&fx.path("x"), "main"),
+        Backend::S3.fresh(&fx.path("x"), "off"),
+    );
+    for (store, proxy) in [(&main, &site_a), (&off, &site_b)] {
+        let env = proxy.env();
+        let loc = store.location();
+        let args = [
+            "-r",
+            &loc,
+            "-i",
+            s(&fx.identity),
+            "init",
+            "--like",
+            s(&fx.repo),
+        ];
+        fx.run_env(&args, &env_refs(&env)).ok();
+        proxy.take_signers();
+    }
+    let creds = |name: &str, profile: &str, key: &str| {
+        let path = fx.path(name);
+        fs::write(
+            &path,
+            format!(
+                "[{profile}]\naws_access_key_id = {key}\naws_secret_access_key = secret-{key}\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let (creds_a, creds_b) = (
+        creds("aws-a", "site-a", "key-a"),
+        creds("aws-b", "site-b", "key-b"),
+    );
+    let table = |name: &str,
+                 store: &Store,
+                 proxy: &s3::FaultProxy,
+                 profile,
+                 file: &Path,
+                 region| {
+        format!(
+            "[repositories.{name}]\nurl = \"{}\"\nidentity = \"{}\"\ns3 = {{ endpoint = \"{}\", region = \"{region}\", profile = \"{profile}\", credentials_file = \"{}\", timeout = 10, retries = 2 }}\n",
+            store.location(),
+            s(&fx.identity),
+            proxy.endpoint(),
+            s(file)
+        )
+    };
+    let config = format!(
+        "state_dir = \"{}\"\n{}{}\n[jobs.files]\nrepository = \"main\"\ncopy_to = [\"off\"]\nsource = {{ kind = \"paths\", paths = [\"{}\"] }}\n",
+        s(&fx.path("state")),
+        table("main", &main, &site_a, "site-a", &creds_a, "us-east-1"),
+        table("off", &off, &site_b, "site-b", &creds_b, "eu-west-1"),
+        s(&data)
+    );
+    let cfg = write_config(&fx, "cairn.toml", &config);
+    // No credentials in the environment, and a home without ~/.aws.
+    let env: Env = vec![
+        ("HOME".into(), fx.dir("home").into_os_string()),
+        ("NO_PROXY".into(), "127.0.0.1".into()),
+        ("no_proxy".into(), "127.0.0.1".into()),
+    ];
+    let out = run_job(&fx, &cfg, &["files", "--json"], &env);
+    out.ok();
+    assert_eq!(out.json()["jobs"][0]["status"], "ok", "{out}");
+    assert_eq!(site_a.take_signers(), ["key-a/us-east-1"], "{out}");
+    assert_eq!(site_b.take_signers(), ["key-b/eu-west-1"], "{out}");
+    // The copy is whole: restored from the second account, with that account's profile only.
+    let restored = fx.path("restored");
+    let (loc, target) = (off.location(), restored.display().to_string());
+    let mut renv = site_b.env();
+    renv.retain(|(k, _)| !k.starts_with("AWS_ACCESS") && !k.starts_with("AWS_SECRET"));
+    renv.push((
+        "AWS_SHARED_CREDENTIALS_FILE".into(),
+        creds_b.into_os_string(),
+    ));
+    renv.push(("AWS_PROFILE".into(), "site-b".into()));
+    renv.push(("HOME".into(), fx.path("home").into_os_string()));
+    let args = [
+        "-r",
+        &loc,
+        "-i",
+        s(&fx.identity),
+        "restore",
+        "latest",
+        "--target",
+        &target,
+    ];
+    fx.run_env(&args, &env_refs(&renv)).ok();
+    assert_eq!(
+        fs::read(restored.join(data.strip_prefix("/").unwrap()).join("f")).unwrap(),
+        random_bytes(9, 200_000)
+    );
+    assert_eq!(site_b.take_signers(), ["key-b/us-east-1"]);
+}
