@@ -243,7 +243,7 @@ fn rewrite(
     let mut nodes = Vec::with_capacity(tree.nodes.len());
     for mut node in tree.nodes {
         path.push(node.name.clone());
-        if node.content.iter().any(|b| !loader.index().contains(b)) {
+        if node.referenced().any(|b| !loader.index().contains(b)) {
             lost.push(path.clone());
             changed = true;
             path.pop();
