@@ -362,7 +362,7 @@ mod tests {
             };
             10
         ];
-        let bytes = record::encode(RecordKind::Tree, &Tree { nodes: vec![n] });
+        let bytes = record::encode_at(RecordKind::Tree, 1, &Tree { nodes: vec![n] });
         assert!(Tree::decode(&bytes).is_err());
         let mut n = file("a");
         n.xattrs = (0..MAX_XATTRS + 1)
@@ -371,7 +371,7 @@ mod tests {
                 value: Vec::new(),
             })
             .collect();
-        let bytes = record::encode(RecordKind::Tree, &Tree { nodes: vec![n] });
+        let bytes = record::encode_at(RecordKind::Tree, 1, &Tree { nodes: vec![n] });
         let err = Tree::decode(&bytes).unwrap_err().to_string();
         assert!(err.contains("extended attributes"), "{err}");
     }
@@ -384,7 +384,7 @@ mod tests {
             .collect();
         let t = Tree { nodes };
         assert!(t.decoded_size() > MAX_TREE_DECODED);
-        let bytes = record::encode(RecordKind::Tree, &t);
+        let bytes = record::encode_at(RecordKind::Tree, 1, &t);
         assert!(bytes.len() < crate::MAX_BLOB_LEN as usize);
         let err = Tree::decode(&bytes).unwrap_err().to_string();
         assert!(err.contains("decoded bytes"), "{err}");
@@ -392,7 +392,7 @@ mod tests {
         let t = Tree {
             nodes: (0..1000).map(|i| file(&format!("{i:04}"))).collect(),
         };
-        let back = Tree::decode(&record::encode(RecordKind::Tree, &t)).unwrap();
+        let back = Tree::decode(&record::encode_at(RecordKind::Tree, 1, &t)).unwrap();
         assert!(back.decoded_size() < 1 << 20);
     }
 
@@ -433,16 +433,16 @@ mod tests {
             let t = Tree {
                 nodes: vec![file(bad)],
             };
-            let bytes = record::encode(RecordKind::Tree, &t);
+            let bytes = record::encode_at(RecordKind::Tree, 1, &t);
             assert!(Tree::decode(&bytes).is_err(), "{bad:?} accepted");
         }
         let t = Tree {
             nodes: vec![file("a"), file("a")],
         };
-        assert!(Tree::decode(&record::encode(RecordKind::Tree, &t)).is_err());
+        assert!(Tree::decode(&record::encode_at(RecordKind::Tree, 1, &t)).is_err());
         let mut dir = Node::new(b"d".to_vec(), NodeKind::Dir);
         dir.subtree = None;
         let t = Tree { nodes: vec![dir] };
-        assert!(Tree::decode(&record::encode(RecordKind::Tree, &t)).is_err());
+        assert!(Tree::decode(&record::encode_at(RecordKind::Tree, 1, &t)).is_err());
     }
 }
