@@ -251,3 +251,29 @@ fn long_files_in_path_backups_use_lists_and_version_1_trees_stay_readable() {
     assert!(cat.stdout.as_bytes() == long.as_slice());
     fx.id(&["check", "--read-data"]).ok();
 }
+
+#[test]
+fn trees_written_before_content_lists_stay_readable() {
+    // A version-1 tree (the layout every earlier cairn wrote, encoded here with the version-1
+    // encoder) holding a long file's 300 ids inline, as etcd backups were stored before.
+    let fx = Fixture::new();
+    let c = Crafter::new(&fx);
+    let chunks: Vec<Vec<u8>> = (0..300).map(|i| random_bytes(1000 + i, 4096)).collect();
+    let ids: Vec<Id> = chunks.iter().map(|b| c.blob_id(b)).collect();
+    let root = raw_tree(vec![file_node(b"old.db", ids, 300 * 4096)]);
+    assert_eq!(&root[6..8], &1u16.to_le_bytes());
+    let snap = c.inject_snapshot(&root, vec![], chunks.clone());
+    let want: Vec<u8> = chunks.concat();
+    assert!(restored(&fx, &snap, "old") == want);
+    fx.id(&["check", "--read-data"]).ok();
+    // A new tree next to it: version 2 with a list, both read by the same binary.
+    let good = ContentList::full(&chunks.iter().map(|b| c.blob_id(b)).collect::<Vec<_>>()).encode();
+    let mut t = Tree {
+        nodes: vec![listed_file("new.db", c.blob_id(&good), 300 * 4096)],
+    };
+    let root = t.encode();
+    assert_eq!(&root[6..8], &2u16.to_le_bytes());
+    let snap2 = c.inject_snapshot_at(vec!["/new.db".into()], &root, vec![good], vec![]);
+    assert!(restored(&fx, &snap2, "new") == want);
+    fx.id(&["check", "--read-data"]).ok();
+}
