@@ -135,6 +135,15 @@ fn scattered_daily_changes_restore_from_every_snapshot_and_survive_prune_and_cop
     ])
     .ok();
 
+    // A fifth backup (day 1's file again: a list relative to day 4's), forgotten: prune
+    // removes its list and tree and nothing else.
+    let before = tree_bytes(&fx);
+    let (fifth, added) = backup_file(&fx, &days[0]);
+    assert!(added > 0);
+    fx.store.delete(&format!("snapshots/{fifth}"));
+    fx.id(&["prune", "--max-unused", "0"]).ok();
+    assert_eq!(tree_bytes(&fx), before);
+
     // Forget days 1-3: day 4's list is written relative to them, so prune keeps them all.
     for snap in &snaps[..3] {
         fx.store.delete(&format!("snapshots/{snap}"));
