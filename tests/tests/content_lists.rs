@@ -286,3 +286,49 @@ fn trees_written_before_content_lists_stay_readable() {
     assert!(restored(&fx, &snap2, "new") == want);
     fx.id(&["check", "--read-data"]).ok();
 }
+
+#[test]
+fn repair_drops_only_the_files_whose_lists_are_lost() {
+    let fx = Fixture::new();
+    let c = Crafter::new(&fx);
+    let chunks: Vec<Vec<u8>> = (0..300).map(|i| random_bytes(2000 + i, 64)).collect();
+    let ids: Vec<Id> = chunks.iter().map(|b| c.blob_id(b)).collect();
+    let keep = text_bytes(5, 500);
+    // One list never stored (its pack lost), one stored whose base is that lost list.
+    let missing = ContentList::full(&ids).encode();
+    let bad = ContentList {
+        base: Some(c.blob_id(&missing)),
+        len: 300,
+        ops: vec![Op::Copy {
+            start: 1,
+            count: 300,
+        }],
+    }
+    .encode();
+    let mut sub = Tree {
+        nodes: vec![
+            listed_file("gone.db", c.blob_id(&missing), 300 * 64),
+            listed_file("bad.db", c.blob_id(&bad), 300 * 64),
+            file_node(b"keep.txt", vec![c.blob_id(&keep)], keep.len() as u64),
+        ],
+    };
+    let sub = sub.encode();
+    let root = raw_tree(vec![dir_node(b"d", c.blob_id(&sub))]);
+    let mut data = chunks;
+    data.push(keep.clone());
+    let snap = c.inject_snapshot_at(vec!["/d".into()], &root, vec![sub, bad], data);
+    let out = fx.id(&["--json", "repair", "snapshots"]);
+    out.ok();
+    let r = out.json();
+    let repaired = r["repaired"].as_array().unwrap();
+    assert_eq!(repaired.len(), 1, "{r}");
+    assert_eq!(repaired[0]["original"], snap.as_str());
+    assert_eq!(repaired[0]["lost_count"], 2, "{r}");
+    let new = repaired[0]["new"].as_str().unwrap().to_string();
+    let dir = fx.path("repaired");
+    fx.restore(&new, &dir, &[]).ok();
+    let files = files_below(&dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].ends_with("d/keep.txt"), "{files:?}");
+    assert!(fs::read(&files[0]).unwrap() == keep);
+}
