@@ -11,6 +11,7 @@ pub mod bbolt;
 mod bounded;
 pub mod chunker;
 pub mod config;
+pub mod content_list;
 pub mod envelope;
 mod error;
 pub mod frame;

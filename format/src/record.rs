@@ -35,6 +35,8 @@ pub enum RecordKind {
     Lease,
     /// `gc/<id>` prune marker.
     Gc,
+    /// Content list blob (SPEC §9.1).
+    ContentList,
 }
 
 impl RecordKind {
@@ -48,15 +50,16 @@ impl RecordKind {
             RecordKind::Snapshot => b'S',
             RecordKind::Lease => b'L',
             RecordKind::Gc => b'G',
+            RecordKind::ContentList => b'N',
         }
     }
 
     /// The newest version of this kind's records: what [`encode`] writes and the highest
-    /// [`decode`] accepts. Keys records are at version 2 (key object metadata, SPEC §5);
-    /// every other kind at [`FORMAT_VERSION`].
+    /// [`decode`] accepts. Keys records are at version 2 (key object metadata, SPEC §5), trees
+    /// at version 2 (content lists, SPEC §9.1); every other kind at [`FORMAT_VERSION`].
     pub fn current_version(self) -> u16 {
         match self {
-            RecordKind::Keys => 2,
+            RecordKind::Keys | RecordKind::Tree => 2,
             _ => FORMAT_VERSION,
         }
     }
@@ -72,6 +75,7 @@ impl RecordKind {
             RecordKind::Snapshot => "snapshot",
             RecordKind::Lease => "lease",
             RecordKind::Gc => "gc marker",
+            RecordKind::ContentList => "content list",
         }
     }
 }
@@ -118,13 +122,7 @@ pub fn version(kind: RecordKind, bytes: &[u8]) -> Result<u16, Error> {
 pub fn decode<T: DeserializeOwned>(kind: RecordKind, bytes: &[u8]) -> Result<T, Error> {
     let name = kind.name();
     version(kind, bytes)?;
-    crate::bounded::take_refusal();
-    let (value, rest) = postcard::take_from_bytes::<T>(&bytes[HEADER_LEN..]).map_err(|e| {
-        Error::malformed(
-            name,
-            crate::bounded::take_refusal().unwrap_or_else(|| e.to_string()),
-        )
-    })?;
+    let (value, rest) = take::<T>(name, &bytes[HEADER_LEN..])?;
     if !rest.is_empty() {
         return Err(Error::malformed(
             name,
@@ -132,6 +130,21 @@ pub fn decode<T: DeserializeOwned>(kind: RecordKind, bytes: &[u8]) -> Result<T, 
         ));
     }
     Ok(value)
+}
+
+/// Decode one postcard value of a record's body (`what` names it in errors), returning the
+/// bytes after it: for layouts that append sections to an older version's body.
+pub fn take<'a, T: DeserializeOwned>(
+    what: &'static str,
+    body: &'a [u8],
+) -> Result<(T, &'a [u8]), Error> {
+    crate::bounded::take_refusal();
+    postcard::take_from_bytes::<T>(body).map_err(|e| {
+        Error::malformed(
+            what,
+            crate::bounded::take_refusal().unwrap_or_else(|| e.to_string()),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -81,10 +81,17 @@ pub struct Node {
     /// Extended attributes, sorted by name.
     #[serde(deserialize_with = "bounded_xattrs")]
     pub xattrs: Vec<Xattr>,
-    /// Content blob ids, in order (files).
+    /// Content blob ids, in order (files). For a file stored with a content list (SPEC §9.1)
+    /// the tree blob holds none: readers fill them in from the list (`store`'s loader).
     pub content: Vec<Id>,
     /// Subtree blob id (directories).
     pub subtree: Option<Id>,
+    /// Content list blobs (not part of the node's encoding: a version-2 tree lists them after
+    /// its nodes). Empty: the ids are inline. Otherwise the file's own list first, then (as
+    /// filled in by readers) the bases it was resolved through. Every one of them is
+    /// referenced by the snapshot: see [`Node::referenced`].
+    #[serde(skip)]
+    pub content_lists: Vec<Id>,
 }
 
 impl Node {
@@ -109,7 +116,15 @@ impl Node {
             xattrs: Vec::new(),
             content: Vec::new(),
             subtree: None,
+            content_lists: Vec::new(),
         }
+    }
+
+    /// Every blob this entry references besides its subtree: its content list blobs (with
+    /// their bases), then its content blobs. Walkers that collect or check what a snapshot
+    /// needs go through this, so list blobs are never missed.
+    pub fn referenced(&self) -> impl Iterator<Item = &Id> {
+        self.content_lists.iter().chain(self.content.iter())
     }
 }
 
@@ -148,6 +163,7 @@ impl Node {
                 .map(|x| x.decoded_cost().unwrap_or(0))
                 .sum::<usize>()
             + bytes_cost(self.content.len() * std::mem::size_of::<Id>())
+            + bytes_cost(self.content_lists.len() * std::mem::size_of::<Id>())
     }
 }
 
@@ -189,15 +205,41 @@ pub struct Tree {
 }
 
 impl Tree {
-    /// Encode as a tree blob. Sorts the nodes first.
+    /// Encode as a tree blob. Sorts the nodes first. A tree without content lists is written
+    /// at version 1 (readable by older readers); with them at version 2: the version-1 body
+    /// with those files' `content` left empty, followed by `Vec<(u32 node index, Id list)>`.
     pub fn encode(&mut self) -> Vec<u8> {
         self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        record::encode(RecordKind::Tree, self)
+        let lists: Vec<(u32, Id)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.content_lists.first().map(|l| (i as u32, *l)))
+            .collect();
+        if lists.is_empty() {
+            return record::encode_at(RecordKind::Tree, 1, self);
+        }
+        let mut held = Vec::with_capacity(lists.len());
+        for (i, _) in &lists {
+            held.push(std::mem::take(&mut self.nodes[*i as usize].content));
+        }
+        let mut out = record::encode_at(RecordKind::Tree, 2, self);
+        for ((i, _), content) in lists.iter().zip(held) {
+            self.nodes[*i as usize].content = content;
+        }
+        // postcard serialisation into a Vec cannot fail for these plain types.
+        postcard::to_io(&lists, &mut out).expect("postcard encoding to a Vec");
+        out
     }
 
-    /// Decode a tree blob, rejecting unsafe names, duplicates, and kind/field mismatches.
+    /// Decode a tree blob (version 1 or 2), rejecting unsafe names, duplicates, and kind/field
+    /// mismatches. Files with a content list come back with `content` empty and the list in
+    /// `content_lists`.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        let tree: Tree = record::decode(RecordKind::Tree, bytes)?;
+        let tree: Tree = match record::version(RecordKind::Tree, bytes)? {
+            1 => record::decode(RecordKind::Tree, bytes)?,
+            _ => Self::decode_v2(bytes)?,
+        };
         let mut prev: Option<&[u8]> = None;
         for n in &tree.nodes {
             if !valid_name(&n.name) {
@@ -231,6 +273,39 @@ impl Tree {
                     ),
                 ));
             }
+        }
+        Ok(tree)
+    }
+
+    fn decode_v2(bytes: &[u8]) -> Result<Self, Error> {
+        let (mut tree, rest) = record::take::<Tree>("tree", &bytes[record::HEADER_LEN..])?;
+        let (lists, rest) = record::take::<Vec<(u32, Id)>>("tree", rest)?;
+        let bad = |m: String| Err(Error::malformed("tree", m));
+        if !rest.is_empty() {
+            return bad(format!("{} unexpected trailing bytes", rest.len()));
+        }
+        if lists.is_empty() {
+            return bad("a version-2 tree without content lists".into());
+        }
+        let mut prev: Option<u32> = None;
+        for (i, list) in lists {
+            if prev.is_some_and(|p| p >= i) {
+                return bad("content lists not in strictly increasing entry order".into());
+            }
+            prev = Some(i);
+            let Some(n) = tree.nodes.get_mut(i as usize) else {
+                return bad(format!(
+                    "content list for entry {i} of {}",
+                    tree.nodes.len()
+                ));
+            };
+            if n.kind != NodeKind::File || !n.content.is_empty() {
+                return bad(format!(
+                    "content list on {:?}, which is not a file without inline content",
+                    String::from_utf8_lossy(&n.name)
+                ));
+            }
+            n.content_lists = vec![list];
         }
         Ok(tree)
     }
@@ -287,7 +362,7 @@ mod tests {
             };
             10
         ];
-        let bytes = record::encode(RecordKind::Tree, &Tree { nodes: vec![n] });
+        let bytes = record::encode_at(RecordKind::Tree, 1, &Tree { nodes: vec![n] });
         assert!(Tree::decode(&bytes).is_err());
         let mut n = file("a");
         n.xattrs = (0..MAX_XATTRS + 1)
@@ -296,7 +371,7 @@ mod tests {
                 value: Vec::new(),
             })
             .collect();
-        let bytes = record::encode(RecordKind::Tree, &Tree { nodes: vec![n] });
+        let bytes = record::encode_at(RecordKind::Tree, 1, &Tree { nodes: vec![n] });
         let err = Tree::decode(&bytes).unwrap_err().to_string();
         assert!(err.contains("extended attributes"), "{err}");
     }
@@ -309,7 +384,7 @@ mod tests {
             .collect();
         let t = Tree { nodes };
         assert!(t.decoded_size() > MAX_TREE_DECODED);
-        let bytes = record::encode(RecordKind::Tree, &t);
+        let bytes = record::encode_at(RecordKind::Tree, 1, &t);
         assert!(bytes.len() < crate::MAX_BLOB_LEN as usize);
         let err = Tree::decode(&bytes).unwrap_err().to_string();
         assert!(err.contains("decoded bytes"), "{err}");
@@ -317,8 +392,39 @@ mod tests {
         let t = Tree {
             nodes: (0..1000).map(|i| file(&format!("{i:04}"))).collect(),
         };
-        let back = Tree::decode(&record::encode(RecordKind::Tree, &t)).unwrap();
+        let back = Tree::decode(&record::encode_at(RecordKind::Tree, 1, &t)).unwrap();
         assert!(back.decoded_size() < 1 << 20);
+    }
+
+    #[test]
+    fn content_lists_round_trip_and_version_1_still_reads() {
+        let mut listed = file("b");
+        listed.content = Vec::new();
+        listed.content_lists = vec![Id([6; 32])];
+        let mut t = Tree {
+            nodes: vec![file("a"), listed.clone()],
+        };
+        let bytes = t.encode();
+        assert_eq!(&bytes[6..8], &2u16.to_le_bytes());
+        let back = Tree::decode(&bytes).unwrap();
+        assert_eq!(back.nodes[1], listed);
+        assert!(back.nodes[0].content_lists.is_empty());
+        // Trees without lists stay at version 1, as older writers wrote them.
+        let mut t = Tree {
+            nodes: vec![file("a")],
+        };
+        let v1 = t.encode();
+        assert_eq!(&v1[6..8], &1u16.to_le_bytes());
+        assert_eq!(Tree::decode(&v1).unwrap(), t);
+        // A list on a directory, or on a file with inline ids, is refused.
+        let mut bad = file("c");
+        bad.content_lists = vec![Id([6; 32])];
+        let mut t = Tree { nodes: vec![bad] };
+        let bytes = t.encode();
+        let mut body = record::encode_at(RecordKind::Tree, 2, &t);
+        body.extend_from_slice(&postcard::to_allocvec(&vec![(0u32, Id([6; 32]))]).unwrap());
+        assert!(Tree::decode(&body).is_err());
+        assert!(Tree::decode(&bytes).is_ok());
     }
 
     #[test]
@@ -327,16 +433,16 @@ mod tests {
             let t = Tree {
                 nodes: vec![file(bad)],
             };
-            let bytes = record::encode(RecordKind::Tree, &t);
+            let bytes = record::encode_at(RecordKind::Tree, 1, &t);
             assert!(Tree::decode(&bytes).is_err(), "{bad:?} accepted");
         }
         let t = Tree {
             nodes: vec![file("a"), file("a")],
         };
-        assert!(Tree::decode(&record::encode(RecordKind::Tree, &t)).is_err());
+        assert!(Tree::decode(&record::encode_at(RecordKind::Tree, 1, &t)).is_err());
         let mut dir = Node::new(b"d".to_vec(), NodeKind::Dir);
         dir.subtree = None;
         let t = Tree { nodes: vec![dir] };
-        assert!(Tree::decode(&record::encode(RecordKind::Tree, &t)).is_err());
+        assert!(Tree::decode(&record::encode_at(RecordKind::Tree, 1, &t)).is_err());
     }
 }

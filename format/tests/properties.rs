@@ -7,6 +7,7 @@
 
 use cairn_format::chunker::{ChunkPolicy, Chunker, ChunkerParams};
 use cairn_format::config::RepoConfig;
+use cairn_format::content_list::{ContentList, Op};
 use cairn_format::envelope::{self, EnvelopeError, SeekableReader};
 use cairn_format::frame::{self, Compression, FrameCompressor};
 use cairn_format::index::{IndexPack, IndexRecord};
@@ -43,13 +44,14 @@ const IDENTITIES: [(&str, &str); 3] = [
     ),
 ];
 
-const ALL_KINDS: [RecordKind; 6] = [
+const ALL_KINDS: [RecordKind; 7] = [
     RecordKind::Config,
     RecordKind::Keys,
     RecordKind::PackTrailer,
     RecordKind::Index,
     RecordKind::Tree,
     RecordKind::Snapshot,
+    RecordKind::ContentList,
 ];
 
 const BAD_NAMES: &[&[u8]] = &[b"", b".", b"..", b"/", b"a/b", b"../x", b"a\0b", b"\0"];
@@ -595,6 +597,11 @@ fn check_all_decoders(bytes: &[u8]) {
     if let Ok(s) = Snapshot::decode(bytes) {
         assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
     }
+    if let Ok(l) = ContentList::decode(bytes) {
+        assert_eq!(ContentList::decode(&l.encode()).unwrap(), l);
+        let total: u64 = l.ops.iter().map(Op::count).sum();
+        assert_eq!(total, l.len);
+    }
 }
 
 fn check_pack_decoders(bytes: &[u8]) {
@@ -920,7 +927,7 @@ proptest! {
         sorted.sort_by(|a, b| a.name.cmp(&b.name));
         if sorted.len() >= 2 {
             sorted.reverse();
-            let reversed = record::encode(RecordKind::Tree, &Tree { nodes: sorted });
+            let reversed = record::encode_at(RecordKind::Tree, 1, &Tree { nodes: sorted });
             prop_assert!(Tree::decode(&reversed).is_err());
         }
     }
@@ -1268,5 +1275,66 @@ proptest! {
     ) {
         check_all_decoders(&encoded);
         check_all_decoders(&mutate(&encoded, &mutations));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// content lists
+// ---------------------------------------------------------------------------------------------
+
+/// Ids drawn from a small alphabet, so that deltas find equal positions.
+fn few_ids(max: usize) -> impl Strategy<Value = Vec<Id>> {
+    vec((0u8..6).prop_map(|b| Id([b; 32])), 0..max)
+}
+
+proptest! {
+    #![proptest_config(cases(128))]
+
+    #[test]
+    fn content_list_delta_round_trip(old in few_ids(300), new in few_ids(300), base in arb_id()) {
+        let full = ContentList::decode(&ContentList::full(&new).encode()).unwrap();
+        prop_assert_eq!(full.resolve(None).unwrap(), new.clone());
+        let l = ContentList::decode(&ContentList::delta(&new, (base, &old)).encode()).unwrap();
+        let back = match l.base {
+            Some(b) => {
+                prop_assert_eq!(b, base);
+                l.resolve(Some(&old)).unwrap()
+            }
+            None => l.resolve(None).unwrap(),
+        };
+        prop_assert_eq!(back, new);
+    }
+
+    #[test]
+    fn content_list_mutations_never_panic(new in few_ids(40), old in few_ids(40), at in any::<usize>(), byte in any::<u8>()) {
+        let mut bytes = ContentList::delta(&new, (Id([9; 32]), &old)).encode();
+        let i = at % bytes.len();
+        bytes[i] ^= byte | 1;
+        if let Ok(l) = ContentList::decode(&bytes) {
+            let _ = l.resolve(Some(&old));
+            let _ = l.resolve(None);
+        }
+        check_all_decoders(&bytes);
+    }
+
+    #[test]
+    fn tree_with_content_lists_round_trip(nodes in arb_nodes(), list in arb_id()) {
+        let mut tree = Tree { nodes };
+        let mut listed = 0;
+        for n in tree.nodes.iter_mut().filter(|n| n.kind == NodeKind::File).step_by(2) {
+            n.content_lists = vec![list];
+            listed += 1;
+        }
+        let bytes = tree.encode();
+        prop_assert_eq!(&bytes[6..8], &(if listed > 0 { 2u16 } else { 1 }).to_le_bytes());
+        let back = Tree::decode(&bytes).unwrap();
+        for (n, b) in tree.nodes.iter().zip(&back.nodes) {
+            prop_assert_eq!(&b.content_lists, &n.content_lists);
+            if n.content_lists.is_empty() {
+                prop_assert_eq!(b, n);
+            } else {
+                prop_assert!(b.content.is_empty());
+            }
+        }
     }
 }

@@ -265,6 +265,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
             vec![index.encode(), IndexRecord::default().encode()],
         ),
         ("tree", vec![tree_bytes, Tree::default().encode()]),
+        ("content_list", content_lists()),
         ("snapshot", vec![snapshot.encode()]),
         ("frame", frames),
         ("envelope", envelopes),
@@ -282,4 +283,17 @@ fn trailer_start(pack: &[u8]) -> usize {
 fn zstd_bytes(raw: &[u8]) -> Vec<u8> {
     // Always a zstd frame, even for incompressible data (FrameCompressor would store it raw).
     zstd::bulk::compress(raw, 3).expect("zstd")
+}
+
+/// A self-contained list and one written relative to it.
+fn content_lists() -> Vec<Vec<u8>> {
+    use cairn_format::content_list::ContentList;
+    let old: Vec<cairn_format::Id> = (0..8u8).map(|b| cairn_format::Id([b; 32])).collect();
+    let mut new = old.clone();
+    new[3] = cairn_format::Id([9; 32]);
+    new.push(cairn_format::Id([10; 32]));
+    vec![
+        ContentList::full(&old).encode(),
+        ContentList::delta(&new, (cairn_format::Id([7; 32]), &old)).encode(),
+    ]
 }

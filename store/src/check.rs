@@ -402,7 +402,7 @@ impl Audit {
                 };
             let mut visit = |path: &[Vec<u8>], node: &cairn_format::tree::Node| -> Result<bool> {
                 let file = display(path);
-                for b in &node.content {
+                for b in node.referenced() {
                     if let Some((object, cause)) = self.blob_problem(b) {
                         affected(report, object, cause, file.clone());
                         break;

@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod blob_set;
 pub mod check;
+pub mod content_lists;
 pub mod copy;
 mod error;
 pub mod footprint;

@@ -187,11 +187,23 @@ impl Loader {
         Ok(stored)
     }
 
-    /// Read and decode a tree blob.
+    /// Read and decode a tree blob, its files' content filled in from their content lists.
     pub fn load_tree(&mut self, id: &Id) -> Result<cairn_format::tree::Tree> {
         let bytes = self.load(id)?;
-        cairn_format::tree::Tree::decode(&bytes)
-            .map_err(|e| Error::damaged(format!("tree blob {id}"), e))
+        let mut tree = cairn_format::tree::Tree::decode(&bytes)
+            .map_err(|e| Error::damaged(format!("tree blob {id}"), e))?;
+        crate::content_lists::resolve(self, id, &mut tree)?;
+        Ok(tree)
+    }
+
+    /// [`Loader::load_tree`], but a file whose content list cannot be read comes back without
+    /// content instead of failing the tree (see `content_lists::unresolved`).
+    pub fn load_tree_lenient(&mut self, id: &Id) -> Result<cairn_format::tree::Tree> {
+        let bytes = self.load(id)?;
+        let mut tree = cairn_format::tree::Tree::decode(&bytes)
+            .map_err(|e| Error::damaged(format!("tree blob {id}"), e))?;
+        crate::content_lists::resolve_lenient(self, id, &mut tree)?;
+        Ok(tree)
     }
 
     /// The kind of pack holding a blob, if indexed.

@@ -243,14 +243,16 @@ fn rewrite(
     let mut nodes = Vec::with_capacity(tree.nodes.len());
     for mut node in tree.nodes {
         path.push(node.name.clone());
-        if node.content.iter().any(|b| !loader.index().contains(b)) {
+        if node.referenced().any(|b| !loader.index().contains(b))
+            || crate::content_lists::unresolved(&node)
+        {
             lost.push(path.clone());
             changed = true;
             path.pop();
             continue;
         }
         if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
-            match loader.load_tree(&sub) {
+            match loader.load_tree_lenient(&sub) {
                 Err(e) => {
                     tracing::warn!("directory {:?} is unreadable: {e}", path);
                     lost.push(path.clone());
@@ -314,7 +316,7 @@ pub fn repair_snapshots(repo: &Arc<Repository>, dry_run: bool) -> Result<Snapsho
     let mut pending = Vec::new();
     for (id, snap) in listing.snapshots {
         report.checked += 1;
-        let root = match loader.load_tree(&snap.tree) {
+        let root = match loader.load_tree_lenient(&snap.tree) {
             Ok(t) => t,
             Err(e) => {
                 report.failed.push((

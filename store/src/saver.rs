@@ -199,6 +199,8 @@ pub struct Saver {
     raw_added: u64,
     /// Ids of all-zero blobs by length (holes of sparse files), hashed once each.
     zero_ids: HashMap<u32, Id>,
+    /// The content list new long files' lists are written relative to.
+    list_base: Option<crate::content_lists::ListBase>,
 }
 
 impl Saver {
@@ -257,7 +259,14 @@ impl Saver {
             blobs_added: 0,
             raw_added: 0,
             zero_ids: HashMap::new(),
+            list_base: None,
         }
+    }
+
+    /// Write the content lists of long files relative to `base` (the same file in the
+    /// previous backup) from now on.
+    pub fn set_list_base(&mut self, base: crate::content_lists::ListBase) {
+        self.list_base = Some(base);
     }
 
     /// True if the blob is already stored or queued.
@@ -407,8 +416,12 @@ impl Saver {
         Ok(())
     }
 
-    /// Store a tree blob.
+    /// Store a tree blob (long files' ids as content lists, SPEC §9.1).
     pub fn save_tree(&mut self, tree: &mut Tree) -> Result<Id> {
+        let base = self.list_base.take();
+        let written = crate::content_lists::write(self, tree, base.as_ref());
+        self.list_base = base;
+        written?;
         let bytes = tree.encode();
         if bytes.len() > cairn_format::MAX_BLOB_LEN as usize {
             return Err(Error::Invalid(format!(

@@ -242,7 +242,7 @@ pub fn referenced_blobs(loader: &mut Loader, roots: &[Id]) -> Result<BlobSet> {
         }
         let tree = loader.load_tree(&tree_id)?;
         for node in &tree.nodes {
-            for b in &node.content {
+            for b in node.referenced() {
                 seen.insert(*b);
             }
             if let (NodeKind::Dir, Some(sub)) = (&node.kind, node.subtree) {

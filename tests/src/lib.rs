@@ -1344,7 +1344,7 @@ impl Crafter {
 
 /// Encode a tree blob from `nodes` exactly in the given order (no sorting, no checks).
 pub fn raw_tree(nodes: Vec<Node>) -> Vec<u8> {
-    record::encode(RecordKind::Tree, &Tree { nodes })
+    record::encode_at(RecordKind::Tree, 1, &Tree { nodes })
 }
 
 /// A regular file node with `content` blobs of total `size` bytes.

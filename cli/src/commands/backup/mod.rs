@@ -7,6 +7,7 @@
 
 mod etcd;
 pub mod host;
+mod list_base;
 mod paths;
 mod project;
 pub mod stdin;

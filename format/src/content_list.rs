@@ -1,0 +1,294 @@
+//! Content lists (SPEC §9.1): a long file's list of content blob ids stored out of line, as a
+//! blob of its own, optionally written relative to an earlier list (its *base*) so that a file
+//! whose blobs mostly stay in place (an etcd database: bbolt pages rewritten at fixed offsets)
+//! costs only its changed ids per backup.
+//!
+//! ```text
+//! ContentList { base: Option<Id>, len: u64, ops: Vec<Op> }
+//! Op::Copy { start: u64, count: u64 }   ids start..start+count of the base's resolved list
+//! Op::Ids(Vec<Id>)                      literal ids
+//! ```
+//!
+//! A list resolves to the concatenation of its ops, exactly `len` ids. Readers follow at most
+//! [`MAX_CHAIN`] lists along a chain of bases (the list itself included) and resolve to at
+//! most [`MAX_LIST_IDS`] ids; decoding is bounded by the blob's size.
+
+use crate::bounded::{self, Limits, ALLOC};
+use crate::record::{self, RecordKind};
+use crate::{Error, Id};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Most lists one file's content is resolved through: the file's own list and its bases.
+/// Writers start a self-contained list when a base's chain is this long already.
+pub const MAX_CHAIN: usize = 32;
+
+/// Most ids a list resolves to (the ids of one decoded tree's memory bound).
+pub const MAX_LIST_IDS: u64 = (crate::tree::MAX_TREE_DECODED / std::mem::size_of::<Id>()) as u64;
+
+/// Files with at least this many content blobs are written with a content list; shorter ones
+/// keep their ids inline in the tree.
+pub const LIST_MIN_IDS: usize = 256;
+
+/// Most decoded bytes one list's operations may take.
+const MAX_OPS_DECODED: usize = 64 << 20;
+
+/// One run of a content list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// `count` ids of the base's resolved list, from index `start`.
+    Copy {
+        /// First index in the base's list.
+        start: u64,
+        /// How many ids (at least 1).
+        count: u64,
+    },
+    /// Literal ids (at least 1).
+    Ids(#[serde(deserialize_with = "bounded_ids")] Vec<Id>),
+}
+
+impl Op {
+    fn decoded_cost(&self) -> Result<usize, String> {
+        Ok(std::mem::size_of::<Op>()
+            + match self {
+                Op::Copy { .. } => 0,
+                Op::Ids(ids) => ids.len() * std::mem::size_of::<Id>() + ALLOC,
+            })
+    }
+
+    /// How many ids this run yields.
+    pub fn count(&self) -> u64 {
+        match self {
+            Op::Copy { count, .. } => *count,
+            Op::Ids(ids) => ids.len() as u64,
+        }
+    }
+}
+
+fn bounded_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Id>, D::Error> {
+    bounded::vec(
+        d,
+        Limits {
+            what: "ids of one content list run",
+            max_len: MAX_LIST_IDS as usize,
+            max_bytes: MAX_OPS_DECODED,
+            cost: |_: &Id| Ok(std::mem::size_of::<Id>()),
+        },
+    )
+}
+
+fn bounded_ops<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Op>, D::Error> {
+    bounded::vec(
+        d,
+        Limits {
+            what: "runs of one content list",
+            max_len: MAX_LIST_IDS as usize,
+            max_bytes: MAX_OPS_DECODED,
+            cost: Op::decoded_cost,
+        },
+    )
+}
+
+/// A content list blob (record kind `N`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentList {
+    /// The list this one copies runs from; None for a self-contained list.
+    pub base: Option<Id>,
+    /// How many ids the list resolves to.
+    pub len: u64,
+    /// The runs, in order.
+    #[serde(deserialize_with = "bounded_ops")]
+    pub ops: Vec<Op>,
+}
+
+impl ContentList {
+    /// A self-contained list of `ids`.
+    pub fn full(ids: &[Id]) -> ContentList {
+        ContentList {
+            base: None,
+            len: ids.len() as u64,
+            ops: if ids.is_empty() {
+                Vec::new()
+            } else {
+                vec![Op::Ids(ids.to_vec())]
+            },
+        }
+    }
+
+    /// `ids` written relative to `base` (its blob id and resolved ids): positions where both
+    /// hold the same id become copy runs, the rest literal ids. Falls back to a self-contained
+    /// list when fewer than half of the ids could be copied.
+    pub fn delta(ids: &[Id], base: (Id, &[Id])) -> ContentList {
+        let (base_id, old) = base;
+        let mut ops: Vec<Op> = Vec::new();
+        let mut copied = 0usize;
+        let mut i = 0;
+        while i < ids.len() {
+            let start = i;
+            if i < old.len() && ids[i] == old[i] {
+                while i < ids.len() && i < old.len() && ids[i] == old[i] {
+                    i += 1;
+                }
+                copied += i - start;
+                ops.push(Op::Copy {
+                    start: start as u64,
+                    count: (i - start) as u64,
+                });
+            } else {
+                while i < ids.len() && !(i < old.len() && ids[i] == old[i]) {
+                    i += 1;
+                }
+                ops.push(Op::Ids(ids[start..i].to_vec()));
+            }
+        }
+        if copied * 2 < ids.len() {
+            return ContentList::full(ids);
+        }
+        ContentList {
+            base: Some(base_id),
+            len: ids.len() as u64,
+            ops,
+        }
+    }
+
+    /// Encode as a content list blob.
+    pub fn encode(&self) -> Vec<u8> {
+        record::encode(RecordKind::ContentList, self)
+    }
+
+    /// Decode a content list blob: runs non-empty, their counts adding up to `len`, at most
+    /// [`MAX_LIST_IDS`], copy runs only with a base.
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        let list: ContentList = record::decode(RecordKind::ContentList, bytes)?;
+        let bad = |m: String| Err(Error::malformed("content list", m));
+        if list.len > MAX_LIST_IDS {
+            return bad(format!(
+                "{} ids, more than the {MAX_LIST_IDS} allowed",
+                list.len
+            ));
+        }
+        let mut total = 0u64;
+        for op in &list.ops {
+            if op.count() == 0 {
+                return bad("an empty run".into());
+            }
+            if matches!(op, Op::Copy { .. }) && list.base.is_none() {
+                return bad("a copy run in a list without base".into());
+            }
+            total = total.saturating_add(op.count());
+        }
+        if total != list.len {
+            return bad(format!(
+                "runs yield {total} ids, the list says {}",
+                list.len
+            ));
+        }
+        Ok(list)
+    }
+
+    /// The ids this list stands for, given its base's resolved ids (None when it has no base).
+    pub fn resolve(&self, base: Option<&[Id]>) -> Result<Vec<Id>, Error> {
+        let bad = |m: String| Err(Error::malformed("content list", m));
+        if self.base.is_some() != base.is_some() {
+            return bad("base given for a list without one, or missing".into());
+        }
+        let mut out = Vec::with_capacity(self.len.min(MAX_LIST_IDS) as usize);
+        for op in &self.ops {
+            match op {
+                Op::Ids(ids) => out.extend_from_slice(ids),
+                Op::Copy { start, count } => {
+                    let old = base.unwrap_or(&[]);
+                    let end = start.checked_add(*count).unwrap_or(u64::MAX);
+                    if end > old.len() as u64 {
+                        return bad(format!(
+                            "copy run {start}..{end} beyond its base's {} ids",
+                            old.len()
+                        ));
+                    }
+                    out.extend_from_slice(&old[*start as usize..end as usize]);
+                }
+            }
+            if out.len() as u64 > self.len {
+                return bad("runs yield more ids than the list says".into());
+            }
+        }
+        if out.len() as u64 != self.len {
+            return bad(format!(
+                "runs yield {} ids, the list says {}",
+                out.len(),
+                self.len
+            ));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: usize, salt: u8) -> Vec<Id> {
+        (0..n)
+            .map(|i| {
+                let mut b = [salt; 32];
+                b[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                Id(b)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn delta_copies_unchanged_positions() {
+        let old = ids(1000, 1);
+        let mut new = old.clone();
+        new[10] = Id([9; 32]);
+        new[500] = Id([8; 32]);
+        new.extend(ids(5, 2));
+        let l = ContentList::delta(&new, (Id([7; 32]), &old));
+        assert_eq!(l.base, Some(Id([7; 32])));
+        let literal: usize = l
+            .ops
+            .iter()
+            .map(|o| match o {
+                Op::Ids(v) => v.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(literal, 7);
+        let back = ContentList::decode(&l.encode()).unwrap();
+        assert_eq!(back.resolve(Some(&old)).unwrap(), new);
+        // Mostly changed: self-contained.
+        let other = ids(1000, 3);
+        let l = ContentList::delta(&other, (Id([7; 32]), &old));
+        assert_eq!(l.base, None);
+        assert_eq!(l.resolve(None).unwrap(), other);
+    }
+
+    #[test]
+    fn inconsistent_lists_are_refused() {
+        let mut l = ContentList::full(&ids(3, 1));
+        l.len = 4;
+        assert!(ContentList::decode(&l.encode()).is_err());
+        let l = ContentList {
+            base: None,
+            len: 2,
+            ops: vec![Op::Copy { start: 0, count: 2 }],
+        };
+        assert!(ContentList::decode(&l.encode()).is_err());
+        let l = ContentList {
+            base: Some(Id([1; 32])),
+            len: 2,
+            ops: vec![Op::Copy {
+                start: u64::MAX,
+                count: 2,
+            }],
+        };
+        let l = ContentList::decode(&l.encode()).unwrap();
+        assert!(l.resolve(Some(&ids(5, 1))).is_err());
+        let l = ContentList {
+            base: Some(Id([1; 32])),
+            len: 1,
+            ops: vec![Op::Ids(Vec::new()), Op::Ids(ids(1, 1))],
+        };
+        assert!(ContentList::decode(&l.encode()).is_err());
+    }
+}
