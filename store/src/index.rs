@@ -109,8 +109,9 @@ impl Index {
                 });
             match loaded {
                 Ok(rec) => {
+                    // Sorted once, after the last object: first listed still wins.
                     for p in rec.packs.iter().filter(|p| !excluded.contains(&p.id)) {
-                        index.add_pack(p);
+                        index.push_pack(p);
                     }
                 }
                 // Storage that fails is not damage: nothing is known about the object.
