@@ -37,6 +37,7 @@ need_tools() {
             [[ -z $newer ]] || log "note: $CAIRN is older than some sources (e.g. $newer); not rebuilding"
             ;;
         restic) command -v "$RESTIC" >/dev/null || die "restic not found ($RESTIC)" ;;
+        rustic) [[ -x ${RUSTIC:-} ]] || die "rustic not found (${RUSTIC:-}); build it with: cargo install rustic-rs --locked --no-default-features --root /tmp/rustic" ;;
         *) die "unknown tool '$tool' in BENCH_TOOLS" ;;
         esac
     done

@@ -5,11 +5,13 @@
 #
 # Environment:
 #   BENCH_BIG=1      also grow the live etcd to ~1 GB and take another live backup (peak RSS)
-#   BENCH_TOOLS      tools to run, default "cairn restic" (e.g. BENCH_TOOLS=cairn)
+#   BENCH_TOOLS      tools to run, default "cairn restic" (e.g. BENCH_TOOLS=cairn, or
+#                    "cairn restic rustic": rustic backs up into a repository of its own)
 #   BENCH_SEED       data seed (default 1)
 #   BENCH_KEEP=1     keep the repositories instead of deleting them at the end
 #   CAIRN_BIN        cairn binary (default target/release/cairn, built if missing)
 #   RESTIC_BIN       restic binary (default: restic on PATH)
+#   RUSTIC_BIN       rustic binary (default: rustic on PATH, else /tmp/rustic/bin/rustic)
 #
 # The series (WORKDIR/data/etcd-series/day-1.db .. day-7.db) is made by bench/etcd_series.py
 # with a real etcd and reused by later runs. Per tool, into its own fresh repository: day 1..7
@@ -33,6 +35,7 @@ DAYS=7
 DEFAULT_CAIRN=$ROOT/target/release/cairn
 CAIRN=${CAIRN_BIN:-$DEFAULT_CAIRN}
 RESTIC=${RESTIC_BIN:-restic}
+RUSTIC=${RUSTIC_BIN:-$(command -v rustic || echo /tmp/rustic/bin/rustic)}
 TIME=/usr/bin/time
 RESULTS=$RUN/results.txt
 ETCD_PID=""
@@ -90,6 +93,8 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 # ---------------------------------------------------------------------------------------------
 # Tool adapters. Each takes the tool's state dir ($RUN/<tool>...) as argument.
 
+RUSTIC_CMD=(env RUSTIC_PASSWORD=bench "$RUSTIC")
+
 restic_env() {
     export RESTIC_PASSWORD=bench RESTIC_REPOSITORY=$1/repo RESTIC_CACHE_DIR=$1/cache
 }
@@ -113,6 +118,10 @@ tool_init() {
     restic)
         restic_env "$dir"
         "$RESTIC" init >>"$LOGS/etcd-$tool-init.log" 2>&1 || die "restic init (see $LOGS/etcd-$tool-init.log)"
+        ;;
+    rustic)
+        "${RUSTIC_CMD[@]}" -r "$dir/repo" --cache-dir "$dir/cache" init >>"$LOGS/etcd-$tool-init.log" 2>&1 \
+            || die "rustic init (see $LOGS/etcd-$tool-init.log)"
         ;;
     esac
 }
@@ -160,6 +169,7 @@ backup_cmd() {
     case $tool in
     cairn) CMD=("$CAIRN" backup etcd --snapshot-file "$STAGE/snapshot.db" -r "$dir/repo" -k "$dir/write.key" --host bench --json) ;;
     restic) restic_env "$dir"; CMD=("$RESTIC" backup --host bench "$STAGE/snapshot.db") ;;
+    rustic) CMD=("${RUSTIC_CMD[@]}" -r "$dir/repo" --cache-dir "$dir/cache" backup --host bench "$STAGE/snapshot.db") ;;
     esac
 }
 restore_cmd() {
@@ -167,6 +177,7 @@ restore_cmd() {
     case $tool in
     cairn) CMD=("$CAIRN" restore latest -r "$dir/repo" -i "$dir/identity.txt" --layout cluster-backup --target "$target") ;;
     restic) restic_env "$dir"; CMD=("$RESTIC" restore latest --target "$target") ;;
+    rustic) CMD=("${RUSTIC_CMD[@]}" -r "$dir/repo" --cache-dir "$dir/cache" restore latest "$target") ;;
     esac
 }
 
@@ -204,7 +215,7 @@ bench_tool() {
     n=$(find "$dir/restore" -type f | wc -l)
     case $tool in
     cairn) restored=$(find "$dir/restore" -maxdepth 1 -type f -name 'snapshot_*.db' -print -quit) ;;
-    restic) restored=$dir/restore$STAGE/snapshot.db ;;
+    restic | rustic) restored=$dir/restore$STAGE/snapshot.db ;;
     esac
     [[ -n $restored && -f $restored ]] || die "$tool restore: no snapshot file below $dir/restore ($(find "$dir/restore" -type f | head -n3))"
     cmp "$SERIES/day-7.db" "$restored" >"$LOGS/etcd-$tool-verify.log" 2>&1 \
@@ -314,6 +325,7 @@ TOOLS="$TOOLS" BIG="$BIG" DAYS="$DAYS" SERIES_JSON="$SERIES/series.json" RUN="$R
     KERNEL=$(uname -r) FSTYPE=$(df --output=fstype "$WORK" | tail -n1) LOAD_START="$load_start" \
     LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)" \
     CAIRN_VERSION="$cairn_version" RESTIC_VERSION="$restic_version" ETCD_VERSION="$etcd_version" \
+    RUSTIC_VERSION="$([[ " $TOOLS " == *" rustic "* ]] && "$RUSTIC" --version 2>/dev/null | head -n1 || echo n/a)" \
     python3 - "$RESULTS" <<'PY'
 import json, os, sys
 
@@ -356,6 +368,8 @@ print(f"- machine: {e['NPROC']} CPUs ({e['CPU']}), {e['MEM']} RAM, Linux {e['KER
       f"{e['FSTYPE']}; load average at start {e['LOAD_START']}, at end {e['LOAD_END']}")
 print(f"- cairn: {e['CAIRN_VERSION']}")
 print(f"- restic: {e['RESTIC_VERSION']} (default compression: auto)")
+if "rustic" in tools:
+    print(f"- rustic: {e['RUSTIC_VERSION']} (defaults, its own repository)")
 print(f"- etcd: {e['ETCD_VERSION']} (Debian), one member on 127.0.0.1, snapshots by `etcdctl snapshot save`")
 d1, d7 = s["days"][0], s["days"][-1]
 print(f"- series: {days} daily snapshots, {d1['bytes'] / MB:.1f} MB ({d1['keys']:,} keys) on day 1 to "
@@ -448,7 +462,8 @@ summary = [
      "{:.0f}", None, None),
     ("restored file identical to day-7.db (cmp)", lambda t: get(t, "restore_identical"), "yes", None, None),
 ]
-hdr = ["metric"] + tools + (["cairn/restic", "target (issue 3)"] if both else [])
+vs_rustic = "cairn" in tools and "rustic" in tools
+hdr = ["metric"] + tools + (["cairn/restic", "target (issue 3)"] if both else []) + (["cairn/rustic"] if vs_rustic else [])
 rows = []
 for label, fn, f, target, ok in summary:
     vals = {}
@@ -463,6 +478,9 @@ for label, fn, f, target, ok in summary:
         q = c / x if c is not None and x else None
         row.append("n/a" if q is None or f == "yes" else f"{q:.3g}")
         row.append("" if target is None else f"cairn/restic {target}: " + ("n/a" if q is None else ("met" if ok(q) else "**missed**")))
+    if vs_rustic:
+        c, x = vals.get("cairn"), vals.get("rustic")
+        row.append("n/a" if c is None or not x or f == "yes" else f"{c / x:.3g}")
     rows.append(row)
 table(hdr, rows)
 

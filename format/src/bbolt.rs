@@ -32,7 +32,6 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom};
 
-use crc::{Crc, Table, CRC_32_ISCSI};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -74,7 +73,28 @@ const WHOLE_PAGE_MAX: u64 = 1 << 20;
 /// Read size for streaming large values, freelists and trailers.
 const CHUNK: usize = 1 << 16;
 
-static CASTAGNOLI: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISCSI);
+/// CRC-32C (Castagnoli) digest, with the CPU's CRC instructions where it has them (crc-fast):
+/// a table-driven CRC cost a third of a backup's CPU time on a daily etcd incremental.
+struct Crc32c(crc_fast::Digest);
+
+impl Crc32c {
+    fn new() -> Self {
+        Crc32c(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi))
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finalize(&self) -> u32 {
+        self.0.finalize() as u32
+    }
+}
+
+/// CRC-32C of `bytes`.
+fn crc32c(bytes: &[u8]) -> u32 {
+    crc_fast::crc32_iscsi(bytes)
+}
 
 /// What `etcdctl snapshot status -w json` reports for a snapshot, plus two facts about the
 /// database that were needed to compute it.
@@ -1303,7 +1323,7 @@ fn freelist_ids<F: Fetch>(fetch: &mut F, page: &Page) -> Result<Vec<u64>, BboltE
 
 /// A run of plain entries being digested.
 struct RunDigest {
-    crc: crc::Digest<'static, u32, Table<16>>,
+    crc: Crc32c,
     len: u64,
     count: u32,
     /// Offset and length of its first key.
@@ -1371,7 +1391,7 @@ fn summarize_leaf<F: Fetch>(
             sum.segs.push(Seg::Bucket(Box::new(bucket)));
         } else {
             let r = run.get_or_insert_with(|| RunDigest {
-                crc: CASTAGNOLI.digest(),
+                crc: Crc32c::new(),
                 len: 0,
                 count: 0,
                 first: (leaf.key, leaf.ksize),
@@ -1406,12 +1426,12 @@ fn read_name<F: Fetch>(fetch: &mut F, page: &Page, at: u64, len: u64) -> Result<
     if len <= u64::from(MAX_KEY_SIZE) {
         let bytes = read_range(fetch, page, at, len)?;
         Ok(Name {
-            crc: CASTAGNOLI.checksum(&bytes),
+            crc: crc32c(&bytes),
             len,
             bytes: Some(bytes.into()),
         })
     } else {
-        let mut crc = CASTAGNOLI.digest();
+        let mut crc = Crc32c::new();
         stream_range(fetch, page, at, len, |b| crc.update(b))?;
         Ok(Name {
             crc: crc.finalize(),
@@ -2094,7 +2114,7 @@ mod tests {
         };
         let bytes = db.finish(root, free, 10);
 
-        let mut h = CASTAGNOLI.digest();
+        let mut h = Crc32c::new();
         h.update(b"alarm");
         h.update(b"cluster");
         h.update(b"clusterVersion");
@@ -2119,7 +2139,7 @@ mod tests {
 
     #[test]
     fn castagnoli_check_value() {
-        assert_eq!(CASTAGNOLI.checksum(b"123456789"), 0xE306_9283);
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
     }
 
     #[test]
@@ -2403,22 +2423,19 @@ mod tests {
         let data = b"the quick brown fox jumps over the lazy dog";
         for cut in 0..=data.len() {
             let (a, b) = data.split_at(cut);
-            let (ca, cb) = (CASTAGNOLI.checksum(a), CASTAGNOLI.checksum(b));
-            assert_eq!(
-                crc32c_combine(ca, cb, b.len() as u64),
-                CASTAGNOLI.checksum(data)
-            );
+            let (ca, cb) = (crc32c(a), crc32c(b));
+            assert_eq!(crc32c_combine(ca, cb, b.len() as u64), crc32c(data));
         }
         assert_eq!(crc32c_combine(0, 0, 0), 0);
         assert_eq!(crc32c_combine(0x1234_5678, 0, 0), 0x1234_5678);
         // Long zero runs: the shift by 2^k bytes for large k.
         let zeros = vec![0u8; 1 << 20];
-        let c = CASTAGNOLI.checksum(b"x");
-        let mut whole = CASTAGNOLI.digest();
+        let c = crc32c(b"x");
+        let mut whole = Crc32c::new();
         whole.update(b"x");
         whole.update(&zeros);
         assert_eq!(
-            crc32c_combine(c, CASTAGNOLI.checksum(&zeros), zeros.len() as u64),
+            crc32c_combine(c, crc32c(&zeros), zeros.len() as u64),
             whole.finalize()
         );
     }
@@ -2575,8 +2592,8 @@ mod tests {
         ) {
             let whole = [a.as_slice(), b.as_slice()].concat();
             proptest::prop_assert_eq!(
-                crc32c_combine(CASTAGNOLI.checksum(&a), CASTAGNOLI.checksum(&b), b.len() as u64),
-                CASTAGNOLI.checksum(&whole)
+                crc32c_combine(crc32c(&a), crc32c(&b), b.len() as u64),
+                crc32c(&whole)
             );
         }
 

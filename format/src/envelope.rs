@@ -96,12 +96,21 @@ pub fn encrypt_to<W: Write>(
     recipients: &[x25519::Recipient],
     out: W,
 ) -> io::Result<W> {
+    let mut w = encrypting_writer(recipients, out)?;
+    w.write_all(plaintext)?;
+    w.finish()
+}
+
+/// An age file to `recipients` being written to `out`: plaintext written to it is encrypted
+/// 64 KiB segment by segment; `finish` writes the last segment and returns `out`.
+pub fn encrypting_writer<W: Write>(
+    recipients: &[x25519::Recipient],
+    out: W,
+) -> io::Result<age::stream::StreamWriter<W>> {
     let encryptor =
         age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
             .map_err(|e| io::Error::other(e.to_string()))?;
-    let mut w = encryptor.wrap_output(out)?;
-    w.write_all(plaintext)?;
-    w.finish()
+    encryptor.wrap_output(out)
 }
 
 /// Encrypt with a passphrase (scrypt, work factor `log_n`). Used for key objects only.

@@ -12,6 +12,7 @@ use crate::frame::Compression;
 use crate::record::{self, RecordKind};
 use crate::{Error, Id, MAX_BLOB_LEN, MAX_FRAME_LEN};
 use serde::{Deserialize, Serialize};
+use std::io::{self, Write};
 
 /// Magic closing every pack plaintext.
 pub const FOOTER_MAGIC: &[u8; 4] = b"CPK1";
@@ -102,35 +103,27 @@ pub struct PackTrailer {
 }
 
 /// Builds a pack plaintext in memory. No I/O: the caller encrypts and stores the result.
-pub struct PackBuilder {
-    kind: PackKind,
-    buf: Vec<u8>,
-    blobs: Vec<BlobEntry>,
-}
+pub struct PackBuilder(PackWriter<Vec<u8>>);
 
 impl PackBuilder {
     /// An empty pack with room reserved for `capacity` bytes.
     pub fn new(kind: PackKind, capacity: usize) -> Self {
-        PackBuilder {
-            kind,
-            buf: Vec::with_capacity(capacity),
-            blobs: Vec::new(),
-        }
+        PackBuilder(PackWriter::new(kind, Vec::with_capacity(capacity)))
     }
 
     /// What the pack holds.
     pub fn kind(&self) -> PackKind {
-        self.kind
+        self.0.kind()
     }
 
     /// Bytes of frames so far.
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.0.len()
     }
 
     /// True when no frame was added.
     pub fn is_empty(&self) -> bool {
-        self.blobs.is_empty()
+        self.0.is_empty()
     }
 
     /// Append one frame holding `blobs` (id, offset in frame, length), which must lie within
@@ -142,14 +135,72 @@ impl PackBuilder {
         raw_len: u32,
         blobs: &[(Id, u32, u32)],
     ) -> &[BlobEntry] {
+        self.0.push_frame(compression, raw_len, blobs, stored.len());
+        self.0.out.extend_from_slice(stored);
+        self.0.added(blobs.len())
+    }
+
+    /// Close the pack: append trailer and footer. Returns the plaintext and its blob list.
+    pub fn finish(self) -> (Vec<u8>, PackTrailer) {
+        let mut w = self.0;
+        let (trailer, tail) = w.close();
+        w.out.extend_from_slice(&tail);
+        (w.out, trailer)
+    }
+}
+
+/// Writes a pack plaintext to `out` as frames are added, e.g. through an age encryptor
+/// ([`crate::envelope::encrypting_writer`]) so that a pack in the making is held once, already
+/// encrypted. No other I/O: the caller stores the result.
+pub struct PackWriter<W: Write> {
+    kind: PackKind,
+    out: W,
+    /// Plaintext bytes of frames written so far.
+    len: u64,
+    blobs: Vec<BlobEntry>,
+}
+
+impl<W: Write> PackWriter<W> {
+    /// An empty pack written to `out`.
+    pub fn new(kind: PackKind, out: W) -> Self {
+        PackWriter {
+            kind,
+            out,
+            len: 0,
+            blobs: Vec::new(),
+        }
+    }
+
+    /// What the pack holds.
+    pub fn kind(&self) -> PackKind {
+        self.kind
+    }
+
+    /// Plaintext bytes of frames so far.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// True when no frame was added.
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    /// Record a frame of `stored_len` bytes at the current end and its blobs.
+    fn push_frame(
+        &mut self,
+        compression: Compression,
+        raw_len: u32,
+        blobs: &[(Id, u32, u32)],
+        stored_len: usize,
+    ) {
         let frame = FrameRef {
-            offset: self.buf.len() as u64,
-            stored_len: stored.len() as u32,
+            offset: self.len,
+            stored_len: stored_len as u32,
             raw_len,
             compression,
         };
-        self.buf.extend_from_slice(stored);
-        let first = self.blobs.len();
+        self.len += stored_len as u64;
         for &(id, offset, len) in blobs {
             debug_assert!(offset as u64 + len as u64 <= raw_len as u64);
             self.blobs.push(BlobEntry {
@@ -159,21 +210,45 @@ impl PackBuilder {
                 len,
             });
         }
-        &self.blobs[first..]
     }
 
-    /// Close the pack: append trailer and footer. Returns the plaintext and its blob list.
-    pub fn finish(mut self) -> (Vec<u8>, PackTrailer) {
+    /// The last `n` entries.
+    fn added(&self, n: usize) -> &[BlobEntry] {
+        &self.blobs[self.blobs.len() - n..]
+    }
+
+    /// The trailer and the bytes that close the pack (trailer record, its length, magic).
+    fn close(&mut self) -> (PackTrailer, Vec<u8>) {
         let trailer = PackTrailer {
             kind: self.kind,
             blobs: std::mem::take(&mut self.blobs),
         };
-        let bytes = record::encode(RecordKind::PackTrailer, &trailer);
-        self.buf.extend_from_slice(&bytes);
-        self.buf
-            .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        self.buf.extend_from_slice(FOOTER_MAGIC);
-        (self.buf, trailer)
+        let mut tail = record::encode(RecordKind::PackTrailer, &trailer);
+        let len = tail.len() as u32;
+        tail.extend_from_slice(&len.to_le_bytes());
+        tail.extend_from_slice(FOOTER_MAGIC);
+        (trailer, tail)
+    }
+
+    /// Append one frame holding `blobs` (id, offset in frame, length), which must lie within
+    /// `raw_len`. Fails only when `out` does.
+    pub fn add_frame(
+        &mut self,
+        compression: Compression,
+        stored: &[u8],
+        raw_len: u32,
+        blobs: &[(Id, u32, u32)],
+    ) -> io::Result<&[BlobEntry]> {
+        self.out.write_all(stored)?;
+        self.push_frame(compression, raw_len, blobs, stored.len());
+        Ok(self.added(blobs.len()))
+    }
+
+    /// Close the pack: append trailer and footer. Returns the writer and the blob list.
+    pub fn finish(mut self) -> io::Result<(W, PackTrailer)> {
+        let (trailer, tail) = self.close();
+        self.out.write_all(&tail)?;
+        Ok((self.out, trailer))
     }
 }
 
@@ -279,6 +354,36 @@ mod tests {
         assert_eq!(read_blob(&bytes, &parsed.blobs[2]).unwrap(), big);
         assert!(parse_pack(&bytes[..bytes.len() - 1]).is_err());
         assert!(parse_pack(&bytes[1..]).is_err());
+    }
+
+    #[test]
+    fn writer_through_age_holds_the_builders_pack() {
+        let identity = age::x25519::Identity::generate();
+        let out = crate::envelope::encrypting_writer(&[identity.to_public()], Vec::new()).unwrap();
+        let mut w = PackWriter::new(PackKind::Tree, out);
+        let mut b = PackBuilder::new(PackKind::Tree, 0);
+        let key = ChunkIdKey([4; 32]);
+        // Frames spanning several 64 KiB age segments.
+        for i in 0..40u32 {
+            let raw: Vec<u8> = (0..(i * 997 + 3))
+                .map(|j| (j % 251) as u8 ^ i as u8)
+                .collect();
+            let blobs = [(key.id(&raw), 0, raw.len() as u32)];
+            let len = raw.len() as u32;
+            let first = w
+                .add_frame(Compression::None, &raw, len, &blobs)
+                .unwrap()
+                .to_vec();
+            assert_eq!(first, b.add_frame(Compression::None, &raw, len, &blobs));
+        }
+        assert_eq!(w.len(), b.len());
+        let (enc, trailer) = w.finish().unwrap();
+        let ciphertext = enc.finish().unwrap();
+        let (plain, expected) = b.finish();
+        assert_eq!(trailer, expected);
+        let back = crate::envelope::decrypt(&ciphertext, &[&identity], 1 << 30).unwrap();
+        assert!(back == plain);
+        assert_eq!(parse_pack(&back).unwrap(), trailer);
     }
 
     #[test]

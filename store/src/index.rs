@@ -109,8 +109,9 @@ impl Index {
                 });
             match loaded {
                 Ok(rec) => {
+                    // Sorted once, after the last object: first listed still wins.
                     for p in rec.packs.iter().filter(|p| !excluded.contains(&p.id)) {
-                        index.add_pack(p);
+                        index.push_pack(p);
                     }
                 }
                 // Storage that fails is not damage: nothing is known about the object.
@@ -187,8 +188,14 @@ impl Index {
     /// Sort by id, keep the first added of each id (frame numbers grow as packs are added),
     /// and rebuild the prefix table. Frames of dropped duplicates stay (they are few).
     fn seal(&mut self) {
-        self.entries
-            .sort_unstable_by(|a, b| a.id.cmp(&b.id).then(a.frame.cmp(&b.frame)));
+        // The ids' first 8 bytes as an integer decide nearly every comparison without a call
+        // to memcmp (sorting is on the way of every backup's start).
+        self.entries.sort_unstable_by(|a, b| {
+            head(&a.id)
+                .cmp(&head(&b.id))
+                .then_with(|| a.id.cmp(&b.id))
+                .then(a.frame.cmp(&b.frame))
+        });
         self.entries.dedup_by(|b, a| a.id == b.id);
         self.entries.shrink_to_fit();
         self.frames.shrink_to_fit();
@@ -310,6 +317,13 @@ impl Index {
 /// The first [`PREFIX_BITS`] bits of `id`.
 fn prefix(id: &Id) -> u16 {
     u16::from_be_bytes([id.0[0], id.0[1]])
+}
+
+/// An id's first 8 bytes, ordered as the id.
+fn head(id: &Id) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&id.0[..8]);
+    u64::from_be_bytes(b)
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod lease;
 pub mod loader;
 pub mod object_lock;
+pub mod pages;
 pub mod policy;
 pub mod project;
 pub mod prune;

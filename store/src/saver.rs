@@ -1,8 +1,9 @@
 //! The write pipeline: chunk → keyed hash → dedup → (batch small blobs) → zstd → pack → age →
 //! store, with a fixed number of worker threads and a bounded queue, so memory stays bounded
-//! whatever the input size: at most `2 × workers` queued jobs, one open pack per kind, one
-//! pack being sealed per worker (waiting there for a free uploader), and [`Backend::parallel_writes`] packs being
-//! uploaded.
+//! whatever the input size: at most `2 × workers` queued jobs and [`PACKS_IN_MEMORY`] packs,
+//! counting the open one of each kind, sealed ones waiting for an uploader and those being
+//! uploaded ([`Backend::parallel_writes`] at most). A pack is encrypted as its frames are added
+//! (age's STREAM is incremental), so each is held once, as ciphertext.
 //!
 //! [`Backend::parallel_writes`]: crate::backend::Backend::parallel_writes
 
@@ -13,7 +14,7 @@ use cairn_format::chunker::{ChunkPolicy, Chunker};
 use cairn_format::envelope;
 use cairn_format::frame::{Compression, FrameCompressor};
 use cairn_format::index::{IndexPack, IndexRecord};
-use cairn_format::pack::{PackBuilder, PackKind};
+use cairn_format::pack::{PackKind, PackWriter};
 use cairn_format::tree::Tree;
 use cairn_format::{ChunkIdKey, Id};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -28,6 +29,12 @@ use std::thread::JoinHandle;
 pub const SMALL_BLOB: usize = 32 << 10;
 /// A run of small blobs is closed into one frame once it reaches this size.
 pub const FRAME_TARGET: usize = 256 << 10;
+/// Packs held at once by a save: open, sealed and waiting, or being uploaded. Three let one
+/// pack fill while another is stored (two packers, data and tree, can be open at once).
+pub const PACKS_IN_MEMORY: usize = 3;
+
+/// A pack being filled: its frames go through age into the ciphertext as they are added.
+type OpenPack = PackWriter<age::stream::StreamWriter<Vec<u8>>>;
 
 /// What a save added to the repository.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +82,10 @@ struct Upload {
 struct Shared {
     repo: Arc<Repository>,
     uploads: Mutex<Option<Sender<Upload>>>,
-    packers: [Mutex<Option<PackBuilder>>; 2],
+    packers: [Mutex<Option<OpenPack>>; 2],
+    /// One token per pack that may be held ([`PACKS_IN_MEMORY`]): taken to open a pack,
+    /// given back once it is stored (or dropped).
+    tokens: (Sender<()>, Receiver<()>),
     written: Mutex<Vec<IndexPack>>,
     error: Mutex<Option<Error>>,
     failed: AtomicBool,
@@ -98,12 +108,42 @@ impl Shared {
         self.failed.store(true, Ordering::SeqCst);
     }
 
-    /// Seal a pack (trailer, age, blake3 name) and hand it to the uploaders.
-    fn write_pack(&self, pack: PackBuilder) -> Result<()> {
+    /// Open a pack of `kind`, once fewer than [`PACKS_IN_MEMORY`] are held.
+    fn open_pack(&self, kind: PackKind) -> Result<OpenPack> {
+        self.tokens
+            .1
+            .recv()
+            .map_err(|_| Error::Invalid("pack budget closed".into()))?;
+        let capacity = self.repo.config().pack_size as usize + (2 << 20);
+        envelope::encrypting_writer(
+            self.repo.pack_recipients(kind),
+            Vec::with_capacity(capacity),
+        )
+        .map(|w| PackWriter::new(kind, w))
+        .map_err(|e| {
+            self.give_token();
+            Error::Invalid(format!("starting the encryption of a pack: {e}"))
+        })
+    }
+
+    /// A held pack is gone (stored, or dropped after a failure).
+    fn give_token(&self) {
+        let _ = self.tokens.0.try_send(());
+    }
+
+    /// Seal a pack (trailer, last age segment, blake3 name) and hand it to the uploaders.
+    fn write_pack(&self, pack: OpenPack) -> Result<()> {
         let kind = pack.kind();
-        let (plain, trailer) = pack.finish();
-        let ciphertext = envelope::encrypt(&plain, self.repo.pack_recipients(kind));
-        drop(plain);
+        let sealed = pack
+            .finish()
+            .and_then(|(w, trailer)| Ok((w.finish()?, trailer)));
+        let (ciphertext, trailer) = match sealed {
+            Ok(s) => s,
+            Err(e) => {
+                self.give_token();
+                return Err(Error::Invalid(format!("sealing a pack: {e}")));
+            }
+        };
         let upload = Upload {
             kind,
             id: Id::of_object(&ciphertext),
@@ -113,7 +153,10 @@ impl Shared {
         let tx = self.uploads.lock().expect("uploads lock").clone();
         match tx.map(|tx| tx.send(upload)) {
             Some(Ok(())) => Ok(()),
-            _ => Err(Error::Invalid("pack uploaders stopped".into())),
+            _ => {
+                self.give_token();
+                Err(Error::Invalid("pack uploaders stopped".into()))
+            }
         }
     }
 
@@ -121,11 +164,15 @@ impl Shared {
     fn upload(&self, rx: Receiver<Upload>) {
         for up in rx {
             if self.failed.load(Ordering::Relaxed) {
+                drop(up);
+                self.give_token();
                 continue;
             }
             let size = up.ciphertext.len() as u64;
             let path = Repository::pack_path(up.kind, &up.id);
-            if let Err(e) = self.repo.backend().put_owned(&path, up.ciphertext) {
+            let stored = self.repo.backend().put_owned(&path, up.ciphertext);
+            self.give_token();
+            if let Err(e) = stored {
                 self.fail(e);
                 continue;
             }
@@ -165,9 +212,20 @@ impl Shared {
             };
             let full = {
                 let mut guard = self.packers[slot(job.kind)].lock().expect("packer lock");
-                let pack =
-                    guard.get_or_insert_with(|| PackBuilder::new(job.kind, pack_size + (1 << 20)));
-                pack.add_frame(how, &stored, raw_len, &job.blobs);
+                if guard.is_none() {
+                    match self.open_pack(job.kind) {
+                        Ok(p) => *guard = Some(p),
+                        Err(e) => {
+                            self.fail(e);
+                            continue;
+                        }
+                    }
+                }
+                let Some(pack) = guard.as_mut() else { continue };
+                if let Err(e) = pack.add_frame(how, &stored, raw_len, &job.blobs) {
+                    self.fail(Error::Invalid(format!("encrypting a pack: {e}")));
+                    continue;
+                }
                 if pack.len() >= pack_size {
                     guard.take()
                 } else {
@@ -218,10 +276,15 @@ impl Saver {
         // A rendezvous: a sealed pack waits in its sealing worker, not in a queue, until an
         // uploader is free (one pack less in memory; the other worker keeps compressing).
         let (up_tx, up_rx) = bounded::<Upload>(0);
+        let tokens = bounded::<()>(PACKS_IN_MEMORY);
+        for _ in 0..PACKS_IN_MEMORY {
+            let _ = tokens.0.try_send(());
+        }
         let shared = Arc::new(Shared {
             repo,
             uploads: Mutex::new(Some(up_tx)),
             packers: [Mutex::new(None), Mutex::new(None)],
+            tokens,
             written: Mutex::new(Vec::new()),
             error: Mutex::new(None),
             failed: AtomicBool::new(false),
@@ -309,11 +372,26 @@ impl Saver {
         })
     }
 
+    /// The key blob ids are computed with.
+    pub(crate) fn chunk_id_key(&self) -> ChunkIdKey {
+        self.key.clone()
+    }
+
+    /// Store one blob whose id the caller computed with [`Saver::chunk_id_key`] (deduplicated).
+    pub(crate) fn add_hashed(&mut self, kind: PackKind, id: Id, data: &[u8]) -> Result<()> {
+        self.store(kind, id, Cow::Borrowed(data))
+    }
+
     /// Store one blob (deduplicated). Returns its id.
     pub fn add_blob(&mut self, kind: PackKind, data: Vec<u8>) -> Result<Id> {
         let id = self.key.id(&data);
+        self.store(kind, id, Cow::Owned(data))?;
+        Ok(id)
+    }
+
+    fn store(&mut self, kind: PackKind, id: Id, data: Cow<'_, [u8]>) -> Result<()> {
         if self.contains(&id) {
-            return Ok(id);
+            return Ok(());
         }
         self.seen.insert(id);
         self.blobs_added += 1;
@@ -329,11 +407,11 @@ impl Saver {
         } else {
             self.send(Job {
                 kind,
-                body: Body::Raw(data),
+                body: Body::Raw(data.into_owned()),
                 blobs: vec![(id, 0, len)],
             })?;
         }
-        Ok(id)
+        Ok(())
     }
 
     /// Store a frame taken whole from another pack, without recompressing it: `stored` as it

@@ -3,12 +3,17 @@
 //! [`TrailerCheck`] passes a reader through unchanged and sends copies of the bytes (in 1 MiB
 //! pieces, through a bounded channel) to a second thread, which hashes everything but the last
 //! 32 bytes and, for live snapshots, runs the streaming bbolt inspector. Hashing and inspection
-//! thus run beside chunking instead of after it.
+//! thus run beside chunking instead of after it. [`BlockCheck`] does the same with the blocks
+//! [`Saver::save_pages`] reads, shared with it instead of copied.
+//!
+//! [`Saver::save_pages`]: cairn_store::saver::Saver::save_pages
 
 use cairn_format::bbolt::{BboltError, SnapshotStatus, StreamInspector};
+use cairn_store::pages::Block;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Read};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Length of the trailer.
@@ -103,37 +108,159 @@ impl<R: Read> Read for TrailerCheck<R> {
     }
 }
 
-/// The side thread: sha256 of all but the last 32 bytes, compared with them; bbolt facts.
+/// The check of a stream that [`Saver::save_pages`] reads: fed its blocks in order. The
+/// trailer's sha256 and the bbolt inspection run on two threads of their own, so that neither
+/// waits for the other (the sha256 alone takes about as long as hashing every page).
+///
+/// [`Saver::save_pages`]: cairn_store::saver::Saver::save_pages
+pub struct BlockCheck {
+    hash: Option<Side<Verdict>>,
+    inspect: Option<Side<Result<SnapshotStatus, BboltError>>>,
+    /// Whether the bbolt facts were asked for.
+    facts: bool,
+    len: u64,
+}
+
+/// One side thread and the channel feeding it.
+struct Side<T> {
+    tx: Sender<Arc<Block>>,
+    worker: JoinHandle<T>,
+}
+
+impl<T: Send + 'static> Side<T> {
+    fn spawn(
+        name: &str,
+        run: impl FnOnce(Receiver<Arc<Block>>) -> T + Send + 'static,
+    ) -> Option<Self> {
+        let (tx, rx) = bounded::<Arc<Block>>(4);
+        let worker = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || run(rx))
+            .ok()?;
+        Some(Side { tx, worker })
+    }
+
+    fn join(self) -> Option<T> {
+        drop(self.tx);
+        self.worker.join().ok()
+    }
+}
+
+impl BlockCheck {
+    /// Start the side threads; with `inspect`, one also computes the bbolt facts.
+    pub fn new(inspect: bool) -> Self {
+        let hash = Side::spawn("cairn-sha256", |rx| {
+            let mut hash = TrailerHash::new();
+            for block in rx {
+                hash.update(block.bytes());
+            }
+            hash.verdict()
+        });
+        let inspect_side = inspect
+            .then(|| {
+                Side::spawn("cairn-bbolt", |rx| {
+                    let mut inspector = StreamInspector::new();
+                    for block in rx {
+                        inspector.update(block.bytes());
+                    }
+                    inspector.finish()
+                })
+            })
+            .flatten();
+        BlockCheck {
+            hash,
+            facts: inspect,
+            inspect: inspect_side,
+            len: 0,
+        }
+    }
+
+    /// The stream's next block.
+    pub fn feed(&mut self, block: &Arc<Block>) {
+        self.len += block.bytes().len() as u64;
+        for tx in [
+            self.hash.as_ref().map(|s| &s.tx),
+            self.inspect.as_ref().map(|s| &s.tx),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let _ = tx.send(block.clone());
+        }
+    }
+
+    /// Bytes fed so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Wait for the side threads, once the stream was fed to its end. None if one of them
+    /// could not be started or died.
+    pub fn finish(self) -> Option<Digest> {
+        let bbolt = self.inspect.and_then(Side::join);
+        if self.facts && bbolt.is_none() {
+            return None;
+        }
+        Some(Digest {
+            verdict: self.hash?.join()?,
+            bbolt,
+        })
+    }
+}
+
+/// sha256 of all but the last 32 bytes of a stream fed in pieces, compared with them.
+struct TrailerHash {
+    hasher: Sha256,
+    tail: Vec<u8>,
+}
+
+impl TrailerHash {
+    fn new() -> Self {
+        TrailerHash {
+            hasher: Sha256::new(),
+            tail: Vec::with_capacity(2 * TRAILER_LEN),
+        }
+    }
+
+    fn update(&mut self, piece: &[u8]) {
+        let tail = &mut self.tail;
+        // Everything except the newest 32 bytes is known not to be trailer: hash it.
+        if piece.len() >= TRAILER_LEN {
+            self.hasher.update(&tail[..]);
+            self.hasher.update(&piece[..piece.len() - TRAILER_LEN]);
+            tail.clear();
+            tail.extend_from_slice(&piece[piece.len() - TRAILER_LEN..]);
+        } else {
+            tail.extend_from_slice(piece);
+            if tail.len() > TRAILER_LEN {
+                let extra = tail.len() - TRAILER_LEN;
+                self.hasher.update(&tail[..extra]);
+                tail.drain(..extra);
+            }
+        }
+    }
+
+    fn verdict(self) -> Verdict {
+        if self.tail.len() == TRAILER_LEN && self.hasher.finalize().as_slice() == self.tail {
+            Verdict::Valid
+        } else {
+            Verdict::Invalid
+        }
+    }
+}
+
+/// The side thread of [`TrailerCheck`]: the trailer check and, with `inspect`, the bbolt facts.
 fn side(rx: Receiver<Vec<u8>>, inspect: bool) -> Digest {
-    let mut hasher = Sha256::new();
-    let mut tail: Vec<u8> = Vec::with_capacity(2 * TRAILER_LEN);
+    let mut hash = TrailerHash::new();
     let mut inspector = inspect.then(StreamInspector::new);
     for piece in rx {
         if let Some(i) = inspector.as_mut() {
             i.update(&piece);
         }
-        // Everything except the newest 32 bytes is known not to be trailer: hash it.
-        if piece.len() >= TRAILER_LEN {
-            hasher.update(&tail);
-            hasher.update(&piece[..piece.len() - TRAILER_LEN]);
-            tail.clear();
-            tail.extend_from_slice(&piece[piece.len() - TRAILER_LEN..]);
-        } else {
-            tail.extend_from_slice(&piece);
-            if tail.len() > TRAILER_LEN {
-                let extra = tail.len() - TRAILER_LEN;
-                hasher.update(&tail[..extra]);
-                tail.drain(..extra);
-            }
-        }
+        hash.update(&piece);
     }
-    let verdict = if tail.len() == TRAILER_LEN && hasher.finalize().as_slice() == tail {
-        Verdict::Valid
-    } else {
-        Verdict::Invalid
-    };
     Digest {
-        verdict,
+        verdict: hash.verdict(),
         bbolt: inspector.map(StreamInspector::finish),
     }
 }

@@ -5,9 +5,8 @@ use super::{Produced, Session};
 use crate::args::{ClusterArgs, EtcdArgs, Global, StaticPodsArgs};
 use crate::source::etcd::Connection;
 use crate::source::static_pods;
-use crate::source::trailer::{Digest, TrailerCheck, Verdict};
+use crate::source::trailer::{BlockCheck, Digest, Verdict};
 use anyhow::{bail, Context, Result};
-use cairn_format::chunker::ChunkPolicy;
 use cairn_format::snapshot::{SnapshotStats, SourceKind};
 use cairn_format::tree::{Node, Tree};
 use std::io::Read;
@@ -15,7 +14,7 @@ use std::time::Duration;
 
 /// bbolt pages are 4 KiB on every platform etcd runs on; chunks at page boundaries
 /// deduplicate a day's scattered changes (see format/SPEC.md).
-pub const ETCD_POLICY: ChunkPolicy = ChunkPolicy::Fixed(4096);
+pub const ETCD_PAGE: u32 = 4096;
 
 /// A stored etcd snapshot and what is known about it.
 struct EtcdSaved {
@@ -34,18 +33,19 @@ fn connection(a: &EtcdArgs) -> Connection {
 }
 
 /// Chunk `reader` into the session as the file `name`, checking the sha256 trailer (and,
-/// with `inspect`, computing the bbolt facts from the stream) on a side thread.
+/// with `inspect`, computing the bbolt facts from the stream) on a side thread, while the
+/// pages are hashed on every core.
 fn save_db(
     s: &mut Session<'_>,
     reader: impl Read,
     name: String,
     inspect: bool,
 ) -> Result<(Node, Digest)> {
-    let mut check = TrailerCheck::new(reader, inspect);
+    let mut check = BlockCheck::new(inspect);
     let progress = s.progress.clone();
     let (ids, size) = s
         .saver
-        .save_reader(&mut check, ETCD_POLICY, |n| progress.inc(n))?
+        .save_pages(reader, ETCD_PAGE, |b| check.feed(b), |n| progress.inc(n))?
         .with_context(|| {
             format!(
                 "reading the etcd snapshot ({} bytes read); nothing was saved",
@@ -54,7 +54,7 @@ fn save_db(
         })?;
     let digest = check
         .finish()
-        .context("snapshot stream did not reach its end")?;
+        .context("the snapshot's sha256 check stopped before the end of the stream")?;
     let mut node = cairn_store::host::file_node(name.as_bytes(), ids, size, s.time_ns);
     node.mode = 0o600;
     Ok((node, digest))
@@ -88,7 +88,7 @@ fn save_etcd(s: &mut Session<'_>, a: &EtcdArgs) -> Result<EtcdSaved> {
         // A file that is not an etcd database is refused before anything is stored; the full
         // inspection runs on the stream, beside chunking.
         crate::source::bbolt_facts::looks_like_bbolt(file)?;
-        let saved = save_db(s, std::io::BufReader::with_capacity(1 << 20, f), name, true)?;
+        let saved = save_db(s, f, name, true)?;
         facts.extend(bbolt_facts(&saved.1, &file.display().to_string())?);
         saved
     } else {

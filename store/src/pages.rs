@@ -1,0 +1,360 @@
+//! Saving a stream of fixed-size pages (an etcd database's 4 KiB bbolt pages) with the keyed
+//! hashing spread over every core.
+//!
+//! A daily etcd backup finds almost every page already stored, so its cost is reading the stream
+//! and hashing it. The reader (the calling thread) fills recycled blocks of [`BLOCK_PAGES`]
+//! pages, shows each block to the caller's `tap` (which checks the snapshot's sha256 trailer and
+//! inspects the bbolt pages on its own thread, from the same memory: nothing is copied), and
+//! hands it to hashing threads, one per core, which compute the ids of its pages. The calling
+//! thread then takes blocks back in stream order, looks each id up and stores the pages that are
+//! new. At most [`BLOCKS_IN_FLIGHT`] blocks exist, allocated once per save, so memory is fixed
+//! whatever the stream's size.
+
+use crate::saver::Saver;
+use crate::{Error, Result};
+use cairn_format::pack::PackKind;
+use cairn_format::{ChunkIdKey, Id};
+use crossbeam_channel::{bounded, select, Receiver, Sender};
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::sync::Arc;
+
+/// Pages per block.
+pub const BLOCK_PAGES: usize = 256;
+/// Blocks allocated per save: those being read, tapped, hashed and stored at once.
+pub const BLOCKS_IN_FLIGHT: usize = 8;
+
+/// One block of the stream. When its last holder drops it, its buffer goes back to the pool.
+pub struct Block {
+    data: Vec<u8>,
+    pool: Sender<Vec<u8>>,
+}
+
+impl Block {
+    /// The block's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl AsRef<[u8]> for Block {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        // The pool has room for every buffer; after the save it is gone, and so is the buffer.
+        let _ = self.pool.try_send(std::mem::take(&mut self.data));
+    }
+}
+
+/// A block whose page ids were computed.
+struct Hashed {
+    block: Arc<Block>,
+    ids: Vec<Id>,
+}
+
+/// Fill `buf` from `reader`; the number of bytes read (short only at the end of the stream).
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The hashing threads' loop: ids of every `page`-byte piece of each block.
+fn hash_blocks(
+    key: &ChunkIdKey,
+    page: usize,
+    rx: Receiver<(u64, Arc<Block>)>,
+    tx: Sender<(u64, Hashed)>,
+) {
+    for (seq, block) in rx {
+        let ids = block.bytes().chunks(page).map(|p| key.id(p)).collect();
+        if tx.send((seq, Hashed { block, ids })).is_err() {
+            return;
+        }
+    }
+}
+
+impl Saver {
+    /// Cut `reader` into pages of `page` bytes (the last one may be shorter), store the new ones
+    /// as data blobs and return every page's id in order and the stream's length. `tap` sees
+    /// every block of the stream once, in order, before its pages are stored; `progress` is told
+    /// the bytes of each block stored. The outer error is the repository's; the inner one is the
+    /// source's (the stream could not be read), after which the saver remains usable.
+    pub fn save_pages<R: Read>(
+        &mut self,
+        mut reader: R,
+        page: u32,
+        mut tap: impl FnMut(&Arc<Block>),
+        mut progress: impl FnMut(u64),
+    ) -> Result<io::Result<(Vec<Id>, u64)>> {
+        let page = page.clamp(64, cairn_format::MAX_BLOB_LEN) as usize;
+        let block_len = page * BLOCK_PAGES;
+        let hashers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let key = self.chunk_id_key();
+        std::thread::scope(|scope| {
+            // Created here so that they close when this closure returns, early or not, and the
+            // hashing threads end before the scope waits for them.
+            let (pool_tx, pool_rx) = bounded::<Vec<u8>>(BLOCKS_IN_FLIGHT);
+            let (work_tx, work_rx) = bounded::<(u64, Arc<Block>)>(BLOCKS_IN_FLIGHT);
+            let (done_tx, done_rx) = bounded::<(u64, Hashed)>(BLOCKS_IN_FLIGHT);
+            for _ in 0..hashers {
+                let (key, rx, tx) = (key.clone(), work_rx.clone(), done_tx.clone());
+                scope.spawn(move || hash_blocks(&key, page, rx, tx));
+            }
+            drop((work_rx, done_tx));
+            let mut run = PageRun {
+                saver: self,
+                page,
+                ids: Vec::new(),
+                size: 0,
+                next: 0,
+                waiting: BTreeMap::new(),
+            };
+            let mut allocated = 0;
+            let mut spare: Option<Vec<u8>> = None;
+            let mut sent = 0u64;
+            let mut eof = false;
+            loop {
+                while let Ok((seq, hashed)) = done_rx.try_recv() {
+                    run.waiting.insert(seq, hashed);
+                }
+                run.store_ready(&mut progress)?;
+                if eof && run.next == sent {
+                    break;
+                }
+                if !eof {
+                    let free = spare
+                        .take()
+                        .or_else(|| pool_rx.try_recv().ok())
+                        .or_else(|| {
+                            (allocated < BLOCKS_IN_FLIGHT).then(|| {
+                                allocated += 1;
+                                vec![0u8; block_len]
+                            })
+                        });
+                    if let Some(mut buf) = free {
+                        buf.resize(block_len, 0);
+                        let n = match fill(&mut reader, &mut buf) {
+                            Ok(n) => n,
+                            Err(e) => return Ok(Err(e)),
+                        };
+                        buf.truncate(n);
+                        eof = n < block_len;
+                        if n > 0 {
+                            let block = Arc::new(Block {
+                                data: buf,
+                                pool: pool_tx.clone(),
+                            });
+                            tap(&block);
+                            if work_tx.send((sent, block)).is_err() {
+                                return Err(Error::Invalid("page hashing threads stopped".into()));
+                            }
+                            sent += 1;
+                        }
+                        continue;
+                    }
+                }
+                // Nothing to read into (or nothing left to read): wait for a hashed block, or
+                // for a buffer to come free.
+                let hashed = if eof {
+                    done_rx.recv().ok()
+                } else {
+                    select! {
+                        recv(done_rx) -> msg => msg.ok(),
+                        recv(pool_rx) -> buf => {
+                            spare = buf.ok();
+                            continue;
+                        }
+                    }
+                };
+                match hashed {
+                    Some((seq, hashed)) => {
+                        run.waiting.insert(seq, hashed);
+                    }
+                    None => return Err(Error::Invalid("page hashing threads stopped".into())),
+                }
+            }
+            Ok(Ok((std::mem::take(&mut run.ids), run.size)))
+        })
+    }
+}
+
+/// The stored part of a [`Saver::save_pages`]: blocks are stored in stream order.
+struct PageRun<'s> {
+    saver: &'s mut Saver,
+    page: usize,
+    ids: Vec<Id>,
+    size: u64,
+    /// The next block to store.
+    next: u64,
+    /// Hashed blocks that arrived before their turn.
+    waiting: BTreeMap<u64, Hashed>,
+}
+
+impl PageRun<'_> {
+    /// Store every waiting block whose turn it is.
+    fn store_ready(&mut self, progress: &mut impl FnMut(u64)) -> Result<()> {
+        while let Some(hashed) = self.waiting.remove(&self.next) {
+            let bytes = hashed.block.bytes();
+            for (id, data) in hashed.ids.iter().zip(bytes.chunks(self.page)) {
+                self.saver.add_hashed(PackKind::Data, *id, data)?;
+            }
+            self.ids.extend_from_slice(&hashed.ids);
+            self.size += bytes.len() as u64;
+            progress(bytes.len() as u64);
+            self.next += 1;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::LocalBackend;
+    use crate::index::Index;
+    use crate::loader::Loader;
+    use crate::repo::{Credentials, InitOptions, Repository};
+    use cairn_format::chunker::{ChunkPolicy, Chunker};
+
+    fn bytes(len: usize, mut s: u64) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s % 7) as u8
+            })
+            .collect()
+    }
+
+    /// Reads `data`, failing once `fail_at` bytes were passed if given, in odd-sized pieces.
+    struct Source<'a> {
+        data: &'a [u8],
+        at: usize,
+        fail_at: Option<usize>,
+    }
+
+    impl Read for Source<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.fail_at.is_some_and(|f| self.at >= f) {
+                return Err(io::Error::other("disk on fire"));
+            }
+            let n = buf.len().min(3001).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    fn repo(dir: &std::path::Path) -> (Arc<Repository>, age::x25519::Identity) {
+        let identity = age::x25519::Identity::generate();
+        let repo = Repository::init(
+            Box::new(LocalBackend::new(dir)),
+            InitOptions {
+                recipients: vec![identity.to_public().to_string()],
+                pack_size: 1 << 20,
+                ..InitOptions::default()
+            },
+        )
+        .unwrap();
+        (Arc::new(repo), identity)
+    }
+
+    #[test]
+    fn pages_match_fixed_chunks_and_tap_sees_the_stream_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, identity) = repo(dir.path());
+        // Several blocks, a repeated page, and a short last page.
+        let mut data = bytes(4096 * (BLOCK_PAGES * 3 + 17) + 1000, 5);
+        data[4096 * 9..4096 * 10].copy_from_slice(&bytes(4096, 9));
+        data[4096 * 700..4096 * 701].copy_from_slice(&bytes(4096, 9));
+        let expected: Vec<Id> = Chunker::new(&data[..], ChunkPolicy::Fixed(4096))
+            .map(|c| repo.chunk_id_key().id(&c.unwrap()))
+            .collect();
+        let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
+        let mut tapped = Vec::new();
+        let mut progressed = 0;
+        let source = Source {
+            data: &data,
+            at: 0,
+            fail_at: None,
+        };
+        let (ids, size) = saver
+            .save_pages(
+                source,
+                4096,
+                |b| tapped.extend_from_slice(b.bytes()),
+                |n| progressed += n,
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(ids, expected);
+        assert_eq!(size, data.len() as u64);
+        assert_eq!(progressed, data.len() as u64);
+        assert!(tapped == data, "the tap saw the stream out of order");
+        let (stats, _) = saver.finish().unwrap();
+        assert_eq!(stats.blobs_added, expected.len() as u64 - 1);
+
+        let full = Arc::new(
+            Repository::open(
+                Box::new(LocalBackend::new(dir.path())),
+                Credentials::Identities(vec![Box::new(identity)]),
+            )
+            .unwrap(),
+        );
+        let index = Arc::new(Index::load(&full).unwrap());
+        let mut loader = Loader::new(full.clone(), index.clone());
+        let back: Vec<u8> = ids.iter().flat_map(|id| loader.load(id).unwrap()).collect();
+        assert!(back == data);
+
+        // Again, into the same repository: nothing new; an empty stream has no pages.
+        let mut again = Saver::new(full, index, 2);
+        let (ids2, _) = again
+            .save_pages(&data[..], 4096, |_| {}, |_| {})
+            .unwrap()
+            .unwrap();
+        assert_eq!(ids2, ids);
+        let (none, _) = again
+            .save_pages(&[][..], 4096, |_| {}, |_| {})
+            .unwrap()
+            .unwrap();
+        assert!(none.is_empty());
+        assert_eq!(again.finish().unwrap().0.blobs_added, 0);
+    }
+
+    #[test]
+    fn a_read_error_is_the_sources_and_the_saver_stays_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, _) = repo(dir.path());
+        let data = bytes(4096 * BLOCK_PAGES * 5, 3);
+        let mut saver = Saver::new(repo, Arc::new(Index::default()), 2);
+        let source = Source {
+            data: &data,
+            at: 0,
+            fail_at: Some(4096 * BLOCK_PAGES * 2 + 5),
+        };
+        let err = saver
+            .save_pages(source, 4096, |_| {}, |_| {})
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.to_string(), "disk on fire");
+        let (ids, _) = saver
+            .save_pages(&data[..4096 * 3], 4096, |_| {}, |_| {})
+            .unwrap()
+            .unwrap();
+        assert_eq!(ids.len(), 3);
+        saver.finish().unwrap();
+    }
+}
