@@ -303,8 +303,19 @@ impl Saver {
     /// Store one blob (deduplicated). Returns its id.
     pub fn add_blob(&mut self, kind: PackKind, data: Vec<u8>) -> Result<Id> {
         let id = self.key.id(&data);
+        self.add_with_id(kind, id, Cow::Owned(data))?;
+        Ok(id)
+    }
+
+    /// Store blob `id` (deduplicated), whose bytes `data` the caller has checked against it
+    /// (prune's repacking, which verified it on reading): not hashed again.
+    pub fn add_verified_blob(&mut self, kind: PackKind, id: Id, data: &[u8]) -> Result<()> {
+        self.add_with_id(kind, id, Cow::Borrowed(data))
+    }
+
+    fn add_with_id(&mut self, kind: PackKind, id: Id, data: Cow<'_, [u8]>) -> Result<()> {
         if self.contains(&id) {
-            return Ok(id);
+            return Ok(());
         }
         self.seen.insert(id);
         self.blobs_added += 1;
@@ -320,11 +331,11 @@ impl Saver {
         } else {
             self.send(Job {
                 kind,
-                body: Body::Raw(data),
+                body: Body::Raw(data.into_owned()),
                 blobs: vec![(id, 0, len)],
             })?;
         }
-        Ok(id)
+        Ok(())
     }
 
     /// Store a frame taken whole from another pack, without recompressing it: `stored` as it
