@@ -15,8 +15,9 @@
 #   CAIRN_BIN          cairn binary (default target/release/cairn, built if missing)
 #   RESTIC_BIN         restic binary (default: restic on PATH)
 #   RUSTIC_BIN         rustic binary (default: rustic on PATH, else /tmp/rustic/bin/rustic; left
-#                      out if missing). rustic works on restic's repositories: its prune runs on
-#                      a copy of restic's repository after the forget, its check --read-data on
+#                      out if missing). rustic works on restic's repositories: its prune
+#                      (--instant-delete, as cairn and restic delete in the same run) runs on a
+#                      copy of restic's repository after the forget, its check --read-data on
 #                      restic's pruned repository
 #   BENCH_ROUNDS       rounds of each check --read-data (default 3; the median is reported)
 #
@@ -181,7 +182,8 @@ rm -rf "$RUN/cairn-copy"
 if [[ -n $RUSTIC ]]; then
     rm -rf "$RUN/rustic-copy"
     cp -a "$R/repo" "$RUN/rustic-copy"
-    timed rustic.prune -- env RUSTIC_PASSWORD=bench "$RUSTIC" --no-cache -r "$RUN/rustic-copy" prune
+    # --instant-delete: rustic otherwise only marks unused packs (deleted by a prune a day later).
+    timed rustic.prune -- env RUSTIC_PASSWORD=bench "$RUSTIC" --no-cache -r "$RUN/rustic-copy" prune --instant-delete
     record rustic.after_prune "$(repo_bytes "$RUN/rustic-copy")"
     rm -rf "$RUN/rustic-copy"
 fi
@@ -312,7 +314,7 @@ print(f"- machine: {e['NPROC']} CPUs ({e['CPU']}), {e['MEM']} RAM, Linux {e['KER
       f"{e['FSTYPE']}; load average at start {e['LOAD_START']}, at end {e['LOAD_END']} (other jobs were running)")
 print(f"- cairn: {e['CAIRN_VERSION']}")
 print(f"- restic: {e['RESTIC_VERSION']} (defaults: compression auto, prune --max-unused 5%)")
-print(f"- rustic: {e['RUSTIC_VERSION']} (on restic's repositories, `--no-cache`: prune on a copy after the forget, "
+print(f"- rustic: {e['RUSTIC_VERSION']} (on restic's repositories, `--no-cache`: `prune --instant-delete` on a copy after the forget, "
       f"check --read-data on restic's pruned repository)")
 print(f"- data: the real etcd series of bench/etcd_series.py (etcd {e['ETCD_VERSION']}, `etcdctl snapshot save`; "
       f"days 1-{days} of a {e['SERIES_DAYS']}-day series, seed 1): {r['first_bytes'] / MB:.1f} MB on day 1 to "

@@ -240,6 +240,8 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
 /// What the mark phase decided.
 struct Plan {
     objects: IndexObjects,
+    /// The index of every pack in `objects`.
+    index: Arc<Index>,
     used: Referenced,
     condemned: HashSet<Id>,
     unused: Vec<Id>,
@@ -280,6 +282,7 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
     }
     let mut plan = Plan {
         objects,
+        index: all,
         used,
         condemned,
         unused: Vec::new(),
@@ -355,7 +358,7 @@ fn execute(repo: &Arc<Repository>, plan: &Plan) -> Result<Option<Id>> {
         let mut skip = plan.condemned.clone();
         skip.extend(plan.repack.iter().map(|(id, _)| *id));
         skip.extend(plan.unused.iter().copied());
-        let read_index = Arc::new(plan.objects.index(&HashSet::new()));
+        let read_index = plan.index.clone();
         let mut saver = Saver::new(repo.clone(), Arc::new(plan.objects.index(&skip)), 0);
         // One thread reads (decrypts, decompresses, verifies) while this one feeds the saver,
         // whose own threads compress and upload.
