@@ -173,7 +173,7 @@ record kept_bytes "$KEPT"
 # For comparison (cairn only): prune of a copy of the same repository that deletes wholly unused
 # packs and repacks none (--max-unused 100), the only thing restic's prune had to do here.
 rm -rf "$RUN/cairn-copy"
-cp -a "$C/repo" "$RUN/cairn-copy"
+cp -al "$C/repo" "$RUN/cairn-copy" # hard links: both tools only create and delete files
 timed cairn.prune100 -- "$CAIRN" prune -r "$RUN/cairn-copy" --max-unused 100
 record cairn.after_prune100 "$(repo_bytes "$RUN/cairn-copy")"
 rm -rf "$RUN/cairn-copy"
@@ -181,7 +181,7 @@ rm -rf "$RUN/cairn-copy"
 # rustic prunes a copy of restic's repository after the same forget.
 if [[ -n $RUSTIC ]]; then
     rm -rf "$RUN/rustic-copy"
-    cp -a "$R/repo" "$RUN/rustic-copy"
+    cp -al "$R/repo" "$RUN/rustic-copy"
     # --instant-delete: rustic otherwise only marks unused packs (deleted by a prune a day later).
     timed rustic.prune -- env RUSTIC_PASSWORD=bench "$RUSTIC" --no-cache -r "$RUN/rustic-copy" prune --instant-delete
     record rustic.after_prune "$(repo_bytes "$RUN/rustic-copy")"

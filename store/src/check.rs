@@ -727,36 +727,36 @@ fn verify_pack(
             info.size
         )));
     }
-    let ct = repo.backend().get(path).map_err(|e| match e {
-        Error::NotFound { .. } => PackError::Damaged("missing from storage".into()),
-        e => PackError::Storage(e),
-    })?;
-    if Id::of_object(&ct) != info.id {
-        return Err(PackError::Damaged("content does not match its name".into()));
-    }
-    if !decrypt {
-        return Ok(0);
-    }
-    PLAINTEXT.with_borrow_mut(|plain| {
+    BUFFERS.with_borrow_mut(|(ct, plain)| {
+        repo.backend().get_into(path, ct).map_err(|e| match e {
+            Error::NotFound { .. } => PackError::Damaged("missing from storage".into()),
+            e => PackError::Storage(e),
+        })?;
+        if Id::of_object(ct) != info.id {
+            return Err(PackError::Damaged("content does not match its name".into()));
+        }
+        if !decrypt {
+            return Ok(0);
+        }
         match info.kind {
             PackKind::Tree => {
-                envelope::decrypt_into(&ct, &[repo.meta_identity()], MAX_PACK_LEN, plain)
+                envelope::decrypt_into(ct, &[repo.meta_identity()], MAX_PACK_LEN, plain)
             }
             PackKind::Data => {
                 let ids = repo.data_identities().unwrap_or_default();
-                envelope::decrypt_into(&ct, &ids, MAX_PACK_LEN, plain)
+                envelope::decrypt_into(ct, &ids, MAX_PACK_LEN, plain)
             }
         }
         .map_err(|e| PackError::Damaged(format!("cannot be decrypted: {e}")))?;
-        drop(ct);
         verify_plaintext(repo, plain, entries)
     })
 }
 
 thread_local! {
-    /// Each pack reader's plaintext buffer, reused from pack to pack (a fresh 16 MiB buffer per
-    /// pack costs as many page faults as its pages).
-    static PLAINTEXT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Each pack reader's ciphertext and plaintext buffers, reused from pack to pack (fresh
+    /// 16 MiB buffers per pack cost as many page faults as their pages).
+    static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// Verify a decrypted pack: trailer, and every indexed blob in `entries` against it and its id.
