@@ -14,6 +14,12 @@
 #   BENCH_KEEP=1       keep the repositories instead of deleting them at the end
 #   CAIRN_BIN          cairn binary (default target/release/cairn, built if missing)
 #   RESTIC_BIN         restic binary (default: restic on PATH)
+#   RUSTIC_BIN         rustic binary (default: rustic on PATH, else /tmp/rustic/bin/rustic; left
+#                      out if missing). rustic works on restic's repositories: its prune
+#                      (--instant-delete, as cairn and restic delete in the same run) runs on a
+#                      copy of restic's repository after the forget, its check --read-data on
+#                      restic's pruned repository
+#   BENCH_ROUNDS       rounds of each check --read-data (default 3; the median is reported)
 #
 # The series is made by bench/etcd_series.py with a real etcd (WORKDIR/series-N/data/etcd-series,
 # generated once, ~2 minutes for 30 days, reused). Each day's file is copied over one staging file
@@ -34,6 +40,8 @@ TOOLS="cairn restic"
 DEFAULT_CAIRN=$ROOT/target/release/cairn
 CAIRN=${CAIRN_BIN:-$DEFAULT_CAIRN}
 RESTIC=${RESTIC_BIN:-restic}
+RUSTIC=${RUSTIC_BIN:-$(command -v rustic || echo /tmp/rustic/bin/rustic)}
+ROUNDS=${BENCH_ROUNDS:-3}
 TIME=/usr/bin/time
 RESULTS=$RUN/results.txt
 DAYS=${BENCH_DAYS:-30}
@@ -50,7 +58,7 @@ record() { printf '%s %s\n' "$1" "$2" >>"$RESULTS"; }
 repo_bytes() { du -sb "$1" | cut -f1; }
 
 cleanup() {
-    if [[ ${BENCH_KEEP:-0} != 1 ]]; then rm -rf "$RUN/cairn" "$RUN/restic" "$RUN/stage" "$RUN/cairn-bin"; fi
+    if [[ ${BENCH_KEEP:-0} != 1 ]]; then rm -rf "$RUN/cairn" "$RUN/restic" "$RUN/stage" "$RUN/cairn-bin" "$RUN/rustic-copy"; fi
 }
 trap cleanup EXIT
 
@@ -58,6 +66,13 @@ trap cleanup EXIT
 for b in etcd etcdctl python3 dd; do command -v "$b" >/dev/null || die "$b not found"; done
 ((SERIES_DAYS >= DAYS && KEEP < DAYS)) || die "need BENCH_SERIES_DAYS >= BENCH_DAYS > BENCH_KEEP_LAST"
 need_tools
+RUSTIC_VERSION=n/a
+if [[ -x $RUSTIC ]]; then
+    RUSTIC_VERSION=$("$RUSTIC" --version 2>/dev/null | head -n1)
+else
+    log "rustic not found ($RUSTIC): left out (cargo install rustic-rs --locked --no-default-features --root /tmp/rustic)"
+    RUSTIC=
+fi
 
 mkdir -p "$WORK" "$LOGS"
 SERIES_WORK=$WORK/series-$SERIES_DAYS
@@ -158,10 +173,20 @@ record kept_bytes "$KEPT"
 # For comparison (cairn only): prune of a copy of the same repository that deletes wholly unused
 # packs and repacks none (--max-unused 100), the only thing restic's prune had to do here.
 rm -rf "$RUN/cairn-copy"
-cp -a "$C/repo" "$RUN/cairn-copy"
+cp -al "$C/repo" "$RUN/cairn-copy" # hard links: both tools only create and delete files
 timed cairn.prune100 -- "$CAIRN" prune -r "$RUN/cairn-copy" --max-unused 100
 record cairn.after_prune100 "$(repo_bytes "$RUN/cairn-copy")"
 rm -rf "$RUN/cairn-copy"
+
+# rustic prunes a copy of restic's repository after the same forget.
+if [[ -n $RUSTIC ]]; then
+    rm -rf "$RUN/rustic-copy"
+    cp -al "$R/repo" "$RUN/rustic-copy"
+    # --instant-delete: rustic otherwise only marks unused packs (deleted by a prune a day later).
+    timed rustic.prune -- env RUSTIC_PASSWORD=bench "$RUSTIC" --no-cache -r "$RUN/rustic-copy" prune --instant-delete
+    record rustic.after_prune "$(repo_bytes "$RUN/rustic-copy")"
+    rm -rf "$RUN/rustic-copy"
+fi
 
 log "prune"
 timed cairn.prune -- "$CAIRN" prune
@@ -199,9 +224,27 @@ read_rates restic "$R/repo"
 log "check (structure)"
 timed cairn.check -- "$CAIRN" check --json
 timed restic.check -- "$RESTIC" check
-log "check --read-data"
-timed cairn.readdata -- "$CAIRN" check --read-data --json
-timed restic.readdata -- "$RESTIC" check --read-data
+log "check --read-data ($ROUNDS rounds each, median)"
+# median NAME: NAME.wall/.cpu/.rss_kb of the median round (by wall time) of NAME.r1..rN.
+median() {
+    local name=$1 best
+    best=$(for i in $(seq 1 "$ROUNDS"); do printf '%s %s\n' "$(awk -v k="$name.r$i.wall" '$1 == k { print $2 }' "$RESULTS")" "$i"; done |
+        sort -n | awk -v m=$(((ROUNDS + 1) / 2)) 'NR == m { print $2 }')
+    for k in wall cpu rss_kb; do
+        record "$name.$k" "$(awk -v k="$name.r$best.$k" '$1 == k { print $2 }' "$RESULTS")"
+    done
+    cp "$RUN/$name.r$best.out" "$RUN/$name.out"
+}
+for i in $(seq 1 "$ROUNDS"); do
+    timed "cairn.readdata.r$i" -- "$CAIRN" check --read-data --json
+    timed "restic.readdata.r$i" -- "$RESTIC" check --read-data
+    if [[ -n $RUSTIC ]]; then
+        timed "rustic.readdata.r$i" -- env RUSTIC_PASSWORD=bench "$RUSTIC" --no-cache -r "$R/repo" check --read-data
+    fi
+done
+median cairn.readdata
+median restic.readdata
+[[ -z $RUSTIC ]] || median rustic.readdata
 python3 - "$RUN/cairn.readdata.out" <<'PY' >>"$RESULTS" || die "cairn check --json output not understood"
 import json, sys
 j = json.load(open(sys.argv[1]))
@@ -230,8 +273,8 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 log "load average at end: $LOAD_END"
 
 # ---------------------------------------------------------------------------------------------
-CAIRN_VERSION="$cairn_version" RESTIC_VERSION="$restic_version" LOAD_START="$LOAD_START" LOAD_END="$LOAD_END" \
-    DAYS="$DAYS" KEEP="$KEEP" SERIES_DAYS="$SERIES_DAYS" SERIES_JSON="$SERIES/series.json" NPROC=$(nproc) \
+CAIRN_VERSION="$cairn_version" RESTIC_VERSION="$restic_version" RUSTIC_VERSION="$RUSTIC_VERSION" LOAD_START="$LOAD_START" LOAD_END="$LOAD_END" \
+    DAYS="$DAYS" KEEP="$KEEP" ROUNDS="$ROUNDS" SERIES_DAYS="$SERIES_DAYS" SERIES_JSON="$SERIES/series.json" NPROC=$(nproc) \
     CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') \
     MEM=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) \
     KERNEL=$(uname -r) FSTYPE=$(df --output=fstype "$WORK" | tail -n1) \
@@ -271,6 +314,8 @@ print(f"- machine: {e['NPROC']} CPUs ({e['CPU']}), {e['MEM']} RAM, Linux {e['KER
       f"{e['FSTYPE']}; load average at start {e['LOAD_START']}, at end {e['LOAD_END']} (other jobs were running)")
 print(f"- cairn: {e['CAIRN_VERSION']}")
 print(f"- restic: {e['RESTIC_VERSION']} (defaults: compression auto, prune --max-unused 5%)")
+print(f"- rustic: {e['RUSTIC_VERSION']} (on restic's repositories, `--no-cache`: `prune --instant-delete` on a copy after the forget, "
+      f"check --read-data on restic's pruned repository)")
 print(f"- data: the real etcd series of bench/etcd_series.py (etcd {e['ETCD_VERSION']}, `etcdctl snapshot save`; "
       f"days 1-{days} of a {e['SERIES_DAYS']}-day series, seed 1): {r['first_bytes'] / MB:.1f} MB on day 1 to "
       f"{r['last_bytes'] / MB:.1f} MB on day {days}, {r['input_bytes'] / MB:,.0f} MB in all{keys}; each day 2% of "
@@ -339,10 +384,45 @@ line("check --read-data peak RSS MiB per million blobs", per("readdata"), "{:,.0
 line("  same, above the baseline", above("readdata"), "{:,.0f}", "lower")
 line(f"restore of day {days} after prune, s (identical: cmp)", lambda t: g(t, "restore.wall"), "{:.2f}", "lower")
 
-print("\n### Targets (issue 5)\n")
+rounds = int(e.get("ROUNDS", "1"))
+if g("rustic", "prune.wall") is not None or g("rustic", "readdata.wall") is not None:
+    print(f"\n### cairn vs restic vs rustic (check --read-data: median of {rounds} rounds)\n")
+    print("| metric | cairn | restic | rustic | cairn/restic | cairn/rustic |")
+    print("|---|---:|---:|---:|---:|---:|")
+
+    def three(metric, fn, fmt):
+        vals = []
+        for t in ("cairn", "restic", "rustic"):
+            try:
+                vals.append(fn(t))
+            except (TypeError, ZeroDivisionError):
+                vals.append(None)
+        cell = lambda v: "n/a" if v is None else fmt.format(v)
+        ratio = lambda a, b: f"{a / b:.3g}" if a is not None and b else "n/a"
+        print(f"| {metric} | {' | '.join(cell(v) for v in vals)} | {ratio(vals[0], vals[1])} | {ratio(vals[0], vals[2])} |")
+
+    # rustic works on restic's repository: its bytes are restic's.
+    repo_after = lambda t: g("restic" if t == "rustic" else t, "after_prune")
+    three("prune wall s (lower is better)", lambda t: g(t, "prune.wall"), "{:.2f}")
+    three("prune CPU s", lambda t: g(t, "prune.cpu"), "{:.2f}")
+    three("prune peak RSS MiB", lambda t: g(t, "prune.rss_kb") / 1024, "{:.0f}")
+    three("repository MB after prune", lambda t: g(t, "after_prune") / MB, "{:.1f}")
+    three("check --read-data wall s", lambda t: g(t, "readdata.wall"), "{:.2f}")
+    three("check --read-data MB/s of repository bytes (higher is better)", lambda t: repo_after(t) / MB / g(t, "readdata.wall"), "{:.0f}")
+    three(f"check --read-data MB/s of the {keep} kept snapshots' bytes", lambda t: r["kept_bytes"] / MB / g(t, "readdata.wall"), "{:.0f}")
+    three("check --read-data CPU s", lambda t: g(t, "readdata.cpu"), "{:.2f}")
+    three("check --read-data peak RSS MiB", lambda t: g(t, "readdata.rss_kb") / 1024, "{:.0f}")
+
+print("\n### Targets (issue 16, goal 4)\n")
 try:
     pr = g("cairn", "prune.wall") / g("restic", "prune.wall")
     print(f"- cairn prune <= restic prune time: cairn/restic = {pr:.2f}: {'met' if pr <= 1 else '**missed**'}")
+except (TypeError, ZeroDivisionError):
+    pass
+try:
+    rd = (g("cairn", "after_prune") / g("cairn", "readdata.wall")) / (g("restic", "after_prune") / g("restic", "readdata.wall"))
+    print(f"- cairn check --read-data >= 2x restic's throughput (repository bytes per second): {rd:.2f}x: "
+          f"{'met' if rd >= 2 else '**missed**'}")
 except (TypeError, ZeroDivisionError):
     pass
 try:

@@ -4,10 +4,14 @@
 # line per day: prune time, blobs rewritten, MB freed and repository MB for each tool.
 #
 #   bash bench/prune_daily.sh [WORKDIR]      (BENCH_DAYS, default 16; series from etcd_series.py)
+#
+# CAIRN_MAX_UNUSED (percent, default 5: both tools' default) is passed to cairn's prune as
+# --max-unused, to measure what a looser limit costs in space and saves in time.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(realpath -m "${1:-$ROOT/bench/work}")
 N=${BENCH_DAYS:-16}
+MAX_UNUSED=${CAIRN_MAX_UNUSED:-5}
 C=${CAIRN_BIN:-$ROOT/target/release/cairn}
 [[ -x $C ]] || { echo "$C missing: cargo build --release -p cairn" >&2; exit 1; }
 python3 "$ROOT/bench/etcd_series.py" series "$WORK/series-30" --days 30 >/dev/null
@@ -20,7 +24,7 @@ out=$($C key generate -o c/id.txt 2>&1); r=$(grep -o 'age1[0-9a-z]*' <<<"$out" |
 $C init -q -r c/repo --recipient "$r"; $C key write-key -q -r c/repo -i c/id.txt -o c/w.key
 export RESTIC_PASSWORD=bench RESTIC_REPOSITORY=$RUN/r/repo RESTIC_CACHE_DIR=$RUN/r/cache
 restic init -q
-echo "# $($C --version), $(restic version | sed -n 1p); load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# $($C --version) (prune --max-unused $MAX_UNUSED), $(restic version | sed -n 1p); load $(cut -d' ' -f1-3 /proc/loadavg)"
 printf 'day cairn_prune_s cairn_rewritten_blobs cairn_freed_MB cairn_repo_MB restic_prune_s restic_repacked_blobs restic_freed_MB restic_repo_MB\n'
 for d in $(seq 1 "$N"); do
     cp "$S/day-$d.db" stage/snapshot.db
@@ -29,7 +33,7 @@ for d in $(seq 1 "$N"); do
     if ((d > 7)); then
         $C forget -q -r c/repo -i c/id.txt --keep-last 7 >/dev/null
         b=$(du -sb c/repo | cut -f1); sync
-        /usr/bin/time -f %e -o t.c $C prune -r c/repo -i c/id.txt >p.c 2>&1
+        /usr/bin/time -f %e -o t.c $C prune -r c/repo -i c/id.txt --max-unused "$MAX_UNUSED" >p.c 2>&1
         a=$(du -sb c/repo | cut -f1)
         rw=$(grep -o '[0-9]* live blobs rewritten' p.c | awk '{print $1}')
         restic forget -q --keep-last 7 >/dev/null
@@ -40,6 +44,7 @@ for d in $(seq 1 "$N"); do
         printf '%s %s %s %.1f %.1f %s %s %.1f %.1f\n' "$d" "$(cat t.c)" "${rw:-0}" \
             "$(awk -v a="$a" -v b="$b" 'BEGIN{print (b-a)/1e6}')" "$(awk -v a="$a" 'BEGIN{print a/1e6}')" \
             "$(cat t.r)" "${rr:-0}" \
-            "$(awk -v a="$ra" -v b="$rb" 'BEGIN{print (b-a)/1e6}')" "$(awk -v a="$ra" 'BEGIN{print a/1e6}')"
+            "$(awk -v a="$ra" -v b="$rb" 'BEGIN{print (b-a)/1e6}')" "$(awk -v a="$ra" 'BEGIN{print a/1e6}')" | tee -a days.txt
     fi
 done
+awk '{ c += $2; r += $6; n++ } END { if (n) printf "# mean prune s over %d days: cairn %.2f, restic %.2f, cairn/restic %.2f\n", n, c / n, r / n, c / r }' days.txt

@@ -308,6 +308,20 @@ pub fn read_blob(plaintext: &[u8], entry: &BlobEntry) -> Result<Vec<u8>, Error> 
     blob_from_frame(stored, entry)
 }
 
+/// Decompress a whole frame of a pack plaintext (no blob check: see the caller).
+pub fn read_frame(plaintext: &[u8], frame: &FrameRef) -> Result<Vec<u8>, Error> {
+    BlobEntry {
+        id: Id([0; 32]),
+        frame: *frame,
+        offset: 0,
+        len: frame.raw_len,
+    }
+    .validate(plaintext.len() as u64)?;
+    let stored =
+        &plaintext[frame.offset as usize..(frame.offset + u64::from(frame.stored_len)) as usize];
+    crate::frame::decompress(stored, frame.compression, frame.raw_len)
+}
+
 /// Given a frame's stored bytes, decompress and cut out the blob.
 pub fn blob_from_frame(stored: &[u8], entry: &BlobEntry) -> Result<Vec<u8>, Error> {
     let raw = crate::frame::decompress(stored, entry.frame.compression, entry.frame.raw_len)?;

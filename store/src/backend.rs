@@ -58,6 +58,12 @@ pub trait Backend: Send + Sync {
     fn put_new(&self, path: &str, bytes: &[u8]) -> Result<bool>;
     /// Read a whole object.
     fn get(&self, path: &str) -> Result<Vec<u8>>;
+    /// Read a whole object into `buf` (replacing its content), reusing its allocation where
+    /// the backend can: for readers of many large objects in turn.
+    fn get_into(&self, path: &str, buf: &mut Vec<u8>) -> Result<()> {
+        *buf = self.get(path)?;
+        Ok(())
+    }
     /// Open an object for random access.
     fn open(&self, path: &str) -> Result<Box<dyn ReadSeek>>;
     /// True if an object exists at `path`.

@@ -370,10 +370,28 @@ impl Audit {
     /// snapshots and files that use any pack found bad. Each snapshot is walked in full only
     /// when something is wrong; otherwise every distinct tree is read once.
     pub fn attribute(&self, report: &mut CheckReport) -> Result<()> {
+        let walked = self.walk_trees()?;
+        self.attribute_walked(walked, report)
+    }
+
+    /// Read every distinct tree: entry counts beyond the recorded ones, and the blobs
+    /// referenced (an error if a tree cannot be read). Needs nothing `check_data` finds, so
+    /// it can run beside it.
+    fn walk_trees(&self) -> Result<Walked> {
         let roots: Vec<Id> = self.snapshots.iter().map(|(_, s)| s.tree).collect();
         let mut loader = Loader::new(self.repo.clone(), self.index.clone());
-        self.entry_counts(&mut loader, report)?;
-        let clean = trees::referenced_blobs(&mut loader, &roots).is_ok_and(|blobs| {
+        let problems = self.entry_counts(&mut loader)?;
+        let referenced = trees::referenced_blobs(&mut loader, &roots);
+        Ok(Walked {
+            problems,
+            referenced,
+        })
+    }
+
+    /// [`Audit::attribute`] after [`Audit::walk_trees`].
+    fn attribute_walked(&self, walked: Walked, report: &mut CheckReport) -> Result<()> {
+        report.problems.extend(walked.problems);
+        let clean = walked.referenced.is_ok_and(|blobs| {
             blobs.iter().all(|b| {
                 self.index
                     .get(b)
@@ -383,6 +401,7 @@ impl Audit {
         if clean {
             return Ok(());
         }
+        let mut loader = Loader::new(self.repo.clone(), self.index.clone());
         let mut missing: HashMap<String, usize> = HashMap::new();
         for (snap_id, snap) in &self.snapshots {
             let mut affected =
@@ -442,7 +461,8 @@ impl Audit {
     /// Report snapshots whose trees describe more entries than they record: directories
     /// reused under many names, which would make `ls`, `diff` and `restore` run without end
     /// (they refuse such snapshots). Unreadable trees are reported by the walk that follows.
-    fn entry_counts(&self, loader: &mut Loader, report: &mut CheckReport) -> Result<()> {
+    fn entry_counts(&self, loader: &mut Loader) -> Result<Vec<Problem>> {
+        let mut problems = Vec::new();
         for (snap_id, snap) in &self.snapshots {
             let bound = trees::Bounds::of(snap).max_entries;
             match trees::count_entries(loader, &snap.tree) {
@@ -462,13 +482,13 @@ impl Audit {
                         HINT_PLANTED,
                     );
                     p.snapshots.push(*snap_id);
-                    report.problems.push(p);
+                    problems.push(p);
                 }
                 Err(e) if e.is_storage_failure() => return Err(e),
                 _ => {}
             }
         }
-        Ok(())
+        Ok(problems)
     }
 
     /// The object to name for tree blob `blob`, which could not be loaded with error `e`: the
@@ -546,10 +566,48 @@ fn display(path: &[Vec<u8>]) -> String {
     s
 }
 
+/// What walking the trees found (see [`Audit::walk_trees`]).
+struct Walked {
+    problems: Vec<Problem>,
+    referenced: Result<crate::blob_set::BlobSet>,
+}
+
+/// A pack found bad by `check_data`: id, path, cause, hint.
+type BadPack = (Id, String, String, &'static str);
+
 /// Read the selected packs whole and verify name, encryption, trailer and every blob.
 pub fn check_data(audit: &mut Audit, subset: Subset, report: &mut CheckReport) -> Result<()> {
-    let repo = audit.repo.clone();
-    if repo.data_identities().is_none() {
+    let found = data_problems(audit, subset, report)?;
+    audit.add_bad_packs(found, report);
+    Ok(())
+}
+
+/// [`check_data`] (when `subset` is given) and [`Audit::attribute`], the tree walk running
+/// on a thread of its own beside the pack readers.
+pub fn check_data_and_attribute(
+    audit: &mut Audit,
+    subset: Option<Subset>,
+    report: &mut CheckReport,
+) -> Result<()> {
+    let Some(subset) = subset else {
+        return audit.attribute(report);
+    };
+    let shared = &*audit;
+    let (walked, found) = std::thread::scope(|s| {
+        let walker = s.spawn(move || shared.walk_trees());
+        let found = data_problems(shared, subset, report);
+        let walked = walker
+            .join()
+            .unwrap_or_else(|_| Err(Error::Invalid("the tree walk thread panicked".into())));
+        (walked, found)
+    });
+    audit.add_bad_packs(found?, report);
+    audit.attribute_walked(walked?, report)
+}
+
+/// Verify the selected packs; the bad ones, for [`Audit::add_bad_packs`].
+fn data_problems(audit: &Audit, subset: Subset, report: &mut CheckReport) -> Result<Vec<BadPack>> {
+    if audit.repo.data_identities().is_none() {
         report.notes.push(
             "data packs were only checked against their names: decrypting them and verifying their blobs needs the identity (a write key cannot read file contents); tree packs were fully verified".into(),
         );
@@ -558,13 +616,23 @@ pub fn check_data(audit: &mut Audit, subset: Subset, report: &mut CheckReport) -
     check_packs(audit, subset, report, |_| true)
 }
 
+impl Audit {
+    /// Record packs `check_data` found bad, as problems.
+    fn add_bad_packs(&mut self, found: Vec<BadPack>, report: &mut CheckReport) {
+        for (id, path, cause, hint) in found {
+            self.bad_packs.insert(id, report.problems.len());
+            report.problems.push(Problem::new(path, cause, hint));
+        }
+    }
+}
+
 /// Verify the selected packs: every pack's name; the ones `decryptable` allows also in full.
 fn check_packs(
-    audit: &mut Audit,
+    audit: &Audit,
     subset: Subset,
     report: &mut CheckReport,
     decryptable: impl Fn(PackKind) -> bool + Sync,
-) -> Result<()> {
+) -> Result<Vec<BadPack>> {
     // Blobs by pack, from the index.
     let mut by_pack: HashMap<u32, Vec<(Id, crate::index::Location)>> = HashMap::new();
     for (id, loc) in audit.index.iter() {
@@ -633,11 +701,7 @@ fn check_packs(
     report.packs_read += read.into_inner();
     report.bytes_read += bytes.into_inner();
     report.blobs_verified += blobs.into_inner();
-    for (id, path, cause, hint) in found.into_inner().expect("lock") {
-        audit.bad_packs.insert(id, report.problems.len());
-        report.problems.push(Problem::new(path, cause, hint));
-    }
-    Ok(())
+    Ok(found.into_inner().expect("lock"))
 }
 
 enum PackError {
@@ -663,27 +727,46 @@ fn verify_pack(
             info.size
         )));
     }
-    let ct = repo.backend().get(path).map_err(|e| match e {
-        Error::NotFound { .. } => PackError::Damaged("missing from storage".into()),
-        e => PackError::Storage(e),
-    })?;
-    if Id::of_object(&ct) != info.id {
-        return Err(PackError::Damaged("content does not match its name".into()));
-    }
-    if !decrypt {
-        return Ok(0);
-    }
-    let plain = match info.kind {
-        PackKind::Tree => envelope::decrypt(&ct, &[repo.meta_identity()], MAX_PACK_LEN),
-        PackKind::Data => {
-            let ids = repo.data_identities().unwrap_or_default();
-            envelope::decrypt(&ct, &ids, MAX_PACK_LEN)
+    BUFFERS.with_borrow_mut(|(ct, plain)| {
+        repo.backend().get_into(path, ct).map_err(|e| match e {
+            Error::NotFound { .. } => PackError::Damaged("missing from storage".into()),
+            e => PackError::Storage(e),
+        })?;
+        if Id::of_object(ct) != info.id {
+            return Err(PackError::Damaged("content does not match its name".into()));
         }
-    }
-    .map_err(|e| PackError::Damaged(format!("cannot be decrypted: {e}")))?;
-    drop(ct);
+        if !decrypt {
+            return Ok(0);
+        }
+        match info.kind {
+            PackKind::Tree => {
+                envelope::decrypt_into(ct, &[repo.meta_identity()], MAX_PACK_LEN, plain)
+            }
+            PackKind::Data => {
+                let ids = repo.data_identities().unwrap_or_default();
+                envelope::decrypt_into(ct, &ids, MAX_PACK_LEN, plain)
+            }
+        }
+        .map_err(|e| PackError::Damaged(format!("cannot be decrypted: {e}")))?;
+        verify_plaintext(repo, plain, entries)
+    })
+}
+
+thread_local! {
+    /// Each pack reader's ciphertext and plaintext buffers, reused from pack to pack (fresh
+    /// 16 MiB buffers per pack cost as many page faults as their pages).
+    static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Verify a decrypted pack: trailer, and every indexed blob in `entries` against it and its id.
+fn verify_plaintext(
+    repo: &Repository,
+    plain: &[u8],
+    entries: &[(Id, crate::index::Location)],
+) -> std::result::Result<u64, PackError> {
     let trailer =
-        pack::parse_pack(&plain).map_err(|e| PackError::Damaged(format!("trailer: {e}")))?;
+        pack::parse_pack(plain).map_err(|e| PackError::Damaged(format!("trailer: {e}")))?;
     let in_trailer: HashSet<Id> = trailer.blobs.iter().map(|b| b.id).collect();
     let trailer_entries: HashSet<&pack::BlobEntry> = trailer.blobs.iter().collect();
     let key = repo.chunk_id_key();
@@ -710,13 +793,7 @@ fn verify_pack(
         }
         let f = loc.frame;
         if frame.as_ref().map(|(o, _)| *o) != Some(f.offset) {
-            let entry = pack::BlobEntry {
-                id: *id,
-                frame: f,
-                offset: 0,
-                len: f.raw_len,
-            };
-            let raw = pack::read_blob(&plain, &entry)
+            let raw = pack::read_frame(plain, &f)
                 .map_err(|e| PackError::Damaged(format!("frame at {}: {e}", f.offset)))?;
             frame = Some((f.offset, raw));
         }

@@ -179,12 +179,33 @@ impl Loader {
         frame: &FrameRef,
         blobs: &[(Id, u32, u32)],
     ) -> Result<Vec<u8>> {
+        Ok(self.verified_frame(pack, frame, blobs)?.0)
+    }
+
+    /// A frame of pack number `pack` decompressed, after checking that each of `blobs` (id,
+    /// offset, length in the frame) hashes to its id: the blobs are the checked slices.
+    pub fn load_frame_raw(
+        &mut self,
+        pack: u32,
+        frame: &FrameRef,
+        blobs: &[(Id, u32, u32)],
+    ) -> Result<Vec<u8>> {
+        Ok(self.verified_frame(pack, frame, blobs)?.1)
+    }
+
+    /// A frame as stored and decompressed, with `blobs` checked.
+    fn verified_frame(
+        &mut self,
+        pack: u32,
+        frame: &FrameRef,
+        blobs: &[(Id, u32, u32)],
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
         let stored = self.stored_frame(pack, frame)?;
         let raw = self.check.decompress(pack, frame, &stored)?;
         for &(id, offset, len) in blobs {
             self.check.blob(pack, &raw, &id, offset, len)?;
         }
-        Ok(stored)
+        Ok((stored, raw))
     }
 
     /// Read and decode a tree blob, its files' content filled in from their content lists.

@@ -98,7 +98,21 @@ impl IndexObjects {
             paths: Vec::new(),
             packs: HashMap::new(),
         };
+        out.refresh(repo)?;
+        Ok(out)
+    }
+
+    /// Read the index objects stored since these were read. Index objects are immutable and,
+    /// while the prune lease is held, only added (by backups and by repacking), never removed:
+    /// the ones read before stay valid.
+    fn refresh(&mut self, repo: &Repository) -> Result<()> {
+        let known: HashSet<String> = self.paths.iter().cloned().collect();
+        let mut added = false;
         for obj in repo.backend().list("index")? {
+            if known.contains(&obj.path) {
+                continue;
+            }
+            added = true;
             let name = obj.path.rsplit('/').next().unwrap_or_default();
             let rec = name
                 .parse::<Id>()
@@ -114,19 +128,21 @@ impl IndexObjects {
                     ))
                 })?;
             for p in rec.packs {
-                let entry = out.packs.entry(p.id).or_insert_with(|| IndexPack {
+                let entry = self.packs.entry(p.id).or_insert_with(|| IndexPack {
                     blobs: Vec::new(),
                     ..p.clone()
                 });
                 entry.blobs.extend(p.blobs);
             }
-            out.paths.push(obj.path);
+            self.paths.push(obj.path);
         }
-        for p in out.packs.values_mut() {
-            p.blobs.sort_by_key(|b| b.id);
-            p.blobs.dedup_by_key(|b| b.id);
+        if added {
+            for p in self.packs.values_mut() {
+                p.blobs.sort_by_key(|b| b.id);
+                p.blobs.dedup_by_key(|b| b.id);
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// A merged in-memory index of every pack not in `excluded`.
@@ -141,20 +157,46 @@ impl IndexObjects {
     }
 }
 
-/// Every blob the repository's snapshots reference. Unreadable snapshots stop prune.
-fn referenced(repo: &Arc<Repository>, index: Arc<Index>) -> Result<BlobSet> {
+/// The blobs snapshots reference, and which snapshots were walked for them.
+struct Referenced {
+    blobs: BlobSet,
+    snapshots: HashSet<Id>,
+}
+
+/// Every blob the repository's snapshots reference, walking only the snapshots not in
+/// `known` (whose blobs the caller has). `index` is built only if there is something to walk.
+/// Unreadable snapshots stop prune.
+fn referenced(
+    repo: &Arc<Repository>,
+    known: &HashSet<Id>,
+    index: impl FnOnce() -> Arc<Index>,
+) -> Result<Referenced> {
     let listing = snapshots::list(repo)?;
     if let Some((path, why)) = listing.damaged.first() {
         return Err(Error::Invalid(format!(
             "prune stopped: snapshot {path} cannot be read ({why}), so what it references is unknown. Run `cairn check`, then `cairn repair snapshots` or delete it"
         )));
     }
-    let roots: Vec<Id> = listing.snapshots.iter().map(|(_, s)| s.tree).collect();
-    trees::referenced_blobs(&mut Loader::new(repo.clone(), index), &roots).map_err(|e| {
-        Error::Invalid(format!(
-            "prune stopped: a snapshot's tree cannot be read ({e}). Run `cairn check`, then `cairn repair snapshots`"
-        ))
-    })
+    let new: Vec<&(Id, cairn_format::snapshot::Snapshot)> = listing
+        .snapshots
+        .iter()
+        .filter(|(id, _)| !known.contains(id))
+        .collect();
+    let snapshots = new.iter().map(|(id, _)| *id).collect();
+    if new.is_empty() {
+        return Ok(Referenced {
+            blobs: BlobSet::new(Arc::new(Index::from_packs(std::iter::empty()))),
+            snapshots,
+        });
+    }
+    let roots: Vec<Id> = new.iter().map(|(_, s)| s.tree).collect();
+    let blobs = trees::referenced_blobs(&mut Loader::new(repo.clone(), index()), &roots)
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "prune stopped: a snapshot's tree cannot be read ({e}). Run `cairn check`, then `cairn repair snapshots`"
+            ))
+        })?;
+    Ok(Referenced { blobs, snapshots })
 }
 
 /// Run prune: sweep what earlier runs marked, mark, and sweep again if nothing is running.
@@ -168,12 +210,14 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
     // A temporary file older than a lease's life belongs to no running writer.
     let age = std::time::Duration::from_secs(lease::expiry_secs().max(0) as u64);
     report.incomplete_removed = repo.backend().remove_incomplete(age)?;
-    sweep(repo, &mut report)?;
+    sweep(repo, &mut report, None)?;
     let plan = plan(repo, opts, &mut report)?;
-    if let Some(marker) = execute(repo, plan)? {
+    if let Some(marker) = execute(repo, &plan)? {
         report.marker = Some(marker);
         report.markers_pending.clear();
-        sweep(repo, &mut report)?;
+        // What the plan read stays true: its index objects and the blobs of the snapshots it
+        // walked. The sweep reads only what was stored since.
+        sweep(repo, &mut report, Some((plan.objects, plan.used)))?;
     }
     remove_spent_leases(repo)?;
     // Object Lock: what is kept stays protected the policy's days from now (packs a pending
@@ -196,6 +240,9 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
 /// What the mark phase decided.
 struct Plan {
     objects: IndexObjects,
+    /// The index of every pack in `objects`.
+    index: Arc<Index>,
+    used: Referenced,
     condemned: HashSet<Id>,
     unused: Vec<Id>,
     unindexed: Vec<(Id, PackKind, u64)>,
@@ -209,20 +256,24 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
         .iter()
         .flat_map(|(_, m)| m.packs.iter().map(|p| p.id))
         .collect();
+    let t = std::time::Instant::now();
     let objects = IndexObjects::load(repo)?;
     let all = Arc::new(objects.index(&HashSet::new()));
+    tracing::debug!("plan: index loaded in {:?}", t.elapsed());
     // Without pending markers the live index is the whole index: share it.
     let live = if condemned.is_empty() {
         all.clone()
     } else {
         Arc::new(objects.index(&condemned))
     };
-    let used = referenced(repo, all.clone())?;
-    let missing = used.iter().filter(|b| !all.contains(b)).count();
+    let t = std::time::Instant::now();
+    let used = referenced(repo, &HashSet::new(), || all.clone())?;
+    tracing::debug!("plan: snapshots walked in {:?}", t.elapsed());
+    let missing = used.blobs.iter().filter(|b| !all.contains(b)).count();
 
     // Each referenced blob counts as live in one pack: the one the live index finds first.
     let mut live_bytes: HashMap<Id, (u64, Vec<Id>)> = HashMap::new();
-    for b in &used {
+    for b in &used.blobs {
         if let Some(loc) = live.get(b) {
             let e = live_bytes.entry(live.pack(loc.pack).id).or_default();
             e.0 += u64::from(loc.len);
@@ -231,6 +282,8 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
     }
     let mut plan = Plan {
         objects,
+        index: all,
+        used,
         condemned,
         unused: Vec::new(),
         unindexed: Vec::new(),
@@ -294,17 +347,18 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
 }
 
 /// Repack, then write the marker. Returns the marker id, if anything was condemned.
-fn execute(repo: &Arc<Repository>, plan: Plan) -> Result<Option<Id>> {
+fn execute(repo: &Arc<Repository>, plan: &Plan) -> Result<Option<Id>> {
     if plan.unused.is_empty() && plan.unindexed.is_empty() && plan.repack.is_empty() {
         return Ok(None);
     }
     if !plan.repack.is_empty() {
+        let t = std::time::Instant::now();
         // The live blobs must land in packs outside everything this plan condemns, or the
         // saver would find them in a doomed pack and skip them.
         let mut skip = plan.condemned.clone();
         skip.extend(plan.repack.iter().map(|(id, _)| *id));
         skip.extend(plan.unused.iter().copied());
-        let read_index = Arc::new(plan.objects.index(&HashSet::new()));
+        let read_index = plan.index.clone();
         let mut saver = Saver::new(repo.clone(), Arc::new(plan.objects.index(&skip)), 0);
         // One thread reads (decrypts, decompresses, verifies) while this one feeds the saver,
         // whose own threads compress and upload.
@@ -314,7 +368,7 @@ fn execute(repo: &Arc<Repository>, plan: Plan) -> Result<Option<Id>> {
             .collect();
         let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|scope| -> Result<()> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Repacked>>(64);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Repacked>>(8);
             let (repack, packs) = (&plan.repack, &plan.objects.packs);
             let (numbers, next) = (&numbers, &next);
             // Readers take packs in turn: decompressing whole frames for a few live blobs
@@ -340,8 +394,15 @@ fn execute(repo: &Arc<Repository>, plan: Plan) -> Result<Option<Id>> {
             drop(tx);
             for item in rx {
                 match item? {
-                    Repacked::Blob(kind, bytes) => {
-                        saver.add_blob(kind, bytes)?;
+                    Repacked::Blobs { kind, raw, blobs } => {
+                        for (id, offset, len) in blobs {
+                            let start = offset as usize;
+                            // In range: the reader checked each blob's hash over this slice.
+                            let bytes = raw
+                                .get(start..start + len as usize)
+                                .ok_or(Error::BlobMissing(id))?;
+                            saver.add_hashed(kind, id, bytes)?;
+                        }
                     }
                     Repacked::Frame {
                         kind,
@@ -362,6 +423,7 @@ fn execute(repo: &Arc<Repository>, plan: Plan) -> Result<Option<Id>> {
             Ok(())
         })?;
         saver.finish()?;
+        tracing::debug!("repacked {} packs in {:?}", plan.repack.len(), t.elapsed());
     }
     let mut packs: Vec<IndexPack> = plan
         .unused
@@ -382,70 +444,71 @@ fn execute(repo: &Arc<Repository>, plan: Plan) -> Result<Option<Id>> {
     Ok(Some(repo.put_meta("gc", &marker.encode())?))
 }
 
-/// What repacking takes from an old pack: one live blob, or a frame whose blobs are all live,
-/// copied as stored (no recompression).
+/// What repacking takes from an old frame: the frame as stored, when all its blobs are live
+/// (copied without recompression), or else the frame decompressed with its live blobs, to be
+/// compressed again into new frames. Blobs are (id, offset, length) in the frame, verified.
 enum Repacked {
-    Blob(PackKind, Vec<u8>),
     Frame {
         kind: PackKind,
         frame: FrameRef,
         stored: Vec<u8>,
         blobs: Vec<(Id, u32, u32)>,
     },
+    Blobs {
+        kind: PackKind,
+        raw: Vec<u8>,
+        blobs: Vec<(Id, u32, u32)>,
+    },
 }
 
 /// The live content of `pack` (number `number` of the loader's index), frame by frame in pack
-/// order, so each frame is read once: whole frames where every blob is live, single blobs
-/// otherwise. Stops after the first error.
+/// order, each frame read and decompressed once. Stops after the first error.
 fn repack_pack<'a>(
     loader: &'a mut Loader,
     number: u32,
     pack: &'a IndexPack,
     live: &'a [Id],
 ) -> impl Iterator<Item = Result<Repacked>> + 'a {
-    enum Work {
-        Blob(Id),
-        Frame(FrameRef, Vec<(Id, u32, u32)>),
-    }
     let live: HashSet<&Id> = live.iter().collect();
     let mut frames: BTreeMap<u64, Vec<&BlobEntry>> = BTreeMap::new();
     for b in &pack.blobs {
         frames.entry(b.frame.offset).or_default().push(b);
     }
     let kind = pack.kind;
-    frames
-        .into_values()
-        .flat_map(move |entries| {
-            let frame = entries[0].frame;
-            let whole = entries
-                .iter()
-                .all(|e| e.frame == frame && live.contains(&e.id));
-            if whole {
-                let blobs = entries.iter().map(|e| (e.id, e.offset, e.len)).collect();
-                vec![Work::Frame(frame, blobs)]
-            } else {
-                let mut entries = entries;
-                entries.sort_by_key(|e| e.offset);
-                entries
-                    .into_iter()
-                    .filter(|e| live.contains(&e.id))
-                    .map(|e| Work::Blob(e.id))
-                    .collect()
-            }
+    frames.into_values().filter_map(move |entries| {
+        let frame = entries[0].frame;
+        if entries.iter().any(|e| e.frame != frame) {
+            return Some(Err(Error::Invalid(format!(
+                "the index describes the frame at offset {} of pack {} in two ways; run `cairn repair index`",
+                frame.offset,
+                Repository::pack_path(kind, &pack.id)
+            ))));
+        }
+        let whole = entries.iter().all(|e| live.contains(&e.id));
+        let mut blobs: Vec<(Id, u32, u32)> = entries
+            .iter()
+            .filter(|e| live.contains(&e.id))
+            .map(|e| (e.id, e.offset, e.len))
+            .collect();
+        if blobs.is_empty() {
+            return None;
+        }
+        Some(if whole {
+            loader
+                .load_frame(number, &frame, &blobs)
+                .map(|stored| Repacked::Frame {
+                    kind,
+                    frame,
+                    stored,
+                    blobs,
+                })
+        } else {
+            blobs.sort_by_key(|&(_, offset, _)| offset);
+            loader
+                .load_frame_raw(number, &frame, &blobs)
+                .map(|raw| Repacked::Blobs { kind, raw, blobs })
         })
-        .map(move |work| match work {
-            Work::Blob(id) => loader.load(&id).map(|bytes| Repacked::Blob(kind, bytes)),
-            Work::Frame(frame, blobs) => {
-                loader
-                    .load_frame(number, &frame, &blobs)
-                    .map(|stored| Repacked::Frame {
-                        kind,
-                        frame,
-                        stored,
-                        blobs,
-                    })
-            }
-        })
+    })
 }
 
 /// Remove the objects of writer leases released or no longer held, and superseded records of
@@ -476,8 +539,14 @@ fn remove_spent_leases(repo: &Repository) -> Result<()> {
     Ok(())
 }
 
-/// Sweep every marker no live writer could still be relying on.
-fn sweep(repo: &Arc<Repository>, report: &mut PruneReport) -> Result<()> {
+/// Sweep every marker no live writer could still be relying on. `known`: index objects
+/// already read and the blobs of the snapshots already walked in this run, to be completed
+/// with what was stored since rather than read again.
+fn sweep(
+    repo: &Arc<Repository>,
+    report: &mut PruneReport,
+    known: Option<(IndexObjects, Referenced)>,
+) -> Result<()> {
     let leases = lease::list_leases(repo)?;
     let markers = lease::load_markers(repo)?;
     if markers.is_empty() {
@@ -507,8 +576,26 @@ fn sweep(repo: &Arc<Repository>, report: &mut PruneReport) -> Result<()> {
     if ready.is_empty() {
         return Ok(());
     }
-    let objects = IndexObjects::load(repo)?;
-    let used = referenced(repo, Arc::new(objects.index(&HashSet::new())))?;
+    let t = std::time::Instant::now();
+    let (objects, earlier) = match known {
+        Some((mut objects, used)) => {
+            objects.refresh(repo)?;
+            (objects, Some(used))
+        }
+        None => (IndexObjects::load(repo)?, None),
+    };
+    let walked = earlier
+        .as_ref()
+        .map(|u| u.snapshots.clone())
+        .unwrap_or_default();
+    let later = referenced(repo, &walked, || Arc::new(objects.index(&HashSet::new())))?;
+    let used = |id: &Id| {
+        later.blobs.contains(id) || earlier.as_ref().is_some_and(|u| u.blobs.contains(id))
+    };
+    tracing::debug!(
+        "sweep: index loaded and snapshots walked in {:?}",
+        t.elapsed()
+    );
     let all_condemned: HashSet<Id> = lease::load_markers(repo)?
         .iter()
         .flat_map(|(_, m)| m.packs.iter().map(|p| p.id))
@@ -529,7 +616,7 @@ fn sweep(repo: &Arc<Repository>, report: &mut PruneReport) -> Result<()> {
                 .blobs
                 .iter()
                 .chain(indexed.iter().flat_map(|i| i.blobs.iter()))
-                .any(|b| used.contains(&b.id) && !housed.contains(&b.id));
+                .any(|b| used(&b.id) && !housed.contains(&b.id));
             if !needed {
                 delete.push(p.clone());
             } else if indexed.is_none() {
@@ -544,8 +631,12 @@ fn sweep(repo: &Arc<Repository>, report: &mut PruneReport) -> Result<()> {
         repo.put_meta("index", &IndexRecord { packs: rescue }.encode())?;
     }
     let doomed: HashSet<Id> = delete.iter().map(|p| p.id).collect();
+    let t = std::time::Instant::now();
     rewrite_index(repo, &objects, &doomed)?;
+    tracing::debug!("sweep: index rewritten in {:?}", t.elapsed());
+    let t = std::time::Instant::now();
     delete_packs(repo, &delete)?;
+    tracing::debug!("sweep: {} packs deleted in {:?}", delete.len(), t.elapsed());
     for p in &delete {
         report.packs_deleted += 1;
         report.bytes_freed += p.size;
@@ -736,6 +827,39 @@ mod tests {
         let tree = loader.load_tree(&snap.tree).unwrap();
         assert_eq!(loader.load(&tree.nodes[0].content[0]).unwrap(), content);
         assert!(lease::load_markers(&repo).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_sweep_after_marking_walks_snapshots_committed_since_the_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = age::x25519::Identity::generate();
+        let repo = create(dir.path(), &id);
+        let content = vec![5u8; 80_000];
+        let old = snapshot(&repo, Index::default(), "a", &content);
+
+        // A backup starts with the old data in its index; the old snapshot is forgotten and a
+        // prune plans and marks its pack.
+        let (lease, index) = Lease::begin_write(&repo).unwrap();
+        repo.backend().delete(&format!("snapshots/{old}")).unwrap();
+        let mut report = PruneReport::default();
+        let plan = plan(&repo, &PruneOptions::default(), &mut report).unwrap();
+        assert_eq!(report.unused_packs, 2, "data and tree pack: {report:?}");
+        execute(&repo, &plan).unwrap().expect("a marker");
+
+        // Before the sweep, the backup reuses the condemned blob, commits and ends.
+        lease.ensure_fresh().unwrap();
+        let reused = snapshot(&repo, index, "b", &content);
+        drop(lease);
+
+        // The sweep reuses what the plan read, yet sees the new snapshot and keeps the pack.
+        sweep(&repo, &mut report, Some((plan.objects, plan.used))).unwrap();
+        assert_eq!(report.markers_swept.len(), 1, "{report:?}");
+        assert_eq!(report.packs_rescued, 1, "the data pack: {report:?}");
+        assert_eq!(report.packs_deleted, 1, "the old tree pack: {report:?}");
+        let snap = snapshots::load(&repo, &reused).unwrap();
+        let mut loader = Loader::new(repo.clone(), Arc::new(Index::load(&repo).unwrap()));
+        let tree = loader.load_tree(&snap.tree).unwrap();
+        assert_eq!(loader.load(&tree.nodes[0].content[0]).unwrap(), content);
     }
 
     #[test]

@@ -377,7 +377,9 @@ impl Saver {
         self.key.clone()
     }
 
-    /// Store one blob whose id the caller computed with [`Saver::chunk_id_key`] (deduplicated).
+    /// Store one blob whose id the caller computed with [`Saver::chunk_id_key`], or checked
+    /// against its bytes (prune's repacking verifies each blob it reads): not hashed again.
+    /// Deduplicated.
     pub(crate) fn add_hashed(&mut self, kind: PackKind, id: Id, data: &[u8]) -> Result<()> {
         self.store(kind, id, Cow::Borrowed(data))
     }

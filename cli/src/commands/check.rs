@@ -76,13 +76,15 @@ pub fn audit_silent(g: &Global, a: &CheckArgs) -> Result<(Code, CheckReport)> {
             (true, _) => Some(Subset::All),
             (false, s) => s,
         };
-        if let Some(subset) = subset {
+        let bar = subset.map(|_| {
             let bar = output::progress(None, g.quiet, g.json);
             bar.set_message("reading packs");
-            check::check_data(&mut audit, subset, &mut report)?;
+            bar
+        });
+        check::check_data_and_attribute(&mut audit, subset, &mut report)?;
+        if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        audit.attribute(&mut report)?;
     }
     let code = if report.problems.is_empty() {
         Code::Ok

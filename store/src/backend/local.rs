@@ -96,6 +96,15 @@ impl Backend for LocalBackend {
         fs::read(self.full(path)).map_err(|e| Error::io("reading", path, e))
     }
 
+    fn get_into(&self, path: &str, buf: &mut Vec<u8>) -> Result<()> {
+        use std::io::Read;
+        buf.clear();
+        File::open(self.full(path))
+            .and_then(|mut f| f.read_to_end(buf))
+            .map(drop)
+            .map_err(|e| Error::io("reading", path, e))
+    }
+
     fn open(&self, path: &str) -> Result<Box<dyn ReadSeek>> {
         let f = File::open(self.full(path)).map_err(|e| Error::io("opening", path, e))?;
         Ok(Box::new(io::BufReader::with_capacity(64 << 10, f)))
