@@ -34,8 +34,19 @@ use std::sync::{Arc, Mutex};
 const MAX_FILES_LISTED: usize = 20;
 /// Largest pack read whole by `check_data`.
 const MAX_PACK_LEN: u64 = 1 << 30;
-/// Threads reading objects.
-const READERS: usize = 4;
+/// Threads reading objects from remote storage (requests in flight).
+const REMOTE_READERS: usize = 4;
+
+/// Threads reading objects: [`REMOTE_READERS`] for remote storage; one per core (2 to 4)
+/// locally, where reading is CPU work and each reader holds a pack's ciphertext and plaintext
+/// (up to 2 × 16 MiB).
+fn readers(backend: &dyn crate::backend::Backend) -> usize {
+    if backend.is_remote() {
+        REMOTE_READERS
+    } else {
+        std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4))
+    }
+}
 
 /// One damaged or missing object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +139,7 @@ pub fn check_names(backend: &dyn Backend, report: &mut CheckReport) -> Result<()
     }
     let problems = Mutex::new(Vec::new());
     let bytes = AtomicU64::new(0);
-    parallel(&objects, |obj| {
+    parallel(&objects, readers(backend), |obj| {
         let name = obj.path.rsplit('/').next().unwrap_or_default();
         let Ok(want) = name.parse::<Id>() else {
             problems.lock().expect("lock").push(Problem::new(
@@ -186,12 +197,16 @@ fn hash_object(backend: &dyn Backend, path: &str) -> Result<(Id, u64)> {
     Ok((Id(*hasher.finalize().as_bytes()), len))
 }
 
-/// Run `f` over `items` on a few threads; the first error stops the rest.
-fn parallel<T: Sync>(items: &[T], f: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
+/// Run `f` over `items` on `threads` threads; the first error stops the rest.
+fn parallel<T: Sync>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> Result<()> + Sync,
+) -> Result<()> {
     let next = AtomicU64::new(0);
     let first_error = Mutex::new(None);
     std::thread::scope(|s| {
-        for _ in 0..READERS.min(items.len()) {
+        for _ in 0..threads.min(items.len()) {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                 if i >= items.len() || first_error.lock().expect("lock").is_some() {
@@ -648,7 +663,7 @@ fn check_packs(
     let (bytes, blobs, read) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let repo = &audit.repo;
     let index = &audit.index;
-    parallel(&packs, |n| {
+    parallel(&packs, readers(repo.backend()), |n| {
         let info = index.pack(*n);
         let path = Repository::pack_path(info.kind, &info.id);
         let entries = by_pack.get(n).map_or(&[][..], Vec::as_slice);
@@ -679,7 +694,7 @@ fn check_packs(
         .iter()
         .filter(|p| subset.selects(&p.id))
         .collect();
-    parallel(&unindexed, |info| {
+    parallel(&unindexed, readers(repo.backend()), |info| {
         let path = Repository::pack_path(info.kind, &info.id);
         match verify_pack(repo, &path, info, &[], decryptable(info.kind)) {
             Ok(_) => {
