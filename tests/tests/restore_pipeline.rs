@@ -1,7 +1,8 @@
 //! Large files restore through fetcher and worker threads (cli/src/restore/content.rs): content
 //! spread over many packs and two backups, blobs used many times in one file and runs of zeros
 //! (left as holes) come back byte exact; a damaged pack fails the restore, names the pack and
-//! leaves no partial file behind.
+//! leaves no partial file behind. Each on a local repository and from S3, where spans of a pack
+//! are read with one ranged GET each and coalesced across wider gaps.
 
 use cairn_e2e::*;
 use std::fs;
@@ -28,8 +29,17 @@ fn restored_bytes(fx: &Fixture, snap: &str, target: &Path, src: &Path) -> Vec<u8
 
 #[test]
 fn large_files_restore_byte_exact_across_packs_and_backups() {
+    byte_exact_across_packs_and_backups(Backend::Local);
+}
+
+#[test]
+fn large_files_restore_byte_exact_from_s3_with_spans_coalesced_across_gaps() {
+    byte_exact_across_packs_and_backups(Backend::S3);
+}
+
+fn byte_exact_across_packs_and_backups(backend: Backend) {
     // 1 MiB packs: a 12 MiB file spans a dozen packs.
-    let fx = Fixture::on_with(Backend::Local, &["--pack-size", "1"]);
+    let fx = Fixture::on_with(backend, &["--pack-size", "1"]);
     let src = fx.path("src");
     let file = src.join("big.bin");
     let first = content(7);
@@ -58,7 +68,16 @@ fn large_files_restore_byte_exact_across_packs_and_backups() {
 
 #[test]
 fn a_damaged_pack_fails_the_threaded_restore_and_leaves_no_file() {
-    let fx = Fixture::on_with(Backend::Local, &["--pack-size", "1"]);
+    damaged_pack_fails_and_leaves_no_file(Backend::Local);
+}
+
+#[test]
+fn a_damaged_pack_fails_the_restore_from_s3_mid_span_and_leaves_no_file() {
+    damaged_pack_fails_and_leaves_no_file(Backend::S3);
+}
+
+fn damaged_pack_fails_and_leaves_no_file(backend: Backend) {
+    let fx = Fixture::on_with(backend, &["--pack-size", "1"]);
     let src = fx.path("src");
     let file = src.join("big.bin");
     write_file(&file, &random_bytes(11, 8 * MB));

@@ -9,7 +9,8 @@
 //! of adjacent blobs with one positioned write each. Blobs of zeros are not written (holes).
 //!
 //! Memory: the plan (32 bytes per blob of the file, 40 per frame) plus at most
-//! `FETCHERS + QUEUE + workers` spans of at most [`SPAN_MAX`] bytes and one frame per worker.
+//! `FETCHERS + QUEUE + workers` spans of at most [`Spans::max`] bytes (twice that in a fetcher:
+//! the stored chunks and their plaintext) and one frame per worker.
 
 use anyhow::Result;
 use cairn_format::pack::FrameRef;
@@ -21,10 +22,28 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// Frames of one pack this close together are read in one pass.
-const SPAN_GAP: u64 = 64 << 10;
-/// Longest span read in one pass (a longer frame is read alone).
-const SPAN_MAX: u64 = 512 << 10;
+/// How frames of one pack are grouped into spans, each read with one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Spans {
+    /// Frames of one pack this close together are read in one pass (the gap is read too).
+    pub gap: u64,
+    /// Longest span read in one pass (a longer frame is read alone).
+    pub max: u64,
+}
+
+impl Spans {
+    /// Local storage: a read costs a system call, a gap costs its bytes.
+    pub const LOCAL: Spans = Spans {
+        gap: 64 << 10,
+        max: 512 << 10,
+    };
+    /// Remote storage: a read costs a round trip, worth some hundred kilobytes of gap; at most
+    /// a MiB per request keeps the bytes in flight bounded (see the module's memory note).
+    pub const REMOTE: Spans = Spans {
+        gap: 256 << 10,
+        max: 1 << 20,
+    };
+}
 /// Spans read ahead of the workers.
 const QUEUE: usize = 4;
 /// Threads reading packs: several packs in flight from remote storage.
@@ -69,8 +88,18 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Locate every blob of `ids` in the loader's index.
+    /// Locate every blob of `ids` in the loader's index; spans sized for its storage.
     pub fn new(loader: &Loader, ids: &[Id]) -> Result<Plan> {
+        let spans = if loader.frame_check().is_remote() {
+            Spans::REMOTE
+        } else {
+            Spans::LOCAL
+        };
+        Plan::with_spans(loader, ids, spans)
+    }
+
+    /// Locate every blob of `ids` in the loader's index, grouping frames into `limits`' spans.
+    pub fn with_spans(loader: &Loader, ids: &[Id], limits: Spans) -> Result<Plan> {
         let index = loader.index();
         let mut pieces = Vec::with_capacity(ids.len());
         let mut at = 0u64;
@@ -121,8 +150,8 @@ impl Plan {
                 Some(s)
                     if s.pack == pack
                         && start >= s.end
-                        && start - s.end <= SPAN_GAP
-                        && end - s.start <= SPAN_MAX =>
+                        && start - s.end <= limits.gap
+                        && end - s.start <= limits.max =>
                 {
                     s.end = end;
                     s.jobs.end = j + 1;
