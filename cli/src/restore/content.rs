@@ -12,6 +12,7 @@
 //! `FETCHERS + QUEUE + workers` spans of at most [`Spans::max`] bytes (twice that in a fetcher:
 //! the stored chunks and their plaintext) and one frame per worker.
 
+use super::follow::{self, Done, Feed};
 use anyhow::Result;
 use cairn_format::pack::FrameRef;
 use cairn_format::Id;
@@ -194,17 +195,33 @@ impl Plan {
 }
 
 /// Write `plan`'s blobs of `ids` into `file` with fetcher and worker threads; `progress` gets
-/// the bytes of each blob placed. Returns the file's length (the file is extended to it).
+/// the bytes of each blob placed, `feed` (if any) the file's bytes in order as they are written
+/// (see [`follow`]). Returns the file's length (the file is extended to it first).
 pub fn write(
     loader: &Loader,
     plan: &Plan,
     ids: &[Id],
     file: &File,
     progress: &(dyn Fn(u64) + Sync),
+    feed: Option<Feed<'_>>,
 ) -> Result<u64> {
     let check = loader.frame_check();
     let next_pack = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
+    // Holes read back as zeros while the follower reads behind the writes.
+    file.set_len(plan.len)?;
+    let done = Done::new(ids.len(), feed.is_some());
+    let ends = match feed {
+        Some(_) => {
+            let mut ends = vec![0u64; ids.len()];
+            for p in &plan.pieces {
+                ends[p.blob as usize] = p.at + u64::from(p.len);
+            }
+            ends
+        }
+        None => Vec::new(),
+    };
+    let over = AtomicBool::new(false);
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let fail = |e: anyhow::Error| {
         failed.store(true, Ordering::Relaxed);
@@ -246,22 +263,38 @@ pub fn write(
             });
         }
         drop(tx);
-        for _ in 1..workers {
-            let (rx, check, fail) = (rx.clone(), check.clone(), &fail);
+        if let Some(feed) = feed {
+            let (ends, done, over, failed, fail) = (&ends, &done, &over, &failed, &fail);
             s.spawn(move || {
-                if let Err(e) = work(plan, ids, &check, file, &rx, progress) {
+                if let Err(e) = follow::follow(file, plan.len, ends, done, over, failed, feed) {
                     fail(e);
                 }
             });
         }
-        if let Err(e) = work(plan, ids, &check, file, &rx, progress) {
+        let done = &done;
+        let others: Vec<_> = (1..workers)
+            .map(|_| {
+                let (rx, check, fail) = (rx.clone(), check.clone(), &fail);
+                s.spawn(move || {
+                    if let Err(e) = work(plan, ids, &check, file, &rx, progress, done) {
+                        fail(e);
+                    }
+                })
+            })
+            .collect();
+        if let Err(e) = work(plan, ids, &check, file, &rx, progress, done) {
             fail(e);
         }
+        for w in others {
+            if w.join().is_err() {
+                fail(anyhow::anyhow!("a restore worker thread panicked"));
+            }
+        }
+        over.store(true, Ordering::Release);
     });
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
-    file.set_len(plan.len)?;
     Ok(plan.len)
 }
 
@@ -273,6 +306,7 @@ fn work(
     file: &File,
     rx: &crossbeam_channel::Receiver<(usize, Vec<u8>)>,
     progress: &(dyn Fn(u64) + Sync),
+    done: &Done,
 ) -> Result<()> {
     for (i, bytes) in rx {
         let span = &plan.spans[i];
@@ -291,6 +325,7 @@ fn work(
                 &raw,
                 file,
                 progress,
+                done,
             )?;
         }
     }
@@ -298,6 +333,7 @@ fn work(
 }
 
 /// Check and write the pieces of one decompressed frame; adjacent pieces go in one write.
+/// Each piece is marked in `done` once on disk (or a hole).
 fn write_frame(
     pieces: &[Piece],
     ids: &[Id],
@@ -305,13 +341,21 @@ fn write_frame(
     raw: &[u8],
     file: &File,
     progress: &(dyn Fn(u64) + Sync),
+    done: &Done,
 ) -> Result<()> {
-    // The run being gathered: file offset and range in the frame.
-    let mut run: Option<(u64, Range<usize>)> = None;
+    // The run being gathered: file offset, range in the frame, and its first piece.
+    let mut run: Option<(u64, Range<usize>, usize)> = None;
+    let flush = |(at, r, first): (u64, Range<usize>, usize), end: usize| -> Result<()> {
+        file.write_all_at(&raw[r], at)?;
+        for p in &pieces[first..end] {
+            done.mark(p.blob as usize);
+        }
+        Ok(())
+    };
     // The last blob checked (pieces of one blob are adjacent): its id, place, and whether
     // it is all zeros.
     let mut checked: Option<(&Id, u32, u32, bool)> = None;
-    for p in pieces {
+    for (k, p) in pieces.iter().enumerate() {
         let id = &ids[p.blob as usize];
         let zero = match checked {
             Some((c, off, len, zero)) if (c, off, len) == (id, p.in_frame, p.len) => zero,
@@ -324,20 +368,23 @@ fn write_frame(
         };
         let here = p.in_frame as usize..(p.in_frame + p.len) as usize;
         run = match run {
-            Some((at, r)) if !zero && at + r.len() as u64 == p.at && r.end == here.start => {
-                Some((at, r.start..here.end))
+            Some((at, r, first)) if !zero && at + r.len() as u64 == p.at && r.end == here.start => {
+                Some((at, r.start..here.end, first))
             }
             other => {
-                if let Some((at, r)) = other {
-                    file.write_all_at(&raw[r], at)?;
+                if let Some(run) = other {
+                    flush(run, k)?;
                 }
-                (!zero).then_some((p.at, here))
+                if zero {
+                    done.mark(p.blob as usize);
+                }
+                (!zero).then_some((p.at, here, k))
             }
         };
         progress(u64::from(p.len));
     }
-    if let Some((at, r)) = run {
-        file.write_all_at(&raw[r], at)?;
+    if let Some(run) = run {
+        flush(run, pieces.len())?;
     }
     Ok(())
 }

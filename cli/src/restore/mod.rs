@@ -13,6 +13,7 @@
 mod blobs;
 pub mod cluster_backup;
 mod content;
+mod follow;
 mod owners;
 pub mod plan;
 pub mod privileged;
@@ -387,7 +388,8 @@ impl Restorer {
         let result = (|| -> Result<()> {
             let file = std::fs::File::from(fd);
             let progress = self.progress.clone();
-            let written = blobs::write_content(loader, &file, &node.content, |n| progress.inc(n))?;
+            let written =
+                blobs::write_content(loader, &file, &node.content, |n| progress.inc(n), None)?;
             if written != node.size {
                 bail!(
                     "content is {written} bytes but the snapshot recorded {}: the snapshot is damaged",

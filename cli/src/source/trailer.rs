@@ -105,36 +105,73 @@ impl<R: Read> Read for TrailerCheck<R> {
 
 /// The side thread: sha256 of all but the last 32 bytes, compared with them; bbolt facts.
 fn side(rx: Receiver<Vec<u8>>, inspect: bool) -> Digest {
-    let mut hasher = Sha256::new();
-    let mut tail: Vec<u8> = Vec::with_capacity(2 * TRAILER_LEN);
-    let mut inspector = inspect.then(StreamInspector::new);
+    let mut digester = Digester::new(inspect);
     for piece in rx {
-        if let Some(i) = inspector.as_mut() {
-            i.update(&piece);
+        digester.update(&piece);
+    }
+    digester.finish()
+}
+
+/// The trailer check (and bbolt facts) of bytes fed in file order, on the caller's thread.
+pub struct Digester {
+    hasher: Sha256,
+    /// The newest 32 bytes, not hashed yet: they may be the trailer.
+    tail: Vec<u8>,
+    inspector: Option<StreamInspector>,
+    len: u64,
+}
+
+impl Digester {
+    /// A digester that has seen nothing; with `inspect`, it also computes the bbolt facts.
+    pub fn new(inspect: bool) -> Self {
+        Digester {
+            hasher: Sha256::new(),
+            tail: Vec::with_capacity(2 * TRAILER_LEN),
+            inspector: inspect.then(StreamInspector::new),
+            len: 0,
+        }
+    }
+
+    /// Bytes fed so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Take the next bytes of the file.
+    pub fn update(&mut self, piece: &[u8]) {
+        self.len += piece.len() as u64;
+        if let Some(i) = self.inspector.as_mut() {
+            i.update(piece);
         }
         // Everything except the newest 32 bytes is known not to be trailer: hash it.
         if piece.len() >= TRAILER_LEN {
-            hasher.update(&tail);
-            hasher.update(&piece[..piece.len() - TRAILER_LEN]);
-            tail.clear();
-            tail.extend_from_slice(&piece[piece.len() - TRAILER_LEN..]);
+            self.hasher.update(&self.tail);
+            self.hasher.update(&piece[..piece.len() - TRAILER_LEN]);
+            self.tail.clear();
+            self.tail
+                .extend_from_slice(&piece[piece.len() - TRAILER_LEN..]);
         } else {
-            tail.extend_from_slice(&piece);
-            if tail.len() > TRAILER_LEN {
-                let extra = tail.len() - TRAILER_LEN;
-                hasher.update(&tail[..extra]);
-                tail.drain(..extra);
+            self.tail.extend_from_slice(piece);
+            if self.tail.len() > TRAILER_LEN {
+                let extra = self.tail.len() - TRAILER_LEN;
+                self.hasher.update(&self.tail[..extra]);
+                self.tail.drain(..extra);
             }
         }
     }
-    let verdict = if tail.len() == TRAILER_LEN && hasher.finalize().as_slice() == tail {
-        Verdict::Valid
-    } else {
-        Verdict::Invalid
-    };
-    Digest {
-        verdict,
-        bbolt: inspector.map(StreamInspector::finish),
+
+    /// The verdict on the trailer and, if asked for, the bbolt facts.
+    pub fn finish(self) -> Digest {
+        let verdict =
+            if self.tail.len() == TRAILER_LEN && self.hasher.finalize().as_slice() == self.tail {
+                Verdict::Valid
+            } else {
+                Verdict::Invalid
+            };
+        Digest {
+            verdict,
+            bbolt: self.inspector.map(StreamInspector::finish),
+        }
     }
 }
 
