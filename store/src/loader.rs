@@ -150,6 +150,12 @@ impl Loader {
         }
     }
 
+    /// Another loader over the same repository and index, with caches of its own (for
+    /// another thread).
+    pub fn fork(&self) -> Loader {
+        Loader::new(self.repo.clone(), self.index.clone())
+    }
+
     /// The index in use.
     pub fn index(&self) -> &Index {
         &self.index
