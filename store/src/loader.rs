@@ -32,10 +32,11 @@ pub struct FrameCheck {
     repo: Arc<Repository>,
     index: Arc<Index>,
     key: ChunkIdKey,
+    remote: bool,
 }
 
-/// One pack opened for ranged reads of its plaintext, each read with one request of the
-/// stored object (see [`crate::staged`]).
+/// One pack opened for ranged reads of its plaintext; from remote storage each read is one
+/// request of the stored object (see [`crate::staged`]).
 pub struct PackReader {
     number: u32,
     reader: SeekableReader<StagedReader>,
@@ -56,15 +57,16 @@ impl FrameCheck {
         })
     }
 
-    /// `len` plaintext bytes at `offset` of the pack `pack` is open on: the stored chunks
-    /// holding them are read in one request, then decrypted.
+    /// `len` plaintext bytes at `offset` of the pack `pack` is open on: from remote storage,
+    /// the stored chunks holding them are read in one request, then decrypted.
     pub fn read(&self, pack: &mut PackReader, offset: u64, len: usize) -> Result<Vec<u8>> {
         let total = pack
             .reader
             .plaintext_len()
             .map_err(|e| self.damaged(pack.number, e))?;
         let end = offset.saturating_add(len as u64);
-        if end <= total {
+        // Locally the decryption reads the file directly: staging would only add a copy.
+        if self.remote && end <= total {
             let range =
                 cairn_format::envelope::ciphertext_range(pack.stager.size(), total, offset..end);
             pack.stager.stage(range).map_err(|e| {
@@ -114,7 +116,7 @@ impl FrameCheck {
 
     /// True when packs travel over a network (each read is a request).
     pub fn is_remote(&self) -> bool {
-        self.repo.backend().is_remote()
+        self.remote
     }
 
     /// A damaged-pack error for pack number `pack`.
@@ -141,6 +143,7 @@ impl Loader {
             repo: repo.clone(),
             index: index.clone(),
             key: repo.chunk_id_key(),
+            remote: repo.backend().is_remote(),
         };
         Loader {
             repo,
