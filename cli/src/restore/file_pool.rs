@@ -113,8 +113,8 @@ impl Pool {
             }
             s.pending += 1;
         }
-        let sent = self.tx.as_ref().map(|tx| tx.send(job));
-        if !matches!(sent, Some(Ok(()))) {
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(job).is_ok());
+        if !sent {
             self.shared.lock().pending -= 1;
             anyhow::bail!("the restore workers stopped");
         }

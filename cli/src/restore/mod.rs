@@ -95,6 +95,9 @@ struct Level {
     finish: Finish,
 }
 
+/// A directory left whose metadata waits: its descriptor, node, path and what to do.
+type Deferred = (Arc<OwnedFd>, Node, Vec<Vec<u8>>, Finish);
+
 /// What leaving a directory does once everything below it is restored.
 #[derive(Clone, Copy)]
 enum Finish {
@@ -115,7 +118,7 @@ struct Restorer {
     /// Threads writing small files (see [`file_pool`]).
     pool: Option<file_pool::Pool>,
     /// Directories left whose metadata waits for the files in flight, in the order left.
-    deferred: Vec<(Arc<OwnedFd>, Node, Vec<Vec<u8>>, Finish)>,
+    deferred: Vec<Deferred>,
     /// `levels[k]`: the directory at the first `k` path components.
     levels: Vec<Level>,
     /// First restored path (components below the target) of each hard-link group.
