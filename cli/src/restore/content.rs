@@ -346,7 +346,13 @@ fn write_frame(
     // The run being gathered: file offset, range in the frame, and its first piece.
     let mut run: Option<(u64, Range<usize>, usize)> = None;
     let flush = |(at, r, first): (u64, Range<usize>, usize), end: usize| -> Result<()> {
+        let len = r.len() as u64;
         file.write_all_at(&raw[r], at)?;
+        if !done.tracked() {
+            // Disk writes start now rather than in the restore's final sync (a follower,
+            // when there is one, starts them in file order).
+            follow::start_writeback(file, at, len);
+        }
         for p in &pieces[first..end] {
             done.mark(p.blob as usize);
         }

@@ -38,6 +38,11 @@ impl Done {
         }
     }
 
+    /// Whether positions are tracked (somebody follows).
+    pub fn tracked(&self) -> bool {
+        !self.0.is_empty()
+    }
+
     fn is_done(&self, blob: usize) -> bool {
         self.0[blob].load(Ordering::Acquire)
     }
