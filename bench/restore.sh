@@ -29,7 +29,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/bench/common.sh"
 WORK=$(realpath -m "${1:-$ROOT/bench/work}")
-DATA=$WORK/data
+# Resolved: a symlinked data directory (shared bench data) gives every tool the same path.
+DATA=$(realpath -m "$WORK/data")
 SERIES=$DATA/etcd-series
 RUN=$WORK/restore-run
 LOGS=$WORK/logs

@@ -28,6 +28,7 @@ pub mod repo;
 pub mod retention;
 pub mod saver;
 pub mod snapshots;
+pub mod staged;
 pub mod trees;
 
 pub use error::{ConfigError, Error, Result};

@@ -4,6 +4,7 @@
 use crate::backend::ReadSeek;
 use crate::index::{Index, Location};
 use crate::repo::Repository;
+use crate::staged::{self, StagedReader, Stager};
 use crate::{Error, Result};
 use cairn_format::envelope::SeekableReader;
 use cairn_format::pack::{FrameRef, PackKind};
@@ -31,29 +32,61 @@ pub struct FrameCheck {
     repo: Arc<Repository>,
     index: Arc<Index>,
     key: ChunkIdKey,
+    remote: bool,
 }
 
-/// One pack opened for ranged reads of its plaintext.
+/// One pack opened for ranged reads of its plaintext; from remote storage each read is one
+/// request of the stored object (see [`crate::staged`]).
 pub struct PackReader {
     number: u32,
-    reader: SeekableReader<Box<dyn ReadSeek>>,
+    reader: SeekableReader<StagedReader>,
+    stager: Stager,
 }
 
 impl FrameCheck {
     /// Open pack number `pack`.
     pub fn open_pack(&self, pack: u32) -> Result<PackReader> {
         let info = self.index.pack(pack);
+        let object = self.repo.pack_object(info.kind, &info.id)?;
+        let (staged, stager) = staged::staged(object)
+            .map_err(|e| self.damaged(pack, cairn_format::envelope::EnvelopeError::Io(e)))?;
         Ok(PackReader {
             number: pack,
-            reader: self.repo.open_pack(info.kind, &info.id)?,
+            reader: self.repo.decrypt_pack(info.kind, &info.id, staged)?,
+            stager,
         })
     }
 
-    /// `len` plaintext bytes at `offset` of the pack `pack` is open on.
+    /// `len` plaintext bytes at `offset` of the pack `pack` is open on: from remote storage,
+    /// the stored chunks holding them are read in one request, then decrypted.
     pub fn read(&self, pack: &mut PackReader, offset: u64, len: usize) -> Result<Vec<u8>> {
-        pack.reader
+        let total = pack
+            .reader
+            .plaintext_len()
+            .map_err(|e| self.damaged(pack.number, e))?;
+        let end = offset.saturating_add(len as u64);
+        // Locally the decryption reads the file directly: staging would only add a copy.
+        if self.remote && end <= total {
+            let range =
+                cairn_format::envelope::ciphertext_range(pack.stager.size(), total, offset..end);
+            pack.stager.stage(range).map_err(|e| {
+                use cairn_format::envelope::EnvelopeError;
+                match e.kind() {
+                    // Shorter than its index entry says.
+                    std::io::ErrorKind::UnexpectedEof => {
+                        self.damaged(pack.number, EnvelopeError::Damaged)
+                    }
+                    // A storage failure is reported as itself.
+                    _ => self.damaged(pack.number, EnvelopeError::Io(e)),
+                }
+            })?;
+        }
+        let read = pack
+            .reader
             .read_at(offset, len)
-            .map_err(|e| self.damaged(pack.number, e))
+            .map_err(|e| self.damaged(pack.number, e));
+        pack.stager.clear();
+        read
     }
 
     /// The plaintext of `frame` of pack number `pack`, from its stored bytes.
@@ -81,6 +114,11 @@ impl FrameCheck {
             })
     }
 
+    /// True when packs travel over a network (each read is a request).
+    pub fn is_remote(&self) -> bool {
+        self.remote
+    }
+
     /// A damaged-pack error for pack number `pack`.
     pub fn damaged(&self, pack: u32, e: impl Into<cairn_format::Error>) -> Error {
         let info = self.index.pack(pack);
@@ -105,6 +143,7 @@ impl Loader {
             repo: repo.clone(),
             index: index.clone(),
             key: repo.chunk_id_key(),
+            remote: repo.backend().is_remote(),
         };
         Loader {
             repo,
@@ -112,6 +151,12 @@ impl Loader {
             check,
             caches: [Cache::default(), Cache::default()],
         }
+    }
+
+    /// Another loader over the same repository and index, with caches of its own (for
+    /// another thread).
+    pub fn fork(&self) -> Loader {
+        Loader::new(self.repo.clone(), self.index.clone())
     }
 
     /// The index in use.

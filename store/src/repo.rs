@@ -456,8 +456,23 @@ impl Repository {
 
     /// Open a pack for random access, with the identity its kind needs.
     pub fn open_pack(&self, kind: PackKind, id: &Id) -> Result<SeekableReader<Box<dyn ReadSeek>>> {
+        let reader = self.backend.open(&Self::pack_path(kind, id))?;
+        self.decrypt_pack(kind, id, reader)
+    }
+
+    /// The stored object of a pack, for [`Repository::decrypt_pack`].
+    pub fn pack_object(&self, kind: PackKind, id: &Id) -> Result<Box<dyn ReadSeek>> {
+        self.backend.open(&Self::pack_path(kind, id))
+    }
+
+    /// Random access to the plaintext of the pack `reader` reads.
+    pub fn decrypt_pack<R: std::io::Read + std::io::Seek>(
+        &self,
+        kind: PackKind,
+        id: &Id,
+        reader: R,
+    ) -> Result<SeekableReader<R>> {
         let path = Self::pack_path(kind, id);
-        let reader = self.backend.open(&path)?;
         let result = match kind {
             PackKind::Tree => SeekableReader::open(reader, &[&self.meta_identity]),
             PackKind::Data => {

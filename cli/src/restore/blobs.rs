@@ -1,5 +1,6 @@
 //! A file's content as a reader: its blobs, loaded and verified one at a time.
 
+use super::follow::Feed;
 use cairn_format::Id;
 use cairn_store::loader::Loader;
 use std::io::{self, Read};
@@ -46,17 +47,19 @@ impl Read for BlobReader<'_> {
 /// verified against its keyed hash. Blobs of zeros are not written but left as holes (the file
 /// is extended to its full length at the end), so a sparse file restores sparse. A file of a
 /// few frames is written here, through the loader's caches (small files of one frame share
-/// its decompression); a larger one by [`super::content`]'s threads. Returns the bytes written.
+/// its decompression); a larger one by [`super::content`]'s threads. `feed` (if any) gets the
+/// file's bytes in order once written (see [`super::follow`]). Returns the bytes written.
 pub fn write_content(
     loader: &mut Loader,
     file: &std::fs::File,
     ids: &[Id],
     progress: impl Fn(u64) + Sync,
+    feed: Option<Feed<'_>>,
 ) -> anyhow::Result<u64> {
     use std::os::unix::fs::FileExt;
     let plan = super::content::Plan::new(loader, ids)?;
     if plan.frames() > SMALL_FRAMES {
-        return super::content::write(loader, &plan, ids, file, &progress);
+        return super::content::write(loader, &plan, ids, file, &progress, feed);
     }
     // Pieces of one blob are adjacent in the plan: a zero blob is loaded once.
     let mut last_zero: Option<&Id> = None;
@@ -73,6 +76,9 @@ pub fn write_content(
         progress(u64::from(len));
     }
     file.set_len(plan.len)?;
+    if let Some(feed) = feed {
+        super::follow::feed_written(file, plan.len, feed)?;
+    }
     Ok(plan.len)
 }
 

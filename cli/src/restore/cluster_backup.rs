@@ -6,6 +6,7 @@ use super::blobs::BlobReader;
 use super::plan::{Plan, Sink};
 use super::temporaries;
 use crate::output;
+use crate::source::trailer::Digester;
 use anyhow::{bail, Context, Result};
 use cairn_format::snapshot::{Snapshot, SourceKind};
 use cairn_format::tree::{Node, NodeKind};
@@ -31,29 +32,30 @@ pub struct Written {
 }
 
 /// Write to `dir/name` through the temporary file `tmp`, renamed once complete, synced and
-/// checked (the sync and the check run at the same time).
-fn write_atomically(
+/// checked (the sync and the check, given what `fill` returned, run at the same time).
+fn write_atomically<T>(
     dir: &Path,
     name: &str,
     tmp: &str,
-    fill: impl FnOnce(&mut File) -> Result<()>,
-    check: impl FnOnce(&Path) -> Result<()>,
+    fill: impl FnOnce(&mut File) -> Result<T>,
+    check: impl FnOnce(&Path, T) -> Result<()>,
 ) -> Result<PathBuf> {
     let dest = dir.join(name);
     let tmp = dir.join(tmp);
     let result = (|| {
         // Both files hold cluster secrets: private, as `etcdctl snapshot save` writes them.
         let mut f = fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
-        fill(&mut f)?;
-        // Flushing to disk and re-reading for the check (from the page cache) overlap.
+        let filled = fill(&mut f)?;
+        // Flushing to disk and the check overlap.
         let (synced, checked) = std::thread::scope(|s| {
             let sync = s.spawn(|| f.sync_all());
-            let checked = check(&tmp);
+            let checked = check(&tmp, filled);
             (sync.join(), checked)
         });
         synced
@@ -168,18 +170,26 @@ pub fn restore(
             name,
             &temporaries::name(1),
             |f| {
-                let n = super::blobs::write_content(loader, f, &node.content, |_| {})
-                    .context("writing the etcd snapshot")?;
+                // The trailer and bbolt checks read the file back behind the writes.
+                let mut digester = Digester::new(true);
+                let n = super::blobs::write_content(
+                    loader,
+                    f,
+                    &node.content,
+                    |_| {},
+                    Some(&mut |b: &[u8]| digester.update(b)),
+                )
+                .context("writing the etcd snapshot")?;
                 if n != node.size {
                     bail!(
                         "the etcd snapshot has {n} bytes of content, the snapshot recorded {}",
                         node.size
                     );
                 }
-                Ok(())
+                Ok(digester)
             },
-            |tmp| {
-                verified = super::verify::etcd_file(tmp, snap)?;
+            |tmp, digester| {
+                verified = super::verify::etcd_digest(tmp, snap, digester)?;
                 Ok(())
             },
         )?);
@@ -191,7 +201,7 @@ pub fn restore(
             name,
             &temporaries::name(2),
             |f| archive(f, loader, snap, pod_dirs),
-            |_| Ok(()),
+            |_, ()| Ok(()),
         )?);
     }
     Ok(written)

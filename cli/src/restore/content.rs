@@ -9,8 +9,10 @@
 //! of adjacent blobs with one positioned write each. Blobs of zeros are not written (holes).
 //!
 //! Memory: the plan (32 bytes per blob of the file, 40 per frame) plus at most
-//! `FETCHERS + QUEUE + workers` spans of at most [`SPAN_MAX`] bytes and one frame per worker.
+//! `FETCHERS + QUEUE + workers` spans of at most [`Spans::max`] bytes (twice that in a fetcher:
+//! the stored chunks and their plaintext) and one frame per worker.
 
+use super::follow::{self, Done, Feed};
 use anyhow::Result;
 use cairn_format::pack::FrameRef;
 use cairn_format::Id;
@@ -21,10 +23,28 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// Frames of one pack this close together are read in one pass.
-const SPAN_GAP: u64 = 64 << 10;
-/// Longest span read in one pass (a longer frame is read alone).
-const SPAN_MAX: u64 = 512 << 10;
+/// How frames of one pack are grouped into spans, each read with one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Spans {
+    /// Frames of one pack this close together are read in one pass (the gap is read too).
+    pub gap: u64,
+    /// Longest span read in one pass (a longer frame is read alone).
+    pub max: u64,
+}
+
+impl Spans {
+    /// Local storage: a read costs a system call, a gap costs its bytes.
+    pub const LOCAL: Spans = Spans {
+        gap: 64 << 10,
+        max: 512 << 10,
+    };
+    /// Remote storage: a read costs a round trip, worth some hundred kilobytes of gap; at most
+    /// a MiB per request keeps the bytes in flight bounded (see the module's memory note).
+    pub const REMOTE: Spans = Spans {
+        gap: 256 << 10,
+        max: 1 << 20,
+    };
+}
 /// Spans read ahead of the workers.
 const QUEUE: usize = 4;
 /// Threads reading packs: several packs in flight from remote storage.
@@ -69,8 +89,18 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Locate every blob of `ids` in the loader's index.
+    /// Locate every blob of `ids` in the loader's index; spans sized for its storage.
     pub fn new(loader: &Loader, ids: &[Id]) -> Result<Plan> {
+        let spans = if loader.frame_check().is_remote() {
+            Spans::REMOTE
+        } else {
+            Spans::LOCAL
+        };
+        Plan::with_spans(loader, ids, spans)
+    }
+
+    /// Locate every blob of `ids` in the loader's index, grouping frames into `limits`' spans.
+    pub fn with_spans(loader: &Loader, ids: &[Id], limits: Spans) -> Result<Plan> {
         let index = loader.index();
         let mut pieces = Vec::with_capacity(ids.len());
         let mut at = 0u64;
@@ -121,8 +151,8 @@ impl Plan {
                 Some(s)
                     if s.pack == pack
                         && start >= s.end
-                        && start - s.end <= SPAN_GAP
-                        && end - s.start <= SPAN_MAX =>
+                        && start - s.end <= limits.gap
+                        && end - s.start <= limits.max =>
                 {
                     s.end = end;
                     s.jobs.end = j + 1;
@@ -165,17 +195,33 @@ impl Plan {
 }
 
 /// Write `plan`'s blobs of `ids` into `file` with fetcher and worker threads; `progress` gets
-/// the bytes of each blob placed. Returns the file's length (the file is extended to it).
+/// the bytes of each blob placed, `feed` (if any) the file's bytes in order as they are written
+/// (see [`follow`]). Returns the file's length (the file is extended to it first).
 pub fn write(
     loader: &Loader,
     plan: &Plan,
     ids: &[Id],
     file: &File,
     progress: &(dyn Fn(u64) + Sync),
+    feed: Option<Feed<'_>>,
 ) -> Result<u64> {
     let check = loader.frame_check();
     let next_pack = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
+    // Holes read back as zeros while the follower reads behind the writes.
+    file.set_len(plan.len)?;
+    let done = Done::new(ids.len(), feed.is_some());
+    let ends = match feed {
+        Some(_) => {
+            let mut ends = vec![0u64; ids.len()];
+            for p in &plan.pieces {
+                ends[p.blob as usize] = p.at + u64::from(p.len);
+            }
+            ends
+        }
+        None => Vec::new(),
+    };
+    let over = AtomicBool::new(false);
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let fail = |e: anyhow::Error| {
         failed.store(true, Ordering::Relaxed);
@@ -217,22 +263,38 @@ pub fn write(
             });
         }
         drop(tx);
-        for _ in 1..workers {
-            let (rx, check, fail) = (rx.clone(), check.clone(), &fail);
+        if let Some(feed) = feed {
+            let (ends, done, over, failed, fail) = (&ends, &done, &over, &failed, &fail);
             s.spawn(move || {
-                if let Err(e) = work(plan, ids, &check, file, &rx, progress) {
+                if let Err(e) = follow::follow(file, plan.len, ends, done, over, failed, feed) {
                     fail(e);
                 }
             });
         }
-        if let Err(e) = work(plan, ids, &check, file, &rx, progress) {
+        let done = &done;
+        let others: Vec<_> = (1..workers)
+            .map(|_| {
+                let (rx, check, fail) = (rx.clone(), check.clone(), &fail);
+                s.spawn(move || {
+                    if let Err(e) = work(plan, ids, &check, file, &rx, progress, done) {
+                        fail(e);
+                    }
+                })
+            })
+            .collect();
+        if let Err(e) = work(plan, ids, &check, file, &rx, progress, done) {
             fail(e);
         }
+        for w in others {
+            if w.join().is_err() {
+                fail(anyhow::anyhow!("a restore worker thread panicked"));
+            }
+        }
+        over.store(true, Ordering::Release);
     });
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
-    file.set_len(plan.len)?;
     Ok(plan.len)
 }
 
@@ -244,6 +306,7 @@ fn work(
     file: &File,
     rx: &crossbeam_channel::Receiver<(usize, Vec<u8>)>,
     progress: &(dyn Fn(u64) + Sync),
+    done: &Done,
 ) -> Result<()> {
     for (i, bytes) in rx {
         let span = &plan.spans[i];
@@ -262,6 +325,7 @@ fn work(
                 &raw,
                 file,
                 progress,
+                done,
             )?;
         }
     }
@@ -269,6 +333,7 @@ fn work(
 }
 
 /// Check and write the pieces of one decompressed frame; adjacent pieces go in one write.
+/// Each piece is marked in `done` once on disk (or a hole).
 fn write_frame(
     pieces: &[Piece],
     ids: &[Id],
@@ -276,13 +341,27 @@ fn write_frame(
     raw: &[u8],
     file: &File,
     progress: &(dyn Fn(u64) + Sync),
+    done: &Done,
 ) -> Result<()> {
-    // The run being gathered: file offset and range in the frame.
-    let mut run: Option<(u64, Range<usize>)> = None;
+    // The run being gathered: file offset, range in the frame, and its first piece.
+    let mut run: Option<(u64, Range<usize>, usize)> = None;
+    let flush = |(at, r, first): (u64, Range<usize>, usize), end: usize| -> Result<()> {
+        let len = r.len() as u64;
+        file.write_all_at(&raw[r], at)?;
+        if !done.tracked() {
+            // Disk writes start now rather than in the restore's final sync (a follower,
+            // when there is one, starts them in file order).
+            follow::start_writeback(file, at, len);
+        }
+        for p in &pieces[first..end] {
+            done.mark(p.blob as usize);
+        }
+        Ok(())
+    };
     // The last blob checked (pieces of one blob are adjacent): its id, place, and whether
     // it is all zeros.
     let mut checked: Option<(&Id, u32, u32, bool)> = None;
-    for p in pieces {
+    for (k, p) in pieces.iter().enumerate() {
         let id = &ids[p.blob as usize];
         let zero = match checked {
             Some((c, off, len, zero)) if (c, off, len) == (id, p.in_frame, p.len) => zero,
@@ -295,20 +374,23 @@ fn write_frame(
         };
         let here = p.in_frame as usize..(p.in_frame + p.len) as usize;
         run = match run {
-            Some((at, r)) if !zero && at + r.len() as u64 == p.at && r.end == here.start => {
-                Some((at, r.start..here.end))
+            Some((at, r, first)) if !zero && at + r.len() as u64 == p.at && r.end == here.start => {
+                Some((at, r.start..here.end, first))
             }
             other => {
-                if let Some((at, r)) = other {
-                    file.write_all_at(&raw[r], at)?;
+                if let Some(run) = other {
+                    flush(run, k)?;
                 }
-                (!zero).then_some((p.at, here))
+                if zero {
+                    done.mark(p.blob as usize);
+                }
+                (!zero).then_some((p.at, here, k))
             }
         };
         progress(u64::from(p.len));
     }
-    if let Some((at, r)) = run {
-        file.write_all_at(&raw[r], at)?;
+    if let Some(run) = run {
+        flush(run, pieces.len())?;
     }
     Ok(())
 }

@@ -13,6 +13,8 @@
 mod blobs;
 pub mod cluster_backup;
 mod content;
+mod file_pool;
+mod follow;
 mod owners;
 pub mod plan;
 pub mod privileged;
@@ -33,6 +35,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 use walk::{Includes, Visit};
 
 /// Restore options.
@@ -70,14 +73,33 @@ pub struct Report {
     pub selinux_labels_not_set: u64,
 }
 
+impl Report {
+    /// Add what `other` did.
+    fn merge(&mut self, other: Report) {
+        self.files += other.files;
+        self.dirs += other.dirs;
+        self.kept_dirs += other.kept_dirs;
+        self.others += other.others;
+        self.bytes += other.bytes;
+        self.stale_temporaries += other.stale_temporaries;
+        self.skipped.extend(other.skipped);
+        self.warnings.extend(other.warnings);
+        self.selinux_labels_not_set += other.selinux_labels_not_set;
+    }
+}
+
 /// A directory of the snapshot on the way down: open once something is restored in it.
 struct Level {
-    fd: Option<OwnedFd>,
+    fd: Option<Arc<OwnedFd>>,
     /// What leaving it does.
     finish: Finish,
 }
 
+/// A directory left whose metadata waits: its descriptor, node, path and what to do.
+type Deferred = (Arc<OwnedFd>, Node, Vec<Vec<u8>>, Finish);
+
 /// What leaving a directory does once everything below it is restored.
+#[derive(Clone, Copy)]
 enum Finish {
     /// Set the snapshot's metadata (the restore made it, or `--overwrite`).
     Meta,
@@ -92,7 +114,11 @@ struct Restorer {
     progress: ProgressBar,
     is_root: bool,
     /// Owner names → ids on the host being restored.
-    owners: owners::Owners,
+    owners: Arc<owners::Owners>,
+    /// Threads writing small files (see [`file_pool`]).
+    pool: Option<file_pool::Pool>,
+    /// Directories left whose metadata waits for the files in flight, in the order left.
+    deferred: Vec<Deferred>,
     /// `levels[k]`: the directory at the first `k` path components.
     levels: Vec<Level>,
     /// First restored path (components below the target) of each hard-link group.
@@ -124,17 +150,42 @@ pub fn restore(
     let root_fd = open_target(target)?
         .with_context(|| format!("restore target {} vanished", target.display()))?;
     let stale_temporaries = remove_stale(root_fd.as_fd(), &[])?;
+    let is_root = rustix::process::geteuid().is_root();
+    let owners = Arc::new(owners::Owners::for_target(target));
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let write: Arc<file_pool::WriteFile> = {
+        let (owners, progress) = (owners.clone(), progress.clone());
+        Arc::new(move |loader, job, report| {
+            let m = Meta {
+                is_root,
+                owners: &owners,
+            };
+            write_file(
+                loader,
+                job.dir.as_fd(),
+                &job.tmp,
+                &job.node,
+                &job.path,
+                &m,
+                &progress,
+                report,
+            )
+        })
+    };
+    let pool = file_pool::Pool::new(threads, || loader.fork(), write);
     let mut r = Restorer {
         levels: vec![Level {
-            fd: Some(rustix::io::dup(&root_fd)?),
+            fd: Some(Arc::new(rustix::io::dup(&root_fd)?)),
             finish: Finish::Meta,
         }],
         root: root_fd,
         tmp_counter: 0,
         overwrite: opts.overwrite,
         progress,
-        is_root: rustix::process::geteuid().is_root(),
-        owners: owners::Owners::for_target(target),
+        is_root,
+        owners,
+        pool: Some(pool),
+        deferred: Vec::new(),
         links: HashMap::new(),
         report: Report {
             stale_temporaries,
@@ -142,8 +193,15 @@ pub fn restore(
         },
     };
     walk::walk(loader, snap, &mut opts.includes, &mut r)?;
+    r.finish_deferred()?;
     rfs::syncfs(&r.root).context("flushing restored files to disk")?;
     Ok(r.report)
+}
+
+/// What setting an entry's owner needs.
+struct Meta<'a> {
+    is_root: bool,
+    owners: &'a owners::Owners,
 }
 
 /// Open the restore target directory (following a symlink: it is the operator's own path);
@@ -224,9 +282,56 @@ impl Visit for Restorer {
         let Some(fd) = level.fd else {
             return Ok(());
         };
-        match level.finish {
+        if self.pool.is_some() {
+            // Files in flight may still be made in it: its metadata comes after them.
+            self.deferred.push((fd, node, path.to_vec(), level.finish));
+            if self.deferred.len() >= file_pool::DEFERRED {
+                self.finish_deferred()?;
+            }
+            return Ok(());
+        }
+        self.finish_dir(&fd, &node, path, level.finish)
+    }
+
+    fn entry(&mut self, loader: &mut Loader, node: &Node, path: &[Vec<u8>]) -> Result<()> {
+        if let Some(why) = skip_reason(node, self.is_root) {
+            self.report.skipped.push((display(path), why.into()));
+            return Ok(());
+        }
+        self.ensure(path)?;
+        let level = path.len() - 1;
+        let dir = self.levels[level]
+            .fd
+            .clone()
+            .context("directory not open")?;
+        self.write_entry(loader, &dir, node, path)
+            .with_context(|| format!("restoring {}", display(path)))
+    }
+}
+
+impl Restorer {
+    /// Wait for the files in flight, then apply the deferred directories' metadata.
+    fn finish_deferred(&mut self) -> Result<()> {
+        if let Some(pool) = &self.pool {
+            pool.wait(&mut self.report)?;
+        }
+        for (fd, node, path, finish) in std::mem::take(&mut self.deferred) {
+            self.finish_dir(&fd, &node, &path, finish)?;
+        }
+        Ok(())
+    }
+
+    /// Leaving directory `fd` at `path`: apply its metadata, or put back its time.
+    fn finish_dir(
+        &mut self,
+        fd: &OwnedFd,
+        node: &Node,
+        path: &[Vec<u8>],
+        finish: Finish,
+    ) -> Result<()> {
+        match finish {
             Finish::Meta => {
-                self.apply_fd_meta(fd.as_fd(), &node, path)
+                self.apply_fd_meta(fd.as_fd(), node, path)
                     .with_context(|| format!("setting the metadata of {}", display(path)))?;
                 self.report.dirs += 1;
             }
@@ -243,21 +348,6 @@ impl Visit for Restorer {
         Ok(())
     }
 
-    fn entry(&mut self, loader: &mut Loader, node: &Node, path: &[Vec<u8>]) -> Result<()> {
-        if let Some(why) = skip_reason(node, self.is_root) {
-            self.report.skipped.push((display(path), why.into()));
-            return Ok(());
-        }
-        self.ensure(path)?;
-        let level = path.len() - 1;
-        let dfd = self.levels[level].fd.take().context("directory not open")?;
-        let result = self.write_entry(loader, dfd.as_fd(), node, path);
-        self.levels[level].fd = Some(dfd);
-        result.with_context(|| format!("restoring {}", display(path)))
-    }
-}
-
-impl Restorer {
     /// Make sure the directories holding `path` (and `path` itself when it is a directory
     /// being entered) exist and are open; stale temporaries are removed from existing ones.
     fn ensure(&mut self, path: &[Vec<u8>]) -> Result<()> {
@@ -280,7 +370,7 @@ impl Restorer {
                 Finish::Keep(mtime(fd.as_fd())?)
             };
             self.levels[k] = Level {
-                fd: Some(fd),
+                fd: Some(Arc::new(fd)),
                 finish,
             };
         }
@@ -290,10 +380,11 @@ impl Restorer {
     fn write_entry(
         &mut self,
         loader: &mut Loader,
-        dfd: BorrowedFd<'_>,
+        dir: &Arc<OwnedFd>,
         node: &Node,
         path: &[Vec<u8>],
     ) -> Result<()> {
+        let dfd = dir.as_fd();
         let name = OsStr::from_bytes(&node.name);
         // The preflight found the way clear; this re-check catches what changed since.
         if let Ok(st) = rfs::statat(dfd, name, AtFlags::SYMLINK_NOFOLLOW) {
@@ -309,7 +400,7 @@ impl Restorer {
             }
         }
         let special = match node.kind {
-            NodeKind::File => return self.file(loader, dfd, node, path),
+            NodeKind::File => return self.file(loader, dir, node, path),
             NodeKind::Symlink => {
                 let target = node.target.as_deref().unwrap_or_default();
                 replace_existing(dfd, name, self.overwrite)?;
@@ -341,10 +432,11 @@ impl Restorer {
     fn file(
         &mut self,
         loader: &mut Loader,
-        dfd: BorrowedFd<'_>,
+        dir: &Arc<OwnedFd>,
         node: &Node,
         path: &[Vec<u8>],
     ) -> Result<()> {
+        let dfd = dir.as_fd();
         let name = OsStr::from_bytes(&node.name);
         if node.nlink > 1 {
             if let Some(first) = self.links.get(&(node.device, node.inode)) {
@@ -378,78 +470,52 @@ impl Restorer {
         }
         self.tmp_counter += 1;
         let tmp = temporaries::name(self.tmp_counter);
-        let fd = rfs::openat(
-            dfd,
-            tmp.as_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )?;
-        let result = (|| -> Result<()> {
-            let file = std::fs::File::from(fd);
-            let progress = self.progress.clone();
-            let written = blobs::write_content(loader, &file, &node.content, |n| progress.inc(n))?;
-            if written != node.size {
-                bail!(
-                    "content is {written} bytes but the snapshot recorded {}: the snapshot is damaged",
-                    node.size
-                );
-            }
-            self.apply_fd_meta(file.as_fd(), node, path)?;
-            self.report.bytes += written;
-            rfs::renameat(dfd, tmp.as_str(), dfd, name)?;
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = rfs::unlinkat(dfd, tmp.as_str(), AtFlags::empty());
+        // Hard links need their first name in place before the next: written here.
+        if let (Some(pool), 1, true) = (&self.pool, node.nlink, node.size <= file_pool::SMALL) {
+            return pool.submit(file_pool::Job {
+                dir: dir.clone(),
+                tmp,
+                node: node.clone(),
+                path: path.to_vec(),
+            });
         }
-        result?;
+        let m = Meta {
+            is_root: self.is_root,
+            owners: &self.owners,
+        };
+        write_file(
+            loader,
+            dfd,
+            &tmp,
+            node,
+            path,
+            &m,
+            &self.progress,
+            &mut self.report,
+        )?;
         if node.nlink > 1 {
             self.links.insert((node.device, node.inode), path.to_vec());
         }
-        self.report.files += 1;
         Ok(())
     }
 
-    /// Set every extended attribute of `node` with `set`; failures (e.g. `security.*` without
-    /// privilege) become warnings, not errors.
+    /// Set every extended attribute of `node` with `set` (see [`set_xattrs`]).
     fn set_xattrs(
         &mut self,
         node: &Node,
         path: &[Vec<u8>],
         set: impl Fn(&OsStr, &[u8]) -> rustix::io::Result<()>,
     ) {
-        for x in &node.xattrs {
-            if let Err(e) = set(OsStr::from_bytes(&x.name), &x.value) {
-                if label_refused(&x.name, e) {
-                    self.report.selinux_labels_not_set += 1;
-                    continue;
-                }
-                self.report.warnings.push(format!(
-                    "{}: extended attribute {} not restored: {e}",
-                    display(path),
-                    String::from_utf8_lossy(&x.name)
-                ));
-            }
-        }
+        set_xattrs(&mut self.report, node, path, set)
     }
 
     /// Owner, xattrs, mode and times on an open file or directory.
     fn apply_fd_meta(&mut self, fd: BorrowedFd<'_>, node: &Node, path: &[Vec<u8>]) -> Result<()> {
-        if self.is_root {
-            rfs::fchown(
-                fd,
-                Some(rustix::fs::Uid::from_raw(self.owners.uid(node))),
-                Some(rustix::fs::Gid::from_raw(self.owners.gid(node))),
-            )
-            .with_context(|| "setting owner".to_string())?;
-        }
-        self.set_xattrs(node, path, |name, value| {
-            rfs::fsetxattr(fd, name, value, rfs::XattrFlags::empty())
-        });
-        rfs::fchmod(fd, Mode::from_raw_mode(node.mode))
-            .with_context(|| "setting mode".to_string())?;
-        rfs::futimens(fd, &times(node)).with_context(|| "setting times".to_string())?;
-        Ok(())
+        let m = Meta {
+            is_root: self.is_root,
+            owners: &self.owners,
+        };
+        fd_meta(fd, node, path, &m, &mut self.report)
     }
 
     /// Owner, mode and times on a symlink or special file, without following it.
@@ -493,6 +559,95 @@ impl Restorer {
                 .push(format!("{}: times not restored: {e}", display(path)));
         }
     }
+}
+
+/// Write the file `node` at `path` into `dfd` through the temporary name `tmp`: content (every
+/// blob checked), size check, metadata, rename; the temporary is removed on failure.
+#[allow(clippy::too_many_arguments)]
+fn write_file(
+    loader: &mut Loader,
+    dfd: BorrowedFd<'_>,
+    tmp: &str,
+    node: &Node,
+    path: &[Vec<u8>],
+    m: &Meta<'_>,
+    progress: &ProgressBar,
+    report: &mut Report,
+) -> Result<()> {
+    let fd = rfs::openat(
+        dfd,
+        tmp,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?;
+    let result = (|| -> Result<()> {
+        let file = std::fs::File::from(fd);
+        let written =
+            blobs::write_content(loader, &file, &node.content, |n| progress.inc(n), None)?;
+        if written != node.size {
+            bail!(
+                "content is {written} bytes but the snapshot recorded {}: the snapshot is damaged",
+                node.size
+            );
+        }
+        fd_meta(file.as_fd(), node, path, m, report)?;
+        report.bytes += written;
+        rfs::renameat(dfd, tmp, dfd, OsStr::from_bytes(&node.name))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = rfs::unlinkat(dfd, tmp, AtFlags::empty());
+    }
+    result?;
+    report.files += 1;
+    Ok(())
+}
+
+/// Set every extended attribute of `node` with `set`; failures (e.g. `security.*` without
+/// privilege) become warnings in `report`, not errors.
+fn set_xattrs(
+    report: &mut Report,
+    node: &Node,
+    path: &[Vec<u8>],
+    set: impl Fn(&OsStr, &[u8]) -> rustix::io::Result<()>,
+) {
+    for x in &node.xattrs {
+        if let Err(e) = set(OsStr::from_bytes(&x.name), &x.value) {
+            if label_refused(&x.name, e) {
+                report.selinux_labels_not_set += 1;
+                continue;
+            }
+            report.warnings.push(format!(
+                "{}: extended attribute {} not restored: {e}",
+                display(path),
+                String::from_utf8_lossy(&x.name)
+            ));
+        }
+    }
+}
+
+/// Owner, xattrs, mode and times on an open file or directory.
+fn fd_meta(
+    fd: BorrowedFd<'_>,
+    node: &Node,
+    path: &[Vec<u8>],
+    m: &Meta<'_>,
+    report: &mut Report,
+) -> Result<()> {
+    if m.is_root {
+        rfs::fchown(
+            fd,
+            Some(rustix::fs::Uid::from_raw(m.owners.uid(node))),
+            Some(rustix::fs::Gid::from_raw(m.owners.gid(node))),
+        )
+        .with_context(|| "setting owner".to_string())?;
+    }
+    set_xattrs(report, node, path, |name, value| {
+        rfs::fsetxattr(fd, name, value, rfs::XattrFlags::empty())
+    });
+    rfs::fchmod(fd, Mode::from_raw_mode(node.mode)).with_context(|| "setting mode".to_string())?;
+    rfs::futimens(fd, &times(node)).with_context(|| "setting times".to_string())?;
+    Ok(())
 }
 
 /// Set the mode of the FIFO or device node `name` in `dfd` without following a symlink: it is

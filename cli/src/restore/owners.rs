@@ -6,14 +6,17 @@
 use cairn_format::tree::Node;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 /// Most bytes of a passwd or group file read.
 const MAX_DB: u64 = 16 << 20;
 
 /// Maps recorded owner names to ids.
 pub enum Owners {
-    /// This host's NSS (getpwnam, getgrnam).
-    Host,
+    /// This host's NSS (getpwnam, getgrnam), each name looked up once: a lookup reads
+    /// nsswitch.conf, passwd and group again (a dozen system calls), and a config tree of
+    /// thousands of files has a handful of owners.
+    Host(HostCache),
     /// The target's passwd and group files: name → id.
     Target {
         users: HashMap<String, u32>,
@@ -45,13 +48,35 @@ fn read(path: &Path) -> Option<String> {
     Some(s)
 }
 
+/// Names looked up on this host: name → id, None when unknown.
+#[derive(Default)]
+pub struct HostCache {
+    users: Mutex<HashMap<String, Option<u32>>>,
+    groups: Mutex<HashMap<String, Option<u32>>>,
+}
+
+/// `name`'s entry in `cache`, looked up with `find` the first time.
+fn cached(
+    cache: &Mutex<HashMap<String, Option<u32>>>,
+    name: &str,
+    find: impl FnOnce(&str) -> Option<u32>,
+) -> Option<u32> {
+    let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(id) = map.get(name) {
+        return *id;
+    }
+    let id = find(name);
+    map.insert(name.to_string(), id);
+    id
+}
+
 impl Owners {
     /// For a restore into `target`: its own databases when it is a system root other than
     /// / that has both files, else this host's.
     pub fn for_target(target: &Path) -> Owners {
         let is_slash = std::fs::canonicalize(target).is_ok_and(|t| t == Path::new("/"));
         if is_slash {
-            return Owners::Host;
+            return Owners::Host(HostCache::default());
         }
         match (
             read(&target.join("etc/passwd")),
@@ -61,7 +86,7 @@ impl Owners {
                 users: parse(&p),
                 groups: parse(&g),
             },
-            _ => Owners::Host,
+            _ => Owners::Host(HostCache::default()),
         }
     }
 
@@ -71,7 +96,10 @@ impl Owners {
             return node.uid;
         };
         match self {
-            Owners::Host => uzers::get_user_by_name(name).map_or(node.uid, |u| u.uid()),
+            Owners::Host(c) => cached(&c.users, name, |n| {
+                uzers::get_user_by_name(n).map(|u| u.uid())
+            })
+            .unwrap_or(node.uid),
             Owners::Target { users, .. } => users.get(name).copied().unwrap_or(node.uid),
         }
     }
@@ -82,7 +110,10 @@ impl Owners {
             return node.gid;
         };
         match self {
-            Owners::Host => uzers::get_group_by_name(name).map_or(node.gid, |g| g.gid()),
+            Owners::Host(c) => cached(&c.groups, name, |n| {
+                uzers::get_group_by_name(n).map(|g| g.gid())
+            })
+            .unwrap_or(node.gid),
             Owners::Target { groups, .. } => groups.get(name).copied().unwrap_or(node.gid),
         }
     }
@@ -115,6 +146,14 @@ mod tests {
         assert_eq!((o.uid(&n), o.gid(&n)), (5, 6));
         // No databases in the target: this host's.
         let empty = tempfile::tempdir().unwrap();
-        assert!(matches!(Owners::for_target(empty.path()), Owners::Host));
+        assert!(matches!(Owners::for_target(empty.path()), Owners::Host(_)));
+        // This host's names, the second time from the cache.
+        let host = Owners::for_target(empty.path());
+        n.user = Some("root".into());
+        n.group = Some("root".into());
+        assert_eq!((host.uid(&n), host.gid(&n)), (0, 0));
+        assert_eq!((host.uid(&n), host.gid(&n)), (0, 0));
+        n.user = Some("no-such-user-here".into());
+        assert_eq!(host.uid(&n), 5);
     }
 }

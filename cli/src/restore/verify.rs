@@ -1,9 +1,10 @@
 //! After restoring an etcd snapshot: re-check it from the bytes on disk before declaring
 //! success — its sha256 trailer, its size, and the bbolt facts recorded at backup time.
 
-use crate::source::trailer::{TrailerCheck, Verdict};
+use crate::source::trailer::{Digester, Verdict};
 use anyhow::{bail, Context, Result};
 use cairn_format::snapshot::Snapshot;
+use std::io::Read;
 use std::path::Path;
 
 /// A recorded fact.
@@ -14,15 +15,30 @@ pub fn fact<'a>(snap: &'a Snapshot, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Check the restored database at `path` against what `snap` recorded. Returns what was
-/// checked.
+/// Check the restored database at `path` against what `snap` recorded, reading it once (the
+/// sha256 trailer and the bbolt facts from the same pass). Returns what was checked.
 pub fn etcd_file(path: &Path, snap: &Snapshot) -> Result<Vec<String>> {
-    let f = std::fs::File::open(path).with_context(|| format!("re-reading {}", path.display()))?;
-    let mut check = TrailerCheck::new(std::io::BufReader::with_capacity(1 << 20, f), false);
-    std::io::copy(&mut check, &mut std::io::sink())
-        .with_context(|| format!("re-reading {}", path.display()))?;
-    let len = check.len();
-    let digest = check.finish().context("re-reading did not reach the end")?;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("re-reading {}", path.display()))?;
+    let mut digester = Digester::new(true);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("re-reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        digester.update(&buf[..n]);
+    }
+    etcd_digest(path, snap, digester)
+}
+
+/// Compare what `digester` (with inspection) learnt from the bytes of the restored database
+/// at `path`, fed in file order, with what `snap` recorded. Returns what was checked.
+pub fn etcd_digest(path: &Path, snap: &Snapshot, digester: Digester) -> Result<Vec<String>> {
+    let len = digester.len();
+    let digest = digester.finish();
     let mut checks = Vec::new();
     if let Some(size) = fact(snap, "etcd.size") {
         if len.to_string() != size {
@@ -42,8 +58,11 @@ pub fn etcd_file(path: &Path, snap: &Snapshot) -> Result<Vec<String>> {
         ),
         _ => {}
     }
-    let bbolt = super::super::source::bbolt_facts::from_file(path, len)?;
-    for (key, value) in &bbolt {
+    let status = digest
+        .bbolt
+        .context("the bbolt inspection did not run")?
+        .with_context(|| format!("{} is not a readable etcd database (bbolt)", path.display()))?;
+    for (key, value) in &super::super::source::bbolt_facts::facts(&status) {
         if let Some(recorded) = fact(snap, key) {
             if recorded != value {
                 bail!(

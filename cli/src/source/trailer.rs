@@ -1,10 +1,7 @@
-//! The sha256 trailer etcd appends to a snapshot, checked on a side thread.
-//!
-//! [`TrailerCheck`] passes a reader through unchanged and sends copies of the bytes (in 1 MiB
-//! pieces, through a bounded channel) to a second thread, which hashes everything but the last
-//! 32 bytes and, for live snapshots, runs the streaming bbolt inspector. Hashing and inspection
-//! thus run beside chunking instead of after it. [`BlockCheck`] does the same with the blocks
-//! [`Saver::save_pages`] reads, shared with it instead of copied.
+//! The sha256 trailer etcd appends to a snapshot, and the bbolt facts, computed from the bytes
+//! in file order: [`BlockCheck`] on side threads beside a backup's chunking (fed the blocks
+//! [`Saver::save_pages`] reads, shared with it instead of copied), [`Digester`] on the
+//! caller's thread (restore's follower, which reads the file back as its prefix completes).
 //!
 //! [`Saver::save_pages`]: cairn_store::saver::Saver::save_pages
 
@@ -12,13 +9,11 @@ use cairn_format::bbolt::{BboltError, SnapshotStatus, StreamInspector};
 use cairn_store::pages::Block;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use sha2::{Digest as _, Sha256};
-use std::io::{self, Read};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Length of the trailer.
 pub const TRAILER_LEN: usize = 32;
-const PIECE: usize = 1 << 20;
 
 /// Whether the last 32 bytes are the sha256 of the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,76 +31,6 @@ pub struct Digest {
     pub verdict: Verdict,
     /// bbolt facts, when inspection was asked for.
     pub bbolt: Option<Result<SnapshotStatus, BboltError>>,
-}
-
-/// Passes `inner` through unchanged while the side thread checks it.
-pub struct TrailerCheck<R> {
-    inner: R,
-    piece: Vec<u8>,
-    tx: Option<Sender<Vec<u8>>>,
-    worker: Option<JoinHandle<Digest>>,
-    len: u64,
-    eof: bool,
-}
-
-impl<R: Read> TrailerCheck<R> {
-    /// Wrap a reader; with `inspect`, also compute the bbolt facts from the stream.
-    pub fn new(inner: R, inspect: bool) -> Self {
-        let (tx, rx) = bounded::<Vec<u8>>(4);
-        let worker = std::thread::Builder::new()
-            .name("cairn-digest".into())
-            .spawn(move || side(rx, inspect))
-            .ok();
-        TrailerCheck {
-            inner,
-            piece: Vec::with_capacity(PIECE),
-            tx: Some(tx),
-            worker,
-            len: 0,
-            eof: false,
-        }
-    }
-
-    /// Bytes passed through so far.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Wait for the side thread. None if the stream was not read to its end.
-    pub fn finish(mut self) -> Option<Digest> {
-        if !self.eof {
-            return None;
-        }
-        self.flush();
-        drop(self.tx.take());
-        self.worker.take()?.join().ok()
-    }
-
-    fn flush(&mut self) {
-        if self.piece.is_empty() {
-            return;
-        }
-        let piece = std::mem::replace(&mut self.piece, Vec::with_capacity(PIECE));
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(piece);
-        }
-    }
-}
-
-impl<R: Read> Read for TrailerCheck<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 {
-            self.eof = true;
-            return Ok(0);
-        }
-        self.len += n as u64;
-        self.piece.extend_from_slice(&buf[..n]);
-        if self.piece.len() >= PIECE {
-            self.flush();
-        }
-        Ok(n)
-    }
 }
 
 /// The check of a stream that [`Saver::save_pages`] reads: fed its blocks in order. The
@@ -249,19 +174,43 @@ impl TrailerHash {
     }
 }
 
-/// The side thread of [`TrailerCheck`]: the trailer check and, with `inspect`, the bbolt facts.
-fn side(rx: Receiver<Vec<u8>>, inspect: bool) -> Digest {
-    let mut hash = TrailerHash::new();
-    let mut inspector = inspect.then(StreamInspector::new);
-    for piece in rx {
-        if let Some(i) = inspector.as_mut() {
-            i.update(&piece);
+/// The trailer check (and bbolt facts) of bytes fed in file order, on the caller's thread.
+pub struct Digester {
+    hash: TrailerHash,
+    inspector: Option<StreamInspector>,
+    len: u64,
+}
+
+impl Digester {
+    /// A digester that has seen nothing; with `inspect`, it also computes the bbolt facts.
+    pub fn new(inspect: bool) -> Self {
+        Digester {
+            hash: TrailerHash::new(),
+            inspector: inspect.then(StreamInspector::new),
+            len: 0,
         }
-        hash.update(&piece);
     }
-    Digest {
-        verdict: hash.verdict(),
-        bbolt: inspector.map(StreamInspector::finish),
+
+    /// Bytes fed so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Take the next bytes of the file.
+    pub fn update(&mut self, piece: &[u8]) {
+        self.len += piece.len() as u64;
+        if let Some(i) = self.inspector.as_mut() {
+            i.update(piece);
+        }
+        self.hash.update(piece);
+    }
+
+    /// The verdict on the trailer and, if asked for, the bbolt facts.
+    pub fn finish(self) -> Digest {
+        Digest {
+            verdict: self.hash.verdict(),
+            bbolt: self.inspector.map(StreamInspector::finish),
+        }
     }
 }
 
@@ -270,11 +219,12 @@ mod tests {
     use super::*;
 
     fn check(data: &[u8], step: usize) -> Digest {
-        let mut r = TrailerCheck::new(data, false);
-        let mut buf = vec![0u8; step];
-        while r.read(&mut buf).unwrap() > 0 {}
-        assert_eq!(r.len(), data.len() as u64);
-        r.finish().unwrap()
+        let mut d = Digester::new(false);
+        for piece in data.chunks(step) {
+            d.update(piece);
+        }
+        assert_eq!(d.len(), data.len() as u64);
+        d.finish()
     }
 
     #[test]
@@ -297,7 +247,5 @@ mod tests {
         bad[5] ^= 1;
         assert_eq!(check(&bad, 4096).verdict, Verdict::Invalid);
         assert_eq!(check(&[], 10).verdict, Verdict::Invalid);
-        let unfinished = TrailerCheck::new(&with[..], false);
-        assert!(unfinished.finish().is_none());
     }
 }

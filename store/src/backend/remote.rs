@@ -693,7 +693,27 @@ impl Read for RemoteReader {
             return Ok(0);
         }
         let buf_end = self.buf_start + self.buf.len() as u64;
-        if self.pos < self.buf_start || self.pos >= buf_end {
+        let missed = self.pos < self.buf_start || self.pos >= buf_end;
+        if missed && out.len() as u64 >= FIRST_READ && self.size > WHOLE_READ {
+            // A caller that knows what it needs (a restore's span of a pack) gets exactly that,
+            // in one request, and nothing past it is read ahead or kept.
+            let end = (self.pos + out.len() as u64).min(self.size);
+            let (bytes, _) = self
+                .backend
+                .read_range(&self.path, self.pos..end)
+                .map_err(io::Error::other)?;
+            if bytes.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{} ended early", self.path),
+                ));
+            }
+            let n = bytes.len().min(out.len());
+            out[..n].copy_from_slice(&bytes[..n]);
+            self.pos += n as u64;
+            return Ok(n);
+        }
+        if missed {
             // Reads that go on forward (sequentially, or past a short gap such as frames a
             // restore does not need) keep growing the read-ahead; others start small again.
             self.read_ahead = if self.pos >= buf_end && self.pos - buf_end <= self.read_ahead {
