@@ -829,6 +829,85 @@ mod tests {
         assert!(lease::load_markers(&repo).unwrap().is_empty());
     }
 
+    /// A long backup writes index objects as it goes; a prune meanwhile condemns its packs
+    /// (indexed, referenced by no snapshot yet), and finds them needed once it commits.
+    #[test]
+    fn a_backup_indexing_as_it_goes_keeps_its_packs_through_a_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = age::x25519::Identity::generate();
+        Repository::init(
+            Box::new(LocalBackend::new(dir.path())),
+            InitOptions {
+                recipients: vec![id.to_public().to_string()],
+                pack_size: 1 << 20,
+                ..InitOptions::default()
+            },
+        )
+        .unwrap();
+        let repo = open(dir.path(), &id);
+        let chunk = |i: u64| -> Vec<u8> {
+            let mut s = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            (0..200_000)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    s as u8
+                })
+                .collect()
+        };
+        let (lease, index) = Lease::begin_write(&repo).unwrap();
+        let mut saver = Saver::with_index_flush(repo.clone(), Arc::new(index), 1, 4);
+        let mut node = Node::new(b"big".to_vec(), NodeKind::File);
+        for i in 0..24 {
+            node.content
+                .push(saver.add_blob(PackKind::Data, chunk(i)).unwrap());
+            node.size += 200_000;
+        }
+        // Packs of 1 MiB hold 5 such blobs: index objects appear while the save goes on.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while repo.backend().list("index").unwrap().len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "no index object yet");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let first = prune(&repo, &PruneOptions::default()).unwrap();
+        assert!(first.marker.is_some(), "{first:?}");
+        assert_eq!(first.packs_deleted, 0, "{first:?}");
+
+        let tree = saver.save_tree(&mut Tree { nodes: vec![node] }).unwrap();
+        let (stats, index_ids) = saver.finish().unwrap();
+        assert!(index_ids.len() >= 3, "{index_ids:?}");
+        assert_eq!(stats.blobs_added, 25);
+        lease.ensure_fresh().unwrap();
+        let snap = Snapshot {
+            time_ns: 1,
+            host: "h".into(),
+            username: "u".into(),
+            source: SourceKind::Paths,
+            paths: vec!["/".into()],
+            tags: Vec::new(),
+            tree,
+            parent: None,
+            stats: SnapshotStats::default(),
+            program: "test".into(),
+            facts: Vec::new(),
+        };
+        let snap_id = snapshots::save(&repo, &snap).unwrap();
+        drop(lease);
+        let second = prune(&repo, &PruneOptions::default()).unwrap();
+        assert!(second.markers_pending.is_empty(), "{second:?}");
+        assert!(second.packs_rescued > 0, "{second:?}");
+
+        let snap = snapshots::load(&repo, &snap_id).unwrap();
+        let index = Arc::new(Index::load(&repo).unwrap());
+        let mut loader = Loader::new(repo.clone(), index);
+        let tree = loader.load_tree(&snap.tree).unwrap();
+        for (i, blob) in tree.nodes[0].content.iter().enumerate() {
+            assert_eq!(loader.load(blob).unwrap(), chunk(i as u64), "blob {i}");
+        }
+        assert!(lease::load_markers(&repo).unwrap().is_empty());
+    }
+
     #[test]
     fn the_sweep_after_marking_walks_snapshots_committed_since_the_plan() {
         let dir = tempfile::tempdir().unwrap();
@@ -931,7 +1010,7 @@ mod tests {
         saver.add_blob(PackKind::Data, vec![3u8; 50_000]).unwrap();
         let (_, written) = saver.finish().unwrap();
         repo.backend()
-            .delete(&format!("index/{}", written.unwrap()))
+            .delete(&format!("index/{}", written[0]))
             .unwrap();
         repo.backend().delete(&format!("snapshots/{gone}")).unwrap();
 

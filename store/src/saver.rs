@@ -32,6 +32,10 @@ pub const FRAME_TARGET: usize = 256 << 10;
 /// Packs held at once by a save: open, sealed and waiting, or being uploaded. Three let one
 /// pack fill while another is stored (two packers, data and tree, can be open at once).
 pub const PACKS_IN_MEMORY: usize = 3;
+/// Index entries a save holds for stored packs before it writes them as an index object
+/// (~64 bytes each in memory, ~57 encoded): a save of a large input writes one index object
+/// per this many new blobs instead of one at the end, so its memory does not grow with it.
+pub const INDEX_FLUSH_BLOBS: usize = 32 << 10;
 
 /// A pack being filled: its frames go through age into the ciphertext as they are added.
 type OpenPack = PackWriter<age::stream::StreamWriter<Vec<u8>>>;
@@ -86,10 +90,23 @@ struct Shared {
     /// One token per pack that may be held ([`PACKS_IN_MEMORY`]): taken to open a pack,
     /// given back once it is stored (or dropped).
     tokens: (Sender<()>, Receiver<()>),
-    written: Mutex<Vec<IndexPack>>,
+    written: Mutex<Written>,
+    /// Index entries held before they go out as an index object ([`INDEX_FLUSH_BLOBS`]).
+    index_flush_blobs: usize,
     error: Mutex<Option<Error>>,
     failed: AtomicBool,
     stored: AtomicU64,
+}
+
+/// Packs stored and not yet in an index object, and the index objects written so far.
+#[derive(Default)]
+struct Written {
+    packs: Vec<IndexPack>,
+    /// Blob entries in `packs`.
+    blobs: usize,
+    /// Packs stored in all.
+    count: u64,
+    index_ids: Vec<Id>,
 }
 
 fn slot(kind: PackKind) -> usize {
@@ -177,13 +194,41 @@ impl Shared {
                 continue;
             }
             self.stored.fetch_add(size, Ordering::Relaxed);
-            self.written.lock().expect("written lock").push(IndexPack {
-                id: up.id,
-                kind: up.kind,
-                size,
-                blobs: up.blobs,
-            });
+            let full = {
+                let mut w = self.written.lock().expect("written lock");
+                w.blobs += up.blobs.len();
+                w.count += 1;
+                w.packs.push(IndexPack {
+                    id: up.id,
+                    kind: up.kind,
+                    size,
+                    blobs: up.blobs,
+                });
+                w.blobs >= self.index_flush_blobs
+            };
+            if full {
+                if let Err(e) = self.write_index() {
+                    self.fail(e);
+                }
+            }
         }
+    }
+
+    /// Write an index object for the packs stored since the last one (nothing if none):
+    /// what a save holds per new blob stays bounded however large the input (SPEC §8, §11).
+    fn write_index(&self) -> Result<()> {
+        let packs = std::mem::take(&mut self.written.lock().expect("written lock").packs);
+        if packs.is_empty() {
+            return Ok(());
+        }
+        let blobs: usize = packs.iter().map(|p| p.blobs.len()).sum();
+        let id = self
+            .repo
+            .put_meta("index", &IndexRecord { packs }.encode())?;
+        let mut w = self.written.lock().expect("written lock");
+        w.blobs -= blobs;
+        w.index_ids.push(id);
+        Ok(())
     }
 
     fn work(&self, rx: Receiver<Job>, level: i32) {
@@ -264,6 +309,17 @@ pub struct Saver {
 impl Saver {
     /// Start a saver with `workers` compression threads (0: one per core).
     pub fn new(repo: Arc<Repository>, index: Arc<Index>, workers: usize) -> Saver {
+        Saver::with_index_flush(repo, index, workers, INDEX_FLUSH_BLOBS)
+    }
+
+    /// [`Saver::new`], writing an index object whenever the stored packs not yet in one hold
+    /// `index_flush_blobs` blobs (tests use a small number).
+    pub(crate) fn with_index_flush(
+        repo: Arc<Repository>,
+        index: Arc<Index>,
+        workers: usize,
+        index_flush_blobs: usize,
+    ) -> Saver {
         let workers = if workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -285,7 +341,8 @@ impl Saver {
             uploads: Mutex::new(Some(up_tx)),
             packers: [Mutex::new(None), Mutex::new(None)],
             tokens,
-            written: Mutex::new(Vec::new()),
+            written: Mutex::new(Written::default()),
+            index_flush_blobs: index_flush_blobs.max(1),
             error: Mutex::new(None),
             failed: AtomicBool::new(false),
             stored: AtomicU64::new(0),
@@ -514,9 +571,10 @@ impl Saver {
         self.add_blob(PackKind::Tree, bytes)
     }
 
-    /// Flush every pack, write one index object for them, and return what was added and the
-    /// index object id (None when nothing new was stored).
-    pub fn finish(mut self) -> Result<(SaveStats, Option<Id>)> {
+    /// Flush every pack, write the index object for those not in one yet, and return what was
+    /// added and the ids of the index objects written by this save, in order (none when
+    /// nothing new was stored).
+    pub fn finish(mut self) -> Result<(SaveStats, Vec<Id>)> {
         self.flush_batch(PackKind::Data)?;
         self.flush_batch(PackKind::Tree)?;
         drop(self.tx.take());
@@ -535,21 +593,15 @@ impl Saver {
         }
         self.stop_uploaders();
         self.check_failed()?;
-        let packs = std::mem::take(&mut *self.shared.written.lock().expect("written lock"));
+        self.shared.write_index()?;
+        let w = std::mem::take(&mut *self.shared.written.lock().expect("written lock"));
         let stats = SaveStats {
             blobs_added: self.blobs_added,
             raw_added: self.raw_added,
             stored_added: self.stored_added(),
-            packs: packs.len() as u64,
+            packs: w.count,
         };
-        if packs.is_empty() {
-            return Ok((stats, None));
-        }
-        let id = self
-            .shared
-            .repo
-            .put_meta("index", &IndexRecord { packs }.encode())?;
-        Ok((stats, Some(id)))
+        Ok((stats, w.index_ids))
     }
 }
 
@@ -642,7 +694,7 @@ mod tests {
         let mut tree = Tree { nodes: vec![node] };
         let root = saver.save_tree(&mut tree).unwrap();
         let (stats, index_id) = saver.finish().unwrap();
-        assert!(index_id.is_some());
+        assert_eq!(index_id.len(), 1);
         assert!(stats.packs >= 3, "{stats:?}");
 
         // The identity holder reads everything back, verified.
@@ -670,7 +722,7 @@ mod tests {
             .unwrap();
         let (stats, index_id) = again.finish().unwrap();
         assert_eq!(stats.blobs_added, 0);
-        assert!(index_id.is_none());
+        assert!(index_id.is_empty());
 
         // The write key reads trees but not file content.
         let wk = cairn_format::keys::write_key_from_text(&full.write_key_text(None)).unwrap();
