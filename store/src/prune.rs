@@ -752,6 +752,11 @@ mod tests {
         }
         let tree = saver.save_tree(&mut Tree { nodes: vec![node] }).unwrap();
         saver.finish().unwrap();
+        commit(repo, tree)
+    }
+
+    /// Store a snapshot of the tree `tree`.
+    fn commit(repo: &Repository, tree: Id) -> Id {
         let snap = Snapshot {
             time_ns: 1,
             host: "h".into(),
@@ -879,20 +884,7 @@ mod tests {
         assert!(index_ids.len() >= 3, "{index_ids:?}");
         assert_eq!(stats.blobs_added, 25);
         lease.ensure_fresh().unwrap();
-        let snap = Snapshot {
-            time_ns: 1,
-            host: "h".into(),
-            username: "u".into(),
-            source: SourceKind::Paths,
-            paths: vec!["/".into()],
-            tags: Vec::new(),
-            tree,
-            parent: None,
-            stats: SnapshotStats::default(),
-            program: "test".into(),
-            facts: Vec::new(),
-        };
-        let snap_id = snapshots::save(&repo, &snap).unwrap();
+        let snap_id = commit(&repo, tree);
         drop(lease);
         let second = prune(&repo, &PruneOptions::default()).unwrap();
         assert!(second.markers_pending.is_empty(), "{second:?}");
