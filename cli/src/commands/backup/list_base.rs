@@ -6,7 +6,6 @@ use super::Session;
 use anyhow::Result;
 use cairn_format::snapshot::SourceKind;
 use cairn_store::content_lists::ListBase;
-use cairn_store::snapshots::{self, Filter};
 
 /// Offer the etcd database's list in the latest `source` snapshot of this host, if any. A
 /// failure to read it only costs space: the backup goes on with a self-contained list.
@@ -22,16 +21,7 @@ pub(super) fn offer_previous(s: &mut Session<'_>, source: SourceKind) {
 }
 
 fn previous(s: &Session<'_>, source: SourceKind) -> Result<Option<ListBase>> {
-    let filter = Filter {
-        host: Some(s.host.clone()),
-        ..Filter::default()
-    };
-    let Some((_, snap)) = snapshots::list(&s.reader.repo)?
-        .snapshots
-        .into_iter()
-        .rev()
-        .find(|(_, x)| filter.matches(x) && x.source == source)
-    else {
+    let Some((_, snap)) = s.latest(source, |_| true)? else {
         return Ok(None);
     };
     let root = s.reader.loader().load_tree(&snap.tree)?;

@@ -125,15 +125,25 @@ impl<'g> Session<'g> {
 
     /// The latest snapshot of this host, source and paths: unchanged files are taken from it.
     pub fn parent(&self, source: SourceKind, paths: &[String]) -> Result<Option<(Id, Snapshot)>> {
+        self.latest(source, |s| s.paths == paths)
+    }
+
+    /// The latest snapshot of this host and source that `also` accepts.
+    pub fn latest(
+        &self,
+        source: SourceKind,
+        also: impl Fn(&Snapshot) -> bool,
+    ) -> Result<Option<(Id, Snapshot)>> {
         let filter = Filter {
             host: Some(self.host.clone()),
+            source: Some(source),
             ..Filter::default()
         };
         Ok(snapshots::list(&self.reader.repo)?
             .snapshots
             .into_iter()
             .rev()
-            .find(|(_, s)| filter.matches(s) && s.source == source && s.paths == paths))
+            .find(|(_, s)| filter.matches(s) && also(s)))
     }
 
     /// The UTC time the backup started, as `cluster-backup.sh` stamps file names.
