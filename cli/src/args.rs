@@ -559,7 +559,7 @@ pub struct EtcdArgs {
 #[derive(Args, Debug, Clone)]
 pub struct StaticPodsArgs {
     /// Directory holding `<component>-pod-<revision>` directories.
-    #[arg(long, default_value = crate::source::static_pods::DEFAULT_DIR)]
+    #[arg(long, default_value = cairn_store::source::static_pods::DEFAULT_DIR)]
     pub dir: PathBuf,
     #[command(flatten)]
     pub common: BackupCommon,
@@ -570,7 +570,7 @@ pub struct ClusterArgs {
     #[command(flatten)]
     pub etcd: EtcdArgs,
     /// Directory holding `<component>-pod-<revision>` directories.
-    #[arg(long, default_value = crate::source::static_pods::DEFAULT_DIR)]
+    #[arg(long, default_value = cairn_store::source::static_pods::DEFAULT_DIR)]
     pub static_pods_dir: PathBuf,
 }
 

@@ -10,8 +10,6 @@ mod credentials;
 mod exit;
 mod hints;
 mod output;
-mod restore;
-mod source;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -72,6 +72,26 @@ pub fn progress(total: Option<u64>, quiet: bool, json: bool) -> ProgressBar {
     bar
 }
 
+/// The library's progress handle drawing on `bar`.
+pub fn to_progress(bar: &ProgressBar) -> cairn_store::progress::Progress {
+    struct Bar(ProgressBar);
+    impl cairn_store::progress::Show for Bar {
+        fn bytes(&self, n: u64) {
+            self.0.inc(n);
+        }
+        fn message(&self, text: String) {
+            self.0.set_message(text);
+        }
+        fn done(&self) {
+            self.0.finish_and_clear();
+        }
+    }
+    if bar.is_hidden() {
+        return cairn_store::progress::Progress::none();
+    }
+    cairn_store::progress::Progress::new(Bar(bar.clone()))
+}
+
 /// Human-readable byte count.
 pub fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
@@ -82,18 +102,7 @@ pub fn time(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Render a path from components as an absolute, lossy UTF-8 string.
-pub fn path(components: &[Vec<u8>]) -> String {
-    let mut s = String::new();
-    for c in components {
-        s.push('/');
-        s.push_str(&String::from_utf8_lossy(c));
-    }
-    if s.is_empty() {
-        s.push('/');
-    }
-    s
-}
+pub use cairn_store::trees::{path_components as components, path_string as path};
 
 /// Render a path from components for a terminal, unambiguously: as is when it is printable
 /// UTF-8, else quoted as GNU `ls` and bash do (`$'/etc/a\nb'`, invalid bytes as `\xHH`), so a
@@ -141,14 +150,6 @@ pub fn quoted(bytes: &[u8]) -> String {
     }
     out.push('\'');
     out
-}
-
-/// Parse an absolute (or relative, taken as from the root) snapshot path into components.
-pub fn components(p: &str) -> Vec<Vec<u8>> {
-    p.split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .map(|c| c.as_bytes().to_vec())
-        .collect()
 }
 
 #[cfg(test)]

@@ -134,6 +134,22 @@ pub enum Error {
     /// Invalid arguments or key material.
     #[error("{0}")]
     Invalid(String),
+    /// A local file could not be read or written: a backup source, or a restore target.
+    #[error("{op} {path}: {cause}")]
+    File {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: String,
+        /// Cause (part of the message, so not also a `source`).
+        cause: std::io::Error,
+    },
+    /// A backup source could not be read as what it should be.
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+    /// A restore could not go on.
+    #[error(transparent)]
+    Restore(#[from] crate::restore::RestoreError),
     /// A format error outside any one object.
     #[error(transparent)]
     Format(#[from] cairn_format::Error),
@@ -235,6 +251,18 @@ pub enum ConfigError {
 }
 
 impl Error {
+    /// A [`Error::File`] maker for `map_err`: `op` on `path` failed.
+    pub(crate) fn file<E: Into<std::io::Error>>(
+        op: &'static str,
+        path: impl std::fmt::Display,
+    ) -> impl FnOnce(E) -> Error {
+        move |cause| Error::File {
+            op,
+            path: path.to_string(),
+            cause: cause.into(),
+        }
+    }
+
     pub(crate) fn io(op: &'static str, object: impl Into<String>, source: std::io::Error) -> Self {
         if source.kind() == std::io::ErrorKind::NotFound {
             return Error::NotFound {

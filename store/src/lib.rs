@@ -3,9 +3,17 @@
 //! [`backend`] keeps objects (local disk and NFS here; S3 behind the same trait), [`repo`]
 //! opens and initialises repositories and holds the key roles, [`index`] maps blobs to packs,
 //! [`saver`] and [`loader`] are the write and read pipelines, [`snapshots`] lists and resolves
-//! snapshots and [`trees`] walks them. No command-line concerns live here.
+//! snapshots and [`trees`] walks them.
+//!
+//! Over them sits the engine the command line, `cairn run` and the daemon share: [`source`]
+//! reads what is backed up (host paths, etcd, static pods; [`host`] and [`project`] build
+//! on it), [`backup`] turns a source into a snapshot, [`restore`] writes one back and checks
+//! it, [`check`], [`prune`], [`copy`] and [`repair`] keep the repository, [`job`] runs
+//! configured jobs on schedule. Progress goes through [`progress`]; no command-line concerns
+//! (arguments, printing, exit codes) live here.
 
 pub mod backend;
+pub mod backup;
 pub mod blob_set;
 pub mod check;
 pub mod content_lists;
@@ -21,13 +29,16 @@ pub mod loader;
 pub mod object_lock;
 pub mod pages;
 pub mod policy;
+pub mod progress;
 pub mod project;
 pub mod prune;
 pub mod repair;
 pub mod repo;
+pub mod restore;
 pub mod retention;
 pub mod saver;
 pub mod snapshots;
+pub mod source;
 pub mod staged;
 pub mod trees;
 

@@ -7,6 +7,27 @@ use cairn_format::snapshot::Snapshot;
 use cairn_format::tree::{Node, NodeKind, Tree};
 use cairn_format::Id;
 
+/// Render a snapshot path from its components as an absolute, lossy UTF-8 string.
+pub fn path_string(components: &[Vec<u8>]) -> String {
+    let mut s = String::new();
+    for c in components {
+        s.push('/');
+        s.push_str(&String::from_utf8_lossy(c));
+    }
+    if s.is_empty() {
+        s.push('/');
+    }
+    s
+}
+
+/// Parse an absolute (or relative, taken as from the root) snapshot path into components.
+pub fn path_components(p: &str) -> Vec<Vec<u8>> {
+    p.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(|c| c.as_bytes().to_vec())
+        .collect()
+}
+
 /// Largest directory depth followed (a hostile repository could nest without end).
 pub const MAX_DEPTH: usize = 1024;
 

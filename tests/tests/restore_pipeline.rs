@@ -1,4 +1,4 @@
-//! Large files restore through fetcher and worker threads (cli/src/restore/content.rs): content
+//! Large files restore through fetcher and worker threads (store/src/restore/content.rs): content
 //! spread over many packs and two backups, blobs used many times in one file and runs of zeros
 //! (left as holes) come back byte exact; a damaged pack fails the restore, names the pack and
 //! leaves no partial file behind. Each on a local repository and from S3, where spans of a pack
@@ -97,7 +97,7 @@ fn damaged_pack_fails_and_leaves_no_file(backend: Backend) {
 }
 
 /// 150 directories of small files and read-only modes: the files go to worker threads
-/// (cli/src/restore/file_pool.rs) and the directories' metadata waits for them (deferred past
+/// (store/src/restore/file_pool.rs) and the directories' metadata waits for them (deferred past
 /// several flushes of 64); contents, modes and nanosecond times come back exact.
 #[test]
 fn many_small_files_restore_exact_with_directory_times_set_after_their_files() {

@@ -4,12 +4,12 @@ use super::Reader;
 use crate::args::{Global, Layout, RestoreArgs};
 use crate::exit::Code;
 use crate::output;
-use crate::restore::plan::{self, Plan, Sink, Step};
-use crate::restore::walk::Includes;
-use crate::restore::{self, cluster_backup, verify, Options};
 use anyhow::{Context, Result};
 use cairn_format::snapshot::SourceKind;
 use cairn_format::Id;
+use cairn_store::restore::plan::{self, Plan, Sink, Step};
+use cairn_store::restore::walk::Includes;
+use cairn_store::restore::{self, cluster_backup, verify, Options};
 use cairn_store::{snapshots, Role};
 use serde_json::json;
 use std::io::Write;
@@ -87,7 +87,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
                     overwrite: a.overwrite,
                     allow_privileged: a.allow_privileged,
                 },
-                progress.clone(),
+                output::to_progress(&progress),
             )
             .with_context(context)?;
             progress.finish_and_clear();
@@ -118,7 +118,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
                                 std::fs::rename(&db, &aside).with_context(|| {
                                     format!("moving {} aside after: {e:#}", db.display())
                                 })?;
-                                return Err(e.context(format!(
+                                return Err(anyhow::Error::new(e).context(format!(
                                     "the restored database failed verification and was renamed to {}",
                                     aside.display()
                                 )));
@@ -181,7 +181,7 @@ fn dry_run(
     g: &Global,
     a: &RestoreArgs,
     id: &Id,
-    make: impl FnOnce(Sink<'_>) -> Result<Plan>,
+    make: impl FnOnce(Sink<'_>) -> cairn_store::Result<Plan>,
 ) -> Result<Code> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if g.json {
@@ -194,20 +194,31 @@ fn dry_run(
         .map_err(output::stdout_error)?;
     }
     let mut first = true;
-    let mut sink = |step: &Step| -> Result<()> {
-        if g.json {
+    // A failure to print stops the plan; it is reported as itself (a closed stdout ends quietly).
+    let mut printing: Option<std::io::Error> = None;
+    let mut sink = |step: &Step| -> std::io::Result<()> {
+        let printed = if g.json {
             let sep = if first { "" } else { "," };
-            write!(out, "{sep}\n  {}", serde_json::to_string(step)?)
-                .map_err(output::stdout_error)?;
+            let step = serde_json::to_string(step).map_err(std::io::Error::other)?;
+            write!(out, "{sep}\n  {step}")
         } else if !g.quiet {
             let why = step.reason.map(|r| format!(" ({r})")).unwrap_or_default();
             writeln!(out, "{:<8} {}{why}", step.action.word(), step.path)
-                .map_err(output::stdout_error)?;
-        }
+        } else {
+            Ok(())
+        };
         first = false;
-        Ok(())
+        printed.map_err(|e| {
+            let again = std::io::Error::new(e.kind(), e.to_string());
+            printing = Some(e);
+            again
+        })
     };
-    let plan = make(&mut sink)?;
+    let planned = make(&mut sink);
+    if let Some(e) = printing {
+        return Err(output::stdout_error(e));
+    }
+    let plan = planned?;
     if g.json {
         writeln!(out, "\n], \"plan\": {}}}", serde_json::to_string(&plan)?)
             .map_err(output::stdout_error)?;

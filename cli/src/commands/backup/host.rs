@@ -1,11 +1,13 @@
 //! `cairn backup host [--preset NAME…|auto] [--root DIR] [PATH…]`: a host's configuration by
 //! node role, with the host inventory in `/.cairn/inventory`.
 
-use super::paths::{absolute_paths, walk_options, walk_recording};
-use super::Session;
+use super::paths::walk_options;
+use super::session;
 use crate::args::{BackupCommon, Global, WalkArgs};
 use anyhow::{bail, Context, Result};
 use cairn_format::snapshot::SourceKind;
+use cairn_store::backup::paths::{absolute_paths, walk_recording};
+use cairn_store::backup::{Produced, Saved};
 use cairn_store::host::presets::{self, under_root, Preset};
 use cairn_store::host::{config, inventory, place};
 use clap::Args;
@@ -153,7 +155,7 @@ fn explicit(root: &Path, paths: &[PathBuf]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-pub fn run(g: &Global, a: &HostArgs) -> Result<super::Saved> {
+pub fn run(g: &Global, a: &HostArgs) -> Result<Saved> {
     if a.presets.is_empty() && a.paths.is_empty() {
         return Err(crate::exit::usage(
             "backup host needs --preset NAME (or auto) or paths",
@@ -213,18 +215,9 @@ pub fn run(g: &Global, a: &HostArgs) -> Result<super::Saved> {
     let walked: Vec<PathBuf> = present.iter().map(PathBuf::from).collect();
     let mut opts = walk_options(&a.walk)?;
     opts.root = root.clone();
-    let mut s = Session::open(g, &a.common)?;
+    let mut s = session(g, &a.common)?;
     let mut produced = if walked.is_empty() {
-        super::Produced {
-            root: Default::default(),
-            source: SourceKind::Paths,
-            paths: recorded.clone(),
-            facts: Vec::new(),
-            parent: None,
-            stats: Default::default(),
-            unreadable: Vec::new(),
-            changed: Vec::new(),
-        }
+        Produced::empty(SourceKind::Paths, recorded.clone())
     } else {
         walk_recording(&mut s, SourceKind::Paths, recorded, &walked, opts)?
     };
@@ -247,7 +240,7 @@ pub fn run(g: &Global, a: &HostArgs) -> Result<super::Saved> {
         .facts
         .push(("host.absent".into(), absent.join("\n")));
     if !a.no_inventory {
-        let policy = s.reader.repo.cdc_policy();
+        let policy = s.repo().cdc_policy();
         let saved = inventory::save(&mut s.saver, &root, s.time_ns, policy)
             .context("taking the host inventory; nothing was saved")?;
         for n in &saved.notes {
@@ -268,5 +261,5 @@ pub fn run(g: &Global, a: &HostArgs) -> Result<super::Saved> {
         .context("placing the inventory in the snapshot")?;
         produced.facts.extend(saved.facts);
     }
-    s.finish(produced)
+    Ok(s.finish(produced)?)
 }

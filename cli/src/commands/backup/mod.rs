@@ -1,35 +1,25 @@
 //! `cairn backup …`: paths, etcd, static pod resources, a whole cluster, a host by preset, or
-//! a command's output.
-//!
-//! Every source goes through one [`Session`]: open the repository with the write key, feed the
-//! saver, flush packs and the index, then write the snapshot object last, so a failure at any
-//! point leaves no snapshot, only unreferenced packs.
+//! a command's output. The engine is the library's [`cairn_store::backup`]: this module turns
+//! arguments into its options and prints what it saved.
 
 mod etcd;
 pub mod host;
-mod list_base;
 mod paths;
 mod project;
 pub mod stdin;
 
-use super::Reader;
 use crate::args::{BackupArgs, BackupCommon, BackupSource, Global};
 use crate::exit::Code;
 use crate::{credentials, output};
-use anyhow::{Context, Result};
-use cairn_format::snapshot::{Snapshot, SnapshotStats, SourceKind};
-use cairn_format::tree::Tree;
-use cairn_format::Id;
-use cairn_store::lease::Lease;
-use cairn_store::saver::Saver;
-use cairn_store::snapshots::{self, Filter};
-use indicatif::ProgressBar;
+use anyhow::Result;
+pub use cairn_store::backup::{hostname, Saved};
+use cairn_store::backup::{Origin, Session};
 use serde_json::json;
 use std::sync::Arc;
-use std::time::Instant;
 
 pub fn run(g: &Global, a: BackupArgs) -> Result<Code> {
-    save(g, &a)?.report(g)
+    let saved = save(g, &a)?;
+    report(&saved, g)
 }
 
 /// Take the backup `a` describes and write its snapshot; print nothing on stdout (the caller
@@ -46,184 +36,36 @@ pub fn save(g: &Global, a: &BackupArgs) -> Result<Saved> {
     }
 }
 
-/// A saved snapshot and what did not make it in.
-pub struct Saved {
-    pub id: Id,
-    pub snapshot: Snapshot,
-    pub unreadable: Vec<(String, String)>,
-    pub changed: Vec<String>,
+/// Open the repository the command line names with its write credentials and start a
+/// backup session recorded as `common` says, with a progress bar on a terminal.
+pub fn session(g: &Global, common: &BackupCommon) -> Result<Session> {
+    if let Some(h) = &common.host {
+        crate::hints::check_host(h)?;
+    }
+    crate::hints::check_tags(&common.tags)?;
+    let repo = Arc::new(credentials::open(g)?);
+    let origin = Origin {
+        host: common.host.clone().unwrap_or_else(hostname),
+        tags: common.tags.clone(),
+        key_label: credentials::write_key_label(g)?,
+    };
+    let bar = output::progress(None, g.quiet, g.json);
+    Ok(Session::open(repo, origin, output::to_progress(&bar))?)
 }
 
-/// This host's name.
-pub fn hostname() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// One backup in progress.
-pub struct Session<'g> {
-    g: &'g Global,
-    reader: Reader,
-    saver: Saver,
-    lease: Lease,
-    started: Instant,
-    time_ns: i64,
-    host: String,
-    tags: Vec<String>,
-    /// The label of the write key in use, recorded as a fact.
-    key_label: Option<String>,
-    progress: ProgressBar,
-}
-
-/// What a source produced, for the snapshot.
-pub struct Produced {
-    pub root: Tree,
-    pub source: SourceKind,
-    pub paths: Vec<String>,
-    pub facts: Vec<(String, String)>,
-    pub parent: Option<Id>,
-    pub stats: SnapshotStats,
-    pub unreadable: Vec<(String, String)>,
-    /// Files that kept changing while read (saved as read, possibly inconsistent).
-    pub changed: Vec<String>,
-}
-
-impl<'g> Session<'g> {
-    /// Open the repository and start the saver.
-    pub fn open(g: &'g Global, common: &BackupCommon) -> Result<Self> {
-        let started = Instant::now();
-        let time_ns = chrono::Utc::now()
-            .timestamp_nanos_opt()
-            .context("clock outside the representable range")?;
-        if let Some(h) = &common.host {
-            crate::hints::check_host(h)?;
-        }
-        crate::hints::check_tags(&common.tags)?;
-        let repo = Arc::new(credentials::open(g)?);
-        let key_label = credentials::write_key_label(g)?;
-        let (lease, index) = Lease::begin_write(&repo)?;
-        let reader = Reader {
-            repo,
-            index: Arc::new(index),
-        };
-        let saver = Saver::new(reader.repo.clone(), reader.index.clone(), 0);
-        Ok(Session {
-            g,
-            reader,
-            saver,
-            lease,
-            started,
-            time_ns,
-            host: common.host.clone().unwrap_or_else(hostname),
-            tags: common.tags.clone(),
-            key_label,
-            progress: output::progress(None, g.quiet, g.json),
-        })
-    }
-
-    /// The latest snapshot of this host, source and paths: unchanged files are taken from it.
-    pub fn parent(&self, source: SourceKind, paths: &[String]) -> Result<Option<(Id, Snapshot)>> {
-        self.latest(source, |s| s.paths == paths)
-    }
-
-    /// The latest snapshot of this host and source that `also` accepts.
-    pub fn latest(
-        &self,
-        source: SourceKind,
-        also: impl Fn(&Snapshot) -> bool,
-    ) -> Result<Option<(Id, Snapshot)>> {
-        let filter = Filter {
-            host: Some(self.host.clone()),
-            source: Some(source),
-            ..Filter::default()
-        };
-        Ok(snapshots::list(&self.reader.repo)?
-            .snapshots
-            .into_iter()
-            .rev()
-            .find(|(_, s)| filter.matches(s) && also(s)))
-    }
-
-    /// The UTC time the backup started, as `cluster-backup.sh` stamps file names.
-    pub fn stamp(&self) -> String {
-        chrono::DateTime::from_timestamp_nanos(self.time_ns)
-            .format("%Y-%m-%d_%H%M%S")
-            .to_string()
-    }
-
-    /// Flush and write the snapshot.
-    pub fn finish(self, mut p: Produced) -> Result<Saved> {
-        let Session {
-            g: _,
-            reader,
-            mut saver,
-            lease,
-            started,
-            time_ns,
-            host,
-            tags,
-            key_label,
-            progress,
-        } = self;
-        if let Some(label) = key_label {
-            p.facts.push((snapshots::KEY_LABEL_FACT.into(), label));
-        }
-        if !p.changed.is_empty() {
-            p.facts
-                .push(("changed_during_backup".into(), p.changed.len().to_string()));
-        }
-        let tree = saver.save_tree(&mut p.root)?;
-        let (saved, _) = saver.finish()?;
-        progress.finish_and_clear();
-        let stats = SnapshotStats {
-            blobs_added: saved.blobs_added,
-            stored_added: saved.stored_added,
-            duration_ms: started.elapsed().as_millis() as u64,
-            unreadable: p.unreadable.len() as u64,
-            ..p.stats
-        };
-        let snapshot = Snapshot {
-            time_ns,
-            host,
-            username: uzers::get_current_username()
-                .map(|u| u.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            source: p.source,
-            paths: p.paths,
-            tags,
-            tree,
-            parent: p.parent,
-            stats,
-            program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
-            facts: p.facts,
-        };
-        lease.ensure_fresh()?;
-        let id = snapshots::save(&reader.repo, &snapshot)?;
-        drop(lease);
-        Ok(Saved {
-            id,
-            snapshot,
-            unreadable: p.unreadable,
-            changed: p.changed,
-        })
+/// The code a backup exits with: whether anything was unreadable or changing.
+pub fn code(saved: &Saved) -> Code {
+    if saved.complete() {
+        Code::Ok
+    } else {
+        Code::Partial
     }
 }
 
-impl Saved {
-    /// The code the backup exits with: whether anything was unreadable or changing.
-    pub fn code(&self) -> Code {
-        if self.unreadable.is_empty() && self.changed.is_empty() {
-            Code::Ok
-        } else {
-            Code::Partial
-        }
-    }
-
-    /// Print what was saved (text or JSON) and the warnings; the exit code.
-    pub fn report(&self, g: &Global) -> Result<Code> {
-        let (id, snapshot, p) = (&self.id, &self.snapshot, self);
+/// Print what was saved (text or JSON) and the warnings; the exit code.
+pub fn report(saved: &Saved, g: &Global) -> Result<Code> {
+    {
+        let (id, snapshot, p) = (&saved.id, &saved.snapshot, saved);
         let stats = snapshot.stats;
         if g.json {
             output::json(&json!({
@@ -274,6 +116,6 @@ impl Saved {
                 eprintln!("  {path}");
             }
         }
-        Ok(self.code())
     }
+    Ok(code(saved))
 }

@@ -1,9 +1,10 @@
 //! `cairn backup project NS… | --all-namespaces`: the engine is `cairn_store::project`.
 
-use super::{Produced, Session};
+use super::session;
 use crate::args::{Global, ProjectArgs};
 use anyhow::{bail, Context, Result};
 use cairn_format::snapshot::{SnapshotStats, SourceKind};
+use cairn_store::backup::{Produced, Saved};
 use cairn_store::project::export::{self, Options};
 use cairn_store::project::layout::ProjectTree;
 use cairn_store::project::{discovery, Kube};
@@ -31,7 +32,7 @@ fn namespaces(kube: &Kube, a: &ProjectArgs) -> Result<Vec<String>> {
     Ok(out)
 }
 
-pub fn run(g: &Global, a: &ProjectArgs) -> Result<super::Saved> {
+pub fn run(g: &Global, a: &ProjectArgs) -> Result<Saved> {
     let kube = Kube::connect(&a.kube.connection())?;
     let namespaces = namespaces(&kube, a)?;
     let found = discovery::discover(&kube)?;
@@ -39,8 +40,8 @@ pub fn run(g: &Global, a: &ProjectArgs) -> Result<super::Saved> {
         .get_json("/version")
         .ok()
         .and_then(|v| v.get("gitVersion")?.as_str().map(String::from));
-    let mut s = Session::open(g, &a.common)?;
-    let policy = s.reader.repo.cdc_policy();
+    let mut s = session(g, &a.common)?;
+    let policy = s.repo().cdc_policy();
     let mut tree = ProjectTree::default();
     let opts = Options {
         include_owned: a.include_owned,
@@ -90,7 +91,7 @@ pub fn run(g: &Global, a: &ProjectArgs) -> Result<super::Saved> {
     }
     let mut unreadable = found.failed;
     unreadable.extend(exported.unreadable);
-    s.finish(Produced {
+    Ok(s.finish(Produced {
         root,
         source: SourceKind::Project,
         paths: namespaces.iter().map(|ns| format!("/{ns}")).collect(),
@@ -99,5 +100,5 @@ pub fn run(g: &Global, a: &ProjectArgs) -> Result<super::Saved> {
         stats,
         unreadable,
         changed: Vec::new(),
-    })
+    })?)
 }

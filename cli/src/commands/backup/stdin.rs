@@ -2,10 +2,11 @@
 //! kopia's `--stdin-from-command`) or cairn's own stdin (`--stdin --stdin-filename`), stored
 //! as one file, streamed.
 
-use super::{Produced, Session};
+use super::session;
 use crate::args::{BackupCommon, Global};
 use anyhow::{bail, Context, Result};
 use cairn_format::snapshot::{SnapshotStats, SourceKind};
+use cairn_store::backup::{Produced, Saved};
 use cairn_store::host::command::CommandLine;
 use cairn_store::host::{file_node, place};
 use clap::Args;
@@ -49,11 +50,11 @@ fn components(name: &str) -> Result<Vec<&str>> {
     Ok(comps)
 }
 
-pub fn run(g: &Global, a: &StdinArgs) -> Result<super::Saved> {
+pub fn run(g: &Global, a: &StdinArgs) -> Result<Saved> {
     let comps = components(&a.filename)?;
-    let mut s = Session::open(g, &a.common)?;
-    let policy = s.reader.repo.cdc_policy();
-    let progress = s.progress.clone();
+    let mut s = session(g, &a.common)?;
+    let policy = s.repo().cdc_policy();
+    let progress = s.progress().clone();
     let (ids, size, what) = match a.command.split_first() {
         Some((program, args)) => {
             let cmd = CommandLine::new(program.clone(), args.iter().cloned());
@@ -79,7 +80,7 @@ pub fn run(g: &Global, a: &StdinArgs) -> Result<super::Saved> {
         saver.save_tree(t)
     })?;
     let path = format!("/{}", comps.join("/"));
-    s.finish(Produced {
+    Ok(s.finish(Produced {
         root,
         source: SourceKind::Paths,
         paths: vec![path.clone()],
@@ -94,5 +95,5 @@ pub fn run(g: &Global, a: &StdinArgs) -> Result<super::Saved> {
         },
         unreadable: Vec::new(),
         changed: Vec::new(),
-    })
+    })?)
 }

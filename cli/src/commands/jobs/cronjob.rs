@@ -123,7 +123,7 @@ fn host_paths(loaded: &Loaded, job: &Job) -> Vec<(PathBuf, bool)> {
     let static_dir = |d: &Option<PathBuf>| {
         (
             d.clone()
-                .unwrap_or_else(|| PathBuf::from(crate::source::static_pods::DEFAULT_DIR)),
+                .unwrap_or_else(|| PathBuf::from(cairn_store::source::static_pods::DEFAULT_DIR)),
             false,
         )
     };

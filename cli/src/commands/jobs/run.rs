@@ -122,7 +122,7 @@ impl CliSteps<'_> {
         };
         let static_dir = |d: &Option<PathBuf>| {
             d.clone()
-                .unwrap_or_else(|| PathBuf::from(crate::source::static_pods::DEFAULT_DIR))
+                .unwrap_or_else(|| PathBuf::from(cairn_store::source::static_pods::DEFAULT_DIR))
         };
         let (source, paths, walk) = match &self.job.source {
             Source::Paths {
@@ -256,7 +256,7 @@ impl CliSteps<'_> {
 impl Steps for CliSteps<'_> {
     fn backup(&mut self) -> StepResult<BackupFacts> {
         let saved = backup::save(&self.g, &self.backup_args()).map_err(message)?;
-        let code = saved.code();
+        let code = backup::code(&saved);
         // Warnings (unreadable or changing files) go to stderr as `cairn backup` prints them.
         for (path, e) in &saved.unreadable {
             eprintln!(

@@ -13,10 +13,10 @@
 //! the stored chunks and their plaintext) and one frame per worker.
 
 use super::follow::{self, Done, Feed};
-use anyhow::Result;
+use crate::loader::{FrameCheck, Loader};
+use crate::{Error, Result};
 use cairn_format::pack::FrameRef;
 use cairn_format::Id;
-use cairn_store::loader::{FrameCheck, Loader};
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
@@ -105,7 +105,7 @@ impl Plan {
         let mut pieces = Vec::with_capacity(ids.len());
         let mut at = 0u64;
         for (i, id) in ids.iter().enumerate() {
-            let loc = index.get(id).ok_or(cairn_store::Error::BlobMissing(*id))?;
+            let loc = index.get(id).ok_or(crate::Error::BlobMissing(*id))?;
             pieces.push(Piece {
                 pack: loc.pack,
                 frame_offset: loc.frame.offset,
@@ -130,7 +130,7 @@ impl Plan {
                 _ => {
                     let frame = index
                         .get(&ids[p.blob as usize])
-                        .ok_or(cairn_store::Error::BlobMissing(ids[p.blob as usize]))?
+                        .ok_or(crate::Error::BlobMissing(ids[p.blob as usize]))?
                         .frame;
                     jobs.push(Job {
                         frame,
@@ -209,7 +209,8 @@ pub fn write(
     let next_pack = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     // Holes read back as zeros while the follower reads behind the writes.
-    file.set_len(plan.len)?;
+    file.set_len(plan.len)
+        .map_err(super::sys("setting the restored file's length"))?;
     let done = Done::new(ids.len(), feed.is_some());
     let ends = match feed {
         Some(_) => {
@@ -222,8 +223,8 @@ pub fn write(
         None => Vec::new(),
     };
     let over = AtomicBool::new(false);
-    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    let fail = |e: anyhow::Error| {
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let fail = |e: Error| {
         failed.store(true, Ordering::Relaxed);
         first_error
             .lock()
@@ -287,7 +288,7 @@ pub fn write(
         }
         for w in others {
             if w.join().is_err() {
-                fail(anyhow::anyhow!("a restore worker thread panicked"));
+                fail(super::RestoreError::Worker("a restore worker thread panicked").into());
             }
         }
         over.store(true, Ordering::Release);
@@ -347,7 +348,8 @@ fn write_frame(
     let mut run: Option<(u64, Range<usize>, usize)> = None;
     let flush = |(at, r, first): (u64, Range<usize>, usize), end: usize| -> Result<()> {
         let len = r.len() as u64;
-        file.write_all_at(&raw[r], at)?;
+        file.write_all_at(&raw[r], at)
+            .map_err(super::sys("writing the restored file"))?;
         if !done.tracked() {
             // Disk writes start now rather than in the restore's final sync (a follower,
             // when there is one, starts them in file order).

@@ -6,7 +6,8 @@
 //! feeds them on, and starts their writeback to disk, so the check and most of the flush are
 //! over when the last blob is written instead of starting then.
 
-use anyhow::{bail, Context, Result};
+use super::{sys, RestoreError};
+use crate::Result;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,7 +77,7 @@ pub fn follow(
         while ready - pos >= PIECE as u64 || (ready == len && pos < len) {
             let n = (ready - pos).min(PIECE as u64) as usize;
             file.read_exact_at(&mut buf[..n], pos)
-                .context("reading back the restored file")?;
+                .map_err(sys("reading back the restored file"))?;
             feed(&buf[..n]);
             start_writeback(file, pos, n as u64);
             pos += n as u64;
@@ -85,7 +86,10 @@ pub fn follow(
             return Ok(());
         }
         if finished {
-            bail!("the file was not completely written ({pos} of {len} bytes)");
+            return Err(RestoreError::Inconsistent(format!(
+                "the file was not completely written ({pos} of {len} bytes)"
+            ))
+            .into());
         }
         std::thread::sleep(Duration::from_millis(1));
     }

@@ -1,6 +1,7 @@
 //! The bbolt facts cairn records for an etcd snapshot: what `etcdctl snapshot status` prints.
 
-use anyhow::{Context, Result};
+use super::SourceError;
+use crate::Result;
 use cairn_format::bbolt::SnapshotStatus;
 use std::path::Path;
 
@@ -20,14 +21,17 @@ pub fn facts(s: &SnapshotStatus) -> Vec<(String, String)> {
 pub fn looks_like_bbolt(path: &Path) -> Result<()> {
     use std::io::Read;
     let mut head = [0u8; 20];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .with_context(|| format!("{} is too short to be an etcd snapshot", path.display()))?;
+    let not_bbolt = |why| SourceError::NotBbolt {
+        path: path.to_path_buf(),
+        why,
+    };
+    let mut file =
+        std::fs::File::open(path).map_err(crate::Error::file("opening", path.display()))?;
+    if file.read_exact(&mut head).is_err() {
+        return Err(not_bbolt("is too short to be an etcd snapshot").into());
+    }
     if head[16..20] != 0xED0C_DAEDu32.to_le_bytes() {
-        anyhow::bail!(
-            "{} is not an etcd snapshot (no bbolt meta page at its start)",
-            path.display()
-        );
+        return Err(not_bbolt("is not an etcd snapshot (no bbolt meta page at its start)").into());
     }
     Ok(())
 }

@@ -1,11 +1,11 @@
 //! The walk over a snapshot tree that both the restore preflight ([`super::plan`]) and the
 //! restore itself follow, so both see the same entries and the same `--include` decisions.
 
-use anyhow::{Context, Result};
+use crate::loader::Loader;
+use crate::trees;
+use crate::{Error, Result};
 use cairn_format::snapshot::Snapshot;
 use cairn_format::tree::Node;
-use cairn_store::loader::Loader;
-use cairn_store::trees;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 /// `--include` patterns, remembering which of them matched something.
@@ -22,12 +22,15 @@ impl Includes {
         if patterns.is_empty() {
             return Ok(None);
         }
+        let invalid = |p: &str, e: globset::Error| {
+            Error::Invalid(format!("invalid include pattern {p:?}: {e}"))
+        };
         let mut b = GlobSetBuilder::new();
         for p in patterns {
-            b.add(Glob::new(p).with_context(|| format!("invalid include pattern {p:?}"))?);
+            b.add(Glob::new(p).map_err(|e| invalid(p, e))?);
         }
         Ok(Some(Includes {
-            set: b.build()?,
+            set: b.build().map_err(|e| invalid(&patterns.join(" "), e))?,
             patterns: patterns.to_vec(),
             matched: vec![false; patterns.len()],
             unmatched: patterns.len(),
@@ -103,7 +106,7 @@ impl<V> Selecting<'_, V> {
 }
 
 impl<V: Visit> trees::TreeVisitor for Selecting<'_, V> {
-    type Error = anyhow::Error;
+    type Error = Error;
 
     fn enter(&mut self, _: &mut Loader, path: &[Vec<u8>], node: &Node) -> Result<bool> {
         let inc = selects(self.includes, path, self.inherited());

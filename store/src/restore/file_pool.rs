@@ -9,9 +9,9 @@
 //! [`DEFERRED`] directories (and at the end) waits for the workers and applies them in order.
 
 use super::Report;
-use anyhow::Result;
+use crate::loader::Loader;
+use crate::{Error, Result};
 use cairn_format::tree::Node;
-use cairn_store::loader::Loader;
 use crossbeam_channel::{bounded, Sender};
 use rustix::fd::OwnedFd;
 use std::sync::{Arc, Condvar, Mutex};
@@ -39,7 +39,7 @@ pub type WriteFile = dyn Fn(&mut Loader, &Job, &mut Report) -> Result<()> + Send
 #[derive(Default)]
 struct State {
     pending: usize,
-    error: Option<anyhow::Error>,
+    error: Option<Error>,
     report: Report,
 }
 
@@ -80,9 +80,8 @@ impl Pool {
                         let result = if skip {
                             Ok(())
                         } else {
-                            write(&mut loader, &job, &mut report).map_err(|e| {
-                                e.context(format!("restoring {}", super::display(&job.path)))
-                            })
+                            write(&mut loader, &job, &mut report)
+                                .map_err(|e| super::entry_error(&job.path, e))
                         };
                         let mut s = shared.lock();
                         s.pending -= 1;
@@ -116,7 +115,7 @@ impl Pool {
         let sent = self.tx.as_ref().is_some_and(|tx| tx.send(job).is_ok());
         if !sent {
             self.shared.lock().pending -= 1;
-            anyhow::bail!("the restore workers stopped");
+            return Err(super::RestoreError::Worker("the restore workers stopped").into());
         }
         Ok(())
     }

@@ -1,7 +1,6 @@
 //! Restore's temporary files, `.cairn-restore-<pid>-<n>`, and removing those a killed restore
 //! left behind.
 
-use anyhow::Result;
 use rustix::fd::BorrowedFd;
 use rustix::fs::{self as rfs, AtFlags, Dir, FileType};
 use rustix::io::Errno;
@@ -37,7 +36,7 @@ fn is_dead(pid: Pid) -> bool {
 /// Remove the regular files in `dir` named like a temporary of a process that no longer
 /// exists (a killed restore's). Symlinks and anything else are left alone. Returns how many
 /// were removed.
-pub fn remove_stale(dir: BorrowedFd<'_>) -> Result<u64> {
+pub fn remove_stale(dir: BorrowedFd<'_>) -> rustix::io::Result<u64> {
     let mut removed = 0;
     for entry in Dir::read_from(dir)? {
         let entry = entry?;
@@ -51,7 +50,7 @@ pub fn remove_stale(dir: BorrowedFd<'_>) -> Result<u64> {
         match rfs::unlinkat(dir, name, AtFlags::empty()) {
             Ok(()) => removed += 1,
             Err(Errno::NOENT) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
     Ok(removed)

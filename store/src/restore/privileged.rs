@@ -23,7 +23,7 @@ impl Scope {
             K::Paths | K::StaticPods | K::Etcd | K::Cluster => snap
                 .paths
                 .iter()
-                .map(|p| crate::output::components(p))
+                .map(|p| crate::trees::path_components(p))
                 .collect(),
             // Other sources lay their trees out by their own rules (SPEC §10.1).
             _ => return Scope::default(),
@@ -89,7 +89,7 @@ mod tests {
     }
 
     fn at(p: &str) -> Vec<Vec<u8>> {
-        crate::output::components(p)
+        crate::trees::path_components(p)
     }
 
     #[test]

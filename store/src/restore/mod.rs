@@ -22,11 +22,11 @@ mod temporaries;
 pub mod verify;
 pub mod walk;
 
-use anyhow::{bail, Context, Result};
+use crate::loader::Loader;
+use crate::progress::Progress;
+use crate::{Error, Result};
 use cairn_format::snapshot::Snapshot;
 use cairn_format::tree::{Node, NodeKind};
-use cairn_store::loader::Loader;
-use indicatif::ProgressBar;
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
@@ -34,9 +34,98 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use thiserror::Error;
 use walk::{Includes, Visit};
+
+/// Why a restore stopped or refused to start. The causes of wrapped errors are part of the
+/// message (as in [`Error`]), so each prints whole.
+#[derive(Debug, Error)]
+pub enum RestoreError {
+    /// The preflight found reasons not to start; nothing was written.
+    #[error("{0}")]
+    Refused(String),
+    /// The restore target is not a directory.
+    #[error("restore target {} exists and is not a directory", .0.display())]
+    TargetNotADirectory(PathBuf),
+    /// Something appeared where the restore writes since the preflight.
+    #[error("{0} already exists in the target; refusing to overwrite it (use --overwrite, or restore into an empty directory)")]
+    Exists(String),
+    /// A directory in the target where the snapshot has something else.
+    #[error("{path} is a directory in the target, the snapshot has a {kind:?}")]
+    DirectoryInTheWay {
+        /// The entry.
+        path: String,
+        /// What the snapshot has.
+        kind: NodeKind,
+    },
+    /// A symlink where the snapshot has a directory.
+    #[error("the target holds a symlink where the snapshot has a directory; refusing to restore through it")]
+    SymlinkInTheWay,
+    /// A non-directory where the snapshot has a directory.
+    #[error("the target holds a non-directory where the snapshot has a directory")]
+    NotADirectory,
+    /// The snapshot's tree contradicts itself.
+    #[error("{0}: the snapshot is damaged")]
+    Inconsistent(String),
+    /// A restored file's content is not the size recorded.
+    #[error(
+        "content is {written} bytes but the snapshot recorded {recorded}: the snapshot is damaged"
+    )]
+    SizeMismatch {
+        /// Bytes written.
+        written: u64,
+        /// Bytes recorded.
+        recorded: u64,
+    },
+    /// A restored etcd database differs from what its backup recorded.
+    #[error("{} {why}", path.display())]
+    Unverified {
+        /// The restored file.
+        path: PathBuf,
+        /// What differs.
+        why: String,
+    },
+    /// A file failed its check and was removed.
+    #[error("{} failed verification; it was not kept: {cause}", path.display())]
+    NotKept {
+        /// Where it would have gone.
+        path: PathBuf,
+        /// Why.
+        cause: Box<Error>,
+    },
+    /// Restoring one entry failed.
+    #[error("restoring {path}: {cause}")]
+    Entry {
+        /// The entry's path in the snapshot.
+        path: String,
+        /// Why.
+        cause: Box<Error>,
+    },
+    /// A system call on the target failed.
+    #[error("{op}: {cause}")]
+    System {
+        /// What was being done.
+        op: &'static str,
+        /// The system's answer.
+        cause: std::io::Error,
+    },
+    /// A worker thread of the restore stopped unexpectedly.
+    #[error("{0}")]
+    Worker(&'static str),
+}
+
+/// A [`RestoreError::System`] maker for `map_err`.
+fn sys<E: Into<std::io::Error>>(op: &'static str) -> impl FnOnce(E) -> Error {
+    move |cause| {
+        RestoreError::System {
+            op,
+            cause: cause.into(),
+        }
+        .into()
+    }
+}
 
 /// Restore options.
 pub struct Options {
@@ -111,7 +200,7 @@ struct Restorer {
     root: OwnedFd,
     tmp_counter: u64,
     overwrite: bool,
-    progress: ProgressBar,
+    progress: Progress,
     is_root: bool,
     /// Owner names → ids on the host being restored.
     owners: Arc<owners::Owners>,
@@ -134,7 +223,7 @@ pub fn restore(
     snap: &Snapshot,
     target: &Path,
     mut opts: Options,
-    progress: ProgressBar,
+    progress: Progress,
 ) -> Result<Report> {
     plan::plan(
         loader,
@@ -146,9 +235,12 @@ pub fn restore(
     )?
     .check(opts.overwrite, opts.allow_privileged)?;
     std::fs::create_dir_all(target)
-        .with_context(|| format!("creating restore target {}", target.display()))?;
-    let root_fd = open_target(target)?
-        .with_context(|| format!("restore target {} vanished", target.display()))?;
+        .map_err(Error::file("creating restore target", target.display()))?;
+    let root_fd = open_target(target)?.ok_or_else(|| Error::File {
+        op: "opening restore target",
+        path: target.display().to_string(),
+        cause: std::io::ErrorKind::NotFound.into(),
+    })?;
     let stale_temporaries = remove_stale(root_fd.as_fd(), &[])?;
     let is_root = rustix::process::geteuid().is_root();
     let owners = Arc::new(owners::Owners::for_target(target));
@@ -175,7 +267,9 @@ pub fn restore(
     let pool = file_pool::Pool::new(threads, || loader.fork(), write);
     let mut r = Restorer {
         levels: vec![Level {
-            fd: Some(Arc::new(rustix::io::dup(&root_fd)?)),
+            fd: Some(Arc::new(
+                rustix::io::dup(&root_fd).map_err(sys("duplicating a descriptor"))?,
+            )),
             finish: Finish::Meta,
         }],
         root: root_fd,
@@ -194,7 +288,7 @@ pub fn restore(
     };
     walk::walk(loader, snap, &mut opts.includes, &mut r)?;
     r.finish_deferred()?;
-    rfs::syncfs(&r.root).context("flushing restored files to disk")?;
+    rfs::syncfs(&r.root).map_err(Error::file("flushing to disk", target.display()))?;
     Ok(r.report)
 }
 
@@ -214,18 +308,17 @@ fn open_target(target: &Path) -> Result<Option<OwnedFd>> {
     ) {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::NOENT) => Ok(None),
-        Err(Errno::NOTDIR) => bail!(
-            "restore target {} exists and is not a directory",
-            target.display()
-        ),
-        Err(e) => Err(e).with_context(|| format!("opening restore target {}", target.display())),
+        Err(Errno::NOTDIR) => Err(RestoreError::TargetNotADirectory(target.to_path_buf()).into()),
+        Err(e) => Err(Error::file("opening restore target", target.display())(e)),
     }
 }
 
 /// Remove killed restores' temporaries from the directory `dir` at `path`; how many.
 fn remove_stale(dir: BorrowedFd<'_>, path: &[Vec<u8>]) -> Result<u64> {
-    temporaries::remove_stale(dir)
-        .with_context(|| format!("removing stale temporary files from {}", display(path)))
+    temporaries::remove_stale(dir).map_err(Error::file(
+        "removing stale temporary files from",
+        display(path),
+    ))
 }
 
 /// Is this the kernel refusing an SELinux label (no SELinux, no privilege, a label the loaded
@@ -247,8 +340,21 @@ fn skip_reason(node: &Node, is_root: bool) -> Option<&'static str> {
     }
 }
 
+/// `cause` of restoring the entry at `path`, naming it once (an inner entry already named
+/// keeps its name).
+fn entry_error(path: &[Vec<u8>], cause: Error) -> Error {
+    match cause {
+        Error::Restore(RestoreError::Entry { .. }) => cause,
+        cause => RestoreError::Entry {
+            path: display(path),
+            cause: Box::new(cause),
+        }
+        .into(),
+    }
+}
+
 fn display(path: &[Vec<u8>]) -> String {
-    crate::output::path(path)
+    crate::trees::path_string(path)
 }
 
 fn ts(ns: i64) -> Timespec {
@@ -278,7 +384,10 @@ impl Visit for Restorer {
     }
 
     fn leave(&mut self, node: Node, path: &[Vec<u8>], _included: bool) -> Result<()> {
-        let level = self.levels.pop().context("directory levels out of step")?;
+        let level = self
+            .levels
+            .pop()
+            .ok_or(RestoreError::Worker("directory levels out of step"))?;
         let Some(fd) = level.fd else {
             return Ok(());
         };
@@ -303,9 +412,9 @@ impl Visit for Restorer {
         let dir = self.levels[level]
             .fd
             .clone()
-            .context("directory not open")?;
+            .ok_or(RestoreError::Worker("directory not open"))?;
         self.write_entry(loader, &dir, node, path)
-            .with_context(|| format!("restoring {}", display(path)))
+            .map_err(|e| entry_error(path, e))
     }
 }
 
@@ -332,13 +441,13 @@ impl Restorer {
         match finish {
             Finish::Meta => {
                 self.apply_fd_meta(fd.as_fd(), node, path)
-                    .with_context(|| format!("setting the metadata of {}", display(path)))?;
+                    .map_err(|e| entry_error(path, e))?;
                 self.report.dirs += 1;
             }
             Finish::Keep(mtime) => {
                 if let Err(e) = keep_mtime(fd.as_fd(), mtime) {
                     self.report.warnings.push(format!(
-                        "{}: modification time not put back: {e:#}",
+                        "{}: modification time not put back: {e}",
                         display(path)
                     ));
                 }
@@ -358,9 +467,12 @@ impl Restorer {
             .position(|l| l.fd.is_none())
             .unwrap_or(upto);
         for k in first_missing..upto {
-            let parent = self.levels[k - 1].fd.as_ref().context("parent not open")?;
+            let parent = self.levels[k - 1]
+                .fd
+                .as_ref()
+                .ok_or(RestoreError::Worker("parent not open"))?;
             let (fd, created) = open_or_create_dir(parent.as_fd(), &path[k - 1])
-                .with_context(|| format!("creating directory {}", display(&path[..k])))?;
+                .map_err(|e| entry_error(&path[..k], e))?;
             if !created {
                 self.report.stale_temporaries += remove_stale(fd.as_fd(), &path[..k])?;
             }
@@ -389,14 +501,14 @@ impl Restorer {
         // The preflight found the way clear; this re-check catches what changed since.
         if let Ok(st) = rfs::statat(dfd, name, AtFlags::SYMLINK_NOFOLLOW) {
             if !self.overwrite {
-                bail!("{} already exists in the target; refusing to overwrite it (use --overwrite, or restore into an empty directory)", display(path));
+                return Err(RestoreError::Exists(display(path)).into());
             }
             if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory {
-                bail!(
-                    "{} is a directory in the target, the snapshot has a {:?}",
-                    display(path),
-                    node.kind
-                );
+                return Err(RestoreError::DirectoryInTheWay {
+                    path: display(path),
+                    kind: node.kind,
+                }
+                .into());
             }
         }
         let special = match node.kind {
@@ -404,14 +516,19 @@ impl Restorer {
             NodeKind::Symlink => {
                 let target = node.target.as_deref().unwrap_or_default();
                 replace_existing(dfd, name, self.overwrite)?;
-                rfs::symlinkat(OsStr::from_bytes(target), dfd, name)?;
+                rfs::symlinkat(OsStr::from_bytes(target), dfd, name)
+                    .map_err(sys("creating the symlink"))?;
                 None
             }
             NodeKind::Fifo => Some(rfs::FileType::Fifo),
             NodeKind::CharDevice => Some(rfs::FileType::CharacterDevice),
             NodeKind::BlockDevice => Some(rfs::FileType::BlockDevice),
             NodeKind::Socket | NodeKind::Dir => {
-                bail!("a {:?} is not restored as an entry", node.kind)
+                return Err(RestoreError::Inconsistent(format!(
+                    "a {:?} is not restored as an entry",
+                    node.kind
+                ))
+                .into())
             }
         };
         if let Some(ft) = special {
@@ -422,7 +539,8 @@ impl Restorer {
                 ft,
                 Mode::from_raw_mode(node.mode),
                 node.rdev as _,
-            )?;
+            )
+            .map_err(sys("creating the node"))?;
         }
         self.apply_path_meta(dfd, node, path);
         self.report.others += 1;
@@ -444,7 +562,7 @@ impl Restorer {
                 // Reopen the first name's directory strictly below the target, refusing any
                 // symlink on the way.
                 let dir = if first_dir.is_empty() {
-                    rustix::io::dup(&self.root)?
+                    rustix::io::dup(&self.root).map_err(sys("duplicating a descriptor"))?
                 } else {
                     rfs::openat2(
                         &self.root,
@@ -453,7 +571,7 @@ impl Restorer {
                         Mode::empty(),
                         rfs::ResolveFlags::BENEATH | rfs::ResolveFlags::NO_SYMLINKS,
                     )
-                    .with_context(|| format!("reopening {} to link to it", display(first_dir)))?
+                    .map_err(Error::file("reopening to link to it", display(first_dir)))?
                 };
                 replace_existing(dfd, name, self.overwrite)?;
                 rfs::linkat(
@@ -463,7 +581,7 @@ impl Restorer {
                     name,
                     AtFlags::empty(),
                 )
-                .with_context(|| format!("creating hard link to {}", display(first)))?;
+                .map_err(Error::file("creating hard link to", display(first)))?;
                 self.report.files += 1;
                 return Ok(());
             }
@@ -571,7 +689,7 @@ fn write_file(
     node: &Node,
     path: &[Vec<u8>],
     m: &Meta<'_>,
-    progress: &ProgressBar,
+    progress: &Progress,
     report: &mut Report,
 ) -> Result<()> {
     let fd = rfs::openat(
@@ -579,20 +697,23 @@ fn write_file(
         tmp,
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
-    )?;
+    )
+    .map_err(sys("creating a temporary file"))?;
     let result = (|| -> Result<()> {
         let file = std::fs::File::from(fd);
         let written =
             blobs::write_content(loader, &file, &node.content, |n| progress.inc(n), None)?;
         if written != node.size {
-            bail!(
-                "content is {written} bytes but the snapshot recorded {}: the snapshot is damaged",
-                node.size
-            );
+            return Err(RestoreError::SizeMismatch {
+                written,
+                recorded: node.size,
+            }
+            .into());
         }
         fd_meta(file.as_fd(), node, path, m, report)?;
         report.bytes += written;
-        rfs::renameat(dfd, tmp, dfd, OsStr::from_bytes(&node.name))?;
+        rfs::renameat(dfd, tmp, dfd, OsStr::from_bytes(&node.name))
+            .map_err(sys("renaming the temporary file into place"))?;
         Ok(())
     })();
     if result.is_err() {
@@ -640,13 +761,13 @@ fn fd_meta(
             Some(rustix::fs::Uid::from_raw(m.owners.uid(node))),
             Some(rustix::fs::Gid::from_raw(m.owners.gid(node))),
         )
-        .with_context(|| "setting owner".to_string())?;
+        .map_err(sys("setting owner"))?;
     }
     set_xattrs(report, node, path, |name, value| {
         rfs::fsetxattr(fd, name, value, rfs::XattrFlags::empty())
     });
-    rfs::fchmod(fd, Mode::from_raw_mode(node.mode)).with_context(|| "setting mode".to_string())?;
-    rfs::futimens(fd, &times(node)).with_context(|| "setting times".to_string())?;
+    rfs::fchmod(fd, Mode::from_raw_mode(node.mode)).map_err(sys("setting mode"))?;
+    rfs::futimens(fd, &times(node)).map_err(sys("setting times"))?;
     Ok(())
 }
 
@@ -685,7 +806,7 @@ fn replace_existing(dfd: BorrowedFd<'_>, name: &OsStr, overwrite: bool) -> Resul
     if overwrite {
         match rfs::unlinkat(dfd, name, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(sys("removing what is in the way")(e)),
         }
     }
     Ok(())
@@ -693,7 +814,7 @@ fn replace_existing(dfd: BorrowedFd<'_>, name: &OsStr, overwrite: bool) -> Resul
 
 /// The modification time of `fd`.
 fn mtime(fd: BorrowedFd<'_>) -> Result<Timespec> {
-    let st = rfs::fstat(fd)?;
+    let st = rfs::fstat(fd).map_err(sys("reading a directory's time"))?;
     Ok(Timespec {
         tv_sec: st.st_mtime as _,
         tv_nsec: st.st_mtime_nsec as _,
@@ -714,7 +835,8 @@ fn keep_mtime(fd: BorrowedFd<'_>, was: Timespec) -> Result<()> {
                 last_access: omit,
                 last_modification: was,
             },
-        )?;
+        )
+        .map_err(sys("putting back a directory's time"))?;
     }
     Ok(())
 }
@@ -728,9 +850,9 @@ fn open_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Result<OwnedFd> {
         Mode::empty(),
     ) {
         Ok(fd) => Ok(fd),
-        Err(Errno::LOOP) => bail!("the target holds a symlink where the snapshot has a directory; refusing to restore through it"),
-        Err(Errno::NOTDIR) => bail!("the target holds a non-directory where the snapshot has a directory"),
-        Err(e) => Err(e.into()),
+        Err(Errno::LOOP) => Err(RestoreError::SymlinkInTheWay.into()),
+        Err(Errno::NOTDIR) => Err(RestoreError::NotADirectory.into()),
+        Err(e) => Err(sys("opening a directory")(e)),
     }
 }
 
@@ -740,7 +862,7 @@ fn open_or_create_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Result<(OwnedFd, b
     let created = match rfs::mkdirat(parent, OsStr::from_bytes(name), Mode::from_raw_mode(0o700)) {
         Ok(()) => true,
         Err(Errno::EXIST) => false,
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(sys("creating a directory")(e)),
     };
     Ok((open_dir(parent, name)?, created))
 }

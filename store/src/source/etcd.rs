@@ -5,12 +5,75 @@
 //! synchronous pipeline through a bounded channel, so memory stays bounded whatever the
 //! database size.
 
-use anyhow::{bail, Context, Result};
+use crate::{Error, Result};
 use crossbeam_channel::{bounded, Receiver};
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::time::Duration;
+use thiserror::Error;
+
+/// What went wrong reaching or reading etcd. Messages say what an operator can check.
+#[derive(Debug, Error)]
+pub enum EtcdError {
+    /// The client library's error, with a hint on its likely cause.
+    #[error("{0}")]
+    Client(String),
+    /// A request got no answer in time.
+    #[error("{what}no answer within {timeout:?}")]
+    Timeout {
+        /// The request (with a trailing ": "), or nothing for the connection.
+        what: &'static str,
+        /// How long was waited.
+        timeout: Duration,
+    },
+    /// The member reports errors in its status.
+    #[error("member reports errors: {0}")]
+    MemberErrors(String),
+    /// A linearizable read did not complete: the cluster has no quorum.
+    #[error("no quorum: a linearizable read did not complete within {0:?}")]
+    NoQuorum(Duration),
+    /// A linearizable read failed.
+    #[error("linearizable read failed: {0}")]
+    ReadFailed(String),
+    /// No endpoint to try.
+    #[error("no etcd endpoint given (--endpoints)")]
+    NoEndpoint,
+    /// Every endpoint failed its health check.
+    #[error("no healthy etcd endpoint:\n  {}", .0.iter().map(|(e, why)| format!("{e}: {why}")).collect::<Vec<_>>().join("\n  "))]
+    NoHealthyEndpoint(Vec<(String, String)>),
+    /// A client certificate without its key, or the reverse.
+    #[error("--cert and --key go together")]
+    CertWithoutKey,
+    /// A client certificate file that cannot be used.
+    #[error("client certificate {}: {why}", path.display())]
+    BadCertificate {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// The snapshot stream stopped short.
+    #[error("the snapshot stream ended with {0} bytes still to come")]
+    Truncated(u64),
+    /// The snapshot stream held nothing.
+    #[error("the snapshot stream was empty")]
+    Empty,
+    /// The runtime or thread the client runs on could not start.
+    #[error("starting {what}: {cause}")]
+    Start {
+        /// The runtime or thread.
+        what: &'static str,
+        /// The system's answer.
+        cause: io::Error,
+    },
+}
+
+impl From<EtcdError> for Error {
+    fn from(e: EtcdError) -> Error {
+        Error::Source(e.into())
+    }
+}
 
 /// How to reach etcd.
 #[derive(Debug, Clone)]
@@ -52,21 +115,21 @@ impl Connection {
         if self.tls_wanted() {
             let mut tls = TlsOptions::new();
             if let Some(ca) = &self.cacert {
-                let pem = std::fs::read(ca)
-                    .with_context(|| format!("reading CA bundle {}", ca.display()))?;
+                let pem =
+                    std::fs::read(ca).map_err(Error::file("reading CA bundle", ca.display()))?;
                 tls = tls.ca_certificate(Certificate::from_pem(pem));
             }
             match (&self.cert, &self.key) {
                 (Some(c), Some(k)) => {
                     let cert = std::fs::read(c)
-                        .with_context(|| format!("reading client certificate {}", c.display()))?;
+                        .map_err(Error::file("reading client certificate", c.display()))?;
                     check_validity(&cert, c)?;
-                    let key = std::fs::read(k)
-                        .with_context(|| format!("reading client key {}", k.display()))?;
+                    let key =
+                        std::fs::read(k).map_err(Error::file("reading client key", k.display()))?;
                     tls = tls.identity(Identity::from_pem(cert, key));
                 }
                 (None, None) => {}
-                _ => bail!("--cert and --key go together"),
+                _ => return Err(EtcdError::CertWithoutKey.into()),
             }
             opts = opts.with_tls(tls);
         }
@@ -74,7 +137,7 @@ impl Connection {
     }
 
     /// Turn gRPC/TLS errors into something an operator can act on.
-    fn explain(&self, e: etcd_client::Error) -> anyhow::Error {
+    fn explain(&self, e: etcd_client::Error) -> EtcdError {
         let text = format!("{e}");
         let detail = format!("{e:?}");
         tracing::debug!("etcd error detail: {detail}");
@@ -116,7 +179,7 @@ impl Connection {
         } else {
             ""
         };
-        anyhow::anyhow!("{text}{hint}")
+        EtcdError::Client(format!("{text}{hint}"))
     }
 
     fn tls_wanted(&self) -> bool {
@@ -131,7 +194,10 @@ impl Connection {
             Client::connect([endpoint], Some(self.options()?)),
         )
         .await
-        .map_err(|_| anyhow::anyhow!("no answer within {:?}", self.timeout))?
+        .map_err(|_| EtcdError::Timeout {
+            what: "",
+            timeout: self.timeout,
+        })?
         .map_err(|e| self.explain(e))?;
         Ok(client)
     }
@@ -141,18 +207,18 @@ impl Connection {
         let mut client = self.connect(endpoint).await?;
         let status = tokio::time::timeout(self.timeout, client.status())
             .await
-            .map_err(|_| anyhow::anyhow!("status: no answer within {:?}", self.timeout))?
+            .map_err(|_| EtcdError::Timeout {
+                what: "status: ",
+                timeout: self.timeout,
+            })?
             .map_err(|e| self.explain(e))?;
         if !status.errors().is_empty() {
-            bail!("member reports errors: {}", status.errors().join("; "));
+            return Err(EtcdError::MemberErrors(status.errors().join("; ")).into());
         }
         match tokio::time::timeout(self.timeout, client.get("health", None)).await {
-            Err(_) => bail!(
-                "no quorum: a linearizable read did not complete within {:?}",
-                self.timeout
-            ),
+            Err(_) => return Err(EtcdError::NoQuorum(self.timeout).into()),
             Ok(Err(e)) if !e.to_string().contains("permission denied") => {
-                return Err(self.explain(e)).context("linearizable read failed");
+                return Err(EtcdError::ReadFailed(self.explain(e).to_string()).into());
             }
             Ok(_) => {}
         }
@@ -172,21 +238,17 @@ impl Connection {
     /// others before it were skipped.
     pub fn select(&self) -> Result<(Member, Vec<(String, String)>)> {
         if self.endpoints.is_empty() {
-            bail!("no etcd endpoint given (--endpoints)");
+            return Err(EtcdError::NoEndpoint.into());
         }
         let rt = runtime()?;
         let mut skipped = Vec::new();
         for e in &self.endpoints {
             match rt.block_on(self.check(e)) {
                 Ok(m) => return Ok((m, skipped)),
-                Err(err) => skipped.push((e.clone(), format!("{err:#}"))),
+                Err(err) => skipped.push((e.clone(), err.to_string())),
             }
         }
-        let detail: Vec<String> = skipped
-            .iter()
-            .map(|(e, why)| format!("{e}: {why}"))
-            .collect();
-        bail!("no healthy etcd endpoint:\n  {}", detail.join("\n  "))
+        Err(EtcdError::NoHealthyEndpoint(skipped).into())
     }
 
     /// The OpenShift cluster version (`status.desired.version` of the ClusterVersion object),
@@ -226,17 +288,20 @@ impl Connection {
                     }
                     match remaining {
                         Some(0) => Ok(()),
-                        Some(n) => bail!("the snapshot stream ended with {n} bytes still to come"),
-                        None => bail!("the snapshot stream was empty"),
+                        Some(n) => Err(EtcdError::Truncated(n).into()),
+                        None => Err(EtcdError::Empty.into()),
                     }
                 });
                 if let Err(e) = result {
                     let _ = tx.send(Err(io::Error::other(format!(
-                        "etcd snapshot stream from {endpoint} failed: {e:#}"
+                        "etcd snapshot stream from {endpoint} failed: {e}"
                     ))));
                 }
             })
-            .context("starting the etcd stream thread")?;
+            .map_err(|cause| EtcdError::Start {
+                what: "the etcd stream thread",
+                cause,
+            })?;
         Ok(ChannelReader {
             rx,
             current: Vec::new(),
@@ -248,17 +313,20 @@ impl Connection {
 /// Refuse a client certificate that is expired or not yet valid, naming its dates (etcd would
 /// only close the connection).
 fn check_validity(pem: &[u8], path: &std::path::Path) -> Result<()> {
+    let bad = |why: String| EtcdError::BadCertificate {
+        path: path.to_path_buf(),
+        why,
+    };
     let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(pem) else {
-        bail!("{} is not a PEM certificate", path.display());
+        return Err(bad("not a PEM certificate".into()).into());
     };
     let cert = pem
         .parse_x509()
-        .with_context(|| format!("{} is not a valid X.509 certificate", path.display()))?;
+        .map_err(|e| bad(format!("not a valid X.509 certificate: {e}")))?;
     let v = cert.validity();
     if !v.is_valid() {
-        bail!(
-            "client certificate {} is not valid now: valid from {} to {}{}",
-            path.display(),
+        return Err(bad(format!(
+            "not valid now: valid from {} to {}{}",
             v.not_before,
             v.not_after,
             if v.not_after.timestamp() < chrono::Utc::now().timestamp() {
@@ -266,7 +334,8 @@ fn check_validity(pem: &[u8], path: &std::path::Path) -> Result<()> {
             } else {
                 " (not valid yet: check the clock)"
             }
-        );
+        ))
+        .into());
     }
     Ok(())
 }
@@ -286,7 +355,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime for etcd")
+        .map_err(|cause| {
+            EtcdError::Start {
+                what: "the async runtime for etcd",
+                cause,
+            }
+            .into()
+        })
 }
 
 /// Reads the bytes the stream thread sends; an error from the stream surfaces as a read error.

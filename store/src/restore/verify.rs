@@ -1,8 +1,9 @@
 //! After restoring an etcd snapshot: re-check it from the bytes on disk before declaring
 //! success — its sha256 trailer, its size, and the bbolt facts recorded at backup time.
 
+use super::RestoreError;
 use crate::source::trailer::{Digester, Verdict};
-use anyhow::{bail, Context, Result};
+use crate::{Error, Result};
 use cairn_format::snapshot::Snapshot;
 use std::io::Read;
 use std::path::Path;
@@ -18,14 +19,13 @@ pub fn fact<'a>(snap: &'a Snapshot, key: &str) -> Option<&'a str> {
 /// Check the restored database at `path` against what `snap` recorded, reading it once (the
 /// sha256 trailer and the bbolt facts from the same pass). Returns what was checked.
 pub fn etcd_file(path: &Path, snap: &Snapshot) -> Result<Vec<String>> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("re-reading {}", path.display()))?;
+    let mut f = std::fs::File::open(path).map_err(Error::file("re-reading", path.display()))?;
     let mut digester = Digester::new(true);
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f
             .read(&mut buf)
-            .with_context(|| format!("re-reading {}", path.display()))?;
+            .map_err(Error::file("re-reading", path.display()))?;
         if n == 0 {
             break;
         }
@@ -37,38 +37,43 @@ pub fn etcd_file(path: &Path, snap: &Snapshot) -> Result<Vec<String>> {
 /// Compare what `digester` (with inspection) learnt from the bytes of the restored database
 /// at `path`, fed in file order, with what `snap` recorded. Returns what was checked.
 pub fn etcd_digest(path: &Path, snap: &Snapshot, digester: Digester) -> Result<Vec<String>> {
-    let len = digester.len();
+    let len = digester.fed();
     let digest = digester.finish();
     let mut checks = Vec::new();
+    let unverified = |why: String| -> Error {
+        RestoreError::Unverified {
+            path: path.to_path_buf(),
+            why,
+        }
+        .into()
+    };
     if let Some(size) = fact(snap, "etcd.size") {
         if len.to_string() != size {
-            bail!(
-                "{} is {} bytes, the backup recorded {size}",
-                path.display(),
-                len
-            );
+            return Err(unverified(format!(
+                "is {len} bytes, the backup recorded {size}"
+            )));
         }
         checks.push("size".to_string());
     }
     match (fact(snap, "etcd.sha256"), digest.verdict) {
         (Some("verified"), Verdict::Valid) => checks.push("sha256 trailer".to_string()),
-        (Some("verified"), _) => bail!(
-            "{} fails its sha256 trailer check after restore: do not use it",
-            path.display()
-        ),
+        (Some("verified"), _) => {
+            return Err(unverified(
+                "fails its sha256 trailer check after restore: do not use it".into(),
+            ))
+        }
         _ => {}
     }
     let status = digest
         .bbolt
-        .context("the bbolt inspection did not run")?
-        .with_context(|| format!("{} is not a readable etcd database (bbolt)", path.display()))?;
+        .ok_or(RestoreError::Worker("the bbolt inspection did not run"))?
+        .map_err(|e| unverified(format!("is not a readable etcd database (bbolt): {e}")))?;
     for (key, value) in &super::super::source::bbolt_facts::facts(&status) {
         if let Some(recorded) = fact(snap, key) {
             if recorded != value {
-                bail!(
-                    "{}: {key} is {value}, the backup recorded {recorded}: do not use it",
-                    path.display()
-                );
+                return Err(unverified(format!(
+                    "has {key} {value}, the backup recorded {recorded}: do not use it"
+                )));
             }
             checks.push(key.clone());
         }

@@ -1,8 +1,8 @@
 //! A file's content as a reader: its blobs, loaded and verified one at a time.
 
 use super::follow::Feed;
+use crate::loader::Loader;
 use cairn_format::Id;
-use cairn_store::loader::Loader;
 use std::io::{self, Read};
 
 /// Reads the concatenation of `ids`, each verified against its keyed hash.
@@ -55,7 +55,7 @@ pub fn write_content(
     ids: &[Id],
     progress: impl Fn(u64) + Sync,
     feed: Option<Feed<'_>>,
-) -> anyhow::Result<u64> {
+) -> crate::Result<u64> {
     use std::os::unix::fs::FileExt;
     let plan = super::content::Plan::new(loader, ids)?;
     if plan.frames() > SMALL_FRAMES {
@@ -70,12 +70,14 @@ pub fn write_content(
             if is_zero(&blob) {
                 last_zero = Some(id);
             } else {
-                file.write_all_at(&blob, at)?;
+                file.write_all_at(&blob, at)
+                    .map_err(super::sys("writing the restored file"))?;
             }
         }
         progress(u64::from(len));
     }
-    file.set_len(plan.len)?;
+    file.set_len(plan.len)
+        .map_err(super::sys("setting the restored file's length"))?;
     if let Some(feed) = feed {
         super::follow::feed_written(file, plan.len, feed)?;
     }

@@ -5,13 +5,14 @@
 use super::blobs::BlobReader;
 use super::plan::{Plan, Sink};
 use super::temporaries;
-use crate::output;
+
+use super::{sys, RestoreError};
+use crate::loader::Loader;
 use crate::source::trailer::Digester;
-use anyhow::{bail, Context, Result};
+use crate::trees;
+use crate::{Error, Result};
 use cairn_format::snapshot::{Snapshot, SourceKind};
 use cairn_format::tree::{Node, NodeKind};
-use cairn_store::loader::Loader;
-use cairn_store::trees;
 use rustix::fd::AsFd;
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -50,7 +51,7 @@ fn write_atomically<T>(
             .create_new(true)
             .mode(0o600)
             .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
+            .map_err(Error::file("creating", tmp.display()))?;
         let filled = fill(&mut f)?;
         // Flushing to disk and the check overlap.
         let (synced, checked) = std::thread::scope(|s| {
@@ -59,12 +60,14 @@ fn write_atomically<T>(
             (sync.join(), checked)
         });
         synced
-            .map_err(|_| anyhow::anyhow!("the thread flushing {} panicked", tmp.display()))?
-            .context("flushing to disk")?;
+            .map_err(|_| RestoreError::Worker("the thread flushing to disk panicked"))?
+            .map_err(Error::file("flushing to disk", tmp.display()))?;
         drop(f);
-        checked
-            .with_context(|| format!("{} failed verification; it was not kept", dest.display()))?;
-        fs::rename(&tmp, &dest).with_context(|| format!("renaming into {}", dest.display()))
+        checked.map_err(|cause| RestoreError::NotKept {
+            path: dest.clone(),
+            cause: Box::new(cause),
+        })?;
+        fs::rename(&tmp, &dest).map_err(Error::file("renaming into", dest.display()))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -99,10 +102,11 @@ impl Outputs {
             snap.source,
             SourceKind::Etcd | SourceKind::Cluster | SourceKind::StaticPods
         ) {
-            bail!(
+            return Err(RestoreError::Refused(format!(
                 "the cluster-backup layout needs an etcd, static-pods or cluster snapshot; this one is a {} snapshot",
                 snap.source.name()
-            );
+            ))
+            .into());
         }
         let root = loader.load_tree(&snap.tree)?;
         let db = root
@@ -158,7 +162,7 @@ pub fn restore(
 ) -> Result<Written> {
     let outputs = Outputs::of(loader, snap)?;
     super::plan::files(dir, &outputs.names(), overwrite, None)?.check(overwrite, true)?;
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::create_dir_all(dir).map_err(Error::file("creating", dir.display()))?;
     let mut written = Written {
         stale_temporaries: remove_stale(dir)?,
         ..Written::default()
@@ -179,12 +183,16 @@ pub fn restore(
                     |_| {},
                     Some(&mut |b: &[u8]| digester.update(b)),
                 )
-                .context("writing the etcd snapshot")?;
+                .map_err(|cause| RestoreError::Entry {
+                    path: name.clone(),
+                    cause: Box::new(cause),
+                })?;
                 if n != node.size {
-                    bail!(
-                        "the etcd snapshot has {n} bytes of content, the snapshot recorded {}",
-                        node.size
-                    );
+                    return Err(RestoreError::SizeMismatch {
+                        written: n,
+                        recorded: node.size,
+                    }
+                    .into());
                 }
                 Ok(digester)
             },
@@ -209,9 +217,15 @@ pub fn restore(
 
 /// Remove killed restores' temporaries from `dir`; how many.
 fn remove_stale(dir: &Path) -> Result<u64> {
-    let fd = super::open_target(dir)?.with_context(|| format!("{} vanished", dir.display()))?;
-    temporaries::remove_stale(fd.as_fd())
-        .with_context(|| format!("removing stale temporary files from {}", dir.display()))
+    let fd = super::open_target(dir)?.ok_or_else(|| Error::File {
+        op: "opening",
+        path: dir.display().to_string(),
+        cause: io::ErrorKind::NotFound.into(),
+    })?;
+    temporaries::remove_stale(fd.as_fd()).map_err(Error::file(
+        "removing stale temporary files from",
+        dir.display(),
+    ))
 }
 
 /// Write the static pod directories `pod_dirs` of `snap` as a gzipped tar archive to `f`.
@@ -219,15 +233,15 @@ fn archive(f: &mut File, loader: &mut Loader, snap: &Snapshot, pod_dirs: &[Strin
     let gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
     for p in pod_dirs {
-        let comps = output::components(p);
-        let node = trees::find(loader, &snap.tree, &comps)?
-            .with_context(|| format!("{p} is listed in the snapshot but not in its tree"))?;
+        let comps = crate::trees::path_components(p);
+        let node = trees::find(loader, &snap.tree, &comps)?.ok_or_else(|| {
+            RestoreError::Inconsistent(format!("{p} is listed in the snapshot but not in its tree"))
+        })?;
         append(&mut tar, loader, &mut comps.clone(), &node)?;
     }
     tar.into_inner()
-        .context("writing the archive")?
-        .finish()
-        .context("writing the archive")?;
+        .and_then(|gz| gz.finish())
+        .map_err(sys("writing the archive"))?;
     Ok(())
 }
 
@@ -239,7 +253,9 @@ fn append<W: Write>(
     path: &mut Vec<Vec<u8>>,
     node: &Node,
 ) -> Result<()> {
-    let rel = output::path(path).trim_start_matches('/').to_string();
+    let rel = crate::trees::path_string(path)
+        .trim_start_matches('/')
+        .to_string();
     let mut h = tar::Header::new_gnu();
     h.set_mode(node.mode);
     h.set_uid(node.uid.into());
@@ -255,8 +271,11 @@ fn append<W: Write>(
         NodeKind::Dir => {
             h.set_entry_type(tar::EntryType::Directory);
             h.set_size(0);
-            tar.append_data(&mut h, format!("{rel}/"), io::empty())?;
-            let sub = node.subtree.context("directory without subtree")?;
+            tar.append_data(&mut h, format!("{rel}/"), io::empty())
+                .map_err(Error::file("archiving", &rel))?;
+            let sub = node.subtree.ok_or_else(|| {
+                RestoreError::Inconsistent(format!("{rel}: a directory without subtree"))
+            })?;
             let tree = loader.load_tree(&sub)?;
             for child in &tree.nodes {
                 path.push(child.name.clone());
@@ -269,14 +288,15 @@ fn append<W: Write>(
             h.set_size(node.size);
             let mut r = BlobReader::new(loader, &node.content);
             tar.append_data(&mut h, &rel, &mut r)
-                .with_context(|| format!("archiving {rel}"))?;
+                .map_err(Error::file("archiving", &rel))?;
         }
         NodeKind::Symlink => {
             h.set_entry_type(tar::EntryType::Symlink);
             h.set_size(0);
             let target =
                 String::from_utf8_lossy(node.target.as_deref().unwrap_or_default()).into_owned();
-            tar.append_link(&mut h, &rel, target)?;
+            tar.append_link(&mut h, &rel, target)
+                .map_err(Error::file("archiving", &rel))?;
         }
         _ => tracing::warn!("{rel}: special files are not archived"),
     }

@@ -2,16 +2,17 @@
 //! rest, and build one tree blob per directory.
 
 use super::meta::{self, Owners};
-use anyhow::{Context, Result};
+use super::SourceError;
+use crate::loader::Loader;
+use crate::progress::Progress;
+use crate::saver::Saver;
+use crate::trees::MAX_DEPTH;
+use crate::{Error, Result};
 use cairn_format::chunker::ChunkPolicy;
 use cairn_format::snapshot::SnapshotStats;
 use cairn_format::tree::{Node, NodeKind, Tree};
 use cairn_format::Id;
-use cairn_store::loader::Loader;
-use cairn_store::saver::Saver;
-use cairn_store::trees::MAX_DEPTH;
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use indicatif::ProgressBar;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
@@ -32,19 +33,23 @@ pub struct Excludes {
 impl Excludes {
     /// Build from glob patterns.
     pub fn new(patterns: &[String]) -> Result<Self> {
+        let invalid = |p: &str, e: globset::Error| {
+            Error::Invalid(format!("invalid exclude pattern {p:?}: {e}"))
+        };
         let mut paths = GlobSetBuilder::new();
         let mut names = GlobSetBuilder::new();
         for p in patterns {
-            let glob = Glob::new(p).with_context(|| format!("invalid exclude pattern {p:?}"))?;
+            let glob = Glob::new(p).map_err(|e| invalid(p, e))?;
             if p.contains('/') {
                 paths.add(glob);
             } else {
                 names.add(glob);
             }
         }
+        let built = |set: GlobSetBuilder| set.build().map_err(|e| invalid(&patterns.join(" "), e));
         Ok(Excludes {
-            paths: paths.build()?,
-            names: names.build()?,
+            paths: built(paths)?,
+            names: built(names)?,
         })
     }
 
@@ -98,10 +103,13 @@ fn layout(paths: &[PathBuf]) -> Result<BTreeMap<Vec<u8>, Layout>> {
             })
             .collect();
         if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
-            anyhow::bail!("internal error: {} is not a resolved path", p.display());
+            return Err(Error::Invalid(format!(
+                "internal error: {} is not a resolved path",
+                p.display()
+            )));
         }
         if comps.is_empty() {
-            anyhow::bail!("backing up / as a whole is not supported; name the directories to keep");
+            return Err(SourceError::WholeRoot.into());
         }
         let mut level = &mut root;
         for (i, c) in comps.iter().enumerate() {
@@ -172,7 +180,7 @@ pub struct Walker<'a> {
     stats: SnapshotStats,
     unreadable: Vec<(String, String)>,
     changed: Vec<String>,
-    progress: ProgressBar,
+    progress: Progress,
     root_dev: u64,
 }
 
@@ -183,7 +191,7 @@ impl<'a> Walker<'a> {
         parent_loader: Option<Loader>,
         policy: ChunkPolicy,
         opts: Options,
-        progress: ProgressBar,
+        progress: Progress,
     ) -> Self {
         Walker {
             saver,
@@ -214,7 +222,7 @@ impl<'a> Walker<'a> {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .with_context(|| format!("opening {}", top.display()))?;
+        .map_err(Error::file("opening", top.display()))?;
         let root = self.above(
             root.as_fd(),
             Path::new("/"),

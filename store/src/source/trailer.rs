@@ -3,10 +3,10 @@
 //! [`Saver::save_pages`] reads, shared with it instead of copied), [`Digester`] on the
 //! caller's thread (restore's follower, which reads the file back as its prefix completes).
 //!
-//! [`Saver::save_pages`]: cairn_store::saver::Saver::save_pages
+//! [`Saver::save_pages`]: crate::saver::Saver::save_pages
 
+use crate::pages::Block;
 use cairn_format::bbolt::{BboltError, SnapshotStatus, StreamInspector};
-use cairn_store::pages::Block;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use sha2::{Digest as _, Sha256};
 use std::sync::Arc;
@@ -37,7 +37,7 @@ pub struct Digest {
 /// trailer's sha256 and the bbolt inspection run on two threads of their own, so that neither
 /// waits for the other (the sha256 alone takes about as long as hashing every page).
 ///
-/// [`Saver::save_pages`]: cairn_store::saver::Saver::save_pages
+/// [`Saver::save_pages`]: crate::saver::Saver::save_pages
 pub struct BlockCheck {
     hash: Option<Side<Verdict>>,
     inspect: Option<Side<Result<SnapshotStatus, BboltError>>>,
@@ -115,7 +115,7 @@ impl BlockCheck {
     }
 
     /// Bytes fed so far.
-    pub fn len(&self) -> u64 {
+    pub fn fed(&self) -> u64 {
         self.len
     }
 
@@ -192,7 +192,7 @@ impl Digester {
     }
 
     /// Bytes fed so far.
-    pub fn len(&self) -> u64 {
+    pub fn fed(&self) -> u64 {
         self.len
     }
 
@@ -223,7 +223,7 @@ mod tests {
         for piece in data.chunks(step) {
             d.update(piece);
         }
-        assert_eq!(d.len(), data.len() as u64);
+        assert_eq!(d.fed(), data.len() as u64);
         d.finish()
     }
 

@@ -1,7 +1,7 @@
 //! Static pod resources: the latest revision directory of each control-plane component, as
 //! the platform's `cluster-backup.sh` selects them.
 
-use anyhow::{Context, Result};
+use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// Default location on control-plane hosts.
@@ -30,10 +30,12 @@ pub struct Revision {
 /// present in `dir`. Components with no revision directory are left out.
 pub fn latest(dir: &Path) -> Result<Vec<Revision>> {
     let mut best: Vec<Option<Revision>> = vec![None; COMPONENTS.len()];
-    let entries = std::fs::read_dir(dir)
-        .with_context(|| format!("reading static pod resources in {}", dir.display()))?;
+    let entries = std::fs::read_dir(dir).map_err(Error::file(
+        "reading static pod resources in",
+        dir.display(),
+    ))?;
     for entry in entries {
-        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        let entry = entry.map_err(Error::file("reading", dir.display()))?;
         if !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }

@@ -8,10 +8,11 @@
 use super::privileged::{self, Scope};
 use super::walk::{self, Includes, Visit};
 use super::{display, skip_reason};
-use anyhow::{bail, Context, Result};
+use super::{sys, RestoreError};
+use crate::loader::Loader;
+use crate::{Error, Result};
 use cairn_format::snapshot::Snapshot;
 use cairn_format::tree::{Node, NodeKind};
-use cairn_store::loader::Loader;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, FileType};
 use rustix::io::Errno;
@@ -70,7 +71,7 @@ pub struct Step<'a> {
 }
 
 /// Receives each [`Step`] as the preflight finds it.
-pub type Sink<'s> = &'s mut dyn FnMut(&Step) -> Result<()>;
+pub type Sink<'s> = &'s mut dyn FnMut(&Step) -> std::io::Result<()>;
 
 /// An entry in the way.
 #[derive(Debug, Clone, Serialize)]
@@ -114,14 +115,15 @@ impl Plan {
     /// An error saying why the restore must not start, if it must not.
     pub fn check(&self, overwrite: bool, allow_privileged: bool) -> Result<()> {
         if !self.unmatched_includes.is_empty() {
-            bail!(
+            return Err(RestoreError::Refused(format!(
                 "--include {} matched nothing in the snapshot; nothing was written (`cairn ls SNAP` lists its paths)",
                 self.unmatched_includes
                     .iter()
                     .map(|p| format!("{p:?}"))
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
+            ))
+            .into());
         }
         if self.privileged > 0 && !allow_privileged {
             let mut msg = format!(
@@ -131,7 +133,7 @@ impl Plan {
             );
             list(&mut msg, &self.first_privileged, self.privileged);
             msg.push_str("\nhint: inspect the snapshot (`cairn ls -l SNAP`, who wrote it in `cairn snapshots`); if these are expected, restore with --allow-privileged, or leave them out with --include");
-            bail!(msg)
+            return Err(RestoreError::Refused(msg).into());
         }
         if self.conflicts == 0 {
             return Ok(());
@@ -149,7 +151,7 @@ impl Plan {
         if self.blocking > 0 {
             msg.push_str("\nhint: --overwrite never replaces a directory by a file or restores through a non-directory: move those out of the way first");
         }
-        bail!(msg)
+        Err(RestoreError::Refused(msg).into())
     }
 }
 
@@ -253,7 +255,7 @@ impl<'s> Planner<'s> {
         match rfs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(FileType::from_raw_mode(st.st_mode))),
             Err(Errno::NOENT) => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("looking at {} in the target", display(path))),
+            Err(e) => Err(Error::file("looking in the target at", display(path))(e)),
         }
     }
 
@@ -282,6 +284,7 @@ impl<'s> Planner<'s> {
             kind,
             reason,
         })
+        .map_err(sys("printing the plan"))
     }
 
     fn conflict(
@@ -312,7 +315,9 @@ impl<'s> Planner<'s> {
 
     /// A non-directory of `kind` to be written at `path`, in the current directory.
     fn place(&mut self, path: &[Vec<u8>], kind: &'static str) -> Result<()> {
-        let name = path.last().context("an entry has a name")?;
+        let name = path
+            .last()
+            .ok_or(RestoreError::Worker("an entry without a name"))?;
         match self.existing(name, path)? {
             None => self.step(Action::New, path, kind, None),
             Some(FileType::Directory) => {
@@ -346,7 +351,7 @@ impl Visit for Planner<'_> {
                     unreachable!("something exists only in an existing directory")
                 };
                 let fd = super::open_dir(parent.as_fd(), &node.name)
-                    .with_context(|| format!("opening {} in the target", display(path)))?;
+                    .map_err(|e| super::entry_error(path, e))?;
                 if included {
                     let action = if self.overwrite {
                         Action::Update

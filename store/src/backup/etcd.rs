@@ -1,0 +1,230 @@
+//! An etcd snapshot into a backup session: streamed from a healthy member (or read from a
+//! file `etcdctl snapshot save` wrote), cut at bbolt's 4 KiB pages on every core while a side
+//! thread checks the sha256 trailer and computes the facts `etcdctl snapshot status` prints.
+//! Static pod resources and whole-cluster backups ([`cluster`]) add the latest revision
+//! directories beside it.
+
+use super::paths::{absolute_paths, walk};
+use super::{Produced, Saved, Session};
+use crate::source::bbolt_facts;
+use crate::source::etcd::{Connection, Member};
+use crate::source::static_pods;
+use crate::source::trailer::{BlockCheck, Digest, Verdict};
+use crate::source::SourceError;
+use crate::{Error, Result};
+use cairn_format::snapshot::{SnapshotStats, SourceKind};
+use cairn_format::tree::{Node, Tree};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// bbolt pages are 4 KiB on every platform etcd runs on; chunks at page boundaries
+/// deduplicate a day's scattered changes (see format/SPEC.md).
+pub const ETCD_PAGE: u32 = 4096;
+
+/// Where an etcd snapshot comes from and how it is checked.
+#[derive(Debug, Clone)]
+pub struct EtcdSource {
+    /// How to reach the members (unused with `snapshot_file`).
+    pub connection: Connection,
+    /// A file `etcdctl snapshot save` wrote, instead of a live member.
+    pub snapshot_file: Option<PathBuf>,
+    /// Keep a snapshot without a valid sha256 trailer (recorded as missing).
+    pub skip_hash_check: bool,
+    /// The cluster version to record, instead of the one read from etcd.
+    pub cluster_version: Option<String>,
+}
+
+/// What an operator should hear while an etcd backup runs.
+#[derive(Debug)]
+pub enum Note<'a> {
+    /// An endpoint was skipped, and why.
+    Skipped {
+        /// The endpoint.
+        endpoint: &'a str,
+        /// Why.
+        why: &'a str,
+    },
+    /// The member chosen, after `skipped` unhealthy endpoints.
+    Chosen {
+        /// The member.
+        member: &'a Member,
+        /// How many endpoints before it were skipped.
+        skipped: usize,
+    },
+    /// Something the operator must know about what is saved.
+    Warning(&'a str),
+}
+
+/// A stored etcd snapshot and what is known about it.
+struct EtcdSaved {
+    node: Node,
+    facts: Vec<(String, String)>,
+}
+
+/// Chunk `reader` into the session as the file `name`, checking the sha256 trailer (and,
+/// with `inspect`, computing the bbolt facts from the stream) on a side thread, while the
+/// pages are hashed on every core.
+fn save_db(
+    s: &mut Session,
+    reader: impl Read,
+    name: String,
+    inspect: bool,
+) -> Result<(Node, Digest)> {
+    let mut check = BlockCheck::new(inspect);
+    let progress = s.progress().clone();
+    let (ids, size) = s
+        .saver
+        .save_pages(reader, ETCD_PAGE, |b| check.feed(b), |n| progress.inc(n))?
+        .map_err(|cause| SourceError::EtcdUnreadable {
+            read: check.fed(),
+            cause,
+        })?;
+    let digest = check.finish().ok_or(SourceError::CheckStopped)?;
+    let mut node = crate::host::file_node(name.as_bytes(), ids, size, s.time_ns);
+    node.mode = 0o600;
+    Ok((node, digest))
+}
+
+/// The facts the side thread computed, or why the stream is not an etcd database.
+fn facts_of(digest: &Digest, what: &str) -> Result<Vec<(String, String)>> {
+    match &digest.bbolt {
+        Some(Ok(status)) => Ok(bbolt_facts::facts(status)),
+        Some(Err(e)) => Err(SourceError::NotEtcd {
+            what: what.to_string(),
+            cause: e.to_string(),
+        }
+        .into()),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Take the etcd snapshot `src` describes (live or from a file).
+fn save_etcd(s: &mut Session, src: &EtcdSource, note: &mut dyn FnMut(Note)) -> Result<EtcdSaved> {
+    let mut facts = Vec::new();
+    let (node, digest) = if let Some(file) = &src.snapshot_file {
+        let f = std::fs::File::open(file)
+            .map_err(Error::file("opening etcd snapshot file", file.display()))?;
+        let given = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let name = if given.starts_with("snapshot_") && given.ends_with(".db") {
+            given.to_string()
+        } else {
+            format!("snapshot_{}.db", s.stamp())
+        };
+        facts.push(("etcd.source".into(), format!("file {}", file.display())));
+        // A file that is not an etcd database is refused before anything is stored; the full
+        // inspection runs on the stream, beside chunking.
+        bbolt_facts::looks_like_bbolt(file)?;
+        let saved = save_db(s, f, name, true)?;
+        facts.extend(facts_of(&saved.1, &file.display().to_string())?);
+        saved
+    } else {
+        let conn = &src.connection;
+        let (member, skipped) = conn.select()?;
+        for (endpoint, why) in &skipped {
+            note(Note::Skipped { endpoint, why });
+        }
+        note(Note::Chosen {
+            member: &member,
+            skipped: skipped.len(),
+        });
+        facts.push(("etcd.source".into(), "live".into()));
+        facts.push(("etcd.endpoint".into(), member.endpoint.clone()));
+        facts.push(("etcd.member".into(), member.id.clone()));
+        facts.push(("etcd.version".into(), member.version.clone()));
+        if let Some(v) = conn.cluster_version(&member.endpoint) {
+            facts.push(("cluster.version".into(), v));
+        }
+        let reader = conn.snapshot(&member.endpoint)?;
+        let saved = save_db(s, reader, format!("snapshot_{}.db", s.stamp()), true)?;
+        let what = format!("the snapshot streamed from {}", member.endpoint);
+        facts.extend(facts_of(&saved.1, &what)?);
+        saved
+    };
+    match digest.verdict {
+        Verdict::Valid => facts.push(("etcd.sha256".into(), "verified".into())),
+        Verdict::Invalid if src.skip_hash_check => {
+            note(Note::Warning("the etcd snapshot has no valid sha256 trailer; restoring it will need `etcdctl snapshot restore --skip-hash-check`, which cannot tell a damaged database from a good one"));
+            facts.push(("etcd.sha256".into(), "missing".into()));
+        }
+        Verdict::Invalid => {
+            return Err(SourceError::BadTrailer {
+                file: src.snapshot_file.is_some(),
+            }
+            .into())
+        }
+    }
+    facts.push(("etcd.size".into(), node.size.to_string()));
+    if let Some(v) = &src.cluster_version {
+        facts.retain(|(k, _)| k != "cluster.version");
+        facts.push(("cluster.version".into(), v.clone()));
+    }
+    Ok(EtcdSaved { node, facts })
+}
+
+/// Back up the etcd snapshot `src` describes into `s` and write the snapshot.
+pub fn etcd(mut s: Session, src: &EtcdSource, note: &mut dyn FnMut(Note)) -> Result<Saved> {
+    s.offer_previous_list(SourceKind::Etcd);
+    let saved = save_etcd(&mut s, src, note)?;
+    let name = String::from_utf8_lossy(&saved.node.name).into_owned();
+    let mut produced = Produced::empty(SourceKind::Etcd, vec![format!("/{name}")]);
+    produced.stats = SnapshotStats {
+        files: 1,
+        files_read: 1,
+        bytes: saved.node.size,
+        ..SnapshotStats::default()
+    };
+    produced.root = Tree {
+        nodes: vec![saved.node],
+    };
+    produced.facts = [vec![("etcd.file".to_string(), name)], saved.facts].concat();
+    s.finish(produced)
+}
+
+/// The latest revision directory of each component in `dir` (as absolute paths), and their
+/// description for the `static_pods.revisions` fact.
+pub fn static_pod_paths(dir: &Path) -> Result<(Vec<String>, String)> {
+    let revs = static_pods::latest(dir)?;
+    if revs.is_empty() {
+        return Err(SourceError::NoStaticPods(dir.to_path_buf()).into());
+    }
+    let paths = absolute_paths(&revs.iter().map(|r| r.path.clone()).collect::<Vec<_>>())?;
+    Ok((paths, static_pods::describe(&revs)))
+}
+
+/// Back up the latest static pod revisions below `dir` into `s` and write the snapshot.
+pub fn static_pods(mut s: Session, dir: &Path) -> Result<Saved> {
+    let (paths, revisions) = static_pod_paths(dir)?;
+    let mut produced = walk(&mut s, SourceKind::StaticPods, paths, Default::default())?;
+    produced
+        .facts
+        .push(("static_pods.revisions".into(), revisions));
+    s.finish(produced)
+}
+
+/// What the platform's `cluster-backup.sh` keeps, in one snapshot: the etcd snapshot `src`
+/// describes and the latest static pod revisions below `pods_dir`.
+pub fn cluster(
+    mut s: Session,
+    src: &EtcdSource,
+    pods_dir: &Path,
+    note: &mut dyn FnMut(Note),
+) -> Result<Saved> {
+    let (paths, revisions) = static_pod_paths(pods_dir)?;
+    s.offer_previous_list(SourceKind::Cluster);
+    let saved = save_etcd(&mut s, src, note)?;
+    let mut produced = walk(&mut s, SourceKind::Cluster, paths, Default::default())?;
+    let name = String::from_utf8_lossy(&saved.node.name).into_owned();
+    produced.stats.files += 1;
+    produced.stats.files_read += 1;
+    produced.stats.bytes += saved.node.size;
+    produced.root.nodes.push(saved.node);
+    produced.facts.push(("etcd.file".into(), name));
+    produced.facts.extend(saved.facts);
+    produced
+        .facts
+        .push(("static_pods.revisions".into(), revisions));
+    s.finish(produced)
+}

@@ -1,0 +1,261 @@
+//! Taking a backup: every source goes through one [`Session`]. It opens the repository with
+//! its lease, feeds the saver, flushes packs and the index, then writes the snapshot object
+//! last, so a failure at any point leaves no snapshot, only unreferenced packs.
+//!
+//! [`paths`] walks host paths into a session and [`etcd`] streams an etcd snapshot into one;
+//! host presets ([`crate::host`]) and project exports ([`crate::project`]) build on them.
+
+pub mod etcd;
+pub mod paths;
+
+use crate::content_lists::ListBase;
+use crate::index::Index;
+use crate::lease::Lease;
+use crate::loader::Loader;
+use crate::progress::Progress;
+use crate::saver::Saver;
+use crate::snapshots::{self, Filter};
+use crate::{Error, Repository, Result};
+use cairn_format::snapshot::{Snapshot, SnapshotStats, SourceKind};
+use cairn_format::tree::Tree;
+use cairn_format::Id;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Who a backup is recorded as made by.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// Host name recorded (this host's by default, see [`hostname`]).
+    pub host: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// The label of the write key in use, recorded as a fact.
+    pub key_label: Option<String>,
+}
+
+/// One backup in progress.
+pub struct Session {
+    repo: Arc<Repository>,
+    index: Arc<Index>,
+    /// The write pipeline the source feeds.
+    pub saver: Saver,
+    lease: Lease,
+    started: Instant,
+    /// When the backup started (nanoseconds since the epoch): the snapshot's time.
+    pub time_ns: i64,
+    origin: Origin,
+    progress: Progress,
+}
+
+/// What a source produced, for the snapshot.
+pub struct Produced {
+    /// The root directory.
+    pub root: Tree,
+    /// The kind of source.
+    pub source: SourceKind,
+    /// The paths the snapshot records.
+    pub paths: Vec<String>,
+    /// Facts about the source.
+    pub facts: Vec<(String, String)>,
+    /// The snapshot unchanged files were taken from.
+    pub parent: Option<Id>,
+    /// Counts.
+    pub stats: SnapshotStats,
+    /// Entries that could not be read, with why.
+    pub unreadable: Vec<(String, String)>,
+    /// Files that kept changing while read (saved as read, possibly inconsistent).
+    pub changed: Vec<String>,
+}
+
+impl Produced {
+    /// Nothing yet, for a source that fills it in.
+    pub fn empty(source: SourceKind, paths: Vec<String>) -> Produced {
+        Produced {
+            root: Tree::default(),
+            source,
+            paths,
+            facts: Vec::new(),
+            parent: None,
+            stats: SnapshotStats::default(),
+            unreadable: Vec::new(),
+            changed: Vec::new(),
+        }
+    }
+}
+
+/// A saved snapshot and what did not make it in.
+pub struct Saved {
+    /// Its id.
+    pub id: Id,
+    /// The snapshot.
+    pub snapshot: Snapshot,
+    /// Entries that could not be read, with why.
+    pub unreadable: Vec<(String, String)>,
+    /// Files that kept changing while read.
+    pub changed: Vec<String>,
+}
+
+impl Saved {
+    /// Whether everything asked for is in the snapshot as read once.
+    pub fn complete(&self) -> bool {
+        self.unreadable.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// This host's name.
+pub fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+impl Session {
+    /// Start a backup into `repo`: take the write lease, load the index, start the saver.
+    pub fn open(repo: Arc<Repository>, origin: Origin, progress: Progress) -> Result<Session> {
+        let started = Instant::now();
+        let time_ns = chrono::Utc::now()
+            .timestamp_nanos_opt()
+            .ok_or_else(|| Error::Invalid("the clock is outside the representable range".into()))?;
+        let (lease, index) = Lease::begin_write(&repo)?;
+        let index = Arc::new(index);
+        let saver = Saver::new(repo.clone(), index.clone(), 0);
+        Ok(Session {
+            repo,
+            index,
+            saver,
+            lease,
+            started,
+            time_ns,
+            origin,
+            progress,
+        })
+    }
+
+    /// The repository written to.
+    pub fn repo(&self) -> &Arc<Repository> {
+        &self.repo
+    }
+
+    /// A loader over the repository as it was when the backup started.
+    pub fn loader(&self) -> Loader {
+        Loader::new(self.repo.clone(), self.index.clone())
+    }
+
+    /// Where progress goes.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    /// The latest snapshot of this host, source and paths: unchanged files are taken from it.
+    pub fn parent(&self, source: SourceKind, paths: &[String]) -> Result<Option<(Id, Snapshot)>> {
+        self.latest(source, |s| s.paths == paths)
+    }
+
+    /// The latest snapshot of this host and source that `also` accepts.
+    pub fn latest(
+        &self,
+        source: SourceKind,
+        also: impl Fn(&Snapshot) -> bool,
+    ) -> Result<Option<(Id, Snapshot)>> {
+        let filter = Filter {
+            host: Some(self.origin.host.clone()),
+            source: Some(source),
+            ..Filter::default()
+        };
+        Ok(snapshots::list(&self.repo)?
+            .snapshots
+            .into_iter()
+            .rev()
+            .find(|(_, s)| filter.matches(s) && also(s)))
+    }
+
+    /// The UTC time the backup started, as `cluster-backup.sh` stamps file names.
+    pub fn stamp(&self) -> String {
+        chrono::DateTime::from_timestamp_nanos(self.time_ns)
+            .format("%Y-%m-%d_%H%M%S")
+            .to_string()
+    }
+
+    /// Offer the etcd database's content list in the latest `source` snapshot of this host as
+    /// the base of this backup's (SPEC §9.1): bbolt rewrites pages in place, so most page ids
+    /// stay where they were and the new list costs only the changed ones. A failure to read
+    /// it only costs space: the backup goes on with a self-contained list.
+    pub fn offer_previous_list(&mut self, source: SourceKind) {
+        match self.previous_list(source) {
+            Ok(Some(base)) => self.saver.set_list_base(base),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                "the previous {} snapshot's content list is unreadable ({e}); this backup stores a complete one",
+                source.name()
+            ),
+        }
+    }
+
+    fn previous_list(&self, source: SourceKind) -> Result<Option<ListBase>> {
+        let Some((_, snap)) = self.latest(source, |_| true)? else {
+            return Ok(None);
+        };
+        let root = self.loader().load_tree(&snap.tree)?;
+        Ok(root
+            .nodes
+            .iter()
+            .filter(|n| n.name.starts_with(b"snapshot_") && n.name.ends_with(b".db"))
+            .find_map(ListBase::of))
+    }
+
+    /// Flush and write the snapshot.
+    pub fn finish(self, mut p: Produced) -> Result<Saved> {
+        let Session {
+            repo,
+            mut saver,
+            lease,
+            started,
+            time_ns,
+            origin,
+            progress,
+            ..
+        } = self;
+        if let Some(label) = origin.key_label {
+            p.facts.push((snapshots::KEY_LABEL_FACT.into(), label));
+        }
+        if !p.changed.is_empty() {
+            p.facts
+                .push(("changed_during_backup".into(), p.changed.len().to_string()));
+        }
+        let tree = saver.save_tree(&mut p.root)?;
+        let (saved, _) = saver.finish()?;
+        progress.done();
+        let stats = SnapshotStats {
+            blobs_added: saved.blobs_added,
+            stored_added: saved.stored_added,
+            duration_ms: started.elapsed().as_millis() as u64,
+            unreadable: p.unreadable.len() as u64,
+            ..p.stats
+        };
+        let snapshot = Snapshot {
+            time_ns,
+            host: origin.host,
+            username: uzers::get_current_username()
+                .map(|u| u.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            source: p.source,
+            paths: p.paths,
+            tags: origin.tags,
+            tree,
+            parent: p.parent,
+            stats,
+            program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+            facts: p.facts,
+        };
+        lease.ensure_fresh()?;
+        let id = snapshots::save(&repo, &snapshot)?;
+        drop(lease);
+        Ok(Saved {
+            id,
+            snapshot,
+            unreadable: p.unreadable,
+            changed: p.changed,
+        })
+    }
+}
