@@ -20,6 +20,7 @@ pub mod content_lists;
 pub mod copy;
 mod error;
 pub mod footprint;
+pub mod forget;
 pub mod host;
 pub mod index;
 pub mod job;

@@ -4,17 +4,16 @@ use crate::args::{Global, SnapshotFilter};
 use crate::commands::prune::{self, PruneFlags};
 use crate::exit::Code;
 use crate::{credentials, output};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use cairn_format::snapshot::Snapshot;
-use cairn_format::Id;
 use cairn_store::footprint;
+use cairn_store::forget::{self, describe_group, ForgetError, Outcome, Request};
 use cairn_store::retention::{self, Decision, GroupBy, Policy};
-use cairn_store::snapshots::{self, Filter};
+use cairn_store::snapshots::Filter;
 use cairn_store::Repository;
 use chrono_tz::Tz;
 use clap::Args;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 const RULES_HELP: &str = "\
@@ -154,16 +153,6 @@ impl ForgetArgs {
     }
 }
 
-/// A snapshot and its id.
-type Entry<'a> = (Id, &'a Snapshot);
-
-/// What deleting the removed snapshots did.
-#[derive(Default)]
-struct Removal {
-    deleted: usize,
-    errors: Vec<(Id, String)>,
-}
-
 pub fn run(g: &Global, a: ForgetArgs) -> Result<Code> {
     Ok(apply(g, &a)?.code)
 }
@@ -181,75 +170,49 @@ pub struct Applied {
 
 /// Apply the policy (and prune), printing as `cairn forget` does.
 pub fn apply(g: &Global, a: &ForgetArgs) -> Result<Applied> {
-    let policy = a.policy();
     let repo = Arc::new(credentials::open(g)?);
     if !a.dry_run {
         cairn_store::policy::ensure_may_remove(&repo, "forget")?;
     }
-    let listing = snapshots::list(&repo)?;
-    let filter = Filter::from(&a.filter);
-    let (selected, others): (Vec<Entry>, Vec<Entry>) = listing
-        .snapshots
-        .iter()
-        .map(|(id, s)| (*id, s))
-        .partition(|(_, s)| filter.matches(s));
-    let mut decisions = retention::apply(&policy, &selected, chrono::Utc::now());
-    let emptied = retention::emptied_groups(policy.group_by, &selected, &decisions);
-    if !emptied.is_empty() && !a.unsafe_allow_remove_all {
-        let groups: Vec<String> = emptied
-            .iter()
-            .map(|&i| describe_group(a.group_by, selected[i].1))
-            .collect();
-        return Err(crate::exit::usage(
-            format!(
-                "the keep rules keep no snapshot of {} group(s): {}; nothing removed",
-                groups.len(),
-                groups.join("; ")
-            ),
-            "check the rules (a count of 0, or a --keep-tag none of the group's snapshots has); \
-             removing all of a group's snapshots needs --unsafe-allow-remove-all",
-        ));
-    }
-    if let Some(max) = a.max_size {
-        if let Some((path, why)) = listing.damaged.first() {
-            bail!(
-                "--max-size must measure every snapshot, and {path} cannot be read ({why}); nothing removed. Run `cairn check`, then `cairn repair snapshots`"
-            );
-        }
-        limit_size(&repo, &mut decisions, &selected, &others, max)?;
-    }
-    let by_id: HashMap<Id, &Snapshot> = selected.iter().copied().collect();
-    let removal = if a.dry_run {
-        Removal::default()
-    } else {
-        remove(&repo, &decisions, &by_id)
+    let request = Request {
+        policy: a.policy(),
+        filter: Filter::from(&a.filter),
+        max_size: a.max_size,
+        allow_remove_all: a.unsafe_allow_remove_all,
+        dry_run: a.dry_run,
     };
-    let mut code = if listing.damaged.is_empty() {
+    let out = match forget::forget(&repo, &request) {
+        Ok(out) => out,
+        Err(e @ ForgetError::KeepsNothing(_)) => {
+            return Err(crate::exit::usage(
+                e.to_string(),
+                "check the rules (a count of 0, or a --keep-tag none of the group's snapshots \
+                 has); removing all of a group's snapshots needs --unsafe-allow-remove-all",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut code = if out.damaged.is_empty() {
         Code::Ok
     } else {
         Code::Partial
     };
-    if !removal.errors.is_empty() {
+    if !out.errors.is_empty() {
         code = Code::Error;
     }
-    let report = Report {
-        args: a,
-        decisions: &decisions,
-        snapshots: &by_id,
-        removal: &removal,
-    };
+    let report = Report { args: a, out: &out };
     if !g.json && !g.quiet {
         report.print()?;
     }
-    for (id, why) in &removal.errors {
+    for (id, why) in &out.errors {
         eprintln!("cairn: error: could not delete snapshots/{id}: {why}");
     }
-    for (path, why) in &listing.damaged {
+    for (path, why) in &out.damaged {
         eprintln!("cairn: warning: {path} could not be read and was left alone: {why}");
     }
     let mut pruned = Value::Null;
     let mut freed = 0;
-    if a.prune && !a.dry_run && removal.errors.is_empty() {
+    if a.prune && !a.dry_run && out.errors.is_empty() {
         let flags = PruneFlags {
             max_unused: 5.0,
             dry_run: false,
@@ -267,59 +230,14 @@ pub fn apply(g: &Global, a: &ForgetArgs) -> Result<Applied> {
         }
     }
     if g.json {
-        output::json(&report.json(&listing.damaged, pruned))?;
+        output::json(&report.json(pruned))?;
     }
     Ok(Applied {
         code,
-        removed: removal.deleted as u64,
-        kept: decisions.iter().filter(|d| d.keep).count() as u64,
+        removed: out.deleted as u64,
+        kept: out.kept() as u64,
         freed,
     })
-}
-
-/// `--max-size`: of the kept snapshots, newest first, keep the longest run that fits.
-fn limit_size(
-    repo: &Arc<Repository>,
-    decisions: &mut [Decision],
-    selected: &[(Id, &Snapshot)],
-    others: &[(Id, &Snapshot)],
-    max: u64,
-) -> Result<()> {
-    let mut kept: Vec<(usize, Id, &Snapshot)> = decisions
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| d.keep)
-        .map(|(i, d)| (i, d.id, selected[i].1))
-        .collect();
-    kept.sort_by_key(|k| std::cmp::Reverse((k.2.time_ns, k.1)));
-    let candidates: Vec<(Id, &Snapshot)> = kept.iter().map(|(_, id, s)| (*id, *s)).collect();
-    let fp = footprint::measure(repo, others, &candidates)?;
-    let fit = retention::fitting_prefix(fp.fixed, &fp.candidates, &fp.packs, max);
-    if fit == 0 && !kept.is_empty() {
-        bail!(
-            "--max-size {}: the newest snapshot alone does not fit (with what must stay, it needs more); nothing removed",
-            output::bytes(max)
-        );
-    }
-    for (i, _, _) in &kept[fit..] {
-        decisions[*i].keep = false;
-        decisions[*i].reasons = vec!["max-size".to_string()];
-    }
-    Ok(())
-}
-
-/// Delete the removed snapshots' objects, oldest first; failures are collected, not fatal.
-fn remove(repo: &Repository, decisions: &[Decision], by_id: &HashMap<Id, &Snapshot>) -> Removal {
-    let mut gone: Vec<&Decision> = decisions.iter().filter(|d| !d.keep).collect();
-    gone.sort_by_key(|d| (by_id.get(&d.id).map_or(0, |s| s.time_ns), d.id));
-    let mut out = Removal::default();
-    for d in gone {
-        match repo.backend().delete(&format!("snapshots/{}", d.id)) {
-            Ok(()) => out.deleted += 1,
-            Err(e) => out.errors.push((d.id, e.to_string())),
-        }
-    }
-    out
 }
 
 /// After `--max-size --prune` the repository must hold at most `max` bytes. A backup running
@@ -355,17 +273,15 @@ fn worst(a: Code, b: Code) -> Code {
 /// Everything the output shows.
 struct Report<'a> {
     args: &'a ForgetArgs,
-    decisions: &'a [Decision],
-    snapshots: &'a HashMap<Id, &'a Snapshot>,
-    removal: &'a Removal,
+    out: &'a Outcome,
 }
 
 impl Report<'_> {
     /// Decisions grouped as the policy grouped them, each group oldest first.
     fn groups(&self) -> Vec<Vec<(&Decision, &Snapshot)>> {
         let mut groups: Vec<(retention::GroupKey, Vec<(&Decision, &Snapshot)>)> = Vec::new();
-        for d in self.decisions {
-            let Some(s) = self.snapshots.get(&d.id) else {
+        for d in &self.out.decisions {
+            let Some(s) = self.out.snapshots.get(&d.id) else {
                 continue;
             };
             let key = retention::group_key(self.args.group_by, s);
@@ -419,18 +335,19 @@ impl Report<'_> {
         if !limits.is_empty() {
             crate::outln!("limits: {}", limits.join("; "))?;
         }
-        let kept = self.decisions.iter().filter(|d| d.keep).count();
-        let removed = self.decisions.len() - kept;
+        let decisions = &self.out.decisions;
+        let kept = self.out.kept();
+        let removed = decisions.len() - kept;
         if self.args.dry_run {
             crate::outln!(
                 "dry run: would remove {removed} of {} snapshots; nothing was deleted",
-                self.decisions.len()
+                decisions.len()
             )?;
         } else {
             crate::outln!(
                 "removed {} of {} snapshots, kept {kept}",
-                self.removal.deleted,
-                self.decisions.len()
+                self.out.deleted,
+                decisions.len()
             )?;
             if removed > 0 && !self.args.prune {
                 crate::outln!("run `cairn prune` to free the space they used")?;
@@ -439,12 +356,13 @@ impl Report<'_> {
         Ok(())
     }
 
-    fn json(&self, damaged: &[(String, String)], prune: Value) -> Value {
+    fn json(&self, prune: Value) -> Value {
         let snapshots: Vec<Value> = self
+            .out
             .decisions
             .iter()
             .filter_map(|d| {
-                let s = self.snapshots.get(&d.id)?;
+                let s = self.out.snapshots.get(&d.id)?;
                 Some(json!({
                     "id": d.id.to_hex(),
                     "time": output::time(s.time_ns),
@@ -464,29 +382,11 @@ impl Report<'_> {
                 "max_size_whole_repository": self.args.max_size,
             },
             "snapshots": snapshots,
-            "deleted": self.removal.deleted,
-            "errors": self.removal.errors.iter().map(|(id, e)| json!({"snapshot": id.to_hex(), "error": e})).collect::<Vec<_>>(),
-            "damaged": damaged.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
+            "deleted": self.out.deleted,
+            "errors": self.out.errors.iter().map(|(id, e)| json!({"snapshot": id.to_hex(), "error": e})).collect::<Vec<_>>(),
+            "damaged": self.out.damaged.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
             "prune": prune,
         })
-    }
-}
-
-/// The group `s` is in under `by`, as the output names it ("host h, source paths, paths /etc").
-fn describe_group(by: GroupBy, s: &Snapshot) -> String {
-    let (_, _, paths) = retention::group_key(by, s);
-    let parts: Vec<String> = [
-        by.host.then(|| format!("host {}", s.host)),
-        by.source.then(|| format!("source {}", s.source.name())),
-        (!paths.is_empty()).then(|| format!("paths {}", paths.join(" "))),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if parts.is_empty() {
-        "all selected snapshots".to_string()
-    } else {
-        parts.join(", ")
     }
 }
 

@@ -5,7 +5,6 @@ use crate::args::{Global, Layout, RestoreArgs};
 use crate::exit::Code;
 use crate::output;
 use anyhow::{Context, Result};
-use cairn_format::snapshot::SourceKind;
 use cairn_format::Id;
 use cairn_store::restore::plan::{self, Plan, Sink, Step};
 use cairn_store::restore::walk::Includes;
@@ -101,31 +100,8 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
                     a.target.display()
                 );
             }
-            if matches!(snap.source, SourceKind::Etcd | SourceKind::Cluster) {
-                if let Some(name) = verify::fact(&snap, "etcd.file") {
-                    let db = a.target.join(name);
-                    if db.exists() {
-                        match verify::etcd_file(&db, &snap) {
-                            Ok(done) => checks.push(format!(
-                                "{}: {} verified",
-                                db.display(),
-                                done.join(", ")
-                            )),
-                            Err(e) => {
-                                // Never leave a database that failed its check under the name
-                                // cluster-restore.sh looks for.
-                                let aside = a.target.join(format!("{name}.failed-verification"));
-                                std::fs::rename(&db, &aside).with_context(|| {
-                                    format!("moving {} aside after: {e:#}", db.display())
-                                })?;
-                                return Err(anyhow::Error::new(e).context(format!(
-                                    "the restored database failed verification and was renamed to {}",
-                                    aside.display()
-                                )));
-                            }
-                        }
-                    }
-                }
+            if let Some((db, done)) = verify::restored_database(&a.target, &snap)? {
+                checks.push(format!("{}: {} verified", db.display(), done.join(", ")));
             }
             if !g.json && !g.quiet {
                 for (p, why) in &report.skipped {

@@ -6,6 +6,7 @@
 //! host presets ([`crate::host`]) and project exports ([`crate::project`]) build on them.
 
 pub mod etcd;
+pub mod host;
 pub mod paths;
 
 use crate::content_lists::ListBase;

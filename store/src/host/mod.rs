@@ -68,6 +68,17 @@ pub enum HostError {
         /// Why.
         cause: std::io::Error,
     },
+    /// A host backup that cannot work as asked.
+    #[error("{0}")]
+    Invalid(String),
+    /// A step of a host backup failed.
+    #[error("{what}: {cause}")]
+    Context {
+        /// The step.
+        what: &'static str,
+        /// Why.
+        cause: Box<HostError>,
+    },
     /// The repository failed.
     #[error(transparent)]
     Store(#[from] crate::Error),

@@ -95,6 +95,14 @@ pub enum RestoreError {
         /// Why.
         cause: Box<Error>,
     },
+    /// A restored etcd database failed its re-check and was renamed.
+    #[error("the restored database failed verification and was renamed to {}: {cause}", path.display())]
+    SetAside {
+        /// Its new name.
+        path: PathBuf,
+        /// Why it failed.
+        cause: Box<Error>,
+    },
     /// Restoring one entry failed.
     #[error("restoring {path}: {cause}")]
     Entry {

@@ -4,9 +4,9 @@
 use super::RestoreError;
 use crate::source::trailer::{Digester, Verdict};
 use crate::{Error, Result};
-use cairn_format::snapshot::Snapshot;
+use cairn_format::snapshot::{Snapshot, SourceKind};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A recorded fact.
 pub fn fact<'a>(snap: &'a Snapshot, key: &str) -> Option<&'a str> {
@@ -32,6 +32,39 @@ pub fn etcd_file(path: &Path, snap: &Snapshot) -> Result<Vec<String>> {
         digester.update(&buf[..n]);
     }
     etcd_digest(path, snap, digester)
+}
+
+/// After a tree restore of `snap` into `target`: re-check the etcd database it holds (etcd
+/// and cluster snapshots) and return where it is and what was checked; None when there is
+/// none. A database that fails is renamed to `<name>.failed-verification`, never left under
+/// the name `cluster-restore.sh` looks for.
+pub fn restored_database(target: &Path, snap: &Snapshot) -> Result<Option<(PathBuf, Vec<String>)>> {
+    if !matches!(snap.source, SourceKind::Etcd | SourceKind::Cluster) {
+        return Ok(None);
+    }
+    let Some(name) = fact(snap, "etcd.file") else {
+        return Ok(None);
+    };
+    let db = target.join(name);
+    if !db.exists() {
+        return Ok(None);
+    }
+    match etcd_file(&db, snap) {
+        Ok(checks) => Ok(Some((db, checks))),
+        Err(cause) => {
+            let aside = target.join(format!("{name}.failed-verification"));
+            std::fs::rename(&db, &aside).map_err(|e| Error::File {
+                op: "moving aside (after it failed verification)",
+                path: db.display().to_string(),
+                cause: std::io::Error::new(e.kind(), format!("{e}; the failure: {cause}")),
+            })?;
+            Err(RestoreError::SetAside {
+                path: aside,
+                cause: Box::new(cause),
+            }
+            .into())
+        }
+    }
 }
 
 /// Compare what `digester` (with inspection) learnt from the bytes of the restored database

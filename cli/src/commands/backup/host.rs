@@ -4,14 +4,13 @@
 use super::paths::walk_options;
 use super::session;
 use crate::args::{BackupCommon, Global, WalkArgs};
-use anyhow::{bail, Context, Result};
-use cairn_format::snapshot::SourceKind;
-use cairn_store::backup::paths::{absolute_paths, walk_recording};
-use cairn_store::backup::{Produced, Saved};
-use cairn_store::host::presets::{self, under_root, Preset};
-use cairn_store::host::{config, inventory, place};
+use anyhow::{bail, Result};
+use cairn_store::backup::host::{self as engine, host_root, Selection};
+use cairn_store::backup::Saved;
+use cairn_store::host::config;
+use cairn_store::host::presets::{self, Preset};
 use clap::Args;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
@@ -87,74 +86,6 @@ pub fn select(all: &[Preset], names: &[String], root: &Path) -> Result<(Vec<Pres
     Ok((out, auto))
 }
 
-/// The host paths a preset path names below `root`: itself, or what its glob (last
-/// component) matches. Empty when absent.
-fn expand(root: &Path, pattern: &str) -> Result<Vec<String>> {
-    let p = Path::new(pattern);
-    let name = p
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if !name.contains(['*', '?', '[']) {
-        let exists = std::fs::symlink_metadata(under_root(root, pattern)).is_ok();
-        return Ok(if exists {
-            vec![pattern.to_string()]
-        } else {
-            Vec::new()
-        });
-    }
-    let parent = p.parent().unwrap_or(Path::new("/"));
-    let glob = globset::Glob::new(&name)
-        .with_context(|| format!("preset path {pattern:?} is not a valid glob"))?
-        .compile_matcher();
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(under_root(root, &parent.to_string_lossy())) {
-        for e in entries.flatten() {
-            if glob.is_match(e.file_name()) {
-                out.push(parent.join(e.file_name()).display().to_string());
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// An explicitly named path as a host path: resolved like `cairn backup PATH` when the root
-/// is /, else absolute and taken lexically.
-fn explicit(root: &Path, paths: &[PathBuf]) -> Result<Vec<String>> {
-    let slash = root == Path::new("/");
-    let out = if slash {
-        absolute_paths(paths)?
-    } else {
-        paths
-            .iter()
-            .map(|p| {
-                if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
-                    bail!(
-                        "{}: with --root, name host paths absolutely (without ..)",
-                        p.display()
-                    );
-                }
-                Ok(p.display().to_string())
-            })
-            .collect::<Result<Vec<_>>>()?
-    };
-    for p in &out {
-        if std::fs::symlink_metadata(under_root(root, p)).is_err() {
-            let below = if slash {
-                String::new()
-            } else {
-                format!(" below {}", root.display())
-            };
-            bail!(
-                "{p} does not exist{below}; a path named on the command line must exist (only \
-                 preset paths may be absent); nothing was saved"
-            );
-        }
-    }
-    Ok(out)
-}
-
 pub fn run(g: &Global, a: &HostArgs) -> Result<Saved> {
     if a.presets.is_empty() && a.paths.is_empty() {
         return Err(crate::exit::usage(
@@ -162,11 +93,7 @@ pub fn run(g: &Global, a: &HostArgs) -> Result<Saved> {
             "cairn backup host --preset auto",
         ));
     }
-    let root = std::fs::canonicalize(&a.root)
-        .with_context(|| format!("host root {}", a.root.display()))?;
-    if !root.is_dir() {
-        bail!("host root {} is not a directory", root.display());
-    }
+    let root = host_root(&a.root)?;
     let all = config::load(a.config.as_deref())?;
     let (chosen, auto) = select(&all, &a.presets, &root)?;
     if auto && !g.quiet && !g.json {
@@ -179,87 +106,16 @@ pub fn run(g: &Global, a: &HostArgs) -> Result<Saved> {
             );
         }
     }
-    let mut present = explicit(&root, &a.paths)?;
-    let mut absent = Vec::new();
-    for p in &chosen {
-        for pattern in &p.paths {
-            let found = expand(&root, pattern)?;
-            if found.is_empty() {
-                absent.push(pattern.clone());
-            }
-            present.extend(found);
-        }
-    }
-    present.sort();
-    present.dedup();
-    absent.sort();
-    absent.dedup();
-    if present.is_empty() && a.no_inventory {
-        bail!(
-            "none of the preset paths exists below {} and the inventory is off; nothing to \
-             back up, nothing was saved",
-            root.display()
-        );
-    }
-    if !absent.is_empty() && !g.quiet && !g.json {
+    let sel = Selection::new(root, chosen, auto, &a.paths, !a.no_inventory)?;
+    if !sel.absent.is_empty() && !g.quiet && !g.json {
         eprintln!(
             "not on this host, recorded as absent: {}",
-            absent.join(", ")
+            sel.absent.join(", ")
         );
     }
-    let mut recorded = present.clone();
-    if !a.no_inventory {
-        recorded.push(inventory::DIR.into());
-        recorded.sort();
-    }
-    let walked: Vec<PathBuf> = present.iter().map(PathBuf::from).collect();
-    let mut opts = walk_options(&a.walk)?;
-    opts.root = root.clone();
-    let mut s = session(g, &a.common)?;
-    let mut produced = if walked.is_empty() {
-        Produced::empty(SourceKind::Paths, recorded.clone())
-    } else {
-        walk_recording(&mut s, SourceKind::Paths, recorded, &walked, opts)?
-    };
-    let names: Vec<&str> = chosen.iter().map(|p| p.name.as_str()).collect();
-    if !names.is_empty() {
-        produced
-            .facts
-            .push(("host.presets".into(), names.join(",")));
-        produced.facts.push((
-            "host.preset_selection".into(),
-            if auto { "auto" } else { "named" }.into(),
-        ));
-    }
-    if root != Path::new("/") {
-        produced
-            .facts
-            .push(("host.root".into(), root.display().to_string()));
-    }
-    produced
-        .facts
-        .push(("host.absent".into(), absent.join("\n")));
-    if !a.no_inventory {
-        let policy = s.repo().cdc_policy();
-        let saved = inventory::save(&mut s.saver, &root, s.time_ns, policy)
-            .context("taking the host inventory; nothing was saved")?;
-        for n in &saved.notes {
-            eprintln!("cairn: note: {n}");
-        }
-        produced.stats.files += saved.nodes.len() as u64;
-        produced.stats.files_read += saved.nodes.len() as u64;
-        produced.stats.dirs += 2;
-        produced.stats.bytes += saved.nodes.iter().map(|n| n.size).sum::<u64>();
-        let saver = &mut s.saver;
-        place(
-            &mut produced.root,
-            &inventory::DIR_COMPONENTS,
-            saved.nodes,
-            s.time_ns,
-            &mut |t| saver.save_tree(t),
-        )
-        .context("placing the inventory in the snapshot")?;
-        produced.facts.extend(saved.facts);
-    }
-    Ok(s.finish(produced)?)
+    let opts = walk_options(&a.walk)?;
+    let s = session(g, &a.common)?;
+    Ok(engine::host(s, &sel, opts, &mut |n| {
+        eprintln!("cairn: note: {n}")
+    })?)
 }
