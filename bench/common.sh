@@ -38,6 +38,7 @@ need_tools() {
             ;;
         restic) command -v "$RESTIC" >/dev/null || die "restic not found ($RESTIC)" ;;
         rustic) [[ -x ${RUSTIC:-} ]] || die "rustic not found (${RUSTIC:-}); build it with: cargo install rustic-rs --locked --no-default-features --root /tmp/rustic" ;;
+        borg) command -v "${BORG:-borg}" >/dev/null || die "borg not found (${BORG:-borg}); apt-get install borgbackup" ;;
         *) die "unknown tool '$tool' in BENCH_TOOLS" ;;
         esac
     done

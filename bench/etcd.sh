@@ -6,12 +6,14 @@
 # Environment:
 #   BENCH_BIG=1      also grow the live etcd to ~1 GB and take another live backup (peak RSS)
 #   BENCH_TOOLS      tools to run, default "cairn restic" (e.g. BENCH_TOOLS=cairn, or
-#                    "cairn restic rustic": rustic backs up into a repository of its own)
+#                    "cairn restic rustic borg": rustic and borg back up into repositories of
+#                    their own; borg with repokey-blake2 and zstd 3)
 #   BENCH_SEED       data seed (default 1)
 #   BENCH_KEEP=1     keep the repositories instead of deleting them at the end
 #   CAIRN_BIN        cairn binary (default target/release/cairn, built if missing)
 #   RESTIC_BIN       restic binary (default: restic on PATH)
 #   RUSTIC_BIN       rustic binary (default: rustic on PATH, else /tmp/rustic/bin/rustic)
+#   BORG_BIN         borg binary (default: borg on PATH; Debian's borgbackup)
 #
 # The series (WORKDIR/data/etcd-series/day-1.db .. day-7.db) is made by bench/etcd_series.py
 # with a real etcd and reused by later runs. Per tool, into its own fresh repository: day 1..7
@@ -36,14 +38,15 @@ DEFAULT_CAIRN=$ROOT/target/release/cairn
 CAIRN=${CAIRN_BIN:-$DEFAULT_CAIRN}
 RESTIC=${RESTIC_BIN:-restic}
 RUSTIC=${RUSTIC_BIN:-$(command -v rustic || echo /tmp/rustic/bin/rustic)}
+BORG=${BORG_BIN:-borg}
 TIME=/usr/bin/time
 RESULTS=$RUN/results.txt
 ETCD_PID=""
 
 # etcdctl and cairn both read ETCDCTL_*: only what this script passes counts.
 unset ETCDCTL_ENDPOINTS ETCDCTL_CACERT ETCDCTL_CERT ETCDCTL_KEY CAIRN_REPO CAIRN_IDENTITY CAIRN_KEY \
-    CAIRN_PASSPHRASE_FILE
-export ETCDCTL_API=3
+    CAIRN_PASSPHRASE_FILE BORG_REPO
+export ETCDCTL_API=3 BORG_PASSPHRASE=bench BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 
 log() { printf '[bench-etcd %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
@@ -123,6 +126,10 @@ tool_init() {
         "${RUSTIC_CMD[@]}" -r "$dir/repo" --cache-dir "$dir/cache" init >>"$LOGS/etcd-$tool-init.log" 2>&1 \
             || die "rustic init (see $LOGS/etcd-$tool-init.log)"
         ;;
+    borg)
+        BORG_BASE_DIR=$dir/cache "$BORG" init -e repokey-blake2 "$dir/repo" >>"$LOGS/etcd-$tool-init.log" 2>&1 \
+            || die "borg init (see $LOGS/etcd-$tool-init.log)"
+        ;;
     esac
 }
 
@@ -170,6 +177,7 @@ backup_cmd() {
     cairn) CMD=("$CAIRN" backup etcd --snapshot-file "$STAGE/snapshot.db" -r "$dir/repo" -k "$dir/write.key" --host bench --json) ;;
     restic) restic_env "$dir"; CMD=("$RESTIC" backup --host bench "$STAGE/snapshot.db") ;;
     rustic) CMD=("${RUSTIC_CMD[@]}" -r "$dir/repo" --cache-dir "$dir/cache" backup --host bench "$STAGE/snapshot.db") ;;
+    borg) CMD=(env BORG_BASE_DIR="$dir/cache" "$BORG" create --compression zstd,3 "$dir/repo::day-$d" "$STAGE/snapshot.db") ;;
     esac
 }
 restore_cmd() {
@@ -178,6 +186,8 @@ restore_cmd() {
     cairn) CMD=("$CAIRN" restore latest -r "$dir/repo" -i "$dir/identity.txt" --layout cluster-backup --target "$target") ;;
     restic) restic_env "$dir"; CMD=("$RESTIC" restore latest --target "$target") ;;
     rustic) CMD=("${RUSTIC_CMD[@]}" -r "$dir/repo" --cache-dir "$dir/cache" restore latest "$target") ;;
+    # borg extracts into the current directory (paths below /, as restic lays them out).
+    borg) CMD=(env BORG_BASE_DIR="$dir/cache" sh -c 'cd "$1" && exec "$2" extract "$3::day-7"' borg-extract "$target" "$BORG" "$dir/repo") ;;
     esac
 }
 
@@ -215,7 +225,7 @@ bench_tool() {
     n=$(find "$dir/restore" -type f | wc -l)
     case $tool in
     cairn) restored=$(find "$dir/restore" -maxdepth 1 -type f -name 'snapshot_*.db' -print -quit) ;;
-    restic | rustic) restored=$dir/restore$STAGE/snapshot.db ;;
+    restic | rustic | borg) restored=$dir/restore$STAGE/snapshot.db ;;
     esac
     [[ -n $restored && -f $restored ]] || die "$tool restore: no snapshot file below $dir/restore ($(find "$dir/restore" -type f | head -n3))"
     cmp "$SERIES/day-7.db" "$restored" >"$LOGS/etcd-$tool-verify.log" 2>&1 \
@@ -326,6 +336,7 @@ TOOLS="$TOOLS" BIG="$BIG" DAYS="$DAYS" SERIES_JSON="$SERIES/series.json" RUN="$R
     LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)" \
     CAIRN_VERSION="$cairn_version" RESTIC_VERSION="$restic_version" ETCD_VERSION="$etcd_version" \
     RUSTIC_VERSION="$([[ " $TOOLS " == *" rustic "* ]] && "$RUSTIC" --version 2>/dev/null | head -n1 || echo n/a)" \
+    BORG_VERSION="$([[ " $TOOLS " == *" borg "* ]] && "$BORG" --version 2>/dev/null | head -n1 || echo n/a)" \
     python3 - "$RESULTS" <<'PY'
 import json, os, sys
 
@@ -370,6 +381,8 @@ print(f"- cairn: {e['CAIRN_VERSION']}")
 print(f"- restic: {e['RESTIC_VERSION']} (default compression: auto)")
 if "rustic" in tools:
     print(f"- rustic: {e['RUSTIC_VERSION']} (defaults, its own repository)")
+if "borg" in tools:
+    print(f"- borg: {e['BORG_VERSION']} (repokey-blake2, zstd 3, default chunker; its own repository)")
 print(f"- etcd: {e['ETCD_VERSION']} (Debian), one member on 127.0.0.1, snapshots by `etcdctl snapshot save`")
 d1, d7 = s["days"][0], s["days"][-1]
 print(f"- series: {days} daily snapshots, {d1['bytes'] / MB:.1f} MB ({d1['keys']:,} keys) on day 1 to "
@@ -463,7 +476,9 @@ summary = [
     ("restored file identical to day-7.db (cmp)", lambda t: get(t, "restore_identical"), "yes", None, None),
 ]
 vs_rustic = "cairn" in tools and "rustic" in tools
-hdr = ["metric"] + tools + (["cairn/restic", "target (issue 3)"] if both else []) + (["cairn/rustic"] if vs_rustic else [])
+vs_borg = "cairn" in tools and "borg" in tools
+hdr = ["metric"] + tools + (["cairn/restic", "target (issue 3)"] if both else []) + (["cairn/rustic"] if vs_rustic else []) \
+    + (["cairn/borg"] if vs_borg else [])
 rows = []
 for label, fn, f, target, ok in summary:
     vals = {}
@@ -478,9 +493,10 @@ for label, fn, f, target, ok in summary:
         q = c / x if c is not None and x else None
         row.append("n/a" if q is None or f == "yes" else f"{q:.3g}")
         row.append("" if target is None else f"cairn/restic {target}: " + ("n/a" if q is None else ("met" if ok(q) else "**missed**")))
-    if vs_rustic:
-        c, x = vals.get("cairn"), vals.get("rustic")
-        row.append("n/a" if c is None or not x or f == "yes" else f"{c / x:.3g}")
+    for peer, wanted in (("rustic", vs_rustic), ("borg", vs_borg)):
+        if wanted:
+            c, x = vals.get("cairn"), vals.get(peer)
+            row.append("n/a" if c is None or not x or f == "yes" else f"{c / x:.3g}")
     rows.append(row)
 table(hdr, rows)
 

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Restore throughput: cairn vs restic vs rustic on the same data, in the same run.
+# Restore throughput: cairn vs restic vs rustic vs borg on the same data, in the same run.
 #
 #   bash bench/restore.sh [WORKDIR]        (WORKDIR defaults to bench/work, git-ignored)
 #
 # Environment:
-#   BENCH_TOOLS   default "cairn restic rustic" (rustic restores the restic repositories)
+#   BENCH_TOOLS   default "cairn restic rustic borg" (rustic restores the restic repositories;
+#                 borg, when installed, is left out of the S3 part: it has no S3 backend)
 #   BENCH_SETS    default "etcd big config" (big: the ~2 GiB file of gen_data.py --big); may be
 #                 empty (only the S3 part)
 #   BENCH_S3=0    skip the S3 part (etcd day 7 from moto, cairn vs restic vs rustic)
 #   BENCH_ROUNDS  restores per tool and data set, the median is reported (default 3)
 #   CAIRN_BIN     cairn binary (default target/release/cairn, built if missing)
 #   RESTIC_BIN    restic binary (default: restic on PATH)
+#   BORG_BIN      borg binary (default: borg on PATH; Debian's borgbackup 1.2)
 #   RUSTIC_BIN    rustic binary (default: rustic on PATH, else /tmp/rustic/bin/rustic; build it
 #                 with `cargo install rustic-rs --locked --no-default-features --root /tmp/rustic`)
 #
@@ -35,7 +37,10 @@ SERIES=$DATA/etcd-series
 RUN=$WORK/restore-run
 LOGS=$WORK/logs
 STAGE=$RUN/stage
-TOOLS=${BENCH_TOOLS:-"cairn restic rustic"}
+BORG=${BORG_BIN:-borg}
+DEFAULT_TOOLS="cairn restic rustic"
+command -v "$BORG" >/dev/null && DEFAULT_TOOLS="$DEFAULT_TOOLS borg"
+TOOLS=${BENCH_TOOLS:-$DEFAULT_TOOLS}
 SETS=${BENCH_SETS-"etcd big config"}
 S3=${BENCH_S3:-1}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -48,7 +53,10 @@ RESULTS=$RUN/results.txt
 MOTO_PID=""
 
 unset CAIRN_REPO CAIRN_IDENTITY CAIRN_KEY CAIRN_PASSPHRASE_FILE CAIRN_S3_ENDPOINT CAIRN_CACHE_DIR \
-    RESTIC_REPOSITORY RESTIC_PASSWORD RUSTIC_REPOSITORY RUSTIC_PASSWORD AWS_PROFILE
+    RESTIC_REPOSITORY RESTIC_PASSWORD RUSTIC_REPOSITORY RUSTIC_PASSWORD AWS_PROFILE BORG_REPO
+# borg: a passphrase-protected repokey repository (authenticated encryption, as the others),
+# its cache and keys under the run directory.
+export BORG_PASSPHRASE=bench BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
 
 log() { printf '[bench-restore %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -61,11 +69,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# need_tools knows cairn and restic; rustic is checked here.
+# need_tools knows cairn and restic; rustic and borg are checked here.
 RUSTIC_WANTED=0
 [[ " $TOOLS " == *" rustic "* ]] && RUSTIC_WANTED=1
 TOOLS=${TOOLS//rustic/}
+BORG_WANTED=0
+[[ " $TOOLS " == *" borg "* ]] && BORG_WANTED=1
+TOOLS=${TOOLS//borg/}
 need_tools
+if [[ $BORG_WANTED == 1 ]]; then
+    command -v "$BORG" >/dev/null || die "borg not found ($BORG); apt-get install borgbackup"
+    TOOLS="$TOOLS borg"
+fi
 if [[ $RUSTIC_WANTED == 1 ]]; then
     [[ -x $RUSTIC ]] || die "rustic not found ($RUSTIC); build it with: cargo install rustic-rs --locked --no-default-features --root /tmp/rustic"
     [[ " $TOOLS " == *" restic "* ]] || die "rustic restores the restic repositories: BENCH_TOOLS needs restic too"
@@ -73,12 +88,15 @@ fi
 mkdir -p "$WORK" "$LOGS"
 rm -rf "$RUN"
 mkdir -p "$RUN" "$STAGE"
+export BORG_BASE_DIR=$RUN/borg-base
 : >"$RESULTS"
 pin_versions
 ALL_TOOLS="$TOOLS"
 [[ $RUSTIC_WANTED == 1 ]] && ALL_TOOLS="$ALL_TOOLS rustic"
 rustic_version=n/a
 [[ $RUSTIC_WANTED == 1 ]] && rustic_version=$("$RUSTIC" --version 2>/dev/null | head -n1)
+borg_version=n/a
+[[ $BORG_WANTED == 1 ]] && borg_version=$("$BORG" --version 2>/dev/null | head -n1)
 
 log "data under $DATA (generated if missing)"
 big_flag=()
@@ -114,7 +132,10 @@ backup() {
     case $tool in
     cairn) cairn_init "$dir" "$repo" ;;
     restic) RESTIC_PASSWORD=bench "$RESTIC" -r "$repo" init >>"$LOGS/restore-init.log" 2>&1 || die "restic init $repo" ;;
+    borg) "$BORG" init -e repokey-blake2 "$repo" >>"$LOGS/restore-init.log" 2>&1 || die "borg init $repo" ;;
     esac
+    # borg compresses with zstd level 3, as cairn does; archives are named so the last is known.
+    local borg=("$BORG" create --compression zstd,3)
     local cairn=("$CAIRN" backup -r "$repo" -k "$dir/write.key" --host bench)
     local restic=(env RESTIC_PASSWORD=bench RESTIC_CACHE_DIR="$RUN/restic-cache" "$RESTIC" -r "$repo" backup --host bench)
     case $set in
@@ -125,12 +146,15 @@ backup() {
             case $tool in
             cairn) "$CAIRN" backup etcd --snapshot-file "$STAGE/snapshot.db" -r "$repo" -k "$dir/write.key" --host bench ;;
             restic) "${restic[@]}" "$STAGE/snapshot.db" ;;
+            borg) "${borg[@]}" "$repo::day-$d" "$STAGE/snapshot.db" ;;
             esac >>"$LOGS/restore-backup-$tool-$set.log" 2>&1 || die "$tool backup of $set day $d"
         done
         ;;
-    big) case $tool in cairn) "${cairn[@]}" "$DATA/big/big.bin" ;; restic) "${restic[@]}" "$DATA/big/big.bin" ;; esac \
+    big) case $tool in cairn) "${cairn[@]}" "$DATA/big/big.bin" ;; restic) "${restic[@]}" "$DATA/big/big.bin" ;;
+        borg) "${borg[@]}" "$repo::day-7" "$DATA/big/big.bin" ;; esac \
         >>"$LOGS/restore-backup-$tool-$set.log" 2>&1 || die "$tool backup of $set" ;;
-    config) case $tool in cairn) "${cairn[@]}" "$DATA/etc" ;; restic) "${restic[@]}" "$DATA/etc" ;; esac \
+    config) case $tool in cairn) "${cairn[@]}" "$DATA/etc" ;; restic) "${restic[@]}" "$DATA/etc" ;;
+        borg) "${borg[@]}" "$repo::day-7" "$DATA/etc" ;; esac \
         >>"$LOGS/restore-backup-$tool-$set.log" 2>&1 || die "$tool backup of $set" ;;
     esac
 }
@@ -148,6 +172,8 @@ restore_once() {
         ;;
     restic) cmd=(env RESTIC_PASSWORD=bench RESTIC_CACHE_DIR="$RUN/restic-cache" "$RESTIC" -r "$repo" restore latest --target "$out") ;;
     rustic) cmd=(env RUSTIC_PASSWORD=bench "$RUSTIC" --no-cache -r "$repo" restore latest "$out") ;;
+    # borg extracts into the current directory, with the paths below / as restic lays them out.
+    borg) cmd=(sh -c 'cd "$1" && exec "$2" extract "$3::day-7"' borg-extract "$out" "$BORG" "$repo") ;;
     esac
     run "$name" "${cmd[@]}"
     local got
@@ -211,7 +237,9 @@ PY
     rm -rf "$RUN/cairn-etcd" # the local set's keys
     # cairn names S3 repositories s3://bucket/prefix (endpoint from CAIRN_S3_ENDPOINT); restic
     # s3:endpoint/bucket/prefix; rustic reads the restic one through opendal.
-    for tool in $TOOLS; do
+    S3_TOOLS=${TOOLS//borg/}
+    ALL_TOOLS=${ALL_TOOLS//borg/}
+    for tool in $S3_TOOLS; do
         case $tool in
         cairn) repo=s3://bench/cairn-etcd ;;
         restic) repo=s3:$ENDPOINT/bench/restic-etcd ;;
@@ -270,25 +298,28 @@ fi
 
 NPROC=$(nproc) LOAD_START=$LOAD_START LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg) \
     CAIRN_VERSION=$cairn_version RESTIC_VERSION=$restic_version RUSTIC_VERSION=$rustic_version \
-    ROUNDS=$ROUNDS python3 - "$RESULTS" "$ALL_TOOLS" <<'PY'
+    BORG_VERSION=$borg_version ROUNDS=$ROUNDS python3 - "$RESULTS" "$TOOLS" "$RUSTIC_WANTED" <<'PY'
 import os, statistics, sys
 vals = {}
 for line in open(sys.argv[1]):
     k, v = line.split()
     vals.setdefault(k, []).append(float(v))
-tools = sys.argv[2].split()
+tools = [t for t in sys.argv[2].split() if t != "borg"] + (["rustic"] if sys.argv[3] == "1" else [])
+tools += ["borg"] if "borg" in sys.argv[2].split() else []
+peers = [t for t in tools if t != "cairn"]
 e = os.environ
 med = lambda k: statistics.median(vals[k]) if k in vals else None
 rows = [("local", "etcd", "etcd day 7 (local)"), ("local", "big", "2 GiB file (local)"),
         ("local", "config", "~5,000-file config tree (local)"), ("s3", "etcd", "etcd day 7 (S3, moto)")]
-print("## Restore: cairn vs restic vs rustic\n")
+print("## Restore: cairn vs " + " vs ".join(peers) + "\n")
 print(f"- machine: {e['NPROC']} CPUs, load average {e['LOAD_START']} at start, {e['LOAD_END']} at end; "
       f"median of {e['ROUNDS']} restores per tool, page cache warm, tools interleaved")
-print(f"- cairn: {e['CAIRN_VERSION']}\n- restic: {e['RESTIC_VERSION']}\n- rustic: {e['RUSTIC_VERSION']} (restores restic's repositories)\n")
+print(f"- cairn: {e['CAIRN_VERSION']}\n- restic: {e['RESTIC_VERSION']}\n- rustic: {e['RUSTIC_VERSION']} (restores restic's repositories)")
+print(f"- borg: {e['BORG_VERSION']} (repokey-blake2, zstd 3; no S3 backend, so not in the S3 row)\n")
 head = "| restore | " + " | ".join(f"{t} MB/s" for t in tools)
-head += " | cairn / restic | cairn / rustic | peak RSS MiB (" + ", ".join(tools) + ") |"
+head += "".join(f" | cairn / {o}" for o in peers) + " | peak RSS MiB (" + ", ".join(tools) + ") |"
 print(head)
-print("|---" * (len(tools) + 4) + "|")
+print("|---" * (len(tools) + len(peers) + 2) + "|")
 for where, s, label in rows:
     size = med(f"{'s3.' if where == 's3' else ''}{s}.bytes")
     if size is None:
@@ -297,5 +328,6 @@ for where, s, label in rows:
     ratio = lambda o: f"{rate['cairn'] / rate[o]:.2f}×" if "cairn" in rate and o in rate else "–"
     rss = ", ".join(f"{med(f'{where}.{s}.{t}.rss_kb') / 1024:.0f}" if med(f"{where}.{s}.{t}.rss_kb") else "–" for t in tools)
     cells = " | ".join(f"{rate[t]:.0f}" if t in rate else "–" for t in tools)
-    print(f"| {label} | {cells} | {ratio('restic')} | {ratio('rustic')} | {rss} |")
+    ratios = "".join(f" | {ratio(o)}" for o in peers)
+    print(f"| {label} | {cells}{ratios} | {rss} |")
 PY
