@@ -59,7 +59,7 @@ pub struct Problem {
     pub hint: &'static str,
     /// Snapshots affected.
     pub snapshots: Vec<Id>,
-    /// Some affected files (`snapshot-id:/path`), at most [`MAX_FILES_LISTED`].
+    /// Some affected files (`snapshot-id:/path`), at most `MAX_FILES_LISTED`.
     pub files: Vec<String>,
     /// How many affected files there are in all.
     pub files_affected: u64,

@@ -1,7 +1,7 @@
 //! Content lists (SPEC §9.1): writing a long file's ids as a list blob (relative to the same
 //! file's list in the previous backup when one is offered), and filling a loaded tree's files
 //! back in from their lists. Every reader gets trees through [`crate::loader::Loader::load_tree`],
-//! which calls [`resolve`]: walkers see each file's `content` complete, and its list blobs in
+//! which calls `resolve`: walkers see each file's `content` complete, and its list blobs in
 //! `content_lists` (see `Node::referenced`).
 
 use crate::loader::Loader;
@@ -85,7 +85,7 @@ pub(crate) fn resolve_lenient(loader: &mut Loader, tree_id: &Id, tree: &mut Tree
     within_bound(tree_id, tree)
 }
 
-/// A file stored with a content list that [`resolve_lenient`] could not resolve.
+/// A file stored with a content list that `resolve_lenient` could not resolve.
 pub fn unresolved(node: &Node) -> bool {
     node.kind == NodeKind::File
         && !node.content_lists.is_empty()

@@ -37,7 +37,7 @@ pub struct CachedBackend {
 
 impl CachedBackend {
     /// Cache `inner`'s metadata in `dir` (created on first write, mode 0700), removing entries
-    /// unused for [`UNUSED_EXPIRY`].
+    /// unused for `UNUSED_EXPIRY`.
     pub fn new(inner: Box<dyn Backend>, dir: PathBuf) -> CachedBackend {
         let cache = CachedBackend {
             inner,

@@ -40,7 +40,7 @@ use thiserror::Error;
 use walk::{Includes, Visit};
 
 /// Why a restore stopped or refused to start. The causes of wrapped errors are part of the
-/// message (as in [`Error`]), so each prints whole.
+/// message (as in [`crate::Error`]), so each prints whole.
 #[derive(Debug, Error)]
 pub enum RestoreError {
     /// The preflight found reasons not to start; nothing was written.
