@@ -89,7 +89,7 @@ impl Index {
     /// Like [`Index::load`], leaving out the packs in `excluded` (condemned by a prune), so
     /// their blobs count as absent and are stored again if needed.
     pub fn load_excluding(repo: &Repository, excluded: &HashSet<Id>) -> Result<Index> {
-        Index::load_attempt(repo, excluded, &|_, _| true, false, 1)
+        Index::load_attempt(repo, excluded, &|_, _| true, false, &mut |_, _| Ok(()), 1)
     }
 
     /// Like [`Index::load`], keeping only the blobs `keep` accepts (given the pack and the
@@ -101,7 +101,19 @@ impl Index {
         keep: &dyn Fn(&IndexPack, &Id) -> bool,
         whole_packs: bool,
     ) -> Result<Index> {
-        Index::load_attempt(repo, &HashSet::new(), &|p, id| keep(p, id), whole_packs, 1)
+        Index::load_aside(repo, keep, whole_packs, &mut |_, _| Ok(()))
+    }
+
+    /// [`Index::load_filtered`], handing every pack read to `aside` too, with the number of
+    /// the listing it came from: a load lists `index/` again when an object vanished while
+    /// it read (a prune replaced it), and what earlier listings gave is then to be forgotten.
+    pub fn load_aside(
+        repo: &Repository,
+        keep: &dyn Fn(&IndexPack, &Id) -> bool,
+        whole_packs: bool,
+        aside: &mut dyn FnMut(u32, &IndexPack) -> Result<()>,
+    ) -> Result<Index> {
+        Index::load_attempt(repo, &HashSet::new(), keep, whole_packs, aside, 1)
     }
 
     fn load_attempt(
@@ -109,6 +121,7 @@ impl Index {
         excluded: &HashSet<Id>,
         keep: &dyn Fn(&IndexPack, &Id) -> bool,
         whole_packs: bool,
+        aside: &mut dyn FnMut(u32, &IndexPack) -> Result<()>,
         attempt: u32,
     ) -> Result<Index> {
         let mut index = Index::default();
@@ -125,11 +138,8 @@ impl Index {
                 Ok(rec) => {
                     // Sorted once, after the last object: first listed still wins.
                     for p in rec.packs.iter().filter(|p| !excluded.contains(&p.id)) {
-                        if !whole_packs {
-                            index.push_blobs(p, |b| keep(p, b));
-                        } else if p.blobs.iter().any(|b| keep(p, &b.id)) {
-                            index.push_pack(p);
-                        }
+                        aside(attempt, p)?;
+                        index.add_unsealed(p, keep, whole_packs);
                     }
                 }
                 // Storage that fails is not damage: nothing is known about the object.
@@ -137,7 +147,14 @@ impl Index {
                 // Deleted since the listing (a prune replaced it): its replacement, written
                 // before, may be missing from the listing, so list again.
                 Err(Error::NotFound { .. }) if attempt < LOAD_ATTEMPTS => {
-                    return Index::load_attempt(repo, excluded, keep, whole_packs, attempt + 1)
+                    return Index::load_attempt(
+                        repo,
+                        excluded,
+                        keep,
+                        whole_packs,
+                        aside,
+                        attempt + 1,
+                    )
                 }
                 Err(e) => {
                     tracing::warn!("skipping index object {}: {e}", obj.path);
@@ -164,6 +181,26 @@ impl Index {
     /// [`Index::from_packs`].
     pub fn add_pack(&mut self, p: &IndexPack) {
         self.push_pack(p);
+        self.seal();
+    }
+
+    /// Append the blobs of `p` that `keep` accepts (with `whole_packs`, all of them if it
+    /// accepts one), unsorted: [`Index::seal_now`] after the last.
+    pub(crate) fn add_unsealed(
+        &mut self,
+        p: &IndexPack,
+        keep: &dyn Fn(&IndexPack, &Id) -> bool,
+        whole_packs: bool,
+    ) {
+        if !whole_packs {
+            self.push_blobs(p, |b| keep(p, b));
+        } else if p.blobs.iter().any(|b| keep(p, &b.id)) {
+            self.push_pack(p);
+        }
+    }
+
+    /// Sort what [`Index::add_unsealed`] appended.
+    pub(crate) fn seal_now(&mut self) {
         self.seal();
     }
 

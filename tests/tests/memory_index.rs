@@ -61,8 +61,17 @@ fn restore_and_copy_of_a_small_snapshot_do_not_hold_the_whole_index() {
         fx.run(&["-r", &to_loc, "-i", id, "check", "--read-data"])
             .ok();
         let target = fx.tmp.path().join("out-copy");
-        fx.run(&["-r", &to_loc, "-i", id, "restore", &snap, "--target", s(&target)])
-            .ok();
+        fx.run(&[
+            "-r",
+            &to_loc,
+            "-i",
+            id,
+            "restore",
+            &snap,
+            "--target",
+            s(&target),
+        ])
+        .ok();
         assert_eq!(
             std::fs::read(Fixture::restored(&target, &src).join("data.bin")).unwrap(),
             bytes
