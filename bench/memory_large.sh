@@ -6,10 +6,13 @@
 #
 # Environment:
 #   CAIRN_BIN        cairn binary (default target/release/cairn, built if missing)
-#   MEMORY_DB_MB     sizes of the etcd databases in MB (default "1000"; e.g. "1000 2000")
+#   MEMORY_DB_MB     sizes of the etcd databases in MB (default "1000"; e.g. "1000 2000"; ""
+#                    for none: only etcd day 1 into the million-blob repository)
 #   MEMORY_DB_DIR    where the grown databases are kept (default WORKDIR/data/drill, shared with
 #                    drill.sh: made once by bench/etcd_grown.sh, a real etcd, minutes per GB)
 #   BENCH_SEED       data seed (default 1)
+#   MEMORY_FILL_SLICES  256 MiB slices of the 2 GiB file in the million-blob repository
+#                    (default 8: ~1.5M blobs; 4: ~750,000 and ~1.05M after the etcd backups)
 #
 # Sets (each command's peak RSS from GNU time %M, CPU = user + system seconds):
 #   etcd-N       the N MB etcd database backed up into a fresh repository; restore of it
@@ -21,7 +24,8 @@
 #                first database of MEMORY_DB_MB backed up into it (measured), restored,
 #                checked and copied
 # Markdown table on stdout, progress on stderr. The repositories are deleted at the end
-# (BENCH_KEEP=1 keeps them); a million-blob repository needs ~2.5 GB of disk.
+# (BENCH_KEEP=1 keeps them); a million-blob repository needs a few GB of disk: each step
+# first checks the free space and stops cleanly if it is short.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,8 +38,9 @@ LOGS=$WORK/logs
 TOOLS=cairn
 DEFAULT_CAIRN=$ROOT/target/release/cairn
 CAIRN=${CAIRN_BIN:-$DEFAULT_CAIRN}
-SIZES=${MEMORY_DB_MB:-1000}
+SIZES=${MEMORY_DB_MB-1000}
 SEED=${BENCH_SEED:-1}
+SLICES=${MEMORY_FILL_SLICES:-8}
 TIME=/usr/bin/time
 RESULTS=$RUN/results.txt
 
@@ -84,11 +89,18 @@ new_repo() { # REPO [init options]
     shift
     "$CAIRN" init -r "$repo" --recipient "$RECIPIENT" "$@" >>"$LOGS/memory-large-init.log" 2>&1 || die "init $repo"
 }
+# need_space MB: stop (cleanly) unless the work directory's file system has MB free.
+need_space() {
+    local free
+    free=$(df -Pm "$RUN" | awk 'NR == 2 {print $4}')
+    ((free >= $1)) || die "only $free MB free on $(df -P "$RUN" | awk 'NR == 2 {print $6}'), $1 MB needed"
+}
 blobs() { "$CAIRN" check -r "$1" "${ID[@]}" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("blobs", 0))' || echo 0; }
 # set NAME REPO DB: back DB up into REPO as an etcd snapshot, restore it, check, copy it.
 set_of() {
     local name=$1 repo=$2 db=$3
-    cp "$db" "$RUN/stage/snapshot.db"
+    need_space $(($(stat -c %s "$db") * 3 / 1000000 + 500))
+    ln -sfn "$db" "$RUN/stage/snapshot.db"
     record "$name.before_blobs" "$(blobs "$repo")"
     measure "$name.backup" "$CAIRN" backup etcd --snapshot-file "$RUN/stage/snapshot.db" -r "$repo" "${ID[@]}" --host bench
     rm -f "$RUN/stage/snapshot.db"
@@ -116,7 +128,8 @@ log "million: the 2 GiB file with 1 KiB chunks, then etcd databases into the sam
 new_repo "$RUN/repos/million" --chunk-size 1
 # One file's inline id list is bounded by the tree blob limit (16 MiB): the file goes in as 8
 # slices of 256 MiB, each one snapshot of `backup stdin` (~180,000 ids each).
-for i in $(seq 0 7); do
+need_space $((SLICES * 400 + 500))
+for i in $(seq 0 $((SLICES - 1))); do
     "$TIME" -f '%e %U %S %M' -a -o "$RUN/million.fill.time" "$CAIRN" backup stdin --filename "big-$i.bin" -r "$RUN/repos/million" "${ID[@]}" --host filler \
         < <(dd if="$DATA/big/big.bin" bs=1M skip=$((i * 256)) count=256 status=none) \
         >>"$LOGS/memory-large-million-fill.log" 2>&1 || die "filling the million-blob repository (slice $i)"
@@ -125,8 +138,10 @@ log "filled: $(tr '\n' ' ' <"$RUN/million.fill.time")"
 set_of million-day1 "$RUN/repos/million" "$SERIES/day-1.db"
 names+=("million-day1|etcd day 1 (~190 MB) into/out of a repository of 1M+ blobs")
 first=${SIZES%% *}
-set_of "million-etcd-$first" "$RUN/repos/million" "$DBDIR/etcd-${first}MB-seed$SEED.db"
-names+=("million-etcd-$first|etcd $first MB into/out of a repository of 1M+ blobs")
+if [[ -n $first ]]; then
+    set_of "million-etcd-$first" "$RUN/repos/million" "$DBDIR/etcd-${first}MB-seed$SEED.db"
+    names+=("million-etcd-$first|etcd $first MB into/out of a repository of 1M+ blobs")
+fi
 
 CAIRN_VERSION=$cairn_version NPROC=$(nproc) NAMES=$(printf '%s\n' "${names[@]}") python3 - "$RESULTS" <<'PY'
 import os, sys
