@@ -50,7 +50,7 @@ fn for_trees_above(
     }
     let is_tree = |p: &IndexPack, _: &Id| p.kind == PackKind::Tree;
     let mut spill = tempfile::tempfile()
-        .map(|f| Spill::new(f))
+        .map(Spill::new)
         .map_err(|e| tracing::debug!("no temporary file for the index ({e}): reading it twice"))
         .ok();
     let trees = match spill.as_mut() {
