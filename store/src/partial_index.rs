@@ -58,7 +58,17 @@ fn for_trees_above(
         None => Index::load_filtered(repo, &is_tree, false)?,
     };
     let trees = Arc::new(trees);
-    let needed = data_blobs(&mut Loader::new(repo.clone(), trees.clone()), roots)?;
+    let needed = match data_blobs(&mut Loader::new(repo.clone(), trees.clone()), roots) {
+        Ok(ids) => ids,
+        Err(e) if e.is_storage_failure() => return Err(e),
+        // A tree that the tree packs do not hold, or that does not decode: the whole index,
+        // and the reader reports what is wrong as it did before.
+        Err(e) => {
+            tracing::debug!("reading the snapshots' trees for a partial index: {e}");
+            drop(trees);
+            return Index::load(repo);
+        }
+    };
     let keep =
         |p: &IndexPack, id: &Id| p.kind == PackKind::Tree || needed.binary_search(id).is_ok();
     match spill {
@@ -308,6 +318,34 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_root_the_tree_packs_do_not_hold_gives_the_whole_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = age::x25519::Identity::generate();
+        Repository::init(
+            Box::new(LocalBackend::new(dir.path())),
+            InitOptions {
+                recipients: vec![identity.to_public().to_string()],
+                ..InitOptions::default()
+            },
+        )
+        .unwrap();
+        let repo = Arc::new(
+            Repository::open(
+                Box::new(LocalBackend::new(dir.path())),
+                Credentials::Identities(vec![Box::new(identity)]),
+            )
+            .unwrap(),
+        );
+        let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
+        let data = saver.add_blob(PackKind::Data, b"data".to_vec()).unwrap();
+        saver.finish().unwrap();
+        // A data blob as the root: not a tree of the tree packs.
+        let index = for_trees_above(&repo, &[data], false, 0).unwrap();
+        assert!(index.contains(&data));
+        assert_eq!(index.len(), Index::load(&repo).unwrap().len());
     }
 
     #[test]
