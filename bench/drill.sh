@@ -58,10 +58,9 @@ die() { log "FAILED: $*"; exit 1; }
 record() { printf '%s %s\n' "$1" "$2" >>"$RESULTS"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-ETCD_PID="" MOTO_PID=""
+MOTO_PID=""
 stop_pid() { [[ -z $1 ]] || { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }; }
 cleanup() {
-    stop_pid "$ETCD_PID"
     stop_pid "$MOTO_PID"
     if [[ ${BENCH_KEEP:-0} != 1 ]]; then rm -rf "$RUN"/cairn "$RUN"/restic "$RUN/etcd" "$RUN/cairn-bin" 2>/dev/null || true; fi
 }
@@ -83,26 +82,8 @@ pin_versions
 
 DB=$DBDIR/etcd-${DB_MB}MB-seed$SEED.db
 if [[ ! -s $DB ]]; then
-    log "generating a ${DB_MB} MB etcd database (real etcd, bench/etcd_series.py grow)"
-    cp=$(free_port)
-    pp=$(free_port)
-    etcd --name drill --data-dir "$RUN/etcd" --logger zap --log-level warn --quota-backend-bytes 8000000000 \
-        --listen-client-urls "http://127.0.0.1:$cp" --advertise-client-urls "http://127.0.0.1:$cp" \
-        --listen-peer-urls "http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
-        --initial-cluster "drill=http://127.0.0.1:$pp" >"$LOGS/drill-etcd.log" 2>&1 &
-    ETCD_PID=$!
-    for _ in $(seq 150); do
-        curl -sf "http://127.0.0.1:$cp/health" 2>/dev/null | grep -q '"health":"true"' && break
-        sleep 0.2
-    done
-    python3 "$ROOT/bench/etcd_series.py" grow --endpoint "http://127.0.0.1:$cp" \
-        --target-bytes "${DB_MB}e6" --seed "$SEED" >/dev/null 2>>"$LOGS/drill-etcd.log" || die "growing etcd failed"
-    etcdctl --endpoints "http://127.0.0.1:$cp" snapshot save "$DB.tmp" >>"$LOGS/drill-etcd.log" 2>&1 \
-        || die "etcdctl snapshot save failed"
-    mv "$DB.tmp" "$DB"
-    stop_pid "$ETCD_PID"
-    ETCD_PID=""
-    rm -rf "$RUN/etcd"
+    log "generating a ${DB_MB} MB etcd database (real etcd, bench/etcd_grown.sh)"
+    bash "$ROOT/bench/etcd_grown.sh" "$DB" "$DB_MB" "$SEED" "$LOGS/drill-etcd.log" || die "growing etcd failed"
 fi
 record db_bytes "$(stat -c %s "$DB")"
 log "database: $DB ($(stat -c %s "$DB") bytes)"

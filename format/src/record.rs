@@ -88,7 +88,18 @@ pub fn encode<T: Serialize>(kind: RecordKind, value: &T) -> Vec<u8> {
 /// Encode `value` as a record of `kind` at `version`, for writers that keep an older layout
 /// readable by older readers (the caller makes sure `value` has that version's layout).
 pub fn encode_at<T: Serialize>(kind: RecordKind, version: u16, value: &T) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
+    encode_sized(kind, version, value, 256)
+}
+
+/// [`encode_at`] into a buffer of `capacity` bytes to start with (a writer that knows about
+/// how long the record is spares the buffer's regrowth).
+pub fn encode_sized<T: Serialize>(
+    kind: RecordKind,
+    version: u16,
+    value: &T,
+    capacity: usize,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity.max(HEADER_LEN));
     out.extend_from_slice(MAGIC);
     out.push(kind.letter());
     out.extend_from_slice(&version.to_le_bytes());

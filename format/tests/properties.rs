@@ -1292,6 +1292,7 @@ proptest! {
 
     #[test]
     fn content_list_delta_round_trip(old in few_ids(300), new in few_ids(300), base in arb_id()) {
+        prop_assert_eq!(ContentList::encode_full(&new), ContentList::full(&new).encode());
         let full = ContentList::decode(&ContentList::full(&new).encode()).unwrap();
         prop_assert_eq!(full.resolve(None).unwrap(), new.clone());
         let l = ContentList::decode(&ContentList::delta(&new, (base, &old)).encode()).unwrap();

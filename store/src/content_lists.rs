@@ -43,13 +43,13 @@ pub(crate) fn write(saver: &mut Saver, tree: &mut Tree, base: Option<&ListBase>)
         {
             continue;
         }
-        let list = match base {
+        let bytes = match base {
             Some(b) if b.chain.len() < MAX_CHAIN => {
-                ContentList::delta(&node.content, (b.chain[0], &b.ids))
+                ContentList::delta(&node.content, (b.chain[0], &b.ids)).encode()
             }
-            _ => ContentList::full(&node.content),
+            // Encoded from the node's ids, not a copy of them.
+            _ => ContentList::encode_full(&node.content),
         };
-        let bytes = list.encode();
         if bytes.len() > cairn_format::MAX_BLOB_LEN as usize {
             continue; // kept inline, as before content lists
         }

@@ -91,9 +91,10 @@ pub fn copy(
     if todo.is_empty() {
         return Ok(report);
     }
-    let src_index = Arc::new(Index::load(src)?);
-    let (lease, dst_index) = Lease::begin_write(dst)?;
     let roots: Vec<Id> = todo.iter().map(|(_, s)| s.tree).collect();
+    // Whole packs: the index records written for the packs sent are built from it.
+    let src_index = Arc::new(crate::partial_index::for_trees(src, &roots, true)?);
+    let (lease, dst_index) = Lease::begin_write(dst)?;
     let needed = trees::referenced_blobs(&mut Loader::new(src.clone(), src_index.clone()), &roots)?;
     let mut packs = HashSet::new();
     for id in &needed {

@@ -89,12 +89,39 @@ impl Index {
     /// Like [`Index::load`], leaving out the packs in `excluded` (condemned by a prune), so
     /// their blobs count as absent and are stored again if needed.
     pub fn load_excluding(repo: &Repository, excluded: &HashSet<Id>) -> Result<Index> {
-        Index::load_excluding_attempt(repo, excluded, 1)
+        Index::load_attempt(repo, excluded, &|_, _| true, false, &mut |_, _| Ok(()), 1)
     }
 
-    fn load_excluding_attempt(
+    /// Like [`Index::load`], keeping only the blobs `keep` accepts (given the pack and the
+    /// blob's id), or with `whole_packs` every blob of a pack of which `keep` accepts one: an
+    /// index of what one command needs (see [`crate::partial_index`]). Packs with no blob kept
+    /// are left out.
+    pub fn load_filtered(
+        repo: &Repository,
+        keep: &dyn Fn(&IndexPack, &Id) -> bool,
+        whole_packs: bool,
+    ) -> Result<Index> {
+        Index::load_aside(repo, keep, whole_packs, &mut |_, _| Ok(()))
+    }
+
+    /// [`Index::load_filtered`], handing every pack read to `aside` too, with the number of
+    /// the listing it came from: a load lists `index/` again when an object vanished while
+    /// it read (a prune replaced it), and what earlier listings gave is then to be forgotten.
+    pub fn load_aside(
+        repo: &Repository,
+        keep: &dyn Fn(&IndexPack, &Id) -> bool,
+        whole_packs: bool,
+        aside: &mut dyn FnMut(u32, &IndexPack) -> Result<()>,
+    ) -> Result<Index> {
+        Index::load_attempt(repo, &HashSet::new(), keep, whole_packs, aside, 1)
+    }
+
+    fn load_attempt(
         repo: &Repository,
         excluded: &HashSet<Id>,
+        keep: &dyn Fn(&IndexPack, &Id) -> bool,
+        whole_packs: bool,
+        aside: &mut dyn FnMut(u32, &IndexPack) -> Result<()>,
         attempt: u32,
     ) -> Result<Index> {
         let mut index = Index::default();
@@ -111,7 +138,8 @@ impl Index {
                 Ok(rec) => {
                     // Sorted once, after the last object: first listed still wins.
                     for p in rec.packs.iter().filter(|p| !excluded.contains(&p.id)) {
-                        index.push_pack(p);
+                        aside(attempt, p)?;
+                        index.add_unsealed(p, keep, whole_packs);
                     }
                 }
                 // Storage that fails is not damage: nothing is known about the object.
@@ -119,7 +147,14 @@ impl Index {
                 // Deleted since the listing (a prune replaced it): its replacement, written
                 // before, may be missing from the listing, so list again.
                 Err(Error::NotFound { .. }) if attempt < LOAD_ATTEMPTS => {
-                    return Index::load_excluding_attempt(repo, excluded, attempt + 1)
+                    return Index::load_attempt(
+                        repo,
+                        excluded,
+                        keep,
+                        whole_packs,
+                        aside,
+                        attempt + 1,
+                    )
                 }
                 Err(e) => {
                     tracing::warn!("skipping index object {}: {e}", obj.path);
@@ -149,8 +184,37 @@ impl Index {
         self.seal();
     }
 
+    /// Append the blobs of `p` that `keep` accepts (with `whole_packs`, all of them if it
+    /// accepts one), unsorted: [`Index::seal_now`] after the last.
+    pub(crate) fn add_unsealed(
+        &mut self,
+        p: &IndexPack,
+        keep: &dyn Fn(&IndexPack, &Id) -> bool,
+        whole_packs: bool,
+    ) {
+        if !whole_packs {
+            self.push_blobs(p, |b| keep(p, b));
+        } else if p.blobs.iter().any(|b| keep(p, &b.id)) {
+            self.push_pack(p);
+        }
+    }
+
+    /// Sort what [`Index::add_unsealed`] appended.
+    pub(crate) fn seal_now(&mut self) {
+        self.seal();
+    }
+
     /// Append one pack's blobs, unsorted.
     fn push_pack(&mut self, p: &IndexPack) {
+        self.push_blobs(p, |_| true);
+    }
+
+    /// Append the blobs of a pack that `keep` accepts, unsorted; nothing if none is.
+    fn push_blobs(&mut self, p: &IndexPack, keep: impl Fn(&Id) -> bool) {
+        let kept = p.blobs.iter().filter(|b| keep(&b.id)).count();
+        if kept == 0 && !p.blobs.is_empty() {
+            return;
+        }
         let next = self.packs.len() as u32;
         let number = *self.pack_numbers.entry(p.id).or_insert_with(|| {
             self.packs.push(PackInfo {
@@ -162,8 +226,8 @@ impl Index {
         });
         // Blobs of one frame are listed together: reuse the frame record of the previous blob.
         let mut last: Option<(FrameRef, u32)> = None;
-        self.entries.reserve(p.blobs.len());
-        for b in &p.blobs {
+        self.entries.reserve(kept);
+        for b in p.blobs.iter().filter(|b| keep(&b.id)) {
             let frame = match last {
                 Some((f, n)) if f == b.frame => n,
                 _ => {

@@ -7,6 +7,7 @@
 //!
 //! [`Backend::parallel_writes`]: crate::backend::Backend::parallel_writes
 
+use crate::id_set::IdSet;
 use crate::index::Index;
 use crate::repo::Repository;
 use crate::{Error, Result};
@@ -19,7 +20,7 @@ use cairn_format::tree::Tree;
 use cairn_format::{ChunkIdKey, Id};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -293,7 +294,7 @@ pub struct Saver {
     shared: Arc<Shared>,
     index: Arc<Index>,
     key: ChunkIdKey,
-    seen: HashSet<Id>,
+    seen: IdSet,
     batches: [Batch; 2],
     tx: Option<Sender<Job>>,
     workers: Vec<JoinHandle<()>>,
@@ -372,7 +373,7 @@ impl Saver {
             shared,
             index,
             key,
-            seen: HashSet::new(),
+            seen: IdSet::new(),
             batches: [Batch::default(), Batch::default()],
             tx: Some(tx),
             workers: handles,
@@ -452,7 +453,7 @@ impl Saver {
         if self.contains(&id) {
             return Ok(());
         }
-        self.seen.insert(id);
+        self.seen.insert_absent(id);
         self.blobs_added += 1;
         self.raw_added += data.len() as u64;
         let len = data.len() as u32;

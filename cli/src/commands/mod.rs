@@ -25,6 +25,8 @@ mod snapshots;
 use crate::args::{Cli, Command, SnapshotFilter};
 use crate::exit::Code;
 use anyhow::Result;
+use cairn_format::snapshot::Snapshot;
+use cairn_format::Id;
 use cairn_store::index::Index;
 use cairn_store::loader::Loader;
 use cairn_store::snapshots::Filter;
@@ -85,6 +87,22 @@ impl Reader {
         let repo = Arc::new(crate::credentials::open(g)?);
         let index = Arc::new(Index::load(&repo)?);
         Ok(Reader { repo, index })
+    }
+
+    /// Open the repository, pick one snapshot with `pick`, and load only the part of the index
+    /// that reading it needs (`cairn_store::partial_index`).
+    pub fn open_for(
+        g: &crate::args::Global,
+        pick: impl FnOnce(&Arc<Repository>) -> Result<(Id, Snapshot)>,
+    ) -> Result<(Reader, (Id, Snapshot))> {
+        let repo = Arc::new(crate::credentials::open(g)?);
+        let (id, snap) = pick(&repo)?;
+        let index = Arc::new(cairn_store::partial_index::for_trees(
+            &repo,
+            &[snap.tree],
+            false,
+        )?);
+        Ok((Reader { repo, index }, (id, snap)))
     }
 
     /// A blob loader.

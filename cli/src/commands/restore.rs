@@ -26,11 +26,12 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
             "cairn restore SNAP --target DIR",
         ));
     }
-    let reader = Reader::open(g)?;
-    if reader.repo.role() != Role::Full {
-        return Err(cairn_store::Error::NeedsIdentity { what: "restore" }.into());
-    }
-    let (id, snap) = snapshots::resolve(&reader.repo, &a.snapshot, &(&a.filter).into())?;
+    let (reader, (id, snap)) = Reader::open_for(g, |repo| {
+        if repo.role() != Role::Full {
+            return Err(cairn_store::Error::NeedsIdentity { what: "restore" }.into());
+        }
+        snapshots::resolve(repo, &a.snapshot, &(&a.filter).into()).map_err(Into::into)
+    })?;
     if a.project.apply || a.layout == Layout::Manifests {
         return super::restore_project::run(g, &a, &reader, id, &snap);
     }

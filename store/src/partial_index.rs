@@ -1,0 +1,388 @@
+//! An index of what reading some snapshots needs, not of the whole repository: restore and
+//! copy hold 44 bytes per blob of the snapshots they read (a 1 GB etcd database: ~245,000
+//! blobs, ~11 MB) whatever else the repository holds (a million other blobs would add 44 MB).
+//!
+//! Two passes over the index objects: the first keeps the blobs of tree packs (trees and
+//! content lists), enough to walk the snapshots' trees and list the data blobs they reference
+//! (a sorted vector, 32 bytes per blob); the second keeps the tree packs' blobs and those data
+//! blobs. A repository whose index objects are small ([`WHOLE_BELOW`]) is loaded whole, in
+//! one pass, as before.
+
+use crate::index::Index;
+use crate::loader::Loader;
+use crate::repo::Repository;
+use crate::{Error, Result};
+use cairn_format::frame::Compression;
+use cairn_format::index::IndexPack;
+use cairn_format::pack::{BlobEntry, FrameRef, PackKind};
+use cairn_format::tree::NodeKind;
+use cairn_format::Id;
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::sync::Arc;
+
+/// Index objects adding up to fewer bytes than this (~150,000 blobs) are loaded whole: the
+/// whole index then costs at most ~6 MiB, less than a second look at the data packs is worth.
+pub const WHOLE_BELOW: u64 = 8 << 20;
+
+/// The index `roots` (snapshot trees) need: every blob of the repository's tree packs and the
+/// data blobs the trees reference (those the index knows; a missing one is reported by the
+/// reader as it would be with the whole index). With `whole_packs`, every blob of each pack
+/// holding one of those (copy writes the index records of the packs it sends from it).
+///
+/// The index objects are read and decrypted once: the data packs' entries go to an unnamed
+/// temporary file (fixed-size records, read back once the trees are walked); where no
+/// temporary file can be made, the index objects are read a second time instead.
+pub fn for_trees(repo: &Arc<Repository>, roots: &[Id], whole_packs: bool) -> Result<Index> {
+    for_trees_above(repo, roots, whole_packs, WHOLE_BELOW)
+}
+
+fn for_trees_above(
+    repo: &Arc<Repository>,
+    roots: &[Id],
+    whole_packs: bool,
+    whole_below: u64,
+) -> Result<Index> {
+    let listed: u64 = repo.backend().list("index")?.iter().map(|o| o.size).sum();
+    if listed < whole_below {
+        return Index::load(repo);
+    }
+    let is_tree = |p: &IndexPack, _: &Id| p.kind == PackKind::Tree;
+    let mut spill = tempfile::tempfile()
+        .map(Spill::new)
+        .map_err(|e| tracing::debug!("no temporary file for the index ({e}): reading it twice"))
+        .ok();
+    let trees = match spill.as_mut() {
+        Some(sp) => Index::load_aside(repo, &is_tree, false, &mut |attempt, p| sp.put(attempt, p))?,
+        None => Index::load_filtered(repo, &is_tree, false)?,
+    };
+    let trees = Arc::new(trees);
+    let needed = match data_blobs(&mut Loader::new(repo.clone(), trees.clone()), roots) {
+        Ok(ids) => ids,
+        Err(e) if e.is_storage_failure() => return Err(e),
+        // A tree that the tree packs do not hold, or that does not decode: the whole index,
+        // and the reader reports what is wrong as it did before.
+        Err(e) => {
+            tracing::debug!("reading the snapshots' trees for a partial index: {e}");
+            drop(trees);
+            return Index::load(repo);
+        }
+    };
+    let keep =
+        |p: &IndexPack, id: &Id| p.kind == PackKind::Tree || needed.binary_search(id).is_ok();
+    match spill {
+        None => {
+            drop(trees);
+            Index::load_filtered(repo, &keep, whole_packs)
+        }
+        Some(sp) => {
+            let mut index = Arc::try_unwrap(trees)
+                .map_err(|_| Error::Invalid("the tree index is still in use".into()))?;
+            sp.replay(|p| index.add_unsealed(p, &keep, whole_packs))?;
+            index.seal_now();
+            Ok(index)
+        }
+    }
+}
+
+/// Data packs' index entries set aside in a temporary file while the trees are read.
+struct Spill {
+    out: BufWriter<File>,
+    attempt: u32,
+}
+
+/// One blob in the file: id, frame (offset, stored length, raw length, compression), offset
+/// and length in the frame.
+const BLOB_RECORD: usize = 32 + 8 + 4 + 4 + 1 + 4 + 4;
+/// One pack: id, size, number of blobs.
+const PACK_RECORD: usize = 32 + 8 + 4;
+
+fn spill_error(e: std::io::Error) -> Error {
+    Error::Invalid(format!(
+        "setting index entries aside in a temporary file (TMPDIR): {e}"
+    ))
+}
+
+impl Spill {
+    fn new(f: File) -> Spill {
+        Spill {
+            out: BufWriter::with_capacity(1 << 20, f),
+            attempt: 0,
+        }
+    }
+
+    /// Set a data pack aside (tree packs stay in the index); a new listing starts over.
+    fn put(&mut self, attempt: u32, p: &IndexPack) -> Result<()> {
+        if attempt != self.attempt {
+            self.attempt = attempt;
+            self.out.flush().map_err(spill_error)?;
+            let f = self.out.get_mut();
+            f.set_len(0).map_err(spill_error)?;
+            f.seek(SeekFrom::Start(0)).map_err(spill_error)?;
+        }
+        if p.kind != PackKind::Data {
+            return Ok(());
+        }
+        let w = &mut self.out;
+        let mut put = |b: &[u8]| w.write_all(b).map_err(spill_error);
+        put(&p.id.0)?;
+        put(&p.size.to_le_bytes())?;
+        put(&(p.blobs.len() as u32).to_le_bytes())?;
+        for b in &p.blobs {
+            put(&b.id.0)?;
+            put(&b.frame.offset.to_le_bytes())?;
+            put(&b.frame.stored_len.to_le_bytes())?;
+            put(&b.frame.raw_len.to_le_bytes())?;
+            put(&[u8::from(b.frame.compression == Compression::Zstd)])?;
+            put(&b.offset.to_le_bytes())?;
+            put(&b.len.to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Every pack set aside, in order, one at a time.
+    fn replay(self, mut each: impl FnMut(&IndexPack)) -> Result<()> {
+        let mut f = self
+            .out
+            .into_inner()
+            .map_err(|e| spill_error(e.into_error()))?;
+        f.seek(SeekFrom::Start(0)).map_err(spill_error)?;
+        let mut r = BufReader::with_capacity(1 << 20, f);
+        let mut head = [0u8; PACK_RECORD];
+        let mut rec = [0u8; BLOB_RECORD];
+        loop {
+            match r.read_exact(&mut head) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(spill_error(e)),
+            }
+            let count = u32::from_le_bytes(head[40..44].try_into().expect("4 bytes")) as usize;
+            let mut pack = IndexPack {
+                id: Id(head[..32].try_into().expect("32 bytes")),
+                kind: PackKind::Data,
+                size: u64::from_le_bytes(head[32..40].try_into().expect("8 bytes")),
+                blobs: Vec::with_capacity(count),
+            };
+            for _ in 0..count {
+                r.read_exact(&mut rec).map_err(spill_error)?;
+                let u32_at =
+                    |i: usize| u32::from_le_bytes(rec[i..i + 4].try_into().expect("4 bytes"));
+                pack.blobs.push(BlobEntry {
+                    id: Id(rec[..32].try_into().expect("32 bytes")),
+                    frame: FrameRef {
+                        offset: u64::from_le_bytes(rec[32..40].try_into().expect("8 bytes")),
+                        stored_len: u32_at(40),
+                        raw_len: u32_at(44),
+                        compression: if rec[48] == 1 {
+                            Compression::Zstd
+                        } else {
+                            Compression::None
+                        },
+                    },
+                    offset: u32_at(49),
+                    len: u32_at(53),
+                });
+            }
+            each(&pack);
+        }
+    }
+}
+
+/// The blobs the files below `roots` hold, sorted, each once (content lists included).
+fn data_blobs(loader: &mut Loader, roots: &[Id]) -> Result<Vec<Id>> {
+    let mut visited: HashSet<Id> = HashSet::new();
+    let mut stack: Vec<Id> = roots.to_vec();
+    let mut ids: Vec<Id> = Vec::new();
+    while let Some(tree_id) = stack.pop() {
+        if !visited.insert(tree_id) {
+            continue;
+        }
+        let tree = loader.load_tree(&tree_id)?;
+        for node in &tree.nodes {
+            if node.kind == NodeKind::File {
+                ids.extend_from_slice(&node.content);
+            }
+            if let (NodeKind::Dir, Some(sub)) = (&node.kind, node.subtree) {
+                stack.push(sub);
+            }
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids.shrink_to_fit();
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::LocalBackend;
+    use crate::repo::{Credentials, InitOptions};
+    use crate::saver::Saver;
+    use cairn_format::tree::{Node, Tree};
+
+    #[test]
+    fn keeps_the_snapshot_blobs_and_trees_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = age::x25519::Identity::generate();
+        Repository::init(
+            Box::new(LocalBackend::new(dir.path())),
+            InitOptions {
+                recipients: vec![identity.to_public().to_string()],
+                pack_size: 1 << 20,
+                ..InitOptions::default()
+            },
+        )
+        .unwrap();
+        let repo = Arc::new(
+            Repository::open(
+                Box::new(LocalBackend::new(dir.path())),
+                Credentials::Identities(vec![Box::new(identity)]),
+            )
+            .unwrap(),
+        );
+        // Two files in two trees, 20,000 small blobs each (~1.1 MB of index objects).
+        let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
+        let mut roots = Vec::new();
+        let mut files = Vec::new();
+        for f in 0..2u32 {
+            let ids: Vec<Id> = (0..20_000u32)
+                .map(|i| {
+                    let mut b = f.to_le_bytes().to_vec();
+                    b.extend_from_slice(&i.to_le_bytes());
+                    saver.add_blob(PackKind::Data, b).unwrap()
+                })
+                .collect();
+            let mut node = Node::new(format!("f{f}").into_bytes(), NodeKind::File);
+            node.content = ids.clone();
+            let mut tree = Tree { nodes: vec![node] };
+            roots.push(saver.save_tree(&mut tree).unwrap());
+            files.push(ids);
+        }
+        saver.finish().unwrap();
+
+        let whole = Index::load(&repo).unwrap();
+        let trees = Index::load_filtered(&repo, &|p, _| p.kind == PackKind::Tree, false).unwrap();
+        let needed =
+            data_blobs(&mut Loader::new(repo.clone(), Arc::new(trees)), &roots[..1]).unwrap();
+        let mut want = files[0].clone();
+        want.sort_unstable();
+        assert_eq!(needed, want);
+
+        let keep = |p: &cairn_format::index::IndexPack, id: &Id| {
+            p.kind == PackKind::Tree || needed.binary_search(id).is_ok()
+        };
+        let part = Arc::new(Index::load_filtered(&repo, &keep, false).unwrap());
+        // Whole packs: a pack's blobs all or none.
+        let packs = Index::load_filtered(&repo, &keep, true).unwrap();
+        for (id, loc) in whole.iter() {
+            let pack = whole.pack(loc.pack).id;
+            if part.contains(id) {
+                assert!(packs.contains(id));
+            }
+            let kept = packs.packs().iter().any(|p| p.id == pack);
+            assert_eq!(packs.contains(id), kept, "{id} of pack {pack}");
+        }
+        for id in &files[0] {
+            assert_eq!(
+                part.get(id).map(|l| part.pack(l.pack).id),
+                whole.get(id).map(|l| whole.pack(l.pack).id)
+            );
+        }
+        assert!(files[1].iter().all(|id| !part.contains(id)));
+        assert!(part.len() < whole.len() - 19_000);
+        // The trees are there: a loader over the partial index reads the first snapshot back.
+        let mut loader = Loader::new(repo.clone(), part.clone());
+        let tree = loader.load_tree(&roots[0]).unwrap();
+        assert_eq!(tree.nodes[0].content, files[0]);
+        for id in tree.nodes[0].content.iter().take(100) {
+            loader.load(id).unwrap();
+        }
+        // Below the threshold, for_trees loads it all.
+        assert_eq!(
+            for_trees(&repo, &roots[..1], false).unwrap().len(),
+            whole.len()
+        );
+        // Above it, through the temporary file: the same as the two passes.
+        for whole_packs in [false, true] {
+            let spilled = for_trees_above(&repo, &roots[..1], whole_packs, 0).unwrap();
+            let twice: &Index = if whole_packs { &packs } else { &part };
+            assert_eq!(spilled.len(), twice.len());
+            for (id, loc) in twice.iter() {
+                let got = spilled.get(id).expect("indexed");
+                assert_eq!(spilled.pack(got.pack).id, twice.pack(loc.pack).id);
+                assert_eq!(
+                    (got.frame, got.offset, got.len),
+                    (loc.frame, loc.offset, loc.len)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_root_the_tree_packs_do_not_hold_gives_the_whole_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = age::x25519::Identity::generate();
+        Repository::init(
+            Box::new(LocalBackend::new(dir.path())),
+            InitOptions {
+                recipients: vec![identity.to_public().to_string()],
+                ..InitOptions::default()
+            },
+        )
+        .unwrap();
+        let repo = Arc::new(
+            Repository::open(
+                Box::new(LocalBackend::new(dir.path())),
+                Credentials::Identities(vec![Box::new(identity)]),
+            )
+            .unwrap(),
+        );
+        let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
+        let data = saver.add_blob(PackKind::Data, b"data".to_vec()).unwrap();
+        saver.finish().unwrap();
+        // A data blob as the root: not a tree of the tree packs.
+        let index = for_trees_above(&repo, &[data], false, 0).unwrap();
+        assert!(index.contains(&data));
+        assert_eq!(index.len(), Index::load(&repo).unwrap().len());
+    }
+
+    #[test]
+    fn spill_round_trip_and_a_new_listing_starts_over() {
+        let pack = |n: u8, blobs: u32| IndexPack {
+            id: Id([n; 32]),
+            kind: PackKind::Data,
+            size: 1000 + u64::from(n),
+            blobs: (0..blobs)
+                .map(|i| BlobEntry {
+                    id: Id([n ^ (i as u8); 32]),
+                    frame: FrameRef {
+                        offset: u64::from(i) * 7 + (1 << 40),
+                        stored_len: i + 1,
+                        raw_len: i + 2,
+                        compression: if i % 2 == 0 {
+                            Compression::Zstd
+                        } else {
+                            Compression::None
+                        },
+                    },
+                    offset: i * 3,
+                    len: i + 5,
+                })
+                .collect(),
+        };
+        let mut sp = Spill::new(tempfile::tempfile().unwrap());
+        sp.put(1, &pack(1, 10)).unwrap();
+        sp.put(2, &pack(2, 0)).unwrap();
+        sp.put(2, &pack(3, 300)).unwrap();
+        let tree = IndexPack {
+            kind: PackKind::Tree,
+            ..pack(4, 3)
+        };
+        sp.put(2, &tree).unwrap();
+        let mut back = Vec::new();
+        sp.replay(|p| back.push(p.clone())).unwrap();
+        assert_eq!(back, vec![pack(2, 0), pack(3, 300)]);
+    }
+}

@@ -1,0 +1,96 @@
+//! Restore and copy hold the index entries of the snapshot they read, not of the whole
+//! repository (store/src/partial_index.rs): restoring a small snapshot from a repository of
+//! ~250,000 other blobs (11 MB of in-memory index) peaks no higher than from a repository
+//! holding it alone, and both still restore it byte for byte and copy it whole.
+
+use cairn_e2e::rss::cairn_with_rss;
+use cairn_e2e::*;
+
+/// Allowed difference in peak RSS: well under the ~11 MB the large repository's whole index
+/// would take in memory (44 bytes per blob), well over run-to-run noise.
+const SLACK: u64 = 4 << 20;
+
+#[test]
+fn restore_and_copy_of_a_small_snapshot_do_not_hold_the_whole_index() {
+    // 1 KiB average chunks: `seq` output (~250 MB, compressible, every chunk distinct) gives
+    // ~210,000 blobs, about 10 MB of index objects; 1 MiB packs, so that index objects are
+    // written every 32,768 blobs as a large backup writes them (not one per pack of all).
+    let big = Fixture::on_with(Backend::Local, &["--chunk-size", "1", "--pack-size", "1"]);
+    let alone = Fixture::on_with(Backend::Local, &["--chunk-size", "1", "--pack-size", "1"]);
+    big.wk(&[
+        "backup",
+        "stdin",
+        "--filename",
+        "numbers.txt",
+        "--",
+        "seq",
+        "1",
+        "30000000",
+    ])
+    .ok();
+    let src = big.dir("small");
+    let mut rng = Rng::new(7);
+    let mut bytes = vec![0u8; 3 << 20];
+    rng.fill(&mut bytes);
+    std::fs::write(src.join("data.bin"), &bytes).unwrap();
+    let mut peaks = Vec::new();
+    for fx in [&big, &alone] {
+        let snap = Fixture::snap_id(&fx.backup(&[&src]));
+        let target = fx.tmp.path().join("out");
+        let env = fx.env();
+        let (out, rss) = cairn_with_rss(
+            &fx.id_args(&["restore", &snap, "--target", s(&target)]),
+            &env_refs(&env),
+        );
+        out.ok();
+        assert_eq!(
+            std::fs::read(Fixture::restored(&target, &src).join("data.bin")).unwrap(),
+            bytes
+        );
+        let to = fx.fresh_store("copy");
+        let to_loc = to.location();
+        let id = s(&fx.identity);
+        fx.run(&["-r", &to_loc, "-i", id, "init", "--like", s(&fx.repo)])
+            .ok();
+        let (out, copy_rss) = cairn_with_rss(
+            &fx.id_args(&["copy", "--to", &to_loc, &snap]),
+            &env_refs(&env),
+        );
+        out.ok();
+        // The copy is whole: its packs' index records list every blob they hold.
+        fx.run(&["-r", &to_loc, "-i", id, "check", "--read-data"])
+            .ok();
+        let target = fx.tmp.path().join("out-copy");
+        fx.run(&[
+            "-r",
+            &to_loc,
+            "-i",
+            id,
+            "restore",
+            &snap,
+            "--target",
+            s(&target),
+        ])
+        .ok();
+        assert_eq!(
+            std::fs::read(Fixture::restored(&target, &src).join("data.bin")).unwrap(),
+            bytes
+        );
+        peaks.push((rss, copy_rss));
+    }
+    let blobs = num(&big.id(&["check", "--json"]).ok().json(), "blobs");
+    assert!(blobs > 200_000, "{blobs} blobs");
+    let ((big_restore, big_copy), (alone_restore, alone_copy)) = (peaks[0], peaks[1]);
+    assert!(
+        big_restore < alone_restore + SLACK,
+        "restore peaked at {} KiB from {blobs} blobs, {} KiB from the snapshot alone",
+        big_restore >> 10,
+        alone_restore >> 10
+    );
+    assert!(
+        big_copy < alone_copy + SLACK,
+        "copy peaked at {} KiB from {blobs} blobs, {} KiB from the snapshot alone",
+        big_copy >> 10,
+        alone_copy >> 10
+    );
+}
