@@ -367,6 +367,7 @@ fn execute(repo: &Arc<Repository>, plan: &Plan) -> Result<Option<Id>> {
             .map(|(n, p)| (p.id, n))
             .collect();
         let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut stats = RepackStats::default();
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Repacked>>(8);
             let (repack, packs) = (&plan.repack, &plan.objects.packs);
@@ -395,6 +396,10 @@ fn execute(repo: &Arc<Repository>, plan: &Plan) -> Result<Option<Id>> {
             for item in rx {
                 match item? {
                     Repacked::Blobs { kind, raw, blobs } => {
+                        stats.partial += 1;
+                        stats.raw_decompressed += raw.len() as u64;
+                        stats.raw_recompressed +=
+                            blobs.iter().map(|&(_, _, len)| u64::from(len)).sum::<u64>();
                         for (id, offset, len) in blobs {
                             let start = offset as usize;
                             // In range: the reader checked each blob's hash over this slice.
@@ -410,6 +415,9 @@ fn execute(repo: &Arc<Repository>, plan: &Plan) -> Result<Option<Id>> {
                         stored,
                         blobs,
                     } => {
+                        stats.whole += 1;
+                        stats.raw_decompressed += u64::from(frame.raw_len);
+                        stats.stored_copied += stored.len() as u64;
                         saver.add_stored_frame(
                             kind,
                             frame.compression,
@@ -423,7 +431,11 @@ fn execute(repo: &Arc<Repository>, plan: &Plan) -> Result<Option<Id>> {
             Ok(())
         })?;
         saver.finish()?;
-        tracing::debug!("repacked {} packs in {:?}", plan.repack.len(), t.elapsed());
+        tracing::debug!(
+            "repacked {} packs in {:?}: {stats:?}",
+            plan.repack.len(),
+            t.elapsed()
+        );
     }
     let mut packs: Vec<IndexPack> = plan
         .unused
@@ -442,6 +454,21 @@ fn execute(repo: &Arc<Repository>, plan: &Plan) -> Result<Option<Id>> {
         packs,
     };
     Ok(Some(repo.put_meta("gc", &marker.encode())?))
+}
+
+/// What a repack did, for the debug log.
+#[derive(Debug, Default)]
+struct RepackStats {
+    /// Frames whose blobs were all live, copied as stored.
+    whole: u64,
+    /// Frames with dead blobs, whose live blobs were compressed again.
+    partial: u64,
+    /// Bytes decompressed (to verify copied frames, and to take blobs from the others).
+    raw_decompressed: u64,
+    /// Bytes compressed again.
+    raw_recompressed: u64,
+    /// Stored bytes of the frames copied.
+    stored_copied: u64,
 }
 
 /// What repacking takes from an old frame: the frame as stored, when all its blobs are live

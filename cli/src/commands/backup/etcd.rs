@@ -41,6 +41,7 @@ fn save_db(
     name: String,
     inspect: bool,
 ) -> Result<(Node, Digest)> {
+    let t = std::time::Instant::now();
     let mut check = BlockCheck::new(inspect);
     let progress = s.progress.clone();
     let (ids, size) = s
@@ -52,9 +53,17 @@ fn save_db(
                 check.len()
             )
         })?;
+    tracing::debug!(
+        "etcd: {size} bytes read, hashed and stored in {:?}",
+        t.elapsed()
+    );
     let digest = check
         .finish()
         .context("the snapshot's sha256 check stopped before the end of the stream")?;
+    tracing::debug!(
+        "etcd: sha256 trailer and bbolt checks done after {:?}",
+        t.elapsed()
+    );
     let mut node = cairn_store::host::file_node(name.as_bytes(), ids, size, s.time_ns);
     node.mode = 0o600;
     Ok((node, digest))
@@ -149,7 +158,9 @@ fn save_etcd(s: &mut Session<'_>, a: &EtcdArgs) -> Result<EtcdSaved> {
 
 pub fn run_etcd(g: &Global, a: &EtcdArgs) -> Result<super::Saved> {
     let mut s = Session::open(g, &a.common)?;
+    let t = std::time::Instant::now();
     super::list_base::offer_previous(&mut s, SourceKind::Etcd);
+    tracing::debug!("etcd: previous content list offered in {:?}", t.elapsed());
     let saved = save_etcd(&mut s, a)?;
     let name = String::from_utf8_lossy(&saved.node.name).into_owned();
     let stats = SnapshotStats {

@@ -103,7 +103,14 @@ impl<'g> Session<'g> {
         crate::hints::check_tags(&common.tags)?;
         let repo = Arc::new(credentials::open(g)?);
         let key_label = credentials::write_key_label(g)?;
+        tracing::debug!("backup: repository opened in {:?}", started.elapsed());
+        let t = Instant::now();
         let (lease, index) = Lease::begin_write(&repo)?;
+        tracing::debug!(
+            "backup: lease taken and index of {} blobs loaded in {:?}",
+            index.len(),
+            t.elapsed()
+        );
         let reader = Reader {
             repo,
             index: Arc::new(index),
@@ -174,8 +181,13 @@ impl<'g> Session<'g> {
             p.facts
                 .push(("changed_during_backup".into(), p.changed.len().to_string()));
         }
+        let t = Instant::now();
         let tree = saver.save_tree(&mut p.root)?;
         let (saved, _) = saver.finish()?;
+        tracing::debug!(
+            "backup: tree saved, packs and index written in {:?}",
+            t.elapsed()
+        );
         progress.finish_and_clear();
         let stats = SnapshotStats {
             blobs_added: saved.blobs_added,
@@ -199,9 +211,15 @@ impl<'g> Session<'g> {
             program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
             facts: p.facts,
         };
+        let t = Instant::now();
         lease.ensure_fresh()?;
         let id = snapshots::save(&reader.repo, &snapshot)?;
         drop(lease);
+        tracing::debug!(
+            "backup: snapshot written and lease released in {:?} ({:?} in all)",
+            t.elapsed(),
+            started.elapsed()
+        );
         Ok(Saved {
             id,
             snapshot,
