@@ -107,64 +107,40 @@ impl IndexObjects {
     /// the ones read before stay valid.
     fn refresh(&mut self, repo: &Repository) -> Result<()> {
         let known: HashSet<String> = self.paths.iter().cloned().collect();
-        let new: Vec<String> = repo
-            .backend()
-            .list("index")?
-            .into_iter()
-            .map(|obj| obj.path)
-            .filter(|path| !known.contains(path))
-            .collect();
-        if new.is_empty() {
-            return Ok(());
-        }
-        // Read and decrypt them on every core; merge them in listing order.
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(new.len());
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let mut read: Vec<(usize, Result<IndexRecord>)> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut out = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(path) = new.get(i) else { break };
-                            let failed = read_index_object(repo, path);
-                            let stop = failed.is_err();
-                            out.push((i, failed));
-                            if stop {
-                                break;
-                            }
-                        }
-                        out
-                    })
+        let mut added = false;
+        for obj in repo.backend().list("index")? {
+            if known.contains(&obj.path) {
+                continue;
+            }
+            added = true;
+            let name = obj.path.rsplit('/').next().unwrap_or_default();
+            let rec = name
+                .parse::<Id>()
+                .map_err(|e| Error::Invalid(format!("{}: {e}", obj.path)))
+                .and_then(|id| repo.get_meta("index", &id, MAX_INDEX_LEN))
+                .and_then(|plain| {
+                    IndexRecord::decode(&plain).map_err(|e| Error::damaged(obj.path.clone(), e))
                 })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().unwrap_or_default())
-                .collect()
-        });
-        read.sort_by_key(|(i, _)| *i);
-        if read.len() < new.len() && read.iter().all(|(_, r)| r.is_ok()) {
-            return Err(Error::Invalid(
-                "prune stopped: a thread reading the index objects panicked".into(),
-            ));
-        }
-        for (i, rec) in read {
-            for p in rec?.packs {
+                .map_err(|e| {
+                    Error::Invalid(format!(
+                        "prune stopped: index object {} cannot be read ({e}); packs it lists would look unused. Run `cairn repair index` first",
+                        obj.path
+                    ))
+                })?;
+            for p in rec.packs {
                 let entry = self.packs.entry(p.id).or_insert_with(|| IndexPack {
                     blobs: Vec::new(),
                     ..p.clone()
                 });
                 entry.blobs.extend(p.blobs);
             }
-            self.paths.push(new[i].clone());
+            self.paths.push(obj.path);
         }
-        for p in self.packs.values_mut() {
-            p.blobs.sort_by_key(|b| b.id);
-            p.blobs.dedup_by_key(|b| b.id);
+        if added {
+            for p in self.packs.values_mut() {
+                p.blobs.sort_by_key(|b| b.id);
+                p.blobs.dedup_by_key(|b| b.id);
+            }
         }
         Ok(())
     }
@@ -179,20 +155,6 @@ impl IndexObjects {
                 .map(|id| &self.packs[id]),
         )
     }
-}
-
-/// Read and decode the index object at `path`; an error says to repair the index first.
-fn read_index_object(repo: &Repository, path: &str) -> Result<IndexRecord> {
-    let name = path.rsplit('/').next().unwrap_or_default();
-    name.parse::<Id>()
-        .map_err(|e| Error::Invalid(format!("{path}: {e}")))
-        .and_then(|id| repo.get_meta("index", &id, MAX_INDEX_LEN))
-        .and_then(|plain| IndexRecord::decode(&plain).map_err(|e| Error::damaged(path, e)))
-        .map_err(|e| {
-            Error::Invalid(format!(
-                "prune stopped: index object {path} cannot be read ({e}); packs it lists would look unused. Run `cairn repair index` first"
-            ))
-        })
 }
 
 /// The blobs snapshots reference, and which snapshots were walked for them.
