@@ -1016,6 +1016,35 @@ mod tests {
         }
     }
 
+    /// The walk of several snapshots (on several threads) finds what each walk alone finds.
+    #[test]
+    fn walking_several_snapshots_at_once_finds_the_union() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = age::x25519::Identity::generate();
+        let repo = create(dir.path(), &id);
+        let mut roots = Vec::new();
+        for n in 0..5u8 {
+            let chunks: Vec<Vec<u8>> = (0..3u8).map(|c| vec![n * 3 + c; 20_000]).collect();
+            let snap = snapshot_of_blobs(&repo, Index::load(&repo).unwrap(), "f", &chunks);
+            roots.push(snapshots::load(&repo, &snap).unwrap().tree);
+        }
+        let index = Arc::new(Index::load(&repo).unwrap());
+        let mut loader = Loader::new(repo.clone(), index.clone());
+        let all = trees::referenced_blobs(&mut loader, &roots).unwrap();
+        let mut want = std::collections::BTreeSet::new();
+        for root in &roots {
+            let one = trees::referenced_blobs(&mut loader, std::slice::from_ref(root)).unwrap();
+            assert_eq!(one.len(), 4, "a tree and three blobs");
+            want.extend(one.iter().copied());
+        }
+        assert_eq!(all.len(), want.len());
+        assert!(all.iter().copied().eq(want.iter().copied()));
+        // An unreadable tree fails the walk, whichever thread meets it.
+        let mut bad = roots.clone();
+        bad.insert(2, Id([9; 32]));
+        assert!(trees::referenced_blobs(&mut loader, &bad).is_err());
+    }
+
     #[test]
     fn unused_and_unindexed_packs_are_deleted_when_nothing_runs() {
         let dir = tempfile::tempdir().unwrap();
