@@ -21,7 +21,6 @@ use cairn_format::snapshot::{Snapshot, SnapshotStats, SourceKind};
 use cairn_format::tree::Tree;
 use cairn_format::Id;
 use cairn_store::lease::Lease;
-use cairn_store::repo::Repository;
 use cairn_store::saver::Saver;
 use cairn_store::snapshots::{self, Filter};
 use indicatif::ProgressBar;
@@ -61,25 +60,6 @@ pub fn hostname() -> String {
         .nodename()
         .to_string_lossy()
         .into_owned()
-}
-
-/// The latest snapshot in `repo` of `host` and `source` that `also` accepts.
-fn latest(
-    repo: &Repository,
-    host: &str,
-    source: SourceKind,
-    also: impl Fn(&Snapshot) -> bool,
-) -> Result<Option<(Id, Snapshot)>> {
-    let filter = Filter {
-        host: Some(host.to_string()),
-        source: Some(source),
-        ..Filter::default()
-    };
-    Ok(snapshots::list(repo)?
-        .snapshots
-        .into_iter()
-        .rev()
-        .find(|(_, s)| filter.matches(s) && also(s)))
 }
 
 /// One backup in progress.
@@ -161,7 +141,16 @@ impl<'g> Session<'g> {
         source: SourceKind,
         also: impl Fn(&Snapshot) -> bool,
     ) -> Result<Option<(Id, Snapshot)>> {
-        latest(&self.reader.repo, &self.host, source, also)
+        let filter = Filter {
+            host: Some(self.host.clone()),
+            source: Some(source),
+            ..Filter::default()
+        };
+        Ok(snapshots::list(&self.reader.repo)?
+            .snapshots
+            .into_iter()
+            .rev()
+            .find(|(_, s)| filter.matches(s) && also(s)))
     }
 
     /// The UTC time the backup started, as `cluster-backup.sh` stamps file names.
