@@ -59,6 +59,22 @@ impl BlobSet {
         self.len() == 0
     }
 
+    /// Add every id of `other`.
+    pub fn extend_from(&mut self, other: &BlobSet) {
+        if Arc::ptr_eq(&self.index, &other.index) {
+            self.indexed = 0;
+            for (mine, theirs) in self.bits.iter_mut().zip(&other.bits) {
+                *mine |= theirs;
+                self.indexed += mine.count_ones() as usize;
+            }
+            self.unindexed.extend(other.unindexed.iter().copied());
+        } else {
+            for id in other {
+                self.insert(*id);
+            }
+        }
+    }
+
     /// Every id: the indexed ones in id order, then the others.
     pub fn iter(&self) -> impl Iterator<Item = &Id> {
         let bits = &self.bits;
@@ -117,5 +133,23 @@ mod tests {
         assert_eq!(set.len(), 3);
         let all: Vec<Id> = set.iter().copied().collect();
         assert_eq!(all, vec![id(5), id(99), id(150)]);
+
+        // A union over the same index, and over another one.
+        let mut other = BlobSet::new(set.index.clone());
+        for n in [5, 7, 151] {
+            other.insert(id(n));
+        }
+        let mut same = BlobSet::new(set.index.clone());
+        same.extend_from(&set);
+        same.extend_from(&other);
+        let mut apart = BlobSet::new(Arc::new(Index::from_packs([&pack])));
+        apart.extend_from(&set);
+        apart.extend_from(&other);
+        for union in [&same, &apart] {
+            let all: Vec<Id> = union.iter().copied().collect();
+            assert_eq!(union.len(), 5);
+            assert_eq!(&all[..3], &[id(5), id(7), id(99)]);
+            assert!(union.contains(&id(150)) && union.contains(&id(151)));
+        }
     }
 }

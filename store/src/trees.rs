@@ -253,25 +253,70 @@ pub fn count_entries(loader: &mut Loader, root: &Id) -> Result<u64> {
 }
 
 /// Every blob (tree blobs and file contents) reachable from `roots`, each tree read once
-/// however many snapshots share it. Fails on the first tree that cannot be read.
+/// however many snapshots share it (per thread: with several roots, threads with loaders of
+/// their own take roots in turn, and a tree two of them reach is read by both). Fails on the
+/// first tree that cannot be read.
 pub fn referenced_blobs(loader: &mut Loader, roots: &[Id]) -> Result<BlobSet> {
-    let mut seen = BlobSet::new(loader.shared_index().clone());
-    let mut stack: Vec<Id> = roots.to_vec();
-    while let Some(tree_id) = stack.pop() {
-        if !seen.insert(tree_id) {
-            continue;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(roots.len());
+    if threads <= 1 {
+        let mut seen = BlobSet::new(loader.shared_index().clone());
+        reach(loader, roots.iter(), &mut seen)?;
+        return Ok(seen);
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let take = || {
+        std::iter::from_fn(|| roots.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)))
+    };
+    std::thread::scope(|scope| {
+        let others: Vec<_> = (1..threads)
+            .map(|_| {
+                let mut loader = loader.fork();
+                let take = &take;
+                scope.spawn(move || -> Result<BlobSet> {
+                    let mut seen = BlobSet::new(loader.shared_index().clone());
+                    reach(&mut loader, take(), &mut seen)?;
+                    Ok(seen)
+                })
+            })
+            .collect();
+        let mut seen = BlobSet::new(loader.shared_index().clone());
+        let mine = reach(loader, take(), &mut seen);
+        for handle in others {
+            let theirs = handle
+                .join()
+                .map_err(|_| Error::Invalid("a tree walking thread panicked".into()))??;
+            seen.extend_from(&theirs);
         }
-        let tree = loader.load_tree(&tree_id)?;
-        for node in &tree.nodes {
-            for b in node.referenced() {
-                seen.insert(*b);
+        mine.map(|()| seen)
+    })
+}
+
+/// Add to `seen` every blob reachable from `roots` (trees already in `seen` are not read).
+fn reach<'r>(
+    loader: &mut Loader,
+    roots: impl Iterator<Item = &'r Id>,
+    seen: &mut BlobSet,
+) -> Result<()> {
+    for root in roots {
+        let mut stack = vec![*root];
+        while let Some(tree_id) = stack.pop() {
+            if !seen.insert(tree_id) {
+                continue;
             }
-            if let (NodeKind::Dir, Some(sub)) = (&node.kind, node.subtree) {
-                stack.push(sub);
+            let tree = loader.load_tree(&tree_id)?;
+            for node in &tree.nodes {
+                for b in node.referenced() {
+                    seen.insert(*b);
+                }
+                if let (NodeKind::Dir, Some(sub)) = (&node.kind, node.subtree) {
+                    stack.push(sub);
+                }
             }
         }
     }
-    Ok(seen)
+    Ok(())
 }
 
 /// Find the node at `path` (components) below `root`. An empty path has no node: returns None.

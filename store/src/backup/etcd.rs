@@ -70,6 +70,7 @@ fn save_db(
     name: String,
     inspect: bool,
 ) -> Result<(Node, Digest)> {
+    let t = std::time::Instant::now();
     let mut check = BlockCheck::new(inspect);
     let progress = s.progress().clone();
     let (ids, size) = s
@@ -79,7 +80,15 @@ fn save_db(
             read: check.fed(),
             cause,
         })?;
+    tracing::debug!(
+        "etcd: {size} bytes read, hashed and stored in {:?}",
+        t.elapsed()
+    );
     let digest = check.finish().ok_or(SourceError::CheckStopped)?;
+    tracing::debug!(
+        "etcd: sha256 trailer and bbolt checks done after {:?}",
+        t.elapsed()
+    );
     let mut node = crate::host::file_node(name.as_bytes(), ids, size, s.time_ns);
     node.mode = 0o600;
     Ok((node, digest))

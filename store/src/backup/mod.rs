@@ -119,6 +119,11 @@ impl Session {
             .timestamp_nanos_opt()
             .ok_or_else(|| Error::Invalid("the clock is outside the representable range".into()))?;
         let (lease, index) = Lease::begin_write(&repo)?;
+        tracing::debug!(
+            "backup: lease taken and index of {} blobs loaded in {:?}",
+            index.len(),
+            started.elapsed()
+        );
         let index = Arc::new(index);
         let saver = Saver::new(repo.clone(), index.clone(), 0);
         Ok(Session {
@@ -183,7 +188,10 @@ impl Session {
     /// stay where they were and the new list costs only the changed ones. A failure to read
     /// it only costs space: the backup goes on with a self-contained list.
     pub fn offer_previous_list(&mut self, source: SourceKind) {
-        match self.previous_list(source) {
+        let t = Instant::now();
+        let previous = self.previous_list(source);
+        tracing::debug!("backup: previous content list read in {:?}", t.elapsed());
+        match previous {
             Ok(Some(base)) => self.saver.set_list_base(base),
             Ok(None) => {}
             Err(e) => tracing::warn!(
@@ -224,8 +232,13 @@ impl Session {
             p.facts
                 .push(("changed_during_backup".into(), p.changed.len().to_string()));
         }
+        let t = Instant::now();
         let tree = saver.save_tree(&mut p.root)?;
         let (saved, _) = saver.finish()?;
+        tracing::debug!(
+            "backup: tree saved, packs and index written in {:?}",
+            t.elapsed()
+        );
         progress.done();
         let stats = SnapshotStats {
             blobs_added: saved.blobs_added,
@@ -249,9 +262,15 @@ impl Session {
             program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
             facts: p.facts,
         };
+        let t = Instant::now();
         lease.ensure_fresh()?;
         let id = snapshots::save(&repo, &snapshot)?;
         drop(lease);
+        tracing::debug!(
+            "backup: snapshot written and lease released in {:?} ({:?} in all)",
+            t.elapsed(),
+            started.elapsed()
+        );
         Ok(Saved {
             id,
             snapshot,
