@@ -20,6 +20,7 @@ pub mod lease;
 pub mod loader;
 pub mod object_lock;
 pub mod pages;
+pub mod plain;
 pub mod policy;
 pub mod project;
 pub mod prune;
@@ -28,7 +29,6 @@ pub mod repo;
 pub mod retention;
 pub mod saver;
 pub mod snapshots;
-pub mod staged;
 pub mod trees;
 
 pub use error::{ConfigError, Error, Result};

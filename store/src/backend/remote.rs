@@ -347,6 +347,52 @@ impl RemoteBackend {
         self.fetch(path, Some(range))
     }
 
+    /// Read `range` of an object into `out` as the response body arrives (no buffer of its
+    /// own): the bytes read, at most `out.len()`. Retried as [`RemoteBackend::fetch`] is.
+    fn read_range_into(
+        &self,
+        path: &str,
+        range: std::ops::Range<u64>,
+        out: &mut [u8],
+    ) -> Result<usize> {
+        let key = self.key(path);
+        let mut last = None;
+        for _ in 0..READ_ATTEMPTS {
+            let opts = GetOptions {
+                range: Some(GetRange::Bounded(range.clone())),
+                ..GetOptions::default()
+            };
+            let got = self.block(async {
+                let mut body = self.store.get_opts(&key, opts).await?.into_stream();
+                Ok::<_, object_store::Error>(
+                    async {
+                        let mut n = 0;
+                        while let Some(piece) = body.next().await {
+                            let piece = piece?;
+                            let take = piece.len().min(out.len() - n);
+                            out[n..n + take].copy_from_slice(&piece[..take]);
+                            n += take;
+                            if n == out.len() {
+                                break;
+                            }
+                        }
+                        Ok::<_, object_store::Error>(n)
+                    }
+                    .await,
+                )
+            });
+            match got {
+                Ok(Ok(n)) => return Ok(n),
+                Ok(Err(e)) => {
+                    tracing::debug!("reading {path}: {e}; retrying");
+                    last = Some(e);
+                }
+                Err(e) => return Err(self.error("reading", path, e)),
+            }
+        }
+        Err(self.error("reading", path, last.expect("at least one attempt")))
+    }
+
     /// GET an object or a range of it: its bytes and the object's size. A failed request was
     /// already retried by object_store; a body that broke off after the request succeeded
     /// (which object_store does not retry) is fetched again, up to [`READ_ATTEMPTS`] times.
@@ -361,7 +407,8 @@ impl RemoteBackend {
             let got = self.block(async {
                 let r = self.store.get_opts(&key, opts).await?;
                 let size = r.meta.size;
-                Ok::<_, object_store::Error>(r.bytes().await.map(|b| (b.to_vec(), size)))
+                // (A body collected into one allocation becomes the Vec without a copy.)
+                Ok::<_, object_store::Error>(r.bytes().await.map(|b| (Vec::from(b), size)))
             });
             match got {
                 Ok(Ok(v)) => return Ok(v),
@@ -697,19 +744,18 @@ impl Read for RemoteReader {
         if missed && out.len() as u64 >= FIRST_READ && self.size > WHOLE_READ {
             // A caller that knows what it needs (a restore's span of a pack) gets exactly that,
             // in one request, and nothing past it is read ahead or kept.
+            // The response body is copied once, into `out`.
             let end = (self.pos + out.len() as u64).min(self.size);
-            let (bytes, _) = self
+            let n = self
                 .backend
-                .read_range(&self.path, self.pos..end)
+                .read_range_into(&self.path, self.pos..end, out)
                 .map_err(io::Error::other)?;
-            if bytes.is_empty() {
+            if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     format!("{} ended early", self.path),
                 ));
             }
-            let n = bytes.len().min(out.len());
-            out[..n].copy_from_slice(&bytes[..n]);
             self.pos += n as u64;
             return Ok(n);
         }
