@@ -21,13 +21,13 @@ fn slot(kind: PackKind) -> usize {
     }
 }
 
-/// Per pack kind: the last pack opened, the last frame decompressed and a buffer for stored
-/// frames.
+/// Per pack kind: the last pack opened, the last frame decompressed and the age chunks last
+/// decrypted (with the pack's number; their buffer serves the next read).
 #[derive(Default)]
 struct Cache {
     open: Option<PackReader>,
     frame: Option<((u32, u64), Vec<u8>)>,
-    stored: Vec<u8>,
+    chunks: Option<(u32, Plain)>,
 }
 
 /// Stored frames of up to this many bytes leave their buffer for the next one; a larger one
@@ -41,6 +41,21 @@ fn keep(buf: Vec<u8>) -> Vec<u8> {
     } else {
         Vec::new()
     }
+}
+
+/// The stored bytes of `frame` of pack number `pack` among the chunks `cache` holds decrypted.
+fn stored_in<'c>(cache: &'c Cache, pack: u32, frame: &FrameRef) -> Result<&'c [u8]> {
+    cache
+        .chunks
+        .as_ref()
+        .filter(|(number, _)| *number == pack)
+        .and_then(|(_, plain)| plain.within(frame.offset, frame.stored_len as usize))
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "frame at {} of pack number {pack} was not read",
+                frame.offset
+            ))
+        })
 }
 
 /// Decompresses frames and checks blobs against their keyed hash; cheap to clone, `Send`, for
@@ -118,7 +133,13 @@ impl FrameCheck {
         if chunks.skip + len > plain {
             return Err(self.damaged(number, EnvelopeError::Damaged));
         }
-        Ok(Plain::new(buf, chunks.skip..chunks.skip + len))
+        let origin = chunks.first * cairn_format::payload::CHUNK;
+        Ok(Plain::new(
+            buf,
+            chunks.skip..chunks.skip + len,
+            origin,
+            plain,
+        ))
     }
 
     /// The plaintext of `frame` of pack number `pack`, from its stored bytes.
@@ -244,36 +265,44 @@ impl Loader {
                 .take()
                 .map(|(_, raw)| raw)
                 .unwrap_or_default();
-            let stored = self.stored_frame(loc.pack, &loc.frame)?;
-            let result = self
-                .check
-                .decompress_into(loc.pack, &loc.frame, &stored, &mut raw)
-                .map(|_| ());
-            if result.is_ok() && loc.frame.compression == Compression::None {
+            self.read_frame(loc.pack, &loc.frame)?;
+            let cache = &mut self.caches[slot];
+            let stored = stored_in(cache, loc.pack, &loc.frame)?;
+            self.check
+                .decompress_into(loc.pack, &loc.frame, stored, &mut raw)?;
+            if loc.frame.compression == Compression::None {
                 // Stored uncompressed: checked as it is, and copied to be cached.
                 raw.clear();
-                raw.extend_from_slice(&stored);
+                raw.extend_from_slice(stored);
             }
-            self.caches[slot].stored = keep(stored.into_buffer());
-            result?;
-            self.caches[slot].frame = Some((key, raw));
+            cache.frame = Some((key, raw));
         }
         Ok(())
     }
 
-    /// The stored (compressed) bytes of `frame` in pack number `pack`, in the cache's buffer
-    /// (hand it back with [`Plain::into_buffer`]).
-    fn stored_frame(&mut self, pack: u32, frame: &FrameRef) -> Result<Plain> {
+    /// Make the stored bytes of `frame` of pack number `pack` part of the chunks its pack
+    /// kind's cache holds decrypted: from those already there, or read (into their buffer).
+    fn read_frame(&mut self, pack: u32, frame: &FrameRef) -> Result<()> {
         let info = self.index.pack(pack);
         let cache = &mut self.caches[slot(info.kind)];
+        if stored_in(cache, pack, frame).is_ok() {
+            return Ok(());
+        }
         if cache.open.as_ref().map(|r| r.number) != Some(pack) {
             cache.open = None;
             cache.open = Some(self.check.open_pack(pack)?);
         }
         let reader = cache.open.as_mut().expect("opened above");
-        let buf = std::mem::take(&mut cache.stored);
-        self.check
-            .read_into(reader, frame.offset, frame.stored_len as usize, buf)
+        let buf = cache
+            .chunks
+            .take()
+            .map(|(_, plain)| keep(plain.into_buffer()))
+            .unwrap_or_default();
+        let plain = self
+            .check
+            .read_into(reader, frame.offset, frame.stored_len as usize, buf)?;
+        cache.chunks = Some((pack, plain));
+        Ok(())
     }
 
     /// A whole frame of pack number `pack` as stored, for copying it into another pack
@@ -306,9 +335,9 @@ impl Loader {
         frame: &FrameRef,
         blobs: &[(Id, u32, u32)],
     ) -> Result<(Vec<u8>, Vec<u8>)> {
-        let plain = self.stored_frame(pack, frame)?;
-        let stored = plain.to_vec();
-        self.caches[slot(self.index.pack(pack).kind)].stored = keep(plain.into_buffer());
+        self.read_frame(pack, frame)?;
+        let cache = &self.caches[slot(self.index.pack(pack).kind)];
+        let stored = stored_in(cache, pack, frame)?.to_vec();
         let raw = self.check.decompress(pack, frame, &stored)?;
         for &(id, offset, len) in blobs {
             self.check.blob(pack, &raw, &id, offset, len)?;

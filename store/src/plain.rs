@@ -11,18 +11,32 @@ use std::sync::{Arc, Mutex};
 pub struct Plain {
     buf: Vec<u8>,
     range: Range<usize>,
+    /// Offset in the pack's plaintext of `buf[0]`.
+    origin: u64,
+    /// Decrypted bytes at the start of `buf`.
+    valid: usize,
     home: Option<Arc<Buffers>>,
 }
 
 impl Plain {
-    /// The bytes `range` of `buf`. The range must lie within `buf`.
-    pub(crate) fn new(buf: Vec<u8>, range: Range<usize>) -> Plain {
-        debug_assert!(range.end <= buf.len());
+    /// The bytes `range` of `buf`, whose first `valid` bytes are the pack's plaintext from
+    /// `origin` on. The range must lie within them.
+    pub(crate) fn new(buf: Vec<u8>, range: Range<usize>, origin: u64, valid: usize) -> Plain {
+        debug_assert!(range.end <= valid && valid <= buf.len());
         Plain {
             buf,
             range,
+            origin,
+            valid,
             home: None,
         }
+    }
+
+    /// The pack's plaintext at `offset`, `len` bytes, if this read decrypted it (a frame
+    /// next to the one asked for often lies in the same age chunk).
+    pub fn within(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let at = usize::try_from(offset.checked_sub(self.origin)?).ok()?;
+        self.buf[..self.valid].get(at..at.checked_add(len)?)
     }
 
     /// The same bytes, their buffer handed back to `pool` once dropped.
@@ -96,8 +110,10 @@ mod tests {
         let mut a = pool.take();
         a.resize(1000, 1);
         let ptr = a.as_ptr();
-        let plain = Plain::new(a, 10..20);
+        let plain = Plain::new(a, 10..20, 5_000, 900);
         assert_eq!(&*plain, &[1u8; 10]);
+        assert_eq!(plain.within(5_010, 10), Some(&[1u8; 10][..]));
+        assert!(plain.within(5_000, 901).is_none() && plain.within(4_999, 1).is_none());
         pool.put(plain.into_buffer());
         pool.put(vec![0; 5]);
         let again = pool.take();
@@ -105,7 +121,7 @@ mod tests {
         assert!(pool.take().is_empty(), "the second buffer was not kept");
         // Dropped, a plaintext from a pool goes back to it.
         let pool = Arc::new(pool);
-        drop(Plain::new(again, 0..1).returning_to(&pool));
+        drop(Plain::new(again, 0..1, 0, 1).returning_to(&pool));
         assert_eq!(pool.take().as_ptr(), ptr);
     }
 }
