@@ -122,6 +122,7 @@ mod tests {
         // Dropped, a plaintext from a pool goes back to it.
         let pool = Arc::new(pool);
         drop(Plain::new(again, 0..1, 0, 1).returning_to(&pool));
-        assert_eq!(pool.take().as_ptr(), ptr);
+        let back = pool.take();
+        assert_eq!(back.as_ptr(), ptr);
     }
 }
