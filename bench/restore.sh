@@ -259,7 +259,7 @@ EOF
                     record "s3.etcd.$tool.wall" "$WALL"
                     record "s3.etcd.$tool.rss_kb" "$RSS_KB"
                     record "s3.etcd.$tool.cpu" "$CPU"
-                    log "s3/etcd: $tool restore round $r ${WALL}s, peak RSS ${RSS_KB} KB"
+                    log "s3/etcd: $tool restore round $r ${WALL}s, ${CPU} CPU-s, peak RSS ${RSS_KB} KB"
                 else
                     log "s3/etcd: rustic could not restore from S3 (see $LOGS/restore-s3-etcd-rustic-$r.log); left out"
                 fi

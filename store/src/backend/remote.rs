@@ -347,56 +347,46 @@ impl RemoteBackend {
         self.fetch(path, Some(range))
     }
 
-    /// Read `range` of an object into `out` as the response body arrives (no buffer of its
-    /// own): the bytes read, at most `out.len()`. Retried as [`RemoteBackend::fetch`] is.
+    /// Read `range` of an object into `out`: the bytes read, at most `out.len()`. The
+    /// response's pieces are copied into `out`, the only copy.
     fn read_range_into(
         &self,
         path: &str,
         range: std::ops::Range<u64>,
         out: &mut [u8],
     ) -> Result<usize> {
-        let key = self.key(path);
-        let mut last = None;
-        for _ in 0..READ_ATTEMPTS {
-            let opts = GetOptions {
-                range: Some(GetRange::Bounded(range.clone())),
-                ..GetOptions::default()
-            };
-            let got = self.block(async {
-                let mut body = self.store.get_opts(&key, opts).await?.into_stream();
-                Ok::<_, object_store::Error>(
-                    async {
-                        let mut n = 0;
-                        while let Some(piece) = body.next().await {
-                            let piece = piece?;
-                            let take = piece.len().min(out.len() - n);
-                            out[n..n + take].copy_from_slice(&piece[..take]);
-                            n += take;
-                            if n == out.len() {
-                                break;
-                            }
-                        }
-                        Ok::<_, object_store::Error>(n)
-                    }
-                    .await,
-                )
-            });
-            match got {
-                Ok(Ok(n)) => return Ok(n),
-                Ok(Err(e)) => {
-                    tracing::debug!("reading {path}: {e}; retrying");
-                    last = Some(e);
-                }
-                Err(e) => return Err(self.error("reading", path, e)),
-            }
+        let (pieces, _) = self.get_pieces(path, Some(range))?;
+        let mut n = 0;
+        for piece in pieces {
+            let take = piece.len().min(out.len() - n);
+            out[n..n + take].copy_from_slice(&piece[..take]);
+            n += take;
         }
-        Err(self.error("reading", path, last.expect("at least one attempt")))
+        Ok(n)
     }
 
-    /// GET an object or a range of it: its bytes and the object's size. A failed request was
-    /// already retried by object_store; a body that broke off after the request succeeded
-    /// (which object_store does not retry) is fetched again, up to [`READ_ATTEMPTS`] times.
+    /// GET an object or a range of it: its bytes and the object's size.
     fn fetch(&self, path: &str, range: Option<std::ops::Range<u64>>) -> Result<(Vec<u8>, u64)> {
+        let (pieces, size) = self.get_pieces(path, range)?;
+        let bytes = match <[bytes::Bytes; 1]>::try_from(pieces) {
+            // One piece becomes the Vec without a copy when it owns its allocation.
+            Ok([one]) => Vec::from(one),
+            Err(pieces) => pieces.concat(),
+        };
+        Ok((bytes, size))
+    }
+
+    /// GET an object or a range of it: the response body as it arrived, in pieces, and the
+    /// object's size. The response is received by a task on the runtime, where the
+    /// connection's events are handled: a body polled from the calling thread would wake it
+    /// through another thread for each piece of a few KiB. A failed request was already
+    /// retried by object_store; a body that broke off after the request succeeded (which
+    /// object_store does not retry) is fetched again, up to [`READ_ATTEMPTS`] times.
+    fn get_pieces(
+        &self,
+        path: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<(Vec<bytes::Bytes>, u64)> {
         let key = self.key(path);
         let mut last = None;
         for _ in 0..READ_ATTEMPTS {
@@ -404,12 +394,27 @@ impl RemoteBackend {
                 range: range.clone().map(GetRange::Bounded),
                 ..GetOptions::default()
             };
-            let got = self.block(async {
-                let r = self.store.get_opts(&key, opts).await?;
-                let size = r.meta.size;
-                // (A body collected into one allocation becomes the Vec without a copy.)
-                Ok::<_, object_store::Error>(r.bytes().await.map(|b| (Vec::from(b), size)))
+            let (store, key) = (self.store.clone(), key.clone());
+            let task = self.runtime.spawn(async move {
+                let response = store.get_opts(&key, opts).await?;
+                let size = response.meta.size;
+                let mut body = response.into_stream();
+                let mut pieces = Vec::new();
+                let whole = async {
+                    while let Some(piece) = body.next().await {
+                        pieces.push(piece?);
+                    }
+                    Ok::<_, object_store::Error>(())
+                }
+                .await;
+                Ok::<_, object_store::Error>(whole.map(|()| (pieces, size)))
             });
+            let got = self.block(task).map_err(|e| Error::Remote {
+                op: "reading",
+                object: path.to_string(),
+                location: self.location.clone(),
+                cause: format!("the read did not complete: {e}"),
+            })?;
             match got {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => {
