@@ -23,6 +23,8 @@
 #   config  the ~5,000-file config tree, one backup.
 # Each restore goes into an empty directory, the page cache is warm (every tool restores each
 # set BENCH_ROUNDS times in turn), and the result is compared with the original (cmp / diff -r).
+# Reported per tool: MB/s, peak RSS and CPU seconds (user + sys of the restore process, the work
+# per byte: steadier than the wall clock on a shared machine).
 # Progress goes to stderr, the markdown report to stdout; logs in WORKDIR/logs/restore-*.log.
 set -euo pipefail
 
