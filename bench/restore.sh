@@ -25,6 +25,8 @@
 #   config  the ~5,000-file config tree, one backup.
 # Each restore goes into an empty directory, the page cache is warm (every tool restores each
 # set BENCH_ROUNDS times in turn), and the result is compared with the original (cmp / diff -r).
+# Reported per tool: MB/s, peak RSS and CPU seconds (user + sys of the restore process, the work
+# per byte: steadier than the wall clock on a shared machine).
 # Progress goes to stderr, the markdown report to stdout; logs in WORKDIR/logs/restore-*.log.
 set -euo pipefail
 
@@ -106,13 +108,21 @@ python3 "$ROOT/bench/etcd_series.py" series "$WORK" >/dev/null || die "etcd seri
 
 # ---------------------------------------------------------------------------------------------
 
-# run NAME CMD...: run with GNU time, log to LOGS; sets WALL and RSS_KB.
+# run NAME CMD...: run with GNU time, log to LOGS; sets WALL, RSS_KB and CPU (user + sys seconds
+# of the process and its children).
 run() {
     local name=$1
     shift
     local lf=$LOGS/restore-$name.log
-    "$TIME" -f '%e %M' -o "$RUN/$name.time" "$@" >"$lf" 2>&1 || { tail -n 20 "$lf" >&2; die "$name: $* (log: $lf)"; }
-    read -r WALL RSS_KB <"$RUN/$name.time"
+    "$TIME" -f '%e %M %U %S' -o "$RUN/$name.time" "$@" >"$lf" 2>&1 || { tail -n 20 "$lf" >&2; die "$name: $* (log: $lf)"; }
+    read_time "$RUN/$name.time"
+}
+
+# read_time FILE: WALL, RSS_KB and CPU from a time file of run().
+read_time() {
+    local user sys
+    read -r WALL RSS_KB user sys <"$1"
+    CPU=$(python3 -c "print(round($user + $sys, 2))")
 }
 
 cairn_init() {
@@ -203,7 +213,8 @@ bench_set() {
             restore_once "$tool" "$set" "$repo" "$where-$set-$tool-$r"
             record "$where.$set.$tool.wall" "$WALL"
             record "$where.$set.$tool.rss_kb" "$RSS_KB"
-            log "$where/$set: $tool restore round $r ${WALL}s, peak RSS ${RSS_KB} KB"
+            record "$where.$set.$tool.cpu" "$CPU"
+            log "$where/$set: $tool restore round $r ${WALL}s, ${CPU} CPU-s, peak RSS ${RSS_KB} KB"
         done
     done
 }
@@ -273,11 +284,12 @@ secret_access_key = "test"
 EOF
                 rm -rf "$RUN/out" && mkdir -p "$RUN/out"
                 if (cd "$RUN/rustic-s3" && run "s3-etcd-rustic-$r" "$RUSTIC" -P ./rustic restore latest "$RUN/out"); then
-                    read -r WALL RSS_KB <"$RUN/s3-etcd-rustic-$r.time"
+                    read_time "$RUN/s3-etcd-rustic-$r.time"
                     cmp "$SERIES/day-7.db" "$RUN/out$STAGE/snapshot.db" || die "rustic S3 restore differs"
                     record "s3.etcd.$tool.wall" "$WALL"
                     record "s3.etcd.$tool.rss_kb" "$RSS_KB"
-                    log "s3/etcd: $tool restore round $r ${WALL}s, peak RSS ${RSS_KB} KB"
+                    record "s3.etcd.$tool.cpu" "$CPU"
+                    log "s3/etcd: $tool restore round $r ${WALL}s, ${CPU} CPU-s, peak RSS ${RSS_KB} KB"
                 else
                     log "s3/etcd: rustic could not restore from S3 (see $LOGS/restore-s3-etcd-rustic-$r.log); left out"
                 fi
@@ -288,7 +300,8 @@ EOF
             fi
             record "s3.etcd.$tool.wall" "$WALL"
             record "s3.etcd.$tool.rss_kb" "$RSS_KB"
-            log "s3/etcd: $tool restore round $r ${WALL}s, peak RSS ${RSS_KB} KB"
+            record "s3.etcd.$tool.cpu" "$CPU"
+            log "s3/etcd: $tool restore round $r ${WALL}s, ${CPU} CPU-s, peak RSS ${RSS_KB} KB"
         done
     done
 fi
@@ -330,4 +343,15 @@ for where, s, label in rows:
     cells = " | ".join(f"{rate[t]:.0f}" if t in rate else "–" for t in tools)
     ratios = "".join(f" | {ratio(o)}" for o in peers)
     print(f"| {label} | {cells}{ratios} | {rss} |")
+# CPU seconds (user + sys) of each restore process: the work per byte, less sensitive to the
+# other load on a shared machine than the wall clock.
+print("\n| restore, CPU seconds (user + sys) | " + " | ".join(tools) + "".join(f" | {o} / cairn" for o in peers) + " |")
+print("|---" * (len(tools) + len(peers) + 1) + "|")
+for where, s, label in rows:
+    cpu = {t: med(f"{where}.{s}.{t}.cpu") for t in tools if med(f"{where}.{s}.{t}.cpu")}
+    if not cpu:
+        continue
+    per = lambda o: f"{cpu[o] / cpu['cairn']:.2f}×" if "cairn" in cpu and o in cpu else "–"
+    cells = " | ".join(f"{cpu[t]:.2f}" if t in cpu else "–" for t in tools)
+    print(f"| {label} | {cells}" + "".join(f" | {per(o)}" for o in peers) + " |")
 PY

@@ -2,7 +2,8 @@
 //!
 //! Encryption is to X25519 recipients (or, for key objects only, a passphrase). Decryption of
 //! small objects is in memory with a size bound; packs are read through age's seekable STREAM
-//! so one blob costs one 64 KiB segment, not the whole pack.
+//! so one blob costs one 64 KiB segment, not the whole pack; restores decrypt runs of segments
+//! in their own buffers ([`crate::payload`]).
 
 use age::secrecy::{ExposeSecret, SecretString};
 use age::x25519;
@@ -195,30 +196,6 @@ fn read_bounded<R: Read>(reader: R, max_len: u64) -> Result<Vec<u8>, EnvelopeErr
     Ok(out)
 }
 
-/// Plaintext bytes per age STREAM chunk.
-const AGE_CHUNK: u64 = 64 << 10;
-/// Ciphertext bytes per full age STREAM chunk (plaintext and a 16-byte tag).
-const AGE_CHUNK_STORED: u64 = AGE_CHUNK + 16;
-
-/// The bytes of an age file of `object_len` bytes (plaintext `plaintext_len`) that hold the
-/// plaintext `range`: the STREAM chunks covering it, so one read of them lets
-/// [`SeekableReader::read_at`] decrypt the range without further reads. The header's length is
-/// inferred from the two lengths; the result errs on the side of a few bytes more (a stream
-/// that ends in an empty chunk is 16 bytes longer) and is clamped to the object.
-pub fn ciphertext_range(
-    object_len: u64,
-    plaintext_len: u64,
-    range: std::ops::Range<u64>,
-) -> std::ops::Range<u64> {
-    let chunks = plaintext_len.div_ceil(AGE_CHUNK).max(1);
-    let header = object_len.saturating_sub(plaintext_len + 16 * chunks);
-    let first = range.start / AGE_CHUNK;
-    let end = range.end.div_ceil(AGE_CHUNK).max(first + 1);
-    let start = (header + first * AGE_CHUNK_STORED).saturating_sub(16);
-    let stop = (header + end * AGE_CHUNK_STORED + 16).min(object_len);
-    start.min(stop)..stop
-}
-
 /// A seekable plaintext view of a stored age file (`R` reads the ciphertext).
 pub struct SeekableReader<R: Read + Seek> {
     inner: age::stream::StreamReader<R>,
@@ -295,44 +272,6 @@ mod tests {
             decrypt(b"garbage", &[&id], 10),
             Err(EnvelopeError::NotAge)
         ));
-    }
-
-    #[test]
-    fn ciphertext_range_covers_the_chunks_of_a_range() {
-        let id = x25519::Identity::generate();
-        for size in [0usize, 1, 65_536, 65_537, 300_000, 3 * 65_536] {
-            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-            let ct = encrypt(&data, &[id.to_public()]);
-            let ct_len = ct.len() as u64;
-            for (a, b) in [
-                (0, 0),
-                (0, 1),
-                (65_535, 65_537),
-                (70_000, 71_000),
-                (0, size),
-            ] {
-                if b > size || a > b {
-                    continue;
-                }
-                let r = ciphertext_range(ct_len, size as u64, a as u64..b as u64);
-                // Only the header, the last chunk (read to find the length) and the covering
-                // bytes are intact: a read of any other chunk fails authentication.
-                let mut window = vec![0xAAu8; ct.len()];
-                let header = ct_len as usize - size - 16 * size.div_ceil(65_536).max(1);
-                let last = ct.len().saturating_sub(65_552 + 16).max(header);
-                window[..header].copy_from_slice(&ct[..header]);
-                window[last..].copy_from_slice(&ct[last..]);
-                window[r.start as usize..r.end as usize]
-                    .copy_from_slice(&ct[r.start as usize..r.end as usize]);
-                let mut s = SeekableReader::open(io::Cursor::new(window), &[&id]).unwrap();
-                assert_eq!(
-                    s.read_at(a as u64, b - a).unwrap(),
-                    &data[a..b],
-                    "{size} {a}..{b}"
-                );
-                assert!(r.end - r.start <= ((b - a) as u64 / 65_536 + 2) * 65_552 + 32);
-            }
-        }
     }
 
     #[test]

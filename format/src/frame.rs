@@ -49,6 +49,23 @@ thread_local! {
 
 /// Recover a frame's plaintext. `raw_len` comes from the trailer or index and bounds memory.
 pub fn decompress(stored: &[u8], compression: Compression, raw_len: u32) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    let len = decompress_into(stored, compression, raw_len, &mut out)?.len();
+    if compression == Compression::None {
+        out.extend_from_slice(&stored[..len]);
+    }
+    Ok(out)
+}
+
+/// Recover a frame's plaintext without copying what needs no decompression: `stored` itself
+/// when it is stored raw, else decompressed into `out` (cleared first; its allocation is
+/// reused). `raw_len` comes from the trailer or index and bounds memory.
+pub fn decompress_into<'a>(
+    stored: &'a [u8],
+    compression: Compression,
+    raw_len: u32,
+    out: &'a mut Vec<u8>,
+) -> Result<&'a [u8], Error> {
     if raw_len > MAX_FRAME_LEN {
         return Err(Error::TooLarge {
             what: "frame",
@@ -65,10 +82,11 @@ pub fn decompress(stored: &[u8], compression: Compression, raw_len: u32) -> Resu
                     raw_len
                 )));
             }
-            Ok(stored.to_vec())
+            Ok(stored)
         }
         Compression::Zstd => {
-            let mut out = Vec::with_capacity(raw_len as usize);
+            out.clear();
+            out.reserve(raw_len as usize);
             DECOMPRESSOR.with(|cell| {
                 let mut slot = cell.borrow_mut();
                 if slot.is_none() {
@@ -78,7 +96,7 @@ pub fn decompress(stored: &[u8], compression: Compression, raw_len: u32) -> Resu
                     );
                 }
                 let d = slot.as_mut().expect("set above");
-                d.decompress_to_buffer(stored, &mut out)
+                d.decompress_to_buffer(stored, out)
                     .map_err(|e| Error::Decompress(e.to_string()))
             })?;
             if out.len() != raw_len as usize {
@@ -107,6 +125,13 @@ mod tests {
         assert_eq!(decompress(&stored, how, raw.len() as u32).unwrap(), raw);
         assert!(decompress(&stored, how, raw.len() as u32 - 1).is_err());
         assert!(decompress(&stored[..stored.len() / 2], how, raw.len() as u32).is_err());
+        // Into a buffer used before (larger, full of other bytes): the same plaintext.
+        let mut out = vec![7u8; 3 * raw.len()];
+        assert_eq!(
+            decompress_into(&stored, how, raw.len() as u32, &mut out).unwrap(),
+            &raw[..]
+        );
+        assert!(decompress_into(&stored, how, raw.len() as u32 + 1, &mut out).is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod id;
 pub mod index;
 pub mod keys;
 pub mod pack;
+pub mod payload;
 pub mod record;
 pub mod snapshot;
 pub mod tree;

@@ -268,6 +268,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("content_list", content_lists()),
         ("snapshot", vec![snapshot.encode()]),
         ("frame", frames),
+        ("payload", envelopes.clone()),
         ("envelope", envelopes),
         ("chunker", chunker),
     ]

@@ -31,6 +31,7 @@ pub mod loader;
 pub mod object_lock;
 pub mod pages;
 pub mod partial_index;
+pub mod plain;
 pub mod policy;
 pub mod progress;
 pub mod project;
@@ -42,7 +43,6 @@ pub mod retention;
 pub mod saver;
 pub mod snapshots;
 pub mod source;
-pub mod staged;
 pub mod trees;
 
 pub use error::{ConfigError, Error, Result};

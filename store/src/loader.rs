@@ -3,12 +3,15 @@
 
 use crate::backend::ReadSeek;
 use crate::index::{Index, Location};
+use crate::plain::Plain;
 use crate::repo::Repository;
-use crate::staged::{self, StagedReader, Stager};
 use crate::{Error, Result};
-use cairn_format::envelope::SeekableReader;
+use cairn_format::envelope::EnvelopeError;
+use cairn_format::frame::Compression;
 use cairn_format::pack::{FrameRef, PackKind};
+use cairn_format::payload::Payload;
 use cairn_format::{ChunkIdKey, Id};
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 fn slot(kind: PackKind) -> usize {
@@ -18,11 +21,41 @@ fn slot(kind: PackKind) -> usize {
     }
 }
 
-/// Per pack kind: the last pack opened and the last frame decompressed.
+/// Per pack kind: the last pack opened, the last frame decompressed and the age chunks last
+/// decrypted (with the pack's number; their buffer serves the next read).
 #[derive(Default)]
 struct Cache {
-    open: Option<(u32, SeekableReader<Box<dyn ReadSeek>>)>,
+    open: Option<PackReader>,
     frame: Option<((u32, u64), Vec<u8>)>,
+    chunks: Option<(u32, Plain)>,
+}
+
+/// Stored frames of up to this many bytes leave their buffer for the next one; a larger one
+/// is freed (a loader lives as long as its restore or walk).
+const KEEP_BUFFER: usize = 1 << 20;
+
+/// `buf` if it is worth keeping for the next frame, else an empty buffer.
+fn keep(buf: Vec<u8>) -> Vec<u8> {
+    if buf.capacity() <= KEEP_BUFFER {
+        buf
+    } else {
+        Vec::new()
+    }
+}
+
+/// The stored bytes of `frame` of pack number `pack` among the chunks `cache` holds decrypted.
+fn stored_in<'c>(cache: &'c Cache, pack: u32, frame: &FrameRef) -> Result<&'c [u8]> {
+    cache
+        .chunks
+        .as_ref()
+        .filter(|(number, _)| *number == pack)
+        .and_then(|(_, plain)| plain.within(frame.offset, frame.stored_len as usize))
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "frame at {} of pack number {pack} was not read",
+                frame.offset
+            ))
+        })
 }
 
 /// Decompresses frames and checks blobs against their keyed hash; cheap to clone, `Send`, for
@@ -35,63 +68,96 @@ pub struct FrameCheck {
     remote: bool,
 }
 
-/// One pack opened for ranged reads of its plaintext; from remote storage each read is one
-/// request of the stored object (see [`crate::staged`]).
+/// One pack opened for ranged reads of its plaintext: each read is one read of the stored
+/// object (one request from remote storage) of exactly the age chunks that hold the range,
+/// decrypted in the buffer it was read into.
 pub struct PackReader {
     number: u32,
-    reader: SeekableReader<StagedReader>,
-    stager: Stager,
+    object: Box<dyn ReadSeek>,
+    payload: Payload,
 }
 
 impl FrameCheck {
     /// Open pack number `pack`.
     pub fn open_pack(&self, pack: u32) -> Result<PackReader> {
         let info = self.index.pack(pack);
-        let object = self.repo.pack_object(info.kind, &info.id)?;
-        let (staged, stager) = staged::staged(object)
-            .map_err(|e| self.damaged(pack, cairn_format::envelope::EnvelopeError::Io(e)))?;
+        let mut object = self.repo.pack_object(info.kind, &info.id)?;
+        let io = |e| self.damaged(pack, EnvelopeError::Io(e));
+        let len = object.seek(SeekFrom::End(0)).map_err(io)?;
+        object.seek(SeekFrom::Start(0)).map_err(io)?;
+        let payload = self
+            .repo
+            .pack_payload(info.kind, &info.id, &mut object, len)?;
         Ok(PackReader {
             number: pack,
-            reader: self.repo.decrypt_pack(info.kind, &info.id, staged)?,
-            stager,
+            object,
+            payload,
         })
     }
 
-    /// `len` plaintext bytes at `offset` of the pack `pack` is open on: from remote storage,
-    /// the stored chunks holding them are read in one request, then decrypted.
-    pub fn read(&self, pack: &mut PackReader, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let total = pack
-            .reader
-            .plaintext_len()
-            .map_err(|e| self.damaged(pack.number, e))?;
-        let end = offset.saturating_add(len as u64);
-        // Locally the decryption reads the file directly: staging would only add a copy.
-        if self.remote && end <= total {
-            let range =
-                cairn_format::envelope::ciphertext_range(pack.stager.size(), total, offset..end);
-            pack.stager.stage(range).map_err(|e| {
-                use cairn_format::envelope::EnvelopeError;
-                match e.kind() {
-                    // Shorter than its index entry says.
-                    std::io::ErrorKind::UnexpectedEof => {
-                        self.damaged(pack.number, EnvelopeError::Damaged)
-                    }
-                    // A storage failure is reported as itself.
-                    _ => self.damaged(pack.number, EnvelopeError::Io(e)),
-                }
-            })?;
+    /// `len` plaintext bytes at `offset` of the pack `pack` is open on, read into `buf` (a
+    /// buffer of an earlier read, or empty) with one read and decrypted there.
+    pub fn read_into(
+        &self,
+        pack: &mut PackReader,
+        offset: u64,
+        len: usize,
+        mut buf: Vec<u8>,
+    ) -> Result<Plain> {
+        let number = pack.number;
+        let chunks = offset
+            .checked_add(len as u64)
+            .and_then(|end| pack.payload.chunks_for(offset..end))
+            // The index places it beyond the pack's end: the pack is shorter than indexed.
+            .ok_or_else(|| self.damaged(number, EnvelopeError::Damaged))?;
+        let stored = usize::try_from(chunks.stored.end - chunks.stored.start)
+            .map_err(|_| self.damaged(number, EnvelopeError::Damaged))?;
+        if buf.len() < stored {
+            // Only growth is zeroed: a buffer used before is overwritten as it stands.
+            buf.resize(stored, 0);
         }
         let read = pack
-            .reader
-            .read_at(offset, len)
-            .map_err(|e| self.damaged(pack.number, e));
-        pack.stager.clear();
-        read
+            .object
+            .seek(SeekFrom::Start(chunks.stored.start))
+            .and_then(|_| pack.object.read_exact(&mut buf[..stored]));
+        read.map_err(|e| match e.kind() {
+            // Shorter than its index entry says.
+            std::io::ErrorKind::UnexpectedEof => self.damaged(number, EnvelopeError::Damaged),
+            // A storage failure is reported as itself.
+            _ => self.damaged(number, EnvelopeError::Io(e)),
+        })?;
+        let plain = pack
+            .payload
+            .decrypt_in_place(&mut buf[..stored], chunks.first)
+            .map_err(|e| self.damaged(number, e))?;
+        if chunks.skip + len > plain {
+            return Err(self.damaged(number, EnvelopeError::Damaged));
+        }
+        let origin = chunks.first * cairn_format::payload::CHUNK;
+        Ok(Plain::new(
+            buf,
+            chunks.skip..chunks.skip + len,
+            origin,
+            plain,
+        ))
     }
 
     /// The plaintext of `frame` of pack number `pack`, from its stored bytes.
     pub fn decompress(&self, pack: u32, frame: &FrameRef, stored: &[u8]) -> Result<Vec<u8>> {
         cairn_format::frame::decompress(stored, frame.compression, frame.raw_len)
+            .map_err(|e| self.damaged(pack, e))
+    }
+
+    /// The plaintext of `frame` of pack number `pack`: `stored` itself when the frame is
+    /// stored uncompressed, else decompressed into `out` (its allocation reused).
+    pub fn decompress_into<'a>(
+        &self,
+        pack: u32,
+        frame: &FrameRef,
+        stored: &'a [u8],
+        out: &'a mut Vec<u8>,
+    ) -> Result<&'a [u8]> {
+        cairn_format::frame::decompress_into(stored, frame.compression, frame.raw_len, out)
             .map_err(|e| self.damaged(pack, e))
     }
 
@@ -193,26 +259,50 @@ impl Loader {
         let key = (loc.pack, loc.frame.offset);
         let slot = slot(self.index.pack(loc.pack).kind);
         if self.caches[slot].frame.as_ref().map(|(k, _)| *k) != Some(key) {
-            let stored = self.stored_frame(loc.pack, &loc.frame)?;
-            let raw = self.check.decompress(loc.pack, &loc.frame, &stored)?;
-            self.caches[slot].frame = Some((key, raw));
+            // The frame cached before is overwritten in its own allocation.
+            let mut raw = self.caches[slot]
+                .frame
+                .take()
+                .map(|(_, raw)| raw)
+                .unwrap_or_default();
+            self.read_frame(loc.pack, &loc.frame)?;
+            let cache = &mut self.caches[slot];
+            let stored = stored_in(cache, loc.pack, &loc.frame)?;
+            self.check
+                .decompress_into(loc.pack, &loc.frame, stored, &mut raw)?;
+            if loc.frame.compression == Compression::None {
+                // Stored uncompressed: checked as it is, and copied to be cached.
+                raw.clear();
+                raw.extend_from_slice(stored);
+            }
+            cache.frame = Some((key, raw));
         }
         Ok(())
     }
 
-    /// The stored (compressed) bytes of `frame` in pack number `pack`.
-    fn stored_frame(&mut self, pack: u32, frame: &FrameRef) -> Result<Vec<u8>> {
+    /// Make the stored bytes of `frame` of pack number `pack` part of the chunks its pack
+    /// kind's cache holds decrypted: from those already there, or read (into their buffer).
+    fn read_frame(&mut self, pack: u32, frame: &FrameRef) -> Result<()> {
         let info = self.index.pack(pack);
         let cache = &mut self.caches[slot(info.kind)];
-        if cache.open.as_ref().map(|(n, _)| *n) != Some(pack) {
-            cache.open = None;
-            let reader = self.repo.open_pack(info.kind, &info.id)?;
-            cache.open = Some((pack, reader));
+        if stored_in(cache, pack, frame).is_ok() {
+            return Ok(());
         }
-        let (_, reader) = cache.open.as_mut().expect("opened above");
-        reader
-            .read_at(frame.offset, frame.stored_len as usize)
-            .map_err(|e| Error::damaged(Repository::pack_path(info.kind, &info.id), e))
+        if cache.open.as_ref().map(|r| r.number) != Some(pack) {
+            cache.open = None;
+            cache.open = Some(self.check.open_pack(pack)?);
+        }
+        let reader = cache.open.as_mut().expect("opened above");
+        let buf = cache
+            .chunks
+            .take()
+            .map(|(_, plain)| keep(plain.into_buffer()))
+            .unwrap_or_default();
+        let plain = self
+            .check
+            .read_into(reader, frame.offset, frame.stored_len as usize, buf)?;
+        cache.chunks = Some((pack, plain));
+        Ok(())
     }
 
     /// A whole frame of pack number `pack` as stored, for copying it into another pack
@@ -245,7 +335,9 @@ impl Loader {
         frame: &FrameRef,
         blobs: &[(Id, u32, u32)],
     ) -> Result<(Vec<u8>, Vec<u8>)> {
-        let stored = self.stored_frame(pack, frame)?;
+        self.read_frame(pack, frame)?;
+        let cache = &self.caches[slot(self.index.pack(pack).kind)];
+        let stored = stored_in(cache, pack, frame)?.to_vec();
         let raw = self.check.decompress(pack, frame, &stored)?;
         for &(id, offset, len) in blobs {
             self.check.blob(pack, &raw, &id, offset, len)?;

@@ -7,6 +7,7 @@ use cairn_format::config::RepoConfig;
 use cairn_format::envelope::{self, EnvelopeError, SeekableReader};
 use cairn_format::keys::{KeyInfo, KeyRecord};
 use cairn_format::pack::PackKind;
+use cairn_format::payload::Payload;
 use cairn_format::{ChunkIdKey, Id};
 use rand::RngCore;
 use std::path::Path;
@@ -472,26 +473,42 @@ impl Repository {
         id: &Id,
         reader: R,
     ) -> Result<SeekableReader<R>> {
+        let ids = self.pack_identities(kind)?;
+        SeekableReader::open(reader, &ids).map_err(|e| Self::pack_error(kind, id, e))
+    }
+
+    /// The payload of the pack `object` reads (positioned at its start; `len` bytes long),
+    /// for decryption in the reader's own buffers ([`Payload::decrypt_in_place`]).
+    pub fn pack_payload<R: std::io::Read>(
+        &self,
+        kind: PackKind,
+        id: &Id,
+        object: &mut R,
+        len: u64,
+    ) -> Result<Payload> {
+        let ids = self.pack_identities(kind)?;
+        Payload::open(object, len, &ids).map_err(|e| Self::pack_error(kind, id, e))
+    }
+
+    /// The identities that open packs of `kind`.
+    fn pack_identities(&self, kind: PackKind) -> Result<Vec<&dyn age::Identity>> {
+        match kind {
+            PackKind::Tree => Ok(vec![&self.meta_identity as &dyn age::Identity]),
+            PackKind::Data => self.data_identities().ok_or(Error::NeedsIdentity {
+                what: "reading file contents",
+            }),
+        }
+    }
+
+    /// Why pack `id` could not be opened.
+    fn pack_error(kind: PackKind, id: &Id, e: EnvelopeError) -> Error {
         let path = Self::pack_path(kind, id);
-        let result = match kind {
-            PackKind::Tree => SeekableReader::open(reader, &[&self.meta_identity]),
-            PackKind::Data => {
-                let ids = self.data_identities.as_ref().ok_or(Error::NeedsIdentity {
-                    what: "reading file contents",
-                })?;
-                let refs: Vec<&dyn age::Identity> = ids
-                    .iter()
-                    .map(|i| i.as_ref() as &dyn age::Identity)
-                    .collect();
-                SeekableReader::open(reader, &refs)
-            }
-        };
-        result.map_err(|e| match e {
+        match e {
             EnvelopeError::NoMatchingKey => Error::Invalid(format!(
                 "pack {path} is not encrypted to the given identity; is it the identity this repository was created for?"
             )),
             e => Error::damaged(path, e),
-        })
+        }
     }
 
     /// Identities able to decrypt data packs, if the role allows.

@@ -77,6 +77,50 @@ fn a_damaged_pack_fails_the_restore_from_s3_mid_span_and_leaves_no_file() {
 }
 
 fn damaged_pack_fails_and_leaves_no_file(backend: Backend) {
+    damaged_fails_and_leaves_no_file(backend, |store, victim| store.flip_byte(victim));
+}
+
+/// Restores decrypt age chunks in their read buffers (format/src/payload.rs), reused from span
+/// to span: the tag of a pack's last chunk changed, and a pack cut at a chunk boundary (its
+/// new last chunk was not sealed as the last), each fail the restore naming the pack.
+#[test]
+fn a_changed_last_tag_or_a_pack_cut_at_a_chunk_boundary_fails_the_restore() {
+    damaged_fails_and_leaves_no_file(Backend::Local, |store, victim| {
+        let mut b = store.read(victim).unwrap();
+        let n = b.len();
+        b[n - 1] ^= 1;
+        store.write(victim, &b);
+    });
+    for backend in [Backend::Local, Backend::S3] {
+        damaged_fails_and_leaves_no_file(backend, |store, victim| {
+            let b = store.read(victim).unwrap();
+            let start = payload_start(&b);
+            let full = (b.len() - start) / CHUNK_STORED;
+            assert!(full >= 2, "{} bytes", b.len());
+            store.truncate(victim, start + (full - 1) * CHUNK_STORED);
+        });
+    }
+}
+
+/// Stored bytes of a full age chunk.
+const CHUNK_STORED: usize = 65_536 + 16;
+
+/// Where an age file's payload starts: after the header's MAC line and the 16-byte nonce.
+fn payload_start(age: &[u8]) -> usize {
+    let mac = age
+        .windows(5)
+        .position(|w| w == b"\n--- ")
+        .expect("age header");
+    let end = mac
+        + 1
+        + age[mac + 1..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .expect("MAC line");
+    end + 1 + 16
+}
+
+fn damaged_fails_and_leaves_no_file(backend: Backend, damage: impl Fn(&Store, &str)) {
     let fx = Fixture::on_with(backend, &["--pack-size", "1"]);
     let src = fx.path("src");
     let file = src.join("big.bin");
@@ -85,7 +129,7 @@ fn damaged_pack_fails_and_leaves_no_file(backend: Backend) {
     let data = fx.store.names("data");
     assert!(data.len() > 4, "{data:?}");
     let victim = &data[data.len() / 2];
-    fx.store.flip_byte(victim);
+    damage(&fx.store, victim);
     let target = fx.path("restored");
     let out = fx.restore(&snap, &target, &[]);
     out.failed().stderr_has(&[victim]);

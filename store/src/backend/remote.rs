@@ -347,10 +347,46 @@ impl RemoteBackend {
         self.fetch(path, Some(range))
     }
 
-    /// GET an object or a range of it: its bytes and the object's size. A failed request was
-    /// already retried by object_store; a body that broke off after the request succeeded
-    /// (which object_store does not retry) is fetched again, up to [`READ_ATTEMPTS`] times.
+    /// Read `range` of an object into `out`: the bytes read, at most `out.len()`. The
+    /// response's pieces are copied into `out`, the only copy.
+    fn read_range_into(
+        &self,
+        path: &str,
+        range: std::ops::Range<u64>,
+        out: &mut [u8],
+    ) -> Result<usize> {
+        let (pieces, _) = self.get_pieces(path, Some(range))?;
+        let mut n = 0;
+        for piece in pieces {
+            let take = piece.len().min(out.len() - n);
+            out[n..n + take].copy_from_slice(&piece[..take]);
+            n += take;
+        }
+        Ok(n)
+    }
+
+    /// GET an object or a range of it: its bytes and the object's size.
     fn fetch(&self, path: &str, range: Option<std::ops::Range<u64>>) -> Result<(Vec<u8>, u64)> {
+        let (pieces, size) = self.get_pieces(path, range)?;
+        let bytes = match <[bytes::Bytes; 1]>::try_from(pieces) {
+            // One piece becomes the Vec without a copy when it owns its allocation.
+            Ok([one]) => Vec::from(one),
+            Err(pieces) => pieces.concat(),
+        };
+        Ok((bytes, size))
+    }
+
+    /// GET an object or a range of it: the response body as it arrived, in pieces, and the
+    /// object's size. The response is received by a task on the runtime, where the
+    /// connection's events are handled: a body polled from the calling thread would wake it
+    /// through another thread for each piece of a few KiB. A failed request was already
+    /// retried by object_store; a body that broke off after the request succeeded (which
+    /// object_store does not retry) is fetched again, up to [`READ_ATTEMPTS`] times.
+    fn get_pieces(
+        &self,
+        path: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<(Vec<bytes::Bytes>, u64)> {
         let key = self.key(path);
         let mut last = None;
         for _ in 0..READ_ATTEMPTS {
@@ -358,11 +394,27 @@ impl RemoteBackend {
                 range: range.clone().map(GetRange::Bounded),
                 ..GetOptions::default()
             };
-            let got = self.block(async {
-                let r = self.store.get_opts(&key, opts).await?;
-                let size = r.meta.size;
-                Ok::<_, object_store::Error>(r.bytes().await.map(|b| (b.to_vec(), size)))
+            let (store, key) = (self.store.clone(), key.clone());
+            let task = self.runtime.spawn(async move {
+                let response = store.get_opts(&key, opts).await?;
+                let size = response.meta.size;
+                let mut body = response.into_stream();
+                let mut pieces = Vec::new();
+                let whole = async {
+                    while let Some(piece) = body.next().await {
+                        pieces.push(piece?);
+                    }
+                    Ok::<_, object_store::Error>(())
+                }
+                .await;
+                Ok::<_, object_store::Error>(whole.map(|()| (pieces, size)))
             });
+            let got = self.block(task).map_err(|e| Error::Remote {
+                op: "reading",
+                object: path.to_string(),
+                location: self.location.clone(),
+                cause: format!("the read did not complete: {e}"),
+            })?;
             match got {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => {
@@ -697,19 +749,18 @@ impl Read for RemoteReader {
         if missed && out.len() as u64 >= FIRST_READ && self.size > WHOLE_READ {
             // A caller that knows what it needs (a restore's span of a pack) gets exactly that,
             // in one request, and nothing past it is read ahead or kept.
+            // The response body is copied once, into `out`.
             let end = (self.pos + out.len() as u64).min(self.size);
-            let (bytes, _) = self
+            let n = self
                 .backend
-                .read_range(&self.path, self.pos..end)
+                .read_range_into(&self.path, self.pos..end, out)
                 .map_err(io::Error::other)?;
-            if bytes.is_empty() {
+            if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     format!("{} ended early", self.path),
                 ));
             }
-            let n = bytes.len().min(out.len());
-            out[..n].copy_from_slice(&bytes[..n]);
             self.pos += n as u64;
             return Ok(n);
         }

@@ -14,6 +14,7 @@
 
 use super::follow::{self, Done, Feed};
 use crate::loader::{FrameCheck, Loader};
+use crate::plain::{Buffers, Plain};
 use crate::{Error, Result};
 use cairn_format::pack::FrameRef;
 use cairn_format::Id;
@@ -21,7 +22,7 @@ use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// How frames of one pack are grouped into spans, each read with one request.
 #[derive(Debug, Clone, Copy)]
@@ -232,8 +233,10 @@ pub fn write(
             .get_or_insert(e);
     };
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // Span buffers go round: fetcher, queue, worker, back.
+    let buffers = &Arc::new(Buffers::new(FETCHERS + QUEUE + workers));
     std::thread::scope(|s| {
-        let (tx, rx) = crossbeam_channel::bounded::<(usize, Vec<u8>)>(QUEUE);
+        let (tx, rx) = crossbeam_channel::bounded::<(usize, Plain)>(QUEUE);
         for _ in 0..FETCHERS.min(plan.packs.len()) {
             let tx = tx.clone();
             let (next_pack, failed, fail, check) = (&next_pack, &failed, &fail, &check);
@@ -251,7 +254,9 @@ pub fn write(
                         for i in spans.clone() {
                             let span = &plan.spans[i];
                             let len = (span.end - span.start) as usize;
-                            let bytes = check.read(&mut reader, span.start, len)?;
+                            let bytes = check
+                                .read_into(&mut reader, span.start, len, buffers.take())?
+                                .returning_to(buffers);
                             if tx.send((i, bytes)).is_err() || failed.load(Ordering::Relaxed) {
                                 return Ok(());
                             }
@@ -305,10 +310,12 @@ fn work(
     ids: &[Id],
     check: &FrameCheck,
     file: &File,
-    rx: &crossbeam_channel::Receiver<(usize, Vec<u8>)>,
+    rx: &crossbeam_channel::Receiver<(usize, Plain)>,
     progress: &(dyn Fn(u64) + Sync),
     done: &Done,
 ) -> Result<()> {
+    // Decompressed frames, one after the other in one allocation.
+    let mut frame = Vec::new();
     for (i, bytes) in rx {
         let span = &plan.spans[i];
         for job in &plan.jobs[span.jobs.clone()] {
@@ -318,12 +325,12 @@ fn work(
                 .ok_or_else(|| {
                     check.damaged(span.pack, cairn_format::Error::Truncated { what: "frame" })
                 })?;
-            let raw = check.decompress(span.pack, &job.frame, stored)?;
+            let raw = check.decompress_into(span.pack, &job.frame, stored, &mut frame)?;
             write_frame(
                 &plan.pieces[job.pieces.clone()],
                 ids,
                 check,
-                &raw,
+                raw,
                 file,
                 progress,
                 done,
