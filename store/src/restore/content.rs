@@ -9,7 +9,7 @@
 //! of adjacent blobs with one positioned write each. Blobs of zeros are not written (holes).
 //!
 //! Memory: the plan (32 bytes per blob of the file, 40 per frame) plus at most
-//! `FETCHERS + QUEUE + workers` spans of at most [`Spans::max`] bytes (twice that in a fetcher:
+//! `fetchers + queue + workers` spans (see [`Spans`]) of at most [`Spans::max`] bytes (twice that in a fetcher:
 //! the stored chunks and their plaintext) and one frame per worker.
 
 use super::follow::{self, Done, Feed};
@@ -31,6 +31,10 @@ pub struct Spans {
     pub gap: u64,
     /// Longest span read in one pass (a longer frame is read alone).
     pub max: u64,
+    /// Threads reading packs (several packs in flight from remote storage).
+    pub fetchers: usize,
+    /// Spans read ahead of the workers.
+    pub queue: usize,
 }
 
 impl Spans {
@@ -38,18 +42,19 @@ impl Spans {
     pub const LOCAL: Spans = Spans {
         gap: 64 << 10,
         max: 512 << 10,
+        fetchers: 4,
+        queue: 4,
     };
-    /// Remote storage: a read costs a round trip, worth some hundred kilobytes of gap; at most
-    /// a MiB per request keeps the bytes in flight bounded (see the module's memory note).
+    /// Remote storage: a request costs a round trip and the server's work, worth a MiB of
+    /// gap; spans of up to 4 MiB with two packs in flight and two spans queued keep the bytes
+    /// in flight near 24 MiB (see the module's memory note).
     pub const REMOTE: Spans = Spans {
-        gap: 256 << 10,
-        max: 1 << 20,
+        gap: 1 << 20,
+        max: 4 << 20,
+        fetchers: 2,
+        queue: 2,
     };
 }
-/// Spans read ahead of the workers.
-const QUEUE: usize = 4;
-/// Threads reading packs: several packs in flight from remote storage.
-const FETCHERS: usize = 4;
 
 /// One use of a blob in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -85,6 +90,8 @@ pub struct Plan {
     spans: Vec<Span>,
     /// Spans by pack: each range is one pack's spans.
     packs: Vec<Range<usize>>,
+    /// How spans were made and are read.
+    limits: Spans,
     /// The file's length.
     pub len: u64,
 }
@@ -179,6 +186,7 @@ impl Plan {
             jobs,
             spans,
             packs,
+            limits,
             len: at,
         })
     }
@@ -234,10 +242,13 @@ pub fn write(
     };
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     // Span buffers go round: fetcher, queue, worker, back.
-    let buffers = &Arc::new(Buffers::new(FETCHERS + QUEUE + workers));
+    let Spans {
+        fetchers, queue, ..
+    } = plan.limits;
+    let buffers = &Arc::new(Buffers::new(fetchers + queue + workers));
     std::thread::scope(|s| {
-        let (tx, rx) = crossbeam_channel::bounded::<(usize, Plain)>(QUEUE);
-        for _ in 0..FETCHERS.min(plan.packs.len()) {
+        let (tx, rx) = crossbeam_channel::bounded::<(usize, Plain)>(queue);
+        for _ in 0..fetchers.min(plan.packs.len()) {
             let tx = tx.clone();
             let (next_pack, failed, fail, check) = (&next_pack, &failed, &fail, &check);
             s.spawn(move || {
