@@ -43,6 +43,8 @@ pub mod retention;
 pub mod saver;
 pub mod snapshots;
 pub mod source;
+#[cfg(test)]
+mod test_repo;
 pub mod trees;
 
 pub use error::{ConfigError, Error, Result};

@@ -217,8 +217,6 @@ fn data_blobs(loader: &mut Loader, roots: &[Id]) -> Result<Vec<Id>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::LocalBackend;
-    use crate::repo::{Credentials, InitOptions};
     use crate::saver::Saver;
     use cairn_format::tree::{Node, Tree};
 
@@ -226,22 +224,7 @@ mod tests {
     fn keeps_the_snapshot_blobs_and_trees_only() {
         let dir = tempfile::tempdir().unwrap();
         let identity = age::x25519::Identity::generate();
-        Repository::init(
-            Box::new(LocalBackend::new(dir.path())),
-            InitOptions {
-                recipients: vec![identity.to_public().to_string()],
-                pack_size: 1 << 20,
-                ..InitOptions::default()
-            },
-        )
-        .unwrap();
-        let repo = Arc::new(
-            Repository::open(
-                Box::new(LocalBackend::new(dir.path())),
-                Credentials::Identities(vec![Box::new(identity)]),
-            )
-            .unwrap(),
-        );
+        let repo = crate::test_repo::create(dir.path(), &identity, Some(1 << 20));
         // Two files in two trees, 20,000 small blobs each (~1.1 MB of index objects).
         let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
         let mut roots = Vec::new();
@@ -324,21 +307,7 @@ mod tests {
     fn a_root_the_tree_packs_do_not_hold_gives_the_whole_index() {
         let dir = tempfile::tempdir().unwrap();
         let identity = age::x25519::Identity::generate();
-        Repository::init(
-            Box::new(LocalBackend::new(dir.path())),
-            InitOptions {
-                recipients: vec![identity.to_public().to_string()],
-                ..InitOptions::default()
-            },
-        )
-        .unwrap();
-        let repo = Arc::new(
-            Repository::open(
-                Box::new(LocalBackend::new(dir.path())),
-                Credentials::Identities(vec![Box::new(identity)]),
-            )
-            .unwrap(),
-        );
+        let repo = crate::test_repo::create(dir.path(), &identity, None);
         let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
         let data = saver.add_blob(PackKind::Data, b"data".to_vec()).unwrap();
         saver.finish().unwrap();

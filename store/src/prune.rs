@@ -730,32 +730,11 @@ fn delete_packs(repo: &Repository, packs: &[IndexPack]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::LocalBackend;
-    use crate::repo::{Credentials, InitOptions};
     use cairn_format::snapshot::{Snapshot, SnapshotStats, SourceKind};
     use cairn_format::tree::{Node, NodeKind, Tree};
 
-    /// A new repository in `dir` for `id`, opened with it.
     fn create(dir: &std::path::Path, id: &age::x25519::Identity) -> Arc<Repository> {
-        Repository::init(
-            Box::new(LocalBackend::new(dir)),
-            InitOptions {
-                recipients: vec![id.to_public().to_string()],
-                ..InitOptions::default()
-            },
-        )
-        .unwrap();
-        open(dir, id)
-    }
-
-    fn open(dir: &std::path::Path, id: &age::x25519::Identity) -> Arc<Repository> {
-        Arc::new(
-            Repository::open(
-                Box::new(LocalBackend::new(dir)),
-                Credentials::Identities(vec![Box::new(id.clone())]),
-            )
-            .unwrap(),
-        )
+        crate::test_repo::create(dir, id, None)
     }
 
     /// Store `content` as file `name` in a new snapshot, deduplicating against `index`.
@@ -867,16 +846,7 @@ mod tests {
     fn a_backup_indexing_as_it_goes_keeps_its_packs_through_a_prune() {
         let dir = tempfile::tempdir().unwrap();
         let id = age::x25519::Identity::generate();
-        Repository::init(
-            Box::new(LocalBackend::new(dir.path())),
-            InitOptions {
-                recipients: vec![id.to_public().to_string()],
-                pack_size: 1 << 20,
-                ..InitOptions::default()
-            },
-        )
-        .unwrap();
-        let repo = open(dir.path(), &id);
+        let repo = crate::test_repo::create(dir.path(), &id, Some(1 << 20));
         let chunk = |i: u64| -> Vec<u8> {
             let mut s = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
             (0..200_000)
