@@ -20,8 +20,9 @@ use crate::loader::Loader;
 use crate::repo::Repository;
 use crate::{snapshots, trees, Error, Result};
 use cairn_format::config::RepoConfig;
-use cairn_format::envelope;
+use cairn_format::envelope::EnvelopeError;
 use cairn_format::pack::{self, PackKind};
+use cairn_format::payload::Payload;
 use cairn_format::snapshot::Snapshot;
 use cairn_format::tree::NodeKind;
 use cairn_format::Id;
@@ -742,7 +743,7 @@ fn verify_pack(
             info.size
         )));
     }
-    BUFFERS.with_borrow_mut(|(ct, plain)| {
+    BUFFERS.with_borrow_mut(|ct| {
         repo.backend().get_into(path, ct).map_err(|e| match e {
             Error::NotFound { .. } => PackError::Damaged("missing from storage".into()),
             e => PackError::Storage(e),
@@ -753,25 +754,33 @@ fn verify_pack(
         if !decrypt {
             return Ok(0);
         }
-        match info.kind {
-            PackKind::Tree => {
-                envelope::decrypt_into(ct, &[repo.meta_identity()], MAX_PACK_LEN, plain)
-            }
+        let data_ids;
+        let ids: &[&dyn age::Identity] = match info.kind {
+            PackKind::Tree => &[repo.meta_identity()],
             PackKind::Data => {
-                let ids = repo.data_identities().unwrap_or_default();
-                envelope::decrypt_into(ct, &ids, MAX_PACK_LEN, plain)
+                data_ids = repo.data_identities().unwrap_or_default();
+                &data_ids
             }
-        }
-        .map_err(|e| PackError::Damaged(format!("cannot be decrypted: {e}")))?;
-        verify_plaintext(repo, plain, entries)
+        };
+        // Decrypted where it was read: the plaintext ends up at the start of the payload.
+        let undecryptable =
+            |e: EnvelopeError| PackError::Damaged(format!("cannot be decrypted: {e}"));
+        let payload = Payload::open(&mut &ct[..], ct.len() as u64, ids).map_err(undecryptable)?;
+        let chunks = payload
+            .chunks_for(0..payload.len())
+            .ok_or_else(|| PackError::Damaged("cannot be decrypted: no payload".into()))?;
+        let stored = chunks.stored.start as usize..chunks.stored.end as usize;
+        let n = payload
+            .decrypt_in_place(&mut ct[stored.clone()], chunks.first)
+            .map_err(undecryptable)?;
+        verify_plaintext(repo, &ct[stored.start..stored.start + n], entries)
     })
 }
 
 thread_local! {
-    /// Each pack reader's ciphertext and plaintext buffers, reused from pack to pack (fresh
-    /// 16 MiB buffers per pack cost as many page faults as their pages).
-    static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// Each pack reader's buffer, reused from pack to pack (a fresh 16 MiB buffer per pack
+    /// costs as many page faults as its pages); packs are decrypted in it, in place.
+    static BUFFERS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Verify a decrypted pack: trailer, and every indexed blob in `entries` against it and its id.
