@@ -143,27 +143,6 @@ pub fn decrypt(
     read_bounded(reader, max_len)
 }
 
-/// [`decrypt`] into `out` (cleared first), reusing its allocation: for callers that decrypt
-/// many large objects one after the other.
-pub fn decrypt_into(
-    ciphertext: &[u8],
-    identities: &[&dyn age::Identity],
-    max_len: u64,
-    out: &mut Vec<u8>,
-) -> Result<(), EnvelopeError> {
-    out.clear();
-    let reader = age::Decryptor::new_buffered(ciphertext)?.decrypt(identities.iter().copied())?;
-    reader
-        .take(max_len + 1)
-        .read_to_end(out)
-        .map_err(io_error)?;
-    if out.len() as u64 > max_len {
-        out.clear();
-        return Err(EnvelopeError::TooLarge(max_len));
-    }
-    Ok(())
-}
-
 /// Decrypt an in-memory object with a passphrase (work factor at most `max_log_n`).
 pub fn decrypt_with_passphrase(
     ciphertext: &[u8],
