@@ -754,18 +754,13 @@ fn verify_pack(
         if !decrypt {
             return Ok(0);
         }
-        let data_ids;
-        let ids: &[&dyn age::Identity] = match info.kind {
-            PackKind::Tree => &[repo.meta_identity()],
-            PackKind::Data => {
-                data_ids = repo.data_identities().unwrap_or_default();
-                &data_ids
-            }
-        };
+        let ids = repo
+            .pack_identities(info.kind)
+            .map_err(PackError::Storage)?;
         // Decrypted where it was read: the plaintext ends up at the start of the payload.
         let undecryptable =
             |e: EnvelopeError| PackError::Damaged(format!("cannot be decrypted: {e}"));
-        let payload = Payload::open(&mut &ct[..], ct.len() as u64, ids).map_err(undecryptable)?;
+        let payload = Payload::open(&mut &ct[..], ct.len() as u64, &ids).map_err(undecryptable)?;
         let chunks = payload
             .chunks_for(0..payload.len())
             .ok_or_else(|| PackError::Damaged("cannot be decrypted: no payload".into()))?;

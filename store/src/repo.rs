@@ -491,7 +491,7 @@ impl Repository {
     }
 
     /// The identities that open packs of `kind`.
-    fn pack_identities(&self, kind: PackKind) -> Result<Vec<&dyn age::Identity>> {
+    pub(crate) fn pack_identities(&self, kind: PackKind) -> Result<Vec<&dyn age::Identity>> {
         match kind {
             PackKind::Tree => Ok(vec![&self.meta_identity as &dyn age::Identity]),
             PackKind::Data => self.data_identities().ok_or(Error::NeedsIdentity {
