@@ -150,6 +150,14 @@ fn bounded_facts<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)
 }
 
 impl Snapshot {
+    /// The value of the fact `key`, if the snapshot recorded it.
+    pub fn fact(&self, key: &str) -> Option<&str> {
+        self.facts
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Encode as a snapshot record.
     pub fn encode(&self) -> Vec<u8> {
         record::encode(RecordKind::Snapshot, self)

@@ -33,10 +33,7 @@ pub const KEY_LABEL_FACT: &str = "key.label";
 
 /// The label of the write key that wrote `s`, if it had one.
 pub fn key_label(s: &Snapshot) -> Option<&str> {
-    s.facts
-        .iter()
-        .find(|(k, _)| k == KEY_LABEL_FACT)
-        .map(|(_, v)| v.as_str())
+    s.fact(KEY_LABEL_FACT)
 }
 
 /// The backup command that wrote `s`: its source kind, except that `backup host` and

@@ -28,7 +28,7 @@ impl Scope {
             // Other sources lay their trees out by their own rules (SPEC §10.1).
             _ => return Scope::default(),
         };
-        if let Some((_, file)) = snap.facts.iter().find(|(k, _)| k == "etcd.file") {
+        if let Some(file) = snap.fact("etcd.file") {
             paths.push(vec![file.as_bytes().to_vec()]);
         }
         Scope { paths }

@@ -8,14 +8,6 @@ use cairn_format::snapshot::{Snapshot, SourceKind};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// A recorded fact.
-pub fn fact<'a>(snap: &'a Snapshot, key: &str) -> Option<&'a str> {
-    snap.facts
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
 /// Check the restored database at `path` against what `snap` recorded, reading it once (the
 /// sha256 trailer and the bbolt facts from the same pass). Returns what was checked.
 pub fn etcd_file(path: &Path, snap: &Snapshot) -> Result<Vec<String>> {
@@ -42,7 +34,7 @@ pub fn restored_database(target: &Path, snap: &Snapshot) -> Result<Option<(PathB
     if !matches!(snap.source, SourceKind::Etcd | SourceKind::Cluster) {
         return Ok(None);
     }
-    let Some(name) = fact(snap, "etcd.file") else {
+    let Some(name) = snap.fact("etcd.file") else {
         return Ok(None);
     };
     let db = target.join(name);
@@ -80,7 +72,7 @@ pub fn etcd_digest(path: &Path, snap: &Snapshot, digester: Digester) -> Result<V
         }
         .into()
     };
-    if let Some(size) = fact(snap, "etcd.size") {
+    if let Some(size) = snap.fact("etcd.size") {
         if len.to_string() != size {
             return Err(unverified(format!(
                 "is {len} bytes, the backup recorded {size}"
@@ -88,7 +80,7 @@ pub fn etcd_digest(path: &Path, snap: &Snapshot, digester: Digester) -> Result<V
         }
         checks.push("size".to_string());
     }
-    match (fact(snap, "etcd.sha256"), digest.verdict) {
+    match (snap.fact("etcd.sha256"), digest.verdict) {
         (Some("verified"), Verdict::Valid) => checks.push("sha256 trailer".to_string()),
         (Some("verified"), _) => {
             return Err(unverified(
@@ -102,7 +94,7 @@ pub fn etcd_digest(path: &Path, snap: &Snapshot, digester: Digester) -> Result<V
         .ok_or(RestoreError::Worker("the bbolt inspection did not run"))?
         .map_err(|e| unverified(format!("is not a readable etcd database (bbolt): {e}")))?;
     for (key, value) in &super::super::source::bbolt_facts::facts(&status) {
-        if let Some(recorded) = fact(snap, key) {
+        if let Some(recorded) = snap.fact(key) {
             if recorded != value {
                 return Err(unverified(format!(
                     "has {key} {value}, the backup recorded {recorded}: do not use it"
@@ -116,7 +108,7 @@ pub fn etcd_digest(path: &Path, snap: &Snapshot, digester: Digester) -> Result<V
 
 /// Warn when the cluster being restored is not on the z-stream release the backup came from.
 pub fn cluster_version(snap: &Snapshot, target_version: Option<&str>) -> Option<String> {
-    let recorded = fact(snap, "cluster.version")?;
+    let recorded = snap.fact("cluster.version")?;
     let target = target_version?;
     let xyz = |v: &str| v.split(['-', '+']).next().unwrap_or(v).to_string();
     (xyz(recorded) != xyz(target)).then(|| {
