@@ -192,39 +192,57 @@ pub fn etcd(mut s: Session, src: &EtcdSource, note: &mut dyn FnMut(Note)) -> Res
     s.finish(produced)
 }
 
-/// The latest revision directory of each component in `dir` (as absolute paths), and their
-/// description for the `static_pods.revisions` fact.
-pub fn static_pod_paths(dir: &Path) -> Result<(Vec<String>, String)> {
-    let revs = static_pods::latest(dir)?;
-    if revs.is_empty() {
-        return Err(SourceError::NoStaticPods(dir.to_path_buf()).into());
-    }
-    let paths = absolute_paths(&revs.iter().map(|r| r.path.clone()).collect::<Vec<_>>())?;
-    Ok((paths, static_pods::describe(&revs)))
+/// The latest static pod revision directories below a directory, found once and backed up
+/// as found.
+#[derive(Debug, Clone)]
+pub struct StaticPodRevisions {
+    paths: Vec<String>,
+    described: String,
 }
 
-/// Back up the latest static pod revisions below `dir` into `s` and write the snapshot.
-pub fn static_pods(mut s: Session, dir: &Path) -> Result<Saved> {
-    let (paths, revisions) = static_pod_paths(dir)?;
-    let mut produced = walk(&mut s, SourceKind::StaticPods, paths, Default::default())?;
-    produced
-        .facts
-        .push(("static_pods.revisions".into(), revisions));
+impl StaticPodRevisions {
+    /// The latest revision directory of each component in `dir`; an error names `dir` when
+    /// it holds none (not a control-plane host, or the wrong directory).
+    pub fn find(dir: &Path) -> Result<Self> {
+        let revs = static_pods::latest(dir)?;
+        if revs.is_empty() {
+            return Err(SourceError::NoStaticPods(dir.to_path_buf()).into());
+        }
+        let paths = absolute_paths(&revs.iter().map(|r| r.path.clone()).collect::<Vec<_>>())?;
+        Ok(Self {
+            paths,
+            described: static_pods::describe(&revs),
+        })
+    }
+
+    /// Walk the revision directories into `s` as a snapshot of `kind`, recording which
+    /// revisions they are.
+    fn walk(&self, s: &mut Session, kind: SourceKind) -> Result<Produced> {
+        let mut produced = walk(s, kind, self.paths.clone(), Default::default())?;
+        produced
+            .facts
+            .push(("static_pods.revisions".into(), self.described.clone()));
+        Ok(produced)
+    }
+}
+
+/// Back up the static pod revisions `pods` into `s` and write the snapshot.
+pub fn static_pods(mut s: Session, pods: &StaticPodRevisions) -> Result<Saved> {
+    let produced = pods.walk(&mut s, SourceKind::StaticPods)?;
     s.finish(produced)
 }
 
 /// What the platform's `cluster-backup.sh` keeps, in one snapshot: the etcd snapshot `src`
-/// describes and the latest static pod revisions below `pods_dir`.
+/// describes and the static pod revisions `pods`.
 pub fn cluster(
     mut s: Session,
     src: &EtcdSource,
-    pods_dir: &Path,
+    pods: &StaticPodRevisions,
     note: &mut dyn FnMut(Note),
 ) -> Result<Saved> {
-    let (paths, revisions) = static_pod_paths(pods_dir)?;
     s.offer_previous_list(SourceKind::Cluster);
     let saved = save_etcd(&mut s, src, note)?;
-    let mut produced = walk(&mut s, SourceKind::Cluster, paths, Default::default())?;
+    let mut produced = pods.walk(&mut s, SourceKind::Cluster)?;
     let name = String::from_utf8_lossy(&saved.node.name).into_owned();
     produced.stats.files += 1;
     produced.stats.files_read += 1;
@@ -232,8 +250,5 @@ pub fn cluster(
     produced.root.nodes.push(saved.node);
     produced.facts.push(("etcd.file".into(), name));
     produced.facts.extend(saved.facts);
-    produced
-        .facts
-        .push(("static_pods.revisions".into(), revisions));
     s.finish(produced)
 }

@@ -103,6 +103,17 @@ pub enum RestoreError {
         /// Why it failed.
         cause: Box<Error>,
     },
+    /// A restored etcd database failed its re-check, and renaming it aside failed too: it is
+    /// still at `path` and must not be used.
+    #[error("the restored database {} failed verification and could not be renamed aside ({rename}); delete it, do not use it: {cause}", path.display())]
+    NotSetAside {
+        /// Where it still is.
+        path: PathBuf,
+        /// Why the rename failed.
+        rename: std::io::Error,
+        /// Why it failed verification.
+        cause: Box<Error>,
+    },
     /// Restoring one entry failed.
     #[error("restoring {path}: {cause}")]
     Entry {

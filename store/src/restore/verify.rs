@@ -45,14 +45,14 @@ pub fn restored_database(target: &Path, snap: &Snapshot) -> Result<Option<(PathB
         Ok(checks) => Ok(Some((db, checks))),
         Err(cause) => {
             let aside = target.join(format!("{name}.failed-verification"));
-            std::fs::rename(&db, &aside).map_err(|e| Error::File {
-                op: "moving aside (after it failed verification)",
-                path: db.display().to_string(),
-                cause: std::io::Error::new(e.kind(), format!("{e}; the failure: {cause}")),
-            })?;
-            Err(RestoreError::SetAside {
-                path: aside,
-                cause: Box::new(cause),
+            let cause = Box::new(cause);
+            Err(match std::fs::rename(&db, &aside) {
+                Ok(()) => RestoreError::SetAside { path: aside, cause },
+                Err(rename) => RestoreError::NotSetAside {
+                    path: db,
+                    rename,
+                    cause,
+                },
             }
             .into())
         }
@@ -116,4 +116,62 @@ pub fn cluster_version(snap: &Snapshot, target_version: Option<&str>) -> Option<
             "the backup was taken on cluster version {recorded}, the cluster being restored runs {target}: the platform supports restoring only a backup from the same z-stream release"
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_format::id::Id;
+    use cairn_format::snapshot::SnapshotStats;
+
+    fn etcd_snapshot(file: &str, size: u64) -> Snapshot {
+        Snapshot {
+            time_ns: 1,
+            host: "h".into(),
+            username: "u".into(),
+            source: SourceKind::Etcd,
+            paths: vec![format!("/{file}")],
+            tags: Vec::new(),
+            tree: Id::default(),
+            parent: None,
+            stats: SnapshotStats::default(),
+            program: "test".into(),
+            facts: vec![
+                ("etcd.file".into(), file.into()),
+                ("etcd.size".into(), size.to_string()),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_failing_database_is_renamed_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("snapshot_1.db"), b"not etcd").unwrap();
+        let err = restored_database(dir.path(), &etcd_snapshot("snapshot_1.db", 99)).unwrap_err();
+        assert!(matches!(err, Error::Restore(RestoreError::SetAside { .. })));
+        assert!(!dir.path().join("snapshot_1.db").exists());
+        assert!(dir
+            .path()
+            .join("snapshot_1.db.failed-verification")
+            .exists());
+    }
+
+    #[test]
+    fn a_failing_database_that_cannot_be_renamed_is_named_with_both_causes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("snapshot_1.db"), b"not etcd").unwrap();
+        // A non-empty directory under the aside name: rename(2) cannot replace it, even as root.
+        let aside = dir.path().join("snapshot_1.db.failed-verification");
+        std::fs::create_dir(&aside).unwrap();
+        std::fs::write(aside.join("x"), b"").unwrap();
+        let err = restored_database(dir.path(), &etcd_snapshot("snapshot_1.db", 99)).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, Error::Restore(RestoreError::NotSetAside { .. })),
+            "{text}"
+        );
+        assert!(text.contains("could not be renamed aside"), "{text}");
+        assert!(text.contains("the backup recorded 99"), "{text}");
+        assert!(dir.path().join("snapshot_1.db").exists());
+    }
 }

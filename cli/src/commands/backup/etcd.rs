@@ -3,7 +3,7 @@
 use super::session;
 use crate::args::{ClusterArgs, EtcdArgs, Global, StaticPodsArgs};
 use anyhow::Result;
-use cairn_store::backup::etcd::{self as engine, EtcdSource, Note};
+use cairn_store::backup::etcd::{self as engine, EtcdSource, Note, StaticPodRevisions};
 use cairn_store::backup::Saved;
 use cairn_store::source::etcd::Connection;
 use std::time::Duration;
@@ -57,18 +57,18 @@ pub fn run_etcd(g: &Global, a: &EtcdArgs) -> Result<Saved> {
 pub fn run_static_pods(g: &Global, a: &StaticPodsArgs) -> Result<Saved> {
     // The revisions are looked for before the repository is opened: a host that is not a
     // control-plane host is told so without credentials.
-    engine::static_pod_paths(&a.dir)?;
+    let pods = StaticPodRevisions::find(&a.dir)?;
     let s = session(g, &a.common)?;
-    Ok(engine::static_pods(s, &a.dir)?)
+    Ok(engine::static_pods(s, &pods)?)
 }
 
 pub fn run_cluster(g: &Global, a: &ClusterArgs) -> Result<Saved> {
-    engine::static_pod_paths(&a.static_pods_dir)?;
+    let pods = StaticPodRevisions::find(&a.static_pods_dir)?;
     let s = session(g, &a.etcd.common)?;
     Ok(engine::cluster(
         s,
         &source(&a.etcd),
-        &a.static_pods_dir,
+        &pods,
         &mut printer(g),
     )?)
 }
