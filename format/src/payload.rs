@@ -81,10 +81,25 @@ impl<R: Read> Read for Tap<'_, R> {
     }
 }
 
+/// Where [`Capture`] keeps the file key; zeroed when dropped, on every path out of
+/// [`Payload::open`].
+#[derive(Default)]
+struct KeySlot(Mutex<Option<[u8; 16]>>);
+
+impl Drop for KeySlot {
+    fn drop(&mut self) {
+        let slot = self.0.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = slot.as_mut() {
+            key.fill(0);
+            std::hint::black_box(&*key);
+        }
+    }
+}
+
 /// An identity that hands age the file key another identity unwraps, keeping a copy.
 struct Capture<'a> {
     inner: &'a dyn age::Identity,
-    key: &'a Mutex<Option<[u8; 16]>>,
+    key: &'a KeySlot,
 }
 
 impl Capture<'_> {
@@ -94,8 +109,7 @@ impl Capture<'_> {
     ) -> Option<Result<age_core::format::FileKey, age::DecryptError>> {
         match got {
             Some(Ok(key)) => {
-                let bytes = *key.expose_secret();
-                *self.key.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes);
+                *self.key.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(*key.expose_secret());
                 Some(Ok(key))
             }
             other => other,
@@ -128,7 +142,7 @@ impl Payload {
         object_len: u64,
         identities: &[&dyn age::Identity],
     ) -> Result<Payload, EnvelopeError> {
-        let key = Mutex::new(None);
+        let key = KeySlot::default();
         let captures: Vec<Capture<'_>> = identities
             .iter()
             .map(|&inner| Capture { inner, key: &key })
@@ -141,20 +155,18 @@ impl Payload {
         let stream = age::Decryptor::new(&mut tap)?
             .decrypt(captures.iter().map(|c| c as &dyn age::Identity))?;
         drop(stream);
-        let mut file_key = key
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-            .ok_or(EnvelopeError::NoMatchingKey)?;
+        // The captured key is used where it lies (never moved out) and zeroed with the slot.
+        let held = key.0.lock().unwrap_or_else(|p| p.into_inner());
+        let file_key = held.as_ref().ok_or(EnvelopeError::NoMatchingKey)?;
         let start = tap.seen.len();
         let nonce = tap.seen.get(start.saturating_sub(NONCE)..).unwrap_or(&[]);
         if start < NONCE {
             return Err(EnvelopeError::NotAge);
         }
-        let mut payload_key = age_core::primitives::hkdf(nonce, b"payload", &file_key);
+        let mut payload_key = age_core::primitives::hkdf(nonce, b"payload", file_key);
         let payload = Payload::with_key(&payload_key, start as u64, object_len);
-        file_key.fill(0);
         payload_key.fill(0);
-        std::hint::black_box((&file_key, &payload_key));
+        std::hint::black_box(&payload_key);
         payload
     }
 
