@@ -307,7 +307,10 @@ mod tests {
         for i in n..n + 2000 {
             assert!(!set.contains(&id(i)));
         }
-        assert!(set.contains(&Id([0; 32])), "id(0) is all zeros: the first of all");
+        assert!(
+            set.contains(&Id([0; 32])),
+            "id(0) is all zeros: the first of all"
+        );
         assert!(!set.contains(&Id([1; 32])));
         assert!(!set.contains(&Id([0xff; 32])));
     }

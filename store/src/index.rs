@@ -130,19 +130,7 @@ impl Index {
             if failed.is_some() {
                 return Ok(());
             }
-            let mut put = || -> Result<()> {
-                if attempt != listing {
-                    listing = attempt;
-                    ids.clear()?;
-                }
-                if p.kind == PackKind::Data {
-                    for b in &p.blobs {
-                        ids.push(b.id)?;
-                    }
-                }
-                Ok(())
-            };
-            failed = put().err();
+            failed = put_data_ids(&mut ids, &mut listing, attempt, p).err();
             Ok(())
         };
         let mut index = Index::load_attempt(repo, excluded, &is_tree, false, &mut aside, 1)?;
@@ -447,6 +435,25 @@ impl Index {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+}
+
+/// Add the blob ids of `p` if it is a data pack; a new listing of `index/` starts over.
+fn put_data_ids(
+    ids: &mut IdFileBuilder,
+    listing: &mut u32,
+    attempt: u32,
+    p: &IndexPack,
+) -> Result<()> {
+    if attempt != *listing {
+        *listing = attempt;
+        ids.clear()?;
+    }
+    if p.kind == PackKind::Data {
+        for b in &p.blobs {
+            ids.push(b.id)?;
+        }
+    }
+    Ok(())
 }
 
 /// The first [`PREFIX_BITS`] bits of `id`.
