@@ -138,7 +138,7 @@ impl IdFileBuilder {
         let mut last: Option<Id> = None;
         while let Some(Reverse((id, i))) = heap.pop() {
             if last != Some(id) {
-                if len % BLOCK_IDS as u64 == 0 {
+                if len.is_multiple_of(BLOCK_IDS as u64) {
                     fences.push(id);
                 }
                 w.write_all(&id.0).map_err(|e| tmp_error("writing", e))?;
