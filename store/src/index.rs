@@ -7,6 +7,8 @@
 //! Lookups first narrow the range with a table of where each value of the id's first 16 bits
 //! starts, then bisect within it.
 
+use crate::id_file::{IdFile, IdFileBuilder};
+use crate::partial_index::WHOLE_BELOW;
 use crate::repo::Repository;
 use crate::{Error, Result};
 use cairn_format::index::{IndexPack, IndexRecord};
@@ -77,6 +79,9 @@ pub struct Index {
     starts: Vec<u32>,
     /// Index objects that could not be read, with the reason.
     pub damaged: Vec<(String, String)>,
+    /// The data packs' blob ids, known present but not located, on disk
+    /// ([`Index::load_for_writing`] of a large repository).
+    stored: Option<IdFile>,
 }
 
 impl Index {
@@ -90,6 +95,60 @@ impl Index {
     /// their blobs count as absent and are stored again if needed.
     pub fn load_excluding(repo: &Repository, excluded: &HashSet<Id>) -> Result<Index> {
         Index::load_attempt(repo, excluded, &|_, _| true, false, &mut |_, _| Ok(()), 1)
+    }
+
+    /// What a writer (backup, the destination of a copy) needs: [`Index::load_excluding`]
+    /// below [`WHOLE_BELOW`] bytes of index objects; above, the tree packs' blobs located (the
+    /// previous snapshots' trees and content lists are read back) and the data packs' blob ids
+    /// only, in an [`IdFile`] on disk: [`Index::contains`] knows every blob, [`Index::get`]
+    /// only those of tree packs. Where no temporary file can be made, the whole index.
+    pub fn load_for_writing(repo: &Repository, excluded: &HashSet<Id>) -> Result<Index> {
+        Index::load_for_writing_above(repo, excluded, WHOLE_BELOW)
+    }
+
+    fn load_for_writing_above(
+        repo: &Repository,
+        excluded: &HashSet<Id>,
+        whole_below: u64,
+    ) -> Result<Index> {
+        let listed: u64 = repo.backend().list("index")?.iter().map(|o| o.size).sum();
+        if listed < whole_below {
+            return Index::load_excluding(repo, excluded);
+        }
+        let mut ids = match IdFileBuilder::new() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("{e}: the whole index is held in memory instead");
+                return Index::load_excluding(repo, excluded);
+            }
+        };
+        let mut listing = 1;
+        // A temporary file that fails (a full TMPDIR) costs a second read of the index.
+        let mut failed: Option<Error> = None;
+        let is_tree = |p: &IndexPack, _: &Id| p.kind == PackKind::Tree;
+        let mut aside = |attempt: u32, p: &IndexPack| -> Result<()> {
+            if failed.is_some() {
+                return Ok(());
+            }
+            failed = put_data_ids(&mut ids, &mut listing, attempt, p).err();
+            Ok(())
+        };
+        let mut index = Index::load_attempt(repo, excluded, &is_tree, false, &mut aside, 1)?;
+        let stored = match failed.map_or_else(|| ids.finish(), Err) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("{e}: the whole index is held in memory instead");
+                return Index::load_excluding(repo, excluded);
+            }
+        };
+        tracing::debug!(
+            "index: {} tree-pack blobs located in memory, {} data blob ids on disk ({} bytes of fences)",
+            index.len(),
+            stored.len(),
+            stored.memory()
+        );
+        index.stored = Some(stored);
+        Ok(index)
     }
 
     /// Like [`Index::load`], keeping only the blobs `keep` accepts (given the pack and the
@@ -319,9 +378,9 @@ impl Index {
         &self.entries[position].id
     }
 
-    /// True if the blob is stored.
+    /// True if the blob is stored (located, or known present by [`Index::load_for_writing`]).
     pub fn contains(&self, id: &Id) -> bool {
-        self.entry(id).is_some()
+        self.entry(id).is_some() || self.stored.as_ref().is_some_and(|s| s.contains(id))
     }
 
     /// Every blob and where it is (one location per blob), in id order.
@@ -376,6 +435,25 @@ impl Index {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+}
+
+/// Add the blob ids of `p` if it is a data pack; a new listing of `index/` starts over.
+fn put_data_ids(
+    ids: &mut IdFileBuilder,
+    listing: &mut u32,
+    attempt: u32,
+    p: &IndexPack,
+) -> Result<()> {
+    if attempt != *listing {
+        *listing = attempt;
+        ids.clear()?;
+    }
+    if p.kind == PackKind::Data {
+        for b in &p.blobs {
+            ids.push(b.id)?;
+        }
+    }
+    Ok(())
 }
 
 /// The first [`PREFIX_BITS`] bits of `id`.
@@ -481,6 +559,63 @@ mod tests {
         let mut got = records[0].blobs.clone();
         got.sort_by_key(|b| b.id);
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn for_writing_knows_every_blob_and_locates_the_trees() {
+        use crate::saver::Saver;
+        use cairn_format::tree::{Node, NodeKind, Tree};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let identity = age::x25519::Identity::generate();
+        let repo = crate::test_repo::create(dir.path(), &identity, Some(1 << 20));
+        // Two saves: two index objects, one of whose packs is then excluded.
+        let mut data = Vec::new();
+        let mut trees = Vec::new();
+        for round in 0..2u32 {
+            let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
+            let ids: Vec<Id> = (0..3000u32)
+                .map(|i| {
+                    let b = [round.to_le_bytes(), i.to_le_bytes()].concat();
+                    saver.add_blob(PackKind::Data, b).unwrap()
+                })
+                .collect();
+            let mut node = Node::new(format!("f{round}").into_bytes(), NodeKind::File);
+            node.content = ids.clone();
+            trees.push(saver.save_tree(&mut Tree { nodes: vec![node] }).unwrap());
+            saver.finish().unwrap();
+            data.push(ids);
+        }
+        let whole = Index::load(&repo).unwrap();
+        let first_pack = whole.pack(whole.get(&data[1][0]).unwrap().pack).id;
+        let excluded = HashSet::from([first_pack]);
+        let model = Index::load_excluding(&repo, &excluded).unwrap();
+        assert!(model.len() < whole.len());
+        let small = Index::load_for_writing(&repo, &excluded).unwrap();
+        assert!(small.stored.is_none(), "small index objects: all in memory");
+        let split = Index::load_for_writing_above(&repo, &excluded, 0).unwrap();
+        let stored = split.stored.as_ref().expect("data ids on disk");
+        assert_eq!(
+            split.len() + stored.len() as usize,
+            model.len(),
+            "every blob once"
+        );
+        for (id, loc) in whole.iter() {
+            assert_eq!(split.contains(id), model.contains(id), "{id}");
+            if whole.pack(loc.pack).kind == PackKind::Tree {
+                let got = split.get(id).expect("tree blobs are located");
+                assert_eq!(split.pack(got.pack).id, whole.pack(loc.pack).id);
+            } else {
+                assert!(split.get(id).is_none());
+            }
+        }
+        assert!(!split.contains(&Id([7; 32])));
+        // Earlier snapshots' trees read back through it.
+        let mut loader = crate::loader::Loader::new(repo.clone(), Arc::new(split));
+        assert_eq!(
+            loader.load_tree(&trees[0]).unwrap().nodes[0].content,
+            data[0]
+        );
     }
 
     #[test]

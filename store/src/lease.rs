@@ -163,7 +163,8 @@ impl Lease {
     }
 
     /// Start writing: take a writer lease, then load the index without the packs any gc
-    /// marker condemns, and record which markers were seen.
+    /// marker condemns ([`Index::load_for_writing`]: data blobs of a large repository are
+    /// known present, not located), and record which markers were seen.
     pub fn begin_write(repo: &Arc<Repository>) -> Result<(Lease, Index)> {
         let path = format!("locks/{}", hex::encode(rand::random::<[u8; 16]>()));
         let written = Instant::now();
@@ -179,7 +180,7 @@ impl Lease {
             .iter()
             .flat_map(|(_, m)| m.packs.iter().map(|p| p.id))
             .collect();
-        let index = Index::load_excluding(repo, &condemned)?;
+        let index = Index::load_for_writing(repo, &condemned)?;
         lease.set_seen(markers.iter().map(|(id, _)| *id).collect())?;
         lease.condemned = condemned;
         Ok((lease, index))

@@ -22,6 +22,7 @@ mod error;
 pub mod footprint;
 pub mod forget;
 pub mod host;
+pub mod id_file;
 pub mod id_set;
 pub mod index;
 pub mod job;

@@ -1,0 +1,364 @@
+//! An exact set of blob ids kept in an unnamed temporary file, for membership questions over
+//! more ids than are worth holding in memory ("is this blob stored?", which is all a backup
+//! asks of the data packs' index entries).
+//!
+//! Building: ids are collected in runs of at most [`RUN_IDS`] (4 MiB), each sorted and appended
+//! to a temporary file; at the end the runs are merged (one 8 KiB read buffer per run) into a
+//! second temporary file of sorted, distinct ids, 32 bytes each. Memory then holds only the
+//! first id of every block of [`BLOCK_IDS`] ids (1 byte per id stored: a million ids, 250 KB);
+//! a lookup bisects that table and reads one 4 KiB block with `pread` (no mapping: mapped pages
+//! that are touched count in the process's resident memory, page cache reads do not).
+//!
+//! Answers are exact: an id is reported present only if it was read from the file. A read
+//! that fails (the temporary file's disk failing under it) reports the id absent and logs it
+//! once: the caller then stores the blob again, which costs space and never loses data.
+
+use crate::{Error, Result};
+use cairn_format::Id;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Ids sorted in memory at once while building (4 MiB).
+pub const RUN_IDS: usize = 128 << 10;
+/// Ids per block of the file: one in-memory fence per block, one `pread` per lookup.
+pub const BLOCK_IDS: usize = 128;
+/// Ids read at once from each run while merging (8 KiB).
+const MERGE_READ_IDS: usize = 256;
+const ID_LEN: usize = 32;
+
+fn tmp_error(what: &str, e: std::io::Error) -> Error {
+    Error::Invalid(format!(
+        "{what} the temporary file of stored blob ids (in TMPDIR, or /tmp): {e}; free space there or point TMPDIR elsewhere"
+    ))
+}
+
+/// Collects ids into sorted runs on disk; [`IdFileBuilder::finish`] merges them.
+pub struct IdFileBuilder {
+    run: Vec<Id>,
+    run_ids: usize,
+    /// Sorted runs, one after another.
+    runs: File,
+    /// Ids in each run written.
+    lengths: Vec<u64>,
+    written: u64,
+}
+
+impl IdFileBuilder {
+    /// An empty builder with its temporary file.
+    pub fn new() -> Result<IdFileBuilder> {
+        IdFileBuilder::with_run(RUN_IDS)
+    }
+
+    fn with_run(run_ids: usize) -> Result<IdFileBuilder> {
+        Ok(IdFileBuilder {
+            run: Vec::new(),
+            run_ids: run_ids.max(1),
+            runs: tempfile::tempfile().map_err(|e| tmp_error("creating", e))?,
+            lengths: Vec::new(),
+            written: 0,
+        })
+    }
+
+    /// Add an id (repeats are fine).
+    pub fn push(&mut self, id: Id) -> Result<()> {
+        if self.run.capacity() == 0 {
+            self.run.reserve_exact(self.run_ids);
+        }
+        self.run.push(id);
+        if self.run.len() >= self.run_ids {
+            self.write_run()?;
+        }
+        Ok(())
+    }
+
+    /// Forget everything pushed so far.
+    pub fn clear(&mut self) -> Result<()> {
+        self.run.clear();
+        self.lengths.clear();
+        self.written = 0;
+        self.runs.set_len(0).map_err(|e| tmp_error("truncating", e))
+    }
+
+    /// Sort the run in memory and append it to the runs file.
+    fn write_run(&mut self) -> Result<()> {
+        self.run.sort_unstable();
+        self.run.dedup();
+        let at = self.written * ID_LEN as u64;
+        write_ids(&self.runs, at, &self.run)?;
+        self.lengths.push(self.run.len() as u64);
+        self.written += self.run.len() as u64;
+        self.run.clear();
+        Ok(())
+    }
+
+    /// The set of every id pushed.
+    pub fn finish(mut self) -> Result<IdFile> {
+        if self.lengths.is_empty() {
+            // One run: sorted in memory, written once, fences taken on the way.
+            self.run.sort_unstable();
+            self.run.dedup();
+            write_ids(&self.runs, 0, &self.run)?;
+            let fences = self.run.iter().step_by(BLOCK_IDS).copied().collect();
+            return Ok(IdFile::new(self.runs, fences, self.run.len() as u64));
+        }
+        if !self.run.is_empty() {
+            self.write_run()?;
+        }
+        self.run = Vec::new();
+        self.merge()
+    }
+
+    /// Merge the runs into one file of sorted, distinct ids.
+    fn merge(self) -> Result<IdFile> {
+        let out = tempfile::tempfile().map_err(|e| tmp_error("creating", e))?;
+        let mut w = BufWriter::with_capacity(64 << 10, out);
+        let mut cursors = Vec::with_capacity(self.lengths.len());
+        let mut start = 0u64;
+        for &len in &self.lengths {
+            cursors.push(Cursor {
+                next: start,
+                end: start + len,
+                buf: Vec::new(),
+                at: 0,
+            });
+            start += len;
+        }
+        let mut heap = BinaryHeap::with_capacity(cursors.len());
+        for (i, c) in cursors.iter_mut().enumerate() {
+            if let Some(id) = c.pop(&self.runs)? {
+                heap.push(Reverse((id, i)));
+            }
+        }
+        let mut fences = Vec::new();
+        let mut len = 0u64;
+        let mut last: Option<Id> = None;
+        while let Some(Reverse((id, i))) = heap.pop() {
+            if last != Some(id) {
+                if len.is_multiple_of(BLOCK_IDS as u64) {
+                    fences.push(id);
+                }
+                w.write_all(&id.0).map_err(|e| tmp_error("writing", e))?;
+                len += 1;
+                last = Some(id);
+            }
+            if let Some(next) = cursors[i].pop(&self.runs)? {
+                heap.push(Reverse((next, i)));
+            }
+        }
+        let out = w
+            .into_inner()
+            .map_err(|e| tmp_error("writing", e.into_error()))?;
+        fences.shrink_to_fit();
+        Ok(IdFile::new(out, fences, len))
+    }
+}
+
+/// Write `ids` at byte `at` of `f`, through a small buffer.
+fn write_ids(f: &File, mut at: u64, ids: &[Id]) -> Result<()> {
+    let mut buf = Vec::with_capacity(64 << 10);
+    for chunk in ids.chunks((64 << 10) / ID_LEN) {
+        buf.clear();
+        for id in chunk {
+            buf.extend_from_slice(&id.0);
+        }
+        f.write_all_at(&buf, at)
+            .map_err(|e| tmp_error("writing", e))?;
+        at += buf.len() as u64;
+    }
+    Ok(())
+}
+
+/// Reading one run back while merging.
+struct Cursor {
+    /// Next id (by number in the runs file) not yet buffered, and the run's end.
+    next: u64,
+    end: u64,
+    buf: Vec<Id>,
+    at: usize,
+}
+
+impl Cursor {
+    fn pop(&mut self, f: &File) -> Result<Option<Id>> {
+        if self.at == self.buf.len() {
+            let n = (self.end - self.next).min(MERGE_READ_IDS as u64) as usize;
+            if n == 0 {
+                self.buf = Vec::new();
+                return Ok(None);
+            }
+            let mut bytes = vec![0u8; n * ID_LEN];
+            f.read_exact_at(&mut bytes, self.next * ID_LEN as u64)
+                .map_err(|e| tmp_error("reading", e))?;
+            self.buf.clear();
+            self.buf.extend(bytes.chunks_exact(ID_LEN).map(id_of));
+            self.next += n as u64;
+            self.at = 0;
+        }
+        self.at += 1;
+        Ok(Some(self.buf[self.at - 1]))
+    }
+}
+
+fn id_of(b: &[u8]) -> Id {
+    let mut a = [0u8; ID_LEN];
+    a.copy_from_slice(b);
+    Id(a)
+}
+
+/// A sorted file of distinct ids and the first id of each of its blocks.
+#[derive(Debug)]
+pub struct IdFile {
+    file: File,
+    fences: Vec<Id>,
+    len: u64,
+    /// A read failed already (logged once).
+    failed: AtomicBool,
+}
+
+impl IdFile {
+    fn new(file: File, fences: Vec<Id>, len: u64) -> IdFile {
+        IdFile {
+            file,
+            fences,
+            len,
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    /// Number of ids.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes held in memory (the fence table).
+    pub fn memory(&self) -> usize {
+        self.fences.capacity() * ID_LEN
+    }
+
+    /// True if `id` is in the set (false, logged once, if the file cannot be read).
+    pub fn contains(&self, id: &Id) -> bool {
+        let block = self.fences.partition_point(|f| f <= id);
+        if block == 0 {
+            return false;
+        }
+        let first = (block - 1) as u64 * BLOCK_IDS as u64;
+        let n = (self.len - first).min(BLOCK_IDS as u64) as usize;
+        let mut bytes = [0u8; BLOCK_IDS * ID_LEN];
+        let bytes = &mut bytes[..n * ID_LEN];
+        if let Err(e) = self.file.read_exact_at(bytes, first * ID_LEN as u64) {
+            if !self.failed.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "{}; blobs whose presence cannot be read back are stored again",
+                    tmp_error("reading", e)
+                );
+            }
+            return false;
+        }
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match bytes[mid * ID_LEN..(mid + 1) * ID_LEN].cmp(&id.0[..]) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return true,
+            }
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    fn id(n: u64) -> Id {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
+        b[24..].copy_from_slice(&n.to_be_bytes());
+        Id(b)
+    }
+
+    #[test]
+    fn many_runs_merged_with_repeats() {
+        let mut b = IdFileBuilder::with_run(1000).unwrap();
+        let n = 20_000u64;
+        for i in 0..n {
+            b.push(id(i)).unwrap();
+            if i % 3 == 0 {
+                b.push(id(i / 2)).unwrap();
+            }
+        }
+        let set = b.finish().unwrap();
+        assert_eq!(set.len(), n);
+        assert_eq!(set.fences.len(), (n as usize).div_ceil(BLOCK_IDS));
+        for i in 0..n {
+            assert!(set.contains(&id(i)), "{i}");
+        }
+        for i in n..n + 2000 {
+            assert!(!set.contains(&id(i)));
+        }
+        assert!(
+            set.contains(&Id([0; 32])),
+            "id(0) is all zeros: the first of all"
+        );
+        assert!(!set.contains(&Id([1; 32])));
+        assert!(!set.contains(&Id([0xff; 32])));
+    }
+
+    #[test]
+    fn empty_and_cleared() {
+        let set = IdFileBuilder::new().unwrap().finish().unwrap();
+        assert!(set.is_empty());
+        assert!(!set.contains(&id(1)));
+        let mut b = IdFileBuilder::with_run(10).unwrap();
+        for i in 0..55 {
+            b.push(id(i)).unwrap();
+        }
+        b.clear().unwrap();
+        b.push(id(100)).unwrap();
+        let set = b.finish().unwrap();
+        assert_eq!(set.len(), 1);
+        assert!(set.contains(&id(100)));
+        assert!(!set.contains(&id(1)));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// The same answers as a HashSet, for ids sharing long prefixes, one run or many.
+        #[test]
+        fn behaves_like_a_hash_set(
+            ins in proptest::collection::vec(0u64..5_000, 0..3_000),
+            ask in proptest::collection::vec(0u64..6_000, 0..500),
+            run in 1usize..700,
+        ) {
+            let make = |n: u64| {
+                // Few distinct first bytes: blocks and fences full of near neighbours.
+                let mut b = [0u8; 32];
+                b[0] = (n % 3) as u8;
+                b[24..].copy_from_slice(&n.to_be_bytes());
+                Id(b)
+            };
+            let mut b = IdFileBuilder::with_run(run).unwrap();
+            let mut model = HashSet::new();
+            for n in &ins {
+                b.push(make(*n)).unwrap();
+                model.insert(make(*n));
+            }
+            let set = b.finish().unwrap();
+            prop_assert_eq!(set.len(), model.len() as u64);
+            for n in ask.iter().chain(&ins) {
+                prop_assert_eq!(set.contains(&make(*n)), model.contains(&make(*n)));
+            }
+        }
+    }
+}
