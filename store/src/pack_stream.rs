@@ -13,6 +13,7 @@
 //! before (name, decryption, trailer, index placement, blob), so damage is reported exactly as
 //! it always was and the pass over an intact pack is the only one that has to be fast.
 
+use crate::backend::ReadSeek;
 use crate::index::{Location, PackInfo};
 use crate::repo::Repository;
 use crate::{Error, Result};
@@ -70,9 +71,11 @@ struct Pass<'a> {
     window: u64,
 }
 
-/// A read that fell short: the object is shorter than it says (damage, not storage).
+/// Why a pass stopped early.
 enum Short {
+    /// The object is shorter than it says: damage, named by the whole-pack check.
     Damage,
+    /// Storage could not be read.
     Storage(Error),
 }
 
@@ -83,57 +86,66 @@ impl Pass<'_> {
             Err(e) if e.is_storage_failure() => return Err(e),
             Err(_) => return Ok(None),
         };
-        let io = |e: std::io::Error| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => Short::Damage,
-            _ => Short::Storage(Error::io("reading", self.path, e)),
-        };
-        let outcome = (|| -> std::result::Result<Option<u64>, Short> {
-            let len = object.seek(SeekFrom::End(0)).map_err(io)?;
-            object.seek(SeekFrom::Start(0)).map_err(io)?;
-            let ids = self
-                .repo
-                .pack_identities(self.info.kind)
-                .map_err(Short::Storage)?;
-            let Ok(payload) = Payload::open(&mut object, len, &ids) else {
-                return Ok(None);
-            };
-            let Some(start) = payload.chunks_for(0..0).map(|c| c.stored.start) else {
-                return Ok(None);
-            };
-            // The header, hashed as stored (age has parsed it from the same bytes).
-            let mut hasher = blake3::Hasher::new();
-            buf.resize(buf.len().max(start as usize), 0);
-            object.seek(SeekFrom::Start(0)).map_err(io)?;
-            object.read_exact(&mut buf[..start as usize]).map_err(io)?;
-            hasher.update(&buf[..start as usize]);
-            let verified = self.frames(&mut object, &payload, &mut hasher, start, buf, raw)?;
-            if Id(*hasher.finalize().as_bytes()) != self.info.id {
-                return Ok(None);
-            }
-            Ok(verified)
-        })();
-        match outcome {
+        match self.pass(object.as_mut(), buf, raw) {
             Ok(v) => Ok(v),
             Err(Short::Damage) => Ok(None),
             Err(Short::Storage(e)) => Err(e),
         }
     }
 
+    /// A failed read of the object.
+    fn short(&self, e: std::io::Error) -> Short {
+        match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => Short::Damage,
+            _ => Short::Storage(Error::io("reading", self.path, e)),
+        }
+    }
+
+    /// The header, then the payload; the name last.
+    fn pass(
+        &self,
+        object: &mut dyn ReadSeek,
+        buf: &mut Vec<u8>,
+        raw: &mut Vec<u8>,
+    ) -> std::result::Result<Option<u64>, Short> {
+        let io = |e| self.short(e);
+        let len = object.seek(SeekFrom::End(0)).map_err(io)?;
+        object.seek(SeekFrom::Start(0)).map_err(io)?;
+        let ids = self
+            .repo
+            .pack_identities(self.info.kind)
+            .map_err(Short::Storage)?;
+        let Ok(payload) = Payload::open(&mut &mut *object, len, &ids) else {
+            return Ok(None);
+        };
+        let Some(start) = payload.chunks_for(0..0).map(|c| c.stored.start) else {
+            return Ok(None);
+        };
+        // The header, hashed as stored (age has parsed it from the same bytes).
+        let mut hasher = blake3::Hasher::new();
+        buf.resize(buf.len().max(start as usize), 0);
+        object.seek(SeekFrom::Start(0)).map_err(io)?;
+        object.read_exact(&mut buf[..start as usize]).map_err(io)?;
+        hasher.update(&buf[..start as usize]);
+        let verified = self.frames(object, &payload, &mut hasher, start, buf, raw)?;
+        if Id(*hasher.finalize().as_bytes()) != self.info.id {
+            return Ok(None);
+        }
+        Ok(verified)
+    }
+
     /// Read, hash and decrypt the payload window by window from stored offset `start`,
     /// checking each frame once complete, then the trailer.
     fn frames(
         &self,
-        object: &mut Box<dyn crate::backend::ReadSeek>,
+        object: &mut dyn ReadSeek,
         payload: &Payload,
         hasher: &mut blake3::Hasher,
         start: u64,
         buf: &mut Vec<u8>,
         raw: &mut Vec<u8>,
     ) -> std::result::Result<Option<u64>, Short> {
-        let io = |e: std::io::Error| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => Short::Damage,
-            _ => Short::Storage(Error::io("reading", self.path, e)),
-        };
+        let io = |e| self.short(e);
         let key = self.repo.chunk_id_key();
         let total = payload.len();
         // buf[..valid] is the plaintext from `origin` on.
@@ -242,5 +254,100 @@ impl Pass<'_> {
                 })
             })
             .then_some(self.entries.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Index;
+    use crate::saver::Saver;
+    use cairn_format::pack::PackKind;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    /// Packs of blobs that compress (frames of several chunks) and blobs that do not.
+    fn repo_with_packs(dir: &std::path::Path) -> (Arc<Repository>, Index) {
+        let identity = age::x25519::Identity::generate();
+        let repo = crate::test_repo::create(dir, &identity, Some(1 << 20));
+        let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
+        let mut noise = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..600u32 {
+            let blob: Vec<u8> = if i % 3 == 0 {
+                (0..20_000)
+                    .map(|_| {
+                        noise ^= noise << 13;
+                        noise ^= noise >> 7;
+                        noise ^= noise << 17;
+                        noise as u8
+                    })
+                    .collect()
+            } else {
+                format!("blob {i} ")
+                    .repeat(1 + i as usize % 700)
+                    .into_bytes()
+            };
+            saver.add_blob(PackKind::Data, blob).unwrap();
+        }
+        saver.finish().unwrap();
+        let index = Index::load(&repo).unwrap();
+        (repo, index)
+    }
+
+    fn by_pack(index: &Index) -> HashMap<u32, Vec<(Id, Location)>> {
+        let mut by_pack: HashMap<u32, Vec<(Id, Location)>> = HashMap::new();
+        for (id, loc) in index.iter() {
+            by_pack.entry(loc.pack).or_default().push((*id, loc));
+        }
+        by_pack
+    }
+
+    #[test]
+    fn intact_packs_verify_in_any_window_and_damage_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, index) = repo_with_packs(dir.path());
+        let packs = by_pack(&index);
+        assert!(packs.len() > 2, "several packs");
+        for (n, entries) in &packs {
+            let info = index.pack(*n);
+            let path = Repository::pack_path(info.kind, &info.id);
+            for window in [CHUNK, 3 * CHUNK, LOCAL_WINDOW, REMOTE_WINDOW] {
+                let got = verify(&repo, &path, &info, entries, window).unwrap();
+                assert_eq!(got, Some(entries.len() as u64), "{path}, window {window}");
+            }
+            // An entry the trailer does not list, or a wrong id: not verified.
+            let mut moved = entries.clone();
+            moved[0].1.offset += 1;
+            assert_eq!(
+                verify(&repo, &path, &info, &moved, LOCAL_WINDOW).unwrap(),
+                None
+            );
+            let mut renamed = entries.clone();
+            renamed[0].0 = Id([7; 32]);
+            assert_eq!(
+                verify(&repo, &path, &info, &renamed, LOCAL_WINDOW).unwrap(),
+                None
+            );
+        }
+        // One flipped byte anywhere in a pack: not verified.
+        let (n, entries) = packs.iter().next().unwrap();
+        let info = index.pack(*n);
+        let path = Repository::pack_path(info.kind, &info.id);
+        let file = dir.path().join(&path);
+        let good = std::fs::read(&file).unwrap();
+        for at in [10, good.len() / 2, good.len() - 3] {
+            let mut bad = good.clone();
+            bad[at] ^= 1;
+            std::fs::write(&file, &bad).unwrap();
+            assert_eq!(
+                verify(&repo, &path, &info, entries, LOCAL_WINDOW).unwrap(),
+                None
+            );
+        }
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(
+            verify(&repo, &path, &info, entries, LOCAL_WINDOW).unwrap(),
+            None
+        );
     }
 }
