@@ -22,7 +22,7 @@ use cairn_format::payload::{Payload, CHUNK};
 use cairn_format::Id;
 use std::cell::RefCell;
 use std::collections::HashSet;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::SeekFrom;
 
 /// Plaintext per window read from local storage (a system call each; small enough to stay in
 /// the CPU's cache between decryption and decompression).
