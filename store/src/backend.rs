@@ -66,13 +66,6 @@ pub trait Backend: Send + Sync {
     }
     /// Open an object for random access.
     fn open(&self, path: &str) -> Result<Box<dyn ReadSeek>>;
-    /// [`Backend::open`] for a reader that will read the object's first `first` bytes: a
-    /// remote backend fetches them in the request that opens it (one round trip for a pack's
-    /// header and its first span instead of two).
-    fn open_reading(&self, path: &str, first: u64) -> Result<Box<dyn ReadSeek>> {
-        let _ = first;
-        self.open(path)
-    }
     /// True if an object exists at `path`.
     fn exists(&self, path: &str) -> Result<bool>;
     /// Every object below the directory `prefix` (recursively).

@@ -10,11 +10,8 @@ use cairn_format::envelope::EnvelopeError;
 use cairn_format::frame::Compression;
 use cairn_format::pack::{FrameRef, PackKind};
 use cairn_format::payload::Payload;
-use cairn_format::payload::{CHUNK, CHUNK_STORED};
 use cairn_format::{ChunkIdKey, Id};
 use std::io::{Read, Seek, SeekFrom};
-use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 fn slot(kind: PackKind) -> usize {
@@ -69,13 +66,7 @@ pub struct FrameCheck {
     index: Arc<Index>,
     key: ChunkIdKey,
     remote: bool,
-    /// Stored bytes before the payload of the last pack opened (0: none yet).
-    header_len: Arc<AtomicU64>,
 }
-
-/// Header length assumed before a pack has been opened (age headers of a few recipients are
-/// a few hundred bytes).
-const GUESSED_HEADER: u64 = 4 << 10;
 
 /// One pack opened for ranged reads of its plaintext: each read is one read of the stored
 /// object (one request from remote storage) of exactly the age chunks that hold the range,
@@ -89,42 +80,14 @@ pub struct PackReader {
 impl FrameCheck {
     /// Open pack number `pack`.
     pub fn open_pack(&self, pack: u32) -> Result<PackReader> {
-        self.open_pack_reading(pack, None)
-    }
-
-    /// Open pack number `pack` to read plaintext `first` next: from remote storage, when it
-    /// lies within `near` bytes of the pack's start, it comes in the request that reads the
-    /// pack's header (one round trip per pack instead of two).
-    pub fn open_pack_for(&self, pack: u32, first: Range<u64>, near: u64) -> Result<PackReader> {
-        if !self.remote || first.start > near {
-            return self.open_pack(pack);
-        }
-        // The header's length as the last pack opened had it (the same recipients make
-        // headers of one length); a longer one costs a second request, not a wrong read.
-        let header = match self.header_len.load(Ordering::Relaxed) {
-            0 => GUESSED_HEADER,
-            n => n,
-        };
-        let chunks = first.end.div_ceil(CHUNK).max(1);
-        self.open_pack_reading(pack, Some(header + chunks * CHUNK_STORED))
-    }
-
-    /// Open pack number `pack`, reading its first `first` stored bytes at once if given.
-    fn open_pack_reading(&self, pack: u32, first: Option<u64>) -> Result<PackReader> {
         let info = self.index.pack(pack);
-        let mut object = match first {
-            Some(n) => self.repo.pack_object_reading(info.kind, &info.id, n)?,
-            None => self.repo.pack_object(info.kind, &info.id)?,
-        };
+        let mut object = self.repo.pack_object(info.kind, &info.id)?;
         let io = |e| self.damaged(pack, EnvelopeError::Io(e));
         let len = object.seek(SeekFrom::End(0)).map_err(io)?;
         object.seek(SeekFrom::Start(0)).map_err(io)?;
         let payload = self
             .repo
             .pack_payload(info.kind, &info.id, &mut object, len)?;
-        if let Some(c) = payload.chunks_for(0..0) {
-            self.header_len.store(c.stored.start, Ordering::Relaxed);
-        }
         Ok(PackReader {
             number: pack,
             object,
@@ -247,7 +210,6 @@ impl Loader {
             index: index.clone(),
             key: repo.chunk_id_key(),
             remote: repo.backend().is_remote(),
-            header_len: Arc::new(AtomicU64::new(0)),
         };
         Loader {
             repo,

@@ -466,17 +466,6 @@ impl Repository {
         self.backend.open(&Self::pack_path(kind, id))
     }
 
-    /// [`Repository::pack_object`] for a reader that reads the first `first` stored bytes
-    /// (see [`crate::backend::Backend::open_reading`]).
-    pub fn pack_object_reading(
-        &self,
-        kind: PackKind,
-        id: &Id,
-        first: u64,
-    ) -> Result<Box<dyn ReadSeek>> {
-        self.backend.open_reading(&Self::pack_path(kind, id), first)
-    }
-
     /// Random access to the plaintext of the pack `reader` reads.
     pub fn decrypt_pack<R: std::io::Read + std::io::Seek>(
         &self,

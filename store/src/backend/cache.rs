@@ -256,13 +256,6 @@ impl Backend for CachedBackend {
         self.inner.open(path)
     }
 
-    fn open_reading(&self, path: &str, first: u64) -> Result<Box<dyn ReadSeek>> {
-        if self.file(path).is_some() {
-            return self.open(path);
-        }
-        self.inner.open_reading(path, first)
-    }
-
     fn exists(&self, path: &str) -> Result<bool> {
         self.inner.exists(path)
     }

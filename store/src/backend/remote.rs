@@ -42,8 +42,6 @@ const PARTS_IN_FLIGHT: usize = 4;
 const PARALLEL_UPLOADS: usize = 4;
 /// First read of an opened object (age header and the first segments).
 const FIRST_READ: u64 = 64 << 10;
-/// Largest first read of an opened object (a pack's header with its first span).
-const MAX_FIRST_READ: u64 = 8 << 20;
 /// Largest read-ahead for sequential reads of an opened object.
 const MAX_READ_AHEAD: u64 = 8 << 20;
 /// Objects up to this size are fetched whole on the first read outside the first range: tree
@@ -624,12 +622,7 @@ impl Backend for RemoteBackend {
     }
 
     fn open(&self, path: &str) -> Result<Box<dyn ReadSeek>> {
-        self.open_reading(path, FIRST_READ)
-    }
-
-    fn open_reading(&self, path: &str, first: u64) -> Result<Box<dyn ReadSeek>> {
-        let first = first.clamp(FIRST_READ, MAX_FIRST_READ);
-        let (first, size) = self.read_range(path, 0..first)?;
+        let (first, size) = self.read_range(path, 0..FIRST_READ)?;
         Ok(Box::new(RemoteReader {
             backend: self.clone(),
             path: path.to_string(),
@@ -802,14 +795,6 @@ impl Read for RemoteReader {
         let n = out.len().min(self.buf.len() - at);
         out[..n].copy_from_slice(&self.buf[at..at + n]);
         self.pos += n as u64;
-        if at + n == self.buf.len() && self.buf.len() as u64 > FIRST_READ && self.size > WHOLE_READ
-        {
-            // Read to its end (a pack's first span fetched with its header, now copied into
-            // the caller's buffer): not kept beside that copy. A read going on forward still
-            // counts as sequential.
-            self.buf_start = self.pos;
-            self.buf = Vec::new();
-        }
         Ok(n)
     }
 }

@@ -261,12 +261,7 @@ pub fn write(
                         if failed.load(Ordering::Relaxed) {
                             return Ok(());
                         }
-                        let first = &plan.spans[spans.start];
-                        let mut reader = check.open_pack_for(
-                            first.pack,
-                            first.start..first.end,
-                            plan.limits.gap,
-                        )?;
+                        let mut reader = check.open_pack(plan.spans[spans.start].pack)?;
                         for i in spans.clone() {
                             let span = &plan.spans[i];
                             let len = (span.end - span.start) as usize;
