@@ -17,6 +17,7 @@ use crate::copy::stored_packs;
 use crate::index::Index;
 use crate::lease;
 use crate::loader::Loader;
+use crate::pack_stream;
 use crate::repo::Repository;
 use crate::{snapshots, trees, Error, Result};
 use cairn_format::config::RepoConfig;
@@ -742,6 +743,20 @@ fn verify_pack(
             "indexed size {} is implausible",
             info.size
         )));
+    }
+    if decrypt {
+        let window = if repo.backend().is_remote() {
+            pack_stream::REMOTE_WINDOW
+        } else {
+            pack_stream::LOCAL_WINDOW
+        };
+        // An intact pack is verified frame by frame; one that is not is read again whole
+        // below, which names the cause.
+        match pack_stream::verify(repo, path, info, entries, window) {
+            Ok(Some(blobs)) => return Ok(blobs),
+            Ok(None) => {}
+            Err(e) => return Err(PackError::Storage(e)),
+        }
     }
     BUFFERS.with_borrow_mut(|ct| {
         repo.backend().get_into(path, ct).map_err(|e| match e {
