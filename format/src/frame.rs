@@ -6,7 +6,6 @@
 
 use crate::{Error, MAX_FRAME_LEN};
 use serde::{Deserialize, Serialize};
-use std::borrow::Cow;
 
 /// How a frame's bytes are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -17,9 +16,11 @@ pub enum Compression {
     Zstd,
 }
 
-/// Reusable zstd compressor (one per worker thread).
+/// Reusable zstd compressor (one per worker thread), with its output buffer: compressing a
+/// frame allocates nothing once the buffer has grown to the largest frame.
 pub struct FrameCompressor {
     inner: zstd::bulk::Compressor<'static>,
+    out: Vec<u8>,
 }
 
 impl FrameCompressor {
@@ -27,16 +28,20 @@ impl FrameCompressor {
     pub fn new(level: i32) -> std::io::Result<Self> {
         Ok(FrameCompressor {
             inner: zstd::bulk::Compressor::new(level)?,
+            out: Vec::new(),
         })
     }
 
     /// Compress `raw`; returns the stored bytes and how they are stored. Data that does not
     /// shrink by at least 1/32 is stored raw (borrowed, not copied), saving the reader a
-    /// decompression.
-    pub fn compress<'a>(&mut self, raw: &'a [u8]) -> (Compression, Cow<'a, [u8]>) {
-        match self.inner.compress(raw) {
-            Ok(z) if z.len() + raw.len() / 32 < raw.len() => (Compression::Zstd, Cow::Owned(z)),
-            _ => (Compression::None, Cow::Borrowed(raw)),
+    /// decompression. Compressed bytes are borrowed from the compressor's buffer, valid until
+    /// the next call.
+    pub fn compress<'a>(&'a mut self, raw: &'a [u8]) -> (Compression, &'a [u8]) {
+        self.out.clear();
+        self.out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        match self.inner.compress_to_buffer(raw, &mut self.out) {
+            Ok(n) if n + raw.len() / 32 < raw.len() => (Compression::Zstd, &self.out[..n]),
+            _ => (Compression::None, raw),
         }
     }
 }
