@@ -127,16 +127,16 @@ mod tests {
         let (how, stored) = c.compress(&raw);
         assert_eq!(how, Compression::Zstd);
         assert!(stored.len() < raw.len() / 10);
-        assert_eq!(decompress(&stored, how, raw.len() as u32).unwrap(), raw);
-        assert!(decompress(&stored, how, raw.len() as u32 - 1).is_err());
+        assert_eq!(decompress(stored, how, raw.len() as u32).unwrap(), raw);
+        assert!(decompress(stored, how, raw.len() as u32 - 1).is_err());
         assert!(decompress(&stored[..stored.len() / 2], how, raw.len() as u32).is_err());
         // Into a buffer used before (larger, full of other bytes): the same plaintext.
         let mut out = vec![7u8; 3 * raw.len()];
         assert_eq!(
-            decompress_into(&stored, how, raw.len() as u32, &mut out).unwrap(),
+            decompress_into(stored, how, raw.len() as u32, &mut out).unwrap(),
             &raw[..]
         );
-        assert!(decompress_into(&stored, how, raw.len() as u32 + 1, &mut out).is_err());
+        assert!(decompress_into(stored, how, raw.len() as u32 + 1, &mut out).is_err());
     }
 
     #[test]
@@ -149,6 +149,6 @@ mod tests {
         if how == Compression::None {
             assert_eq!(stored, raw);
         }
-        assert_eq!(decompress(&stored, how, raw.len() as u32).unwrap(), raw);
+        assert_eq!(decompress(stored, how, raw.len() as u32).unwrap(), raw);
     }
 }
