@@ -217,11 +217,20 @@ impl ContentList {
 
     /// The ids this list stands for, given its base's resolved ids (None when it has no base).
     pub fn resolve(&self, base: Option<&[Id]>) -> Result<Vec<Id>, Error> {
+        let mut out = Vec::new();
+        self.resolve_into(base, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`ContentList::resolve`] into `out` (cleared first; its allocation is reused): a chain
+    /// of lists resolves through two buffers instead of one new vector per list.
+    pub fn resolve_into(&self, base: Option<&[Id]>, out: &mut Vec<Id>) -> Result<(), Error> {
         let bad = |m: String| Err(Error::malformed("content list", m));
         if self.base.is_some() != base.is_some() {
             return bad("base given for a list without one, or missing".into());
         }
-        let mut out = Vec::with_capacity(self.len.min(MAX_LIST_IDS) as usize);
+        out.clear();
+        out.reserve(self.len.min(MAX_LIST_IDS) as usize);
         for op in &self.ops {
             match op {
                 Op::Ids(ids) => out.extend_from_slice(ids),
@@ -248,7 +257,7 @@ impl ContentList {
                 self.len
             ));
         }
-        Ok(out)
+        Ok(())
     }
 }
 

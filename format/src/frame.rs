@@ -6,7 +6,6 @@
 
 use crate::{Error, MAX_FRAME_LEN};
 use serde::{Deserialize, Serialize};
-use std::borrow::Cow;
 
 /// How a frame's bytes are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -17,9 +16,11 @@ pub enum Compression {
     Zstd,
 }
 
-/// Reusable zstd compressor (one per worker thread).
+/// Reusable zstd compressor (one per worker thread), with its output buffer: compressing a
+/// frame allocates nothing once the buffer has grown to the largest frame.
 pub struct FrameCompressor {
     inner: zstd::bulk::Compressor<'static>,
+    out: Vec<u8>,
 }
 
 impl FrameCompressor {
@@ -27,16 +28,20 @@ impl FrameCompressor {
     pub fn new(level: i32) -> std::io::Result<Self> {
         Ok(FrameCompressor {
             inner: zstd::bulk::Compressor::new(level)?,
+            out: Vec::new(),
         })
     }
 
     /// Compress `raw`; returns the stored bytes and how they are stored. Data that does not
     /// shrink by at least 1/32 is stored raw (borrowed, not copied), saving the reader a
-    /// decompression.
-    pub fn compress<'a>(&mut self, raw: &'a [u8]) -> (Compression, Cow<'a, [u8]>) {
-        match self.inner.compress(raw) {
-            Ok(z) if z.len() + raw.len() / 32 < raw.len() => (Compression::Zstd, Cow::Owned(z)),
-            _ => (Compression::None, Cow::Borrowed(raw)),
+    /// decompression. Compressed bytes are borrowed from the compressor's buffer, valid until
+    /// the next call.
+    pub fn compress<'a>(&'a mut self, raw: &'a [u8]) -> (Compression, &'a [u8]) {
+        self.out.clear();
+        self.out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        match self.inner.compress_to_buffer(raw, &mut self.out) {
+            Ok(n) if n + raw.len() / 32 < raw.len() => (Compression::Zstd, &self.out[..n]),
+            _ => (Compression::None, raw),
         }
     }
 }
@@ -122,16 +127,16 @@ mod tests {
         let (how, stored) = c.compress(&raw);
         assert_eq!(how, Compression::Zstd);
         assert!(stored.len() < raw.len() / 10);
-        assert_eq!(decompress(&stored, how, raw.len() as u32).unwrap(), raw);
-        assert!(decompress(&stored, how, raw.len() as u32 - 1).is_err());
+        assert_eq!(decompress(stored, how, raw.len() as u32).unwrap(), raw);
+        assert!(decompress(stored, how, raw.len() as u32 - 1).is_err());
         assert!(decompress(&stored[..stored.len() / 2], how, raw.len() as u32).is_err());
         // Into a buffer used before (larger, full of other bytes): the same plaintext.
         let mut out = vec![7u8; 3 * raw.len()];
         assert_eq!(
-            decompress_into(&stored, how, raw.len() as u32, &mut out).unwrap(),
+            decompress_into(stored, how, raw.len() as u32, &mut out).unwrap(),
             &raw[..]
         );
-        assert!(decompress_into(&stored, how, raw.len() as u32 + 1, &mut out).is_err());
+        assert!(decompress_into(stored, how, raw.len() as u32 + 1, &mut out).is_err());
     }
 
     #[test]
@@ -144,6 +149,6 @@ mod tests {
         if how == Compression::None {
             assert_eq!(stored, raw);
         }
-        assert_eq!(decompress(&stored, how, raw.len() as u32).unwrap(), raw);
+        assert_eq!(decompress(stored, how, raw.len() as u32).unwrap(), raw);
     }
 }

@@ -349,7 +349,7 @@ mod tests {
         let (how, stored) = c.compress(&run);
         p.add_frame(
             how,
-            &stored,
+            stored,
             run.len() as u32,
             &[
                 (key.id(&a), 0, a.len() as u32),
@@ -358,7 +358,7 @@ mod tests {
         );
         let big = vec![9u8; 5000];
         let (how, stored) = c.compress(&big);
-        p.add_frame(how, &stored, 5000, &[(key.id(&big), 0, 5000)]);
+        p.add_frame(how, stored, 5000, &[(key.id(&big), 0, 5000)]);
         let (bytes, trailer) = p.finish();
         let parsed = parse_pack(&bytes).unwrap();
         assert_eq!(parsed, trailer);

@@ -500,11 +500,11 @@ fn build_pack(kind: PackKind, frames: &[FrameSpec]) -> (Vec<u8>, PackTrailer, Ve
             expected.push(b.clone());
         }
         let (how, stored) = if f.force_raw {
-            (Compression::None, std::borrow::Cow::Borrowed(&raw[..]))
+            (Compression::None, &raw[..])
         } else {
             c.compress(&raw)
         };
-        let added = p.add_frame(how, &stored, raw.len() as u32, &locs);
+        let added = p.add_frame(how, stored, raw.len() as u32, &locs);
         assert_eq!(added.len(), f.blobs.len());
     }
     let (bytes, trailer) = p.finish();
@@ -972,15 +972,15 @@ proptest! {
         let mut c = FrameCompressor::new(level).unwrap();
         let (how, stored) = c.compress(&raw);
         if how == Compression::None {
-            prop_assert_eq!(&stored[..], &raw[..]);
+            prop_assert_eq!(stored, &raw[..]);
         } else {
             prop_assert!(stored.len() < raw.len());
         }
         let n = raw.len() as u32;
-        prop_assert_eq!(&frame::decompress(&stored, how, n).unwrap(), &raw);
-        prop_assert!(frame::decompress(&stored, how, n + 1).is_err());
+        prop_assert_eq!(&frame::decompress(stored, how, n).unwrap(), &raw);
+        prop_assert!(frame::decompress(stored, how, n + 1).is_err());
         if n > 0 {
-            prop_assert!(frame::decompress(&stored, how, n - 1).is_err());
+            prop_assert!(frame::decompress(stored, how, n - 1).is_err());
         }
     }
 

@@ -135,14 +135,15 @@ fn resolve_node(loader: &mut Loader, tree_id: &Id, node: &mut Node) -> Result<()
         }
         lists.push((id, list));
     }
-    let mut ids: Option<Vec<Id>> = None;
-    for (id, list) in lists.iter().rev() {
-        ids = Some(
-            list.resolve(ids.as_deref())
-                .map_err(|e| Error::damaged(what(id), e))?,
-        );
+    // Two buffers: each list resolves from its base's ids into the other one.
+    let (mut ids, mut spare) = (Vec::new(), Vec::new());
+    for (n, (id, list)) in lists.iter().rev().enumerate() {
+        let base = (n > 0).then_some(&ids[..]);
+        list.resolve_into(base, &mut spare)
+            .map_err(|e| Error::damaged(what(id), e))?;
+        std::mem::swap(&mut ids, &mut spare);
     }
-    node.content = ids.unwrap_or_default();
+    node.content = ids;
     node.content_lists = chain;
     Ok(())
 }

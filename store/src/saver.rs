@@ -30,6 +30,8 @@ use std::thread::JoinHandle;
 pub const SMALL_BLOB: usize = 32 << 10;
 /// A run of small blobs is closed into one frame once it reaches this size.
 pub const FRAME_TARGET: usize = 256 << 10;
+/// A batch's buffer: a frame's target and the small blob that may take it past it.
+const BATCH_CAPACITY: usize = FRAME_TARGET + SMALL_BLOB;
 /// Packs held at once by a save: open, sealed and waiting, or being uploaded. Three let one
 /// pack fill while another is stored (two packers, data and tree, can be open at once).
 pub const PACKS_IN_MEMORY: usize = 3;
@@ -97,6 +99,9 @@ struct Shared {
     error: Mutex<Option<Error>>,
     failed: AtomicBool,
     stored: AtomicU64,
+    /// Frame buffers the workers are done with, for the next batches: a save of many small
+    /// blobs reuses a few buffers instead of allocating (and faulting in) one per frame.
+    spare: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
 }
 
 /// Packs stored and not yet in an index object, and the index objects written so far.
@@ -232,6 +237,22 @@ impl Shared {
         Ok(())
     }
 
+    /// A buffer for a batch's bytes: a spare one if a worker gave one back.
+    fn batch_buffer(&self) -> Vec<u8> {
+        self.spare
+            .1
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH_CAPACITY))
+    }
+
+    /// Keep a batch's buffer for the next batch (buffers of large blobs are dropped).
+    fn recycle(&self, mut raw: Vec<u8>) {
+        if raw.capacity() == BATCH_CAPACITY {
+            raw.clear();
+            let _ = self.spare.0.try_send(raw);
+        }
+    }
+
     fn work(&self, rx: Receiver<Job>, level: i32) {
         let mut compressor = match FrameCompressor::new(level) {
             Ok(c) => c,
@@ -254,7 +275,7 @@ impl Shared {
                     how,
                     bytes,
                     raw_len,
-                } => (*how, Cow::Borrowed(&bytes[..]), *raw_len),
+                } => (*how, &bytes[..], *raw_len),
             };
             let full = {
                 let mut guard = self.packers[slot(job.kind)].lock().expect("packer lock");
@@ -268,7 +289,7 @@ impl Shared {
                     }
                 }
                 let Some(pack) = guard.as_mut() else { continue };
-                if let Err(e) = pack.add_frame(how, &stored, raw_len, &job.blobs) {
+                if let Err(e) = pack.add_frame(how, stored, raw_len, &job.blobs) {
                     self.fail(Error::Invalid(format!("encrypting a pack: {e}")));
                     continue;
                 }
@@ -282,6 +303,9 @@ impl Shared {
                 if let Err(e) = self.write_pack(pack) {
                     self.fail(e);
                 }
+            }
+            if let Body::Raw(raw) = job.body {
+                self.recycle(raw);
             }
         }
     }
@@ -347,6 +371,7 @@ impl Saver {
             error: Mutex::new(None),
             failed: AtomicBool::new(false),
             stored: AtomicU64::new(0),
+            spare: bounded(workers * 2 + 2),
         });
         let handles = (0..workers)
             .map(|i| {
@@ -390,9 +415,10 @@ impl Saver {
         self.list_base = Some(base);
     }
 
-    /// True if the blob is already stored or queued.
+    /// True if the blob is already stored or queued. The index first: of a daily backup's
+    /// blobs, most are stored already, and few are new in this save.
     pub fn contains(&self, id: &Id) -> bool {
-        self.seen.contains(id) || self.index.contains(id)
+        self.index.contains(id) || self.seen.contains(id)
     }
 
     /// Stored bytes written so far.
@@ -459,6 +485,9 @@ impl Saver {
         let len = data.len() as u32;
         if data.len() < SMALL_BLOB {
             let batch = &mut self.batches[slot(kind)];
+            if batch.raw.capacity() == 0 {
+                batch.raw = self.shared.batch_buffer();
+            }
             batch.blobs.push((id, batch.raw.len() as u32, len));
             batch.raw.extend_from_slice(&data);
             if batch.raw.len() >= FRAME_TARGET {

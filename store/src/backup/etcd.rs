@@ -55,21 +55,82 @@ pub enum Note<'a> {
     Warning(&'a str),
 }
 
-/// A stored etcd snapshot and what is known about it.
+/// A stored etcd snapshot; its sha256 trailer check and bbolt inspection may still be
+/// finishing on their side threads.
 struct EtcdSaved {
     node: Node,
+    checks: PendingChecks,
+}
+
+/// The checks of a stored etcd snapshot and the facts known before they end. Awaited as late
+/// as possible (just before the snapshot is written): they end while packs are written.
+struct PendingChecks {
+    check: BlockCheck,
+    started: std::time::Instant,
+    /// What the stream was, for errors.
+    what: String,
+    /// Facts known before the checks end.
     facts: Vec<(String, String)>,
+    size: u64,
+    skip_hash_check: bool,
+    from_file: bool,
+    cluster_version: Option<String>,
+}
+
+impl PendingChecks {
+    /// Write the snapshot of `s` once the checks pass, with their facts; they end while the
+    /// packs are written, and no snapshot is written if they fail.
+    fn finish(self, s: Session, produced: Produced, note: &mut dyn FnMut(Note)) -> Result<Saved> {
+        s.finish_after(produced, |p| {
+            p.facts.extend(self.facts(note)?);
+            Ok(())
+        })
+    }
+
+    /// Wait for the checks: every fact, or why the snapshot must not be kept.
+    fn facts(self, note: &mut dyn FnMut(Note)) -> Result<Vec<(String, String)>> {
+        let PendingChecks {
+            check,
+            started,
+            what,
+            mut facts,
+            size,
+            skip_hash_check,
+            from_file,
+            cluster_version,
+        } = self;
+        let digest = check.finish().ok_or(SourceError::CheckStopped)?;
+        tracing::debug!(
+            "etcd: sha256 trailer and bbolt checks done after {:?}",
+            started.elapsed()
+        );
+        facts.extend(facts_of(&digest, &what)?);
+        match digest.verdict {
+            Verdict::Valid => facts.push(("etcd.sha256".into(), "verified".into())),
+            Verdict::Invalid if skip_hash_check => {
+                note(Note::Warning("the etcd snapshot has no valid sha256 trailer; restoring it will need `etcdctl snapshot restore --skip-hash-check`, which cannot tell a damaged database from a good one"));
+                facts.push(("etcd.sha256".into(), "missing".into()));
+            }
+            Verdict::Invalid => return Err(SourceError::BadTrailer { file: from_file }.into()),
+        }
+        facts.push(("etcd.size".into(), size.to_string()));
+        if let Some(v) = cluster_version {
+            facts.retain(|(k, _)| k != "cluster.version");
+            facts.push(("cluster.version".into(), v));
+        }
+        Ok(facts)
+    }
 }
 
 /// Chunk `reader` into the session as the file `name`, checking the sha256 trailer (and,
-/// with `inspect`, computing the bbolt facts from the stream) on a side thread, while the
-/// pages are hashed on every core.
+/// with `inspect`, computing the bbolt facts from the stream) on side threads, while the
+/// pages are hashed on every core. The checks are returned still running.
 fn save_db(
     s: &mut Session,
     reader: impl Read,
     name: String,
     inspect: bool,
-) -> Result<(Node, Digest)> {
+) -> Result<(Node, BlockCheck, std::time::Instant)> {
     let t = std::time::Instant::now();
     let mut check = BlockCheck::new(inspect);
     let progress = s.progress().clone();
@@ -84,14 +145,9 @@ fn save_db(
         "etcd: {size} bytes read, hashed and stored in {:?}",
         t.elapsed()
     );
-    let digest = check.finish().ok_or(SourceError::CheckStopped)?;
-    tracing::debug!(
-        "etcd: sha256 trailer and bbolt checks done after {:?}",
-        t.elapsed()
-    );
     let mut node = crate::host::file_node(name.as_bytes(), ids, size, s.time_ns);
     node.mode = 0o600;
-    Ok((node, digest))
+    Ok((node, check, t))
 }
 
 /// The facts the side thread computed, or why the stream is not an etcd database.
@@ -107,10 +163,11 @@ fn facts_of(digest: &Digest, what: &str) -> Result<Vec<(String, String)>> {
     }
 }
 
-/// Take the etcd snapshot `src` describes (live or from a file).
+/// Take the etcd snapshot `src` describes (live or from a file); its checks may still be
+/// running.
 fn save_etcd(s: &mut Session, src: &EtcdSource, note: &mut dyn FnMut(Note)) -> Result<EtcdSaved> {
     let mut facts = Vec::new();
-    let (node, digest) = if let Some(file) = &src.snapshot_file {
+    let (node, check, started, what) = if let Some(file) = &src.snapshot_file {
         let f = std::fs::File::open(file)
             .map_err(Error::file("opening etcd snapshot file", file.display()))?;
         let given = file
@@ -126,9 +183,8 @@ fn save_etcd(s: &mut Session, src: &EtcdSource, note: &mut dyn FnMut(Note)) -> R
         // A file that is not an etcd database is refused before anything is stored; the full
         // inspection runs on the stream, beside chunking.
         bbolt_facts::looks_like_bbolt(file)?;
-        let saved = save_db(s, f, name, true)?;
-        facts.extend(facts_of(&saved.1, &file.display().to_string())?);
-        saved
+        let (node, check, started) = save_db(s, f, name, true)?;
+        (node, check, started, file.display().to_string())
     } else {
         let conn = &src.connection;
         let (member, skipped) = conn.select()?;
@@ -147,30 +203,22 @@ fn save_etcd(s: &mut Session, src: &EtcdSource, note: &mut dyn FnMut(Note)) -> R
             facts.push(("cluster.version".into(), v));
         }
         let reader = conn.snapshot(&member.endpoint)?;
-        let saved = save_db(s, reader, format!("snapshot_{}.db", s.stamp()), true)?;
+        let (node, check, started) =
+            save_db(s, reader, format!("snapshot_{}.db", s.stamp()), true)?;
         let what = format!("the snapshot streamed from {}", member.endpoint);
-        facts.extend(facts_of(&saved.1, &what)?);
-        saved
+        (node, check, started, what)
     };
-    match digest.verdict {
-        Verdict::Valid => facts.push(("etcd.sha256".into(), "verified".into())),
-        Verdict::Invalid if src.skip_hash_check => {
-            note(Note::Warning("the etcd snapshot has no valid sha256 trailer; restoring it will need `etcdctl snapshot restore --skip-hash-check`, which cannot tell a damaged database from a good one"));
-            facts.push(("etcd.sha256".into(), "missing".into()));
-        }
-        Verdict::Invalid => {
-            return Err(SourceError::BadTrailer {
-                file: src.snapshot_file.is_some(),
-            }
-            .into())
-        }
-    }
-    facts.push(("etcd.size".into(), node.size.to_string()));
-    if let Some(v) = &src.cluster_version {
-        facts.retain(|(k, _)| k != "cluster.version");
-        facts.push(("cluster.version".into(), v.clone()));
-    }
-    Ok(EtcdSaved { node, facts })
+    let checks = PendingChecks {
+        check,
+        started,
+        what,
+        facts,
+        size: node.size,
+        skip_hash_check: src.skip_hash_check,
+        from_file: src.snapshot_file.is_some(),
+        cluster_version: src.cluster_version.clone(),
+    };
+    Ok(EtcdSaved { node, checks })
 }
 
 /// Back up the etcd snapshot `src` describes into `s` and write the snapshot.
@@ -188,8 +236,9 @@ pub fn etcd(mut s: Session, src: &EtcdSource, note: &mut dyn FnMut(Note)) -> Res
     produced.root = Tree {
         nodes: vec![saved.node],
     };
-    produced.facts = [vec![("etcd.file".to_string(), name)], saved.facts].concat();
-    s.finish(produced)
+    produced.facts = vec![("etcd.file".to_string(), name)];
+    // The checks end while the packs are written: the snapshot is written only if they pass.
+    saved.checks.finish(s, produced, note)
 }
 
 /// The latest static pod revision directories below a directory, found once and backed up
@@ -249,6 +298,5 @@ pub fn cluster(
     produced.stats.bytes += saved.node.size;
     produced.root.nodes.push(saved.node);
     produced.facts.push(("etcd.file".into(), name));
-    produced.facts.extend(saved.facts);
-    s.finish(produced)
+    saved.checks.finish(s, produced, note)
 }

@@ -214,7 +214,19 @@ impl Session {
     }
 
     /// Flush and write the snapshot.
-    pub fn finish(self, mut p: Produced) -> Result<Saved> {
+    pub fn finish(self, p: Produced) -> Result<Saved> {
+        self.finish_after(p, |_| Ok(()))
+    }
+
+    /// [`Session::finish`], calling `complete` once the packs and the index are written, just
+    /// before the snapshot is: facts still being computed (an etcd snapshot's trailer check)
+    /// are awaited while the packs are written instead of before. If it fails, no snapshot is
+    /// written.
+    pub fn finish_after(
+        self,
+        mut p: Produced,
+        complete: impl FnOnce(&mut Produced) -> Result<()>,
+    ) -> Result<Saved> {
         let Session {
             repo,
             mut saver,
@@ -225,13 +237,6 @@ impl Session {
             progress,
             ..
         } = self;
-        if let Some(label) = origin.key_label {
-            p.facts.push((snapshots::KEY_LABEL_FACT.into(), label));
-        }
-        if !p.changed.is_empty() {
-            p.facts
-                .push(("changed_during_backup".into(), p.changed.len().to_string()));
-        }
         let t = Instant::now();
         let tree = saver.save_tree(&mut p.root)?;
         let (saved, _) = saver.finish()?;
@@ -239,6 +244,14 @@ impl Session {
             "backup: tree saved, packs and index written in {:?}",
             t.elapsed()
         );
+        complete(&mut p)?;
+        if let Some(label) = origin.key_label {
+            p.facts.push((snapshots::KEY_LABEL_FACT.into(), label));
+        }
+        if !p.changed.is_empty() {
+            p.facts
+                .push(("changed_during_backup".into(), p.changed.len().to_string()));
+        }
         progress.done();
         let stats = SnapshotStats {
             blobs_added: saved.blobs_added,
