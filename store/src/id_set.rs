@@ -146,12 +146,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn id(n: u64) -> Id {
-        let mut b = [0u8; 32];
-        b[..8].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
-        b[24..].copy_from_slice(&n.to_be_bytes());
-        Id(b)
-    }
+    use crate::test_repo::spread_id as id;
 
     #[test]
     fn many_ids_across_runs() {

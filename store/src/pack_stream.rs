@@ -274,14 +274,7 @@ mod tests {
         let mut noise = 0x9e37_79b9_7f4a_7c15u64;
         for i in 0..600u32 {
             let blob: Vec<u8> = if i % 3 == 0 {
-                (0..20_000)
-                    .map(|_| {
-                        noise ^= noise << 13;
-                        noise ^= noise >> 7;
-                        noise ^= noise << 17;
-                        noise as u8
-                    })
-                    .collect()
+                crate::test_repo::noise(&mut noise, 20_000)
             } else {
                 format!("blob {i} ")
                     .repeat(1 + i as usize % 700)

@@ -849,14 +849,7 @@ mod tests {
         let repo = crate::test_repo::create(dir.path(), &id, Some(1 << 20));
         let chunk = |i: u64| -> Vec<u8> {
             let mut s = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-            (0..200_000)
-                .map(|_| {
-                    s ^= s << 13;
-                    s ^= s >> 7;
-                    s ^= s << 17;
-                    s as u8
-                })
-                .collect()
+            crate::test_repo::noise(&mut s, 200_000)
         };
         let (lease, index) = Lease::begin_write(&repo).unwrap();
         let mut saver = Saver::with_index_flush(repo.clone(), Arc::new(index), 1, 4);

@@ -32,3 +32,23 @@ pub fn open(dir: &Path, id: &age::x25519::Identity) -> Arc<Repository> {
         .unwrap(),
     )
 }
+
+/// `len` incompressible bytes from the xorshift state `seed` (non-zero), which advances.
+pub fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            *seed as u8
+        })
+        .collect()
+}
+
+/// Id number `n`, spread over the id space by its leading bytes and distinct for every `n`.
+pub fn spread_id(n: u64) -> cairn_format::Id {
+    let mut b = [0u8; 32];
+    b[..8].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
+    b[24..].copy_from_slice(&n.to_be_bytes());
+    cairn_format::Id(b)
+}
