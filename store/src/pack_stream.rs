@@ -110,6 +110,11 @@ impl Pass<'_> {
     ) -> std::result::Result<Option<u64>, Short> {
         let io = |e| self.short(e);
         let len = object.seek(SeekFrom::End(0)).map_err(io)?;
+        // An object of another size than indexed is damage (and what the pass holds stays
+        // within the indexed size, which the caller bounds).
+        if len != self.info.size {
+            return Ok(None);
+        }
         object.seek(SeekFrom::Start(0)).map_err(io)?;
         let ids = self
             .repo
@@ -337,6 +342,14 @@ mod tests {
                 None
             );
         }
+        // An object grown past its indexed size (bytes appended): not verified, and not read.
+        let mut grown = good.clone();
+        grown.extend_from_slice(&[0u8; 4096]);
+        std::fs::write(&file, &grown).unwrap();
+        assert_eq!(
+            verify(&repo, &path, &info, entries, LOCAL_WINDOW).unwrap(),
+            None
+        );
         std::fs::remove_file(&file).unwrap();
         assert_eq!(
             verify(&repo, &path, &info, entries, LOCAL_WINDOW).unwrap(),
