@@ -97,6 +97,12 @@ impl Index {
         Index::load_attempt(repo, excluded, &|_, _| true, false, &mut |_, _| Ok(()), 1)
     }
 
+    /// Stored bytes of the index objects: what decides whether a command holds the whole
+    /// index or only what it needs.
+    pub fn stored_bytes(repo: &Repository) -> Result<u64> {
+        Ok(repo.backend().list("index")?.iter().map(|o| o.size).sum())
+    }
+
     /// What a writer (backup, the destination of a copy) needs: [`Index::load_excluding`]
     /// below [`WHOLE_BELOW`] bytes of index objects; above, the tree packs' blobs located (the
     /// previous snapshots' trees and content lists are read back) and the data packs' blob ids
@@ -111,8 +117,7 @@ impl Index {
         excluded: &HashSet<Id>,
         whole_below: u64,
     ) -> Result<Index> {
-        let listed: u64 = repo.backend().list("index")?.iter().map(|o| o.size).sum();
-        if listed < whole_below {
+        if Index::stored_bytes(repo)? < whole_below {
             return Index::load_excluding(repo, excluded);
         }
         let mut ids = match IdFileBuilder::new() {

@@ -44,8 +44,7 @@ fn for_trees_above(
     whole_packs: bool,
     whole_below: u64,
 ) -> Result<Index> {
-    let listed: u64 = repo.backend().list("index")?.iter().map(|o| o.size).sum();
-    if listed < whole_below {
+    if Index::stored_bytes(repo)? < whole_below {
         return Index::load(repo);
     }
     let is_tree = |p: &IndexPack, _: &Id| p.kind == PackKind::Tree;
