@@ -42,15 +42,15 @@ pub const PACK_BYTES_IN_MEMORY: u64 = 32 << 20;
 /// MiB packs.
 pub const REMOTE_PACK_BYTES_IN_MEMORY: u64 = 48 << 20;
 
-/// Packs a save holds at once for packs of `pack_size` bytes: at least two (the data and the
-/// tree packer can both be open), at most eight.
+/// Packs a save holds at once for packs of `pack_size` bytes: two or three (the data and the
+/// tree packer can both be open; a third lets one fill while two are stored).
 pub fn packs_in_memory(pack_size: u64, remote: bool) -> usize {
     let budget = if remote {
         REMOTE_PACK_BYTES_IN_MEMORY
     } else {
         PACK_BYTES_IN_MEMORY
     };
-    (budget / pack_size.max(1)).clamp(2, 8) as usize
+    (budget / pack_size.max(1)).clamp(2, 3) as usize
 }
 /// Index entries a save holds for stored packs before it writes them as an index object
 /// (~64 bytes each in memory, ~57 encoded): a save of a large input writes one index object
