@@ -222,6 +222,23 @@ impl ContentList {
         Ok(out)
     }
 
+    /// [`ContentList::resolve_into`], consuming the list: a self-contained list of one run (as
+    /// [`ContentList::full`] writes) hands its ids over instead of copying them (a 1 GB etcd
+    /// database's list holds 8 MB of ids).
+    pub fn resolve_owned(mut self, base: Option<&[Id]>, out: &mut Vec<Id>) -> Result<(), Error> {
+        if self.base.is_none() && base.is_none() && self.ops.len() == 1 {
+            match self.ops.pop() {
+                Some(Op::Ids(ids)) if ids.len() as u64 == self.len => {
+                    *out = ids;
+                    return Ok(());
+                }
+                Some(op) => self.ops.push(op),
+                None => {}
+            }
+        }
+        self.resolve_into(base, out)
+    }
+
     /// [`ContentList::resolve`] into `out` (cleared first; its allocation is reused): a chain
     /// of lists resolves through two buffers instead of one new vector per list.
     pub fn resolve_into(&self, base: Option<&[Id]>, out: &mut Vec<Id>) -> Result<(), Error> {
@@ -300,6 +317,35 @@ mod tests {
         let l = ContentList::delta(&other, (Id([7; 32]), &old));
         assert_eq!(l.base, None);
         assert_eq!(l.resolve(None).unwrap(), other);
+    }
+
+    #[test]
+    fn resolve_owned_agrees_with_resolve() {
+        let old = ids(1000, 1);
+        let mut new = old.clone();
+        new[3] = Id([9; 32]);
+        let lists = [
+            (ContentList::full(&old), None),
+            (
+                ContentList::delta(&new, (Id([7; 32]), &old)),
+                Some(&old[..]),
+            ),
+        ];
+        for (l, base) in lists {
+            let mut out = ids(3, 5);
+            l.clone().resolve_owned(base, &mut out).unwrap();
+            assert_eq!(out, l.resolve(base).unwrap());
+        }
+        // Checked as resolve_into checks: a base given to a list without one, a short run.
+        assert!(ContentList::full(&old)
+            .resolve_owned(Some(&old), &mut Vec::new())
+            .is_err());
+        let short = ContentList {
+            base: None,
+            len: 5,
+            ops: vec![Op::Ids(ids(4, 1))],
+        };
+        assert!(short.resolve_owned(None, &mut Vec::new()).is_err());
     }
 
     #[test]

@@ -36,15 +36,48 @@ impl FrameCompressor {
     /// shrink by at least 1/32 is stored raw (borrowed, not copied), saving the reader a
     /// decompression. Compressed bytes are borrowed from the compressor's buffer, valid until
     /// the next call.
+    ///
+    /// Memory: the buffer kept between calls is at most [`KEEP_OUT`] (a longer frame's is freed
+    /// at the next call), and a frame longer than [`SAMPLE_ABOVE`] is first tried on its first
+    /// [`SAMPLE`] bytes: if those do not shrink, it is stored raw without compressing the rest
+    /// (a content list, 32 bytes of keyed hash per blob, would otherwise take its own size in
+    /// compressed output only to be stored raw).
     pub fn compress<'a>(&'a mut self, raw: &'a [u8]) -> (Compression, &'a [u8]) {
+        if self.out.capacity() > KEEP_OUT {
+            self.out = Vec::new();
+        }
+        if raw.len() > SAMPLE_ABOVE && !self.shrinks(&raw[..SAMPLE]) {
+            return (Compression::None, raw);
+        }
+        match self.compress_into_out(raw) {
+            Some(n) => (Compression::Zstd, &self.out[..n]),
+            None => (Compression::None, raw),
+        }
+    }
+
+    /// Whether `sample` shrinks by at least 1/32.
+    fn shrinks(&mut self, sample: &[u8]) -> bool {
+        self.compress_into_out(sample).is_some()
+    }
+
+    /// Compress `raw` into the buffer; its compressed length if it shrank by at least 1/32.
+    fn compress_into_out(&mut self, raw: &[u8]) -> Option<usize> {
         self.out.clear();
         self.out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
         match self.inner.compress_to_buffer(raw, &mut self.out) {
-            Ok(n) if n + raw.len() / 32 < raw.len() => (Compression::Zstd, &self.out[..n]),
-            _ => (Compression::None, raw),
+            Ok(n) if n + raw.len() / 32 < raw.len() => Some(n),
+            _ => None,
         }
     }
 }
+
+/// Output buffer a [`FrameCompressor`] keeps between frames (a small blobs' frame, a default
+/// chunk); a longer one is freed at the next call.
+pub const KEEP_OUT: usize = 1 << 20;
+/// Frames longer than this are tried on a sample first (see [`FrameCompressor::compress`]).
+pub const SAMPLE_ABOVE: usize = 1 << 20;
+/// Bytes of a long frame tried first.
+pub const SAMPLE: usize = 256 << 10;
 
 thread_local! {
     /// One zstd decompression context per thread, reused across frames.
@@ -150,5 +183,37 @@ mod tests {
             assert_eq!(stored, raw);
         }
         assert_eq!(decompress(stored, how, raw.len() as u32).unwrap(), raw);
+    }
+
+    fn noise(len: usize, mut s: u64) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                s as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn long_frames_are_sampled_and_their_buffer_not_kept() {
+        let mut c = FrameCompressor::new(3).unwrap();
+        // Incompressible from the start (a content list's ids): stored raw, and the sample
+        // is all the compressor held.
+        let raw = noise(SAMPLE_ABOVE + 4096, 1);
+        let (how, stored) = c.compress(&raw);
+        assert_eq!((how, stored), (Compression::None, &raw[..]));
+        assert!(c.out.capacity() < 2 * SAMPLE, "{}", c.out.capacity());
+        // Compressible: compressed whole, its buffer freed at the next call.
+        let text = b"apiVersion: v1\nkind: Secret\n".repeat(SAMPLE_ABOVE / 16);
+        let (how, stored) = c.compress(&text);
+        assert_eq!(how, Compression::Zstd);
+        assert_eq!(decompress(stored, how, text.len() as u32).unwrap(), text);
+        assert!(c.out.capacity() > KEEP_OUT);
+        let small = noise(1000, 2);
+        let (how, stored) = c.compress(&small);
+        assert_eq!(decompress(stored, how, 1000).unwrap(), small);
+        assert!(c.out.capacity() <= KEEP_OUT);
     }
 }

@@ -34,7 +34,8 @@ impl ListBase {
 }
 
 /// Store the content of every long file of `tree` that has none yet as a content list blob,
-/// relative to `base` where that saves space and its chain is short enough.
+/// relative to `base` where that saves space and its chain is short enough. Those files are
+/// left with the list in `content_lists` and an empty `content`, as [`resolve`] finds them.
 pub(crate) fn write(saver: &mut Saver, tree: &mut Tree, base: Option<&ListBase>) -> Result<()> {
     for node in &mut tree.nodes {
         if node.kind != NodeKind::File
@@ -53,6 +54,9 @@ pub(crate) fn write(saver: &mut Saver, tree: &mut Tree, base: Option<&ListBase>)
         if bytes.len() > cairn_format::MAX_BLOB_LEN as usize {
             continue; // kept inline, as before content lists
         }
+        // The list blob holds the ids now: the node is left as a decoded tree has it (no
+        // `content`), and the ids (32 bytes a blob) are freed before the list is packed.
+        node.content = Vec::new();
         node.content_lists = vec![saver.add_blob(PackKind::Tree, bytes)?];
     }
     Ok(())
@@ -137,10 +141,10 @@ fn resolve_node(loader: &mut Loader, tree_id: &Id, node: &mut Node) -> Result<()
     }
     // Two buffers: each list resolves from its base's ids into the other one.
     let (mut ids, mut spare) = (Vec::new(), Vec::new());
-    for (n, (id, list)) in lists.iter().rev().enumerate() {
+    for (n, (id, list)) in lists.into_iter().rev().enumerate() {
         let base = (n > 0).then_some(&ids[..]);
-        list.resolve_into(base, &mut spare)
-            .map_err(|e| Error::damaged(what(id), e))?;
+        list.resolve_owned(base, &mut spare)
+            .map_err(|e| Error::damaged(what(&id), e))?;
         std::mem::swap(&mut ids, &mut spare);
     }
     node.content = ids;

@@ -1,4 +1,5 @@
-//! An exact set of blob ids in ~32 bytes per id, for the ids a save adds (its `seen` set).
+//! An exact set of blob ids, for the ids a save adds (its `seen` set): ~32 bytes per id for
+//! the newest 65,536, 8 bytes per id for the others.
 //!
 //! A hash set of ids costs 33 bytes per bucket at a load of at most 7/8, in power-of-two
 //! tables that double as they fill: 40–75 bytes per id, and twice that for a moment while it
@@ -9,10 +10,21 @@
 //! run has a table of where each value of the ids' first [`RUN_PREFIX_BITS`] bits starts, so
 //! a lookup costs a hash probe and, per run, a bisection of a few dozen ids.
 //!
+//! A run that reaches [`MAX_RUN_IDS`] is written to an unnamed temporary file and only the
+//! first 8 bytes of each of its ids stay in memory (sorted, with the same table): a lookup
+//! that matches those 8 bytes reads the whole id back with one `pread` of 32 bytes to
+//! confirm it, so answers stay exact, and a lookup of an id not in the run (nearly all of
+//! them: 8 random bytes match by chance once in 2^64) reads nothing. A read that fails counts
+//! as absent (the blob is stored again: space, never loss); where no temporary file can be
+//! made, runs stay in memory as before.
+//!
 //! Ids are keyed hashes, uniform in their first bits: the runs' tables stay balanced.
 
 use cairn_format::Id;
 use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Ids held in the hash set before they are sorted into a run.
 pub const RECENT_IDS: usize = 4096;
@@ -75,13 +87,95 @@ fn prefix(id: &Id) -> usize {
     (u16::from_be_bytes([id.0[0], id.0[1]]) >> (16 - RUN_PREFIX_BITS)) as usize
 }
 
+/// An id's first 8 bytes, in the ids' order.
+fn key(id: &Id) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&id.0[..8]);
+    u64::from_be_bytes(b)
+}
+
+const ID_LEN: u64 = 32;
+
+/// A full run written to the temporary file: its ids' first 8 bytes in memory.
+struct Spilled {
+    keys: Vec<u64>,
+    /// As [`Run::starts`].
+    starts: Vec<u32>,
+    /// Where the run's ids start in the file.
+    at: u64,
+}
+
+impl Spilled {
+    /// Write `run`'s ids at `at` in `file`.
+    fn write(run: &Run, file: &File, at: u64) -> std::io::Result<Spilled> {
+        let mut bytes = Vec::with_capacity(run.ids.len() * ID_LEN as usize);
+        for id in &run.ids {
+            bytes.extend_from_slice(&id.0);
+        }
+        file.write_all_at(&bytes, at)?;
+        Ok(Spilled {
+            keys: run.ids.iter().map(key).collect(),
+            starts: run.starts.clone(),
+            at,
+        })
+    }
+
+    fn contains(&self, id: &Id, file: &File, failed: &AtomicBool) -> bool {
+        let p = prefix(id);
+        let (lo, hi) = (self.starts[p] as usize, self.starts[p + 1] as usize);
+        let keys = &self.keys[lo..hi];
+        let k = key(id);
+        let first = keys.partition_point(|x| *x < k);
+        keys[first..]
+            .iter()
+            .take_while(|x| **x == k)
+            .enumerate()
+            .any(|(i, _)| {
+                let mut b = [0u8; ID_LEN as usize];
+                let at = self.at + (lo + first + i) as u64 * ID_LEN;
+                match file.read_exact_at(&mut b, at) {
+                    Ok(()) => b == id.0,
+                    Err(e) => {
+                        if !failed.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(
+                                "reading back a blob id set aside in a temporary file (TMPDIR): {e}; such blobs are stored again"
+                            );
+                        }
+                        false
+                    }
+                }
+            })
+    }
+}
+
+/// Full runs set aside in an unnamed temporary file.
+struct Aside {
+    file: File,
+    runs: Vec<Spilled>,
+    end: u64,
+    /// A read failed (logged once).
+    failed: AtomicBool,
+}
+
 /// A set of ids: a small hash set of the newest and sorted runs of the others.
-#[derive(Default)]
 pub struct IdSet {
     recent: HashSet<Id>,
-    /// Longest first; no two below [`MAX_RUN_IDS`] have the same length.
+    /// Longest first; no two below the cap have the same length.
     runs: Vec<Run>,
     len: usize,
+    /// Runs are not merged past this many ids; a full one is set aside.
+    max_run: usize,
+    /// Full runs in the temporary file (none until the first is full; never, where no
+    /// temporary file can be made).
+    aside: Option<Aside>,
+    /// No temporary file could be made: full runs stay in memory.
+    no_file: bool,
+}
+
+impl Default for IdSet {
+    fn default() -> Self {
+        IdSet::with_max_run(MAX_RUN_IDS)
+    }
 }
 
 impl IdSet {
@@ -90,9 +184,26 @@ impl IdSet {
         IdSet::default()
     }
 
+    /// An empty set whose runs are set aside at `max_run` ids (tests use small numbers).
+    fn with_max_run(max_run: usize) -> IdSet {
+        IdSet {
+            recent: HashSet::new(),
+            runs: Vec::new(),
+            len: 0,
+            max_run: max_run.max(RECENT_IDS),
+            aside: None,
+            no_file: false,
+        }
+    }
+
     /// True if `id` is in the set.
     pub fn contains(&self, id: &Id) -> bool {
-        self.recent.contains(id) || self.runs.iter().any(|r| r.contains(id))
+        self.recent.contains(id)
+            || self.runs.iter().any(|r| r.contains(id))
+            || self
+                .aside
+                .as_ref()
+                .is_some_and(|a| a.runs.iter().any(|r| r.contains(id, &a.file, &a.failed)))
     }
 
     /// Add `id`; false if it was there already.
@@ -131,13 +242,63 @@ impl IdSet {
         ids.sort_unstable();
         let mut run = Run::new(ids);
         while let Some(last) = self.runs.last() {
-            if last.ids.len() != run.ids.len() || last.ids.len() + run.ids.len() > MAX_RUN_IDS {
+            if last.ids.len() != run.ids.len() || last.ids.len() + run.ids.len() > self.max_run {
                 break;
             }
-            let last = self.runs.pop().expect("a last run");
+            let Some(last) = self.runs.pop() else { break };
             run = last.merge(run);
         }
-        self.runs.push(run);
+        if run.ids.len() >= self.max_run {
+            if let Err(run) = self.set_aside(run) {
+                self.runs.push(run);
+            }
+        } else {
+            self.runs.push(run);
+        }
+    }
+
+    /// Write a full run to the temporary file, keeping 8 bytes per id; the run back if it
+    /// cannot be (it then stays in memory).
+    fn set_aside(&mut self, run: Run) -> Result<(), Run> {
+        if self.no_file {
+            return Err(run);
+        }
+        if self.aside.is_none() {
+            match tempfile::tempfile() {
+                Ok(file) => {
+                    self.aside = Some(Aside {
+                        file,
+                        runs: Vec::new(),
+                        end: 0,
+                        failed: AtomicBool::new(false),
+                    })
+                }
+                Err(e) => {
+                    tracing::debug!(
+                        "no temporary file for the ids a save added ({e}): they stay in memory"
+                    );
+                    self.no_file = true;
+                    return Err(run);
+                }
+            }
+        }
+        let Some(a) = self.aside.as_mut() else {
+            return Err(run);
+        };
+        match Spilled::write(&run, &a.file, a.end) {
+            Ok(spilled) => {
+                a.end += run.ids.len() as u64 * ID_LEN;
+                a.runs.push(spilled);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::debug!(
+                    "writing the ids a save added to a temporary file ({e}): they stay in memory"
+                );
+                self.no_file = true;
+                Err(run)
+            }
+        }
     }
 }
 
@@ -156,8 +317,10 @@ mod tests {
             assert!(set.insert(id(i)));
         }
         assert_eq!(set.len(), n as usize);
-        assert!(set.runs.len() >= 3, "{}", set.runs.len());
-        assert!(set.runs.iter().all(|r| r.ids.len() <= MAX_RUN_IDS));
+        // Two full runs set aside, the rest in memory below the cap.
+        assert_eq!(set.aside.as_ref().map(|a| a.runs.len()), Some(2));
+        assert!(set.runs.iter().all(|r| r.ids.len() < MAX_RUN_IDS));
+        assert!(set.runs.iter().map(|r| r.ids.len()).sum::<usize>() < MAX_RUN_IDS);
         for i in (0..n).step_by(7) {
             assert!(set.contains(&id(i)));
             assert!(!set.insert(id(i)));
@@ -191,6 +354,34 @@ mod tests {
             }
             for x in &model {
                 prop_assert!(set.contains(x));
+            }
+        }
+
+        /// With runs set aside at 4,096 ids: the same answers, for ids whose first 8 bytes
+        /// (all that stays in memory) are shared by groups of four.
+        #[test]
+        fn set_aside_runs_answer_exactly(ops in proptest::collection::vec((0u64..30_000, any::<bool>()), 0..16_000)) {
+            let mut set = IdSet::with_max_run(RECENT_IDS);
+            let mut model = HashSet::new();
+            for (n, insert) in ops {
+                let mut b = [0u8; 32];
+                b[..8].copy_from_slice(&(n / 4).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
+                b[24..].copy_from_slice(&n.to_be_bytes());
+                let x = Id(b);
+                if insert {
+                    prop_assert_eq!(set.insert(x), model.insert(x));
+                } else {
+                    prop_assert_eq!(set.contains(&x), model.contains(&x));
+                }
+                prop_assert_eq!(set.len(), model.len());
+            }
+            for x in &model {
+                prop_assert!(set.contains(x));
+            }
+            for n in 30_000..30_100u64 {
+                let mut b = [0u8; 32];
+                b[..8].copy_from_slice(&(n / 4).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
+                prop_assert!(!set.contains(&Id(b)));
             }
         }
     }

@@ -244,14 +244,23 @@ impl Loader {
     pub fn load(&mut self, id: &Id) -> Result<Vec<u8>> {
         let loc = self.index.get(id).ok_or(Error::BlobMissing(*id))?;
         self.fill_frame(&loc)?;
-        let (_, raw) = self.caches[slot(self.index.pack(loc.pack).kind)]
+        let kind = slot(self.index.pack(loc.pack).kind);
+        let (_, raw) = self.caches[kind]
             .frame
             .as_ref()
             .expect("filled by fill_frame()");
-        Ok(self
-            .check
-            .blob(loc.pack, raw, id, loc.offset, loc.len)?
-            .to_vec())
+        let blob = self.check.blob(loc.pack, raw, id, loc.offset, loc.len)?;
+        if raw.len() <= KEEP_BUFFER {
+            return Ok(blob.to_vec());
+        }
+        // A long frame (a content list, a large tree blob) is not kept for a next blob: it is
+        // handed over when it is the blob, and its stored bytes are let go, so that loading a
+        // 1 GB etcd database's 8 MB list holds it once, not three times, and not afterwards.
+        let part = (blob.len() < raw.len()).then(|| blob.to_vec());
+        let cache = &mut self.caches[kind];
+        cache.chunks = None;
+        let raw = cache.frame.take().map(|(_, raw)| raw).unwrap_or_default();
+        Ok(part.unwrap_or(raw))
     }
 
     /// Make the decompressed frame holding `loc` the cached one of its pack kind.

@@ -1,8 +1,9 @@
 //! The write pipeline: chunk → keyed hash → dedup → (batch small blobs) → zstd → pack → age →
 //! store, with a fixed number of worker threads and a bounded queue, so memory stays bounded
-//! whatever the input size: at most `2 × workers` queued jobs and [`PACKS_IN_MEMORY`] packs,
-//! counting the open one of each kind, sealed ones waiting for an uploader and those being
-//! uploaded ([`Backend::parallel_writes`] at most). A pack is encrypted as its frames are added
+//! whatever the input size: at most `2 × workers` queued jobs and [`packs_in_memory`] packs
+//! (two 16 MiB packs on local storage, three on remote), counting the open one of each kind,
+//! sealed ones waiting for an uploader and those being uploaded ([`Backend::parallel_writes`]
+//! at most). A pack is encrypted as its frames are added
 //! (age's STREAM is incremental), so each is held once, as ciphertext.
 //!
 //! [`Backend::parallel_writes`]: crate::backend::Backend::parallel_writes
@@ -32,9 +33,25 @@ pub const SMALL_BLOB: usize = 32 << 10;
 pub const FRAME_TARGET: usize = 256 << 10;
 /// A batch's buffer: a frame's target and the small blob that may take it past it.
 const BATCH_CAPACITY: usize = FRAME_TARGET + SMALL_BLOB;
-/// Packs held at once by a save: open, sealed and waiting, or being uploaded. Three let one
-/// pack fill while another is stored (two packers, data and tree, can be open at once).
-pub const PACKS_IN_MEMORY: usize = 3;
+/// Bytes of packs a save holds at once on local storage (open, sealed and waiting, or being
+/// written), counted in whole packs of the repository's pack size: two 16 MiB packs, one
+/// filling while the other is written (a local write of a pack takes a fraction of the time
+/// to fill the next one).
+pub const PACK_BYTES_IN_MEMORY: u64 = 32 << 20;
+/// The same on remote storage, where an upload takes longer than filling a pack: three 16
+/// MiB packs.
+pub const REMOTE_PACK_BYTES_IN_MEMORY: u64 = 48 << 20;
+
+/// Packs a save holds at once for packs of `pack_size` bytes: two or three (the data and the
+/// tree packer can both be open; a third lets one fill while two are stored).
+pub fn packs_in_memory(pack_size: u64, remote: bool) -> usize {
+    let budget = if remote {
+        REMOTE_PACK_BYTES_IN_MEMORY
+    } else {
+        PACK_BYTES_IN_MEMORY
+    };
+    (budget / pack_size.max(1)).clamp(2, 3) as usize
+}
 /// Index entries a save holds for stored packs before it writes them as an index object
 /// (~64 bytes each in memory, ~57 encoded): a save of a large input writes one index object
 /// per this many new blobs instead of one at the end, so its memory does not grow with it.
@@ -90,7 +107,7 @@ struct Shared {
     repo: Arc<Repository>,
     uploads: Mutex<Option<Sender<Upload>>>,
     packers: [Mutex<Option<OpenPack>>; 2],
-    /// One token per pack that may be held ([`PACKS_IN_MEMORY`]): taken to open a pack,
+    /// One token per pack that may be held ([`packs_in_memory`]): taken to open a pack,
     /// given back once it is stored (or dropped).
     tokens: (Sender<()>, Receiver<()>),
     written: Mutex<Written>,
@@ -131,7 +148,7 @@ impl Shared {
         self.failed.store(true, Ordering::SeqCst);
     }
 
-    /// Open a pack of `kind`, once fewer than [`PACKS_IN_MEMORY`] are held.
+    /// Open a pack of `kind`, once fewer than [`packs_in_memory`] are held.
     fn open_pack(&self, kind: PackKind) -> Result<OpenPack> {
         self.tokens
             .1
@@ -357,8 +374,12 @@ impl Saver {
         // A rendezvous: a sealed pack waits in its sealing worker, not in a queue, until an
         // uploader is free (one pack less in memory; the other worker keeps compressing).
         let (up_tx, up_rx) = bounded::<Upload>(0);
-        let tokens = bounded::<()>(PACKS_IN_MEMORY);
-        for _ in 0..PACKS_IN_MEMORY {
+        let held = packs_in_memory(
+            u64::from(repo.config().pack_size),
+            repo.backend().is_remote(),
+        );
+        let tokens = bounded::<()>(held);
+        for _ in 0..held {
             let _ = tokens.0.try_send(());
         }
         let shared = Arc::new(Shared {
@@ -583,7 +604,8 @@ impl Saver {
         Ok(())
     }
 
-    /// Store a tree blob (long files' ids as content lists, SPEC §9.1).
+    /// Store a tree blob (long files' ids as content lists, SPEC §9.1: such a file is left
+    /// with its list in `content_lists` and no `content`, as a loaded tree has it).
     pub fn save_tree(&mut self, tree: &mut Tree) -> Result<Id> {
         let base = self.list_base.take();
         let written = crate::content_lists::write(self, tree, base.as_ref());

@@ -709,10 +709,15 @@ pub fn update_keys(etcd: &Etcd, n: usize, every: usize, generation: u64) -> usiz
 /// Store `count` incompressible 1 MB values under /registry/blobs/ (two `etcdctl put`s at a
 /// time, each reading its value from stdin).
 pub fn load_big(etcd: &Etcd, count: usize) {
+    load_big_from(etcd, 0, count);
+}
+
+/// [`load_big`] of the values numbered `from..to` (more of them after an earlier call).
+pub fn load_big_from(etcd: &Etcd, from: usize, to: usize) {
     std::thread::scope(|sc| {
         for part in [0, 1] {
             sc.spawn(move || {
-                for i in (part..count).step_by(2) {
+                for i in (from + part..to).step_by(2) {
                     let v = crate::random_bytes(0xb16_0000 + i as u64, 1_000_000);
                     etcd.etcdctl_stdin(&["put", &format!("/registry/blobs/b{i:04}")], &v);
                 }
