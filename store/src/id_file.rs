@@ -245,22 +245,23 @@ impl IdFile {
 
     /// True if `id` is in the set (false, logged once, if the file cannot be read).
     pub fn contains(&self, id: &Id) -> bool {
+        self.rank(id).is_some()
+    }
+
+    /// The number of ids in the set below `id`, if `id` is in it: a dense number (0..len)
+    /// for sets kept apart, one bit per id (None, logged once, if the file cannot be read).
+    pub fn rank(&self, id: &Id) -> Option<u64> {
         let block = self.fences.partition_point(|f| f <= id);
         if block == 0 {
-            return false;
+            return None;
         }
         let first = (block - 1) as u64 * BLOCK_IDS as u64;
         let n = (self.len - first).min(BLOCK_IDS as u64) as usize;
         let mut bytes = [0u8; BLOCK_IDS * ID_LEN];
         let bytes = &mut bytes[..n * ID_LEN];
         if let Err(e) = self.file.read_exact_at(bytes, first * ID_LEN as u64) {
-            if !self.failed.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    "{}; blobs whose presence cannot be read back are stored again",
-                    tmp_error("reading", e)
-                );
-            }
-            return false;
+            self.read_failed(e);
+            return None;
         }
         let (mut lo, mut hi) = (0usize, n);
         while lo < hi {
@@ -268,10 +269,19 @@ impl IdFile {
             match bytes[mid * ID_LEN..(mid + 1) * ID_LEN].cmp(&id.0[..]) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return true,
+                std::cmp::Ordering::Equal => return Some(first + mid as u64),
             }
         }
-        false
+        None
+    }
+
+    fn read_failed(&self, e: std::io::Error) {
+        if !self.failed.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "{}; blobs whose presence cannot be read back count as absent (a backup stores them again, a check reads the whole index instead)",
+                tmp_error("reading", e)
+            );
+        }
     }
 }
 
@@ -351,8 +361,12 @@ mod tests {
             }
             let set = b.finish().unwrap();
             prop_assert_eq!(set.len(), model.len() as u64);
+            let mut sorted: Vec<Id> = model.iter().copied().collect();
+            sorted.sort_unstable();
             for n in ask.iter().chain(&ins) {
                 prop_assert_eq!(set.contains(&make(*n)), model.contains(&make(*n)));
+                let rank = sorted.binary_search(&make(*n)).ok().map(|r| r as u64);
+                prop_assert_eq!(set.rank(&make(*n)), rank);
             }
         }
     }
