@@ -202,6 +202,20 @@ impl Cursor {
     }
 }
 
+/// Where `id` is among the sorted ids packed in `bytes`.
+fn search(bytes: &[u8], id: &Id) -> Option<usize> {
+    let (mut lo, mut hi) = (0usize, bytes.len() / ID_LEN);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match bytes[mid * ID_LEN..(mid + 1) * ID_LEN].cmp(&id.0[..]) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return Some(mid),
+        }
+    }
+    None
+}
+
 fn id_of(b: &[u8]) -> Id {
     let mut a = [0u8; ID_LEN];
     a.copy_from_slice(b);
@@ -255,24 +269,53 @@ impl IdFile {
         if block == 0 {
             return None;
         }
-        let first = (block - 1) as u64 * BLOCK_IDS as u64;
-        let n = (self.len - first).min(BLOCK_IDS as u64) as usize;
+        let first = (block - 1) * BLOCK_IDS;
         let mut bytes = [0u8; BLOCK_IDS * ID_LEN];
-        let bytes = &mut bytes[..n * ID_LEN];
-        if let Err(e) = self.file.read_exact_at(bytes, first * ID_LEN as u64) {
-            self.read_failed(e);
-            return None;
-        }
-        let (mut lo, mut hi) = (0usize, n);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match bytes[mid * ID_LEN..(mid + 1) * ID_LEN].cmp(&id.0[..]) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(first + mid as u64),
+        let n = self.read_block(first, &mut bytes)?;
+        Some(first as u64 + search(&bytes[..n * ID_LEN], id)? as u64)
+    }
+
+    /// [`IdFile::rank`] of each of `ids`. Sorted ids are answered reading each block of the
+    /// file once for all of them it may hold (a content list's ids: one read per block, not
+    /// per id); others in any order, correctly, with more reads.
+    pub fn ranks_sorted(&self, ids: &[Id]) -> Vec<Option<u64>> {
+        let mut bytes = [0u8; BLOCK_IDS * ID_LEN];
+        // The block in `bytes` and its number of ids; None if it could not be read.
+        let mut held: Option<(usize, Option<usize>)> = None;
+        ids.iter()
+            .map(|id| {
+                let block = self.fences.partition_point(|f| f <= id);
+                if block == 0 {
+                    return None;
+                }
+                let first = (block - 1) * BLOCK_IDS;
+                let n = match held {
+                    Some((b, n)) if b == block => n,
+                    _ => {
+                        let n = self.read_block(first, &mut bytes);
+                        held = Some((block, n));
+                        n
+                    }
+                };
+                Some(first as u64 + search(&bytes[..n? * ID_LEN], id)? as u64)
+            })
+            .collect()
+    }
+
+    /// Read the block of ids starting at id number `first` into `bytes`; its number of ids,
+    /// or None (logged once) if it cannot be read.
+    fn read_block(&self, first: usize, bytes: &mut [u8; BLOCK_IDS * ID_LEN]) -> Option<usize> {
+        let n = (self.len - first as u64).min(BLOCK_IDS as u64) as usize;
+        match self
+            .file
+            .read_exact_at(&mut bytes[..n * ID_LEN], (first * ID_LEN) as u64)
+        {
+            Ok(()) => Some(n),
+            Err(e) => {
+                self.read_failed(e);
+                None
             }
         }
-        None
     }
 
     fn read_failed(&self, e: std::io::Error) {
@@ -368,6 +411,13 @@ mod tests {
                 let rank = sorted.binary_search(&make(*n)).ok().map(|r| r as u64);
                 prop_assert_eq!(set.rank(&make(*n)), rank);
             }
+            let mut asked: Vec<Id> = ask.iter().chain(&ins).map(|n| make(*n)).collect();
+            asked.sort_unstable();
+            let ranks: Vec<Option<u64>> = asked
+                .iter()
+                .map(|id| sorted.binary_search(id).ok().map(|r| r as u64))
+                .collect();
+            prop_assert_eq!(set.ranks_sorted(&asked), ranks);
         }
     }
 }

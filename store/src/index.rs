@@ -409,6 +409,27 @@ impl Index {
         })
     }
 
+    /// [`Index::rank`] of each of `ids` (sorted, for fewer reads of the ids on disk).
+    pub fn ranks_sorted(&self, ids: &[Id]) -> Vec<Option<usize>> {
+        let mut ranks: Vec<Option<usize>> = ids.iter().map(|id| self.position(id)).collect();
+        if let Some(stored) = &self.stored {
+            let asked: Vec<Id> = ids
+                .iter()
+                .zip(&ranks)
+                .filter(|(_, r)| r.is_none())
+                .map(|(id, _)| *id)
+                .collect();
+            let mut found = stored.ranks_sorted(&asked).into_iter();
+            for r in ranks.iter_mut().filter(|r| r.is_none()) {
+                *r = found
+                    .next()
+                    .flatten()
+                    .map(|s| self.entries.len() + s as usize);
+            }
+        }
+        ranks
+    }
+
     /// Number of blobs [`Index::contains`] knows: located, or known present only.
     pub fn ranks(&self) -> usize {
         self.entries.len() + self.stored.as_ref().map_or(0, |s| s.len() as usize)

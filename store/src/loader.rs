@@ -244,14 +244,21 @@ impl Loader {
     pub fn load(&mut self, id: &Id) -> Result<Vec<u8>> {
         let loc = self.index.get(id).ok_or(Error::BlobMissing(*id))?;
         self.fill_frame(&loc)?;
-        let (_, raw) = self.caches[slot(self.index.pack(loc.pack).kind)]
-            .frame
-            .as_ref()
-            .expect("filled by fill_frame()");
-        Ok(self
+        let kind = self.index.pack(loc.pack).kind;
+        let cache = &mut self.caches[slot(kind)];
+        let (_, raw) = cache.frame.as_ref().expect("filled by fill_frame()");
+        let blob = self
             .check
             .blob(loc.pack, raw, id, loc.offset, loc.len)?
-            .to_vec())
+            .to_vec();
+        // A tree-pack frame of over a MiB holds one large blob (a content list: frames close
+        // at 256 KiB) read once: not kept, nor its stored bytes, which would stay resident
+        // for as long as the loader lives (a walk holds several loaders).
+        if kind == PackKind::Tree && raw.len() > KEEP_BUFFER {
+            cache.frame = None;
+            cache.chunks = None;
+        }
+        Ok(blob)
     }
 
     /// Make the decompressed frame holding `loc` the cached one of its pack kind.

@@ -13,9 +13,8 @@ use crate::loader::Loader;
 use crate::pack_entries::{decode_blob, encode_blob, BLOB_RECORD};
 use crate::repo::Repository;
 use crate::{Error, Result};
-use cairn_format::frame::Compression;
 use cairn_format::index::IndexPack;
-use cairn_format::pack::{BlobEntry, FrameRef, PackKind};
+use cairn_format::pack::PackKind;
 use cairn_format::tree::NodeKind;
 use cairn_format::Id;
 use std::collections::HashSet;
@@ -193,6 +192,8 @@ fn data_blobs(loader: &mut Loader, roots: &[Id]) -> Result<Vec<Id>> {
 mod tests {
     use super::*;
     use crate::saver::Saver;
+    use cairn_format::frame::Compression;
+    use cairn_format::pack::{BlobEntry, FrameRef};
     use cairn_format::tree::{Node, Tree};
 
     #[test]

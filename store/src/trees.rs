@@ -306,14 +306,21 @@ fn reach<'r>(
                 continue;
             }
             let tree = loader.load_tree(&tree_id)?;
-            for node in &tree.nodes {
-                for b in node.referenced() {
-                    seen.insert(*b);
-                }
+            // The tree's blobs looked up together (moved, not copied: a content list's ids
+            // are most of a tree).
+            let mut ids: Vec<Id> = Vec::new();
+            for mut node in tree.nodes {
                 if let (NodeKind::Dir, Some(sub)) = (&node.kind, node.subtree) {
                     stack.push(sub);
                 }
+                ids.extend_from_slice(&node.content_lists);
+                if ids.is_empty() {
+                    ids = std::mem::take(&mut node.content);
+                } else {
+                    ids.append(&mut node.content);
+                }
             }
+            seen.insert_all(ids);
         }
     }
     Ok(())
