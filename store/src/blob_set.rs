@@ -45,16 +45,19 @@ impl BlobSet {
     pub fn insert_all(&mut self, mut ids: Vec<Id>) {
         ids.sort_unstable();
         ids.dedup();
-        let ranks = self.index.ranks_sorted(&ids);
-        for (id, rank) in ids.into_iter().zip(ranks) {
-            match rank {
-                Some(i) => {
-                    let (w, b) = (i / 64, 1u64 << (i % 64));
-                    self.indexed += usize::from(self.bits[w] & b == 0);
-                    self.bits[w] |= b;
-                }
-                None => {
-                    self.unindexed.insert(id);
+        // In slices: the ranks of a content list's ids are not all held at once.
+        for ids in ids.chunks(8192) {
+            let ranks = self.index.ranks_sorted(ids);
+            for (id, rank) in ids.iter().zip(ranks) {
+                match rank {
+                    Some(i) => {
+                        let (w, b) = (i / 64, 1u64 << (i % 64));
+                        self.indexed += usize::from(self.bits[w] & b == 0);
+                        self.bits[w] |= b;
+                    }
+                    None => {
+                        self.unindexed.insert(*id);
+                    }
                 }
             }
         }

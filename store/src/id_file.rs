@@ -53,7 +53,8 @@ impl IdFileBuilder {
         IdFileBuilder::with_run(RUN_IDS)
     }
 
-    fn with_run(run_ids: usize) -> Result<IdFileBuilder> {
+    /// An empty builder sorting runs of `run_ids` ids in memory (32 bytes each).
+    pub(crate) fn with_run(run_ids: usize) -> Result<IdFileBuilder> {
         Ok(IdFileBuilder {
             run: Vec::new(),
             run_ids: run_ids.max(1),

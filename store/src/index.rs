@@ -120,22 +120,24 @@ impl Index {
         if Index::stored_bytes(repo)? < whole_below {
             return Index::load_excluding(repo, excluded);
         }
-        match Index::load_split(repo, excluded, &mut |_, _| Ok(()))? {
+        match Index::load_split(repo, excluded, crate::id_file::RUN_IDS, &mut |_, _| Ok(()))? {
             Some(index) => Ok(index),
             None => Index::load_excluding(repo, excluded),
         }
     }
 
     /// The tree packs' blobs located, the data packs' blob ids in an [`IdFile`] (see
-    /// [`Index::load_for_writing`]), at any size; every pack read is handed to `aside` too,
-    /// with the number of its listing (as [`Index::load_aside`]). None where the temporary
-    /// file fails (logged): the caller loads the whole index instead.
+    /// [`Index::load_for_writing`]), at any size, sorted in runs of `run_ids` ids; every pack
+    /// read is handed to `also` too, with the number of its listing (as
+    /// [`Index::load_aside`]). None where the temporary file fails (logged): the caller loads
+    /// the whole index instead.
     pub(crate) fn load_split(
         repo: &Repository,
         excluded: &HashSet<Id>,
+        run_ids: usize,
         also: &mut dyn FnMut(u32, &IndexPack) -> Result<()>,
     ) -> Result<Option<Index>> {
-        let mut ids = match IdFileBuilder::new() {
+        let mut ids = match IdFileBuilder::with_run(run_ids) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!("{e}: the whole index is held in memory instead");

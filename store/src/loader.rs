@@ -247,18 +247,24 @@ impl Loader {
         let kind = self.index.pack(loc.pack).kind;
         let cache = &mut self.caches[slot(kind)];
         let (_, raw) = cache.frame.as_ref().expect("filled by fill_frame()");
-        let blob = self
-            .check
-            .blob(loc.pack, raw, id, loc.offset, loc.len)?
-            .to_vec();
         // A tree-pack frame of over a MiB holds one large blob (a content list: frames close
         // at 256 KiB) read once: not kept, nor its stored bytes, which would stay resident
-        // for as long as the loader lives (a walk holds several loaders).
+        // for as long as the loader lives (a walk holds several loaders); the blob is the
+        // frame itself when it fills it, not a copy.
         if kind == PackKind::Tree && raw.len() > KEEP_BUFFER {
-            cache.frame = None;
             cache.chunks = None;
+            let (_, mut raw) = cache.frame.take().expect("filled by fill_frame()");
+            self.check.blob(loc.pack, &raw, id, loc.offset, loc.len)?;
+            if loc.offset != 0 || loc.len as usize != raw.len() {
+                let start = loc.offset as usize;
+                raw = raw[start..start + loc.len as usize].to_vec();
+            }
+            return Ok(raw);
         }
-        Ok(blob)
+        Ok(self
+            .check
+            .blob(loc.pack, raw, id, loc.offset, loc.len)?
+            .to_vec())
     }
 
     /// Make the decompressed frame holding `loc` the cached one of its pack kind.

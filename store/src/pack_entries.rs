@@ -3,7 +3,7 @@
 //! pack against the entries the index objects list for it), and the record format shared with
 //! [`crate::partial_index`].
 //!
-//! [`PackEntriesBuilder::put`] appends each pack's blobs as the index objects are read (1 MiB
+//! [`PackEntriesBuilder::put`] appends each pack's blobs as the index objects are read (256 KiB
 //! write buffer) and remembers, per pack, where its records are (a pack listed by several
 //! index objects has several runs); [`PackEntries::entries`] reads one pack's runs back with
 //! `pread`. Memory holds a few dozen bytes per pack, none per blob.
@@ -85,7 +85,7 @@ impl PackEntriesBuilder {
     pub fn new() -> Result<PackEntriesBuilder> {
         let f = tempfile::tempfile().map_err(|e| tmp_error("creating", e))?;
         Ok(PackEntriesBuilder {
-            out: BufWriter::with_capacity(1 << 20, f),
+            out: BufWriter::with_capacity(256 << 10, f),
             written: 0,
             listing: 1,
             runs: HashMap::new(),
