@@ -13,7 +13,7 @@ use cairn_format::frame::Compression;
 use cairn_format::index::IndexPack;
 use cairn_format::pack::{BlobEntry, FrameRef};
 use cairn_format::Id;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
@@ -155,7 +155,7 @@ pub struct PackEntries {
 
 impl PackEntries {
     /// Every blob the index objects list in `pack`, each once (the first listing of an id
-    /// wins), in the order listed.
+    /// wins), in id order.
     pub fn entries(&self, pack: &Id) -> Result<Vec<BlobEntry>> {
         let Some(runs) = self.runs.get(pack) else {
             return Ok(Vec::new());
@@ -173,8 +173,9 @@ impl PackEntries {
                 out.push(decode_blob(rec));
             }
         }
-        let mut seen = HashSet::with_capacity(out.len());
-        out.retain(|b| seen.insert(b.id));
+        // By id, the first listed of each (a stable sort), as the whole index keeps them.
+        out.sort_by_key(|b| b.id);
+        out.dedup_by_key(|b| b.id);
         Ok(out)
     }
 }
@@ -244,7 +245,8 @@ mod tests {
             let file = b.finish().unwrap();
             for pack in 0u8..7 {
                 let id = Id([pack; 32]);
-                let want = model.get(&id).cloned().unwrap_or_default();
+                let mut want = model.get(&id).cloned().unwrap_or_default();
+                want.sort_by_key(|b| b.id);
                 prop_assert_eq!(file.entries(&id).unwrap(), want);
             }
         }
