@@ -259,7 +259,10 @@ pub struct Audit {
     index: Arc<Index>,
     /// Every indexed pack.
     packs: Vec<PackInfo>,
-    /// With a split index: each pack's index entries, on disk, for [`check_data`].
+    /// The index is split (see `index`).
+    split: bool,
+    /// With a split index: each pack's index entries, on disk, for [`check_data`] (set aside
+    /// while the index is read when a data check was announced, else read when it runs).
     entries: Option<PackEntries>,
     snapshots: Vec<(Id, Snapshot)>,
     /// Pack → problem number, for packs found missing or damaged.
@@ -269,25 +272,37 @@ pub struct Audit {
     unindexed: Vec<PackInfo>,
 }
 
-/// The index as the check holds it, every indexed pack, and (split) each pack's entries on
-/// disk. Index objects adding up to fewer than `whole_below` bytes are loaded whole, as is
-/// everything where no temporary file can be made. Above, what the check holds does not grow
-/// with the blobs: the tree packs' blobs located (the trees are walked), the data packs' ids
-/// in an [`crate::id_file::IdFile`] (every referenced blob is looked up: a bit each in the
-/// referenced set) and every pack's entries in a [`PackEntries`] file (`--read-data` reads
-/// them a pack at a time).
+/// The index as the check holds it, every indexed pack, and whether it is split, with (split
+/// and `with_entries`) each pack's entries on disk. Index objects adding up to fewer than
+/// `whole_below` bytes are loaded whole, as is everything where no temporary file can be made.
+/// Above, what the check holds does not grow with the blobs: the tree packs' blobs located
+/// (the trees are walked), the data packs' ids in an [`crate::id_file::IdFile`] (every
+/// referenced blob is looked up: a bit each in the referenced set) and every pack's entries
+/// in a [`PackEntries`] file (`--read-data` reads them a pack at a time).
 fn load_index(
     repo: &Repository,
     whole_below: u64,
-) -> Result<(Index, Vec<PackInfo>, Option<PackEntries>)> {
+    with_entries: bool,
+) -> Result<(Index, Vec<PackInfo>, bool, Option<PackEntries>)> {
     if Index::stored_bytes(repo)? >= whole_below {
-        if let Some(split) = load_split(repo)? {
-            return Ok(split);
+        if let Some((index, packs, entries)) = load_split(repo, with_entries)? {
+            return Ok((index, packs, true, entries));
         }
     }
     let index = Index::load(repo)?;
     let packs = index.packs().to_vec();
-    Ok((index, packs, None))
+    Ok((index, packs, false, None))
+}
+
+/// Every pack's index entries set aside in a temporary file, for a data check that was not
+/// announced to [`check_structure_for`].
+fn read_entries(repo: &Repository) -> Result<PackEntries> {
+    let mut entries = PackEntriesBuilder::new()?;
+    Index::load_aside(repo, &|_, _| false, false, &mut |attempt, p| {
+        entries.put(attempt, p);
+        Ok(())
+    })?;
+    entries.finish()
 }
 
 /// Data blob ids sorted in memory at once while the index is split (1 MiB; a backup's 4 MiB
@@ -295,8 +310,11 @@ fn load_index(
 const SPLIT_RUN_IDS: usize = 32 << 10;
 
 /// [`load_index`] split; None where a temporary file fails (logged).
-fn load_split(repo: &Repository) -> Result<Option<(Index, Vec<PackInfo>, Option<PackEntries>)>> {
-    let mut entries = match PackEntriesBuilder::new() {
+fn load_split(
+    repo: &Repository,
+    with_entries: bool,
+) -> Result<Option<(Index, Vec<PackInfo>, Option<PackEntries>)>> {
+    let mut entries = match with_entries.then(PackEntriesBuilder::new).transpose() {
         Ok(b) => b,
         Err(e) => {
             tracing::warn!("{e}: the whole index is held in memory instead");
@@ -320,14 +338,16 @@ fn load_split(repo: &Repository) -> Result<Option<(Index, Vec<PackInfo>, Option<
                 size: p.size,
             });
         }
-        entries.put(attempt, p);
+        if let Some(e) = entries.as_mut() {
+            e.put(attempt, p);
+        }
         Ok(())
     })?;
     let Some(index) = index else {
         return Ok(None);
     };
-    match entries.finish() {
-        Ok(entries) => Ok(Some((index, packs, Some(entries)))),
+    match entries.map(PackEntriesBuilder::finish).transpose() {
+        Ok(entries) => Ok(Some((index, packs, entries))),
         Err(e) => {
             tracing::warn!("{e}: the whole index is held in memory instead");
             Ok(None)
@@ -338,17 +358,29 @@ fn load_split(repo: &Repository) -> Result<Option<(Index, Vec<PackInfo>, Option<
 /// Check index, packs and snapshots. Returns the audit for [`check_data`] and
 /// [`Audit::attribute`].
 pub fn check_structure(repo: &Arc<Repository>, report: &mut CheckReport) -> Result<Audit> {
-    check_structure_above(repo, report, WHOLE_BELOW)
+    check_structure_for(repo, report, true)
 }
 
-/// [`check_structure`], the index split above `whole_below` bytes of index objects.
+/// [`check_structure`], saying whether [`check_data`] follows: in a large repository the
+/// packs' index entries are then set aside as the index is read (else a data check reads the
+/// index objects again for them).
+pub fn check_structure_for(
+    repo: &Arc<Repository>,
+    report: &mut CheckReport,
+    read_data: bool,
+) -> Result<Audit> {
+    check_structure_above(repo, report, WHOLE_BELOW, read_data)
+}
+
+/// [`check_structure_for`], the index split above `whole_below` bytes of index objects.
 fn check_structure_above(
     repo: &Arc<Repository>,
     report: &mut CheckReport,
     whole_below: u64,
+    read_data: bool,
 ) -> Result<Audit> {
     check_keys(repo.backend(), report)?;
-    let (index, packs, entries) = load_index(repo, whole_below)?;
+    let (index, packs, split, entries) = load_index(repo, whole_below, read_data)?;
     for (path, why) in &index.damaged {
         report
             .problems
@@ -432,6 +464,7 @@ fn check_structure_above(
         repo: repo.clone(),
         index: Arc::new(index),
         packs,
+        split,
         entries,
         snapshots: listing.snapshots,
         bad_packs,
@@ -498,7 +531,7 @@ impl Audit {
 
     /// [`Audit::attribute`] after [`Audit::walk_trees`].
     fn attribute_walked(&self, walked: Walked, report: &mut CheckReport) -> Result<()> {
-        if self.entries.is_none() {
+        if !self.split {
             return self.attribute_in(&self.index, walked, report);
         }
         // A split index: every tree loaded, every referenced blob known and no pack found bad
@@ -771,7 +804,11 @@ fn check_packs(
 ) -> Result<Vec<BadPack>> {
     // Blobs by pack: from the whole index, or read back a pack at a time.
     let mut by_pack: HashMap<Id, Vec<(Id, Location)>> = HashMap::new();
-    if audit.entries.is_none() {
+    let unannounced = match (&audit.entries, audit.split) {
+        (None, true) => Some(read_entries(&audit.repo)?),
+        _ => None,
+    };
+    if !audit.split {
         for (id, loc) in audit.index.iter() {
             by_pack
                 .entry(audit.index.pack(loc.pack).id)
@@ -780,7 +817,7 @@ fn check_packs(
         }
     }
     let entries_of = |info: &PackInfo| -> Result<Cow<'_, [(Id, Location)]>> {
-        let Some(file) = &audit.entries else {
+        let Some(file) = audit.entries.as_ref().or(unannounced.as_ref()) else {
             return Ok(Cow::Borrowed(
                 by_pack.get(&info.id).map_or(&[][..], Vec::as_slice),
             ));
@@ -1038,12 +1075,14 @@ mod tests {
     }
 
     /// `check` (with `--read-data` if `read_data`), the index split (or not) whatever its
-    /// size; problems in a stable order.
-    fn check(repo: &Arc<Repository>, split: bool, read_data: bool) -> CheckReport {
+    /// size, the data check announced to the structure pass (or not); problems in a stable
+    /// order.
+    fn check(repo: &Arc<Repository>, split: bool, read_data: bool, announced: bool) -> CheckReport {
         let mut report = CheckReport::default();
         let whole_below = if split { 0 } else { u64::MAX };
-        let mut audit = check_structure_above(repo, &mut report, whole_below).unwrap();
-        assert_eq!(audit.entries.is_some(), split);
+        let mut audit = check_structure_above(repo, &mut report, whole_below, announced).unwrap();
+        assert_eq!(audit.split, split);
+        assert_eq!(audit.entries.is_some(), split && announced);
         let subset = read_data.then_some(Subset::All);
         check_data_and_attribute(&mut audit, subset, &mut report).unwrap();
         report.problems.sort_by(|a, b| a.object.cmp(&b.object));
@@ -1051,18 +1090,20 @@ mod tests {
     }
 
     fn same(repo: &Arc<Repository>, read_data: bool) -> CheckReport {
-        let whole = check(repo, false, read_data);
-        let split = check(repo, true, read_data);
-        assert_eq!(split.problems, whole.problems);
-        assert_eq!(split.notes, whole.notes);
-        assert_eq!(
-            (split.packs, split.blobs, split.snapshots),
-            (whole.packs, whole.blobs, whole.snapshots)
-        );
-        assert_eq!(
-            (split.packs_read, split.bytes_read, split.blobs_verified),
-            (whole.packs_read, whole.bytes_read, whole.blobs_verified)
-        );
+        let whole = check(repo, false, read_data, read_data);
+        for announced in [read_data, false] {
+            let split = check(repo, true, read_data, announced);
+            assert_eq!(split.problems, whole.problems);
+            assert_eq!(split.notes, whole.notes);
+            assert_eq!(
+                (split.packs, split.blobs, split.snapshots),
+                (whole.packs, whole.blobs, whole.snapshots)
+            );
+            assert_eq!(
+                (split.packs_read, split.bytes_read, split.blobs_verified),
+                (whole.packs_read, whole.bytes_read, whole.blobs_verified)
+            );
+        }
         whole
     }
 
