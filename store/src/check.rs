@@ -279,19 +279,27 @@ pub struct Audit {
 /// (the trees are walked), the data packs' ids in an [`crate::id_file::IdFile`] (every
 /// referenced blob is looked up: a bit each in the referenced set) and every pack's entries
 /// in a [`PackEntries`] file (`--read-data` reads them a pack at a time).
-fn load_index(
-    repo: &Repository,
-    whole_below: u64,
-    with_entries: bool,
-) -> Result<(Index, Vec<PackInfo>, bool, Option<PackEntries>)> {
+fn load_index(repo: &Repository, whole_below: u64, with_entries: bool) -> Result<Loaded> {
     if Index::stored_bytes(repo)? >= whole_below {
-        if let Some((index, packs, entries)) = load_split(repo, with_entries)? {
-            return Ok((index, packs, true, entries));
+        if let Some(split) = load_split(repo, with_entries)? {
+            return Ok(split);
         }
     }
     let index = Index::load(repo)?;
-    let packs = index.packs().to_vec();
-    Ok((index, packs, false, None))
+    Ok(Loaded {
+        packs: index.packs().to_vec(),
+        index,
+        split: false,
+        entries: None,
+    })
+}
+
+/// What [`load_index`] gives (see [`Audit`]'s fields).
+struct Loaded {
+    index: Index,
+    packs: Vec<PackInfo>,
+    split: bool,
+    entries: Option<PackEntries>,
 }
 
 /// Every pack's index entries set aside in a temporary file, for a data check that was not
@@ -310,10 +318,7 @@ fn read_entries(repo: &Repository) -> Result<PackEntries> {
 const SPLIT_RUN_IDS: usize = 32 << 10;
 
 /// [`load_index`] split; None where a temporary file fails (logged).
-fn load_split(
-    repo: &Repository,
-    with_entries: bool,
-) -> Result<Option<(Index, Vec<PackInfo>, Option<PackEntries>)>> {
+fn load_split(repo: &Repository, with_entries: bool) -> Result<Option<Loaded>> {
     let mut entries = match with_entries.then(PackEntriesBuilder::new).transpose() {
         Ok(b) => b,
         Err(e) => {
@@ -347,7 +352,12 @@ fn load_split(
         return Ok(None);
     };
     match entries.map(PackEntriesBuilder::finish).transpose() {
-        Ok(entries) => Ok(Some((index, packs, entries))),
+        Ok(entries) => Ok(Some(Loaded {
+            index,
+            packs,
+            split: true,
+            entries,
+        })),
         Err(e) => {
             tracing::warn!("{e}: the whole index is held in memory instead");
             Ok(None)
@@ -380,7 +390,12 @@ fn check_structure_above(
     read_data: bool,
 ) -> Result<Audit> {
     check_keys(repo.backend(), report)?;
-    let (index, packs, split, entries) = load_index(repo, whole_below, read_data)?;
+    let Loaded {
+        index,
+        packs,
+        split,
+        entries,
+    } = load_index(repo, whole_below, read_data)?;
     for (path, why) in &index.damaged {
         report
             .problems

@@ -195,7 +195,7 @@ mod tests {
                 offset: u64::from(seed) << 33 | u64::from(n),
                 stored_len: seed ^ n,
                 raw_len: seed.wrapping_mul(7),
-                compression: if (n ^ seed) % 2 == 0 {
+                compression: if (n ^ seed).is_multiple_of(2) {
                     Compression::Zstd
                 } else {
                     Compression::None

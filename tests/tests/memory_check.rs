@@ -122,10 +122,10 @@ fn check_of_a_large_repository_peaks_as_of_a_small_one() {
         .iter()
         .next()
         .expect("the small backup wrote packs");
-    let len = std::fs::metadata(&pack).unwrap().len();
+    let len = std::fs::metadata(pack).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
-        .open(&pack)
+        .open(pack)
         .unwrap()
         .set_len(len - 1)
         .unwrap();
