@@ -1,6 +1,6 @@
-//! A set of blob ids as one bit per index entry: a million referenced blobs cost 128 KB
-//! instead of a hash set's ~40 MB. Ids the index does not know (missing blobs) are kept
-//! apart in a small hash set.
+//! A set of blob ids as one bit per blob the index knows ([`Index::rank`]: located, or known
+//! present only, on disk): a million referenced blobs cost 128 KB instead of a hash set's
+//! ~40 MB. Ids the index does not know (missing blobs) are kept apart in a small hash set.
 
 use crate::index::Index;
 use cairn_format::Id;
@@ -18,7 +18,7 @@ pub struct BlobSet {
 impl BlobSet {
     /// An empty set over `index`.
     pub fn new(index: Arc<Index>) -> Self {
-        let words = index.len().div_ceil(64);
+        let words = index.ranks().div_ceil(64);
         BlobSet {
             index,
             bits: vec![0; words],
@@ -29,7 +29,7 @@ impl BlobSet {
 
     /// Add `id`; false if it was there already.
     pub fn insert(&mut self, id: Id) -> bool {
-        match self.index.position(&id) {
+        match self.index.rank(&id) {
             Some(i) => {
                 let (w, b) = (i / 64, 1u64 << (i % 64));
                 let new = self.bits[w] & b == 0;
@@ -41,12 +41,39 @@ impl BlobSet {
         }
     }
 
+    /// Add every id of `ids` (sorted here: the index looks them up in one pass).
+    pub fn insert_all(&mut self, mut ids: Vec<Id>) {
+        ids.sort_unstable();
+        ids.dedup();
+        // In slices: the ranks of a content list's ids are not all held at once.
+        for ids in ids.chunks(8192) {
+            let ranks = self.index.ranks_sorted(ids);
+            for (id, rank) in ids.iter().zip(ranks) {
+                match rank {
+                    Some(i) => {
+                        let (w, b) = (i / 64, 1u64 << (i % 64));
+                        self.indexed += usize::from(self.bits[w] & b == 0);
+                        self.bits[w] |= b;
+                    }
+                    None => {
+                        self.unindexed.insert(*id);
+                    }
+                }
+            }
+        }
+    }
+
     /// True if `id` is in the set.
     pub fn contains(&self, id: &Id) -> bool {
-        match self.index.position(id) {
+        match self.index.rank(id) {
             Some(i) => self.bits[i / 64] & (1u64 << (i % 64)) != 0,
             None => self.unindexed.contains(id),
         }
+    }
+
+    /// Number of ids the index does not know.
+    pub fn unknown(&self) -> usize {
+        self.unindexed.len()
     }
 
     /// Number of ids.
@@ -59,7 +86,7 @@ impl BlobSet {
         self.len() == 0
     }
 
-    /// Add every id of `other`.
+    /// Add every id of `other` (over another index: those [`BlobSet::iter`] lists).
     pub fn extend_from(&mut self, other: &BlobSet) {
         if Arc::ptr_eq(&self.index, &other.index) {
             self.indexed = 0;
@@ -75,7 +102,9 @@ impl BlobSet {
         }
     }
 
-    /// Every id: the indexed ones in id order, then the others.
+    /// Every id the index locates, in id order, then the ids it does not know. Ids an index
+    /// knows present only ([`Index::load_for_writing`] of a large repository) are counted by
+    /// [`BlobSet::len`] and answered by [`BlobSet::contains`] but not listed here.
     pub fn iter(&self) -> impl Iterator<Item = &Id> {
         let bits = &self.bits;
         (0..self.index.len())
@@ -128,6 +157,10 @@ mod tests {
         assert!(!set.insert(id(5)));
         assert!(set.insert(id(150)));
         assert!(set.insert(id(99)));
+        let mut again = BlobSet::new(set.index.clone());
+        again.insert_all(vec![id(150), id(99), id(5), id(99)]);
+        assert_eq!(again.len(), 3);
+        assert!(again.contains(&id(5)) && again.contains(&id(150)) && again.contains(&id(99)));
         assert!(set.contains(&id(5)) && set.contains(&id(150)) && set.contains(&id(99)));
         assert!(!set.contains(&id(6)) && !set.contains(&id(151)));
         assert_eq!(set.len(), 3);

@@ -14,10 +14,12 @@
 
 use crate::backend::Backend;
 use crate::copy::stored_packs;
-use crate::index::Index;
+use crate::index::{Index, Location, PackInfo};
 use crate::lease;
 use crate::loader::Loader;
+use crate::pack_entries::{PackEntries, PackEntriesBuilder};
 use crate::pack_stream;
+use crate::partial_index::WHOLE_BELOW;
 use crate::repo::Repository;
 use crate::{snapshots, trees, Error, Result};
 use cairn_format::config::RepoConfig;
@@ -27,6 +29,7 @@ use cairn_format::payload::Payload;
 use cairn_format::snapshot::Snapshot;
 use cairn_format::tree::NodeKind;
 use cairn_format::Id;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -251,34 +254,162 @@ impl Subset {
 /// The structure check's state, shared with the data check.
 pub struct Audit {
     repo: Arc<Repository>,
+    /// The whole index; or, from a large repository ([`load_index`]), the tree packs' blobs
+    /// located and the data packs' blob ids on disk.
     index: Arc<Index>,
+    /// Every indexed pack.
+    packs: Vec<PackInfo>,
+    /// The index is split (see `index`).
+    split: bool,
+    /// With a split index: each pack's index entries, on disk, for [`check_data`] (set aside
+    /// while the index is read when a data check was announced, else read when it runs).
+    entries: Option<PackEntries>,
     snapshots: Vec<(Id, Snapshot)>,
     /// Pack → problem number, for packs found missing or damaged.
     bad_packs: HashMap<Id, usize>,
     /// Stored packs that are in no index (a lost index object's blobs may be in them, an
     /// interrupted backup may have left them, or someone planted them).
-    unindexed: Vec<crate::index::PackInfo>,
+    unindexed: Vec<PackInfo>,
+}
+
+/// The index as the check holds it, every indexed pack, and whether it is split, with (split
+/// and `with_entries`) each pack's entries on disk. Index objects adding up to fewer than
+/// `whole_below` bytes are loaded whole, as is everything where no temporary file can be made.
+/// Above, what the check holds does not grow with the blobs: the tree packs' blobs located
+/// (the trees are walked), the data packs' ids in an [`crate::id_file::IdFile`] (every
+/// referenced blob is looked up: a bit each in the referenced set) and every pack's entries
+/// in a [`PackEntries`] file (`--read-data` reads them a pack at a time).
+fn load_index(repo: &Repository, whole_below: u64, with_entries: bool) -> Result<Loaded> {
+    if Index::stored_bytes(repo)? >= whole_below {
+        if let Some(split) = load_split(repo, with_entries)? {
+            return Ok(split);
+        }
+    }
+    let index = Index::load(repo)?;
+    Ok(Loaded {
+        packs: index.packs().to_vec(),
+        index,
+        split: false,
+        entries: None,
+    })
+}
+
+/// What [`load_index`] gives (see [`Audit`]'s fields).
+struct Loaded {
+    index: Index,
+    packs: Vec<PackInfo>,
+    split: bool,
+    entries: Option<PackEntries>,
+}
+
+/// Every pack's index entries set aside in a temporary file, for a data check that was not
+/// announced to [`check_structure_for`].
+fn read_entries(repo: &Repository) -> Result<PackEntries> {
+    let mut entries = PackEntriesBuilder::new()?;
+    Index::load_aside(repo, &|_, _| false, false, &mut |attempt, p| {
+        entries.put(attempt, p);
+        Ok(())
+    })?;
+    entries.finish()
+}
+
+/// Data blob ids sorted in memory at once while the index is split (1 MiB; a backup's 4 MiB
+/// would be most of what the check adds to reading one index object).
+const SPLIT_RUN_IDS: usize = 32 << 10;
+
+/// [`load_index`] split; None where a temporary file fails (logged).
+fn load_split(repo: &Repository, with_entries: bool) -> Result<Option<Loaded>> {
+    let mut entries = match with_entries.then(PackEntriesBuilder::new).transpose() {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!("{e}: the whole index is held in memory instead");
+            return Ok(None);
+        }
+    };
+    // Packs by first listing, as the whole index numbers them; a new listing starts over.
+    let mut packs: Vec<PackInfo> = Vec::new();
+    let mut known: HashSet<Id> = HashSet::new();
+    let mut listing = 1;
+    let index = Index::load_split(repo, &HashSet::new(), SPLIT_RUN_IDS, &mut |attempt, p| {
+        if attempt != listing {
+            listing = attempt;
+            packs.clear();
+            known.clear();
+        }
+        if known.insert(p.id) {
+            packs.push(PackInfo {
+                id: p.id,
+                kind: p.kind,
+                size: p.size,
+            });
+        }
+        if let Some(e) = entries.as_mut() {
+            e.put(attempt, p);
+        }
+        Ok(())
+    })?;
+    let Some(index) = index else {
+        return Ok(None);
+    };
+    match entries.map(PackEntriesBuilder::finish).transpose() {
+        Ok(entries) => Ok(Some(Loaded {
+            index,
+            packs,
+            split: true,
+            entries,
+        })),
+        Err(e) => {
+            tracing::warn!("{e}: the whole index is held in memory instead");
+            Ok(None)
+        }
+    }
 }
 
 /// Check index, packs and snapshots. Returns the audit for [`check_data`] and
 /// [`Audit::attribute`].
 pub fn check_structure(repo: &Arc<Repository>, report: &mut CheckReport) -> Result<Audit> {
+    check_structure_for(repo, report, true)
+}
+
+/// [`check_structure`], saying whether [`check_data`] follows: in a large repository the
+/// packs' index entries are then set aside as the index is read (else a data check reads the
+/// index objects again for them).
+pub fn check_structure_for(
+    repo: &Arc<Repository>,
+    report: &mut CheckReport,
+    read_data: bool,
+) -> Result<Audit> {
+    check_structure_above(repo, report, WHOLE_BELOW, read_data)
+}
+
+/// [`check_structure_for`], the index split above `whole_below` bytes of index objects.
+fn check_structure_above(
+    repo: &Arc<Repository>,
+    report: &mut CheckReport,
+    whole_below: u64,
+    read_data: bool,
+) -> Result<Audit> {
     check_keys(repo.backend(), report)?;
-    let index = Index::load(repo)?;
+    let Loaded {
+        index,
+        packs,
+        split,
+        entries,
+    } = load_index(repo, whole_below, read_data)?;
     for (path, why) in &index.damaged {
         report
             .problems
             .push(Problem::new(path.clone(), why, HINT_INDEX));
     }
-    report.packs = index.packs().len() as u64;
-    report.blobs = index.len() as u64;
+    report.packs = packs.len() as u64;
+    report.blobs = index.ranks() as u64;
     let condemned: HashSet<Id> = lease::load_markers(repo)?
         .iter()
         .flat_map(|(_, m)| m.packs.iter().map(|p| p.id))
         .collect();
     let stored = stored_packs(repo)?;
     let mut bad_packs = HashMap::new();
-    for info in index.packs() {
+    for info in &packs {
         let path = Repository::pack_path(info.kind, &info.id);
         let cause = match stored.get(&info.id) {
             None if condemned.contains(&info.id) => continue,
@@ -297,11 +428,11 @@ pub fn check_structure(repo: &Arc<Repository>, report: &mut CheckReport) -> Resu
             .problems
             .push(Problem::new(path, cause, HINT_SNAPSHOTS));
     }
-    let indexed: HashSet<Id> = index.packs().iter().map(|p| p.id).collect();
-    let unindexed: Vec<crate::index::PackInfo> = stored
+    let indexed: HashSet<Id> = packs.iter().map(|p| p.id).collect();
+    let unindexed: Vec<PackInfo> = stored
         .iter()
         .filter(|(id, _)| !condemned.contains(id) && !indexed.contains(id))
-        .map(|(id, (kind, size))| crate::index::PackInfo {
+        .map(|(id, (kind, size))| PackInfo {
             id: *id,
             kind: *kind,
             size: *size,
@@ -347,6 +478,9 @@ pub fn check_structure(repo: &Arc<Repository>, report: &mut CheckReport) -> Resu
     Ok(Audit {
         repo: repo.clone(),
         index: Arc::new(index),
+        packs,
+        split,
+        entries,
         snapshots: listing.snapshots,
         bad_packs,
         unindexed,
@@ -395,8 +529,13 @@ impl Audit {
     /// referenced (an error if a tree cannot be read). Needs nothing `check_data` finds, so
     /// it can run beside it.
     fn walk_trees(&self) -> Result<Walked> {
+        self.walk_trees_in(&self.index)
+    }
+
+    /// [`Audit::walk_trees`] with `index`.
+    fn walk_trees_in(&self, index: &Arc<Index>) -> Result<Walked> {
         let roots: Vec<Id> = self.snapshots.iter().map(|(_, s)| s.tree).collect();
-        let mut loader = Loader::new(self.repo.clone(), self.index.clone());
+        let mut loader = Loader::new(self.repo.clone(), index.clone());
         let problems = self.entry_counts(&mut loader)?;
         let referenced = trees::referenced_blobs(&mut loader, &roots);
         Ok(Walked {
@@ -407,18 +546,46 @@ impl Audit {
 
     /// [`Audit::attribute`] after [`Audit::walk_trees`].
     fn attribute_walked(&self, walked: Walked, report: &mut CheckReport) -> Result<()> {
+        if !self.split {
+            return self.attribute_in(&self.index, walked, report);
+        }
+        // A split index: every tree loaded, every referenced blob known and no pack found bad
+        // is all there is to know. Otherwise what the problems affect is named as before,
+        // with the whole index (the walk again, in case a tree is only in a data pack).
+        let clean = self.bad_packs.is_empty()
+            && walked
+                .referenced
+                .as_ref()
+                .is_ok_and(|blobs| blobs.unknown() == 0);
+        if clean {
+            report.problems.extend(walked.problems);
+            return Ok(());
+        }
+        tracing::info!("problems found: loading the whole index to name what they affect");
+        let whole = Arc::new(Index::load(&self.repo)?);
+        let walked = self.walk_trees_in(&whole)?;
+        self.attribute_in(&whole, walked, report)
+    }
+
+    /// [`Audit::attribute_walked`] with the whole index.
+    fn attribute_in(
+        &self,
+        index: &Arc<Index>,
+        walked: Walked,
+        report: &mut CheckReport,
+    ) -> Result<()> {
         report.problems.extend(walked.problems);
         let clean = walked.referenced.is_ok_and(|blobs| {
             blobs.iter().all(|b| {
-                self.index
+                index
                     .get(b)
-                    .is_some_and(|l| !self.bad_packs.contains_key(&self.index.pack(l.pack).id))
+                    .is_some_and(|l| !self.bad_packs.contains_key(&index.pack(l.pack).id))
             })
         });
         if clean {
             return Ok(());
         }
-        let mut loader = Loader::new(self.repo.clone(), self.index.clone());
+        let mut loader = Loader::new(self.repo.clone(), index.clone());
         let mut missing: HashMap<String, usize> = HashMap::new();
         for (snap_id, snap) in &self.snapshots {
             let mut affected =
@@ -439,7 +606,7 @@ impl Audit {
             let mut visit = |path: &[Vec<u8>], node: &cairn_format::tree::Node| -> Result<bool> {
                 let file = display(path);
                 for b in node.referenced() {
-                    if let Some((object, cause)) = self.blob_problem(b) {
+                    if let Some((object, cause)) = self.blob_problem(index, b) {
                         affected(report, object, cause, file.clone());
                         break;
                     }
@@ -450,7 +617,7 @@ impl Audit {
                             if e.is_storage_failure() {
                                 return Err(e);
                             }
-                            let object = self.blame(&sub, &e);
+                            let object = self.blame(index, &sub, &e);
                             affected(report, object, e.to_string(), format!("{file}/"));
                             return Ok(false);
                         }
@@ -459,7 +626,7 @@ impl Audit {
                 Ok(true)
             };
             match trees::walk(
-                &mut Loader::new(self.repo.clone(), self.index.clone()),
+                &mut Loader::new(self.repo.clone(), index.clone()),
                 &snap.tree,
                 trees::Bounds::of(snap),
                 &mut visit,
@@ -467,7 +634,7 @@ impl Audit {
                 Ok(()) => {}
                 Err(e) if e.is_storage_failure() => return Err(e),
                 Err(e) => {
-                    let object = self.blame(&snap.tree, &e);
+                    let object = self.blame(index, &snap.tree, &e);
                     affected(report, object, e.to_string(), "/".into());
                 }
             }
@@ -511,16 +678,16 @@ impl Audit {
     /// The object to name for tree blob `blob`, which could not be loaded with error `e`: the
     /// pack already found bad, else the object the error names (a damaged pack, or the blob
     /// itself when it is in no index or does not decode).
-    fn blame(&self, blob: &Id, e: &Error) -> String {
-        if let Some((object, _)) = self.blob_problem(blob) {
+    fn blame(&self, index: &Index, blob: &Id, e: &Error) -> String {
+        if let Some((object, _)) = self.blob_problem(index, blob) {
             return object;
         }
         match e {
             Error::Damaged { object, .. }
             | Error::NameMismatch { object, .. }
             | Error::NotFound { object } => object.clone(),
-            Error::BlobMismatch { pack, .. } => match self.index.get(blob) {
-                Some(l) => Repository::pack_path(self.index.pack(l.pack).kind, pack),
+            Error::BlobMismatch { pack, .. } => match index.get(blob) {
+                Some(l) => Repository::pack_path(index.pack(l.pack).kind, pack),
                 None => format!("tree blob {blob}"),
             },
             Error::BlobMissing(id) => format!("blob {id}"),
@@ -529,11 +696,11 @@ impl Audit {
     }
 
     /// The object to blame for an unreadable blob, if any.
-    fn blob_problem(&self, blob: &Id) -> Option<(String, String)> {
-        match self.index.get(blob) {
+    fn blob_problem(&self, index: &Index, blob: &Id) -> Option<(String, String)> {
+        match index.get(blob) {
             None => Some((format!("blob {blob}"), "referenced but in no index".into())),
             Some(l) => {
-                let p = self.index.pack(l.pack);
+                let p = index.pack(l.pack);
                 self.bad_packs
                     .contains_key(&p.id)
                     .then(|| (Repository::pack_path(p.kind, &p.id), String::new()))
@@ -650,26 +817,50 @@ fn check_packs(
     report: &mut CheckReport,
     decryptable: impl Fn(PackKind) -> bool + Sync,
 ) -> Result<Vec<BadPack>> {
-    // Blobs by pack, from the index.
-    let mut by_pack: HashMap<u32, Vec<(Id, crate::index::Location)>> = HashMap::new();
-    for (id, loc) in audit.index.iter() {
-        by_pack.entry(loc.pack).or_default().push((*id, loc));
+    // Blobs by pack: from the whole index, or read back a pack at a time.
+    let mut by_pack: HashMap<Id, Vec<(Id, Location)>> = HashMap::new();
+    let unannounced = match (&audit.entries, audit.split) {
+        (None, true) => Some(read_entries(&audit.repo)?),
+        _ => None,
+    };
+    if !audit.split {
+        for (id, loc) in audit.index.iter() {
+            by_pack
+                .entry(audit.index.pack(loc.pack).id)
+                .or_default()
+                .push((*id, loc));
+        }
     }
-    let packs: Vec<u32> = (0..audit.index.packs().len() as u32)
-        .filter(|n| {
-            let p = audit.index.pack(*n);
-            !audit.bad_packs.contains_key(&p.id) && subset.selects(&p.id)
-        })
+    let entries_of = |info: &PackInfo| -> Result<Cow<'_, [(Id, Location)]>> {
+        let Some(file) = audit.entries.as_ref().or(unannounced.as_ref()) else {
+            return Ok(Cow::Borrowed(
+                by_pack.get(&info.id).map_or(&[][..], Vec::as_slice),
+            ));
+        };
+        let located = file.entries(&info.id)?.into_iter().map(|b| {
+            let loc = Location {
+                pack: 0,
+                frame: b.frame,
+                offset: b.offset,
+                len: b.len,
+            };
+            (b.id, loc)
+        });
+        Ok(Cow::Owned(located.collect()))
+    };
+    let packs: Vec<&PackInfo> = audit
+        .packs
+        .iter()
+        .filter(|p| !audit.bad_packs.contains_key(&p.id) && subset.selects(&p.id))
         .collect();
     let found = Mutex::new(Vec::new());
     let (bytes, blobs, read) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let repo = &audit.repo;
-    let index = &audit.index;
-    parallel(&packs, readers(repo.backend()), |n| {
-        let info = index.pack(*n);
+    parallel(&packs, readers(repo.backend()), |info| {
+        let info = *info;
         let path = Repository::pack_path(info.kind, &info.id);
-        let entries = by_pack.get(n).map_or(&[][..], Vec::as_slice);
-        match verify_pack(repo, &path, &info, entries, decryptable(info.kind)) {
+        let entries = entries_of(info)?;
+        match verify_pack(repo, &path, info, &entries, decryptable(info.kind)) {
             Ok(count) => {
                 blobs.fetch_add(count, Ordering::Relaxed);
                 bytes.fetch_add(info.size, Ordering::Relaxed);
@@ -691,7 +882,7 @@ fn check_packs(
     })?;
     // Packs in no index are read too: nothing uses them, but one that does not verify was
     // planted or damaged, and `repair index` would otherwise be the first to trip over it.
-    let unindexed: Vec<&crate::index::PackInfo> = audit
+    let unindexed: Vec<&PackInfo> = audit
         .unindexed
         .iter()
         .filter(|p| subset.selects(&p.id))
@@ -734,8 +925,8 @@ enum PackError {
 fn verify_pack(
     repo: &Repository,
     path: &str,
-    info: &crate::index::PackInfo,
-    entries: &[(Id, crate::index::Location)],
+    info: &PackInfo,
+    entries: &[(Id, Location)],
     decrypt: bool,
 ) -> std::result::Result<u64, PackError> {
     if info.size > MAX_PACK_LEN {
@@ -797,7 +988,7 @@ thread_local! {
 fn verify_plaintext(
     repo: &Repository,
     plain: &[u8],
-    entries: &[(Id, crate::index::Location)],
+    entries: &[(Id, Location)],
 ) -> std::result::Result<u64, PackError> {
     let trailer =
         pack::parse_pack(plain).map_err(|e| PackError::Damaged(format!("trailer: {e}")))?;
@@ -842,4 +1033,156 @@ fn verify_plaintext(
         }
     }
     Ok(entries.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::saver::Saver;
+    use cairn_format::snapshot::{SnapshotStats, SourceKind};
+    use cairn_format::tree::{Node, Tree};
+
+    /// Snapshots of one file each, over data packs of 1 MiB, one index object per save; the
+    /// third file shares the first one's blobs.
+    fn repo(dir: &std::path::Path) -> (Arc<Repository>, Vec<Vec<Id>>) {
+        let identity = age::x25519::Identity::generate();
+        let repo = crate::test_repo::create(dir, &identity, Some(1 << 20));
+        let mut noise = 0x9e37_79b9_7f4a_7c15u64;
+        let mut files: Vec<Vec<Id>> = Vec::new();
+        for f in 0..3u32 {
+            let mut saver = Saver::new(repo.clone(), Arc::new(Index::load(&repo).unwrap()), 2);
+            let mut node = Node::new(format!("f{f}").into_bytes(), NodeKind::File);
+            if f == 2 {
+                node.content = files[0].clone();
+            }
+            for i in 0..150u32 {
+                let blob = if i % 2 == 0 {
+                    crate::test_repo::noise(&mut noise, 20_000)
+                } else {
+                    format!("{f} {i} ").repeat(300).into_bytes()
+                };
+                node.content
+                    .push(saver.add_blob(PackKind::Data, blob).unwrap());
+            }
+            files.push(node.content.clone());
+            let tree = saver.save_tree(&mut Tree { nodes: vec![node] }).unwrap();
+            saver.finish().unwrap();
+            let snap = Snapshot {
+                time_ns: 1 + i64::from(f),
+                host: "h".into(),
+                username: "u".into(),
+                source: cairn_format::snapshot::SourceKind::Paths,
+                paths: vec!["/".into()],
+                tags: Vec::new(),
+                tree,
+                parent: None,
+                stats: SnapshotStats {
+                    files: 1,
+                    ..SnapshotStats::default()
+                },
+                program: "test".into(),
+                facts: Vec::new(),
+            };
+            let _ = SourceKind::Paths;
+            snapshots::save(&repo, &snap).unwrap();
+        }
+        (repo, files)
+    }
+
+    /// `check` (with `--read-data` if `read_data`), the index split (or not) whatever its
+    /// size, the data check announced to the structure pass (or not); problems in a stable
+    /// order.
+    fn check(repo: &Arc<Repository>, split: bool, read_data: bool, announced: bool) -> CheckReport {
+        let mut report = CheckReport::default();
+        let whole_below = if split { 0 } else { u64::MAX };
+        let mut audit = check_structure_above(repo, &mut report, whole_below, announced).unwrap();
+        assert_eq!(audit.split, split);
+        assert_eq!(audit.entries.is_some(), split && announced);
+        let subset = read_data.then_some(Subset::All);
+        check_data_and_attribute(&mut audit, subset, &mut report).unwrap();
+        report.problems.sort_by(|a, b| a.object.cmp(&b.object));
+        report
+    }
+
+    fn same(repo: &Arc<Repository>, read_data: bool) -> CheckReport {
+        let whole = check(repo, false, read_data, read_data);
+        for announced in [read_data, false] {
+            let split = check(repo, true, read_data, announced);
+            assert_eq!(split.problems, whole.problems);
+            assert_eq!(split.notes, whole.notes);
+            assert_eq!(
+                (split.packs, split.blobs, split.snapshots),
+                (whole.packs, whole.blobs, whole.snapshots)
+            );
+            assert_eq!(
+                (split.packs_read, split.bytes_read, split.blobs_verified),
+                (whole.packs_read, whole.bytes_read, whole.blobs_verified)
+            );
+        }
+        whole
+    }
+
+    fn data_pack_of(repo: &Repository, blob: &Id) -> String {
+        let index = Index::load(repo).unwrap();
+        let loc = index.get(blob).unwrap();
+        let p = index.pack(loc.pack);
+        Repository::pack_path(p.kind, &p.id)
+    }
+
+    #[test]
+    fn a_split_index_finds_what_the_whole_one_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, files) = repo(dir.path());
+        for read_data in [false, true] {
+            let r = same(&repo, read_data);
+            assert!(r.problems.is_empty(), "{:?}", r.problems);
+            assert!(r.packs > 6 && r.blobs > 300, "{r:?}");
+        }
+        assert_eq!(same(&repo, true).blobs_verified, same(&repo, true).blobs);
+
+        // A flipped byte in a data pack of the first file: found by --read-data only, and
+        // named with the two snapshots that use it.
+        let flipped = data_pack_of(&repo, &files[0][10]);
+        let path = dir.path().join(&flipped);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(same(&repo, false).problems.is_empty());
+        let r = same(&repo, true);
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert_eq!(r.problems[0].object, flipped);
+        assert_eq!(r.problems[0].snapshots.len(), 2, "{:?}", r.problems);
+        bytes[mid] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+
+        // A truncated data pack of the second file, and a missing one of the first.
+        let truncated = data_pack_of(&repo, &files[1][3]);
+        let path = dir.path().join(&truncated);
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+        let missing = data_pack_of(&repo, &files[0][140]);
+        std::fs::remove_file(dir.path().join(&missing)).unwrap();
+        for read_data in [false, true] {
+            let r = same(&repo, read_data);
+            let objects: Vec<&str> = r.problems.iter().map(|p| p.object.as_str()).collect();
+            assert!(objects.contains(&truncated.as_str()), "{objects:?}");
+            assert!(objects.contains(&missing.as_str()), "{objects:?}");
+            assert!(r.problems.iter().all(|p| p.files_affected > 0), "{r:?}");
+        }
+
+        // An index object gone: its blobs are referenced but in no index, its packs stored
+        // but unindexed.
+        let index_objects = repo.backend().list("index").unwrap();
+        std::fs::remove_file(dir.path().join(&index_objects[0].path)).unwrap();
+        for read_data in [false, true] {
+            let r = same(&repo, read_data);
+            assert!(!r.problems.is_empty() && !r.notes.is_empty(), "{r:?}");
+        }
+    }
 }

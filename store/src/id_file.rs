@@ -53,7 +53,8 @@ impl IdFileBuilder {
         IdFileBuilder::with_run(RUN_IDS)
     }
 
-    fn with_run(run_ids: usize) -> Result<IdFileBuilder> {
+    /// An empty builder sorting runs of `run_ids` ids in memory (32 bytes each).
+    pub(crate) fn with_run(run_ids: usize) -> Result<IdFileBuilder> {
         Ok(IdFileBuilder {
             run: Vec::new(),
             run_ids: run_ids.max(1),
@@ -202,6 +203,20 @@ impl Cursor {
     }
 }
 
+/// Where `id` is among the sorted ids packed in `bytes`.
+fn search(bytes: &[u8], id: &Id) -> Option<usize> {
+    let (mut lo, mut hi) = (0usize, bytes.len() / ID_LEN);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match bytes[mid * ID_LEN..(mid + 1) * ID_LEN].cmp(&id.0[..]) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return Some(mid),
+        }
+    }
+    None
+}
+
 fn id_of(b: &[u8]) -> Id {
     let mut a = [0u8; ID_LEN];
     a.copy_from_slice(b);
@@ -245,33 +260,72 @@ impl IdFile {
 
     /// True if `id` is in the set (false, logged once, if the file cannot be read).
     pub fn contains(&self, id: &Id) -> bool {
+        self.rank(id).is_some()
+    }
+
+    /// The number of ids in the set below `id`, if `id` is in it: a dense number (0..len)
+    /// for sets kept apart, one bit per id (None, logged once, if the file cannot be read).
+    pub fn rank(&self, id: &Id) -> Option<u64> {
         let block = self.fences.partition_point(|f| f <= id);
         if block == 0 {
-            return false;
+            return None;
         }
-        let first = (block - 1) as u64 * BLOCK_IDS as u64;
-        let n = (self.len - first).min(BLOCK_IDS as u64) as usize;
+        let first = (block - 1) * BLOCK_IDS;
         let mut bytes = [0u8; BLOCK_IDS * ID_LEN];
-        let bytes = &mut bytes[..n * ID_LEN];
-        if let Err(e) = self.file.read_exact_at(bytes, first * ID_LEN as u64) {
-            if !self.failed.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    "{}; blobs whose presence cannot be read back are stored again",
-                    tmp_error("reading", e)
-                );
+        let n = self.read_block(first, &mut bytes)?;
+        Some(first as u64 + search(&bytes[..n * ID_LEN], id)? as u64)
+    }
+
+    /// [`IdFile::rank`] of each of `ids`. Sorted ids are answered reading each block of the
+    /// file once for all of them it may hold (a content list's ids: one read per block, not
+    /// per id); others in any order, correctly, with more reads.
+    pub fn ranks_sorted(&self, ids: &[Id]) -> Vec<Option<u64>> {
+        let mut bytes = [0u8; BLOCK_IDS * ID_LEN];
+        // The block in `bytes` and its number of ids; None if it could not be read.
+        let mut held: Option<(usize, Option<usize>)> = None;
+        ids.iter()
+            .map(|id| {
+                let block = self.fences.partition_point(|f| f <= id);
+                if block == 0 {
+                    return None;
+                }
+                let first = (block - 1) * BLOCK_IDS;
+                let n = match held {
+                    Some((b, n)) if b == block => n,
+                    _ => {
+                        let n = self.read_block(first, &mut bytes);
+                        held = Some((block, n));
+                        n
+                    }
+                };
+                Some(first as u64 + search(&bytes[..n? * ID_LEN], id)? as u64)
+            })
+            .collect()
+    }
+
+    /// Read the block of ids starting at id number `first` into `bytes`; its number of ids,
+    /// or None (logged once) if it cannot be read.
+    fn read_block(&self, first: usize, bytes: &mut [u8; BLOCK_IDS * ID_LEN]) -> Option<usize> {
+        let n = (self.len - first as u64).min(BLOCK_IDS as u64) as usize;
+        match self
+            .file
+            .read_exact_at(&mut bytes[..n * ID_LEN], (first * ID_LEN) as u64)
+        {
+            Ok(()) => Some(n),
+            Err(e) => {
+                self.read_failed(e);
+                None
             }
-            return false;
         }
-        let (mut lo, mut hi) = (0usize, n);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match bytes[mid * ID_LEN..(mid + 1) * ID_LEN].cmp(&id.0[..]) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return true,
-            }
+    }
+
+    fn read_failed(&self, e: std::io::Error) {
+        if !self.failed.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "{}; blobs whose presence cannot be read back count as absent (a backup stores them again, a check reads the whole index instead)",
+                tmp_error("reading", e)
+            );
         }
-        false
     }
 }
 
@@ -351,9 +405,20 @@ mod tests {
             }
             let set = b.finish().unwrap();
             prop_assert_eq!(set.len(), model.len() as u64);
+            let mut sorted: Vec<Id> = model.iter().copied().collect();
+            sorted.sort_unstable();
             for n in ask.iter().chain(&ins) {
                 prop_assert_eq!(set.contains(&make(*n)), model.contains(&make(*n)));
+                let rank = sorted.binary_search(&make(*n)).ok().map(|r| r as u64);
+                prop_assert_eq!(set.rank(&make(*n)), rank);
             }
+            let mut asked: Vec<Id> = ask.iter().chain(&ins).map(|n| make(*n)).collect();
+            asked.sort_unstable();
+            let ranks: Vec<Option<u64>> = asked
+                .iter()
+                .map(|id| sorted.binary_search(id).ok().map(|r| r as u64))
+                .collect();
+            prop_assert_eq!(set.ranks_sorted(&asked), ranks);
         }
     }
 }

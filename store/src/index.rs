@@ -120,11 +120,28 @@ impl Index {
         if Index::stored_bytes(repo)? < whole_below {
             return Index::load_excluding(repo, excluded);
         }
-        let mut ids = match IdFileBuilder::new() {
+        match Index::load_split(repo, excluded, crate::id_file::RUN_IDS, &mut |_, _| Ok(()))? {
+            Some(index) => Ok(index),
+            None => Index::load_excluding(repo, excluded),
+        }
+    }
+
+    /// The tree packs' blobs located, the data packs' blob ids in an [`IdFile`] (see
+    /// [`Index::load_for_writing`]), at any size, sorted in runs of `run_ids` ids; every pack
+    /// read is handed to `also` too, with the number of its listing (as
+    /// [`Index::load_aside`]). None where the temporary file fails (logged): the caller loads
+    /// the whole index instead.
+    pub(crate) fn load_split(
+        repo: &Repository,
+        excluded: &HashSet<Id>,
+        run_ids: usize,
+        also: &mut dyn FnMut(u32, &IndexPack) -> Result<()>,
+    ) -> Result<Option<Index>> {
+        let mut ids = match IdFileBuilder::with_run(run_ids) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!("{e}: the whole index is held in memory instead");
-                return Index::load_excluding(repo, excluded);
+                return Ok(None);
             }
         };
         let mut listing = 1;
@@ -132,6 +149,7 @@ impl Index {
         let mut failed: Option<Error> = None;
         let is_tree = |p: &IndexPack, _: &Id| p.kind == PackKind::Tree;
         let mut aside = |attempt: u32, p: &IndexPack| -> Result<()> {
+            also(attempt, p)?;
             if failed.is_some() {
                 return Ok(());
             }
@@ -143,7 +161,7 @@ impl Index {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("{e}: the whole index is held in memory instead");
-                return Index::load_excluding(repo, excluded);
+                return Ok(None);
             }
         };
         tracing::debug!(
@@ -153,7 +171,7 @@ impl Index {
             stored.memory()
         );
         index.stored = Some(stored);
-        Ok(index)
+        Ok(Some(index))
     }
 
     /// Like [`Index::load`], keeping only the blobs `keep` accepts (given the pack and the
@@ -381,6 +399,42 @@ impl Index {
     /// The id at `position` in id order.
     pub fn id_at(&self, position: usize) -> &Id {
         &self.entries[position].id
+    }
+
+    /// A dense number for every blob [`Index::contains`] knows (0..[`Index::ranks`]): its
+    /// position among the located blobs, else [`Index::len`] plus its rank among those known
+    /// present only.
+    pub fn rank(&self, id: &Id) -> Option<usize> {
+        self.position(id).or_else(|| {
+            let r = self.stored.as_ref()?.rank(id)?;
+            Some(self.entries.len() + r as usize)
+        })
+    }
+
+    /// [`Index::rank`] of each of `ids` (sorted, for fewer reads of the ids on disk).
+    pub fn ranks_sorted(&self, ids: &[Id]) -> Vec<Option<usize>> {
+        let mut ranks: Vec<Option<usize>> = ids.iter().map(|id| self.position(id)).collect();
+        if let Some(stored) = &self.stored {
+            let asked: Vec<Id> = ids
+                .iter()
+                .zip(&ranks)
+                .filter(|(_, r)| r.is_none())
+                .map(|(id, _)| *id)
+                .collect();
+            let mut found = stored.ranks_sorted(&asked).into_iter();
+            for r in ranks.iter_mut().filter(|r| r.is_none()) {
+                *r = found
+                    .next()
+                    .flatten()
+                    .map(|s| self.entries.len() + s as usize);
+            }
+        }
+        ranks
+    }
+
+    /// Number of blobs [`Index::contains`] knows: located, or known present only.
+    pub fn ranks(&self) -> usize {
+        self.entries.len() + self.stored.as_ref().map_or(0, |s| s.len() as usize)
     }
 
     /// True if the blob is stored (located, or known present by [`Index::load_for_writing`]).

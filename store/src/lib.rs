@@ -30,6 +30,7 @@ pub mod keys;
 pub mod lease;
 pub mod loader;
 pub mod object_lock;
+pub mod pack_entries;
 mod pack_stream;
 pub mod pages;
 pub mod partial_index;

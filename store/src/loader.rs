@@ -363,6 +363,14 @@ impl Loader {
         Ok(tree)
     }
 
+    /// A tree blob decoded as stored: files with content lists keep them unread (their
+    /// `content` empty). For walks that need only the entries.
+    pub fn load_tree_unresolved(&mut self, id: &Id) -> Result<cairn_format::tree::Tree> {
+        let bytes = self.load(id)?;
+        cairn_format::tree::Tree::decode(&bytes)
+            .map_err(|e| Error::damaged(format!("tree blob {id}"), e))
+    }
+
     /// [`Loader::load_tree`], but a file whose content list cannot be read comes back without
     /// content instead of failing the tree (see `content_lists::unresolved`).
     pub fn load_tree_lenient(&mut self, id: &Id) -> Result<cairn_format::tree::Tree> {

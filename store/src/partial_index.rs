@@ -10,11 +10,11 @@
 
 use crate::index::Index;
 use crate::loader::Loader;
+use crate::pack_entries::{decode_blob, encode_blob, BLOB_RECORD};
 use crate::repo::Repository;
 use crate::{Error, Result};
-use cairn_format::frame::Compression;
 use cairn_format::index::IndexPack;
-use cairn_format::pack::{BlobEntry, FrameRef, PackKind};
+use cairn_format::pack::PackKind;
 use cairn_format::tree::NodeKind;
 use cairn_format::Id;
 use std::collections::HashSet;
@@ -91,9 +91,6 @@ struct Spill {
     attempt: u32,
 }
 
-/// One blob in the file: id, frame (offset, stored length, raw length, compression), offset
-/// and length in the frame.
-const BLOB_RECORD: usize = 32 + 8 + 4 + 4 + 1 + 4 + 4;
 /// One pack: id, size, number of blobs.
 const PACK_RECORD: usize = 32 + 8 + 4;
 
@@ -129,13 +126,7 @@ impl Spill {
         put(&p.size.to_le_bytes())?;
         put(&(p.blobs.len() as u32).to_le_bytes())?;
         for b in &p.blobs {
-            put(&b.id.0)?;
-            put(&b.frame.offset.to_le_bytes())?;
-            put(&b.frame.stored_len.to_le_bytes())?;
-            put(&b.frame.raw_len.to_le_bytes())?;
-            put(&[u8::from(b.frame.compression == Compression::Zstd)])?;
-            put(&b.offset.to_le_bytes())?;
-            put(&b.len.to_le_bytes())?;
+            put(&encode_blob(b))?;
         }
         Ok(())
     }
@@ -165,23 +156,7 @@ impl Spill {
             };
             for _ in 0..count {
                 r.read_exact(&mut rec).map_err(spill_error)?;
-                let u32_at =
-                    |i: usize| u32::from_le_bytes(rec[i..i + 4].try_into().expect("4 bytes"));
-                pack.blobs.push(BlobEntry {
-                    id: Id(rec[..32].try_into().expect("32 bytes")),
-                    frame: FrameRef {
-                        offset: u64::from_le_bytes(rec[32..40].try_into().expect("8 bytes")),
-                        stored_len: u32_at(40),
-                        raw_len: u32_at(44),
-                        compression: if rec[48] == 1 {
-                            Compression::Zstd
-                        } else {
-                            Compression::None
-                        },
-                    },
-                    offset: u32_at(49),
-                    len: u32_at(53),
-                });
+                pack.blobs.push(decode_blob(&rec));
             }
             each(&pack);
         }
@@ -217,6 +192,8 @@ fn data_blobs(loader: &mut Loader, roots: &[Id]) -> Result<Vec<Id>> {
 mod tests {
     use super::*;
     use crate::saver::Saver;
+    use cairn_format::frame::Compression;
+    use cairn_format::pack::{BlobEntry, FrameRef};
     use cairn_format::tree::{Node, Tree};
 
     #[test]

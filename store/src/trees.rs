@@ -220,7 +220,8 @@ fn display(path: &[Vec<u8>]) -> String {
 }
 
 /// How many entries (paths) the tree `root` describes, counting a directory shared under
-/// several names once per name, without expanding it: each distinct tree is read once.
+/// several names once per name, without expanding it: each distinct tree is read once (and
+/// no content list).
 /// Saturates instead of overflowing (27 trees can describe 2^26 paths, 64 can describe more
 /// than a u64 holds).
 pub fn count_entries(loader: &mut Loader, root: &Id) -> Result<u64> {
@@ -238,7 +239,8 @@ pub fn count_entries(loader: &mut Loader, root: &Id) -> Result<u64> {
                 "directory nesting deeper than {MAX_DEPTH} levels"
             )));
         }
-        let tree = loader.load_tree(id)?;
+        // Entries only: content lists are not read.
+        let tree = loader.load_tree_unresolved(id)?;
         let mut n = 0u64;
         for node in &tree.nodes {
             n = n.saturating_add(1);
@@ -306,14 +308,21 @@ fn reach<'r>(
                 continue;
             }
             let tree = loader.load_tree(&tree_id)?;
-            for node in &tree.nodes {
-                for b in node.referenced() {
-                    seen.insert(*b);
-                }
+            // The tree's blobs looked up together (moved, not copied: a content list's ids
+            // are most of a tree).
+            let mut ids: Vec<Id> = Vec::new();
+            for mut node in tree.nodes {
                 if let (NodeKind::Dir, Some(sub)) = (&node.kind, node.subtree) {
                     stack.push(sub);
                 }
+                ids.extend_from_slice(&node.content_lists);
+                if ids.is_empty() {
+                    ids = std::mem::take(&mut node.content);
+                } else {
+                    ids.append(&mut node.content);
+                }
             }
+            seen.insert_all(ids);
         }
     }
     Ok(())

@@ -68,14 +68,14 @@ pub fn audit_silent(g: &Global, a: &CheckArgs) -> Result<(Code, CheckReport)> {
         check::check_names(backend.as_ref(), &mut report)?;
     } else {
         let repo = Arc::new(credentials::open_uncached(g)?);
-        let mut audit = check::check_structure(&repo, &mut report)?;
-        if g.as_of.is_none() {
-            crate::commands::object_lock::audit(repo.backend(), &mut report.notes)?;
-        }
         let subset = match (a.read_data, a.read_data_subset) {
             (true, _) => Some(Subset::All),
             (false, s) => s,
         };
+        let mut audit = check::check_structure_for(&repo, &mut report, subset.is_some())?;
+        if g.as_of.is_none() {
+            crate::commands::object_lock::audit(repo.backend(), &mut report.notes)?;
+        }
         let bar = subset.map(|_| {
             let bar = output::progress(None, g.quiet, g.json);
             bar.set_message("reading packs");
