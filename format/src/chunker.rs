@@ -172,10 +172,11 @@ impl<R: Read> Iterator for Chunker<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn pseudo_random(len: usize, mut state: u64) -> Vec<u8> {
+    /// Deterministic xorshift noise (incompressible), for this crate's tests.
+    pub(crate) fn pseudo_random(len: usize, mut state: u64) -> Vec<u8> {
         (0..len)
             .map(|_| {
                 state ^= state << 13;

@@ -152,6 +152,7 @@ pub fn decompress_into<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunker::tests::pseudo_random;
 
     #[test]
     fn compressible_round_trip() {
@@ -185,23 +186,12 @@ mod tests {
         assert_eq!(decompress(stored, how, raw.len() as u32).unwrap(), raw);
     }
 
-    fn noise(len: usize, mut s: u64) -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                s as u8
-            })
-            .collect()
-    }
-
     #[test]
     fn long_frames_are_sampled_and_their_buffer_not_kept() {
         let mut c = FrameCompressor::new(3).unwrap();
         // Incompressible from the start (a content list's ids): stored raw, and the sample
         // is all the compressor held.
-        let raw = noise(SAMPLE_ABOVE + 4096, 1);
+        let raw = pseudo_random(SAMPLE_ABOVE + 4096, 1);
         let (how, stored) = c.compress(&raw);
         assert_eq!((how, stored), (Compression::None, &raw[..]));
         assert!(c.out.capacity() < 2 * SAMPLE, "{}", c.out.capacity());
@@ -211,7 +201,7 @@ mod tests {
         assert_eq!(how, Compression::Zstd);
         assert_eq!(decompress(stored, how, text.len() as u32).unwrap(), text);
         assert!(c.out.capacity() > KEEP_OUT);
-        let small = noise(1000, 2);
+        let small = pseudo_random(1000, 2);
         let (how, stored) = c.compress(&small);
         assert_eq!(decompress(stored, how, 1000).unwrap(), small);
         assert!(c.out.capacity() <= KEEP_OUT);

@@ -332,52 +332,53 @@ mod tests {
         assert_eq!(set.len(), n as usize);
     }
 
+    /// Apply `ops` (insert or ask about the id `id(n)`) to `set` and to a HashSet: the same
+    /// answers and length throughout, and every inserted id found at the end. Returns `set`.
+    fn agrees_with_a_hash_set(
+        mut set: IdSet,
+        ops: &[(u64, bool)],
+        id: impl Fn(u64) -> Id,
+    ) -> Result<IdSet, proptest::test_runner::TestCaseError> {
+        let mut model = HashSet::new();
+        for &(n, insert) in ops {
+            let x = id(n);
+            if insert {
+                prop_assert_eq!(set.insert(x), model.insert(x));
+            } else {
+                prop_assert_eq!(set.contains(&x), model.contains(&x));
+            }
+            prop_assert_eq!(set.len(), model.len());
+        }
+        for x in &model {
+            prop_assert!(set.contains(x));
+        }
+        Ok(set)
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]
         /// The same answers as a HashSet, for ids that share prefixes and for repeats.
         #[test]
         fn behaves_like_a_hash_set(ops in proptest::collection::vec((0u64..20_000, any::<bool>()), 0..12_000)) {
-            let mut set = IdSet::new();
-            let mut model = HashSet::new();
-            for (n, insert) in ops {
-                // Few distinct first bytes: many ids per run bucket.
+            // Few distinct first bytes: many ids per run bucket.
+            agrees_with_a_hash_set(IdSet::new(), &ops, |n| {
                 let mut b = [0u8; 32];
                 b[0] = (n % 3) as u8;
                 b[24..].copy_from_slice(&n.to_be_bytes());
-                let x = Id(b);
-                if insert {
-                    prop_assert_eq!(set.insert(x), model.insert(x));
-                } else {
-                    prop_assert_eq!(set.contains(&x), model.contains(&x));
-                }
-                prop_assert_eq!(set.len(), model.len());
-            }
-            for x in &model {
-                prop_assert!(set.contains(x));
-            }
+                Id(b)
+            })?;
         }
 
         /// With runs set aside at 4,096 ids: the same answers, for ids whose first 8 bytes
         /// (all that stays in memory) are shared by groups of four.
         #[test]
         fn set_aside_runs_answer_exactly(ops in proptest::collection::vec((0u64..30_000, any::<bool>()), 0..16_000)) {
-            let mut set = IdSet::with_max_run(RECENT_IDS);
-            let mut model = HashSet::new();
-            for (n, insert) in ops {
+            let set = agrees_with_a_hash_set(IdSet::with_max_run(RECENT_IDS), &ops, |n| {
                 let mut b = [0u8; 32];
                 b[..8].copy_from_slice(&(n / 4).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
                 b[24..].copy_from_slice(&n.to_be_bytes());
-                let x = Id(b);
-                if insert {
-                    prop_assert_eq!(set.insert(x), model.insert(x));
-                } else {
-                    prop_assert_eq!(set.contains(&x), model.contains(&x));
-                }
-                prop_assert_eq!(set.len(), model.len());
-            }
-            for x in &model {
-                prop_assert!(set.contains(x));
-            }
+                Id(b)
+            })?;
             for n in 30_000..30_100u64 {
                 let mut b = [0u8; 32];
                 b[..8].copy_from_slice(&(n / 4).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());

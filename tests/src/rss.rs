@@ -25,3 +25,35 @@ pub fn cairn_with_rss<A: AsRef<OsStr>>(args: &[A], env: &[(&str, &OsStr)]) -> (O
         .unwrap_or_else(|| panic!("no peak RSS in {text:?}\n{out}"));
     (out, kib * 1024)
 }
+
+/// Copy snapshot `snap` of `fx`'s repository into a fresh repository made `init --like` it,
+/// measuring the copy's peak RSS (returned); then prove the copy whole: `check --read-data`
+/// of it, and `restore SNAP RESTORE_ARGS…` from it (the caller compares what was restored).
+pub fn copy_checked_with_rss(fx: &crate::Fixture, snap: &str, restore_args: &[&str]) -> u64 {
+    let env = fx.env();
+    let to = fx.fresh_store("copy");
+    let to_loc = to.location();
+    let id = crate::s(&fx.identity);
+    fx.run(&[
+        "-r",
+        &to_loc,
+        "-i",
+        id,
+        "init",
+        "--like",
+        crate::s(&fx.repo),
+    ])
+    .ok();
+    let (out, rss) = cairn_with_rss(
+        &fx.id_args(&["copy", "--to", &to_loc, snap]),
+        &crate::env_refs(&env),
+    );
+    out.ok();
+    // Every blob's index record is there and every blob reads back.
+    fx.run(&["-r", &to_loc, "-i", id, "check", "--read-data"])
+        .ok();
+    let mut restore = vec!["-r", &to_loc, "-i", id, "restore", snap];
+    restore.extend_from_slice(restore_args);
+    fx.run(&restore).ok();
+    rss
+}

@@ -13,7 +13,7 @@
 //! against 6.3 now), which its bound catches.
 
 use cairn_e2e::etcd::{self, Etcd};
-use cairn_e2e::rss::cairn_with_rss;
+use cairn_e2e::rss::{cairn_with_rss, copy_checked_with_rss};
 use cairn_e2e::*;
 use std::fs;
 use std::path::Path;
@@ -56,33 +56,12 @@ fn peaks(name: &str, db: &Path) -> [u64; 3] {
         fs::read(&written[0]).unwrap() == fs::read(db).unwrap(),
         "{name}: the restored database differs"
     );
-    let to = fx.fresh_store("copy");
-    let to_loc = to.location();
-    let id = s(&fx.identity);
-    fx.run(&["-r", &to_loc, "-i", id, "init", "--like", s(&fx.repo)])
-        .ok();
-    let (out, copy) = cairn_with_rss(
-        &fx.id_args(&["copy", "--to", &to_loc, &snap]),
-        &env_refs(&env),
-    );
-    out.ok();
-    // The copy is whole: every blob's index record is there and the database restores.
-    fx.run(&["-r", &to_loc, "-i", id, "check", "--read-data"])
-        .ok();
     let again = fx.path("out-copy");
-    fx.run(&[
-        "-r",
-        &to_loc,
-        "-i",
-        id,
-        "restore",
+    let copy = copy_checked_with_rss(
+        &fx,
         &snap,
-        "--layout",
-        "cluster-backup",
-        "--target",
-        s(&again),
-    ])
-    .ok();
+        &["--layout", "cluster-backup", "--target", s(&again)],
+    );
     let written = files_below(&again);
     assert!(
         fs::read(&written[0]).unwrap() == fs::read(db).unwrap(),

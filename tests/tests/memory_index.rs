@@ -5,7 +5,7 @@
 //! the data packs' blob ids on disk (store/src/id_file.rs): backing the snapshot up into the
 //! large repository peaks no higher either, and still finds what is stored (exactly).
 
-use cairn_e2e::rss::cairn_with_rss;
+use cairn_e2e::rss::{cairn_with_rss, copy_checked_with_rss};
 use cairn_e2e::*;
 
 /// Allowed difference in peak RSS: well under the ~11 MB the large repository's whole index
@@ -65,31 +65,8 @@ fn restore_and_copy_of_a_small_snapshot_do_not_hold_the_whole_index() {
             std::fs::read(Fixture::restored(&target, &src).join("data.bin")).unwrap(),
             bytes
         );
-        let to = fx.fresh_store("copy");
-        let to_loc = to.location();
-        let id = s(&fx.identity);
-        fx.run(&["-r", &to_loc, "-i", id, "init", "--like", s(&fx.repo)])
-            .ok();
-        let (out, copy_rss) = cairn_with_rss(
-            &fx.id_args(&["copy", "--to", &to_loc, &snap]),
-            &env_refs(&env),
-        );
-        out.ok();
-        // The copy is whole: its packs' index records list every blob they hold.
-        fx.run(&["-r", &to_loc, "-i", id, "check", "--read-data"])
-            .ok();
         let target = fx.tmp.path().join("out-copy");
-        fx.run(&[
-            "-r",
-            &to_loc,
-            "-i",
-            id,
-            "restore",
-            &snap,
-            "--target",
-            s(&target),
-        ])
-        .ok();
+        let copy_rss = copy_checked_with_rss(fx, &snap, &["--target", s(&target)]);
         assert_eq!(
             std::fs::read(Fixture::restored(&target, &src).join("data.bin")).unwrap(),
             bytes
