@@ -303,7 +303,7 @@ struct Loaded {
 }
 
 /// Every pack's index entries set aside in a temporary file, for a data check that was not
-/// announced to [`check_structure_for`].
+/// announced to [`check_structure`].
 fn read_entries(repo: &Repository) -> Result<PackEntries> {
     let mut entries = PackEntriesBuilder::new()?;
     Index::load_aside(repo, &|_, _| false, false, &mut |attempt, p| {
@@ -366,15 +366,10 @@ fn load_split(repo: &Repository, with_entries: bool) -> Result<Option<Loaded>> {
 }
 
 /// Check index, packs and snapshots. Returns the audit for [`check_data`] and
-/// [`Audit::attribute`].
-pub fn check_structure(repo: &Arc<Repository>, report: &mut CheckReport) -> Result<Audit> {
-    check_structure_for(repo, report, true)
-}
-
-/// [`check_structure`], saying whether [`check_data`] follows: in a large repository the
-/// packs' index entries are then set aside as the index is read (else a data check reads the
-/// index objects again for them).
-pub fn check_structure_for(
+/// [`Audit::attribute`]. `read_data` says whether [`check_data`] follows: in a large
+/// repository the packs' index entries are then set aside as the index is read (else a data
+/// check reads the index objects again for them).
+pub fn check_structure(
     repo: &Arc<Repository>,
     report: &mut CheckReport,
     read_data: bool,
@@ -382,7 +377,7 @@ pub fn check_structure_for(
     check_structure_above(repo, report, WHOLE_BELOW, read_data)
 }
 
-/// [`check_structure_for`], the index split above `whole_below` bytes of index objects.
+/// [`check_structure`], the index split above `whole_below` bytes of index objects.
 fn check_structure_above(
     repo: &Arc<Repository>,
     report: &mut CheckReport,
@@ -1071,7 +1066,7 @@ mod tests {
                 time_ns: 1 + i64::from(f),
                 host: "h".into(),
                 username: "u".into(),
-                source: cairn_format::snapshot::SourceKind::Paths,
+                source: SourceKind::Paths,
                 paths: vec!["/".into()],
                 tags: Vec::new(),
                 tree,
@@ -1083,7 +1078,6 @@ mod tests {
                 program: "test".into(),
                 facts: Vec::new(),
             };
-            let _ = SourceKind::Paths;
             snapshots::save(&repo, &snap).unwrap();
         }
         (repo, files)

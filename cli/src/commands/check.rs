@@ -72,7 +72,7 @@ pub fn audit_silent(g: &Global, a: &CheckArgs) -> Result<(Code, CheckReport)> {
             (true, _) => Some(Subset::All),
             (false, s) => s,
         };
-        let mut audit = check::check_structure_for(&repo, &mut report, subset.is_some())?;
+        let mut audit = check::check_structure(&repo, &mut report, subset.is_some())?;
         if g.as_of.is_none() {
             crate::commands::object_lock::audit(repo.backend(), &mut report.notes)?;
         }
