@@ -126,6 +126,17 @@ impl Node {
     pub fn referenced(&self) -> impl Iterator<Item = &Id> {
         self.content_lists.iter().chain(self.content.iter())
     }
+
+    /// Move the blobs [`Node::referenced`] lists onto `out`, leaving `content` empty (moved
+    /// whole, not copied, when `out` is empty: a content list's ids are most of a tree).
+    pub fn take_referenced(&mut self, out: &mut Vec<Id>) {
+        out.extend_from_slice(&self.content_lists);
+        if out.is_empty() {
+            *out = std::mem::take(&mut self.content);
+        } else {
+            out.append(&mut self.content);
+        }
+    }
 }
 
 impl Xattr {

@@ -30,15 +30,18 @@ impl BlobSet {
     /// Add `id`; false if it was there already.
     pub fn insert(&mut self, id: Id) -> bool {
         match self.index.rank(&id) {
-            Some(i) => {
-                let (w, b) = (i / 64, 1u64 << (i % 64));
-                let new = self.bits[w] & b == 0;
-                self.bits[w] |= b;
-                self.indexed += usize::from(new);
-                new
-            }
+            Some(i) => self.mark(i),
             None => self.unindexed.insert(id),
         }
+    }
+
+    /// Set the bit of rank `i`; false if it was set already.
+    fn mark(&mut self, i: usize) -> bool {
+        let (w, b) = (i / 64, 1u64 << (i % 64));
+        let new = self.bits[w] & b == 0;
+        self.bits[w] |= b;
+        self.indexed += usize::from(new);
+        new
     }
 
     /// Add every id of `ids` (sorted here: the index looks them up in one pass).
@@ -50,15 +53,9 @@ impl BlobSet {
             let ranks = self.index.ranks_sorted(ids);
             for (id, rank) in ids.iter().zip(ranks) {
                 match rank {
-                    Some(i) => {
-                        let (w, b) = (i / 64, 1u64 << (i % 64));
-                        self.indexed += usize::from(self.bits[w] & b == 0);
-                        self.bits[w] |= b;
-                    }
-                    None => {
-                        self.unindexed.insert(*id);
-                    }
-                }
+                    Some(i) => self.mark(i),
+                    None => self.unindexed.insert(*id),
+                };
             }
         }
     }

@@ -169,24 +169,26 @@ fn write_index(dst: &Repository, index: &Index, packs: &HashSet<u32>) -> Result<
     }
     let mut numbers: Vec<u32> = packs.iter().copied().collect();
     numbers.sort_unstable();
+    let put = |group: &HashSet<u32>| -> Result<()> {
+        let records = index.records_for(group);
+        if !records.is_empty() {
+            dst.put_meta("index", &IndexRecord { packs: records }.encode())?;
+        }
+        Ok(())
+    };
     let mut group = HashSet::new();
     let mut held = 0usize;
-    for (i, n) in numbers.iter().enumerate() {
-        group.insert(*n);
-        held += blobs.get(n).copied().unwrap_or(0);
-        let next = numbers
-            .get(i + 1)
-            .map_or(0, |m| blobs.get(m).copied().unwrap_or(0));
-        if i + 1 == numbers.len() || held + next > INDEX_FLUSH_BLOBS {
-            let records = index.records_for(&group);
-            if !records.is_empty() {
-                dst.put_meta("index", &IndexRecord { packs: records }.encode())?;
-            }
+    for n in numbers {
+        let count = blobs.get(&n).copied().unwrap_or(0);
+        if !group.is_empty() && held + count > INDEX_FLUSH_BLOBS {
+            put(&group)?;
             group.clear();
             held = 0;
         }
+        group.insert(n);
+        held += count;
     }
-    Ok(())
+    put(&group)
 }
 
 fn verify_name(path: &str, id: &Id, bytes: &[u8]) -> Result<()> {

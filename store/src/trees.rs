@@ -315,12 +315,7 @@ fn reach<'r>(
                 if let (NodeKind::Dir, Some(sub)) = (&node.kind, node.subtree) {
                     stack.push(sub);
                 }
-                ids.extend_from_slice(&node.content_lists);
-                if ids.is_empty() {
-                    ids = std::mem::take(&mut node.content);
-                } else {
-                    ids.append(&mut node.content);
-                }
+                node.take_referenced(&mut ids);
             }
             seen.insert_all(ids);
         }
