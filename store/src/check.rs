@@ -1034,7 +1034,7 @@ fn verify_plaintext(
 mod tests {
     use super::*;
     use crate::saver::Saver;
-    use cairn_format::snapshot::{SnapshotStats, SourceKind};
+    use cairn_format::snapshot::SnapshotStats;
     use cairn_format::tree::{Node, Tree};
 
     /// Snapshots of one file each, over data packs of 1 MiB, one index object per save; the
@@ -1062,23 +1062,11 @@ mod tests {
             files.push(node.content.clone());
             let tree = saver.save_tree(&mut Tree { nodes: vec![node] }).unwrap();
             saver.finish().unwrap();
-            let snap = Snapshot {
-                time_ns: 1 + i64::from(f),
-                host: "h".into(),
-                username: "u".into(),
-                source: SourceKind::Paths,
-                paths: vec!["/".into()],
-                tags: Vec::new(),
-                tree,
-                parent: None,
-                stats: SnapshotStats {
-                    files: 1,
-                    ..SnapshotStats::default()
-                },
-                program: "test".into(),
-                facts: Vec::new(),
+            let stats = SnapshotStats {
+                files: 1,
+                ..SnapshotStats::default()
             };
-            snapshots::save(&repo, &snap).unwrap();
+            crate::test_repo::save_snapshot(&repo, tree, 1 + i64::from(f), stats);
         }
         (repo, files)
     }

@@ -730,7 +730,7 @@ fn delete_packs(repo: &Repository, packs: &[IndexPack]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_format::snapshot::{Snapshot, SnapshotStats, SourceKind};
+    use cairn_format::snapshot::SnapshotStats;
     use cairn_format::tree::{Node, NodeKind, Tree};
 
     fn create(dir: &std::path::Path, id: &age::x25519::Identity) -> Arc<Repository> {
@@ -763,20 +763,7 @@ mod tests {
 
     /// Store a snapshot of the tree `tree`.
     fn commit(repo: &Repository, tree: Id) -> Id {
-        let snap = Snapshot {
-            time_ns: 1,
-            host: "h".into(),
-            username: "u".into(),
-            source: SourceKind::Paths,
-            paths: vec!["/".into()],
-            tags: Vec::new(),
-            tree,
-            parent: None,
-            stats: SnapshotStats::default(),
-            program: "test".into(),
-            facts: Vec::new(),
-        };
-        snapshots::save(repo, &snap).unwrap()
+        crate::test_repo::save_snapshot(repo, tree, 1, SnapshotStats::default())
     }
 
     fn data_packs(dir: &std::path::Path) -> usize {

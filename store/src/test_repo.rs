@@ -52,3 +52,26 @@ pub fn spread_id(n: u64) -> cairn_format::Id {
     b[24..].copy_from_slice(&n.to_be_bytes());
     cairn_format::Id(b)
 }
+
+/// Store a snapshot of `tree` (host "h", user "u", paths "/") taken at `time_ns`, with `stats`.
+pub fn save_snapshot(
+    repo: &Repository,
+    tree: cairn_format::Id,
+    time_ns: i64,
+    stats: cairn_format::snapshot::SnapshotStats,
+) -> cairn_format::Id {
+    let snap = cairn_format::snapshot::Snapshot {
+        time_ns,
+        host: "h".into(),
+        username: "u".into(),
+        source: cairn_format::snapshot::SourceKind::Paths,
+        paths: vec!["/".into()],
+        tags: Vec::new(),
+        tree,
+        parent: None,
+        stats,
+        program: "test".into(),
+        facts: Vec::new(),
+    };
+    crate::snapshots::save(repo, &snap).expect("saving a test snapshot")
+}
