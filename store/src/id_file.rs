@@ -31,8 +31,14 @@ const MERGE_READ_IDS: usize = 256;
 const ID_LEN: usize = 32;
 
 fn tmp_error(what: &str, e: std::io::Error) -> Error {
+    temp_file_error("stored blob ids", what, e)
+}
+
+/// An error `what`-ing (creating, writing, reading…) a local temporary file of `holding`: it
+/// names the file's place and what to do.
+pub(crate) fn temp_file_error(holding: &str, what: &str, e: std::io::Error) -> Error {
     Error::Invalid(format!(
-        "{what} the temporary file of stored blob ids (in TMPDIR, or /tmp): {e}; free space there or point TMPDIR elsewhere"
+        "{what} the temporary file of {holding} (in TMPDIR, or /tmp): {e}; free space there or point TMPDIR elsewhere"
     ))
 }
 

@@ -60,9 +60,7 @@ pub(crate) fn decode_blob(rec: &[u8; BLOB_RECORD]) -> BlobEntry {
 }
 
 fn tmp_error(what: &str, e: std::io::Error) -> Error {
-    Error::Invalid(format!(
-        "{what} the temporary file of index entries (in TMPDIR, or /tmp): {e}; free space there or point TMPDIR elsewhere"
-    ))
+    crate::id_file::temp_file_error("index entries", what, e)
 }
 
 /// Where one listing of a pack's blobs is: first record, number of records.
