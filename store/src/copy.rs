@@ -10,7 +10,6 @@ use crate::index::Index;
 use crate::lease::Lease;
 use crate::loader::Loader;
 use crate::repo::Repository;
-use crate::saver::INDEX_FLUSH_BLOBS;
 use crate::trees;
 use crate::{Error, Result};
 use cairn_format::index::IndexRecord;
@@ -157,7 +156,7 @@ pub fn copy(
 }
 
 /// Write the destination's index records for `packs` (by number in `index`) as index objects
-/// of at most [`INDEX_FLUSH_BLOBS`] blobs each (a pack holding more goes alone), as a backup
+/// of at most [`INDEX_FLUSH_BLOBS`](crate::saver::INDEX_FLUSH_BLOBS) blobs each (a pack holding more goes alone), as a backup
 /// writes them: what is held at once stays bounded (a 1 GB etcd database's 245,000 blobs
 /// would be ~15 MB of records, 14 MB encoded and its compressed, encrypted copy in one object).
 fn write_index(dst: &Repository, index: &Index, packs: &HashSet<u32>) -> Result<()> {
@@ -169,26 +168,16 @@ fn write_index(dst: &Repository, index: &Index, packs: &HashSet<u32>) -> Result<
     }
     let mut numbers: Vec<u32> = packs.iter().copied().collect();
     numbers.sort_unstable();
-    let put = |group: &HashSet<u32>| -> Result<()> {
-        let records = index.records_for(group);
+    let counted = numbers
+        .into_iter()
+        .map(|n| (n, blobs.get(&n).copied().unwrap_or(0)));
+    crate::index::in_objects(counted, |group| {
+        let records = index.records_for(&group.into_iter().collect());
         if !records.is_empty() {
             dst.put_meta("index", &IndexRecord { packs: records }.encode())?;
         }
         Ok(())
-    };
-    let mut group = HashSet::new();
-    let mut held = 0usize;
-    for n in numbers {
-        let count = blobs.get(&n).copied().unwrap_or(0);
-        if !group.is_empty() && held + count > INDEX_FLUSH_BLOBS {
-            put(&group)?;
-            group.clear();
-            held = 0;
-        }
-        group.insert(n);
-        held += count;
-    }
-    put(&group)
+    })
 }
 
 fn verify_name(path: &str, id: &Id, bytes: &[u8]) -> Result<()> {

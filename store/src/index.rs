@@ -250,7 +250,13 @@ impl Index {
 
     /// An index of `packs`; where a blob is in several, the first listed wins.
     pub fn from_packs<'a>(packs: impl IntoIterator<Item = &'a IndexPack>) -> Index {
+        let packs: Vec<&IndexPack> = packs.into_iter().collect();
         let mut index = Index::default();
+        // Sized once: growing by doubling would hold up to three times the entries while
+        // the last reallocation copies them.
+        index
+            .entries
+            .reserve_exact(packs.iter().map(|p| p.blobs.len()).sum());
         for p in packs {
             index.push_pack(p);
         }
@@ -496,6 +502,31 @@ impl Index {
     }
 }
 
+/// Hands `packs` (each with its number of blobs), in order, to `put` in groups of at most
+/// [`INDEX_FLUSH_BLOBS`] blobs, a pack holding more going alone: the index objects backup,
+/// copy, prune and repair write, so what any of them holds to write one stays bounded.
+///
+/// [`INDEX_FLUSH_BLOBS`]: crate::saver::INDEX_FLUSH_BLOBS
+pub(crate) fn in_objects<T>(
+    packs: impl IntoIterator<Item = (T, usize)>,
+    mut put: impl FnMut(Vec<T>) -> Result<()>,
+) -> Result<()> {
+    let mut group = Vec::new();
+    let mut held = 0usize;
+    for (pack, blobs) in packs {
+        if !group.is_empty() && held + blobs > crate::saver::INDEX_FLUSH_BLOBS {
+            put(std::mem::take(&mut group))?;
+            held = 0;
+        }
+        group.push(pack);
+        held += blobs;
+    }
+    if group.is_empty() {
+        return Ok(());
+    }
+    put(group)
+}
+
 /// Add the blob ids of `p` if it is a data pack; a new listing of `index/` starts over.
 fn put_data_ids(
     ids: &mut IdFileBuilder,
@@ -675,6 +706,43 @@ mod tests {
             loader.load_tree(&trees[0]).unwrap().nodes[0].content,
             data[0]
         );
+    }
+
+    #[test]
+    fn index_objects_group_packs_in_order_within_the_flush_size() {
+        let max = crate::saver::INDEX_FLUSH_BLOBS;
+        let packs = [
+            (0, max / 2),
+            (1, max / 2),
+            (2, 1),
+            (3, max + 5),
+            (4, 3),
+            (5, 0),
+        ];
+        let mut groups = Vec::new();
+        in_objects(packs, |g| {
+            groups.push(g);
+            Ok(())
+        })
+        .unwrap();
+        // Full groups close before a pack that would overflow them; a pack over the size goes
+        // alone; nothing is lost or reordered.
+        assert_eq!(groups, vec![vec![0, 1], vec![2], vec![3], vec![4, 5]]);
+        let mut none = 0;
+        in_objects(Vec::<(u8, usize)>::new(), |_| {
+            none += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(none, 0);
+        // The first error stops the writing.
+        let mut calls = 0;
+        let failed = in_objects(packs, |_| {
+            calls += 1;
+            Err(Error::Invalid("disk full".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(calls, 1);
     }
 
     #[test]

@@ -27,8 +27,6 @@ use std::sync::Arc;
 
 /// Largest index object accepted.
 const MAX_INDEX_LEN: u64 = 1 << 30;
-/// Blobs per rewritten index object.
-const BLOBS_PER_INDEX: usize = 200_000;
 
 /// How to prune.
 #[derive(Debug, Clone)]
@@ -272,12 +270,12 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
     let missing = used.blobs.iter().filter(|b| !all.contains(b)).count();
 
     // Each referenced blob counts as live in one pack: the one the live index finds first.
-    let mut live_bytes: HashMap<Id, (u64, Vec<Id>)> = HashMap::new();
+    // Bytes per pack number first; the ids of the packs chosen for repacking are gathered
+    // afterwards, so no list of every referenced id is held.
+    let mut live_bytes = vec![0u64; live.packs().len()];
     for b in &used.blobs {
         if let Some(loc) = live.get(b) {
-            let e = live_bytes.entry(live.pack(loc.pack).id).or_default();
-            e.0 += u64::from(loc.len);
-            e.1.push(*b);
+            live_bytes[loc.pack as usize] += u64::from(loc.len);
         }
     }
     let mut plan = Plan {
@@ -295,13 +293,13 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
     // would rewrite nearly everything at every prune).
     let mut partly = Vec::new();
     let (mut used_total, mut unused_total) = (0u64, 0u64);
-    for info in live.packs() {
+    for (number, info) in (0u32..).zip(live.packs()) {
         if plan.condemned.contains(&info.id) {
             continue;
         }
         let pack = &plan.objects.packs[&info.id];
         let total: u64 = pack.blobs.iter().map(|b| u64::from(b.len)).sum();
-        let (used_len, blobs) = live_bytes.remove(&info.id).unwrap_or_default();
+        let used_len = live_bytes[number as usize];
         if used_len == 0 {
             plan.unused.push(info.id);
             report.unused_packs += 1;
@@ -312,11 +310,13 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
         used_total += used_len;
         unused_total += unused;
         if unused > 0 {
-            partly.push((unused as f64 / total as f64, unused, info, blobs));
+            partly.push((unused as f64 / total as f64, unused, info, number));
         }
     }
     partly.sort_by(|a, b| b.0.total_cmp(&a.0));
-    for (_, unused, info, blobs) in partly {
+    // Pack number → its place in `plan.repack`.
+    let mut chosen = HashMap::new();
+    for (_, unused, info, number) in partly {
         if unused_total as f64 <= opts.max_unused * (used_total + unused_total) as f64 {
             break;
         }
@@ -325,9 +325,17 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
             continue;
         }
         unused_total -= unused;
-        plan.repack.push((info.id, blobs));
+        chosen.insert(number, plan.repack.len());
+        plan.repack.push((info.id, Vec::new()));
         report.repacked_packs += 1;
         report.bytes_condemned += info.size;
+    }
+    if !chosen.is_empty() {
+        for b in &plan.used.blobs {
+            if let Some(&i) = live.get(b).and_then(|loc| chosen.get(&loc.pack)) {
+                plan.repack[i].1.push(*b);
+            }
+        }
     }
     if missing > 0 {
         tracing::warn!(
@@ -579,6 +587,12 @@ fn sweep(
     if markers.is_empty() {
         return Ok(());
     }
+    // Every pending marker's packs, swept now or not (only prune, holding its lease, writes
+    // markers: the list stays true while this runs).
+    let all_condemned: HashSet<Id> = markers
+        .iter()
+        .flat_map(|(_, m)| m.packs.iter().map(|p| p.id))
+        .collect();
     let now = chrono::Utc::now().timestamp();
     let mut ready = Vec::new();
     for (id, marker) in markers {
@@ -623,16 +637,25 @@ fn sweep(
         "sweep: index loaded and snapshots walked in {:?}",
         t.elapsed()
     );
-    let all_condemned: HashSet<Id> = lease::load_markers(repo)?
+    // The used blobs of the packs the ready markers condemn, and of those, the ones that have
+    // a home outside every condemned pack (only these are held, not every indexed blob).
+    let wanted: HashSet<Id> = ready
         .iter()
-        .flat_map(|(_, m)| m.packs.iter().map(|p| p.id))
+        .flat_map(|(_, marker)| &marker.packs)
+        .flat_map(|p| {
+            p.blobs
+                .iter()
+                .chain(objects.packs.get(&p.id).into_iter().flat_map(|i| &i.blobs))
+        })
+        .map(|b| b.id)
+        .filter(|id| used(id))
         .collect();
-    // Blobs that have a home outside every condemned pack.
     let housed: HashSet<Id> = objects
         .packs
         .values()
         .filter(|p| !all_condemned.contains(&p.id))
         .flat_map(|p| p.blobs.iter().map(|b| b.id))
+        .filter(|id| wanted.contains(id))
         .collect();
     let mut delete = Vec::new();
     let mut rescue = Vec::new();
@@ -643,7 +666,7 @@ fn sweep(
                 .blobs
                 .iter()
                 .chain(indexed.iter().flat_map(|i| i.blobs.iter()))
-                .any(|b| used(&b.id) && !housed.contains(&b.id));
+                .any(|b| wanted.contains(&b.id) && !housed.contains(&b.id));
             if !needed {
                 delete.push(p.clone());
             } else if indexed.is_none() {
@@ -687,20 +710,15 @@ fn rewrite_index(repo: &Repository, objects: &IndexObjects, doomed: &HashSet<Id>
         .filter(|id| !doomed.contains(id))
         .collect();
     ids.sort();
-    let mut batch = IndexRecord::default();
-    let mut blobs = 0;
-    for id in ids {
+    let counted = ids.into_iter().map(|id| {
         let p = &objects.packs[id];
-        blobs += p.blobs.len();
-        batch.packs.push(p.clone());
-        if blobs >= BLOBS_PER_INDEX {
-            repo.put_meta("index", &std::mem::take(&mut batch).encode())?;
-            blobs = 0;
-        }
-    }
-    if !batch.packs.is_empty() {
-        repo.put_meta("index", &batch.encode())?;
-    }
+        (p, p.blobs.len())
+    });
+    crate::index::in_objects(counted, |packs| {
+        let packs = packs.into_iter().cloned().collect();
+        repo.put_meta("index", &IndexRecord { packs }.encode())?;
+        Ok(())
+    })?;
     for path in &objects.paths {
         repo.backend().delete(path)?;
     }

@@ -19,8 +19,6 @@ use cairn_format::Id;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-/// Most blobs listed in one index object written by `repair index`.
-pub const MAX_BLOBS_PER_INDEX: usize = 200_000;
 /// Tag added to snapshots rewritten by `repair snapshots`.
 pub const REPAIRED_TAG: &str = "repaired";
 /// Fact recording how many files a repaired snapshot lost.
@@ -148,31 +146,19 @@ pub fn repair_index(repo: &Arc<Repository>, dry_run: bool) -> Result<IndexRepair
         packs.extend(old.records_for(&kept_numbers));
     }
     report.blobs = packs.iter().map(|p| p.blobs.len() as u64).sum();
-    // Group packs into index objects of at most MAX_BLOBS_PER_INDEX blobs (a larger pack
-    // goes alone).
-    let mut groups: Vec<Vec<IndexPack>> = Vec::new();
-    let mut current: Vec<IndexPack> = Vec::new();
-    let mut count = 0usize;
-    for p in packs {
-        if !current.is_empty() && count + p.blobs.len() > MAX_BLOBS_PER_INDEX {
-            groups.push(std::mem::take(&mut current));
-            count = 0;
-        }
-        count += p.blobs.len();
-        current.push(p);
-    }
-    if !current.is_empty() {
-        groups.push(current);
-    }
     if dry_run {
         report.removed = old_objects.len() as u64;
         return Ok(report);
     }
-    for packs in groups {
-        report
-            .written
-            .push(repo.put_meta("index", &IndexRecord { packs }.encode())?);
-    }
+    let counted = packs.into_iter().map(|p| {
+        let blobs = p.blobs.len();
+        (p, blobs)
+    });
+    crate::index::in_objects(counted, |packs| {
+        let id = repo.put_meta("index", &IndexRecord { packs }.encode())?;
+        report.written.push(id);
+        Ok(())
+    })?;
     if let Some(lease) = &lease {
         lease.ensure_fresh()?;
     }
