@@ -20,6 +20,7 @@
 //!
 //! Ids are keyed hashes, uniform in their first bits: the runs' tables stay balanced.
 
+use crate::index::head;
 use cairn_format::Id;
 use std::collections::HashSet;
 use std::fs::File;
@@ -87,13 +88,6 @@ fn prefix(id: &Id) -> usize {
     (u16::from_be_bytes([id.0[0], id.0[1]]) >> (16 - RUN_PREFIX_BITS)) as usize
 }
 
-/// An id's first 8 bytes, in the ids' order.
-fn key(id: &Id) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&id.0[..8]);
-    u64::from_be_bytes(b)
-}
-
 const ID_LEN: u64 = 32;
 
 /// A full run written to the temporary file: its ids' first 8 bytes in memory.
@@ -114,7 +108,7 @@ impl Spilled {
         }
         file.write_all_at(&bytes, at)?;
         Ok(Spilled {
-            keys: run.ids.iter().map(key).collect(),
+            keys: run.ids.iter().map(head).collect(),
             starts: run.starts.clone(),
             at,
         })
@@ -124,7 +118,7 @@ impl Spilled {
         let p = prefix(id);
         let (lo, hi) = (self.starts[p] as usize, self.starts[p + 1] as usize);
         let keys = &self.keys[lo..hi];
-        let k = key(id);
+        let k = head(id);
         let first = keys.partition_point(|x| *x < k);
         keys[first..]
             .iter()

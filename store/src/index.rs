@@ -552,7 +552,7 @@ fn prefix(id: &Id) -> u16 {
 }
 
 /// An id's first 8 bytes, ordered as the id.
-fn head(id: &Id) -> u64 {
+pub(crate) fn head(id: &Id) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&id.0[..8]);
     u64::from_be_bytes(b)

@@ -3,11 +3,12 @@
 //! pack against the entries the index objects list for it), and the record format shared with
 //! [`crate::partial_index`].
 //!
-//! [`PackEntriesBuilder::put`] appends each pack's blobs as the index objects are read (256 KiB
-//! write buffer) and remembers, per pack, where its records are (a pack listed by several
-//! index objects has several runs); [`PackEntries::entries`] reads one pack's runs back with
+//! [`PackEntries::append`] writes each pack's blobs as the index objects are read (one `pwrite`
+//! per pack) and remembers, per pack, where its records are (a pack listed by several index
+//! objects has several runs); [`PackEntries::entries`] reads one pack's runs back with
 //! `pread`. Memory holds a few dozen bytes per pack, none per blob.
 
+use crate::index::head;
 use crate::{Error, Result};
 use cairn_format::frame::Compression;
 use cairn_format::index::IndexPack;
@@ -15,7 +16,6 @@ use cairn_format::pack::{BlobEntry, FrameRef};
 use cairn_format::Id;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 
 /// One blob in a file of records: id, frame (offset, stored length, raw length,
@@ -66,14 +66,13 @@ fn tmp_error(what: &str, e: std::io::Error) -> Error {
 /// Where one listing of a pack's blobs is: first record, number of records.
 type Run = (u64, u32);
 
-/// Collects packs' index entries into a temporary file.
+/// Collects packs' index entries, as read from one listing of `index/`, into a temporary
+/// file: a new listing starts it over, and a failed write is reported by
+/// [`PackEntriesBuilder::finish`].
 pub struct PackEntriesBuilder {
-    out: BufWriter<File>,
-    /// Records written.
-    written: u64,
+    entries: PackEntries,
     /// The listing of `index/` the entries come from.
     listing: u32,
-    runs: HashMap<Id, Vec<Run>>,
     /// The first write that failed: [`PackEntriesBuilder::finish`] returns it.
     failed: Option<Error>,
 }
@@ -81,12 +80,9 @@ pub struct PackEntriesBuilder {
 impl PackEntriesBuilder {
     /// An empty builder with its temporary file.
     pub fn new() -> Result<PackEntriesBuilder> {
-        let f = tempfile::tempfile().map_err(|e| tmp_error("creating", e))?;
         Ok(PackEntriesBuilder {
-            out: BufWriter::with_capacity(256 << 10, f),
-            written: 0,
+            entries: PackEntries::new()?,
             listing: 1,
-            runs: HashMap::new(),
             failed: None,
         })
     }
@@ -95,86 +91,126 @@ impl PackEntriesBuilder {
     /// forgets what earlier ones gave, as [`crate::index::Index::load_aside`] asks). A write
     /// that fails is kept for [`PackEntriesBuilder::finish`].
     pub fn put(&mut self, listing: u32, p: &IndexPack) {
-        if self.failed.is_none() {
-            self.failed = self.try_put(listing, p).err();
+        if self.failed.is_some() {
+            return;
         }
-    }
-
-    fn try_put(&mut self, listing: u32, p: &IndexPack) -> Result<()> {
         if listing != self.listing {
             self.listing = listing;
-            self.out.flush().map_err(|e| tmp_error("writing", e))?;
-            let f = self.out.get_mut();
-            f.set_len(0).map_err(|e| tmp_error("truncating", e))?;
-            f.seek(SeekFrom::Start(0))
-                .map_err(|e| tmp_error("truncating", e))?;
-            self.written = 0;
-            self.runs.clear();
+            self.entries.clear();
         }
+        self.failed = self.entries.append(p).err();
+    }
+
+    /// The entries set aside, or the first write that failed.
+    pub fn finish(self) -> Result<PackEntries> {
+        match self.failed {
+            Some(e) => Err(e),
+            None => Ok(self.entries),
+        }
+    }
+}
+
+/// Packs' index entries on disk, appended a pack at a time and read back a pack at a time.
+#[derive(Debug)]
+pub struct PackEntries {
+    file: File,
+    /// Records written.
+    written: u64,
+    runs: HashMap<Id, Vec<Run>>,
+    /// One pack's records, encoded for one write.
+    buf: Vec<u8>,
+}
+
+impl PackEntries {
+    /// An empty set with its temporary file.
+    pub fn new() -> Result<PackEntries> {
+        let file = tempfile::tempfile().map_err(|e| tmp_error("creating", e))?;
+        Ok(PackEntries {
+            file,
+            written: 0,
+            runs: HashMap::new(),
+            buf: Vec::new(),
+        })
+    }
+
+    /// Forget every entry (the file is reused from its start).
+    fn clear(&mut self) {
+        self.written = 0;
+        self.runs.clear();
+    }
+
+    /// Set aside the blobs of `p` (one write); a pack appended again adds a listing of it.
+    pub fn append(&mut self, p: &IndexPack) -> Result<()> {
         if p.blobs.is_empty() {
             return Ok(());
         }
         let count = u32::try_from(p.blobs.len())
             .map_err(|_| Error::Invalid(format!("pack {} lists over 2^32 blobs", p.id)))?;
+        self.buf.clear();
+        for b in &p.blobs {
+            self.buf.extend_from_slice(&encode_blob(b));
+        }
+        self.file
+            .write_all_at(&self.buf, self.written * BLOB_RECORD as u64)
+            .map_err(|e| tmp_error("writing", e))?;
+        if self.buf.capacity() > 1 << 20 {
+            self.buf = Vec::new();
+        }
         self.runs
             .entry(p.id)
             .or_default()
             .push((self.written, count));
-        for b in &p.blobs {
-            self.out
-                .write_all(&encode_blob(b))
-                .map_err(|e| tmp_error("writing", e))?;
-        }
         self.written += u64::from(count);
         Ok(())
     }
 
-    /// The entries set aside, or the first write that failed.
-    pub fn finish(self) -> Result<PackEntries> {
-        if let Some(e) = self.failed {
-            return Err(e);
-        }
-        let mut runs = self.runs;
-        runs.shrink_to_fit();
-        let file = self
-            .out
-            .into_inner()
-            .map_err(|e| tmp_error("writing", e.into_error()))?;
-        Ok(PackEntries { file, runs })
+    /// Records set aside for `pack`, duplicates included (an upper bound of its blobs).
+    pub fn listed(&self, pack: &Id) -> usize {
+        self.runs
+            .get(pack)
+            .map_or(0, |runs| runs.iter().map(|(_, n)| *n as usize).sum())
     }
-}
 
-/// Packs' index entries on disk, read back a pack at a time.
-#[derive(Debug)]
-pub struct PackEntries {
-    file: File,
-    runs: HashMap<Id, Vec<Run>>,
-}
-
-impl PackEntries {
     /// Every blob the index objects list in `pack`, each once (the first listing of an id
     /// wins), in id order.
     pub fn entries(&self, pack: &Id) -> Result<Vec<BlobEntry>> {
+        let mut out = Vec::new();
+        self.entries_into(pack, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`PackEntries::entries`] into `out` (replacing its content): for readers of every
+    /// pack in turn, whose one buffer is not a fresh allocation, faulted in, per pack.
+    pub fn entries_into(&self, pack: &Id, out: &mut Vec<BlobEntry>) -> Result<()> {
+        out.clear();
         let Some(runs) = self.runs.get(pack) else {
-            return Ok(Vec::new());
+            return Ok(());
         };
-        let total: u64 = runs.iter().map(|(_, n)| u64::from(*n)).sum();
-        let mut out = Vec::with_capacity(total as usize);
-        let mut bytes = Vec::new();
+        out.reserve(runs.iter().map(|(_, n)| *n as usize).sum());
+        // Read in pieces of 64 KiB, below the size that is mapped afresh per allocation.
+        const CHUNK: usize = (64 << 10) / BLOB_RECORD;
+        let mut bytes = vec![0u8; CHUNK * BLOB_RECORD];
         for &(first, count) in runs {
-            bytes.resize(count as usize * BLOB_RECORD, 0);
-            self.file
-                .read_exact_at(&mut bytes, first * BLOB_RECORD as u64)
-                .map_err(|e| tmp_error("reading", e))?;
-            for rec in bytes.chunks_exact(BLOB_RECORD) {
-                let rec: &[u8; BLOB_RECORD] = rec.try_into().expect("a whole record");
-                out.push(decode_blob(rec));
+            let mut at = first;
+            let end = first + u64::from(count);
+            while at < end {
+                let n = (end - at).min(CHUNK as u64) as usize;
+                let bytes = &mut bytes[..n * BLOB_RECORD];
+                self.file
+                    .read_exact_at(bytes, at * BLOB_RECORD as u64)
+                    .map_err(|e| tmp_error("reading", e))?;
+                for rec in bytes.chunks_exact(BLOB_RECORD) {
+                    let rec: &[u8; BLOB_RECORD] = rec.try_into().expect("a whole record");
+                    out.push(decode_blob(rec));
+                }
+                at += n as u64;
             }
         }
-        // By id, the first listed of each (a stable sort), as the whole index keeps them.
-        out.sort_by_key(|b| b.id);
+        // By id, the first listed of each (a stable sort), as the whole index keeps them; the
+        // ids' first 8 bytes decide nearly every comparison.
+        out.sort_by(|a, b| head(&a.id).cmp(&head(&b.id)).then_with(|| a.id.cmp(&b.id)));
         out.dedup_by_key(|b| b.id);
-        Ok(out)
+        Ok(())
     }
 }
 

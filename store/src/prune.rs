@@ -15,6 +15,7 @@ use crate::copy::stored_packs;
 use crate::index::Index;
 use crate::lease::{self, Lease, PRUNE_LEASE};
 use crate::loader::Loader;
+use crate::pack_entries::PackEntries;
 use crate::repo::{Repository, Role};
 use crate::saver::Saver;
 use crate::{snapshots, trees, Error, Result};
@@ -84,10 +85,13 @@ pub struct PruneReport {
 }
 
 /// The repository's index objects, read one by one (prune needs to know which object says
-/// what, to replace them).
+/// what, to replace them): their paths, each pack's kind and size, and the packs' entries set
+/// aside in a temporary file and read back a pack at a time, so they are not held twice (here
+/// and in the merged index) for every blob.
 struct IndexObjects {
     paths: Vec<String>,
-    packs: HashMap<Id, IndexPack>,
+    packs: HashMap<Id, (PackKind, u64)>,
+    entries: PackEntries,
 }
 
 impl IndexObjects {
@@ -95,6 +99,7 @@ impl IndexObjects {
         let mut out = IndexObjects {
             paths: Vec::new(),
             packs: HashMap::new(),
+            entries: PackEntries::new()?,
         };
         out.refresh(repo)?;
         Ok(out)
@@ -105,12 +110,10 @@ impl IndexObjects {
     /// the ones read before stay valid.
     fn refresh(&mut self, repo: &Repository) -> Result<()> {
         let known: HashSet<String> = self.paths.iter().cloned().collect();
-        let mut added = false;
         for obj in repo.backend().list("index")? {
             if known.contains(&obj.path) {
                 continue;
             }
-            added = true;
             let name = obj.path.rsplit('/').next().unwrap_or_default();
             let rec = name
                 .parse::<Id>()
@@ -125,33 +128,64 @@ impl IndexObjects {
                         obj.path
                     ))
                 })?;
-            for p in rec.packs {
-                let entry = self.packs.entry(p.id).or_insert_with(|| IndexPack {
-                    blobs: Vec::new(),
-                    ..p.clone()
-                });
-                entry.blobs.extend(p.blobs);
+            for p in &rec.packs {
+                self.packs.entry(p.id).or_insert((p.kind, p.size));
+                self.entries.append(p)?;
             }
             self.paths.push(obj.path);
-        }
-        if added {
-            for p in self.packs.values_mut() {
-                p.blobs.sort_by_key(|b| b.id);
-                p.blobs.dedup_by_key(|b| b.id);
-            }
         }
         Ok(())
     }
 
+    /// Pack `id` as the index objects list it (each blob once, in id order).
+    fn pack(&self, id: &Id) -> Result<IndexPack> {
+        let mut pack = IndexObjects::buffer();
+        self.pack_into(id, &mut pack)?;
+        Ok(pack)
+    }
+
+    /// A pack record for [`IndexObjects::pack_into`] to fill.
+    fn buffer() -> IndexPack {
+        IndexPack {
+            id: Id([0; 32]),
+            kind: PackKind::Data,
+            size: 0,
+            blobs: Vec::new(),
+        }
+    }
+
+    /// [`IndexObjects::pack`] into `pack`, reusing its allocation: for passes over every pack.
+    fn pack_into(&self, id: &Id, pack: &mut IndexPack) -> Result<()> {
+        let (kind, size) =
+            self.packs.get(id).copied().ok_or_else(|| {
+                Error::Invalid(format!("pack {id} is in no index object prune read"))
+            })?;
+        (pack.id, pack.kind, pack.size) = (*id, kind, size);
+        self.entries.entries_into(id, &mut pack.blobs)
+    }
+
+    /// The packs' ids in order, but those in `excluded`.
+    fn ids(&self, excluded: &HashSet<Id>) -> Vec<Id> {
+        let mut ids: Vec<Id> = self
+            .packs
+            .keys()
+            .filter(|id| !excluded.contains(id))
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// A merged in-memory index of every pack not in `excluded`.
-    fn index(&self, excluded: &HashSet<Id>) -> Index {
-        let mut ids: Vec<&Id> = self.packs.keys().collect();
-        ids.sort();
-        Index::from_packs(
-            ids.into_iter()
-                .filter(|id| !excluded.contains(id))
-                .map(|id| &self.packs[id]),
-        )
+    fn index(&self, excluded: &HashSet<Id>) -> Result<Index> {
+        let mut index = Index::default();
+        let mut pack = IndexObjects::buffer();
+        for id in self.ids(excluded) {
+            self.pack_into(&id, &mut pack)?;
+            index.add_unsealed(&pack, &|_, _| true, false);
+        }
+        index.seal_now();
+        Ok(index)
     }
 }
 
@@ -167,7 +201,7 @@ struct Referenced {
 fn referenced(
     repo: &Arc<Repository>,
     known: &HashSet<Id>,
-    index: impl FnOnce() -> Arc<Index>,
+    index: impl FnOnce() -> Result<Arc<Index>>,
 ) -> Result<Referenced> {
     let listing = snapshots::list(repo)?;
     if let Some((path, why)) = listing.damaged.first() {
@@ -188,7 +222,7 @@ fn referenced(
         });
     }
     let roots: Vec<Id> = new.iter().map(|(_, s)| s.tree).collect();
-    let blobs = trees::referenced_blobs(&mut Loader::new(repo.clone(), index()), &roots)
+    let blobs = trees::referenced_blobs(&mut Loader::new(repo.clone(), index()?), &roots)
         .map_err(|e| {
             Error::Invalid(format!(
                 "prune stopped: a snapshot's tree cannot be read ({e}). Run `cairn check`, then `cairn repair snapshots`"
@@ -256,16 +290,16 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
         .collect();
     let t = std::time::Instant::now();
     let objects = IndexObjects::load(repo)?;
-    let all = Arc::new(objects.index(&HashSet::new()));
+    let all = Arc::new(objects.index(&HashSet::new())?);
     tracing::debug!("plan: index loaded in {:?}", t.elapsed());
     // Without pending markers the live index is the whole index: share it.
     let live = if condemned.is_empty() {
         all.clone()
     } else {
-        Arc::new(objects.index(&condemned))
+        Arc::new(objects.index(&condemned)?)
     };
     let t = std::time::Instant::now();
-    let used = referenced(repo, &HashSet::new(), || all.clone())?;
+    let used = referenced(repo, &HashSet::new(), || Ok(all.clone()))?;
     tracing::debug!("plan: snapshots walked in {:?}", t.elapsed());
     let missing = used.blobs.iter().filter(|b| !all.contains(b)).count();
 
@@ -293,11 +327,12 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
     // would rewrite nearly everything at every prune).
     let mut partly = Vec::new();
     let (mut used_total, mut unused_total) = (0u64, 0u64);
+    let mut pack = IndexObjects::buffer();
     for (number, info) in (0u32..).zip(live.packs()) {
         if plan.condemned.contains(&info.id) {
             continue;
         }
-        let pack = &plan.objects.packs[&info.id];
+        plan.objects.pack_into(&info.id, &mut pack)?;
         let total: u64 = pack.blobs.iter().map(|b| u64::from(b.len)).sum();
         let used_len = live_bytes[number as usize];
         if used_len == 0 {
@@ -367,7 +402,7 @@ fn execute(repo: &Arc<Repository>, plan: &Plan) -> Result<Option<Id>> {
         skip.extend(plan.repack.iter().map(|(id, _)| *id));
         skip.extend(plan.unused.iter().copied());
         let read_index = plan.index.clone();
-        let mut saver = Saver::new(repo.clone(), Arc::new(plan.objects.index(&skip)), 0);
+        let mut saver = Saver::new(repo.clone(), Arc::new(plan.objects.index(&skip)?), 0);
         // One thread reads (decrypts, decompresses, verifies) while this one feeds the saver,
         // whose own threads compress and upload.
         let numbers: HashMap<Id, u32> = (0u32..)
@@ -378,7 +413,7 @@ fn execute(repo: &Arc<Repository>, plan: &Plan) -> Result<Option<Id>> {
         let mut stats = RepackStats::default();
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Repacked>>(8);
-            let (repack, packs) = (&plan.repack, &plan.objects.packs);
+            let (repack, objects) = (&plan.repack, &plan.objects);
             let (numbers, next) = (&numbers, &next);
             // Readers take packs in turn: decompressing whole frames for a few live blobs
             // costs as much as compressing them again.
@@ -391,7 +426,14 @@ fn execute(repo: &Arc<Repository>, plan: &Plan) -> Result<Option<Id>> {
                         repack.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
                     {
                         let number = numbers[pack];
-                        for item in repack_pack(&mut loader, number, &packs[pack], live) {
+                        let pack = match objects.pack(pack) {
+                            Ok(p) => p,
+                            Err(e) => {
+                                let _ = tx.send(Err(e));
+                                return;
+                            }
+                        };
+                        for item in repack_pack(&mut loader, number, &pack, live) {
                             let failed = item.is_err();
                             if tx.send(item).is_err() || failed {
                                 return;
@@ -449,8 +491,8 @@ fn execute(repo: &Arc<Repository>, plan: &Plan) -> Result<Option<Id>> {
         .unused
         .iter()
         .chain(plan.repack.iter().map(|(id, _)| id))
-        .map(|id| plan.objects.packs[id].clone())
-        .collect();
+        .map(|id| plan.objects.pack(id))
+        .collect::<Result<_>>()?;
     packs.extend(plan.unindexed.iter().map(|(id, kind, size)| IndexPack {
         id: *id,
         kind: *kind,
@@ -629,7 +671,9 @@ fn sweep(
         .as_ref()
         .map(|u| u.snapshots.clone())
         .unwrap_or_default();
-    let later = referenced(repo, &walked, || Arc::new(objects.index(&HashSet::new())))?;
+    let later = referenced(repo, &walked, || {
+        Ok(Arc::new(objects.index(&HashSet::new())?))
+    })?;
     let used = |id: &Id| {
         later.blobs.contains(id) || earlier.as_ref().is_some_and(|u| u.blobs.contains(id))
     };
@@ -637,31 +681,40 @@ fn sweep(
         "sweep: index loaded and snapshots walked in {:?}",
         t.elapsed()
     );
+    // A condemned pack's blobs: as its marker lists them, and as the index objects do while
+    // they still list it (read a pack at a time, not held).
+    let listed = |p: &IndexPack| -> Result<Option<IndexPack>> {
+        match objects.packs.contains_key(&p.id) {
+            true => objects.pack(&p.id).map(Some),
+            false => Ok(None),
+        }
+    };
     // The used blobs of the packs the ready markers condemn, and of those, the ones that have
     // a home outside every condemned pack (only these are held, not every indexed blob).
-    let wanted: HashSet<Id> = ready
-        .iter()
-        .flat_map(|(_, marker)| &marker.packs)
-        .flat_map(|p| {
-            p.blobs
-                .iter()
-                .chain(objects.packs.get(&p.id).into_iter().flat_map(|i| &i.blobs))
-        })
-        .map(|b| b.id)
-        .filter(|id| used(id))
-        .collect();
-    let housed: HashSet<Id> = objects
-        .packs
-        .values()
-        .filter(|p| !all_condemned.contains(&p.id))
-        .flat_map(|p| p.blobs.iter().map(|b| b.id))
-        .filter(|id| wanted.contains(id))
-        .collect();
+    let mut wanted: HashSet<Id> = HashSet::new();
+    for p in ready.iter().flat_map(|(_, marker)| &marker.packs) {
+        let indexed = listed(p)?;
+        let blobs = p.blobs.iter().chain(indexed.iter().flat_map(|i| &i.blobs));
+        wanted.extend(blobs.map(|b| b.id).filter(|id| used(id)));
+    }
+    let mut housed: HashSet<Id> = HashSet::new();
+    if !wanted.is_empty() {
+        let mut pack = IndexObjects::buffer();
+        for id in objects.ids(&all_condemned) {
+            objects.pack_into(&id, &mut pack)?;
+            housed.extend(
+                pack.blobs
+                    .iter()
+                    .map(|b| b.id)
+                    .filter(|b| wanted.contains(b)),
+            );
+        }
+    }
     let mut delete = Vec::new();
     let mut rescue = Vec::new();
     for (_, marker) in &ready {
         for p in &marker.packs {
-            let indexed = objects.packs.get(&p.id);
+            let indexed = listed(p)?;
             let needed = p
                 .blobs
                 .iter()
@@ -704,18 +757,15 @@ fn rewrite_index(repo: &Repository, objects: &IndexObjects, doomed: &HashSet<Id>
     if !objects.packs.keys().any(|id| doomed.contains(id)) {
         return Ok(());
     }
-    let mut ids: Vec<&Id> = objects
-        .packs
-        .keys()
-        .filter(|id| !doomed.contains(id))
-        .collect();
-    ids.sort();
-    let counted = ids.into_iter().map(|id| {
-        let p = &objects.packs[id];
-        (p, p.blobs.len())
-    });
-    crate::index::in_objects(counted, |packs| {
-        let packs = packs.into_iter().cloned().collect();
+    let counted = objects
+        .ids(doomed)
+        .into_iter()
+        .map(|id| (id, objects.entries.listed(&id)));
+    crate::index::in_objects(counted, |ids| {
+        let packs = ids
+            .iter()
+            .map(|id| objects.pack(id))
+            .collect::<Result<_>>()?;
         repo.put_meta("index", &IndexRecord { packs }.encode())?;
         Ok(())
     })?;
