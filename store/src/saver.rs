@@ -1,12 +1,15 @@
 //! The write pipeline: chunk → keyed hash → dedup → (batch small blobs) → zstd → pack → age →
 //! store, with a fixed number of worker threads and a bounded queue, so memory stays bounded
 //! whatever the input size: at most `2 × workers` queued jobs and [`packs_in_memory`] packs
-//! (two 16 MiB packs on local storage, three on remote), counting the open one of each kind,
-//! sealed ones waiting for an uploader and those being uploaded ([`Backend::parallel_writes`]
-//! at most). A pack is encrypted as its frames are added
-//! (age's STREAM is incremental), so each is held once, as ciphertext.
+//! (two on local storage, three on remote), counting the open one of each kind, sealed ones
+//! waiting for an uploader and those being stored ([`Backend::parallel_writes`] at most). A
+//! pack is encrypted as its frames are added (age's STREAM is incremental) into its sink
+//! ([`crate::pack_sink`]): on local storage a staged temporary file ([`Backend::stage`]),
+//! hashed as written, so a pack costs a 64 KiB buffer, not its size; on object stores memory,
+//! where each is held once, as ciphertext.
 //!
 //! [`Backend::parallel_writes`]: crate::backend::Backend::parallel_writes
+//! [`Backend::stage`]: crate::backend::Backend::stage
 
 use crate::id_set::IdSet;
 use crate::index::Index;
@@ -34,17 +37,18 @@ pub const SMALL_BLOB: usize = 32 << 10;
 pub const FRAME_TARGET: usize = 256 << 10;
 /// A batch's buffer: a frame's target and the small blob that may take it past it.
 const BATCH_CAPACITY: usize = FRAME_TARGET + SMALL_BLOB;
-/// Bytes of packs a save holds at once on local storage (open, sealed and waiting, or being
+/// Bytes of packs a save has at once on local storage (open, sealed and waiting, or being
 /// written), counted in whole packs of the repository's pack size: two 16 MiB packs, one
-/// filling while the other is written (a local write of a pack takes a fraction of the time
-/// to fill the next one).
+/// filling while the other is committed (its fsync takes a fraction of the time to fill the
+/// next one). They are temporary files there, not memory: the budget bounds how many exist.
 pub const PACK_BYTES_IN_MEMORY: u64 = 32 << 20;
 /// The same on remote storage, where an upload takes longer than filling a pack: three 16
 /// MiB packs.
 pub const REMOTE_PACK_BYTES_IN_MEMORY: u64 = 48 << 20;
 
 /// Packs a save holds at once for packs of `pack_size` bytes: two or three (the data and the
-/// tree packer can both be open; a third lets one fill while two are stored).
+/// tree packer can both be open; a third lets one fill while two are stored). In memory on
+/// object stores; staged temporary files on local storage.
 pub fn packs_in_memory(pack_size: u64, remote: bool) -> usize {
     let budget = if remote {
         REMOTE_PACK_BYTES_IN_MEMORY
@@ -112,8 +116,8 @@ struct Shared {
     repo: Arc<Repository>,
     uploads: Mutex<Option<Sender<Upload>>>,
     packers: [Mutex<Option<OpenPack>>; 2],
-    /// One token per pack that may be held ([`packs_in_memory`]): taken to open a pack,
-    /// given back once it is stored (or dropped).
+    /// One token per pack that may be held ([`packs_in_memory`]): taken to open a pack (a
+    /// buffer, or a staged temporary file), given back once it is stored (or dropped).
     tokens: (Sender<()>, Receiver<()>),
     written: Mutex<Written>,
     /// Index entries held before they go out as an index object ([`INDEX_FLUSH_BLOBS`]).
