@@ -46,9 +46,28 @@ impl LocalBackend {
     }
 }
 
+/// Create `dir` and its missing ancestors; each directory created is made durable in its
+/// parent (fsync), so an object named in it is found there after a crash.
+fn ensure_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent {
+        ensure_dir(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        // Made meanwhile by another writer: synced here too, before anything is named in it.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+        Err(e) => return Err(e),
+    }
+    parent.map_or(Ok(()), sync_dir)
+}
+
 /// A fresh temporary file `.tmp-<name>-<random>` in `dir` (created if missing).
 fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
-    fs::create_dir_all(dir)?;
+    ensure_dir(dir)?;
     let tmp = dir.join(format!(".tmp-{}-{:016x}", name, rand::random::<u64>()));
     let f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
     Ok((tmp, f))
@@ -59,7 +78,7 @@ fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, File)> {
 /// atomically, also on NFS. The temporary name stays.
 fn link_new(tmp: &Path, dest: &Path) -> io::Result<bool> {
     let dir = dest.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+    ensure_dir(dir)?;
     match fs::hard_link(tmp, dest) {
         Ok(()) => sync_dir(dir).map(|()| true),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
