@@ -17,7 +17,7 @@ pub use s3_api::{LockMode, ObjectVersion, Retention, WriteLock};
 pub use versioned::AsOfBackend;
 
 use crate::Result;
-use std::io::{Read, Seek};
+use std::io::{Read, Seek, Write};
 
 /// Anything that reads an object with random access.
 pub trait ReadSeek: Read + Seek + Send {}
@@ -30,6 +30,19 @@ pub struct ObjectInfo {
     pub path: String,
     /// Size in bytes.
     pub size: u64,
+}
+
+/// An object written to storage as it is made ([`Backend::stage`]): its bytes go to a
+/// temporary the backend hides from listings and readers (`.tmp-*`, SPEC §3) until
+/// [`StagedObject::commit`] names it. Dropped uncommitted, it is deleted.
+pub trait StagedObject: Write + Send {
+    /// The temporary's path in the repository, for messages.
+    fn temporary(&self) -> &str;
+    /// Store the bytes written as the object at `path` with [`Backend::put`]'s guarantees:
+    /// durable before it is named, never partial under `path`, and a create: an object
+    /// already stored there is kept (its name is content-addressed, so it holds the same
+    /// bytes). The temporary is gone afterwards, committed or not.
+    fn commit(self: Box<Self>, path: &str) -> Result<()>;
 }
 
 /// A place that keeps objects.
@@ -46,6 +59,12 @@ pub trait Backend: Send + Sync {
     /// backend keeps its own).
     fn put_owned(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
         self.put(path, &bytes)
+    }
+    /// Start an object to be committed below the directory `dir` (`data`, `tree`), written as
+    /// it is made instead of held in memory; None where the backend has no such place
+    /// (object stores: callers hold the bytes and [`Backend::put_owned`] them).
+    fn stage(&self, _dir: &str) -> Result<Option<Box<dyn StagedObject>>> {
+        Ok(None)
     }
     /// Store `bytes` at `path`, replacing what is there (needs permission to overwrite; only
     /// the prune lease, held by maintenance, is written so).

@@ -9,6 +9,7 @@
 use crate::index::Index;
 use crate::lease::Lease;
 use crate::loader::Loader;
+use crate::pack_sink::PackSink;
 use crate::repo::Repository;
 use crate::trees;
 use crate::{Error, Result};
@@ -17,13 +18,17 @@ use cairn_format::pack::PackKind;
 use cairn_format::snapshot::Snapshot;
 use cairn_format::Id;
 use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Packs transferred at once, at most.
 const PARALLEL_PACKS: usize = 4;
-/// Memory for packs in transit (each is held whole): 2 packs of the default 16 MiB.
+/// Memory for packs in transit where each is held whole (to or from object stores): 2 packs
+/// of the default 16 MiB.
 const TRANSIT_BYTES: u64 = 40 << 20;
+/// Bytes read at a time from a local source pack streamed into a staged object.
+const STREAM_PIECE: usize = 256 << 10;
 
 /// What a copy did.
 #[derive(Debug, Default, Clone)]
@@ -220,14 +225,7 @@ fn send_packs(
                     return;
                 };
                 let info = index.pack(n);
-                let path = Repository::pack_path(info.kind, &info.id);
-                let result = src.backend().get(&path).and_then(|b| {
-                    verify_name(&path, &info.id, &b)?;
-                    let len = b.len() as u64;
-                    dst.backend().put_owned(&path, b)?;
-                    Ok(len)
-                });
-                match result {
+                match send_pack(src, dst, info.kind, &info.id) {
                     Ok(len) => {
                         bytes.fetch_add(len, Ordering::Relaxed);
                         progress(len);
@@ -244,4 +242,57 @@ fn send_packs(
         Some(e) => Err(e),
         None => Ok(bytes.into_inner()),
     }
+}
+
+/// Send one pack, checked against its name; returns its size. From local storage into a
+/// backend that stages objects (local storage) it goes a piece at a time; otherwise it is
+/// held whole (one GET from an object store, one PUT to one).
+fn send_pack(src: &Repository, dst: &Repository, kind: PackKind, id: &Id) -> Result<u64> {
+    let path = Repository::pack_path(kind, id);
+    if !src.backend().is_remote() {
+        let sink = PackSink::open(dst.backend(), kind.dir(), 0)?;
+        if sink.is_staged() {
+            return stream_pack(src, dst, &path, id, sink);
+        }
+    }
+    let bytes = src.backend().get(&path)?;
+    verify_name(&path, id, &bytes)?;
+    let len = bytes.len() as u64;
+    dst.backend().put_owned(&path, bytes)?;
+    Ok(len)
+}
+
+/// Copy the pack at `path` into `sink` and store it under `path` if its bytes hash to `id`
+/// (else the staged copy is deleted and the source named as damaged).
+fn stream_pack(
+    src: &Repository,
+    dst: &Repository,
+    path: &str,
+    id: &Id,
+    mut sink: PackSink,
+) -> Result<u64> {
+    let mut reader = src.backend().open(path)?;
+    let mut buf = vec![0u8; STREAM_PIECE];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("reading", path, e)),
+        };
+        sink.write_all(&buf[..n]).map_err(|e| Error::PackWrite {
+            location: dst.backend().location(),
+            cause: e.to_string(),
+        })?;
+    }
+    let sealed = sink.seal();
+    if sealed.id != *id {
+        return Err(Error::NameMismatch {
+            object: path.to_string(),
+            actual: sealed.id,
+        });
+    }
+    let size = sealed.size;
+    sealed.store(dst.backend(), path)?;
+    Ok(size)
 }

@@ -38,6 +38,14 @@ pub enum Error {
         /// Cause (part of the message, so not also a `source`).
         cause: std::io::Error,
     },
+    /// A new pack could not be written to local storage (a full disk, a failing mount).
+    #[error("writing a new pack to {location} failed: {cause}; nothing refers to it and its temporary file is removed: free space there (or fix the storage), then run the command again (packs already stored are reused)")]
+    PackWrite {
+        /// Repository location.
+        location: String,
+        /// What failed, naming the pack's temporary file or object.
+        cause: String,
+    },
     /// An object store request failed after its retries.
     #[error("{op} {object} at {location}: {cause}; check the endpoint, credentials and network, then run the command again (objects already stored are reused)")]
     Remote {
@@ -279,7 +287,10 @@ impl Error {
     /// A failure to reach or read storage, as opposed to an object found missing or damaged:
     /// the operation could not run, nothing is known to be lost.
     pub fn is_storage_failure(&self) -> bool {
-        matches!(self, Error::Io { .. } | Error::Remote { .. })
+        matches!(
+            self,
+            Error::Io { .. } | Error::Remote { .. } | Error::PackWrite { .. }
+        )
     }
 
     /// A usage error: the command cannot work as given, and nothing was touched.

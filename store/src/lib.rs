@@ -31,6 +31,7 @@ pub mod lease;
 pub mod loader;
 pub mod object_lock;
 pub mod pack_entries;
+mod pack_sink;
 mod pack_stream;
 pub mod pages;
 pub mod partial_index;
@@ -49,6 +50,7 @@ pub mod source;
 #[cfg(test)]
 mod test_repo;
 pub mod trees;
+mod writeback;
 
 pub use error::{ConfigError, Error, Result};
 pub use repo::{Credentials, InitOptions, Repository, Role};

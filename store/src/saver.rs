@@ -1,15 +1,19 @@
 //! The write pipeline: chunk → keyed hash → dedup → (batch small blobs) → zstd → pack → age →
 //! store, with a fixed number of worker threads and a bounded queue, so memory stays bounded
 //! whatever the input size: at most `2 × workers` queued jobs and [`packs_in_memory`] packs
-//! (two 16 MiB packs on local storage, three on remote), counting the open one of each kind,
-//! sealed ones waiting for an uploader and those being uploaded ([`Backend::parallel_writes`]
-//! at most). A pack is encrypted as its frames are added
-//! (age's STREAM is incremental), so each is held once, as ciphertext.
+//! (two on local storage, three on remote), counting the open one of each kind, sealed ones
+//! waiting for an uploader and those being stored ([`Backend::parallel_writes`] at most). A
+//! pack is encrypted as its frames are added (age's STREAM is incremental) into its sink
+//! ([`crate::pack_sink`]): on local storage a staged temporary file ([`Backend::stage`]),
+//! hashed as written, so a pack costs a 64 KiB buffer, not its size; on object stores memory,
+//! where each is held once, as ciphertext.
 //!
 //! [`Backend::parallel_writes`]: crate::backend::Backend::parallel_writes
+//! [`Backend::stage`]: crate::backend::Backend::stage
 
 use crate::id_set::IdSet;
 use crate::index::Index;
+use crate::pack_sink::{PackSink, SealedPack};
 use crate::repo::Repository;
 use crate::{Error, Result};
 use cairn_format::chunker::{ChunkPolicy, Chunker};
@@ -33,17 +37,18 @@ pub const SMALL_BLOB: usize = 32 << 10;
 pub const FRAME_TARGET: usize = 256 << 10;
 /// A batch's buffer: a frame's target and the small blob that may take it past it.
 const BATCH_CAPACITY: usize = FRAME_TARGET + SMALL_BLOB;
-/// Bytes of packs a save holds at once on local storage (open, sealed and waiting, or being
+/// Bytes of packs a save has at once on local storage (open, sealed and waiting, or being
 /// written), counted in whole packs of the repository's pack size: two 16 MiB packs, one
-/// filling while the other is written (a local write of a pack takes a fraction of the time
-/// to fill the next one).
+/// filling while the other is committed (its fsync takes a fraction of the time to fill the
+/// next one). They are temporary files there, not memory: the budget bounds how many exist.
 pub const PACK_BYTES_IN_MEMORY: u64 = 32 << 20;
 /// The same on remote storage, where an upload takes longer than filling a pack: three 16
 /// MiB packs.
 pub const REMOTE_PACK_BYTES_IN_MEMORY: u64 = 48 << 20;
 
 /// Packs a save holds at once for packs of `pack_size` bytes: two or three (the data and the
-/// tree packer can both be open; a third lets one fill while two are stored).
+/// tree packer can both be open; a third lets one fill while two are stored). In memory on
+/// object stores; staged temporary files on local storage.
 pub fn packs_in_memory(pack_size: u64, remote: bool) -> usize {
     let budget = if remote {
         REMOTE_PACK_BYTES_IN_MEMORY
@@ -57,8 +62,13 @@ pub fn packs_in_memory(pack_size: u64, remote: bool) -> usize {
 /// per this many new blobs instead of one at the end, so its memory does not grow with it.
 pub const INDEX_FLUSH_BLOBS: usize = 32 << 10;
 
-/// A pack being filled: its frames go through age into the ciphertext as they are added.
-type OpenPack = PackWriter<age::stream::StreamWriter<Vec<u8>>>;
+/// A pack being filled: its frames go through age into its sink (a staged temporary file on
+/// local storage, memory on object stores) as they are added.
+struct OpenPack {
+    writer: PackWriter<age::stream::StreamWriter<PackSink>>,
+    /// The sink is a staged object: write failures are the storage's.
+    staged: bool,
+}
 
 /// What a save added to the repository.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -98,8 +108,7 @@ struct Batch {
 /// A sealed pack on its way to the backend.
 struct Upload {
     kind: PackKind,
-    id: Id,
-    ciphertext: Vec<u8>,
+    pack: SealedPack,
     blobs: Vec<cairn_format::pack::BlobEntry>,
 }
 
@@ -107,8 +116,8 @@ struct Shared {
     repo: Arc<Repository>,
     uploads: Mutex<Option<Sender<Upload>>>,
     packers: [Mutex<Option<OpenPack>>; 2],
-    /// One token per pack that may be held ([`packs_in_memory`]): taken to open a pack,
-    /// given back once it is stored (or dropped).
+    /// One token per pack that may be held ([`packs_in_memory`]): taken to open a pack (a
+    /// buffer, or a staged temporary file), given back once it is stored (or dropped).
     tokens: (Sender<()>, Receiver<()>),
     written: Mutex<Written>,
     /// Index entries held before they go out as an index object ([`INDEX_FLUSH_BLOBS`]).
@@ -155,15 +164,36 @@ impl Shared {
             .recv()
             .map_err(|_| Error::Invalid("pack budget closed".into()))?;
         let capacity = self.repo.config().pack_size as usize + (2 << 20);
-        envelope::encrypting_writer(
-            self.repo.pack_recipients(kind),
-            Vec::with_capacity(capacity),
-        )
-        .map(|w| PackWriter::new(kind, w))
-        .map_err(|e| {
-            self.give_token();
-            Error::Invalid(format!("starting the encryption of a pack: {e}"))
-        })
+        let sink = match PackSink::open(self.repo.backend(), kind.dir(), capacity) {
+            Ok(sink) => sink,
+            Err(e) => {
+                self.give_token();
+                return Err(e);
+            }
+        };
+        let staged = sink.is_staged();
+        envelope::encrypting_writer(self.repo.pack_recipients(kind), sink)
+            .map(|w| OpenPack {
+                writer: PackWriter::new(kind, w),
+                staged,
+            })
+            .map_err(|e| {
+                self.give_token();
+                self.write_error(staged, "starting the encryption of a pack", e)
+            })
+    }
+
+    /// A pack's write failed: the storage's failure where it is staged (a full disk), else
+    /// the encryption's.
+    fn write_error(&self, staged: bool, what: &str, e: io::Error) -> Error {
+        if staged {
+            Error::PackWrite {
+                location: self.repo.backend().location(),
+                cause: e.to_string(),
+            }
+        } else {
+            Error::Invalid(format!("{what}: {e}"))
+        }
     }
 
     /// A held pack is gone (stored, or dropped after a failure).
@@ -173,21 +203,21 @@ impl Shared {
 
     /// Seal a pack (trailer, last age segment, blake3 name) and hand it to the uploaders.
     fn write_pack(&self, pack: OpenPack) -> Result<()> {
-        let kind = pack.kind();
+        let kind = pack.writer.kind();
         let sealed = pack
+            .writer
             .finish()
             .and_then(|(w, trailer)| Ok((w.finish()?, trailer)));
-        let (ciphertext, trailer) = match sealed {
+        let (sink, trailer) = match sealed {
             Ok(s) => s,
             Err(e) => {
                 self.give_token();
-                return Err(Error::Invalid(format!("sealing a pack: {e}")));
+                return Err(self.write_error(pack.staged, "sealing a pack", e));
             }
         };
         let upload = Upload {
             kind,
-            id: Id::of_object(&ciphertext),
-            ciphertext,
+            pack: sink.seal(),
             blobs: trailer.blobs,
         };
         let tx = self.uploads.lock().expect("uploads lock").clone();
@@ -208,9 +238,9 @@ impl Shared {
                 self.give_token();
                 continue;
             }
-            let size = up.ciphertext.len() as u64;
-            let path = Repository::pack_path(up.kind, &up.id);
-            let stored = self.repo.backend().put_owned(&path, up.ciphertext);
+            let (id, size) = (up.pack.id, up.pack.size);
+            let path = Repository::pack_path(up.kind, &id);
+            let stored = up.pack.store(self.repo.backend(), &path);
             self.give_token();
             if let Err(e) = stored {
                 self.fail(e);
@@ -222,7 +252,7 @@ impl Shared {
                 w.blobs += up.blobs.len();
                 w.count += 1;
                 w.packs.push(IndexPack {
-                    id: up.id,
+                    id,
                     kind: up.kind,
                     size,
                     blobs: up.blobs,
@@ -306,11 +336,15 @@ impl Shared {
                     }
                 }
                 let Some(pack) = guard.as_mut() else { continue };
-                if let Err(e) = pack.add_frame(how, stored, raw_len, &job.blobs) {
-                    self.fail(Error::Invalid(format!("encrypting a pack: {e}")));
+                if let Err(e) = pack.writer.add_frame(how, stored, raw_len, &job.blobs) {
+                    let e = self.write_error(pack.staged, "encrypting a pack", e);
+                    // Gone now (a staged pack's temporary file with it), not when the saver is.
+                    drop(guard.take());
+                    self.give_token();
+                    self.fail(e);
                     continue;
                 }
-                if pack.len() >= pack_size {
+                if pack.writer.len() >= pack_size {
                     guard.take()
                 } else {
                     None
@@ -639,7 +673,7 @@ impl Saver {
         self.check_failed()?;
         for packer in &self.shared.packers {
             let pack = packer.lock().expect("packer lock").take();
-            if let Some(pack) = pack.filter(|p| !p.is_empty()) {
+            if let Some(pack) = pack.filter(|p| !p.writer.is_empty()) {
                 self.shared.write_pack(pack)?;
             }
         }
@@ -835,5 +869,153 @@ mod tests {
         .err()
         .unwrap();
         assert!(matches!(err, Error::NotARepository { .. }));
+    }
+
+    /// Local storage that fills up: staged objects fail once `room` bytes are written.
+    struct FullDisk {
+        inner: LocalBackend,
+        room: u64,
+    }
+
+    struct FillingObject {
+        inner: Box<dyn crate::backend::StagedObject>,
+        room: u64,
+    }
+
+    impl io::Write for FillingObject {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if buf.len() as u64 > self.room {
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    "No space left on device",
+                ));
+            }
+            let n = self.inner.write(buf)?;
+            self.room -= n as u64;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.inner.flush()
+        }
+    }
+
+    impl crate::backend::StagedObject for FillingObject {
+        fn temporary(&self) -> &str {
+            self.inner.temporary()
+        }
+        fn commit(self: Box<Self>, path: &str) -> Result<()> {
+            self.inner.commit(path)
+        }
+    }
+
+    impl crate::backend::Backend for FullDisk {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn put(&self, path: &str, bytes: &[u8]) -> Result<()> {
+            self.inner.put(path, bytes)
+        }
+        fn replace(&self, path: &str, bytes: &[u8]) -> Result<()> {
+            self.inner.replace(path, bytes)
+        }
+        fn put_new(&self, path: &str, bytes: &[u8]) -> Result<bool> {
+            self.inner.put_new(path, bytes)
+        }
+        fn stage(&self, dir: &str) -> Result<Option<Box<dyn crate::backend::StagedObject>>> {
+            let inner = self.inner.stage(dir)?.expect("local storage stages");
+            Ok(Some(Box::new(FillingObject {
+                inner,
+                room: self.room,
+            })))
+        }
+        fn get(&self, path: &str) -> Result<Vec<u8>> {
+            self.inner.get(path)
+        }
+        fn open(&self, path: &str) -> Result<Box<dyn crate::backend::ReadSeek>> {
+            self.inner.open(path)
+        }
+        fn exists(&self, path: &str) -> Result<bool> {
+            self.inner.exists(path)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<crate::backend::ObjectInfo>> {
+            self.inner.list(prefix)
+        }
+        fn delete(&self, path: &str) -> Result<()> {
+            self.inner.delete(path)
+        }
+    }
+
+    /// Every file below `dir`, temporaries included.
+    fn files(dir: &std::path::Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                out.extend(files(&entry.path()));
+            } else {
+                out.push(entry.path().display().to_string());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn packs_are_staged_on_local_storage_and_a_full_disk_fails_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = age::x25519::Identity::generate();
+        let init = |backend: Box<dyn crate::backend::Backend>| {
+            Repository::init(
+                backend,
+                InitOptions {
+                    recipients: vec![identity.to_public().to_string()],
+                    pack_size: 1 << 20,
+                    ..InitOptions::default()
+                },
+            )
+            .unwrap()
+        };
+        // Packs go through staged temporaries and none is left behind.
+        let repo = Arc::new(init(Box::new(LocalBackend::new(dir.path().join("ok")))));
+        let policy = repo.cdc_policy();
+        let big = bytes(3 << 20, 5);
+        let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
+        let (ids, _) = saver
+            .save_reader(&big[..], policy, |_| {})
+            .unwrap()
+            .unwrap();
+        let (stats, _) = saver.finish().unwrap();
+        assert!(stats.packs >= 2, "{stats:?}");
+        let data = files(&dir.path().join("ok/data"));
+        assert_eq!(data.len() as u64, stats.packs, "{data:?}");
+        assert!(data.iter().all(|f| !f.contains(".tmp-")), "{data:?}");
+        let index = Arc::new(Index::load(&repo).unwrap());
+        let mut loader = Loader::new(repo.clone(), index);
+        let back: Vec<u8> = ids.iter().flat_map(|id| loader.load(id).unwrap()).collect();
+        assert_eq!(back, big);
+
+        // The disk fills while a pack is written: the save fails naming the
+        // temporary and what to do, and leaves no file under data/, final or temporary.
+        let root = dir.path().join("full");
+        let repo = Arc::new(init(Box::new(FullDisk {
+            inner: LocalBackend::new(&root),
+            room: 700 << 10,
+        })));
+        let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
+        let saved = saver
+            .save_reader(&big[..], policy, |_| {})
+            .map(|r| r.unwrap())
+            .and_then(|_| saver.finish());
+        let Err(err) = saved else {
+            panic!("a full disk fails the save")
+        };
+        let err = err.to_string();
+        assert!(err.contains("data/.tmp-staged-"), "{err}");
+        assert!(err.contains("No space left on device"), "{err}");
+        assert!(err.contains("free space"), "{err}");
+        assert!(
+            files(&root.join("data")).is_empty(),
+            "{:?}",
+            files(&root.join("data"))
+        );
+        assert!(files(&root.join("index")).is_empty());
     }
 }

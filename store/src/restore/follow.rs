@@ -102,19 +102,7 @@ pub fn feed_written(file: &File, len: u64, feed: Feed<'_>) -> Result<()> {
     follow(file, len, &[], &done, &set, &AtomicBool::new(false), feed)
 }
 
-/// Start writing `len` bytes at `offset` of `file` to disk without waiting (a later fsync
-/// then has little left to do). Best effort: an error is left to that fsync.
-pub fn start_writeback(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return;
-    };
-    // SAFETY: sync_file_range only reads its integer arguments; the descriptor is open for
-    // the duration of the borrow of `file`.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
+pub use crate::writeback::start_writeback;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,124 @@
+//! A pack's stored bytes on their way to the backend: encrypted straight into a staged object
+//! (a temporary file on local storage, [`Backend::stage`]) and hashed as they are written, or
+//! held in memory where the backend has no such place (object stores); then stored under
+//! their blake3 name.
+
+use crate::backend::{Backend, StagedObject};
+use crate::{Error, Result};
+use cairn_format::Id;
+use std::io::{self, Write};
+
+/// Where a pack's bytes go as they are made.
+pub(crate) enum PackSink {
+    /// Held whole, to be [`Backend::put_owned`].
+    Memory(Vec<u8>),
+    /// Written to the backend as they come, hashed on the way.
+    Staged {
+        object: Box<dyn StagedObject>,
+        hasher: Box<blake3::Hasher>,
+        len: u64,
+    },
+}
+
+impl PackSink {
+    /// A staged object below `dir` where the backend offers one; else a buffer of `capacity`
+    /// bytes.
+    pub(crate) fn open(backend: &dyn Backend, dir: &str, capacity: usize) -> Result<PackSink> {
+        let staged = backend.stage(dir).map_err(|e| Error::PackWrite {
+            location: backend.location(),
+            cause: e.to_string(),
+        })?;
+        Ok(match staged {
+            Some(object) => PackSink::Staged {
+                object,
+                hasher: Box::default(),
+                len: 0,
+            },
+            None => PackSink::Memory(Vec::with_capacity(capacity)),
+        })
+    }
+
+    /// True if the bytes go to storage as they are written.
+    pub(crate) fn is_staged(&self) -> bool {
+        matches!(self, PackSink::Staged { .. })
+    }
+
+    /// The bytes written, named by their blake3 hash, ready to be stored.
+    pub(crate) fn seal(self) -> SealedPack {
+        match self {
+            PackSink::Memory(bytes) => SealedPack {
+                id: Id::of_object(&bytes),
+                size: bytes.len() as u64,
+                bytes: Sealed::Memory(bytes),
+            },
+            PackSink::Staged {
+                object,
+                hasher,
+                len,
+            } => SealedPack {
+                id: Id(*hasher.finalize().as_bytes()),
+                size: len,
+                bytes: Sealed::Staged(object),
+            },
+        }
+    }
+}
+
+impl Write for PackSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            PackSink::Memory(bytes) => {
+                bytes.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            PackSink::Staged {
+                object,
+                hasher,
+                len,
+            } => {
+                let n = object.write(buf).map_err(|e| {
+                    io::Error::new(e.kind(), format!("{}: {e}", object.temporary()))
+                })?;
+                hasher.update(&buf[..n]);
+                *len += n as u64;
+                Ok(n)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            PackSink::Memory(_) => Ok(()),
+            PackSink::Staged { object, .. } => object.flush(),
+        }
+    }
+}
+
+/// A pack's complete bytes and their name. Dropped unstored, a staged pack is deleted.
+pub(crate) struct SealedPack {
+    /// blake3 of the bytes: the pack id.
+    pub(crate) id: Id,
+    /// Stored bytes.
+    pub(crate) size: u64,
+    bytes: Sealed,
+}
+
+enum Sealed {
+    Memory(Vec<u8>),
+    Staged(Box<dyn StagedObject>),
+}
+
+impl SealedPack {
+    /// Store the pack at `path` (its directory and id), as a create: a name already taken is
+    /// kept (content-addressed, the same bytes). Failures of a staged pack are
+    /// [`Error::PackWrite`].
+    pub(crate) fn store(self, backend: &dyn Backend, path: &str) -> Result<()> {
+        match self.bytes {
+            Sealed::Memory(bytes) => backend.put_owned(path, bytes),
+            Sealed::Staged(object) => object.commit(path).map_err(|e| Error::PackWrite {
+                location: backend.location(),
+                cause: e.to_string(),
+            }),
+        }
+    }
+}
