@@ -31,6 +31,7 @@ pub mod lease;
 pub mod loader;
 pub mod object_lock;
 pub mod pack_entries;
+pub mod pack_spans;
 mod pack_stream;
 pub mod pages;
 pub mod partial_index;
