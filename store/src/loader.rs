@@ -105,7 +105,7 @@ impl FrameCheck {
         gap: u64,
     ) -> Result<SpanReader<'_>> {
         let info = self.index.pack(pack);
-        SpanReader::open(&self.repo, info.kind, &info.id, pack, spans, gap)
+        SpanReader::open(&self.repo, info.kind, &info.id, spans, gap)
     }
 
     /// `len` plaintext bytes at `offset` of the pack `pack` is open on, read into `buf` (a

@@ -30,7 +30,6 @@ const HEADER_ROOM: u64 = 64 << 10;
 /// The spans of one pack, read in order.
 pub struct SpanReader<'r> {
     backend: &'r dyn Backend,
-    number: u32,
     path: String,
     payload: Payload,
     /// Plaintext ranges to read, in order, and the next one.
@@ -46,13 +45,12 @@ pub struct SpanReader<'r> {
 }
 
 impl<'r> SpanReader<'r> {
-    /// Open pack `id` (number `number`, of `kind`) of `repo` to read `spans` (plaintext ranges,
-    /// ascending, not overlapping), joining spans at most `gap` apart into one request.
+    /// Open pack `id` (of `kind`) of `repo` to read `spans` (plaintext ranges, ascending, not
+    /// overlapping), joining spans at most `gap` apart into one request.
     pub fn open(
         repo: &'r Repository,
         kind: PackKind,
         id: &Id,
-        number: u32,
         spans: Vec<Range<u64>>,
         gap: u64,
     ) -> Result<SpanReader<'r>> {
@@ -76,7 +74,6 @@ impl<'r> SpanReader<'r> {
         };
         Ok(SpanReader {
             backend,
-            number,
             path,
             payload,
             spans,
@@ -85,11 +82,6 @@ impl<'r> SpanReader<'r> {
             run,
             carry: (0, Vec::new()),
         })
-    }
-
-    /// The pack's number.
-    pub fn number(&self) -> u32 {
-        self.number
     }
 
     fn damaged(&self, e: impl Into<cairn_format::Error>) -> Error {
@@ -292,7 +284,7 @@ mod tests {
         gap: u64,
     ) -> Result<Vec<Vec<u8>>> {
         let info = index.pack(number);
-        let mut r = SpanReader::open(repo, info.kind, &info.id, number, spans.to_vec(), gap)?;
+        let mut r = SpanReader::open(repo, info.kind, &info.id, spans.to_vec(), gap)?;
         let mut out = Vec::new();
         let mut buf = Vec::new();
         while let Some(p) = r.next_span(buf)? {
