@@ -12,7 +12,9 @@
 //!
 //! Memory: the plan (32 bytes per blob of the file, 40 per frame) plus at most
 //! `fetchers + queue + workers` spans (see [`Spans`]) of at most [`Spans::max`] bytes (twice that in a fetcher:
-//! the stored chunks and their plaintext) and one frame per worker.
+//! the stored chunks and their plaintext) and one frame per worker; from remote storage, up to
+//! three 256 KiB batches of each fetcher's streamed response; with a follower, up to twelve
+//! 256 KiB pieces read back for the check.
 
 use super::follow::{self, Done, Feed};
 use crate::loader::{FrameCheck, Loader};
