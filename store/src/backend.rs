@@ -17,11 +17,25 @@ pub use s3_api::{LockMode, ObjectVersion, Retention, WriteLock};
 pub use versioned::AsOfBackend;
 
 use crate::Result;
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
 
 /// Anything that reads an object with random access.
 pub trait ReadSeek: Read + Seek + Send {}
 impl<T: Read + Seek + Send> ReadSeek for T {}
+
+/// `range` of the object `object` opened at `path`, read in order, and the object's size.
+pub(crate) fn range_of(
+    mut object: Box<dyn ReadSeek>,
+    path: &str,
+    range: Range<u64>,
+) -> Result<(Box<dyn Read + Send>, u64)> {
+    let io = |e| crate::Error::io("reading", path, e);
+    let size = object.seek(SeekFrom::End(0)).map_err(io)?;
+    object.seek(SeekFrom::Start(range.start)).map_err(io)?;
+    let len = range.end.saturating_sub(range.start);
+    Ok((Box::new(object.take(len)), size))
+}
 
 /// One listed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +99,12 @@ pub trait Backend: Send + Sync {
     }
     /// Open an object for random access.
     fn open(&self, path: &str) -> Result<Box<dyn ReadSeek>>;
+    /// Read `range` of an object in order: a reader of those bytes (fewer if the object ends
+    /// first) and the object's size. Object stores send it as one streamed response, so a
+    /// long run costs one request rather than one per read.
+    fn open_range(&self, path: &str, range: Range<u64>) -> Result<(Box<dyn Read + Send>, u64)> {
+        range_of(self.open(path)?, path, range)
+    }
     /// True if an object exists at `path`.
     fn exists(&self, path: &str) -> Result<bool>;
     /// Every object below the directory `prefix` (recursively).

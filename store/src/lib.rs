@@ -32,6 +32,7 @@ pub mod loader;
 pub mod object_lock;
 pub mod pack_entries;
 mod pack_sink;
+pub mod pack_spans;
 mod pack_stream;
 pub mod pages;
 pub mod partial_index;

@@ -3,6 +3,7 @@
 
 use crate::backend::ReadSeek;
 use crate::index::{Index, Location};
+use crate::pack_spans::SpanReader;
 use crate::plain::Plain;
 use crate::repo::Repository;
 use crate::{Error, Result};
@@ -95,6 +96,18 @@ impl FrameCheck {
         })
     }
 
+    /// Open pack number `pack` to read `spans` of its plaintext (ascending) in turn, spans at
+    /// most `gap` apart with one request (see [`crate::pack_spans`]).
+    pub fn open_spans(
+        &self,
+        pack: u32,
+        spans: Vec<std::ops::Range<u64>>,
+        gap: u64,
+    ) -> Result<SpanReader<'_>> {
+        let info = self.index.pack(pack);
+        SpanReader::open(&self.repo, info.kind, &info.id, spans, gap)
+    }
+
     /// `len` plaintext bytes at `offset` of the pack `pack` is open on, read into `buf` (a
     /// buffer of an earlier read, or empty) with one read and decrypted there.
     pub fn read_into(
@@ -126,20 +139,8 @@ impl FrameCheck {
             // A storage failure is reported as itself.
             _ => self.damaged(number, EnvelopeError::Io(e)),
         })?;
-        let plain = pack
-            .payload
-            .decrypt_in_place(&mut buf[..stored], chunks.first)
-            .map_err(|e| self.damaged(number, e))?;
-        if chunks.skip + len > plain {
-            return Err(self.damaged(number, EnvelopeError::Damaged));
-        }
-        let origin = chunks.first * cairn_format::payload::CHUNK;
-        Ok(Plain::new(
-            buf,
-            chunks.skip..chunks.skip + len,
-            origin,
-            plain,
-        ))
+        crate::pack_spans::decrypt(&pack.payload, buf, stored, &chunks, len)
+            .map_err(|e| self.damaged(number, e))
     }
 
     /// The plaintext of `frame` of pack number `pack`, from its stored bytes.

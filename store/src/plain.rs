@@ -67,6 +67,12 @@ impl Deref for Plain {
     }
 }
 
+impl AsRef<[u8]> for Plain {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
 /// Buffers handed back after use, at most `keep` of them.
 pub struct Buffers {
     free: Mutex<Vec<Vec<u8>>>,

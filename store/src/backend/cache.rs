@@ -256,6 +256,17 @@ impl Backend for CachedBackend {
         self.inner.open(path)
     }
 
+    fn open_range(
+        &self,
+        path: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<(Box<dyn std::io::Read + Send>, u64)> {
+        if self.file(path).is_some() {
+            return super::range_of(self.open(path)?, path, range);
+        }
+        self.inner.open_range(path, range)
+    }
+
     fn exists(&self, path: &str) -> Result<bool> {
         self.inner.exists(path)
     }

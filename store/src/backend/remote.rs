@@ -13,6 +13,8 @@
 //! for [`Backend::put_new`], a HEAD-then-PUT fallback, which is not atomic; this is logged once
 //! and documented in SPEC.md.
 
+mod stream;
+
 use super::s3_api::{ObjectVersion, Retention, S3Api, WriteLock};
 use super::s3_config::{process_env, resolve, Credentials, S3Config};
 use super::{Backend, ObjectInfo, ReadSeek};
@@ -632,6 +634,19 @@ impl Backend for RemoteBackend {
             buf: first,
             read_ahead: FIRST_READ,
         }))
+    }
+
+    /// One GET for the whole range, its body streamed (see [`stream`]).
+    fn open_range(
+        &self,
+        path: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<(Box<dyn Read + Send>, u64)> {
+        if range.is_empty() {
+            return super::range_of(self.open(path)?, path, range);
+        }
+        let (stream, size) = stream::RemoteStream::open(self, path, range)?;
+        Ok((Box::new(stream), size))
     }
 
     fn exists(&self, path: &str) -> Result<bool> {

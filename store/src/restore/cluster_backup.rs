@@ -8,7 +8,7 @@ use super::temporaries;
 
 use super::{sys, RestoreError};
 use crate::loader::Loader;
-use crate::source::trailer::Digester;
+use crate::source::trailer::BlockCheck;
 use crate::trees;
 use crate::{Error, Result};
 use cairn_format::snapshot::{Snapshot, SourceKind};
@@ -175,13 +175,13 @@ pub fn restore(
             &temporaries::name(1),
             |f| {
                 // The trailer and bbolt checks read the file back behind the writes.
-                let mut digester = Digester::new(true);
+                let mut check = BlockCheck::new(true);
                 let n = super::blobs::write_content(
                     loader,
                     f,
                     &node.content,
                     |_| {},
-                    Some(&mut |b: &[u8]| digester.update(b)),
+                    Some(&mut |piece| check.feed(&piece)),
                 )
                 .map_err(|cause| RestoreError::Entry {
                     path: name.clone(),
@@ -194,10 +194,10 @@ pub fn restore(
                     }
                     .into());
                 }
-                Ok(digester)
+                Ok(check)
             },
-            |tmp, digester| {
-                verified = super::verify::etcd_digest(tmp, snap, digester)?;
+            |tmp, check| {
+                verified = super::verify::etcd_digest(tmp, snap, check)?;
                 Ok(())
             },
         )?);

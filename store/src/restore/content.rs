@@ -3,14 +3,18 @@
 //! The file's blobs are placed in pack order: sorted by pack, frame and offset in the frame,
 //! so each needed frame is read once and decompressed once however often and wherever the file
 //! uses its blobs. Runs of nearby frames of one pack form spans, each read (and decrypted) in
-//! one sequential pass. Fetcher threads take whole packs (so several packs are in flight from
-//! remote storage) and hand spans through a short bounded queue to workers that decompress,
+//! one sequential pass; nearby spans of a pack are read with one request ([`crate::pack_spans`]).
+//! Packs are taken in the order of the first file offset they supply, so the follower (if any)
+//! can read the file back early. Fetcher threads take whole packs (so several packs are in
+//! flight from remote storage) and hand spans through a short bounded queue to workers that decompress,
 //! check every blob against its keyed hash (once per distinct blob of a frame) and write runs
 //! of adjacent blobs with one positioned write each. Blobs of zeros are not written (holes).
 //!
 //! Memory: the plan (32 bytes per blob of the file, 40 per frame) plus at most
 //! `fetchers + queue + workers` spans (see [`Spans`]) of at most [`Spans::max`] bytes (twice that in a fetcher:
-//! the stored chunks and their plaintext) and one frame per worker.
+//! the stored chunks and their plaintext) and one frame per worker; from remote storage, up to
+//! three 256 KiB batches of each fetcher's streamed response; with a follower, up to twelve
+//! 256 KiB pieces read back for the check.
 
 use super::follow::{self, Done, Feed};
 use crate::loader::{FrameCheck, Loader};
@@ -46,11 +50,13 @@ impl Spans {
         queue: 4,
     };
     /// Remote storage: a request costs a round trip and the server's work, worth a MiB of
-    /// gap; spans of up to 4 MiB with two packs in flight and two spans queued keep the bytes
-    /// in flight near 24 MiB (see the module's memory note).
+    /// gap. A pack's spans this close are read with one request, streamed (see
+    /// [`crate::pack_spans`]), so a span is only the unit handed to a worker: spans of up to
+    /// 2 MiB with two packs in flight and two spans queued keep the bytes in flight near
+    /// 12 MiB (see the module's memory note).
     pub const REMOTE: Spans = Spans {
         gap: 1 << 20,
-        max: 4 << 20,
+        max: 2 << 20,
         fetchers: 2,
         queue: 2,
     };
@@ -181,6 +187,20 @@ impl Plan {
                 p.end = spans.len();
             }
         }
+        // Earliest in the file first: the packs holding the blobs nearest the file's start
+        // are read first, so a follower reading the file back in order (see [`follow`]) can
+        // start long before the last pack is in, and a pack of blobs spread over the whole
+        // file (the pages a day changed) comes before the packs that fill it in order.
+        let first_at = |r: &Range<usize>| {
+            spans[r.clone()]
+                .iter()
+                .flat_map(|s| &jobs[s.jobs.clone()])
+                .flat_map(|j| &pieces[j.pieces.clone()])
+                .map(|p| p.at)
+                .min()
+                .unwrap_or(u64::MAX)
+        };
+        packs.sort_by_cached_key(first_at);
         Ok(Plan {
             pieces,
             jobs,
@@ -261,13 +281,17 @@ pub fn write(
                         if failed.load(Ordering::Relaxed) {
                             return Ok(());
                         }
-                        let mut reader = check.open_pack(plan.spans[spans.start].pack)?;
+                        let ranges = plan.spans[spans.clone()]
+                            .iter()
+                            .map(|s| s.start..s.end)
+                            .collect();
+                        let pack = plan.spans[spans.start].pack;
+                        let mut reader = check.open_spans(pack, ranges, plan.limits.gap)?;
                         for i in spans.clone() {
-                            let span = &plan.spans[i];
-                            let len = (span.end - span.start) as usize;
-                            let bytes = check
-                                .read_into(&mut reader, span.start, len, buffers.take())?
-                                .returning_to(buffers);
+                            let Some(bytes) = reader.next_span(buffers.take())? else {
+                                break;
+                            };
+                            let bytes = bytes.returning_to(buffers);
                             if tx.send((i, bytes)).is_err() || failed.load(Ordering::Relaxed) {
                                 return Ok(());
                             }

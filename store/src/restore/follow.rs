@@ -2,22 +2,31 @@
 //!
 //! [`super::content`] writes a file's blobs in pack order. A check that needs the bytes in file
 //! order (an etcd snapshot's sha256 trailer and bbolt facts) follows the written prefix on its
-//! own thread: as the blobs at the front are done it reads them back (from the page cache) and
-//! feeds them on, and starts their writeback to disk, so the check and most of the flush are
-//! over when the last blob is written instead of starting then.
+//! own thread: as the blobs at the front are done it reads them back (from the page cache) into
+//! pooled buffers and hands them on (to the two threads of the check), and starts their
+//! writeback to disk, so the check and most of the flush are over soon after the last blob is
+//! written instead of starting then.
 
 use super::{sys, RestoreError};
+use crate::plain::{Buffers, Plain};
 use crate::Result;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Bytes read back and fed at a time.
-const PIECE: usize = 1 << 20;
+const PIECE: usize = 256 << 10;
+/// Read-back buffers kept for reuse: as many as the check's two threads may hold queued.
+const POOLED: usize = 12;
 
-/// Takes the file's bytes in order.
-pub type Feed<'a> = &'a mut (dyn FnMut(&[u8]) + Send);
+/// Bytes of the file read back, in a buffer that goes back to its pool once every holder let
+/// it go.
+pub type Piece = Arc<Plain>;
+
+/// Takes the file's bytes in order, piece by piece.
+pub type Feed<'a> = &'a mut (dyn FnMut(Piece) + Send);
 
 /// Which blob positions of a file are written (or are holes); none tracked when nobody follows.
 pub struct Done(Vec<AtomicBool>);
@@ -61,7 +70,7 @@ pub fn follow(
     failed: &AtomicBool,
     feed: Feed<'_>,
 ) -> Result<()> {
-    let mut buf = vec![0u8; PIECE.min(len as usize)];
+    let pool = Arc::new(Buffers::new(POOLED));
     let (mut next, mut pos) = (0usize, 0u64);
     loop {
         // Read before the scan: once set, every position written is visible to it.
@@ -76,9 +85,13 @@ pub fn follow(
         };
         while ready - pos >= PIECE as u64 || (ready == len && pos < len) {
             let n = (ready - pos).min(PIECE as u64) as usize;
+            let mut buf = pool.take();
+            if buf.len() < n {
+                buf.resize(n, 0);
+            }
             file.read_exact_at(&mut buf[..n], pos)
                 .map_err(sys("reading back the restored file"))?;
-            feed(&buf[..n]);
+            feed(Arc::new(Plain::new(buf, 0..n, pos, n).returning_to(&pool)));
             start_writeback(file, pos, n as u64);
             pos += n as u64;
         }
@@ -128,7 +141,7 @@ mod tests {
         let mut seen = Vec::new();
         std::thread::scope(|s| {
             let follower = s.spawn(|| {
-                let mut feed = |b: &[u8]| seen.extend_from_slice(b);
+                let mut feed = |p: Piece| seen.extend_from_slice(&p);
                 follow(&file, len, &ends, &done, &over, &failed, &mut feed)
             });
             for i in (0..n).rev() {
@@ -150,7 +163,7 @@ mod tests {
         // A position never marked: an error once no more is coming, not a hang.
         let done = Done::new(n, true);
         done.mark(0);
-        let mut feed = |_: &[u8]| {};
+        let mut feed = |_: Piece| {};
         let e = follow(&file, len, &ends, &done, &over, &failed, &mut feed).unwrap_err();
         assert!(e.to_string().contains("not completely written"), "{e}");
     }

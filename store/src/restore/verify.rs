@@ -2,28 +2,23 @@
 //! success — its sha256 trailer, its size, and the bbolt facts recorded at backup time.
 
 use super::RestoreError;
-use crate::source::trailer::{Digester, Verdict};
+use crate::source::trailer::{BlockCheck, Verdict};
 use crate::{Error, Result};
 use cairn_format::snapshot::{Snapshot, SourceKind};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Check the restored database at `path` against what `snap` recorded, reading it once (the
-/// sha256 trailer and the bbolt facts from the same pass). Returns what was checked.
+/// sha256 trailer and the bbolt facts from the same pass, on two threads). Returns what was
+/// checked.
 pub fn etcd_file(path: &Path, snap: &Snapshot) -> Result<Vec<String>> {
-    let mut f = std::fs::File::open(path).map_err(Error::file("re-reading", path.display()))?;
-    let mut digester = Digester::new(true);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(Error::file("re-reading", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        digester.update(&buf[..n]);
-    }
-    etcd_digest(path, snap, digester)
+    let f = std::fs::File::open(path).map_err(Error::file("re-reading", path.display()))?;
+    let len = f
+        .metadata()
+        .map_err(Error::file("re-reading", path.display()))?
+        .len();
+    let mut check = BlockCheck::new(true);
+    super::follow::feed_written(&f, len, &mut |piece| check.feed(&piece))?;
+    etcd_digest(path, snap, check)
 }
 
 /// After a tree restore of `snap` into `target`: re-check the etcd database it holds (etcd
@@ -59,11 +54,17 @@ pub fn restored_database(target: &Path, snap: &Snapshot) -> Result<Option<(PathB
     }
 }
 
-/// Compare what `digester` (with inspection) learnt from the bytes of the restored database
-/// at `path`, fed in file order, with what `snap` recorded. Returns what was checked.
-pub fn etcd_digest(path: &Path, snap: &Snapshot, digester: Digester) -> Result<Vec<String>> {
-    let len = digester.fed();
-    let digest = digester.finish();
+/// Compare what `check` (with inspection) learnt from the bytes of the restored database at
+/// `path`, fed in file order, with what `snap` recorded. Returns what was checked.
+pub fn etcd_digest<P: AsRef<[u8]> + Send + Sync + 'static>(
+    path: &Path,
+    snap: &Snapshot,
+    check: BlockCheck<P>,
+) -> Result<Vec<String>> {
+    let len = check.fed();
+    let digest = check.finish().ok_or(RestoreError::Worker(
+        "a thread checking the restored database stopped",
+    ))?;
     let mut checks = Vec::new();
     let unverified = |why: String| -> Error {
         RestoreError::Unverified {

@@ -1,7 +1,7 @@
 //! The sha256 trailer etcd appends to a snapshot, and the bbolt facts, computed from the bytes
-//! in file order: [`BlockCheck`] on side threads beside a backup's chunking (fed the blocks
-//! [`Saver::save_pages`] reads, shared with it instead of copied), [`Digester`] on the
-//! caller's thread (restore's follower, which reads the file back as its prefix completes).
+//! in file order by [`BlockCheck`] on two side threads: beside a backup's chunking (fed the
+//! blocks [`Saver::save_pages`] reads, shared with it instead of copied), and beside a
+//! restore's writes (fed the pieces its follower reads back as the file's prefix completes).
 //!
 //! [`Saver::save_pages`]: crate::saver::Saver::save_pages
 
@@ -33,31 +33,27 @@ pub struct Digest {
     pub bbolt: Option<Result<SnapshotStatus, BboltError>>,
 }
 
-/// The check of a stream that [`Saver::save_pages`] reads: fed its blocks in order. The
-/// trailer's sha256 and the bbolt inspection run on two threads of their own, so that neither
-/// waits for the other (the sha256 alone takes about as long as hashing every page).
-///
-/// [`Saver::save_pages`]: crate::saver::Saver::save_pages
-pub struct BlockCheck {
-    hash: Option<Side<Verdict>>,
-    inspect: Option<Side<Result<SnapshotStatus, BboltError>>>,
+/// The check of a stream fed in order, in shared pieces (a backup's blocks, a restore's
+/// read-back buffers). The trailer's sha256 and the bbolt inspection run on two threads of
+/// their own, so that neither waits for the other (the sha256 alone takes about as long as
+/// hashing every page).
+pub struct BlockCheck<P = Block> {
+    hash: Option<Side<Verdict, P>>,
+    inspect: Option<Side<Result<SnapshotStatus, BboltError>, P>>,
     /// Whether the bbolt facts were asked for.
     facts: bool,
     len: u64,
 }
 
 /// One side thread and the channel feeding it.
-struct Side<T> {
-    tx: Sender<Arc<Block>>,
+struct Side<T, P> {
+    tx: Sender<Arc<P>>,
     worker: JoinHandle<T>,
 }
 
-impl<T: Send + 'static> Side<T> {
-    fn spawn(
-        name: &str,
-        run: impl FnOnce(Receiver<Arc<Block>>) -> T + Send + 'static,
-    ) -> Option<Self> {
-        let (tx, rx) = bounded::<Arc<Block>>(4);
+impl<T: Send + 'static, P: Send + Sync + 'static> Side<T, P> {
+    fn spawn(name: &str, run: impl FnOnce(Receiver<Arc<P>>) -> T + Send + 'static) -> Option<Self> {
+        let (tx, rx) = bounded::<Arc<P>>(4);
         let worker = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || run(rx))
@@ -71,22 +67,22 @@ impl<T: Send + 'static> Side<T> {
     }
 }
 
-impl BlockCheck {
+impl<P: AsRef<[u8]> + Send + Sync + 'static> BlockCheck<P> {
     /// Start the side threads; with `inspect`, one also computes the bbolt facts.
     pub fn new(inspect: bool) -> Self {
-        let hash = Side::spawn("cairn-sha256", |rx| {
+        let hash = Side::spawn("cairn-sha256", |rx: Receiver<Arc<P>>| {
             let mut hash = TrailerHash::new();
             for block in rx {
-                hash.update(block.bytes());
+                hash.update((*block).as_ref());
             }
             hash.verdict()
         });
         let inspect_side = inspect
             .then(|| {
-                Side::spawn("cairn-bbolt", |rx| {
+                Side::spawn("cairn-bbolt", |rx: Receiver<Arc<P>>| {
                     let mut inspector = StreamInspector::new();
                     for block in rx {
-                        inspector.update(block.bytes());
+                        inspector.update((*block).as_ref());
                     }
                     inspector.finish()
                 })
@@ -101,8 +97,8 @@ impl BlockCheck {
     }
 
     /// The stream's next block.
-    pub fn feed(&mut self, block: &Arc<Block>) {
-        self.len += block.bytes().len() as u64;
+    pub fn feed(&mut self, block: &Arc<P>) {
+        self.len += (**block).as_ref().len() as u64;
         for tx in [
             self.hash.as_ref().map(|s| &s.tx),
             self.inspect.as_ref().map(|s| &s.tx),
@@ -174,57 +170,17 @@ impl TrailerHash {
     }
 }
 
-/// The trailer check (and bbolt facts) of bytes fed in file order, on the caller's thread.
-pub struct Digester {
-    hash: TrailerHash,
-    inspector: Option<StreamInspector>,
-    len: u64,
-}
-
-impl Digester {
-    /// A digester that has seen nothing; with `inspect`, it also computes the bbolt facts.
-    pub fn new(inspect: bool) -> Self {
-        Digester {
-            hash: TrailerHash::new(),
-            inspector: inspect.then(StreamInspector::new),
-            len: 0,
-        }
-    }
-
-    /// Bytes fed so far.
-    pub fn fed(&self) -> u64 {
-        self.len
-    }
-
-    /// Take the next bytes of the file.
-    pub fn update(&mut self, piece: &[u8]) {
-        self.len += piece.len() as u64;
-        if let Some(i) = self.inspector.as_mut() {
-            i.update(piece);
-        }
-        self.hash.update(piece);
-    }
-
-    /// The verdict on the trailer and, if asked for, the bbolt facts.
-    pub fn finish(self) -> Digest {
-        Digest {
-            verdict: self.hash.verdict(),
-            bbolt: self.inspector.map(StreamInspector::finish),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn check(data: &[u8], step: usize) -> Digest {
-        let mut d = Digester::new(false);
+        let mut d = BlockCheck::new(false);
         for piece in data.chunks(step) {
-            d.update(piece);
+            d.feed(&Arc::new(piece.to_vec()));
         }
         assert_eq!(d.fed(), data.len() as u64);
-        d.finish()
+        d.finish().unwrap()
     }
 
     #[test]
