@@ -19,6 +19,7 @@
 use super::follow::{self, Done, Feed};
 use crate::loader::{FrameCheck, Loader};
 use crate::plain::{Buffers, Plain};
+use crate::writeback::start_writeback;
 use crate::{Error, Result};
 use cairn_format::pack::FrameRef;
 use cairn_format::Id;
@@ -395,7 +396,7 @@ fn write_frame(
         if !done.tracked() {
             // Disk writes start now rather than in the restore's final sync (a follower,
             // when there is one, starts them in file order).
-            follow::start_writeback(file, at, len);
+            start_writeback(file, at, len);
         }
         for p in &pieces[first..end] {
             done.mark(p.blob as usize);

@@ -9,6 +9,7 @@
 
 use super::{sys, RestoreError};
 use crate::plain::{Buffers, Plain};
+use crate::writeback::start_writeback;
 use crate::Result;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -114,8 +115,6 @@ pub fn feed_written(file: &File, len: u64, feed: Feed<'_>) -> Result<()> {
     let set = AtomicBool::new(true);
     follow(file, len, &[], &done, &set, &AtomicBool::new(false), feed)
 }
-
-pub use crate::writeback::start_writeback;
 
 #[cfg(test)]
 mod tests {
