@@ -82,13 +82,7 @@ impl FrameCheck {
     /// Open pack number `pack`.
     pub fn open_pack(&self, pack: u32) -> Result<PackReader> {
         let info = self.index.pack(pack);
-        let mut object = self.repo.pack_object(info.kind, &info.id)?;
-        let io = |e| self.damaged(pack, EnvelopeError::Io(e));
-        let len = object.seek(SeekFrom::End(0)).map_err(io)?;
-        object.seek(SeekFrom::Start(0)).map_err(io)?;
-        let payload = self
-            .repo
-            .pack_payload(info.kind, &info.id, &mut object, len)?;
+        let (object, payload) = self.repo.open_pack_payload(info.kind, &info.id)?;
         Ok(PackReader {
             number: pack,
             object,

@@ -17,7 +17,7 @@ use cairn_format::envelope::EnvelopeError;
 use cairn_format::pack::PackKind;
 use cairn_format::payload::{Chunks, Payload, CHUNK, CHUNK_STORED};
 use cairn_format::Id;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::ops::Range;
 
 /// Longest run read with one request. A request's timeout covers its whole body, so a run is
@@ -66,11 +66,7 @@ impl<'r> SpanReader<'r> {
             let at = header_len(&payload);
             (payload, Some((reader, at, end.min(size))))
         } else {
-            let mut object = backend.open(&path)?;
-            let io = |e| Error::damaged(path.clone(), EnvelopeError::Io(e));
-            let size = object.seek(SeekFrom::End(0)).map_err(io)?;
-            object.seek(SeekFrom::Start(0)).map_err(io)?;
-            (repo.pack_payload(kind, id, &mut object, size)?, None)
+            (repo.open_pack_payload(kind, id)?.1, None)
         };
         Ok(SpanReader {
             backend,

@@ -10,6 +10,7 @@ use cairn_format::pack::PackKind;
 use cairn_format::payload::Payload;
 use cairn_format::{ChunkIdKey, Id};
 use rand::RngCore;
+use std::io::{Seek, SeekFrom};
 use std::path::Path;
 
 /// scrypt work factor for passphrase-protected keys (age's default strength).
@@ -475,6 +476,20 @@ impl Repository {
     ) -> Result<SeekableReader<R>> {
         let ids = self.pack_identities(kind)?;
         SeekableReader::open(reader, &ids).map_err(|e| Self::pack_error(kind, id, e))
+    }
+
+    /// The stored object of a pack, positioned at its start, and its payload (header read).
+    pub fn open_pack_payload(
+        &self,
+        kind: PackKind,
+        id: &Id,
+    ) -> Result<(Box<dyn ReadSeek>, Payload)> {
+        let mut object = self.pack_object(kind, id)?;
+        let io = |e| Error::damaged(Self::pack_path(kind, id), EnvelopeError::Io(e));
+        let len = object.seek(SeekFrom::End(0)).map_err(io)?;
+        object.seek(SeekFrom::Start(0)).map_err(io)?;
+        let payload = self.pack_payload(kind, id, &mut object, len)?;
+        Ok((object, payload))
     }
 
     /// The payload of the pack `object` reads (positioned at its start; `len` bytes long),
