@@ -186,7 +186,11 @@ fn write_index(dst: &Repository, index: &Index, packs: &HashSet<u32>) -> Result<
 }
 
 fn verify_name(path: &str, id: &Id, bytes: &[u8]) -> Result<()> {
-    let actual = Id::of_object(bytes);
+    check_name(path, id, Id::of_object(bytes))
+}
+
+/// [`verify_name`] of bytes whose blake3 hash is `actual`.
+fn check_name(path: &str, id: &Id, actual: Id) -> Result<()> {
     if actual == *id {
         Ok(())
     } else {
@@ -280,18 +284,11 @@ fn stream_pack(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::io("reading", path, e)),
         };
-        sink.write_all(&buf[..n]).map_err(|e| Error::PackWrite {
-            location: dst.backend().location(),
-            cause: e.to_string(),
-        })?;
+        sink.write_all(&buf[..n])
+            .map_err(|e| Error::pack_write(dst.backend(), e))?;
     }
     let sealed = sink.seal();
-    if sealed.id != *id {
-        return Err(Error::NameMismatch {
-            object: path.to_string(),
-            actual: sealed.id,
-        });
-    }
+    check_name(path, id, sealed.id)?;
     let size = sealed.size;
     sealed.store(dst.backend(), path)?;
     Ok(size)

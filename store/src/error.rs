@@ -293,6 +293,14 @@ impl Error {
         )
     }
 
+    /// [`Error::PackWrite`]: writing a new pack to `backend` failed with `cause`.
+    pub(crate) fn pack_write(backend: &dyn crate::backend::Backend, cause: impl ToString) -> Error {
+        Error::PackWrite {
+            location: backend.location(),
+            cause: cause.to_string(),
+        }
+    }
+
     /// A usage error: the command cannot work as given, and nothing was touched.
     pub fn is_usage(&self) -> bool {
         matches!(self, Error::Config(_))

@@ -24,10 +24,9 @@ impl PackSink {
     /// A staged object below `dir` where the backend offers one; else a buffer of `capacity`
     /// bytes.
     pub(crate) fn open(backend: &dyn Backend, dir: &str, capacity: usize) -> Result<PackSink> {
-        let staged = backend.stage(dir).map_err(|e| Error::PackWrite {
-            location: backend.location(),
-            cause: e.to_string(),
-        })?;
+        let staged = backend
+            .stage(dir)
+            .map_err(|e| Error::pack_write(backend, e))?;
         Ok(match staged {
             Some(object) => PackSink::Staged {
                 object,
@@ -115,10 +114,9 @@ impl SealedPack {
     pub(crate) fn store(self, backend: &dyn Backend, path: &str) -> Result<()> {
         match self.bytes {
             Sealed::Memory(bytes) => backend.put_owned(path, bytes),
-            Sealed::Staged(object) => object.commit(path).map_err(|e| Error::PackWrite {
-                location: backend.location(),
-                cause: e.to_string(),
-            }),
+            Sealed::Staged(object) => object
+                .commit(path)
+                .map_err(|e| Error::pack_write(backend, e)),
         }
     }
 }

@@ -187,10 +187,7 @@ impl Shared {
     /// the encryption's.
     fn write_error(&self, staged: bool, what: &str, e: io::Error) -> Error {
         if staged {
-            Error::PackWrite {
-                location: self.repo.backend().location(),
-                cause: e.to_string(),
-            }
+            Error::pack_write(self.repo.backend(), e)
         } else {
             Error::Invalid(format!("{what}: {e}"))
         }
