@@ -806,6 +806,11 @@ fn restore_rechecks_the_written_database_against_the_recorded_facts() {
     out.ok();
     assert!(out.stdout.contains("sha256 trailer"), "{out}");
     assert!(out.stdout.contains("etcd.revision"), "{out}");
+    // The tree layout checks the database as it is written, too.
+    let out = fx.restore(&id, &fx.path("ok-tree"), &[]);
+    out.ok();
+    assert!(out.stdout.contains("sha256 trailer"), "{out}");
+    assert!(out.stdout.contains("etcd.hash"), "{out}");
 
     // A database whose trailer does not match, recorded as verified.
     let mut bad = good.clone();
@@ -839,6 +844,11 @@ fn restore_rechecks_the_written_database_against_the_recorded_facts() {
     fx.restore(&id, &fx.path("t5"), &[])
         .code_is(1)
         .stderr_has(&["sha256"]);
+    let left = names_in(&fx.path("t5"));
+    assert!(
+        left.iter().all(|n| n.ends_with(".failed-verification")) && left.len() == 1,
+        "the tree layout sets a failing database aside: {left:?}"
+    );
 }
 
 #[test]

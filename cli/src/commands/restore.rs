@@ -101,7 +101,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
                     a.target.display()
                 );
             }
-            if let Some((db, done)) = verify::restored_database(&a.target, &snap)? {
+            if let Some((db, done)) = &report.database {
                 checks.push(format!("{}: {} verified", db.display(), done.join(", ")));
             }
             if !g.json && !g.quiet {

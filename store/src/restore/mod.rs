@@ -24,6 +24,7 @@ pub mod walk;
 
 use crate::loader::Loader;
 use crate::progress::Progress;
+use crate::source::trailer::BlockCheck;
 use crate::{Error, Result};
 use cairn_format::snapshot::Snapshot;
 use cairn_format::tree::{Node, NodeKind};
@@ -103,17 +104,6 @@ pub enum RestoreError {
         /// Why it failed.
         cause: Box<Error>,
     },
-    /// A restored etcd database failed its re-check, and renaming it aside failed too: it is
-    /// still at `path` and must not be used.
-    #[error("the restored database {} failed verification and could not be renamed aside ({rename}); delete it, do not use it: {cause}", path.display())]
-    NotSetAside {
-        /// Where it still is.
-        path: PathBuf,
-        /// Why the rename failed.
-        rename: std::io::Error,
-        /// Why it failed verification.
-        cause: Box<Error>,
-    },
     /// Restoring one entry failed.
     #[error("restoring {path}: {cause}")]
     Entry {
@@ -147,6 +137,7 @@ fn sys<E: Into<std::io::Error>>(op: &'static str) -> impl FnOnce(E) -> Error {
 }
 
 /// Restore options.
+#[derive(Default)]
 pub struct Options {
     /// Only paths matching (or below a directory matching) these globs.
     pub includes: Option<Includes>,
@@ -179,6 +170,10 @@ pub struct Report {
     /// no privilege, or a label the loaded policy does not know): reported once, with
     /// `restorecon -R` as the remedy.
     pub selinux_labels_not_set: u64,
+    /// The etcd database restored (etcd and cluster snapshots), re-checked from its bytes as
+    /// they were written: its path and what was checked (size, sha256 trailer, bbolt facts).
+    #[serde(skip)]
+    pub database: Option<(PathBuf, Vec<String>)>,
 }
 
 impl Report {
@@ -231,6 +226,9 @@ struct Restorer {
     levels: Vec<Level>,
     /// First restored path (components below the target) of each hard-link group.
     links: HashMap<(u64, u64), Vec<Vec<u8>>>,
+    /// The etcd database's path components below the target, where that is, and the snapshot
+    /// whose facts it is checked against as it is written (see [`verify::database`]).
+    database: Option<(Vec<Vec<u8>>, Database)>,
     report: Report,
 }
 
@@ -280,7 +278,9 @@ pub fn restore(
                 &m,
                 &progress,
                 report,
+                None,
             )
+            .map(drop)
         })
     };
     let pool = file_pool::Pool::new(threads, || loader.fork(), write);
@@ -300,6 +300,18 @@ pub fn restore(
         pool: Some(pool),
         deferred: Vec::new(),
         links: HashMap::new(),
+        database: verify::database(snap).map(|path| {
+            let at = path
+                .iter()
+                .fold(target.to_path_buf(), |p, c| p.join(OsStr::from_bytes(c)));
+            (
+                path,
+                Database {
+                    at,
+                    snap: snap.clone(),
+                },
+            )
+        }),
         report: Report {
             stale_temporaries,
             ..Report::default()
@@ -309,6 +321,13 @@ pub fn restore(
     r.finish_deferred()?;
     rfs::syncfs(&r.root).map_err(Error::file("flushing to disk", target.display()))?;
     Ok(r.report)
+}
+
+/// The etcd database of the snapshot restored: where it goes, and the snapshot recording its
+/// facts.
+struct Database {
+    at: PathBuf,
+    snap: Snapshot,
 }
 
 /// What setting an entry's owner needs.
@@ -607,8 +626,19 @@ impl Restorer {
         }
         self.tmp_counter += 1;
         let tmp = temporaries::name(self.tmp_counter);
-        // Hard links need their first name in place before the next: written here.
-        if let (Some(pool), 1, true) = (&self.pool, node.nlink, node.size <= file_pool::SMALL) {
+        let database = self
+            .database
+            .as_ref()
+            .filter(|(at, _)| at.as_slice() == path)
+            .map(|(_, db)| db);
+        // Hard links need their first name in place before the next, and the etcd database
+        // its check: written here.
+        if let (Some(pool), 1, true, None) = (
+            &self.pool,
+            node.nlink,
+            node.size <= file_pool::SMALL,
+            database,
+        ) {
             return pool.submit(file_pool::Job {
                 dir: dir.clone(),
                 tmp,
@@ -620,7 +650,7 @@ impl Restorer {
             is_root: self.is_root,
             owners: &self.owners,
         };
-        write_file(
+        let checked = write_file(
             loader,
             dfd,
             &tmp,
@@ -629,7 +659,11 @@ impl Restorer {
             &m,
             &self.progress,
             &mut self.report,
+            database,
         )?;
+        if let (Some(checks), Some(db)) = (checked, database) {
+            self.report.database = Some((db.at.clone(), checks));
+        }
         if node.nlink > 1 {
             self.links.insert((node.device, node.inode), path.to_vec());
         }
@@ -700,6 +734,11 @@ impl Restorer {
 
 /// Write the file `node` at `path` into `dfd` through the temporary name `tmp`: content (every
 /// blob checked), size check, metadata, rename; the temporary is removed on failure.
+///
+/// With `database` (the etcd snapshot `node` is the database of), the file is read back behind
+/// the writes and checked against the snapshot's facts before it is renamed into place;
+/// returns what was checked. A file failing that check is renamed to
+/// `<name>.failed-verification` instead, never left under its name.
 #[allow(clippy::too_many_arguments)]
 fn write_file(
     loader: &mut Loader,
@@ -710,18 +749,29 @@ fn write_file(
     m: &Meta<'_>,
     progress: &Progress,
     report: &mut Report,
-) -> Result<()> {
+    database: Option<&Database>,
+) -> Result<Option<Vec<String>>> {
+    // Readable too: the database's check reads it back behind the writes.
     let fd = rfs::openat(
         dfd,
         tmp,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
     )
     .map_err(sys("creating a temporary file"))?;
-    let result = (|| -> Result<()> {
+    let mut check = database.map(|_| BlockCheck::new(true));
+    let result = (|| -> Result<Option<Vec<String>>> {
         let file = std::fs::File::from(fd);
-        let written =
-            blobs::write_content(loader, &file, &node.content, |n| progress.inc(n), None)?;
+        let mut feed = check
+            .as_mut()
+            .map(|c| move |piece: follow::Piece| c.feed(&piece));
+        let written = blobs::write_content(
+            loader,
+            &file,
+            &node.content,
+            |n| progress.inc(n),
+            feed.as_mut().map(|f| f as follow::Feed<'_>),
+        )?;
         if written != node.size {
             return Err(RestoreError::SizeMismatch {
                 written,
@@ -729,18 +779,45 @@ fn write_file(
             }
             .into());
         }
+        let checked = match (database, check) {
+            (Some(db), Some(check)) => match verify::etcd_digest(&db.at, &db.snap, check) {
+                Ok(checks) => Some(checks),
+                Err(cause) => return Err(set_aside(dfd, tmp, node, &db.at, cause)),
+            },
+            _ => None,
+        };
         fd_meta(file.as_fd(), node, path, m, report)?;
         report.bytes += written;
         rfs::renameat(dfd, tmp, dfd, OsStr::from_bytes(&node.name))
             .map_err(sys("renaming the temporary file into place"))?;
-        Ok(())
+        Ok(checked)
     })();
     if result.is_err() {
         let _ = rfs::unlinkat(dfd, tmp, AtFlags::empty());
     }
-    result?;
+    let checked = result?;
     report.files += 1;
-    Ok(())
+    Ok(checked)
+}
+
+/// A database restored to the temporary `tmp` failed its check (`cause`): rename it to
+/// `<name>.failed-verification` next to where it belongs, for inspection; when that fails
+/// it is removed (by the caller) and not kept.
+fn set_aside(dfd: BorrowedFd<'_>, tmp: &str, node: &Node, at: &Path, cause: Error) -> Error {
+    let mut aside = node.name.clone();
+    aside.extend_from_slice(b".failed-verification");
+    let cause = Box::new(cause);
+    match rfs::renameat(dfd, tmp, dfd, OsStr::from_bytes(&aside)) {
+        Ok(()) => RestoreError::SetAside {
+            path: at.with_file_name(OsStr::from_bytes(&aside)),
+            cause,
+        },
+        Err(_) => RestoreError::NotKept {
+            path: at.to_path_buf(),
+            cause,
+        },
+    }
+    .into()
 }
 
 /// Set every extended attribute of `node` with `set`; failures (e.g. `security.*` without
@@ -889,6 +966,100 @@ fn open_or_create_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Result<(OwnedFd, b
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::Index;
+    use crate::saver::Saver;
+    use cairn_format::pack::PackKind;
+    use cairn_format::snapshot::{SnapshotStats, SourceKind};
+    use cairn_format::tree::Tree;
+
+    /// An etcd snapshot of a file `snapshot_1.db` holding `content`, recorded with `facts`.
+    fn etcd_snapshot(dir: &Path, content: &[u8], facts: &[(&str, &str)]) -> (Loader, Snapshot) {
+        let id = age::x25519::Identity::generate();
+        let repo = crate::test_repo::create(dir, &id, None);
+        let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 1);
+        let mut node = Node::new(b"snapshot_1.db".to_vec(), NodeKind::File);
+        node.content
+            .push(saver.add_blob(PackKind::Data, content.to_vec()).unwrap());
+        node.size = content.len() as u64;
+        node.mode = 0o600;
+        let tree = saver.save_tree(&mut Tree { nodes: vec![node] }).unwrap();
+        saver.finish().unwrap();
+        let snap = Snapshot {
+            time_ns: 1,
+            host: "h".into(),
+            username: "u".into(),
+            source: SourceKind::Etcd,
+            paths: vec!["/snapshot_1.db".into()],
+            tags: Vec::new(),
+            tree,
+            parent: None,
+            stats: SnapshotStats::default(),
+            program: "test".into(),
+            facts: facts
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let index = Arc::new(Index::load(&repo).unwrap());
+        (Loader::new(repo, index), snap)
+    }
+
+    #[test]
+    fn a_database_failing_its_check_is_set_aside_not_restored() {
+        let repo = tempfile::tempdir().unwrap();
+        let target = tempfile::tempdir().unwrap();
+        let (mut loader, snap) = etcd_snapshot(
+            repo.path(),
+            b"not etcd",
+            &[("etcd.file", "snapshot_1.db"), ("etcd.size", "99")],
+        );
+        let err = restore(
+            &mut loader,
+            &snap,
+            target.path(),
+            Options::default(),
+            Progress::none(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("the backup recorded 99"), "{text}");
+        assert!(text.contains("is 8 bytes"), "{text}");
+        assert!(text.contains("snapshot_1.db.failed-verification"), "{text}");
+        assert!(!target.path().join("snapshot_1.db").exists());
+        assert_eq!(
+            std::fs::read(target.path().join("snapshot_1.db.failed-verification")).unwrap(),
+            b"not etcd"
+        );
+    }
+
+    #[test]
+    fn a_database_that_cannot_be_set_aside_is_not_kept() {
+        let repo = tempfile::tempdir().unwrap();
+        let target = tempfile::tempdir().unwrap();
+        let (mut loader, snap) = etcd_snapshot(
+            repo.path(),
+            b"not etcd",
+            &[("etcd.file", "snapshot_1.db"), ("etcd.size", "99")],
+        );
+        // A non-empty directory under the aside name: rename(2) cannot replace it, even as root.
+        let aside = target.path().join("snapshot_1.db.failed-verification");
+        std::fs::create_dir(&aside).unwrap();
+        std::fs::write(aside.join("x"), b"").unwrap();
+        let err = restore(
+            &mut loader,
+            &snap,
+            target.path(),
+            Options::default(),
+            Progress::none(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("it was not kept"), "{text}");
+        assert!(text.contains("the backup recorded 99"), "{text}");
+        assert!(!target.path().join("snapshot_1.db").exists());
+        let left: Vec<_> = std::fs::read_dir(target.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "only the directory in the way is left");
+    }
 
     #[test]
     fn only_refused_selinux_labels_are_counted() {
