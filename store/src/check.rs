@@ -280,12 +280,15 @@ pub struct Audit {
 /// referenced blob is looked up: a bit each in the referenced set) and every pack's entries
 /// in a [`PackEntries`] file (`--read-data` reads them a pack at a time).
 fn load_index(repo: &Repository, whole_below: u64, with_entries: bool) -> Result<Loaded> {
-    if Index::stored_bytes(repo)? >= whole_below {
+    let (listed, bytes) = Index::listing(repo)?;
+    let index = if bytes >= whole_below {
         if let Some(split) = load_split(repo, with_entries)? {
             return Ok(split);
         }
-    }
-    let index = Index::load(repo)?;
+        Index::load(repo)?
+    } else {
+        Index::load_listed(repo, &Default::default(), listed)?
+    };
     Ok(Loaded {
         packs: index.packs().to_vec(),
         index,

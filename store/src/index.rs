@@ -7,6 +7,7 @@
 //! Lookups first narrow the range with a table of where each value of the id's first 16 bits
 //! starts, then bisect within it.
 
+use crate::backend::ObjectInfo;
 use crate::id_file::{IdFile, IdFileBuilder};
 use crate::partial_index::WHOLE_BELOW;
 use crate::repo::Repository;
@@ -94,13 +95,42 @@ impl Index {
     /// Like [`Index::load`], leaving out the packs in `excluded` (condemned by a prune), so
     /// their blobs count as absent and are stored again if needed.
     pub fn load_excluding(repo: &Repository, excluded: &HashSet<Id>) -> Result<Index> {
-        Index::load_attempt(repo, excluded, &|_, _| true, false, &mut |_, _| Ok(()), 1)
+        Index::load_attempt(
+            repo,
+            excluded,
+            &|_, _| true,
+            false,
+            &mut |_, _| Ok(()),
+            1,
+            None,
+        )
     }
 
-    /// Stored bytes of the index objects: what decides whether a command holds the whole
-    /// index or only what it needs.
-    pub fn stored_bytes(repo: &Repository) -> Result<u64> {
-        Ok(repo.backend().list("index")?.iter().map(|o| o.size).sum())
+    /// The index objects, listed, and their stored bytes: what decides whether a command
+    /// holds the whole index or only what it needs. Hand the listing to
+    /// [`Index::load_listed`] rather than listing again (a request to an object store).
+    pub fn listing(repo: &Repository) -> Result<(Vec<ObjectInfo>, u64)> {
+        let listed = repo.backend().list("index")?;
+        let bytes = listed.iter().map(|o| o.size).sum();
+        Ok((listed, bytes))
+    }
+
+    /// [`Index::load_excluding`] of the index objects `listed` by [`Index::listing`] (listed
+    /// again only if one vanished while it was read).
+    pub fn load_listed(
+        repo: &Repository,
+        excluded: &HashSet<Id>,
+        listed: Vec<ObjectInfo>,
+    ) -> Result<Index> {
+        Index::load_attempt(
+            repo,
+            excluded,
+            &|_, _| true,
+            false,
+            &mut |_, _| Ok(()),
+            1,
+            Some(listed),
+        )
     }
 
     /// What a writer (backup, the destination of a copy) needs: [`Index::load_excluding`]
@@ -117,8 +147,9 @@ impl Index {
         excluded: &HashSet<Id>,
         whole_below: u64,
     ) -> Result<Index> {
-        if Index::stored_bytes(repo)? < whole_below {
-            return Index::load_excluding(repo, excluded);
+        let (listed, bytes) = Index::listing(repo)?;
+        if bytes < whole_below {
+            return Index::load_listed(repo, excluded, listed);
         }
         match Index::load_split(repo, excluded, crate::id_file::RUN_IDS, &mut |_, _| Ok(()))? {
             Some(index) => Ok(index),
@@ -156,7 +187,7 @@ impl Index {
             failed = put_data_ids(&mut ids, &mut listing, attempt, p).err();
             Ok(())
         };
-        let mut index = Index::load_attempt(repo, excluded, &is_tree, false, &mut aside, 1)?;
+        let mut index = Index::load_attempt(repo, excluded, &is_tree, false, &mut aside, 1, None)?;
         let stored = match failed.map_or_else(|| ids.finish(), Err) {
             Ok(s) => s,
             Err(e) => {
@@ -195,7 +226,7 @@ impl Index {
         whole_packs: bool,
         aside: &mut dyn FnMut(u32, &IndexPack) -> Result<()>,
     ) -> Result<Index> {
-        Index::load_attempt(repo, &HashSet::new(), keep, whole_packs, aside, 1)
+        Index::load_attempt(repo, &HashSet::new(), keep, whole_packs, aside, 1, None)
     }
 
     fn load_attempt(
@@ -205,9 +236,14 @@ impl Index {
         whole_packs: bool,
         aside: &mut dyn FnMut(u32, &IndexPack) -> Result<()>,
         attempt: u32,
+        listed: Option<Vec<ObjectInfo>>,
     ) -> Result<Index> {
         let mut index = Index::default();
-        for obj in repo.backend().list("index")? {
+        let listed = match listed {
+            Some(l) => l,
+            None => repo.backend().list("index")?,
+        };
+        for obj in listed {
             let name = obj.path.rsplit('/').next().unwrap_or_default();
             let loaded = name
                 .parse::<Id>()
@@ -236,6 +272,7 @@ impl Index {
                         whole_packs,
                         aside,
                         attempt + 1,
+                        None,
                     )
                 }
                 Err(e) => {

@@ -44,8 +44,9 @@ fn for_trees_above(
     whole_packs: bool,
     whole_below: u64,
 ) -> Result<Index> {
-    if Index::stored_bytes(repo)? < whole_below {
-        return Index::load(repo);
+    let (listed, bytes) = Index::listing(repo)?;
+    if bytes < whole_below {
+        return Index::load_listed(repo, &Default::default(), listed);
     }
     let is_tree = |p: &IndexPack, _: &Id| p.kind == PackKind::Tree;
     let mut spill = tempfile::tempfile()

@@ -138,20 +138,18 @@ impl RemoteBackend {
         let store: Arc<dyn ObjectStore> = match scheme {
             "s3" => {
                 let cfg = resolve(opts, &process_env)?;
+                let client = client.with_no_system_certificates(plain_http_only(&cfg));
                 let s3 = s3_builder(bucket, &cfg, retry, client.clone())
                     .build()
                     .map_err(|e| Error::Invalid(format!("cannot use S3 repository {url}: {e}")))?;
-                api = Some(Arc::new(
-                    S3Api::new(
-                        &cfg,
-                        bucket,
-                        &prefix,
-                        s3.credentials().clone(),
-                        &client,
-                        opts.retries,
-                    )
-                    .map_err(|e| Error::Invalid(format!("cannot use S3 repository {url}: {e}")))?,
-                ));
+                api = Some(Arc::new(S3Api::new(
+                    &cfg,
+                    bucket,
+                    &prefix,
+                    s3.credentials().clone(),
+                    &client,
+                    opts.retries,
+                )));
                 Arc::new(s3)
             }
             "gs" => Arc::new(
@@ -490,6 +488,23 @@ fn xml_tag<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
 /// The S3 client for `bucket` with the resolved settings. Other `AWS_*` variables that
 /// object_store knows (web identity, container credentials, checksums, encryption, …) are
 /// passed on as they are; those `cfg` resolved are not read again.
+/// Whether no connection can need TLS: an `http://` endpoint, static credentials (no
+/// token service to call over HTTPS) and no proxy configured. Then the system's certificates
+/// are not loaded (~10 ms a client).
+fn plain_http_only(cfg: &S3Config) -> bool {
+    let proxy = std::env::vars().any(|(name, _)| {
+        let name = name.to_ascii_lowercase();
+        name.ends_with("_proxy") || name == "aws_proxy_url"
+    });
+    cfg.allow_http
+        && matches!(cfg.credentials, Credentials::Static(_))
+        && cfg
+            .endpoint
+            .as_deref()
+            .is_some_and(|e| e.to_ascii_lowercase().starts_with("http://"))
+        && !proxy
+}
+
 fn s3_builder(
     bucket: &str,
     cfg: &S3Config,

@@ -12,6 +12,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use object_store::aws::{AwsAuthorizer, AwsCredentialProvider};
 use object_store::client::{HttpClient, HttpConnector, HttpRequestBody, ReqwestConnector};
 use object_store::ClientOptions;
+use std::sync::OnceLock;
 
 /// Object Lock retention mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +109,10 @@ type ApiResult<T> = std::result::Result<T, ApiError>;
 
 /// Signed requests to one bucket, below the repository's prefix.
 pub struct S3Api {
-    client: HttpClient,
+    /// Made at the first request: most commands never send one, and making a client loads
+    /// the system's certificates.
+    client: OnceLock<HttpClient>,
+    options: ClientOptions,
     credentials: AwsCredentialProvider,
     region: String,
     /// `scheme://host[:port]/bucket` (path style) or `https://bucket.s3.region.amazonaws.com`.
@@ -184,21 +188,20 @@ impl S3Api {
         credentials: AwsCredentialProvider,
         client: &ClientOptions,
         retries: usize,
-    ) -> object_store::Result<S3Api> {
+    ) -> S3Api {
         let base = match &cfg.endpoint {
             Some(e) => format!("{}/{bucket}", e.trim_end_matches('/')),
             None => format!("https://{bucket}.s3.{}.amazonaws.com", cfg.region),
         };
-        let client =
-            ReqwestConnector {}.connect(&client.clone().with_allow_http(cfg.allow_http))?;
-        Ok(S3Api {
-            client,
+        S3Api {
+            client: OnceLock::new(),
+            options: client.clone().with_allow_http(cfg.allow_http),
             credentials,
             region: cfg.region.clone(),
             base,
             prefix: prefix.to_string(),
             retries,
-        })
+        }
     }
 
     /// One signed request; `path` is relative to the repository (None: the bucket), `query`
@@ -248,7 +251,16 @@ impl S3Api {
             AwsAuthorizer::new(&cred, "s3", &self.region)
                 .try_authorize(&mut req, None)
                 .map_err(|e| transport("Signing", e.to_string()))?;
-            let resp = match self.client.execute(req).await {
+            let client = match self.client.get() {
+                Some(c) => c,
+                None => {
+                    let made = ReqwestConnector {}
+                        .connect(&self.options)
+                        .map_err(|e| transport("Client", e.to_string()))?;
+                    self.client.get_or_init(|| made)
+                }
+            };
+            let resp = match client.execute(req).await {
                 Ok(r) => r,
                 Err(e) => {
                     last = Some(transport("Connection", e.to_string()));
