@@ -95,15 +95,7 @@ impl Index {
     /// Like [`Index::load`], leaving out the packs in `excluded` (condemned by a prune), so
     /// their blobs count as absent and are stored again if needed.
     pub fn load_excluding(repo: &Repository, excluded: &HashSet<Id>) -> Result<Index> {
-        Index::load_attempt(
-            repo,
-            excluded,
-            &|_, _| true,
-            false,
-            &mut |_, _| Ok(()),
-            1,
-            None,
-        )
+        Index::load_whole(repo, excluded, None)
     }
 
     /// The index objects, listed, and their stored bytes: what decides whether a command
@@ -122,14 +114,23 @@ impl Index {
         excluded: &HashSet<Id>,
         listed: Vec<ObjectInfo>,
     ) -> Result<Index> {
+        Index::load_whole(repo, excluded, Some(listed))
+    }
+
+    fn load_whole(
+        repo: &Repository,
+        excluded: &HashSet<Id>,
+        listed: Option<Vec<ObjectInfo>>,
+    ) -> Result<Index> {
+        let keep_all = |_: &IndexPack, _: &Id| true;
         Index::load_attempt(
             repo,
             excluded,
-            &|_, _| true,
+            &keep_all,
             false,
             &mut |_, _| Ok(()),
             1,
-            Some(listed),
+            listed,
         )
     }
 

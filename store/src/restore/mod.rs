@@ -972,15 +972,22 @@ mod tests {
     use cairn_format::snapshot::{SnapshotStats, SourceKind};
     use cairn_format::tree::Tree;
 
-    /// An etcd snapshot of a file `snapshot_1.db` holding `content`, recorded with `facts`.
-    fn etcd_snapshot(dir: &Path, content: &[u8], facts: &[(&str, &str)]) -> (Loader, Snapshot) {
+    /// Restore, into a new directory made ready by `prepare`, an etcd snapshot of a file
+    /// `snapshot_1.db` holding 8 bytes, recorded as 99 bytes. Returns the directory and the
+    /// error.
+    fn restore_mismatched(prepare: impl FnOnce(&Path)) -> (tempfile::TempDir, String) {
+        let repo = tempfile::tempdir().unwrap();
+        let target = tempfile::tempdir().unwrap();
         let id = age::x25519::Identity::generate();
-        let repo = crate::test_repo::create(dir, &id, None);
+        let repo = crate::test_repo::create(repo.path(), &id, None);
         let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 1);
         let mut node = Node::new(b"snapshot_1.db".to_vec(), NodeKind::File);
-        node.content
-            .push(saver.add_blob(PackKind::Data, content.to_vec()).unwrap());
-        node.size = content.len() as u64;
+        node.content.push(
+            saver
+                .add_blob(PackKind::Data, b"not etcd".to_vec())
+                .unwrap(),
+        );
+        node.size = 8;
         node.mode = 0o600;
         let tree = saver.save_tree(&mut Tree { nodes: vec![node] }).unwrap();
         saver.finish().unwrap();
@@ -995,33 +1002,27 @@ mod tests {
             parent: None,
             stats: SnapshotStats::default(),
             program: "test".into(),
-            facts: facts
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            facts: vec![
+                ("etcd.file".into(), "snapshot_1.db".into()),
+                ("etcd.size".into(), "99".into()),
+            ],
         };
         let index = Arc::new(Index::load(&repo).unwrap());
-        (Loader::new(repo, index), snap)
-    }
-
-    #[test]
-    fn a_database_failing_its_check_is_set_aside_not_restored() {
-        let repo = tempfile::tempdir().unwrap();
-        let target = tempfile::tempdir().unwrap();
-        let (mut loader, snap) = etcd_snapshot(
-            repo.path(),
-            b"not etcd",
-            &[("etcd.file", "snapshot_1.db"), ("etcd.size", "99")],
-        );
+        prepare(target.path());
         let err = restore(
-            &mut loader,
+            &mut Loader::new(repo, index),
             &snap,
             target.path(),
             Options::default(),
             Progress::none(),
         )
         .unwrap_err();
-        let text = err.to_string();
+        (target, err.to_string())
+    }
+
+    #[test]
+    fn a_database_failing_its_check_is_set_aside_not_restored() {
+        let (target, text) = restore_mismatched(|_| {});
         assert!(text.contains("the backup recorded 99"), "{text}");
         assert!(text.contains("is 8 bytes"), "{text}");
         assert!(text.contains("snapshot_1.db.failed-verification"), "{text}");
@@ -1034,26 +1035,12 @@ mod tests {
 
     #[test]
     fn a_database_that_cannot_be_set_aside_is_not_kept() {
-        let repo = tempfile::tempdir().unwrap();
-        let target = tempfile::tempdir().unwrap();
-        let (mut loader, snap) = etcd_snapshot(
-            repo.path(),
-            b"not etcd",
-            &[("etcd.file", "snapshot_1.db"), ("etcd.size", "99")],
-        );
         // A non-empty directory under the aside name: rename(2) cannot replace it, even as root.
-        let aside = target.path().join("snapshot_1.db.failed-verification");
-        std::fs::create_dir(&aside).unwrap();
-        std::fs::write(aside.join("x"), b"").unwrap();
-        let err = restore(
-            &mut loader,
-            &snap,
-            target.path(),
-            Options::default(),
-            Progress::none(),
-        )
-        .unwrap_err();
-        let text = err.to_string();
+        let (target, text) = restore_mismatched(|dir| {
+            let aside = dir.join("snapshot_1.db.failed-verification");
+            std::fs::create_dir(&aside).unwrap();
+            std::fs::write(aside.join("x"), b"").unwrap();
+        });
         assert!(text.contains("it was not kept"), "{text}");
         assert!(text.contains("the backup recorded 99"), "{text}");
         assert!(!target.path().join("snapshot_1.db").exists());
