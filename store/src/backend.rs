@@ -154,6 +154,17 @@ pub trait Backend: Send + Sync {
             self.location()
         )))
     }
+    /// Read `range` of one version of an object in order (as [`Backend::open_range`]); also
+    /// returns the version's size.
+    fn open_version_range(
+        &self,
+        path: &str,
+        version_id: &str,
+        range: Range<u64>,
+    ) -> Result<(Box<dyn Read + Send>, u64)> {
+        let whole = std::io::Cursor::new(self.get_version(path, version_id)?);
+        range_of(Box::new(whole), path, range)
+    }
 }
 
 fn no_lock(location: &str) -> crate::Error {

@@ -345,6 +345,8 @@ fn as_of_reads_the_repository_from_before_an_attack() {
     for i in 0..4u64 {
         write_file(&src.join(format!("f{i}")), &random_bytes(10 + i, 200_000));
     }
+    // Large enough to be restored through ranged reads of its packs' versions.
+    write_file(&src.join("large"), &random_bytes(20, 3_000_000));
     let s1 = Fixture::snap_id(&fx.backup(&[&src]));
     write_file(&src.join("f0"), &random_bytes(99, 200_000));
     let s2 = Fixture::snap_id(&fx.backup(&[&src]));

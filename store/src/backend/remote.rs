@@ -660,7 +660,7 @@ impl Backend for RemoteBackend {
         if range.is_empty() {
             return super::range_of(self.open(path)?, path, range);
         }
-        let (stream, size) = stream::RemoteStream::open(self, path, range)?;
+        let (stream, size) = stream::RemoteStream::open(self, path, None, range)?;
         Ok((Box::new(stream), size))
     }
 
@@ -754,6 +754,21 @@ impl Backend for RemoteBackend {
                 },
                 _ => self.api_error("reading", path, e),
             })
+    }
+
+    fn open_version_range(
+        &self,
+        path: &str,
+        version_id: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<(Box<dyn Read + Send>, u64)> {
+        if range.is_empty() {
+            let whole = io::Cursor::new(self.get_version(path, version_id)?);
+            return super::range_of(Box::new(whole), path, range);
+        }
+        let (stream, size) =
+            stream::RemoteStream::open(self, path, Some(version_id.to_string()), range)?;
+        Ok((Box::new(stream), size))
     }
 }
 

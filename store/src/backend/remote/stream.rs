@@ -38,6 +38,8 @@ enum Message {
 pub(super) struct RemoteStream {
     backend: RemoteBackend,
     path: String,
+    /// The object version read (None: the current one).
+    version: Option<String>,
     pos: u64,
     end: u64,
     /// Received, not yet read.
@@ -49,15 +51,18 @@ pub(super) struct RemoteStream {
 }
 
 impl RemoteStream {
-    /// Request `range` of `path`; returns once the response head is in, with the object's size.
+    /// Request `range` of `path` (of its `version`, or the current one); returns once the
+    /// response head is in, with the object's size.
     pub(super) fn open(
         backend: &RemoteBackend,
         path: &str,
+        version: Option<String>,
         range: Range<u64>,
     ) -> Result<(RemoteStream, u64)> {
         let mut stream = RemoteStream {
             backend: backend.clone(),
             path: path.to_string(),
+            version,
             pos: range.start,
             end: range.end,
             pieces: VecDeque::new(),
@@ -77,6 +82,7 @@ impl RemoteStream {
             self.backend.runtime.spawn(receive(
                 self.backend.store.clone(),
                 self.backend.key(&self.path),
+                self.version.clone(),
                 self.pos..self.end,
                 tx,
             ));
@@ -165,16 +171,18 @@ impl Read for RemoteStream {
     }
 }
 
-/// GET `range` of `key` and send its head, then its body in batches, to `tx`; stops when the
-/// reader is gone.
+/// GET `range` of `key` (of its `version`, or the current one) and send its head, then its
+/// body in batches, to `tx`; stops when the reader is gone.
 async fn receive(
     store: std::sync::Arc<dyn object_store::ObjectStore>,
     key: object_store::path::Path,
+    version: Option<String>,
     range: Range<u64>,
     mut tx: mpsc::Sender<Message>,
 ) {
     let opts = GetOptions {
         range: Some(GetRange::Bounded(range)),
+        version,
         ..GetOptions::default()
     };
     let response = match store.get_opts(&key, opts).await {
