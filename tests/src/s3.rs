@@ -598,6 +598,8 @@ pub enum Fault {
         /// How long each response is held.
         delay: Duration,
     },
+    /// A slow link: every connection carries at most this many bytes a second each way.
+    Throttle(u64),
 }
 
 impl Fault {
@@ -605,6 +607,7 @@ impl Fault {
     fn strikes(&self, nth: u64) -> bool {
         let every = match *self {
             Fault::Pass => return false,
+            Fault::Throttle(_) => return true,
             Fault::CutRequest { every, .. }
             | Fault::CutResponse { every, .. }
             | Fault::Stall { every, .. } => every,
@@ -1143,6 +1146,9 @@ impl Conn {
             if send > 0 && to.write_all(&buf[..send]).is_err() {
                 self.cut(&from, &to);
                 break;
+            }
+            if let Fault::Throttle(rate) = fault {
+                std::thread::sleep(Duration::from_secs_f64(send as f64 / rate.max(1) as f64));
             }
             carried += send as u64;
             if up {

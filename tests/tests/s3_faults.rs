@@ -304,6 +304,23 @@ fn stalled_responses_time_out_and_are_retried() {
 }
 
 #[test]
+fn a_slow_link_names_the_rate_the_timeout_asks_for_and_a_longer_timeout_carries_it() {
+    let mut rig = Rig::new();
+    // 2 MB/s a connection: a 16 MiB part takes ~8 s, more than a 3 s timeout allows.
+    rig.proxy.set(Fault::Throttle(2 * MB as u64));
+    let (out, _) = rig.backup(&[("CAIRN_S3_TIMEOUT", "3"), ("CAIRN_S3_RETRIES", "0")]);
+    rig.failed_cleanly(&out);
+    assert!(
+        out.stderr.contains("raise --s3-timeout") && out.stderr.contains("MiB needs"),
+        "{out}"
+    );
+    let (out, took) = rig.backup(&[("CAIRN_S3_TIMEOUT", "60")]);
+    out.ok();
+    eprintln!("note: the backup through the slow link took {took:?}");
+    rig.verify();
+}
+
+#[test]
 fn a_server_that_stops_answering_fails_the_backup_within_its_timeouts() {
     let mut rig = Rig::new();
     // After 20 MB, every response is held for 60 s: each request times out, retries too.

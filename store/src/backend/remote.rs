@@ -97,6 +97,8 @@ pub struct RemoteBackend {
     api: Option<Arc<S3Api>>,
     /// Retention every object written gets (S3 Object Lock), once set.
     lock: Arc<Mutex<Option<WriteLock>>>,
+    /// How long one request may take, its body included (`--s3-timeout`).
+    timeout: Duration,
 }
 
 impl RemoteBackend {
@@ -191,6 +193,7 @@ impl RemoteBackend {
             retries: opts.retries,
             api,
             lock: Arc::default(),
+            timeout: opts.timeout,
         })
     }
 
@@ -254,6 +257,66 @@ impl RemoteBackend {
             at = end;
         }
         writer.finish().await.map(|_| ())
+    }
+
+    /// [`Backend::put_owned`] without the slow-link hint.
+    fn upload(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        let key = self.key(path);
+        let bytes = bytes::Bytes::from(bytes);
+        let locked = self.retention_for(path).is_some();
+        if bytes.len() >= MULTIPART_THRESHOLD && !locked {
+            if self.exists(path)? {
+                return Ok(());
+            }
+            return self
+                .block(self.put_multipart(&key, bytes))
+                .map_err(|e| self.error("uploading", path, e));
+        }
+        if self.no_conditional_put.load(Ordering::Relaxed) && !locked {
+            return self
+                .block(self.store.put(&key, PutPayload::from(bytes)))
+                .map(|_| ())
+                .map_err(|e| self.error("uploading", path, e));
+        }
+        match self.put_create(&key, bytes.clone()) {
+            Ok(true) => Ok(()),
+            Ok(false) if self.exists(path)? => Ok(()),
+            Ok(false) => Err(Error::Remote {
+                op: "uploading",
+                object: path.to_string(),
+                location: self.location.clone(),
+                cause: "the server refused to create it as already present, yet it is absent; try again".into(),
+            }),
+            Err(CreateError::Unsupported) => self.upload(path, bytes.to_vec()),
+            Err(CreateError::Other(e)) => Err(self.error("uploading", path, e)),
+            Err(CreateError::Api(p, e)) => Err(self.api_error("uploading", &p, e)),
+        }
+    }
+
+    /// A request that timed out while uploading `len` bytes: say what rate the timeout asks
+    /// for, and how to allow a slower link.
+    fn slow_link_hint(&self, e: Error, len: usize) -> Error {
+        match e {
+            Error::Remote {
+                op,
+                object,
+                location,
+                cause,
+            } if cause.contains("timed out") => {
+                let secs = self.timeout.as_secs().max(1);
+                Error::Remote {
+                    op,
+                    object,
+                    location,
+                    cause: format!(
+                        "{cause}; an upload must complete, its body included, within --s3-timeout ({secs} s): {} MiB needs {} KB/s, with up to {PARALLEL_UPLOADS} uploads at a time. On a slow link, raise --s3-timeout (CAIRN_S3_TIMEOUT)",
+                        len >> 20,
+                        len as u64 / 1000 / secs
+                    ),
+                }
+            }
+            e => e,
+        }
     }
 
     /// The S3 requests object_store lacks, or why there are none.
@@ -570,36 +633,13 @@ impl Backend for RemoteBackend {
     /// cannot carry the condition through object_store: a HEAD first skips names already
     /// stored.
     fn put_owned(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
-        let key = self.key(path);
-        let bytes = bytes::Bytes::from(bytes);
-        let locked = self.retention_for(path).is_some();
-        if bytes.len() >= MULTIPART_THRESHOLD && !locked {
-            if self.exists(path)? {
-                return Ok(());
-            }
-            return self
-                .block(self.put_multipart(&key, bytes))
-                .map_err(|e| self.error("uploading", path, e));
-        }
-        if self.no_conditional_put.load(Ordering::Relaxed) && !locked {
-            return self
-                .block(self.store.put(&key, PutPayload::from(bytes)))
-                .map(|_| ())
-                .map_err(|e| self.error("uploading", path, e));
-        }
-        match self.put_create(&key, bytes.clone()) {
-            Ok(true) => Ok(()),
-            Ok(false) if self.exists(path)? => Ok(()),
-            Ok(false) => Err(Error::Remote {
-                op: "uploading",
-                object: path.to_string(),
-                location: self.location.clone(),
-                cause: "the server refused to create it as already present, yet it is absent; try again".into(),
-            }),
-            Err(CreateError::Unsupported) => self.put_owned(path, bytes.to_vec()),
-            Err(CreateError::Other(e)) => Err(self.error("uploading", path, e)),
-            Err(CreateError::Api(p, e)) => Err(self.api_error("uploading", &p, e)),
-        }
+        // A multipart upload's requests carry a part each.
+        let body = match bytes.len() {
+            n if n >= MULTIPART_THRESHOLD => PART_SIZE,
+            n => n,
+        };
+        self.upload(path, bytes)
+            .map_err(|e| self.slow_link_hint(e, body))
     }
 
     fn replace(&self, path: &str, bytes: &[u8]) -> Result<()> {
