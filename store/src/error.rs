@@ -248,6 +248,16 @@ pub enum ConfigError {
         /// The files looked in.
         files: String,
     },
+    /// The CA bundle named by `AWS_CA_BUNDLE` or a profile's `ca_bundle` is unusable.
+    #[error("the CA bundle {path} (from {given_by}) {cause}; it must be a readable file of PEM certificates")]
+    CaBundle {
+        /// The file.
+        path: String,
+        /// The variable or profile setting that named it.
+        given_by: String,
+        /// What is wrong.
+        cause: String,
+    },
     /// An AWS shared file that cannot be read or parsed.
     #[error("reading the AWS shared file {path}: {cause}")]
     AwsFile {

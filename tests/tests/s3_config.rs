@@ -339,3 +339,118 @@ fn unknown_and_restic_locations_are_refused_and_create_nothing() {
     init(s(&abs)).ok();
     assert!(abs.join("config").is_file());
 }
+
+/// A TLS front for the shared moto server (python3's `ssl` terminating TLS with the server
+/// certificate of [`etcd::Certs`], IP SAN 127.0.0.1, and relaying to moto). Killed on drop.
+struct TlsFront {
+    child: std::process::Child,
+    port: u16,
+}
+
+const TLS_RELAY: &str = r#"
+import asyncio, ssl, sys
+cert, key, port, target = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+async def pump(r, w):
+    try:
+        while data := await r.read(65536):
+            w.write(data)
+            await w.drain()
+    except Exception:
+        pass
+    finally:
+        w.close()
+async def handle(cr, cw):
+    sr, sw = await asyncio.open_connection("127.0.0.1", target)
+    await asyncio.gather(pump(cr, sw), pump(sr, cw))
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", port, ssl=ctx)
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+"#;
+
+impl TlsFront {
+    fn start(certs: &cairn_e2e::etcd::Certs) -> TlsFront {
+        let port = s3::free_port();
+        let child = std::process::Command::new("python3")
+            .args(["-c", TLS_RELAY, s(&certs.server.cert), s(&certs.server.key)])
+            .arg(port.to_string())
+            .arg(s3::shared().addr().port().to_string())
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs the TLS front");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "the TLS front did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        TlsFront { child, port }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn aws_ca_bundle_and_a_profiles_ca_bundle_trust_a_private_ca() {
+    let certs = cairn_e2e::etcd::Certs::generate();
+    let front = TlsFront::start(&certs);
+    let t = setup("ca-bundle");
+    let https = front.endpoint();
+    let [k, sk] = static_creds();
+    let ca = s(&certs.ca.cert);
+    // The system does not know the test CA.
+    let plain = env(t.home.path(), &[k, sk, ("AWS_ENDPOINT_URL_S3", &https)]);
+    let out = t.init("untrusted", &plain);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.to_lowercase().contains("certificate"), "{out}");
+    assert!(!t.created("untrusted"));
+    // AWS_CA_BUNDLE: trusted; a backup and its listing work.
+    let bundle = env(
+        t.home.path(),
+        &[
+            k,
+            sk,
+            ("AWS_ENDPOINT_URL_S3", &https),
+            ("AWS_CA_BUNDLE", ca),
+        ],
+    );
+    t.init("a", &bundle).ok();
+    assert!(t.created("a"));
+    let src = t.home.path().join("src");
+    write_file(&src.join("f"), &random_bytes(7, 300_000));
+    run(&["-r", &t.repo("a"), "backup", s(&src)], &bundle).ok();
+    let listed = run(&["-r", &t.repo("a"), "--json", "snapshots"], &bundle);
+    listed.ok();
+    assert_eq!(listed.json().as_array().map(Vec::len), Some(1), "{listed}");
+    // The profile's ca_bundle, as the AWS tools read it.
+    t.aws_file("config", &format!("[default]\nca_bundle = {ca}\n"));
+    let profile = env(t.home.path(), &[k, sk, ("AWS_ENDPOINT_URL_S3", &https)]);
+    run(&["-r", &t.repo("a"), "snapshots"], &profile).ok();
+    // A bundle that cannot be used is named, with what named it, before any request.
+    let missing = env(
+        t.home.path(),
+        &[
+            k,
+            sk,
+            ("AWS_ENDPOINT_URL_S3", &https),
+            ("AWS_CA_BUNDLE", "/nonexistent/ca.pem"),
+        ],
+    );
+    run(&["-r", &t.repo("a"), "snapshots"], &missing)
+        .code_is(2)
+        .stderr_has(&["/nonexistent/ca.pem", "AWS_CA_BUNDLE"]);
+}

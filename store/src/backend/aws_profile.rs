@@ -41,6 +41,8 @@ pub(crate) struct Profile {
     pub s3_endpoint_url: Option<String>,
     /// `ignore_configured_endpoint_urls = true`.
     pub ignore_endpoint_urls: bool,
+    /// `ca_bundle`: a PEM file of certificates to trust besides the system's.
+    pub ca_bundle: Option<String>,
     /// The config file, for messages.
     pub config_file: String,
 }
@@ -164,6 +166,7 @@ pub(crate) fn load(env: Lookup) -> Result<Profile, ConfigError> {
         endpoint_url: get("endpoint_url"),
         s3_endpoint_url,
         ignore_endpoint_urls,
+        ca_bundle: get("ca_bundle"),
         config_file: shown(&config_path),
     })
 }

@@ -140,7 +140,10 @@ impl RemoteBackend {
         let store: Arc<dyn ObjectStore> = match scheme {
             "s3" => {
                 let cfg = resolve(opts, &process_env)?;
-                let client = client.with_no_system_certificates(plain_http_only(&cfg));
+                let mut client = client.with_no_system_certificates(plain_http_only(&cfg));
+                for cert in ca_bundle(&cfg)? {
+                    client = client.with_root_certificate(cert);
+                }
                 let s3 = s3_builder(bucket, &cfg, retry, client.clone())
                     .build()
                     .map_err(|e| Error::Invalid(format!("cannot use S3 repository {url}: {e}")))?;
@@ -551,6 +554,25 @@ fn xml_tag<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
 /// The S3 client for `bucket` with the resolved settings. Other `AWS_*` variables that
 /// object_store knows (web identity, container credentials, checksums, encryption, …) are
 /// passed on as they are; those `cfg` resolved are not read again.
+/// The certificates of the configured CA bundle (`AWS_CA_BUNDLE`, a profile's `ca_bundle`).
+fn ca_bundle(cfg: &S3Config) -> Result<Vec<object_store::Certificate>> {
+    let Some((given_by, path)) = &cfg.ca_bundle else {
+        return Ok(Vec::new());
+    };
+    let refuse = |cause: String| ConfigError::CaBundle {
+        path: path.clone(),
+        given_by: given_by.clone(),
+        cause,
+    };
+    let pem = std::fs::read(path).map_err(|e| refuse(format!("cannot be read: {e}")))?;
+    let certs = object_store::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| refuse(format!("is not PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(refuse("holds no certificate".into()).into());
+    }
+    Ok(certs)
+}
+
 /// Whether no connection can need TLS: an `http://` endpoint, static credentials (no
 /// token service to call over HTTPS) and no proxy configured. Then the system's certificates
 /// are not loaded (~10 ms a client).

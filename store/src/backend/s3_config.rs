@@ -11,6 +11,8 @@
 //! * credentials: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN` > the
 //!   profile's in the credentials file > in the config file > object_store's own chain (web
 //!   identity, container credentials, instance metadata).
+//! * certificates trusted besides the system's (an S3 server with a private CA, as
+//!   OpenShift Data Foundation's): `AWS_CA_BUNDLE` > the profile's `ca_bundle`.
 
 use super::aws_profile::{self, StaticCredentials};
 use super::RemoteOptions;
@@ -44,6 +46,8 @@ pub(crate) struct S3Config {
     pub allow_http: bool,
     /// Credentials.
     pub credentials: Credentials,
+    /// A PEM file of certificates to trust besides the system's, and what named it.
+    pub ca_bundle: Option<(String, String)>,
 }
 
 /// A boolean setting as the AWS tools spell it.
@@ -162,11 +166,18 @@ pub(crate) fn resolve(opts: &RemoteOptions, env: Lookup) -> Result<S3Config, Con
             .credentials
             .map_or(Credentials::Chain, Credentials::Static),
     };
+    let ca_bundle = match env("AWS_CA_BUNDLE") {
+        Some(path) => Some(("AWS_CA_BUNDLE".to_string(), path)),
+        None => profile
+            .ca_bundle
+            .map(|path| (format!("ca_bundle in {}", profile.config_file), path)),
+    };
     Ok(S3Config {
         region,
         endpoint: endpoint.map(|(_, e)| e),
         allow_http,
         credentials,
+        ca_bundle,
     })
 }
 
