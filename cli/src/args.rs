@@ -111,6 +111,9 @@ pub struct S3Args {
     /// A configured repository's shared credentials file (`s3.credentials_file`; no flag).
     #[arg(skip)]
     pub aws_credentials_file: Option<PathBuf>,
+    /// A configured repository's CA bundle (`s3.ca_bundle`; no flag: `AWS_CA_BUNDLE`).
+    #[arg(skip)]
+    pub aws_ca_bundle: Option<PathBuf>,
 }
 
 impl S3Args {
@@ -123,6 +126,7 @@ impl S3Args {
             retries: self.s3_retries,
             aws_profile: self.aws_profile.clone(),
             aws_credentials_file: self.aws_credentials_file.clone(),
+            aws_ca_bundle: self.aws_ca_bundle.clone(),
         }
     }
 }

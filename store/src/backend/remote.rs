@@ -67,6 +67,8 @@ pub struct RemoteOptions {
     pub aws_profile: Option<String>,
     /// This repository's `AWS_SHARED_CREDENTIALS_FILE` (instead of the environment's).
     pub aws_credentials_file: Option<std::path::PathBuf>,
+    /// This repository's `AWS_CA_BUNDLE` (instead of the environment's).
+    pub aws_ca_bundle: Option<std::path::PathBuf>,
 }
 
 impl Default for RemoteOptions {
@@ -78,6 +80,7 @@ impl Default for RemoteOptions {
             retries: 10,
             aws_profile: None,
             aws_credentials_file: None,
+            aws_ca_bundle: None,
         }
     }
 }

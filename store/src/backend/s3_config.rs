@@ -104,6 +104,9 @@ pub(crate) fn resolve(opts: &RemoteOptions, env: Lookup) -> Result<S3Config, Con
             .aws_credentials_file
             .as_ref()
             .map(|p| p.display().to_string()),
+        "AWS_CA_BUNDLE" if opts.aws_ca_bundle.is_some() => {
+            opts.aws_ca_bundle.as_ref().map(|p| p.display().to_string())
+        }
         _ => env(name),
     };
     let env: Lookup = &overlay;
@@ -255,6 +258,45 @@ mod tests {
         };
         let err = resolve(&opts, &|k| env.get(k).cloned()).unwrap_err();
         assert!(err.to_string().contains("absent"), "{err}");
+    }
+
+    #[test]
+    fn ca_bundle_precedence() {
+        let bundle = |opts: &RemoteOptions, vars: &[(&str, &str)], config: &str| {
+            let home = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+            std::fs::write(home.path().join(".aws/config"), config).unwrap();
+            let mut env: HashMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            env.insert("HOME".into(), home.path().display().to_string());
+            resolve(opts, &|k| env.get(k).cloned())
+                .unwrap()
+                .ca_bundle
+                .map(|(given_by, path)| (given_by.split(' ').next().unwrap().to_string(), path))
+        };
+        let none = RemoteOptions::default();
+        let profile = "[default]\nca_bundle = /p.pem\n";
+        assert_eq!(bundle(&none, &[], ""), None);
+        assert_eq!(
+            bundle(&none, &[], profile),
+            Some(("ca_bundle".into(), "/p.pem".into()))
+        );
+        let env = [("AWS_CA_BUNDLE", "/e.pem")];
+        assert_eq!(
+            bundle(&none, &env, profile),
+            Some(("AWS_CA_BUNDLE".into(), "/e.pem".into()))
+        );
+        // A configured repository's own bundle stands in for the environment's.
+        let repo = RemoteOptions {
+            aws_ca_bundle: Some("/r.pem".into()),
+            ..RemoteOptions::default()
+        };
+        assert_eq!(
+            bundle(&repo, &env, profile),
+            Some(("AWS_CA_BUNDLE".into(), "/r.pem".into()))
+        );
     }
 
     #[test]

@@ -101,6 +101,9 @@ pub struct S3 {
     /// Profile in that file (AWS_PROFILE).
     #[serde(default)]
     pub profile: Option<String>,
+    /// PEM file of CA certificates to trust besides the system's (AWS_CA_BUNDLE).
+    #[serde(default)]
+    pub ca_bundle: Option<PathBuf>,
     /// Seconds one request may take.
     #[serde(default)]
     pub timeout: Option<u64>,

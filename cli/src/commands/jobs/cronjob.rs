@@ -71,6 +71,7 @@ fn secret_files(loaded: &Loaded, job: &Job) -> Vec<(PathBuf, String)> {
             &r.identity,
             &r.passphrase_file,
             &r.s3.credentials_file,
+            &r.s3.ca_bundle,
         ]
         .into_iter()
         .flatten()

@@ -604,6 +604,7 @@ fn global_placeholder() -> Global {
             s3_retries: 10,
             aws_profile: None,
             aws_credentials_file: None,
+            aws_ca_bundle: None,
         },
         cache_dir: None,
         no_cache: false,

@@ -89,6 +89,7 @@ pub fn global_for(base: &Global, r: &config::Repository) -> Global {
             s3_retries: r.s3.retries.unwrap_or(10),
             aws_profile: r.s3.profile.clone(),
             aws_credentials_file: r.s3.credentials_file.clone(),
+            aws_ca_bundle: r.s3.ca_bundle.clone(),
         },
         cache_dir: r.cache_dir.clone().or_else(|| base.cache_dir.clone()),
         no_cache: base.no_cache,
