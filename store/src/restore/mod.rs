@@ -720,8 +720,13 @@ fn write_file(
     .map_err(sys("creating a temporary file"))?;
     let result = (|| -> Result<()> {
         let file = std::fs::File::from(fd);
-        let written =
-            blobs::write_content(loader, &file, &node.content, |n| progress.inc(n), None)?;
+        let written = blobs::write_content(
+            loader,
+            &file,
+            (&node.content[..]).into(),
+            |n| progress.inc(n),
+            None,
+        )?;
         if written != node.size {
             return Err(RestoreError::SizeMismatch {
                 written,
