@@ -120,15 +120,32 @@ impl Plan {
     /// Locate every blob of `ids` in the loader's index, grouping frames into `limits`' spans.
     pub fn with_spans(loader: &Loader, ids: Cow<'_, [Id]>, limits: Spans) -> Result<Plan> {
         let index = loader.shared_index().clone();
-        let mut pieces = Vec::with_capacity(ids.len());
-        for (i, id) in ids.iter().enumerate() {
+        let piece = |i: usize, id: &Id| -> Result<Piece> {
             let entry = index.position(id).ok_or(Error::BlobMissing(*id))?;
-            pieces.push(Piece {
+            Ok(Piece {
                 entry: entry as u32,
                 blob: i as u32,
-            });
+            })
+        };
+        let mut pieces = Vec::with_capacity(ids.len());
+        match ids {
+            Cow::Borrowed(ids) => {
+                for (i, id) in ids.iter().enumerate() {
+                    pieces.push(piece(i, id)?);
+                }
+            }
+            Cow::Owned(mut ids) => {
+                // From the end, the ids shrinking behind (a large block is mapped on its own:
+                // shrinking it returns its tail), so they and the pieces are not both whole.
+                while let Some(id) = ids.pop() {
+                    pieces.push(piece(ids.len(), &id)?);
+                    if ids.len() % (1 << 15) == 0 {
+                        ids.shrink_to_fit();
+                    }
+                }
+                pieces.reverse();
+            }
         }
-        drop(ids);
         // Pieces are still in file order.
         let mut at = 0u64;
         let ends: Vec<u64> = pieces
