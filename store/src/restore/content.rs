@@ -10,7 +10,8 @@
 //! check every blob against its keyed hash (once per distinct blob of a frame) and write runs
 //! of adjacent blobs with one positioned write each. Blobs of zeros are not written (holes).
 //!
-//! Memory: the plan (32 bytes per blob of the file, 40 per frame) plus at most
+//! Memory: the plan (8 bytes per use of a blob, 8 per blob of the file, 40 per frame; blobs
+//! are named by their index entry, not their id) plus at most
 //! `fetchers + queue + workers` spans (see [`Spans`]) of at most [`Spans::max`] bytes (twice that in a fetcher:
 //! the stored chunks and their plaintext) and one frame per worker; from remote storage, up to
 //! three 256 KiB batches of each fetcher's streamed response; with a follower, up to twelve
