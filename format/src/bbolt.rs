@@ -590,7 +590,14 @@ fn status<P: Pages>(pages: P, meta: Meta, len: u64) -> Result<SnapshotStatus, Bb
 /// practice below etcd's 1.5 MiB request limit. For an 8 GB snapshot of 4 KiB pages that is about
 /// 80 MB. Damaged input cannot make it hold more than a small multiple of the bytes fed, nor work
 /// more than a small multiple of the time of reading them, and never panics.
-pub struct StreamInspector {
+///
+/// Made with [`with_store`](Self::with_store), it keeps the summaries of the first `bound` pages
+/// only and hands those of later pages to a [`SummaryStore`] as fixed records of
+/// [`SUMMARY_RECORD`] bytes (the rare pages a record cannot describe, branch pages, leaves with
+/// buckets, the freelist, damage, stay in memory), read back one by one as `finish` walks the
+/// tree: memory then no longer grows with the database (a caller's store may be a temporary
+/// file). The result is the same.
+pub struct StreamInspector<S = NoStore> {
     /// Bytes fed so far, trailer included.
     received: u64,
     /// The page size from meta page 0 (bbolt's fallback when it is unusable), 0 until its first
@@ -605,8 +612,17 @@ pub struct StreamInspector {
     halted: bool,
     /// The start of the page in progress, when it came in several pieces.
     partial: Vec<u8>,
-    /// One summary per complete page, by page id.
+    /// One summary per complete page, by page id, for the first pages (all of them without a
+    /// store).
     slots: Vec<PageSum>,
+    /// Pages kept in `slots` before later ones go to `store`.
+    bound: u64,
+    /// Where the summaries of pages `slots.len()..` go, in page order.
+    store: S,
+    /// Pages handed to `store`.
+    stored: u64,
+    /// Summaries of stored pages that a record cannot hold, by increasing page id.
+    held: Vec<(u64, PageSum)>,
     /// Consecutive pages from `window_first` on, while overflowing pages are open.
     window: Vec<u8>,
     window_first: u64,
@@ -624,6 +640,50 @@ pub const MAX_STREAM_PAGE: u64 = 64 << 20;
 /// stale headers claim the same pages.
 const MAX_OPEN_PAGES: usize = 64;
 
+/// Bytes of one page summary as a [`SummaryStore`] holds it.
+pub const SUMMARY_RECORD: usize = 26;
+
+/// Where a [`StreamInspector`] made with [`StreamInspector::with_store`] keeps the summaries of
+/// pages beyond those it holds: records of [`SUMMARY_RECORD`] bytes, numbered from 0 in the
+/// order they are put, each read back at most a few times, in any order.
+pub trait SummaryStore {
+    /// Keeps record `n` (records come in order: 0, 1, 2…). A store that cannot write must keep
+    /// it otherwise (in memory).
+    fn put(&mut self, n: u64, record: &[u8; SUMMARY_RECORD]);
+    /// Reads record `n` back into `record`.
+    fn get(&mut self, n: u64, record: &mut [u8; SUMMARY_RECORD]) -> io::Result<()>;
+}
+
+/// No store: every summary stays in memory.
+#[derive(Debug, Default)]
+pub struct NoStore;
+
+impl SummaryStore for NoStore {
+    fn put(&mut self, _n: u64, _record: &[u8; SUMMARY_RECORD]) {}
+    fn get(&mut self, n: u64, _record: &mut [u8; SUMMARY_RECORD]) -> io::Result<()> {
+        Err(io::Error::other(format!(
+            "page summary {n} was never stored (no summary store)"
+        )))
+    }
+}
+
+/// Records held in memory, one after the other (for tests and fuzzing of the record path).
+impl SummaryStore for Vec<u8> {
+    fn put(&mut self, n: u64, record: &[u8; SUMMARY_RECORD]) {
+        debug_assert_eq!(n as usize * SUMMARY_RECORD, self.len());
+        self.extend_from_slice(record);
+    }
+    fn get(&mut self, n: u64, record: &mut [u8; SUMMARY_RECORD]) -> io::Result<()> {
+        let at = usize::try_from(n)
+            .ok()
+            .and_then(|n| n.checked_mul(SUMMARY_RECORD))
+            .and_then(|at| self.as_slice().get(at..at + SUMMARY_RECORD))
+            .ok_or_else(|| io::Error::other(format!("page summary {n} was never stored")))?;
+        record.copy_from_slice(at);
+        Ok(())
+    }
+}
+
 impl Default for StreamInspector {
     fn default() -> Self {
         Self::new()
@@ -631,8 +691,16 @@ impl Default for StreamInspector {
 }
 
 impl StreamInspector {
-    /// An inspector that has seen no bytes yet.
+    /// An inspector that has seen no bytes yet, holding every page's summary in memory.
     pub fn new() -> Self {
+        Self::with_store(NoStore, u64::MAX)
+    }
+}
+
+impl<S: SummaryStore> StreamInspector<S> {
+    /// An inspector that has seen no bytes yet, holding the summaries of the first `bound`
+    /// pages and handing later ones to `store`.
+    pub fn with_store(store: S, bound: u64) -> Self {
         StreamInspector {
             received: 0,
             page_size: 0,
@@ -642,6 +710,10 @@ impl StreamInspector {
             halted: false,
             partial: Vec::new(),
             slots: Vec::new(),
+            bound,
+            store,
+            stored: 0,
+            held: Vec::new(),
             window: Vec::new(),
             window_first: 0,
             open: Vec::new(),
@@ -703,6 +775,9 @@ impl StreamInspector {
         let file_pages = len / u64::from(meta.page_size);
         let pages = StreamPages {
             slots: &mut self.slots,
+            store: &mut self.store,
+            stored: self.stored,
+            held: &mut self.held,
             file_pages,
         };
         status(pages, meta, len)
@@ -719,7 +794,7 @@ impl StreamInspector {
 
     /// Digests the next complete page.
     fn page(&mut self, bytes: &[u8]) {
-        let pgid = self.slots.len() as u64;
+        let pgid = self.slots.len() as u64 + self.stored;
         let ps = self.page_size;
         if pgid == 1 {
             let mut m = [0u8; META_LEN];
@@ -766,11 +841,14 @@ impl StreamInspector {
                 }
             }
         };
-        self.slots.push(PageSum {
-            body,
-            overflow,
-            flags,
-        });
+        self.keep(
+            pgid,
+            PageSum {
+                body,
+                overflow,
+                flags,
+            },
+        );
         if self.open.is_empty() {
             return;
         }
@@ -782,8 +860,10 @@ impl StreamInspector {
         while let Some(i) = self.open.iter().position(|o| o.1 == next) {
             let (first, _, want) = self.open.swap_remove(i);
             let at = ((first - self.window_first) * ps) as usize;
-            self.slots[first as usize].body =
-                summarize_resident(first, &self.window[at..], want, ps);
+            let body = summarize_resident(first, &self.window[at..], want, ps);
+            if let Some(sum) = self.summary_mut(first) {
+                sum.body = body;
+            }
         }
         match self.open.iter().map(|o| o.0).min() {
             None => self.window.clear(),
@@ -794,6 +874,40 @@ impl StreamInspector {
             }
         }
     }
+}
+
+impl<S: SummaryStore> StreamInspector<S> {
+    /// Keeps the summary of page `pgid`, the next page: in memory up to the bound, else as a
+    /// record in the store (in memory too when a record cannot hold it).
+    fn keep(&mut self, pgid: u64, sum: PageSum) {
+        if self.stored == 0 && (self.slots.len() as u64) < self.bound {
+            self.slots.push(sum);
+            return;
+        }
+        let record = match sum.record() {
+            Some(record) => record,
+            None => {
+                self.held.push((pgid, sum));
+                PageSum::held_record()
+            }
+        };
+        self.store.put(self.stored, &record);
+        self.stored += 1;
+    }
+
+    /// The summary of page `pgid` if it is held in memory.
+    fn summary_mut(&mut self, pgid: u64) -> Option<&mut PageSum> {
+        match usize::try_from(pgid).ok().filter(|&i| i < self.slots.len()) {
+            Some(i) => self.slots.get_mut(i),
+            None => held_mut(&mut self.held, pgid),
+        }
+    }
+}
+
+/// The summary of page `pgid` among `held` (sorted by page id).
+fn held_mut(held: &mut [(u64, PageSum)], pgid: u64) -> Option<&mut PageSum> {
+    let i = held.binary_search_by_key(&pgid, |h| h.0).ok()?;
+    Some(&mut held[i].1)
 }
 
 /// The fields of a meta page that inspection uses.
@@ -1161,6 +1275,80 @@ struct PageSum {
     body: Body,
     overflow: u32,
     flags: u16,
+}
+
+/// Kinds of [`SUMMARY_RECORD`]s (byte 0).
+const RECORD_OPAQUE: u8 = 0;
+const RECORD_MISMATCH: u8 = 1;
+const RECORD_PLAIN: u8 = 2;
+/// The summary is held in memory.
+const RECORD_HELD: u8 = 3;
+
+impl PageSum {
+    /// The summary as a record: kind, flags, overflow, then the body's fields; None when the
+    /// body does not fit one.
+    fn record(&self) -> Option<[u8; SUMMARY_RECORD]> {
+        let mut r = [0u8; SUMMARY_RECORD];
+        r[1..3].copy_from_slice(&self.flags.to_le_bytes());
+        r[3..7].copy_from_slice(&self.overflow.to_le_bytes());
+        match self.body {
+            Body::Opaque => r[0] = RECORD_OPAQUE,
+            Body::Mismatch(found) => {
+                r[0] = RECORD_MISMATCH;
+                r[7..15].copy_from_slice(&found.to_le_bytes());
+            }
+            Body::Plain {
+                last_rev,
+                len,
+                crc,
+                count,
+                short,
+            } => {
+                r[0] = RECORD_PLAIN;
+                r[7..15].copy_from_slice(&last_rev.to_le_bytes());
+                r[15..19].copy_from_slice(&len.to_le_bytes());
+                r[19..23].copy_from_slice(&crc.to_le_bytes());
+                r[23..25].copy_from_slice(&count.to_le_bytes());
+                r[25] = short;
+            }
+            _ => return None,
+        }
+        Some(r)
+    }
+
+    /// The record of a summary held in memory.
+    fn held_record() -> [u8; SUMMARY_RECORD] {
+        let mut r = [0u8; SUMMARY_RECORD];
+        r[0] = RECORD_HELD;
+        r
+    }
+
+    /// The summary a record holds; None for a held one, an error for one that is damaged.
+    fn from_record(r: &[u8; SUMMARY_RECORD]) -> Result<Option<PageSum>, BboltError> {
+        let body = match r[0] {
+            RECORD_HELD => return Ok(None),
+            RECORD_OPAQUE => Body::Opaque,
+            RECORD_MISMATCH => Body::Mismatch(le64(r, 7)),
+            RECORD_PLAIN => Body::Plain {
+                last_rev: le64(r, 7),
+                len: le32(r, 15),
+                crc: le32(r, 19),
+                count: u16::from_le_bytes([r[23], r[24]]),
+                short: r[25],
+            },
+            kind => {
+                return Err(BboltError::Io(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a page summary read back is damaged (kind {kind})"),
+                )))
+            }
+        };
+        Ok(Some(PageSum {
+            body,
+            flags: u16::from_le_bytes([r[1], r[2]]),
+            overflow: le32(r, 3),
+        }))
+    }
 }
 
 /// A page's contents, digested.
@@ -1628,23 +1816,44 @@ impl<R: Read + Seek> FilePages<'_, R> {
 }
 
 /// [`StreamInspector`]'s pages: the summaries it made, each taken once.
-struct StreamPages<'a> {
+struct StreamPages<'a, S> {
     slots: &'a mut [PageSum],
+    /// Summaries of the pages after `slots`, and how many.
+    store: &'a mut S,
+    stored: u64,
+    held: &'a mut [(u64, PageSum)],
     file_pages: u64,
 }
 
-impl Pages for StreamPages<'_> {
+impl<S: SummaryStore> Pages for StreamPages<'_, S> {
     fn load(&mut self, pgid: u64, _want: Want) -> Result<PageSum, BboltError> {
-        // The walk asks only for pages within the data, which all arrived.
-        let slot = usize::try_from(pgid)
-            .ok()
-            .and_then(|i| self.slots.get_mut(i));
-        let Some(slot) = slot else {
-            return Err(BboltError::PageOutOfRange {
-                pgid,
-                overflow: 0,
-                pages: self.file_pages,
-            });
+        let out_of_range = BboltError::PageOutOfRange {
+            pgid,
+            overflow: 0,
+            pages: self.file_pages,
+        };
+        let in_memory = self.slots.len() as u64;
+        let slot = match usize::try_from(pgid).ok().filter(|&i| i < self.slots.len()) {
+            Some(i) => &mut self.slots[i],
+            None if pgid - in_memory < self.stored => {
+                let mut record = [0u8; SUMMARY_RECORD];
+                self.store.get(pgid - in_memory, &mut record)?;
+                match PageSum::from_record(&record)? {
+                    // A record is read afresh on each visit: the walk refuses a second one
+                    // when it claims the page, as below.
+                    Some(sum) => {
+                        let found = match sum.body {
+                            Body::Mismatch(found) => found,
+                            _ => pgid,
+                        };
+                        check_header(pgid, found, sum.overflow, self.file_pages)?;
+                        return Ok(sum);
+                    }
+                    None => held_mut(self.held, pgid).ok_or(out_of_range)?,
+                }
+            }
+            // The walk asks only for pages within the data, which all arrived.
+            None => return Err(out_of_range),
         };
         let found = match slot.body {
             Body::Mismatch(found) => found,
@@ -2388,14 +2597,20 @@ mod tests {
         b[ps + 16] ^= 0xff;
     }
 
-    /// What the stream inspector says of `bytes` fed in pieces of `piece` bytes.
+    /// What the stream inspector says of `bytes` fed in pieces of `piece` bytes; the same
+    /// whether it holds every page's summary or hands those after the first `piece % 5` pages
+    /// to a store of records.
     fn stream(bytes: &[u8], piece: usize) -> Result<SnapshotStatus, BboltError> {
         let mut s = StreamInspector::new();
+        let mut stored = StreamInspector::with_store(Vec::<u8>::new(), (piece % 5) as u64);
         for c in bytes.chunks(piece.max(1)) {
             s.update(c);
+            stored.update(c);
         }
         assert_eq!(s.received(), bytes.len() as u64);
-        s.finish()
+        let (a, b) = (s.finish(), stored.finish());
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        a
     }
 
     /// What `inspect` says of a file of `bytes`, its trailer cut off by etcd's rule, as the

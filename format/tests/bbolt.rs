@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use cairn_format::bbolt::{
     self, check_trailer, db_len, has_valid_trailer, inspect, inspect_bytes, split_trailer,
-    verify_trailer, BboltError, MetaFault, SnapshotStatus, StreamInspector, TrailerStatus,
+    verify_trailer, BboltError, MetaFault, SnapshotStatus, StreamInspector, SummaryStore,
+    TrailerStatus,
 };
 
 /// Counts heap bytes in use, and their peak, for the benchmark's memory figure.
@@ -236,9 +237,28 @@ fn etcdctl_status(path: &Path) -> (u32, i64, u64, u64) {
 }
 
 /// Feeds `bytes` to a [`StreamInspector`] in pieces of `piece` bytes (0: random sizes up to
-/// 256 KiB, the last piece whatever is left).
+/// 256 KiB, the last piece whatever is left). Every other time at random the inspector keeps
+/// only the first few pages' summaries and hands the rest to a store of records.
 fn stream(bytes: &[u8], piece: usize, rng: &mut Rng) -> Result<SnapshotStatus, BboltError> {
-    let mut s = StreamInspector::new();
+    if rng.below(2) == 0 {
+        feed(StreamInspector::new(), bytes, piece, rng)
+    } else {
+        let bound = rng.below(64);
+        feed(
+            StreamInspector::with_store(Vec::<u8>::new(), bound),
+            bytes,
+            piece,
+            rng,
+        )
+    }
+}
+
+fn feed<S: SummaryStore>(
+    mut s: StreamInspector<S>,
+    bytes: &[u8],
+    piece: usize,
+    rng: &mut Rng,
+) -> Result<SnapshotStatus, BboltError> {
     let mut rest = bytes;
     while !rest.is_empty() {
         let n = match piece {

@@ -132,7 +132,8 @@ fn resolve_node(loader: &mut Loader, tree_id: &Id, node: &mut Node) -> Result<()
                 ),
             ));
         }
-        let list = ContentList::decode(&bytes).map_err(|e| Error::damaged(what(&id), e))?;
+        // Consumed: a self-contained list becomes its ids without holding the blob too.
+        let list = ContentList::decode_owned(bytes).map_err(|e| Error::damaged(what(&id), e))?;
         next = list.base;
         if let Some(b) = next {
             chain.push(b);

@@ -445,6 +445,11 @@ impl Index {
         &self.entries[position].id
     }
 
+    /// Where the blob at `position` in id order is.
+    pub fn location_at(&self, position: usize) -> Location {
+        self.location(&self.entries[position])
+    }
+
     /// A dense number for every blob [`Index::contains`] knows (0..[`Index::ranks`]): its
     /// position among the located blobs, else [`Index::len`] plus its rank among those known
     /// present only.

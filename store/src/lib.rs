@@ -48,6 +48,7 @@ pub mod retention;
 pub mod saver;
 pub mod snapshots;
 pub mod source;
+pub mod summary_file;
 #[cfg(test)]
 mod test_repo;
 pub mod trees;

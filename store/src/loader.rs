@@ -274,10 +274,26 @@ impl Loader {
             let stored = stored_in(cache, loc.pack, &loc.frame)?;
             self.check
                 .decompress_into(loc.pack, &loc.frame, stored, &mut raw)?;
-            if loc.frame.compression == Compression::None {
+            let long = stored.len() > KEEP_BUFFER;
+            if loc.frame.compression == Compression::None && !long {
                 // Stored uncompressed: checked as it is, and copied to be cached.
                 raw.clear();
                 raw.extend_from_slice(stored);
+            } else if loc.frame.compression == Compression::None {
+                // A long one (a content list): its decrypted bytes are moved, not copied, so
+                // they are not held twice.
+                raw = cache
+                    .chunks
+                    .take()
+                    .and_then(|(_, plain)| {
+                        plain.into_within(loc.frame.offset, loc.frame.stored_len as usize)
+                    })
+                    .ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "frame at {} of pack number {} was not read",
+                            loc.frame.offset, loc.pack
+                        ))
+                    })?;
             }
             cache.frame = Some((key, raw));
         }

@@ -39,6 +39,17 @@ impl Plain {
         self.buf[..self.valid].get(at..at.checked_add(len)?)
     }
 
+    /// The bytes [`Plain::within`] gives, as the buffer itself (moved to its start, the rest
+    /// cut off): a long frame stored uncompressed is then held once, not copied.
+    pub fn into_within(self, offset: u64, len: usize) -> Option<Vec<u8>> {
+        let at = usize::try_from(offset.checked_sub(self.origin)?).ok()?;
+        let end = at.checked_add(len).filter(|&end| end <= self.valid)?;
+        let mut buf = self.into_buffer();
+        buf.truncate(end);
+        buf.drain(..at);
+        Some(buf)
+    }
+
     /// The same bytes, their buffer handed back to `pool` once dropped.
     pub fn returning_to(mut self, pool: &Arc<Buffers>) -> Plain {
         self.home = Some(pool.clone());

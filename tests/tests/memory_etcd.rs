@@ -5,9 +5,9 @@
 //!
 //! What grows with the database is per page (4 KiB): backup holds its page ids (32 bytes),
 //! 8–32 bytes of the set of ids it added and the bbolt walk's page summaries (32 bytes);
-//! restore the index entries (44), the file's ids (32), their placement (32), the page
-//! summaries (32) and the pages' end offsets (8); copy the index entries and one bit per
-//! blob. The bounds allow that for the ~87,000 extra pages and a few MiB of noise. Copy's
+//! restore the index entries (44), the file's ids while they are placed (32) and the plan
+//! (16; the page summaries go to a temporary file beyond 8,192 pages, see memory_restore.rs,
+//! which bounds restore more tightly); copy the index entries and one bit per blob. The bounds allow that for the ~87,000 extra pages and a few MiB of noise. Copy's
 //! index records used to be built and written as one object (~57 bytes a blob, held three
 //! times while encoded, compressed and encrypted: 14.7 MiB more for the large database
 //! against 6.3 now), which its bound catches.

@@ -160,18 +160,20 @@ pub fn restore(
     dir: &Path,
     overwrite: bool,
 ) -> Result<Written> {
-    let outputs = Outputs::of(loader, snap)?;
+    let mut outputs = Outputs::of(loader, snap)?;
     super::plan::files(dir, &outputs.names(), overwrite, None)?.check(overwrite, true)?;
     fs::create_dir_all(dir).map_err(Error::file("creating", dir.display()))?;
     let mut written = Written {
         stale_temporaries: remove_stale(dir)?,
         ..Written::default()
     };
-    if let Some((node, name)) = &outputs.db {
+    if let Some((node, name)) = outputs.db.take() {
         let mut verified = Vec::new();
+        // The database's ids go to the write, which frees them once its plan is made.
+        let (size, content) = (node.size, node.content);
         written.db = Some(write_atomically(
             dir,
-            name,
+            &name,
             &temporaries::name(1),
             |f| {
                 // The trailer and bbolt checks read the file back behind the writes.
@@ -179,7 +181,7 @@ pub fn restore(
                 let n = super::blobs::write_content(
                     loader,
                     f,
-                    &node.content,
+                    content.into(),
                     |_| {},
                     Some(&mut |piece| check.feed(&piece)),
                 )
@@ -187,10 +189,10 @@ pub fn restore(
                     path: name.clone(),
                     cause: Box::new(cause),
                 })?;
-                if n != node.size {
+                if n != size {
                     return Err(RestoreError::SizeMismatch {
                         written: n,
-                        recorded: node.size,
+                        recorded: size,
                     }
                     .into());
                 }

@@ -10,19 +10,22 @@
 //! check every blob against its keyed hash (once per distinct blob of a frame) and write runs
 //! of adjacent blobs with one positioned write each. Blobs of zeros are not written (holes).
 //!
-//! Memory: the plan (32 bytes per blob of the file, 40 per frame) plus at most
+//! Memory: the plan (8 bytes per use of a blob, 8 per blob of the file, 40 per frame; blobs
+//! are named by their index entry, not their id) plus at most
 //! `fetchers + queue + workers` spans (see [`Spans`]) of at most [`Spans::max`] bytes (twice that in a fetcher:
 //! the stored chunks and their plaintext) and one frame per worker; from remote storage, up to
 //! three 256 KiB batches of each fetcher's streamed response; with a follower, up to twelve
 //! 256 KiB pieces read back for the check.
 
 use super::follow::{self, Done, Feed};
+use crate::index::Index;
 use crate::loader::{FrameCheck, Loader};
 use crate::plain::{Buffers, Plain};
 use crate::writeback::start_writeback;
 use crate::{Error, Result};
 use cairn_format::pack::FrameRef;
 use cairn_format::Id;
+use std::borrow::Cow;
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
@@ -63,16 +66,12 @@ impl Spans {
     };
 }
 
-/// One use of a blob in the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// One use of a blob in the file: 8 bytes (its id and place are looked up when used).
+#[derive(Debug, Clone, Copy)]
 struct Piece {
-    pack: u32,
-    frame_offset: u64,
-    in_frame: u32,
-    /// Where it goes in the file.
-    at: u64,
-    len: u32,
-    /// Position in the file's blob list.
+    /// The blob's position in the index, which holds its id and location.
+    entry: u32,
+    /// Position in the file's blob list: where it goes (see [`Plan::ends`]).
     blob: u32,
 }
 
@@ -92,7 +91,11 @@ struct Span {
 
 /// The placement of a file's blobs, in pack order.
 pub struct Plan {
+    /// The index the pieces point into.
+    index: Arc<Index>,
     pieces: Vec<Piece>,
+    /// Where each blob of the file's list ends in the file.
+    ends: Vec<u64>,
     jobs: Vec<Job>,
     spans: Vec<Span>,
     /// Spans by pack: each range is one pack's spans.
@@ -104,8 +107,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Locate every blob of `ids` in the loader's index; spans sized for its storage.
-    pub fn new(loader: &Loader, ids: &[Id]) -> Result<Plan> {
+    /// Locate every blob of `ids` in the loader's index; spans sized for its storage. The plan
+    /// refers to the index's entries, not to `ids`: owned, they are freed once located.
+    pub fn new(loader: &Loader, ids: Cow<'_, [Id]>) -> Result<Plan> {
         let spans = if loader.frame_check().is_remote() {
             Spans::REMOTE
         } else {
@@ -115,49 +119,67 @@ impl Plan {
     }
 
     /// Locate every blob of `ids` in the loader's index, grouping frames into `limits`' spans.
-    pub fn with_spans(loader: &Loader, ids: &[Id], limits: Spans) -> Result<Plan> {
-        let index = loader.index();
-        let mut pieces = Vec::with_capacity(ids.len());
-        let mut at = 0u64;
-        for (i, id) in ids.iter().enumerate() {
-            let loc = index.get(id).ok_or(crate::Error::BlobMissing(*id))?;
-            pieces.push(Piece {
-                pack: loc.pack,
-                frame_offset: loc.frame.offset,
-                in_frame: loc.offset,
-                at,
-                len: loc.len,
+    pub fn with_spans(loader: &Loader, ids: Cow<'_, [Id]>, limits: Spans) -> Result<Plan> {
+        let index = loader.shared_index().clone();
+        let piece = |i: usize, id: &Id| -> Result<Piece> {
+            let entry = index.position(id).ok_or(Error::BlobMissing(*id))?;
+            Ok(Piece {
+                entry: entry as u32,
                 blob: i as u32,
-            });
-            at += u64::from(loc.len);
-        }
-        pieces.sort_unstable();
-        let mut jobs: Vec<Job> = Vec::new();
-        for (i, p) in pieces.iter().enumerate() {
-            match jobs.last_mut() {
-                Some(j)
-                    if i > 0
-                        && (pieces[i - 1].pack, pieces[i - 1].frame_offset)
-                            == (p.pack, p.frame_offset) =>
-                {
-                    j.pieces.end = i + 1
-                }
-                _ => {
-                    let frame = index
-                        .get(&ids[p.blob as usize])
-                        .ok_or(crate::Error::BlobMissing(ids[p.blob as usize]))?
-                        .frame;
-                    jobs.push(Job {
-                        frame,
-                        pieces: i..i + 1,
-                    })
+            })
+        };
+        let mut pieces = Vec::with_capacity(ids.len());
+        match ids {
+            Cow::Borrowed(ids) => {
+                for (i, id) in ids.iter().enumerate() {
+                    pieces.push(piece(i, id)?);
                 }
             }
+            Cow::Owned(mut ids) => {
+                // From the end, the ids shrinking behind (a large block is mapped on its own:
+                // shrinking it returns its tail), so they and the pieces are not both whole.
+                while let Some(id) = ids.pop() {
+                    pieces.push(piece(ids.len(), &id)?);
+                    if ids.len() % (1 << 15) == 0 {
+                        ids.shrink_to_fit();
+                    }
+                }
+                pieces.reverse();
+            }
+        }
+        // Pieces are still in file order.
+        let mut at = 0u64;
+        let ends: Vec<u64> = pieces
+            .iter()
+            .map(|p| {
+                at += u64::from(index.location_at(p.entry as usize).len);
+                at
+            })
+            .collect();
+        // Pack order; the uses of one blob stay together, in file order.
+        pieces.sort_unstable_by_key(|p| {
+            let l = index.location_at(p.entry as usize);
+            (l.pack, l.frame.offset, l.offset, p.blob)
+        });
+        let mut jobs: Vec<Job> = Vec::new();
+        let mut last: Option<(u32, u64)> = None;
+        for (i, p) in pieces.iter().enumerate() {
+            let loc = index.location_at(p.entry as usize);
+            match jobs.last_mut() {
+                Some(j) if last == Some((loc.pack, loc.frame.offset)) => j.pieces.end = i + 1,
+                _ => jobs.push(Job {
+                    frame: loc.frame,
+                    pieces: i..i + 1,
+                }),
+            }
+            last = Some((loc.pack, loc.frame.offset));
         }
         let mut spans: Vec<Span> = Vec::new();
         let mut packs: Vec<Range<usize>> = Vec::new();
         for (j, job) in jobs.iter().enumerate() {
-            let pack = pieces[job.pieces.start].pack;
+            let pack = index
+                .location_at(pieces[job.pieces.start].entry as usize)
+                .pack;
             let (start, end) = (
                 job.frame.offset,
                 job.frame.offset + u64::from(job.frame.stored_len),
@@ -188,28 +210,32 @@ impl Plan {
                 p.end = spans.len();
             }
         }
-        // Earliest in the file first: the packs holding the blobs nearest the file's start
-        // are read first, so a follower reading the file back in order (see [`follow`]) can
-        // start long before the last pack is in, and a pack of blobs spread over the whole
-        // file (the pages a day changed) comes before the packs that fill it in order.
-        let first_at = |r: &Range<usize>| {
-            spans[r.clone()]
-                .iter()
-                .flat_map(|s| &jobs[s.jobs.clone()])
-                .flat_map(|j| &pieces[j.pieces.clone()])
-                .map(|p| p.at)
-                .min()
-                .unwrap_or(u64::MAX)
-        };
-        packs.sort_by_cached_key(first_at);
-        Ok(Plan {
+        let mut plan = Plan {
+            index,
             pieces,
+            ends,
             jobs,
             spans,
             packs,
             limits,
             len: at,
-        })
+        };
+        // Earliest in the file first: the packs holding the blobs nearest the file's start
+        // are read first, so a follower reading the file back in order (see [`follow`]) can
+        // start long before the last pack is in, and a pack of blobs spread over the whole
+        // file (the pages a day changed) comes before the packs that fill it in order.
+        let mut packs = std::mem::take(&mut plan.packs);
+        packs.sort_by_cached_key(|r| {
+            plan.spans[r.clone()]
+                .iter()
+                .flat_map(|s| &plan.jobs[s.jobs.clone()])
+                .flat_map(|j| &plan.pieces[j.pieces.clone()])
+                .map(|p| plan.start(p))
+                .min()
+                .unwrap_or(u64::MAX)
+        });
+        plan.packs = packs;
+        Ok(plan)
     }
 
     /// Frames to read.
@@ -217,20 +243,32 @@ impl Plan {
         self.jobs.len()
     }
 
-    /// Every use of a blob in pack order: position in the blob list, offset in the file,
-    /// length.
-    pub fn placements(&self) -> impl Iterator<Item = (usize, u64, u32)> + '_ {
-        self.pieces.iter().map(|p| (p.blob as usize, p.at, p.len))
+    /// Where `p` goes in the file, and its length.
+    fn place(&self, p: &Piece) -> (u64, u32) {
+        let len = self.index.location_at(p.entry as usize).len;
+        (self.ends[p.blob as usize] - u64::from(len), len)
+    }
+
+    /// Where `p` starts in the file.
+    fn start(&self, p: &Piece) -> u64 {
+        self.place(p).0
+    }
+
+    /// Every use of a blob in pack order: the blob's id, offset in the file, length.
+    pub fn placements(&self) -> impl Iterator<Item = (&Id, u64, u32)> + '_ {
+        self.pieces.iter().map(|p| {
+            let (at, len) = self.place(p);
+            (self.index.id_at(p.entry as usize), at, len)
+        })
     }
 }
 
-/// Write `plan`'s blobs of `ids` into `file` with fetcher and worker threads; `progress` gets
+/// Write `plan`'s blobs into `file` with fetcher and worker threads; `progress` gets
 /// the bytes of each blob placed, `feed` (if any) the file's bytes in order as they are written
 /// (see [`follow`]). Returns the file's length (the file is extended to it first).
 pub fn write(
     loader: &Loader,
     plan: &Plan,
-    ids: &[Id],
     file: &File,
     progress: &(dyn Fn(u64) + Sync),
     feed: Option<Feed<'_>>,
@@ -241,17 +279,7 @@ pub fn write(
     // Holes read back as zeros while the follower reads behind the writes.
     file.set_len(plan.len)
         .map_err(super::sys("setting the restored file's length"))?;
-    let done = Done::new(ids.len(), feed.is_some());
-    let ends = match feed {
-        Some(_) => {
-            let mut ends = vec![0u64; ids.len()];
-            for p in &plan.pieces {
-                ends[p.blob as usize] = p.at + u64::from(p.len);
-            }
-            ends
-        }
-        None => Vec::new(),
-    };
+    let done = Done::new(plan.ends.len(), feed.is_some());
     let over = AtomicBool::new(false);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     let fail = |e: Error| {
@@ -306,7 +334,7 @@ pub fn write(
         }
         drop(tx);
         if let Some(feed) = feed {
-            let (ends, done, over, failed, fail) = (&ends, &done, &over, &failed, &fail);
+            let (ends, done, over, failed, fail) = (&plan.ends, &done, &over, &failed, &fail);
             s.spawn(move || {
                 if let Err(e) = follow::follow(file, plan.len, ends, done, over, failed, feed) {
                     fail(e);
@@ -318,13 +346,13 @@ pub fn write(
             .map(|_| {
                 let (rx, check, fail) = (rx.clone(), check.clone(), &fail);
                 s.spawn(move || {
-                    if let Err(e) = work(plan, ids, &check, file, &rx, progress, done) {
+                    if let Err(e) = work(plan, &check, file, &rx, progress, done) {
                         fail(e);
                     }
                 })
             })
             .collect();
-        if let Err(e) = work(plan, ids, &check, file, &rx, progress, done) {
+        if let Err(e) = work(plan, &check, file, &rx, progress, done) {
             fail(e);
         }
         for w in others {
@@ -343,7 +371,6 @@ pub fn write(
 /// Decompress, check and write the spans received until the fetchers are done.
 fn work(
     plan: &Plan,
-    ids: &[Id],
     check: &FrameCheck,
     file: &File,
     rx: &crossbeam_channel::Receiver<(usize, Plain)>,
@@ -363,8 +390,8 @@ fn work(
                 })?;
             let raw = check.decompress_into(span.pack, &job.frame, stored, &mut frame)?;
             write_frame(
+                plan,
                 &plan.pieces[job.pieces.clone()],
-                ids,
                 check,
                 raw,
                 file,
@@ -379,8 +406,8 @@ fn work(
 /// Check and write the pieces of one decompressed frame; adjacent pieces go in one write.
 /// Each piece is marked in `done` once on disk (or a hole).
 fn write_frame(
+    plan: &Plan,
     pieces: &[Piece],
-    ids: &[Id],
     check: &FrameCheck,
     raw: &[u8],
     file: &File,
@@ -403,24 +430,28 @@ fn write_frame(
         }
         Ok(())
     };
-    // The last blob checked (pieces of one blob are adjacent): its id, place, and whether
+    // The last blob checked (pieces of one blob are adjacent): its index entry, and whether
     // it is all zeros.
-    let mut checked: Option<(&Id, u32, u32, bool)> = None;
+    let mut checked: Option<(u32, bool)> = None;
     for (k, p) in pieces.iter().enumerate() {
-        let id = &ids[p.blob as usize];
+        let loc = plan.index.location_at(p.entry as usize);
         let zero = match checked {
-            Some((c, off, len, zero)) if (c, off, len) == (id, p.in_frame, p.len) => zero,
+            Some((entry, zero)) if entry == p.entry => zero,
             _ => {
-                let blob = check.blob(p.pack, raw, id, p.in_frame, p.len)?;
+                let id = plan.index.id_at(p.entry as usize);
+                let blob = check.blob(loc.pack, raw, id, loc.offset, loc.len)?;
                 let zero = super::blobs::is_zero(blob);
-                checked = Some((id, p.in_frame, p.len, zero));
+                checked = Some((p.entry, zero));
                 zero
             }
         };
-        let here = p.in_frame as usize..(p.in_frame + p.len) as usize;
+        let at = plan.ends[p.blob as usize] - u64::from(loc.len);
+        let here = loc.offset as usize..(loc.offset + loc.len) as usize;
         run = match run {
-            Some((at, r, first)) if !zero && at + r.len() as u64 == p.at && r.end == here.start => {
-                Some((at, r.start..here.end, first))
+            Some((start, r, first))
+                if !zero && start + r.len() as u64 == at && r.end == here.start =>
+            {
+                Some((start, r.start..here.end, first))
             }
             other => {
                 if let Some(run) = other {
@@ -429,10 +460,10 @@ fn write_frame(
                 if zero {
                     done.mark(p.blob as usize);
                 }
-                (!zero).then_some((p.at, here, k))
+                (!zero).then_some((at, here, k))
             }
         };
-        progress(u64::from(p.len));
+        progress(u64::from(loc.len));
     }
     if let Some(run) = run {
         flush(run, pieces.len())?;

@@ -768,7 +768,7 @@ fn write_file(
         let written = blobs::write_content(
             loader,
             &file,
-            &node.content,
+            (&node.content[..]).into(),
             |n| progress.inc(n),
             feed.as_mut().map(|f| f as follow::Feed<'_>),
         )?;

@@ -80,7 +80,10 @@ impl<P: AsRef<[u8]> + Send + Sync + 'static> BlockCheck<P> {
         let inspect_side = inspect
             .then(|| {
                 Side::spawn("cairn-bbolt", |rx: Receiver<Arc<P>>| {
-                    let mut inspector = StreamInspector::new();
+                    let mut inspector = StreamInspector::with_store(
+                        crate::summary_file::SummaryFile::new(),
+                        crate::summary_file::IN_MEMORY_PAGES,
+                    );
                     for block in rx {
                         inspector.update((*block).as_ref());
                     }
