@@ -470,4 +470,135 @@ mod tests {
         assert_eq!(ids.len(), 3);
         saver.finish().unwrap();
     }
+
+    /// A saver that is made only once `go` delivers, on another thread.
+    fn late_saver(repo: &Arc<Repository>, go: Receiver<()>) -> Pending<Saver> {
+        let repo = repo.clone();
+        Pending::spawn("late", "a saver", move || {
+            let _ = go.recv();
+            Ok(Saver::new(repo, Arc::new(Index::default()), 2))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn pages_hashed_ahead_of_the_saver_are_read_again_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, identity) = repo(dir.path());
+        let mut data = bytes(4096 * (BLOCK_PAGES * 4 + 3) + 100, 11);
+        data[4096 * 2..4096 * 3].copy_from_slice(&bytes(4096, 2));
+        data[4096 * 900..4096 * 901].copy_from_slice(&bytes(4096, 2));
+        let path = dir.path().join("db");
+        std::fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        let expected: Vec<Id> = data
+            .chunks(4096)
+            .map(|p| repo.chunk_id_key().id(p))
+            .collect();
+        // The saver comes only once the whole file was read: every page is hashed ahead.
+        let (go_tx, go) = bounded(1);
+        let mut store = late_saver(&repo, go);
+        let mut tapped = 0;
+        let (ids, size) = save_pages(
+            &mut store,
+            &repo.chunk_id_key(),
+            &file,
+            Some(&file),
+            4096,
+            |b| {
+                tapped += b.bytes().len();
+                if tapped == data.len() {
+                    go_tx.send(()).unwrap();
+                }
+            },
+            |_| {},
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(ids, expected);
+        assert_eq!(size, data.len() as u64);
+        let saver = store.wait().unwrap();
+        assert_eq!(
+            saver.finish().unwrap().0.blobs_added,
+            expected.len() as u64 - 1
+        );
+
+        let full = Arc::new(
+            Repository::open(
+                Box::new(LocalBackend::new(dir.path())),
+                Credentials::Identities(vec![Box::new(identity)]),
+            )
+            .unwrap(),
+        );
+        let mut loader = Loader::new(full.clone(), Arc::new(Index::load(&full).unwrap()));
+        let back: Vec<u8> = ids.iter().flat_map(|id| loader.load(id).unwrap()).collect();
+        assert!(back == data);
+    }
+
+    #[test]
+    fn a_file_changed_before_its_pages_are_read_again_is_the_sources_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, _) = repo(dir.path());
+        let data = bytes(4096 * BLOCK_PAGES * 2, 4);
+        let path = dir.path().join("db");
+        std::fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        let (go_tx, go) = bounded(1);
+        let mut store = late_saver(&repo, go);
+        let mut rewritten = false;
+        let err = save_pages(
+            &mut store,
+            &repo.chunk_id_key(),
+            &file,
+            Some(&file),
+            4096,
+            |_| {},
+            |_| {
+                // The first block was hashed ahead and let go: rewrite one of its pages before
+                // the saver is there to store it.
+                if !rewritten {
+                    rewritten = true;
+                    let w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                    w.write_all_at(&[0xff; 10], 4096 * 3).unwrap();
+                    go_tx.send(()).unwrap();
+                }
+            },
+        )
+        .unwrap()
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("changed while it was backed up"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("byte 12288"), "{err}");
+    }
+
+    #[test]
+    fn a_stream_waits_for_a_late_saver_with_every_block_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, _) = repo(dir.path());
+        let data = bytes(4096 * BLOCK_PAGES * (BLOCKS_IN_FLIGHT + 3) + 5, 8);
+        let (go_tx, go) = bounded(1);
+        let mut store = late_saver(&repo, go);
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            go_tx.send(()).unwrap();
+        });
+        let (ids, size) = save_pages(
+            &mut store,
+            &repo.chunk_id_key(),
+            &data[..],
+            None,
+            4096,
+            |_| {},
+            |_| {},
+        )
+        .unwrap()
+        .unwrap();
+        late.join().unwrap();
+        assert_eq!(size, data.len() as u64);
+        assert_eq!(ids.len(), data.len().div_ceil(4096));
+        let saver = store.wait().unwrap();
+        assert_eq!(saver.finish().unwrap().0.blobs_added, ids.len() as u64);
+    }
 }
