@@ -305,10 +305,12 @@ impl PageRun<'_> {
             return Ok(Ok(()));
         };
         let mut buf = vec![0u8; self.page];
+        let mut read_again = 0usize;
         for (i, id) in self.ids.iter().enumerate().skip(self.looked) {
             if saver.contains(id) {
                 continue;
             }
+            read_again += 1;
             let at = i as u64 * self.page as u64;
             let len = (self.size - at).min(self.page as u64) as usize;
             let data = &mut buf[..len];
@@ -320,6 +322,10 @@ impl PageRun<'_> {
             }
             saver.add_hashed(PackKind::Data, *id, data)?;
         }
+        tracing::debug!(
+            "pages: {} pages were hashed before the index was loaded; {read_again} of them are new, read again",
+            self.ids.len() - self.looked
+        );
         self.looked = self.ids.len();
         Ok(Ok(()))
     }
