@@ -154,6 +154,8 @@ fn save_db(
         read: check.fed(),
         cause,
     })?;
+    // The whole stream was fed: the checks end while the tree, packs and index are written.
+    check.close();
     tracing::debug!(
         "etcd: {size} bytes read, hashed and stored in {:?}",
         t.elapsed()
