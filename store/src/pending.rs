@@ -4,12 +4,24 @@
 use crate::{Error, Result};
 use crossbeam_channel::{bounded, never, Receiver, RecvError};
 
-/// A value made on another thread, or already at hand.
+/// A value made on another thread, or already at hand. Dropped before the value arrived, it
+/// waits for the thread and drops the value there and then: a backup that fails early still
+/// releases the lease its starting thread took, before the process exits.
 pub struct Pending<T> {
     rx: Receiver<Result<T>>,
     value: Option<T>,
     /// What the thread makes, for the error if it dies.
     what: &'static str,
+    /// Whether a thread makes it (the channel then ends when the thread does).
+    spawned: bool,
+}
+
+impl<T> Drop for Pending<T> {
+    fn drop(&mut self) {
+        if self.spawned && self.value.is_none() {
+            let _ = self.rx.recv();
+        }
+    }
 }
 
 impl<T: Send + 'static> Pending<T> {
@@ -30,6 +42,7 @@ impl<T: Send + 'static> Pending<T> {
             rx,
             value: None,
             what,
+            spawned: true,
         })
     }
 }
@@ -41,6 +54,7 @@ impl<T> Pending<T> {
             rx: never(),
             value: Some(value),
             what: "a value at hand",
+            spawned: false,
         }
     }
 
@@ -111,6 +125,8 @@ fn stopped(what: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
 
     #[test]
     fn values_errors_and_dead_makers() {
@@ -128,6 +144,23 @@ mod tests {
 
         let mut dead = Pending::<u8>::spawn("t", "a number", || panic!("boom")).unwrap();
         assert!(dead.get().unwrap_err().to_string().contains("a number"));
+
+        // Dropped before its value arrived: the value is made and dropped before the drop ends.
+        let dropped = Arc::new(AtomicBool::new(false));
+        struct Flag(Arc<AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let flag = dropped.clone();
+        let early = Pending::spawn("t", "a flag", move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            Ok(Flag(flag))
+        })
+        .unwrap();
+        drop(early);
+        assert!(dropped.load(Ordering::SeqCst));
 
         let mut r = Pending::ready(3);
         assert!(r.is_ready());
