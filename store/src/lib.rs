@@ -36,6 +36,7 @@ pub mod pack_spans;
 mod pack_stream;
 pub mod pages;
 pub mod partial_index;
+pub mod pending;
 pub mod plain;
 pub mod policy;
 pub mod progress;

@@ -9,14 +9,23 @@
 //! thread then takes blocks back in stream order, looks each id up and stores the pages that are
 //! new. At most [`BLOCKS_IN_FLIGHT`] blocks exist, allocated once per save, so memory is fixed
 //! whatever the stream's size.
+//!
+//! A backup starts reading and hashing before its lease, index and previous content list are
+//! loaded ([`save_pages`] with a [`Pending`] saver): the hashing needs only the repository's
+//! keys. From a file, the blocks hashed meanwhile are let go and their new pages read again by
+//! offset once the index says which are new; from a stream, the reading waits for the saver
+//! once every block is in flight.
 
+use crate::pending::Pending;
 use crate::saver::Saver;
 use crate::{Error, Result};
 use cairn_format::pack::PackKind;
 use cairn_format::{ChunkIdKey, Id};
-use crossbeam_channel::{bounded, select, Receiver, Sender};
+use crossbeam_channel::{bounded, never, select, Receiver, Sender};
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 /// Pages per block.
@@ -85,6 +94,12 @@ fn hash_blocks(
     }
 }
 
+impl AsMut<Saver> for Saver {
+    fn as_mut(&mut self) -> &mut Saver {
+        self
+    }
+}
+
 impl Saver {
     /// Cut `reader` into pages of `page` bytes (the last one may be shorter), store the new ones
     /// as data blobs and return every page's id in order and the stream's length. `tap` sees
@@ -93,109 +108,161 @@ impl Saver {
     /// source's (the stream could not be read), after which the saver remains usable.
     pub fn save_pages<R: Read>(
         &mut self,
-        mut reader: R,
+        reader: R,
         page: u32,
-        mut tap: impl FnMut(&Arc<Block>),
-        mut progress: impl FnMut(u64),
+        tap: impl FnMut(&Arc<Block>),
+        progress: impl FnMut(u64),
     ) -> Result<io::Result<(Vec<Id>, u64)>> {
-        let page = page.clamp(64, cairn_format::MAX_BLOB_LEN) as usize;
-        let block_len = page * BLOCK_PAGES;
-        let hashers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let key = self.chunk_id_key();
-        std::thread::scope(|scope| {
-            // Created here so that they close when this closure returns, early or not, and the
-            // hashing threads end before the scope waits for them.
-            let (pool_tx, pool_rx) = bounded::<Vec<u8>>(BLOCKS_IN_FLIGHT);
-            let (work_tx, work_rx) = bounded::<(u64, Arc<Block>)>(BLOCKS_IN_FLIGHT);
-            let (done_tx, done_rx) = bounded::<(u64, Hashed)>(BLOCKS_IN_FLIGHT);
-            for _ in 0..hashers {
-                let (key, rx, tx) = (key.clone(), work_rx.clone(), done_tx.clone());
-                scope.spawn(move || hash_blocks(&key, page, rx, tx));
-            }
-            drop((work_rx, done_tx));
-            let mut run = PageRun {
-                saver: self,
-                page,
-                ids: Vec::new(),
-                size: 0,
-                next: 0,
-                waiting: BTreeMap::new(),
-            };
-            let mut allocated = 0;
-            let mut spare: Option<Vec<u8>> = None;
-            let mut sent = 0u64;
-            let mut eof = false;
-            loop {
-                while let Ok((seq, hashed)) = done_rx.try_recv() {
-                    run.waiting.insert(seq, hashed);
-                }
-                run.store_ready(&mut progress)?;
-                if eof && run.next == sent {
-                    break;
-                }
-                if !eof {
-                    let free = spare
-                        .take()
-                        .or_else(|| pool_rx.try_recv().ok())
-                        .or_else(|| {
-                            (allocated < BLOCKS_IN_FLIGHT).then(|| {
-                                allocated += 1;
-                                vec![0u8; block_len]
-                            })
-                        });
-                    if let Some(mut buf) = free {
-                        buf.resize(block_len, 0);
-                        let n = match fill(&mut reader, &mut buf) {
-                            Ok(n) => n,
-                            Err(e) => return Ok(Err(e)),
-                        };
-                        buf.truncate(n);
-                        eof = n < block_len;
-                        if n > 0 {
-                            let block = Arc::new(Block {
-                                data: buf,
-                                pool: pool_tx.clone(),
-                            });
-                            tap(&block);
-                            if work_tx.send((sent, block)).is_err() {
-                                return Err(Error::Invalid("page hashing threads stopped".into()));
-                            }
-                            sent += 1;
-                        }
-                        continue;
-                    }
-                }
-                // Nothing to read into (or nothing left to read): wait for a hashed block, or
-                // for a buffer to come free.
-                let hashed = if eof {
-                    done_rx.recv().ok()
-                } else {
-                    select! {
-                        recv(done_rx) -> msg => msg.ok(),
-                        recv(pool_rx) -> buf => {
-                            spare = buf.ok();
-                            continue;
-                        }
-                    }
-                };
-                match hashed {
-                    Some((seq, hashed)) => {
-                        run.waiting.insert(seq, hashed);
-                    }
-                    None => return Err(Error::Invalid("page hashing threads stopped".into())),
-                }
-            }
-            Ok(Ok((std::mem::take(&mut run.ids), run.size)))
-        })
+        save_pages(
+            &mut Pending::ready(self),
+            &key,
+            reader,
+            None,
+            page,
+            tap,
+            progress,
+        )
     }
 }
 
-/// The stored part of a [`Saver::save_pages`]: blocks are stored in stream order.
-struct PageRun<'s> {
-    saver: &'s mut Saver,
+/// [`Saver::save_pages`] into a saver that may still be being set up (a backup's lease, index
+/// and previous content list loading on another thread): the stream is read, tapped and hashed
+/// with `key` meanwhile. When `reread` is the file `reader` reads, blocks hashed before the
+/// saver is ready are let go, keeping only their page ids; once it is ready, the ids are looked
+/// up and the new pages read again from the file by offset, each checked against its id (a file
+/// changed since is the source's error). Without `reread` (a stream) at most
+/// [`BLOCKS_IN_FLIGHT`] blocks are read ahead.
+pub fn save_pages<S: AsMut<Saver>, R: Read>(
+    store: &mut Pending<S>,
+    key: &ChunkIdKey,
+    mut reader: R,
+    reread: Option<&File>,
+    page: u32,
+    mut tap: impl FnMut(&Arc<Block>),
+    mut progress: impl FnMut(u64),
+) -> Result<io::Result<(Vec<Id>, u64)>> {
+    let page = page.clamp(64, cairn_format::MAX_BLOB_LEN) as usize;
+    let block_len = page * BLOCK_PAGES;
+    let hashers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // A file's ids are known in number: the list is allocated once, not grown by copying.
+    let expected = reread
+        .and_then(|f| f.metadata().ok())
+        .map_or(0, |m| m.len().div_ceil(page as u64))
+        .min(MAX_RESERVED_IDS) as usize;
+    std::thread::scope(|scope| {
+        // Created here so that they close when this closure returns, early or not, and the
+        // hashing threads end before the scope waits for them.
+        let (pool_tx, pool_rx) = bounded::<Vec<u8>>(BLOCKS_IN_FLIGHT);
+        let (work_tx, work_rx) = bounded::<(u64, Arc<Block>)>(BLOCKS_IN_FLIGHT);
+        let (done_tx, done_rx) = bounded::<(u64, Hashed)>(BLOCKS_IN_FLIGHT);
+        for _ in 0..hashers {
+            let (key, rx, tx) = (key.clone(), work_rx.clone(), done_tx.clone());
+            scope.spawn(move || hash_blocks(&key, page, rx, tx));
+        }
+        drop((work_rx, done_tx));
+        let mut run = PageRun {
+            key,
+            reread,
+            page,
+            ids: Vec::with_capacity(expected),
+            size: 0,
+            looked: 0,
+            next: 0,
+            waiting: BTreeMap::new(),
+        };
+        let mut allocated = 0;
+        let mut spare: Option<Vec<u8>> = None;
+        let mut sent = 0u64;
+        let mut eof = false;
+        loop {
+            while let Ok((seq, hashed)) = done_rx.try_recv() {
+                run.waiting.insert(seq, hashed);
+            }
+            if let Some(saver) = store.poll()? {
+                let saver = saver.as_mut();
+                if let Err(e) = run.catch_up(saver)? {
+                    return Ok(Err(e));
+                }
+                run.store_ready(saver, &mut progress)?;
+            } else if run.reread.is_some() {
+                run.hash_ahead(&mut progress);
+            }
+            if eof && run.next == sent {
+                if store.is_ready() {
+                    break;
+                }
+                store.get()?;
+                continue;
+            }
+            if !eof {
+                let free = spare
+                    .take()
+                    .or_else(|| pool_rx.try_recv().ok())
+                    .or_else(|| {
+                        (allocated < BLOCKS_IN_FLIGHT).then(|| {
+                            allocated += 1;
+                            vec![0u8; block_len]
+                        })
+                    });
+                if let Some(mut buf) = free {
+                    buf.resize(block_len, 0);
+                    let n = match fill(&mut reader, &mut buf) {
+                        Ok(n) => n,
+                        Err(e) => return Ok(Err(e)),
+                    };
+                    buf.truncate(n);
+                    eof = n < block_len;
+                    if n > 0 {
+                        let block = Arc::new(Block {
+                            data: buf,
+                            pool: pool_tx.clone(),
+                        });
+                        tap(&block);
+                        if work_tx.send((sent, block)).is_err() {
+                            return Err(hashers_stopped());
+                        }
+                        sent += 1;
+                    }
+                    continue;
+                }
+            }
+            // Nothing to read into (or nothing left to read): wait for a hashed block, a
+            // buffer to come free, or the saver.
+            let free_buffers = if eof { never() } else { pool_rx.clone() };
+            let arrival = store.arrival();
+            select! {
+                recv(done_rx) -> msg => match msg {
+                    Ok((seq, hashed)) => {
+                        run.waiting.insert(seq, hashed);
+                    }
+                    Err(_) => return Err(hashers_stopped()),
+                },
+                recv(free_buffers) -> buf => spare = buf.ok(),
+                recv(arrival) -> made => store.accept(made)?,
+            }
+        }
+        Ok(Ok((std::mem::take(&mut run.ids), run.size)))
+    })
+}
+
+/// Ids reserved at most up front (16 GiB of 4 KiB pages); a longer file's list grows.
+const MAX_RESERVED_IDS: u64 = 1 << 22;
+
+fn hashers_stopped() -> Error {
+    Error::Invalid("page hashing threads stopped".into())
+}
+
+/// The stored part of a [`save_pages`]: blocks are stored (or, before the saver is ready,
+/// their ids kept) in stream order.
+struct PageRun<'a> {
+    key: &'a ChunkIdKey,
+    reread: Option<&'a File>,
     page: usize,
     ids: Vec<Id>,
     size: u64,
+    /// Ids before this one were looked up (the others were hashed ahead of the saver).
+    looked: usize,
     /// The next block to store.
     next: u64,
     /// Hashed blocks that arrived before their turn.
@@ -204,19 +271,71 @@ struct PageRun<'s> {
 
 impl PageRun<'_> {
     /// Store every waiting block whose turn it is.
-    fn store_ready(&mut self, progress: &mut impl FnMut(u64)) -> Result<()> {
+    fn store_ready(&mut self, saver: &mut Saver, progress: &mut impl FnMut(u64)) -> Result<()> {
         while let Some(hashed) = self.waiting.remove(&self.next) {
             let bytes = hashed.block.bytes();
             for (id, data) in hashed.ids.iter().zip(bytes.chunks(self.page)) {
-                self.saver.add_hashed(PackKind::Data, *id, data)?;
+                saver.add_hashed(PackKind::Data, *id, data)?;
             }
             self.ids.extend_from_slice(&hashed.ids);
             self.size += bytes.len() as u64;
             progress(bytes.len() as u64);
             self.next += 1;
         }
+        self.looked = self.ids.len();
         Ok(())
     }
+
+    /// Before the saver is ready: keep the ids of every waiting block whose turn it is and let
+    /// the blocks go (their pages can be read again from the file).
+    fn hash_ahead(&mut self, progress: &mut impl FnMut(u64)) {
+        while let Some(hashed) = self.waiting.remove(&self.next) {
+            self.ids.extend_from_slice(&hashed.ids);
+            let len = hashed.block.bytes().len() as u64;
+            self.size += len;
+            progress(len);
+            self.next += 1;
+        }
+    }
+
+    /// Once the saver is ready: look up the ids hashed ahead and store their new pages, read
+    /// again from the file and checked against their ids.
+    fn catch_up(&mut self, saver: &mut Saver) -> Result<io::Result<()>> {
+        let (Some(file), true) = (self.reread, self.looked < self.ids.len()) else {
+            return Ok(Ok(()));
+        };
+        let mut buf = vec![0u8; self.page];
+        let mut read_again = 0usize;
+        for (i, id) in self.ids.iter().enumerate().skip(self.looked) {
+            if saver.contains(id) {
+                continue;
+            }
+            read_again += 1;
+            let at = i as u64 * self.page as u64;
+            let len = (self.size - at).min(self.page as u64) as usize;
+            let data = &mut buf[..len];
+            if let Err(e) = file.read_exact_at(data, at) {
+                return Ok(Err(changed(at, &e.to_string())));
+            }
+            if self.key.id(data) != *id {
+                return Ok(Err(changed(at, "its bytes differ from those read first")));
+            }
+            saver.add_hashed(PackKind::Data, *id, data)?;
+        }
+        tracing::debug!(
+            "pages: {} pages were hashed before the index was loaded; {read_again} of them are new, read again",
+            self.ids.len() - self.looked
+        );
+        self.looked = self.ids.len();
+        Ok(Ok(()))
+    }
+}
+
+/// The error of a page that could not be read again as it was first read.
+fn changed(at: u64, why: &str) -> io::Error {
+    io::Error::other(format!(
+        "the file changed while it was backed up: the page at byte {at} could not be read again ({why}); back up a copy nobody writes to"
+    ))
 }
 
 #[cfg(test)]
@@ -356,5 +475,136 @@ mod tests {
             .unwrap();
         assert_eq!(ids.len(), 3);
         saver.finish().unwrap();
+    }
+
+    /// A saver that is made only once `go` delivers, on another thread.
+    fn late_saver(repo: &Arc<Repository>, go: Receiver<()>) -> Pending<Saver> {
+        let repo = repo.clone();
+        Pending::spawn("late", "a saver", move || {
+            let _ = go.recv();
+            Ok(Saver::new(repo, Arc::new(Index::default()), 2))
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn pages_hashed_ahead_of_the_saver_are_read_again_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, identity) = repo(dir.path());
+        let mut data = bytes(4096 * (BLOCK_PAGES * 4 + 3) + 100, 11);
+        data[4096 * 2..4096 * 3].copy_from_slice(&bytes(4096, 2));
+        data[4096 * 900..4096 * 901].copy_from_slice(&bytes(4096, 2));
+        let path = dir.path().join("db");
+        std::fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        let expected: Vec<Id> = data
+            .chunks(4096)
+            .map(|p| repo.chunk_id_key().id(p))
+            .collect();
+        // The saver comes only once the whole file was read: every page is hashed ahead.
+        let (go_tx, go) = bounded(1);
+        let mut store = late_saver(&repo, go);
+        let mut tapped = 0;
+        let (ids, size) = save_pages(
+            &mut store,
+            &repo.chunk_id_key(),
+            &file,
+            Some(&file),
+            4096,
+            |b| {
+                tapped += b.bytes().len();
+                if tapped == data.len() {
+                    go_tx.send(()).unwrap();
+                }
+            },
+            |_| {},
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(ids, expected);
+        assert_eq!(size, data.len() as u64);
+        let saver = store.wait().unwrap();
+        assert_eq!(
+            saver.finish().unwrap().0.blobs_added,
+            expected.len() as u64 - 1
+        );
+
+        let full = Arc::new(
+            Repository::open(
+                Box::new(LocalBackend::new(dir.path())),
+                Credentials::Identities(vec![Box::new(identity)]),
+            )
+            .unwrap(),
+        );
+        let mut loader = Loader::new(full.clone(), Arc::new(Index::load(&full).unwrap()));
+        let back: Vec<u8> = ids.iter().flat_map(|id| loader.load(id).unwrap()).collect();
+        assert!(back == data);
+    }
+
+    #[test]
+    fn a_file_changed_before_its_pages_are_read_again_is_the_sources_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, _) = repo(dir.path());
+        let data = bytes(4096 * BLOCK_PAGES * 2, 4);
+        let path = dir.path().join("db");
+        std::fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        let (go_tx, go) = bounded(1);
+        let mut store = late_saver(&repo, go);
+        let mut rewritten = false;
+        let err = save_pages(
+            &mut store,
+            &repo.chunk_id_key(),
+            &file,
+            Some(&file),
+            4096,
+            |_| {},
+            |_| {
+                // The first block was hashed ahead and let go: rewrite one of its pages before
+                // the saver is there to store it.
+                if !rewritten {
+                    rewritten = true;
+                    let w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                    w.write_all_at(&[0xff; 10], 4096 * 3).unwrap();
+                    go_tx.send(()).unwrap();
+                }
+            },
+        )
+        .unwrap()
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("changed while it was backed up"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("byte 12288"), "{err}");
+    }
+
+    #[test]
+    fn a_stream_waits_for_a_late_saver_with_every_block_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, _) = repo(dir.path());
+        let data = bytes(4096 * BLOCK_PAGES * (BLOCKS_IN_FLIGHT + 3) + 5, 8);
+        let (go_tx, go) = bounded(1);
+        let mut store = late_saver(&repo, go);
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            go_tx.send(()).unwrap();
+        });
+        let (ids, size) = save_pages(
+            &mut store,
+            &repo.chunk_id_key(),
+            &data[..],
+            None,
+            4096,
+            |_| {},
+            |_| {},
+        )
+        .unwrap()
+        .unwrap();
+        late.join().unwrap();
+        assert_eq!(size, data.len() as u64);
+        assert_eq!(ids.len(), data.len().div_ceil(4096));
+        let saver = store.wait().unwrap();
+        assert_eq!(saver.finish().unwrap().0.blobs_added, ids.len() as u64);
     }
 }

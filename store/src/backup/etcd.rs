@@ -5,17 +5,20 @@
 //! directories beside it.
 
 use super::paths::{absolute_paths, walk};
-use super::{Produced, Saved, Session};
+use super::{Origin, Produced, Saved, Session, Starting};
+use crate::pages::save_pages;
+use crate::progress::Progress;
 use crate::source::bbolt_facts;
 use crate::source::etcd::{Connection, Member};
 use crate::source::static_pods;
 use crate::source::trailer::{BlockCheck, Digest, Verdict};
 use crate::source::SourceError;
-use crate::{Error, Result};
+use crate::{Error, Repository, Result};
 use cairn_format::snapshot::{SnapshotStats, SourceKind};
 use cairn_format::tree::{Node, Tree};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// bbolt pages are 4 KiB on every platform etcd runs on; chunks at page boundaries
 /// deduplicate a day's scattered changes (see format/SPEC.md).
@@ -124,23 +127,35 @@ impl PendingChecks {
 
 /// Chunk `reader` into the session as the file `name`, checking the sha256 trailer (and,
 /// with `inspect`, computing the bbolt facts from the stream) on side threads, while the
-/// pages are hashed on every core. The checks are returned still running.
+/// pages are hashed on every core; all of it begins while the session still starts (its
+/// lease and index loading). `reread` is the file `reader` reads, if it is one. The checks are
+/// returned still running.
 fn save_db(
-    s: &mut Session,
+    s: &mut Starting,
     reader: impl Read,
+    reread: Option<&std::fs::File>,
     name: String,
     inspect: bool,
 ) -> Result<(Node, BlockCheck, std::time::Instant)> {
     let t = std::time::Instant::now();
     let mut check = BlockCheck::new(inspect);
     let progress = s.progress().clone();
-    let (ids, size) = s
-        .saver
-        .save_pages(reader, ETCD_PAGE, |b| check.feed(b), |n| progress.inc(n))?
-        .map_err(|cause| SourceError::EtcdUnreadable {
-            read: check.fed(),
-            cause,
-        })?;
+    let key = s.repo().chunk_id_key();
+    let (ids, size) = save_pages(
+        s.pending(),
+        &key,
+        reader,
+        reread,
+        ETCD_PAGE,
+        |b| check.feed(b),
+        |n| progress.inc(n),
+    )?
+    .map_err(|cause| SourceError::EtcdUnreadable {
+        read: check.fed(),
+        cause,
+    })?;
+    // The whole stream was fed: the checks end while the tree, packs and index are written.
+    check.close();
     tracing::debug!(
         "etcd: {size} bytes read, hashed and stored in {:?}",
         t.elapsed()
@@ -165,7 +180,7 @@ fn facts_of(digest: &Digest, what: &str) -> Result<Vec<(String, String)>> {
 
 /// Take the etcd snapshot `src` describes (live or from a file); its checks may still be
 /// running.
-fn save_etcd(s: &mut Session, src: &EtcdSource, note: &mut dyn FnMut(Note)) -> Result<EtcdSaved> {
+fn save_etcd(s: &mut Starting, src: &EtcdSource, note: &mut dyn FnMut(Note)) -> Result<EtcdSaved> {
     let mut facts = Vec::new();
     let (node, check, started, what) = if let Some(file) = &src.snapshot_file {
         let f = std::fs::File::open(file)
@@ -183,7 +198,7 @@ fn save_etcd(s: &mut Session, src: &EtcdSource, note: &mut dyn FnMut(Note)) -> R
         // A file that is not an etcd database is refused before anything is stored; the full
         // inspection runs on the stream, beside chunking.
         bbolt_facts::looks_like_bbolt(file)?;
-        let (node, check, started) = save_db(s, f, name, true)?;
+        let (node, check, started) = save_db(s, &f, Some(&f), name, true)?;
         (node, check, started, file.display().to_string())
     } else {
         let conn = &src.connection;
@@ -204,7 +219,7 @@ fn save_etcd(s: &mut Session, src: &EtcdSource, note: &mut dyn FnMut(Note)) -> R
         }
         let reader = conn.snapshot(&member.endpoint)?;
         let (node, check, started) =
-            save_db(s, reader, format!("snapshot_{}.db", s.stamp()), true)?;
+            save_db(s, reader, None, format!("snapshot_{}.db", s.stamp()), true)?;
         let what = format!("the snapshot streamed from {}", member.endpoint);
         (node, check, started, what)
     };
@@ -221,10 +236,25 @@ fn save_etcd(s: &mut Session, src: &EtcdSource, note: &mut dyn FnMut(Note)) -> R
     Ok(EtcdSaved { node, checks })
 }
 
+/// Start a backup session for [`etcd`]: its lease, index and the previous etcd snapshot's
+/// content list load while the database is read.
+pub fn start_etcd(repo: Arc<Repository>, origin: Origin, progress: Progress) -> Result<Starting> {
+    Session::start(repo, origin, progress, Some(SourceKind::Etcd))
+}
+
+/// Start a backup session for [`cluster`], as [`start_etcd`] does.
+pub fn start_cluster(
+    repo: Arc<Repository>,
+    origin: Origin,
+    progress: Progress,
+) -> Result<Starting> {
+    Session::start(repo, origin, progress, Some(SourceKind::Cluster))
+}
+
 /// Back up the etcd snapshot `src` describes into `s` and write the snapshot.
-pub fn etcd(mut s: Session, src: &EtcdSource, note: &mut dyn FnMut(Note)) -> Result<Saved> {
-    s.offer_previous_list(SourceKind::Etcd);
+pub fn etcd(mut s: Starting, src: &EtcdSource, note: &mut dyn FnMut(Note)) -> Result<Saved> {
     let saved = save_etcd(&mut s, src, note)?;
+    let s = s.wait()?;
     let name = String::from_utf8_lossy(&saved.node.name).into_owned();
     let mut produced = Produced::empty(SourceKind::Etcd, vec![format!("/{name}")]);
     produced.stats = SnapshotStats {
@@ -284,13 +314,13 @@ pub fn static_pods(mut s: Session, pods: &StaticPodRevisions) -> Result<Saved> {
 /// What the platform's `cluster-backup.sh` keeps, in one snapshot: the etcd snapshot `src`
 /// describes and the static pod revisions `pods`.
 pub fn cluster(
-    mut s: Session,
+    mut s: Starting,
     src: &EtcdSource,
     pods: &StaticPodRevisions,
     note: &mut dyn FnMut(Note),
 ) -> Result<Saved> {
-    s.offer_previous_list(SourceKind::Cluster);
     let saved = save_etcd(&mut s, src, note)?;
+    let mut s = s.wait()?;
     let mut produced = pods.walk(&mut s, SourceKind::Cluster)?;
     let name = String::from_utf8_lossy(&saved.node.name).into_owned();
     produced.stats.files += 1;

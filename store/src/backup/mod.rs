@@ -13,6 +13,7 @@ use crate::content_lists::ListBase;
 use crate::index::Index;
 use crate::lease::Lease;
 use crate::loader::Loader;
+use crate::pending::Pending;
 use crate::progress::Progress;
 use crate::saver::Saver;
 use crate::snapshots::{self, Filter};
@@ -46,6 +47,55 @@ pub struct Session {
     pub time_ns: i64,
     origin: Origin,
     progress: Progress,
+}
+
+/// A backup whose lease, index and previous content list load on a thread of their own
+/// ([`Session::start`]) while its source is already being read.
+pub struct Starting {
+    repo: Arc<Repository>,
+    time_ns: i64,
+    progress: Progress,
+    session: Pending<Session>,
+}
+
+impl Starting {
+    /// The repository written to (its keys and config are loaded).
+    pub fn repo(&self) -> &Arc<Repository> {
+        &self.repo
+    }
+
+    /// Where progress goes.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    /// [`Session::stamp`].
+    pub fn stamp(&self) -> String {
+        stamp(self.time_ns)
+    }
+
+    /// The session, still starting or started.
+    pub(crate) fn pending(&mut self) -> &mut Pending<Session> {
+        &mut self.session
+    }
+
+    /// The session, once started.
+    pub fn wait(self) -> Result<Session> {
+        self.session.wait()
+    }
+}
+
+impl AsMut<Saver> for Session {
+    fn as_mut(&mut self) -> &mut Saver {
+        &mut self.saver
+    }
+}
+
+/// The UTC time `time_ns`, as `cluster-backup.sh` stamps file names.
+fn stamp(time_ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(time_ns)
+        .format("%Y-%m-%d_%H%M%S")
+        .to_string()
 }
 
 /// What a source produced, for the snapshot.
@@ -114,27 +164,72 @@ pub fn hostname() -> String {
 impl Session {
     /// Start a backup into `repo`: take the write lease, load the index, start the saver.
     pub fn open(repo: Arc<Repository>, origin: Origin, progress: Progress) -> Result<Session> {
+        Session::start(repo, origin, progress, None)?.wait()
+    }
+
+    /// [`Session::open`] on a thread of its own, and with `list_of`, the content list of the
+    /// latest snapshot of that source as the base of this one's ([`Session::offer_previous_list`]):
+    /// the source can be read meanwhile (an etcd database is read and hashed while the lease,
+    /// the index and the previous list load).
+    pub fn start(
+        repo: Arc<Repository>,
+        origin: Origin,
+        progress: Progress,
+        list_of: Option<SourceKind>,
+    ) -> Result<Starting> {
         let started = Instant::now();
         let time_ns = chrono::Utc::now()
             .timestamp_nanos_opt()
             .ok_or_else(|| Error::Invalid("the clock is outside the representable range".into()))?;
-        let (lease, index) = Lease::begin_write(&repo)?;
-        tracing::debug!(
-            "backup: lease taken and index of {} blobs loaded in {:?}",
-            index.len(),
-            started.elapsed()
-        );
-        let index = Arc::new(index);
-        let saver = Saver::new(repo.clone(), index.clone(), 0);
-        Ok(Session {
+        let (r, p) = (repo.clone(), progress.clone());
+        let session = Pending::spawn("cairn-start", "the backup's lease and index", move || {
+            Session::begin(r, origin, p, started, time_ns, list_of)
+        })?;
+        Ok(Starting {
             repo,
-            index,
-            saver,
-            lease,
-            started,
             time_ns,
-            origin,
             progress,
+            session,
+        })
+    }
+
+    /// The lease and index of [`Session::start`]; the snapshots are listed for the previous
+    /// content list meanwhile.
+    fn begin(
+        repo: Arc<Repository>,
+        origin: Origin,
+        progress: Progress,
+        started: Instant,
+        time_ns: i64,
+        list_of: Option<SourceKind>,
+    ) -> Result<Session> {
+        std::thread::scope(|scope| {
+            let listing = list_of.map(|_| scope.spawn(|| snapshots::list(&repo)));
+            let (lease, index) = Lease::begin_write(&repo)?;
+            tracing::debug!(
+                "backup: lease taken and index of {} blobs loaded in {:?}",
+                index.len(),
+                started.elapsed()
+            );
+            let index = Arc::new(index);
+            let saver = Saver::new(repo.clone(), index.clone(), 0);
+            let mut session = Session {
+                repo: repo.clone(),
+                index,
+                saver,
+                lease,
+                started,
+                time_ns,
+                origin,
+                progress,
+            };
+            if let (Some(source), Some(listing)) = (list_of, listing) {
+                let listing = listing.join().unwrap_or_else(|_| {
+                    Err(Error::Invalid("the snapshot listing thread died".into()))
+                });
+                session.offer_previous_list(source, listing);
+            }
+            Ok(session)
         })
     }
 
@@ -164,32 +259,41 @@ impl Session {
         source: SourceKind,
         also: impl Fn(&Snapshot) -> bool,
     ) -> Result<Option<(Id, Snapshot)>> {
+        Ok(self.latest_in(snapshots::list(&self.repo)?, source, also))
+    }
+
+    /// [`Session::latest`] among the snapshots `listing` holds.
+    fn latest_in(
+        &self,
+        listing: snapshots::Listing,
+        source: SourceKind,
+        also: impl Fn(&Snapshot) -> bool,
+    ) -> Option<(Id, Snapshot)> {
         let filter = Filter {
             host: Some(self.origin.host.clone()),
             source: Some(source),
             ..Filter::default()
         };
-        Ok(snapshots::list(&self.repo)?
+        listing
             .snapshots
             .into_iter()
             .rev()
-            .find(|(_, s)| filter.matches(s) && also(s)))
+            .find(|(_, s)| filter.matches(s) && also(s))
     }
 
     /// The UTC time the backup started, as `cluster-backup.sh` stamps file names.
     pub fn stamp(&self) -> String {
-        chrono::DateTime::from_timestamp_nanos(self.time_ns)
-            .format("%Y-%m-%d_%H%M%S")
-            .to_string()
+        stamp(self.time_ns)
     }
 
-    /// Offer the etcd database's content list in the latest `source` snapshot of this host as
-    /// the base of this backup's (SPEC §9.1): bbolt rewrites pages in place, so most page ids
-    /// stay where they were and the new list costs only the changed ones. A failure to read
-    /// it only costs space: the backup goes on with a self-contained list.
-    pub fn offer_previous_list(&mut self, source: SourceKind) {
+    /// Offer the etcd database's content list in the latest `source` snapshot of this host
+    /// (among `listing`) as the base of this backup's (SPEC §9.1): bbolt rewrites pages in
+    /// place, so most page ids stay where they were and the new list costs only the changed
+    /// ones. A failure to read it only costs space: the backup goes on with a self-contained
+    /// list.
+    fn offer_previous_list(&mut self, source: SourceKind, listing: Result<snapshots::Listing>) {
         let t = Instant::now();
-        let previous = self.previous_list(source);
+        let previous = listing.and_then(|l| self.previous_list(l, source));
         tracing::debug!("backup: previous content list read in {:?}", t.elapsed());
         match previous {
             Ok(Some(base)) => self.saver.set_list_base(base),
@@ -201,8 +305,12 @@ impl Session {
         }
     }
 
-    fn previous_list(&self, source: SourceKind) -> Result<Option<ListBase>> {
-        let Some((_, snap)) = self.latest(source, |_| true)? else {
+    fn previous_list(
+        &self,
+        listing: snapshots::Listing,
+        source: SourceKind,
+    ) -> Result<Option<ListBase>> {
+        let Some((_, snap)) = self.latest_in(listing, source, |_| true) else {
             return Ok(None);
         };
         let root = self.loader().load_tree(&snap.tree)?;

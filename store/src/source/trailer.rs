@@ -45,9 +45,9 @@ pub struct BlockCheck<P = Block> {
     len: u64,
 }
 
-/// One side thread and the channel feeding it.
+/// One side thread and the channel feeding it (closed at the end of the stream).
 struct Side<T, P> {
-    tx: Sender<Arc<P>>,
+    tx: Option<Sender<Arc<P>>>,
     worker: JoinHandle<T>,
 }
 
@@ -58,11 +58,14 @@ impl<T: Send + 'static, P: Send + Sync + 'static> Side<T, P> {
             .name(name.into())
             .spawn(move || run(rx))
             .ok()?;
-        Some(Side { tx, worker })
+        Some(Side {
+            tx: Some(tx),
+            worker,
+        })
     }
 
-    fn join(self) -> Option<T> {
-        drop(self.tx);
+    fn join(mut self) -> Option<T> {
+        drop(self.tx.take());
         self.worker.join().ok()
     }
 }
@@ -103,13 +106,28 @@ impl<P: AsRef<[u8]> + Send + Sync + 'static> BlockCheck<P> {
     pub fn feed(&mut self, block: &Arc<P>) {
         self.len += (**block).as_ref().len() as u64;
         for tx in [
-            self.hash.as_ref().map(|s| &s.tx),
-            self.inspect.as_ref().map(|s| &s.tx),
+            self.hash.as_ref().and_then(|s| s.tx.as_ref()),
+            self.inspect.as_ref().and_then(|s| s.tx.as_ref()),
         ]
         .into_iter()
         .flatten()
         {
             let _ = tx.send(block.clone());
+        }
+    }
+
+    /// The stream ended: the side threads finish their work (the sha256's last block, the
+    /// bbolt facts from the page summaries) while the caller goes on; [`BlockCheck::finish`]
+    /// collects it. Blocks fed after this are not checked.
+    pub fn close(&mut self) {
+        for side in [
+            self.hash.as_mut().map(|s| &mut s.tx),
+            self.inspect.as_mut().map(|s| &mut s.tx),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            drop(side.take());
         }
     }
 
@@ -184,6 +202,20 @@ mod tests {
         }
         assert_eq!(d.fed(), data.len() as u64);
         d.finish().unwrap()
+    }
+
+    #[test]
+    fn closing_early_gives_the_same_verdict() {
+        let db: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut with = db.clone();
+        with.extend_from_slice(&Sha256::digest(&db));
+        let mut d = BlockCheck::new(false);
+        for piece in with.chunks(4096) {
+            d.feed(&Arc::new(piece.to_vec()));
+        }
+        d.close();
+        d.close();
+        assert_eq!(d.finish().unwrap().verdict, Verdict::Valid);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `cairn backup etcd | static-pods | cluster`.
 
-use super::session;
+use super::{session, session_parts};
 use crate::args::{ClusterArgs, EtcdArgs, Global, StaticPodsArgs};
 use anyhow::Result;
 use cairn_store::backup::etcd::{self as engine, EtcdSource, Note, StaticPodRevisions};
@@ -50,7 +50,8 @@ fn printer(g: &Global) -> impl FnMut(Note) + '_ {
 }
 
 pub fn run_etcd(g: &Global, a: &EtcdArgs) -> Result<Saved> {
-    let s = session(g, &a.common)?;
+    let (repo, origin, progress) = session_parts(g, &a.common)?;
+    let s = engine::start_etcd(repo, origin, progress)?;
     Ok(engine::etcd(s, &source(a), &mut printer(g))?)
 }
 
@@ -64,7 +65,8 @@ pub fn run_static_pods(g: &Global, a: &StaticPodsArgs) -> Result<Saved> {
 
 pub fn run_cluster(g: &Global, a: &ClusterArgs) -> Result<Saved> {
     let pods = StaticPodRevisions::find(&a.static_pods_dir)?;
-    let s = session(g, &a.etcd.common)?;
+    let (repo, origin, progress) = session_parts(g, &a.etcd.common)?;
+    let s = engine::start_cluster(repo, origin, progress)?;
     Ok(engine::cluster(
         s,
         &source(&a.etcd),

@@ -14,6 +14,7 @@ use crate::{credentials, output};
 use anyhow::Result;
 pub use cairn_store::backup::{hostname, Saved};
 use cairn_store::backup::{Origin, Session};
+use cairn_store::progress::Progress;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -39,6 +40,16 @@ pub fn save(g: &Global, a: &BackupArgs) -> Result<Saved> {
 /// Open the repository the command line names with its write credentials and start a
 /// backup session recorded as `common` says, with a progress bar on a terminal.
 pub fn session(g: &Global, common: &BackupCommon) -> Result<Session> {
+    let (repo, origin, progress) = session_parts(g, common)?;
+    Ok(Session::open(repo, origin, progress)?)
+}
+
+/// What a backup session is opened with: the repository, who the backup is recorded as made
+/// by, and where progress goes.
+pub fn session_parts(
+    g: &Global,
+    common: &BackupCommon,
+) -> Result<(Arc<cairn_store::Repository>, Origin, Progress)> {
     if let Some(h) = &common.host {
         crate::hints::check_host(h)?;
     }
@@ -50,7 +61,7 @@ pub fn session(g: &Global, common: &BackupCommon) -> Result<Session> {
         key_label: credentials::write_key_label(g)?,
     };
     let bar = output::progress(None, g.quiet, g.json);
-    Ok(Session::open(repo, origin, output::to_progress(&bar))?)
+    Ok((repo, origin, output::to_progress(&bar)))
 }
 
 /// The code a backup exits with: whether anything was unreadable or changing.
