@@ -726,6 +726,31 @@ pub fn load_big_from(etcd: &Etcd, from: usize, to: usize) {
     });
 }
 
+/// Snapshots of a new etcd holding `small` and then `large` incompressible 1 MB values
+/// (every page distinct, as a grown database's are), saved as `small.db` and `large.db` in
+/// `dir`; the large one is checked to be over `times` the small one.
+pub fn small_and_large(
+    dir: &Path,
+    small: usize,
+    large: usize,
+    times: u64,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let e = Etcd::start();
+    load_big(&e, small);
+    let small_db = dir.join("small.db");
+    e.snapshot_save(&small_db);
+    load_big_from(&e, small, large);
+    let large_db = dir.join("large.db");
+    e.snapshot_save(&large_db);
+    let len = |p: &Path| std::fs::metadata(p).unwrap().len();
+    let (small_len, large_len) = (len(&small_db), len(&large_db));
+    assert!(
+        large_len > times * small_len && large_len > large as u64 * 900_000,
+        "{small_len} and {large_len} bytes"
+    );
+    (small_db, large_db)
+}
+
 /// What `etcdctl snapshot status -w json` says about a snapshot file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {

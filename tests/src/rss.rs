@@ -57,3 +57,30 @@ pub fn copy_checked_with_rss(fx: &crate::Fixture, snap: &str, restore_args: &[&s
     fx.run(&restore).ok();
     rss
 }
+
+/// Restore snapshot `snap` of `fx`'s repository (an etcd snapshot of `db`) into `target` in
+/// the cluster-backup layout, measuring the restore's peak RSS (returned); the one file
+/// written must be `db`, byte for byte.
+pub fn restored_database_rss(fx: &crate::Fixture, snap: &str, db: &Path, target: &Path) -> u64 {
+    let env = fx.env();
+    let (out, rss) = cairn_with_rss(
+        &fx.id_args(&[
+            "restore",
+            snap,
+            "--layout",
+            "cluster-backup",
+            "--target",
+            crate::s(target),
+        ]),
+        &crate::env_refs(&env),
+    );
+    out.ok();
+    let written = crate::files_below(target);
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert!(
+        std::fs::read(&written[0]).unwrap() == std::fs::read(db).unwrap(),
+        "{}: the restored database differs",
+        db.display()
+    );
+    rss
+}

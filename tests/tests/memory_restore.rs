@@ -11,8 +11,8 @@
 //! throughout, and a content list was held twice while read: ~150 bytes a page, ~7 MiB more
 //! for the large database, which the bound catches.
 
-use cairn_e2e::etcd::{self, Etcd};
-use cairn_e2e::rss::cairn_with_rss;
+use cairn_e2e::etcd;
+use cairn_e2e::rss::restored_database_rss;
 use cairn_e2e::*;
 use std::fs;
 use std::path::Path;
@@ -27,28 +27,9 @@ const LARGE_VALUES: usize = 200;
 /// Peak RSS of a restore of `db`, backed up into a fresh local repository of 1 MiB packs.
 fn restore_peak(name: &str, db: &Path) -> u64 {
     let fx = Fixture::on_with(Backend::Local, &["--pack-size", "1"]);
-    let env = fx.env();
     let out = fx.wk(&["--json", "backup", "etcd", "--snapshot-file", s(db)]);
     let snap = Fixture::snap_id(&out.ok().json());
-    let target = fx.path("out");
-    let (out, rss) = cairn_with_rss(
-        &fx.id_args(&[
-            "restore",
-            &snap,
-            "--layout",
-            "cluster-backup",
-            "--target",
-            s(&target),
-        ]),
-        &env_refs(&env),
-    );
-    out.ok();
-    let written = files_below(&target);
-    assert_eq!(written.len(), 1, "{written:?}");
-    assert!(
-        fs::read(&written[0]).unwrap() == fs::read(db).unwrap(),
-        "{name}: the restored database differs"
-    );
+    let rss = restored_database_rss(&fx, &snap, db, &fx.path("out"));
     eprintln!(
         "{name}: {} bytes; restore peak RSS {} KiB",
         fs::metadata(db).unwrap().len(),
@@ -63,21 +44,10 @@ fn restore_of_a_larger_etcd_database_peaks_as_for_a_small_one() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let e = Etcd::start();
-    // Incompressible 1 MB values: every page distinct, as a grown database's are.
-    etcd::load_big(&e, SMALL_VALUES);
-    let small = dir.path().join("small.db");
-    e.snapshot_save(&small);
-    etcd::load_big_from(&e, SMALL_VALUES, LARGE_VALUES);
-    let large = dir.path().join("large.db");
-    e.snapshot_save(&large);
+    let (small, large) = etcd::small_and_large(dir.path(), SMALL_VALUES, LARGE_VALUES, 3);
     let (small_len, large_len) = (
         fs::metadata(&small).unwrap().len(),
         fs::metadata(&large).unwrap().len(),
-    );
-    assert!(
-        large_len > 3 * small_len && large_len > LARGE_VALUES as u64 * 900_000,
-        "{small_len} and {large_len} bytes"
     );
     let small = restore_peak("small", &small);
     let large = restore_peak("large", &large);
