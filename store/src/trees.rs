@@ -87,12 +87,12 @@ pub trait TreeVisitor {
     ) -> std::result::Result<(), Self::Error> {
         Ok(())
     }
-    /// Anything but a directory.
+    /// Anything but a directory (the walk's own copy: a visitor may take its content).
     fn entry(
         &mut self,
         loader: &mut Loader,
         path: &[Vec<u8>],
-        node: &Node,
+        node: &mut Node,
     ) -> std::result::Result<(), Self::Error>;
 }
 
@@ -140,7 +140,7 @@ pub fn walk<E: From<Error>>(
             &mut self,
             _: &mut Loader,
             path: &[Vec<u8>],
-            node: &Node,
+            node: &mut Node,
         ) -> std::result::Result<(), E> {
             (self.0)(path, node).map(drop)
         }
@@ -177,7 +177,7 @@ impl Walk {
             ))
             .into());
         }
-        for node in tree.nodes {
+        for mut node in tree.nodes {
             self.entries += 1;
             if self.entries > self.bounds.max_entries {
                 return Err(Error::Invalid(format!(
@@ -201,7 +201,7 @@ impl Walk {
                         visitor.leave(loader, &self.path, node)?;
                     }
                 }
-                _ => visitor.entry(loader, &self.path, &node)?,
+                _ => visitor.entry(loader, &self.path, &mut node)?,
             }
             self.path.pop();
         }

@@ -28,10 +28,12 @@ use crate::source::trailer::BlockCheck;
 use crate::{Error, Result};
 use cairn_format::snapshot::Snapshot;
 use cairn_format::tree::{Node, NodeKind};
+use cairn_format::Id;
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -274,6 +276,7 @@ pub fn restore(
                 job.dir.as_fd(),
                 &job.tmp,
                 &job.node,
+                (&job.node.content[..]).into(),
                 &job.path,
                 &m,
                 &progress,
@@ -440,7 +443,7 @@ impl Visit for Restorer {
         self.finish_dir(&fd, &node, path, level.finish)
     }
 
-    fn entry(&mut self, loader: &mut Loader, node: &Node, path: &[Vec<u8>]) -> Result<()> {
+    fn entry(&mut self, loader: &mut Loader, node: &mut Node, path: &[Vec<u8>]) -> Result<()> {
         if let Some(why) = skip_reason(node, self.is_root) {
             self.report.skipped.push((display(path), why.into()));
             return Ok(());
@@ -531,7 +534,7 @@ impl Restorer {
         &mut self,
         loader: &mut Loader,
         dir: &Arc<OwnedFd>,
-        node: &Node,
+        node: &mut Node,
         path: &[Vec<u8>],
     ) -> Result<()> {
         let dfd = dir.as_fd();
@@ -589,7 +592,7 @@ impl Restorer {
         &mut self,
         loader: &mut Loader,
         dir: &Arc<OwnedFd>,
-        node: &Node,
+        node: &mut Node,
         path: &[Vec<u8>],
     ) -> Result<()> {
         let dfd = dir.as_fd();
@@ -650,11 +653,14 @@ impl Restorer {
             is_root: self.is_root,
             owners: &self.owners,
         };
+        // The walk's copy of the node: its ids are handed over, freed as they are placed.
+        let ids = std::mem::take(&mut node.content);
         let checked = write_file(
             loader,
             dfd,
             &tmp,
             node,
+            ids.into(),
             path,
             &m,
             &self.progress,
@@ -732,8 +738,9 @@ impl Restorer {
     }
 }
 
-/// Write the file `node` at `path` into `dfd` through the temporary name `tmp`: content (every
-/// blob checked), size check, metadata, rename; the temporary is removed on failure.
+/// Write the file `node` at `path` into `dfd` through the temporary name `tmp`: its content
+/// `ids` (every blob checked; owned ids are freed as they are placed), size check, metadata,
+/// rename; the temporary is removed on failure.
 ///
 /// With `database` (the etcd snapshot `node` is the database of), the file is read back behind
 /// the writes and checked against the snapshot's facts before it is renamed into place;
@@ -745,6 +752,7 @@ fn write_file(
     dfd: BorrowedFd<'_>,
     tmp: &str,
     node: &Node,
+    ids: Cow<'_, [Id]>,
     path: &[Vec<u8>],
     m: &Meta<'_>,
     progress: &Progress,
@@ -768,7 +776,7 @@ fn write_file(
         let written = blobs::write_content(
             loader,
             &file,
-            (&node.content[..]).into(),
+            ids,
             |n| progress.inc(n),
             feed.as_mut().map(|f| f as follow::Feed<'_>),
         )?;

@@ -387,7 +387,7 @@ impl Visit for Planner<'_> {
         Ok(())
     }
 
-    fn entry(&mut self, _loader: &mut Loader, node: &Node, path: &[Vec<u8>]) -> Result<()> {
+    fn entry(&mut self, _loader: &mut Loader, node: &mut Node, path: &[Vec<u8>]) -> Result<()> {
         self.selected_below(path)?;
         self.privileged(node, path);
         let kind = kind_name(node.kind);

@@ -68,8 +68,9 @@ pub trait Visit {
     fn enter(&mut self, node: &Node, path: &[Vec<u8>], included: bool) -> Result<()>;
     /// Leaving that directory, after everything below it.
     fn leave(&mut self, node: Node, path: &[Vec<u8>], included: bool) -> Result<()>;
-    /// A selected entry that is not a directory.
-    fn entry(&mut self, loader: &mut Loader, node: &Node, path: &[Vec<u8>]) -> Result<()>;
+    /// A selected entry that is not a directory (the walk's own copy: its content may be
+    /// taken).
+    fn entry(&mut self, loader: &mut Loader, node: &mut Node, path: &[Vec<u8>]) -> Result<()>;
 }
 
 /// Walk the snapshot's tree depth-first within the bounds its recorded counts set (see
@@ -120,7 +121,7 @@ impl<V: Visit> trees::TreeVisitor for Selecting<'_, V> {
         self.visit.leave(node, path, inc)
     }
 
-    fn entry(&mut self, loader: &mut Loader, path: &[Vec<u8>], node: &Node) -> Result<()> {
+    fn entry(&mut self, loader: &mut Loader, path: &[Vec<u8>], node: &mut Node) -> Result<()> {
         if selects(self.includes, path, self.inherited()) {
             self.visit.entry(loader, node, path)?;
         }
