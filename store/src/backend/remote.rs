@@ -554,9 +554,6 @@ fn xml_tag<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
     Some(&text[start..start + len])
 }
 
-/// The S3 client for `bucket` with the resolved settings. Other `AWS_*` variables that
-/// object_store knows (web identity, container credentials, checksums, encryption, …) are
-/// passed on as they are; those `cfg` resolved are not read again.
 /// The certificates of the configured CA bundle (`AWS_CA_BUNDLE`, a profile's `ca_bundle`).
 fn ca_bundle(cfg: &S3Config) -> Result<Vec<object_store::Certificate>> {
     let Some((given_by, path)) = &cfg.ca_bundle else {
@@ -593,6 +590,9 @@ fn plain_http_only(cfg: &S3Config) -> bool {
         && !proxy
 }
 
+/// The S3 client for `bucket` with the resolved settings. Other `AWS_*` variables that
+/// object_store knows (web identity, container credentials, checksums, encryption, …) are
+/// passed on as they are; those `cfg` resolved are not read again.
 fn s3_builder(
     bucket: &str,
     cfg: &S3Config,

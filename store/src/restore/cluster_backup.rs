@@ -8,7 +8,6 @@ use super::temporaries;
 
 use super::{sys, RestoreError};
 use crate::loader::Loader;
-use crate::source::trailer::BlockCheck;
 use crate::trees;
 use crate::{Error, Result};
 use cairn_format::snapshot::{Snapshot, SourceKind};
@@ -177,15 +176,8 @@ pub fn restore(
             &temporaries::name(1),
             |f| {
                 // The trailer and bbolt checks read the file back behind the writes.
-                let mut check = BlockCheck::new(true);
-                let n = super::blobs::write_content(
-                    loader,
-                    f,
-                    content.into(),
-                    |_| {},
-                    Some(&mut |piece| check.feed(&piece)),
-                )
-                .map_err(|cause| RestoreError::Entry {
+                let (n, check) = super::verify::write_followed(loader, f, content.into(), |_| {})
+                    .map_err(|cause| RestoreError::Entry {
                     path: name.clone(),
                     cause: Box::new(cause),
                 })?;

@@ -24,7 +24,6 @@ pub mod walk;
 
 use crate::loader::Loader;
 use crate::progress::Progress;
-use crate::source::trailer::BlockCheck;
 use crate::{Error, Result};
 use cairn_format::snapshot::Snapshot;
 use cairn_format::tree::{Node, NodeKind};
@@ -228,9 +227,9 @@ struct Restorer {
     levels: Vec<Level>,
     /// First restored path (components below the target) of each hard-link group.
     links: HashMap<(u64, u64), Vec<Vec<u8>>>,
-    /// The etcd database's path components below the target, where that is, and the snapshot
-    /// whose facts it is checked against as it is written (see [`verify::database`]).
-    database: Option<(Vec<Vec<u8>>, Database)>,
+    /// The etcd database, checked against the snapshot's facts as it is written (see
+    /// [`verify::database`]).
+    database: Option<Database>,
     report: Report,
 }
 
@@ -303,17 +302,12 @@ pub fn restore(
         pool: Some(pool),
         deferred: Vec::new(),
         links: HashMap::new(),
-        database: verify::database(snap).map(|path| {
-            let at = path
+        database: verify::database(snap).map(|path| Database {
+            at: path
                 .iter()
-                .fold(target.to_path_buf(), |p, c| p.join(OsStr::from_bytes(c)));
-            (
-                path,
-                Database {
-                    at,
-                    snap: snap.clone(),
-                },
-            )
+                .fold(target.to_path_buf(), |p, c| p.join(OsStr::from_bytes(c))),
+            path,
+            snap: snap.clone(),
         }),
         report: Report {
             stale_temporaries,
@@ -326,9 +320,10 @@ pub fn restore(
     Ok(r.report)
 }
 
-/// The etcd database of the snapshot restored: where it goes, and the snapshot recording its
-/// facts.
+/// The etcd database of the snapshot restored: its path components below the target, where
+/// that is, and the snapshot recording its facts.
 struct Database {
+    path: Vec<Vec<u8>>,
     at: PathBuf,
     snap: Snapshot,
 }
@@ -629,11 +624,7 @@ impl Restorer {
         }
         self.tmp_counter += 1;
         let tmp = temporaries::name(self.tmp_counter);
-        let database = self
-            .database
-            .as_ref()
-            .filter(|(at, _)| at.as_slice() == path)
-            .map(|(_, db)| db);
+        let database = self.database.as_ref().filter(|db| db.path == path);
         // Hard links need their first name in place before the next, and the etcd database
         // its check: written here.
         if let (Some(pool), 1, true, None) = (
@@ -767,19 +758,18 @@ fn write_file(
         Mode::from_raw_mode(0o600),
     )
     .map_err(sys("creating a temporary file"))?;
-    let mut check = database.map(|_| BlockCheck::new(true));
     let result = (|| -> Result<Option<Vec<String>>> {
         let file = std::fs::File::from(fd);
-        let mut feed = check
-            .as_mut()
-            .map(|c| move |piece: follow::Piece| c.feed(&piece));
-        let written = blobs::write_content(
-            loader,
-            &file,
-            ids,
-            |n| progress.inc(n),
-            feed.as_mut().map(|f| f as follow::Feed<'_>),
-        )?;
+        let (written, check) = match database {
+            Some(_) => {
+                let (n, check) = verify::write_followed(loader, &file, ids, |n| progress.inc(n))?;
+                (n, Some(check))
+            }
+            None => (
+                blobs::write_content(loader, &file, ids, |n| progress.inc(n), None)?,
+                None,
+            ),
+        };
         if written != node.size {
             return Err(RestoreError::SizeMismatch {
                 written,

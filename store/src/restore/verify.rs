@@ -3,9 +3,14 @@
 //! and the bbolt facts recorded at backup time.
 
 use super::RestoreError;
+use crate::loader::Loader;
+use crate::plain::Plain;
 use crate::source::trailer::{BlockCheck, Verdict};
 use crate::{Error, Result};
 use cairn_format::snapshot::{Snapshot, SourceKind};
+use cairn_format::Id;
+use std::borrow::Cow;
+use std::fs::File;
 use std::path::Path;
 
 /// Where a tree restore of `snap` puts the etcd database it re-checks (etcd and cluster
@@ -16,6 +21,26 @@ pub(super) fn database(snap: &Snapshot) -> Option<Vec<Vec<u8>>> {
     }
     let path = crate::trees::path_components(snap.fact("etcd.file")?);
     (!path.is_empty()).then_some(path)
+}
+
+/// Write an etcd database's content `ids` into `file` ([`super::blobs::write_content`]),
+/// reading it back behind the writes into the sha256 trailer and bbolt checks. Returns the
+/// bytes written and the check, for [`etcd_digest`].
+pub(super) fn write_followed(
+    loader: &mut Loader,
+    file: &File,
+    ids: Cow<'_, [Id]>,
+    progress: impl Fn(u64) + Sync,
+) -> Result<(u64, BlockCheck<Plain>)> {
+    let mut check = BlockCheck::new(true);
+    let written = super::blobs::write_content(
+        loader,
+        file,
+        ids,
+        progress,
+        Some(&mut |piece| check.feed(&piece)),
+    )?;
+    Ok((written, check))
 }
 
 /// Compare what `check` (with inspection) learnt from the bytes of the restored database at
