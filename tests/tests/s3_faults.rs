@@ -319,17 +319,9 @@ fn a_slow_but_steady_link_never_times_out() {
     // 2 MB/s a connection: a 16 MiB part takes ~8 s, far more than the 3 s timeout, and no
     // request may fail (no retries): only a link that stops moving times out.
     rig.proxy.set(Fault::Throttle(2 * MB as u64));
-    let slow = [("CAIRN_S3_TIMEOUT", "3"), ("CAIRN_S3_RETRIES", "0")];
-    let (out, took) = rig.backup(&slow);
+    let (out, took) = rig.backup(&[("CAIRN_S3_TIMEOUT", "3"), ("CAIRN_S3_RETRIES", "0")]);
     out.ok();
     eprintln!("note: the backup through the slow link took {took:?}");
-    // Downloads too: packs' spans of several MB, at 4 MB/s.
-    rig.proxy.set(Fault::Throttle(4 * MB as u64));
-    let (out, target, took) = rig.restore(&rig.good[0], "t-slow", &slow);
-    out.ok();
-    eprintln!("note: the restore through the slow link took {took:?}");
-    assert_trees_equal(&rig.src, &Fixture::restored(&target, &rig.src));
-    rig.proxy.set(Fault::Pass);
     rig.verify();
 }
 
