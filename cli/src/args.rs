@@ -87,7 +87,8 @@ pub struct S3Args {
     /// default is us-east-1.
     #[arg(long, env = "CAIRN_S3_REGION", global = true)]
     pub s3_region: Option<String>,
-    /// Seconds one object store request may take before it is retried.
+    /// Seconds an object store request may go without moving a byte (sent or received) before
+    /// it is given up and retried; a slow but steady transfer never times out.
     #[arg(
         long,
         env = "CAIRN_S3_TIMEOUT",

@@ -8,6 +8,7 @@ mod location;
 mod remote;
 mod s3_api;
 mod s3_config;
+mod transport;
 mod versioned;
 
 pub use cache::CachedBackend;

@@ -600,6 +600,22 @@ pub enum Fault {
     },
     /// A slow link: every connection carries at most this many bytes a second each way.
     Throttle(u64),
+    /// A link that goes silent mid-request: every `every`-th connection, once it has carried
+    /// `after` request bytes, forwards nothing more either way but stays open (until the
+    /// proxy stops).
+    FreezeRequest {
+        /// Which connections.
+        every: u64,
+        /// Request bytes let through on each.
+        after: u64,
+    },
+    /// Like [`Fault::FreezeRequest`], after `after` response bytes.
+    FreezeResponse {
+        /// Which connections.
+        every: u64,
+        /// Response bytes let through on each.
+        after: u64,
+    },
 }
 
 impl Fault {
@@ -610,7 +626,9 @@ impl Fault {
             Fault::Throttle(_) => return true,
             Fault::CutRequest { every, .. }
             | Fault::CutResponse { every, .. }
-            | Fault::Stall { every, .. } => every,
+            | Fault::Stall { every, .. }
+            | Fault::FreezeRequest { every, .. }
+            | Fault::FreezeResponse { every, .. } => every,
             Fault::DropEvery(k) => k,
         };
         every > 0 && nth.is_multiple_of(every)
@@ -639,6 +657,8 @@ pub struct ProxyStats {
     pub cut: u64,
     /// Responses held back ([`Fault::Stall`]).
     pub stalled: u64,
+    /// Connections gone silent ([`Fault::FreezeRequest`], [`Fault::FreezeResponse`]).
+    pub frozen: u64,
     /// Outages begun.
     pub outages: u64,
     /// Request bytes forwarded (client → server).
@@ -653,6 +673,7 @@ struct Counters {
     dropped: AtomicU64,
     cut: AtomicU64,
     stalled: AtomicU64,
+    frozen: AtomicU64,
     outages: AtomicU64,
     bytes_up: AtomicU64,
     bytes_down: AtomicU64,
@@ -918,6 +939,7 @@ impl FaultProxy {
             dropped: g(&n.dropped),
             cut: g(&n.cut),
             stalled: g(&n.stalled),
+            frozen: g(&n.frozen),
             outages: g(&n.outages),
             bytes_up: g(&n.bytes_up),
             bytes_down: g(&n.bytes_down),
@@ -1117,6 +1139,8 @@ impl Conn {
             let limit = match (fault, up) {
                 (Fault::CutRequest { after, .. }, true)
                 | (Fault::CutResponse { after, .. }, false)
+                | (Fault::FreezeRequest { after, .. }, true)
+                | (Fault::FreezeResponse { after, .. }, false)
                     if fault.strikes(self.nth) =>
                 {
                     Some(after)
@@ -1124,11 +1148,15 @@ impl Conn {
                 _ => None,
             };
             let mut send = n;
-            let mut cut_now = false;
+            let (mut cut_now, mut freeze_now) = (false, false);
             if let Some(l) = limit {
                 if carried + n as u64 >= l && self.sh.take_fault() {
                     send = l.saturating_sub(carried) as usize;
-                    cut_now = true;
+                    let freeze = matches!(
+                        fault,
+                        Fault::FreezeRequest { .. } | Fault::FreezeResponse { .. }
+                    );
+                    (cut_now, freeze_now) = (!freeze, freeze);
                 }
             }
             if up {
@@ -1161,6 +1189,15 @@ impl Conn {
             }
             if cut_now {
                 self.cut(&from, &to);
+                break;
+            }
+            if freeze_now {
+                // Read nothing more (the sender's buffers fill up), send nothing more, and keep
+                // both sides open: the connection is alive but nothing moves.
+                self.sh.n.frozen.fetch_add(1, Ordering::Relaxed);
+                while !self.sh.stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 break;
             }
         }

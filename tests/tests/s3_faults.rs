@@ -78,6 +78,23 @@ impl Rig {
         (out, took)
     }
 
+    /// `restore` of `snap` through the proxy into `name`: the outcome, the target and how
+    /// long it took.
+    fn restore(
+        &self,
+        snap: &str,
+        name: &str,
+        extra: &[(&str, &str)],
+    ) -> (Output, PathBuf, Duration) {
+        let env = self.via_proxy(extra);
+        let target = self.fx.path(name);
+        let mut a = vec!["-r", s(&self.fx.repo), "-i", s(&self.fx.identity)];
+        a.extend(["restore", snap, "--target", s(&target)]);
+        let t = Instant::now();
+        let out = self.fx.run_env(&a, &env_refs(&env));
+        (out, target, t.elapsed())
+    }
+
     /// The backup failed as it should: exit code 1, and a message naming an object of the
     /// repository, the repository and the server it could not reach.
     #[track_caller]
@@ -229,13 +246,6 @@ fn responses_cut_mid_download_are_retried_and_restores_are_byte_exact() {
     let mut rig = Rig::new();
     rig.backup(&[]).0.ok();
     let snap = rig.good[0].clone();
-    let restore = |rig: &Rig, name: &str| {
-        let env = rig.via_proxy(&[]);
-        let target = rig.fx.path(name);
-        let mut a = vec!["-r", s(&rig.fx.repo), "-i", s(&rig.fx.identity)];
-        a.extend(["restore", &snap, "--target", s(&target)]);
-        (rig.fx.run_env(&a, &env_refs(&env)), target)
-    };
     // Connections are cut after 1 MB of responses, as many times as cairn may retry one
     // request (possibly the same read every time).
     rig.proxy.set_limited(
@@ -245,7 +255,7 @@ fn responses_cut_mid_download_are_retried_and_restores_are_byte_exact() {
         },
         s3::RETRIES as u64,
     );
-    let (out, target) = restore(&rig, "t-cut");
+    let (out, target, _) = rig.restore(&snap, "t-cut", &[]);
     out.ok();
     assert_eq!(
         rig.proxy.stats().cut,
@@ -260,7 +270,7 @@ fn responses_cut_mid_download_are_retried_and_restores_are_byte_exact() {
         every: 1,
         after: 100_000,
     });
-    let (out, target) = restore(&rig, "t-hopeless");
+    let (out, target, _) = rig.restore(&snap, "t-hopeless", &[]);
     out.code_is(1).stderr_has(&["data/", s(&rig.fx.repo)]);
     assert!(
         !out.stderr.contains("damaged"),
@@ -304,20 +314,90 @@ fn stalled_responses_time_out_and_are_retried() {
 }
 
 #[test]
-fn a_slow_link_names_the_rate_the_timeout_asks_for_and_a_longer_timeout_carries_it() {
+fn a_slow_but_steady_link_never_times_out() {
     let mut rig = Rig::new();
-    // 2 MB/s a connection: a 16 MiB part takes ~8 s, more than a 3 s timeout allows.
+    // 2 MB/s a connection: a 16 MiB part takes ~8 s, far more than the 3 s timeout, and no
+    // request may fail (no retries): only a link that stops moving times out.
     rig.proxy.set(Fault::Throttle(2 * MB as u64));
-    let (out, _) = rig.backup(&[("CAIRN_S3_TIMEOUT", "3"), ("CAIRN_S3_RETRIES", "0")]);
-    rig.failed_cleanly(&out);
-    assert!(
-        out.stderr.contains("raise --s3-timeout") && out.stderr.contains("MiB needs"),
-        "{out}"
-    );
-    let (out, took) = rig.backup(&[("CAIRN_S3_TIMEOUT", "60")]);
+    let (out, took) = rig.backup(&[("CAIRN_S3_TIMEOUT", "3"), ("CAIRN_S3_RETRIES", "0")]);
     out.ok();
     eprintln!("note: the backup through the slow link took {took:?}");
     rig.verify();
+}
+
+/// What a request that stalled says: how long nothing moved, while doing what, and what to do.
+#[track_caller]
+fn names_the_stall(out: &Output, secs: u64, during: &str) {
+    let said = format!("no bytes moved for {secs} s while {during}");
+    assert!(
+        out.stderr.contains(&said) && out.stderr.contains("raise --s3-timeout"),
+        "expected \"{said}\" and what to do\n{out}"
+    );
+}
+
+#[test]
+fn an_upload_that_stops_moving_is_retried_or_given_up_within_the_timeout() {
+    let mut rig = Rig::new();
+    // Two connections go silent after 1 MB of request (a 16 MiB part, the smaller pack), open
+    // but moving nothing: each stalled request is given up after 2 s and sent again on a new
+    // connection.
+    let freeze = Fault::FreezeRequest {
+        every: 1,
+        after: MB as u64,
+    };
+    rig.proxy.set_limited(freeze, 2);
+    let (out, took) = rig.backup(&[("CAIRN_S3_TIMEOUT", "2")]);
+    out.ok();
+    assert_eq!(rig.proxy.stats().frozen, 2, "{:?}", rig.proxy.stats());
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    rig.verify();
+    // Every connection goes silent (a new repository: all data to upload again): the backup
+    // fails, saying why, bounded by the timeouts (each request: 2 attempts of 2 s without
+    // progress, 1 s apart).
+    let mut rig = Rig::new();
+    rig.proxy.set(freeze);
+    let (out, took) = rig.backup(&[("CAIRN_S3_TIMEOUT", "2"), ("CAIRN_S3_RETRIES", "1")]);
+    rig.failed_cleanly(&out);
+    names_the_stall(&out, 2, "sending the request");
+    assert!(
+        took < Duration::from_secs(60),
+        "a stalled upload held the backup for {took:?}"
+    );
+    rig.proxy.set(Fault::Pass);
+    rig.verify();
+}
+
+#[test]
+fn a_download_that_stops_moving_is_retried_or_given_up_within_the_timeout() {
+    let mut rig = Rig::new();
+    rig.backup(&[]).0.ok();
+    let snap = rig.good[0].clone();
+    // Two connections go silent after 1 MB of response: the reads are given up after 2 s and
+    // sent again.
+    let freeze = Fault::FreezeResponse {
+        every: 1,
+        after: MB as u64,
+    };
+    rig.proxy.set_limited(freeze, 2);
+    let short = [("CAIRN_S3_TIMEOUT", "2")];
+    let (out, target, took) = rig.restore(&snap, "t-stall", &short);
+    out.ok();
+    assert_eq!(rig.proxy.stats().frozen, 2, "{:?}", rig.proxy.stats());
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+    assert_trees_equal(&rig.src, &Fixture::restored(&target, &rig.src));
+    // Every connection goes silent mid-answer: the restore fails, saying why.
+    rig.proxy.set(freeze);
+    let (out, _, took) = rig.restore(
+        &snap,
+        "t-dead",
+        &[("CAIRN_S3_TIMEOUT", "2"), ("CAIRN_S3_RETRIES", "1")],
+    );
+    out.code_is(1).stderr_has(&["data/", s(&rig.fx.repo)]);
+    names_the_stall(&out, 2, "receiving the answer");
+    assert!(
+        took < Duration::from_secs(60),
+        "a stalled download held the restore for {took:?}"
+    );
 }
 
 #[test]

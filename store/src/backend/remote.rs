@@ -17,6 +17,7 @@ mod stream;
 
 use super::s3_api::{ObjectVersion, Retention, S3Api, WriteLock};
 use super::s3_config::{process_env, resolve, Credentials, S3Config};
+use super::transport::{Connector, STALLED};
 use super::{Backend, ObjectInfo, ReadSeek};
 use crate::{ConfigError, Error, Result};
 use futures::StreamExt;
@@ -59,7 +60,7 @@ pub struct RemoteOptions {
     pub s3_endpoint: Option<String>,
     /// S3 region.
     pub s3_region: Option<String>,
-    /// Timeout of one request.
+    /// How long a request may go without progress (no bytes sent or received).
     pub timeout: Duration,
     /// Retries of one request before giving up.
     pub retries: usize,
@@ -100,8 +101,6 @@ pub struct RemoteBackend {
     api: Option<Arc<S3Api>>,
     /// Retention every object written gets (S3 Object Lock), once set.
     lock: Arc<Mutex<Option<WriteLock>>>,
-    /// How long one request may take, its body included (`--s3-timeout`).
-    timeout: Duration,
 }
 
 impl RemoteBackend {
@@ -130,9 +129,10 @@ impl RemoteBackend {
                 base: 2.0,
             },
         };
-        let client = ClientOptions::new()
-            .with_timeout(opts.timeout)
-            .with_connect_timeout(opts.timeout.min(Duration::from_secs(10)));
+        // No whole-request timeout: the connector's transport times out on stalled progress.
+        let client =
+            ClientOptions::new().with_connect_timeout(opts.timeout.min(Duration::from_secs(10)));
+        let mut connector = Connector::new(opts.timeout, Vec::new());
         let prefix = prefix.trim_matches('/');
         let prefix = if prefix.is_empty() {
             String::new()
@@ -143,11 +143,10 @@ impl RemoteBackend {
         let store: Arc<dyn ObjectStore> = match scheme {
             "s3" => {
                 let cfg = resolve(opts, &process_env)?;
-                let mut client = client.with_no_system_certificates(plain_http_only(&cfg));
-                for cert in ca_bundle(&cfg)? {
-                    client = client.with_root_certificate(cert);
-                }
+                let client = client.with_no_system_certificates(plain_http_only(&cfg));
+                connector = Connector::new(opts.timeout, ca_bundle(&cfg)?);
                 let s3 = s3_builder(bucket, &cfg, retry, client.clone())
+                    .with_http_connector(connector.clone())
                     .build()
                     .map_err(|e| Error::Invalid(format!("cannot use S3 repository {url}: {e}")))?;
                 api = Some(Arc::new(S3Api::new(
@@ -156,6 +155,7 @@ impl RemoteBackend {
                     &prefix,
                     s3.credentials().clone(),
                     &client,
+                    connector,
                     opts.retries,
                 )));
                 Arc::new(s3)
@@ -165,6 +165,7 @@ impl RemoteBackend {
                     .with_bucket_name(bucket)
                     .with_retry(retry)
                     .with_client_options(client)
+                    .with_http_connector(connector)
                     .build()
                     .map_err(|e| Error::Invalid(format!("cannot use GCS repository {url}: {e}")))?,
             ),
@@ -173,6 +174,7 @@ impl RemoteBackend {
                     .with_container_name(bucket)
                     .with_retry(retry)
                     .with_client_options(client)
+                    .with_http_connector(connector)
                     .build()
                     .map_err(|e| {
                         Error::Invalid(format!("cannot use Azure repository {url}: {e}"))
@@ -199,7 +201,6 @@ impl RemoteBackend {
             retries: opts.retries,
             api,
             lock: Arc::default(),
-            timeout: opts.timeout,
         })
     }
 
@@ -245,7 +246,7 @@ impl RemoteBackend {
             | object_store::Error::Unauthenticated { .. } => remote(format!(
                 "the server refused the credentials (check AWS_ACCESS_KEY_ID / AWS_PROFILE and the bucket policy): {chain}"
             )),
-            _ => remote(chain),
+            _ => remote(stall_hint(chain)),
         }
     }
 
@@ -265,7 +266,7 @@ impl RemoteBackend {
         writer.finish().await.map(|_| ())
     }
 
-    /// [`Backend::put_owned`] without the slow-link hint.
+    /// Upload `bytes` as `path` (see [`Backend::put_owned`]).
     fn upload(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
         let key = self.key(path);
         let bytes = bytes::Bytes::from(bytes);
@@ -299,32 +300,6 @@ impl RemoteBackend {
         }
     }
 
-    /// A request that timed out while uploading `len` bytes: say what rate the timeout asks
-    /// for, and how to allow a slower link.
-    fn slow_link_hint(&self, e: Error, len: usize) -> Error {
-        match e {
-            Error::Remote {
-                op,
-                object,
-                location,
-                cause,
-            } if cause.contains("timed out") => {
-                let secs = self.timeout.as_secs().max(1);
-                Error::Remote {
-                    op,
-                    object,
-                    location,
-                    cause: format!(
-                        "{cause}; an upload must complete, its body included, within --s3-timeout ({secs} s): {} MiB needs {} KB/s, with up to {PARALLEL_UPLOADS} uploads at a time. On a slow link, raise --s3-timeout (CAIRN_S3_TIMEOUT)",
-                        len >> 20,
-                        len as u64 / 1000 / secs
-                    ),
-                }
-            }
-            e => e,
-        }
-    }
-
     /// The S3 requests object_store lacks, or why there are none.
     fn api(&self, what: &str) -> Result<&S3Api> {
         self.api.as_deref().ok_or_else(|| {
@@ -354,7 +329,7 @@ impl RemoteBackend {
             op,
             object: path.to_string(),
             location: self.location.clone(),
-            cause: format!("{e}{hint}"),
+            cause: stall_hint(format!("{e}{hint}")),
         }
     }
 
@@ -554,8 +529,16 @@ fn xml_tag<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
     Some(&text[start..start + len])
 }
 
+/// A failure's `cause`, with what to do if the connection stalled.
+fn stall_hint(cause: String) -> String {
+    if !cause.contains(STALLED) {
+        return cause;
+    }
+    format!("{cause}; the connection stalled (a slow link does not time out, only one that stops): check the network path to the server (proxy, firewall, VPN), or if it pauses longer than that, raise --s3-timeout (CAIRN_S3_TIMEOUT)")
+}
+
 /// The certificates of the configured CA bundle (`AWS_CA_BUNDLE`, a profile's `ca_bundle`).
-fn ca_bundle(cfg: &S3Config) -> Result<Vec<object_store::Certificate>> {
+fn ca_bundle(cfg: &S3Config) -> Result<Vec<reqwest::Certificate>> {
     let Some((given_by, path)) = &cfg.ca_bundle else {
         return Ok(Vec::new());
     };
@@ -565,7 +548,7 @@ fn ca_bundle(cfg: &S3Config) -> Result<Vec<object_store::Certificate>> {
         cause,
     };
     let pem = std::fs::read(path).map_err(|e| refuse(format!("cannot be read: {e}")))?;
-    let certs = object_store::Certificate::from_pem_bundle(&pem)
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
         .map_err(|e| refuse(format!("is not PEM: {e}")))?;
     if certs.is_empty() {
         return Err(refuse("holds no certificate".into()).into());
@@ -658,13 +641,7 @@ impl Backend for RemoteBackend {
     /// cannot carry the condition through object_store: a HEAD first skips names already
     /// stored.
     fn put_owned(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
-        // A multipart upload's requests carry a part each.
-        let body = match bytes.len() {
-            n if n >= MULTIPART_THRESHOLD => PART_SIZE,
-            n => n,
-        };
         self.upload(path, bytes)
-            .map_err(|e| self.slow_link_hint(e, body))
     }
 
     fn replace(&self, path: &str, bytes: &[u8]) -> Result<()> {

@@ -1,16 +1,17 @@
 //! S3 requests object_store does not make: the bucket's Object Lock configuration, object
 //! retention (read, set), uploads that carry Object Lock headers, and object versions (list,
 //! read one). They are signed with object_store's own SigV4 signer and credential provider
-//! (so every credential source cairn resolves works here too) and sent through its HTTP client
-//! with the same client options; failed requests (5xx, connection errors, timeouts) are
+//! (so every credential source cairn resolves works here too) and sent through the same HTTP
+//! transport with the same client options; failed requests (5xx, connection errors, timeouts) are
 //! retried as often as object_store's own, with backoff. A retried create that finds its
 //! name taken may follow a lost answer to a create that succeeded: callers check.
 
 use super::s3_config::S3Config;
+use super::transport::Connector;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use object_store::aws::{AwsAuthorizer, AwsCredentialProvider};
-use object_store::client::{HttpClient, HttpConnector, HttpRequestBody, ReqwestConnector};
+use object_store::client::{HttpClient, HttpConnector, HttpRequestBody};
 use object_store::ClientOptions;
 use std::sync::OnceLock;
 
@@ -113,6 +114,7 @@ pub struct S3Api {
     /// the system's certificates.
     client: OnceLock<HttpClient>,
     options: ClientOptions,
+    connector: Connector,
     credentials: AwsCredentialProvider,
     region: String,
     /// `scheme://host[:port]/bucket` (path style) or `https://bucket.s3.region.amazonaws.com`.
@@ -187,6 +189,7 @@ impl S3Api {
         prefix: &str,
         credentials: AwsCredentialProvider,
         client: &ClientOptions,
+        connector: Connector,
         retries: usize,
     ) -> S3Api {
         let base = match &cfg.endpoint {
@@ -196,6 +199,7 @@ impl S3Api {
         S3Api {
             client: OnceLock::new(),
             options: client.clone().with_allow_http(cfg.allow_http),
+            connector,
             credentials,
             region: cfg.region.clone(),
             base,
@@ -254,7 +258,8 @@ impl S3Api {
             let client = match self.client.get() {
                 Some(c) => c,
                 None => {
-                    let made = ReqwestConnector {}
+                    let made = self
+                        .connector
                         .connect(&self.options)
                         .map_err(|e| transport("Client", e.to_string()))?;
                     self.client.get_or_init(|| made)
