@@ -334,6 +334,10 @@ mod tests {
         let mut want: Vec<Id> = (0..n).map(id).collect();
         want.sort_unstable();
         assert_eq!(seen, want);
-        assert!(EntryFileBuilder::new().unwrap().finish().unwrap().is_empty());
+        assert!(EntryFileBuilder::new()
+            .unwrap()
+            .finish()
+            .unwrap()
+            .is_empty());
     }
 }

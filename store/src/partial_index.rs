@@ -11,10 +11,10 @@
 
 use crate::entry_file::EntryFileBuilder;
 use crate::index::Index;
-use crate::restore::LARGE_FILE_BLOBS;
 use crate::loader::Loader;
 use crate::pack_entries::{decode_blob, encode_blob, BLOB_RECORD};
 use crate::repo::Repository;
+use crate::restore::LARGE_FILE_BLOBS;
 use crate::{Error, Result};
 use cairn_format::index::IndexPack;
 use cairn_format::pack::PackKind;
@@ -94,19 +94,21 @@ pub(crate) fn for_trees_above(
     let keep = |p: &IndexPack, id: &Id| {
         p.kind == PackKind::Tree || needed.binary_search(&prefix(id)).is_ok()
     };
-    let is_large =
-        |p: &IndexPack, id: &Id| p.kind == PackKind::Data && large.binary_search(&short(id)).is_ok();
+    let is_large = |p: &IndexPack, id: &Id| {
+        p.kind == PackKind::Data && large.binary_search(&short(id)).is_ok()
+    };
     let Some(sp) = spill else {
         drop(trees);
         return Index::load_filtered(repo, &keep, whole_packs);
     };
     let mut index = Arc::try_unwrap(trees)
         .map_err(|_| Error::Invalid("the tree index is still in use".into()))?;
-    let mut aside = match large.is_empty() {
-        true => None,
-        false => EntryFileBuilder::new()
+    let mut aside = if large.is_empty() {
+        None
+    } else {
+        EntryFileBuilder::new()
             .map_err(|e| tracing::warn!("{e}: large files are located in memory"))
-            .ok(),
+            .ok()
     };
     // Without a file for them, the large files' blobs are located in memory.
     let in_memory = aside.is_none();
@@ -235,7 +237,11 @@ fn short(id: &Id) -> u32 {
 /// ids, sorted, each once (4 times less memory than the ids, for a test that is exact but for
 /// chance collisions, which keep a blob too many); apart, the first 4 bytes of those of files
 /// of `large_below` blobs or more.
-fn data_blobs(loader: &mut Loader, roots: &[Id], large_below: usize) -> Result<(Vec<u64>, Vec<u32>)> {
+fn data_blobs(
+    loader: &mut Loader,
+    roots: &[Id],
+    large_below: usize,
+) -> Result<(Vec<u64>, Vec<u32>)> {
     let mut visited: HashSet<Id> = HashSet::new();
     let mut stack: Vec<Id> = roots.to_vec();
     let (mut ids, mut large): (Vec<u64>, Vec<u32>) = (Vec::new(), Vec::new());

@@ -370,7 +370,9 @@ mod tests {
     fn loaders(repo: &Arc<crate::Repository>, tree: Id) -> (Loader, Loader) {
         let whole = Arc::new(Index::load(repo).unwrap());
         let part = crate::partial_index::for_trees_above(repo, &[tree], false, 0, true).unwrap();
-        assert!(part.aside().is_some_and(|a| a.len() >= LARGE_FILE_BLOBS as u64 / 2));
+        assert!(part
+            .aside()
+            .is_some_and(|a| a.len() >= LARGE_FILE_BLOBS as u64 / 2));
         // In memory: the tree and the small file's two blobs, not the large file's.
         assert!(part.len() < 10, "{} entries in memory", part.len());
         for b in part.aside().unwrap().reader_all() {
@@ -409,7 +411,11 @@ mod tests {
         let order = memory.pack_order(whole.index());
         assert_eq!(from_index.pack_order(whole.index()), order);
         assert_eq!(from_aside.pack_order(part.index()), order);
-        for (loader, plan) in [(&whole, &memory), (&whole, &from_index), (&part, &from_aside)] {
+        for (loader, plan) in [
+            (&whole, &memory),
+            (&whole, &from_index),
+            (&part, &from_aside),
+        ] {
             let (file, fed) = written(loader, plan).unwrap();
             assert!(file == bytes, "the file as stored");
             assert!(fed == bytes, "fed in file order");
