@@ -292,7 +292,7 @@ mod tests {
                 offset: n << 20,
                 stored_len: n as u32 + 7,
                 raw_len: n as u32 * 3,
-                compression: if n % 2 == 0 {
+                compression: if n.is_multiple_of(2) {
                     Compression::Zstd
                 } else {
                     Compression::None
