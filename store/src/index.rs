@@ -8,6 +8,7 @@
 //! starts, then bisect within it.
 
 use crate::backend::ObjectInfo;
+use crate::entry_file::EntryFile;
 use crate::id_file::{IdFile, IdFileBuilder};
 use crate::partial_index::WHOLE_BELOW;
 use crate::repo::Repository;
@@ -83,6 +84,9 @@ pub struct Index {
     /// The data packs' blob ids, known present but not located, on disk
     /// ([`Index::load_for_writing`] of a large repository).
     stored: Option<IdFile>,
+    /// Blobs located on disk rather than in `entries` (a restore's large files: see
+    /// [`crate::partial_index::for_restore`]); [`Index::get`] finds them too.
+    aside: Option<EntryFile>,
 }
 
 impl Index {
@@ -341,15 +345,7 @@ impl Index {
         if kept == 0 && !p.blobs.is_empty() {
             return;
         }
-        let next = self.packs.len() as u32;
-        let number = *self.pack_numbers.entry(p.id).or_insert_with(|| {
-            self.packs.push(PackInfo {
-                id: p.id,
-                kind: p.kind,
-                size: p.size,
-            });
-            next
-        });
+        let number = self.number(p);
         // Blobs of one frame are listed together: reuse the frame record of the previous blob.
         let mut last: Option<(FrameRef, u32)> = None;
         self.entries.reserve(kept);
@@ -425,9 +421,35 @@ impl Index {
         }
     }
 
-    /// Where a blob is.
+    /// Where a blob is (in memory, else among the entries set aside on disk).
     pub fn get(&self, id: &Id) -> Option<Location> {
-        self.entry(id).map(|e| self.location(e))
+        match self.entry(id) {
+            Some(e) => Some(self.location(e)),
+            None => self.aside.as_ref()?.get(id),
+        }
+    }
+
+    /// The entries located on disk rather than in memory, if any.
+    pub fn aside(&self) -> Option<&EntryFile> {
+        self.aside.as_ref()
+    }
+
+    /// Locate, besides the blobs in memory, those of `aside` (numbered by [`Index::number`]).
+    pub(crate) fn set_aside(&mut self, aside: EntryFile) {
+        self.aside = Some(aside);
+    }
+
+    /// The number of pack `p`, added (without blobs) if new.
+    pub(crate) fn number(&mut self, p: &IndexPack) -> u32 {
+        let next = self.packs.len() as u32;
+        *self.pack_numbers.entry(p.id).or_insert_with(|| {
+            self.packs.push(PackInfo {
+                id: p.id,
+                kind: p.kind,
+                size: p.size,
+            });
+            next
+        })
     }
 
     /// The blob's position in id order (0..len), if indexed.
@@ -488,7 +510,9 @@ impl Index {
 
     /// True if the blob is stored (located, or known present by [`Index::load_for_writing`]).
     pub fn contains(&self, id: &Id) -> bool {
-        self.entry(id).is_some() || self.stored.as_ref().is_some_and(|s| s.contains(id))
+        self.entry(id).is_some()
+            || self.stored.as_ref().is_some_and(|s| s.contains(id))
+            || self.aside.as_ref().is_some_and(|a| a.get(id).is_some())
     }
 
     /// Every blob and where it is (one location per blob), in id order.

@@ -9,10 +9,12 @@
 //! share them by chance cost an entry each, nothing else). A repository whose index objects are small ([`WHOLE_BELOW`]) is loaded whole, in
 //! one pass, as before.
 
+use crate::entry_file::EntryFileBuilder;
 use crate::index::Index;
 use crate::loader::Loader;
 use crate::pack_entries::{decode_blob, encode_blob, BLOB_RECORD};
 use crate::repo::Repository;
+use crate::restore::LARGE_FILE_BLOBS;
 use crate::{Error, Result};
 use cairn_format::index::IndexPack;
 use cairn_format::pack::PackKind;
@@ -36,14 +38,23 @@ pub const WHOLE_BELOW: u64 = 8 << 20;
 /// temporary file (fixed-size records, read back once the trees are walked); where no
 /// temporary file can be made, the index objects are read a second time instead.
 pub fn for_trees(repo: &Arc<Repository>, roots: &[Id], whole_packs: bool) -> Result<Index> {
-    for_trees_above(repo, roots, whole_packs, WHOLE_BELOW)
+    for_trees_above(repo, roots, whole_packs, WHOLE_BELOW, false)
 }
 
-fn for_trees_above(
+/// [`for_trees`] for a restore: the data blobs of large files (at least
+/// [`LARGE_FILE_BLOBS`], which restore plans on disk) are located in an [`EntryFile`] on
+/// disk rather than in memory (44 bytes a blob), unless a file of fewer blobs holds them too.
+/// [`Index::get`] finds them all.
+pub fn for_restore(repo: &Arc<Repository>, roots: &[Id]) -> Result<Index> {
+    for_trees_above(repo, roots, false, WHOLE_BELOW, true)
+}
+
+pub(crate) fn for_trees_above(
     repo: &Arc<Repository>,
     roots: &[Id],
     whole_packs: bool,
     whole_below: u64,
+    aside_large: bool,
 ) -> Result<Index> {
     let (listed, bytes) = Index::listing(repo)?;
     if bytes < whole_below {
@@ -59,7 +70,17 @@ fn for_trees_above(
         None => Index::load_filtered(repo, &is_tree, false)?,
     };
     let trees = Arc::new(trees);
-    let needed = match data_blobs(&mut Loader::new(repo.clone(), trees.clone()), roots) {
+    let large_below = if aside_large && spill.is_some() {
+        LARGE_FILE_BLOBS
+    } else {
+        usize::MAX
+    };
+    let found = data_blobs(
+        &mut Loader::new(repo.clone(), trees.clone()),
+        roots,
+        large_below,
+    );
+    let (needed, large) = match found {
         Ok(ids) => ids,
         Err(e) if e.is_storage_failure() => return Err(e),
         // A tree that the tree packs do not hold, or that does not decode: the whole index,
@@ -73,19 +94,54 @@ fn for_trees_above(
     let keep = |p: &IndexPack, id: &Id| {
         p.kind == PackKind::Tree || needed.binary_search(&prefix(id)).is_ok()
     };
-    match spill {
-        None => {
-            drop(trees);
-            Index::load_filtered(repo, &keep, whole_packs)
+    let is_large = |p: &IndexPack, id: &Id| {
+        p.kind == PackKind::Data && large.binary_search(&short(id)).is_ok()
+    };
+    let Some(sp) = spill else {
+        drop(trees);
+        return Index::load_filtered(repo, &keep, whole_packs);
+    };
+    let mut index = Arc::try_unwrap(trees)
+        .map_err(|_| Error::Invalid("the tree index is still in use".into()))?;
+    let mut aside = if large.is_empty() {
+        None
+    } else {
+        EntryFileBuilder::new()
+            .map_err(|e| tracing::warn!("{e}: large files are located in memory"))
+            .ok()
+    };
+    // Without a file for them, the large files' blobs are located in memory.
+    let in_memory = aside.is_none();
+    let keep_here = |p: &IndexPack, id: &Id| keep(p, id) || (in_memory && is_large(p, id));
+    let mut aside_failed = None;
+    sp.replay(|p| {
+        index.add_unsealed(p, &keep_here, whole_packs);
+        let Some(b) = aside.as_mut().filter(|_| aside_failed.is_none()) else {
+            return;
+        };
+        let mut number = None;
+        for blob in p.blobs.iter().filter(|b| is_large(p, &b.id)) {
+            let number = *number.get_or_insert_with(|| index.number(p));
+            if let Err(e) = b.push(number, blob) {
+                aside_failed = Some(e);
+                return;
+            }
         }
-        Some(sp) => {
-            let mut index = Arc::try_unwrap(trees)
-                .map_err(|_| Error::Invalid("the tree index is still in use".into()))?;
-            sp.replay(|p| index.add_unsealed(p, &keep, whole_packs))?;
-            index.seal_now();
-            Ok(index)
+    })?;
+    index.seal_now();
+    let aside = aside.map(EntryFileBuilder::finish).transpose();
+    match aside_failed.map_or(aside, Err) {
+        Ok(Some(entries)) => index.set_aside(entries),
+        Ok(None) => {}
+        Err(e) => {
+            // Read again, the large files' blobs in memory.
+            tracing::warn!("{e}: large files are located in memory");
+            drop(index);
+            let keep_all = |p: &IndexPack, id: &Id| keep(p, id) || is_large(p, id);
+            return Index::load_filtered(repo, &keep_all, whole_packs);
         }
     }
+    Ok(index)
 }
 
 /// Data packs' index entries set aside in a temporary file while the trees are read.
@@ -171,20 +227,33 @@ fn prefix(id: &Id) -> u64 {
     u64::from_be_bytes(id.0[..8].try_into().expect("8 bytes"))
 }
 
+/// An id's first 4 bytes: what [`data_blobs`] keeps of a large file's ids (its entries are
+/// matched exactly on disk: a chance match costs a record there, not memory).
+fn short(id: &Id) -> u32 {
+    u32::from_be_bytes(id.0[..4].try_into().expect("4 bytes"))
+}
+
 /// The blobs the files below `roots` hold (content lists included): the first 8 bytes of their
 /// ids, sorted, each once (4 times less memory than the ids, for a test that is exact but for
-/// chance collisions, which keep a blob too many).
-fn data_blobs(loader: &mut Loader, roots: &[Id]) -> Result<Vec<u64>> {
+/// chance collisions, which keep a blob too many); apart, the first 4 bytes of those of files
+/// of `large_below` blobs or more.
+fn data_blobs(
+    loader: &mut Loader,
+    roots: &[Id],
+    large_below: usize,
+) -> Result<(Vec<u64>, Vec<u32>)> {
     let mut visited: HashSet<Id> = HashSet::new();
     let mut stack: Vec<Id> = roots.to_vec();
-    let mut ids: Vec<u64> = Vec::new();
+    let (mut ids, mut large): (Vec<u64>, Vec<u32>) = (Vec::new(), Vec::new());
     while let Some(tree_id) = stack.pop() {
         if !visited.insert(tree_id) {
             continue;
         }
         let tree = loader.load_tree(&tree_id)?;
         for node in &tree.nodes {
-            if node.kind == NodeKind::File {
+            if node.kind == NodeKind::File && node.content.len() >= large_below {
+                large.extend(node.content.iter().map(short));
+            } else if node.kind == NodeKind::File {
                 ids.extend(node.content.iter().map(prefix));
             }
             if let (NodeKind::Dir, Some(sub)) = (&node.kind, node.subtree) {
@@ -195,7 +264,10 @@ fn data_blobs(loader: &mut Loader, roots: &[Id]) -> Result<Vec<u64>> {
     ids.sort_unstable();
     ids.dedup();
     ids.shrink_to_fit();
-    Ok(ids)
+    large.sort_unstable();
+    large.dedup();
+    large.shrink_to_fit();
+    Ok((ids, large))
 }
 
 #[cfg(test)]
@@ -233,8 +305,12 @@ mod tests {
 
         let whole = Index::load(&repo).unwrap();
         let trees = Index::load_filtered(&repo, &|p, _| p.kind == PackKind::Tree, false).unwrap();
-        let needed =
-            data_blobs(&mut Loader::new(repo.clone(), Arc::new(trees)), &roots[..1]).unwrap();
+        let (needed, _) = data_blobs(
+            &mut Loader::new(repo.clone(), Arc::new(trees)),
+            &roots[..1],
+            usize::MAX,
+        )
+        .unwrap();
         let mut want: Vec<u64> = files[0].iter().map(prefix).collect();
         want.sort_unstable();
         assert_eq!(needed, want);
@@ -275,7 +351,7 @@ mod tests {
         );
         // Above it, through the temporary file: the same as the two passes.
         for whole_packs in [false, true] {
-            let spilled = for_trees_above(&repo, &roots[..1], whole_packs, 0).unwrap();
+            let spilled = for_trees_above(&repo, &roots[..1], whole_packs, 0, false).unwrap();
             let twice: &Index = if whole_packs { &packs } else { &part };
             assert_eq!(spilled.len(), twice.len());
             for (id, loc) in twice.iter() {
@@ -298,7 +374,7 @@ mod tests {
         let data = saver.add_blob(PackKind::Data, b"data".to_vec()).unwrap();
         saver.finish().unwrap();
         // A data blob as the root: not a tree of the tree packs.
-        let index = for_trees_above(&repo, &[data], false, 0).unwrap();
+        let index = for_trees_above(&repo, &[data], false, 0, true).unwrap();
         assert!(index.contains(&data));
         assert_eq!(index.len(), Index::load(&repo).unwrap().len());
     }

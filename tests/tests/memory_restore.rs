@@ -4,8 +4,10 @@
 //! The small one is large enough for the buffers in flight (spans, pieces read back for the
 //! check) to fill as they do for the large one: what differs is what grows with the pages.
 //!
-//! What grows is per page (4 KiB, ~47,000 more pages): the index entries (44 bytes) and the
-//! file's ids while its plan is made and its content list read (32); then the plan (16: index
+//! What grows is per page (4 KiB, ~47,000 more pages): the index entries (44 bytes: both
+//! repositories' index objects are below the 8 MiB from which restore sets a large file's
+//! entries aside on disk) and the file's ids while its plan is made and its content list read
+//! (32); the plan of a file of 8,192 blobs or more is on disk (it held 16 bytes a page: index
 //! entry, position, end offset). The bbolt walk's page summaries (32 bytes a page) go to a
 //! temporary file beyond 8,192 pages; the plan used to hold 48 bytes a blob and the ids
 //! throughout, and a content list was held twice while read: ~150 bytes a page, ~7 MiB more

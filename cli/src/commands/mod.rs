@@ -90,17 +90,16 @@ impl Reader {
     }
 
     /// Open the repository, pick one snapshot with `pick`, and load only the part of the index
-    /// that reading it needs (`cairn_store::partial_index`).
+    /// that restoring it needs (`cairn_store::partial_index::for_restore`).
     pub fn open_for(
         g: &crate::args::Global,
         pick: impl FnOnce(&Arc<Repository>) -> Result<(Id, Snapshot)>,
     ) -> Result<(Reader, (Id, Snapshot))> {
         let repo = Arc::new(crate::credentials::open(g)?);
         let (id, snap) = pick(&repo)?;
-        let index = Arc::new(cairn_store::partial_index::for_trees(
+        let index = Arc::new(cairn_store::partial_index::for_restore(
             &repo,
             &[snap.tree],
-            false,
         )?);
         Ok((Reader { repo, index }, (id, snap)))
     }

@@ -65,19 +65,20 @@ pub fn write_content(
         return super::content::write(loader, &plan, file, &progress, feed);
     }
     // Pieces of one blob are adjacent in the plan: a zero blob is loaded once.
-    let mut last_zero: Option<&Id> = None;
-    for (id, at, len) in plan.placements() {
-        if last_zero != Some(id) {
-            let blob = loader.load(id)?;
+    let mut last_zero: Option<Id> = None;
+    plan.each_placement(|p| {
+        if last_zero != Some(p.id) {
+            let blob = loader.load(&p.id)?;
             if is_zero(&blob) {
-                last_zero = Some(id);
+                last_zero = Some(p.id);
             } else {
-                file.write_all_at(&blob, at)
+                file.write_all_at(&blob, p.at)
                     .map_err(super::sys("writing the restored file"))?;
             }
         }
-        progress(u64::from(len));
-    }
+        progress(u64::from(p.len));
+        Ok(())
+    })?;
     file.set_len(plan.len)
         .map_err(super::sys("setting the restored file's length"))?;
     if let Some(feed) = feed {

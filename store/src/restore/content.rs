@@ -71,31 +71,57 @@ impl Spans {
 struct Piece {
     /// The blob's position in the index, which holds its id and location.
     entry: u32,
-    /// Position in the file's blob list: where it goes (see [`Plan::ends`]).
+    /// Position in the file's blob list: where it goes (see [`Pieces::Memory`]'s `ends`).
     blob: u32,
 }
 
+/// One use of a blob, as the workers write it: the blob, its place in its frame and in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Placed {
+    /// The blob's id, its keyed hash.
+    pub id: Id,
+    /// Offset in the uncompressed frame.
+    pub offset: u32,
+    /// Length.
+    pub len: u32,
+    /// Offset in the file.
+    pub at: u64,
+}
+
 /// One frame and the pieces it supplies.
-struct Job {
+pub(super) struct Job {
     frame: FrameRef,
     pieces: Range<usize>,
 }
 
 /// Nearby frames of one pack, read together.
-struct Span {
+pub(super) struct Span {
     pack: u32,
     start: u64,
     end: u64,
     jobs: Range<usize>,
 }
 
+/// The pieces of a plan, in pack order.
+enum Pieces {
+    /// In memory, naming index entries.
+    Memory {
+        /// The index the pieces point into.
+        index: Arc<Index>,
+        pieces: Vec<Piece>,
+        /// Where each blob of the file's list ends in the file.
+        ends: Vec<u64>,
+    },
+    /// In a temporary file (a large file: see [`super::plan_file`]).
+    Disk(super::plan_file::PlanFile),
+}
+
+/// Pieces read at once by a worker (a frame supplying more is written in batches).
+const BATCH: usize = 4096;
+
 /// The placement of a file's blobs, in pack order.
 pub struct Plan {
-    /// The index the pieces point into.
-    index: Arc<Index>,
-    pieces: Vec<Piece>,
-    /// Where each blob of the file's list ends in the file.
-    ends: Vec<u64>,
+    pieces: Pieces,
     jobs: Vec<Job>,
     spans: Vec<Span>,
     /// Spans by pack: each range is one pack's spans.
@@ -104,6 +130,93 @@ pub struct Plan {
     limits: Spans,
     /// The file's length.
     pub len: u64,
+}
+
+/// Groups pieces, given in pack order, into jobs, spans and packs.
+pub(super) struct Layout {
+    limits: Spans,
+    jobs: Vec<Job>,
+    spans: Vec<Span>,
+    packs: Vec<Range<usize>>,
+    /// The first file offset each pack supplies.
+    first: Vec<u64>,
+    last: Option<(u32, u64)>,
+}
+
+impl Layout {
+    pub(super) fn new(limits: Spans) -> Layout {
+        Layout {
+            limits,
+            jobs: Vec::new(),
+            spans: Vec::new(),
+            packs: Vec::new(),
+            first: Vec::new(),
+            last: None,
+        }
+    }
+
+    /// Piece number `i`, at `at` in the file, from `frame` of pack number `pack`.
+    pub(super) fn add(&mut self, i: usize, pack: u32, frame: FrameRef, at: u64) {
+        if let (Some(j), Some(f)) = (self.jobs.last_mut(), self.first.last_mut()) {
+            if self.last == Some((pack, frame.offset)) {
+                j.pieces.end = i + 1;
+                *f = (*f).min(at);
+                return;
+            }
+        }
+        self.last = Some((pack, frame.offset));
+        let j = self.jobs.len();
+        self.jobs.push(Job {
+            frame,
+            pieces: i..i + 1,
+        });
+        let (start, end) = (frame.offset, frame.offset + u64::from(frame.stored_len));
+        let limits = self.limits;
+        match self.spans.last_mut() {
+            Some(s)
+                if s.pack == pack
+                    && start >= s.end
+                    && start - s.end <= limits.gap
+                    && end - s.start <= limits.max =>
+            {
+                s.end = end;
+                s.jobs.end = j + 1;
+            }
+            _ => {
+                if self.spans.last().is_none_or(|s| s.pack != pack) {
+                    self.packs.push(self.spans.len()..self.spans.len());
+                    self.first.push(at);
+                }
+                self.spans.push(Span {
+                    pack,
+                    start,
+                    end,
+                    jobs: j..j + 1,
+                });
+            }
+        }
+        if let (Some(p), Some(f)) = (self.packs.last_mut(), self.first.last_mut()) {
+            p.end = self.spans.len();
+            *f = (*f).min(at);
+        }
+    }
+
+    /// Earliest in the file first: the packs holding the blobs nearest the file's start
+    /// are read first, so a follower reading the file back in order (see [`follow`]) can
+    /// start long before the last pack is in, and a pack of blobs spread over the whole
+    /// file (the pages a day changed) comes before the packs that fill it in order.
+    fn finish(self, pieces: Pieces, len: u64) -> Plan {
+        let mut order: Vec<(u64, Range<usize>)> = self.first.into_iter().zip(self.packs).collect();
+        order.sort_by_key(|(first, _)| *first);
+        Plan {
+            pieces,
+            jobs: self.jobs,
+            spans: self.spans,
+            packs: order.into_iter().map(|(_, r)| r).collect(),
+            limits: self.limits,
+            len,
+        }
+    }
 }
 
 impl Plan {
@@ -119,7 +232,20 @@ impl Plan {
     }
 
     /// Locate every blob of `ids` in the loader's index, grouping frames into `limits`' spans.
+    /// A large file's plan is made and kept in a temporary file ([`super::plan_file`]).
     pub fn with_spans(loader: &Loader, ids: Cow<'_, [Id]>, limits: Spans) -> Result<Plan> {
+        if super::plan_file::wanted(&ids) {
+            if let Some(files) = super::plan_file::temporaries(loader.index())? {
+                let mut layout = Layout::new(limits);
+                let (file, len) = super::plan_file::build(loader, ids, &mut layout, files)?;
+                return Ok(layout.finish(Pieces::Disk(file), len));
+            }
+        }
+        Plan::in_memory(loader, ids, limits)
+    }
+
+    /// The plan held in memory: 8 bytes per use of a blob, 8 per blob of the file.
+    pub(super) fn in_memory(loader: &Loader, ids: Cow<'_, [Id]>, limits: Spans) -> Result<Plan> {
         let index = loader.shared_index().clone();
         let piece = |i: usize, id: &Id| -> Result<Piece> {
             let entry = index.position(id).ok_or(Error::BlobMissing(*id))?;
@@ -138,11 +264,19 @@ impl Plan {
             Cow::Owned(mut ids) => {
                 // From the end, the ids shrinking behind (a large block is mapped on its own:
                 // shrinking it returns its tail), so they and the pieces are not both whole.
+                // The first missing in file order is reported, as from borrowed ids.
+                let mut missing = None;
                 while let Some(id) = ids.pop() {
-                    pieces.push(piece(ids.len(), &id)?);
+                    match piece(ids.len(), &id) {
+                        Ok(p) => pieces.push(p),
+                        Err(e) => missing = Some(e),
+                    }
                     if ids.len() % (1 << 15) == 0 {
                         ids.shrink_to_fit();
                     }
+                }
+                if let Some(e) = missing {
+                    return Err(e);
                 }
                 pieces.reverse();
             }
@@ -161,81 +295,18 @@ impl Plan {
             let l = index.location_at(p.entry as usize);
             (l.pack, l.frame.offset, l.offset, p.blob)
         });
-        let mut jobs: Vec<Job> = Vec::new();
-        let mut last: Option<(u32, u64)> = None;
+        let mut layout = Layout::new(limits);
         for (i, p) in pieces.iter().enumerate() {
             let loc = index.location_at(p.entry as usize);
-            match jobs.last_mut() {
-                Some(j) if last == Some((loc.pack, loc.frame.offset)) => j.pieces.end = i + 1,
-                _ => jobs.push(Job {
-                    frame: loc.frame,
-                    pieces: i..i + 1,
-                }),
-            }
-            last = Some((loc.pack, loc.frame.offset));
+            let start = ends[p.blob as usize] - u64::from(loc.len);
+            layout.add(i, loc.pack, loc.frame, start);
         }
-        let mut spans: Vec<Span> = Vec::new();
-        let mut packs: Vec<Range<usize>> = Vec::new();
-        for (j, job) in jobs.iter().enumerate() {
-            let pack = index
-                .location_at(pieces[job.pieces.start].entry as usize)
-                .pack;
-            let (start, end) = (
-                job.frame.offset,
-                job.frame.offset + u64::from(job.frame.stored_len),
-            );
-            match spans.last_mut() {
-                Some(s)
-                    if s.pack == pack
-                        && start >= s.end
-                        && start - s.end <= limits.gap
-                        && end - s.start <= limits.max =>
-                {
-                    s.end = end;
-                    s.jobs.end = j + 1;
-                }
-                _ => {
-                    if spans.last().is_none_or(|s| s.pack != pack) {
-                        packs.push(spans.len()..spans.len());
-                    }
-                    spans.push(Span {
-                        pack,
-                        start,
-                        end,
-                        jobs: j..j + 1,
-                    });
-                }
-            }
-            if let Some(p) = packs.last_mut() {
-                p.end = spans.len();
-            }
-        }
-        let mut plan = Plan {
+        let pieces = Pieces::Memory {
             index,
             pieces,
             ends,
-            jobs,
-            spans,
-            packs,
-            limits,
-            len: at,
         };
-        // Earliest in the file first: the packs holding the blobs nearest the file's start
-        // are read first, so a follower reading the file back in order (see [`follow`]) can
-        // start long before the last pack is in, and a pack of blobs spread over the whole
-        // file (the pages a day changed) comes before the packs that fill it in order.
-        let mut packs = std::mem::take(&mut plan.packs);
-        packs.sort_by_cached_key(|r| {
-            plan.spans[r.clone()]
-                .iter()
-                .flat_map(|s| &plan.jobs[s.jobs.clone()])
-                .flat_map(|j| &plan.pieces[j.pieces.clone()])
-                .map(|p| plan.start(p))
-                .min()
-                .unwrap_or(u64::MAX)
-        });
-        plan.packs = packs;
-        Ok(plan)
+        Ok(layout.finish(pieces, at))
     }
 
     /// Frames to read.
@@ -243,23 +314,38 @@ impl Plan {
         self.jobs.len()
     }
 
-    /// Where `p` goes in the file, and its length.
-    fn place(&self, p: &Piece) -> (u64, u32) {
-        let len = self.index.location_at(p.entry as usize).len;
-        (self.ends[p.blob as usize] - u64::from(len), len)
+    /// Pieces `range` (in pack order), replacing what `out` holds.
+    fn read(&self, range: Range<usize>, out: &mut Vec<Placed>) -> Result<()> {
+        out.clear();
+        match &self.pieces {
+            Pieces::Memory {
+                index,
+                pieces,
+                ends,
+            } => out.extend(pieces[range].iter().map(|p| {
+                let loc = index.location_at(p.entry as usize);
+                Placed {
+                    id: *index.id_at(p.entry as usize),
+                    offset: loc.offset,
+                    len: loc.len,
+                    at: ends[p.blob as usize] - u64::from(loc.len),
+                }
+            })),
+            Pieces::Disk(file) => file.read(range, out)?,
+        }
+        Ok(())
     }
 
-    /// Where `p` starts in the file.
-    fn start(&self, p: &Piece) -> u64 {
-        self.place(p).0
-    }
-
-    /// Every use of a blob in pack order: the blob's id, offset in the file, length.
-    pub fn placements(&self) -> impl Iterator<Item = (&Id, u64, u32)> + '_ {
-        self.pieces.iter().map(|p| {
-            let (at, len) = self.place(p);
-            (self.index.id_at(p.entry as usize), at, len)
-        })
+    /// Every use of a blob in pack order (its id, offset in the file, length), a batch at a
+    /// time.
+    pub fn each_placement(&self, mut f: impl FnMut(&Placed) -> Result<()>) -> Result<()> {
+        let mut buf = Vec::new();
+        let total = self.jobs.last().map_or(0, |j| j.pieces.end);
+        for start in (0..total).step_by(BATCH) {
+            self.read(start..(start + BATCH).min(total), &mut buf)?;
+            buf.iter().try_for_each(&mut f)?;
+        }
+        Ok(())
     }
 }
 
@@ -279,7 +365,7 @@ pub fn write(
     // Holes read back as zeros while the follower reads behind the writes.
     file.set_len(plan.len)
         .map_err(super::sys("setting the restored file's length"))?;
-    let done = Done::new(plan.ends.len(), feed.is_some());
+    let done = Done::new(plan.len, feed.is_some());
     let over = AtomicBool::new(false);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     let fail = |e: Error| {
@@ -334,9 +420,9 @@ pub fn write(
         }
         drop(tx);
         if let Some(feed) = feed {
-            let (ends, done, over, failed, fail) = (&plan.ends, &done, &over, &failed, &fail);
+            let (done, over, failed, fail) = (&done, &over, &failed, &fail);
             s.spawn(move || {
-                if let Err(e) = follow::follow(file, plan.len, ends, done, over, failed, feed) {
+                if let Err(e) = follow::follow(file, plan.len, done, over, failed, feed) {
                     fail(e);
                 }
             });
@@ -377,8 +463,8 @@ fn work(
     progress: &(dyn Fn(u64) + Sync),
     done: &Done,
 ) -> Result<()> {
-    // Decompressed frames, one after the other in one allocation.
-    let mut frame = Vec::new();
+    // Decompressed frames, one after the other in one allocation; the pieces of one.
+    let (mut frame, mut pieces) = (Vec::new(), Vec::new());
     for (i, bytes) in rx {
         let span = &plan.spans[i];
         for job in &plan.jobs[span.jobs.clone()] {
@@ -389,34 +475,29 @@ fn work(
                     check.damaged(span.pack, cairn_format::Error::Truncated { what: "frame" })
                 })?;
             let raw = check.decompress_into(span.pack, &job.frame, stored, &mut frame)?;
-            write_frame(
-                plan,
-                &plan.pieces[job.pieces.clone()],
-                check,
-                raw,
-                file,
-                progress,
-                done,
-            )?;
+            for start in job.pieces.clone().step_by(BATCH) {
+                plan.read(start..(start + BATCH).min(job.pieces.end), &mut pieces)?;
+                write_frame(span.pack, &pieces, check, raw, file, progress, done)?;
+            }
         }
     }
     Ok(())
 }
 
-/// Check and write the pieces of one decompressed frame; adjacent pieces go in one write.
-/// Each piece is marked in `done` once on disk (or a hole).
+/// Check and write the pieces of one decompressed frame of pack number `pack`; adjacent pieces
+/// go in one write. Each piece is marked in `done` once on disk (or a hole).
 fn write_frame(
-    plan: &Plan,
-    pieces: &[Piece],
+    pack: u32,
+    pieces: &[Placed],
     check: &FrameCheck,
     raw: &[u8],
     file: &File,
     progress: &(dyn Fn(u64) + Sync),
     done: &Done,
 ) -> Result<()> {
-    // The run being gathered: file offset, range in the frame, and its first piece.
-    let mut run: Option<(u64, Range<usize>, usize)> = None;
-    let flush = |(at, r, first): (u64, Range<usize>, usize), end: usize| -> Result<()> {
+    // The run being gathered: file offset and range in the frame.
+    let mut run: Option<(u64, Range<usize>)> = None;
+    let flush = |(at, r): (u64, Range<usize>)| -> Result<()> {
         let len = r.len() as u64;
         file.write_all_at(&raw[r], at)
             .map_err(super::sys("writing the restored file"))?;
@@ -425,48 +506,64 @@ fn write_frame(
             // when there is one, starts them in file order).
             start_writeback(file, at, len);
         }
-        for p in &pieces[first..end] {
-            done.mark(p.blob as usize);
-        }
+        done.mark(at, len);
         Ok(())
     };
-    // The last blob checked (pieces of one blob are adjacent): its index entry, and whether
-    // it is all zeros.
-    let mut checked: Option<(u32, bool)> = None;
-    for (k, p) in pieces.iter().enumerate() {
-        let loc = plan.index.location_at(p.entry as usize);
+    // The last blob checked (pieces of one blob are adjacent): its id, and whether it is all
+    // zeros.
+    let mut checked: Option<(&Id, bool)> = None;
+    for p in pieces {
         let zero = match checked {
-            Some((entry, zero)) if entry == p.entry => zero,
+            Some((id, zero)) if *id == p.id => zero,
             _ => {
-                let id = plan.index.id_at(p.entry as usize);
-                let blob = check.blob(loc.pack, raw, id, loc.offset, loc.len)?;
+                let blob = check.blob(pack, raw, &p.id, p.offset, p.len)?;
                 let zero = super::blobs::is_zero(blob);
-                checked = Some((p.entry, zero));
+                checked = Some((&p.id, zero));
                 zero
             }
         };
-        let at = plan.ends[p.blob as usize] - u64::from(loc.len);
-        let here = loc.offset as usize..(loc.offset + loc.len) as usize;
+        let here = p.offset as usize..(p.offset + p.len) as usize;
         run = match run {
-            Some((start, r, first))
-                if !zero && start + r.len() as u64 == at && r.end == here.start =>
-            {
-                Some((start, r.start..here.end, first))
+            Some((start, r)) if !zero && start + r.len() as u64 == p.at && r.end == here.start => {
+                Some((start, r.start..here.end))
             }
             other => {
                 if let Some(run) = other {
-                    flush(run, k)?;
+                    flush(run)?;
                 }
                 if zero {
-                    done.mark(p.blob as usize);
+                    done.mark(p.at, u64::from(p.len));
                 }
-                (!zero).then_some((at, here, k))
+                (!zero).then_some((p.at, here))
             }
         };
-        progress(u64::from(loc.len));
+        progress(u64::from(p.len));
     }
     if let Some(run) = run {
-        flush(run, pieces.len())?;
+        flush(run)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+impl Plan {
+    /// Where the pieces are: "memory" or "disk".
+    pub(super) fn pieces_kind(&self) -> &'static str {
+        match self.pieces {
+            Pieces::Memory { .. } => "memory",
+            Pieces::Disk(_) => "disk",
+        }
+    }
+
+    /// Each pack in the order read (its id in `index`) and its spans.
+    pub(super) fn pack_order(&self, index: &Index) -> Vec<(Id, Vec<(u64, u64)>)> {
+        self.packs
+            .iter()
+            .map(|r| {
+                let spans = &self.spans[r.clone()];
+                let pack = index.pack(spans[0].pack).id;
+                (pack, spans.iter().map(|s| (s.start, s.end)).collect())
+            })
+            .collect()
+    }
 }

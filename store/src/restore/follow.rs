@@ -13,7 +13,7 @@ use crate::writeback::start_writeback;
 use crate::Result;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,43 +29,59 @@ pub type Piece = Arc<Plain>;
 /// Takes the file's bytes in order, piece by piece.
 pub type Feed<'a> = &'a mut (dyn FnMut(Piece) + Send);
 
-/// Which blob positions of a file are written (or are holes); none tracked when nobody follows.
-pub struct Done(Vec<AtomicBool>);
+/// Bytes of the file whose completion is tracked together.
+const REGION: u64 = 1 << 20;
+
+/// How much of each 1 MiB region of a file is written (or a hole): 4 bytes a MiB, whatever the
+/// number of blobs; none tracked when nobody follows.
+pub struct Done {
+    regions: Vec<AtomicU32>,
+    len: u64,
+}
 
 impl Done {
-    /// Tracking for `blobs` blob positions, or none.
-    pub fn new(blobs: usize, track: bool) -> Done {
-        Done(if track {
-            (0..blobs).map(|_| AtomicBool::new(false)).collect()
-        } else {
-            Vec::new()
-        })
-    }
-
-    /// Position `blob` is on disk.
-    pub fn mark(&self, blob: usize) {
-        if let Some(d) = self.0.get(blob) {
-            d.store(true, Ordering::Release);
+    /// Tracking for a file of `len` bytes, or none.
+    pub fn new(len: u64, track: bool) -> Done {
+        let regions = if track { len.div_ceil(REGION) } else { 0 };
+        Done {
+            regions: (0..regions).map(|_| AtomicU32::new(0)).collect(),
+            len,
         }
     }
 
-    /// Whether positions are tracked (somebody follows).
-    pub fn tracked(&self) -> bool {
-        !self.0.is_empty()
+    /// `len` bytes at `at` are on disk (each byte of the file is marked once).
+    pub fn mark(&self, at: u64, len: u64) {
+        let mut at = at;
+        let end = at + len;
+        while at < end && self.tracked() {
+            let r = at / REGION;
+            let upto = ((r + 1) * REGION).min(end);
+            if let Some(d) = self.regions.get(r as usize) {
+                d.fetch_add((upto - at) as u32, Ordering::Release);
+            }
+            at = upto;
+        }
     }
 
-    fn is_done(&self, blob: usize) -> bool {
-        self.0[blob].load(Ordering::Acquire)
+    /// Whether regions are tracked (somebody follows).
+    pub fn tracked(&self) -> bool {
+        !self.regions.is_empty()
+    }
+
+    /// Whether region `r` is complete.
+    fn is_done(&self, r: usize) -> bool {
+        let start = r as u64 * REGION;
+        let want = (start + REGION).min(self.len) - start;
+        u64::from(self.regions[r].load(Ordering::Acquire)) >= want
     }
 }
 
-/// Feed `file`'s bytes to `feed` in order as `done` says they are written; `ends[i]` is where
-/// blob position `i` ends in the file, `len` the file's length (already set: holes read as
-/// zeros). Returns when all is fed, or early once `failed`; `over` says no more is coming.
+/// Feed `file`'s bytes to `feed` in order as `done` says they are written; `len` is the file's
+/// length (already set: holes read as zeros). Returns when all is fed, or early once `failed`;
+/// `over` says no more is coming.
 pub fn follow(
     file: &File,
     len: u64,
-    ends: &[u64],
     done: &Done,
     over: &AtomicBool,
     failed: &AtomicBool,
@@ -76,13 +92,13 @@ pub fn follow(
     loop {
         // Read before the scan: once set, every position written is visible to it.
         let finished = over.load(Ordering::Acquire);
-        while next < ends.len() && done.is_done(next) {
+        while next < done.regions.len() && done.is_done(next) {
             next += 1;
         }
-        let ready = if next == ends.len() {
+        let ready = if next == done.regions.len() {
             len
         } else {
-            next.checked_sub(1).map_or(0, |i| ends[i])
+            next as u64 * REGION
         };
         while ready - pos >= PIECE as u64 || (ready == len && pos < len) {
             let n = (ready - pos).min(PIECE as u64) as usize;
@@ -113,7 +129,7 @@ pub fn follow(
 pub fn feed_written(file: &File, len: u64, feed: Feed<'_>) -> Result<()> {
     let done = Done::new(0, false);
     let set = AtomicBool::new(true);
-    follow(file, len, &[], &done, &set, &AtomicBool::new(false), feed)
+    follow(file, len, &done, &set, &AtomicBool::new(false), feed)
 }
 
 #[cfg(test)]
@@ -134,21 +150,20 @@ mod tests {
         let n = 5usize;
         let len = (n * blob) as u64;
         file.set_len(len).unwrap();
-        let ends: Vec<u64> = (1..=n).map(|i| (i * blob) as u64).collect();
-        let done = Done::new(n, true);
+        let done = Done::new(len, true);
         let (over, failed) = (AtomicBool::new(false), AtomicBool::new(false));
         let mut seen = Vec::new();
         std::thread::scope(|s| {
             let follower = s.spawn(|| {
                 let mut feed = |p: Piece| seen.extend_from_slice(&p);
-                follow(&file, len, &ends, &done, &over, &failed, &mut feed)
+                follow(&file, len, &done, &over, &failed, &mut feed)
             });
             for i in (0..n).rev() {
                 if i != 2 {
                     file.write_all_at(&vec![i as u8 + 1; blob], (i * blob) as u64)
                         .unwrap();
                 }
-                done.mark(i);
+                done.mark((i * blob) as u64, blob as u64);
                 std::thread::sleep(Duration::from_millis(3));
             }
             over.store(true, Ordering::Release);
@@ -160,10 +175,10 @@ mod tests {
         assert!(seen == want);
 
         // A position never marked: an error once no more is coming, not a hang.
-        let done = Done::new(n, true);
-        done.mark(0);
+        let done = Done::new(len, true);
+        done.mark(0, blob as u64);
         let mut feed = |_: Piece| {};
-        let e = follow(&file, len, &ends, &done, &over, &failed, &mut feed).unwrap_err();
+        let e = follow(&file, len, &done, &over, &failed, &mut feed).unwrap_err();
         assert!(e.to_string().contains("not completely written"), "{e}");
     }
 }

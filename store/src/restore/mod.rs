@@ -17,6 +17,9 @@ mod file_pool;
 mod follow;
 mod owners;
 pub mod plan;
+mod plan_file;
+
+pub use plan_file::LARGE_FILE_BLOBS;
 pub mod privileged;
 mod temporaries;
 pub mod verify;

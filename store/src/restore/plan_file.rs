@@ -1,0 +1,458 @@
+//! A large file's restore plan, made and kept in unnamed temporary files rather than memory.
+//!
+//! Each use of a blob is located in file order (its offset in the file is the sum of the
+//! lengths before it) and pushed, with its pack, frame and place, to an external sort
+//! ([`crate::record_sort`]) in pack order, the order of the in-memory plan. The sorted records
+//! are read back once: the frames, spans and packs ([`super::content::Layout`]: a few dozen
+//! bytes per frame of 256 KiB) stay in memory, each use's id, place in its frame and offset in
+//! the file (48 bytes) go to the plan file, which the workers read a frame's pieces at a time.
+//!
+//! Memory: the file's ids while they are located (they are the caller's), the sort's runs
+//! (4 MiB) and read buffers, and nothing per blob once the plan is made.
+
+use super::content::{Layout, Placed};
+use crate::entry_file::EntryFile;
+use crate::id_file::temp_file_error;
+use crate::index::{head, Index, Location};
+use crate::loader::Loader;
+use crate::record_sort::{Record, Sorter};
+use crate::{Error, Result};
+use cairn_format::frame::Compression;
+use cairn_format::pack::FrameRef;
+use cairn_format::Id;
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+
+/// Files of at least this many blobs are planned on disk (the bbolt summaries' threshold:
+/// below it, the in-memory plan costs at most ~130 KiB).
+pub const LARGE_FILE_BLOBS: usize = 8192;
+
+/// What the temporary files hold, for errors.
+const WHAT: &str = "a large file's restore plan";
+
+/// Whether a file of `ids` is planned on disk.
+pub(super) fn wanted(ids: &[Id]) -> bool {
+    ids.len() >= LARGE_FILE_BLOBS
+}
+
+/// One use of a blob, in pack order: pack number, frame, offset in the frame, position in the
+/// file's list (the sort key, in the in-memory plan's order), then what the writer needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Use {
+    pack: u32,
+    frame_offset: u64,
+    offset: u32,
+    seq: u32,
+    stored_len: u32,
+    raw_len: u32,
+    zstd: bool,
+    len: u32,
+    at: u64,
+    id: Id,
+}
+
+impl Use {
+    fn frame(&self) -> FrameRef {
+        FrameRef {
+            offset: self.frame_offset,
+            stored_len: self.stored_len,
+            raw_len: self.raw_len,
+            compression: if self.zstd {
+                Compression::Zstd
+            } else {
+                Compression::None
+            },
+        }
+    }
+}
+
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"))
+}
+
+fn id_at(b: &[u8], i: usize) -> Id {
+    Id(b[i..i + 32].try_into().expect("32 bytes"))
+}
+
+impl Record for Use {
+    const LEN: usize = 4 + 8 + 4 + 4 + 4 + 4 + 1 + 4 + 8 + 32;
+
+    fn encode(&self, out: &mut [u8]) {
+        out[0..4].copy_from_slice(&self.pack.to_le_bytes());
+        out[4..12].copy_from_slice(&self.frame_offset.to_le_bytes());
+        out[12..16].copy_from_slice(&self.offset.to_le_bytes());
+        out[16..20].copy_from_slice(&self.seq.to_le_bytes());
+        out[20..24].copy_from_slice(&self.stored_len.to_le_bytes());
+        out[24..28].copy_from_slice(&self.raw_len.to_le_bytes());
+        out[28] = u8::from(self.zstd);
+        out[29..33].copy_from_slice(&self.len.to_le_bytes());
+        out[33..41].copy_from_slice(&self.at.to_le_bytes());
+        out[41..73].copy_from_slice(&self.id.0);
+    }
+
+    fn decode(b: &[u8]) -> Use {
+        Use {
+            pack: u32_at(b, 0),
+            frame_offset: u64_at(b, 4),
+            offset: u32_at(b, 12),
+            seq: u32_at(b, 16),
+            stored_len: u32_at(b, 20),
+            raw_len: u32_at(b, 24),
+            zstd: b[28] == 1,
+            len: u32_at(b, 29),
+            at: u64_at(b, 33),
+            id: id_at(b, 41),
+        }
+    }
+}
+
+/// A placed piece in the plan file: id, offset in the frame, length, offset in the file.
+const PLACED: usize = 32 + 4 + 4 + 8;
+
+fn encode_placed(p: &Placed, out: &mut [u8]) {
+    out[..32].copy_from_slice(&p.id.0);
+    out[32..36].copy_from_slice(&p.offset.to_le_bytes());
+    out[36..40].copy_from_slice(&p.len.to_le_bytes());
+    out[40..48].copy_from_slice(&p.at.to_le_bytes());
+}
+
+fn decode_placed(b: &[u8]) -> Placed {
+    Placed {
+        id: id_at(b, 0),
+        offset: u32_at(b, 32),
+        len: u32_at(b, 36),
+        at: u64_at(b, 40),
+    }
+}
+
+/// Every use of a blob of a file, in pack order, on disk.
+pub(super) struct PlanFile {
+    file: File,
+}
+
+impl PlanFile {
+    /// Pieces `range` (numbered in pack order) into `out`, replacing what it holds.
+    pub(super) fn read(&self, range: Range<usize>, out: &mut Vec<Placed>) -> Result<()> {
+        let mut bytes = vec![0u8; range.len() * PLACED];
+        self.file
+            .read_exact_at(&mut bytes, (range.start * PLACED) as u64)
+            .map_err(|e| temp_file_error(WHAT, "reading", e))?;
+        out.clear();
+        out.extend(bytes.chunks_exact(PLACED).map(decode_placed));
+        Ok(())
+    }
+}
+
+/// The temporary files a plan needs (the sort's runs, the plan). Where none can be made,
+/// the plan is made in memory (logged), unless `index` located the file's blobs on disk.
+pub(super) fn temporaries(index: &Index) -> Result<Option<(File, File)>> {
+    match tempfile::tempfile().and_then(|a| Ok((a, tempfile::tempfile()?))) {
+        Ok(files) => Ok(Some(files)),
+        Err(e) if index.aside().is_some() => Err(temp_file_error(WHAT, "creating", e)),
+        Err(e) => {
+            let e = temp_file_error(WHAT, "creating", e);
+            tracing::warn!("{e}; the plan is held in memory instead");
+            Ok(None)
+        }
+    }
+}
+
+/// The plan of `ids` in the [`temporaries`] `files`, its frames laid out in `layout`; the
+/// file's length.
+pub(super) fn build(
+    loader: &Loader,
+    ids: Cow<'_, [Id]>,
+    layout: &mut Layout,
+    (runs, plan): (File, File),
+) -> Result<(PlanFile, u64)> {
+    let mut uses = Sorter::in_file(WHAT, runs);
+    let ends = match loader.index().aside() {
+        Some(aside) => Some(join(loader.index(), aside, &ids, &mut uses)?),
+        None => {
+            in_file_order(loader.index(), &ids, &mut uses)?;
+            None
+        }
+    };
+    drop(ids);
+    let mut sorted = uses.finish()?;
+    let mut out = BufWriter::with_capacity(256 << 10, plan);
+    let mut rec = [0u8; PLACED];
+    let (mut i, mut len) = (0usize, 0u64);
+    while let Some(u) = sorted.next_record()? {
+        let at = match &ends {
+            Some(ends) => ends[u.seq as usize] - u64::from(u.len),
+            None => u.at,
+        };
+        len = len.max(at + u64::from(u.len));
+        layout.add(i, u.pack, u.frame(), at);
+        let placed = Placed {
+            id: u.id,
+            offset: u.offset,
+            len: u.len,
+            at,
+        };
+        encode_placed(&placed, &mut rec);
+        out.write_all(&rec)
+            .map_err(|e| temp_file_error(WHAT, "writing", e))?;
+        i += 1;
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| temp_file_error(WHAT, "writing", e.into_error()))?;
+    Ok((PlanFile { file }, len))
+}
+
+/// The use of blob `seq` of the file, `id` at `loc`, placed at `at` (when known).
+fn use_of(seq: usize, id: &Id, loc: Location, at: u64) -> Use {
+    Use {
+        pack: loc.pack,
+        frame_offset: loc.frame.offset,
+        offset: loc.offset,
+        seq: seq as u32,
+        stored_len: loc.frame.stored_len,
+        raw_len: loc.frame.raw_len,
+        zstd: loc.frame.compression == Compression::Zstd,
+        len: loc.len,
+        at,
+        id: *id,
+    }
+}
+
+/// Locate `ids` in `index` (in memory) in file order, each use with its offset in the file.
+fn in_file_order(index: &Index, ids: &[Id], uses: &mut Sorter<Use>) -> Result<()> {
+    let mut at = 0u64;
+    for (seq, id) in ids.iter().enumerate() {
+        let loc = index.get(id).ok_or(Error::BlobMissing(*id))?;
+        uses.push(use_of(seq, id, loc, at))?;
+        at += u64::from(loc.len);
+    }
+    Ok(())
+}
+
+/// Locate `ids` by reading `aside` once in id order beside the ids sorted (4 bytes a blob, and
+/// 4 for its length); those not there in `index`. Returns where each blob ends in the file.
+fn join(index: &Index, aside: &EntryFile, ids: &[Id], uses: &mut Sorter<Use>) -> Result<Vec<u64>> {
+    let mut order: Vec<u32> = (0..ids.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| {
+        let (x, y) = (&ids[a as usize], &ids[b as usize]);
+        head(x).cmp(&head(y)).then_with(|| x.cmp(y))
+    });
+    let mut lens = vec![0u32; ids.len()];
+    // The first missing in file order is reported, as by the in-memory plan.
+    let mut first_missing: Option<usize> = None;
+    let mut entries = aside.reader();
+    let mut entry = entries.next_entry()?;
+    for &seq in &order {
+        let (seq, id) = (seq as usize, &ids[seq as usize]);
+        while let Some((e, _)) = &entry {
+            if e >= id {
+                break;
+            }
+            entry = entries.next_entry()?;
+        }
+        let loc = match &entry {
+            Some((e, loc)) if e == id => Some(*loc),
+            _ => index.get(id),
+        };
+        let Some(loc) = loc else {
+            first_missing = Some(first_missing.map_or(seq, |m| m.min(seq)));
+            continue;
+        };
+        lens[seq] = loc.len;
+        uses.push(use_of(seq, id, loc, 0))?;
+    }
+    if let Some(seq) = first_missing {
+        return Err(Error::BlobMissing(ids[seq]));
+    }
+    drop(order);
+    let mut at = 0u64;
+    Ok(lens
+        .into_iter()
+        .map(|len| {
+            at += u64::from(len);
+            at
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::content::{self, Plan, Spans};
+    use super::*;
+    use crate::saver::Saver;
+    use crate::test_repo;
+    use cairn_format::pack::PackKind;
+    use cairn_format::tree::{Node, NodeKind, Tree};
+    use std::sync::Arc;
+
+    /// A repository of small packs and a file of more than [`LARGE_FILE_BLOBS`] uses of
+    /// blobs: distinct ones, some used again far apart, and a blob of zeros used often. The
+    /// repository's directory, the repository, the file's tree and its ids.
+    fn large_file() -> (
+        tempfile::TempDir,
+        Arc<crate::Repository>,
+        Id,
+        Vec<Id>,
+        Vec<u8>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = age::x25519::Identity::generate();
+        let repo = test_repo::create(dir.path(), &identity, Some(1 << 20));
+        let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
+        let mut seed = 7u64;
+        let (mut ids, mut bytes) = (Vec::new(), Vec::new());
+        let zero = saver.add_blob(PackKind::Data, vec![0; 300]).unwrap();
+        let mut distinct = Vec::new();
+        for i in 0..(LARGE_FILE_BLOBS + 1500) {
+            let (id, b) = if i % 11 == 3 {
+                (zero, vec![0; 300])
+            } else if i % 13 == 5 && distinct.len() > 100 {
+                let (id, b): &(Id, Vec<u8>) = &distinct[i % 97];
+                (*id, b.clone())
+            } else {
+                let b = test_repo::noise(&mut seed, 200 + i % 400);
+                let id = saver.add_blob(PackKind::Data, b.clone()).unwrap();
+                distinct.push((id, b.clone()));
+                (id, b)
+            };
+            ids.push(id);
+            bytes.extend_from_slice(&b);
+        }
+        let mut node = Node::new(b"large".to_vec(), NodeKind::File);
+        node.content = ids.clone();
+        let small_blob = distinct[5].0;
+        let mut small = Node::new(b"small".to_vec(), NodeKind::File);
+        small.content = vec![small_blob, zero];
+        let tree = saver
+            .save_tree(&mut Tree {
+                nodes: vec![node, small],
+            })
+            .unwrap();
+        saver.finish().unwrap();
+        (dir, repo, tree, ids, bytes)
+    }
+
+    /// The placements, frames and pack order of `plan`.
+    fn shape(plan: &Plan) -> (Vec<Placed>, usize, u64) {
+        let mut all = Vec::new();
+        plan.each_placement(|p| {
+            all.push(*p);
+            Ok(())
+        })
+        .unwrap();
+        (all, plan.frames(), plan.len)
+    }
+
+    /// `plan` written into a new file, and the bytes a follower was fed.
+    fn written(loader: &Loader, plan: &Plan) -> Result<(Vec<u8>, Vec<u8>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("f"))
+            .unwrap();
+        let mut fed = Vec::new();
+        let mut feed = |p: super::super::follow::Piece| fed.extend_from_slice(&p);
+        content::write(loader, plan, &file, &|_| {}, Some(&mut feed))?;
+        Ok((std::fs::read(dir.path().join("f")).unwrap(), fed))
+    }
+
+    /// The three ways a large file is planned: in memory, on disk from the index in memory,
+    /// on disk from the entries set aside by a restore's partial index.
+    fn loaders(repo: &Arc<crate::Repository>, tree: Id) -> (Loader, Loader) {
+        let whole = Arc::new(Index::load(repo).unwrap());
+        let part = crate::partial_index::for_trees_above(repo, &[tree], false, 0, true).unwrap();
+        assert!(part
+            .aside()
+            .is_some_and(|a| a.len() >= LARGE_FILE_BLOBS as u64 / 2));
+        // In memory: the tree and the small file's two blobs, not the large file's.
+        assert!(part.len() < 10, "{} entries in memory", part.len());
+        for b in part.aside().unwrap().reader_all() {
+            let (a, w) = (part.get(&b).unwrap(), whole.get(&b).unwrap());
+            assert_eq!(part.pack(a.pack).id, whole.pack(w.pack).id);
+            assert_eq!((a.frame, a.offset, a.len), (w.frame, w.offset, w.len));
+        }
+        (
+            Loader::new(repo.clone(), whole),
+            Loader::new(repo.clone(), Arc::new(part)),
+        )
+    }
+
+    fn plans(whole: &Loader, part: &Loader, ids: &[Id]) -> [Result<Plan>; 3] {
+        let spans = Spans::LOCAL;
+        [
+            Plan::in_memory(whole, Cow::Borrowed(ids), spans),
+            Plan::with_spans(whole, Cow::Borrowed(ids), spans),
+            Plan::with_spans(part, Cow::Owned(ids.to_vec()), spans),
+        ]
+    }
+
+    #[test]
+    fn a_plan_on_disk_places_and_writes_what_the_one_in_memory_does() {
+        let (_dir, repo, tree, ids, bytes) = large_file();
+        let (whole, part) = loaders(&repo, tree);
+        let [memory, from_index, from_aside] = plans(&whole, &part, &ids).map(Result::unwrap);
+        assert!(matches!(memory.pieces_kind(), "memory"));
+        assert!(matches!(from_index.pieces_kind(), "disk"));
+        assert!(matches!(from_aside.pieces_kind(), "disk"));
+        let want = shape(&memory);
+        assert_eq!(want.2, bytes.len() as u64);
+        assert!(want.1 > 10, "several frames: {}", want.1);
+        assert_eq!(shape(&from_index), want);
+        assert_eq!(shape(&from_aside), want);
+        let order = memory.pack_order(whole.index());
+        assert_eq!(from_index.pack_order(whole.index()), order);
+        assert_eq!(from_aside.pack_order(part.index()), order);
+        for (loader, plan) in [
+            (&whole, &memory),
+            (&whole, &from_index),
+            (&part, &from_aside),
+        ] {
+            let (file, fed) = written(loader, plan).unwrap();
+            assert!(file == bytes, "the file as stored");
+            assert!(fed == bytes, "fed in file order");
+        }
+    }
+
+    #[test]
+    fn a_missing_blob_and_a_damaged_pack_are_the_same_errors() {
+        let (dir, repo, tree, mut ids, _) = large_file();
+        let (whole, part) = loaders(&repo, tree);
+        // Two unknown blobs: the first in file order is named.
+        let (first, last) = (test_repo::spread_id(1), test_repo::spread_id(2));
+        ids.insert(10, first);
+        ids.insert(9000, last);
+        for plan in plans(&whole, &part, &ids) {
+            let e = plan.err().expect("a missing blob");
+            assert!(matches!(e, Error::BlobMissing(id) if id == first), "{e}");
+        }
+        ids.remove(9000);
+        ids.remove(10);
+        // A byte flipped in the pack of one blob in the middle of the file.
+        let loc = whole.index().get(&ids[5000]).unwrap();
+        let pack = whole.index().pack(loc.pack).id;
+        let path = dir
+            .path()
+            .join(crate::Repository::pack_path(PackKind::Data, &pack));
+        let mut stored = std::fs::read(&path).unwrap();
+        let middle = stored.len() / 2;
+        stored[middle] ^= 1;
+        std::fs::write(&path, stored).unwrap();
+        let errors: Vec<String> = plans(&whole, &part, &ids)
+            .into_iter()
+            .zip([&whole, &whole, &part])
+            .map(|(plan, loader)| written(loader, &plan.unwrap()).unwrap_err().to_string())
+            .collect();
+        assert!(errors[0].contains(&pack.to_hex()), "{}", errors[0]);
+        assert_eq!(errors[1], errors[0]);
+        assert_eq!(errors[2], errors[0]);
+    }
+}
