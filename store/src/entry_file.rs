@@ -43,20 +43,25 @@ struct Sorted {
     len: u32,
 }
 
+/// A frame as the temporary files record it: offset, stored and raw length, zstd or not.
+pub(crate) fn frame_ref(offset: u64, stored_len: u32, raw_len: u32, zstd: bool) -> FrameRef {
+    FrameRef {
+        offset,
+        stored_len,
+        raw_len,
+        compression: if zstd {
+            Compression::Zstd
+        } else {
+            Compression::None
+        },
+    }
+}
+
 impl Sorted {
     fn location(&self) -> Location {
         Location {
             pack: self.pack,
-            frame: FrameRef {
-                offset: self.frame_offset,
-                stored_len: self.stored_len,
-                raw_len: self.raw_len,
-                compression: if self.zstd {
-                    Compression::Zstd
-                } else {
-                    Compression::None
-                },
-            },
+            frame: frame_ref(self.frame_offset, self.stored_len, self.raw_len, self.zstd),
             offset: self.offset,
             len: self.len,
         }

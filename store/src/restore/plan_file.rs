@@ -11,7 +11,7 @@
 //! (4 MiB) and read buffers, and nothing per blob once the plan is made.
 
 use super::content::{Layout, Placed};
-use crate::entry_file::EntryFile;
+use crate::entry_file::{frame_ref, EntryFile};
 use crate::id_file::temp_file_error;
 use crate::index::{head, Index, Location};
 use crate::loader::Loader;
@@ -56,16 +56,7 @@ struct Use {
 
 impl Use {
     fn frame(&self) -> FrameRef {
-        FrameRef {
-            offset: self.frame_offset,
-            stored_len: self.stored_len,
-            raw_len: self.raw_len,
-            compression: if self.zstd {
-                Compression::Zstd
-            } else {
-                Compression::None
-            },
-        }
+        frame_ref(self.frame_offset, self.stored_len, self.raw_len, self.zstd)
     }
 }
 
