@@ -26,7 +26,9 @@
 # Each restore goes into an empty directory, the page cache is warm (every tool restores each
 # set BENCH_ROUNDS times in turn), and the result is compared with the original (cmp / diff -r).
 # Reported per tool: MB/s, peak RSS and CPU seconds (user + sys of the restore process, the work
-# per byte: steadier than the wall clock on a shared machine).
+# per byte: steadier than the wall clock on a shared machine). Each round also copies the
+# original data with `cp` and `sync -f`: the floor of writing it to this disk, reported beside
+# the restores timed until their data is on disk.
 # Progress goes to stderr, the markdown report to stdout; logs in WORKDIR/logs/restore-*.log.
 set -euo pipefail
 
@@ -209,6 +211,26 @@ restore_once() {
     rm -rf "$out"
 }
 
+# copy_once SET NAME: the floor of a restore to disk on this machine: the original data copied
+# with `cp` (page cache warm) into a fresh directory on the same file system as the restores,
+# then `sync -f`: no reading of a repository, no decryption, decompression or verification.
+copy_once() {
+    local set=$1 out=$RUN/out src t0
+    case $set in
+    etcd) src=$SERIES/day-7.db ;;
+    big) src=$DATA/big/big.bin ;;
+    config) src=$DATA/etc ;;
+    esac
+    rm -rf "$out"
+    mkdir -p "$out"
+    sync -f "$out"
+    t0=$(date +%s.%N)
+    cp -a "$src" "$out/" || die "cp of $src"
+    sync -f "$out"
+    WALL=$(python3 -c "print(round($(date +%s.%N) - $t0, 3))")
+    rm -rf "$out"
+}
+
 # bench_set SET WHERE REPO_PREFIX: back up SET with cairn and restic, restore it ROUNDS times
 # with each tool in turn.
 bench_set() {
@@ -228,6 +250,9 @@ bench_set() {
             record "$where.$set.$tool.durable" "$(python3 -c "print($WALL + $SYNC)")"
             log "$where/$set: $tool restore round $r ${WALL}s (+ ${SYNC}s to disk), ${CPU} CPU-s, peak RSS ${RSS_KB} KB"
         done
+        copy_once "$set"
+        record "$where.$set.copy.durable" "$WALL"
+        log "$where/$set: plain cp + sync -f round $r ${WALL}s"
     done
 }
 
@@ -360,17 +385,21 @@ for where, s, label in rows:
     print(f"| {label} | {cells}{ratios} | {rss} |")
 # The same restores timed until their data is on disk (the restore, then `sync -f` on the
 # target's file system): what a recovery can rely on before the host is rebooted.
+# The last columns: the original data copied with `cp`, then `sync -f` (the floor of writing
+# it to this disk, with nothing read from a repository), and cairn's share of that rate.
 print("\n| restore until on disk (+ `sync -f`) | " + " | ".join(f"{t} MB/s" for t in tools)
-      + "".join(f" | cairn / {o}" for o in peers) + " |")
-print("|---" * (len(tools) + len(peers) + 1) + "|")
+      + "".join(f" | cairn / {o}" for o in peers) + " | plain `cp` MB/s | cairn / `cp` |")
+print("|---" * (len(tools) + len(peers) + 3) + "|")
 for where, s, label in rows:
     size = med(f"{'s3.' if where == 's3' else ''}{s}.bytes")
-    rate = {t: size / 1e6 / med(f"{where}.{s}.{t}.durable") for t in tools
+    rate = {t: size / 1e6 / med(f"{where}.{s}.{t}.durable") for t in tools + ["copy"]
             if size and med(f"{where}.{s}.{t}.durable")}
     if "cairn" not in rate:
         continue
-    cells = " | ".join(f"{rate[t]:.0f}" if t in rate else "–" for t in tools)
-    print(f"| {label} | {cells}" + "".join(f" | {rate['cairn'] / rate[o]:.2f}×" if o in rate else " | –" for o in peers) + " |")
+    floor = f"{rate['cairn'] / rate['copy']:.2f}×" if "copy" in rate else "–"
+    print(f"| {label} | " + " | ".join(f"{rate[t]:.0f}" if t in rate else "–" for t in tools)
+          + "".join(f" | {rate['cairn'] / rate[o]:.2f}×" if o in rate else " | –" for o in peers)
+          + (f" | {rate['copy']:.0f} | {floor} |" if "copy" in rate else " | – | – |"))
 # CPU seconds (user + sys) of each restore process: the work per byte, less sensitive to the
 # other load on a shared machine than the wall clock.
 print("\n| restore, CPU seconds (user + sys) | " + " | ".join(tools) + "".join(f" | {o} / cairn" for o in peers) + " |")
