@@ -110,10 +110,71 @@ impl PackEntriesBuilder {
     }
 }
 
+/// Where the records are: a temporary file, or memory where none can be made or written (a
+/// full TMPDIR: 57 bytes a blob, logged).
+#[derive(Debug)]
+enum Records {
+    File(File),
+    Memory(Vec<u8>),
+}
+
+impl Records {
+    /// A temporary file, or memory (logged) where none can be made.
+    fn new() -> Records {
+        match tempfile::tempfile() {
+            Ok(f) => Records::File(f),
+            Err(e) => {
+                tracing::warn!("{}; {IN_MEMORY}", tmp_error("creating", e));
+                Records::Memory(Vec::new())
+            }
+        }
+    }
+
+    /// Write `bytes` at `at`, where the records written so far end. A file that cannot take
+    /// them is read back into memory, where they go on.
+    fn write(&mut self, bytes: &[u8], at: u64) -> Result<()> {
+        if let Records::File(f) = self {
+            let Err(e) = f.write_all_at(bytes, at) else {
+                return Ok(());
+            };
+            let e = tmp_error("writing", e);
+            let mut held = vec![0u8; at as usize];
+            if f.read_exact_at(&mut held, 0).is_err() {
+                return Err(e);
+            }
+            tracing::warn!("{e}; {IN_MEMORY}");
+            *self = Records::Memory(held);
+        }
+        if let Records::Memory(v) = self {
+            v.truncate(at as usize);
+            v.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    fn read(&self, bytes: &mut [u8], at: u64) -> Result<()> {
+        match self {
+            Records::File(f) => f
+                .read_exact_at(bytes, at)
+                .map_err(|e| tmp_error("reading", e)),
+            Records::Memory(v) => {
+                let held = v.get(at as usize..at as usize + bytes.len());
+                bytes.copy_from_slice(held.ok_or_else(|| {
+                    Error::Invalid("index entries read beyond those set aside".into())
+                })?);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What a [`PackEntries`] without a usable temporary file does.
+const IN_MEMORY: &str = "the index entries are held in memory instead (57 bytes a blob)";
+
 /// Packs' index entries on disk, appended a pack at a time and read back a pack at a time.
 #[derive(Debug)]
 pub struct PackEntries {
-    file: File,
+    records: Records,
     /// Records written.
     written: u64,
     runs: HashMap<Id, Vec<Run>>,
@@ -122,11 +183,10 @@ pub struct PackEntries {
 }
 
 impl PackEntries {
-    /// An empty set with its temporary file.
+    /// An empty set with its temporary file (in memory where none can be made).
     pub fn new() -> Result<PackEntries> {
-        let file = tempfile::tempfile().map_err(|e| tmp_error("creating", e))?;
         Ok(PackEntries {
-            file,
+            records: Records::new(),
             written: 0,
             runs: HashMap::new(),
             buf: Vec::new(),
@@ -150,9 +210,8 @@ impl PackEntries {
         for b in &p.blobs {
             self.buf.extend_from_slice(&encode_blob(b));
         }
-        self.file
-            .write_all_at(&self.buf, self.written * BLOB_RECORD as u64)
-            .map_err(|e| tmp_error("writing", e))?;
+        self.records
+            .write(&self.buf, self.written * BLOB_RECORD as u64)?;
         if self.buf.capacity() > 1 << 20 {
             self.buf = Vec::new();
         }
@@ -196,9 +255,7 @@ impl PackEntries {
             while at < end {
                 let n = (end - at).min(CHUNK as u64) as usize;
                 let bytes = &mut bytes[..n * BLOB_RECORD];
-                self.file
-                    .read_exact_at(bytes, at * BLOB_RECORD as u64)
-                    .map_err(|e| tmp_error("reading", e))?;
+                self.records.read(bytes, at * BLOB_RECORD as u64)?;
                 for rec in bytes.chunks_exact(BLOB_RECORD) {
                     let rec: &[u8; BLOB_RECORD] = rec.try_into().expect("a whole record");
                     out.push(decode_blob(rec));
@@ -219,6 +276,22 @@ mod tests {
     use super::*;
     use cairn_format::pack::PackKind;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_file_that_cannot_be_written_is_read_back_into_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records");
+        std::fs::write(&path, b"abc").unwrap();
+        // Read-only: the write fails, the 3 bytes written before move to memory.
+        let mut r = Records::File(File::open(&path).unwrap());
+        r.write(b"def", 3).unwrap();
+        assert!(matches!(&r, Records::Memory(v) if v == b"abcdef"));
+        r.write(b"XY", 2).unwrap(); // a listing starting over truncates, as the file would
+        let mut back = [0u8; 4];
+        r.read(&mut back, 0).unwrap();
+        assert_eq!(&back, b"abXY");
+        assert!(r.read(&mut back, 1).is_err(), "beyond what was written");
+    }
 
     fn blob(n: u32, seed: u32) -> BlobEntry {
         let mut id = [0u8; 32];

@@ -69,6 +69,9 @@ pub(crate) fn for_trees_above(
         Some(sp) => Index::load_aside(repo, &is_tree, false, &mut |attempt, p| sp.put(attempt, p))?,
         None => Index::load_filtered(repo, &is_tree, false)?,
     };
+    // A temporary file that filled up (a full TMPDIR) costs a second read of the index, not
+    // the command.
+    let spill = spill.and_then(Spill::usable);
     let trees = Arc::new(trees);
     let large_below = if aside_large && spill.is_some() {
         LARGE_FILE_BLOBS
@@ -148,6 +151,8 @@ pub(crate) fn for_trees_above(
 struct Spill {
     out: BufWriter<File>,
     attempt: u32,
+    /// The first write that failed (the file is then no longer written).
+    failed: Option<std::io::Error>,
 }
 
 /// One pack: id, size, number of blobs.
@@ -155,7 +160,7 @@ const PACK_RECORD: usize = 32 + 8 + 4;
 
 fn spill_error(e: std::io::Error) -> Error {
     Error::Invalid(format!(
-        "setting index entries aside in a temporary file (TMPDIR): {e}"
+        "setting index entries aside in a temporary file (in TMPDIR, or /tmp): {e}; free space there or point TMPDIR elsewhere"
     ))
 }
 
@@ -164,30 +169,55 @@ impl Spill {
         Spill {
             out: BufWriter::with_capacity(1 << 20, f),
             attempt: 0,
+            failed: None,
         }
     }
 
-    /// Set a data pack aside (tree packs stay in the index); a new listing starts over.
+    /// Set a data pack aside (tree packs stay in the index); a new listing starts over. A
+    /// write that fails is kept for [`Spill::usable`], not returned: the index goes on loading.
     fn put(&mut self, attempt: u32, p: &IndexPack) -> Result<()> {
+        if self.failed.is_none() {
+            if let Err(e) = self.write(attempt, p) {
+                self.failed = Some(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, attempt: u32, p: &IndexPack) -> std::io::Result<()> {
         if attempt != self.attempt {
             self.attempt = attempt;
-            self.out.flush().map_err(spill_error)?;
+            self.out.flush()?;
             let f = self.out.get_mut();
-            f.set_len(0).map_err(spill_error)?;
-            f.seek(SeekFrom::Start(0)).map_err(spill_error)?;
+            f.set_len(0)?;
+            f.seek(SeekFrom::Start(0))?;
         }
         if p.kind != PackKind::Data {
             return Ok(());
         }
         let w = &mut self.out;
-        let mut put = |b: &[u8]| w.write_all(b).map_err(spill_error);
-        put(&p.id.0)?;
-        put(&p.size.to_le_bytes())?;
-        put(&(p.blobs.len() as u32).to_le_bytes())?;
+        w.write_all(&p.id.0)?;
+        w.write_all(&p.size.to_le_bytes())?;
+        w.write_all(&(p.blobs.len() as u32).to_le_bytes())?;
         for b in &p.blobs {
-            put(&encode_blob(b))?;
+            w.write_all(&encode_blob(b))?;
         }
         Ok(())
+    }
+
+    /// The spill, unless a write to it failed (logged: the index is then read again).
+    fn usable(mut self) -> Option<Spill> {
+        let failed = self.failed.take().or_else(|| self.out.flush().err());
+        match failed {
+            None => Some(self),
+            Some(e) => {
+                tracing::warn!(
+                    "{}; reading the index objects again instead",
+                    spill_error(e)
+                );
+                None
+            }
+        }
     }
 
     /// Every pack set aside, in order, one at a time.
@@ -413,7 +443,19 @@ mod tests {
         };
         sp.put(2, &tree).unwrap();
         let mut back = Vec::new();
-        sp.replay(|p| back.push(p.clone())).unwrap();
+        sp.usable()
+            .unwrap()
+            .replay(|p| back.push(p.clone()))
+            .unwrap();
         assert_eq!(back, vec![pack(2, 0), pack(3, 300)]);
+        // A file that cannot be written (here: opened read-only) is given up, not an error.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("spill"), b"").unwrap();
+        let mut sp = Spill::new(File::open(dir.path().join("spill")).unwrap());
+        for n in 0..20 {
+            sp.put(1, &pack(n, 3000)).unwrap();
+        }
+        assert!(sp.failed.is_some(), "a write to a read-only file failed");
+        assert!(sp.usable().is_none());
     }
 }

@@ -3,10 +3,9 @@
 //! concerns the repository (partial snapshots, nothing saved on failure, snapshot selection)
 //! runs on a local directory and on S3.
 
+use cairn_e2e::small_fs::SmallFs;
 use cairn_e2e::*;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn missing_path_next_to_an_existing_one_gives_a_partial_snapshot(backend: Backend) {
     let fx = Fixture::on(backend);
@@ -104,31 +103,6 @@ fn restore_target_that_is_a_file_is_refused() {
     // A target below a file.
     let below = target.join("sub");
     fx.restore(&snap, &below, &[]).code_is(1);
-}
-
-/// A 1 MiB tmpfs mounted for the test's duration (None if mounting is not allowed here).
-struct SmallFs {
-    dir: PathBuf,
-}
-
-impl SmallFs {
-    fn mount(dir: &Path) -> Option<SmallFs> {
-        fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs", s(dir)])
-            .status()
-            .map(|st| st.success())
-            .unwrap_or(false);
-        ok.then(|| SmallFs {
-            dir: dir.to_path_buf(),
-        })
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
-    }
 }
 
 #[test]

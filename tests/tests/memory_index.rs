@@ -6,6 +6,7 @@
 //! large repository peaks no higher either, and still finds what is stored (exactly).
 
 use cairn_e2e::rss::{cairn_with_rss, copy_checked_with_rss};
+use cairn_e2e::small_fs::SmallFs;
 use cairn_e2e::*;
 
 /// Allowed difference in peak RSS: well under the ~11 MB the large repository's whole index
@@ -82,12 +83,14 @@ fn restore_and_copy_of_a_small_snapshot_do_not_hold_the_whole_index() {
     let report = big.backup(&[&numbers]);
     let added = num(&report, "blobs_added");
     assert!(added < 20, "{report}");
+    let numbers_snap = Fixture::snap_id(&report);
     let target = big.tmp.path().join("out-numbers");
-    big.restore(&Fixture::snap_id(&report), &target, &[]).ok();
+    big.restore(&numbers_snap, &target, &[]).ok();
     assert_eq!(
         std::fs::read(Fixture::restored(&target, &numbers).join("n.txt")).unwrap(),
         sh("seq", &["1", "2000000"])
     );
+    full_tmpdir(&big, &numbers_snap, &numbers);
     let (big_backup, alone_backup) = (backup_peaks[0], backup_peaks[1]);
     assert!(
         big_backup < alone_backup + SLACK,
@@ -108,4 +111,46 @@ fn restore_and_copy_of_a_small_snapshot_do_not_hold_the_whole_index() {
         big_copy >> 10,
         alone_copy >> 10
     );
+}
+
+/// With TMPDIR on a full file system (a 64 KiB tmpfs), what needs temporary files from the
+/// large repository still works, in memory, saying so: restore (the index's data entries set
+/// aside, then a plan of over 8,192 blobs), copy, and prune (the index objects' entries).
+fn full_tmpdir(big: &Fixture, snap: &str, numbers: &std::path::Path) {
+    let Some(small) = SmallFs::mount_sized(&big.tmp.path().join("tmpdir"), "64k") else {
+        eprintln!("note: cannot mount a tmpfs here (not root or no CAP_SYS_ADMIN); skipping the full TMPDIR part");
+        return;
+    };
+    let tmp = [("TMPDIR", small.dir.as_os_str())];
+    let target = big.tmp.path().join("out-full-tmpdir");
+    big.run_env(
+        &big.id_args(&["restore", snap, "--target", s(&target)]),
+        &tmp,
+    )
+    .ok()
+    .stderr_has(&[
+        "no space left",
+        "point tmpdir elsewhere",
+        "reading the index objects again",
+        "plan is held in memory",
+    ]);
+    assert_eq!(
+        std::fs::read(Fixture::restored(&target, numbers).join("n.txt")).unwrap(),
+        sh("seq", &["1", "2000000"])
+    );
+    let to = big.fresh_store("copy-full-tmpdir").location();
+    let id = s(&big.identity);
+    big.run(&["-r", &to, "-i", id, "init", "--like", s(&big.repo)])
+        .ok();
+    big.run_env(&big.id_args(&["copy", "--to", &to, snap]), &tmp)
+        .ok()
+        .stderr_has(&["reading the index objects again"]);
+    big.run(&["-r", &to, "-i", id, "check", "--read-data"]).ok();
+    big.run_env(
+        &big.id_args(&["forget", "--keep-last", "1", "--prune"]),
+        &tmp,
+    )
+    .ok()
+    .stderr_has(&["index entries are held in memory"]);
+    big.id(&["check"]).ok();
 }

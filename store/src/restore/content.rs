@@ -235,7 +235,7 @@ impl Plan {
     /// A large file's plan is made and kept in a temporary file ([`super::plan_file`]).
     pub fn with_spans(loader: &Loader, ids: Cow<'_, [Id]>, limits: Spans) -> Result<Plan> {
         if super::plan_file::wanted(&ids) {
-            if let Some(files) = super::plan_file::temporaries(loader.index())? {
+            if let Some(files) = super::plan_file::temporaries(loader.index(), ids.len())? {
                 let mut layout = Layout::new(limits);
                 let (file, len) = super::plan_file::build(loader, ids, &mut layout, files)?;
                 return Ok(layout.finish(Pieces::Disk(file), len));

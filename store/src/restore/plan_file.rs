@@ -11,11 +11,12 @@
 //! (4 MiB) and read buffers, and nothing per blob once the plan is made.
 
 use super::content::{Layout, Placed};
+use crate::disk_space::reserve;
 use crate::entry_file::{frame_ref, EntryFile};
 use crate::id_file::temp_file_error;
 use crate::index::{head, Index, Location};
 use crate::loader::Loader;
-use crate::record_sort::{Record, Sorter};
+use crate::record_sort::{Record, Sorter, RUN_BYTES};
 use crate::{Error, Result};
 use cairn_format::frame::Compression;
 use cairn_format::pack::FrameRef;
@@ -141,14 +142,28 @@ impl PlanFile {
     }
 }
 
-/// The temporary files a plan needs (the sort's runs, the plan). Where none can be made,
-/// the plan is made in memory (logged), unless `index` located the file's blobs on disk.
-pub(super) fn temporaries(index: &Index) -> Result<Option<(File, File)>> {
-    match tempfile::tempfile().and_then(|a| Ok((a, tempfile::tempfile()?))) {
+/// The temporary files a plan of `uses` uses of a blob needs (the sort's runs, the plan),
+/// with room reserved for all of it. Where they cannot be made or hold it (a full TMPDIR), the
+/// plan is made in memory (logged), unless `index` located the file's blobs on disk.
+pub(super) fn temporaries(index: &Index, uses: usize) -> Result<Option<(File, File)>> {
+    let made = || -> Result<(File, File)> {
+        let create = |e| temp_file_error(WHAT, "creating", e);
+        let room = |e| temp_file_error(WHAT, "making room for", e);
+        let (runs, plan) = (
+            tempfile::tempfile().map_err(create)?,
+            tempfile::tempfile().map_err(create)?,
+        );
+        // The runs are written only when they are more than one.
+        if uses > RUN_BYTES / std::mem::size_of::<Use>() {
+            reserve(&runs, (uses * Use::LEN) as u64).map_err(room)?;
+        }
+        reserve(&plan, (uses * PLACED) as u64).map_err(room)?;
+        Ok((runs, plan))
+    };
+    match made() {
         Ok(files) => Ok(Some(files)),
-        Err(e) if index.aside().is_some() => Err(temp_file_error(WHAT, "creating", e)),
+        Err(e) if index.aside().is_some() => Err(e),
         Err(e) => {
-            let e = temp_file_error(WHAT, "creating", e);
             tracing::warn!("{e}; the plan is held in memory instead");
             Ok(None)
         }
