@@ -387,6 +387,28 @@ mod tests {
         assert!(!set.contains(&id(1)));
     }
 
+    /// Timing, not a check: `cargo test --release -p cairn-store --lib id_file::tests::time_build
+    /// -- --ignored --nocapture` builds the set of 2 million random ids (16 runs) and looks each up.
+    #[test]
+    #[ignore]
+    fn time_build() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let ids: Vec<Id> = (0..2_000_000).map(|_| Id(rng.gen())).collect();
+        for round in 0..3 {
+            let start = std::time::Instant::now();
+            let mut b = IdFileBuilder::new().unwrap();
+            for id in &ids {
+                b.push(*id).unwrap();
+            }
+            let set = b.finish().unwrap();
+            let built = start.elapsed();
+            assert_eq!(set.len(), ids.len() as u64);
+            assert!(ids.iter().step_by(97).all(|id| set.contains(id)));
+            println!("round {round}: built 2M ids in {built:.2?}, {} bytes of fences", set.memory());
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
         /// The same answers as a HashSet, for ids sharing long prefixes, one run or many.
