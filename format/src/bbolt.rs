@@ -1297,19 +1297,13 @@ impl PageSum {
                 r[0] = RECORD_MISMATCH;
                 r[7..15].copy_from_slice(&found.to_le_bytes());
             }
-            Body::Plain {
-                last_rev,
-                len,
-                crc,
-                count,
-                short,
-            } => {
+            Body::Plain(p) => {
                 r[0] = RECORD_PLAIN;
-                r[7..15].copy_from_slice(&last_rev.to_le_bytes());
-                r[15..19].copy_from_slice(&len.to_le_bytes());
-                r[19..23].copy_from_slice(&crc.to_le_bytes());
-                r[23..25].copy_from_slice(&count.to_le_bytes());
-                r[25] = short;
+                r[7..15].copy_from_slice(&p.last_rev.to_le_bytes());
+                r[15..19].copy_from_slice(&p.len.to_le_bytes());
+                r[19..23].copy_from_slice(&p.crc.to_le_bytes());
+                r[23..25].copy_from_slice(&p.count.to_le_bytes());
+                r[25] = p.short;
             }
             _ => return None,
         }
@@ -1329,13 +1323,13 @@ impl PageSum {
             RECORD_HELD => return Ok(None),
             RECORD_OPAQUE => Body::Opaque,
             RECORD_MISMATCH => Body::Mismatch(le64(r, 7)),
-            RECORD_PLAIN => Body::Plain {
+            RECORD_PLAIN => Body::Plain(PlainLeaf {
                 last_rev: le64(r, 7),
                 len: le32(r, 15),
                 crc: le32(r, 19),
                 count: u16::from_le_bytes([r[23], r[24]]),
                 short: r[25],
-            },
+            }),
             kind => {
                 return Err(BboltError::Io(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -1360,15 +1354,8 @@ enum Body {
     Mismatch(u64),
     /// A branch page's children, in key order.
     Branch(Box<[u64]>),
-    /// A leaf page of plain entries only, held compactly (most pages are this); see [`LeafSum`].
-    Plain {
-        last_rev: u64,
-        len: u32,
-        crc: u32,
-        count: u16,
-        /// Length + 1 of a key too short to hold a revision, 0 when there is none.
-        short: u8,
-    },
+    /// A leaf page of plain entries only, held compactly (most pages are this).
+    Plain(PlainLeaf),
     /// Any other leaf page.
     Leaf(Box<LeafSum>),
     /// The page ids a freelist page lists.
@@ -1379,6 +1366,21 @@ enum Body {
     Pending,
     /// A page the stream did not hold, and why.
     Refused(&'static str),
+}
+
+/// A [`LeafSum`] of plain entries only (at most one run), compact: the fields of a
+/// [`SUMMARY_RECORD`] of kind plain, in its order.
+#[derive(Clone, Copy)]
+struct PlainLeaf {
+    /// Main revision in the last key.
+    last_rev: u64,
+    /// The page's one run of entries: the length and CRC-32C of its keys and values.
+    len: u32,
+    crc: u32,
+    /// Elements in the page (all in the run).
+    count: u16,
+    /// Length + 1 of a key too short to hold a revision, 0 when there is none.
+    short: u8,
 }
 
 /// A leaf page's entries, digested for the walk: runs of plain entries and bucket entries, in
@@ -1714,26 +1716,28 @@ impl LeafSum {
             Some(Seg::Run { crc, len, .. }) => (*crc, *len as u32),
             _ => (0, 0),
         };
-        Body::Plain {
+        Body::Plain(PlainLeaf {
             last_rev: self.last_rev,
             len,
             crc,
             count: self.count,
             short: self.short.map_or(0, |(_, len)| len as u8 + 1),
-        }
+        })
     }
+}
 
+impl From<PlainLeaf> for LeafSum {
     /// Back from the compact form.
-    fn from_plain(last_rev: u64, len: u32, crc: u32, count: u16, short: u8) -> LeafSum {
+    fn from(p: PlainLeaf) -> LeafSum {
         LeafSum {
-            count,
-            last_rev,
-            short: (short > 0).then(|| (0, u32::from(short) - 1)),
-            segs: if count > 0 {
+            count: p.count,
+            last_rev: p.last_rev,
+            short: (p.short > 0).then(|| (0, u32::from(p.short) - 1)),
+            segs: if p.count > 0 {
                 vec![Seg::Run {
-                    crc,
-                    len: u64::from(len),
-                    count: u32::from(count),
+                    crc: p.crc,
+                    len: u64::from(p.len),
+                    count: u32::from(p.count),
                     first: None,
                 }]
             } else {
@@ -1974,20 +1978,7 @@ impl<P: Pages> Walker<P> {
                 }
                 Ok(())
             }
-            Body::Plain {
-                last_rev,
-                len,
-                crc,
-                count,
-                short,
-            } => self.leaf(
-                pgid,
-                false,
-                LeafSum::from_plain(last_rev, len, crc, count, short),
-                depth,
-                role,
-                true,
-            ),
+            Body::Plain(p) => self.leaf(pgid, false, p.into(), depth, role, true),
             Body::Leaf(sum) => self.leaf(pgid, false, *sum, depth, role, true),
             body => Err(body_error(
                 pgid,
@@ -2501,6 +2492,13 @@ mod tests {
             inspect_bytes(&bytes),
             Err(BboltError::BadRevisionKey { len: 5 })
         ));
+        for piece in PIECES {
+            // Also from a page summary read back from a record.
+            assert!(matches!(
+                stream(&bytes, piece),
+                Err(BboltError::BadRevisionKey { len: 5 })
+            ));
+        }
 
         let (bytes, _, _) = sample(false);
         let root = le64(&bytes, 16 + 16) as usize;

@@ -7,8 +7,8 @@
 //! added in, so the first added of an id wins, as in [`crate::index::Index`]. Memory then
 //! holds the first id of every block of [`BLOCK`] entries (half a byte per entry).
 
-use crate::id_file::temp_file_error;
 use crate::index::Location;
+use crate::record_sort::temp_file_error;
 use crate::record_sort::{Record, Sorter};
 use crate::Result;
 use cairn_format::frame::Compression;

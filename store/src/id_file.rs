@@ -2,9 +2,9 @@
 //! more ids than are worth holding in memory ("is this blob stored?", which is all a backup
 //! asks of the data packs' index entries).
 //!
-//! Building: ids are collected in runs of at most [`RUN_IDS`] (4 MiB), each sorted and appended
-//! to a temporary file; at the end the runs are merged (one 8 KiB read buffer per run) into a
-//! second temporary file of sorted, distinct ids, 32 bytes each. Memory then holds only the
+//! Building: ids are sorted in runs of at most [`RUN_IDS`] (4 MiB) appended to a temporary file
+//! ([`crate::record_sort`]); at the end the runs are merged (one 8 KiB read buffer per run) into
+//! a second temporary file of sorted, distinct ids, 32 bytes each. Memory then holds only the
 //! first id of every block of [`BLOCK_IDS`] ids (1 byte per id stored: a million ids, 250 KB);
 //! a lookup bisects that table and reads one 4 KiB block with `pread` (no mapping: mapped pages
 //! that are touched count in the process's resident memory, page cache reads do not).
@@ -13,44 +13,42 @@
 //! that fails (the temporary file's disk failing under it) reports the id absent and logs it
 //! once: the caller then stores the blob again, which costs space and never loses data.
 
+use crate::record_sort::{temp_file_error, Record, Sorter, RUN_BYTES};
 use crate::{Error, Result};
 use cairn_format::Id;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Ids sorted in memory at once while building (4 MiB).
-pub const RUN_IDS: usize = 128 << 10;
+pub const RUN_IDS: usize = RUN_BYTES / ID_LEN;
 /// Ids per block of the file: one in-memory fence per block, one `pread` per lookup.
 pub const BLOCK_IDS: usize = 128;
-/// Ids read at once from each run while merging (8 KiB).
-const MERGE_READ_IDS: usize = 256;
+/// Bytes read at once from each run while merging.
+const MERGE_READ_BYTES: usize = 8 << 10;
 const ID_LEN: usize = 32;
+const WHAT: &str = "stored blob ids";
 
 fn tmp_error(what: &str, e: std::io::Error) -> Error {
-    temp_file_error("stored blob ids", what, e)
+    temp_file_error(WHAT, what, e)
 }
 
-/// An error `what`-ing (creating, writing, reading…) a local temporary file of `holding`: it
-/// names the file's place and what to do.
-pub(crate) fn temp_file_error(holding: &str, what: &str, e: std::io::Error) -> Error {
-    Error::Invalid(format!(
-        "{what} the temporary file of {holding} (in TMPDIR, or /tmp): {e}; free space there or point TMPDIR elsewhere"
-    ))
+impl Record for Id {
+    const LEN: usize = ID_LEN;
+    fn encode(&self, out: &mut [u8]) {
+        out.copy_from_slice(&self.0);
+    }
+    fn decode(b: &[u8]) -> Id {
+        id_of(b)
+    }
 }
 
 /// Collects ids into sorted runs on disk; [`IdFileBuilder::finish`] merges them.
 pub struct IdFileBuilder {
-    run: Vec<Id>,
-    run_ids: usize,
-    /// Sorted runs, one after another.
-    runs: File,
-    /// Ids in each run written.
-    lengths: Vec<u64>,
-    written: u64,
+    ids: Sorter<Id>,
+    /// Where the merged ids go (made at once: no temporary file, no builder).
+    out: File,
 }
 
 impl IdFileBuilder {
@@ -62,150 +60,45 @@ impl IdFileBuilder {
     /// An empty builder sorting runs of `run_ids` ids in memory (32 bytes each).
     pub(crate) fn with_run(run_ids: usize) -> Result<IdFileBuilder> {
         Ok(IdFileBuilder {
-            run: Vec::new(),
-            run_ids: run_ids.max(1),
-            runs: tempfile::tempfile().map_err(|e| tmp_error("creating", e))?,
-            lengths: Vec::new(),
-            written: 0,
+            ids: Sorter::with_run(WHAT, run_ids).reading(MERGE_READ_BYTES),
+            out: tempfile::tempfile().map_err(|e| tmp_error("creating", e))?,
         })
     }
 
     /// Add an id (repeats are fine).
     pub fn push(&mut self, id: Id) -> Result<()> {
-        if self.run.capacity() == 0 {
-            self.run.reserve_exact(self.run_ids);
-        }
-        self.run.push(id);
-        if self.run.len() >= self.run_ids {
-            self.write_run()?;
-        }
-        Ok(())
+        self.ids.push(id)
     }
 
     /// Forget everything pushed so far.
     pub fn clear(&mut self) -> Result<()> {
-        self.run.clear();
-        self.lengths.clear();
-        self.written = 0;
-        self.runs.set_len(0).map_err(|e| tmp_error("truncating", e))
+        self.ids.clear()
     }
 
-    /// Sort the run in memory and append it to the runs file.
-    fn write_run(&mut self) -> Result<()> {
-        self.run.sort_unstable();
-        self.run.dedup();
-        let at = self.written * ID_LEN as u64;
-        write_ids(&self.runs, at, &self.run)?;
-        self.lengths.push(self.run.len() as u64);
-        self.written += self.run.len() as u64;
-        self.run.clear();
-        Ok(())
-    }
-
-    /// The set of every id pushed.
-    pub fn finish(mut self) -> Result<IdFile> {
-        if self.lengths.is_empty() {
-            // One run: sorted in memory, written once, fences taken on the way.
-            self.run.sort_unstable();
-            self.run.dedup();
-            write_ids(&self.runs, 0, &self.run)?;
-            let fences = self.run.iter().step_by(BLOCK_IDS).copied().collect();
-            return Ok(IdFile::new(self.runs, fences, self.run.len() as u64));
-        }
-        if !self.run.is_empty() {
-            self.write_run()?;
-        }
-        self.run = Vec::new();
-        self.merge()
-    }
-
-    /// Merge the runs into one file of sorted, distinct ids.
-    fn merge(self) -> Result<IdFile> {
-        let out = tempfile::tempfile().map_err(|e| tmp_error("creating", e))?;
-        let mut w = BufWriter::with_capacity(64 << 10, out);
-        let mut cursors = Vec::with_capacity(self.lengths.len());
-        let mut start = 0u64;
-        for &len in &self.lengths {
-            cursors.push(Cursor {
-                next: start,
-                end: start + len,
-                buf: Vec::new(),
-                at: 0,
-            });
-            start += len;
-        }
-        let mut heap = BinaryHeap::with_capacity(cursors.len());
-        for (i, c) in cursors.iter_mut().enumerate() {
-            if let Some(id) = c.pop(&self.runs)? {
-                heap.push(Reverse((id, i)));
-            }
-        }
+    /// The set of every id pushed: the merged ids written out once each, a fence taken every
+    /// block.
+    pub fn finish(self) -> Result<IdFile> {
+        let mut ids = self.ids.finish()?;
+        let mut w = BufWriter::with_capacity(64 << 10, self.out);
         let mut fences = Vec::new();
         let mut len = 0u64;
-        let mut last: Option<Id> = None;
-        while let Some(Reverse((id, i))) = heap.pop() {
-            if last != Some(id) {
-                if len.is_multiple_of(BLOCK_IDS as u64) {
-                    fences.push(id);
-                }
-                w.write_all(&id.0).map_err(|e| tmp_error("writing", e))?;
-                len += 1;
-                last = Some(id);
+        let mut last = None;
+        while let Some(id) = ids.next_record()? {
+            if last == Some(id) {
+                continue;
             }
-            if let Some(next) = cursors[i].pop(&self.runs)? {
-                heap.push(Reverse((next, i)));
+            if len.is_multiple_of(BLOCK_IDS as u64) {
+                fences.push(id);
             }
+            w.write_all(&id.0).map_err(|e| tmp_error("writing", e))?;
+            len += 1;
+            last = Some(id);
         }
         let out = w
             .into_inner()
             .map_err(|e| tmp_error("writing", e.into_error()))?;
         fences.shrink_to_fit();
         Ok(IdFile::new(out, fences, len))
-    }
-}
-
-/// Write `ids` at byte `at` of `f`, through a small buffer.
-fn write_ids(f: &File, mut at: u64, ids: &[Id]) -> Result<()> {
-    let mut buf = Vec::with_capacity(64 << 10);
-    for chunk in ids.chunks((64 << 10) / ID_LEN) {
-        buf.clear();
-        for id in chunk {
-            buf.extend_from_slice(&id.0);
-        }
-        f.write_all_at(&buf, at)
-            .map_err(|e| tmp_error("writing", e))?;
-        at += buf.len() as u64;
-    }
-    Ok(())
-}
-
-/// Reading one run back while merging.
-struct Cursor {
-    /// Next id (by number in the runs file) not yet buffered, and the run's end.
-    next: u64,
-    end: u64,
-    buf: Vec<Id>,
-    at: usize,
-}
-
-impl Cursor {
-    fn pop(&mut self, f: &File) -> Result<Option<Id>> {
-        if self.at == self.buf.len() {
-            let n = (self.end - self.next).min(MERGE_READ_IDS as u64) as usize;
-            if n == 0 {
-                self.buf = Vec::new();
-                return Ok(None);
-            }
-            let mut bytes = vec![0u8; n * ID_LEN];
-            f.read_exact_at(&mut bytes, self.next * ID_LEN as u64)
-                .map_err(|e| tmp_error("reading", e))?;
-            self.buf.clear();
-            self.buf.extend(bytes.chunks_exact(ID_LEN).map(id_of));
-            self.next += n as u64;
-            self.at = 0;
-        }
-        self.at += 1;
-        Ok(Some(self.buf[self.at - 1]))
     }
 }
 
@@ -385,6 +278,31 @@ mod tests {
         assert_eq!(set.len(), 1);
         assert!(set.contains(&id(100)));
         assert!(!set.contains(&id(1)));
+    }
+
+    /// Timing, not a check: `cargo test --release -p cairn-store --lib id_file::tests::time_build
+    /// -- --ignored --nocapture` builds the set of 2 million random ids (16 runs) and looks each up.
+    #[test]
+    #[ignore]
+    fn time_build() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let ids: Vec<Id> = (0..2_000_000).map(|_| Id(rng.gen())).collect();
+        for round in 0..3 {
+            let start = std::time::Instant::now();
+            let mut b = IdFileBuilder::new().unwrap();
+            for id in &ids {
+                b.push(*id).unwrap();
+            }
+            let set = b.finish().unwrap();
+            let built = start.elapsed();
+            assert_eq!(set.len(), ids.len() as u64);
+            assert!(ids.iter().step_by(97).all(|id| set.contains(id)));
+            println!(
+                "round {round}: built 2M ids in {built:.2?}, {} bytes of fences",
+                set.memory()
+            );
+        }
     }
 
     proptest! {

@@ -60,7 +60,7 @@ pub(crate) fn decode_blob(rec: &[u8; BLOB_RECORD]) -> BlobEntry {
 }
 
 fn tmp_error(what: &str, e: std::io::Error) -> Error {
-    crate::id_file::temp_file_error("index entries", what, e)
+    crate::record_sort::temp_file_error("index entries", what, e)
 }
 
 /// Where one listing of a pack's blobs is: first record, number of records.

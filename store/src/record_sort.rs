@@ -5,8 +5,7 @@
 //! Memory: one run while records are pushed ([`RUN_BYTES`] of decoded records), one read
 //! buffer of [`READ_BYTES`] per run while merging (a 2 GB etcd database's restore plan: 8 runs).
 
-use crate::id_file::temp_file_error;
-use crate::Result;
+use crate::{Error, Result};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
@@ -14,8 +13,16 @@ use std::os::unix::fs::FileExt;
 
 /// Bytes of records sorted in memory at once (as held decoded).
 pub const RUN_BYTES: usize = 4 << 20;
-/// Bytes read at once from each run while merging.
+/// Bytes read at once from each run while merging, unless [`Sorter::reading`] says otherwise.
 const READ_BYTES: usize = 64 << 10;
+
+/// An error `what`-ing (creating, writing, reading…) a local temporary file of `holding`: it
+/// names the file's place and what to do.
+pub(crate) fn temp_file_error(holding: &str, what: &str, e: std::io::Error) -> Error {
+    Error::Invalid(format!(
+        "{what} the temporary file of {holding} (in TMPDIR, or /tmp): {e}; free space there or point TMPDIR elsewhere"
+    ))
+}
 
 /// A record of a fixed encoded length, ordered as it is to be sorted.
 pub trait Record: Ord + Copy {
@@ -32,6 +39,8 @@ pub struct Sorter<R: Record> {
     what: &'static str,
     run: Vec<R>,
     run_len: usize,
+    /// Records read at once from each run while merging.
+    read_len: usize,
     file: Option<File>,
     /// Records in each run written, in order.
     runs: Vec<u64>,
@@ -50,6 +59,7 @@ impl<R: Record> Sorter<R> {
             what,
             run: Vec::new(),
             run_len: run_len.max(1),
+            read_len: (READ_BYTES / R::LEN).max(1),
             file: None,
             runs: Vec::new(),
             written: 0,
@@ -64,6 +74,14 @@ impl<R: Record> Sorter<R> {
         }
     }
 
+    /// The same sorter reading `bytes` at once from each run while merging.
+    pub fn reading(self, bytes: usize) -> Sorter<R> {
+        Sorter {
+            read_len: (bytes / R::LEN).max(1),
+            ..self
+        }
+    }
+
     /// Add a record.
     pub fn push(&mut self, r: R) -> Result<()> {
         if self.run.capacity() == 0 {
@@ -74,6 +92,19 @@ impl<R: Record> Sorter<R> {
             self.spill()?;
         }
         Ok(())
+    }
+
+    /// Forget every record pushed so far (the file is emptied).
+    pub fn clear(&mut self) -> Result<()> {
+        self.run.clear();
+        self.runs.clear();
+        self.written = 0;
+        match &self.file {
+            Some(f) => f
+                .set_len(0)
+                .map_err(|e| temp_file_error(self.what, "truncating", e)),
+            None => Ok(()),
+        }
     }
 
     /// Sort the run in memory and append it to the file.
@@ -105,22 +136,16 @@ impl<R: Record> Sorter<R> {
 
     /// Every record pushed, sorted (equal records in any order).
     pub fn finish(mut self) -> Result<Merged<R>> {
-        if self.runs.is_empty() {
+        let memory = if self.runs.is_empty() {
             // One run: sorted in memory, nothing written.
             self.run.sort_unstable();
-            let run = std::mem::take(&mut self.run);
-            return Ok(Merged {
-                what: self.what,
-                file: None,
-                cursors: Vec::new(),
-                heap: BinaryHeap::new(),
-                memory: run.into_iter(),
-            });
-        }
-        if !self.run.is_empty() {
-            self.spill()?;
-        }
-        self.run = Vec::new();
+            std::mem::take(&mut self.run)
+        } else {
+            if !self.run.is_empty() {
+                self.spill()?;
+            }
+            Vec::new()
+        };
         let mut start = 0u64;
         let cursors = self
             .runs
@@ -138,10 +163,11 @@ impl<R: Record> Sorter<R> {
             .collect();
         let mut merged = Merged {
             what: self.what,
+            read_len: self.read_len,
             file: self.file.take(),
             cursors,
             heap: BinaryHeap::new(),
-            memory: Vec::new().into_iter(),
+            memory: memory.into_iter(),
         };
         for i in 0..merged.cursors.len() {
             merged.refill(i)?;
@@ -161,6 +187,7 @@ struct Cursor<R> {
 /// The records of a [`Sorter`], in order.
 pub struct Merged<R: Record> {
     what: &'static str,
+    read_len: usize,
     file: Option<File>,
     cursors: Vec<Cursor<R>>,
     /// The next record of each run not exhausted, with its run.
@@ -174,7 +201,7 @@ impl<R: Record> Merged<R> {
     fn refill(&mut self, i: usize) -> Result<()> {
         let c = &mut self.cursors[i];
         if c.at == c.buf.len() {
-            let n = (c.end - c.next).min((READ_BYTES / R::LEN).max(1) as u64) as usize;
+            let n = (c.end - c.next).min(self.read_len as u64) as usize;
             if n == 0 {
                 c.buf = Vec::new();
                 return Ok(());
@@ -195,8 +222,8 @@ impl<R: Record> Merged<R> {
 
     /// The next record in order, if any.
     pub fn next_record(&mut self) -> Result<Option<R>> {
-        if self.file.is_none() {
-            return Ok(self.memory.next());
+        if let Some(r) = self.memory.next() {
+            return Ok(Some(r));
         }
         let Some(Reverse((r, i))) = self.heap.pop() else {
             return Ok(None);
@@ -227,13 +254,21 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
-        /// The same order as a sort in memory, in one run or many.
+        /// The same order as a sort in memory, in one run or many, after records pushed and
+        /// cleared.
         #[test]
         fn sorts_like_a_vector(
             recs in proptest::collection::vec((0u32..500, any::<u8>()), 0..2_000),
             run in 1usize..300,
+            read in 1usize..40,
+            cleared in 0usize..1_000,
         ) {
-            let mut s = Sorter::with_run("test records", run);
+            let mut s = Sorter::with_run("test records", run).reading(read * Pair::LEN);
+            // Records pushed, then forgotten.
+            for &(a, b) in recs.iter().take(cleared) {
+                s.push(Pair(b.into(), a as u8)).unwrap();
+            }
+            s.clear().unwrap();
             for &(a, b) in &recs {
                 s.push(Pair(a, b)).unwrap();
             }

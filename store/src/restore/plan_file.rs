@@ -13,10 +13,9 @@
 use super::content::{Layout, Placed};
 use crate::disk_space::reserve;
 use crate::entry_file::{frame_ref, EntryFile};
-use crate::id_file::temp_file_error;
 use crate::index::{head, Index, Location};
 use crate::loader::Loader;
-use crate::record_sort::{Record, Sorter, RUN_BYTES};
+use crate::record_sort::{temp_file_error, Record, Sorter, RUN_BYTES};
 use crate::{Error, Result};
 use cairn_format::frame::Compression;
 use cairn_format::pack::FrameRef;
