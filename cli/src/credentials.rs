@@ -199,7 +199,7 @@ pub fn write_secret_file(path: &Path, contents: &str) -> Result<()> {
         return out
             .write_all(contents.as_bytes())
             .and_then(|()| out.flush())
-            .context("writing to stdout");
+            .map_err(crate::output::stdout_error);
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::DirBuilder::new()

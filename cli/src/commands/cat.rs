@@ -4,7 +4,7 @@ use super::Reader;
 use crate::args::{CatArgs, Global};
 use crate::exit::Code;
 use crate::output;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use cairn_format::tree::NodeKind;
 use cairn_store::{snapshots, trees};
 use std::io::Write;
@@ -26,9 +26,9 @@ pub fn run(g: &Global, a: CatArgs) -> Result<Code> {
     for id in &node.content {
         let blob = loader.load(id)?;
         written += blob.len() as u64;
-        out.write_all(&blob).context("writing to stdout")?;
+        out.write_all(&blob).map_err(output::stdout_error)?;
     }
-    out.flush().context("writing to stdout")?;
+    out.flush().map_err(output::stdout_error)?;
     if written != node.size {
         bail!(
             "{} has {written} bytes of content but the snapshot recorded {}: the snapshot is damaged",

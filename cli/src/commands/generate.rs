@@ -9,8 +9,14 @@ use std::path::Path;
 
 /// Print the completion script for `shell` on stdout.
 pub fn completions(shell: clap_complete::Shell) -> Result<Code> {
-    let mut cmd = Cli::command();
-    clap_complete::generate(shell, &mut cmd, "cairn", &mut std::io::stdout());
+    use std::io::Write;
+    // Generated into memory: clap_complete panics on a failed write (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "cairn", &mut script);
+    let mut out = std::io::stdout().lock();
+    out.write_all(&script)
+        .and_then(|()| out.flush())
+        .map_err(crate::output::stdout_error)?;
     Ok(Code::Ok)
 }
 
