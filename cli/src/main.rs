@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return exit::report_clap(hints::clap_error(e, &argv), json),
     };
-    init_logging(cli.global.verbose, cli.global.quiet);
+    init_logging(cli.global.verbose, cli.global.quiet, cli.global.json);
     // Trees are walked recursively; a large stack keeps the depth limit, not the stack, the
     // bound a hostile repository meets.
     let worker = std::thread::Builder::new()
@@ -41,14 +41,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+fn init_logging(verbose: u8, quiet: bool, json: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, 2) => "debug",
-        _ => "trace",
+        (true, _) => "error".to_string(),
+        // Object store requests being retried are said as they happen (as restic does), so a
+        // command riding out an outage is not silent for minutes; not amid --json output.
+        (false, 0) if !json => format!(
+            "warn,object_store::client::retry=info,object_store::client::get=info,{}=info",
+            cairn_store::backend::RETRY_LOG
+        ),
+        (false, 0) => "warn".to_string(),
+        (false, 1) => "info".to_string(),
+        (false, 2) => "debug".to_string(),
+        _ => "trace".to_string(),
     };
     let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()

@@ -13,7 +13,7 @@ mod versioned;
 
 pub use cache::CachedBackend;
 pub use local::LocalBackend;
-pub use remote::{RemoteBackend, RemoteOptions};
+pub use remote::{RemoteBackend, RemoteOptions, RETRY_LOG};
 pub use s3_api::{LockMode, ObjectVersion, Retention, WriteLock};
 pub use versioned::AsOfBackend;
 

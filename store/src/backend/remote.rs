@@ -53,6 +53,10 @@ const WHOLE_READ: u64 = 4 << 20;
 /// Attempts for a read whose body broke off after object_store's own retries.
 const READ_ATTEMPTS: usize = 3;
 
+/// The log target of requests cairn retries itself (object_store's are
+/// `object_store::client::retry` and `::get`): shown by default, as the retries happen.
+pub const RETRY_LOG: &str = "cairn::retry";
+
 /// How to reach an object store (from flags and environment).
 #[derive(Debug, Clone)]
 pub struct RemoteOptions {
@@ -362,7 +366,12 @@ impl RemoteBackend {
             );
             match r {
                 Err(ref e) if attempt < self.retries && is_transient(e) => {
-                    tracing::debug!("uploading {key}: {e}; retrying");
+                    tracing::info!(
+                        target: RETRY_LOG,
+                        "uploading {key}: {e}; retrying ({} of {})",
+                        attempt + 1,
+                        self.retries
+                    );
                     std::thread::sleep(backoff(attempt));
                     attempt += 1;
                 }
@@ -433,7 +442,7 @@ impl RemoteBackend {
     ) -> Result<(Vec<bytes::Bytes>, u64)> {
         let key = self.key(path);
         let mut last = None;
-        for _ in 0..READ_ATTEMPTS {
+        for attempt in 1..=READ_ATTEMPTS {
             let opts = GetOptions {
                 range: range.clone().map(GetRange::Bounded),
                 ..GetOptions::default()
@@ -462,7 +471,13 @@ impl RemoteBackend {
             match got {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) => {
-                    tracing::debug!("reading {path}: {e}; retrying");
+                    if attempt < READ_ATTEMPTS {
+                        tracing::info!(
+                            target: RETRY_LOG,
+                            "reading {path}: the answer broke off ({e}); reading it again ({attempt} of {})",
+                            READ_ATTEMPTS - 1
+                        );
+                    }
                     last = Some(e);
                 }
                 Err(e) => return Err(self.error("reading", path, e)),
