@@ -3,6 +3,7 @@
 
 mod aws_profile;
 mod cache;
+mod credential_process;
 mod local;
 mod location;
 mod remote;

@@ -248,6 +248,14 @@ pub enum ConfigError {
         /// The files looked in.
         files: String,
     },
+    /// The profile's credentials come from a source cairn does not implement.
+    #[error("AWS profile {profile} gets its credentials through {setting}, which cairn does not implement; have the AWS CLI hand them over instead: add `credential_process = aws configure export-credentials --profile {profile} --format process` to another profile and use that one (or export AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN)")]
+    UnsupportedCredentials {
+        /// The profile.
+        profile: String,
+        /// The setting (`role_arn`, `sso_session`, …).
+        setting: &'static str,
+    },
     /// The CA bundle named by `AWS_CA_BUNDLE` or a profile's `ca_bundle` is unusable.
     #[error("the CA bundle {path} (from {given_by}) {cause}; it must be a readable file of PEM certificates")]
     CaBundle {

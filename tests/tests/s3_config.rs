@@ -232,6 +232,68 @@ fn profile_region_endpoint_and_credentials_follow_the_aws_precedence() {
 }
 
 #[test]
+fn a_profiles_credential_process_signs_and_unsupported_sources_are_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = setup("cred-process");
+    let proxy = FaultProxy::start(s3::shared().addr());
+    let runs = t.home.path().join("runs");
+    let helper = t.home.path().join("creds.sh");
+    let later = "2099-01-01T00:00:00Z";
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\necho run >> '{}'\n[ \"$1\" = --ok ] || {{ echo 'sign-in expired' >&2; exit 2; }}\n\
+             echo '{{\"Version\": 1, \"AccessKeyId\": \"prockey\", \"SecretAccessKey\": \"{SECRET}\", \"SessionToken\": \"tok\", \"Expiration\": \"{later}\"}}'\n",
+            runs.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    t.aws_file(
+        "config",
+        &format!(
+            "[profile proc]\nregion = eu-west-2\nendpoint_url = {ep}\ncredential_process = {h} --ok\n\n\
+             [profile broken]\nendpoint_url = {ep}\ncredential_process = {h} --fail\n\n\
+             [profile role]\nendpoint_url = {ep}\nrole_arn = arn:aws:iam::123456789012:role/backup\nsource_profile = proc\n",
+            ep = proxy.endpoint(),
+            h = helper.display()
+        ),
+    );
+    let runs_so_far = || std::fs::read_to_string(&runs).map_or(0, |r| r.lines().count());
+    let proc = env(t.home.path(), &[("AWS_PROFILE", "proc")]);
+    run(
+        &["-r", &t.repo("r"), "init", "--recipient", &t.recipient],
+        &proc,
+    )
+    .ok();
+    assert!(t.created("r"));
+    assert_eq!(proxy.take_signers(), ["prockey/eu-west-2"]);
+    // Held for the process's requests: one run per command.
+    assert_eq!(runs_so_far(), 1);
+    run(&["-r", &t.repo("r"), "snapshots"], &proc).ok();
+    assert_eq!(runs_so_far(), 2);
+    // A command that fails: its message, the profile and the program; no secret.
+    let broken = env(t.home.path(), &[("AWS_PROFILE", "broken")]);
+    let out = run(&["-r", &t.repo("r"), "snapshots"], &broken);
+    out.code_is(1)
+        .stderr_has(&["profile broken", "creds.sh", "sign-in expired"]);
+    assert!(
+        !out.stderr.contains(SECRET) && !out.stderr.contains("--fail"),
+        "{out}"
+    );
+    // A profile that assumes a role: named, with the way through the AWS CLI, before any
+    // request (not a fall to instance metadata).
+    let role = env(t.home.path(), &[("AWS_PROFILE", "role")]);
+    run(&["-r", &t.repo("r"), "snapshots"], &role)
+        .code_is(2)
+        .stderr_has(&["profile role", "role_arn", "export-credentials"]);
+    assert!(proxy
+        .take_signers()
+        .iter()
+        .all(|s| s.starts_with("prockey")));
+}
+
+#[test]
 fn services_section_endpoint_of_the_default_profile_is_used() {
     let t = setup("services");
     let proxy = FaultProxy::start(s3::shared().addr());

@@ -4,7 +4,8 @@
 //! section `[profile NAME]`, or `[default]`). Fields read: `aws_access_key_id`,
 //! `aws_secret_access_key`, `aws_session_token` (credentials file first, then config file),
 //! and from the config file `region`, `endpoint_url`, `ignore_configured_endpoint_urls` and
-//! the `s3` `endpoint_url` of the `[services NAME]` section the profile's `services` names.
+//! the `s3` `endpoint_url` of the `[services NAME]` section the profile's `services` names;
+//! `credential_process` from either file (see [`super::credential_process`]).
 
 use super::s3_config::{parse_bool, Lookup};
 use crate::ConfigError;
@@ -31,8 +32,15 @@ impl std::fmt::Debug for StaticCredentials {
 /// What the profile says (every field optional).
 #[derive(Debug, Default)]
 pub(crate) struct Profile {
+    /// The profile's name.
+    pub name: String,
     /// Static credentials.
     pub credentials: Option<StaticCredentials>,
+    /// `credential_process`: a command printing credentials, and the file that names it.
+    pub process: Option<(String, String)>,
+    /// A credential source cairn does not implement (`role_arn`, `sso_session`, …), named
+    /// for the error that says so when nothing else gives credentials.
+    pub unsupported: Option<&'static str>,
     /// `region`.
     pub region: Option<String>,
     /// `endpoint_url`, for every service.
@@ -109,6 +117,17 @@ fn nested<'a>(block: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
+/// Credential sources of a profile that cairn does not implement (the AWS CLI does: its
+/// `aws configure export-credentials --format process` turns any of them into a
+/// `credential_process`).
+const UNSUPPORTED: [&str; 5] = [
+    "role_arn",
+    "sso_session",
+    "sso_start_url",
+    "credential_source",
+    "web_identity_token_file",
+];
+
 /// Read the profile. `AWS_PROFILE` naming a profile that neither file holds is an error.
 pub(crate) fn load(env: Lookup) -> Result<Profile, ConfigError> {
     let explicit = env("AWS_PROFILE");
@@ -147,6 +166,21 @@ pub(crate) fn load(env: Lookup) -> Result<Profile, ConfigError> {
         })?,
     };
     let get = |k: &str| config_section.and_then(|s| s.get(k)).map(str::to_string);
+    // Either file may hold these, as the AWS CLI reads them; the credentials file first.
+    let either = |k: &str| {
+        let in_creds = creds_section
+            .and_then(|s| s.get(k))
+            .map(|v| (v, &creds_path));
+        in_creds
+            .or_else(|| {
+                config_section
+                    .and_then(|s| s.get(k))
+                    .map(|v| (v, &config_path))
+            })
+            .map(|(v, path)| (v.to_string(), shown(path)))
+    };
+    let process = either("credential_process");
+    let unsupported = UNSUPPORTED.iter().copied().find(|k| either(k).is_some());
     let s3_endpoint_url = get("services")
         .and_then(|services| {
             config_ini
@@ -161,7 +195,10 @@ pub(crate) fn load(env: Lookup) -> Result<Profile, ConfigError> {
         None => false,
     };
     Ok(Profile {
+        name,
         credentials,
+        process,
+        unsupported,
         region: get("region"),
         endpoint_url: get("endpoint_url"),
         s3_endpoint_url,

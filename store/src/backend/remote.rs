@@ -15,6 +15,7 @@
 
 mod stream;
 
+use super::credential_process::ProcessCredentials;
 use super::s3_api::{ObjectVersion, Retention, S3Api, WriteLock};
 use super::s3_config::{process_env, resolve, Credentials, S3Config};
 use super::transport::{Connector, STALLED};
@@ -625,13 +626,22 @@ fn s3_builder(
         .with_bucket_name(bucket)
         .with_retry(retry)
         .with_region(&cfg.region);
-    if let Credentials::Static(c) = &cfg.credentials {
-        b = b
-            .with_access_key_id(&c.key_id)
-            .with_secret_access_key(&c.secret);
-        if let Some(token) = &c.token {
-            b = b.with_token(token);
+    match &cfg.credentials {
+        Credentials::Static(c) => {
+            b = b
+                .with_access_key_id(&c.key_id)
+                .with_secret_access_key(&c.secret);
+            if let Some(token) = &c.token {
+                b = b.with_token(token);
+            }
         }
+        Credentials::Process { command, given_by } => {
+            b = b.with_credentials(Arc::new(ProcessCredentials::new(
+                command.clone(),
+                given_by.clone(),
+            )));
+        }
+        Credentials::Chain => {}
     }
     if let Some(endpoint) = &cfg.endpoint {
         b = b

@@ -9,8 +9,10 @@
 //!   `AWS_ALLOW_HTTP=false`.
 //! * region: `--s3-region` > `AWS_REGION` > `AWS_DEFAULT_REGION` > the profile's > us-east-1.
 //! * credentials: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN` > the
-//!   profile's in the credentials file > in the config file > object_store's own chain (web
-//!   identity, container credentials, instance metadata).
+//!   profile's in the credentials file > in the config file > the profile's
+//!   `credential_process` > object_store's own chain (web identity, container credentials,
+//!   instance metadata). A profile that names a source cairn does not implement (`role_arn`,
+//!   SSO) is an error rather than a silent fall to instance metadata.
 //! * certificates trusted besides the system's (an S3 server with a private CA, as
 //!   OpenShift Data Foundation's): `AWS_CA_BUNDLE` > the profile's `ca_bundle`.
 
@@ -31,6 +33,13 @@ pub(crate) fn process_env(name: &str) -> Option<String> {
 pub(crate) enum Credentials {
     /// Given (environment or profile).
     Static(StaticCredentials),
+    /// Printed by the profile's `credential_process` command.
+    Process {
+        /// The command line.
+        command: String,
+        /// The profile and file that name it, for messages.
+        given_by: String,
+    },
     /// object_store's provider chain: web identity, container credentials, instance metadata.
     Chain,
 }
@@ -93,6 +102,13 @@ fn check_endpoint(given_by: &str, endpoint: &str) -> Result<bool, ConfigError> {
         }),
     }
 }
+
+/// Variables that give object_store's chain its credentials (web identity, container).
+const CHAIN_VARIABLES: [&str; 3] = [
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+];
 
 /// Resolve the settings from `opts` (cairn's flags) and the environment `env`.
 pub(crate) fn resolve(opts: &RemoteOptions, env: Lookup) -> Result<S3Config, ConfigError> {
@@ -165,9 +181,24 @@ pub(crate) fn resolve(opts: &RemoteOptions, env: Lookup) -> Result<S3Config, Con
             })?,
             token: env("AWS_SESSION_TOKEN"),
         }),
-        None => profile
-            .credentials
-            .map_or(Credentials::Chain, Credentials::Static),
+        None => match (profile.credentials, profile.process) {
+            (Some(c), _) => Credentials::Static(c),
+            (None, Some((command, file))) => Credentials::Process {
+                command,
+                given_by: format!("credential_process of profile {} in {file}", profile.name),
+            },
+            (None, None) => match profile.unsupported {
+                // The environment's own sources (pod identity, container credentials) still
+                // count; else the profile meant something cairn cannot do: say so.
+                Some(setting) if !CHAIN_VARIABLES.iter().any(|v| env(v).is_some()) => {
+                    return Err(ConfigError::UnsupportedCredentials {
+                        profile: profile.name,
+                        setting,
+                    })
+                }
+                _ => Credentials::Chain,
+            },
+        },
     };
     let ca_bundle = match env("AWS_CA_BUNDLE") {
         Some(path) => Some(("AWS_CA_BUNDLE".to_string(), path)),
@@ -249,7 +280,7 @@ mod tests {
         let cfg = resolve(&opts, &|k| env.get(k).cloned()).unwrap();
         match cfg.credentials {
             Credentials::Static(c) => assert_eq!(c.key_id, "REPOKEY"),
-            Credentials::Chain => panic!("the repository's credentials file was not read"),
+            _ => panic!("the repository's credentials file was not read"),
         }
         // A profile the repository's file lacks is an error naming it, as AWS_PROFILE's is.
         let opts = RemoteOptions {
@@ -393,7 +424,7 @@ mod tests {
     fn credential_precedence() {
         let creds = |vars: &[(&str, &str)]| match run(None, None, vars).unwrap().credentials {
             Credentials::Static(c) => Some((c.key_id, c.token)),
-            Credentials::Chain => None,
+            _ => None,
         };
         let env = [
             ("AWS_PROFILE", "ops"),
@@ -408,5 +439,63 @@ mod tests {
             run(None, None, &env[..2]),
             Err(ConfigError::MissingSecret { .. })
         ));
+    }
+
+    #[test]
+    fn a_credential_process_comes_after_keys_and_an_unsupported_source_is_refused() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+        std::fs::write(
+            home.path().join(".aws/config"),
+            "[profile proc]\ncredential_process = /bin/helper --x\n\
+             [profile both]\naws_access_key_id = K\naws_secret_access_key = S\ncredential_process = /bin/helper\n\
+             [profile sso]\nsso_session = corp\n\
+             [profile role]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = proc\n",
+        )
+        .unwrap();
+        let resolve_with = |vars: &[(&str, &str)]| {
+            let mut env: HashMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            env.insert("HOME".into(), home.path().display().to_string());
+            resolve(&RemoteOptions::default(), &|k| env.get(k).cloned())
+        };
+        match resolve_with(&[("AWS_PROFILE", "proc")])
+            .unwrap()
+            .credentials
+        {
+            Credentials::Process { command, given_by } => {
+                assert_eq!(command, "/bin/helper --x");
+                assert!(given_by.contains("profile proc"), "{given_by}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            resolve_with(&[("AWS_PROFILE", "both")])
+                .unwrap()
+                .credentials,
+            Credentials::Static(_)
+        ));
+        for (profile, setting) in [("sso", "sso_session"), ("role", "role_arn")] {
+            let e = resolve_with(&[("AWS_PROFILE", profile)]).unwrap_err();
+            assert!(
+                matches!(&e, ConfigError::UnsupportedCredentials { setting: s, .. } if *s == setting),
+                "{e}"
+            );
+            assert!(e.to_string().contains("export-credentials"), "{e}");
+            // The environment's keys, or pod identity, still do.
+            let keys = [
+                ("AWS_PROFILE", profile),
+                ("AWS_ACCESS_KEY_ID", "K"),
+                ("AWS_SECRET_ACCESS_KEY", "S"),
+            ];
+            assert!(resolve_with(&keys).is_ok());
+            let pod = [
+                ("AWS_PROFILE", profile),
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/token"),
+            ];
+            assert_eq!(resolve_with(&pod).unwrap().credentials, Credentials::Chain);
+        }
     }
 }
