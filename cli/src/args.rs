@@ -97,15 +97,10 @@ pub struct S3Args {
         value_name = "SECS"
     )]
     pub s3_timeout: u64,
-    /// Retries of a failed request (with exponential backoff and jitter) before giving up.
-    #[arg(
-        long,
-        env = "CAIRN_S3_RETRIES",
-        global = true,
-        default_value_t = 10,
-        value_name = "N"
-    )]
-    pub s3_retries: usize,
+    /// Retries of a failed request (with exponential backoff and jitter) before giving up
+    /// [default: AWS_MAX_ATTEMPTS or the AWS profile's max_attempts, less one; else 10]
+    #[arg(long, env = "CAIRN_S3_RETRIES", global = true, value_name = "N")]
+    pub s3_retries: Option<usize>,
     /// A configured repository's AWS profile (`s3.profile` in cairn.toml; no flag).
     #[arg(skip)]
     pub aws_profile: Option<String>,

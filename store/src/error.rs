@@ -248,6 +248,16 @@ pub enum ConfigError {
         /// The files looked in.
         files: String,
     },
+    /// `AWS_MAX_ATTEMPTS` or a profile's `max_attempts` that is not a count of attempts.
+    #[error(
+        "{given_by} is {value:?}: it must be a whole number of attempts, 1 or more (1: no retries)"
+    )]
+    NotAnAttemptCount {
+        /// The variable or profile setting.
+        given_by: String,
+        /// Its value.
+        value: String,
+    },
     /// The profile's credentials come from a source cairn does not implement.
     #[error("AWS profile {profile} gets its credentials through {setting}, which cairn does not implement; have the AWS CLI hand them over instead: add `credential_process = aws configure export-credentials --profile {profile} --format process` to another profile and use that one (or export AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN)")]
     UnsupportedCredentials {

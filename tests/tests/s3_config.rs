@@ -294,6 +294,36 @@ fn a_profiles_credential_process_signs_and_unsupported_sources_are_named() {
 }
 
 #[test]
+fn aws_max_attempts_and_the_profiles_max_attempts_set_the_retries() {
+    let t = setup("attempts");
+    let dead = dead_endpoint();
+    let [k, sk] = static_creds();
+    t.aws_file("config", "[default]\nmax_attempts = 3\n");
+    // Without the harness's CAIRN_S3_RETRIES; each retry is said on stderr as it happens.
+    let tries = |vars: &[(&str, &str)]| {
+        let mut e: Env = env(t.home.path(), &[k, sk, ("AWS_ENDPOINT_URL", dead.as_str())])
+            .into_iter()
+            .filter(|(name, _)| name != "CAIRN_S3_RETRIES")
+            .collect();
+        e.extend(vars.iter().map(|(k, v)| (k.to_string(), OsString::from(v))));
+        let out = run(&["-r", &t.repo("r"), "snapshots"], &e);
+        out.code_is(1);
+        out.stderr.matches("backing off").count()
+    };
+    assert_eq!(tries(&[]), 2, "the profile's max_attempts = 3");
+    assert_eq!(tries(&[("AWS_MAX_ATTEMPTS", "2")]), 1);
+    assert_eq!(tries(&[("AWS_MAX_ATTEMPTS", "1")]), 0);
+    assert_eq!(
+        tries(&[("AWS_MAX_ATTEMPTS", "1"), ("CAIRN_S3_RETRIES", "1")]),
+        1
+    );
+    let e = env(t.home.path(), &[k, sk, ("AWS_MAX_ATTEMPTS", "lots")]);
+    run(&["-r", &t.repo("r"), "snapshots"], &e)
+        .code_is(2)
+        .stderr_has(&["aws_max_attempts", "whole number"]);
+}
+
+#[test]
 fn services_section_endpoint_of_the_default_profile_is_used() {
     let t = setup("services");
     let proxy = FaultProxy::start(s3::shared().addr());

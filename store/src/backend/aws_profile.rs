@@ -51,6 +51,8 @@ pub(crate) struct Profile {
     pub ignore_endpoint_urls: bool,
     /// `ca_bundle`: a PEM file of certificates to trust besides the system's.
     pub ca_bundle: Option<String>,
+    /// `max_attempts`, as written.
+    pub max_attempts: Option<String>,
     /// The config file, for messages.
     pub config_file: String,
 }
@@ -204,6 +206,7 @@ pub(crate) fn load(env: Lookup) -> Result<Profile, ConfigError> {
         s3_endpoint_url,
         ignore_endpoint_urls,
         ca_bundle: get("ca_bundle"),
+        max_attempts: get("max_attempts"),
         config_file: shown(&config_path),
     })
 }

@@ -54,6 +54,9 @@ const WHOLE_READ: u64 = 4 << 20;
 /// Attempts for a read whose body broke off after object_store's own retries.
 const READ_ATTEMPTS: usize = 3;
 
+/// Retries of a request when nothing says how many (`--s3-retries`, `AWS_MAX_ATTEMPTS`).
+pub const DEFAULT_RETRIES: usize = 10;
+
 /// The log target of requests cairn retries itself (object_store's are
 /// `object_store::client::retry` and `::get`): shown by default, as the retries happen.
 pub const RETRY_LOG: &str = "cairn::retry";
@@ -67,8 +70,9 @@ pub struct RemoteOptions {
     pub s3_region: Option<String>,
     /// How long a request may go without progress (no bytes sent or received).
     pub timeout: Duration,
-    /// Retries of one request before giving up.
-    pub retries: usize,
+    /// Retries of one request before giving up; `None`: `AWS_MAX_ATTEMPTS` or the AWS
+    /// profile's `max_attempts` (less one) for S3, else [`DEFAULT_RETRIES`].
+    pub retries: Option<usize>,
     /// This repository's `AWS_PROFILE` (instead of the environment's).
     pub aws_profile: Option<String>,
     /// This repository's `AWS_SHARED_CREDENTIALS_FILE` (instead of the environment's).
@@ -83,7 +87,7 @@ impl Default for RemoteOptions {
             s3_endpoint: None,
             s3_region: None,
             timeout: Duration::from_secs(30),
-            retries: 10,
+            retries: None,
             aws_profile: None,
             aws_credentials_file: None,
             aws_ca_bundle: None,
@@ -123,11 +127,19 @@ impl RemoteBackend {
             }
             .into());
         }
+        let cfg = match scheme {
+            "s3" => Some(resolve(opts, &process_env)?),
+            _ => None,
+        };
+        let retries = opts
+            .retries
+            .or_else(|| cfg.as_ref().and_then(|c| c.retries))
+            .unwrap_or(DEFAULT_RETRIES);
         // Backoff from 1 s, growing about twofold up to 30 s (with jitter): the default 10 retries ride out
         // about four minutes of outage, a server restart or a failover.
         let retry = RetryConfig {
-            max_retries: opts.retries,
-            retry_timeout: (opts.timeout + Duration::from_secs(30)) * (opts.retries as u32 + 1),
+            max_retries: retries,
+            retry_timeout: (opts.timeout + Duration::from_secs(30)) * (retries as u32 + 1),
             backoff: object_store::BackoffConfig {
                 init_backoff: Duration::from_secs(1),
                 max_backoff: Duration::from_secs(30),
@@ -145,9 +157,8 @@ impl RemoteBackend {
             format!("{prefix}/")
         };
         let mut api = None;
-        let store: Arc<dyn ObjectStore> = match scheme {
-            "s3" => {
-                let cfg = resolve(opts, &process_env)?;
+        let store: Arc<dyn ObjectStore> = match (scheme, cfg) {
+            ("s3", Some(cfg)) => {
                 let client = client.with_no_system_certificates(plain_http_only(&cfg));
                 connector = Connector::new(opts.timeout, ca_bundle(&cfg)?);
                 let s3 = s3_builder(bucket, &cfg, retry, client.clone())
@@ -161,11 +172,11 @@ impl RemoteBackend {
                     s3.credentials().clone(),
                     &client,
                     connector,
-                    opts.retries,
+                    retries,
                 )));
                 Arc::new(s3)
             }
-            "gs" => Arc::new(
+            ("gs", _) => Arc::new(
                 object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(bucket)
                     .with_retry(retry)
@@ -174,7 +185,7 @@ impl RemoteBackend {
                     .build()
                     .map_err(|e| Error::Invalid(format!("cannot use GCS repository {url}: {e}")))?,
             ),
-            "az" => Arc::new(
+            ("az", _) => Arc::new(
                 object_store::azure::MicrosoftAzureBuilder::from_env()
                     .with_container_name(bucket)
                     .with_retry(retry)
@@ -185,7 +196,7 @@ impl RemoteBackend {
                         Error::Invalid(format!("cannot use Azure repository {url}: {e}"))
                     })?,
             ),
-            other => {
+            (other, _) => {
                 return Err(Error::Invalid(format!(
                 "repository scheme {other}:// is not supported (use a path, s3://, gs:// or az://)"
             )))
@@ -203,7 +214,7 @@ impl RemoteBackend {
             prefix,
             runtime: Arc::new(runtime),
             no_conditional_put: Arc::new(AtomicBool::new(false)),
-            retries: opts.retries,
+            retries,
             api,
             lock: Arc::default(),
         })

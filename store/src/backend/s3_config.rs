@@ -13,6 +13,8 @@
 //!   `credential_process` > object_store's own chain (web identity, container credentials,
 //!   instance metadata). A profile that names a source cairn does not implement (`role_arn`,
 //!   SSO) is an error rather than a silent fall to instance metadata.
+//! * retries: `--s3-retries` > `AWS_MAX_ATTEMPTS` > the profile's `max_attempts` (both count
+//!   the first attempt: retries are one less) > 10.
 //! * certificates trusted besides the system's (an S3 server with a private CA, as
 //!   OpenShift Data Foundation's): `AWS_CA_BUNDLE` > the profile's `ca_bundle`.
 
@@ -57,6 +59,8 @@ pub(crate) struct S3Config {
     pub credentials: Credentials,
     /// A PEM file of certificates to trust besides the system's, and what named it.
     pub ca_bundle: Option<(String, String)>,
+    /// Retries from `AWS_MAX_ATTEMPTS` or the profile's `max_attempts` (attempts less one).
+    pub retries: Option<usize>,
 }
 
 /// A boolean setting as the AWS tools spell it.
@@ -206,12 +210,25 @@ pub(crate) fn resolve(opts: &RemoteOptions, env: Lookup) -> Result<S3Config, Con
             .ca_bundle
             .map(|path| (format!("ca_bundle in {}", profile.config_file), path)),
     };
+    let attempts = match env("AWS_MAX_ATTEMPTS") {
+        Some(v) => Some(("AWS_MAX_ATTEMPTS".to_string(), v)),
+        None => profile
+            .max_attempts
+            .map(|v| (format!("max_attempts in {}", profile.config_file), v)),
+    };
+    let retries = attempts
+        .map(|(given_by, v)| match v.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(n - 1),
+            _ => Err(ConfigError::NotAnAttemptCount { given_by, value: v }),
+        })
+        .transpose()?;
     Ok(S3Config {
         region,
         endpoint: endpoint.map(|(_, e)| e),
         allow_http,
         credentials,
         ca_bundle,
+        retries,
     })
 }
 
@@ -439,6 +456,42 @@ mod tests {
             run(None, None, &env[..2]),
             Err(ConfigError::MissingSecret { .. })
         ));
+    }
+
+    #[test]
+    fn retries_follow_aws_max_attempts_then_the_profiles_max_attempts() {
+        let retries = |flag: Option<usize>, vars: &[(&str, &str)]| {
+            let home = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+            std::fs::write(
+                home.path().join(".aws/config"),
+                "[default]\nmax_attempts = 4\n",
+            )
+            .unwrap();
+            let mut env: HashMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            env.insert("HOME".into(), home.path().display().to_string());
+            let opts = RemoteOptions {
+                retries: flag,
+                ..RemoteOptions::default()
+            };
+            resolve(&opts, &|k| env.get(k).cloned()).map(|c| opts.retries.or(c.retries))
+        };
+        assert_eq!(retries(None, &[]).unwrap(), Some(3));
+        assert_eq!(
+            retries(None, &[("AWS_MAX_ATTEMPTS", "1")]).unwrap(),
+            Some(0)
+        );
+        assert_eq!(
+            retries(Some(7), &[("AWS_MAX_ATTEMPTS", "1")]).unwrap(),
+            Some(7)
+        );
+        for bad in ["0", "many", "-2"] {
+            let e = retries(None, &[("AWS_MAX_ATTEMPTS", bad)]).unwrap_err();
+            assert!(matches!(e, ConfigError::NotAnAttemptCount { .. }), "{e}");
+        }
     }
 
     #[test]

@@ -601,7 +601,7 @@ fn global_placeholder() -> Global {
             s3_endpoint: None,
             s3_region: None,
             s3_timeout: 30,
-            s3_retries: 10,
+            s3_retries: None,
             aws_profile: None,
             aws_credentials_file: None,
             aws_ca_bundle: None,

@@ -86,7 +86,7 @@ pub fn global_for(base: &Global, r: &config::Repository) -> Global {
             s3_endpoint: r.s3.endpoint.clone(),
             s3_region: r.s3.region.clone(),
             s3_timeout: r.s3.timeout.unwrap_or(30),
-            s3_retries: r.s3.retries.unwrap_or(10),
+            s3_retries: r.s3.retries,
             aws_profile: r.s3.profile.clone(),
             aws_credentials_file: r.s3.credentials_file.clone(),
             aws_ca_bundle: r.s3.ca_bundle.clone(),
