@@ -268,6 +268,23 @@ mod tests {
         resolve(&opts, &|k| env.get(k).cloned())
     }
 
+    /// [`resolve`] with `opts` and `vars`, `HOME` holding `.aws/config` = `config` only.
+    fn resolve_with_config(
+        config: &str,
+        opts: &RemoteOptions,
+        vars: &[(&str, &str)],
+    ) -> Result<S3Config, ConfigError> {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+        std::fs::write(home.path().join(".aws/config"), config).unwrap();
+        let mut env: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.insert("HOME".into(), home.path().display().to_string());
+        resolve(opts, &|k| env.get(k).cloned())
+    }
+
     fn region(region_flag: Option<&str>, vars: &[(&str, &str)]) -> String {
         run(None, region_flag, vars).unwrap().region
     }
@@ -311,15 +328,7 @@ mod tests {
     #[test]
     fn ca_bundle_precedence() {
         let bundle = |opts: &RemoteOptions, vars: &[(&str, &str)], config: &str| {
-            let home = tempfile::tempdir().unwrap();
-            std::fs::create_dir_all(home.path().join(".aws")).unwrap();
-            std::fs::write(home.path().join(".aws/config"), config).unwrap();
-            let mut env: HashMap<String, String> = vars
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            env.insert("HOME".into(), home.path().display().to_string());
-            resolve(opts, &|k| env.get(k).cloned())
+            resolve_with_config(config, opts, vars)
                 .unwrap()
                 .ca_bundle
                 .map(|(given_by, path)| (given_by.split(' ').next().unwrap().to_string(), path))
@@ -461,23 +470,12 @@ mod tests {
     #[test]
     fn retries_follow_aws_max_attempts_then_the_profiles_max_attempts() {
         let retries = |flag: Option<usize>, vars: &[(&str, &str)]| {
-            let home = tempfile::tempdir().unwrap();
-            std::fs::create_dir_all(home.path().join(".aws")).unwrap();
-            std::fs::write(
-                home.path().join(".aws/config"),
-                "[default]\nmax_attempts = 4\n",
-            )
-            .unwrap();
-            let mut env: HashMap<String, String> = vars
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            env.insert("HOME".into(), home.path().display().to_string());
             let opts = RemoteOptions {
                 retries: flag,
                 ..RemoteOptions::default()
             };
-            resolve(&opts, &|k| env.get(k).cloned()).map(|c| opts.retries.or(c.retries))
+            resolve_with_config("[default]\nmax_attempts = 4\n", &opts, vars)
+                .map(|c| opts.retries.or(c.retries))
         };
         assert_eq!(retries(None, &[]).unwrap(), Some(3));
         assert_eq!(
@@ -496,24 +494,14 @@ mod tests {
 
     #[test]
     fn a_credential_process_comes_after_keys_and_an_unsupported_source_is_refused() {
-        let home = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(home.path().join(".aws")).unwrap();
-        std::fs::write(
-            home.path().join(".aws/config"),
-            "[profile proc]\ncredential_process = /bin/helper --x\n\
-             [profile both]\naws_access_key_id = K\naws_secret_access_key = S\ncredential_process = /bin/helper\n\
-             [profile sso]\nsso_session = corp\n\
-             [profile role]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = proc\n",
-        )
-        .unwrap();
-        let resolve_with = |vars: &[(&str, &str)]| {
-            let mut env: HashMap<String, String> = vars
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            env.insert("HOME".into(), home.path().display().to_string());
-            resolve(&RemoteOptions::default(), &|k| env.get(k).cloned())
-        };
+        let config = concat!(
+            "[profile proc]\ncredential_process = /bin/helper --x\n",
+            "[profile both]\naws_access_key_id = K\naws_secret_access_key = S\ncredential_process = /bin/helper\n",
+            "[profile sso]\nsso_session = corp\n",
+            "[profile role]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = proc\n",
+        );
+        let resolve_with =
+            |vars: &[(&str, &str)]| resolve_with_config(config, &RemoteOptions::default(), vars);
         match resolve_with(&[("AWS_PROFILE", "proc")])
             .unwrap()
             .credentials
