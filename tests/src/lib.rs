@@ -46,6 +46,7 @@ pub mod kube;
 pub mod repo_objects;
 pub mod rss;
 pub mod s3;
+pub mod tinyproxy;
 pub mod versions;
 pub mod worm;
 
