@@ -8,6 +8,7 @@
 //!   if it panics;
 //! * [`Fixture`]: a repository with an identity and a write key, in a temporary directory or
 //!   (with [`Backend::S3`]) in a bucket of a real local S3 server ([`s3`]);
+//! * [`tinyproxy`]: a real HTTP proxy in front of it;
 //! * [`backend_tests!`]: run one test body on both backends (`name::local`, `name::s3`);
 //! * [`Store`]: look at a repository's objects without cairn, on either backend;
 //!   [`repo_objects`]: packs, snapshot ids, leases and markers, and damaging objects;

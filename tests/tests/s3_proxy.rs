@@ -254,4 +254,16 @@ fn an_https_endpoint_is_reached_through_a_connect_tunnel() {
             &format!("the proxy {} refused the credentials (407", proxy.url()),
             "HTTPS_PROXY",
         ]);
+    // A tunnel to a port the proxy does not allow (tinyproxy answers 403).
+    let only_443 = Tinyproxy::with(Config {
+        connect_ports: vec![443],
+        ..Config::default()
+    });
+    let mut env = https(&only_443.url());
+    env.push(("CAIRN_S3_RETRIES".into(), "0".into()));
+    t.run("r", &["snapshots"], &env).code_is(1).stderr_has(&[
+        &format!("the proxy {} did not open a tunnel", only_443.url()),
+        "HTTPS_PROXY",
+        "NO_PROXY",
+    ]);
 }
