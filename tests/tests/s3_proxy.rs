@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 /// A proxy password distinctive enough to be searched for in output.
 const PASSWORD: &str = "pr0xy-Pa55w0rd";
+/// `cairn:PASSWORD` in base64, as a `Proxy-Authorization` header carries it.
+const BASIC: &str = "Y2Fpcm46cHIweHktUGE1NXcwcmQ=";
 
 /// A scratch directory with an identity and a small source tree, and a fresh bucket.
 struct Setup {
@@ -41,17 +43,19 @@ fn setup(label: &str) -> Setup {
 }
 
 impl Setup {
-    /// Run cairn on repository `s3://<bucket>/<name>` with the identity, `-vv` (so that logs
-    /// are searched for credentials too), in `env`. Panics if the proxy password is printed.
+    /// Run cairn on repository `s3://<bucket>/<name>` with the identity, `-vvv` (so that every
+    /// log is searched for credentials too), in `env`. Panics if the proxy password is printed.
     fn run(&self, name: &str, args: &[&str], env: &Env) -> Output {
         let repo = format!("s3://{}/{name}", self.bucket);
-        let mut all = vec!["-vv", "-r", &repo, "-i", s(&self.identity)];
+        let mut all = vec!["-vvv", "-r", &repo, "-i", s(&self.identity)];
         all.extend_from_slice(args);
         let out = cairn(&all, &env_refs(env));
-        assert!(
-            !out.stdout.contains(PASSWORD) && !out.stderr.contains(PASSWORD),
-            "the proxy password was printed\n{out}"
-        );
+        for secret in [PASSWORD, BASIC] {
+            assert!(
+                !out.stdout.contains(secret) && !out.stderr.contains(secret),
+                "the proxy password was printed\n{out}"
+            );
+        }
         out
     }
 
