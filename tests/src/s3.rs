@@ -14,6 +14,8 @@
 //! * [`http`] and the object helpers ([`S3Server::list`], [`S3Server::get`], …): plain HTTP/1.1
 //!   over a `TcpStream`, with a dummy signature (moto does not check them), to look into buckets
 //!   without going through cairn.
+//! * [`TlsFront`]: TLS in front of the shared server (a private CA's certificate), for https
+//!   endpoints.
 //!
 //! Processes started here never outlive the test binary: they are spawned from one thread that
 //! lives as long as the process, with `PR_SET_PDEATHSIG` = SIGKILL, in their own process group,
