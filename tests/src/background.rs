@@ -23,14 +23,18 @@ pub struct Bg {
 }
 
 /// A command for `program` without the test's own `CAIRN_*`, `ETCDCTL_*` and `AWS_*`
-/// variables, with `env` added, stdin closed and stdout and stderr piped. The metadata cache
+/// variables and proxy settings (`HTTP_PROXY`, `no_proxy`, … in either case), with `env` added, stdin closed and stdout and stderr piped. The metadata cache
 /// of remote repositories is in the system's temporary directory, not the user's home, unless
 /// `env` says otherwise.
 pub fn clean_command(program: &Path, env: &[(&str, &OsStr)]) -> Command {
     let mut cmd = Command::new(program);
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy();
-        if k.starts_with("CAIRN_") || k.starts_with("ETCDCTL_") || k.starts_with("AWS_") {
+        let proxy = matches!(
+            k.to_ascii_lowercase().as_str(),
+            "http_proxy" | "https_proxy" | "all_proxy" | "no_proxy"
+        );
+        if k.starts_with("CAIRN_") || k.starts_with("ETCDCTL_") || k.starts_with("AWS_") || proxy {
             cmd.env_remove(&*k);
         }
     }

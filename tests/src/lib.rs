@@ -8,6 +8,8 @@
 //!   if it panics;
 //! * [`Fixture`]: a repository with an identity and a write key, in a temporary directory or
 //!   (with [`Backend::S3`]) in a bucket of a real local S3 server ([`s3`]);
+//! * [`tinyproxy`]: a real HTTP proxy in front of it;
+//! * [`small_fs`]: a small tmpfs, for full-disk tests (needs root);
 //! * [`backend_tests!`]: run one test body on both backends (`name::local`, `name::s3`);
 //! * [`Store`]: look at a repository's objects without cairn, on either backend;
 //!   [`repo_objects`]: packs, snapshot ids, leases and markers, and damaging objects;
@@ -47,6 +49,7 @@ pub mod repo_objects;
 pub mod rss;
 pub mod s3;
 pub mod small_fs;
+pub mod tinyproxy;
 pub mod versions;
 pub mod worm;
 

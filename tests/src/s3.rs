@@ -14,6 +14,8 @@
 //! * [`http`] and the object helpers ([`S3Server::list`], [`S3Server::get`], …): plain HTTP/1.1
 //!   over a `TcpStream`, with a dummy signature (moto does not check them), to look into buckets
 //!   without going through cairn.
+//! * [`TlsFront`]: TLS in front of the shared server (a private CA's certificate), for https
+//!   endpoints.
 //!
 //! Processes started here never outlive the test binary: they are spawned from one thread that
 //! lives as long as the process, with `PR_SET_PDEATHSIG` = SIGKILL, in their own process group,
@@ -51,7 +53,7 @@ type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
 /// Spawn `cmd` in its own process group, with SIGKILL as its parent-death signal. The spawn
 /// happens on a thread that lives as long as the test process: the parent-death signal fires
 /// when the *thread* that forked exits, and test threads end after each test.
-fn spawn_owned(mut cmd: Command) -> io::Result<Child> {
+pub(crate) fn spawn_owned(mut cmd: Command) -> io::Result<Child> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     cmd.process_group(0);
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
@@ -83,7 +85,7 @@ fn spawn_owned(mut cmd: Command) -> io::Result<Child> {
 }
 
 /// SIGKILL the process group of `child` and reap it.
-fn kill_group(child: &mut Child) {
+pub(crate) fn kill_group(child: &mut Child) {
     if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
         let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
@@ -1202,5 +1204,81 @@ impl Conn {
             }
         }
         self.forget();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------------------------
+
+/// A TLS front for the [`shared`] moto server (python3's `ssl` terminating TLS with the server
+/// certificate of [`crate::etcd::Certs`], IP SAN 127.0.0.1, and relaying to moto). Killed on
+/// drop.
+pub struct TlsFront {
+    child: Child,
+    port: u16,
+}
+
+const TLS_RELAY: &str = r#"
+import asyncio, ssl, sys
+cert, key, port, target = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+async def pump(r, w):
+    try:
+        while data := await r.read(65536):
+            w.write(data)
+            await w.drain()
+    except Exception:
+        pass
+    finally:
+        w.close()
+async def handle(cr, cw):
+    sr, sw = await asyncio.open_connection("127.0.0.1", target)
+    await asyncio.gather(pump(cr, sw), pump(sr, cw))
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", port, ssl=ctx)
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+"#;
+
+impl TlsFront {
+    /// Listen on a free port with `certs`' server certificate.
+    pub fn start(certs: &crate::etcd::Certs) -> TlsFront {
+        let port = free_port();
+        let mut cmd = Command::new("python3");
+        cmd.args(["-c", TLS_RELAY])
+            .arg(&certs.server.cert)
+            .arg(&certs.server.key)
+            .arg(port.to_string())
+            .arg(shared().addr().port().to_string())
+            .stdin(Stdio::null());
+        let child = spawn_owned(cmd).expect("python3 runs the TLS front");
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the TLS front did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        TlsFront { child, port }
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `https://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        kill_group(&mut self.child);
     }
 }

@@ -4,7 +4,7 @@
 //! cairn's flags, and usage errors for unusable endpoints and repository locations. Which
 //! credentials and region signed the requests is read off the signatures by a [`FaultProxy`].
 
-use cairn_e2e::s3::{self, FaultProxy};
+use cairn_e2e::s3::{self, FaultProxy, TlsFront};
 use cairn_e2e::*;
 use std::ffi::OsString;
 use std::path::Path;
@@ -430,70 +430,6 @@ fn unknown_and_restic_locations_are_refused_and_create_nothing() {
     let abs = cwd.join("x:y");
     init(s(&abs)).ok();
     assert!(abs.join("config").is_file());
-}
-
-/// A TLS front for the shared moto server (python3's `ssl` terminating TLS with the server
-/// certificate of [`etcd::Certs`], IP SAN 127.0.0.1, and relaying to moto). Killed on drop.
-struct TlsFront {
-    child: std::process::Child,
-    port: u16,
-}
-
-const TLS_RELAY: &str = r#"
-import asyncio, ssl, sys
-cert, key, port, target = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(cert, key)
-async def pump(r, w):
-    try:
-        while data := await r.read(65536):
-            w.write(data)
-            await w.drain()
-    except Exception:
-        pass
-    finally:
-        w.close()
-async def handle(cr, cw):
-    sr, sw = await asyncio.open_connection("127.0.0.1", target)
-    await asyncio.gather(pump(cr, sw), pump(sr, cw))
-async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", port, ssl=ctx)
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
-"#;
-
-impl TlsFront {
-    fn start(certs: &cairn_e2e::etcd::Certs) -> TlsFront {
-        let port = s3::free_port();
-        let child = std::process::Command::new("python3")
-            .args(["-c", TLS_RELAY, s(&certs.server.cert), s(&certs.server.key)])
-            .arg(port.to_string())
-            .arg(s3::shared().addr().port().to_string())
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 runs the TLS front");
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(30),
-                "the TLS front did not listen"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        TlsFront { child, port }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for TlsFront {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

@@ -16,6 +16,11 @@
 //!
 //! A stalled request fails with [`HttpErrorKind::Timeout`], which object_store retries when the
 //! request is idempotent; its message starts with [`STALLED`].
+//!
+//! Requests go through an HTTP proxy as reqwest chooses it (see [`proxy`]); failures at the
+//! proxy name it.
+
+mod proxy;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -67,6 +72,7 @@ impl HttpConnector for Connector {
         Ok(HttpClient::new(Service {
             client,
             timeout: self.timeout,
+            proxies: proxy::Proxies::new(options),
         }))
     }
 }
@@ -182,16 +188,25 @@ impl reqwest::dns::Resolve for ShuffleResolver {
 struct Service {
     client: reqwest::Client,
     timeout: Duration,
+    /// The proxies `client` sends through, to name them in errors.
+    proxies: proxy::Proxies,
 }
 
 #[async_trait]
 impl HttpService for Service {
     async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
         let (parts, body) = req.into_parts();
+        let route = self.proxies.route(&parts.uri);
         let url = reqwest::Url::parse(&parts.uri.to_string())
             .map_err(|e| HttpError::new(HttpErrorKind::Request, e))?;
         let mut request = reqwest::Request::new(parts.method, url);
         *request.headers_mut() = parts.headers;
+        if route.as_ref().is_some_and(proxy::Route::forwarded) {
+            request.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
         let watch = Arc::new(Watch::new(self.timeout));
         *request.body_mut() = Some(if body.content_length() == 0 {
             watch.sent.store(true, Ordering::Relaxed);
@@ -203,7 +218,16 @@ impl HttpService for Service {
                 watch: Arc::clone(&watch),
             })
         });
-        let response = watch.bound(self.client.execute(request)).await?;
+        let response = match watch.bound(self.client.execute(request)).await? {
+            Ok(response) => response,
+            Err(e) => {
+                let at_proxy = route.as_ref().and_then(|r| r.send_failed(&e));
+                return Err(at_proxy.unwrap_or_else(|| classify(e)));
+            }
+        };
+        if let Some(route) = &route {
+            route.check_answer(response.status())?;
+        }
         let (parts, body) = http::Response::from(response).into_parts();
         let body = Received {
             inner: body,
@@ -261,15 +285,16 @@ impl Watch {
         self.start + Duration::from_millis(ms) + self.timeout
     }
 
-    /// Await the answer's head while the request makes progress.
+    /// Await the answer's head while the request makes progress: the request's own result,
+    /// or an error if it stalled.
     async fn bound(
         &self,
         answer: impl Future<Output = reqwest::Result<reqwest::Response>>,
-    ) -> Result<reqwest::Response, HttpError> {
+    ) -> Result<reqwest::Result<reqwest::Response>, HttpError> {
         let mut answer = std::pin::pin!(answer);
         loop {
             match tokio::time::timeout_at(self.deadline(), &mut answer).await {
-                Ok(r) => return r.map_err(classify),
+                Ok(r) => return Ok(r),
                 Err(_) if Instant::now() >= self.deadline() => {
                     let during = match self.sent.load(Ordering::Relaxed) {
                         true => "waiting for the answer",
