@@ -13,8 +13,13 @@ use chrono::{DateTime, Utc};
 use object_store::aws::AwsCredential;
 use object_store::CredentialProvider;
 use serde::Deserialize;
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How long the command may take (it gets no input, so it cannot be waiting for a person).
+const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
 
 /// How long before they expire credentials are fetched again.
 const REFRESH_BEFORE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
@@ -123,13 +128,8 @@ impl Inner {
             ));
         };
         let what = format!("{} ({program})", self.given_by);
-        let out = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| format!("the {what} could not be run: {e}"))?;
+        let out = output_within(Command::new(program).args(args), GIVE_UP_AFTER)
+            .map_err(|e| format!("the {what} {e}"))?;
         if !out.status.success() {
             let said = String::from_utf8_lossy(&out.stderr);
             let said: String = said.trim().chars().take(500).collect();
@@ -176,6 +176,50 @@ impl Inner {
             expires,
         })
     }
+}
+
+/// Run `cmd` with no input, its output collected; killed after `limit`. The error says what
+/// happened ("could not be run: …", "did not finish within …").
+fn output_within(cmd: &mut Command, limit: Duration) -> Result<std::process::Output, String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not be run: {e}"))?;
+    // Read on threads, so that a command printing more than a pipe holds is not blocked.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(p) = pipe {
+                let _ = p.take(1 << 20).read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "did not finish within {} s and was stopped",
+                    limit.as_secs_f32()
+                ));
+            }
+            Err(e) => return Err(format!("could not be waited for: {e}")),
+        }
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
 }
 
 /// What is wrong with JSON that did not parse, without its position or any text of it.
@@ -291,6 +335,9 @@ mod tests {
                 "{e}"
             );
         }
+        let e =
+            output_within(Command::new("sleep").arg("10"), Duration::from_millis(200)).unwrap_err();
+        assert!(e.contains("did not finish within"), "{e}");
         let e = get(&provider("/nonexistent/helper".into()))
             .unwrap_err()
             .to_string();
