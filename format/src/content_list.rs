@@ -29,6 +29,12 @@ pub const MAX_LIST_IDS: u64 = (crate::tree::MAX_TREE_DECODED / std::mem::size_of
 /// keep their ids inline in the tree.
 pub const LIST_MIN_IDS: usize = 256;
 
+/// Writers divide a long file's ids into lists of at most this many ids (2 MiB of ids, well
+/// within the 16 MiB blob limit, so a file of any size the tree bound allows can be stored;
+/// several lists of one file need a version-3 tree). The list of a part of a file that did not
+/// change is the same blob as in the previous backup.
+pub const LIST_SEGMENT_IDS: usize = 65_536;
+
 /// Most decoded bytes one list's operations may take.
 const MAX_OPS_DECODED: usize = 64 << 20;
 

@@ -56,10 +56,12 @@ impl RecordKind {
 
     /// The newest version of this kind's records: what [`encode`] writes and the highest
     /// [`decode`] accepts. Keys records are at version 2 (key object metadata, SPEC §5), trees
-    /// at version 2 (content lists, SPEC §9.1); every other kind at [`FORMAT_VERSION`].
+    /// at version 3 (content lists, several per file, SPEC §9.1); every other kind at
+    /// [`FORMAT_VERSION`].
     pub fn current_version(self) -> u16 {
         match self {
-            RecordKind::Keys | RecordKind::Tree => 2,
+            RecordKind::Tree => 3,
+            RecordKind::Keys => 2,
             _ => FORMAT_VERSION,
         }
     }

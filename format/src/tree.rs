@@ -86,12 +86,28 @@ pub struct Node {
     pub content: Vec<Id>,
     /// Subtree blob id (directories).
     pub subtree: Option<Id>,
-    /// Content list blobs (not part of the node's encoding: a version-2 tree lists them after
-    /// its nodes). Empty: the ids are inline. Otherwise the file's own list first, then (as
-    /// filled in by readers) the bases it was resolved through. Every one of them is
+    /// Content list blobs (not part of the node's encoding: a version-2 or 3 tree lists them
+    /// after its nodes). Empty: the ids are inline. Otherwise the file's lists in file order
+    /// (one per [`crate::content_list::LIST_SEGMENT_IDS`] ids, SPEC §9.1), each followed (as filled in by readers)
+    /// by the bases it was resolved through: see `list_segments`. Every one of them is
     /// referenced by the snapshot: see [`Node::referenced`].
     #[serde(skip)]
     pub content_lists: Vec<Id>,
+    /// How `content_lists` divides into the file's lists, as readers resolve them: empty when
+    /// every one of `content_lists` is one of the file's lists (as decoded, or as a writer
+    /// sets them).
+    #[serde(skip)]
+    pub list_segments: Vec<ListSegment>,
+}
+
+/// One of a file's content lists, as resolved: how many of the node's `content_lists` form
+/// its chain (the list first, then its bases) and how many ids it resolves to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ListSegment {
+    /// Blobs of the chain: the list itself and its bases.
+    pub chain: usize,
+    /// Ids the list resolves to.
+    pub ids: u64,
 }
 
 impl Node {
@@ -117,7 +133,25 @@ impl Node {
             content: Vec::new(),
             subtree: None,
             content_lists: Vec::new(),
+            list_segments: Vec::new(),
         }
+    }
+
+    /// The file's content lists as a tree stores them, in file order (the first blob of each
+    /// chain once resolved).
+    pub fn list_heads(&self) -> Vec<Id> {
+        if self.list_segments.is_empty() {
+            return self.content_lists.clone();
+        }
+        let mut at = 0;
+        let mut heads = Vec::with_capacity(self.list_segments.len());
+        for s in &self.list_segments {
+            if let Some(id) = self.content_lists.get(at) {
+                heads.push(*id);
+            }
+            at += s.chain;
+        }
+        heads
     }
 
     /// Every blob this entry references besides its subtree: its content list blobs (with
@@ -175,6 +209,7 @@ impl Node {
                 .sum::<usize>()
             + bytes_cost(self.content.len() * std::mem::size_of::<Id>())
             + bytes_cost(self.content_lists.len() * std::mem::size_of::<Id>())
+            + bytes_cost(self.list_segments.len() * std::mem::size_of::<ListSegment>())
     }
 }
 
@@ -218,38 +253,41 @@ pub struct Tree {
 impl Tree {
     /// Encode as a tree blob. Sorts the nodes first. A tree without content lists is written
     /// at version 1 (readable by older readers); with them at version 2: the version-1 body
-    /// with those files' `content` left empty, followed by `Vec<(u32 node index, Id list)>`.
+    /// with those files' `content` left empty, followed by `Vec<(u32 node index, Id list)>`;
+    /// at version 3 (the same layout) when a file has more than one list.
     pub fn encode(&mut self) -> Vec<u8> {
         self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        let lists: Vec<(u32, Id)> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| n.content_lists.first().map(|l| (i as u32, *l)))
-            .collect();
-        if lists.is_empty() {
+        let mut lists: Vec<(u32, Id)> = Vec::new();
+        let mut version = 1;
+        let mut held = Vec::new();
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            let heads = n.list_heads();
+            if heads.is_empty() {
+                continue;
+            }
+            version = version.max(if heads.len() > 1 { 3 } else { 2 });
+            lists.extend(heads.into_iter().map(|l| (i as u32, l)));
+            held.push((i, std::mem::take(&mut n.content)));
+        }
+        if version == 1 {
             return record::encode_at(RecordKind::Tree, 1, self);
         }
-        let mut held = Vec::with_capacity(lists.len());
-        for (i, _) in &lists {
-            held.push(std::mem::take(&mut self.nodes[*i as usize].content));
-        }
-        let mut out = record::encode_at(RecordKind::Tree, 2, self);
-        for ((i, _), content) in lists.iter().zip(held) {
-            self.nodes[*i as usize].content = content;
+        let mut out = record::encode_at(RecordKind::Tree, version, self);
+        for (i, content) in held {
+            self.nodes[i].content = content;
         }
         // postcard serialisation into a Vec cannot fail for these plain types.
         postcard::to_io(&lists, &mut out).expect("postcard encoding to a Vec");
         out
     }
 
-    /// Decode a tree blob (version 1 or 2), rejecting unsafe names, duplicates, and kind/field
-    /// mismatches. Files with a content list come back with `content` empty and the list in
-    /// `content_lists`.
+    /// Decode a tree blob (version 1, 2 or 3), rejecting unsafe names, duplicates, and
+    /// kind/field mismatches. Files with content lists come back with `content` empty and
+    /// their lists, in order, in `content_lists`.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         let tree: Tree = match record::version(RecordKind::Tree, bytes)? {
             1 => record::decode(RecordKind::Tree, bytes)?,
-            _ => Self::decode_v2(bytes)?,
+            v => Self::decode_lists(bytes, v == 3)?,
         };
         let mut prev: Option<&[u8]> = None;
         for n in &tree.nodes {
@@ -288,7 +326,9 @@ impl Tree {
         Ok(tree)
     }
 
-    fn decode_v2(bytes: &[u8]) -> Result<Self, Error> {
+    /// Versions 2 and 3: the nodes, then their lists; version 3 lets a file have several
+    /// (listed one after the other, in file order).
+    fn decode_lists(bytes: &[u8], several: bool) -> Result<Self, Error> {
         let (mut tree, rest) = record::take::<Tree>("tree", &bytes[record::HEADER_LEN..])?;
         let (lists, rest) = record::take::<Vec<(u32, Id)>>("tree", rest)?;
         let bad = |m: String| Err(Error::malformed("tree", m));
@@ -300,8 +340,19 @@ impl Tree {
         }
         let mut prev: Option<u32> = None;
         for (i, list) in lists {
+            if prev == Some(i) && several {
+                tree.nodes[i as usize].content_lists.push(list);
+                continue;
+            }
             if prev.is_some_and(|p| p >= i) {
-                return bad("content lists not in strictly increasing entry order".into());
+                return bad(format!(
+                    "content lists not in {} entry order",
+                    if several {
+                        "increasing"
+                    } else {
+                        "strictly increasing"
+                    }
+                ));
             }
             prev = Some(i);
             let Some(n) = tree.nodes.get_mut(i as usize) else {
@@ -436,6 +487,61 @@ mod tests {
         body.extend_from_slice(&postcard::to_allocvec(&vec![(0u32, Id([6; 32]))]).unwrap());
         assert!(Tree::decode(&body).is_err());
         assert!(Tree::decode(&bytes).is_ok());
+    }
+
+    #[test]
+    fn several_lists_of_one_file_need_version_3() {
+        let mut listed = file("b");
+        listed.content = Vec::new();
+        listed.content_lists = vec![Id([6; 32]), Id([7; 32]), Id([6; 32])];
+        let mut t = Tree {
+            nodes: vec![file("a"), listed.clone(), file("c")],
+        };
+        let bytes = t.encode();
+        assert_eq!(&bytes[6..8], &3u16.to_le_bytes());
+        let back = Tree::decode(&bytes).unwrap();
+        assert_eq!(back.nodes[1], listed);
+        // Resolved, only each chain's first blob is stored.
+        let mut resolved = listed.clone();
+        resolved.content_lists = vec![Id([6; 32]), Id([1; 32]), Id([7; 32])];
+        resolved.list_segments = vec![
+            ListSegment { chain: 2, ids: 5 },
+            ListSegment { chain: 1, ids: 5 },
+        ];
+        let mut t = Tree {
+            nodes: vec![resolved],
+        };
+        let back = Tree::decode(&t.encode()).unwrap();
+        assert_eq!(back.nodes[0].content_lists, [Id([6; 32]), Id([7; 32])]);
+        // Repeated entries are refused at version 2, out-of-order ones at 3.
+        let t = Tree {
+            nodes: vec![file("a"), {
+                let mut n = file("b");
+                n.content = Vec::new();
+                n
+            }],
+        };
+        let lists = |l: &[(u32, Id)]| postcard::to_allocvec(&l.to_vec()).unwrap();
+        for (version, l, ok) in [
+            (2, lists(&[(1, Id([6; 32])), (1, Id([7; 32]))]), false),
+            (3, lists(&[(1, Id([6; 32])), (1, Id([7; 32]))]), true),
+            (3, lists(&[(1, Id([6; 32])), (0, Id([7; 32]))]), false),
+        ] {
+            let mut body = record::encode_at(RecordKind::Tree, version, &t);
+            body.extend_from_slice(&l);
+            assert_eq!(Tree::decode(&body).is_ok(), ok, "version {version}");
+        }
+        // Readers older than version 3 refuse it with an upgrade message.
+        let mut v4 = Tree::default().encode();
+        v4[6..8].copy_from_slice(&4u16.to_le_bytes());
+        assert!(matches!(
+            Tree::decode(&v4),
+            Err(Error::UnsupportedVersion {
+                found: 4,
+                supported: 3,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -125,6 +125,17 @@ fn sample_tree() -> Tree {
     }
 }
 
+/// The sample tree with a file stored as `lists` content lists (version 2 for one, 3 for
+/// several).
+fn listed_tree(lists: u8) -> Vec<u8> {
+    let mut tree = sample_tree();
+    let mut long = Node::new(b"long.db".to_vec(), NodeKind::File);
+    long.size = 1 << 30;
+    long.content_lists = (0..lists).map(|b| Id([b + 9; 32])).collect();
+    tree.nodes.push(long);
+    tree.encode()
+}
+
 fn sample_snapshot() -> Snapshot {
     Snapshot {
         time_ns: 1_700_000_000_000_000_000,
@@ -264,7 +275,10 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
             "index",
             vec![index.encode(), IndexRecord::default().encode()],
         ),
-        ("tree", vec![tree_bytes, Tree::default().encode()]),
+        (
+            "tree",
+            vec![tree_bytes, Tree::default().encode(), listed_tree(1), listed_tree(3)],
+        ),
         ("content_list", content_lists()),
         ("snapshot", vec![snapshot.encode()]),
         ("frame", frames),

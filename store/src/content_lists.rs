@@ -7,35 +7,55 @@
 use crate::loader::Loader;
 use crate::saver::Saver;
 use crate::{Error, Result};
-use cairn_format::content_list::{ContentList, LIST_MIN_IDS, MAX_CHAIN};
+use cairn_format::content_list::{ContentList, LIST_MIN_IDS, LIST_SEGMENT_IDS, MAX_CHAIN};
 use cairn_format::pack::PackKind;
-use cairn_format::tree::{Node, NodeKind, Tree, MAX_TREE_DECODED};
+use cairn_format::tree::{ListSegment, Node, NodeKind, Tree, MAX_TREE_DECODED};
 use cairn_format::Id;
+use std::ops::Range;
 
 /// Most encoded list bytes read along one chain (each list blob is at most 16 MiB).
 const MAX_CHAIN_BYTES: usize = 64 << 20;
 
-/// A list earlier backups wrote, offered as the base of the next list: the list's chain (its
-/// own id first) and its resolved ids.
+/// The lists an earlier backup wrote for a file, offered as the bases of the next backup's
+/// lists: its resolved ids and, for each of its lists in file order, the list's chain (its own
+/// id first) and the ids it resolves to.
 #[derive(Debug, Clone, Default)]
 pub struct ListBase {
-    chain: Vec<Id>,
+    segments: Vec<(Vec<Id>, Range<usize>)>,
     ids: Vec<Id>,
 }
 
 impl ListBase {
-    /// The base a loaded file node offers, if it was stored with a content list.
-    pub fn of(node: &cairn_format::tree::Node) -> Option<ListBase> {
-        (!node.content_lists.is_empty()).then(|| ListBase {
-            chain: node.content_lists.clone(),
-            ids: node.content.clone(),
-        })
+    /// The base a loaded (resolved) file node offers, if it was stored with content lists.
+    pub fn of(node: &Node) -> Option<ListBase> {
+        let (mut chains, mut ids) = (0, 0);
+        let mut segments = Vec::with_capacity(node.list_segments.len());
+        for s in &node.list_segments {
+            let chain = node.content_lists.get(chains..chains + s.chain)?;
+            let end = ids + usize::try_from(s.ids).ok()?;
+            segments.push((chain.to_vec(), ids..end));
+            (chains, ids) = (chains + s.chain, end);
+        }
+        // Only a node whose lists account for all of its ids (a resolved one).
+        (!segments.is_empty() && chains == node.content_lists.len() && ids == node.content.len())
+            .then(|| ListBase {
+                segments,
+                ids: node.content.clone(),
+            })
+    }
+
+    /// The `n`th list: its chain and its ids.
+    fn segment(&self, n: usize) -> Option<(&[Id], &[Id])> {
+        let (chain, range) = self.segments.get(n)?;
+        Some((chain, &self.ids[range.clone()]))
     }
 }
 
-/// Store the content of every long file of `tree` that has none yet as a content list blob,
-/// relative to `base` where that saves space and its chain is short enough. Those files are
-/// left with the list in `content_lists` and an empty `content`, as [`resolve`] finds them.
+/// Store the content of every long file of `tree` that has none yet as content list blobs of
+/// at most [`LIST_SEGMENT_IDS`] ids each, the `n`th relative to `base`'s `n`th list where that
+/// saves space and its chain is short enough, or that very list when its ids are unchanged.
+/// Those files are left with their lists in `content_lists` and an empty `content`, as
+/// [`resolve`] finds them.
 pub(crate) fn write(saver: &mut Saver, tree: &mut Tree, base: Option<&ListBase>) -> Result<()> {
     for node in &mut tree.nodes {
         if node.kind != NodeKind::File
@@ -44,20 +64,27 @@ pub(crate) fn write(saver: &mut Saver, tree: &mut Tree, base: Option<&ListBase>)
         {
             continue;
         }
-        let bytes = match base {
-            Some(b) if b.chain.len() < MAX_CHAIN => {
-                ContentList::delta(&node.content, (b.chain[0], &b.ids)).encode()
-            }
-            // Encoded from the node's ids, not a copy of them.
-            _ => ContentList::encode_full(&node.content),
-        };
-        if bytes.len() > cairn_format::MAX_BLOB_LEN as usize {
-            continue; // kept inline, as before content lists
+        let mut lists = Vec::with_capacity(node.content.len().div_ceil(LIST_SEGMENT_IDS));
+        for (n, ids) in node.content.chunks(LIST_SEGMENT_IDS).enumerate() {
+            let bytes = match base.and_then(|b| b.segment(n)) {
+                // Unchanged (and still stored, not in a pack a prune condemned).
+                Some((chain, old)) if old == ids && chain.iter().all(|l| saver.contains(l)) => {
+                    lists.push(chain[0]);
+                    continue;
+                }
+                Some((chain, old)) if chain.len() < MAX_CHAIN => {
+                    ContentList::delta(ids, (chain[0], old)).encode()
+                }
+                // Encoded from the node's ids, not a copy of them.
+                _ => ContentList::encode_full(ids),
+            };
+            lists.push(saver.add_blob(PackKind::Tree, bytes)?);
         }
-        // The list blob holds the ids now: the node is left as a decoded tree has it (no
-        // `content`), and the ids (32 bytes a blob) are freed before the list is packed.
+        // The list blobs hold the ids now: the node is left as a decoded tree has it (no
+        // `content`), and the ids (32 bytes a blob) are freed.
         node.content = Vec::new();
-        node.content_lists = vec![saver.add_blob(PackKind::Tree, bytes)?];
+        node.content_lists = lists;
+        node.list_segments = Vec::new();
     }
     Ok(())
 }
@@ -66,8 +93,9 @@ pub(crate) fn write(saver: &mut Saver, tree: &mut Tree, base: Option<&ListBase>)
 /// chain of bases (at most [`MAX_CHAIN`] lists and `MAX_CHAIN_BYTES` encoded bytes), and
 /// record the chain in `content_lists`. The filled tree stays within the decoded-tree bound.
 pub(crate) fn resolve(loader: &mut Loader, tree_id: &Id, tree: &mut Tree) -> Result<()> {
+    let mut budget = MAX_TREE_DECODED.saturating_sub(tree.decoded_size());
     for node in &mut tree.nodes {
-        resolve_node(loader, tree_id, node)?;
+        resolve_node(loader, tree_id, node, &mut budget)?;
     }
     within_bound(tree_id, tree)
 }
@@ -76,14 +104,14 @@ pub(crate) fn resolve(loader: &mut Loader, tree_id: &Id, tree: &mut Tree) -> Res
 /// aside) with no content: [`unresolved`] tells them. For `repair snapshots`, which drops
 /// such files instead of their whole directory.
 pub(crate) fn resolve_lenient(loader: &mut Loader, tree_id: &Id, tree: &mut Tree) -> Result<()> {
+    let mut budget = MAX_TREE_DECODED.saturating_sub(tree.decoded_size());
     for node in &mut tree.nodes {
-        if let Err(e) = resolve_node(loader, tree_id, node) {
+        if let Err(e) = resolve_node(loader, tree_id, node, &mut budget) {
             if e.is_storage_failure() {
                 return Err(e);
             }
             tracing::warn!("{e}");
             node.content.clear();
-            node.content_lists.truncate(1);
         }
     }
     within_bound(tree_id, tree)
@@ -97,14 +125,55 @@ pub fn unresolved(node: &Node) -> bool {
         && node.size > 0
 }
 
-fn resolve_node(loader: &mut Loader, tree_id: &Id, node: &mut Node) -> Result<()> {
-    let Some(first) = node.content_lists.first().copied() else {
+/// Resolve one file's lists in order; `budget` is what the tree may still take decoded (the
+/// ids and chains added are charged to it as each list resolves, so a hostile tree cannot
+/// grow past the bound before it is checked).
+fn resolve_node(
+    loader: &mut Loader,
+    tree_id: &Id,
+    node: &mut Node,
+    budget: &mut usize,
+) -> Result<()> {
+    if node.content_lists.is_empty() || !node.list_segments.is_empty() {
         return Ok(());
-    };
+    }
+    // On failure the node keeps its lists as decoded (`unresolved` tells it).
+    let heads = node.content_lists.clone();
+    let (mut ids, mut chains) = (Vec::new(), Vec::with_capacity(heads.len()));
+    for head in heads {
+        let (chain, n) = resolve_list(loader, tree_id, &node.name, head, &mut ids)?;
+        let cost = (n as usize + chain.len()) * std::mem::size_of::<Id>()
+            + std::mem::size_of::<ListSegment>();
+        *budget = budget
+            .checked_sub(cost)
+            .ok_or_else(|| over_bound(tree_id))?;
+        chains.push((chain, n));
+    }
+    node.content = ids;
+    node.list_segments = chains
+        .iter()
+        .map(|(chain, n)| ListSegment {
+            chain: chain.len(),
+            ids: *n,
+        })
+        .collect();
+    node.content_lists = chains.into_iter().flat_map(|(chain, _)| chain).collect();
+    Ok(())
+}
+
+/// Resolve the list `first` (of the file `name`) through its chain of bases, appending its ids
+/// to `out`; returns the chain (`first`, then its bases) and how many ids it added.
+fn resolve_list(
+    loader: &mut Loader,
+    tree_id: &Id,
+    name: &[u8],
+    first: Id,
+    out: &mut Vec<Id>,
+) -> Result<(Vec<Id>, u64)> {
     let what = |list: &Id| {
         format!(
             "content list blob {list} of {:?} (tree blob {tree_id})",
-            String::from_utf8_lossy(&node.name)
+            String::from_utf8_lossy(name)
         )
     };
     let mut chain = vec![first];
@@ -148,27 +217,137 @@ fn resolve_node(loader: &mut Loader, tree_id: &Id, node: &mut Node) -> Result<()
             .map_err(|e| Error::damaged(what(&id), e))?;
         std::mem::swap(&mut ids, &mut spare);
     }
-    node.content = ids;
-    node.content_lists = chain;
-    Ok(())
+    let n = ids.len() as u64;
+    if out.is_empty() {
+        *out = ids;
+    } else {
+        out.extend_from_slice(&ids);
+    }
+    Ok((chain, n))
 }
 
 fn within_bound(tree_id: &Id, tree: &Tree) -> Result<()> {
     if tree.decoded_size() > MAX_TREE_DECODED {
-        return Err(Error::damaged(
-            format!("tree blob {tree_id}"),
-            malformed(
-                "tree",
-                format!(
-                    "its files' content lists take more than {} MiB decoded",
-                    MAX_TREE_DECODED >> 20
-                ),
-            ),
-        ));
+        return Err(over_bound(tree_id));
     }
     Ok(())
 }
 
+fn over_bound(tree_id: &Id) -> Error {
+    Error::damaged(
+        format!("tree blob {tree_id}"),
+        malformed(
+            "tree",
+            format!(
+                "its files' content lists take more than {} MiB decoded",
+                MAX_TREE_DECODED >> 20
+            ),
+        ),
+    )
+}
+
 fn malformed(kind: &'static str, reason: String) -> cairn_format::Error {
     cairn_format::Error::Malformed { kind, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Index;
+    use crate::test_repo::{create, spread_id};
+    use std::sync::Arc;
+
+    fn file(ids: Vec<Id>) -> Tree {
+        let mut node = Node::new(b"snapshot_x.db".to_vec(), NodeKind::File);
+        node.size = ids.len() as u64 * 4096;
+        node.content = ids;
+        Tree { nodes: vec![node] }
+    }
+
+    #[test]
+    fn long_files_are_stored_as_several_lists_and_unchanged_ones_are_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = age::x25519::Identity::generate();
+        let repo = create(dir.path(), &identity, None);
+        let day1: Vec<Id> = (0..150_000).map(spread_id).collect();
+        let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
+        let root1 = saver.save_tree(&mut file(day1.clone())).unwrap();
+        saver.finish().unwrap();
+
+        let index = Arc::new(Index::load(&repo).unwrap());
+        let mut loader = Loader::new(repo.clone(), index.clone());
+        let stored = loader.load(&root1).unwrap();
+        assert_eq!(
+            &stored[6..8],
+            &3u16.to_le_bytes(),
+            "several lists: version 3"
+        );
+        let node1 = loader.load_tree(&root1).unwrap().nodes.remove(0);
+        assert_eq!(node1.content, day1);
+        let lens: Vec<u64> = node1.list_segments.iter().map(|s| s.ids).collect();
+        assert_eq!(lens, [65_536, 65_536, 18_928]);
+        assert_eq!(node1.content_lists.len(), 3);
+
+        // Day 2 changes ten ids in the second list only.
+        let mut day2 = day1.clone();
+        for i in 0..10 {
+            day2[70_000 + i * 100] = spread_id(1_000_000 + i as u64);
+        }
+        let mut saver = Saver::new(repo.clone(), index, 2);
+        saver.set_list_base(ListBase::of(&node1).unwrap());
+        let root2 = saver.save_tree(&mut file(day2.clone())).unwrap();
+        let (stats, _) = saver.finish().unwrap();
+        assert_eq!(stats.blobs_added, 2, "the tree and one list: {stats:?}");
+
+        let index = Arc::new(Index::load(&repo).unwrap());
+        let mut loader = Loader::new(repo.clone(), index);
+        let node2 = loader.load_tree(&root2).unwrap().nodes.remove(0);
+        assert_eq!(node2.content, day2);
+        let (h1, h2) = (node1.list_heads(), node2.list_heads());
+        assert_eq!(
+            (h2[0], h2[2]),
+            (h1[0], h1[2]),
+            "unchanged lists are the same blobs"
+        );
+        assert_ne!(h2[1], h1[1]);
+        let chains: Vec<usize> = node2.list_segments.iter().map(|s| s.chain).collect();
+        assert_eq!(
+            chains,
+            [1, 2, 1],
+            "the changed list is written against its base"
+        );
+        assert_eq!(node2.content_lists[2], h1[1]);
+        // A file that ends earlier (or later) than its base still resolves.
+        let mut saver = Saver::new(repo.clone(), Arc::new(Index::load(&repo).unwrap()), 2);
+        saver.set_list_base(ListBase::of(&node2).unwrap());
+        let shorter = day2[..100_000].to_vec();
+        let root3 = saver.save_tree(&mut file(shorter.clone())).unwrap();
+        saver.finish().unwrap();
+        let mut loader = Loader::new(repo.clone(), Arc::new(Index::load(&repo).unwrap()));
+        assert_eq!(loader.load_tree(&root3).unwrap().nodes[0].content, shorter);
+    }
+
+    #[test]
+    fn lists_named_over_and_over_are_refused_before_they_outgrow_the_tree_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = age::x25519::Identity::generate();
+        let repo = create(dir.path(), &identity, None);
+        let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
+        let ids: Vec<Id> = (0..LIST_SEGMENT_IDS as u64).map(spread_id).collect();
+        let list = saver
+            .add_blob(PackKind::Tree, ContentList::encode_full(&ids))
+            .unwrap();
+        // 2 MiB of ids named 60 times: 120 MiB resolved, over the 96 MiB bound.
+        let mut node = Node::new(b"f".to_vec(), NodeKind::File);
+        node.size = 1;
+        node.content_lists = vec![list; 60];
+        let root = saver
+            .add_blob(PackKind::Tree, Tree { nodes: vec![node] }.encode())
+            .unwrap();
+        saver.finish().unwrap();
+        let mut loader = Loader::new(repo.clone(), Arc::new(Index::load(&repo).unwrap()));
+        let err = loader.load_tree(&root).unwrap_err().to_string();
+        assert!(err.contains("more than 96 MiB decoded"), "{err}");
+        assert!(err.contains(&root.to_string()), "{err}");
+    }
 }

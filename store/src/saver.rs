@@ -638,6 +638,18 @@ impl Saver {
     /// Store a tree blob (long files' ids as content lists, SPEC §9.1: such a file is left
     /// with its list in `content_lists` and no `content`, as a loaded tree has it).
     pub fn save_tree(&mut self, tree: &mut Tree) -> Result<Id> {
+        // Readers refuse a tree whose files' ids take more than this once resolved.
+        if tree.decoded_size() > cairn_format::tree::MAX_TREE_DECODED {
+            return Err(Error::Invalid(format!(
+                "a directory of {} entries holding {} blobs takes {} MiB decoded, over the {} MiB \
+                 a tree may take (a file of more than about 3 million chunks: with \
+                 --chunk-size 1, files over ~3 GB)",
+                tree.nodes.len(),
+                tree.nodes.iter().map(|n| n.content.len()).sum::<usize>(),
+                tree.decoded_size() >> 20,
+                cairn_format::tree::MAX_TREE_DECODED >> 20
+            )));
+        }
         let base = self.list_base.take();
         let written = crate::content_lists::write(self, tree, base.as_ref());
         self.list_base = base;

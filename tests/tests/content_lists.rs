@@ -332,3 +332,42 @@ fn repair_drops_only_the_files_whose_lists_are_lost() {
     assert!(files[0].ends_with("d/keep.txt"), "{files:?}");
     assert!(fs::read(&files[0]).unwrap() == keep);
 }
+
+#[test]
+fn a_file_of_several_lists_restores_dedupes_its_unchanged_lists_and_survives_prune() {
+    // 1 KiB average chunks: `seq` output of ~150 MB is ~125,000 blobs, so its ids are two
+    // lists of at most 65,536 (a version-3 tree), as an etcd database over 256 MB is.
+    let fx = Fixture::on_with(Backend::Local, &["--chunk-size", "1"]);
+    let src = fx.dir("src");
+    let mut numbers = sh("seq", &["1", "18000000"]);
+    fs::write(src.join("n.txt"), &numbers).unwrap();
+    let first = fx.wk(&["--json", "backup", s(&src)]).ok().json();
+    assert!(num(&first, "blobs_added") > 65_536, "{first}");
+    // One line near the end changes: the first list's ids do not, so the second backup
+    // stores the same first list (the same blob: nothing new) and a new second one.
+    let at = numbers.len() - 1000;
+    numbers[at] = b'x';
+    fs::write(src.join("n.txt"), &numbers).unwrap();
+    let tree_before = tree_bytes(&fx);
+    let second = fx.wk(&["--json", "backup", s(&src)]).ok().json();
+    let tree_added = tree_bytes(&fx) - tree_before;
+    // One list is ~2 MiB of ids; both would be ~4 MiB.
+    assert!(
+        tree_added < 3 << 20,
+        "{tree_added} tree bytes added: {second}"
+    );
+    assert!(
+        tree_added > 1 << 20,
+        "{tree_added} tree bytes added: {second}"
+    );
+    let (first, second) = (Fixture::snap_id(&first), Fixture::snap_id(&second));
+
+    fx.store.delete(&format!("snapshots/{first}"));
+    fx.id(&["prune", "--max-unused", "0"]).ok();
+    fx.id(&["check", "--read-data"]).ok();
+    let out = fx.path("out");
+    fx.restore(&second, &out, &[]).ok();
+    assert!(fs::read(Fixture::restored(&out, &src).join("n.txt")).unwrap() == numbers);
+    let cat = fx.id(&["cat", &second, &format!("{}/n.txt", src.display())]);
+    assert!(cat.ok().stdout.as_bytes() == numbers.as_slice());
+}
