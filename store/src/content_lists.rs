@@ -11,43 +11,42 @@ use cairn_format::content_list::{ContentList, LIST_MIN_IDS, LIST_SEGMENT_IDS, MA
 use cairn_format::pack::PackKind;
 use cairn_format::tree::{ListSegment, Node, NodeKind, Tree, MAX_TREE_DECODED};
 use cairn_format::Id;
-use std::ops::Range;
 
 /// Most encoded list bytes read along one chain (each list blob is at most 16 MiB).
 const MAX_CHAIN_BYTES: usize = 64 << 20;
 
 /// The lists an earlier backup wrote for a file, offered as the bases of the next backup's
-/// lists: its resolved ids and, for each of its lists in file order, the list's chain (its own
-/// id first) and the ids it resolves to.
-#[derive(Debug, Clone, Default)]
+/// lists. Each is read when the list at its place is written (one at a time: a base costs
+/// one list's ids, not the file's).
 pub struct ListBase {
-    segments: Vec<(Vec<Id>, Range<usize>)>,
-    ids: Vec<Id>,
+    loader: Loader,
+    tree_id: Id,
+    name: Vec<u8>,
+    heads: Vec<Id>,
 }
 
 impl ListBase {
-    /// The base a loaded (resolved) file node offers, if it was stored with content lists.
-    pub fn of(node: &Node) -> Option<ListBase> {
-        let (mut chains, mut ids) = (0, 0);
-        let mut segments = Vec::with_capacity(node.list_segments.len());
-        for s in &node.list_segments {
-            let chain = node.content_lists.get(chains..chains + s.chain)?;
-            let end = ids + usize::try_from(s.ids).ok()?;
-            segments.push((chain.to_vec(), ids..end));
-            (chains, ids) = (chains + s.chain, end);
-        }
-        // Only a node whose lists account for all of its ids (a resolved one).
-        (!segments.is_empty() && chains == node.content_lists.len() && ids == node.content.len())
-            .then(|| ListBase {
-                segments,
-                ids: node.content.clone(),
-            })
+    /// The base `node` (of the tree `tree_id`, as loaded by `loader`, resolved or not)
+    /// offers, if it was stored with content lists.
+    pub fn of(loader: Loader, tree_id: Id, node: Node) -> Option<ListBase> {
+        let heads = node.list_heads();
+        (!heads.is_empty()).then_some(ListBase {
+            loader,
+            tree_id,
+            name: node.name,
+            heads,
+        })
     }
 
-    /// The `n`th list: its chain and its ids.
-    fn segment(&self, n: usize) -> Option<(&[Id], &[Id])> {
-        let (chain, range) = self.segments.get(n)?;
-        Some((chain, &self.ids[range.clone()]))
+    /// The `n`th list: its chain and its ids. None if there is none, or (with a warning: it
+    /// only costs space) if it cannot be read.
+    fn segment(&mut self, n: usize) -> Option<(Vec<Id>, Vec<Id>)> {
+        let head = *self.heads.get(n)?;
+        resolve_list(&mut self.loader, &self.tree_id, &self.name, head)
+            .inspect_err(|e| {
+                tracing::warn!("the previous backup's list is unreadable ({e}); this one stores a complete list")
+            })
+            .ok()
     }
 }
 
@@ -56,7 +55,11 @@ impl ListBase {
 /// saves space and its chain is short enough, or that very list when its ids are unchanged.
 /// Those files are left with their lists in `content_lists` and an empty `content`, as
 /// [`resolve`] finds them.
-pub(crate) fn write(saver: &mut Saver, tree: &mut Tree, base: Option<&ListBase>) -> Result<()> {
+pub(crate) fn write(
+    saver: &mut Saver,
+    tree: &mut Tree,
+    mut base: Option<&mut ListBase>,
+) -> Result<()> {
     for node in &mut tree.nodes {
         if node.kind != NodeKind::File
             || !node.content_lists.is_empty()
@@ -66,14 +69,14 @@ pub(crate) fn write(saver: &mut Saver, tree: &mut Tree, base: Option<&ListBase>)
         }
         let mut lists = Vec::with_capacity(node.content.len().div_ceil(LIST_SEGMENT_IDS));
         for (n, ids) in node.content.chunks(LIST_SEGMENT_IDS).enumerate() {
-            let bytes = match base.and_then(|b| b.segment(n)) {
+            let bytes = match base.as_mut().and_then(|b| b.segment(n)) {
                 // Unchanged (and still stored, not in a pack a prune condemned).
                 Some((chain, old)) if old == ids && chain.iter().all(|l| saver.contains(l)) => {
                     lists.push(chain[0]);
                     continue;
                 }
                 Some((chain, old)) if chain.len() < MAX_CHAIN => {
-                    ContentList::delta(ids, (chain[0], old)).encode()
+                    ContentList::delta(ids, (chain[0], &old)).encode()
                 }
                 // Encoded from the node's ids, not a copy of them.
                 _ => ContentList::encode_full(ids),
@@ -139,17 +142,22 @@ fn resolve_node(
     }
     // On failure the node keeps its lists as decoded (`unresolved` tells it).
     let heads = node.content_lists.clone();
-    let (mut ids, mut chains) = (Vec::new(), Vec::with_capacity(heads.len()));
-    for head in heads {
-        let (chain, n) = resolve_list(loader, tree_id, &node.name, head, &mut ids)?;
-        let cost = (n as usize + chain.len()) * std::mem::size_of::<Id>()
-            + std::mem::size_of::<ListSegment>();
-        *budget = budget
-            .checked_sub(cost)
-            .ok_or_else(|| over_bound(tree_id))?;
-        chains.push((chain, n));
+    let (mut all, mut chains) = (Vec::new(), Vec::with_capacity(heads.len()));
+    for (k, head) in heads.iter().enumerate() {
+        let (chain, ids) = resolve_list(loader, tree_id, &node.name, *head)?;
+        charge(budget, tree_id, &chain, &ids)?;
+        chains.push((chain, ids.len() as u64));
+        if k == 0 {
+            // Writers make every list but the last as long as the first: room for all at
+            // once (within the bound), not doubled as they are appended.
+            all = ids;
+            let rest = all.len().saturating_mul(heads.len() - 1);
+            all.reserve_exact(rest.min(*budget / std::mem::size_of::<Id>()));
+        } else {
+            all.extend_from_slice(&ids);
+        }
     }
-    node.content = ids;
+    node.content = all;
     node.list_segments = chains
         .iter()
         .map(|(chain, n)| ListSegment {
@@ -161,15 +169,55 @@ fn resolve_node(
     Ok(())
 }
 
-/// Resolve the list `first` (of the file `name`) through its chain of bases, appending its ids
-/// to `out`; returns the chain (`first`, then its bases) and how many ids it added.
+/// Hand `f` every blob `tree` (decoded by `Loader::load_tree_unresolved`) references besides
+/// its subtrees, a batch at a time: each content list's chain and ids as it is resolved (so a
+/// long file's ids are never all held at once: one list, at most 2 MiB as writers make them),
+/// then the inline ids of every file. Bounded as [`resolve`] is.
+pub(crate) fn each_referenced(
+    loader: &mut Loader,
+    tree_id: &Id,
+    tree: Tree,
+    mut f: impl FnMut(Vec<Id>),
+) -> Result<()> {
+    let mut budget = MAX_TREE_DECODED.saturating_sub(tree.decoded_size());
+    let mut inline = Vec::new();
+    for mut node in tree.nodes {
+        let lists = std::mem::take(&mut node.content_lists);
+        if node.list_segments.is_empty() {
+            for head in lists {
+                let (chain, ids) = resolve_list(loader, tree_id, &node.name, head)?;
+                charge(&mut budget, tree_id, &chain, &ids)?;
+                f(chain);
+                f(ids);
+            }
+        } else {
+            // Resolved already: its lists are all there.
+            f(lists);
+        }
+        node.take_referenced(&mut inline);
+    }
+    f(inline);
+    Ok(())
+}
+
+/// Charge a resolved list (its chain and ids) to what the tree may still take decoded.
+fn charge(budget: &mut usize, tree_id: &Id, chain: &[Id], ids: &[Id]) -> Result<()> {
+    let cost =
+        (ids.len() + chain.len()) * std::mem::size_of::<Id>() + std::mem::size_of::<ListSegment>();
+    *budget = budget
+        .checked_sub(cost)
+        .ok_or_else(|| over_bound(tree_id))?;
+    Ok(())
+}
+
+/// Resolve the list `first` (of the file `name`) through its chain of bases: the chain
+/// (`first`, then its bases) and the ids.
 fn resolve_list(
     loader: &mut Loader,
     tree_id: &Id,
     name: &[u8],
     first: Id,
-    out: &mut Vec<Id>,
-) -> Result<(Vec<Id>, u64)> {
+) -> Result<(Vec<Id>, Vec<Id>)> {
     let what = |list: &Id| {
         format!(
             "content list blob {list} of {:?} (tree blob {tree_id})",
@@ -217,13 +265,7 @@ fn resolve_list(
             .map_err(|e| Error::damaged(what(&id), e))?;
         std::mem::swap(&mut ids, &mut spare);
     }
-    let n = ids.len() as u64;
-    if out.is_empty() {
-        *out = ids;
-    } else {
-        out.extend_from_slice(&ids);
-    }
-    Ok((chain, n))
+    Ok((chain, ids))
 }
 
 fn within_bound(tree_id: &Id, tree: &Tree) -> Result<()> {
@@ -293,8 +335,9 @@ mod tests {
         for i in 0..10 {
             day2[70_000 + i * 100] = spread_id(1_000_000 + i as u64);
         }
-        let mut saver = Saver::new(repo.clone(), index, 2);
-        saver.set_list_base(ListBase::of(&node1).unwrap());
+        let mut saver = Saver::new(repo.clone(), index.clone(), 2);
+        let base = Loader::new(repo.clone(), index);
+        saver.set_list_base(ListBase::of(base, root1, node1.clone()).unwrap());
         let root2 = saver.save_tree(&mut file(day2.clone())).unwrap();
         let (stats, _) = saver.finish().unwrap();
         assert_eq!(stats.blobs_added, 2, "the tree and one list: {stats:?}");
@@ -318,8 +361,10 @@ mod tests {
         );
         assert_eq!(node2.content_lists[2], h1[1]);
         // A file that ends earlier (or later) than its base still resolves.
-        let mut saver = Saver::new(repo.clone(), Arc::new(Index::load(&repo).unwrap()), 2);
-        saver.set_list_base(ListBase::of(&node2).unwrap());
+        let index = Arc::new(Index::load(&repo).unwrap());
+        let mut saver = Saver::new(repo.clone(), index.clone(), 2);
+        let base = Loader::new(repo.clone(), index);
+        saver.set_list_base(ListBase::of(base, root2, node2.clone()).unwrap());
         let shorter = day2[..100_000].to_vec();
         let root3 = saver.save_tree(&mut file(shorter.clone())).unwrap();
         saver.finish().unwrap();

@@ -650,8 +650,8 @@ impl Saver {
                 cairn_format::tree::MAX_TREE_DECODED >> 20
             )));
         }
-        let base = self.list_base.take();
-        let written = crate::content_lists::write(self, tree, base.as_ref());
+        let mut base = self.list_base.take();
+        let written = crate::content_lists::write(self, tree, base.as_mut());
         self.list_base = base;
         written?;
         let bytes = tree.encode();

@@ -307,17 +307,17 @@ fn reach<'r>(
             if !seen.insert(tree_id) {
                 continue;
             }
-            let tree = loader.load_tree(&tree_id)?;
-            // The tree's blobs looked up together (moved, not copied: a content list's ids
-            // are most of a tree).
-            let mut ids: Vec<Id> = Vec::new();
-            for mut node in tree.nodes {
+            let tree = loader.load_tree_unresolved(&tree_id)?;
+            for node in &tree.nodes {
                 if let (NodeKind::Dir, Some(sub)) = (&node.kind, node.subtree) {
                     stack.push(sub);
                 }
-                node.take_referenced(&mut ids);
             }
-            seen.insert_all(ids);
+            // A long file's ids a content list at a time; the rest of the tree's blobs
+            // looked up together.
+            crate::content_lists::each_referenced(loader, &tree_id, tree, |ids| {
+                seen.insert_all(ids)
+            })?;
         }
     }
     Ok(())

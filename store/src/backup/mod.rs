@@ -313,12 +313,14 @@ impl Session {
         let Some((_, snap)) = self.latest_in(listing, source, |_| true) else {
             return Ok(None);
         };
-        let root = self.loader().load_tree(&snap.tree)?;
+        // Its lists are read one at a time as this backup's are written.
+        let mut loader = self.loader();
+        let root = loader.load_tree_unresolved(&snap.tree)?;
         Ok(root
             .nodes
-            .iter()
-            .filter(|n| n.name.starts_with(b"snapshot_") && n.name.ends_with(b".db"))
-            .find_map(ListBase::of))
+            .into_iter()
+            .find(|n| n.name.starts_with(b"snapshot_") && n.name.ends_with(b".db"))
+            .and_then(|n| ListBase::of(loader, snap.tree, n)))
     }
 
     /// Flush and write the snapshot.
