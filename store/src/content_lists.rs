@@ -51,10 +51,8 @@ impl ListBase {
 }
 
 /// Store the content of every long file of `tree` that has none yet as content list blobs of
-/// at most [`LIST_SEGMENT_IDS`] ids each, the `n`th relative to `base`'s `n`th list where that
-/// saves space and its chain is short enough, or that very list when its ids are unchanged.
-/// Those files are left with their lists in `content_lists` and an empty `content`, as
-/// [`resolve`] finds them.
+/// at most [`LIST_SEGMENT_IDS`] ids each (see [`write_list`]). Those files are left with their
+/// lists in `content_lists` and an empty `content`, as [`resolve`] finds them.
 pub(crate) fn write(
     saver: &mut Saver,
     tree: &mut Tree,
@@ -69,19 +67,7 @@ pub(crate) fn write(
         }
         let mut lists = Vec::with_capacity(node.content.len().div_ceil(LIST_SEGMENT_IDS));
         for (n, ids) in node.content.chunks(LIST_SEGMENT_IDS).enumerate() {
-            let bytes = match base.as_mut().and_then(|b| b.segment(n)) {
-                // Unchanged (and still stored, not in a pack a prune condemned).
-                Some((chain, old)) if old == ids && chain.iter().all(|l| saver.contains(l)) => {
-                    lists.push(chain[0]);
-                    continue;
-                }
-                Some((chain, old)) if chain.len() < MAX_CHAIN => {
-                    ContentList::delta(ids, (chain[0], &old)).encode()
-                }
-                // Encoded from the node's ids, not a copy of them.
-                _ => ContentList::encode_full(ids),
-            };
-            lists.push(saver.add_blob(PackKind::Tree, bytes)?);
+            lists.push(write_list(saver, base.as_deref_mut(), n, ids)?);
         }
         // The list blobs hold the ids now: the node is left as a decoded tree has it (no
         // `content`), and the ids (32 bytes a blob) are freed.
@@ -90,6 +76,28 @@ pub(crate) fn write(
         node.list_segments = Vec::new();
     }
     Ok(())
+}
+
+/// Store `ids` as the `n`th content list of a file: relative to `base`'s `n`th list where that
+/// saves space and its chain is short enough, or that very list when its ids are unchanged
+/// (and still stored, not in a pack a prune condemned).
+pub(crate) fn write_list(
+    saver: &mut Saver,
+    base: Option<&mut ListBase>,
+    n: usize,
+    ids: &[Id],
+) -> Result<Id> {
+    let bytes = match base.and_then(|b| b.segment(n)) {
+        Some((chain, old)) if old == ids && chain.iter().all(|l| saver.contains(l)) => {
+            return Ok(chain[0]);
+        }
+        Some((chain, old)) if chain.len() < MAX_CHAIN => {
+            ContentList::delta(ids, (chain[0], &old)).encode()
+        }
+        // Encoded from the ids, not a copy of them.
+        _ => ContentList::encode_full(ids),
+    };
+    saver.add_blob(PackKind::Tree, bytes)
 }
 
 /// Fill in the content of `tree`'s files stored with a content list, following each list's

@@ -19,7 +19,9 @@
 use crate::pending::Pending;
 use crate::saver::Saver;
 use crate::{Error, Result};
+use cairn_format::content_list::LIST_SEGMENT_IDS;
 use cairn_format::pack::PackKind;
+use cairn_format::tree::{ListSegment, Node};
 use cairn_format::{ChunkIdKey, Id};
 use crossbeam_channel::{bounded, never, select, Receiver, Sender};
 use std::collections::BTreeMap;
@@ -102,17 +104,18 @@ impl AsMut<Saver> for Saver {
 
 impl Saver {
     /// Cut `reader` into pages of `page` bytes (the last one may be shorter), store the new ones
-    /// as data blobs and return every page's id in order and the stream's length. `tap` sees
-    /// every block of the stream once, in order, before its pages are stored; `progress` is told
-    /// the bytes of each block stored. The outer error is the repository's; the inner one is the
-    /// source's (the stream could not be read), after which the saver remains usable.
+    /// as data blobs and return their ids in order (see [`Paged`]) and the stream's length.
+    /// `tap` sees every block of the stream once, in order, before its pages are stored;
+    /// `progress` is told the bytes of each block stored. The outer error is the repository's;
+    /// the inner one is the source's (the stream could not be read), after which the saver
+    /// remains usable.
     pub fn save_pages<R: Read>(
         &mut self,
         reader: R,
         page: u32,
         tap: impl FnMut(&Arc<Block>),
         progress: impl FnMut(u64),
-    ) -> Result<io::Result<(Vec<Id>, u64)>> {
+    ) -> Result<io::Result<Paged>> {
         let key = self.chunk_id_key();
         save_pages(
             &mut Pending::ready(self),
@@ -123,6 +126,34 @@ impl Saver {
             tap,
             progress,
         )
+    }
+}
+
+/// The ids of a stream's pages as [`save_pages`] stored them: in `ids`, or, for a stream of
+/// more than [`LIST_SEGMENT_IDS`] pages, in content lists written as the pages were stored
+/// (the list blob and how many ids it holds, in order), so that a large database's ids are
+/// never all held at once (the last, shorter list too).
+#[derive(Debug, Default)]
+pub struct Paged {
+    /// The pages' ids, when not in `lists`.
+    pub ids: Vec<Id>,
+    /// The content lists holding them, when the stream was long.
+    pub lists: Vec<(Id, u64)>,
+    /// The stream's length.
+    pub size: u64,
+}
+
+impl Paged {
+    /// The content of file `node`: its ids, or its lists (each one resolves on its own).
+    pub fn place_in(self, node: &mut Node) {
+        node.size = self.size;
+        node.content = self.ids;
+        node.list_segments = self
+            .lists
+            .iter()
+            .map(|&(_, ids)| ListSegment { chain: 1, ids })
+            .collect();
+        node.content_lists = self.lists.into_iter().map(|(id, _)| id).collect();
     }
 }
 
@@ -141,15 +172,16 @@ pub fn save_pages<S: AsMut<Saver>, R: Read>(
     page: u32,
     mut tap: impl FnMut(&Arc<Block>),
     mut progress: impl FnMut(u64),
-) -> Result<io::Result<(Vec<Id>, u64)>> {
+) -> Result<io::Result<Paged>> {
     let page = page.clamp(64, cairn_format::MAX_BLOB_LEN) as usize;
     let block_len = page * BLOCK_PAGES;
     let hashers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    // A file's ids are known in number: the list is allocated once, not grown by copying.
+    // A file's ids are known in number: the list is allocated once, not grown by copying
+    // (at most one list's worth and a block's: they go to lists as they are stored).
     let expected = reread
         .and_then(|f| f.metadata().ok())
         .map_or(0, |m| m.len().div_ceil(page as u64))
-        .min(MAX_RESERVED_IDS) as usize;
+        .min((LIST_SEGMENT_IDS + BLOCK_PAGES) as u64) as usize;
     std::thread::scope(|scope| {
         // Created here so that they close when this closure returns, early or not, and the
         // hashing threads end before the scope waits for them.
@@ -166,6 +198,8 @@ pub fn save_pages<S: AsMut<Saver>, R: Read>(
             reread,
             page,
             ids: Vec::with_capacity(expected),
+            first: 0,
+            lists: Vec::new(),
             size: 0,
             looked: 0,
             next: 0,
@@ -185,6 +219,7 @@ pub fn save_pages<S: AsMut<Saver>, R: Read>(
                     return Ok(Err(e));
                 }
                 run.store_ready(saver, &mut progress)?;
+                run.write_lists(saver, LIST_SEGMENT_IDS)?;
             } else if run.reread.is_some() {
                 run.hash_ahead(&mut progress);
             }
@@ -242,12 +277,17 @@ pub fn save_pages<S: AsMut<Saver>, R: Read>(
                 recv(arrival) -> made => store.accept(made)?,
             }
         }
-        Ok(Ok((std::mem::take(&mut run.ids), run.size)))
+        if !run.lists.is_empty() {
+            // The rest, as the last list.
+            run.write_lists(store.get()?.as_mut(), 1)?;
+        }
+        Ok(Ok(Paged {
+            ids: std::mem::take(&mut run.ids),
+            lists: std::mem::take(&mut run.lists),
+            size: run.size,
+        }))
     })
 }
-
-/// Ids reserved at most up front (16 GiB of 4 KiB pages); a longer file's list grows.
-const MAX_RESERVED_IDS: u64 = 1 << 22;
 
 fn hashers_stopped() -> Error {
     Error::Invalid("page hashing threads stopped".into())
@@ -259,9 +299,15 @@ struct PageRun<'a> {
     key: &'a ChunkIdKey,
     reread: Option<&'a File>,
     page: usize,
+    /// Ids of the pages from `first` on not yet in a list.
     ids: Vec<Id>,
+    /// Pages whose ids went to `lists`.
+    first: usize,
+    /// The content lists written so far, and how many ids each holds.
+    lists: Vec<(Id, u64)>,
     size: u64,
-    /// Ids before this one were looked up (the others were hashed ahead of the saver).
+    /// Ids before this one (in `ids`) were looked up (the others were hashed ahead of the
+    /// saver).
     looked: usize,
     /// The next block to store.
     next: u64,
@@ -283,6 +329,21 @@ impl PageRun<'_> {
             self.next += 1;
         }
         self.looked = self.ids.len();
+        Ok(())
+    }
+
+    /// Once every id held is looked up: write the ids of each [`LIST_SEGMENT_IDS`] pages as a
+    /// content list (written against the saver's list base, as `Saver::save_tree` would) and
+    /// let them go, while at least `least` are held.
+    fn write_lists(&mut self, saver: &mut Saver, least: usize) -> Result<()> {
+        while self.looked == self.ids.len() && self.ids.len() >= least.max(1) {
+            let n = self.ids.len().min(LIST_SEGMENT_IDS);
+            let list = saver.add_content_list(self.lists.len(), &self.ids[..n])?;
+            self.lists.push((list, n as u64));
+            self.ids.drain(..n);
+            self.first += n;
+            self.looked = self.ids.len();
+        }
         Ok(())
     }
 
@@ -311,7 +372,7 @@ impl PageRun<'_> {
                 continue;
             }
             read_again += 1;
-            let at = i as u64 * self.page as u64;
+            let at = (self.first + i) as u64 * self.page as u64;
             let len = (self.size - at).min(self.page as u64) as usize;
             let data = &mut buf[..len];
             if let Err(e) = file.read_exact_at(data, at) {
@@ -410,7 +471,7 @@ mod tests {
             at: 0,
             fail_at: None,
         };
-        let (ids, size) = saver
+        let Paged { ids, size, .. } = saver
             .save_pages(
                 source,
                 4096,
@@ -440,17 +501,68 @@ mod tests {
 
         // Again, into the same repository: nothing new; an empty stream has no pages.
         let mut again = Saver::new(full, index, 2);
-        let (ids2, _) = again
+        let Paged { ids: ids2, .. } = again
             .save_pages(&data[..], 4096, |_| {}, |_| {})
             .unwrap()
             .unwrap();
         assert_eq!(ids2, ids);
-        let (none, _) = again
+        let Paged { ids: none, .. } = again
             .save_pages(&[][..], 4096, |_| {}, |_| {})
             .unwrap()
             .unwrap();
         assert!(none.is_empty());
         assert_eq!(again.finish().unwrap().0.blobs_added, 0);
+    }
+
+    #[test]
+    fn a_long_stream_goes_to_content_lists_as_it_is_stored() {
+        // 64-byte pages: 10 MiB is 163,840 pages, two full lists and a half one.
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, _) = repo(dir.path());
+        let data = bytes(10 << 20, 11);
+        let expected: Vec<Id> = Chunker::new(&data[..], ChunkPolicy::Fixed(64))
+            .map(|c| repo.chunk_id_key().id(&c.unwrap()))
+            .collect();
+        let save = |base: Option<(Id, Node)>| {
+            let index = Arc::new(Index::load(&repo).unwrap());
+            let mut saver = Saver::new(repo.clone(), index.clone(), 2);
+            if let Some((tree, node)) = base {
+                let loader = Loader::new(repo.clone(), index);
+                saver
+                    .set_list_base(crate::content_lists::ListBase::of(loader, tree, node).unwrap());
+            }
+            let paged = saver
+                .save_pages(&data[..], 64, |_| {}, |_| {})
+                .unwrap()
+                .unwrap();
+            assert!(paged.ids.is_empty());
+            let lens: Vec<u64> = paged.lists.iter().map(|l| l.1).collect();
+            assert_eq!(lens, [65_536, 65_536, 32_768]);
+            let mut node = Node::new(
+                b"snapshot_x.db".to_vec(),
+                cairn_format::tree::NodeKind::File,
+            );
+            paged.place_in(&mut node);
+            assert_eq!(node.size, data.len() as u64);
+            let root = saver
+                .save_tree(&mut cairn_format::tree::Tree { nodes: vec![node] })
+                .unwrap();
+            let (stats, _) = saver.finish().unwrap();
+            let mut loader = Loader::new(repo.clone(), Arc::new(Index::load(&repo).unwrap()));
+            let node = loader.load_tree(&root).unwrap().nodes.remove(0);
+            assert!(node.content == expected);
+            (root, node, stats.blobs_added)
+        };
+        let (root, first, added) = save(None);
+        assert_eq!(
+            added,
+            expected.len() as u64 + 3 + 1,
+            "pages, lists and the tree"
+        );
+        // Again with the first as base: every list is the same blob, only the tree is new.
+        let (_, again, added) = save(Some((root, first.clone())));
+        assert_eq!(again.list_heads(), first.list_heads());
+        assert_eq!(added, 0, "the same tree too");
     }
 
     #[test]
@@ -469,7 +581,7 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert_eq!(err.to_string(), "disk on fire");
-        let (ids, _) = saver
+        let Paged { ids, .. } = saver
             .save_pages(&data[..4096 * 3], 4096, |_| {}, |_| {})
             .unwrap()
             .unwrap();
@@ -505,7 +617,7 @@ mod tests {
         let (go_tx, go) = bounded(1);
         let mut store = late_saver(&repo, go);
         let mut tapped = 0;
-        let (ids, size) = save_pages(
+        let Paged { ids, size, .. } = save_pages(
             &mut store,
             &repo.chunk_id_key(),
             &file,
@@ -590,7 +702,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(300));
             go_tx.send(()).unwrap();
         });
-        let (ids, size) = save_pages(
+        let Paged { ids, size, .. } = save_pages(
             &mut store,
             &repo.chunk_id_key(),
             &data[..],

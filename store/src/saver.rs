@@ -638,15 +638,26 @@ impl Saver {
     /// Store a tree blob (long files' ids as content lists, SPEC §9.1: such a file is left
     /// with its list in `content_lists` and no `content`, as a loaded tree has it).
     pub fn save_tree(&mut self, tree: &mut Tree) -> Result<Id> {
-        // Readers refuse a tree whose files' ids take more than this once resolved.
-        if tree.decoded_size() > cairn_format::tree::MAX_TREE_DECODED {
+        // Readers refuse a tree whose files' ids take more than this once resolved (counting
+        // the ids of lists already written, by `save_pages`).
+        let listed: u64 = (tree.nodes.iter())
+            .filter(|n| n.content.is_empty())
+            .flat_map(|n| &n.list_segments)
+            .map(|s| s.ids)
+            .sum();
+        let resolved = tree.decoded_size() as u64 + listed * std::mem::size_of::<Id>() as u64;
+        if resolved > cairn_format::tree::MAX_TREE_DECODED as u64 {
             return Err(Error::Invalid(format!(
                 "a directory of {} entries holding {} blobs takes {} MiB decoded, over the {} MiB \
                  a tree may take (a file of more than about 3 million chunks: with \
                  --chunk-size 1, files over ~3 GB)",
                 tree.nodes.len(),
-                tree.nodes.iter().map(|n| n.content.len()).sum::<usize>(),
-                tree.decoded_size() >> 20,
+                tree.nodes
+                    .iter()
+                    .map(|n| n.content.len() as u64)
+                    .sum::<u64>()
+                    + listed,
+                resolved >> 20,
                 cairn_format::tree::MAX_TREE_DECODED >> 20
             )));
         }
@@ -664,6 +675,15 @@ impl Saver {
             )));
         }
         self.add_blob(PackKind::Tree, bytes)
+    }
+
+    /// Store `ids` as the `n`th content list of the file being saved, written against the
+    /// offered list base's `n`th list (see [`Saver::set_list_base`]).
+    pub fn add_content_list(&mut self, n: usize, ids: &[Id]) -> Result<Id> {
+        let mut base = self.list_base.take();
+        let written = crate::content_lists::write_list(self, base.as_mut(), n, ids);
+        self.list_base = base;
+        written
     }
 
     /// Flush every pack, write the index object for those not in one yet, and return what was

@@ -141,7 +141,7 @@ fn save_db(
     let mut check = BlockCheck::new(inspect);
     let progress = s.progress().clone();
     let key = s.repo().chunk_id_key();
-    let (ids, size) = save_pages(
+    let paged = save_pages(
         s.pending(),
         &key,
         reader,
@@ -157,10 +157,12 @@ fn save_db(
     // The whole stream was fed: the checks end while the tree, packs and index are written.
     check.close();
     tracing::debug!(
-        "etcd: {size} bytes read, hashed and stored in {:?}",
+        "etcd: {} bytes read, hashed and stored in {:?}",
+        paged.size,
         t.elapsed()
     );
-    let mut node = crate::host::file_node(name.as_bytes(), ids, size, s.time_ns);
+    let mut node = crate::host::file_node(name.as_bytes(), Vec::new(), 0, s.time_ns);
+    paged.place_in(&mut node);
     node.mode = 0o600;
     Ok((node, check, t))
 }
