@@ -14,7 +14,8 @@
 #                  bench/etcd_grown.sh (a real etcd, minutes per GB) and kept in WORKDIR/data/drill
 #   BENCH_SEED     data seed (default 1)
 #
-# Markdown table on stdout (MiB from GNU time %M; seconds of wall time), progress on stderr.
+# Markdown table on stdout (MiB from GNU time %M; seconds of wall time; restores until the file
+# is on disk, restic's followed by `sync -f`), progress on stderr.
 # restic keeps a cache of file metadata: its second backup of an unchanged file reads nothing,
 # while cairn reads and hashes an etcd database every time (its sha256 trailer is checked).
 set -euo pipefail
@@ -81,11 +82,15 @@ for mb in $SIZES; do
     c2=$(m again "$CAIRN" -q -r "$repo" "${ID[@]}" backup etcd --snapshot-file "$db" --host bench)
     r2=$(m restic-again "$RESTIC" -q -r "$rrepo" backup "$db")
     log "$name: restores"
+    # Each starts with nothing dirty in the page cache, and ends with the file on disk: cairn
+    # flushes what it restored before it reports success, restic does not (sync -f after it).
     rm -rf "$RUN/out"
+    sync
     c3=$(m restore "$CAIRN" -q -r "$repo" "${ID[@]}" restore latest --target "$RUN/out")
     cmp -s "$(find "$RUN/out" -name '*.db' | head -n1)" "$db" || die "cairn's restore of $db differs"
     rm -rf "$RUN/out"
-    r3=$(m restic-restore "$RESTIC" -q -r "$rrepo" restore latest --target "$RUN/out")
+    sync
+    r3=$(m restic-restore sh -c '"$0" -q -r "$1" restore latest --target "$2" && sync -f "$2"' "$RESTIC" "$rrepo" "$RUN/out")
     rm -rf "$RUN/out"
     log "$name: check and copy"
     c4=$(m check "$CAIRN" -q -r "$repo" "${ID[@]}" check)
