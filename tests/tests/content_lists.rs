@@ -370,4 +370,18 @@ fn a_file_of_several_lists_restores_dedupes_its_unchanged_lists_and_survives_pru
     assert!(fs::read(Fixture::restored(&out, &src).join("n.txt")).unwrap() == numbers);
     let cat = fx.id(&["cat", &second, &format!("{}/n.txt", src.display())]);
     assert!(cat.ok().stdout.as_bytes() == numbers.as_slice());
+
+    // Copy carries every list: the copy checks and restores on its own.
+    let dst = fx.fresh_store("copy").location();
+    let on_dst = |args: &[&str]| {
+        let mut all = vec!["-r", &dst, "-i", s(&fx.identity)];
+        all.extend_from_slice(args);
+        fx.run(&all).ok();
+    };
+    on_dst(&["init", "--like", s(&fx.repo)]);
+    fx.wk(&["copy", "--to", &dst]).ok();
+    on_dst(&["check", "--read-data"]);
+    let copied = fx.path("copied");
+    on_dst(&["restore", &second, "--target", s(&copied)]);
+    assert!(fs::read(Fixture::restored(&copied, &src).join("n.txt")).unwrap() == numbers);
 }
