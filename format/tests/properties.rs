@@ -1319,15 +1319,30 @@ proptest! {
     }
 
     #[test]
-    fn tree_with_content_lists_round_trip(nodes in arb_nodes(), list in arb_id()) {
+    fn tree_with_content_lists_round_trip(
+        nodes in arb_nodes(),
+        lists in vec(arb_id(), 1..4),
+    ) {
         let mut tree = Tree { nodes };
         let mut listed = 0;
-        for n in tree.nodes.iter_mut().filter(|n| n.kind == NodeKind::File).step_by(2) {
-            n.content_lists = vec![list];
-            listed += 1;
+        for (i, n) in tree
+            .nodes
+            .iter_mut()
+            .filter(|n| n.kind == NodeKind::File)
+            .step_by(2)
+            .enumerate()
+        {
+            // Files with one list, and every other one with all of them (a version-3 tree).
+            n.content_lists = if i % 2 == 0 { lists[..1].to_vec() } else { lists.clone() };
+            listed = listed.max(n.content_lists.len());
         }
         let bytes = tree.encode();
-        prop_assert_eq!(&bytes[6..8], &(if listed > 0 { 2u16 } else { 1 }).to_le_bytes());
+        let version: u16 = match listed {
+            0 => 1,
+            1 => 2,
+            _ => 3,
+        };
+        prop_assert_eq!(&bytes[6..8], &version.to_le_bytes());
         let back = Tree::decode(&bytes).unwrap();
         for (n, b) in tree.nodes.iter().zip(&back.nodes) {
             prop_assert_eq!(&b.content_lists, &n.content_lists);

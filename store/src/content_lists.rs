@@ -381,6 +381,40 @@ mod tests {
     }
 
     #[test]
+    fn backup_refuses_a_directory_readers_would_refuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = age::x25519::Identity::generate();
+        let repo = create(dir.path(), &identity, None);
+        let mut saver = Saver::new(repo, Arc::new(Index::default()), 2);
+        // Lists already written as pages were stored, holding 3.5 million ids in all.
+        let mut node = Node::new(b"snapshot_x.db".to_vec(), NodeKind::File);
+        node.content_lists = vec![spread_id(1), spread_id(2)];
+        node.list_segments = vec![
+            ListSegment {
+                chain: 1,
+                ids: 2_000_000,
+            },
+            ListSegment {
+                chain: 1,
+                ids: 1_500_000,
+            },
+        ];
+        let err = saver
+            .save_tree(&mut Tree { nodes: vec![node] })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("3500000 blobs"), "{err}");
+        assert!(err.contains("over the 96 MiB a tree may take"), "{err}");
+        // Inline ids count the same way.
+        let mut node = Node::new(b"big".to_vec(), NodeKind::File);
+        node.content = (0..3_200_000).map(spread_id).collect();
+        let err = saver
+            .save_tree(&mut Tree { nodes: vec![node] })
+            .unwrap_err();
+        assert!(err.to_string().contains("3200000 blobs"), "{err}");
+    }
+
+    #[test]
     fn lists_named_over_and_over_are_refused_before_they_outgrow_the_tree_bound() {
         let dir = tempfile::tempdir().unwrap();
         let identity = age::x25519::Identity::generate();
