@@ -130,7 +130,7 @@ impl Saver {
 }
 
 /// The ids of a stream's pages as [`save_pages`] stored them: in `ids`, or, for a stream of
-/// more than [`LIST_SEGMENT_IDS`] pages, in content lists written as the pages were stored
+/// [`LIST_SEGMENT_IDS`] pages or more, in content lists written as the pages were stored
 /// (the list blob and how many ids it holds, in order), so that a large database's ids are
 /// never all held at once (the last, shorter list too).
 #[derive(Debug, Default)]
