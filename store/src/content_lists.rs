@@ -16,13 +16,16 @@ use cairn_format::Id;
 const MAX_CHAIN_BYTES: usize = 64 << 20;
 
 /// The lists an earlier backup wrote for a file, offered as the bases of the next backup's
-/// lists. Each is read when the list at its place is written (one at a time: a base costs
-/// one list's ids, not the file's).
+/// lists. The first is read when offered (while the new file is still being read: a file of
+/// one list waits for nothing at the end), the others when the list at their place is
+/// written (one at a time: a base costs one list's ids, not the file's).
 pub struct ListBase {
     loader: Loader,
     tree_id: Id,
     name: Vec<u8>,
     heads: Vec<Id>,
+    /// The first list's chain and ids, until used.
+    first: Option<(Vec<Id>, Vec<Id>)>,
 }
 
 impl ListBase {
@@ -30,17 +33,27 @@ impl ListBase {
     /// offers, if it was stored with content lists.
     pub fn of(loader: Loader, tree_id: Id, node: Node) -> Option<ListBase> {
         let heads = node.list_heads();
-        (!heads.is_empty()).then_some(ListBase {
+        let mut base = ListBase {
             loader,
             tree_id,
             name: node.name,
             heads,
-        })
+            first: None,
+        };
+        base.first = Some(base.read(0)?);
+        Some(base)
     }
 
     /// The `n`th list: its chain and its ids. None if there is none, or (with a warning: it
     /// only costs space) if it cannot be read.
     fn segment(&mut self, n: usize) -> Option<(Vec<Id>, Vec<Id>)> {
+        match self.first.take() {
+            Some(first) if n == 0 => Some(first),
+            _ => self.read(n),
+        }
+    }
+
+    fn read(&mut self, n: usize) -> Option<(Vec<Id>, Vec<Id>)> {
         let head = *self.heads.get(n)?;
         resolve_list(&mut self.loader, &self.tree_id, &self.name, head)
             .inspect_err(|e| {
