@@ -64,13 +64,9 @@ impl ListBase {
 }
 
 /// Store the content of every long file of `tree` that has none yet as content list blobs of
-/// at most [`LIST_SEGMENT_IDS`] ids each (see [`write_list`]). Those files are left with their
-/// lists in `content_lists` and an empty `content`, as [`resolve`] finds them.
-pub(crate) fn write(
-    saver: &mut Saver,
-    tree: &mut Tree,
-    mut base: Option<&mut ListBase>,
-) -> Result<()> {
+/// at most [`LIST_SEGMENT_IDS`] ids each (see [`Saver::add_content_list`]). Those files are
+/// left with their lists in `content_lists` and an empty `content`, as [`resolve`] finds them.
+pub(crate) fn write(saver: &mut Saver, tree: &mut Tree) -> Result<()> {
     for node in &mut tree.nodes {
         if node.kind != NodeKind::File
             || !node.content_lists.is_empty()
@@ -80,7 +76,7 @@ pub(crate) fn write(
         }
         let mut lists = Vec::with_capacity(node.content.len().div_ceil(LIST_SEGMENT_IDS));
         for (n, ids) in node.content.chunks(LIST_SEGMENT_IDS).enumerate() {
-            lists.push(write_list(saver, base.as_deref_mut(), n, ids)?);
+            lists.push(saver.add_content_list(n, ids)?);
         }
         // The list blobs hold the ids now: the node is left as a decoded tree has it (no
         // `content`), and the ids (32 bytes a blob) are freed.
@@ -162,22 +158,27 @@ fn resolve_node(
         return Ok(());
     }
     // On failure the node keeps its lists as decoded (`unresolved` tells it).
-    let heads = node.content_lists.clone();
+    let heads = &node.content_lists;
     let (mut all, mut chains) = (Vec::new(), Vec::with_capacity(heads.len()));
-    for (k, head) in heads.iter().enumerate() {
-        let (chain, ids) = resolve_list(loader, tree_id, &node.name, *head)?;
-        charge(budget, tree_id, &chain, &ids)?;
-        chains.push((chain, ids.len() as u64));
-        if k == 0 {
-            // Writers make every list but the last as long as the first: room for all at
-            // once (within the bound), not doubled as they are appended.
-            all = ids;
-            let rest = all.len().saturating_mul(heads.len() - 1);
-            all.reserve_exact(rest.min(*budget / std::mem::size_of::<Id>()));
-        } else {
-            all.extend_from_slice(&ids);
-        }
-    }
+    each_list(
+        loader,
+        tree_id,
+        &node.name,
+        heads,
+        budget,
+        |chain, ids, left| {
+            chains.push((chain, ids.len() as u64));
+            if chains.len() == 1 {
+                // Writers make every list but the last as long as the first: room for all at
+                // once (within the bound), not doubled as they are appended.
+                all = ids;
+                let rest = all.len().saturating_mul(heads.len() - 1);
+                all.reserve_exact(rest.min(left / std::mem::size_of::<Id>()));
+            } else {
+                all.extend_from_slice(&ids);
+            }
+        },
+    )?;
     node.content = all;
     node.list_segments = chains
         .iter()
@@ -205,12 +206,17 @@ pub(crate) fn each_referenced(
     for mut node in tree.nodes {
         let lists = std::mem::take(&mut node.content_lists);
         if node.list_segments.is_empty() {
-            for head in lists {
-                let (chain, ids) = resolve_list(loader, tree_id, &node.name, head)?;
-                charge(&mut budget, tree_id, &chain, &ids)?;
-                f(chain);
-                f(ids);
-            }
+            each_list(
+                loader,
+                tree_id,
+                &node.name,
+                &lists,
+                &mut budget,
+                |chain, ids, _| {
+                    f(chain);
+                    f(ids);
+                },
+            )?;
         } else {
             // Resolved already: its lists are all there.
             f(lists);
@@ -221,13 +227,26 @@ pub(crate) fn each_referenced(
     Ok(())
 }
 
-/// Charge a resolved list (its chain and ids) to what the tree may still take decoded.
-fn charge(budget: &mut usize, tree_id: &Id, chain: &[Id], ids: &[Id]) -> Result<()> {
-    let cost =
-        (ids.len() + chain.len()) * std::mem::size_of::<Id>() + std::mem::size_of::<ListSegment>();
-    *budget = budget
-        .checked_sub(cost)
-        .ok_or_else(|| over_bound(tree_id))?;
+/// Resolve the lists `heads` of the file `name` in order, handing `f` each one's chain and ids
+/// and what the tree may still take decoded after them: each is charged to `budget` (what the
+/// tree may take decoded) before `f` sees it.
+fn each_list(
+    loader: &mut Loader,
+    tree_id: &Id,
+    name: &[u8],
+    heads: &[Id],
+    budget: &mut usize,
+    mut f: impl FnMut(Vec<Id>, Vec<Id>, usize),
+) -> Result<()> {
+    for head in heads {
+        let (chain, ids) = resolve_list(loader, tree_id, name, *head)?;
+        let cost = (ids.len() + chain.len()) * std::mem::size_of::<Id>()
+            + std::mem::size_of::<ListSegment>();
+        *budget = budget
+            .checked_sub(cost)
+            .ok_or_else(|| over_bound(tree_id))?;
+        f(chain, ids, *budget);
+    }
     Ok(())
 }
 

@@ -661,10 +661,7 @@ impl Saver {
                 cairn_format::tree::MAX_TREE_DECODED >> 20
             )));
         }
-        let mut base = self.list_base.take();
-        let written = crate::content_lists::write(self, tree, base.as_mut());
-        self.list_base = base;
-        written?;
+        crate::content_lists::write(self, tree)?;
         let bytes = tree.encode();
         if bytes.len() > cairn_format::MAX_BLOB_LEN as usize {
             return Err(Error::Invalid(format!(
