@@ -7,7 +7,8 @@
 //!
 //! Through it, anything the AWS CLI can sign in with (SSO, assumed roles) reaches cairn:
 //! `credential_process = aws configure export-credentials --profile NAME --format process`.
-//! Messages name the profile and the program, never its arguments or what it printed.
+//! Messages name the profile and the program, never its arguments or what it printed on
+//! stdout (the credentials); when it fails, up to 500 characters of its stderr are quoted.
 
 use chrono::{DateTime, Utc};
 use object_store::aws::AwsCredential;
