@@ -113,7 +113,7 @@ pub(crate) fn write_list(
 /// chain of bases (at most [`MAX_CHAIN`] lists and `MAX_CHAIN_BYTES` encoded bytes), and
 /// record the chain in `content_lists`. The filled tree stays within the decoded-tree bound.
 pub(crate) fn resolve(loader: &mut Loader, tree_id: &Id, tree: &mut Tree) -> Result<()> {
-    let mut budget = MAX_TREE_DECODED.saturating_sub(tree.decoded_size());
+    let mut budget = tree_budget(tree);
     for node in &mut tree.nodes {
         resolve_node(loader, tree_id, node, &mut budget)?;
     }
@@ -124,7 +124,7 @@ pub(crate) fn resolve(loader: &mut Loader, tree_id: &Id, tree: &mut Tree) -> Res
 /// aside) with no content: [`unresolved`] tells them. For `repair snapshots`, which drops
 /// such files instead of their whole directory.
 pub(crate) fn resolve_lenient(loader: &mut Loader, tree_id: &Id, tree: &mut Tree) -> Result<()> {
-    let mut budget = MAX_TREE_DECODED.saturating_sub(tree.decoded_size());
+    let mut budget = tree_budget(tree);
     for node in &mut tree.nodes {
         if let Err(e) = resolve_node(loader, tree_id, node, &mut budget) {
             if e.is_storage_failure() {
@@ -177,6 +177,7 @@ fn resolve_node(
             } else {
                 all.extend_from_slice(&ids);
             }
+            Ok(())
         },
     )?;
     node.content = all;
@@ -201,7 +202,7 @@ pub(crate) fn each_referenced(
     tree: Tree,
     mut f: impl FnMut(Vec<Id>),
 ) -> Result<()> {
-    let mut budget = MAX_TREE_DECODED.saturating_sub(tree.decoded_size());
+    let mut budget = tree_budget(&tree);
     let mut inline = Vec::new();
     for mut node in tree.nodes {
         let lists = std::mem::take(&mut node.content_lists);
@@ -215,6 +216,7 @@ pub(crate) fn each_referenced(
                 |chain, ids, _| {
                     f(chain);
                     f(ids);
+                    Ok(())
                 },
             )?;
         } else {
@@ -227,6 +229,91 @@ pub(crate) fn each_referenced(
     Ok(())
 }
 
+/// What the files of `tree` (decoded with their lists unread) may take decoded: the bound
+/// less what the tree takes as stored.
+pub(crate) fn tree_budget(tree: &Tree) -> usize {
+    MAX_TREE_DECODED.saturating_sub(tree.decoded_size())
+}
+
+/// Hand `f` the ids of each content list of `node` (a file of the tree `tree_id`, decoded with
+/// its lists unread), one list at a time, in file order; charged to the tree's `budget` (see
+/// [`tree_budget`]) as [`resolve`] charges them. Nothing for a file without lists.
+pub(crate) fn each_list_of(
+    loader: &mut Loader,
+    tree_id: &Id,
+    node: &Node,
+    budget: &mut usize,
+    mut f: impl FnMut(Vec<Id>) -> Result<()>,
+) -> Result<()> {
+    if !node.list_segments.is_empty() {
+        return Ok(());
+    }
+    let heads = &node.content_lists;
+    each_list(loader, tree_id, &node.name, heads, budget, |_, ids, _| {
+        f(ids)
+    })
+}
+
+/// A file's content lists left unread (its tree decoded by `Loader::load_tree_unresolved`),
+/// read one at a time: at most 2 MiB of ids as writers make them, so a restore plans a long
+/// file without holding its ids whole (32 bytes a blob). The file's lists are charged to the
+/// tree bound as [`resolve`] charges them, the file alone.
+pub struct UnreadLists {
+    loader: Loader,
+    tree_id: Id,
+    node: Node,
+}
+
+impl UnreadLists {
+    /// The lists of `node` (a file of the tree `tree_id`, decoded with its lists unread), taken
+    /// out of it; None for a file whose ids are inline (or already resolved).
+    pub fn take(loader: &Loader, tree_id: Id, node: &mut Node) -> Option<UnreadLists> {
+        if node.kind != NodeKind::File
+            || node.content_lists.is_empty()
+            || !node.list_segments.is_empty()
+        {
+            return None;
+        }
+        let mut lists = Node::new(node.name.clone(), NodeKind::File);
+        lists.content_lists = std::mem::take(&mut node.content_lists);
+        Some(UnreadLists {
+            loader: loader.fork(),
+            tree_id,
+            node: lists,
+        })
+    }
+
+    /// How many lists the file has.
+    pub fn count(&self) -> usize {
+        self.node.content_lists.len()
+    }
+
+    /// Most ids the lists hold as writers make them ([`LIST_SEGMENT_IDS`] each).
+    pub fn most_ids(&self) -> usize {
+        self.count().saturating_mul(LIST_SEGMENT_IDS)
+    }
+
+    /// Hand `f` each list's ids in file order.
+    pub fn each(&mut self, f: impl FnMut(Vec<Id>) -> Result<()>) -> Result<()> {
+        let mut budget = MAX_TREE_DECODED;
+        each_list_of(&mut self.loader, &self.tree_id, &self.node, &mut budget, f)
+    }
+
+    /// All the file's ids at once.
+    pub fn into_ids(mut self) -> Result<Vec<Id>> {
+        let mut all = Vec::new();
+        self.each(|ids| {
+            if all.is_empty() {
+                all = ids;
+            } else {
+                all.extend_from_slice(&ids);
+            }
+            Ok(())
+        })?;
+        Ok(all)
+    }
+}
+
 /// Resolve the lists `heads` of the file `name` in order, handing `f` each one's chain and ids
 /// and what the tree may still take decoded after them: each is charged to `budget` (what the
 /// tree may take decoded) before `f` sees it.
@@ -236,7 +323,7 @@ fn each_list(
     name: &[u8],
     heads: &[Id],
     budget: &mut usize,
-    mut f: impl FnMut(Vec<Id>, Vec<Id>, usize),
+    mut f: impl FnMut(Vec<Id>, Vec<Id>, usize) -> Result<()>,
 ) -> Result<()> {
     for head in heads {
         let (chain, ids) = resolve_list(loader, tree_id, name, *head)?;
@@ -245,7 +332,7 @@ fn each_list(
         *budget = budget
             .checked_sub(cost)
             .ok_or_else(|| over_bound(tree_id))?;
-        f(chain, ids, *budget);
+        f(chain, ids, *budget)?;
     }
     Ok(())
 }

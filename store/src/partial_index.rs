@@ -9,6 +9,7 @@
 //! share them by chance cost an entry each, nothing else). A repository whose index objects are small ([`WHOLE_BELOW`]) is loaded whole, in
 //! one pass, as before.
 
+use crate::content_lists;
 use crate::entry_file::EntryFileBuilder;
 use crate::index::Index;
 use crate::loader::Loader;
@@ -73,15 +74,10 @@ pub(crate) fn for_trees_above(
     // the command.
     let spill = spill.and_then(Spill::usable);
     let trees = Arc::new(trees);
-    let large_below = if aside_large && spill.is_some() {
-        LARGE_FILE_BLOBS
-    } else {
-        usize::MAX
-    };
     let found = data_blobs(
         &mut Loader::new(repo.clone(), trees.clone()),
         roots,
-        large_below,
+        aside_large && spill.is_some(),
     );
     let (needed, large) = match found {
         Ok(ids) => ids,
@@ -265,13 +261,16 @@ fn short(id: &Id) -> u32 {
 
 /// The blobs the files below `roots` hold (content lists included): the first 8 bytes of their
 /// ids, sorted, each once (4 times less memory than the ids, for a test that is exact but for
-/// chance collisions, which keep a blob too many); apart, the first 4 bytes of those of files
-/// of `large_below` blobs or more.
+/// chance collisions, which keep a blob too many); apart, with `aside_large`, the first 4 bytes of
+/// those of the files restore plans on disk (of [`LARGE_FILE_BLOBS`] or more, or of several
+/// content lists).
 fn data_blobs(
     loader: &mut Loader,
     roots: &[Id],
-    large_below: usize,
+    aside_large: bool,
 ) -> Result<(Vec<u64>, Vec<u32>)> {
+    let is_large =
+        |several_lists: bool, n: usize| aside_large && (several_lists || n >= LARGE_FILE_BLOBS);
     let mut visited: HashSet<Id> = HashSet::new();
     let mut stack: Vec<Id> = roots.to_vec();
     let (mut ids, mut large): (Vec<u64>, Vec<u32>) = (Vec::new(), Vec::new());
@@ -279,12 +278,25 @@ fn data_blobs(
         if !visited.insert(tree_id) {
             continue;
         }
-        let tree = loader.load_tree(&tree_id)?;
+        // A long file's lists are read one at a time: its ids are never all held.
+        let tree = loader.load_tree_unresolved(&tree_id)?;
+        let mut budget = content_lists::tree_budget(&tree);
         for node in &tree.nodes {
-            if node.kind == NodeKind::File && node.content.len() >= large_below {
-                large.extend(node.content.iter().map(short));
-            } else if node.kind == NodeKind::File {
-                ids.extend(node.content.iter().map(prefix));
+            // A file of several lists is large (restore plans it on disk from its lists).
+            let several = node.content_lists.len() > 1;
+            let mut add = |content: &[Id]| {
+                if is_large(several, content.len()) {
+                    large.extend(content.iter().map(short));
+                } else {
+                    ids.extend(content.iter().map(prefix));
+                }
+            };
+            if node.kind == NodeKind::File {
+                add(&node.content);
+                content_lists::each_list_of(loader, &tree_id, node, &mut budget, |list| {
+                    add(&list);
+                    Ok(())
+                })?;
             }
             if let (NodeKind::Dir, Some(sub)) = (&node.kind, node.subtree) {
                 stack.push(sub);
@@ -338,7 +350,7 @@ mod tests {
         let (needed, _) = data_blobs(
             &mut Loader::new(repo.clone(), Arc::new(trees)),
             &roots[..1],
-            usize::MAX,
+            false,
         )
         .unwrap();
         let mut want: Vec<u64> = files[0].iter().map(prefix).collect();

@@ -87,6 +87,12 @@ pub trait TreeVisitor {
     ) -> std::result::Result<(), Self::Error> {
         Ok(())
     }
+    /// Whether trees are read with their files' content lists (the default), or with the lists
+    /// unread, for a visitor that reads them itself one at a time
+    /// (`content_lists::UnreadLists`).
+    fn reads_lists(&self) -> bool {
+        true
+    }
     /// Anything but a directory (the walk's own copy: a visitor may take its content).
     fn entry(
         &mut self,
@@ -103,7 +109,7 @@ pub fn walk_with<V: TreeVisitor>(
     bounds: Bounds,
     visitor: &mut V,
 ) -> std::result::Result<(), V::Error> {
-    let tree = loader.load_tree(root)?;
+    let tree = load(loader, root, visitor)?;
     let mut w = Walk {
         bounds,
         path: Vec::new(),
@@ -111,6 +117,15 @@ pub fn walk_with<V: TreeVisitor>(
         entries: 0,
     };
     w.tree(loader, tree, visitor)
+}
+
+/// The tree `id`, its lists read or not as `visitor` wants.
+fn load(loader: &mut Loader, id: &Id, visitor: &impl TreeVisitor) -> Result<Tree> {
+    if visitor.reads_lists() {
+        loader.load_tree(id)
+    } else {
+        loader.load_tree_unresolved(id)
+    }
 }
 
 /// A walk callback: gets the path components and the node; returning false skips a
@@ -192,7 +207,7 @@ impl Walk {
             match (node.kind, node.subtree) {
                 (NodeKind::Dir, Some(sub)) => {
                     if visitor.enter(loader, &self.path, &node)? {
-                        let subtree = loader.load_tree(&sub)?;
+                        let subtree = load(loader, &sub, visitor)?;
                         let size = subtree.decoded_size();
                         self.held += size;
                         let r = self.tree(loader, subtree, visitor);

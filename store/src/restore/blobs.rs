@@ -3,7 +3,6 @@
 use super::follow::Feed;
 use crate::loader::Loader;
 use cairn_format::Id;
-use std::borrow::Cow;
 use std::io::{self, Read};
 
 /// Reads the concatenation of `ids`, each verified against its keyed hash.
@@ -42,25 +41,25 @@ impl Read for BlobReader<'_> {
     }
 }
 
-/// Write the blobs `ids` into `file` at their offsets, visiting them grouped by pack and
+/// Write the blobs of `content` into `file` at their offsets, visiting them grouped by pack and
 /// frame, so each frame is read and decompressed once however the file's blobs are spread over
 /// packs (an etcd snapshot a year old draws its pages from every day since). Each blob is
 /// verified against its keyed hash. Blobs of zeros are not written but left as holes (the file
 /// is extended to its full length at the end), so a sparse file restores sparse. A file of a
 /// few frames is written here, through the loader's caches (small files of one frame share
 /// its decompression); a larger one by [`super::content`]'s threads. `feed` (if any) gets the
-/// file's bytes in order once written (see [`super::follow`]). `ids`, when owned, are freed
+/// file's bytes in order once written (see [`super::follow`]). Ids, when owned, are freed
 /// once placed (the plan refers to the index instead: 32 bytes per blob less while writing).
 /// Returns the bytes written.
 pub fn write_content(
     loader: &mut Loader,
     file: &std::fs::File,
-    ids: Cow<'_, [Id]>,
+    content: super::FileContent<'_>,
     progress: impl Fn(u64) + Sync,
     feed: Option<Feed<'_>>,
 ) -> crate::Result<u64> {
     use std::os::unix::fs::FileExt;
-    let plan = super::content::Plan::new(loader, ids)?;
+    let plan = super::content::Plan::new(loader, content)?;
     if plan.frames() > SMALL_FRAMES {
         return super::content::write(loader, &plan, file, &progress, feed);
     }

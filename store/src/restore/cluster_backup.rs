@@ -6,7 +6,8 @@ use super::blobs::BlobReader;
 use super::plan::{Plan, Sink};
 use super::temporaries;
 
-use super::{sys, RestoreError};
+use super::{sys, FileContent, RestoreError};
+use crate::content_lists::UnreadLists;
 use crate::loader::Loader;
 use crate::trees;
 use crate::{Error, Result};
@@ -107,7 +108,8 @@ impl Outputs {
             ))
             .into());
         }
-        let root = loader.load_tree(&snap.tree)?;
+        // The database's content lists are read one at a time as it is written.
+        let root = loader.load_tree_unresolved(&snap.tree)?;
         let db = root
             .nodes
             .into_iter()
@@ -168,19 +170,25 @@ pub fn restore(
     };
     if let Some((node, name)) = outputs.db.take() {
         let mut verified = Vec::new();
-        // The database's ids go to the write, which frees them once its plan is made.
-        let (size, content) = (node.size, node.content);
+        // The database's ids (or its lists) go to the write, which frees them once its plan
+        // is made.
+        let mut node = node;
+        let content = match UnreadLists::take(loader, snap.tree, &mut node) {
+            Some(lists) => FileContent::Lists(Box::new(lists)),
+            None => FileContent::Ids(node.content.into()),
+        };
+        let size = node.size;
         written.db = Some(write_atomically(
             dir,
             &name,
             &temporaries::name(1),
             |f| {
                 // The trailer and bbolt checks read the file back behind the writes.
-                let (n, check) = super::verify::write_followed(loader, f, content.into(), |_| {})
+                let (n, check) = super::verify::write_followed(loader, f, content, |_| {})
                     .map_err(|cause| RestoreError::Entry {
-                    path: name.clone(),
-                    cause: Box::new(cause),
-                })?;
+                        path: name.clone(),
+                        cause: Box::new(cause),
+                    })?;
                 if n != size {
                     return Err(RestoreError::SizeMismatch {
                         written: n,

@@ -18,11 +18,13 @@
 //! 256 KiB pieces read back for the check.
 
 use super::follow::{self, Done, Feed};
+use crate::content_lists::UnreadLists;
 use crate::index::Index;
 use crate::loader::{FrameCheck, Loader};
 use crate::plain::{Buffers, Plain};
 use crate::writeback::start_writeback;
 use crate::{Error, Result};
+use cairn_format::content_list::LIST_SEGMENT_IDS;
 use cairn_format::pack::FrameRef;
 use cairn_format::Id;
 use std::borrow::Cow;
@@ -64,6 +66,14 @@ impl Spans {
         fetchers: 2,
         queue: 2,
     };
+}
+
+/// A file's content as restore gets it.
+pub enum FileContent<'a> {
+    /// Its ids, at hand (inline in its tree, or already read).
+    Ids(Cow<'a, [Id]>),
+    /// Its content lists, read one at a time.
+    Lists(Box<UnreadLists>),
 }
 
 /// One use of a blob in the file: 8 bytes (its id and place are looked up when used).
@@ -220,25 +230,49 @@ impl Layout {
 }
 
 impl Plan {
-    /// Locate every blob of `ids` in the loader's index; spans sized for its storage. The plan
-    /// refers to the index's entries, not to `ids`: owned, they are freed once located.
-    pub fn new(loader: &Loader, ids: Cow<'_, [Id]>) -> Result<Plan> {
+    /// Locate every blob of `content` in the loader's index; spans sized for its storage. The
+    /// plan refers to the index's entries, not to the ids: owned, they are freed once located.
+    pub fn new(loader: &Loader, content: FileContent<'_>) -> Result<Plan> {
         let spans = if loader.frame_check().is_remote() {
             Spans::REMOTE
         } else {
             Spans::LOCAL
         };
-        Plan::with_spans(loader, ids, spans)
+        Plan::with_spans(loader, content, spans)
     }
 
-    /// Locate every blob of `ids` in the loader's index, grouping frames into `limits`' spans.
-    /// A large file's plan is made and kept in a temporary file ([`super::plan_file`]).
-    pub fn with_spans(loader: &Loader, ids: Cow<'_, [Id]>, limits: Spans) -> Result<Plan> {
+    /// Locate every blob of `content` in the loader's index, grouping frames into `limits`'
+    /// spans. A large file's plan is made and kept in temporary files ([`super::plan_file`]);
+    /// from several content lists, one list at a time.
+    pub fn with_spans(loader: &Loader, content: FileContent<'_>, limits: Spans) -> Result<Plan> {
+        let on_disk = |most: usize, source: super::plan_file::Source<'_>| -> Result<Option<Plan>> {
+            let Some(files) = super::plan_file::temporaries(loader.index(), most)? else {
+                return Ok(None);
+            };
+            let mut layout = Layout::new(limits);
+            let (file, len) = super::plan_file::build(loader, source, &mut layout, files)?;
+            Ok(Some(layout.finish(Pieces::Disk(file), len)))
+        };
+        let ids = match content {
+            FileContent::Ids(ids) => ids,
+            FileContent::Lists(mut lists) if lists.count() > 1 => {
+                let most = lists.most_ids();
+                let source =
+                    &mut |f: &mut dyn FnMut(&[Id]) -> Result<()>| lists.each(|ids| f(&ids));
+                if let Some(plan) = on_disk(most, source)? {
+                    return Ok(plan);
+                }
+                Cow::Owned(lists.into_ids()?)
+            }
+            // One list: at most 2 MiB of ids as writers make them.
+            FileContent::Lists(lists) => Cow::Owned(lists.into_ids()?),
+        };
         if super::plan_file::wanted(&ids) {
-            if let Some(files) = super::plan_file::temporaries(loader.index(), ids.len())? {
-                let mut layout = Layout::new(limits);
-                let (file, len) = super::plan_file::build(loader, ids, &mut layout, files)?;
-                return Ok(layout.finish(Pieces::Disk(file), len));
+            let source = &mut |f: &mut dyn FnMut(&[Id]) -> Result<()>| {
+                ids.chunks(LIST_SEGMENT_IDS).try_for_each(&mut *f)
+            };
+            if let Some(plan) = on_disk(ids.len(), source)? {
+                return Ok(plan);
             }
         }
         Plan::in_memory(loader, ids, limits)

@@ -19,12 +19,14 @@ mod owners;
 pub mod plan;
 mod plan_file;
 
+pub use content::FileContent;
 pub use plan_file::LARGE_FILE_BLOBS;
 pub mod privileged;
 mod temporaries;
 pub mod verify;
 pub mod walk;
 
+use crate::content_lists::UnreadLists;
 use crate::loader::Loader;
 use crate::progress::Progress;
 use crate::{Error, Result};
@@ -35,7 +37,6 @@ use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 use serde::Serialize;
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -278,7 +279,7 @@ pub fn restore(
                 job.dir.as_fd(),
                 &job.tmp,
                 &job.node,
-                (&job.node.content[..]).into(),
+                FileContent::Ids((&job.node.content[..]).into()),
                 &job.path,
                 &m,
                 &progress,
@@ -441,7 +442,13 @@ impl Visit for Restorer {
         self.finish_dir(&fd, &node, path, level.finish)
     }
 
-    fn entry(&mut self, loader: &mut Loader, node: &mut Node, path: &[Vec<u8>]) -> Result<()> {
+    fn entry(
+        &mut self,
+        loader: &mut Loader,
+        node: &mut Node,
+        path: &[Vec<u8>],
+        tree: &Id,
+    ) -> Result<()> {
         if let Some(why) = skip_reason(node, self.is_root) {
             self.report.skipped.push((display(path), why.into()));
             return Ok(());
@@ -452,7 +459,8 @@ impl Visit for Restorer {
             .fd
             .clone()
             .ok_or(RestoreError::Worker("directory not open"))?;
-        self.write_entry(loader, &dir, node, path)
+        let lists = UnreadLists::take(loader, *tree, node);
+        self.write_entry(loader, &dir, node, lists, path)
             .map_err(|e| entry_error(path, e))
     }
 }
@@ -528,11 +536,13 @@ impl Restorer {
         Ok(())
     }
 
+    /// Write the entry `node` (a file's content lists, if any, in `lists`).
     fn write_entry(
         &mut self,
         loader: &mut Loader,
         dir: &Arc<OwnedFd>,
         node: &mut Node,
+        lists: Option<UnreadLists>,
         path: &[Vec<u8>],
     ) -> Result<()> {
         let dfd = dir.as_fd();
@@ -551,7 +561,7 @@ impl Restorer {
             }
         }
         let special = match node.kind {
-            NodeKind::File => return self.file(loader, dir, node, path),
+            NodeKind::File => return self.file(loader, dir, node, lists, path),
             NodeKind::Symlink => {
                 let target = node.target.as_deref().unwrap_or_default();
                 replace_existing(dfd, name, self.overwrite)?;
@@ -591,6 +601,7 @@ impl Restorer {
         loader: &mut Loader,
         dir: &Arc<OwnedFd>,
         node: &mut Node,
+        lists: Option<UnreadLists>,
         path: &[Vec<u8>],
     ) -> Result<()> {
         let dfd = dir.as_fd();
@@ -636,6 +647,10 @@ impl Restorer {
             node.size <= file_pool::SMALL,
             database,
         ) {
+            // A small file's lists (if any) are read here, at most a MiB of content's ids.
+            if let Some(lists) = lists {
+                node.content = lists.into_ids()?;
+            }
             return pool.submit(file_pool::Job {
                 dir: dir.clone(),
                 tmp,
@@ -647,14 +662,18 @@ impl Restorer {
             is_root: self.is_root,
             owners: &self.owners,
         };
-        // The walk's copy of the node: its ids are handed over, freed as they are placed.
-        let ids = std::mem::take(&mut node.content);
+        // The walk's copy of the node: its ids are handed over, freed as they are placed (or
+        // its lists, read one at a time).
+        let content = match lists {
+            Some(lists) => FileContent::Lists(Box::new(lists)),
+            None => FileContent::Ids(std::mem::take(&mut node.content).into()),
+        };
         let checked = write_file(
             loader,
             dfd,
             &tmp,
             node,
-            ids.into(),
+            content,
             path,
             &m,
             &self.progress,
@@ -733,7 +752,7 @@ impl Restorer {
 }
 
 /// Write the file `node` at `path` into `dfd` through the temporary name `tmp`: its content
-/// `ids` (every blob checked; owned ids are freed as they are placed), size check, metadata,
+/// (every blob checked; owned ids are freed as they are placed), size check, metadata,
 /// rename; the temporary is removed on failure.
 ///
 /// With `database` (the etcd snapshot `node` is the database of), the file is read back behind
@@ -746,7 +765,7 @@ fn write_file(
     dfd: BorrowedFd<'_>,
     tmp: &str,
     node: &Node,
-    ids: Cow<'_, [Id]>,
+    content: FileContent<'_>,
     path: &[Vec<u8>],
     m: &Meta<'_>,
     progress: &Progress,
@@ -765,11 +784,12 @@ fn write_file(
         let file = std::fs::File::from(fd);
         let (written, check) = match database {
             Some(_) => {
-                let (n, check) = verify::write_followed(loader, &file, ids, |n| progress.inc(n))?;
+                let (n, check) =
+                    verify::write_followed(loader, &file, content, |n| progress.inc(n))?;
                 (n, Some(check))
             }
             None => (
-                blobs::write_content(loader, &file, ids, |n| progress.inc(n), None)?,
+                blobs::write_content(loader, &file, content, |n| progress.inc(n), None)?,
                 None,
             ),
         };

@@ -13,6 +13,7 @@ use crate::loader::Loader;
 use crate::{Error, Result};
 use cairn_format::snapshot::Snapshot;
 use cairn_format::tree::{Node, NodeKind};
+use cairn_format::Id;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, FileType};
 use rustix::io::Errno;
@@ -387,7 +388,13 @@ impl Visit for Planner<'_> {
         Ok(())
     }
 
-    fn entry(&mut self, _loader: &mut Loader, node: &mut Node, path: &[Vec<u8>]) -> Result<()> {
+    fn entry(
+        &mut self,
+        _loader: &mut Loader,
+        node: &mut Node,
+        path: &[Vec<u8>],
+        _tree: &Id,
+    ) -> Result<()> {
         self.selected_below(path)?;
         self.privileged(node, path);
         let kind = kind_name(node.kind);

@@ -7,20 +7,25 @@
 //! bytes per frame of 256 KiB) stay in memory, each use's id, place in its frame and offset in
 //! the file (48 bytes) go to the plan file, which the workers read a frame's pieces at a time.
 //!
-//! Memory: the file's ids while they are located (they are the caller's), the sort's runs
-//! (4 MiB) and read buffers, and nothing per blob once the plan is made.
+//! The ids come a batch at a time ([`Source`]: a file's content lists one by one). Where a
+//! restore's partial index set the file's entries aside on disk, they are located by two more
+//! sorts: the ids by id, read beside the entries; the located uses in file order, for their
+//! offsets.
+//!
+//! Memory: one batch of ids (a content list: at most 2 MiB as writers make them), a sort's run
+//! (4 MiB) and its read buffers, and nothing per blob. Temporary space: 121 bytes per use of a
+//! blob (146 at most while entries set aside are joined).
 
 use super::content::{Layout, Placed};
 use crate::disk_space::reserve;
 use crate::entry_file::{frame_ref, EntryFile};
-use crate::index::{head, Index, Location};
+use crate::index::{Index, Location};
 use crate::loader::Loader;
 use crate::record_sort::{temp_file_error, Record, Sorter, RUN_BYTES};
 use crate::{Error, Result};
 use cairn_format::frame::Compression;
 use cairn_format::pack::FrameRef;
 use cairn_format::Id;
-use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::ops::Range;
@@ -169,32 +174,28 @@ pub(super) fn temporaries(index: &Index, uses: usize) -> Result<Option<(File, Fi
     }
 }
 
-/// The plan of `ids` in the [`temporaries`] `files`, its frames laid out in `layout`; the
-/// file's length.
+/// A file's ids in file order: each call of `f` hands it the next batch (a content list).
+pub(super) type Source<'s> = &'s mut dyn FnMut(&mut dyn FnMut(&[Id]) -> Result<()>) -> Result<()>;
+
+/// The plan of the ids `source` hands over in the [`temporaries`] `files`, its frames laid out
+/// in `layout`; the file's length.
 pub(super) fn build(
     loader: &Loader,
-    ids: Cow<'_, [Id]>,
+    source: Source<'_>,
     layout: &mut Layout,
     (runs, plan): (File, File),
 ) -> Result<(PlanFile, u64)> {
     let mut uses = Sorter::in_file(WHAT, runs);
-    let ends = match loader.index().aside() {
-        Some(aside) => Some(join(loader.index(), aside, &ids, &mut uses)?),
-        None => {
-            in_file_order(loader.index(), &ids, &mut uses)?;
-            None
-        }
-    };
-    drop(ids);
+    match loader.index().aside() {
+        Some(aside) => join(loader.index(), aside, source, &mut uses)?,
+        None => in_file_order(loader.index(), source, &mut uses)?,
+    }
     let mut sorted = uses.finish()?;
     let mut out = BufWriter::with_capacity(256 << 10, plan);
     let mut rec = [0u8; PLACED];
     let (mut i, mut len) = (0usize, 0u64);
     while let Some(u) = sorted.next_record()? {
-        let at = match &ends {
-            Some(ends) => ends[u.seq as usize] - u64::from(u.len),
-            None => u.at,
-        };
+        let at = u.at;
         len = len.max(at + u64::from(u.len));
         layout.add(i, u.pack, u.frame(), at);
         let placed = Placed {
@@ -215,12 +216,12 @@ pub(super) fn build(
 }
 
 /// The use of blob `seq` of the file, `id` at `loc`, placed at `at` (when known).
-fn use_of(seq: usize, id: &Id, loc: Location, at: u64) -> Use {
+fn use_of(seq: u32, id: &Id, loc: Location, at: u64) -> Use {
     Use {
         pack: loc.pack,
         frame_offset: loc.frame.offset,
         offset: loc.offset,
-        seq: seq as u32,
+        seq,
         stored_len: loc.frame.stored_len,
         raw_len: loc.frame.raw_len,
         zstd: loc.frame.compression == Compression::Zstd,
@@ -230,71 +231,148 @@ fn use_of(seq: usize, id: &Id, loc: Location, at: u64) -> Use {
     }
 }
 
-/// Locate `ids` in `index` (in memory) in file order, each use with its offset in the file.
-fn in_file_order(index: &Index, ids: &[Id], uses: &mut Sorter<Use>) -> Result<()> {
-    let mut at = 0u64;
-    for (seq, id) in ids.iter().enumerate() {
-        let loc = index.get(id).ok_or(Error::BlobMissing(*id))?;
-        uses.push(use_of(seq, id, loc, at))?;
-        at += u64::from(loc.len);
-    }
-    Ok(())
+/// The next position in a file's list, refusing a list longer than a position counts.
+fn next_seq(seq: &mut u32) -> Result<u32> {
+    let this = *seq;
+    *seq = seq
+        .checked_add(1)
+        .ok_or_else(|| Error::Invalid(format!("a file of more than {} blobs", u32::MAX)))?;
+    Ok(this)
 }
 
-/// Locate `ids` by reading `aside` once in id order beside the ids sorted (4 bytes a blob, and
-/// 4 for its length); those not there in `index`. Returns where each blob ends in the file.
-fn join(index: &Index, aside: &EntryFile, ids: &[Id], uses: &mut Sorter<Use>) -> Result<Vec<u64>> {
-    let mut order: Vec<u32> = (0..ids.len() as u32).collect();
-    order.sort_unstable_by(|&a, &b| {
-        let (x, y) = (&ids[a as usize], &ids[b as usize]);
-        head(x).cmp(&head(y)).then_with(|| x.cmp(y))
-    });
-    let mut lens = vec![0u32; ids.len()];
+/// Locate the ids of `source` in `index` (in memory) in file order, each use with its offset
+/// in the file.
+fn in_file_order(index: &Index, source: Source<'_>, uses: &mut Sorter<Use>) -> Result<()> {
+    let (mut seq, mut at) = (0u32, 0u64);
+    source(&mut |ids| {
+        for id in ids {
+            let loc = index.get(id).ok_or(Error::BlobMissing(*id))?;
+            uses.push(use_of(next_seq(&mut seq)?, id, loc, at))?;
+            at += u64::from(loc.len);
+        }
+        Ok(())
+    })
+}
+
+/// A blob of the file to locate: its id and position in the file's list, sorted by id to be
+/// read beside the entries set aside (which are in id order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Wanted {
+    id: Id,
+    seq: u32,
+}
+
+impl Record for Wanted {
+    const LEN: usize = 32 + 4;
+
+    fn encode(&self, out: &mut [u8]) {
+        out[..32].copy_from_slice(&self.id.0);
+        out[32..36].copy_from_slice(&self.seq.to_le_bytes());
+    }
+
+    fn decode(b: &[u8]) -> Wanted {
+        Wanted {
+            id: id_at(b, 0),
+            seq: u32_at(b, 32),
+        }
+    }
+}
+
+/// A located use, sorted in file order (its position in the file's list) to learn its offset
+/// in the file from the lengths before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct InFileOrder(Use);
+
+impl Ord for InFileOrder {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.0.seq, self.0).cmp(&(other.0.seq, other.0))
+    }
+}
+
+impl PartialOrd for InFileOrder {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Record for InFileOrder {
+    const LEN: usize = Use::LEN;
+
+    fn encode(&self, out: &mut [u8]) {
+        self.0.encode(out)
+    }
+
+    fn decode(b: &[u8]) -> InFileOrder {
+        InFileOrder(Use::decode(b))
+    }
+}
+
+/// Locate the ids of `source` by reading `aside` once in id order beside them sorted (those
+/// not there in `index`), then place each use in file order. Three external sorts (by id, in
+/// file order, and `uses` in pack order): nothing per blob is held in memory.
+fn join(
+    index: &Index,
+    aside: &EntryFile,
+    source: Source<'_>,
+    uses: &mut Sorter<Use>,
+) -> Result<()> {
+    let mut wanted = Sorter::new(WHAT);
+    let mut seq = 0u32;
+    source(&mut |ids| {
+        ids.iter().try_for_each(|&id| {
+            wanted.push(Wanted {
+                id,
+                seq: next_seq(&mut seq)?,
+            })
+        })
+    })?;
+    let mut wanted = wanted.finish()?;
+    let mut located = Sorter::new(WHAT);
     // The first missing in file order is reported, as by the in-memory plan.
-    let mut first_missing: Option<usize> = None;
+    let mut first_missing: Option<Wanted> = None;
     let mut entries = aside.reader();
     let mut entry = entries.next_entry()?;
-    for &seq in &order {
-        let (seq, id) = (seq as usize, &ids[seq as usize]);
+    while let Some(w) = wanted.next_record()? {
         while let Some((e, _)) = &entry {
-            if e >= id {
+            if *e >= w.id {
                 break;
             }
             entry = entries.next_entry()?;
         }
         let loc = match &entry {
-            Some((e, loc)) if e == id => Some(*loc),
-            _ => index.get(id),
+            Some((e, loc)) if *e == w.id => Some(*loc),
+            _ => index.get(&w.id),
         };
-        let Some(loc) = loc else {
-            first_missing = Some(first_missing.map_or(seq, |m| m.min(seq)));
-            continue;
-        };
-        lens[seq] = loc.len;
-        uses.push(use_of(seq, id, loc, 0))?;
+        match loc {
+            Some(loc) => located.push(InFileOrder(use_of(w.seq, &w.id, loc, 0)))?,
+            None if first_missing.is_none_or(|m| w.seq < m.seq) => first_missing = Some(w),
+            None => {}
+        }
     }
-    if let Some(seq) = first_missing {
-        return Err(Error::BlobMissing(ids[seq]));
+    if let Some(w) = first_missing {
+        return Err(Error::BlobMissing(w.id));
     }
-    drop(order);
+    drop(wanted);
+    let mut located = located.finish()?;
     let mut at = 0u64;
-    Ok(lens
-        .into_iter()
-        .map(|len| {
-            at += u64::from(len);
-            at
-        })
-        .collect())
+    while let Some(InFileOrder(mut u)) = located.next_record()? {
+        u.at = at;
+        at += u64::from(u.len);
+        uses.push(u)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::content::{self, Plan, Spans};
+    use super::super::content::{self, FileContent, Plan, Spans};
     use super::*;
+    use crate::content_lists::UnreadLists;
     use crate::saver::Saver;
     use crate::test_repo;
     use cairn_format::pack::PackKind;
     use cairn_format::tree::{Node, NodeKind, Tree};
+    use std::borrow::Cow;
     use std::sync::Arc;
 
     /// A repository of small packs and a file of more than [`LARGE_FILE_BLOBS`] uses of
@@ -395,8 +473,8 @@ mod tests {
         let spans = Spans::LOCAL;
         [
             Plan::in_memory(whole, Cow::Borrowed(ids), spans),
-            Plan::with_spans(whole, Cow::Borrowed(ids), spans),
-            Plan::with_spans(part, Cow::Owned(ids.to_vec()), spans),
+            Plan::with_spans(whole, FileContent::Ids(Cow::Borrowed(ids)), spans),
+            Plan::with_spans(part, FileContent::Ids(Cow::Owned(ids.to_vec())), spans),
         ]
     }
 
@@ -459,5 +537,104 @@ mod tests {
         assert!(errors[0].contains(&pack.to_hex()), "{}", errors[0]);
         assert_eq!(errors[1], errors[0]);
         assert_eq!(errors[2], errors[0]);
+    }
+
+    /// A file of three content lists (65,536 ids each as writers make them) drawn from a few
+    /// thousand small blobs, one of zeros among them; a second file of the same ids with two
+    /// unknown ones inserted. The repository's directory, the repository, the tree, the ids and
+    /// the file's bytes.
+    fn listed_file() -> (
+        tempfile::TempDir,
+        Arc<crate::Repository>,
+        Id,
+        Vec<Id>,
+        Vec<u8>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = age::x25519::Identity::generate();
+        let repo = test_repo::create(dir.path(), &identity, Some(1 << 20));
+        let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
+        let mut seed = 11u64;
+        let mut distinct: Vec<(Id, Vec<u8>)> = (0..3000)
+            .map(|i| {
+                let b = test_repo::noise(&mut seed, 16 + i % 64);
+                (saver.add_blob(PackKind::Data, b.clone()).unwrap(), b)
+            })
+            .collect();
+        let zero = vec![0; 48];
+        distinct.push((saver.add_blob(PackKind::Data, zero.clone()).unwrap(), zero));
+        let (mut ids, mut bytes) = (Vec::new(), Vec::new());
+        for i in 0..(2 * 65_536 + 700) {
+            let (id, b) = &distinct[(i * 7919) % distinct.len()];
+            ids.push(*id);
+            bytes.extend_from_slice(b);
+        }
+        let mut missing = ids.clone();
+        missing.insert(70_000, test_repo::spread_id(2));
+        missing.insert(10, test_repo::spread_id(1));
+        let nodes = [(b"listed", &ids), (b"broken", &missing)].map(|(name, ids)| {
+            let mut node = Node::new(name.to_vec(), NodeKind::File);
+            node.content = ids.clone();
+            node
+        });
+        let tree = saver
+            .save_tree(&mut Tree {
+                nodes: nodes.to_vec(),
+            })
+            .unwrap();
+        saver.finish().unwrap();
+        (dir, repo, tree, ids, bytes)
+    }
+
+    /// The file `name` of `tree`, its lists unread.
+    fn lists_of(loader: &mut Loader, tree: Id, name: &[u8]) -> UnreadLists {
+        let mut node = loader
+            .load_tree_unresolved(&tree)
+            .unwrap()
+            .nodes
+            .into_iter()
+            .find(|n| n.name == name)
+            .unwrap();
+        assert!(node.content.is_empty(), "stored as lists");
+        let lists = UnreadLists::take(loader, tree, &mut node).unwrap();
+        assert_eq!(lists.count(), 3);
+        lists
+    }
+
+    #[test]
+    fn a_file_of_several_lists_is_planned_from_one_list_at_a_time() {
+        let (_dir, repo, tree, ids, bytes) = listed_file();
+        let mut whole = Loader::new(repo.clone(), Arc::new(Index::load(&repo).unwrap()));
+        let part = crate::partial_index::for_trees_above(&repo, &[tree], false, 0, true).unwrap();
+        // A file of several lists is located on disk, whatever its length.
+        let aside = part.aside().expect("the lists' blobs are set aside").len();
+        assert_eq!(aside, 3001);
+        let mut part = Loader::new(repo.clone(), Arc::new(part));
+        let spans = Spans::LOCAL;
+        let memory = Plan::in_memory(&whole, Cow::Borrowed(&ids), spans).unwrap();
+        let content = FileContent::Lists(Box::new(lists_of(&mut whole, tree, b"listed")));
+        let from_index = Plan::with_spans(&whole, content, spans).unwrap();
+        let content = FileContent::Lists(Box::new(lists_of(&mut part, tree, b"listed")));
+        let from_aside = Plan::with_spans(&part, content, spans).unwrap();
+        assert!(matches!(from_index.pieces_kind(), "disk"));
+        assert!(matches!(from_aside.pieces_kind(), "disk"));
+        let want = shape(&memory);
+        assert_eq!(want.2, bytes.len() as u64);
+        assert_eq!(shape(&from_index), want);
+        assert_eq!(shape(&from_aside), want);
+        for (loader, plan) in [(&whole, &from_index), (&part, &from_aside)] {
+            let (file, fed) = written(loader, plan).unwrap();
+            assert!(file == bytes, "the file as stored");
+            assert!(fed == bytes, "fed in file order");
+        }
+        // Two unknown blobs, in the first and second lists: the first in file order is named.
+        for loader in [&mut whole, &mut part] {
+            let content = FileContent::Lists(Box::new(lists_of(loader, tree, b"broken")));
+            let e = Plan::with_spans(loader, content, spans).err().unwrap();
+            assert!(
+                matches!(e, Error::BlobMissing(id) if id == test_repo::spread_id(1)),
+                "{e}"
+            );
+        }
     }
 }

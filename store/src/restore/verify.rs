@@ -2,14 +2,13 @@
 //! the writes (see [`super::follow`]), before it gets its name — its sha256 trailer, its size,
 //! and the bbolt facts recorded at backup time.
 
+use super::FileContent;
 use super::RestoreError;
 use crate::loader::Loader;
 use crate::plain::Plain;
 use crate::source::trailer::{BlockCheck, Verdict};
 use crate::{Error, Result};
 use cairn_format::snapshot::{Snapshot, SourceKind};
-use cairn_format::Id;
-use std::borrow::Cow;
 use std::fs::File;
 use std::path::Path;
 
@@ -23,20 +22,20 @@ pub(super) fn database(snap: &Snapshot) -> Option<Vec<Vec<u8>>> {
     (!path.is_empty()).then_some(path)
 }
 
-/// Write an etcd database's content `ids` into `file` ([`super::blobs::write_content`]),
+/// Write an etcd database's `content` into `file` ([`super::blobs::write_content`]),
 /// reading it back behind the writes into the sha256 trailer and bbolt checks. Returns the
 /// bytes written and the check, for [`etcd_digest`].
 pub(super) fn write_followed(
     loader: &mut Loader,
     file: &File,
-    ids: Cow<'_, [Id]>,
+    content: FileContent<'_>,
     progress: impl Fn(u64) + Sync,
 ) -> Result<(u64, BlockCheck<Plain>)> {
     let mut check = BlockCheck::new(true);
     let written = super::blobs::write_content(
         loader,
         file,
-        ids,
+        content,
         progress,
         Some(&mut |piece| check.feed(&piece)),
     )?;

@@ -6,6 +6,7 @@ use crate::trees;
 use crate::{Error, Result};
 use cairn_format::snapshot::Snapshot;
 use cairn_format::tree::Node;
+use cairn_format::Id;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 /// `--include` patterns, remembering which of them matched something.
@@ -69,8 +70,15 @@ pub trait Visit {
     /// Leaving that directory, after everything below it.
     fn leave(&mut self, node: Node, path: &[Vec<u8>], included: bool) -> Result<()>;
     /// A selected entry that is not a directory (the walk's own copy: its content may be
-    /// taken).
-    fn entry(&mut self, loader: &mut Loader, node: &mut Node, path: &[Vec<u8>]) -> Result<()>;
+    /// taken), of the tree `tree`. Files keep their content lists unread (see
+    /// `content_lists::UnreadLists`): a long file's ids are read one list at a time.
+    fn entry(
+        &mut self,
+        loader: &mut Loader,
+        node: &mut Node,
+        path: &[Vec<u8>],
+        tree: &Id,
+    ) -> Result<()>;
 }
 
 /// Walk the snapshot's tree depth-first within the bounds its recorded counts set (see
@@ -87,6 +95,7 @@ pub fn walk(
         includes,
         visit,
         selected: Vec::new(),
+        trees: vec![snap.tree],
     };
     trees::walk_with(loader, &snap.tree, trees::Bounds::of(snap), &mut selecting)
 }
@@ -98,6 +107,8 @@ struct Selecting<'a, V> {
     all: bool,
     /// Whether each directory on the current path is selected.
     selected: Vec<bool>,
+    /// The tree of each directory on the current path, the root's first.
+    trees: Vec<Id>,
 }
 
 impl<V> Selecting<'_, V> {
@@ -113,17 +124,25 @@ impl<V: Visit> trees::TreeVisitor for Selecting<'_, V> {
         let inc = selects(self.includes, path, self.inherited());
         self.visit.enter(node, path, inc)?;
         self.selected.push(inc);
+        // The walk enters only directories with a subtree.
+        self.trees.push(node.subtree.unwrap_or_default());
         Ok(true)
     }
 
     fn leave(&mut self, _: &mut Loader, path: &[Vec<u8>], node: Node) -> Result<()> {
         let inc = self.selected.pop().unwrap_or(self.all);
+        self.trees.pop();
         self.visit.leave(node, path, inc)
+    }
+
+    fn reads_lists(&self) -> bool {
+        false
     }
 
     fn entry(&mut self, loader: &mut Loader, path: &[Vec<u8>], node: &mut Node) -> Result<()> {
         if selects(self.includes, path, self.inherited()) {
-            self.visit.entry(loader, node, path)?;
+            let tree = self.trees.last().copied().unwrap_or_default();
+            self.visit.entry(loader, node, path, &tree)?;
         }
         Ok(())
     }
