@@ -309,7 +309,7 @@ struct Loaded {
 /// announced to [`check_structure`].
 fn read_entries(repo: &Repository) -> Result<PackEntries> {
     let mut entries = PackEntriesBuilder::new()?;
-    Index::load_aside(repo, &|_, _| false, false, &mut |attempt, p| {
+    Index::load_aside(repo, &|_, _| false, &mut |attempt, p| {
         entries.put(attempt, p);
         Ok(())
     })?;

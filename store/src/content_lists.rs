@@ -200,7 +200,7 @@ pub(crate) fn each_referenced(
     loader: &mut Loader,
     tree_id: &Id,
     tree: Tree,
-    mut f: impl FnMut(Vec<Id>),
+    mut f: impl FnMut(Vec<Id>) -> Result<()>,
 ) -> Result<()> {
     let mut budget = tree_budget(&tree);
     let mut inline = Vec::new();
@@ -214,19 +214,17 @@ pub(crate) fn each_referenced(
                 &lists,
                 &mut budget,
                 |chain, ids, _| {
-                    f(chain);
-                    f(ids);
-                    Ok(())
+                    f(chain)?;
+                    f(ids)
                 },
             )?;
         } else {
             // Resolved already: its lists are all there.
-            f(lists);
+            f(lists)?;
         }
         node.take_referenced(&mut inline);
     }
-    f(inline);
-    Ok(())
+    f(inline)
 }
 
 /// What the files of `tree` (decoded with their lists unread) may take decoded: the bound

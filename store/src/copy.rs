@@ -6,14 +6,17 @@
 //! snapshot objects; an interrupted copy leaves only packs, which the next run finds (by
 //! listing the destination) and adopts instead of sending again.
 
-use crate::index::Index;
+use crate::entry_file::EntryFileBuilder;
+use crate::index::{InObjects, Index};
 use crate::lease::Lease;
 use crate::loader::Loader;
 use crate::pack_sink::PackSink;
+use crate::partial_index::Spilled;
+use crate::record_sort::Sorter;
 use crate::repo::Repository;
 use crate::trees;
 use crate::{Error, Result};
-use cairn_format::index::IndexRecord;
+use cairn_format::index::{IndexPack, IndexRecord};
 use cairn_format::pack::PackKind;
 use cairn_format::snapshot::Snapshot;
 use cairn_format::Id;
@@ -97,19 +100,14 @@ pub fn copy(
         return Ok(report);
     }
     let roots: Vec<Id> = todo.iter().map(|(_, s)| s.tree).collect();
-    // Whole packs: the index records written for the packs sent are built from it.
-    let src_index = Arc::new(crate::partial_index::for_trees(src, &roots, true)?);
     let (lease, dst_index) = Lease::begin_write(dst)?;
-    let needed = trees::referenced_blobs(&mut Loader::new(src.clone(), src_index.clone()), &roots)?;
-    let mut packs = HashSet::new();
-    for id in &needed {
-        if dst_index.contains(id) {
-            report.blobs_present += 1;
-            continue;
-        }
-        let loc = src_index.get(id).ok_or(Error::BlobMissing(*id))?;
-        packs.insert(loc.pack);
-    }
+    let Selection {
+        index: src_index,
+        spilled,
+        packs,
+        present,
+    } = select(src, &roots, &dst_index)?;
+    report.blobs_present = present;
     if let Some(n) = packs
         .iter()
         .find(|n| lease.condemned().contains(&src_index.pack(**n).id))
@@ -148,7 +146,7 @@ pub fn copy(
     let sent = send_packs(src, dst, &src_index, &send, progress)?;
     report.packs_copied = send.len() as u64;
     report.bytes_copied = sent;
-    write_index(dst, &src_index, &packs)?;
+    write_index(dst, &src_index, spilled.as_ref(), &packs)?;
     lease.ensure_fresh()?;
     for (id, _) in &todo {
         let path = format!("snapshots/{id}");
@@ -160,29 +158,126 @@ pub fn copy(
     Ok(report)
 }
 
-/// Write the destination's index records for `packs` (by number in `index`) as index objects
-/// of at most [`INDEX_FLUSH_BLOBS`](crate::saver::INDEX_FLUSH_BLOBS) blobs each (a pack holding more goes alone), as a backup
-/// writes them: what is held at once stays bounded (a 1 GB etcd database's 245,000 blobs
-/// would be ~15 MB of records, 14 MB encoded and its compressed, encrypted copy in one object).
-fn write_index(dst: &Repository, index: &Index, packs: &HashSet<u32>) -> Result<()> {
-    let mut blobs: HashMap<u32, usize> = HashMap::new();
-    for (_, loc) in index.iter() {
-        if packs.contains(&loc.pack) {
-            *blobs.entry(loc.pack).or_default() += 1;
+/// What a copy sends: the packs holding the blobs it needs that the destination lacks.
+struct Selection {
+    /// The source's tree packs' blobs (all its blobs without `spilled`); every pack numbered.
+    index: Index,
+    /// The source's data packs' index entries, on disk.
+    spilled: Option<Spilled>,
+    /// The packs to send or adopt (numbers in `index`).
+    packs: HashSet<u32>,
+    /// Blobs needed that the destination has.
+    present: u64,
+}
+
+/// What the temporary files of a copy hold, for errors.
+const TEMPORARY: &str = "the blobs a copy needs";
+
+/// The packs of `src` holding the blobs below `roots` that `dst_index` lacks, found without
+/// a per-blob structure in memory: the tree packs' blobs are in memory, the data blobs' ids
+/// reached are sorted on disk and read beside the source's data entries, sorted by id on disk
+/// too. Where the entries cannot be set aside (a full TMPDIR, logged), the source's whole
+/// index is loaded instead. Fails on a blob neither repository has.
+fn select(src: &Arc<Repository>, roots: &[Id], dst_index: &Index) -> Result<Selection> {
+    let (index, spilled) = crate::partial_index::trees_and_spill(src)?;
+    let index = Arc::new(match spilled {
+        Some(_) => index,
+        None => {
+            drop(index);
+            Index::load(src)?
+        }
+    });
+    let (mut packs, present) = (HashSet::new(), std::cell::Cell::new(0u64));
+    let is_present = |id: &Id| {
+        let there = dst_index.contains(id);
+        present.set(present.get() + u64::from(there));
+        there
+    };
+    // Without the entries aside, every blob the source has is located in `index`.
+    let mut wanted = spilled.as_ref().map(|_| Sorter::new(TEMPORARY));
+    let mut loader = Loader::new(src.clone(), index.clone());
+    trees::each_reachable(
+        &mut loader,
+        roots,
+        |id| {
+            if !is_present(&id) {
+                let loc = index.get(&id).ok_or(Error::BlobMissing(id))?;
+                packs.insert(loc.pack);
+            }
+            Ok(())
+        },
+        |ids| match wanted.as_mut() {
+            Some(w) => ids.iter().try_for_each(|id| w.push(*id)),
+            None => match ids.iter().find(|id| !is_present(id)) {
+                Some(id) => Err(Error::BlobMissing(*id)),
+                None => Ok(()),
+            },
+        },
+    )?;
+    drop(loader);
+    let mut index = Arc::try_unwrap(index)
+        .map_err(|_| Error::Invalid("the tree index is still in use".into()))?;
+    if let (Some(spilled), Some(wanted)) = (&spilled, wanted) {
+        // Sorted first: one sort's run in memory at a time.
+        let mut wanted = wanted.finish()?;
+        let mut entries = EntryFileBuilder::new()?;
+        spilled.replay(|p| {
+            let number = index.number(p);
+            p.blobs.iter().try_for_each(|b| entries.push(number, b))
+        })?;
+        let entries = entries.finish()?;
+        let mut reader = entries.reader();
+        let (mut entry, mut last) = (reader.next_entry()?, None);
+        while let Some(id) = wanted.next_record()? {
+            if last.replace(id) == Some(id) {
+                continue;
+            }
+            if is_present(&id) {
+                continue;
+            }
+            while entry.as_ref().is_some_and(|(e, _)| *e < id) {
+                entry = reader.next_entry()?;
+            }
+            match &entry {
+                Some((e, loc)) if *e == id => packs.insert(loc.pack),
+                _ => return Err(Error::BlobMissing(id)),
+            };
         }
     }
-    let mut numbers: Vec<u32> = packs.iter().copied().collect();
-    numbers.sort_unstable();
-    let counted = numbers
-        .into_iter()
-        .map(|n| (n, blobs.get(&n).copied().unwrap_or(0)));
-    crate::index::in_objects(counted, |group| {
-        let records = index.records_for(&group.into_iter().collect());
-        if !records.is_empty() {
-            dst.put_meta("index", &IndexRecord { packs: records }.encode())?;
-        }
-        Ok(())
+    Ok(Selection {
+        index,
+        spilled,
+        packs,
+        present: present.get(),
     })
+}
+
+/// Write the destination's index records for `packs` (by number in `index`; the data packs'
+/// entries are read from `spilled` when set aside) as index objects of at most
+/// [`INDEX_FLUSH_BLOBS`](crate::saver::INDEX_FLUSH_BLOBS) blobs each (a pack holding more goes
+/// alone), as a backup writes them: what is held at once stays bounded.
+fn write_index(
+    dst: &Repository,
+    index: &Index,
+    spilled: Option<&Spilled>,
+    packs: &HashSet<u32>,
+) -> Result<()> {
+    let mut objects = InObjects::new(|group: Vec<IndexPack>| {
+        dst.put_meta("index", &IndexRecord { packs: group }.encode())
+            .map(drop)
+    });
+    // The packs whose blobs `index` holds (all of them without `spilled`).
+    for p in index.records_for(packs) {
+        let blobs = p.blobs.len();
+        objects.push(p, blobs)?;
+    }
+    if let Some(spilled) = spilled {
+        spilled.replay(|p| match index.pack_number(&p.id) {
+            Some(n) if packs.contains(&n) => objects.push(p.clone(), p.blobs.len()),
+            _ => Ok(()),
+        })?;
+    }
+    objects.finish()
 }
 
 fn verify_name(path: &str, id: &Id, bytes: &[u8]) -> Result<()> {

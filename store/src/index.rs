@@ -127,15 +127,7 @@ impl Index {
         listed: Option<Vec<ObjectInfo>>,
     ) -> Result<Index> {
         let keep_all = |_: &IndexPack, _: &Id| true;
-        Index::load_attempt(
-            repo,
-            excluded,
-            &keep_all,
-            false,
-            &mut |_, _| Ok(()),
-            1,
-            listed,
-        )
+        Index::load_attempt(repo, excluded, &keep_all, &mut |_, _| Ok(()), 1, listed)
     }
 
     /// What a writer (backup, the destination of a copy) needs: [`Index::load_excluding`]
@@ -192,7 +184,7 @@ impl Index {
             failed = put_data_ids(&mut ids, &mut listing, attempt, p).err();
             Ok(())
         };
-        let mut index = Index::load_attempt(repo, excluded, &is_tree, false, &mut aside, 1, None)?;
+        let mut index = Index::load_attempt(repo, excluded, &is_tree, &mut aside, 1, None)?;
         let stored = match failed.map_or_else(|| ids.finish(), Err) {
             Ok(s) => s,
             Err(e) => {
@@ -211,15 +203,13 @@ impl Index {
     }
 
     /// Like [`Index::load`], keeping only the blobs `keep` accepts (given the pack and the
-    /// blob's id), or with `whole_packs` every blob of a pack of which `keep` accepts one: an
-    /// index of what one command needs (see [`crate::partial_index`]). Packs with no blob kept
-    /// are left out.
+    /// blob's id): an index of what one command needs (see [`crate::partial_index`]). Packs
+    /// with no blob kept are left out.
     pub fn load_filtered(
         repo: &Repository,
         keep: &dyn Fn(&IndexPack, &Id) -> bool,
-        whole_packs: bool,
     ) -> Result<Index> {
-        Index::load_aside(repo, keep, whole_packs, &mut |_, _| Ok(()))
+        Index::load_aside(repo, keep, &mut |_, _| Ok(()))
     }
 
     /// [`Index::load_filtered`], handing every pack read to `aside` too, with the number of
@@ -228,17 +218,15 @@ impl Index {
     pub fn load_aside(
         repo: &Repository,
         keep: &dyn Fn(&IndexPack, &Id) -> bool,
-        whole_packs: bool,
         aside: &mut dyn FnMut(u32, &IndexPack) -> Result<()>,
     ) -> Result<Index> {
-        Index::load_attempt(repo, &HashSet::new(), keep, whole_packs, aside, 1, None)
+        Index::load_attempt(repo, &HashSet::new(), keep, aside, 1, None)
     }
 
     fn load_attempt(
         repo: &Repository,
         excluded: &HashSet<Id>,
         keep: &dyn Fn(&IndexPack, &Id) -> bool,
-        whole_packs: bool,
         aside: &mut dyn FnMut(u32, &IndexPack) -> Result<()>,
         attempt: u32,
         listed: Option<Vec<ObjectInfo>>,
@@ -262,7 +250,7 @@ impl Index {
                     // Sorted once, after the last object: first listed still wins.
                     for p in rec.packs.iter().filter(|p| !excluded.contains(&p.id)) {
                         aside(attempt, p)?;
-                        index.add_unsealed(p, keep, whole_packs);
+                        index.add_unsealed(p, keep);
                     }
                 }
                 // Storage that fails is not damage: nothing is known about the object.
@@ -270,15 +258,7 @@ impl Index {
                 // Deleted since the listing (a prune replaced it): its replacement, written
                 // before, may be missing from the listing, so list again.
                 Err(Error::NotFound { .. }) if attempt < LOAD_ATTEMPTS => {
-                    return Index::load_attempt(
-                        repo,
-                        excluded,
-                        keep,
-                        whole_packs,
-                        aside,
-                        attempt + 1,
-                        None,
-                    )
+                    return Index::load_attempt(repo, excluded, keep, aside, attempt + 1, None)
                 }
                 Err(e) => {
                     tracing::warn!("skipping index object {}: {e}", obj.path);
@@ -314,19 +294,10 @@ impl Index {
         self.seal();
     }
 
-    /// Append the blobs of `p` that `keep` accepts (with `whole_packs`, all of them if it
-    /// accepts one), unsorted: [`Index::seal_now`] after the last.
-    pub(crate) fn add_unsealed(
-        &mut self,
-        p: &IndexPack,
-        keep: &dyn Fn(&IndexPack, &Id) -> bool,
-        whole_packs: bool,
-    ) {
-        if !whole_packs {
-            self.push_blobs(p, |b| keep(p, b));
-        } else if p.blobs.iter().any(|b| keep(p, &b.id)) {
-            self.push_pack(p);
-        }
+    /// Append the blobs of `p` that `keep` accepts, unsorted: [`Index::seal_now`] after the
+    /// last.
+    pub(crate) fn add_unsealed(&mut self, p: &IndexPack, keep: &dyn Fn(&IndexPack, &Id) -> bool) {
+        self.push_blobs(p, |b| keep(p, b));
     }
 
     /// Sort what [`Index::add_unsealed`] appended.
@@ -450,6 +421,11 @@ impl Index {
             });
             next
         })
+    }
+
+    /// The number of the pack `id`, if the index has it.
+    pub(crate) fn pack_number(&self, id: &Id) -> Option<u32> {
+        self.pack_numbers.get(id).copied()
     }
 
     /// The blob's position in id order (0..len), if indexed.
@@ -576,22 +552,49 @@ impl Index {
 /// [`INDEX_FLUSH_BLOBS`]: crate::saver::INDEX_FLUSH_BLOBS
 pub(crate) fn in_objects<T>(
     packs: impl IntoIterator<Item = (T, usize)>,
-    mut put: impl FnMut(Vec<T>) -> Result<()>,
+    put: impl FnMut(Vec<T>) -> Result<()>,
 ) -> Result<()> {
-    let mut group = Vec::new();
-    let mut held = 0usize;
+    let mut objects = InObjects::new(put);
     for (pack, blobs) in packs {
-        if !group.is_empty() && held + blobs > crate::saver::INDEX_FLUSH_BLOBS {
-            put(std::mem::take(&mut group))?;
-            held = 0;
+        objects.push(pack, blobs)?;
+    }
+    objects.finish()
+}
+
+/// [`in_objects`] for packs handed over one at a time: each group goes to `put` once full.
+pub(crate) struct InObjects<T, F> {
+    group: Vec<T>,
+    held: usize,
+    put: F,
+}
+
+impl<T, F: FnMut(Vec<T>) -> Result<()>> InObjects<T, F> {
+    pub(crate) fn new(put: F) -> Self {
+        InObjects {
+            group: Vec::new(),
+            held: 0,
+            put,
         }
-        group.push(pack);
-        held += blobs;
     }
-    if group.is_empty() {
-        return Ok(());
+
+    /// Add `pack`, of `blobs` blobs.
+    pub(crate) fn push(&mut self, pack: T, blobs: usize) -> Result<()> {
+        if !self.group.is_empty() && self.held + blobs > crate::saver::INDEX_FLUSH_BLOBS {
+            (self.put)(std::mem::take(&mut self.group))?;
+            self.held = 0;
+        }
+        self.group.push(pack);
+        self.held += blobs;
+        Ok(())
     }
-    put(group)
+
+    /// Hand over the last group.
+    pub(crate) fn finish(mut self) -> Result<()> {
+        if self.group.is_empty() {
+            return Ok(());
+        }
+        (self.put)(self.group)
+    }
 }
 
 /// Add the blob ids of `p` if it is a data pack; a new listing of `index/` starts over.

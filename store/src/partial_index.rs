@@ -1,13 +1,15 @@
-//! An index of what reading some snapshots needs, not of the whole repository: restore and
-//! copy hold 44 bytes per blob of the snapshots they read (a 1 GB etcd database: ~245,000
-//! blobs, ~11 MB) whatever else the repository holds (a million other blobs would add 44 MB).
+//! An index of what reading some snapshots needs, not of the whole repository: restore holds
+//! 44 bytes per blob of the small files it reads whatever else the repository holds (a million
+//! other blobs would add 44 MB), and locates large files' blobs on disk.
 //!
 //! Two passes over the index objects: the first keeps the blobs of tree packs (trees and
 //! content lists), enough to walk the snapshots' trees and list the data blobs they reference
-//! (a sorted vector of their ids' first 8 bytes, 8 bytes per blob); the second keeps the tree
-//! packs' blobs and the data blobs whose first 8 bytes are listed (the few other blobs that
-//! share them by chance cost an entry each, nothing else). A repository whose index objects are small ([`WHOLE_BELOW`]) is loaded whole, in
-//! one pass, as before.
+//! (a sorted vector of their ids' first 8 bytes, 8 bytes per blob; 4 for large files); the
+//! second keeps the tree packs' blobs and the data blobs whose first 8 bytes are listed (the
+//! few other blobs that share them by chance cost an entry each, nothing else). The second
+//! pass reads the data packs' entries set aside in a temporary file by the first
+//! ([`trees_and_spill`], which copy uses too). A repository whose index objects are small
+//! ([`WHOLE_BELOW`]) is loaded whole, in one pass.
 
 use crate::content_lists;
 use crate::entry_file::EntryFileBuilder;
@@ -30,30 +32,23 @@ use std::sync::Arc;
 /// whole index then costs at most ~6 MiB, less than a second look at the data packs is worth.
 pub const WHOLE_BELOW: u64 = 8 << 20;
 
-/// The index `roots` (snapshot trees) need: every blob of the repository's tree packs and the
-/// data blobs the trees reference (those the index knows; a missing one is reported by the
-/// reader as it would be with the whole index). With `whole_packs`, every blob of each pack
-/// holding one of those (copy writes the index records of the packs it sends from it).
+/// The index a restore of `roots` (snapshot trees) needs: every blob of the repository's tree
+/// packs and the data blobs the trees reference (those the index knows; a missing one is
+/// reported by the reader as it would be with the whole index). The data blobs of large files
+/// (at least [`LARGE_FILE_BLOBS`] or several content lists, which restore plans on disk) are
+/// located in an [`EntryFile`](crate::entry_file::EntryFile) on disk rather than in memory
+/// (44 bytes a blob), unless a smaller file holds them too. [`Index::get`] finds them all.
 ///
 /// The index objects are read and decrypted once: the data packs' entries go to an unnamed
 /// temporary file (fixed-size records, read back once the trees are walked); where no
 /// temporary file can be made, the index objects are read a second time instead.
-pub fn for_trees(repo: &Arc<Repository>, roots: &[Id], whole_packs: bool) -> Result<Index> {
-    for_trees_above(repo, roots, whole_packs, WHOLE_BELOW, false)
-}
-
-/// [`for_trees`] for a restore: the data blobs of large files (at least
-/// [`LARGE_FILE_BLOBS`], which restore plans on disk) are located in an [`EntryFile`] on
-/// disk rather than in memory (44 bytes a blob), unless a file of fewer blobs holds them too.
-/// [`Index::get`] finds them all.
 pub fn for_restore(repo: &Arc<Repository>, roots: &[Id]) -> Result<Index> {
-    for_trees_above(repo, roots, false, WHOLE_BELOW, true)
+    for_trees_above(repo, roots, WHOLE_BELOW, true)
 }
 
 pub(crate) fn for_trees_above(
     repo: &Arc<Repository>,
     roots: &[Id],
-    whole_packs: bool,
     whole_below: u64,
     aside_large: bool,
 ) -> Result<Index> {
@@ -61,18 +56,9 @@ pub(crate) fn for_trees_above(
     if bytes < whole_below {
         return Index::load_listed(repo, &Default::default(), listed);
     }
-    let is_tree = |p: &IndexPack, _: &Id| p.kind == PackKind::Tree;
-    let mut spill = tempfile::tempfile()
-        .map(Spill::new)
-        .map_err(|e| tracing::debug!("no temporary file for the index ({e}): reading it twice"))
-        .ok();
-    let trees = match spill.as_mut() {
-        Some(sp) => Index::load_aside(repo, &is_tree, false, &mut |attempt, p| sp.put(attempt, p))?,
-        None => Index::load_filtered(repo, &is_tree, false)?,
-    };
-    // A temporary file that filled up (a full TMPDIR) costs a second read of the index, not
-    // the command.
-    let spill = spill.and_then(Spill::usable);
+    // A temporary file that cannot be made or filled up (a full TMPDIR) costs a second read
+    // of the index, not the command.
+    let (trees, spill) = trees_and_spill(repo)?;
     let trees = Arc::new(trees);
     let found = data_blobs(
         &mut Loader::new(repo.clone(), trees.clone()),
@@ -98,7 +84,7 @@ pub(crate) fn for_trees_above(
     };
     let Some(sp) = spill else {
         drop(trees);
-        return Index::load_filtered(repo, &keep, whole_packs);
+        return Index::load_filtered(repo, &keep);
     };
     let mut index = Arc::try_unwrap(trees)
         .map_err(|_| Error::Invalid("the tree index is still in use".into()))?;
@@ -114,18 +100,19 @@ pub(crate) fn for_trees_above(
     let keep_here = |p: &IndexPack, id: &Id| keep(p, id) || (in_memory && is_large(p, id));
     let mut aside_failed = None;
     sp.replay(|p| {
-        index.add_unsealed(p, &keep_here, whole_packs);
+        index.add_unsealed(p, &keep_here);
         let Some(b) = aside.as_mut().filter(|_| aside_failed.is_none()) else {
-            return;
+            return Ok(());
         };
         let mut number = None;
         for blob in p.blobs.iter().filter(|b| is_large(p, &b.id)) {
             let number = *number.get_or_insert_with(|| index.number(p));
             if let Err(e) = b.push(number, blob) {
                 aside_failed = Some(e);
-                return;
+                break;
             }
         }
+        Ok(())
     })?;
     index.seal_now();
     let aside = aside.map(EntryFileBuilder::finish).transpose();
@@ -137,10 +124,26 @@ pub(crate) fn for_trees_above(
             tracing::warn!("{e}: large files are located in memory");
             drop(index);
             let keep_all = |p: &IndexPack, id: &Id| keep(p, id) || is_large(p, id);
-            return Index::load_filtered(repo, &keep_all, whole_packs);
+            return Index::load_filtered(repo, &keep_all);
         }
     }
     Ok(index)
+}
+
+/// The blobs of the repository's tree packs, in memory, and its data packs' index entries set
+/// aside in a temporary file ([`Spilled`]), the index objects read once. Without the file
+/// (none can be made, or it filled up: logged), only the tree packs' blobs.
+pub(crate) fn trees_and_spill(repo: &Arc<Repository>) -> Result<(Index, Option<Spilled>)> {
+    let is_tree = |p: &IndexPack, _: &Id| p.kind == PackKind::Tree;
+    let mut spill = tempfile::tempfile()
+        .map(Spill::new)
+        .map_err(|e| tracing::debug!("no temporary file for the index ({e}): reading it twice"))
+        .ok();
+    let trees = match spill.as_mut() {
+        Some(sp) => Index::load_aside(repo, &is_tree, &mut |attempt, p| sp.put(attempt, p))?,
+        None => Index::load_filtered(repo, &is_tree)?,
+    };
+    Ok((trees, spill.and_then(Spill::usable)))
 }
 
 /// Data packs' index entries set aside in a temporary file while the trees are read.
@@ -201,12 +204,16 @@ impl Spill {
         Ok(())
     }
 
-    /// The spill, unless a write to it failed (logged: the index is then read again).
-    fn usable(mut self) -> Option<Spill> {
-        let failed = self.failed.take().or_else(|| self.out.flush().err());
-        match failed {
-            None => Some(self),
-            Some(e) => {
+    /// The entries set aside, unless a write failed (logged: the index is then read again).
+    fn usable(mut self) -> Option<Spilled> {
+        let failed = self.failed.take();
+        let written = match failed {
+            None => self.out.into_inner().map_err(|e| e.into_error()),
+            Some(e) => Err(e),
+        };
+        match written {
+            Ok(file) => Some(Spilled { file }),
+            Err(e) => {
                 tracing::warn!(
                     "{}; reading the index objects again instead",
                     spill_error(e)
@@ -215,13 +222,17 @@ impl Spill {
             }
         }
     }
+}
 
-    /// Every pack set aside, in order, one at a time.
-    fn replay(self, mut each: impl FnMut(&IndexPack)) -> Result<()> {
-        let mut f = self
-            .out
-            .into_inner()
-            .map_err(|e| spill_error(e.into_error()))?;
+/// The data packs' index entries, set aside in a temporary file (fixed-size records).
+pub(crate) struct Spilled {
+    file: File,
+}
+
+impl Spilled {
+    /// Every pack set aside, in order, one at a time (as often as asked).
+    pub(crate) fn replay(&self, mut each: impl FnMut(&IndexPack) -> Result<()>) -> Result<()> {
+        let mut f = &self.file;
         f.seek(SeekFrom::Start(0)).map_err(spill_error)?;
         let mut r = BufReader::with_capacity(1 << 20, f);
         let mut head = [0u8; PACK_RECORD];
@@ -243,7 +254,7 @@ impl Spill {
                 r.read_exact(&mut rec).map_err(spill_error)?;
                 pack.blobs.push(decode_blob(&rec));
             }
-            each(&pack);
+            each(&pack)?;
         }
     }
 }
@@ -346,7 +357,7 @@ mod tests {
         saver.finish().unwrap();
 
         let whole = Index::load(&repo).unwrap();
-        let trees = Index::load_filtered(&repo, &|p, _| p.kind == PackKind::Tree, false).unwrap();
+        let trees = Index::load_filtered(&repo, &|p, _| p.kind == PackKind::Tree).unwrap();
         let (needed, _) = data_blobs(
             &mut Loader::new(repo.clone(), Arc::new(trees)),
             &roots[..1],
@@ -360,17 +371,7 @@ mod tests {
         let keep = |p: &cairn_format::index::IndexPack, id: &Id| {
             p.kind == PackKind::Tree || needed.binary_search(&prefix(id)).is_ok()
         };
-        let part = Arc::new(Index::load_filtered(&repo, &keep, false).unwrap());
-        // Whole packs: a pack's blobs all or none.
-        let packs = Index::load_filtered(&repo, &keep, true).unwrap();
-        for (id, loc) in whole.iter() {
-            let pack = whole.pack(loc.pack).id;
-            if part.contains(id) {
-                assert!(packs.contains(id));
-            }
-            let kept = packs.packs().iter().any(|p| p.id == pack);
-            assert_eq!(packs.contains(id), kept, "{id} of pack {pack}");
-        }
+        let part = Arc::new(Index::load_filtered(&repo, &keep).unwrap());
         for id in &files[0] {
             assert_eq!(
                 part.get(id).map(|l| part.pack(l.pack).id),
@@ -386,24 +387,18 @@ mod tests {
         for id in tree.nodes[0].content.iter().take(100) {
             loader.load(id).unwrap();
         }
-        // Below the threshold, for_trees loads it all.
-        assert_eq!(
-            for_trees(&repo, &roots[..1], false).unwrap().len(),
-            whole.len()
-        );
+        // Below the threshold, it is all loaded.
+        assert_eq!(for_restore(&repo, &roots[..1]).unwrap().len(), whole.len());
         // Above it, through the temporary file: the same as the two passes.
-        for whole_packs in [false, true] {
-            let spilled = for_trees_above(&repo, &roots[..1], whole_packs, 0, false).unwrap();
-            let twice: &Index = if whole_packs { &packs } else { &part };
-            assert_eq!(spilled.len(), twice.len());
-            for (id, loc) in twice.iter() {
-                let got = spilled.get(id).expect("indexed");
-                assert_eq!(spilled.pack(got.pack).id, twice.pack(loc.pack).id);
-                assert_eq!(
-                    (got.frame, got.offset, got.len),
-                    (loc.frame, loc.offset, loc.len)
-                );
-            }
+        let spilled = for_trees_above(&repo, &roots[..1], 0, false).unwrap();
+        assert_eq!(spilled.len(), part.len());
+        for (id, loc) in part.iter() {
+            let got = spilled.get(id).expect("indexed");
+            assert_eq!(spilled.pack(got.pack).id, part.pack(loc.pack).id);
+            assert_eq!(
+                (got.frame, got.offset, got.len),
+                (loc.frame, loc.offset, loc.len)
+            );
         }
     }
 
@@ -416,7 +411,7 @@ mod tests {
         let data = saver.add_blob(PackKind::Data, b"data".to_vec()).unwrap();
         saver.finish().unwrap();
         // A data blob as the root: not a tree of the tree packs.
-        let index = for_trees_above(&repo, &[data], false, 0, true).unwrap();
+        let index = for_trees_above(&repo, &[data], 0, true).unwrap();
         assert!(index.contains(&data));
         assert_eq!(index.len(), Index::load(&repo).unwrap().len());
     }
@@ -455,11 +450,17 @@ mod tests {
         };
         sp.put(2, &tree).unwrap();
         let mut back = Vec::new();
-        sp.usable()
-            .unwrap()
-            .replay(|p| back.push(p.clone()))
-            .unwrap();
-        assert_eq!(back, vec![pack(2, 0), pack(3, 300)]);
+        let spilled = sp.usable().unwrap();
+        for _ in 0..2 {
+            back.clear();
+            spilled
+                .replay(|p| {
+                    back.push(p.clone());
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(back, vec![pack(2, 0), pack(3, 300)]);
+        }
         // A file that cannot be written (here: opened read-only) is given up, not an error.
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("spill"), b"").unwrap();

@@ -182,7 +182,7 @@ impl IndexObjects {
         let mut pack = IndexObjects::buffer();
         for id in self.ids(excluded) {
             self.pack_into(&id, &mut pack)?;
-            index.add_unsealed(&pack, &|_, _| true, false);
+            index.add_unsealed(&pack, &|_, _| true);
         }
         index.seal_now();
         Ok(index)

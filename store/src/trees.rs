@@ -331,9 +331,51 @@ fn reach<'r>(
             // A long file's ids a content list at a time; the rest of the tree's blobs
             // looked up together.
             crate::content_lists::each_referenced(loader, &tree_id, tree, |ids| {
-                seen.insert_all(ids)
+                seen.insert_all(ids);
+                Ok(())
             })?;
         }
+    }
+    Ok(())
+}
+
+/// Every blob reachable from `roots`, without a set of them in memory: each tree blob (trees
+/// and content lists: what the loader's index, which may hold only the tree packs, locates)
+/// handed once to `tree_blob`, every other blob (file contents) to `data` a batch at a time,
+/// repeats included. Content lists are read one at a time.
+pub fn each_reachable(
+    loader: &mut Loader,
+    roots: &[Id],
+    mut tree_blob: impl FnMut(Id) -> Result<()>,
+    mut data: impl FnMut(&[Id]) -> Result<()>,
+) -> Result<()> {
+    let index = loader.shared_index().clone();
+    let mut seen = BlobSet::new(index.clone());
+    let mut stack = roots.to_vec();
+    while let Some(tree_id) = stack.pop() {
+        if !seen.insert(tree_id) {
+            continue;
+        }
+        tree_blob(tree_id)?;
+        let tree = loader.load_tree_unresolved(&tree_id)?;
+        for node in &tree.nodes {
+            if let (NodeKind::Dir, Some(sub)) = (&node.kind, node.subtree) {
+                stack.push(sub);
+            }
+        }
+        crate::content_lists::each_referenced(loader, &tree_id, tree, |ids| {
+            if !ids.iter().any(|id| index.position(id).is_some()) {
+                return data(&ids);
+            }
+            for id in ids {
+                if index.position(&id).is_none() {
+                    data(&[id])?;
+                } else if seen.insert(id) {
+                    tree_blob(id)?;
+                }
+            }
+            Ok(())
+        })?;
     }
     Ok(())
 }

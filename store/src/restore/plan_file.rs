@@ -452,7 +452,7 @@ mod tests {
     /// on disk from the entries set aside by a restore's partial index.
     fn loaders(repo: &Arc<crate::Repository>, tree: Id) -> (Loader, Loader) {
         let whole = Arc::new(Index::load(repo).unwrap());
-        let part = crate::partial_index::for_trees_above(repo, &[tree], false, 0, true).unwrap();
+        let part = crate::partial_index::for_trees_above(repo, &[tree], 0, true).unwrap();
         assert!(part
             .aside()
             .is_some_and(|a| a.len() >= LARGE_FILE_BLOBS as u64 / 2));
@@ -605,7 +605,7 @@ mod tests {
     fn a_file_of_several_lists_is_planned_from_one_list_at_a_time() {
         let (_dir, repo, tree, ids, bytes) = listed_file();
         let mut whole = Loader::new(repo.clone(), Arc::new(Index::load(&repo).unwrap()));
-        let part = crate::partial_index::for_trees_above(&repo, &[tree], false, 0, true).unwrap();
+        let part = crate::partial_index::for_trees_above(&repo, &[tree], 0, true).unwrap();
         // A file of several lists is located on disk, whatever its length.
         let aside = part.aside().expect("the lists' blobs are set aside").len();
         assert_eq!(aside, 3001);
