@@ -1,5 +1,5 @@
 //! An exact set of blob ids, for the ids a save adds (its `seen` set): ~32 bytes per id for
-//! the newest 65,536, 8 bytes per id for the others.
+//! the newest 65,536, 4 bytes per id for the others.
 //!
 //! A hash set of ids costs 33 bytes per bucket at a load of at most 7/8, in power-of-two
 //! tables that double as they fill: 40–75 bytes per id, and twice that for a moment while it
@@ -11,10 +11,11 @@
 //! a lookup costs a hash probe and, per run, a bisection of a few dozen ids.
 //!
 //! A run that reaches [`MAX_RUN_IDS`] is written to an unnamed temporary file and only the
-//! first 8 bytes of each of its ids stay in memory (sorted, with the same table): a lookup
-//! that matches those 8 bytes reads the whole id back with one `pread` of 32 bytes to
-//! confirm it, so answers stay exact, and a lookup of an id not in the run (nearly all of
-//! them: 8 random bytes match by chance once in 2^64) reads nothing. A read that fails counts
+//! 32 bits after the table's prefix of each of its ids stay in memory (sorted, with the same
+//! table): a lookup that matches its bucket and those bits reads the whole id back with one
+//! `pread` of 32 bytes to confirm it, so answers stay exact, and a lookup of an id not in the
+//! run (nearly all of them: the few dozen ids of a bucket match 32 random bits by chance about
+//! once in 2^26 lookups) reads nothing. A read that fails counts
 //! as absent (the blob is stored again: space, never loss); where no temporary file can be
 //! made, runs stay in memory as before.
 //!
@@ -90,9 +91,14 @@ fn prefix(id: &Id) -> usize {
 
 const ID_LEN: u64 = 32;
 
-/// A full run written to the temporary file: its ids' first 8 bytes in memory.
+/// The 32 bits of an id after its [`prefix`]: within a bucket of a run, in the ids' order.
+fn key(id: &Id) -> u32 {
+    (head(id) >> (32 - RUN_PREFIX_BITS)) as u32
+}
+
+/// A full run written to the temporary file: its ids' [`key`]s in memory.
 struct Spilled {
-    keys: Vec<u64>,
+    keys: Vec<u32>,
     /// As [`Run::starts`].
     starts: Vec<u32>,
     /// Where the run's ids start in the file.
@@ -108,7 +114,7 @@ impl Spilled {
         }
         file.write_all_at(&bytes, at)?;
         Ok(Spilled {
-            keys: run.ids.iter().map(head).collect(),
+            keys: run.ids.iter().map(key).collect(),
             starts: run.starts.clone(),
             at,
         })
@@ -118,7 +124,7 @@ impl Spilled {
         let p = prefix(id);
         let (lo, hi) = (self.starts[p] as usize, self.starts[p + 1] as usize);
         let keys = &self.keys[lo..hi];
-        let k = head(id);
+        let k = key(id);
         let first = keys.partition_point(|x| *x < k);
         keys[first..]
             .iter()
@@ -251,7 +257,7 @@ impl IdSet {
         }
     }
 
-    /// Write a full run to the temporary file, keeping 8 bytes per id; the run back if it
+    /// Write a full run to the temporary file, keeping 4 bytes per id; the run back if it
     /// cannot be (it then stays in memory).
     fn set_aside(&mut self, run: Run) -> Result<(), Run> {
         if self.no_file {
@@ -364,7 +370,7 @@ mod tests {
         }
 
         /// With runs set aside at 4,096 ids: the same answers, for ids whose first 8 bytes
-        /// (all that stays in memory) are shared by groups of four.
+        /// (more than stays in memory) are shared by groups of four.
         #[test]
         fn set_aside_runs_answer_exactly(ops in proptest::collection::vec((0u64..30_000, any::<bool>()), 0..16_000)) {
             let set = agrees_with_a_hash_set(IdSet::with_max_run(RECENT_IDS), &ops, |n| {
