@@ -71,6 +71,8 @@ for mb in $SIZES; do
     db=$DBDIR/etcd-${mb}MB-seed$SEED.db
     [[ -s $db ]] || log "generating a $mb MB etcd database (bench/etcd_grown.sh; minutes per GB)"
     bash "$ROOT/bench/etcd_grown.sh" "$db" "$mb" "$SEED" "$LOGS/etcd-large-grow.log" || die "growing etcd to $mb MB"
+    # Both tools read the database itself (restic stores a symlink as a symlink).
+    db=$(realpath "$db")
     name="$mb MB ($(($(stat -c %s "$db") / 4096)) pages)"
     repo=$RUN/repos/cairn rrepo=$RUN/repos/restic
     rm -rf "$RUN/repos"/*
