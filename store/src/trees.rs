@@ -339,15 +339,15 @@ fn reach<'r>(
     Ok(())
 }
 
-/// Every blob reachable from `roots`, without a set of them in memory: each tree blob (trees
-/// and content lists: what the loader's index, which may hold only the tree packs, locates)
-/// handed once to `tree_blob`, every other blob (file contents) to `data` a batch at a time,
+/// Every blob reachable from `roots`, without a set of them all in memory: each blob the
+/// loader's index locates (with an index of the tree packs only, the trees and content lists)
+/// handed once to `located`, every other blob (file contents) to `other` a batch at a time,
 /// repeats included. Content lists are read one at a time.
 pub fn each_reachable(
     loader: &mut Loader,
     roots: &[Id],
-    mut tree_blob: impl FnMut(Id) -> Result<()>,
-    mut data: impl FnMut(&[Id]) -> Result<()>,
+    mut located: impl FnMut(Id) -> Result<()>,
+    mut other: impl FnMut(&[Id]) -> Result<()>,
 ) -> Result<()> {
     let index = loader.shared_index().clone();
     let mut seen = BlobSet::new(index.clone());
@@ -356,7 +356,7 @@ pub fn each_reachable(
         if !seen.insert(tree_id) {
             continue;
         }
-        tree_blob(tree_id)?;
+        located(tree_id)?;
         let tree = loader.load_tree_unresolved(&tree_id)?;
         for node in &tree.nodes {
             if let (NodeKind::Dir, Some(sub)) = (&node.kind, node.subtree) {
@@ -365,13 +365,13 @@ pub fn each_reachable(
         }
         crate::content_lists::each_referenced(loader, &tree_id, tree, |ids| {
             if !ids.iter().any(|id| index.position(id).is_some()) {
-                return data(&ids);
+                return other(&ids);
             }
             for id in ids {
                 if index.position(&id).is_none() {
-                    data(&[id])?;
+                    other(&[id])?;
                 } else if seen.insert(id) {
-                    tree_blob(id)?;
+                    located(id)?;
                 }
             }
             Ok(())

@@ -375,20 +375,30 @@ mod tests {
     use std::borrow::Cow;
     use std::sync::Arc;
 
-    /// A repository of small packs and a file of more than [`LARGE_FILE_BLOBS`] uses of
-    /// blobs: distinct ones, some used again far apart, and a blob of zeros used often. The
-    /// repository's directory, the repository, the file's tree and its ids.
-    fn large_file() -> (
+    /// A repository with a file stored: its directory, the repository, the file's tree, its
+    /// ids and its bytes.
+    type StoredFile = (
         tempfile::TempDir,
         Arc<crate::Repository>,
         Id,
         Vec<Id>,
         Vec<u8>,
-    ) {
+    );
+
+    /// A new repository of 1 MiB packs and a saver into it.
+    fn small_packs() -> (tempfile::TempDir, Arc<crate::Repository>, Saver) {
         let dir = tempfile::tempdir().unwrap();
         let identity = age::x25519::Identity::generate();
         let repo = test_repo::create(dir.path(), &identity, Some(1 << 20));
-        let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
+        let saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
+        (dir, repo, saver)
+    }
+
+    /// A repository of small packs and a file of more than [`LARGE_FILE_BLOBS`] uses of
+    /// blobs: distinct ones, some used again far apart, and a blob of zeros used often. The
+    /// repository's directory, the repository, the file's tree and its ids.
+    fn large_file() -> StoredFile {
+        let (dir, repo, mut saver) = small_packs();
         let mut seed = 7u64;
         let (mut ids, mut bytes) = (Vec::new(), Vec::new());
         let zero = saver.add_blob(PackKind::Data, vec![0; 300]).unwrap();
@@ -543,17 +553,8 @@ mod tests {
     /// thousand small blobs, one of zeros among them; a second file of the same ids with two
     /// unknown ones inserted. The repository's directory, the repository, the tree, the ids and
     /// the file's bytes.
-    fn listed_file() -> (
-        tempfile::TempDir,
-        Arc<crate::Repository>,
-        Id,
-        Vec<Id>,
-        Vec<u8>,
-    ) {
-        let dir = tempfile::tempdir().unwrap();
-        let identity = age::x25519::Identity::generate();
-        let repo = test_repo::create(dir.path(), &identity, Some(1 << 20));
-        let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
+    fn listed_file() -> StoredFile {
+        let (dir, repo, mut saver) = small_packs();
         let mut seed = 11u64;
         let mut distinct: Vec<(Id, Vec<u8>)> = (0..3000)
             .map(|i| {
