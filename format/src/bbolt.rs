@@ -652,6 +652,11 @@ pub trait SummaryStore {
     fn put(&mut self, n: u64, record: &[u8; SUMMARY_RECORD]);
     /// Reads record `n` back into `record`.
     fn get(&mut self, n: u64, record: &mut [u8; SUMMARY_RECORD]) -> io::Result<()>;
+    /// Replaces record `n`, already put (an overflowing page's, once its last page arrived);
+    /// false if the store cannot (the summary then stays in memory).
+    fn replace(&mut self, _n: u64, _record: &[u8; SUMMARY_RECORD]) -> bool {
+        false
+    }
 }
 
 /// No store: every summary stays in memory.
@@ -681,6 +686,19 @@ impl SummaryStore for Vec<u8> {
             .ok_or_else(|| io::Error::other(format!("page summary {n} was never stored")))?;
         record.copy_from_slice(at);
         Ok(())
+    }
+    fn replace(&mut self, n: u64, record: &[u8; SUMMARY_RECORD]) -> bool {
+        let slot = usize::try_from(n)
+            .ok()
+            .and_then(|n| n.checked_mul(SUMMARY_RECORD))
+            .and_then(|at| self.get_mut(at..at + SUMMARY_RECORD));
+        match slot {
+            Some(slot) => {
+                slot.copy_from_slice(record);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -861,9 +879,7 @@ impl<S: SummaryStore> StreamInspector<S> {
             let (first, _, want) = self.open.swap_remove(i);
             let at = ((first - self.window_first) * ps) as usize;
             let body = summarize_resident(first, &self.window[at..], want, ps);
-            if let Some(sum) = self.summary_mut(first) {
-                sum.body = body;
-            }
+            self.complete(first, body);
         }
         match self.open.iter().map(|o| o.0).min() {
             None => self.window.clear(),
@@ -895,11 +911,27 @@ impl<S: SummaryStore> StreamInspector<S> {
         self.stored += 1;
     }
 
-    /// The summary of page `pgid` if it is held in memory.
-    fn summary_mut(&mut self, pgid: u64) -> Option<&mut PageSum> {
-        match usize::try_from(pgid).ok().filter(|&i| i < self.slots.len()) {
-            Some(i) => self.slots.get_mut(i),
-            None => held_mut(&mut self.held, pgid),
+    /// The overflowing page `pgid`, kept pending, is complete: its summary is `body`. One that
+    /// went to the store replaces its record there when a record can hold it (most can: a
+    /// large database's values spill into overflow pages), instead of staying in memory.
+    fn complete(&mut self, pgid: u64, body: Body) {
+        if let Some(sum) = usize::try_from(pgid)
+            .ok()
+            .and_then(|i| self.slots.get_mut(i))
+        {
+            sum.body = body;
+            return;
+        }
+        let Ok(i) = self.held.binary_search_by_key(&pgid, |h| h.0) else {
+            return;
+        };
+        self.held[i].1.body = body;
+        let n = pgid - self.slots.len() as u64;
+        if let Some(record) = self.held[i].1.record() {
+            if self.store.replace(n, &record) {
+                // Pending pages are the last few held: little to shift.
+                self.held.remove(i);
+            }
         }
     }
 }
@@ -2724,6 +2756,24 @@ mod tests {
         for piece in PIECES {
             assert_eq!(stream(&bytes, piece).unwrap(), want);
         }
+    }
+
+    #[test]
+    fn completed_overflowing_pages_go_to_the_store() {
+        // Two leaves with values spilling into overflow pages, past the pages held in memory:
+        // once complete, their summaries are records in the store, not held.
+        let bytes = stale_overflow(0);
+        let want = inspect_bytes(&bytes).unwrap();
+        let mut stored = StreamInspector::with_store(Vec::<u8>::new(), 2);
+        stored.update(&bytes);
+        assert!(stored.stored > 2, "{} pages stored", stored.stored);
+        let pending_or_leaf = |s: &PageSum| matches!(s.body, Body::Pending | Body::Plain(_));
+        assert!(
+            !stored.held.iter().any(|(_, s)| pending_or_leaf(s)),
+            "{} summaries held",
+            stored.held.len()
+        );
+        assert_eq!(stored.finish().unwrap(), want);
     }
 
     #[test]

@@ -100,6 +100,36 @@ impl SummaryStore for SummaryFile {
         }
     }
 
+    fn replace(&mut self, n: u64, record: &[u8; SUMMARY_RECORD]) -> bool {
+        if n >= self.written {
+            let at = usize::try_from(n - self.written)
+                .ok()
+                .and_then(|i| i.checked_mul(SUMMARY_RECORD));
+            return match at.and_then(|at| self.pending.get_mut(at..at + SUMMARY_RECORD)) {
+                Some(slot) => {
+                    slot.copy_from_slice(record);
+                    true
+                }
+                None => false,
+            };
+        }
+        let Some(file) = self.file.as_ref().filter(|_| !self.failed) else {
+            return false;
+        };
+        if let Err(e) = file.write_all_at(record, n * SUMMARY_RECORD as u64) {
+            self.give_up("writing", e);
+            return false;
+        }
+        // A cached copy of its block is read again.
+        let b = n / BLOCK_RECORDS;
+        if let Some(slot) = self.cache.get_mut((b % CACHED_BLOCKS as u64) as usize) {
+            if slot.0 == b {
+                slot.0 = u64::MAX;
+            }
+        }
+        true
+    }
+
     fn get(&mut self, n: u64, record: &mut [u8; SUMMARY_RECORD]) -> io::Result<()> {
         if n < self.written {
             let block = self.block(n / BLOCK_RECORDS).map_err(|e| {
@@ -159,5 +189,19 @@ mod tests {
             assert_eq!(r, rec(i));
         }
         assert!(s.get(n, &mut r).is_err());
+        // Replaced: in the file (its block cached above, and not), and among the pending.
+        let other = |i: u64| {
+            let mut r = rec(i);
+            r[8] = 0xAA;
+            r
+        };
+        for i in [1, BATCH as u64 + 3, n - 1] {
+            assert!(s.replace(i, &other(i)));
+            s.get(i, &mut r).unwrap();
+            assert_eq!(r, other(i));
+        }
+        s.get(2, &mut r).unwrap();
+        assert_eq!(r, rec(2));
+        assert!(!s.replace(n, &rec(n)), "never put");
     }
 }
