@@ -219,7 +219,6 @@ pub fn save_pages<S: AsMut<Saver>, R: Read>(
                     return Ok(Err(e));
                 }
                 run.store_ready(saver, &mut progress)?;
-                run.write_lists(saver, LIST_SEGMENT_IDS)?;
             } else if run.reread.is_some() {
                 run.hash_ahead(&mut progress);
             }
@@ -317,6 +316,8 @@ struct PageRun<'a> {
 
 impl PageRun<'_> {
     /// Store every waiting block whose turn it is.
+    /// A list is written as soon as its ids are all stored: at most one list's ids and a
+    /// block's are held (the capacity `ids` was given), however many blocks were waiting.
     fn store_ready(&mut self, saver: &mut Saver, progress: &mut impl FnMut(u64)) -> Result<()> {
         while let Some(hashed) = self.waiting.remove(&self.next) {
             let bytes = hashed.block.bytes();
@@ -327,9 +328,11 @@ impl PageRun<'_> {
             self.size += bytes.len() as u64;
             progress(bytes.len() as u64);
             self.next += 1;
+            self.looked = self.ids.len();
+            self.write_lists(saver, LIST_SEGMENT_IDS)?;
         }
         self.looked = self.ids.len();
-        Ok(())
+        self.write_lists(saver, LIST_SEGMENT_IDS)
     }
 
     /// Once every id held is looked up: write the ids of each [`LIST_SEGMENT_IDS`] pages as a
