@@ -7,7 +7,9 @@
 use crate::loader::Loader;
 use crate::saver::Saver;
 use crate::{Error, Result};
-use cairn_format::content_list::{ContentList, LIST_MIN_IDS, LIST_SEGMENT_IDS, MAX_CHAIN};
+use cairn_format::content_list::{
+    ContentList, LIST_MIN_IDS, LIST_SEGMENT_IDS, MAX_CHAIN, MAX_LIST_IDS,
+};
 use cairn_format::pack::PackKind;
 use cairn_format::tree::{ListSegment, Node, NodeKind, Tree, MAX_TREE_DECODED};
 use cairn_format::Id;
@@ -286,9 +288,12 @@ impl UnreadLists {
         self.node.content_lists.len()
     }
 
-    /// Most ids the lists hold as writers make them ([`LIST_SEGMENT_IDS`] each).
+    /// Most ids the lists hold as writers make them ([`LIST_SEGMENT_IDS`] each), and never
+    /// more than the tree bound lets a file hold (a planted tree of many lists asks no more
+    /// room of a restore than the largest file it can describe).
     pub fn most_ids(&self) -> usize {
-        self.count().saturating_mul(LIST_SEGMENT_IDS)
+        let bound = usize::try_from(MAX_LIST_IDS).unwrap_or(usize::MAX);
+        self.count().saturating_mul(LIST_SEGMENT_IDS).min(bound)
     }
 
     /// Hand `f` each list's ids in file order.
