@@ -268,6 +268,13 @@ impl UnreadLists {
     /// The lists of `node` (a file of the tree `tree_id`, decoded with its lists unread), taken
     /// out of it; None for a file whose ids are inline (or already resolved).
     pub fn take(loader: &Loader, tree_id: Id, node: &mut Node) -> Option<UnreadLists> {
+        let lists = UnreadLists::of(loader, tree_id, node)?;
+        node.content_lists = Vec::new();
+        Some(lists)
+    }
+
+    /// [`UnreadLists::take`], leaving `node` as it is.
+    pub fn of(loader: &Loader, tree_id: Id, node: &Node) -> Option<UnreadLists> {
         if node.kind != NodeKind::File
             || node.content_lists.is_empty()
             || !node.list_segments.is_empty()
@@ -275,7 +282,7 @@ impl UnreadLists {
             return None;
         }
         let mut lists = Node::new(node.name.clone(), NodeKind::File);
-        lists.content_lists = std::mem::take(&mut node.content_lists);
+        lists.content_lists = node.content_lists.clone();
         Some(UnreadLists {
             loader: loader.fork(),
             tree_id,
@@ -315,6 +322,35 @@ impl UnreadLists {
         })?;
         Ok(all)
     }
+}
+
+/// Whether two files, each of the tree given with it (decoded with its lists unread), hold
+/// the same ids in the same order. The same list heads are the same content; otherwise each
+/// file's ids are hashed in order, its lists read one at a time (a list written against a
+/// base names other blobs than the same ids written whole).
+pub fn same_content(loader: &Loader, a: (Id, &Node), b: (Id, &Node)) -> Result<bool> {
+    let (x, y) = (a.1, b.1);
+    if x.content_lists == y.content_lists {
+        return Ok(x.content == y.content);
+    }
+    Ok(ids_digest(loader, a)? == ids_digest(loader, b)?)
+}
+
+/// A hash of a file's ids in order (inline, or from its lists one at a time).
+fn ids_digest(loader: &Loader, (tree_id, node): (Id, &Node)) -> Result<blake3::Hash> {
+    let mut h = blake3::Hasher::new();
+    match UnreadLists::of(loader, tree_id, node) {
+        Some(mut lists) => lists.each(|ids| {
+            ids.iter().for_each(|id| {
+                h.update(&id.0);
+            });
+            Ok(())
+        })?,
+        None => node.content.iter().for_each(|id| {
+            h.update(&id.0);
+        }),
+    }
+    Ok(h.finalize())
 }
 
 /// Resolve the lists `heads` of the file `name` in order, handing `f` each one's chain and ids
@@ -434,6 +470,52 @@ mod tests {
         node.size = ids.len() as u64 * 4096;
         node.content = ids;
         Tree { nodes: vec![node] }
+    }
+
+    #[test]
+    fn same_content_compares_the_ids_not_the_list_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = age::x25519::Identity::generate();
+        let repo = create(dir.path(), &identity, None);
+        let day1: Vec<Id> = (0..150_000).map(spread_id).collect();
+        let mut day2 = day1.clone();
+        day2[70_000] = spread_id(1_000_000);
+        // Day 1 whole; day 2 against it; day 1 again against day 2: its second list is a
+        // delta, another blob than day 1's, for the same ids.
+        let mut roots = Vec::new();
+        let mut base: Option<(Id, Node)> = None;
+        for ids in [&day1, &day2, &day1] {
+            let index = Arc::new(Index::load(&repo).unwrap());
+            let mut saver = Saver::new(repo.clone(), index.clone(), 2);
+            if let Some((root, node)) = base.take() {
+                let loader = Loader::new(repo.clone(), index);
+                saver.set_list_base(ListBase::of(loader, root, node).unwrap());
+            }
+            let root = saver.save_tree(&mut file(ids.clone())).unwrap();
+            saver.finish().unwrap();
+            let index = Arc::new(Index::load(&repo).unwrap());
+            let node = Loader::new(repo.clone(), index)
+                .load_tree_unresolved(&root)
+                .unwrap()
+                .nodes
+                .remove(0);
+            base = Some((root, node.clone()));
+            roots.push((root, node));
+        }
+        let loader = Loader::new(repo.clone(), Arc::new(Index::load(&repo).unwrap()));
+        let [(r1, n1), (r2, n2), (r3, n3)] = &roots[..] else {
+            unreachable!()
+        };
+        assert_ne!(n1.content_lists[1], n3.content_lists[1], "a delta list");
+        assert_eq!(n1.content_lists[0], n3.content_lists[0], "a list reused");
+        assert!(same_content(&loader, (*r1, n1), (*r3, n3)).unwrap());
+        assert!(!same_content(&loader, (*r1, n1), (*r2, n2)).unwrap());
+        assert!(same_content(&loader, (*r2, n2), (*r2, n2)).unwrap());
+        // Inline ids against a file of lists, and against each other.
+        let mut inline = Node::new(b"small".to_vec(), NodeKind::File);
+        inline.content = day1[..10].to_vec();
+        assert!(!same_content(&loader, (*r1, n1), (*r1, &inline)).unwrap());
+        assert!(same_content(&loader, (*r1, &inline), (*r2, &inline.clone())).unwrap());
     }
 
     #[test]

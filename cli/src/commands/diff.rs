@@ -8,6 +8,7 @@ use crate::output;
 use anyhow::Result;
 use cairn_format::tree::{Node, NodeKind, Tree};
 use cairn_format::Id;
+use cairn_store::content_lists;
 use cairn_store::loader::Loader;
 use cairn_store::snapshots::{self, Filter};
 use cairn_store::trees;
@@ -94,8 +95,18 @@ fn check_depth(path: &[Vec<u8>]) -> Result<()> {
 impl Differ<'_> {
     fn tree(&mut self, id: Option<&Id>) -> Result<Tree> {
         Ok(match id {
-            Some(id) => self.loader.load_tree(id)?,
+            // Long files' lists are read only to compare two versions, one list at a time.
+            Some(id) => self.loader.load_tree_unresolved(id)?,
             None => Tree::default(),
+        })
+    }
+
+    /// Whether the files `x` and `y` (of the trees `ids`) hold the same content.
+    fn same_content(&self, x: &Node, y: &Node, ids: (Option<Id>, Option<Id>)) -> Result<bool> {
+        Ok(match ids {
+            (Some(a), Some(b)) => content_lists::same_content(self.loader, (a, x), (b, y))?,
+            // An entry in both versions is in both trees.
+            _ => x.content == y.content,
         })
     }
 
@@ -161,11 +172,18 @@ impl Differ<'_> {
         }
         check_depth(path)?;
         let (ta, tb) = (self.tree(a)?, self.tree(b)?);
-        self.holding(&[&ta, &tb], path, |d, path| d.merge(&ta, &tb, path))
+        let ids = (a.copied(), b.copied());
+        self.holding(&[&ta, &tb], path, |d, path| d.merge((&ta, &tb), ids, path))
     }
 
-    /// The entries of two versions of one directory, in name order.
-    fn merge(&mut self, ta: &Tree, tb: &Tree, path: &mut Vec<Vec<u8>>) -> Result<()> {
+    /// The entries of two versions of one directory (of the trees `ids`, where they exist), in
+    /// name order.
+    fn merge(
+        &mut self,
+        (ta, tb): (&Tree, &Tree),
+        ids: (Option<Id>, Option<Id>),
+        path: &mut Vec<Vec<u8>>,
+    ) -> Result<()> {
         let (mut i, mut j) = (0, 0);
         while i < ta.nodes.len() || j < tb.nodes.len() {
             let ord = match (ta.nodes.get(i), tb.nodes.get(j)) {
@@ -183,7 +201,7 @@ impl Differ<'_> {
                     j += 1;
                 }
                 Ordering::Equal => {
-                    self.pair(&ta.nodes[i], &tb.nodes[j], path)?;
+                    self.pair(&ta.nodes[i], &tb.nodes[j], ids, path)?;
                     i += 1;
                     j += 1;
                 }
@@ -192,7 +210,14 @@ impl Differ<'_> {
         Ok(())
     }
 
-    fn pair(&mut self, x: &Node, y: &Node, path: &mut Vec<Vec<u8>>) -> Result<()> {
+    /// One entry in both versions, of the trees `ids`.
+    fn pair(
+        &mut self,
+        x: &Node,
+        y: &Node,
+        ids: (Option<Id>, Option<Id>),
+        path: &mut Vec<Vec<u8>>,
+    ) -> Result<()> {
         path.push(x.name.clone());
         self.visit(path)?;
         let p = output::path(path);
@@ -208,7 +233,7 @@ impl Differ<'_> {
             } else {
                 Vec::new()
             };
-            if x.kind == NodeKind::File && (x.content != y.content || x.size != y.size) {
+            if x.kind == NodeKind::File && (x.size != y.size || !self.same_content(x, y, ids)?) {
                 let mut details = vec![format!("size {} -> {}", x.size, y.size)];
                 details.extend(meta);
                 (self.emit)(Change {
