@@ -7,7 +7,6 @@ use super::plan::{Plan, Sink};
 use super::temporaries;
 
 use super::{sys, FileContent, RestoreError};
-use crate::content_lists::UnreadLists;
 use crate::loader::Loader;
 use crate::trees;
 use crate::{Error, Result};
@@ -173,10 +172,7 @@ pub fn restore(
         // The database's ids (or its lists) go to the write, which frees them once its plan
         // is made.
         let mut node = node;
-        let content = match UnreadLists::take(loader, snap.tree, &mut node) {
-            Some(lists) => FileContent::Lists(Box::new(lists)),
-            None => FileContent::Ids(node.content.into()),
-        };
+        let content = FileContent::take(loader, snap.tree, &mut node);
         let size = node.size;
         written.db = Some(write_atomically(
             dir,

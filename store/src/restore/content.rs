@@ -26,6 +26,7 @@ use crate::writeback::start_writeback;
 use crate::{Error, Result};
 use cairn_format::content_list::LIST_SEGMENT_IDS;
 use cairn_format::pack::FrameRef;
+use cairn_format::tree::Node;
 use cairn_format::Id;
 use std::borrow::Cow;
 use std::fs::File;
@@ -74,6 +75,17 @@ pub enum FileContent<'a> {
     Ids(Cow<'a, [Id]>),
     /// Its content lists, read one at a time.
     Lists(Box<UnreadLists>),
+}
+
+impl FileContent<'static> {
+    /// The content of `node` (a file of the tree `tree_id`, decoded with its lists unread),
+    /// taken out of it: its lists when it has some, else its ids.
+    pub fn take(loader: &Loader, tree_id: Id, node: &mut Node) -> FileContent<'static> {
+        match UnreadLists::take(loader, tree_id, node) {
+            Some(lists) => FileContent::Lists(Box::new(lists)),
+            None => FileContent::Ids(Cow::Owned(std::mem::take(&mut node.content))),
+        }
+    }
 }
 
 /// One use of a blob in the file: 8 bytes (its id and place are looked up when used).

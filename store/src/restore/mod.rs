@@ -459,8 +459,7 @@ impl Visit for Restorer {
             .fd
             .clone()
             .ok_or(RestoreError::Worker("directory not open"))?;
-        let lists = UnreadLists::take(loader, *tree, node);
-        self.write_entry(loader, &dir, node, lists, path)
+        self.write_entry(loader, &dir, node, *tree, path)
             .map_err(|e| entry_error(path, e))
     }
 }
@@ -536,13 +535,13 @@ impl Restorer {
         Ok(())
     }
 
-    /// Write the entry `node` (a file's content lists, if any, in `lists`).
+    /// Write the entry `node` of the tree `tree`.
     fn write_entry(
         &mut self,
         loader: &mut Loader,
         dir: &Arc<OwnedFd>,
         node: &mut Node,
-        lists: Option<UnreadLists>,
+        tree: Id,
         path: &[Vec<u8>],
     ) -> Result<()> {
         let dfd = dir.as_fd();
@@ -561,7 +560,7 @@ impl Restorer {
             }
         }
         let special = match node.kind {
-            NodeKind::File => return self.file(loader, dir, node, lists, path),
+            NodeKind::File => return self.file(loader, dir, node, tree, path),
             NodeKind::Symlink => {
                 let target = node.target.as_deref().unwrap_or_default();
                 replace_existing(dfd, name, self.overwrite)?;
@@ -601,7 +600,7 @@ impl Restorer {
         loader: &mut Loader,
         dir: &Arc<OwnedFd>,
         node: &mut Node,
-        lists: Option<UnreadLists>,
+        tree: Id,
         path: &[Vec<u8>],
     ) -> Result<()> {
         let dfd = dir.as_fd();
@@ -648,7 +647,7 @@ impl Restorer {
             database,
         ) {
             // A small file's lists (if any) are read here, at most a MiB of content's ids.
-            if let Some(lists) = lists {
+            if let Some(lists) = UnreadLists::take(loader, tree, node) {
                 node.content = lists.into_ids()?;
             }
             return pool.submit(file_pool::Job {
@@ -664,10 +663,7 @@ impl Restorer {
         };
         // The walk's copy of the node: its ids are handed over, freed as they are placed (or
         // its lists, read one at a time).
-        let content = match lists {
-            Some(lists) => FileContent::Lists(Box::new(lists)),
-            None => FileContent::Ids(std::mem::take(&mut node.content).into()),
-        };
+        let content = FileContent::take(loader, tree, node);
         let checked = write_file(
             loader,
             dfd,
