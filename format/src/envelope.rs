@@ -86,20 +86,29 @@ pub fn identity_to_string(id: &x25519::Identity) -> String {
 
 /// Encrypt `plaintext` to `recipients` as one age file.
 pub fn encrypt(plaintext: &[u8], recipients: &[x25519::Recipient]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(plaintext.len() + plaintext.len() / 4096 + 512);
-    encrypt_to(plaintext, recipients, &mut out).expect("encrypting into a Vec");
-    out
+    encrypt_with(plaintext.len(), recipients, |w| w.write_all(plaintext))
+        .expect("encrypting into a Vec")
 }
 
-/// Encrypt `plaintext` to `recipients`, writing the age file to `out`.
-pub fn encrypt_to<W: Write>(
-    plaintext: &[u8],
+/// One age file to `recipients` of the `len` plaintext bytes that `write` writes, encrypted
+/// as they are written: the plaintext is never held whole, and the file's buffer is sized
+/// once (`len` is exact or an estimate; a longer plaintext only costs a regrowth).
+pub fn encrypt_with(
+    len: usize,
     recipients: &[x25519::Recipient],
-    out: W,
-) -> io::Result<W> {
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<Vec<u8>> {
+    let out = Vec::with_capacity(encrypted_len(len, recipients.len()));
     let mut w = encrypting_writer(recipients, out)?;
-    w.write_all(plaintext)?;
+    write(&mut w)?;
     w.finish()
+}
+
+/// An upper bound of the length of an age file of `len` plaintext bytes to `recipients`
+/// X25519 recipients: the header (an X25519 stanza is under 128 bytes) and a 16-byte tag per
+/// 64 KiB segment.
+fn encrypted_len(len: usize, recipients: usize) -> usize {
+    256 + 128 * recipients + len + (len / (64 << 10) + 1) * 16
 }
 
 /// An age file to `recipients` being written to `out`: plaintext written to it is encrypted
@@ -228,6 +237,17 @@ mod tests {
         let data = vec![42u8; 200_000];
         let ct = encrypt(&data, &[id.to_public()]);
         assert_eq!(decrypt(&ct, &[&id], 1 << 20).unwrap(), data);
+        // The buffer is sized once: the file fits the bound, for several recipients too.
+        let many: Vec<_> = (0..5)
+            .map(|_| x25519::Identity::generate().to_public())
+            .collect();
+        for (len, to) in [(0, &many[..1]), (200_000, &many[..]), (3 << 20, &many[..2])] {
+            let ct = encrypt_with(len, to, |w| w.write_all(&vec![7u8; len])).unwrap();
+            assert!(
+                ct.len() <= encrypted_len(len, to.len())
+                    && ct.capacity() == encrypted_len(len, to.len())
+            );
+        }
         assert!(matches!(
             decrypt(&ct, &[&other], 1 << 20),
             Err(EnvelopeError::NoMatchingKey)

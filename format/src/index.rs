@@ -39,6 +39,21 @@ impl IndexRecord {
         record::encode(RecordKind::Index, self)
     }
 
+    /// Write as an index record to `out` as it is encoded ([`IndexRecord::encoded_len`] bytes).
+    pub fn encode_to<W: std::io::Write>(&self, out: W) -> std::io::Result<W> {
+        record::encode_to(
+            RecordKind::Index,
+            RecordKind::Index.current_version(),
+            self,
+            out,
+        )
+    }
+
+    /// The length of [`IndexRecord::encode`]'s bytes.
+    pub fn encoded_len(&self) -> usize {
+        record::encoded_len(self)
+    }
+
     /// Decode and sanity-check an index record.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         let rec: IndexRecord = record::decode(RecordKind::Index, bytes)?;
@@ -74,6 +89,10 @@ mod tests {
             }],
         };
         assert_eq!(IndexRecord::decode(&rec.encode()).unwrap(), rec);
+        // Streamed, the same bytes, of the length measured beforehand.
+        let streamed = rec.encode_to(Vec::new()).unwrap();
+        assert_eq!(streamed, rec.encode());
+        assert_eq!(rec.encoded_len(), streamed.len());
         let mut bad = rec.clone();
         bad.packs[0].size = 50;
         assert!(IndexRecord::decode(&bad.encode()).is_err());

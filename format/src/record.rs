@@ -101,13 +101,35 @@ pub fn encode_sized<T: Serialize>(
     value: &T,
     capacity: usize,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(capacity.max(HEADER_LEN));
-    out.extend_from_slice(MAGIC);
-    out.push(kind.letter());
-    out.extend_from_slice(&version.to_le_bytes());
-    // postcard serialisation into a Vec cannot fail for the plain data types used here.
-    postcard::to_io(value, &mut out).expect("postcard encoding to a Vec");
-    out
+    let out = Vec::with_capacity(capacity.max(HEADER_LEN));
+    // Writing into a Vec cannot fail, nor postcard encoding of the plain data types used here.
+    encode_to(kind, version, value, out).expect("record encoding to a Vec")
+}
+
+/// Write `value` as a record of `kind` at `version` to `out`, as it is encoded (an encrypting
+/// writer then never holds the plaintext whole); `out` back when done.
+pub fn encode_to<T: Serialize, W: std::io::Write>(
+    kind: RecordKind,
+    version: u16,
+    value: &T,
+    mut out: W,
+) -> std::io::Result<W> {
+    out.write_all(MAGIC)?;
+    out.write_all(&[kind.letter()])?;
+    out.write_all(&version.to_le_bytes())?;
+    // postcard writes a byte at a time and reports a failed write without its cause.
+    let buffered = std::io::BufWriter::with_capacity(8192, out);
+    let buffered = postcard::to_io(value, buffered)
+        .map_err(|e| std::io::Error::other(format!("encoding a {} record: {e}", kind.name())))?;
+    buffered.into_inner().map_err(|e| e.into_error())
+}
+
+/// The length of `value` encoded as a record, header included.
+pub fn encoded_len<T: Serialize>(value: &T) -> usize {
+    // Measuring cannot fail for the plain data types used here; 0 only costs a regrowth.
+    HEADER_LEN
+        + postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
+            .unwrap_or(0)
 }
 
 /// The version of a record of `kind`, checking magic and that the version is supported.

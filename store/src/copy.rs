@@ -263,8 +263,7 @@ fn write_index(
     packs: &HashSet<u32>,
 ) -> Result<()> {
     let mut objects = InObjects::new(|group: Vec<IndexPack>| {
-        dst.put_meta("index", &IndexRecord { packs: group }.encode())
-            .map(drop)
+        dst.put_index(&IndexRecord { packs: group }).map(drop)
     });
     // The packs whose blobs `index` holds (all of them without `spilled`).
     for p in index.records_for(packs) {

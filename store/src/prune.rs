@@ -731,7 +731,7 @@ fn sweep(
     }
     report.packs_rescued += rescue.len() as u64;
     if !rescue.is_empty() {
-        repo.put_meta("index", &IndexRecord { packs: rescue }.encode())?;
+        repo.put_index(&IndexRecord { packs: rescue })?;
     }
     let doomed: HashSet<Id> = delete.iter().map(|p| p.id).collect();
     let t = std::time::Instant::now();
@@ -766,7 +766,7 @@ fn rewrite_index(repo: &Repository, objects: &IndexObjects, doomed: &HashSet<Id>
             .iter()
             .map(|id| objects.pack(id))
             .collect::<Result<_>>()?;
-        repo.put_meta("index", &IndexRecord { packs }.encode())?;
+        repo.put_index(&IndexRecord { packs })?;
         Ok(())
     })?;
     for path in &objects.paths {

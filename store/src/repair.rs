@@ -155,7 +155,7 @@ pub fn repair_index(repo: &Arc<Repository>, dry_run: bool) -> Result<IndexRepair
         (p, blobs)
     });
     crate::index::in_objects(counted, |packs| {
-        let id = repo.put_meta("index", &IndexRecord { packs }.encode())?;
+        let id = repo.put_index(&IndexRecord { packs })?;
         report.written.push(id);
         Ok(())
     })?;

@@ -5,6 +5,7 @@ use crate::{Error, Result};
 use cairn_format::chunker::{ChunkPolicy, ChunkerParams};
 use cairn_format::config::RepoConfig;
 use cairn_format::envelope::{self, EnvelopeError, SeekableReader};
+use cairn_format::index::IndexRecord;
 use cairn_format::keys::{KeyInfo, KeyRecord};
 use cairn_format::pack::PackKind;
 use cairn_format::payload::Payload;
@@ -417,7 +418,21 @@ impl Repository {
 
     /// Encrypt `plaintext` to the metadata recipients and store it as `dir/<id>`.
     pub fn put_meta(&self, dir: &str, plaintext: &[u8]) -> Result<Id> {
-        let ct = envelope::encrypt(plaintext, &self.meta_recipients);
+        self.put_sealed(dir, envelope::encrypt(plaintext, &self.meta_recipients))
+    }
+
+    /// Store an index object: encrypted as it is encoded, so that its plaintext (up to a few
+    /// MB) is never held beside its ciphertext.
+    pub fn put_index(&self, record: &IndexRecord) -> Result<Id> {
+        let ct = envelope::encrypt_with(record.encoded_len(), &self.meta_recipients, |w| {
+            record.encode_to(w).map(drop)
+        })
+        .map_err(|e| Error::Invalid(format!("encrypting an index object: {e}")))?;
+        self.put_sealed("index", ct)
+    }
+
+    /// Store the age file `ct` as `dir/<its id>`.
+    fn put_sealed(&self, dir: &str, ct: Vec<u8>) -> Result<Id> {
         let id = Id::of_object(&ct);
         self.backend.put(&format!("{dir}/{id}"), &ct)?;
         Ok(id)

@@ -272,9 +272,7 @@ impl Shared {
             return Ok(());
         }
         let blobs: usize = packs.iter().map(|p| p.blobs.len()).sum();
-        let id = self
-            .repo
-            .put_meta("index", &IndexRecord { packs }.encode())?;
+        let id = self.repo.put_index(&IndexRecord { packs })?;
         let mut w = self.written.lock().expect("written lock");
         w.blobs -= blobs;
         w.index_ids.push(id);
