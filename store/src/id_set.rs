@@ -1,5 +1,5 @@
 //! An exact set of blob ids, for the ids a save adds (its `seen` set): ~32 bytes per id for
-//! the newest 65,536, 4 bytes per id for the others.
+//! the newest 65,536, 2 bytes per id for the others.
 //!
 //! A hash set of ids costs 33 bytes per bucket at a load of at most 7/8, in power-of-two
 //! tables that double as they fill: 40–75 bytes per id, and twice that for a moment while it
@@ -10,12 +10,13 @@
 //! run has a table of where each value of the ids' first [`RUN_PREFIX_BITS`] bits starts, so
 //! a lookup costs a hash probe and, per run, a bisection of a few dozen ids.
 //!
-//! A run that reaches [`MAX_RUN_IDS`] is written to an unnamed temporary file and only the
-//! 32 bits after the table's prefix of each of its ids stay in memory (sorted, with the same
+//! A run that reaches [`MAX_RUN_IDS`] is written to an unnamed temporary file (merged from its
+//! two halves as it is written, so never held whole) and only the
+//! 16 bits after the table's prefix of each of its ids stay in memory (sorted, with the same
 //! table): a lookup that matches its bucket and those bits reads the whole id back with one
 //! `pread` of 32 bytes to confirm it, so answers stay exact, and a lookup of an id not in the
-//! run (nearly all of them: the few dozen ids of a bucket match 32 random bits by chance about
-//! once in 2^26 lookups) reads nothing. A read that fails counts
+//! run (nearly all of them: the 64 ids of a bucket match 16 random bits by chance about once in
+//! a thousand lookups) reads nothing. A read that fails counts
 //! as absent (the blob is stored again: space, never loss); where no temporary file can be
 //! made, runs stay in memory as before.
 //!
@@ -65,23 +66,29 @@ impl Run {
 
     /// One sorted run of `self` and `other` (which share no id).
     fn merge(self, other: Run) -> Run {
-        let (a, b) = (self.ids, other.ids);
-        let mut ids = Vec::with_capacity(a.len() + b.len());
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() && j < b.len() {
-            if a[i] < b[j] {
-                ids.push(a[i]);
-                i += 1;
-            } else {
-                ids.push(b[j]);
-                j += 1;
-            }
-        }
-        ids.extend_from_slice(&a[i..]);
-        ids.extend_from_slice(&b[j..]);
-        drop((a, b));
+        let mut ids = Vec::with_capacity(self.ids.len() + other.ids.len());
+        ids.extend(merged(&self.ids, &other.ids));
+        drop((self, other));
         Run::new(ids)
     }
+}
+
+/// The ids of two sorted runs, in order.
+fn merged<'a>(a: &'a [Id], b: &'a [Id]) -> impl Iterator<Item = Id> + 'a {
+    let (mut i, mut j) = (0, 0);
+    std::iter::from_fn(move || {
+        let next = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x < y => x,
+            (Some(x), None) => x,
+            (_, Some(y)) => {
+                j += 1;
+                return Some(*y);
+            }
+            (None, None) => return None,
+        };
+        i += 1;
+        Some(*next)
+    })
 }
 
 /// Which bucket of a run's table `id` is in.
@@ -91,14 +98,14 @@ fn prefix(id: &Id) -> usize {
 
 const ID_LEN: u64 = 32;
 
-/// The 32 bits of an id after its [`prefix`]: within a bucket of a run, in the ids' order.
-fn key(id: &Id) -> u32 {
-    (head(id) >> (32 - RUN_PREFIX_BITS)) as u32
+/// The 16 bits of an id after its [`prefix`]: within a bucket of a run, in the ids' order.
+fn key(id: &Id) -> u16 {
+    (head(id) >> (48 - RUN_PREFIX_BITS)) as u16
 }
 
 /// A full run written to the temporary file: its ids' [`key`]s in memory.
 struct Spilled {
-    keys: Vec<u32>,
+    keys: Vec<u16>,
     /// As [`Run::starts`].
     starts: Vec<u32>,
     /// Where the run's ids start in the file.
@@ -106,18 +113,35 @@ struct Spilled {
 }
 
 impl Spilled {
-    /// Write `run`'s ids at `at` in `file`.
-    fn write(run: &Run, file: &File, at: u64) -> std::io::Result<Spilled> {
-        let mut bytes = Vec::with_capacity(run.ids.len() * ID_LEN as usize);
-        for id in &run.ids {
+    /// Write `len` sorted `ids` at `at` in `file`, a buffer of 64 KiB at a time (the ids are
+    /// never copied whole), keeping their keys and the table of their buckets.
+    fn write(
+        ids: impl Iterator<Item = Id>,
+        len: usize,
+        file: &File,
+        at: u64,
+    ) -> std::io::Result<Spilled> {
+        const BUFFER_IDS: usize = 2048;
+        let buckets = 1usize << RUN_PREFIX_BITS;
+        let mut keys = Vec::with_capacity(len);
+        let mut starts = Vec::with_capacity(buckets + 1);
+        let mut bytes = Vec::with_capacity(BUFFER_IDS * ID_LEN as usize);
+        let mut written = at;
+        for (i, id) in ids.enumerate() {
+            while starts.len() <= prefix(&id) {
+                starts.push(i as u32);
+            }
+            keys.push(key(&id));
             bytes.extend_from_slice(&id.0);
+            if bytes.len() == bytes.capacity() {
+                file.write_all_at(&bytes, written)?;
+                written += bytes.len() as u64;
+                bytes.clear();
+            }
         }
-        file.write_all_at(&bytes, at)?;
-        Ok(Spilled {
-            keys: run.ids.iter().map(key).collect(),
-            starts: run.starts.clone(),
-            at,
-        })
+        file.write_all_at(&bytes, written)?;
+        starts.resize(buckets + 1, keys.len() as u32);
+        Ok(Spilled { keys, starts, at })
     }
 
     fn contains(&self, id: &Id, file: &File, failed: &AtomicBool) -> bool {
@@ -235,33 +259,35 @@ impl IdSet {
         self.len == 0
     }
 
-    /// Sort the recent ids into a run and merge the runs of equal length below the cap.
+    /// Sort the recent ids into a run and merge the runs of equal length below the cap; a run
+    /// that reaches the cap is set aside, merged as it is written when it is made of two.
     fn seal_recent(&mut self) {
         let mut ids: Vec<Id> = self.recent.drain().collect();
         self.recent.shrink_to(RECENT_IDS);
         ids.sort_unstable();
         let mut run = Run::new(ids);
         while let Some(last) = self.runs.last() {
-            if last.ids.len() != run.ids.len() || last.ids.len() + run.ids.len() > self.max_run {
+            let len = last.ids.len() + run.ids.len();
+            if last.ids.len() != run.ids.len() || len > self.max_run {
                 break;
             }
             let Some(last) = self.runs.pop() else { break };
+            if len >= self.max_run && self.set_aside(merged(&last.ids, &run.ids), len) {
+                return;
+            }
             run = last.merge(run);
         }
-        if run.ids.len() >= self.max_run {
-            if let Err(run) = self.set_aside(run) {
-                self.runs.push(run);
-            }
-        } else {
+        let len = run.ids.len();
+        if len < self.max_run || !self.set_aside(run.ids.iter().copied(), len) {
             self.runs.push(run);
         }
     }
 
-    /// Write a full run to the temporary file, keeping 4 bytes per id; the run back if it
-    /// cannot be (it then stays in memory).
-    fn set_aside(&mut self, run: Run) -> Result<(), Run> {
+    /// Write a full run's `len` sorted `ids` to the temporary file, keeping 2 bytes per id;
+    /// false if they cannot be (they then stay in memory).
+    fn set_aside(&mut self, ids: impl Iterator<Item = Id>, len: usize) -> bool {
         if self.no_file {
-            return Err(run);
+            return false;
         }
         if self.aside.is_none() {
             match tempfile::tempfile() {
@@ -278,25 +304,25 @@ impl IdSet {
                         "no temporary file for the ids a save added ({e}): they stay in memory"
                     );
                     self.no_file = true;
-                    return Err(run);
+                    return false;
                 }
             }
         }
         let Some(a) = self.aside.as_mut() else {
-            return Err(run);
+            return false;
         };
-        match Spilled::write(&run, &a.file, a.end) {
+        match Spilled::write(ids, len, &a.file, a.end) {
             Ok(spilled) => {
-                a.end += run.ids.len() as u64 * ID_LEN;
+                a.end += len as u64 * ID_LEN;
                 a.runs.push(spilled);
-                Ok(())
+                true
             }
             Err(e) => {
                 tracing::debug!(
                     "writing the ids a save added to a temporary file ({e}): they stay in memory"
                 );
                 self.no_file = true;
-                Err(run)
+                false
             }
         }
     }
@@ -329,6 +355,35 @@ mod tests {
             assert!(!set.contains(&id(i)));
         }
         assert!(!set.contains(&Id([0xff; 32])));
+        assert_eq!(set.len(), n as usize);
+    }
+
+    /// Two runs that fill a run between them are merged as they are written to the file: the
+    /// same answers, for ids whose first 8 bytes are shared by groups of four.
+    #[test]
+    fn runs_merged_as_they_are_set_aside() {
+        let id = |n: u64| {
+            let mut b = [0u8; 32];
+            b[..8].copy_from_slice(&(n / 4).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
+            b[24..].copy_from_slice(&n.to_be_bytes());
+            Id(b)
+        };
+        let mut set = IdSet::with_max_run(2 * RECENT_IDS);
+        let n = 5 * RECENT_IDS as u64 + 3;
+        for i in 0..n {
+            assert!(set.insert(id(i)));
+        }
+        assert_eq!(set.aside.as_ref().map(|a| a.runs.len()), Some(2));
+        assert_eq!(
+            set.aside.as_ref().map(|a| a.end),
+            Some(4 * RECENT_IDS as u64 * ID_LEN)
+        );
+        for i in 0..n {
+            assert!(!set.insert(id(i)), "{i}");
+        }
+        for i in n..n + 4000 {
+            assert!(!set.contains(&id(i)), "{i}");
+        }
         assert_eq!(set.len(), n as usize);
     }
 

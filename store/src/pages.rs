@@ -32,8 +32,10 @@ use std::sync::Arc;
 
 /// Pages per block.
 pub const BLOCK_PAGES: usize = 256;
-/// Blocks allocated per save: those being read, tapped, hashed and stored at once.
-pub const BLOCKS_IN_FLIGHT: usize = 8;
+/// Blocks allocated per save: those being read, tapped, hashed and stored at once. Six keep
+/// both hashing threads and the sha256 trailer check busy on two cores (a daily incremental is
+/// as fast as with eight; with four it is ~10% slower), for 6 MiB.
+pub const BLOCKS_IN_FLIGHT: usize = 6;
 
 /// One block of the stream. When its last holder drops it, its buffer goes back to the pool.
 pub struct Block {
