@@ -310,11 +310,22 @@ pub fn referenced_blobs(loader: &mut Loader, roots: &[Id]) -> Result<BlobSet> {
     })
 }
 
-/// Add to `seen` every blob reachable from `roots` (trees already in `seen` are not read).
-fn reach<'r>(
+/// What [`walk_reachable`] hands on.
+enum Reached {
+    /// A tree not seen before, about to be read.
+    Tree(Id),
+    /// A batch of the blobs a tree references besides its subtrees (repeats included).
+    Blobs(Vec<Id>),
+}
+
+/// Read every tree reachable from `roots` that is not in `seen` yet, once, adding it to `seen`
+/// and handing `reached` the tree and then its blobs a batch at a time (content lists are read
+/// one at a time). Fails on the first tree that cannot be read.
+fn walk_reachable<'r>(
     loader: &mut Loader,
-    roots: impl Iterator<Item = &'r Id>,
+    roots: impl IntoIterator<Item = &'r Id>,
     seen: &mut BlobSet,
+    mut reached: impl FnMut(&mut BlobSet, Reached) -> Result<()>,
 ) -> Result<()> {
     for root in roots {
         let mut stack = vec![*root];
@@ -322,21 +333,33 @@ fn reach<'r>(
             if !seen.insert(tree_id) {
                 continue;
             }
+            reached(seen, Reached::Tree(tree_id))?;
             let tree = loader.load_tree_unresolved(&tree_id)?;
             for node in &tree.nodes {
                 if let (NodeKind::Dir, Some(sub)) = (&node.kind, node.subtree) {
                     stack.push(sub);
                 }
             }
-            // A long file's ids a content list at a time; the rest of the tree's blobs
-            // looked up together.
             crate::content_lists::each_referenced(loader, &tree_id, tree, |ids| {
-                seen.insert_all(ids);
-                Ok(())
+                reached(seen, Reached::Blobs(ids))
             })?;
         }
     }
     Ok(())
+}
+
+/// Add to `seen` every blob reachable from `roots` (trees already in `seen` are not read).
+fn reach<'r>(
+    loader: &mut Loader,
+    roots: impl Iterator<Item = &'r Id>,
+    seen: &mut BlobSet,
+) -> Result<()> {
+    walk_reachable(loader, roots, seen, |seen, reached| {
+        if let Reached::Blobs(ids) = reached {
+            seen.insert_all(ids);
+        }
+        Ok(())
+    })
 }
 
 /// Every blob reachable from `roots`, without a set of them all in memory: each blob the
@@ -351,22 +374,10 @@ pub fn each_reachable(
 ) -> Result<()> {
     let index = loader.shared_index().clone();
     let mut seen = BlobSet::new(index.clone());
-    let mut stack = roots.to_vec();
-    while let Some(tree_id) = stack.pop() {
-        if !seen.insert(tree_id) {
-            continue;
-        }
-        located(tree_id)?;
-        let tree = loader.load_tree_unresolved(&tree_id)?;
-        for node in &tree.nodes {
-            if let (NodeKind::Dir, Some(sub)) = (&node.kind, node.subtree) {
-                stack.push(sub);
-            }
-        }
-        crate::content_lists::each_referenced(loader, &tree_id, tree, |ids| {
-            if !ids.iter().any(|id| index.position(id).is_some()) {
-                return other(&ids);
-            }
+    walk_reachable(loader, roots, &mut seen, |seen, reached| match reached {
+        Reached::Tree(id) => located(id),
+        Reached::Blobs(ids) if !ids.iter().any(|id| index.position(id).is_some()) => other(&ids),
+        Reached::Blobs(ids) => {
             for id in ids {
                 if index.position(&id).is_none() {
                     other(&[id])?;
@@ -375,9 +386,8 @@ pub fn each_reachable(
                 }
             }
             Ok(())
-        })?;
-    }
-    Ok(())
+        }
+    })
 }
 
 /// Find the node at `path` (components) below `root`. An empty path has no node: returns None.
