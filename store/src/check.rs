@@ -627,6 +627,7 @@ impl Audit {
                 &mut Loader::new(self.repo.clone(), index.clone()),
                 &snap.tree,
                 trees::Bounds::of(snap),
+                true,
                 &mut visit,
             ) {
                 Ok(()) => {}

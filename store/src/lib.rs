@@ -18,6 +18,7 @@ pub mod blob_set;
 pub mod check;
 pub mod content_lists;
 pub mod copy;
+pub mod diff;
 mod disk_space;
 pub mod entry_file;
 mod error;

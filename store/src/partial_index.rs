@@ -46,6 +46,13 @@ pub fn for_restore(repo: &Arc<Repository>, roots: &[Id]) -> Result<Index> {
     for_trees_above(repo, roots, WHOLE_BELOW, true)
 }
 
+/// An index of the tree packs alone (trees and content lists): what a command that reads
+/// trees but no file content needs (`diff`, `ls`), ~44 bytes per tree or list blob instead of
+/// per blob of the repository.
+pub fn trees_only(repo: &Repository) -> Result<Index> {
+    Index::load_filtered(repo, &|pack, _| pack.kind == PackKind::Tree)
+}
+
 pub(crate) fn for_trees_above(
     repo: &Arc<Repository>,
     roots: &[Id],

@@ -133,16 +133,22 @@ fn load(loader: &mut Loader, id: &Id, visitor: &impl TreeVisitor) -> Result<Tree
 pub type Visit<'a, E = Error> = dyn FnMut(&[Vec<u8>], &Node) -> std::result::Result<bool, E> + 'a;
 
 /// Visit every node below `root` depth-first in name order, within `bounds`; `visit`
-/// returning false skips a directory's contents. Its error type is the caller's.
+/// returning false skips a directory's contents. Its error type is the caller's. With
+/// `content`, files come with their content ids (their lists read); without, with their
+/// lists unread (`Node::content_lists`), for a caller that needs only their metadata.
 pub fn walk<E: From<Error>>(
     loader: &mut Loader,
     root: &Id,
     bounds: Bounds,
+    content: bool,
     visit: &mut Visit<'_, E>,
 ) -> std::result::Result<(), E> {
-    struct Each<'v, 'a, E>(&'v mut Visit<'a, E>);
+    struct Each<'v, 'a, E>(&'v mut Visit<'a, E>, bool);
     impl<E: From<Error>> TreeVisitor for Each<'_, '_, E> {
         type Error = E;
+        fn reads_lists(&self) -> bool {
+            self.1
+        }
         fn enter(
             &mut self,
             _: &mut Loader,
@@ -160,7 +166,7 @@ pub fn walk<E: From<Error>>(
             (self.0)(path, node).map(drop)
         }
     }
-    walk_with(loader, root, bounds, &mut Each(visit))
+    walk_with(loader, root, bounds, &mut Each(visit, content))
 }
 
 struct Walk {
@@ -392,16 +398,35 @@ pub fn each_reachable(
 
 /// Find the node at `path` (components) below `root`. An empty path has no node: returns None.
 pub fn find(loader: &mut Loader, root: &Id, path: &[Vec<u8>]) -> Result<Option<Node>> {
-    let mut tree = loader.load_tree(root)?;
+    let Some((tree_id, mut node)) = find_unresolved(loader, root, path)? else {
+        return Ok(None);
+    };
+    if !node.content_lists.is_empty() {
+        let mut tree = Tree { nodes: vec![node] };
+        crate::content_lists::resolve(loader, &tree_id, &mut tree)?;
+        node = tree.nodes.swap_remove(0);
+    }
+    Ok(Some(node))
+}
+
+/// [`find`], with a file's content lists left unread (`content_lists::UnreadLists` reads them
+/// one at a time), and the id of the tree that holds the node.
+pub fn find_unresolved(
+    loader: &mut Loader,
+    root: &Id,
+    path: &[Vec<u8>],
+) -> Result<Option<(Id, Node)>> {
+    let mut tree_id = *root;
     for (i, comp) in path.iter().enumerate() {
+        let tree = loader.load_tree_unresolved(&tree_id)?;
         let Some(node) = tree.get(comp).cloned() else {
             return Ok(None);
         };
         if i + 1 == path.len() {
-            return Ok(Some(node));
+            return Ok(Some((tree_id, node)));
         }
         match (&node.kind, &node.subtree) {
-            (NodeKind::Dir, Some(sub)) => tree = loader.load_tree(sub)?,
+            (NodeKind::Dir, Some(sub)) => tree_id = *sub,
             _ => return Ok(None),
         }
     }

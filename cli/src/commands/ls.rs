@@ -57,7 +57,7 @@ pub fn node_json(path: &str, n: &Node) -> serde_json::Value {
 }
 
 pub fn run(g: &Global, a: LsArgs) -> Result<Code> {
-    let reader = Reader::open(g)?;
+    let reader = Reader::open_trees(g)?;
     let (_, snap) = snapshots::resolve(&reader.repo, &a.snapshot, &(&a.filter).into())?;
     let mut loader = reader.loader();
     let prefix = output::components(a.path.as_deref().unwrap_or("/"));
@@ -87,7 +87,7 @@ pub fn run(g: &Global, a: LsArgs) -> Result<Code> {
     let start = if prefix.is_empty() {
         snap.tree
     } else {
-        let Some(node) = trees::find(&mut loader, &snap.tree, &prefix)? else {
+        let Some((_, node)) = trees::find_unresolved(&mut loader, &snap.tree, &prefix)? else {
             bail!("{} is not in the snapshot", output::path(&prefix));
         };
         print(&prefix, &node)?;
@@ -105,6 +105,8 @@ pub fn run(g: &Global, a: LsArgs) -> Result<Code> {
         &mut loader,
         &start,
         trees::Bounds::of(&snap),
+        // Metadata only: a long file's content lists are not read.
+        false,
         &mut |rel, n| {
             let full: Vec<Vec<u8>> = prefix.iter().chain(rel.iter()).cloned().collect();
             print(&full, n)?;

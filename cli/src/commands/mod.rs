@@ -89,6 +89,14 @@ impl Reader {
         Ok(Reader { repo, index })
     }
 
+    /// Open the repository and load the index of its tree packs only, for a command that
+    /// reads trees but no file content (`cairn_store::partial_index::trees_only`).
+    pub fn open_trees(g: &crate::args::Global) -> Result<Reader> {
+        let repo = Arc::new(crate::credentials::open(g)?);
+        let index = Arc::new(cairn_store::partial_index::trees_only(&repo)?);
+        Ok(Reader { repo, index })
+    }
+
     /// Open the repository, pick one snapshot with `pick`, and load only the part of the index
     /// that restoring it needs (`cairn_store::partial_index::for_restore`).
     pub fn open_for(
