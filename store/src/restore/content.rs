@@ -427,10 +427,6 @@ pub fn write(
         fetchers, queue, ..
     } = plan.limits;
     let buffers = &Arc::new(Buffers::new(fetchers + queue + workers));
-    let target = Target {
-        file,
-        writing: Mutex::new(()),
-    };
     std::thread::scope(|s| {
         let (tx, rx) = crossbeam_channel::bounded::<(usize, Plain)>(queue);
         for _ in 0..fetchers.min(plan.packs.len()) {
@@ -478,7 +474,6 @@ pub fn write(
             });
         }
         let done = &done;
-        let file = &target;
         let others: Vec<_> = (1..workers)
             .map(|_| {
                 let (rx, check, fail) = (rx.clone(), check.clone(), &fail);
@@ -505,27 +500,11 @@ pub fn write(
     Ok(plan.len)
 }
 
-/// The file being written. Writes to one file take its inode's lock in the kernel (ext4's
-/// buffered writes), where a second writer spins while the first copies its bytes into the
-/// page cache: taken here first, a waiting worker sleeps instead, and leaves the core to the
-/// fetchers' decryption.
-struct Target<'a> {
-    file: &'a File,
-    writing: Mutex<()>,
-}
-
-impl Target<'_> {
-    fn write_at(&self, bytes: &[u8], at: u64) -> std::io::Result<()> {
-        let _one_at_a_time = self.writing.lock().unwrap_or_else(|p| p.into_inner());
-        self.file.write_all_at(bytes, at)
-    }
-}
-
 /// Decompress, check and write the spans received until the fetchers are done.
 fn work(
     plan: &Plan,
     check: &FrameCheck,
-    file: &Target,
+    file: &File,
     rx: &crossbeam_channel::Receiver<(usize, Plain)>,
     progress: &(dyn Fn(u64) + Sync),
     done: &Done,
@@ -558,7 +537,7 @@ fn write_frame(
     pieces: &[Placed],
     check: &FrameCheck,
     raw: &[u8],
-    file: &Target,
+    file: &File,
     progress: &(dyn Fn(u64) + Sync),
     done: &Done,
 ) -> Result<()> {
@@ -566,12 +545,12 @@ fn write_frame(
     let mut run: Option<(u64, Range<usize>)> = None;
     let flush = |(at, r): (u64, Range<usize>)| -> Result<()> {
         let len = r.len() as u64;
-        file.write_at(&raw[r], at)
+        file.write_all_at(&raw[r], at)
             .map_err(super::sys("writing the restored file"))?;
         if !done.tracked() {
             // Disk writes start now rather than in the restore's final sync (a follower,
             // when there is one, starts them in file order).
-            start_writeback(file.file, at, len);
+            start_writeback(file, at, len);
         }
         done.mark(at, len);
         Ok(())
