@@ -298,3 +298,100 @@ impl<E: From<Error>> Differ<'_, E> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Index;
+    use crate::saver::Saver;
+    use crate::test_repo::spread_id as id;
+    use cairn_format::snapshot::SnapshotStats;
+    use std::sync::Arc;
+
+    fn file(name: &str, content: &[u64], size: u64, mode: u32) -> Node {
+        let mut n = Node::new(name.into(), NodeKind::File);
+        n.content = content.iter().map(|&i| id(i)).collect();
+        n.size = size;
+        n.mode = mode;
+        n
+    }
+
+    /// A snapshot of `/d` holding `files`, and of `/same`, a directory both snapshots share.
+    fn snapshot(saver: &mut Saver, files: Vec<Node>) -> Snapshot {
+        let mut same = Node::new(b"same".to_vec(), NodeKind::Dir);
+        let inner = vec![file("x", &[9], 1, 0o644)];
+        same.subtree = Some(saver.save_tree(&mut Tree { nodes: inner }).unwrap());
+        let mut d = Node::new(b"d".to_vec(), NodeKind::Dir);
+        d.subtree = Some(saver.save_tree(&mut Tree { nodes: files }).unwrap());
+        let tree = saver
+            .save_tree(&mut Tree {
+                nodes: vec![d, same],
+            })
+            .unwrap();
+        let stats = SnapshotStats {
+            files: 4,
+            dirs: 2,
+            ..SnapshotStats::default()
+        };
+        crate::test_repo::snapshot_of(tree, 1, stats)
+    }
+
+    /// Every kind of change, in path order; metadata only when asked for; the shared
+    /// directory skipped.
+    #[test]
+    fn reports_each_change_in_path_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = crate::test_repo::create(dir.path(), &age::x25519::Identity::generate(), None);
+        let mut saver = Saver::new(repo.clone(), Arc::new(Index::load(&repo).unwrap()), 1);
+        let from = snapshot(
+            &mut saver,
+            vec![
+                file("a", &[1, 2], 10, 0o644),
+                file("b", &[3], 5, 0o644),
+                file("e", &[4], 5, 0o644),
+                file("t", &[5], 5, 0o644),
+            ],
+        );
+        let mut t = Node::new(b"t".to_vec(), NodeKind::Dir);
+        t.subtree = from.tree.into();
+        let to = snapshot(
+            &mut saver,
+            vec![
+                // The same size, other content.
+                file("a", &[1, 6], 10, 0o644),
+                file("c", &[7], 5, 0o644),
+                file("e", &[4], 5, 0o600),
+                t,
+            ],
+        );
+        saver.finish().unwrap();
+        let mut loader = Loader::new(repo.clone(), Arc::new(Index::load(&repo).unwrap()));
+        let mut changes = |metadata| {
+            let mut got = Vec::new();
+            diff::<Error>(&mut loader, (&from, &to), metadata, &mut |c| {
+                got.push((c.path, c.kind, c.details.join(", ")));
+                Ok(())
+            })
+            .unwrap();
+            got
+        };
+        let expected = [
+            ("/d/a", ChangeKind::Modified, "size 10 -> 10"),
+            ("/d/b", ChangeKind::Removed, ""),
+            ("/d/c", ChangeKind::Added, ""),
+            ("/d/e", ChangeKind::Metadata, "mode 0644 -> 0600"),
+            ("/d/t", ChangeKind::Type, "file -> dir"),
+        ];
+        let owned = |e: &[(&str, ChangeKind, &str)]| -> Vec<_> {
+            e.iter()
+                .map(|(p, k, d)| (p.to_string(), *k, d.to_string()))
+                .collect()
+        };
+        assert_eq!(changes(true), owned(&expected));
+        let without: Vec<_> = expected
+            .into_iter()
+            .filter(|c| c.1 != ChangeKind::Metadata)
+            .collect();
+        assert_eq!(changes(false), owned(&without));
+    }
+}

@@ -60,7 +60,17 @@ pub fn save_snapshot(
     time_ns: i64,
     stats: cairn_format::snapshot::SnapshotStats,
 ) -> cairn_format::Id {
-    let snap = cairn_format::snapshot::Snapshot {
+    let snap = snapshot_of(tree, time_ns, stats);
+    crate::snapshots::save(repo, &snap).expect("saving a test snapshot")
+}
+
+/// A snapshot of `tree` (host "h", user "u", paths "/") taken at `time_ns`, with `stats`.
+pub fn snapshot_of(
+    tree: cairn_format::Id,
+    time_ns: i64,
+    stats: cairn_format::snapshot::SnapshotStats,
+) -> cairn_format::snapshot::Snapshot {
+    cairn_format::snapshot::Snapshot {
         time_ns,
         host: "h".into(),
         username: "u".into(),
@@ -72,6 +82,5 @@ pub fn save_snapshot(
         stats,
         program: "test".into(),
         facts: Vec::new(),
-    };
-    crate::snapshots::save(repo, &snap).expect("saving a test snapshot")
+    }
 }
