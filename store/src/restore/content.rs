@@ -8,7 +8,8 @@
 //! can read the file back early. Fetcher threads take whole packs (so several packs are in
 //! flight from remote storage) and hand spans through a short bounded queue to workers that decompress,
 //! check every blob against its keyed hash (once per distinct blob of a frame) and write runs
-//! of adjacent blobs with one positioned write each. Blobs of zeros are not written (holes).
+//! of adjacent blobs with one positioned write each, starting their writeback up to 8 MiB of
+//! adjacent writes at a time. Blobs of zeros are not written (holes).
 //!
 //! Memory: the plan (8 bytes per use of a blob, 8 per blob of the file, 40 per frame; blobs
 //! are named by their index entry, not their id) plus at most
@@ -500,6 +501,59 @@ pub fn write(
     Ok(plan.len)
 }
 
+/// Where one worker writes: the file, what is done, and the range it wrote last whose
+/// writeback it has not started yet.
+struct Sink<'a> {
+    file: &'a File,
+    done: &'a Done,
+    progress: &'a (dyn Fn(u64) + Sync),
+    /// Written, writeback not started: adjacent writes are gathered up to [`EARLY_WRITEBACK`]
+    /// so that the disk gets a few large requests rather than one per run (each a request to
+    /// the device: a VM exit on a virtual disk).
+    unflushed: Option<Range<u64>>,
+}
+
+/// Bytes of adjacent writes gathered before their writeback is started.
+const EARLY_WRITEBACK: u64 = 8 << 20;
+
+impl Sink<'_> {
+    /// Write `bytes` at `at` and mark them done.
+    fn write(&mut self, bytes: &[u8], at: u64) -> Result<()> {
+        let len = bytes.len() as u64;
+        self.file
+            .write_all_at(bytes, at)
+            .map_err(super::sys("writing the restored file"))?;
+        if !self.done.tracked() {
+            // Disk writes start now rather than in the restore's final sync (a follower,
+            // when there is one, starts them in file order).
+            self.unflushed = match self.unflushed.take() {
+                Some(r) if r.end == at && r.end - r.start < EARLY_WRITEBACK => {
+                    Some(r.start..at + len)
+                }
+                other => {
+                    self.start_writeback(other);
+                    Some(at..at + len)
+                }
+            };
+        }
+        self.done.mark(at, len);
+        Ok(())
+    }
+
+    fn start_writeback(&self, range: Option<Range<u64>>) {
+        if let Some(r) = range {
+            start_writeback(self.file, r.start, r.end - r.start);
+        }
+    }
+}
+
+impl Drop for Sink<'_> {
+    fn drop(&mut self) {
+        let unflushed = self.unflushed.take();
+        self.start_writeback(unflushed);
+    }
+}
+
 /// Decompress, check and write the spans received until the fetchers are done.
 fn work(
     plan: &Plan,
@@ -509,6 +563,12 @@ fn work(
     progress: &(dyn Fn(u64) + Sync),
     done: &Done,
 ) -> Result<()> {
+    let mut out = Sink {
+        file,
+        done,
+        progress,
+        unflushed: None,
+    };
     // Decompressed frames, one after the other in one allocation; the pieces of one.
     let (mut frame, mut pieces) = (Vec::new(), Vec::new());
     for (i, bytes) in rx {
@@ -523,7 +583,7 @@ fn work(
             let raw = check.decompress_into(span.pack, &job.frame, stored, &mut frame)?;
             for start in job.pieces.clone().step_by(BATCH) {
                 plan.read(start..(start + BATCH).min(job.pieces.end), &mut pieces)?;
-                write_frame(span.pack, &pieces, check, raw, file, progress, done)?;
+                write_frame(span.pack, &pieces, check, raw, &mut out)?;
             }
         }
     }
@@ -537,24 +597,10 @@ fn write_frame(
     pieces: &[Placed],
     check: &FrameCheck,
     raw: &[u8],
-    file: &File,
-    progress: &(dyn Fn(u64) + Sync),
-    done: &Done,
+    out: &mut Sink,
 ) -> Result<()> {
     // The run being gathered: file offset and range in the frame.
     let mut run: Option<(u64, Range<usize>)> = None;
-    let flush = |(at, r): (u64, Range<usize>)| -> Result<()> {
-        let len = r.len() as u64;
-        file.write_all_at(&raw[r], at)
-            .map_err(super::sys("writing the restored file"))?;
-        if !done.tracked() {
-            // Disk writes start now rather than in the restore's final sync (a follower,
-            // when there is one, starts them in file order).
-            start_writeback(file, at, len);
-        }
-        done.mark(at, len);
-        Ok(())
-    };
     // The last blob checked (pieces of one blob are adjacent): its id, and whether it is all
     // zeros.
     let mut checked: Option<(&Id, bool)> = None;
@@ -574,19 +620,19 @@ fn write_frame(
                 Some((start, r.start..here.end))
             }
             other => {
-                if let Some(run) = other {
-                    flush(run)?;
+                if let Some((at, r)) = other {
+                    out.write(&raw[r], at)?;
                 }
                 if zero {
-                    done.mark(p.at, u64::from(p.len));
+                    out.done.mark(p.at, u64::from(p.len));
                 }
                 (!zero).then_some((p.at, here))
             }
         };
-        progress(u64::from(p.len));
+        (out.progress)(u64::from(p.len));
     }
-    if let Some(run) = run {
-        flush(run)?;
+    if let Some((at, r)) = run {
+        out.write(&raw[r], at)?;
     }
     Ok(())
 }
