@@ -105,10 +105,11 @@ pub fn encrypt_with(
 }
 
 /// An upper bound of the length of an age file of `len` plaintext bytes to `recipients`
-/// X25519 recipients: the header (an X25519 stanza is under 128 bytes) and a 16-byte tag per
+/// X25519 recipients: the header (version line, MAC and nonce under 100 bytes, the random
+/// "grease" stanza age adds under 200, an X25519 stanza under 128) and a 16-byte tag per
 /// 64 KiB segment.
 fn encrypted_len(len: usize, recipients: usize) -> usize {
-    256 + 128 * recipients + len + (len / (64 << 10) + 1) * 16
+    512 + 128 * recipients + len + (len / (64 << 10) + 1) * 16
 }
 
 /// An age file to `recipients` being written to `out`: plaintext written to it is encrypted
@@ -237,11 +238,16 @@ mod tests {
         let data = vec![42u8; 200_000];
         let ct = encrypt(&data, &[id.to_public()]);
         assert_eq!(decrypt(&ct, &[&id], 1 << 20).unwrap(), data);
-        // The buffer is sized once: the file fits the bound, for several recipients too.
+        // The buffer is sized once: the file fits the bound, for several recipients too, with
+        // age's random grease stanza (many files, so that its longest forms occur).
         let many: Vec<_> = (0..5)
             .map(|_| x25519::Identity::generate().to_public())
             .collect();
-        for (len, to) in [(0, &many[..1]), (200_000, &many[..]), (3 << 20, &many[..2])] {
+        let cases = [(0, &many[..1]), (200_000, &many[..]), (3 << 20, &many[..2])];
+        for (len, to) in cases
+            .into_iter()
+            .chain(std::iter::repeat_n((10, &many[..1]), 300))
+        {
             let ct = encrypt_with(len, to, |w| w.write_all(&vec![7u8; len])).unwrap();
             assert!(
                 ct.len() <= encrypted_len(len, to.len())
