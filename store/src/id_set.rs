@@ -45,16 +45,9 @@ struct Run {
 
 impl Run {
     fn new(ids: Vec<Id>) -> Run {
-        let buckets = 1usize << RUN_PREFIX_BITS;
-        let mut starts = Vec::with_capacity(buckets + 1);
-        let mut at = 0usize;
-        for p in 0..buckets {
-            while at < ids.len() && prefix(&ids[at]) < p {
-                at += 1;
-            }
-            starts.push(at as u32);
-        }
-        starts.push(ids.len() as u32);
+        let mut starts = Starts::new();
+        ids.iter().enumerate().for_each(|(i, id)| starts.add(i, id));
+        let starts = starts.finish(ids.len());
         Run { ids, starts }
     }
 
@@ -91,6 +84,28 @@ fn merged<'a>(a: &'a [Id], b: &'a [Id]) -> impl Iterator<Item = Id> + 'a {
     })
 }
 
+/// A run's table ([`Run::starts`]), built as its ids go by in order.
+struct Starts(Vec<u32>);
+
+impl Starts {
+    fn new() -> Starts {
+        Starts(Vec::with_capacity((1 << RUN_PREFIX_BITS) + 1))
+    }
+
+    /// The run's `i`-th id.
+    fn add(&mut self, i: usize, id: &Id) {
+        while self.0.len() <= prefix(id) {
+            self.0.push(i as u32);
+        }
+    }
+
+    /// The table of a run of `len` ids.
+    fn finish(mut self, len: usize) -> Vec<u32> {
+        self.0.resize((1 << RUN_PREFIX_BITS) + 1, len as u32);
+        self.0
+    }
+}
+
 /// Which bucket of a run's table `id` is in.
 fn prefix(id: &Id) -> usize {
     (u16::from_be_bytes([id.0[0], id.0[1]]) >> (16 - RUN_PREFIX_BITS)) as usize
@@ -122,15 +137,12 @@ impl Spilled {
         at: u64,
     ) -> std::io::Result<Spilled> {
         const BUFFER_IDS: usize = 2048;
-        let buckets = 1usize << RUN_PREFIX_BITS;
         let mut keys = Vec::with_capacity(len);
-        let mut starts = Vec::with_capacity(buckets + 1);
+        let mut starts = Starts::new();
         let mut bytes = Vec::with_capacity(BUFFER_IDS * ID_LEN as usize);
         let mut written = at;
         for (i, id) in ids.enumerate() {
-            while starts.len() <= prefix(&id) {
-                starts.push(i as u32);
-            }
+            starts.add(i, &id);
             keys.push(key(&id));
             bytes.extend_from_slice(&id.0);
             if bytes.len() == bytes.capacity() {
@@ -140,7 +152,7 @@ impl Spilled {
             }
         }
         file.write_all_at(&bytes, written)?;
-        starts.resize(buckets + 1, keys.len() as u32);
+        let starts = starts.finish(keys.len());
         Ok(Spilled { keys, starts, at })
     }
 
