@@ -107,7 +107,8 @@ pub fn encode_sized<T: Serialize>(
 }
 
 /// Write `value` as a record of `kind` at `version` to `out`, as it is encoded (an encrypting
-/// writer then never holds the plaintext whole); `out` back when done.
+/// writer then never holds the plaintext whole); `out` back when done. postcard writes a
+/// field, often a byte, at a time: a writer with a cost per call wants a buffer in front.
 pub fn encode_to<T: Serialize, W: std::io::Write>(
     kind: RecordKind,
     version: u16,
@@ -117,11 +118,9 @@ pub fn encode_to<T: Serialize, W: std::io::Write>(
     out.write_all(MAGIC)?;
     out.write_all(&[kind.letter()])?;
     out.write_all(&version.to_le_bytes())?;
-    // postcard writes a byte at a time and reports a failed write without its cause.
-    let buffered = std::io::BufWriter::with_capacity(8192, out);
-    let buffered = postcard::to_io(value, buffered)
-        .map_err(|e| std::io::Error::other(format!("encoding a {} record: {e}", kind.name())))?;
-    buffered.into_inner().map_err(|e| e.into_error())
+    // postcard reports a failed write without its cause.
+    postcard::to_io(value, out)
+        .map_err(|e| std::io::Error::other(format!("encoding a {} record: {e}", kind.name())))
 }
 
 /// The length of `value` encoded as a record, header included.

@@ -425,7 +425,9 @@ impl Repository {
     /// MB) is never held beside its ciphertext.
     pub fn put_index(&self, record: &IndexRecord) -> Result<Id> {
         let ct = envelope::encrypt_with(record.encoded_len(), &self.meta_recipients, |w| {
-            record.encode_to(w).map(drop)
+            // The encryptor copies each write into its segment: fields go in a few KiB at once.
+            let buffered = record.encode_to(std::io::BufWriter::with_capacity(8192, w))?;
+            buffered.into_inner().map(drop).map_err(|e| e.into_error())
         })
         .map_err(|e| Error::Invalid(format!("encrypting an index object: {e}")))?;
         self.put_sealed("index", ct)
