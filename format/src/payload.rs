@@ -17,7 +17,7 @@
 
 use crate::envelope::EnvelopeError;
 use age::secrecy::ExposeSecret;
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use std::io::{self, Read};
 use std::ops::Range;
@@ -183,7 +183,7 @@ impl Payload {
         let chunks = stored.div_ceil(CHUNK_STORED);
         let len = stored - chunks * TAG;
         Ok(Payload {
-            aead: ChaCha20Poly1305::new(Key::from_slice(payload_key)),
+            aead: ChaCha20Poly1305::new(&Key::from(*payload_key)),
             start,
             chunks,
             len,
@@ -235,9 +235,9 @@ impl Payload {
             }
             let body = stored - TAG as usize;
             let (data, tag) = buf[at..at + stored].split_at_mut(body);
-            let tag = *Tag::from_slice(tag);
+            let tag = Tag::try_from(&*tag).map_err(|_| EnvelopeError::Damaged)?;
             self.aead
-                .decrypt_in_place_detached(&stream_nonce(index, last), b"", data, &tag)
+                .decrypt_inout_detached(&stream_nonce(index, last), b"", data.into(), &tag)
                 .map_err(|_| EnvelopeError::Damaged)?;
             if at != plain {
                 buf.copy_within(at..at + body, plain);
@@ -255,7 +255,7 @@ fn stream_nonce(index: u64, last: bool) -> Nonce {
     let mut n = [0u8; 12];
     n[3..11].copy_from_slice(&index.to_be_bytes());
     n[11] = u8::from(last);
-    *Nonce::from_slice(&n)
+    Nonce::from(n)
 }
 
 #[cfg(test)]
