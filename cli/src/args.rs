@@ -326,7 +326,7 @@ pub enum KeyCommand {
 #[command(next_help_heading = "Snapshot selection (all given must match)")]
 pub struct SnapshotFilter {
     /// Only snapshots of this host.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub host: Option<String>,
     /// Only snapshots with this tag. Repeatable.
     #[arg(long = "tag", value_name = "TAG")]

@@ -1,6 +1,7 @@
 //! Turning `--repo`, `--identity`, `--key` and `--passphrase-file` into an open repository.
 
 use crate::args::Global;
+use crate::exit::usage;
 use crate::hints;
 use anyhow::{bail, Context, Result};
 use cairn_store::{backend, Credentials, Repository};
@@ -9,9 +10,12 @@ use std::path::{Path, PathBuf};
 
 /// The repository location, or a helpful error.
 pub fn location(g: &Global) -> Result<&str> {
-    g.repo
-        .as_deref()
-        .context("no repository given: pass --repo PATH or set CAIRN_REPO")
+    g.repo.as_deref().filter(|r| !r.is_empty()).ok_or_else(|| {
+        usage(
+            "no repository given",
+            "pass --repo PATH (or s3://BUCKET/PREFIX), or set CAIRN_REPO",
+        )
+    })
 }
 
 /// Read an age identity file. Never prints its content.
@@ -102,7 +106,10 @@ pub fn credentials(g: &Global) -> Result<Credentials> {
             .with_context(|| format!("{} is not a cairn write key", path.display()))?;
         return Ok(Credentials::WriteKey(rec));
     }
-    bail!("no key given: pass --identity FILE (CAIRN_IDENTITY), --passphrase-file FILE (CAIRN_PASSPHRASE_FILE) or --key WRITEKEY (CAIRN_KEY)")
+    Err(usage(
+        "no key given",
+        "pass --identity FILE (CAIRN_IDENTITY), --passphrase-file FILE (CAIRN_PASSPHRASE_FILE) or --key WRITEKEY (CAIRN_KEY)",
+    ))
 }
 
 /// The label of the write key the repository is opened with, if it has one (an identity or
@@ -153,8 +160,11 @@ fn as_of(g: &Global) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
         .map(|t| {
             chrono::DateTime::parse_from_rfc3339(t.trim())
                 .map(|t| t.with_timezone(&chrono::Utc))
-                .with_context(|| {
-                    format!("--as-of {t:?} is not an RFC 3339 time such as 2026-12-05T17:00:00Z")
+                .map_err(|e| {
+                    usage(
+                        format!("--as-of {t:?} is not an RFC 3339 time ({e})"),
+                        "write a time such as 2026-12-05T17:00:00Z",
+                    )
                 })
         })
         .transpose()

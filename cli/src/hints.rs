@@ -69,8 +69,17 @@ pub fn warn_if_exposed(path: &Path, what: &str) {
     }
 }
 
-/// Refuse a recipient that age knows but cairn cannot use (ssh keys, plugins), naming it.
+/// Refuse a recipient that age knows but cairn cannot use (ssh keys, plugins), naming it, and
+/// a secret given as a recipient, without repeating it.
 pub fn check_recipient(r: &str, origin: &str) -> Result<()> {
+    if let Some(kind) = cairn_format::envelope::secret_kind(r) {
+        return Err(usage(
+            format!("{origin}: a recipient was expected, but this is {kind} (not shown)"),
+            "a recipient is the public half, age1…: `cairn key generate` prints it, and an \
+             identity file holds it on its `# public key:` line (`age-keygen -y FILE` prints it); \
+             keep the secret out of shell history and logs",
+        ));
+    }
     let kind = if r.starts_with("ssh-") || r.starts_with("ecdsa-") || r.starts_with("sk-") {
         Some("an SSH public key")
     } else if r
@@ -130,6 +139,17 @@ mod tests {
     fn recipients() {
         assert!(check_recipient("ssh-ed25519 AAAAC3Nza", "f").is_err());
         assert!(check_recipient("age1yubikey1qwerty", "f").is_err());
+        for secret in [
+            "AGE-SECRET-KEY-1ZK0F6Q2DHZV7QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ",
+            "age-secret-key-1zk0f6q2dhzv7",
+            "AGE-PLUGIN-YUBIKEY-1QQQQ",
+            "CAIRN-WRITE-KEY-1:Y2Fpcm5LAQBA+z/mO0+",
+        ] {
+            let e = check_recipient(secret, "--recipient")
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains(&secret[16..]), "{e}");
+        }
         assert!(check_recipient(
             "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
             "f"

@@ -43,15 +43,17 @@ fn main() -> ExitCode {
 
 fn init_logging(verbose: u8, quiet: bool, json: bool) {
     use tracing_subscriber::EnvFilter;
+    // kube's client logs every failed request at ERROR itself; cairn retries and reports
+    // them (see -v for kube's own lines).
     let default = match (quiet, verbose) {
-        (true, _) => "error".to_string(),
+        (true, _) => "error,kube_client=off".to_string(),
         // Object store requests being retried are said as they happen (as restic does), so a
         // command riding out an outage is not silent for minutes; not amid --json output.
         (false, 0) if !json => format!(
-            "warn,object_store::client::retry=info,object_store::client::get=info,{}=info",
+            "warn,kube_client=off,object_store::client::retry=info,object_store::client::get=info,{}=info",
             cairn_store::backend::RETRY_LOG
         ),
-        (false, 0) => "warn".to_string(),
+        (false, 0) => "warn,kube_client=off".to_string(),
         (false, 1) => "info".to_string(),
         (false, 2) => "debug".to_string(),
         _ => "trace".to_string(),

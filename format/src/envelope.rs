@@ -67,10 +67,29 @@ fn io_error(e: io::Error) -> EnvelopeError {
     }
 }
 
-/// Parse an X25519 recipient (`age1…`).
+/// Parse an X25519 recipient (`age1…`). The error repeats what was given, unless it is a
+/// secret (an identity or a write key put where a recipient belongs).
 pub fn parse_recipient(s: &str) -> Result<x25519::Recipient, crate::Error> {
-    x25519::Recipient::from_str(s.trim())
-        .map_err(|e| crate::Error::Key(format!("recipient {:?}: {e}", s.trim())))
+    let s = s.trim();
+    x25519::Recipient::from_str(s).map_err(|e| {
+        crate::Error::Key(match secret_kind(s) {
+            Some(kind) => format!("a recipient was expected, but this is {kind} (not shown)"),
+            None => format!("recipient {s:?}: {e}"),
+        })
+    })
+}
+
+/// What secret `s` is, if it looks like one: an age identity (X25519 or plugin) or a cairn
+/// write key. Messages name the kind and never repeat the text.
+pub fn secret_kind(s: &str) -> Option<&'static str> {
+    let upper = s.trim_start().get(..16).unwrap_or(s).to_ascii_uppercase();
+    if upper.starts_with("AGE-SECRET-KEY-") || upper.starts_with("AGE-PLUGIN-") {
+        Some("an age identity (a secret key)")
+    } else if upper.starts_with("CAIRN-WRITE-KEY") {
+        Some("a cairn write key (a secret)")
+    } else {
+        None
+    }
 }
 
 /// Parse an X25519 identity (`AGE-SECRET-KEY-1…`). The error never contains the secret.
@@ -122,6 +141,17 @@ pub fn encrypting_writer<W: Write>(
         age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
             .map_err(|e| io::Error::other(e.to_string()))?;
     encryptor.wrap_output(out)
+}
+
+/// Whether the age file `ct` is encrypted to a passphrase: its header (text up to the MAC
+/// line) holds an scrypt stanza. Only the header's first 4 KiB are looked at.
+pub fn is_passphrase_file(ct: &[u8]) -> bool {
+    let head = &ct[..ct.len().min(4096)];
+    let header = head
+        .windows(4)
+        .position(|w| w == b"\n---")
+        .map_or(head, |end| &head[..end]);
+    header.windows(10).any(|w| w == b"\n-> scrypt")
 }
 
 /// Encrypt with a passphrase (scrypt, work factor `log_n`). Used for key objects only.
@@ -230,6 +260,29 @@ impl<R: Read + Seek> SeekableReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passphrase_files_are_told_from_others_by_their_header() {
+        let id = x25519::Identity::generate();
+        assert!(!is_passphrase_file(&encrypt(b"k", &[id.to_public()])));
+        assert!(is_passphrase_file(&encrypt_with_passphrase(b"k", "pw", 2)));
+        assert!(!is_passphrase_file(b""));
+    }
+
+    #[test]
+    fn a_secret_given_as_recipient_is_not_repeated() {
+        let id = identity_to_string(&x25519::Identity::generate());
+        let e = parse_recipient(&format!("  {id}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("age identity") && !e.contains(&id[15..]), "{e}");
+        let e = parse_recipient("CAIRN-WRITE-KEY-1:Y2Fpcm5L")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("write key") && !e.contains("Y2Fpcm5L"), "{e}");
+        let e = parse_recipient("age1typo").unwrap_err().to_string();
+        assert!(e.contains("\"age1typo\""), "{e}");
+    }
 
     #[test]
     fn round_trips_and_precise_errors() {

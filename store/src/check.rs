@@ -436,12 +436,6 @@ fn check_structure_above(
             size: *size,
         })
         .collect();
-    if !unindexed.is_empty() {
-        report.notes.push(format!(
-            "{} stored packs are in no index (left by interrupted backups, or the index is damaged): {HINT_PRUNE}, or `cairn repair index` if snapshots miss blobs",
-            unindexed.len()
-        ));
-    }
     if !condemned.is_empty() {
         report.notes.push(format!(
             "{} packs are condemned by a pending prune and will be deleted by the next one",
@@ -544,6 +538,31 @@ impl Audit {
 
     /// [`Audit::attribute`] after [`Audit::walk_trees`].
     fn attribute_walked(&self, walked: Walked, report: &mut CheckReport) -> Result<()> {
+        let attributed = self.attribute_split(walked, report);
+        self.note_unindexed(report);
+        attributed
+    }
+
+    /// Stored packs in no index: debris of interrupted backups when nothing is missing, else
+    /// perhaps what is missing (an index object lost), which prune would delete.
+    fn note_unindexed(&self, report: &mut CheckReport) {
+        let n = self.unindexed.len();
+        if n == 0 {
+            return;
+        }
+        let missing = report
+            .problems
+            .iter()
+            .any(|p| p.object.starts_with("blob ") || p.object.starts_with("tree "));
+        report.notes.push(if missing {
+            format!("{n} stored packs are in no index, and snapshots miss data: the packs may hold it (an index object lost or damaged). Run `cairn repair index` first, and do not prune before it")
+        } else {
+            format!("{n} stored packs are in no index (left by interrupted backups): {HINT_PRUNE}")
+        });
+    }
+
+    /// [`Audit::attribute_walked`] before the note on unindexed packs.
+    fn attribute_split(&self, walked: Walked, report: &mut CheckReport) -> Result<()> {
         if !self.split {
             return self.attribute_in(&self.index, walked, report);
         }

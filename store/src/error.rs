@@ -96,7 +96,7 @@ pub enum Error {
         damaged: Vec<String>,
     },
     /// No passphrase key object opens with the passphrase.
-    #[error("the passphrase opens none of this repository's passphrase keys ({tried} tried){}", damaged_keys(.damaged))]
+    #[error("{}{}", if *tried == 0 { "this repository has no passphrase key: open it with its identity (--identity / CAIRN_IDENTITY); `cairn key add --passphrase-file FILE` adds one".to_string() } else { format!("the passphrase opens none of this repository's passphrase keys ({tried} tried)") }, damaged_keys(.damaged))]
     WrongPassphrase {
         /// Key objects whose bytes do not match their names.
         damaged: Vec<String>,
@@ -136,6 +136,16 @@ pub enum Error {
     /// A snapshot specification matched nothing.
     #[error("no snapshot matches {0:?}; list them with `cairn snapshots`")]
     SnapshotNotFound(String),
+    /// `latest` was asked for while a snapshot object could not be read: it may be the newest.
+    #[error("cannot tell which snapshot is the latest: {object} cannot be read ({cause}){}, and it may be the newest. Name the snapshot to use by its id (`cairn snapshots` lists the readable ones); `cairn check` reports the damage. Putting the object back from a copy of the repository clears it, and so does deleting it from the storage (it holds that snapshot's record and nothing else)", if *more > 0 { format!(", nor can {more} more") } else { String::new() })]
+    LatestUnknown {
+        /// The snapshot object (`snapshots/<id>`).
+        object: String,
+        /// Why it cannot be read.
+        cause: String,
+        /// How many more cannot be read.
+        more: usize,
+    },
     /// A snapshot id prefix matched several.
     #[error("snapshot prefix {0:?} is ambiguous; give more digits")]
     AmbiguousSnapshot(String),

@@ -7,6 +7,12 @@ use crate::backend::{Backend, StagedObject};
 use crate::{Error, Result};
 use cairn_format::Id;
 use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
+
+/// A staged sink's first write failure, shared with whoever handed the sink on: age reports a
+/// failure to write its header as a message of its own (the error's Debug form, kind lost),
+/// so the opener of a pack takes the original from here.
+pub(crate) type FirstFailure = Arc<Mutex<Option<(io::ErrorKind, String)>>>;
 
 /// Where a pack's bytes go as they are made.
 pub(crate) enum PackSink {
@@ -17,6 +23,7 @@ pub(crate) enum PackSink {
         object: Box<dyn StagedObject>,
         hasher: Box<blake3::Hasher>,
         len: u64,
+        failure: FirstFailure,
     },
 }
 
@@ -32,6 +39,7 @@ impl PackSink {
                 object,
                 hasher: Box::default(),
                 len: 0,
+                failure: FirstFailure::default(),
             },
             None => PackSink::Memory(Vec::with_capacity(capacity)),
         })
@@ -40,6 +48,15 @@ impl PackSink {
     /// True if the bytes go to storage as they are written.
     pub(crate) fn is_staged(&self) -> bool {
         matches!(self, PackSink::Staged { .. })
+    }
+
+    /// Where a staged sink keeps its first write failure (None for a buffer, which cannot
+    /// fail).
+    pub(crate) fn failure(&self) -> Option<FirstFailure> {
+        match self {
+            PackSink::Memory(_) => None,
+            PackSink::Staged { failure, .. } => Some(failure.clone()),
+        }
     }
 
     /// The bytes written, named by their blake3 hash, ready to be stored.
@@ -54,6 +71,7 @@ impl PackSink {
                 object,
                 hasher,
                 len,
+                ..
             } => SealedPack {
                 id: Id(*hasher.finalize().as_bytes()),
                 size: len,
@@ -74,9 +92,14 @@ impl Write for PackSink {
                 object,
                 hasher,
                 len,
+                failure,
             } => {
                 let n = object.write(buf).map_err(|e| {
-                    io::Error::new(e.kind(), format!("{}: {e}", object.temporary()))
+                    let message = format!("{}: {e}", object.temporary());
+                    if let Ok(mut first) = failure.lock() {
+                        first.get_or_insert((e.kind(), message.clone()));
+                    }
+                    io::Error::new(e.kind(), message)
                 })?;
                 hasher.update(&buf[..n]);
                 *len += n as u64;

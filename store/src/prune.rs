@@ -195,6 +195,25 @@ struct Referenced {
     snapshots: HashSet<Id>,
 }
 
+/// How old a temporary file must be to belong to no running writer. With no lease held but
+/// prune's (a killed backup's is released, expired, or its process is gone), none is
+/// running: two minutes (or the lease life, if shorter), for clocks that differ between the
+/// hosts of a shared repository (a writer stages files only once its lease is stored). Else a
+/// lease's life.
+fn incomplete_age(repo: &Repository) -> Result<std::time::Duration> {
+    let others_held = lease::list_leases(repo)?.iter().any(|l| {
+        l.path != lease::PRUNE_LEASE
+            && !l.released
+            && l.record.as_ref().map_or(true, lease::is_held)
+    });
+    let expiry = lease::expiry_secs().max(0) as u64;
+    Ok(std::time::Duration::from_secs(if others_held {
+        expiry
+    } else {
+        expiry.min(120)
+    }))
+}
+
 /// Every blob the repository's snapshots reference, walking only the snapshots not in
 /// `known` (whose blobs the caller has). `index` is built only if there is something to walk.
 /// Unreadable snapshots stop prune.
@@ -206,7 +225,7 @@ fn referenced(
     let listing = snapshots::list(repo)?;
     if let Some((path, why)) = listing.damaged.first() {
         return Err(Error::Invalid(format!(
-            "prune stopped: snapshot {path} cannot be read ({why}), so what it references is unknown. Run `cairn check`, then `cairn repair snapshots` or delete it"
+            "prune stopped: snapshot {path} cannot be read ({why}), so what it references is unknown. Put the object back from a copy of the repository, or delete it (it holds that snapshot's record and nothing else; `cairn check` lists every damaged one)"
         )));
     }
     let new: Vec<&(Id, cairn_format::snapshot::Snapshot)> = listing
@@ -225,7 +244,7 @@ fn referenced(
     let blobs = trees::referenced_blobs(&mut Loader::new(repo.clone(), index()?), &roots)
         .map_err(|e| {
             Error::Invalid(format!(
-                "prune stopped: a snapshot's tree cannot be read ({e}). Run `cairn check`, then `cairn repair snapshots`"
+                "prune stopped: a snapshot's tree cannot be read ({e}). Run `cairn check`: where stored packs are in no index, `cairn repair index` puts them back; what is still missing after that, `cairn repair snapshots` drops"
             ))
         })?;
     Ok(Referenced { blobs, snapshots })
@@ -239,9 +258,7 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
         return Ok(report);
     }
     let _lease = Lease::prune(repo)?;
-    // A temporary file older than a lease's life belongs to no running writer.
-    let age = std::time::Duration::from_secs(lease::expiry_secs().max(0) as u64);
-    report.incomplete_removed = repo.backend().remove_incomplete(age)?;
+    report.incomplete_removed = repo.backend().remove_incomplete(incomplete_age(repo)?)?;
     sweep(repo, &mut report, None)?;
     let plan = plan(repo, opts, &mut report)?;
     if let Some(marker) = execute(repo, &plan)? {

@@ -243,11 +243,20 @@ impl Repository {
                 (keys, Credentials::Identities(ids))
             }
             Credentials::Passphrase(pass) => {
+                // Key objects for identities are tried too (their header says nothing the
+                // passphrase needs); only passphrase keys count in the error.
+                let passphrase_keys = std::cell::Cell::new(0);
                 let keys = Self::find_key(backend.as_ref(), &config, |ct| {
+                    if envelope::is_passphrase_file(ct) {
+                        passphrase_keys.set(passphrase_keys.get() + 1);
+                    }
                     envelope::decrypt_with_passphrase(ct, &pass, SCRYPT_MAX_LOG_N, MAX_KEYS_LEN)
                 })
                 .map_err(|tried| match tried {
-                    Ok((tried, damaged)) => Error::WrongPassphrase { tried, damaged },
+                    Ok((_, damaged)) => Error::WrongPassphrase {
+                        tried: passphrase_keys.get(),
+                        damaged,
+                    },
                     Err(e) => e,
                 })?;
                 let master = keys.master_identity.as_deref().ok_or_else(|| {

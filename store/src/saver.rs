@@ -172,6 +172,7 @@ impl Shared {
             }
         };
         let staged = sink.is_staged();
+        let failure = sink.failure();
         envelope::encrypting_writer(self.repo.pack_recipients(kind), sink)
             .map(|w| OpenPack {
                 writer: PackWriter::new(kind, w),
@@ -179,6 +180,9 @@ impl Shared {
             })
             .map_err(|e| {
                 self.give_token();
+                // The header's write failed in storage: that error, not age's wrapping of it.
+                let first = failure.and_then(|f| f.lock().ok().and_then(|mut f| f.take()));
+                let e = first.map_or(e, |(kind, message)| io::Error::new(kind, message));
                 self.write_error(staged, "starting the encryption of a pack", e)
             })
     }

@@ -64,6 +64,26 @@ impl Filter {
                 .is_none_or(|l| key_label(s) == Some(l))
     }
 
+    /// The filter as the options that set it (`--host master-0 --tag nightly`), empty when
+    /// nothing is set.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(h) = &self.host {
+            parts.push(format!("--host {h}"));
+        }
+        parts.extend(self.tags.iter().map(|t| format!("--tag {t}")));
+        match (self.made_by, self.source) {
+            (Some(m), _) => parts.push(format!("--source {m}")),
+            (None, Some(k)) => parts.push(format!("--source {}", k.name())),
+            (None, None) => {}
+        }
+        parts.extend(self.paths.iter().map(|p| format!("--path {p}")));
+        if let Some(l) = &self.key_label {
+            parts.push(format!("--key-label {l}"));
+        }
+        parts.join(" ")
+    }
+
     /// Whether no field is set (every snapshot passes).
     pub fn is_empty(&self) -> bool {
         self.host.is_none()
@@ -146,7 +166,12 @@ pub fn save(repo: &Repository, snapshot: &Snapshot) -> Result<Id> {
 /// Resolve `spec`: `latest` (newest passing `filter`), a full id, or a unique id prefix.
 pub fn resolve(repo: &Repository, spec: &str, filter: &Filter) -> Result<(Id, Snapshot)> {
     if spec == LATEST {
-        return newest(repo, |s| filter.matches(s));
+        return newest(repo, |s| filter.matches(s)).map_err(|e| match e {
+            Error::SnapshotNotFound(_) if !filter.is_empty() => {
+                Error::SnapshotNotFound(format!("{LATEST} {}", filter.describe()))
+            }
+            e => e,
+        });
     }
     let spec_lc = spec.to_ascii_lowercase();
     if spec_lc.is_empty() || !spec_lc.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -189,10 +214,31 @@ pub fn is_future(s: &Snapshot, now_ns: i64) -> bool {
 /// What the user types for the newest snapshot.
 pub const LATEST: &str = "latest";
 
-/// The newest snapshot passing `keep`, future-dated ones aside (named in a warning).
+/// The newest snapshot passing `keep`, future-dated ones aside (named in a warning). A
+/// snapshot object that cannot be read may be the newest: the answer is then unknown, and
+/// is refused rather than guessed (an older snapshot restored as `latest` would pass
+/// silently), naming the object.
 fn newest(repo: &Repository, keep: impl Fn(&Snapshot) -> bool) -> Result<(Id, Snapshot)> {
     let now = now_ns();
-    list(repo)?
+    let listing = list(repo)?;
+    // An object whose name is no snapshot id was never written as a snapshot by cairn.
+    let unreadable: Vec<_> = listing
+        .damaged
+        .iter()
+        .filter(|(path, _)| {
+            path.rsplit('/')
+                .next()
+                .is_some_and(|n| n.parse::<Id>().is_ok())
+        })
+        .collect();
+    if let Some((path, cause)) = unreadable.first() {
+        return Err(Error::LatestUnknown {
+            object: path.clone(),
+            cause: cause.clone(),
+            more: unreadable.len() - 1,
+        });
+    }
+    listing
         .snapshots
         .into_iter()
         .rev()

@@ -57,6 +57,40 @@ fn dot_dot_paths_back_up_the_directory_they_name() {
     out.code_is(1).stderr_has(&["backing up / as a whole"]);
 }
 
+#[test]
+fn a_symlink_to_a_directory_is_saved_as_the_link_with_a_warning_and_followed_with_a_slash() {
+    let fx = Fixture::new();
+    let real = fs::canonicalize(fx.dir("real")).unwrap();
+    write_file(&real.join("manifests/etcd-pod.yaml"), b"pod\n");
+    let link = fs::canonicalize(fx.dir("links"))
+        .unwrap()
+        .join("kubernetes");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+
+    // As given: the link, and a warning that says how to take the directory.
+    let out = fx.wk(&["--json", "backup", s(&link)]);
+    out.ok()
+        .stderr_has(&["symlink to a directory", &format!("{}/", s(&link))]);
+    let snap = Fixture::snap_id(&out.json());
+    let ls = fx.wk(&["ls", &snap]);
+    assert!(!ls.ok().stdout.contains("etcd-pod.yaml"), "{ls}");
+
+    // With a trailing slash: the directory it points to, under its real path.
+    let out = fx.wk(&["--json", "backup", &format!("{}/", s(&link))]);
+    out.ok();
+    assert!(!out.stderr.contains("symlink to a directory"), "{out}");
+    let snap = Fixture::snap_id(&out.json());
+    let list = fx.wk(&["--json", "snapshots"]).json();
+    assert_eq!(list[1]["paths"], serde_json::json!([s(&real)]));
+    let ls = fx.wk(&["ls", &snap]);
+    assert!(
+        ls.ok()
+            .stdout
+            .contains(&format!("{}/manifests/etcd-pod.yaml", s(&real))),
+        "{ls}"
+    );
+}
+
 /// Bytes the file system holds for `p` (not its length).
 fn allocated(p: &Path) -> u64 {
     fs::symlink_metadata(p).unwrap().blocks() * 512

@@ -393,9 +393,27 @@ fn full_repository_disk_fails_the_backup_and_saves_no_snapshot() {
         })
         .collect();
     assert!(tmp.is_empty(), "temporary objects left: {tmp:?}");
-    // The repository is still usable once there is room: a small backup works.
+    // A disk already full when a pack starts: the error is the storage's, in words (age
+    // wraps a failed header write in a message of its own).
     let small = fx.path("small");
     write_file(&small.join("f"), b"fits");
+    let filler = mnt.dir.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        while f.write_all(&[0u8; 4096]).is_ok() {}
+    }
+    let out = cairn(
+        &["-r", s(&repo), "-i", s(&fx.identity), "backup", s(&small)],
+        &[],
+    );
+    out.code_is(1).stderr_has(&["No space left on device"]);
+    assert!(
+        !out.stderr.contains("IoError") && !out.stderr.contains("Custom {"),
+        "{out}"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    // The repository is still usable once there is room: a small backup works.
     cairn(
         &["-r", s(&repo), "-i", s(&fx.identity), "backup", s(&small)],
         &[],

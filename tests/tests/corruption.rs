@@ -266,3 +266,29 @@ fn killed_backup_leaves_no_snapshot_and_the_next_one_works() {
     fx.restore(&Fixture::snap_id(&r), &target, &[]).ok();
     assert_trees_equal(&src, &Fixture::restored(&target, &src));
 }
+
+#[test]
+fn damaged_newest_snapshot_makes_latest_refuse_instead_of_taking_an_older_one() {
+    let t = two();
+    // b is the newest; with its object unreadable, "latest" is unknown.
+    let b_obj = format!("snapshots/{}", t.snap_b);
+    t.fx.store.flip_byte(&b_obj);
+    let target = t.fx.path("rl");
+    let out = t.fx.restore("latest", &target, &[]);
+    out.code_is(1)
+        .stderr_has(&[&b_obj, "latest", "cairn snapshots"]);
+    assert!(!target.exists() || files_below(&target).is_empty(), "{out}");
+    t.fx.wk(&["ls", "latest"]).code_is(1).stderr_has(&[&b_obj]);
+    // An object whose name is no snapshot id was never a snapshot: it does not block latest.
+    t.fx.store.delete(&b_obj);
+    t.fx.store.write("snapshots/README", b"planted");
+    t.fx.wk(&["ls", "latest"]).ok();
+    // A filter that matches nothing is named in the error.
+    t.fx.restore("latest", &t.fx.path("rh"), &["--host", "master-9"])
+        .failed()
+        .stderr_has(&["--host master-9"]);
+    // The older snapshot is still restorable, by id or as latest.
+    let target = t.fx.path("ra");
+    t.fx.restore("latest", &target, &[]).ok();
+    assert_trees_equal(&t.src_a, &Fixture::restored(&target, &t.src_a));
+}

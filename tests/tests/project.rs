@@ -2,7 +2,7 @@
 //! `kubectl` reads every fixture from it and applies a restored tree to it, so the protocol
 //! cairn is tested with is the one kubectl speaks.
 
-use cairn_e2e::kube::{openshift_project, Faults, KubeServer};
+use cairn_e2e::kube::{kubeconfig_text, openshift_project, Faults, KubeServer};
 use cairn_e2e::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -376,4 +376,32 @@ fn round_trip_into_an_empty_cluster_under_a_new_name() {
         "{stdout}"
     );
     assert_eq!(third.objects("shop-restored").len(), want.len());
+}
+
+/// An API server that does not answer: retried (said on stderr as it happens), then one error
+/// that names the server and the cause; with --json, stderr is that one JSON object.
+#[test]
+fn unreachable_api_server_is_named_with_its_cause() {
+    let fx = Fixture::new();
+    let port = cairn_e2e::etcd::free_port();
+    let kc = fx.dir("kube-nowhere").join("kubeconfig");
+    std::fs::write(&kc, kubeconfig_text(&format!("https://127.0.0.1:{port}"))).unwrap();
+    let out = fx.wk(&[
+        "--json",
+        "backup",
+        "project",
+        "shop",
+        "--kubeconfig",
+        s(&kc),
+    ]);
+    out.code_is(1);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    let err: Value = serde_json::from_str(lines[0]).unwrap();
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("127.0.0.1:{port}")) && message.contains("refused"),
+        "{message}"
+    );
+    assert!(fx.object_names("snapshots").is_empty());
 }

@@ -1337,3 +1337,36 @@ fn prune_converges_when_a_live_blob_is_stored_in_two_packs() {
         "prune does not converge: after one prune ({r1:#}) a dry run still wants to do {r2:#}"
     );
 }
+
+/// A killed backup's half-written pack (`data/.tmp-staged-…`) goes with the next prune once it
+/// is two minutes old when no other backup holds a lease, and only after a lease's life while
+/// one does (it may be that backup's).
+#[test]
+fn killed_backups_temporary_files_go_when_no_backup_runs() {
+    let fx = Fixture::new();
+    let (src, _) = back_up_reusable_tree(&fx, "src");
+    let plant = |name: &str, age: Duration| {
+        let path = fx.repo.join("data").join(name);
+        write_file(&path, &random_bytes(5, 4096));
+        let f = fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(std::time::SystemTime::now() - age).unwrap();
+        path
+    };
+    let old = plant(".tmp-staged-00000000000000aa", Duration::from_secs(300));
+    let fresh = plant(".tmp-staged-00000000000000bb", Duration::ZERO);
+
+    // A running backup holds its lease: the five-minute-old file may be its own.
+    write_big(&src, Backend::Local);
+    let (bg, _) = start_and_hold_backup(&fx, &src, &[]);
+    let out = prune_id(&fx, &[], &[]);
+    assert_eq!(out.json()["incomplete_removed"], 0, "{out}");
+    assert!(old.exists() && fresh.exists());
+    bg.cont();
+    bg.finish().ok();
+
+    // None runs: the old one goes, the fresh one stays (another host's clock may differ).
+    let out = prune_id(&fx, &[], &[]);
+    out.ok();
+    assert_eq!(out.json()["incomplete_removed"], 1, "{out}");
+    assert!(!old.exists() && fresh.exists());
+}

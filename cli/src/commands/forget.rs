@@ -344,12 +344,20 @@ impl Report<'_> {
                 decisions.len()
             )?;
         } else {
-            crate::outln!(
-                "removed {} of {} snapshots, kept {kept}",
-                self.out.deleted,
-                decisions.len()
-            )?;
-            if removed > 0 && !self.args.prune {
+            let failed = self.out.errors.len();
+            if failed > 0 {
+                crate::outln!(
+                    "removed {} of the {removed} snapshots to remove ({failed} could not be deleted), kept {kept}",
+                    self.out.deleted,
+                )?;
+            } else {
+                crate::outln!(
+                    "removed {} of {} snapshots, kept {kept}",
+                    self.out.deleted,
+                    decisions.len()
+                )?;
+            }
+            if self.out.deleted > 0 && !self.args.prune {
                 crate::outln!("run `cairn prune` to free the space they used")?;
             }
         }

@@ -74,7 +74,7 @@ pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
     } else if !g.quiet {
         crate::outln!("created cairn repository {} at {loc}", id.short())?;
         crate::outln!(
-            "next: export a write key for backup hosts with `cairn key write-key -o FILE`"
+            "next: export a write key for backup hosts with `cairn key write-key -r {loc} -i IDENTITY -o FILE`"
         )?;
     }
     Ok(Code::Ok)

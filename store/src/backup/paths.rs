@@ -11,14 +11,17 @@ use std::path::{Component, Path, PathBuf};
 /// The absolute path `p` names, as a shell's `cd -P` would resolve it: symlinks and `..` in
 /// the directories above it resolved physically, so the snapshot records real directories, and
 /// the last component kept as given (a symlink named on the command line is saved as the
-/// link). A path ending in `.` or `..` names a directory and is resolved whole.
+/// link). A path ending in `/`, `.` or `..` names a directory and is resolved whole, so
+/// `link/` saves the directory a symlink points to, as `ls link/` lists it.
 fn resolve(p: &Path) -> std::io::Result<PathBuf> {
     let abs = std::path::absolute(p)?;
-    let ends_in_dots = matches!(
+    let bytes = p.as_os_str().as_bytes();
+    let names_a_directory = matches!(
         abs.components().next_back(),
         Some(Component::CurDir | Component::ParentDir)
-    ) || p.as_os_str().as_bytes().ends_with(b"/.");
-    if ends_in_dots {
+    ) || bytes.ends_with(b"/.")
+        || (bytes.len() > 1 && bytes.ends_with(b"/"));
+    if names_a_directory {
         return std::fs::canonicalize(&abs).or_else(|_| Ok(lexical(&abs)));
     }
     match (abs.parent(), abs.file_name()) {
@@ -26,6 +29,21 @@ fn resolve(p: &Path) -> std::io::Result<PathBuf> {
             .map(|real| real.join(name))
             .unwrap_or_else(|_| lexical(&abs))),
         _ => Ok(lexical(&abs)),
+    }
+}
+
+/// A symlink to a directory named on the command line is saved as the link, as restic and
+/// tar do; say so, since the directory itself (an `/etc/kubernetes` that is a link, say) is
+/// then not in the snapshot.
+fn warn_if_link_to_directory(given: &Path, real: &Path) {
+    let is_link = std::fs::symlink_metadata(real).is_ok_and(|m| m.file_type().is_symlink());
+    if is_link && std::fs::metadata(real).is_ok_and(|m| m.is_dir()) {
+        tracing::warn!(
+            "{} is a symlink to a directory: the snapshot holds the link, not the directory; \
+             write {}/ to back up the directory it points to",
+            given.display(),
+            given.display()
+        );
     }
 }
 
@@ -50,9 +68,9 @@ pub fn absolute_paths(paths: &[PathBuf]) -> Result<Vec<String>> {
     let mut out: Vec<String> = paths
         .iter()
         .map(|p| {
-            resolve(p)
-                .map(|p| p.display().to_string())
-                .map_err(Error::file("resolving", p.display()))
+            let real = resolve(p).map_err(Error::file("resolving", p.display()))?;
+            warn_if_link_to_directory(p, &real);
+            Ok(real.display().to_string())
         })
         .collect::<Result<_>>()?;
     out.sort();

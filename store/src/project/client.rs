@@ -145,7 +145,9 @@ impl Kube {
             };
             let fail = |why: String| Error::Transport {
                 method: method.to_string(),
+                server: self.server.trim_end_matches('/').to_string(),
                 path: path.to_string(),
+                attempts: attempt,
                 why,
             };
             let req = req.body(payload).map_err(|e| fail(e.to_string()))?;
@@ -172,9 +174,15 @@ impl Kube {
                     retry_after.unwrap_or(backoff)
                 }
                 Ok((status, _, body)) => return Ok(Answer { status, body }),
-                Err(e) if attempt >= ATTEMPTS => return Err(fail(e.to_string())),
+                Err(e) if attempt >= ATTEMPTS => return Err(fail(causes(&e))),
                 Err(e) => {
-                    tracing::info!("{method} {path}: {e}, retrying");
+                    tracing::info!(
+                        target: crate::backend::RETRY_LOG,
+                        "{method} {}{path}: {}; retrying in {:.1}s (attempt {attempt} of {ATTEMPTS})",
+                        self.server.trim_end_matches('/'),
+                        causes(&e),
+                        backoff.min(MAX_WAIT).as_secs_f64()
+                    );
                     backoff
                 }
             };
@@ -191,6 +199,22 @@ impl Kube {
         }
         a.json(path)
     }
+}
+
+/// `e` and its causes, outermost first (kube's own message says only "client error
+/// (Connect)"; the cause says "Connection refused").
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 /// The error for an unexpected answer.

@@ -28,10 +28,12 @@ pub enum Error {
     #[error("cannot connect to Kubernetes: {0}")]
     Config(String),
     /// The request did not get an answer (after retries).
-    #[error("{method} {path}: {why}")]
+    #[error("{method} {server}{path}: no answer after {attempts} attempts: {why}; is the API server reachable from here (the kubeconfig's server, a proxy, the network)?")]
     Transport {
         method: String,
+        server: String,
         path: String,
+        attempts: u32,
         why: String,
     },
     /// The server answered with an error status.

@@ -102,7 +102,7 @@ impl Outputs {
             SourceKind::Etcd | SourceKind::Cluster | SourceKind::StaticPods
         ) {
             return Err(RestoreError::Refused(format!(
-                "the cluster-backup layout needs an etcd, static-pods or cluster snapshot; this one is a {} snapshot",
+                "the cluster-backup layout needs an etcd, static-pods or cluster snapshot; this one is a {} snapshot (for `latest`, add --source cluster, or --source etcd, to take the newest of those)",
                 snap.source.name()
             ))
             .into());

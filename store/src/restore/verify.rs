@@ -95,10 +95,15 @@ pub fn etcd_digest<P: AsRef<[u8]> + Send + Sync + 'static>(
     Ok(checks)
 }
 
-/// Warn when the cluster being restored is not on the z-stream release the backup came from.
+/// Warn when the cluster being restored is not on the z-stream release the backup came from,
+/// or when the snapshot recorded no release to compare with.
 pub fn cluster_version(snap: &Snapshot, target_version: Option<&str>) -> Option<String> {
-    let recorded = snap.fact("cluster.version")?;
     let target = target_version?;
+    let Some(recorded) = snap.fact("cluster.version") else {
+        return Some(format!(
+            "the snapshot recorded no cluster version (not taken from a live OpenShift etcd, or --cluster-version was not given at backup), so it cannot be compared with {target}: make sure the backup comes from the same z-stream release"
+        ));
+    };
     let xyz = |v: &str| v.split(['-', '+']).next().unwrap_or(v).to_string();
     (xyz(recorded) != xyz(target)).then(|| {
         format!(

@@ -4,7 +4,8 @@
 
 use super::session;
 use crate::args::{BackupCommon, Global};
-use anyhow::{bail, Context, Result};
+use crate::exit::usage;
+use anyhow::{Context, Result};
 use cairn_format::snapshot::{SnapshotStats, SourceKind};
 use cairn_store::backup::{Produced, Saved};
 use cairn_store::host::command::CommandLine;
@@ -42,10 +43,16 @@ fn components(name: &str) -> Result<Vec<&str>> {
             .iter()
             .any(|c| *c == "." || *c == ".." || !cairn_format::tree::valid_name(c.as_bytes()))
     {
-        bail!("--filename {name:?} is not a usable path (no empty, `.` or `..` components)");
+        return Err(usage(
+            format!("--filename {name:?} is not a usable path"),
+            "name the file as it should be restored, without empty, `.` or `..` components: --filename /etcd/db-dump.sql",
+        ));
     }
     if comps[0] == ".cairn" {
-        bail!("--filename {name:?}: /.cairn is reserved for cairn's own records");
+        return Err(usage(
+            format!("--filename {name:?}: /.cairn is reserved for cairn's own records"),
+            "choose another directory",
+        ));
     }
     Ok(comps)
 }
