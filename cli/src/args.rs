@@ -13,6 +13,7 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(
     name = "cairn",
+    after_help = crate::examples::TOP,
     version,
     propagate_version = true,
     max_term_width = 100
@@ -130,17 +131,22 @@ impl S3Args {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a new repository.
+    #[command(after_help = crate::examples::INIT)]
     Init(InitArgs),
     /// Manage keys: generate identities, export write keys, add, list and remove key objects.
     #[command(subcommand)]
     Key(KeyCommand),
     /// Back up files, etcd, static pod resources, a cluster, projects, a host or a command's output.
+    #[command(after_help = crate::examples::BACKUP)]
     Backup(Box<BackupArgs>),
     /// List snapshots.
+    #[command(after_help = crate::examples::SNAPSHOTS)]
     Snapshots(SnapshotsArgs),
     /// List the files in a snapshot.
+    #[command(after_help = crate::examples::LS)]
     Ls(LsArgs),
     /// Write one file of a snapshot to stdout.
+    #[command(after_help = crate::examples::CAT)]
     Cat(CatArgs),
     /// Restore a snapshot into a directory, verifying every byte.
     Restore(RestoreArgs),
@@ -149,17 +155,20 @@ pub enum Command {
     /// Remove snapshots by a retention policy (and optionally prune).
     Forget(Box<crate::commands::forget::ForgetArgs>),
     /// Delete data no snapshot references, safely while backups run.
+    #[command(after_help = crate::examples::PRUNE)]
     Prune(crate::commands::prune::PruneArgs),
     /// Verify the repository: structure, object names, and optionally the data.
+    #[command(after_help = crate::examples::CHECK)]
     Check(crate::commands::check::CheckArgs),
     /// Rebuild the index or rewrite damaged snapshots.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = crate::examples::REPAIR)]
     Repair(crate::commands::repair::RepairCommand),
     /// Copy snapshots to another repository created with `init --like`, as ciphertext.
+    #[command(after_help = crate::examples::COPY)]
     Copy(crate::commands::copy::CopyArgs),
     /// Show or change what write keys may do: append-only (the default), or also apply
     /// retention (forget, prune, repair) on the backup hosts.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = crate::examples::POLICY)]
     Policy(PolicyCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
@@ -282,6 +291,7 @@ pub enum KeyCommand {
     /// the identity or passphrase). It holds the same secrets: whoever opens it reads
     /// everything, including what was written before.
     #[command(group(clap::ArgGroup::new("to").required(true).args(["recipients", "recipients_files", "new_passphrase_file"])))]
+    #[command(after_help = crate::examples::KEY_ADD)]
     Add {
         /// An X25519 age recipient (age1…) whose identity will open the new key object.
         /// Repeatable.
@@ -308,6 +318,7 @@ pub enum KeyCommand {
         label: Option<String>,
     },
     /// Export the repository's write key (needs the identity or passphrase).
+    #[command(after_help = crate::examples::WRITE_KEY)]
     WriteKey {
         /// Where to write the write key (mode 0600; must not exist), or `-` for stdout.
         #[arg(short, long)]
@@ -450,13 +461,17 @@ pub struct WalkArgs {
 #[derive(Subcommand, Debug)]
 pub enum BackupSource {
     /// Back up etcd: a live snapshot from one healthy member, or a snapshot file.
+    #[command(after_help = crate::examples::BACKUP_ETCD)]
     Etcd(EtcdArgs),
     /// Back up the latest revision of each static pod's resources.
+    #[command(after_help = crate::examples::BACKUP_STATIC_PODS)]
     StaticPods(StaticPodsArgs),
     /// Back up etcd and the static pod resources together, in one snapshot.
+    #[command(after_help = crate::examples::BACKUP_CLUSTER)]
     Cluster(ClusterArgs),
     /// Export every object of projects (namespaces) from the Kubernetes API, normalised for
     /// re-creation, one YAML document per object.
+    #[command(after_help = crate::examples::BACKUP_PROJECT)]
     Project(ProjectArgs),
     /// Back up a host's configuration by node role (presets) with its inventory: packages,
     /// OS release, kernel, hostname, MachineConfig.

@@ -7,6 +7,7 @@ mod alloc;
 mod args;
 mod commands;
 mod credentials;
+mod examples;
 mod exit;
 mod hints;
 mod output;
