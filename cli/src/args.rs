@@ -268,6 +268,7 @@ pub struct InitArgs {
 #[derive(Subcommand, Debug)]
 pub enum KeyCommand {
     /// Write a new age identity (mode 0600) and print its recipient on stdout.
+    #[command(after_help = crate::examples::KEY_GENERATE)]
     Generate {
         /// Where to write the identity (must not exist; missing directories are created with
         /// mode 0700), or `-` for stdout (the recipient then goes to stderr).

@@ -20,6 +20,12 @@ Examples:
   cairn init -r s3://backups/cluster1 --recipient age1… --object-lock-days 30
   cairn init -r s3://offsite/cluster1 --like /mnt/backup/cluster1 -k write.key   # for copy";
 
+/// `cairn key generate`.
+pub const KEY_GENERATE: &str = "\
+Examples:
+  cairn key generate -o ~/.config/cairn/identity.txt   # prints the recipient age1…
+  cairn key generate -o - > identity.txt                # the recipient goes to stderr";
+
 /// `cairn key write-key`.
 pub const WRITE_KEY: &str = "\
 Examples:
@@ -126,9 +132,10 @@ Examples:
 mod tests {
     use clap::Parser;
 
-    const ALL: [&str; 17] = [
+    const ALL: [&str; 18] = [
         super::TOP,
         super::INIT,
+        super::KEY_GENERATE,
         super::WRITE_KEY,
         super::KEY_ADD,
         super::BACKUP,
