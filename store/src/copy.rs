@@ -48,6 +48,8 @@ pub struct CopyReport {
     pub packs_adopted: u64,
     /// Blobs the destination already had.
     pub blobs_present: u64,
+    /// Snapshots not copied because something they need is damaged at the source, with why.
+    pub snapshots_failed: Vec<(Id, String)>,
 }
 
 /// Refuse to copy between repositories that do not share keys.
@@ -99,6 +101,44 @@ pub fn copy(
     if todo.is_empty() {
         return Ok(report);
     }
+    match copy_set(src, dst, &todo, progress, &mut report) {
+        // One damaged object must not keep every other snapshot from its copy: each is tried
+        // alone (what was sent already is adopted), and those that need it are named.
+        Err(e) if is_source_damage(&e) && todo.len() > 1 => {
+            tracing::warn!(
+                "{e}; copying the snapshots one at a time, to copy those that do not need it"
+            );
+            for snap in &todo {
+                match copy_set(src, dst, std::slice::from_ref(snap), progress, &mut report) {
+                    Ok(()) => {}
+                    Err(e) if is_source_damage(&e) => {
+                        report.snapshots_failed.push((snap.0, e.to_string()))
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(report)
+        }
+        done => done.map(|()| report),
+    }
+}
+
+/// An object of the source that does not hold what its name says, or cannot be decoded.
+fn is_source_damage(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::NameMismatch { .. } | Error::Damaged { .. } | Error::BlobMissing(_)
+    )
+}
+
+/// Copy `todo` (snapshots the destination lacks) in one go, adding to `report`.
+fn copy_set(
+    src: &Arc<Repository>,
+    dst: &Arc<Repository>,
+    todo: &[(Id, Snapshot)],
+    progress: &(dyn Fn(u64) + Sync),
+    report: &mut CopyReport,
+) -> Result<()> {
     let roots: Vec<Id> = todo.iter().map(|(_, s)| s.tree).collect();
     let (lease, dst_index) = Lease::begin_write(dst)?;
     let Selection {
@@ -107,7 +147,7 @@ pub fn copy(
         packs,
         present,
     } = select(src, &roots, &dst_index)?;
-    report.blobs_present = present;
+    report.blobs_present += present;
     if let Some(n) = packs
         .iter()
         .find(|n| lease.condemned().contains(&src_index.pack(**n).id))
@@ -127,7 +167,7 @@ pub fn copy(
             .get(&info.id)
             .is_some_and(|(_, size)| *size == info.size)
     });
-    report.packs_adopted = adopt.len() as u64;
+    report.packs_adopted += adopt.len() as u64;
     // Writes are creates that keep what a name already holds: a damaged leftover must go
     // first, which needs credentials that may delete.
     for n in &send {
@@ -144,18 +184,18 @@ pub fn copy(
         }
     }
     let sent = send_packs(src, dst, &src_index, &send, progress)?;
-    report.packs_copied = send.len() as u64;
-    report.bytes_copied = sent;
+    report.packs_copied += send.len() as u64;
+    report.bytes_copied += sent;
     write_index(dst, &src_index, spilled.as_ref(), &packs)?;
     lease.ensure_fresh()?;
-    for (id, _) in &todo {
+    for (id, _) in todo {
         let path = format!("snapshots/{id}");
         let bytes = src.backend().get(&path)?;
         verify_name(&path, id, &bytes)?;
         dst.backend().put(&path, &bytes)?;
         report.snapshots_copied.push(*id);
     }
-    Ok(report)
+    Ok(())
 }
 
 /// What a copy sends: the packs holding the blobs it needs that the destination lacks.

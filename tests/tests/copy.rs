@@ -321,30 +321,38 @@ fn copy_of_named_snapshots_copies_only_those() {
     assert_eq!(snapshot_ids(&dst).len(), 2);
 }
 
-/// A data pack of the source damaged on disk: copy fails, names the pack, and writes no
-/// snapshot (nor index) at the destination; once the pack is repaired, copy completes and
-/// everything restores.
+/// A data pack of the source damaged on disk: copy names the pack and writes no snapshot that
+/// needs it (exit 3); once the pack is repaired, copy completes and everything restores.
 #[test]
-fn copy_of_a_damaged_pack_names_it_and_writes_no_snapshot() {
+fn copy_of_a_damaged_pack_names_it_and_writes_no_snapshot_that_needs_it() {
     let fx = Fixture::new();
-    let versions = TREE.back_up(&fx, 0, 2);
-    let data = fx.object_names("data");
-    let victim = data[0].clone();
+    let mut versions = TREE.back_up(&fx, 0, 1);
+    // A pack the first backup wrote holds data of the first snapshot.
+    let victim = fx.object_names("data")[0].clone();
+    versions.extend(TREE.back_up(&fx, 1, 1));
     let original = fx.store.read(&victim).unwrap();
     fx.store.flip_byte(&victim);
     let dst = fx.fresh_store("dst");
     init_like(&fx, &dst, false).ok();
     let out = copy(&fx, &dst, false, &[]);
     let pack_id = victim.rsplit('/').next().unwrap();
-    out.failed().stderr_has(&[&pack_id[..16]]);
+    out.code_is(3)
+        .stderr_has(&[&pack_id[..16], &versions[0].0[..8]]);
     assert!(
-        snapshot_ids(&dst).is_empty(),
-        "a failed copy wrote snapshots"
+        !snapshot_ids(&dst).contains(&versions[0].0),
+        "a snapshot that needs the damaged pack was copied"
     );
-    assert!(
-        dst.names("index").is_empty(),
-        "a failed copy wrote an index"
-    );
+    for (snap, src) in &versions {
+        if snapshot_ids(&dst).contains(snap) {
+            assert_restores(
+                &fx,
+                &dst.location(),
+                snap,
+                src,
+                "copied beside a damaged pack",
+            );
+        }
+    }
     assert!(!dst.exists(&victim), "the damaged pack was copied");
     assert!(
         unreleased_leases(&dst).is_empty(),
@@ -371,6 +379,52 @@ fn copy_of_a_damaged_pack_names_it_and_writes_no_snapshot() {
             snap,
             src,
             "after repairing the source",
+        );
+    }
+}
+
+/// One damaged data pack keeps only the snapshots that need it from the copy: the others are
+/// copied and restore, the ones left out are named, and the exit code is 3 (partial).
+#[test]
+fn copy_with_a_damaged_pack_copies_the_snapshots_that_do_not_need_it() {
+    let fx = Fixture::new();
+    let mut snaps = Vec::new();
+    for i in 0..3u64 {
+        let d = fx.path(&format!("t{i}"));
+        write_file(&d.join("data.bin"), &random_bytes(300 + i, 400_000));
+        let before = packs(&fx.store);
+        let id = Fixture::snap_id(&fx.backup(&[&d]));
+        let own: Vec<String> = packs(&fx.store)
+            .into_keys()
+            .filter(|n| !before.contains_key(n) && n.starts_with("data/"))
+            .collect();
+        snaps.push((id, d, own));
+    }
+    assert_eq!(snaps[1].2.len(), 1, "{:?}", snaps[1].2);
+    fx.store.flip_byte(&snaps[1].2[0]);
+    let dst = fx.fresh_store("dst");
+    init_like(&fx, &dst, false).ok();
+    let out = copy(&fx, &dst, false, &[]);
+    out.code_is(3)
+        .stderr_has(&[&snaps[1].0[..8], "was not copied"]);
+    let r = out.json();
+    assert_eq!(
+        strs(&r, "snapshots_copied"),
+        BTreeSet::from([snaps[0].0.clone(), snaps[2].0.clone()])
+    );
+    assert_eq!(r["snapshots_failed"][0]["snapshot"], snaps[1].0.as_str());
+    assert_eq!(
+        snapshot_ids(&dst),
+        BTreeSet::from([snaps[0].0.clone(), snaps[2].0.clone()])
+    );
+    assert!(!dst.exists(&snaps[1].2[0]), "the damaged pack was copied");
+    for i in [0, 2] {
+        assert_restores(
+            &fx,
+            &dst.location(),
+            &snaps[i].0,
+            &snaps[i].1,
+            "partial copy",
         );
     }
 }

@@ -86,6 +86,7 @@ pub fn transfer_open(
             "bytes_copied": report.bytes_copied,
             "blobs_present": report.blobs_present,
             "snapshots_unreadable": unreadable.iter().map(|(p, e)| serde_json::json!({"object": p, "error": e})).collect::<Vec<_>>(),
+            "snapshots_failed": report.snapshots_failed.iter().map(|(id, e)| serde_json::json!({"snapshot": id.to_hex(), "error": e})).collect::<Vec<_>>(),
         }))?;
     } else if !g.quiet {
         for id in &report.snapshots_copied {
@@ -101,8 +102,14 @@ pub fn transfer_open(
             report.packs_adopted,
         )?;
     }
-    if unreadable.is_empty() {
+    if unreadable.is_empty() && report.snapshots_failed.is_empty() {
         return Ok((Code::Ok, report));
+    }
+    for (id, e) in &report.snapshots_failed {
+        eprintln!(
+            "cairn: warning: snapshot {} was not copied: {e}",
+            id.short()
+        );
     }
     for (path, e) in &unreadable {
         eprintln!("cairn: warning: snapshot object {path} at {from} was not copied: {e}");
