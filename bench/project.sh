@@ -54,7 +54,7 @@ measure cairn1 "$CAIRN" backup project bench
 b1=$(( $(du -sb "$W/repo" | cut -f1) - b0 ))
 measure cairn2 "$CAIRN" backup project bench
 b2=$(( $(du -sb "$W/repo" | cut -f1) - b0 ))
-objects=$(grep -o 'saved: [0-9]* files' "$W/cairn1.log" | grep -o '[0-9]*')
+objects=$(grep -o 'saved: [0-9]* files\?' "$W/cairn1.log" | grep -o '[0-9]*')
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "-"; else printf "%.2f", a / b }'; }
 echo "Project export, $N objects served ($objects stored by cairn), test API server on 127.0.0.1"

@@ -92,6 +92,14 @@ pub fn to_progress(bar: &ProgressBar) -> cairn_store::progress::Progress {
     cairn_store::progress::Progress::new(Bar(bar.clone()))
 }
 
+/// `n` and `noun`, plural unless `n` is 1: `count(1, "file")` is "1 file".
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    match n.into() {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
+}
+
 /// Human-readable byte count.
 pub fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()

@@ -13,7 +13,7 @@
 //! Problems name the object, the cause, what to do, and the snapshots and files affected.
 
 use crate::backend::Backend;
-use crate::copy::stored_packs;
+use crate::copy::stored_packs_and_foreign;
 use crate::index::{Index, Location, PackInfo};
 use crate::lease;
 use crate::loader::Loader;
@@ -405,7 +405,14 @@ fn check_structure_above(
         .iter()
         .flat_map(|(_, m)| m.packs.iter().map(|p| p.id))
         .collect();
-    let stored = stored_packs(repo)?;
+    let (stored, foreign) = stored_packs_and_foreign(repo)?;
+    for path in foreign {
+        report.problems.push(Problem::new(
+            path,
+            "name is not a pack id: cairn never writes it (planted, or left by another tool)",
+            HINT_DELETE,
+        ));
+    }
     let mut bad_packs = HashMap::new();
     for info in &packs {
         let path = Repository::pack_path(info.kind, &info.id);

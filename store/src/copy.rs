@@ -68,17 +68,30 @@ pub fn check_compatible(src: &Repository, dst: &Repository) -> Result<()> {
     }
 }
 
+/// Stored packs: id → (kind, size).
+pub type StoredPacks = HashMap<Id, (PackKind, u64)>;
+
 /// The packs stored in a repository (listing `data/` and `tree/`): id → (kind, size).
-pub fn stored_packs(repo: &Repository) -> Result<HashMap<Id, (PackKind, u64)>> {
+pub fn stored_packs(repo: &Repository) -> Result<StoredPacks> {
+    Ok(stored_packs_and_foreign(repo)?.0)
+}
+
+/// [`stored_packs`], and the objects in `data/` and `tree/` whose names are no pack id (never
+/// written by cairn: planted, or left by another tool).
+pub fn stored_packs_and_foreign(repo: &Repository) -> Result<(StoredPacks, Vec<String>)> {
     let mut out = HashMap::new();
+    let mut foreign = Vec::new();
     for kind in [PackKind::Data, PackKind::Tree] {
         for obj in repo.backend().list(kind.dir())? {
-            if let Some(id) = obj.path.rsplit('/').next().and_then(|n| n.parse().ok()) {
-                out.insert(id, (kind, obj.size));
+            match obj.path.rsplit('/').next().and_then(|n| n.parse().ok()) {
+                Some(id) => {
+                    out.insert(id, (kind, obj.size));
+                }
+                None => foreign.push(obj.path),
             }
         }
     }
-    Ok(out)
+    Ok((out, foreign))
 }
 
 /// Copy `snaps` from `src` to `dst`. `progress` gets the bytes of each pack sent.

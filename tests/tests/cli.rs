@@ -448,3 +448,21 @@ fn sockets_are_recorded_and_reported_as_skipped_on_restore() {
         "{out}"
     );
 }
+
+#[test]
+fn init_refuses_a_directory_that_holds_other_files() {
+    let fx = Fixture::new();
+    let dir = fx.path("not-empty");
+    write_file(&dir.join("notes.txt"), b"someone else's");
+    let out = cairn(&["-r", s(&dir), "init", "--recipient", &fx.recipient], &[]);
+    out.code_is(2).stderr_has(&["not empty", "notes.txt"]);
+    assert!(!dir.join("config").exists());
+    // A new directory, an empty one and one with only lost+found are fine.
+    let empty = fx.path("empty");
+    fs::create_dir_all(empty.join("lost+found")).unwrap();
+    cairn(
+        &["-r", s(&empty), "init", "--recipient", &fx.recipient],
+        &[],
+    )
+    .ok();
+}

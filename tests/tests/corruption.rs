@@ -292,3 +292,26 @@ fn damaged_newest_snapshot_makes_latest_refuse_instead_of_taking_an_older_one() 
     t.fx.restore("latest", &target, &[]).ok();
     assert_trees_equal(&t.src_a, &Fixture::restored(&target, &t.src_a));
 }
+
+#[test]
+fn a_foreign_object_among_the_packs_is_reported_by_the_structure_check() {
+    let t = two();
+    t.fx.store.write("data/0e/README", b"planted");
+    let out = t.fx.wk(&["--json", "check"]);
+    out.code_is(4);
+    let problems = out.json()["problems"].clone();
+    let planted: Vec<_> = problems
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["object"] == "data/0e/README")
+        .collect();
+    assert_eq!(planted.len(), 1, "{problems:#}");
+    assert!(planted[0]["cause"]
+        .as_str()
+        .unwrap()
+        .contains("not a pack id"));
+    // Nothing else is affected.
+    t.fx.store.delete("data/0e/README");
+    t.fx.wk(&["check"]).ok();
+}

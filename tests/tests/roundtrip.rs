@@ -320,7 +320,7 @@ fn ls_cat_and_snapshots_show_what_was_saved(backend: Backend) {
     let out = fx.wk(&["snapshots"]);
     out.ok();
     assert!(out.stdout.contains(&snap[..8]), "{out}");
-    assert!(out.stdout.contains("1 snapshots"), "{out}");
+    assert!(out.stdout.contains("1 snapshot\n"), "{out}");
     // Filters.
     let out = fx.wk(&["--json", "snapshots", "--host", "other"]);
     out.ok();

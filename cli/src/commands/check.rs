@@ -124,10 +124,10 @@ fn print(g: &Global, r: &CheckReport, a: &CheckArgs) -> Result<()> {
         )?;
     } else {
         crate::outln!(
-            "structure: {} snapshots, {} packs, {} blobs",
-            r.snapshots,
-            r.packs,
-            r.blobs
+            "structure: {}, {}, {}",
+            output::count(r.snapshots, "snapshot"),
+            output::count(r.packs, "pack"),
+            output::count(r.blobs, "blob")
         )?;
         if r.packs_read > 0 {
             crate::outln!(
@@ -146,9 +146,9 @@ fn print(g: &Global, r: &CheckReport, a: &CheckArgs) -> Result<()> {
         if !p.snapshots.is_empty() {
             let ids: Vec<String> = p.snapshots.iter().map(|s| s.short()).collect();
             crate::outln!(
-                "  affects snapshots {} ({} files)",
+                "  affects snapshots {} ({})",
                 ids.join(" "),
-                p.files_affected
+                output::count(p.files_affected, "file")
             )?;
         }
         for f in &p.files {

@@ -93,13 +93,13 @@ pub fn transfer_open(
             crate::outln!("copied snapshot {}", id.short())?;
         }
         crate::outln!(
-            "{} snapshots copied, {} already at {}; {} packs sent ({}), {} packs from an interrupted copy reused",
-            report.snapshots_copied.len(),
+            "{} copied, {} already at {}; {} sent ({}), {} from an interrupted copy reused",
+            output::count(report.snapshots_copied.len() as u64, "snapshot"),
             report.snapshots_present.len(),
             a.to,
-            report.packs_copied,
+            output::count(report.packs_copied, "pack"),
             output::bytes(report.bytes_copied),
-            report.packs_adopted,
+            output::count(report.packs_adopted, "pack"),
         )?;
     }
     if unreadable.is_empty() && report.snapshots_failed.is_empty() {

@@ -298,9 +298,9 @@ impl Report<'_> {
         for members in self.groups() {
             let (_, first) = members[0];
             crate::outln!(
-                "group: {} ({} snapshots)",
+                "group: {} ({})",
                 describe_group(self.args.group_by, first),
-                members.len()
+                output::count(members.len() as u64, "snapshot")
             )?;
             for (d, s) in members {
                 let reasons = if d.reasons.is_empty() {

@@ -1,7 +1,7 @@
 //! `cairn init`.
 
 use crate::args::{Global, InitArgs};
-use crate::exit::Code;
+use crate::exit::{usage, Code};
 use crate::{credentials, output};
 use anyhow::{Context, Result};
 use cairn_format::chunker::ChunkerParams;
@@ -9,6 +9,7 @@ use cairn_store::{InitOptions, Repository};
 
 pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
     let loc = credentials::location(g)?;
+    refuse_foreign_directory(loc)?;
     if let Some(like) = &a.like {
         return init_like(g, loc, like, a.allow_host_retention);
     }
@@ -103,4 +104,33 @@ fn init_like(g: &Global, loc: &str, like: &str, host_retention: bool) -> Result<
         crate::outln!("next: `cairn copy --from {like} --to {loc}`")?;
     }
     Ok(Code::Ok)
+}
+
+/// A local directory that holds files but no repository is someone else's (`-r /etc`, a
+/// mistyped path): a repository is made in a new or empty directory (a file system's
+/// `lost+found` aside). A repository there is refused later, by name.
+fn refuse_foreign_directory(loc: &str) -> Result<()> {
+    if loc.contains("://") {
+        return Ok(());
+    }
+    let dir = std::path::Path::new(loc);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lost+found")
+        .collect();
+    if names.is_empty() || names.iter().any(|n| n == "config") {
+        return Ok(());
+    }
+    Err(usage(
+        format!(
+            "{loc} is not empty ({} entries, such as {:?}) and holds no cairn repository",
+            names.len(),
+            names[0]
+        ),
+        "name a new or empty directory for the repository",
+    ))
 }

@@ -77,7 +77,7 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> Result<Code> {
                 crate::outln!("          {line}")?;
             }
         }
-        crate::outln!("{} snapshots", shown.len())?;
+        crate::outln!("{}", output::count(shown.len() as u64, "snapshot"))?;
     }
     for (id, s) in shown.iter().filter(|(_, s)| snapshots::is_future(s, now)) {
         eprintln!(

@@ -96,13 +96,13 @@ pub fn report(saved: &Saved, g: &Global) -> Result<Code> {
             }))?;
         } else if !g.quiet {
             crate::outln!(
-                "snapshot {} saved: {} files, {} dirs, {} ({} files read, {} new blobs, {} stored) in {:.1}s",
+                "snapshot {} saved: {}, {}, {} ({} read, {}, {} stored) in {:.1}s",
                 id.short(),
-                stats.files,
-                stats.dirs,
+                output::count(stats.files, "file"),
+                output::count(stats.dirs, "dir"),
                 output::bytes(stats.bytes),
-                stats.files_read,
-                stats.blobs_added,
+                output::count(stats.files_read, "file"),
+                output::count(stats.blobs_added, "new blob"),
                 output::bytes(stats.stored_added),
                 stats.duration_ms as f64 / 1000.0
             )?;
