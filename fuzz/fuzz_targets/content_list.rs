@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
     );
     if let Ok(list) = ContentList::decode(data) {
         assert_eq!(list.ops.iter().map(Op::count).sum::<u64>(), list.len);
-        assert_eq!(ContentList::decode(&list.encode()).expect("re-encoded list"), list);
+        assert_eq!(
+            ContentList::decode(&list.encode()).expect("re-encoded list"),
+            list
+        );
         let base = [Id([1; 32]); 64];
         for b in [None, Some(&base[..])] {
             if let Ok(ids) = list.resolve(b) {

@@ -6,7 +6,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(l) = LeaseRecord::decode(data) {
-        assert_eq!(LeaseRecord::decode(&l.encode()).expect("re-encoded lease"), l);
+        assert_eq!(
+            LeaseRecord::decode(&l.encode()).expect("re-encoded lease"),
+            l
+        );
     }
     if let Ok(g) = GcRecord::decode(data) {
         assert_eq!(GcRecord::decode(&g.encode()).expect("re-encoded gc"), g);

@@ -277,7 +277,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ),
         (
             "tree",
-            vec![tree_bytes, Tree::default().encode(), listed_tree(1), listed_tree(3)],
+            vec![
+                tree_bytes,
+                Tree::default().encode(),
+                listed_tree(1),
+                listed_tree(3),
+            ],
         ),
         ("content_list", content_lists()),
         ("snapshot", vec![snapshot.encode()]),
@@ -285,7 +290,115 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("payload", envelopes.clone()),
         ("envelope", envelopes),
         ("chunker", chunker),
+        ("gc", gc_records(&index)),
+        ("bbolt", bbolt_databases()),
     ]
+}
+
+/// Lease and gc-marker records (the `gc` target decodes both).
+fn gc_records(index: &IndexRecord) -> Vec<Vec<u8>> {
+    use cairn_format::gc::{GcRecord, LeaseKind, LeaseRecord};
+    let lease = |kind, seen| LeaseRecord {
+        kind,
+        host: "master-0".into(),
+        pid: 4242,
+        started_unix: 1_780_000_000,
+        renewed_unix: 1_780_000_060,
+        seen_markers: seen,
+    };
+    vec![
+        lease(LeaseKind::Writer, None).encode(),
+        lease(LeaseKind::Prune, Some(vec![Id([7; 32])])).encode(),
+        GcRecord {
+            created_unix: 1_780_000_100,
+            packs: index.packs.clone(),
+        }
+        .encode(),
+    ]
+}
+
+/// Small bbolt databases shaped like etcd's (512-byte pages): the two meta pages with their
+/// FNV-1a checksums, a root leaf with the `key` bucket (and an inline `cluster` bucket), the
+/// `key` bucket's leaf of two revisions, and a freelist, each with and without the options.
+fn bbolt_databases() -> Vec<Vec<u8>> {
+    const PS: usize = 512;
+    fn page(id: u64, flags: u16, count: u16, body: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; PS];
+        p[..8].copy_from_slice(&id.to_le_bytes());
+        p[8..10].copy_from_slice(&flags.to_le_bytes());
+        p[10..12].copy_from_slice(&count.to_le_bytes());
+        p[16..16 + body.len()].copy_from_slice(body);
+        p
+    }
+    fn leaf(entries: &[(&[u8], u32, Vec<u8>)]) -> Vec<u8> {
+        let n = entries.len();
+        let (mut elements, mut data) = (Vec::new(), Vec::new());
+        for (i, (k, flags, v)) in entries.iter().enumerate() {
+            let pos = (n * 16 + data.len() - i * 16) as u32;
+            for x in [*flags, pos, k.len() as u32, v.len() as u32] {
+                elements.extend_from_slice(&x.to_le_bytes());
+            }
+            data.extend_from_slice(k);
+            data.extend_from_slice(v);
+        }
+        elements.extend_from_slice(&data);
+        elements
+    }
+    let revision = |main: u64| {
+        let mut k = main.to_be_bytes().to_vec();
+        k.push(b'_');
+        k.extend_from_slice(&0u64.to_be_bytes());
+        k
+    };
+    let mut out = Vec::new();
+    for freelist in [false, true] {
+        for inline in [false, true] {
+            let (r1, r2) = (revision(1), revision(2));
+            let mut pages = vec![Vec::new(), Vec::new()];
+            pages.push(page(
+                2,
+                0x02,
+                2,
+                &leaf(&[(&r1, 0, b"a".to_vec()), (&r2, 0, b"bb".to_vec())]),
+            ));
+            let mut entries: Vec<(&[u8], u32, Vec<u8>)> = Vec::new();
+            if inline {
+                let inner = leaf(&[(b"clusterVersion", 0, b"3.5.0".to_vec())]);
+                let mut value = vec![0u8; 16];
+                value.extend_from_slice(&page(0, 0x02, 1, &[])[..16]);
+                value.extend_from_slice(&inner);
+                entries.push((b"cluster", 1, value));
+            }
+            let mut key_bucket = 2u64.to_le_bytes().to_vec();
+            key_bucket.extend_from_slice(&0u64.to_le_bytes());
+            entries.push((b"key", 1, key_bucket));
+            pages.push(page(3, 0x02, entries.len() as u16, &leaf(&entries)));
+            let mut freelist_page = u64::MAX;
+            if freelist {
+                pages.push(page(4, 0x02, 0, &[]));
+                pages.push(page(5, 0x10, 1, &4u64.to_le_bytes()));
+                freelist_page = 5;
+            }
+            let high = pages.len() as u64;
+            for (i, txid) in [(0usize, 10u64), (1, 9)] {
+                let mut m = Vec::new();
+                for x in [0xED0C_DAEDu32, 2, PS as u32, 0] {
+                    m.extend_from_slice(&x.to_le_bytes());
+                }
+                for x in [3u64, 0, freelist_page, high, txid] {
+                    m.extend_from_slice(&x.to_le_bytes());
+                }
+                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+                for b in &m {
+                    h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+                }
+                m.extend_from_slice(&h.to_le_bytes());
+                pages[i] = page(i as u64, 0x04, 0, &m);
+            }
+            out.push(pages.concat());
+        }
+    }
+    out
 }
 
 fn trailer_start(pack: &[u8]) -> usize {
@@ -311,4 +424,21 @@ fn content_lists() -> Vec<Vec<u8>> {
         ContentList::full(&old).encode(),
         ContentList::delta(&new, (cairn_format::Id([7; 32]), &old)).encode(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bbolt_seeds_are_databases_the_inspector_accepts() {
+        for db in super::bbolt_databases() {
+            cairn_format::bbolt::inspect_bytes(&db).expect("a seed database");
+        }
+    }
+
+    #[test]
+    fn every_target_has_seeds() {
+        for (target, inputs) in super::seeds() {
+            assert!(!inputs.is_empty(), "{target}");
+        }
+    }
 }
