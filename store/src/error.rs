@@ -385,3 +385,19 @@ fn damaged_keys(damaged: &[String]) -> String {
         )
     }
 }
+
+/// `e` and its sources on one line, outermost first; a source whose text the line already
+/// holds is left out (clients often repeat their cause in their own message).
+pub(crate) fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}

@@ -16,7 +16,7 @@ use cairn_format::gc::{LeaseKind, LeaseRecord};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const MB: usize = 1 << 20;
@@ -271,22 +271,27 @@ fn copy_to_a_repository_not_made_like_the_source_is_refused() {
 }
 
 /// Copying named snapshots copies only those (and only the packs they need).
+/// Three snapshots of unrelated trees (no shared data): id, source, the packs each wrote.
+fn unrelated_snapshots(fx: &Fixture, seed: u64) -> Vec<(String, PathBuf, BTreeSet<String>)> {
+    (0..3u64)
+        .map(|i| {
+            let d = fx.path(&format!("t{i}"));
+            write_file(&d.join("data.bin"), &random_bytes(seed + i, 400_000));
+            let before = packs(&fx.store);
+            let id = Fixture::snap_id(&fx.backup(&[&d]));
+            let own = packs(&fx.store)
+                .into_keys()
+                .filter(|n| !before.contains_key(n))
+                .collect();
+            (id, d, own)
+        })
+        .collect()
+}
+
 #[test]
 fn copy_of_named_snapshots_copies_only_those() {
     let fx = Fixture::new();
-    // Three unrelated trees: no shared data.
-    let mut snaps = Vec::new();
-    for i in 0..3u64 {
-        let d = fx.path(&format!("t{i}"));
-        write_file(&d.join("data.bin"), &random_bytes(100 + i, 400_000));
-        let before = packs(&fx.store);
-        let id = Fixture::snap_id(&fx.backup(&[&d]));
-        let own: BTreeSet<String> = packs(&fx.store)
-            .into_keys()
-            .filter(|n| !before.contains_key(n))
-            .collect();
-        snaps.push((id, d, own));
-    }
+    let snaps = unrelated_snapshots(&fx, 100);
     let dst = fx.fresh_store("dst");
     init_like(&fx, &dst, false).ok();
     let prefix = &snaps[1].0[..12];
@@ -388,20 +393,15 @@ fn copy_of_a_damaged_pack_names_it_and_writes_no_snapshot_that_needs_it() {
 #[test]
 fn copy_with_a_damaged_pack_copies_the_snapshots_that_do_not_need_it() {
     let fx = Fixture::new();
-    let mut snaps = Vec::new();
-    for i in 0..3u64 {
-        let d = fx.path(&format!("t{i}"));
-        write_file(&d.join("data.bin"), &random_bytes(300 + i, 400_000));
-        let before = packs(&fx.store);
-        let id = Fixture::snap_id(&fx.backup(&[&d]));
-        let own: Vec<String> = packs(&fx.store)
-            .into_keys()
-            .filter(|n| !before.contains_key(n) && n.starts_with("data/"))
-            .collect();
-        snaps.push((id, d, own));
-    }
-    assert_eq!(snaps[1].2.len(), 1, "{:?}", snaps[1].2);
-    fx.store.flip_byte(&snaps[1].2[0]);
+    let snaps = unrelated_snapshots(&fx, 300);
+    let victim: Vec<&String> = snaps[1]
+        .2
+        .iter()
+        .filter(|n| n.starts_with("data/"))
+        .collect();
+    assert_eq!(victim.len(), 1, "{:?}", snaps[1].2);
+    let victim = victim[0].clone();
+    fx.store.flip_byte(&victim);
     let dst = fx.fresh_store("dst");
     init_like(&fx, &dst, false).ok();
     let out = copy(&fx, &dst, false, &[]);
@@ -417,7 +417,7 @@ fn copy_with_a_damaged_pack_copies_the_snapshots_that_do_not_need_it() {
         snapshot_ids(&dst),
         BTreeSet::from([snaps[0].0.clone(), snaps[2].0.clone()])
     );
-    assert!(!dst.exists(&snaps[1].2[0]), "the damaged pack was copied");
+    assert!(!dst.exists(&victim), "the damaged pack was copied");
     for i in [0, 2] {
         assert_restores(
             &fx,

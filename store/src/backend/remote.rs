@@ -529,16 +529,7 @@ enum CreateError {
 
 /// An error with its sources, as one line (the server's answer is in the sources).
 fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
+    let text = crate::error::with_sources(e);
     // An S3 error body is XML; keep its code and message, not the request ids.
     match (
         xml_tag(&text, "Code"),

@@ -174,13 +174,13 @@ impl Kube {
                     retry_after.unwrap_or(backoff)
                 }
                 Ok((status, _, body)) => return Ok(Answer { status, body }),
-                Err(e) if attempt >= ATTEMPTS => return Err(fail(causes(&e))),
+                Err(e) if attempt >= ATTEMPTS => return Err(fail(crate::error::with_sources(&e))),
                 Err(e) => {
                     tracing::info!(
                         target: crate::backend::RETRY_LOG,
                         "{method} {}{path}: {}; retrying in {:.1}s (attempt {attempt} of {ATTEMPTS})",
                         self.server.trim_end_matches('/'),
-                        causes(&e),
+                        crate::error::with_sources(&e),
                         backoff.min(MAX_WAIT).as_secs_f64()
                     );
                     backoff
@@ -199,22 +199,6 @@ impl Kube {
         }
         a.json(path)
     }
-}
-
-/// `e` and its causes, outermost first (kube's own message says only "client error
-/// (Connect)"; the cause says "Connection refused").
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }
 
 /// The error for an unexpected answer.
