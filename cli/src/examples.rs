@@ -10,7 +10,7 @@ Examples (set CAIRN_REPO and CAIRN_IDENTITY or CAIRN_KEY to drop -r, -i and -k):
   cairn key write-key -r /mnt/backup/cluster1 -i ~/.config/cairn/identity.txt -o write.key
   cairn backup -r /mnt/backup/cluster1 -k write.key /etc/kubernetes /etc/origin
   cairn snapshots -r /mnt/backup/cluster1 -k write.key
-  cairn restore latest -r /mnt/backup/cluster1 -i identity.txt --target /srv/restore";
+  cairn restore latest -r /mnt/backup/cluster1 -i ~/.config/cairn/identity.txt --target /srv/restore";
 
 /// `cairn init`.
 pub const INIT: &str = "\
@@ -24,7 +24,7 @@ Examples:
 pub const KEY_GENERATE: &str = "\
 Examples:
   cairn key generate -o ~/.config/cairn/identity.txt   # prints the recipient age1…
-  cairn key generate -o - > identity.txt                # the recipient goes to stderr";
+  (umask 077; cairn key generate -o - > identity.txt)  # the recipient goes to stderr";
 
 /// `cairn key write-key`.
 pub const WRITE_KEY: &str = "\
@@ -41,8 +41,8 @@ Examples:
 /// `cairn backup` (paths).
 pub const BACKUP: &str = "\
 Examples:
-  cairn backup --tag daily /etc/kubernetes /etc/origin /etc/etcd
-  cairn backup --exclude '*.log' --exclude /etc/kubernetes/tmp/** /etc/kubernetes
+  cairn backup --tag daily /etc/kubernetes /var/lib/kubelet/config.yaml
+  cairn backup --exclude '*.log' --exclude '/etc/kubernetes/tmp/**' /etc/kubernetes
   cairn backup /etc/kubernetes/     # a trailing / follows a symlink to the directory
   cairn backup etcd --snapshot-file /home/core/backup/snapshot.db
   cairn backup cluster --endpoints https://10.0.0.5:2379 --cacert ca.crt --cert c.crt --cert-key c.key";
@@ -65,7 +65,7 @@ Examples:
 pub const BACKUP_CLUSTER: &str = "\
 Example (what cluster-backup.sh keeps, in one snapshot):
   cairn backup cluster --endpoints https://10.0.0.5:2379 --cacert ca.crt --cert c.crt --cert-key c.key
-  cairn restore latest -i identity.txt --layout cluster-backup --target /home/core/backup";
+  cairn restore latest --source cluster -i identity.txt --layout cluster-backup --target /home/core/backup";
 
 /// `cairn backup project`.
 pub const BACKUP_PROJECT: &str = "\
@@ -159,10 +159,14 @@ mod tests {
         let joined = help.replace("\\\n", " ");
         joined
             .lines()
-            .filter_map(|l| l.trim().strip_prefix("cairn "))
+            .filter_map(|l| {
+                let l = l.trim();
+                l.strip_prefix("cairn ")
+                    .or_else(|| l.strip_prefix("(umask 077; cairn "))
+            })
             .map(|l| {
                 let l = l.split(" #").next().unwrap();
-                let l = l.split(['|', '>']).next().unwrap();
+                let l = l.split(['|', '>', ')']).next().unwrap();
                 std::iter::once("cairn".to_string())
                     .chain(l.split_whitespace().map(|w| w.replace('\'', "")))
                     .collect()

@@ -74,18 +74,28 @@ pub fn parse_recipient(s: &str) -> Result<x25519::Recipient, crate::Error> {
     x25519::Recipient::from_str(s).map_err(|e| {
         crate::Error::Key(match secret_kind(s) {
             Some(kind) => format!("a recipient was expected, but this is {kind} (not shown)"),
-            None => format!("recipient {s:?}: {e}"),
+            // Its start is enough to find it, and never a whole secret in some unknown form.
+            None => format!("recipient {:?}: {e}", shown_start(s)),
         })
     })
+}
+
+/// The first 16 characters of `s`, with `…` when there are more.
+fn shown_start(s: &str) -> String {
+    match s.char_indices().nth(16) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_string(),
+    }
 }
 
 /// What secret `s` is, if it looks like one: an age identity (X25519 or plugin) or a cairn
 /// write key. Messages name the kind and never repeat the text.
 pub fn secret_kind(s: &str) -> Option<&'static str> {
-    let upper = s.trim_start().get(..16).unwrap_or(s).to_ascii_uppercase();
-    if upper.starts_with("AGE-SECRET-KEY-") || upper.starts_with("AGE-PLUGIN-") {
+    // Anywhere in the text: quoted, after a BOM or a `key=`.
+    let upper = s.to_ascii_uppercase();
+    if upper.contains("AGE-SECRET-KEY-") || upper.contains("AGE-PLUGIN-") {
         Some("an age identity (a secret key)")
-    } else if upper.starts_with("CAIRN-WRITE-KEY") {
+    } else if upper.contains("CAIRN-WRITE-KEY") {
         Some("a cairn write key (a secret)")
     } else {
         None
@@ -282,6 +292,14 @@ mod tests {
         assert!(e.contains("write key") && !e.contains("Y2Fpcm5L"), "{e}");
         let e = parse_recipient("age1typo").unwrap_err().to_string();
         assert!(e.contains("\"age1typo\""), "{e}");
+        let e = parse_recipient(&format!("\"{id}\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("age identity") && !e.contains(&id[15..]), "{e}");
+        let e = parse_recipient("age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("age1qqqqqqqqqqqq…"), "{e}");
     }
 
     #[test]

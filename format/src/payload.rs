@@ -18,7 +18,7 @@
 use crate::envelope::EnvelopeError;
 use age::secrecy::ExposeSecret;
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
 use std::io::{self, Read};
 use std::ops::Range;
 use std::sync::Mutex;
@@ -183,7 +183,9 @@ impl Payload {
         let chunks = stored.div_ceil(CHUNK_STORED);
         let len = stored - chunks * TAG;
         Ok(Payload {
-            aead: ChaCha20Poly1305::new(&Key::from(*payload_key)),
+            // From the caller's buffer, which it wipes; the cipher wipes its copy on drop.
+            aead: ChaCha20Poly1305::new_from_slice(payload_key)
+                .map_err(|_| EnvelopeError::Damaged)?,
             start,
             chunks,
             len,

@@ -36,6 +36,21 @@ pub enum NodeKind {
     Socket,
 }
 
+impl NodeKind {
+    /// The kind in words, as plans and messages name it (`file`, `dir`, `char-device`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeKind::File => "file",
+            NodeKind::Dir => "dir",
+            NodeKind::Symlink => "symlink",
+            NodeKind::Fifo => "fifo",
+            NodeKind::CharDevice => "char-device",
+            NodeKind::BlockDevice => "block-device",
+            NodeKind::Socket => "socket",
+        }
+    }
+}
+
 /// One extended attribute (e.g. `security.selinux`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Xattr {

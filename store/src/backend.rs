@@ -111,10 +111,11 @@ pub trait Backend: Send + Sync {
     fn exists(&self, path: &str) -> Result<bool>;
     /// Every object below the directory `prefix` (recursively).
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
-    /// Remove incomplete writes (temporary files of killed writers) older than `age`; returns
-    /// how many. Object stores have none: a failed upload never becomes visible.
-    fn remove_incomplete(&self, _age: std::time::Duration) -> Result<u64> {
-        Ok(0)
+    /// Incomplete writes (temporary files, of killed writers or of running ones) last written
+    /// `age` or longer ago, with how long ago, to [`Backend::delete`] once their writers are
+    /// known to be gone. Object stores have none: a failed upload never becomes visible.
+    fn incomplete(&self, _age: std::time::Duration) -> Result<Vec<(String, std::time::Duration)>> {
+        Ok(Vec::new())
     }
     /// Delete an object (absent objects are not an error).
     fn delete(&self, path: &str) -> Result<()>;

@@ -115,29 +115,48 @@ pub fn copy(
         return Ok(report);
     }
     match copy_set(src, dst, &todo, progress, &mut report) {
-        // One damaged object must not keep every other snapshot from its copy: each is tried
-        // alone (what was sent already is adopted), and those that need it are named.
-        Err(e) if is_source_damage(&e) && todo.len() > 1 => {
+        Ok(()) => Ok(report),
+        // One damaged object of the source must not keep every other snapshot from its copy:
+        // each is tried alone (what was sent already is adopted), and those that need it are
+        // named. Damage at the destination, or any other failure, stops the copy.
+        Err(Failed::Source(e)) if is_damage(&e) && todo.len() > 1 => {
             tracing::warn!(
                 "{e}; copying the snapshots one at a time, to copy those that do not need it"
             );
             for snap in &todo {
+                if report.snapshots_copied.contains(&snap.0) {
+                    continue;
+                }
                 match copy_set(src, dst, std::slice::from_ref(snap), progress, &mut report) {
                     Ok(()) => {}
-                    Err(e) if is_source_damage(&e) => {
+                    Err(Failed::Source(e)) if is_damage(&e) => {
                         report.snapshots_failed.push((snap.0, e.to_string()))
                     }
-                    Err(e) => return Err(e),
+                    Err(f) => return Err(f.into()),
                 }
             }
             Ok(report)
         }
-        done => done.map(|()| report),
+        Err(f) => Err(f.into()),
     }
 }
 
-/// An object of the source that does not hold what its name says, or cannot be decoded.
-fn is_source_damage(e: &Error) -> bool {
+/// Why [`copy_set`] failed: reading the source, or anything else (the destination, its lease).
+enum Failed {
+    Source(Error),
+    Other(Error),
+}
+
+impl From<Failed> for Error {
+    fn from(f: Failed) -> Error {
+        match f {
+            Failed::Source(e) | Failed::Other(e) => e,
+        }
+    }
+}
+
+/// An object that does not hold what its name says, or cannot be decoded.
+fn is_damage(e: &Error) -> bool {
     matches!(
         e,
         Error::NameMismatch { .. } | Error::Damaged { .. } | Error::BlobMissing(_)
@@ -151,27 +170,27 @@ fn copy_set(
     todo: &[(Id, Snapshot)],
     progress: &(dyn Fn(u64) + Sync),
     report: &mut CopyReport,
-) -> Result<()> {
+) -> Result<(), Failed> {
     let roots: Vec<Id> = todo.iter().map(|(_, s)| s.tree).collect();
-    let (lease, dst_index) = Lease::begin_write(dst)?;
+    let (lease, dst_index) = Lease::begin_write(dst).map_err(Failed::Other)?;
     let Selection {
         index: src_index,
         spilled,
         packs,
         present,
-    } = select(src, &roots, &dst_index)?;
+    } = select(src, &roots, &dst_index).map_err(Failed::Source)?;
     report.blobs_present += present;
     if let Some(n) = packs
         .iter()
         .find(|n| lease.condemned().contains(&src_index.pack(**n).id))
     {
-        return Err(Error::Invalid(format!(
+        return Err(Failed::Other(Error::Invalid(format!(
             "pack {} is condemned by a pending prune of {}; run `cairn prune` there first, then copy again",
             src_index.pack(*n).id,
             dst.backend().location()
-        )));
+        ))));
     }
-    let present = stored_packs(dst)?;
+    let present = stored_packs(dst).map_err(Failed::Other)?;
     // A pack already at the destination with the right size is adopted; one of another size
     // (a damaged leftover) is sent again over it.
     let (adopt, send): (Vec<u32>, Vec<u32>) = packs.iter().partition(|n| {
@@ -188,24 +207,26 @@ fn copy_set(
         if let Some((_, size)) = present.get(&info.id) {
             let path = Repository::pack_path(info.kind, &info.id);
             dst.backend().delete(&path).map_err(|e| {
-                Error::Invalid(format!(
+                Failed::Other(Error::Invalid(format!(
                     "{path} at {} is damaged ({size} bytes, {} expected) and could not be removed to send it again: {e}; remove it with credentials that may delete (or run `cairn prune` there), then copy again",
                     dst.backend().location(),
                     info.size
-                ))
+                )))
             })?;
         }
     }
-    let sent = send_packs(src, dst, &src_index, &send, progress)?;
+    // A pack's bytes are checked against its name before they are sent: damage found here
+    // is the source's (writing to the destination fails as storage, not as damage).
+    let sent = send_packs(src, dst, &src_index, &send, progress).map_err(Failed::Source)?;
     report.packs_copied += send.len() as u64;
     report.bytes_copied += sent;
-    write_index(dst, &src_index, spilled.as_ref(), &packs)?;
-    lease.ensure_fresh()?;
+    write_index(dst, &src_index, spilled.as_ref(), &packs).map_err(Failed::Other)?;
+    lease.ensure_fresh().map_err(Failed::Other)?;
     for (id, _) in todo {
         let path = format!("snapshots/{id}");
-        let bytes = src.backend().get(&path)?;
-        verify_name(&path, id, &bytes)?;
-        dst.backend().put(&path, &bytes)?;
+        let bytes = src.backend().get(&path).map_err(Failed::Source)?;
+        verify_name(&path, id, &bytes).map_err(Failed::Source)?;
+        dst.backend().put(&path, &bytes).map_err(Failed::Other)?;
         report.snapshots_copied.push(*id);
     }
     Ok(())

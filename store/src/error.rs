@@ -96,7 +96,7 @@ pub enum Error {
         damaged: Vec<String>,
     },
     /// No passphrase key object opens with the passphrase.
-    #[error("{}{}", if *tried == 0 { "this repository has no passphrase key: open it with its identity (--identity / CAIRN_IDENTITY); `cairn key add --passphrase-file FILE` adds one".to_string() } else { format!("the passphrase opens none of this repository's passphrase keys ({tried} tried)") }, damaged_keys(.damaged))]
+    #[error("{}{}", if *tried == 0 { "this repository has no passphrase key: open it with its identity (--identity / CAIRN_IDENTITY); `cairn key add -i IDENTITY --new-passphrase-file FILE` adds one".to_string() } else { format!("the passphrase opens none of this repository's passphrase keys ({tried} tried)") }, damaged_keys(.damaged))]
     WrongPassphrase {
         /// Key objects whose bytes do not match their names.
         damaged: Vec<String>,

@@ -195,23 +195,33 @@ struct Referenced {
     snapshots: HashSet<Id>,
 }
 
-/// How old a temporary file must be to belong to no running writer. With no lease held but
-/// prune's (a killed backup's is released, expired, or its process is gone), none is
-/// running: two minutes (or the lease life, if shorter), for clocks that differ between the
-/// hosts of a shared repository (a writer stages files only once its lease is stored). Else a
-/// lease's life.
-fn incomplete_age(repo: &Repository) -> Result<std::time::Duration> {
+/// Delete temporary files that belong to no running writer; returns how many. A lease's life
+/// after their last write, or two minutes (the lease life, if shorter) when no lease but
+/// prune's is held: a writer stages files only once its lease is stored, so the leases are
+/// listed after the files, and a writer that starts in between cannot own one of them (its
+/// files are newer). Two minutes allows for clocks that differ between the hosts of a shared
+/// repository.
+fn remove_incomplete(repo: &Repository) -> Result<u64> {
+    let expiry = std::time::Duration::from_secs(lease::expiry_secs().max(0) as u64);
+    let soonest = expiry.min(std::time::Duration::from_secs(120));
+    let candidates = repo.backend().incomplete(soonest)?;
+    if candidates.is_empty() {
+        return Ok(0);
+    }
     let others_held = lease::list_leases(repo)?.iter().any(|l| {
         l.path != lease::PRUNE_LEASE
             && !l.released
             && l.record.as_ref().map_or(true, lease::is_held)
     });
-    let expiry = lease::expiry_secs().max(0) as u64;
-    Ok(std::time::Duration::from_secs(if others_held {
-        expiry
-    } else {
-        expiry.min(120)
-    }))
+    let old_enough = if others_held { expiry } else { soonest };
+    let mut removed = 0;
+    for (path, age) in candidates {
+        if age >= old_enough {
+            repo.backend().delete(&path)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Every blob the repository's snapshots reference, walking only the snapshots not in
@@ -258,7 +268,7 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
         return Ok(report);
     }
     let _lease = Lease::prune(repo)?;
-    report.incomplete_removed = repo.backend().remove_incomplete(incomplete_age(repo)?)?;
+    report.incomplete_removed = remove_incomplete(repo)?;
     sweep(repo, &mut report, None)?;
     let plan = plan(repo, opts, &mut report)?;
     if let Some(marker) = execute(repo, &plan)? {

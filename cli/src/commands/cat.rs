@@ -21,7 +21,11 @@ pub fn run(g: &Global, a: CatArgs) -> Result<Code> {
         bail!("{} is not in the snapshot", output::path(&path));
     };
     if node.kind != NodeKind::File {
-        bail!("{} is a {:?}, not a file", output::path(&path), node.kind);
+        bail!(
+            "{} is a {}, not a file: `cairn ls SNAP PATH` lists a directory",
+            output::path(&path),
+            node.kind.name()
+        );
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

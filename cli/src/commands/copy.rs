@@ -115,5 +115,11 @@ pub fn transfer_open(
         eprintln!("cairn: warning: snapshot object {path} at {from} was not copied: {e}");
     }
     eprintln!("cairn: run `cairn check` on {from} to see what is damaged");
-    Ok((Code::Partial, report))
+    // Some damage left out, and nothing copied: that is a failed copy, not a partial one.
+    let code = if report.snapshots_copied.is_empty() && !report.snapshots_failed.is_empty() {
+        Code::Error
+    } else {
+        Code::Partial
+    };
+    Ok((code, report))
 }

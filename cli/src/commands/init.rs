@@ -106,23 +106,39 @@ fn init_like(g: &Global, loc: &str, like: &str, host_retention: bool) -> Result<
     Ok(Code::Ok)
 }
 
+/// What a repository directory may hold (SPEC §3), and a file system's `lost+found`.
+const REPOSITORY_NAMES: [&str; 10] = [
+    "config",
+    "keys",
+    "data",
+    "tree",
+    "index",
+    "snapshots",
+    "locks",
+    "gc",
+    "policy",
+    "lost+found",
+];
+
 /// A local directory that holds files but no repository is someone else's (`-r /etc`, a
 /// mistyped path): a repository is made in a new or empty directory (a file system's
-/// `lost+found` aside). A repository there is refused later, by name.
+/// `lost+found`, and what an interrupted init left, aside). A repository there is refused
+/// later, by name.
 fn refuse_foreign_directory(loc: &str) -> Result<()> {
-    if loc.contains("://") {
+    let local = loc.strip_prefix("file://").unwrap_or(loc);
+    if local.contains("://") {
         return Ok(());
     }
-    let dir = std::path::Path::new(loc);
+    let dir = std::path::Path::new(local);
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(());
     };
     let names: Vec<String> = entries
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "lost+found")
+        .filter(|n| !REPOSITORY_NAMES.contains(&n.as_str()))
         .collect();
-    if names.is_empty() || names.iter().any(|n| n == "config") {
+    if names.is_empty() {
         return Ok(());
     }
     Err(usage(

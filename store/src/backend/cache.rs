@@ -280,8 +280,8 @@ impl Backend for CachedBackend {
         Ok(listed)
     }
 
-    fn remove_incomplete(&self, age: Duration) -> Result<u64> {
-        self.inner.remove_incomplete(age)
+    fn incomplete(&self, age: Duration) -> Result<Vec<(String, Duration)>> {
+        self.inner.incomplete(age)
     }
 
     fn delete(&self, path: &str) -> Result<()> {

@@ -232,7 +232,8 @@ impl Backend for LocalBackend {
             for entry in entries {
                 let entry = entry.map_err(|e| Error::io("listing", rel.clone(), e))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with(".tmp-") {
+                // Incomplete writes, and NFS's "silly renames" of files deleted while open.
+                if name.starts_with(".tmp-") || name.starts_with(".nfs") {
                     continue;
                 }
                 let child = if rel.is_empty() {
@@ -257,8 +258,8 @@ impl Backend for LocalBackend {
         Ok(out)
     }
 
-    fn remove_incomplete(&self, age: std::time::Duration) -> Result<u64> {
-        let mut removed = 0;
+    fn incomplete(&self, age: std::time::Duration) -> Result<Vec<(String, std::time::Duration)>> {
+        let mut found = Vec::new();
         let mut stack = vec![self.root.clone()];
         while let Some(dir) = stack.pop() {
             let Ok(entries) = fs::read_dir(&dir) else {
@@ -270,20 +271,19 @@ impl Backend for LocalBackend {
                     stack.push(entry.path());
                     continue;
                 }
-                let old = meta
-                    .modified()
-                    .ok()
-                    .and_then(|m| m.elapsed().ok())
-                    .is_some_and(|e| e >= age);
-                if entry.file_name().to_string_lossy().starts_with(".tmp-") && old {
-                    fs::remove_file(entry.path()).map_err(|e| {
-                        Error::io("deleting", entry.path().display().to_string(), e)
-                    })?;
-                    removed += 1;
+                let elapsed = meta.modified().ok().and_then(|m| m.elapsed().ok());
+                let name = entry.file_name().to_string_lossy().into_owned();
+                match (name.starts_with(".tmp-"), elapsed) {
+                    (true, Some(e)) if e >= age => {
+                        let path = entry.path();
+                        let rel = path.strip_prefix(&self.root).unwrap_or(&path);
+                        found.push((rel.to_string_lossy().into_owned(), e));
+                    }
+                    _ => {}
                 }
             }
         }
-        Ok(removed)
+        Ok(found)
     }
 
     fn delete(&self, path: &str) -> Result<()> {

@@ -28,7 +28,7 @@ pub enum Error {
     #[error("cannot connect to Kubernetes: {0}")]
     Config(String),
     /// The request did not get an answer (after retries).
-    #[error("{method} {server}{path}: no answer after {attempts} attempts: {why}; is the API server reachable from here (the kubeconfig's server, a proxy, the network)?")]
+    #[error("{method} {server}{path}: {why} (attempts: {attempts}); check the kubeconfig's server and certificate authority, and that the API server is reachable from here")]
     Transport {
         method: String,
         server: String,

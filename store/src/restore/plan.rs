@@ -12,7 +12,7 @@ use super::{sys, RestoreError};
 use crate::loader::Loader;
 use crate::{Error, Result};
 use cairn_format::snapshot::Snapshot;
-use cairn_format::tree::{Node, NodeKind};
+use cairn_format::tree::Node;
 use cairn_format::Id;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, FileType};
@@ -397,24 +397,11 @@ impl Visit for Planner<'_> {
     ) -> Result<()> {
         self.selected_below(path)?;
         self.privileged(node, path);
-        let kind = kind_name(node.kind);
+        let kind = node.kind.name();
         if let Some(why) = skip_reason(node, self.is_root) {
             return self.step(Action::Skip, path, kind, Some(why));
         }
         self.place(path, kind)
-    }
-}
-
-/// A snapshot entry's kind, as plans name it.
-fn kind_name(kind: NodeKind) -> &'static str {
-    match kind {
-        NodeKind::File => "file",
-        NodeKind::Dir => "dir",
-        NodeKind::Symlink => "symlink",
-        NodeKind::Fifo => "fifo",
-        NodeKind::CharDevice => "char-device",
-        NodeKind::BlockDevice => "block-device",
-        NodeKind::Socket => "socket",
     }
 }
 
