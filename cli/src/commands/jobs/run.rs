@@ -552,8 +552,8 @@ fn print_summary(s: &RunSummary) -> Result<()> {
     }
     if let Some(r) = &s.repository {
         crate::outln!(
-            "  repository: {} snapshots of this job, {} in all, {}",
-            r.job_snapshots,
+            "  repository: {} of this job, {} in all, {}",
+            output::count(r.job_snapshots, "snapshot"),
             r.snapshots,
             output::bytes(r.size_bytes)
         )?;
