@@ -314,6 +314,7 @@ fn a_foreign_object_among_the_packs_is_reported_by_the_structure_check() {
     // Nothing else is affected; an NFS client's rename of a file deleted while open is no
     // foreign object.
     t.fx.store.delete("data/0e/README");
-    t.fx.store.write("data/0e/.nfs000000000012345600000001", b"silly");
+    t.fx.store
+        .write("data/0e/.nfs000000000012345600000001", b"silly");
     t.fx.wk(&["check"]).ok();
 }
