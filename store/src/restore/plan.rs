@@ -147,7 +147,7 @@ impl Plan {
         );
         list(&mut msg, &self.first_conflicts, self.conflicts);
         if self.blocking < self.conflicts && !overwrite {
-            msg.push_str("\nhint: use --overwrite to replace existing files (a dry run lists every path the restore would write)");
+            msg.push_str("\nhint: use --overwrite to replace existing files (--dry-run lists every path the restore would write)");
         }
         if self.blocking > 0 {
             msg.push_str("\nhint: --overwrite never replaces a directory by a file or restores through a non-directory: move those out of the way first");
