@@ -282,23 +282,16 @@ mod tests {
     #[test]
     fn a_secret_given_as_recipient_is_not_repeated() {
         let id = identity_to_string(&x25519::Identity::generate());
-        let e = parse_recipient(&format!("  {id}\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("age identity") && !e.contains(&id[15..]), "{e}");
-        let e = parse_recipient("CAIRN-WRITE-KEY-1:Y2Fpcm5L")
-            .unwrap_err()
-            .to_string();
+        let error = |s: &str| parse_recipient(s).unwrap_err().to_string();
+        for given in [format!("  {id}\n"), format!("\"{id}\"")] {
+            let e = error(&given);
+            assert!(e.contains("age identity") && !e.contains(&id[15..]), "{e}");
+        }
+        let e = error("CAIRN-WRITE-KEY-1:Y2Fpcm5L");
         assert!(e.contains("write key") && !e.contains("Y2Fpcm5L"), "{e}");
-        let e = parse_recipient("age1typo").unwrap_err().to_string();
+        let e = error("age1typo");
         assert!(e.contains("\"age1typo\""), "{e}");
-        let e = parse_recipient(&format!("\"{id}\""))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("age identity") && !e.contains(&id[15..]), "{e}");
-        let e = parse_recipient("age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq")
-            .unwrap_err()
-            .to_string();
+        let e = error("age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq");
         assert!(e.contains("age1qqqqqqqqqqqq…"), "{e}");
     }
 

@@ -319,6 +319,12 @@ pub struct StoredLease {
 }
 
 impl StoredLease {
+    /// Whether its holder may still be working: not released, and held (an unreadable record
+    /// counts as held).
+    pub fn may_be_held(&self) -> bool {
+        !self.released && self.record.as_ref().map_or(true, is_held)
+    }
+
     /// Objects older than the newest record (only the newest one counts).
     pub fn superseded(&self) -> &[String] {
         &self.objects[..self.objects.len().saturating_sub(1)]

@@ -208,11 +208,9 @@ fn remove_incomplete(repo: &Repository) -> Result<u64> {
     if candidates.is_empty() {
         return Ok(0);
     }
-    let others_held = lease::list_leases(repo)?.iter().any(|l| {
-        l.path != lease::PRUNE_LEASE
-            && !l.released
-            && l.record.as_ref().map_or(true, lease::is_held)
-    });
+    let others_held = lease::list_leases(repo)?
+        .iter()
+        .any(|l| l.path != lease::PRUNE_LEASE && l.may_be_held());
     let old_enough = if others_held { expiry } else { soonest };
     let mut removed = 0;
     for (path, age) in candidates {
@@ -622,19 +620,15 @@ fn remove_spent_leases(repo: &Repository) -> Result<()> {
         if l.path == PRUNE_LEASE {
             continue;
         }
-        let over = match &l.record {
-            _ if l.released => true,
-            Ok(r) if !lease::is_held(r) => {
-                tracing::info!(
-                    "removing abandoned lease {} of host {} pid {}",
-                    l.path,
-                    r.host,
-                    r.pid
-                );
-                true
-            }
-            _ => false,
-        };
+        let over = !l.may_be_held();
+        if let (true, false, Ok(r)) = (over, l.released, &l.record) {
+            tracing::info!(
+                "removing abandoned lease {} of host {} pid {}",
+                l.path,
+                r.host,
+                r.pid
+            );
+        }
         let remove = if over { &l.objects[..] } else { l.superseded() };
         for path in remove {
             repo.backend().delete(path)?;
