@@ -351,7 +351,7 @@ fn flipped_data_pack_is_found_by_reading_and_by_names(backend: Backend) {
                 .contains(&format!("affects snapshots {} (2 files)", &t.a.id[..8]))
             && t.a.files().iter().all(|f| out.stdout.contains(f.as_str()))
             && !out.stdout.contains(&t.b.id[..8])
-            && out.stdout.contains("1 damaged objects"),
+            && out.stdout.contains("1 damaged object\n"),
         "{out}"
     );
 

@@ -118,8 +118,8 @@ fn print(g: &Global, r: &CheckReport, a: &CheckArgs) -> Result<()> {
     }
     if a.no_key {
         crate::outln!(
-            "names: {} objects, {} read, each matches the blake3 of its bytes unless listed below",
-            r.objects_named,
+            "names: {}, {} read, each matches the blake3 of its bytes unless listed below",
+            output::count(r.objects_named, "object"),
             output::bytes(r.bytes_read)
         )?;
     } else {
@@ -131,10 +131,10 @@ fn print(g: &Global, r: &CheckReport, a: &CheckArgs) -> Result<()> {
         )?;
         if r.packs_read > 0 {
             crate::outln!(
-                "data: {} packs ({}) read, {} blobs verified against their keyed hashes",
-                r.packs_read,
+                "data: {} ({}) read, {} verified against their keyed hashes",
+                output::count(r.packs_read, "pack"),
                 output::bytes(r.bytes_read),
-                r.blobs_verified
+                output::count(r.blobs_verified, "blob")
             )?;
         }
     }
@@ -161,7 +161,8 @@ fn print(g: &Global, r: &CheckReport, a: &CheckArgs) -> Result<()> {
     if r.problems.is_empty() {
         crate::outln!("no damage found")?;
     } else {
-        crate::outln!("{} damaged objects", r.problems.len())?;
+        let damaged = output::count(r.problems.len() as u64, "damaged object");
+        crate::outln!("{damaged}")?;
     }
     Ok(())
 }

@@ -531,15 +531,20 @@ fn print_summary(s: &RunSummary) -> Result<()> {
             }),
             "audit" => s.audit.as_ref().map(|a| {
                 format!(
-                    "read {} ({} packs), {} damaged objects",
-                    a.subset, a.packs_read, a.damaged_objects
+                    "read {} ({}), {}",
+                    a.subset,
+                    output::count(a.packs_read, "pack"),
+                    output::count(a.damaged_objects, "damaged object")
                 )
             }),
             other => other.strip_prefix("copy ").and_then(|to| {
-                s.copies
-                    .iter()
-                    .find(|c| c.to == to)
-                    .map(|c| format!("{} snapshots, {} sent", c.snapshots, output::bytes(c.bytes)))
+                s.copies.iter().find(|c| c.to == to).map(|c| {
+                    format!(
+                        "{}, {} sent",
+                        output::count(c.snapshots, "snapshot"),
+                        output::bytes(c.bytes)
+                    )
+                })
             }),
         };
         crate::outln!(
