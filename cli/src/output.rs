@@ -96,7 +96,10 @@ pub fn to_progress(bar: &ProgressBar) -> cairn_store::progress::Progress {
 pub fn count(n: impl Into<u64>, noun: &str) -> String {
     match n.into() {
         1 => format!("1 {noun}"),
-        n => format!("{n} {noun}s"),
+        n => match noun.strip_suffix('y') {
+            Some(stem) if !stem.ends_with(['a', 'e', 'o', 'u']) => format!("{n} {stem}ies"),
+            _ => format!("{n} {noun}s"),
+        },
     }
 }
 
@@ -163,6 +166,14 @@ pub fn quoted(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts() {
+        assert_eq!(count(1u64, "repository"), "1 repository");
+        assert_eq!(count(2u64, "repository"), "2 repositories");
+        assert_eq!(count(0u64, "key"), "0 keys");
+        assert_eq!(count(3u64, "damaged object"), "3 damaged objects");
+    }
 
     #[test]
     fn quoting() {

@@ -30,7 +30,7 @@ impl Daemon {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(fs::File::create(&log).unwrap())
-            .stderr(Stdio::null());
+            .stderr(fs::File::create(log.with_extension("err")).unwrap());
         for (k, v) in fx.env() {
             cmd.env(k, v);
         }
@@ -46,6 +46,10 @@ impl Daemon {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
+    }
+
+    fn stderr(&self) -> String {
+        fs::read_to_string(self.log.with_extension("err")).unwrap_or_default()
     }
 
     fn count(&self, job: &str, event: &str, message: &str) -> usize {
@@ -194,6 +198,23 @@ fn schedules_overlap_failing_job_reload_and_metrics() {
             _ => {}
         }
     }
+    // A second daemon on the same state directory (whose runs would read the first one's
+    // configuration copy) is refused, naming the holder.
+    let other = write_config(
+        &fx,
+        "other.toml",
+        &base.replace("[jobs.hang]", "[jobs.other]"),
+    );
+    let mut second = Daemon::start(&fx, &other, &[]);
+    assert_eq!(second.exit(10), 1, "{}", second.stderr());
+    let err = second.stderr();
+    assert!(
+        err.contains("another cairn daemon holds the state directory")
+            && err.contains(&format!("pid {}", d.child.id()))
+            && err.contains("cairn.toml")
+            && err.contains("state_dir"),
+        "{err}"
+    );
     let text = http_get(port, "/metrics");
     if let Some(p) = promtool(&text) {
         panic!("promtool: {p}\n{text}");

@@ -28,7 +28,7 @@ fn config_check_names_line_and_column() {
     let out = fx.run(&["config", "check", "--config", s(&cfg)]);
     out.ok();
     assert!(
-        out.stdout.contains("valid: 1 repositories, 1 jobs"),
+        out.stdout.contains("valid: 1 repository, 1 job (files)"),
         "{out}"
     );
 
@@ -53,6 +53,39 @@ fn config_check_names_line_and_column() {
             good.replace("0 3 * * *", "0 3 * *"),
             "bad.toml:7:12",
             "4 fields",
+        ),
+        // What would only fail at run time: relative paths (resolved against the run's
+        // working directory, `/` under systemd), a host source naming nothing or an unknown
+        // preset.
+        (
+            good.replace("/etc/hostname", "etc/hostname"),
+            "bad.toml:",
+            "path etc/hostname is a relative path",
+        ),
+        (
+            format!("state_dir = \"state\"\n{good}"),
+            "bad.toml:1:1",
+            "state_dir state is a relative path",
+        ),
+        (
+            good.replace(
+                "kind = \"paths\", paths = [\"/etc/hostname\"]",
+                "kind = \"host\"",
+            ),
+            "bad.toml:",
+            "a host source needs `presets",
+        ),
+        (
+            good.replace(
+                "kind = \"paths\", paths = [\"/etc/hostname\"]",
+                "kind = \"host\", presets = [\"auto\", \"ocp5-master\"]",
+            )
+            .replace(
+                "[presets.master]\nanything = \"kept for backup host\"\n",
+                "",
+            ),
+            "bad.toml:",
+            "no preset named \"ocp5-master\"",
         ),
     ];
     for (text, at, what) in cases {

@@ -354,9 +354,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
         }
     };
     let config: Config = toml::from_str(text).map_err(|e| at(e.span(), e.message().to_string()))?;
+    if let Some(d) = config.state_dir.as_deref().filter(|d| d.is_relative()) {
+        return Err(at(None, relative("state_dir", d)));
+    }
     let mut schedules = BTreeMap::new();
     for (name, repo) in &config.repositories {
         let r = repo.get_ref();
+        if let Some(what) = r.relative_path() {
+            return Err(at(
+                Some(repo.span()),
+                format!("repository {name:?}: {what}"),
+            ));
+        }
         let creds = [&r.key, &r.identity, &r.passphrase_file]
             .iter()
             .filter(|c| c.is_some())
@@ -444,7 +453,25 @@ pub fn parse(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
             } if namespaces.is_empty() != *all_namespaces => {
                 return Err(at(Some(span), format!("job {name:?}: a project source needs either `namespaces = [...]` or `all_namespaces = true`")));
             }
+            Source::Host { presets, paths, .. } => {
+                if presets.is_empty() && paths.is_empty() {
+                    return Err(at(Some(span), format!("job {name:?}: a host source needs `presets = [...]` (e.g. [\"auto\"]) or `paths = [...]`")));
+                }
+                let named: Vec<&String> = presets.iter().filter(|p| *p != "auto").collect();
+                if !named.is_empty() {
+                    let all = crate::host::config::parse(text, &path.display().to_string())
+                        .map_err(|e| {
+                            at(Some(span.clone()), format!("job {name:?}: presets: {e}"))
+                        })?;
+                    if let Some(p) = named.iter().find(|p| !all.iter().any(|a| &a.name == **p)) {
+                        return Err(at(Some(span), format!("job {name:?}: no preset named {p:?} (`cairn presets list` shows them; define your own as [presets.NAME])")));
+                    }
+                }
+            }
             _ => {}
+        }
+        if let Some(what) = relative_path(j) {
+            return Err(at(Some(span), format!("job {name:?}: {what}")));
         }
         if let Some(r) = &j.retention {
             if let Some(w) = &r.keep_within {
@@ -492,6 +519,70 @@ pub fn parse(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
         config,
         schedules,
     })
+}
+
+/// Why `path`, given as `what`, is refused: relative paths would be resolved against each
+/// run's working directory (`/` under systemd), not the file's.
+fn relative(what: &str, path: &Path) -> String {
+    format!(
+        "{what} {} is a relative path; give an absolute one (runs resolve paths against their \
+         working directory, `/` under systemd, not against this file)",
+        path.display()
+    )
+}
+
+/// The first of `paths` (named `what`) that is relative, as [`relative`] says it.
+fn first_relative<'a>(
+    paths: impl IntoIterator<Item = (&'a str, Option<&'a Path>)>,
+) -> Option<String> {
+    paths
+        .into_iter()
+        .find_map(|(what, p)| p.filter(|p| p.is_relative()).map(|p| relative(what, p)))
+}
+
+impl Repository {
+    /// The first relative file path the repository names (its URL included, when local).
+    fn relative_path(&self) -> Option<String> {
+        let local = (!self.url.contains("://")).then(|| Path::new(&self.url));
+        first_relative([
+            ("url", local),
+            ("key", self.key.as_deref()),
+            ("identity", self.identity.as_deref()),
+            ("passphrase_file", self.passphrase_file.as_deref()),
+            ("cache_dir", self.cache_dir.as_deref()),
+            ("s3.credentials_file", self.s3.credentials_file.as_deref()),
+            ("s3.ca_bundle", self.s3.ca_bundle.as_deref()),
+        ])
+    }
+}
+
+/// The first relative path a job's source names.
+fn relative_path(job: &Job) -> Option<String> {
+    let etcd = |e: &'_ Etcd| {
+        first_relative([
+            ("cacert", e.cacert.as_deref()),
+            ("cert", e.cert.as_deref()),
+            ("key", e.key.as_deref()),
+        ])
+    };
+    let all = |what: &'static str, paths: &'_ [PathBuf]| {
+        first_relative(paths.iter().map(|p| (what, Some(p.as_path()))))
+    };
+    match &job.source {
+        Source::Paths { paths, .. } => all("path", paths),
+        Source::Etcd(e) => etcd(e),
+        Source::StaticPods { dir } => first_relative([("dir", dir.as_deref())]),
+        Source::Cluster {
+            etcd: e,
+            static_pods_dir,
+        } => etcd(e).or_else(|| first_relative([("static_pods_dir", static_pods_dir.as_deref())])),
+        Source::Project { kubeconfig, .. } => {
+            first_relative([("kubeconfig", kubeconfig.as_deref())])
+        }
+        Source::Host { paths, root, .. } => {
+            first_relative([("root", root.as_deref())]).or_else(|| all("path", paths))
+        }
+    }
 }
 
 impl Retention {

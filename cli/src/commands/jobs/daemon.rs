@@ -7,6 +7,8 @@
 //! interrupted backup leaves only unreferenced packs for prune). A job still running when its
 //! next time comes is not started again: the skipped run is logged and counted. SIGHUP
 //! reloads the configuration (a file that does not load is reported and the old one kept).
+//! One daemon holds a state directory (`daemon.lock`, locked while it runs): its runs read
+//! the configuration copy kept there, which a second daemon would overwrite.
 
 use super::run::render_metrics;
 use super::ConfigFile;
@@ -24,7 +26,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -111,6 +113,8 @@ struct Daemon {
     /// The copy of the configuration the daemon holds, which runs read: a file edited but not
     /// yet reloaded (or that failed to reload) does not reach them.
     held: PathBuf,
+    /// The lock on the state directory that holds `held`.
+    lock: StateLock,
     log: Logger,
     next: BTreeMap<String, DateTime<Utc>>,
     /// Runs waiting out their random delay.
@@ -352,10 +356,13 @@ impl Daemon {
     }
 
     fn reload(&mut self) {
-        match hold(&self.file) {
-            Ok((l, held)) => {
+        match hold(&self.file, Some(&self.lock)) {
+            Ok((l, held, lock)) => {
                 self.loaded = l;
                 self.held = held;
+                if let Some(lock) = lock {
+                    self.lock = lock;
+                }
                 self.log.log(
                     "info",
                     None,
@@ -441,9 +448,69 @@ fn signals(tx: Sender<Event>) -> Result<()> {
     Ok(())
 }
 
+/// A daemon's exclusive lock on its state directory (`daemon.lock`, which names the holder).
+struct StateLock {
+    dir: PathBuf,
+    _file: std::fs::File,
+}
+
+impl StateLock {
+    /// Lock `dir` for this daemon, or say which daemon holds it.
+    fn take(dir: &Path, config: &Path) -> Result<StateLock> {
+        use std::io::{Seek, Write};
+        let path = dir.join("daemon.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                return Err(anyhow::anyhow!(
+                    "another cairn daemon holds the state directory {} ({}); its runs read the \
+                     configuration kept there, so two daemons cannot share it. Give each \
+                     configuration its own `state_dir`, or stop the other daemon",
+                    dir.display(),
+                    if holder.is_empty() {
+                        "holder unknown"
+                    } else {
+                        holder
+                    }
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
+        }
+        let who = format!(
+            "pid {}, configuration {}\n",
+            std::process::id(),
+            config.display()
+        );
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(who.as_bytes()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(StateLock {
+            dir: dir.to_path_buf(),
+            _file: file,
+        })
+    }
+}
+
 /// Load the configuration and keep a copy of exactly what was loaded in the state directory
-/// (`daemon-config.toml`), for the runs to read.
-fn hold(file: &ConfigFile) -> Result<(Loaded, PathBuf)> {
+/// (`daemon-config.toml`), for the runs to read. The state directory is locked first, unless
+/// `current` already holds it; a new lock is returned when the directory changed.
+fn hold(
+    file: &ConfigFile,
+    current: Option<&StateLock>,
+) -> Result<(Loaded, PathBuf, Option<StateLock>)> {
     let text = std::fs::read_to_string(&file.config).map_err(|e| {
         crate::exit::usage(
             format!("reading configuration {}: {e}", file.config.display()),
@@ -456,14 +523,19 @@ fn hold(file: &ConfigFile) -> Result<(Loaded, PathBuf)> {
     let dir = loaded.state_dir();
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("creating the state directory {}", dir.display()))?;
+    let lock = match current {
+        Some(l) if l.dir == dir => None,
+        _ => Some(StateLock::take(&dir, &file.config)?),
+    };
     let held = dir.join("daemon-config.toml");
     state::write_atomic(&held, text.as_bytes())
         .with_context(|| format!("writing {}", held.display()))?;
-    Ok((loaded, held))
+    Ok((loaded, held, lock))
 }
 
 pub fn run(g: &Global, a: DaemonArgs) -> Result<Code> {
-    let (loaded, held) = hold(&a.file)?;
+    let (loaded, held, lock) = hold(&a.file, None)?;
+    let lock = lock.context("the state directory was not locked")?;
     let (tx, rx): (Sender<Event>, Receiver<Event>) = crossbeam_channel::unbounded();
     signals(tx.clone())?;
     let metrics = Arc::new(Mutex::new(String::new()));
@@ -475,6 +547,7 @@ pub fn run(g: &Global, a: DaemonArgs) -> Result<Code> {
         file: a.file.clone(),
         loaded,
         held,
+        lock,
         log: Logger(a.log_format),
         next: BTreeMap::new(),
         delayed: BTreeMap::new(),

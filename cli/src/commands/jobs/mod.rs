@@ -113,10 +113,10 @@ pub fn config_command(g: &Global, c: ConfigCommand) -> Result<Code> {
         }))?;
     } else if !g.quiet {
         crate::outln!(
-            "{}: valid: {} repositories, {} jobs ({})",
+            "{}: valid: {}, {} ({})",
             loaded.path.display(),
-            c.repositories.len(),
-            c.jobs.len(),
+            output::count(c.repositories.len() as u64, "repository"),
+            output::count(c.jobs.len() as u64, "job"),
             c.jobs.keys().cloned().collect::<Vec<_>>().join(", ")
         )?;
     }
