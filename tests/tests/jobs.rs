@@ -392,6 +392,8 @@ fn generated_systemd_units_verify_and_match_the_schedule() {
     let schedules = [
         ("nightly", "30 2 * * *", "Europe/Paris"),
         ("weekdays", "0 4 * * 1-5", "America/New_York"),
+        ("weekend", "0 2 * * FRI-SUN", "Europe/Paris"),
+        ("sundays", "0 5 * * 7", "UTC"),
         ("bimonthly", "15 3 1 */2 *", "Asia/Tokyo"),
         ("often", "*/20 * * * * *", "UTC"),
     ];

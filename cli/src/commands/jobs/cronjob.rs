@@ -168,12 +168,21 @@ pub fn cronjob(loaded: &Loaded, name: &str, a: &CronJobArgs) -> Result<(CronJob,
     let sched = job.schedule.as_ref().with_context(|| {
         format!("job {name} has no schedule; add `schedule = \"0 3 * * *\"` to [jobs.{name}]")
     })?;
-    if sched.get_ref().split_whitespace().count() != 5 {
+    let mut fields: Vec<String> = sched
+        .get_ref()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if fields.len() != 5 {
         bail!(
             "job {name}: schedule {:?} has a seconds field; Kubernetes CronJobs take 5 fields",
             sched.get_ref()
         );
     }
+    // Kubernetes takes days of the week 0-6 only: Sunday as 7 is written as 0.
+    fields[4] = super::systemd::kube_weekdays(&fields[4])
+        .map_err(|e| anyhow::anyhow!("job {name}: schedule {:?}: {e}", sched.get_ref()))?;
+    let schedule = fields.join(" ");
     if matches!(job.source, Source::Host { .. }) {
         bail!(
             "job {name} backs up the host itself (source kind \"host\"): in a pod, the package \
@@ -328,7 +337,7 @@ pub fn cronjob(loaded: &Loaded, name: &str, a: &CronJobArgs) -> Result<(CronJob,
             ..Default::default()
         },
         spec: Some(CronJobSpec {
-            schedule: sched.get_ref().clone(),
+            schedule,
             time_zone: Some(
                 job.timezone
                     .as_ref()

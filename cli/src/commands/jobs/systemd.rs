@@ -70,7 +70,14 @@ fn field(
         let (a, b) = match range {
             "*" | "?" => (lo, hi),
             r => match r.split_once('-') {
-                Some((a, b)) => (value(a)?, value(b)?),
+                Some((a, b)) => match (value(a)?, value(b)?) {
+                    // Sunday is both 0 and 7 in cron: a range ending on SUN ends on 7.
+                    (a, 0) if names == DAYS && a > 0 => (a, 7),
+                    (a, b) if b < a => {
+                        return Err(format!("{what} field {spec:?}: range {r:?} runs backwards"))
+                    }
+                    ab => ab,
+                },
                 None if item.contains('/') => (value(r)?, hi),
                 None => {
                     let v = value(r)?;
@@ -110,6 +117,25 @@ const MONTHS: &[&str] = &[
 ];
 const DAYS: &[&str] = &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
+/// A day-of-week field as Kubernetes (robfig/cron: 0–6, Sunday 0) accepts it: unchanged when
+/// it is already valid there, else the days it selects as a list (`6-7` is `0,6`).
+pub fn kube_weekdays(spec: &str) -> Result<String, String> {
+    if field(spec, 0, 6, DAYS, "day-of-week").is_ok() {
+        return Ok(spec.to_string());
+    }
+    Ok(match weekdays(spec)? {
+        None => "*".into(),
+        Some(days) => list(&Some(days), 1),
+    })
+}
+
+/// The days a cron day-of-week field selects (Sunday 0 or 7), None for every day.
+fn weekdays(spec: &str) -> Result<Option<BTreeSet<u32>>, String> {
+    Ok(field(spec, 0, 7, DAYS, "day-of-week")?
+        .map(|days| days.into_iter().map(|d| d % 7).collect::<BTreeSet<u32>>())
+        .filter(|days| days.len() < 7))
+}
+
 /// The systemd calendar expression for a 5- or 6-field cron expression in `tz`.
 pub fn on_calendar(expr: &str, tz: &str) -> Result<String, String> {
     let f: Vec<&str> = expr.split_whitespace().collect();
@@ -123,7 +149,7 @@ pub fn on_calendar(expr: &str, tz: &str) -> Result<String, String> {
     let dom = field(rest[2], 1, 31, &[], "day-of-month")?;
     let mon = field(rest[3], 1, 12, MONTHS, "month")?;
     // Cron counts Sunday as 0 or 7.
-    let dow = field(&rest[4].replace('7', "0"), 0, 6, DAYS, "day-of-week")?;
+    let dow = weekdays(rest[4])?;
     if dom.is_some() && dow.is_some() {
         return Err(format!(
             "schedule {expr:?} restricts both the day of the month and the day of the week: cron runs when either matches, systemd when both do; split it into two jobs or drop one"
@@ -318,7 +344,7 @@ pub fn run(g: &Global, a: SystemdArgs) -> Result<Code> {
 
 #[cfg(test)]
 mod tests {
-    use super::on_calendar;
+    use super::{kube_weekdays, on_calendar};
 
     #[test]
     fn cron_to_calendar() {
@@ -331,6 +357,19 @@ mod tests {
             "Mon,Tue,Wed,Thu,Fri *-*-* 04:00:00 Europe/Paris"
         );
         assert_eq!(c("0 4 * * SUN,7"), "Sun *-*-* 04:00:00 Europe/Paris");
+        let weekend = "Sun,Sat *-*-* 02:00:00 Europe/Paris";
+        assert_eq!(c("0 2 * * 6-7"), weekend);
+        assert_eq!(c("0 2 * * SAT-SUN"), weekend);
+        assert_eq!(c("0 2 * * 5-7"), "Sun,Fri,Sat *-*-* 02:00:00 Europe/Paris");
+        assert_eq!(c("0 2 * * 0-7"), "*-*-* 02:00:00 Europe/Paris");
+        assert_eq!(c("0 2 * * 1-7"), "*-*-* 02:00:00 Europe/Paris");
+        assert!(on_calendar("0 4 * * 5-1", "UTC").is_err());
+        assert!(on_calendar("0 4 * * 8", "UTC").is_err());
+        assert_eq!(kube_weekdays("1-5").unwrap(), "1-5");
+        assert_eq!(kube_weekdays("MON,SUN").unwrap(), "MON,SUN");
+        assert_eq!(kube_weekdays("6-7").unwrap(), "0,6");
+        assert_eq!(kube_weekdays("FRI-SUN").unwrap(), "0,5,6");
+        assert_eq!(kube_weekdays("0-7").unwrap(), "*");
         assert_eq!(c("*/20 * * * * *"), "*-*-* *:*:00,20,40 Europe/Paris");
         assert!(on_calendar("0 4 1 * MON", "UTC").is_err());
         assert!(on_calendar("0 4 L * *", "UTC").is_err());
