@@ -235,6 +235,47 @@ fn run_paths_job_with_retention_copy_and_audit() {
     assert_eq!(job_snapshots(&fx, "files"), before);
     drop(lock);
     run_job(&fx, &cfg, &["files"], &s3env).ok();
+    // Under the generated service's UMask=0077 the metrics file is still readable by
+    // node_exporter's user.
+    let strict = fx.path("metrics/strict.prom");
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "umask 077 && exec \"$@\"", "sh", s(&cairn_bin())])
+        .args([
+            "run",
+            "--config",
+            s(&cfg),
+            "files",
+            "--metrics-file",
+            s(&strict),
+        ])
+        .envs(fx.env())
+        .envs(s3env.iter().map(|(k, v)| (k, v)));
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(&strict).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "metrics file mode {mode:o}");
+    // A metrics file that cannot be written fails the run, saying the results stand.
+    let out = run_job(
+        &fx,
+        &cfg,
+        &[
+            "files",
+            "--json",
+            "--metrics-file",
+            s(&fx.path("nowhere/cairn.prom")),
+        ],
+        &s3env,
+    );
+    out.code_is(1);
+    let j = out.json();
+    assert_eq!(j["jobs"][0]["status"], "ok", "{out}");
+    assert!(
+        j["metrics_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nowhere/cairn.prom") && e.contains("results above stand")),
+        "{out}"
+    );
 }
 
 /// Seed parity: the platform's retentionSize overshoots by up to 10 GB; a job's max_size holds
@@ -324,8 +365,24 @@ fn run_etcd_job_and_a_failing_one() {
         2,
         "max_count 2 holds exactly"
     );
-    let out = run_job(&fx, &cfg, &["broken", "etcd", "--json"], &Env::new());
+    let prom = fx.path("cairn.prom");
+    let out = run_job(
+        &fx,
+        &cfg,
+        &["broken", "etcd", "--json", "--metrics-file", s(&prom)],
+        &Env::new(),
+    );
     out.code_is(1);
+    // A job that never succeeded reports its last success at 0, so "too old" fires for it.
+    let text = fs::read_to_string(&prom).unwrap();
+    assert_eq!(
+        metric(
+            &text,
+            "cairn_job_last_success_timestamp_seconds{job=\"broken\"}"
+        ),
+        Some(0.0),
+        "{text}"
+    );
     let j = out.json();
     assert_eq!(j["jobs"][0]["status"], "failed", "{out}");
     assert!(

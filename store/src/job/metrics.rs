@@ -231,9 +231,13 @@ pub fn render(jobs: &[(String, JobState)], daemon: Option<&DaemonCounters>) -> S
                 put("cairn_job_last_copied_bytes", job.clone(), sent as f64);
             }
         }
-        if let Some(t) = st.last_success_timestamp_seconds {
-            put("cairn_job_last_success_timestamp_seconds", job.clone(), t);
-        }
+        // 0 until a run succeeds, so that "last success too old" fires for a job that never
+        // succeeded, not only for one that stopped succeeding.
+        put(
+            "cairn_job_last_success_timestamp_seconds",
+            job.clone(),
+            st.last_success_timestamp_seconds.unwrap_or(0.0),
+        );
         if let Some((t, damaged)) = st.last_audit {
             put("cairn_job_last_audit_timestamp_seconds", job.clone(), t);
             put(

@@ -176,7 +176,8 @@ pub fn job_tag(name: &str) -> String {
     format!("job:{name}")
 }
 
-fn now_seconds() -> f64 {
+/// Now, in Unix seconds.
+pub fn now_seconds() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())

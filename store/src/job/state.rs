@@ -96,8 +96,20 @@ pub fn save(dir: &Path, name: &str, state: &JobState) -> Result<(), StateError> 
 }
 
 /// Write `bytes` to `path` through a temporary file in the same directory and a rename, so
-/// readers (node_exporter's textfile collector) never see a partial file.
+/// readers never see a partial file. The file's mode follows the umask.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_mode(path, bytes, None)
+}
+
+/// [`write_atomic`] for a file other users must read (a metrics file for node_exporter's
+/// textfile collector, which runs as its own user; systemd units): mode 0644 whatever the
+/// umask (the generated service's is 0077).
+pub fn write_atomic_readable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_mode(path, bytes, Some(0o644))
+}
+
+fn write_atomic_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -109,6 +121,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
+        if let Some(mode) = mode {
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)

@@ -428,12 +428,28 @@ pub fn run_job(
 
 /// Render every configured job's metrics from its state.
 pub fn render_metrics(loaded: &Loaded, daemon: Option<&metrics::DaemonCounters>) -> String {
+    render_metrics_with(loaded, daemon, &[])
+}
+
+/// [`render_metrics`], with the runs of `unsaved` folded into their jobs' states: runs that
+/// failed before or while saving their state must still show in the metrics.
+fn render_metrics_with(
+    loaded: &Loaded,
+    daemon: Option<&metrics::DaemonCounters>,
+    unsaved: &[RunSummary],
+) -> String {
     let dir = loaded.state_dir();
     let jobs: Vec<(String, state::JobState)> = loaded
         .config
         .jobs
         .keys()
-        .map(|n| (n.clone(), state::load(&dir, n).unwrap_or_default()))
+        .map(|n| {
+            let mut st = state::load(&dir, n).unwrap_or_default();
+            for r in unsaved.iter().filter(|r| &r.job == n) {
+                st.record(r);
+            }
+            (n.clone(), st)
+        })
         .collect();
     metrics::render(&jobs, daemon)
 }
@@ -452,23 +468,30 @@ pub fn run(g: &Global, a: RunArgs) -> Result<Code> {
             .context("installing the signal handler")?;
         signal_hook::flag::register(sig, stop.clone()).context("installing the signal handler")?;
     }
-    let mut summaries = Vec::new();
+    let (mut summaries, mut unsaved) = (Vec::new(), Vec::new());
     let mut worst = Status::Ok;
     for name in &a.jobs {
+        let started = runner::now_seconds();
         let summary = match run_job(g, &loaded, name, a.host.as_deref(), &stop) {
             Ok(s) => s,
-            Err(e) => RunSummary {
-                job: name.clone(),
-                status: Some(Status::Failed),
-                exit_code: Status::Failed.exit_code(),
-                steps: vec![runner::StepReport {
-                    step: "start".into(),
+            Err(e) => {
+                let failed = RunSummary {
+                    job: name.clone(),
+                    start_timestamp_seconds: started,
+                    end_timestamp_seconds: runner::now_seconds(),
                     status: Some(Status::Failed),
-                    message: Some(message(e)),
-                    duration_seconds: 0.0,
-                }],
-                ..RunSummary::default()
-            },
+                    exit_code: Status::Failed.exit_code(),
+                    steps: vec![runner::StepReport {
+                        step: "start".into(),
+                        status: Some(Status::Failed),
+                        message: Some(message(e)),
+                        duration_seconds: 0.0,
+                    }],
+                    ..RunSummary::default()
+                };
+                unsaved.push(failed.clone());
+                failed
+            }
         };
         worst = worst.max(summary.status.unwrap_or(Status::Failed));
         if !g.json && !g.quiet {
@@ -476,16 +499,29 @@ pub fn run(g: &Global, a: RunArgs) -> Result<Code> {
         }
         summaries.push(summary);
     }
+    let mut metrics_error = None;
     if let Some(file) = &a.metrics_file {
-        let text = render_metrics(&loaded, None);
-        state::write_atomic(file, text.as_bytes())
-            .with_context(|| format!("writing the metrics file {}", file.display()))?;
+        let text = render_metrics_with(&loaded, None, &unsaved);
+        if let Err(e) = state::write_atomic_readable(file, text.as_bytes()) {
+            // The runs stand as reported; monitoring will not see them, which fails the run.
+            let said = format!(
+                "writing the metrics file {}: {e}; the results above stand, but monitoring \
+                 does not see them (check that its directory exists and is writable)",
+                file.display()
+            );
+            if !g.json {
+                eprintln!("cairn: error: {said}");
+            }
+            metrics_error = Some(said);
+            worst = worst.max(Status::Failed);
+        }
     }
     if g.json {
         output::json(&serde_json::json!({
             "jobs": summaries,
             "status": worst.name(),
             "exit_code": worst.exit_code(),
+            "metrics_error": metrics_error,
         }))?;
     }
     Ok(match worst {

@@ -324,7 +324,7 @@ pub fn run(g: &Global, a: SystemdArgs) -> Result<Code> {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             for (ext, text) in [("service", &service), ("timer", &timer)] {
                 let p = dir.join(format!("cairn-{}.{ext}", a.job));
-                state::write_atomic(&p, text.as_bytes())
+                state::write_atomic_readable(&p, text.as_bytes())
                     .with_context(|| format!("writing {}", p.display()))?;
                 if !g.quiet {
                     eprintln!("wrote {}", p.display());
