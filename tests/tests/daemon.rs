@@ -31,6 +31,8 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(fs::File::create(&log).unwrap())
             .stderr(fs::File::create(log.with_extension("err")).unwrap());
+        // Its own process group, as under a shell's job control or a service manager.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         for (k, v) in fx.env() {
             cmd.env(k, v);
         }
@@ -80,6 +82,15 @@ impl Daemon {
 
     fn signal(&self, sig: rustix::process::Signal) {
         rustix::process::kill_process(
+            rustix::process::Pid::from_raw(self.child.id() as i32).unwrap(),
+            sig,
+        )
+        .unwrap();
+    }
+
+    /// Signal the daemon's whole process group (Ctrl-C in a terminal, `kill -- -PGID`).
+    fn signal_group(&self, sig: rustix::process::Signal) {
+        rustix::process::kill_process_group(
             rustix::process::Pid::from_raw(self.child.id() as i32).unwrap(),
             sig,
         )
@@ -316,11 +327,12 @@ fn sigterm_during_a_backup() {
         "the aborted run is recorded: {text}"
     );
 
-    // 2. A long stop timeout: the backup step finishes, nothing after it starts.
+    // 2. A long stop timeout: the backup step finishes, nothing after it starts. The signal
+    // goes to the daemon's process group: the run, in a group of its own, is asked once.
     let mut d = Daemon::start(&fx, &cfg, &["--stop-timeout", "60s"]);
     let start = packs(&fx);
     d.wait("packs of the second backup", 20, |_| packs(&fx) > start);
-    d.signal(rustix::process::Signal::TERM);
+    d.signal_group(rustix::process::Signal::TERM);
     assert_eq!(d.exit(60), 0);
     assert_eq!(
         d.count("big", "finished", "failed (exit 1)"),

@@ -231,6 +231,10 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        // A process group of its own: a signal to the daemon's group (Ctrl-C, `kill -- -PGID`)
+        // reaches the daemon alone, which asks the run to stop once; a second signal straight
+        // to the run would end it at once.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         if let Some(c) = &self.base.cache_dir {
             cmd.arg("--cache-dir").arg(c);
         }

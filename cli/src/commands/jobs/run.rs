@@ -26,7 +26,7 @@ use cairn_store::retention::{self, GroupBy};
 use cairn_store::snapshots::{self, Filter};
 use clap::Args;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// `cairn run`.
@@ -462,12 +462,7 @@ pub fn run(g: &Global, a: RunArgs) -> Result<Code> {
         })?;
     }
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        // The first signal asks to stop after the running step; a second ends the process.
-        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
-            .context("installing the signal handler")?;
-        signal_hook::flag::register(sig, stop.clone()).context("installing the signal handler")?;
-    }
+    stop_on_signals(stop.clone())?;
     let (mut summaries, mut unsaved) = (Vec::new(), Vec::new());
     let mut worst = Status::Ok;
     for name in &a.jobs {
@@ -530,6 +525,31 @@ pub fn run(g: &Global, a: RunArgs) -> Result<Code> {
         Status::Damage => Code::Damage,
         Status::Failed => Code::Error,
     })
+}
+
+/// SIGTERM or SIGINT sets `stop` (no step starts after the running one); a second one ends
+/// the process at once, saying so (the run is then not recorded; nothing is half written).
+fn stop_on_signals(stop: Arc<AtomicBool>) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("installing the signal handlers")?;
+    std::thread::Builder::new()
+        .name("cairn-signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                if stop.swap(true, Ordering::SeqCst) {
+                    eprintln!(
+                        "cairn: error: a second signal: stopping now, in the middle of the \
+                         step; this run is not recorded in the job state (no snapshot is half \
+                         written: an interrupted backup leaves only packs for prune)"
+                    );
+                    std::process::exit(1);
+                }
+                eprintln!("cairn: stopping after the running step (a second signal stops at once)");
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
 }
 
 fn print_summary(s: &RunSummary) -> Result<()> {
