@@ -636,6 +636,36 @@ fn generated_cronjob_parses_and_mounts_everything_it_references() {
     let args = c.args.as_ref().unwrap();
     let host_at = args.iter().position(|a| a == "--host").expect("--host");
     assert_eq!(args[host_at + 1], "$(NODE_NAME)");
+    // Retention would count each node's runs apart: said on stderr and in the header.
+    assert!(
+        out.stderr.contains("sets no `host`")
+            && out.stdout.contains("# Note: job etcd sets no `host`"),
+        "{out}"
+    );
+    // With the job's own host, the node's name is not passed, and there is nothing to say.
+    let hosted = write_config(
+        &fx,
+        "hosted.toml",
+        &config.replace("[jobs.etcd]\n", "[jobs.etcd]\nhost = \"cluster-a\"\n"),
+    );
+    let out2 = fx.run(&["generate", "cronjob", "etcd", "--config", s(&hosted)]);
+    out2.ok();
+    let cj2: CronJob = serde_saphyr::from_str(&out2.stdout).unwrap();
+    let args2 = cj2
+        .spec
+        .unwrap()
+        .job_template
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert!(!args2.contains(&"--host".to_string()), "{args2:?}");
+    assert!(!out2.stderr.contains("warning"), "{out2}");
     let node = c
         .env
         .as_ref()

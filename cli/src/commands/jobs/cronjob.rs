@@ -209,12 +209,21 @@ pub fn cronjob(loaded: &Loaded, name: &str, a: &CronJobArgs) -> Result<(CronJob,
         ..Default::default()
     });
     let secrets = secret_files(loaded, job);
-    let mut commands = vec![format!(
-        "kubectl -n {} create configmap {} --from-file=cairn.toml={}",
-        a.namespace,
-        config_map_name(name),
-        config_path.display()
-    )];
+    let ns = &a.namespace;
+    let sa = &a.service_account;
+    let mut commands = vec![
+        format!("kubectl create namespace {ns}"),
+        format!("kubectl -n {ns} create serviceaccount {sa}"),
+        // The pod is privileged, on the host's network, with hostPath mounts.
+        format!(
+            "oc adm policy add-scc-to-user privileged -z {sa} -n {ns}   # OpenShift; on Kubernetes: kubectl label namespace {ns} pod-security.kubernetes.io/enforce=privileged"
+        ),
+        format!(
+            "kubectl -n {ns} create configmap {} --from-file=cairn.toml={}",
+            config_map_name(name),
+            config_path.display()
+        ),
+    ];
     if !secrets.is_empty() {
         volumes.push(Volume {
             name: "secrets".into(),
@@ -286,14 +295,24 @@ pub fn cronjob(loaded: &Loaded, name: &str, a: &CronJobArgs) -> Result<(CronJob,
         name: "cairn".into(),
         image: Some(a.image.clone()),
         command: Some(vec!["cairn".into()]),
-        args: Some(vec![
-            "run".into(),
-            name.into(),
-            "--config".into(),
-            config_path.display().to_string(),
-            "--host".into(),
-            "$(NODE_NAME)".into(),
-        ]),
+        args: Some(
+            [
+                "run".to_string(),
+                name.into(),
+                "--config".into(),
+                config_path.display().to_string(),
+            ]
+            .into_iter()
+            // The job's own `host`, else the node the run lands on.
+            .chain(
+                job.host
+                    .is_none()
+                    .then(|| ["--host".to_string(), "$(NODE_NAME)".into()])
+                    .into_iter()
+                    .flatten(),
+            )
+            .collect(),
+        ),
         env: Some(env),
         volume_mounts: Some(mounts),
         security_context: Some(SecurityContext {
@@ -382,7 +401,21 @@ pub fn run(_g: &Global, a: CronJobArgs) -> Result<Code> {
     for c in commands {
         out.push_str(&format!("#   {c}\n"));
     }
-    out.push_str("# Exit codes: 0 ok, 3 partial, 4 damage found, 1 failed (the Job then fails).\n");
+    out.push_str(
+        "# Exit codes: 0 ok; 3 partial, 4 damage found, 1 failed: each fails the Job (the\n\
+         # metrics file or `cairn jobs` says which).\n",
+    );
+    let job = loaded.job(&a.job).map_err(anyhow::Error::msg)?;
+    if job.host.is_none() && job.retention.is_some() {
+        let note = format!(
+            "job {} sets no `host`: its snapshots are recorded under the node each run lands \
+             on, and retention (max_count, keep rules) counts each node's apart; set \
+             `host = \"<cluster name>\"` in [jobs.{}] to count them together",
+            a.job, a.job
+        );
+        out.push_str(&format!("# Note: {note}.\n"));
+        eprintln!("cairn: warning: {note}");
+    }
     out.push_str(&yaml);
     crate::outln!("{}", out.trim_end())?;
     Ok(Code::Ok)
