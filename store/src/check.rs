@@ -106,7 +106,6 @@ pub struct CheckReport {
     pub notes: Vec<String>,
 }
 
-const HINT_PRUNE: &str = "nothing is lost; `cairn prune` removes it";
 const HINT_INDEX: &str = "run `cairn repair index`";
 const HINT_SNAPSHOTS: &str =
     "restore what is intact, then run `cairn repair snapshots` to drop what is lost";
@@ -561,10 +560,15 @@ impl Audit {
             .problems
             .iter()
             .any(|p| p.object.starts_with("blob ") || p.object.starts_with("tree "));
-        report.notes.push(if missing {
-            format!("{n} stored packs are in no index, and snapshots miss data: the packs may hold it (an index object lost or damaged). Run `cairn repair index` first, and do not prune before it")
+        let packs = if n == 1 {
+            "1 stored pack is".to_string()
         } else {
-            format!("{n} stored packs are in no index (left by interrupted backups): {HINT_PRUNE}")
+            format!("{n} stored packs are")
+        };
+        report.notes.push(if missing {
+            format!("{packs} in no index, and snapshots miss data: they may hold it (an index object lost or damaged). Run `cairn repair index` first, and do not prune before it")
+        } else {
+            format!("{packs} in no index (left by interrupted backups): nothing is lost; `cairn prune` removes them")
         });
     }
 

@@ -10,7 +10,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The location holds no cairn repository.
     #[error(
-        "{location} is not a cairn repository (no config object); create one with `cairn init`"
+        "{location} is not a cairn repository (no config object): check the location (an NFS or other mount that is not mounted looks empty), or create one with `cairn init`"
     )]
     NotARepository {
         /// Repository location as given.

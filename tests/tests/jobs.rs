@@ -566,7 +566,7 @@ fn generated_systemd_units_verify_and_match_the_schedule() {
         &config.replace("0 4 * * 1-5", "0 4 1 * 1-5"),
     );
     let out = fx.run(&["generate", "systemd", "weekdays", "--config", s(&bad)]);
-    out.code_is(1);
+    out.code_is(2);
     assert!(out.stderr.contains("either matches"), "{out}");
 }
 

@@ -10,7 +10,7 @@
 use super::ConfigFile;
 use crate::args::Global;
 use crate::exit::Code;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use cairn_store::job::config::{Job, Loaded, Source};
 use clap::Args;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
@@ -174,21 +174,28 @@ pub fn cronjob(loaded: &Loaded, name: &str, a: &CronJobArgs) -> Result<(CronJob,
         .map(str::to_string)
         .collect();
     if fields.len() != 5 {
-        bail!(
-            "job {name}: schedule {:?} has a seconds field; Kubernetes CronJobs take 5 fields",
-            sched.get_ref()
-        );
+        return Err(crate::exit::usage(
+            format!(
+                "job {name}: schedule {:?} has a seconds field; Kubernetes CronJobs take 5 fields",
+                sched.get_ref()
+            ),
+            "give the job a 5-field schedule",
+        ));
     }
     // Kubernetes takes days of the week 0-6 only: Sunday as 7 is written as 0.
     fields[4] = super::systemd::kube_weekdays(&fields[4])
         .map_err(|e| anyhow::anyhow!("job {name}: schedule {:?}: {e}", sched.get_ref()))?;
     let schedule = fields.join(" ");
     if matches!(job.source, Source::Host { .. }) {
-        bail!(
+        return Err(crate::exit::usage(
+            format!(
             "job {name} backs up the host itself (source kind \"host\"): in a pod, the package \
-             inventory, kernel and hostname would be the container's, not the node's; run it \
-             on the node from a systemd timer instead: cairn generate systemd {name}"
-        );
+             inventory, kernel and hostname would be the container's, not the node's"
+            ),
+            format!(
+                "run it on the node from a systemd timer instead: cairn generate systemd {name}"
+            ),
+        ));
     }
     let config_path = std::path::absolute(&loaded.path).unwrap_or_else(|_| loaded.path.clone());
     let mut volumes = Vec::new();

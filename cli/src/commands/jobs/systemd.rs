@@ -219,7 +219,12 @@ pub fn units(
         format!("job {name} has no schedule; add `schedule = \"0 3 * * *\"` (and a timezone) to [jobs.{name}]")
     })?;
     let tz = job.timezone.as_ref().map_or("UTC", |t| t.get_ref());
-    let calendar = on_calendar(sched.get_ref(), tz).map_err(anyhow::Error::msg)?;
+    let calendar = on_calendar(sched.get_ref(), tz).map_err(|e| {
+        crate::exit::usage(
+            format!("job {name}: {e}"),
+            "change the job's schedule, or run the job with `cairn daemon`, which takes every cron expression",
+        )
+    })?;
     let config = std::path::absolute(&loaded.path).unwrap_or_else(|_| loaded.path.clone());
     let mut exec = format!("{} run {name} --config {}", quote(bin), quote(&config));
     if let Some(m) = metrics {
@@ -248,7 +253,7 @@ Type=oneshot
 ExecStart={exec}
 # Exit codes: 0 ok; 3 partial (the snapshot was saved but some files could not be read, a copy
 # skipped a damaged snapshot, or a running backup still holds space prune could not free) -
-# counted as success here so the timer goes on, and reported in the metrics
+# counted as success here so the unit is not shown as failed, and reported in the metrics
 # (cairn_job_last_exit_code 3); 4 the audit found damage; 1 a step failed; 2 bad configuration.
 SuccessExitStatus=3
 # SIGTERM lets the running step finish; after TimeoutStopSec the run is killed, which leaves no
