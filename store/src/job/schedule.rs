@@ -40,11 +40,32 @@ impl Schedule {
                 "schedule {expr:?} has {fields} fields; expected 5 (minute hour day month weekday) or 6 (seconds first)"
             ));
         }
-        let cron = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .build()
-            .parse(expr)
-            .map_err(|e| format!("schedule {expr:?} is not a valid cron expression: {e}"))?;
+        let parser = CronParser::builder().seconds(Seconds::Optional).build();
+        let cron = parser.parse(expr).map_err(|e| {
+            // Name the field: the first that fails with every other one `*`.
+            let parts: Vec<&str> = expr.split_whitespace().collect();
+            let names = &[
+                "seconds",
+                "minute",
+                "hour",
+                "day-of-month",
+                "month",
+                "day-of-week",
+            ][6 - parts.len()..];
+            let culprit = (0..parts.len()).find(|&i| {
+                let probe: Vec<&str> = (0..parts.len())
+                    .map(|j| if j == i { parts[i] } else { "*" })
+                    .collect();
+                parser.parse(&probe.join(" ")).is_err()
+            });
+            match culprit {
+                Some(i) => format!(
+                    "schedule {expr:?}: the {} field {:?} is not valid ({e})",
+                    names[i], parts[i]
+                ),
+                None => format!("schedule {expr:?} is not a valid cron expression: {e}"),
+            }
+        })?;
         Ok(Schedule {
             expr: expr.to_string(),
             cron,
@@ -127,6 +148,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = |expr| Schedule::new(expr, chrono_tz::UTC).err().unwrap();
+        assert!(
+            e("0 25 * * *").contains("the hour field \"25\""),
+            "{}",
+            e("0 25 * * *")
+        );
+        assert!(e("0 2 * 13 *").contains("the month field \"13\""));
+        assert!(e("*/5 0 2 * * 9").contains("the day-of-week field \"9\""));
+    }
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
