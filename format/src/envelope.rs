@@ -34,6 +34,12 @@ pub enum EnvelopeError {
         /// The largest the caller allows.
         allowed: u8,
     },
+    /// The age header is larger than any cairn writes (refused before age parses it).
+    #[error(
+        "its age header is larger than cairn writes (over {MAX_STANZAS} recipient stanzas or \
+         {MAX_HEADER_LEN} bytes): it was not written by cairn"
+    )]
+    HeaderTooLarge,
     /// The plaintext is larger than the caller allows.
     #[error("plaintext exceeds the {0} bytes allowed for this object")]
     TooLarge(u64),
@@ -178,8 +184,42 @@ pub fn encrypt_with_passphrase(plaintext: &[u8], passphrase: &str, log_n: u8) ->
     out
 }
 
+/// Most recipients a repository takes at `init`: its objects carry one stanza for each, plus
+/// two (the repository's own master and metadata keys) and age's random "grease" stanza, at
+/// most [`MAX_STANZAS`].
+pub const MAX_RECIPIENTS: usize = MAX_STANZAS - 3;
+
+/// Most recipient stanzas in the header of an object cairn reads.
+pub const MAX_STANZAS: usize = 64;
+
+/// Longest age header cairn reads (64 X25519 stanzas take about 7 KiB).
+pub const MAX_HEADER_LEN: usize = 16 << 10;
+
+/// Refuse an age header that cairn never writes, before age parses it: age re-parses a header
+/// as it grows, in time quadratic in its length, so a planted object with thousands of
+/// stanzas would hold every reader for minutes. `bytes` is the object's start (or all of it).
+pub fn check_header(bytes: &[u8]) -> Result<(), EnvelopeError> {
+    let window = &bytes[..bytes.len().min(MAX_HEADER_LEN)];
+    let header = match window.windows(4).position(|w| w == b"\n---") {
+        Some(end) => &window[..end],
+        // No end within the window: too long, or truncated (age says so).
+        None if bytes.len() > MAX_HEADER_LEN => return Err(EnvelopeError::HeaderTooLarge),
+        None => window,
+    };
+    if stanza_count(header) > MAX_STANZAS {
+        return Err(EnvelopeError::HeaderTooLarge);
+    }
+    Ok(())
+}
+
+/// Recipient stanzas (`-> ` lines) in header text.
+pub fn stanza_count(header: &[u8]) -> usize {
+    header.windows(4).filter(|w| w == b"\n-> ").count()
+}
+
 /// True when the object is encrypted to a passphrase rather than to recipients.
 pub fn is_passphrase_encrypted(ciphertext: &[u8]) -> Result<bool, EnvelopeError> {
+    check_header(ciphertext)?;
     Ok(age::Decryptor::new_buffered(ciphertext)?.is_scrypt())
 }
 
@@ -189,6 +229,7 @@ pub fn decrypt(
     identities: &[&dyn age::Identity],
     max_len: u64,
 ) -> Result<Vec<u8>, EnvelopeError> {
+    check_header(ciphertext)?;
     let reader = age::Decryptor::new_buffered(ciphertext)?.decrypt(identities.iter().copied())?;
     read_bounded(reader, max_len)
 }
@@ -200,6 +241,7 @@ pub fn decrypt_with_passphrase(
     max_log_n: u8,
     max_len: u64,
 ) -> Result<Vec<u8>, EnvelopeError> {
+    check_header(ciphertext)?;
     let mut identity = age::scrypt::Identity::new(SecretString::from(passphrase.to_owned()));
     identity.set_max_work_factor(max_log_n);
     let reader = age::Decryptor::new_buffered(ciphertext)?
@@ -233,7 +275,17 @@ pub struct SeekableReader<R: Read + Seek> {
 
 impl<R: Read + Seek> SeekableReader<R> {
     /// Open an age file for random access with `identities`.
-    pub fn open(ciphertext: R, identities: &[&dyn age::Identity]) -> Result<Self, EnvelopeError> {
+    pub fn open(
+        mut ciphertext: R,
+        identities: &[&dyn age::Identity],
+    ) -> Result<Self, EnvelopeError> {
+        let mut start = Vec::with_capacity(MAX_HEADER_LEN + 1);
+        (&mut ciphertext)
+            .take(MAX_HEADER_LEN as u64 + 1)
+            .read_to_end(&mut start)
+            .map_err(io_error)?;
+        check_header(&start)?;
+        ciphertext.seek(io::SeekFrom::Start(0)).map_err(io_error)?;
         let inner = age::Decryptor::new(ciphertext)?.decrypt(identities.iter().copied())?;
         Ok(SeekableReader { inner, len: None })
     }
@@ -270,6 +322,62 @@ impl<R: Read + Seek> SeekableReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_no_cairn_writes_are_refused_before_age_parses_them() {
+        let ids: Vec<x25519::Identity> = (0..MAX_STANZAS + 1)
+            .map(|_| x25519::Identity::generate())
+            .collect();
+        let to = |n: usize| -> Vec<x25519::Recipient> {
+            ids[..n].iter().map(|i| i.to_public()).collect()
+        };
+        let me: &dyn age::Identity = &ids[0];
+        // The most cairn writes opens, as an object and as a seekable payload (age adds a
+        // grease stanza to the recipients').
+        let most = encrypt(b"plain", &to(MAX_STANZAS - 1));
+        assert!(most.len() < MAX_HEADER_LEN + 100);
+        assert_eq!(decrypt(&most, &[me], 100).unwrap(), b"plain");
+        assert!(SeekableReader::open(io::Cursor::new(&most), &[me]).is_ok());
+        // One stanza more is refused, quickly, on every path.
+        let over = encrypt(b"plain", &to(MAX_STANZAS));
+        assert!(matches!(
+            decrypt(&over, &[me], 100),
+            Err(EnvelopeError::HeaderTooLarge)
+        ));
+        assert!(matches!(
+            SeekableReader::open(io::Cursor::new(&over), &[me]),
+            Err(EnvelopeError::HeaderTooLarge)
+        ));
+        assert!(matches!(
+            crate::payload::Payload::open(&mut io::Cursor::new(&over), over.len() as u64, &[me]),
+            Err(EnvelopeError::HeaderTooLarge)
+        ));
+        // A header of 40,000 planted stanzas (about 4 MB) is refused without parsing it.
+        let stanza = b"-> X25519 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n";
+        let mut planted = b"age-encryption.org/v1\n".to_vec();
+        for _ in 0..40_000 {
+            planted.extend_from_slice(stanza);
+        }
+        planted.extend_from_slice(b"--- AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n");
+        let t = std::time::Instant::now();
+        assert!(matches!(
+            decrypt(&planted, &[me], 100),
+            Err(EnvelopeError::HeaderTooLarge)
+        ));
+        assert!(matches!(
+            crate::payload::Payload::open(
+                &mut io::Cursor::new(&planted),
+                planted.len() as u64,
+                &[me]
+            ),
+            Err(EnvelopeError::HeaderTooLarge)
+        ));
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
+    }
 
     #[test]
     fn passphrase_files_are_told_from_others_by_their_header() {

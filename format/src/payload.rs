@@ -15,7 +15,7 @@
 //! minus the header, so a stream cut at a chunk boundary fails authentication of its new
 //! last chunk (it was sealed without the last-chunk flag), as age's own reader does.
 
-use crate::envelope::EnvelopeError;
+use crate::envelope::{self, EnvelopeError};
 use age::secrecy::ExposeSecret;
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
@@ -32,7 +32,7 @@ pub const CHUNK_STORED: u64 = CHUNK + TAG;
 /// The age payload nonce that follows the header.
 const NONCE: usize = 16;
 /// Longest header accepted (age headers of a few recipients are a few hundred bytes).
-const MAX_HEADER: usize = 1 << 20;
+const MAX_HEADER: usize = envelope::MAX_HEADER_LEN + NONCE;
 
 /// The payload of one age file: its key and where its chunks lie in the stored object.
 pub struct Payload {
@@ -65,18 +65,22 @@ pub struct Chunks {
 struct Tap<'a, R> {
     inner: &'a mut R,
     seen: Vec<u8>,
+    stanzas: usize,
 }
 
 impl<R: Read> Read for Tap<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if self.seen.len() + n > MAX_HEADER {
+        let from = self.seen.len().saturating_sub(3);
+        self.seen.extend_from_slice(&buf[..n]);
+        // Stanzas counted as they come (age re-parses the header as it grows).
+        self.stanzas += envelope::stanza_count(&self.seen[from..]);
+        if self.seen.len() > MAX_HEADER || self.stanzas > envelope::MAX_STANZAS {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                "age header longer than 1 MiB",
+                EnvelopeError::HeaderTooLarge.to_string(),
             ));
         }
-        self.seen.extend_from_slice(&buf[..n]);
         Ok(n)
     }
 }
@@ -150,11 +154,21 @@ impl Payload {
         let mut tap = Tap {
             inner: object,
             seen: Vec::new(),
+            stanzas: 0,
         };
         // age authenticates the header (its MAC under the file key) before it returns.
-        let stream = age::Decryptor::new(&mut tap)?
-            .decrypt(captures.iter().map(|c| c as &dyn age::Identity))?;
-        drop(stream);
+        let opened: Result<(), EnvelopeError> = age::Decryptor::new(&mut tap)
+            .and_then(|d| d.decrypt(captures.iter().map(|c| c as &dyn age::Identity)))
+            .map(drop)
+            .map_err(Into::into);
+        if let Err(e) = opened {
+            let refused = tap.stanzas > envelope::MAX_STANZAS || tap.seen.len() > MAX_HEADER;
+            return Err(if refused {
+                EnvelopeError::HeaderTooLarge
+            } else {
+                e
+            });
+        }
         // The captured key is used where it lies (never moved out) and zeroed with the slot.
         let held = key.0.lock().unwrap_or_else(|p| p.into_inner());
         let file_key = held.as_ref().ok_or(EnvelopeError::NoMatchingKey)?;

@@ -328,15 +328,11 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
     tracing::debug!("plan: snapshots walked in {:?}", t.elapsed());
     let missing = used.blobs.iter().filter(|b| !all.contains(b)).count();
 
-    // Each referenced blob counts as live in one pack: the one the live index finds first.
-    // Bytes per pack number first; the ids of the packs chosen for repacking are gathered
-    // afterwards, so no list of every referenced id is held.
-    let mut live_bytes = vec![0u64; live.packs().len()];
-    for b in &used.blobs {
-        if let Some(loc) = live.get(b) {
-            live_bytes[loc.pack as usize] += u64::from(loc.len);
-        }
-    }
+    // A referenced blob keeps every pack an index object lists it in, not only the first the
+    // index finds: index objects are unverified claims (a write-key holder can plant one that
+    // lists every blob in a pack of its choosing), and choosing one listing would let such a
+    // claim empty the packs that really hold the data. A blob stored twice (two concurrent
+    // backups) therefore keeps both packs.
     let mut plan = Plan {
         objects,
         index: all,
@@ -359,7 +355,12 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
         }
         plan.objects.pack_into(&info.id, &mut pack)?;
         let total: u64 = pack.blobs.iter().map(|b| u64::from(b.len)).sum();
-        let used_len = live_bytes[number as usize];
+        let used_len: u64 = pack
+            .blobs
+            .iter()
+            .filter(|b| plan.used.blobs.contains(&b.id))
+            .map(|b| u64::from(b.len))
+            .sum();
         if used_len == 0 {
             plan.unused.push(info.id);
             report.unused_packs += 1;
@@ -390,12 +391,19 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
         report.repacked_packs += 1;
         report.bytes_condemned += info.size;
     }
-    if !chosen.is_empty() {
-        for b in &plan.used.blobs {
-            if let Some(&i) = live.get(b).and_then(|loc| chosen.get(&loc.pack)) {
-                plan.repack[i].1.push(*b);
-            }
-        }
+    // The referenced blobs each chosen pack is listed as holding move to new packs (those
+    // stored elsewhere too are found there by the saver and not stored again).
+    for (id, live_blobs) in &mut plan.repack {
+        plan.objects.pack_into(id, &mut pack)?;
+        let mut ids: Vec<Id> = pack
+            .blobs
+            .iter()
+            .map(|b| b.id)
+            .filter(|b| plan.used.blobs.contains(b))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        *live_blobs = ids;
     }
     if missing > 0 {
         tracing::warn!(

@@ -101,6 +101,14 @@ impl Repository {
                 "init needs at least one recipient (--recipient/--recipients-file) or a passphrase (--passphrase-file)".into(),
             ));
         }
+        if opts.recipients.len() > envelope::MAX_RECIPIENTS {
+            return Err(Error::Invalid(format!(
+                "{} recipients given; a repository takes at most {} (readers refuse objects \
+                 with more, as no cairn writes them)",
+                opts.recipients.len(),
+                envelope::MAX_RECIPIENTS
+            )));
+        }
         if backend.exists("config")? {
             return Err(Error::AlreadyInitialized {
                 location: backend.location(),

@@ -1338,6 +1338,73 @@ fn prune_converges_when_a_live_blob_is_stored_in_two_packs() {
     );
 }
 
+/// A write-key holder plants an index object claiming that every blob of the honest backups
+/// lives in a junk pack of its own, whose id sorts first (the location an index lookup finds
+/// first). prune must keep the packs that really hold the data: a claim adds a place a blob
+/// may be, it never takes one away. Deleting the planted object then restores everything.
+#[test]
+fn a_planted_index_claim_never_empties_the_packs_that_hold_the_data() {
+    let fx = Fixture::new();
+    let d = fx.path("d");
+    // Small files: each is one blob, whose id the attacker computes from the content.
+    let files: Vec<Vec<u8>> = (0..3).map(|i| random_bytes(40 + i, 4_000)).collect();
+    for (i, f) in files.iter().enumerate() {
+        write_file(&d.join(format!("f{i}")), f);
+    }
+    let snap = Fixture::snap_id(&fx.backup(&[&d]));
+    let honest: Vec<String> = fx.object_names("data");
+    let lowest = honest
+        .iter()
+        .map(|n| n.rsplit('/').next().unwrap().to_string())
+        .min()
+        .unwrap();
+
+    let crafter = Crafter::new(&fx);
+    let junk = loop {
+        let p = crafter.put_pack(PackKind::Data, &[random_bytes(99, 64)]);
+        let h = p.id.to_hex();
+        if h < lowest {
+            break p;
+        }
+        fx.store.delete(&format!("data/{}/{h}", &h[..2]));
+    };
+    // A frame that claims to hold the files, as a consistent forgery would.
+    let frame = cairn_format::pack::FrameRef {
+        raw_len: 4_000,
+        compression: cairn_format::frame::Compression::Zstd,
+        ..junk.blobs[0].frame
+    };
+    let claim = cairn_format::index::IndexPack {
+        blobs: files
+            .iter()
+            .map(|f| cairn_format::pack::BlobEntry {
+                id: crafter.blob_id(f),
+                frame,
+                offset: 0,
+                len: f.len() as u32,
+            })
+            .collect(),
+        ..junk
+    };
+    let planted = crafter.put_meta("index", &IndexRecord { packs: vec![claim] }.encode());
+
+    prune_id(&fx, &[], &[]).ok();
+    for name in &honest {
+        assert!(
+            fx.object_names("data").contains(name),
+            "prune deleted {name}, which holds the honest data, on the planted claim"
+        );
+    }
+    fx.store.delete(&format!("index/{planted}"));
+    assert_restores(
+        &fx,
+        s(&fx.repo),
+        &snap,
+        &d,
+        "after prune and removing the planted index",
+    );
+}
+
 /// A killed backup's half-written pack (`data/.tmp-staged-…`) goes with the next prune once it
 /// is two minutes old when no other backup holds a lease, and only after a lease's life while
 /// one does (it may be that backup's).
