@@ -86,7 +86,7 @@ pub fn report(e: &anyhow::Error, json: bool) -> Code {
         }});
         eprintln!("{obj}");
     } else {
-        eprintln!("cairn: error: {message}");
+        eprintln!("cairn: error: {}", crate::output::printable(&message));
         if let Some(h) = hint {
             eprintln!("hint: {h}");
         }

@@ -30,13 +30,33 @@ pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
     }
 }
 
-/// Write formatted text to stdout; see [`crate::outln`].
+/// Write formatted text to stdout; see [`crate::outln`]. Control characters other than
+/// newline and tab are escaped: snapshot fields (host, tags, paths) and messages come from the
+/// repository, which may be written by an attacker, and must not drive the terminal.
 pub fn write_out(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
     use std::io::Write;
+    let text = args.to_string();
     std::io::stdout()
         .lock()
-        .write_fmt(args)
+        .write_all(printable(&text).as_bytes())
         .map_err(stdout_error)
+}
+
+/// `s` with control characters other than newline and tab escaped (`\u{1b}`).
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !s.contains(bad) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if bad(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// `println!` that returns an error instead of panicking when stdout is closed.
@@ -166,6 +186,16 @@ pub fn quoted(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terminal_controls_are_escaped() {
+        assert_eq!(printable("host-1\tok\n"), "host-1\tok\n");
+        assert_eq!(
+            printable("esc\u{1b}]0;pwned\u{7}\u{1b}[2J"),
+            "esc\\u{1b}]0;pwned\\u{7}\\u{1b}[2J"
+        );
+        assert_eq!(printable("c1\u{9b}2J"), "c1\\u{9b}2J");
+    }
 
     #[test]
     fn counts() {

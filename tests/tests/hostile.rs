@@ -308,6 +308,50 @@ fn crafted_snapshot_helper_produces_restorable_snapshots() {
     assert_eq!(out.json()[0]["host"], "crafted");
 }
 
+/// Snapshot fields are the writer's text: a planted host or path holding terminal
+/// controls is shown escaped, never sent to the terminal as they are.
+#[test]
+fn terminal_controls_in_snapshot_fields_are_escaped() {
+    use cairn_format::snapshot::{Snapshot, SnapshotStats, SourceKind};
+    let fx = Fixture::new();
+    let c = Crafter::new(&fx);
+    let (data, did) = payload(&c);
+    let root = raw_tree(vec![file_node(b"f", vec![did], data.len() as u64)]);
+    c.inject_snapshot(&root, vec![], vec![data]);
+    let evil = "esc\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    let snap = Snapshot {
+        time_ns: 1_760_000_000_000_000_000,
+        host: evil.into(),
+        username: "mallory".into(),
+        source: SourceKind::Paths,
+        paths: vec![format!("/{evil}")],
+        tags: vec!["crafted".into()],
+        tree: c.blob_id(&root),
+        parent: None,
+        stats: SnapshotStats::default(),
+        program: "crafted".into(),
+        facts: Vec::new(),
+    };
+    c.put_meta("snapshots", &snap.encode());
+    let out = fx.wk(&["snapshots"]);
+    out.ok();
+    assert!(
+        !out.stdout.contains('\u{1b}') && !out.stdout.contains('\u{7}'),
+        "raw control characters on stdout: {:?}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("esc\\u{1b}]0;pwned"), "{}", out.stdout);
+    // JSON keeps the exact text, escaped as JSON escapes it.
+    let out = fx.wk(&["--json", "snapshots"]);
+    out.ok();
+    assert!(out
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["host"] == evil));
+}
+
 /// A file node that claims to be one of several hard links to the source inode `ino`.
 fn linked(mut n: cairn_format::tree::Node, ino: u64) -> cairn_format::tree::Node {
     n.nlink = 2;

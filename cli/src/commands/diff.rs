@@ -28,9 +28,9 @@ pub fn run(g: &Global, a: DiffArgs) -> Result<Code> {
                 "cairn: latest is {} ({how}: {}, host {}, source {}, paths {})",
                 id.short(),
                 output::time(s.time_ns),
-                s.host,
+                output::printable(&s.host),
                 s.source.name(),
-                s.paths.join(" ")
+                output::printable(&s.paths.join(" "))
             );
         }
     }

@@ -84,7 +84,7 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> Result<Code> {
             "cairn: warning: snapshot {} is dated {}, in the future (planted, or host {}'s clock is wrong): not taken as latest, not counted by retention",
             id.short(),
             output::time(s.time_ns),
-            s.host
+            output::printable(&s.host)
         );
     }
     for (path, why) in &listing.damaged {
