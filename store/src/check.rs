@@ -400,7 +400,15 @@ fn check_structure_above(
     }
     report.packs = packs.len() as u64;
     report.blobs = index.ranks() as u64;
-    let condemned: HashSet<Id> = lease::load_markers(repo)?
+    let (markers, unreadable) = lease::read_markers(repo)?;
+    for (path, cause) in unreadable {
+        report.problems.push(Problem::new(
+            path,
+            format!("no readable gc marker: {cause}; backups and prunes stop on it"),
+            lease::UNREADABLE_MARKER,
+        ));
+    }
+    let condemned: HashSet<Id> = markers
         .iter()
         .flat_map(|(_, m)| m.packs.iter().map(|p| p.id))
         .collect();

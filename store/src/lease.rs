@@ -398,23 +398,40 @@ pub fn list_leases(repo: &Repository) -> Result<Vec<StoredLease>> {
 /// Every gc marker, by id. A marker that cannot be read is an error: its packs' fate is
 /// unknown, so writers and prune must not guess.
 pub fn load_markers(repo: &Repository) -> Result<Vec<(Id, GcRecord)>> {
-    let mut out = Vec::new();
+    let (markers, unreadable) = read_markers(repo)?;
+    match unreadable.into_iter().next() {
+        Some((path, cause)) => Err(Error::Invalid(format!(
+            "gc marker {path} cannot be read ({cause}), so which packs a prune condemned is \
+             unknown, and backups and prunes stop rather than guess; {UNREADABLE_MARKER}"
+        ))),
+        None => Ok(markers),
+    }
+}
+
+/// What to do about an object below `gc/` that is no readable marker.
+pub const UNREADABLE_MARKER: &str = "if no prune is running: move the object out of the \
+    repository (planted, or damaged), run `cairn repair index` (packs it condemned are indexed \
+    again) and `cairn check`, then prune again";
+
+/// The gc markers that can be read, and the objects below `gc/` that cannot, with why (for
+/// `check`, which reports them and goes on).
+pub fn read_markers(repo: &Repository) -> Result<(Vec<(Id, GcRecord)>, Vec<(String, String)>)> {
+    let (mut out, mut unreadable) = (Vec::new(), Vec::new());
     for obj in repo.backend().list("gc")? {
         let name = obj.path.rsplit('/').next().unwrap_or_default();
-        let id: Id = name.parse().map_err(|_| {
-            Error::Invalid(format!(
-                "{} is not a gc marker name; remove it if you put it there",
-                obj.path
-            ))
-        })?;
-        let rec = match repo.get_meta("gc", &id, MAX_RECORD_LEN) {
-            Ok(plain) => {
-                GcRecord::decode(&plain).map_err(|e| Error::damaged(obj.path.clone(), e))?
-            }
-            Err(Error::NotFound { .. }) => continue, // swept meanwhile
-            Err(e) => return Err(e),
+        let Ok(id) = name.parse::<Id>() else {
+            unreadable.push((obj.path, "its name is not a marker id".to_string()));
+            continue;
         };
-        out.push((id, rec));
+        match repo.get_meta("gc", &id, MAX_RECORD_LEN) {
+            Ok(plain) => match GcRecord::decode(&plain) {
+                Ok(rec) => out.push((id, rec)),
+                Err(e) => unreadable.push((obj.path, e.to_string())),
+            },
+            Err(Error::NotFound { .. }) => continue, // swept meanwhile
+            Err(Error::Damaged { cause, .. }) => unreadable.push((obj.path, cause.to_string())),
+            Err(e) => return Err(e),
+        }
     }
-    Ok(out)
+    Ok((out, unreadable))
 }

@@ -318,3 +318,30 @@ fn a_foreign_object_among_the_packs_is_reported_by_the_structure_check() {
         .write("data/0e/.nfs000000000012345600000001", b"silly");
     t.fx.wk(&["check"]).ok();
 }
+
+/// A planted object below `gc/` (seven bytes of garbage under a marker's name) stops backups
+/// and prunes, which cannot tell which packs it condemns; they say what to do, and `check`
+/// reports it among the damage and goes on auditing. Moving it away lets backups go on.
+#[test]
+fn an_unreadable_gc_marker_is_explained_and_check_goes_on() {
+    let t = two();
+    let garbage = b"garbage";
+    let name = format!("gc/{}", blake3::hash(garbage).to_hex());
+    t.fx.store.write(&name, garbage);
+    let out = t.fx.wk(&["backup", s(&t.src_a)]);
+    out.code_is(1);
+    assert!(
+        out.stderr.contains(&name)
+            && out.stderr.contains("if no prune is running")
+            && out.stderr.contains("cairn repair index"),
+        "{out}"
+    );
+    let out = t.fx.id(&["--json", "check"]);
+    out.code_is(4);
+    let problems = out.json()["problems"].clone();
+    assert_eq!(problems.as_array().unwrap().len(), 1, "{problems:#}");
+    assert_eq!(problems[0]["object"], name.as_str(), "{problems:#}");
+    t.fx.store.delete(&name);
+    t.fx.wk(&["backup", s(&t.src_a)]).ok();
+    t.fx.id(&["check"]).ok();
+}
