@@ -413,9 +413,12 @@ pub const UNREADABLE_MARKER: &str = "if no prune is running: move the object out
     repository (planted, or damaged), run `cairn repair index` (packs it condemned are indexed \
     again) and `cairn check`, then prune again";
 
+/// Objects that are no readable marker: path, and why.
+pub type Unreadable = Vec<(String, String)>;
+
 /// The gc markers that can be read, and the objects below `gc/` that cannot, with why (for
 /// `check`, which reports them and goes on).
-pub fn read_markers(repo: &Repository) -> Result<(Vec<(Id, GcRecord)>, Vec<(String, String)>)> {
+pub fn read_markers(repo: &Repository) -> Result<(Vec<(Id, GcRecord)>, Unreadable)> {
     let (mut out, mut unreadable) = (Vec::new(), Vec::new());
     for obj in repo.backend().list("gc")? {
         let name = obj.path.rsplit('/').next().unwrap_or_default();
