@@ -72,6 +72,15 @@ pub fn holder_is_gone(lease: &LeaseRecord) -> bool {
     }
 }
 
+/// Clock difference between hosts tolerated before a lease's time is called "in the future".
+const CLOCK_SKEW_SECS: i64 = 300;
+
+/// True if `lease` was renewed (by its own clock) well after now: it will not expire while
+/// that clock is ahead, so whoever waits for it waits forever.
+pub fn from_the_future(lease: &LeaseRecord) -> bool {
+    lease.renewed_unix.saturating_sub(now_unix()) > CLOCK_SKEW_SECS
+}
+
 /// True if `lease` may still be renewed by its holder.
 pub fn is_held(lease: &LeaseRecord) -> bool {
     lease.is_live(now_unix(), expiry_secs()) && !holder_is_gone(lease)
@@ -199,6 +208,17 @@ impl Lease {
                 .get_meta_at(PRUNE_LEASE, MAX_RECORD_LEN)
                 .and_then(|b| LeaseRecord::decode(&b).map_err(|e| Error::damaged(PRUNE_LEASE, e)))
             {
+                Ok(held) if is_held(&held) && from_the_future(&held) => {
+                    return Err(Error::Invalid(format!(
+                        "{PRUNE_LEASE} (host {}, pid {}) is dated {}s in the future, so it never \
+                         expires: planted, or that host's clock is wrong. If no prune runs on \
+                         host {}, delete {PRUNE_LEASE}",
+                        held.host,
+                        held.pid,
+                        held.renewed_unix - now_unix(),
+                        held.host
+                    )))
+                }
                 Ok(held) if is_held(&held) => {
                     return Err(Error::Invalid(format!(
                         "another prune holds {PRUNE_LEASE} (host {}, pid {}, renewed {}s ago); wait for it, or if it died, for the lease to expire after {}s",

@@ -670,6 +670,16 @@ fn sweep(
         let blocker = leases.iter().find_map(|l| match &l.record {
             _ if l.path == PRUNE_LEASE || l.released => None,
             Err(e) => Some(format!("lease {} cannot be read ({e}); delete it if no backup is running", l.path)),
+            Ok(r) if r.kind == LeaseKind::Writer && lease::is_held(r) && !r.has_seen(&id) && lease::from_the_future(r) => {
+                Some(format!(
+                    "{} (a backup on host {}, pid {}) is dated {}s in the future, so it never expires: planted, or that host's clock is wrong; if no backup runs on host {}, delete it",
+                    l.path,
+                    r.host,
+                    r.pid,
+                    r.renewed_unix - now,
+                    r.host
+                ))
+            }
             Ok(l) if l.kind == LeaseKind::Writer && lease::is_held(l) && !l.has_seen(&id) => {
                 Some(format!(
                     "a backup on host {} (pid {}) started {}s ago and may use these packs; the next prune finishes this",

@@ -793,6 +793,17 @@ fn foreign_expired_and_unreadable_leases() {
         "a refused prune changed something"
     );
     prune_id(&fx, &["--dry-run"], &[]).ok();
+    // Dated ten years ahead (planted, or a clock far off): it would never expire, and the
+    // refusal says so and what to do, instead of "wait for it to expire".
+    put_lease(
+        &fx,
+        &fx.store,
+        "locks/prune",
+        &lease(LeaseKind::Prune, "pruner.example", 99, -315_360_000, None),
+    );
+    let out = prune_id(&fx, &[], &[]);
+    out.code_is(1);
+    out.stderr_has(&["in the future", "pruner.example", "delete locks/prune"]);
     // Expired (with a short expiry): taken over, and released afterwards.
     put_lease(
         &fx,
