@@ -35,6 +35,18 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
     if a.project.apply || a.layout == Layout::Manifests {
         return super::restore_project::run(g, &a, &reader, id, &snap);
     }
+    if !g.quiet && !g.json {
+        // Say which snapshot `latest` (or a prefix) named: a planted or re-dated snapshot is
+        // seen here before its files are.
+        eprintln!(
+            "cairn: snapshot {} of {}, host {}, {}, paths {}",
+            id.short(),
+            output::time(snap.time_ns),
+            output::printable(&snap.host),
+            cairn_store::snapshots::made_by(&snap),
+            output::printable(&snap.paths.join(" "))
+        );
+    }
     if let Some(warning) = verify::cluster_version(&snap, a.cluster_version.as_deref()) {
         eprintln!("cairn: warning: {warning}");
     }
