@@ -57,7 +57,15 @@ impl IndexRecord {
     /// Decode and sanity-check an index record.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         let rec: IndexRecord = record::decode(RecordKind::Index, bytes)?;
-        rec.packs.iter().try_for_each(IndexPack::validate)?;
+        for p in &rec.packs {
+            // The entries are checked as a pack trailer's are; the error is the index's.
+            p.validate().map_err(|e| match e {
+                Error::Malformed { reason, .. } => {
+                    Error::malformed("index", format!("its entry for pack {}: {reason}", p.id))
+                }
+                other => other,
+            })?;
+        }
         Ok(rec)
     }
 }

@@ -176,9 +176,25 @@ pub fn take<'a, T: DeserializeOwned>(
     postcard::take_from_bytes::<T>(body).map_err(|e| {
         Error::malformed(
             what,
-            crate::bounded::take_refusal().unwrap_or_else(|| e.to_string()),
+            crate::bounded::take_refusal().unwrap_or_else(|| said(&e)),
         )
     })
+}
+
+/// postcard's error in the words of a damaged object (its own texts speak of Rust types).
+fn said(e: &postcard::Error) -> String {
+    use postcard::Error as P;
+    match e {
+        P::DeserializeUnexpectedEnd => "it ends before its last field".into(),
+        P::DeserializeBadVarint => "a number in it is not validly encoded".into(),
+        P::DeserializeBadBool
+        | P::DeserializeBadChar
+        | P::DeserializeBadUtf8
+        | P::DeserializeBadOption
+        | P::DeserializeBadEnum
+        | P::DeserializeBadEncoding => "a field in it holds an impossible value".into(),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ pub enum Error {
         cause: String,
     },
     /// An object exists but its bytes are wrong.
-    #[error("object {object} is damaged: {cause}; snapshots that do not use it stay readable")]
+    #[error("object {object} is damaged: {cause}{}", damage_scope(object))]
     Damaged {
         /// Object path.
         object: String,
@@ -400,4 +400,14 @@ pub(crate) fn with_sources(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// What a damaged object leaves readable, said after its damage: packs hold some snapshots'
+/// data; other objects' damage says what to do in its own context.
+fn damage_scope(object: &str) -> &'static str {
+    if object.starts_with("data/") || object.starts_with("tree/") {
+        "; snapshots that do not use it stay readable"
+    } else {
+        ""
+    }
 }
