@@ -115,11 +115,11 @@ pub fn print_text(r: &PruneReport, dry_run: bool) -> Result<()> {
         "condemned"
     };
     crate::outln!(
-        "{verb} {} unused packs, {} packs left by interrupted backups, {} partly used packs to repack ({} live blobs rewritten): {}",
-        r.unused_packs,
-        r.unindexed_packs,
-        r.repacked_packs,
-        r.blobs_rewritten,
+        "{verb} {}, {} left by interrupted backups, {} to repack ({} rewritten): {}",
+        output::count(r.unused_packs, "unused pack"),
+        output::count(r.unindexed_packs, "pack"),
+        output::count(r.repacked_packs, "partly used pack"),
+        output::count(r.blobs_rewritten, "live blob"),
         output::bytes(r.bytes_condemned)
     )?;
     if r.repack_needs_identity > 0 {
@@ -130,10 +130,10 @@ pub fn print_text(r: &PruneReport, dry_run: bool) -> Result<()> {
     }
     if !dry_run {
         crate::outln!(
-            "deleted {} packs ({}); {} condemned packs put back because a backup used them",
-            r.packs_deleted,
+            "deleted {} ({}); {} put back because a backup used them",
+            output::count(r.packs_deleted, "pack"),
             output::bytes(r.bytes_freed),
-            r.packs_rescued
+            output::count(r.packs_rescued, "condemned pack")
         )?;
         for (m, why) in &r.markers_pending {
             crate::outln!("marker {} pending: {why}", m.short())?;

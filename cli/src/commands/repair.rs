@@ -88,11 +88,11 @@ fn print_index(g: &Global, r: &IndexRepairReport, dry_run: bool) -> Result<()> {
     }
     let verb = if dry_run { "would index" } else { "indexed" };
     crate::outln!(
-        "{verb} {} blobs from {} pack trailers; {} damaged packs skipped, {} condemned packs left out",
-        r.blobs,
-        r.packs_read,
-        r.damaged.len(),
-        r.packs_condemned
+        "{verb} {} from {}; {} skipped, {} left out",
+        output::count(r.blobs, "blob"),
+        output::count(r.packs_read, "pack trailer"),
+        output::count(r.damaged.len() as u64, "damaged pack"),
+        output::count(r.packs_condemned, "condemned pack")
     )?;
     if r.data_needs_identity {
         crate::outln!(

@@ -565,9 +565,9 @@ fn print_summary(s: &RunSummary) -> Result<()> {
         let detail = match st.step.as_str() {
             "backup" => s.backup.as_ref().map(|b| {
                 format!(
-                    "snapshot {}: {} files ({} read), {}, {} added",
+                    "snapshot {}: {} ({} read), {}, {} added",
                     b.snapshot.get(..8).unwrap_or_default(),
-                    b.files,
+                    output::count(b.files, "file"),
                     b.files_read,
                     output::bytes(b.source_bytes),
                     output::bytes(b.added_bytes)
