@@ -75,7 +75,11 @@ pub enum Error {
         actual: Id,
     },
     /// A blob read back does not hash to its id.
-    #[error("blob {id} read from pack {pack} does not match its id: the pack is damaged")]
+    #[error(
+        "blob {id} read from pack {pack} does not match its id: the pack is damaged, or an index \
+         object lists the blob in the wrong pack (a planted claim); `cairn check --read-data` \
+         names the pack, and `cairn repair index` rebuilds the index from the packs themselves"
+    )]
     BlobMismatch {
         /// Blob id.
         id: Id,
