@@ -34,6 +34,10 @@ pub const MAX_DEPTH: usize = 1024;
 /// Most decoded tree memory a walk holds at once (one tree per level of the current path).
 pub const MAX_HELD: usize = 256 << 20;
 
+/// Most entries any walk of one snapshot visits (2^30, about a billion), whatever the
+/// snapshot records: far above any control plane's.
+pub const MAX_WALK_ENTRIES: u64 = 1 << 30;
+
 /// How far a walk may go. Trees are content-addressed, so a hostile repository can reuse one
 /// directory under many names and describe 2^26 paths in 27 small blobs: a walk is bounded by
 /// the entries its snapshot says it holds, and by the memory of the trees it holds at once.
@@ -52,7 +56,12 @@ impl Bounds {
         let s = &snap.stats;
         let recorded = s.files.saturating_add(s.dirs).saturating_add(s.others);
         Bounds {
-            max_entries: recorded.saturating_mul(2).saturating_add(4096),
+            // The count is the snapshot's own, which a forger chooses: never more than
+            // MAX_WALK_ENTRIES, so a forged count cannot make a walk last for days.
+            max_entries: recorded
+                .saturating_mul(2)
+                .saturating_add(4096)
+                .min(MAX_WALK_ENTRIES),
             max_held: MAX_HELD,
         }
     }
