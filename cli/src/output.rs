@@ -4,9 +4,21 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::io::IsTerminal;
 
-/// Print `value` as pretty JSON on stdout.
+/// Print `value` as pretty JSON on stdout (as serialized: JSON escapes what it must, and
+/// [`printable`]'s escapes are no JSON).
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    crate::outln!("{}", serde_json::to_string_pretty(value)?)
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    write_raw(text.as_bytes())
+}
+
+/// Write bytes to stdout as they are (JSON, which escapes what it must).
+pub fn write_raw(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    std::io::stdout()
+        .lock()
+        .write_all(bytes)
+        .map_err(stdout_error)
 }
 
 /// stdout was closed by its reader (`cairn ls latest | head`): the command stops quietly.
@@ -34,12 +46,7 @@ pub fn stdout_error(e: std::io::Error) -> anyhow::Error {
 /// newline and tab are escaped: snapshot fields (host, tags, paths) and messages come from the
 /// repository, which may be written by an attacker, and must not drive the terminal.
 pub fn write_out(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
-    use std::io::Write;
-    let text = args.to_string();
-    std::io::stdout()
-        .lock()
-        .write_all(printable(&text).as_bytes())
-        .map_err(stdout_error)
+    write_raw(printable(&args.to_string()).as_bytes())
 }
 
 /// `s` with control characters other than newline and tab escaped (`\u{1b}`).

@@ -130,6 +130,14 @@ pub fn add(repo: &Repository, to: &NewKey, label: Option<&str>) -> Result<String
                     "a new key object needs at least one recipient".into(),
                 ));
             }
+            if list.len() > envelope::MAX_RECIPIENTS {
+                return Err(Error::Invalid(format!(
+                    "{} recipients for one key object; at most {} (readers refuse larger age \
+                     headers): add several keys",
+                    list.len(),
+                    envelope::MAX_RECIPIENTS
+                )));
+            }
             let recipients = list
                 .iter()
                 .map(|r| envelope::parse_recipient(r))

@@ -453,6 +453,7 @@ pub fn read_markers(repo: &Repository) -> Result<(Vec<(Id, GcRecord)>, Unreadabl
             },
             Err(Error::NotFound { .. }) => continue, // swept meanwhile
             Err(Error::Damaged { cause, .. }) => unreadable.push((obj.path, cause.to_string())),
+            Err(e @ Error::NameMismatch { .. }) => unreadable.push((obj.path, e.to_string())),
             Err(e) => return Err(e),
         }
     }

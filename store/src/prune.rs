@@ -349,7 +349,7 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
     let mut partly = Vec::new();
     let (mut used_total, mut unused_total) = (0u64, 0u64);
     let mut pack = IndexObjects::buffer();
-    for (number, info) in (0u32..).zip(live.packs()) {
+    for info in live.packs() {
         if plan.condemned.contains(&info.id) {
             continue;
         }
@@ -371,13 +371,11 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
         used_total += used_len;
         unused_total += unused;
         if unused > 0 {
-            partly.push((unused as f64 / total as f64, unused, info, number));
+            partly.push((unused as f64 / total as f64, unused, info));
         }
     }
     partly.sort_by(|a, b| b.0.total_cmp(&a.0));
-    // Pack number → its place in `plan.repack`.
-    let mut chosen = HashMap::new();
-    for (_, unused, info, number) in partly {
+    for (_, unused, info) in partly {
         if unused_total as f64 <= opts.max_unused * (used_total + unused_total) as f64 {
             break;
         }
@@ -386,13 +384,12 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
             continue;
         }
         unused_total -= unused;
-        chosen.insert(number, plan.repack.len());
         plan.repack.push((info.id, Vec::new()));
         report.repacked_packs += 1;
         report.bytes_condemned += info.size;
     }
-    // The referenced blobs each chosen pack is listed as holding move to new packs (those
-    // stored elsewhere too are found there by the saver and not stored again).
+    // The referenced blobs each chosen pack is listed as holding move to new packs (written
+    // again even where another pack is listed as holding them: see `execute`).
     for (id, live_blobs) in &mut plan.repack {
         plan.objects.pack_into(id, &mut pack)?;
         let mut ids: Vec<Id> = pack
@@ -429,13 +426,12 @@ fn execute(repo: &Arc<Repository>, plan: &Plan) -> Result<Option<Id>> {
     }
     if !plan.repack.is_empty() {
         let t = std::time::Instant::now();
-        // The live blobs must land in packs outside everything this plan condemns, or the
-        // saver would find them in a doomed pack and skip them.
-        let mut skip = plan.condemned.clone();
-        skip.extend(plan.repack.iter().map(|(id, _)| *id));
-        skip.extend(plan.unused.iter().copied());
+        // The live blobs are written again whatever other packs the index lists them in:
+        // those listings are unverified claims (a planted one would have the saver skip the
+        // blob, and the condemned pack that really holds it be deleted), and packs this plan
+        // condemns may be among them. The saver deduplicates among its own writes only.
         let read_index = plan.index.clone();
-        let mut saver = Saver::new(repo.clone(), Arc::new(plan.objects.index(&skip)?), 0);
+        let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 0);
         // One thread reads (decrypts, decompresses, verifies) while this one feeds the saver,
         // whose own threads compress and upload.
         let numbers: HashMap<Id, u32> = (0u32..)

@@ -318,7 +318,8 @@ fn terminal_controls_in_snapshot_fields_are_escaped() {
     let (data, did) = payload(&c);
     let root = raw_tree(vec![file_node(b"f", vec![did], data.len() as u64)]);
     c.inject_snapshot(&root, vec![], vec![data]);
-    let evil = "esc\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    // ESC and BEL, which JSON escapes, and DEL and a C1 control, which it leaves as they are.
+    let evil = "esc\u{1b}]0;pwned\u{7}\u{1b}[2J\u{7f}\u{9b}2J";
     let snap = Snapshot {
         time_ns: 1_760_000_000_000_000_000,
         host: evil.into(),
@@ -336,7 +337,7 @@ fn terminal_controls_in_snapshot_fields_are_escaped() {
     let out = fx.wk(&["snapshots"]);
     out.ok();
     assert!(
-        !out.stdout.contains('\u{1b}') && !out.stdout.contains('\u{7}'),
+        !out.stdout.contains(['\u{1b}', '\u{7}', '\u{7f}', '\u{9b}']),
         "raw control characters on stdout: {:?}",
         out.stdout
     );

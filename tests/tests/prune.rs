@@ -1293,9 +1293,9 @@ fn prune_removes_temporary_files_left_by_killed_backups() {
 }
 
 /// A live blob stored in two packs (what a prune killed after its repack leaves, or two
-/// backups storing the same new file at once): the pack listed first is partly used, so it is
-/// repacked, the other is "unused". The repack must really rewrite the live blob (or keep the
-/// second pack) so that one prune frees the unused bytes and the next has nothing to do.
+/// backups storing the same new file at once): the first pack also holds dead data, so it is
+/// repacked; the second, wholly used, is kept. The repack writes the live blob again, so that
+/// one prune frees the unused bytes and the next has nothing to do.
 #[test]
 fn prune_converges_when_a_live_blob_is_stored_in_two_packs() {
     let fx = Fixture::new();
@@ -1413,6 +1413,58 @@ fn a_planted_index_claim_never_empties_the_packs_that_hold_the_data() {
         &snap,
         &d,
         "after prune and removing the planted index",
+    );
+}
+
+/// A planted claim that a live blob of a pack being repacked is stored elsewhere: the repack
+/// writes the blob again anyway (the claim is unverified), so deleting the repacked pack loses
+/// nothing. Before, the repack skipped the blob and the only real copy went with the pack.
+#[test]
+fn a_planted_claim_does_not_stop_a_repack_from_rewriting_the_blob() {
+    let fx = Fixture::new();
+    let d = fx.path("d");
+    let keep = random_bytes(51, 4000);
+    write_file(&d.join("keep.conf"), &keep);
+    write_file(&d.join("drop.bin"), &random_bytes(52, 2 * MB));
+    let s1 = Fixture::snap_id(&fx.backup(&[&d]));
+    assert_eq!(fx.object_names("data").len(), 1);
+    fs::remove_file(d.join("drop.bin")).unwrap();
+    let s2 = Fixture::snap_id(&fx.backup(&[&d]));
+    forget(&fx, &s1);
+
+    let crafter = Crafter::new(&fx);
+    let junk = crafter.put_pack(PackKind::Data, &[random_bytes(53, 64)]);
+    let frame = cairn_format::pack::FrameRef {
+        raw_len: 4_000,
+        compression: cairn_format::frame::Compression::Zstd,
+        ..junk.blobs[0].frame
+    };
+    let claim = cairn_format::index::IndexPack {
+        blobs: vec![cairn_format::pack::BlobEntry {
+            id: crafter.blob_id(&keep),
+            frame,
+            offset: 0,
+            len: 4_000,
+        }],
+        ..junk
+    };
+    crafter.put_meta("index", &IndexRecord { packs: vec![claim] }.encode());
+
+    let out = prune_id(&fx, &[], &[]);
+    out.ok();
+    assert!(
+        num(&out.json(), "repacked_packs") >= 1,
+        "the pack holding keep.conf and drop.bin was not repacked: {out}"
+    );
+    // prune carries the claim into the index objects it rewrites: the index is rebuilt from
+    // the packs' own trailers, as the README says to do.
+    fx.id(&["repair", "index"]).ok();
+    assert_restores(
+        &fx,
+        s(&fx.repo),
+        &s2,
+        &d,
+        "after a repack beside a planted claim",
     );
 }
 

@@ -69,9 +69,10 @@ pub fn run(g: &Global, a: DiffArgs) -> Result<Code> {
             };
             write!(out, "{sep}{}", serde_json::to_string(&c)?).map_err(output::stdout_error)?;
         } else if c.details.is_empty() {
-            writeln!(out, "{sym} {}", c.path).map_err(output::stdout_error)?;
+            writeln!(out, "{sym} {}", output::printable(&c.path)).map_err(output::stdout_error)?;
         } else {
-            writeln!(out, "{sym} {}  ({})", c.path, c.details.join(", "))
+            let path = output::printable(&c.path);
+            writeln!(out, "{sym} {path}  ({})", c.details.join(", "))
                 .map_err(output::stdout_error)?;
         }
         counts[k] += 1;

@@ -192,7 +192,8 @@ fn dry_run(
             write!(out, "{sep}\n  {step}")
         } else if !g.quiet {
             let why = step.reason.map(|r| format!(" ({r})")).unwrap_or_default();
-            writeln!(out, "{:<8} {}{why}", step.action.word(), step.path)
+            let path = output::printable(step.path);
+            writeln!(out, "{:<8} {path}{why}", step.action.word())
         } else {
             Ok(())
         };

@@ -543,7 +543,12 @@ fn first_relative<'a>(
 impl Repository {
     /// The first relative file path the repository names (its URL included, when local).
     fn relative_path(&self) -> Option<String> {
-        let local = (!self.url.contains("://")).then(|| Path::new(&self.url));
+        // A local path, or a file:// URL's path; other URLs (and restic-style `s3:…`, which
+        // the location parser explains) are not paths.
+        let local = match self.url.strip_prefix("file://") {
+            Some(path) => Some(Path::new(path)),
+            None => (!self.url.contains(':')).then(|| Path::new(&self.url)),
+        };
         first_relative([
             ("url", local),
             ("key", self.key.as_deref()),

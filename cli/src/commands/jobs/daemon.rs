@@ -7,7 +7,7 @@
 //! interrupted backup leaves only unreferenced packs for prune). A job still running when its
 //! next time comes is not started again: the skipped run is logged and counted. SIGHUP
 //! reloads the configuration (a file that does not load is reported and the old one kept).
-//! One daemon holds a state directory (`daemon.lock`, locked while it runs): its runs read
+//! One daemon holds a state directory (`.daemon.lock`, locked while it runs): its runs read
 //! the configuration copy kept there, which a second daemon would overwrite.
 
 use super::run::render_metrics;
@@ -101,8 +101,11 @@ impl Logger {
             },
         };
         // Log lines go to stdout (the journal keeps both streams); runs' own warnings come
-        // on stderr from the children.
-        let _ = crate::outln!("{line}");
+        // on stderr from the children. JSON lines as serialized, text with controls escaped.
+        let _ = match self.0 {
+            LogFormat::Json => crate::output::write_raw(format!("{line}\n").as_bytes()),
+            LogFormat::Text => crate::outln!("{line}"),
+        };
     }
 }
 
@@ -452,7 +455,7 @@ fn signals(tx: Sender<Event>) -> Result<()> {
     Ok(())
 }
 
-/// A daemon's exclusive lock on its state directory (`daemon.lock`, which names the holder).
+/// A daemon's exclusive lock on its state directory (`.daemon.lock`, which names the holder; job names never start with a dot).
 struct StateLock {
     dir: PathBuf,
     _file: std::fs::File,
@@ -462,7 +465,7 @@ impl StateLock {
     /// Lock `dir` for this daemon, or say which daemon holds it.
     fn take(dir: &Path, config: &Path) -> Result<StateLock> {
         use std::io::{Seek, Write};
-        let path = dir.join("daemon.lock");
+        let path = dir.join(".daemon.lock");
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)

@@ -428,28 +428,12 @@ pub fn run_job(
 
 /// Render every configured job's metrics from its state.
 pub fn render_metrics(loaded: &Loaded, daemon: Option<&metrics::DaemonCounters>) -> String {
-    render_metrics_with(loaded, daemon, &[])
-}
-
-/// [`render_metrics`], with the runs of `unsaved` folded into their jobs' states: runs that
-/// failed before or while saving their state must still show in the metrics.
-fn render_metrics_with(
-    loaded: &Loaded,
-    daemon: Option<&metrics::DaemonCounters>,
-    unsaved: &[RunSummary],
-) -> String {
     let dir = loaded.state_dir();
     let jobs: Vec<(String, state::JobState)> = loaded
         .config
         .jobs
         .keys()
-        .map(|n| {
-            let mut st = state::load(&dir, n).unwrap_or_default();
-            for r in unsaved.iter().filter(|r| &r.job == n) {
-                st.record(r);
-            }
-            (n.clone(), st)
-        })
+        .map(|n| (n.clone(), state::load(&dir, n).unwrap_or_default()))
         .collect();
     metrics::render(&jobs, daemon)
 }
@@ -463,30 +447,28 @@ pub fn run(g: &Global, a: RunArgs) -> Result<Code> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signals(stop.clone())?;
-    let (mut summaries, mut unsaved) = (Vec::new(), Vec::new());
+    let mut summaries = Vec::new();
     let mut worst = Status::Ok;
     for name in &a.jobs {
         let started = runner::now_seconds();
         let summary = match run_job(g, &loaded, name, a.host.as_deref(), &stop) {
             Ok(s) => s,
-            Err(e) => {
-                let failed = RunSummary {
-                    job: name.clone(),
-                    start_timestamp_seconds: started,
-                    end_timestamp_seconds: runner::now_seconds(),
+            // Not recorded in the job state (it may be another run's: "already running"), so
+            // not in the metrics either; the exit code and this summary say it.
+            Err(e) => RunSummary {
+                job: name.clone(),
+                start_timestamp_seconds: started,
+                end_timestamp_seconds: runner::now_seconds(),
+                status: Some(Status::Failed),
+                exit_code: Status::Failed.exit_code(),
+                steps: vec![runner::StepReport {
+                    step: "start".into(),
                     status: Some(Status::Failed),
-                    exit_code: Status::Failed.exit_code(),
-                    steps: vec![runner::StepReport {
-                        step: "start".into(),
-                        status: Some(Status::Failed),
-                        message: Some(message(e)),
-                        duration_seconds: 0.0,
-                    }],
-                    ..RunSummary::default()
-                };
-                unsaved.push(failed.clone());
-                failed
-            }
+                    message: Some(message(e)),
+                    duration_seconds: 0.0,
+                }],
+                ..RunSummary::default()
+            },
         };
         worst = worst.max(summary.status.unwrap_or(Status::Failed));
         if !g.json && !g.quiet {
@@ -496,7 +478,7 @@ pub fn run(g: &Global, a: RunArgs) -> Result<Code> {
     }
     let mut metrics_error = None;
     if let Some(file) = &a.metrics_file {
-        let text = render_metrics_with(&loaded, None, &unsaved);
+        let text = render_metrics(&loaded, None);
         if let Err(e) = state::write_atomic_readable(file, text.as_bytes()) {
             // The runs stand as reported; monitoring will not see them, which fails the run.
             let said = format!(
@@ -543,7 +525,10 @@ fn stop_on_signals(stop: Arc<AtomicBool>) -> Result<()> {
                          step; this run is not recorded in the job state (no snapshot is half \
                          written: an interrupted backup leaves only packs for prune)"
                     );
-                    std::process::exit(1);
+                    // At once, as the process ends on a signal: no exit handlers while
+                    // uploads are going on other threads.
+                    // SAFETY: _exit ends the process; nothing runs after it.
+                    unsafe { libc::_exit(1) };
                 }
                 eprintln!("cairn: stopping after the running step (a second signal stops at once)");
             }
