@@ -17,7 +17,7 @@ use cairn_e2e::repo_objects::*;
 use cairn_e2e::versions::*;
 use cairn_e2e::*;
 use cairn_format::gc::{LeaseKind, LeaseRecord};
-use cairn_format::index::IndexRecord;
+use cairn_format::index::{IndexPack, IndexRecord};
 use cairn_format::pack::PackKind;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -1292,6 +1292,18 @@ fn prune_removes_temporary_files_left_by_killed_backups() {
     );
 }
 
+/// Back up directory `d` holding `keep.conf` (4,000 random bytes from `seed`, one blob) and
+/// `drop.bin` (2 MiB): both land in one data pack. Returns the directory, keep.conf's bytes
+/// and the snapshot.
+fn keep_and_drop(fx: &Fixture, seed: u64) -> (PathBuf, Vec<u8>, String) {
+    let d = fx.path("d");
+    let keep = random_bytes(seed, 4000);
+    write_file(&d.join("keep.conf"), &keep);
+    write_file(&d.join("drop.bin"), &random_bytes(seed + 1, 2 * MB));
+    let snap = Fixture::snap_id(&fx.backup(&[&d]));
+    (d, keep, snap)
+}
+
 /// A live blob stored in two packs (what a prune killed after its repack leaves, or two
 /// backups storing the same new file at once): the first pack also holds dead data, so it is
 /// repacked; the second, wholly used, is kept. The repack writes the live blob again, so that
@@ -1299,11 +1311,7 @@ fn prune_removes_temporary_files_left_by_killed_backups() {
 #[test]
 fn prune_converges_when_a_live_blob_is_stored_in_two_packs() {
     let fx = Fixture::new();
-    let d = fx.path("d");
-    let keep = random_bytes(11, 4000);
-    write_file(&d.join("keep.conf"), &keep);
-    write_file(&d.join("drop.bin"), &random_bytes(12, 2 * MB));
-    let s1 = Fixture::snap_id(&fx.backup(&[&d]));
+    let (d, keep, s1) = keep_and_drop(&fx, 11);
     let data: Vec<String> = fx.object_names("data");
     assert_eq!(data.len(), 1, "{data:?}");
     let first = data[0].rsplit('/').next().unwrap().to_string();
@@ -1349,6 +1357,27 @@ fn prune_converges_when_a_live_blob_is_stored_in_two_packs() {
     );
 }
 
+/// Plant an index object claiming that the stored pack `junk` holds the blobs of `contents`
+/// (each in one frame that says it is that long, as a consistent forgery would); returns the
+/// index object's id.
+fn plant_claim(crafter: &Crafter, junk: IndexPack, contents: &[Vec<u8>]) -> cairn_format::Id {
+    let blobs = contents
+        .iter()
+        .map(|c| cairn_format::pack::BlobEntry {
+            id: crafter.blob_id(c),
+            frame: cairn_format::pack::FrameRef {
+                raw_len: c.len() as u32,
+                compression: cairn_format::frame::Compression::Zstd,
+                ..junk.blobs[0].frame
+            },
+            offset: 0,
+            len: c.len() as u32,
+        })
+        .collect();
+    let claim = IndexPack { blobs, ..junk };
+    crafter.put_meta("index", &IndexRecord { packs: vec![claim] }.encode())
+}
+
 /// A write-key holder plants an index object claiming that every blob of the honest backups
 /// lives in a junk pack of its own, whose id sorts first (the location an index lookup finds
 /// first). prune must keep the packs that really hold the data: a claim adds a place a blob
@@ -1379,25 +1408,7 @@ fn a_planted_index_claim_never_empties_the_packs_that_hold_the_data() {
         }
         fx.store.delete(&format!("data/{}/{h}", &h[..2]));
     };
-    // A frame that claims to hold the files, as a consistent forgery would.
-    let frame = cairn_format::pack::FrameRef {
-        raw_len: 4_000,
-        compression: cairn_format::frame::Compression::Zstd,
-        ..junk.blobs[0].frame
-    };
-    let claim = cairn_format::index::IndexPack {
-        blobs: files
-            .iter()
-            .map(|f| cairn_format::pack::BlobEntry {
-                id: crafter.blob_id(f),
-                frame,
-                offset: 0,
-                len: f.len() as u32,
-            })
-            .collect(),
-        ..junk
-    };
-    let planted = crafter.put_meta("index", &IndexRecord { packs: vec![claim] }.encode());
+    let planted = plant_claim(&crafter, junk, &files);
 
     prune_id(&fx, &[], &[]).ok();
     for name in &honest {
@@ -1422,11 +1433,7 @@ fn a_planted_index_claim_never_empties_the_packs_that_hold_the_data() {
 #[test]
 fn a_planted_claim_does_not_stop_a_repack_from_rewriting_the_blob() {
     let fx = Fixture::new();
-    let d = fx.path("d");
-    let keep = random_bytes(51, 4000);
-    write_file(&d.join("keep.conf"), &keep);
-    write_file(&d.join("drop.bin"), &random_bytes(52, 2 * MB));
-    let s1 = Fixture::snap_id(&fx.backup(&[&d]));
+    let (d, keep, s1) = keep_and_drop(&fx, 51);
     assert_eq!(fx.object_names("data").len(), 1);
     fs::remove_file(d.join("drop.bin")).unwrap();
     let s2 = Fixture::snap_id(&fx.backup(&[&d]));
@@ -1434,21 +1441,7 @@ fn a_planted_claim_does_not_stop_a_repack_from_rewriting_the_blob() {
 
     let crafter = Crafter::new(&fx);
     let junk = crafter.put_pack(PackKind::Data, &[random_bytes(53, 64)]);
-    let frame = cairn_format::pack::FrameRef {
-        raw_len: 4_000,
-        compression: cairn_format::frame::Compression::Zstd,
-        ..junk.blobs[0].frame
-    };
-    let claim = cairn_format::index::IndexPack {
-        blobs: vec![cairn_format::pack::BlobEntry {
-            id: crafter.blob_id(&keep),
-            frame,
-            offset: 0,
-            len: 4_000,
-        }],
-        ..junk
-    };
-    crafter.put_meta("index", &IndexRecord { packs: vec![claim] }.encode());
+    plant_claim(&crafter, junk, std::slice::from_ref(&keep));
 
     let out = prune_id(&fx, &[], &[]);
     out.ok();
