@@ -215,12 +215,16 @@ fn copy_set(
             })?;
         }
     }
+    // The index entries the destination gets must be the packs' own: an index object can
+    // be a planted claim, and following it would send a pack that does not hold the data.
+    let records = src_index.records_for(&packs);
+    check_listings(src, &records, spilled.as_ref(), &src_index, &packs).map_err(Failed::Source)?;
     // A pack's bytes are checked against its name before they are sent: damage found here
     // is the source's (writing to the destination fails as storage, not as damage).
     let sent = send_packs(src, dst, &src_index, &send, progress).map_err(Failed::Source)?;
     report.packs_copied += send.len() as u64;
     report.bytes_copied += sent;
-    write_index(dst, &src_index, spilled.as_ref(), &packs).map_err(Failed::Other)?;
+    write_index(dst, records, &src_index, spilled.as_ref(), &packs).map_err(Failed::Other)?;
     lease.ensure_fresh().map_err(Failed::Other)?;
     for (id, _) in todo {
         let path = format!("snapshots/{id}");
@@ -332,6 +336,7 @@ fn select(src: &Arc<Repository>, roots: &[Id], dst_index: &Index) -> Result<Sele
 /// alone), as a backup writes them: what is held at once stays bounded.
 fn write_index(
     dst: &Repository,
+    records: Vec<IndexPack>,
     index: &Index,
     spilled: Option<&Spilled>,
     packs: &HashSet<u32>,
@@ -340,7 +345,7 @@ fn write_index(
         dst.put_index(&IndexRecord { packs: group }).map(drop)
     });
     // The packs whose blobs `index` holds (all of them without `spilled`).
-    for p in index.records_for(packs) {
+    for p in records {
         let blobs = p.blobs.len();
         objects.push(p, blobs)?;
     }
@@ -351,6 +356,51 @@ fn write_index(
         })?;
     }
     objects.finish()
+}
+
+/// Check that each pack's own trailer holds every entry the source index gives it (`records`,
+/// and the data packs' entries set aside in `spilled`): a planted index object can list blobs
+/// in a pack that does not hold them. Data packs are checked only with the identity (a write
+/// key cannot read their trailers).
+fn check_listings(
+    src: &Repository,
+    records: &[IndexPack],
+    spilled: Option<&Spilled>,
+    index: &Index,
+    packs: &HashSet<u32>,
+) -> Result<()> {
+    let full = src.role() == crate::repo::Role::Full;
+    let check = |p: &IndexPack| -> Result<()> {
+        if p.kind == PackKind::Data && !full {
+            return Ok(());
+        }
+        let trailer = crate::repair::read_trailer(src, p.kind, &p.id)?;
+        let held: HashMap<Id, &cairn_format::pack::BlobEntry> =
+            trailer.blobs.iter().map(|b| (b.id, b)).collect();
+        match p.blobs.iter().find(|b| held.get(&b.id) != Some(b)) {
+            None => Ok(()),
+            Some(b) => Err(Error::damaged(
+                Repository::pack_path(p.kind, &p.id),
+                cairn_format::Error::Malformed {
+                    kind: "index",
+                    reason: format!(
+                        "an index object lists blob {} in this pack, whose own trailer does not \
+                         (a planted claim, or a damaged index): run `cairn repair index` on the \
+                         source, then copy again",
+                        b.id
+                    ),
+                },
+            )),
+        }
+    };
+    records.iter().try_for_each(check)?;
+    if let Some(spilled) = spilled {
+        spilled.replay(|p| match index.pack_number(&p.id) {
+            Some(n) if packs.contains(&n) => check(p),
+            _ => Ok(()),
+        })?;
+    }
+    Ok(())
 }
 
 fn verify_name(path: &str, id: &Id, bytes: &[u8]) -> Result<()> {

@@ -48,7 +48,7 @@ pub struct IndexRepairReport {
 }
 
 /// Read and validate the trailer of one stored pack.
-fn read_trailer(repo: &Repository, kind: PackKind, id: &Id) -> Result<PackTrailer> {
+pub(crate) fn read_trailer(repo: &Repository, kind: PackKind, id: &Id) -> Result<PackTrailer> {
     let path = Repository::pack_path(kind, id);
     let mut reader = repo.open_pack(kind, id)?;
     let len = reader

@@ -791,3 +791,80 @@ fn copy_between_local_and_s3() {
     out.ok();
     assert_eq!(num(&out.json(), "packs_copied"), 0, "{out}");
 }
+
+/// A write-key holder plants an index object listing the blobs of an honest backup in a junk
+/// pack of its own (its id, and the index object's name, sorted first so that the claim is the
+/// listing a lookup finds). Copy checks each pack's listing against the pack's own trailer:
+/// it names the pack and copies no snapshot whose data it would have lost, and once `repair
+/// index` has dropped the claim, the copy is whole.
+#[test]
+fn copy_does_not_follow_a_planted_index_claim() {
+    use cairn_format::index::{IndexPack, IndexRecord};
+    use cairn_format::pack::{BlobEntry, FrameRef, PackKind};
+    let fx = Fixture::new();
+    let d = fx.path("d");
+    let files: Vec<Vec<u8>> = (0..3).map(|i| random_bytes(70 + i, 4_000)).collect();
+    for (i, f) in files.iter().enumerate() {
+        write_file(&d.join(format!("f{i}")), f);
+    }
+    let snap = Fixture::snap_id(&fx.backup(&[&d]));
+    let lowest = |dir: &str| {
+        fx.object_names(dir)
+            .iter()
+            .map(|n| n.rsplit('/').next().unwrap().to_string())
+            .min()
+            .unwrap()
+    };
+    let (honest_pack, honest_index) = (lowest("data"), lowest("index"));
+    let crafter = Crafter::new(&fx);
+    let junk = loop {
+        let p = crafter.put_pack(PackKind::Data, &[random_bytes(79, 64)]);
+        let h = p.id.to_hex();
+        if h < honest_pack {
+            break p;
+        }
+        fx.store.delete(&format!("data/{}/{h}", &h[..2]));
+    };
+    let blobs: Vec<BlobEntry> = files
+        .iter()
+        .map(|f| BlobEntry {
+            id: crafter.blob_id(f),
+            frame: FrameRef {
+                raw_len: 4_000,
+                compression: cairn_format::frame::Compression::Zstd,
+                ..junk.blobs[0].frame
+            },
+            offset: 0,
+            len: 4_000,
+        })
+        .collect();
+    let record = IndexRecord {
+        packs: vec![IndexPack { blobs, ..junk }],
+    }
+    .encode();
+    loop {
+        let id = crafter.put_meta("index", &record).to_hex();
+        if id < honest_index {
+            break;
+        }
+        fx.store.delete(&format!("index/{id}"));
+    }
+
+    let dst = fx.fresh_store("dst");
+    init_like(&fx, &dst, true).ok();
+    let out = copy(&fx, &dst, true, &[]);
+    out.code_is(1);
+    out.stderr_has(&[
+        &junk.id.to_hex()[..16],
+        "planted claim",
+        "cairn repair index",
+    ]);
+    assert!(
+        snapshot_ids(&dst).is_empty(),
+        "a snapshot was copied on the claim"
+    );
+
+    fx.id(&["repair", "index"]).ok();
+    copy(&fx, &dst, true, &[]).ok();
+    assert_restores(&fx, &dst.location(), &snap, &d, "copied after repair index");
+}
