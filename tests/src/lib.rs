@@ -720,6 +720,19 @@ impl Fixture {
         out.json()
     }
 
+    /// Back up directory `d` holding three files of 4,000 random bytes (from `seed`): each is
+    /// one blob, whose id a write-key holder can compute. Returns the directory, the files'
+    /// contents and the snapshot.
+    pub fn back_up_small_files(&self, seed: u64) -> (PathBuf, Vec<Vec<u8>>, String) {
+        let d = self.path("d");
+        let files: Vec<Vec<u8>> = (0..3).map(|i| random_bytes(seed + i, 4_000)).collect();
+        for (i, f) in files.iter().enumerate() {
+            write_file(&d.join(format!("f{i}")), f);
+        }
+        let snap = Fixture::snap_id(&self.backup(&[&d]));
+        (d, files, snap)
+    }
+
     /// Snapshot id from a backup report.
     pub fn snap_id(report: &serde_json::Value) -> String {
         report["snapshot"]
@@ -1287,6 +1300,40 @@ impl Crafter {
             size: ct.len() as u64,
             blobs: trailer.blobs,
         }
+    }
+
+    /// A junk data pack (`seed`'s 64 bytes) whose id sorts below `bound` (hex), as an
+    /// attacker grinds one so that lookups find its listings first.
+    pub fn junk_pack_below(&self, seed: u64, bound: &str) -> IndexPack {
+        loop {
+            let p = self.put_pack(PackKind::Data, &[random_bytes(seed, 64)]);
+            let h = p.id.to_hex();
+            if h.as_str() < bound {
+                return p;
+            }
+            self.store.delete(&format!("data/{}/{h}", &h[..2]));
+        }
+    }
+
+    /// Plant an index object claiming that the stored pack `junk` holds the blobs of
+    /// `contents` (each in a frame that says it is that long, as a consistent forgery would);
+    /// returns the index object's id.
+    pub fn plant_claim(&self, junk: IndexPack, contents: &[Vec<u8>]) -> Id {
+        let blobs = contents
+            .iter()
+            .map(|c| cairn_format::pack::BlobEntry {
+                id: self.blob_id(c),
+                frame: cairn_format::pack::FrameRef {
+                    raw_len: c.len() as u32,
+                    compression: Compression::Zstd,
+                    ..junk.blobs[0].frame
+                },
+                offset: 0,
+                len: c.len() as u32,
+            })
+            .collect();
+        let claim = IndexPack { blobs, ..junk };
+        self.put_meta("index", &IndexRecord { packs: vec![claim] }.encode())
     }
 
     /// Encrypt `plaintext` to the metadata recipients and store it as `dir/<blake3>`.

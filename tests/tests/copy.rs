@@ -799,15 +799,8 @@ fn copy_between_local_and_s3() {
 /// index` has dropped the claim, the copy is whole.
 #[test]
 fn copy_does_not_follow_a_planted_index_claim() {
-    use cairn_format::index::{IndexPack, IndexRecord};
-    use cairn_format::pack::{BlobEntry, FrameRef, PackKind};
     let fx = Fixture::new();
-    let d = fx.path("d");
-    let files: Vec<Vec<u8>> = (0..3).map(|i| random_bytes(70 + i, 4_000)).collect();
-    for (i, f) in files.iter().enumerate() {
-        write_file(&d.join(format!("f{i}")), f);
-    }
-    let snap = Fixture::snap_id(&fx.backup(&[&d]));
+    let (d, files, snap) = fx.back_up_small_files(70);
     let lowest = |dir: &str| {
         fx.object_names(dir)
             .iter()
@@ -817,33 +810,11 @@ fn copy_does_not_follow_a_planted_index_claim() {
     };
     let (honest_pack, honest_index) = (lowest("data"), lowest("index"));
     let crafter = Crafter::new(&fx);
-    let junk = loop {
-        let p = crafter.put_pack(PackKind::Data, &[random_bytes(79, 64)]);
-        let h = p.id.to_hex();
-        if h < honest_pack {
-            break p;
-        }
-        fx.store.delete(&format!("data/{}/{h}", &h[..2]));
-    };
-    let blobs: Vec<BlobEntry> = files
-        .iter()
-        .map(|f| BlobEntry {
-            id: crafter.blob_id(f),
-            frame: FrameRef {
-                raw_len: 4_000,
-                compression: cairn_format::frame::Compression::Zstd,
-                ..junk.blobs[0].frame
-            },
-            offset: 0,
-            len: 4_000,
-        })
-        .collect();
-    let record = IndexRecord {
-        packs: vec![IndexPack { blobs, ..junk }],
-    }
-    .encode();
+    let junk = crafter.junk_pack_below(79, &honest_pack);
+    let junk_id = junk.id;
+    // Planted again until the index object's name sorts first too.
     loop {
-        let id = crafter.put_meta("index", &record).to_hex();
+        let id = crafter.plant_claim(junk.clone(), &files).to_hex();
         if id < honest_index {
             break;
         }
@@ -855,7 +826,7 @@ fn copy_does_not_follow_a_planted_index_claim() {
     let out = copy(&fx, &dst, true, &[]);
     out.code_is(1);
     out.stderr_has(&[
-        &junk.id.to_hex()[..16],
+        &junk_id.to_hex()[..16],
         "planted claim",
         "cairn repair index",
     ]);

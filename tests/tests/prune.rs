@@ -17,7 +17,7 @@ use cairn_e2e::repo_objects::*;
 use cairn_e2e::versions::*;
 use cairn_e2e::*;
 use cairn_format::gc::{LeaseKind, LeaseRecord};
-use cairn_format::index::{IndexPack, IndexRecord};
+use cairn_format::index::IndexRecord;
 use cairn_format::pack::PackKind;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -1357,27 +1357,6 @@ fn prune_converges_when_a_live_blob_is_stored_in_two_packs() {
     );
 }
 
-/// Plant an index object claiming that the stored pack `junk` holds the blobs of `contents`
-/// (each in one frame that says it is that long, as a consistent forgery would); returns the
-/// index object's id.
-fn plant_claim(crafter: &Crafter, junk: IndexPack, contents: &[Vec<u8>]) -> cairn_format::Id {
-    let blobs = contents
-        .iter()
-        .map(|c| cairn_format::pack::BlobEntry {
-            id: crafter.blob_id(c),
-            frame: cairn_format::pack::FrameRef {
-                raw_len: c.len() as u32,
-                compression: cairn_format::frame::Compression::Zstd,
-                ..junk.blobs[0].frame
-            },
-            offset: 0,
-            len: c.len() as u32,
-        })
-        .collect();
-    let claim = IndexPack { blobs, ..junk };
-    crafter.put_meta("index", &IndexRecord { packs: vec![claim] }.encode())
-}
-
 /// A write-key holder plants an index object claiming that every blob of the honest backups
 /// lives in a junk pack of its own, whose id sorts first (the location an index lookup finds
 /// first). prune must keep the packs that really hold the data: a claim adds a place a blob
@@ -1385,13 +1364,7 @@ fn plant_claim(crafter: &Crafter, junk: IndexPack, contents: &[Vec<u8>]) -> cair
 #[test]
 fn a_planted_index_claim_never_empties_the_packs_that_hold_the_data() {
     let fx = Fixture::new();
-    let d = fx.path("d");
-    // Small files: each is one blob, whose id the attacker computes from the content.
-    let files: Vec<Vec<u8>> = (0..3).map(|i| random_bytes(40 + i, 4_000)).collect();
-    for (i, f) in files.iter().enumerate() {
-        write_file(&d.join(format!("f{i}")), f);
-    }
-    let snap = Fixture::snap_id(&fx.backup(&[&d]));
+    let (d, files, snap) = fx.back_up_small_files(40);
     let honest: Vec<String> = fx.object_names("data");
     let lowest = honest
         .iter()
@@ -1400,15 +1373,8 @@ fn a_planted_index_claim_never_empties_the_packs_that_hold_the_data() {
         .unwrap();
 
     let crafter = Crafter::new(&fx);
-    let junk = loop {
-        let p = crafter.put_pack(PackKind::Data, &[random_bytes(99, 64)]);
-        let h = p.id.to_hex();
-        if h < lowest {
-            break p;
-        }
-        fx.store.delete(&format!("data/{}/{h}", &h[..2]));
-    };
-    let planted = plant_claim(&crafter, junk, &files);
+    let junk = crafter.junk_pack_below(99, &lowest);
+    let planted = crafter.plant_claim(junk, &files);
 
     prune_id(&fx, &[], &[]).ok();
     for name in &honest {
@@ -1441,7 +1407,7 @@ fn a_planted_claim_does_not_stop_a_repack_from_rewriting_the_blob() {
 
     let crafter = Crafter::new(&fx);
     let junk = crafter.put_pack(PackKind::Data, &[random_bytes(53, 64)]);
-    plant_claim(&crafter, junk, std::slice::from_ref(&keep));
+    crafter.plant_claim(junk, std::slice::from_ref(&keep));
 
     let out = prune_id(&fx, &[], &[]);
     out.ok();
