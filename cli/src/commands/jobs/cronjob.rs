@@ -198,6 +198,16 @@ pub fn cronjob(loaded: &Loaded, name: &str, a: &CronJobArgs) -> Result<(CronJob,
         ));
     }
     let config_path = std::path::absolute(&loaded.path).unwrap_or_else(|_| loaded.path.clone());
+    let mut args = vec![
+        "run".to_string(),
+        name.into(),
+        "--config".into(),
+        config_path.display().to_string(),
+    ];
+    // The job's own `host`, else the node the run lands on.
+    if job.host.is_none() {
+        args.extend(["--host".into(), "$(NODE_NAME)".into()]);
+    }
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
     volumes.push(Volume {
@@ -302,24 +312,7 @@ pub fn cronjob(loaded: &Loaded, name: &str, a: &CronJobArgs) -> Result<(CronJob,
         name: "cairn".into(),
         image: Some(a.image.clone()),
         command: Some(vec!["cairn".into()]),
-        args: Some(
-            [
-                "run".to_string(),
-                name.into(),
-                "--config".into(),
-                config_path.display().to_string(),
-            ]
-            .into_iter()
-            // The job's own `host`, else the node the run lands on.
-            .chain(
-                job.host
-                    .is_none()
-                    .then(|| ["--host".to_string(), "$(NODE_NAME)".into()])
-                    .into_iter()
-                    .flatten(),
-            )
-            .collect(),
-        ),
+        args: Some(args),
         env: Some(env),
         volume_mounts: Some(mounts),
         security_context: Some(SecurityContext {

@@ -455,7 +455,8 @@ fn signals(tx: Sender<Event>) -> Result<()> {
     Ok(())
 }
 
-/// A daemon's exclusive lock on its state directory (`.daemon.lock`, which names the holder; job names never start with a dot).
+/// A daemon's exclusive lock on its state directory (`.daemon.lock`, which names the holder;
+/// job names never start with a dot, so no job's lock file is it).
 struct StateLock {
     dir: PathBuf,
     _file: std::fs::File,
