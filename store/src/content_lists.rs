@@ -376,8 +376,52 @@ fn each_list(
     Ok(())
 }
 
+/// Most ids the content lists a loader keeps resolved may hold: two lists as writers make
+/// them (4 MiB of ids).
+const RESOLVED_IDS: usize = 2 * LIST_SEGMENT_IDS;
+
+/// The content lists a loader resolved last, newest first, within [`RESOLVED_IDS`] ids. A list
+/// whose chain reaches one of them resolves from its ids instead of along the rest of the
+/// chain: walking the snapshots of a file oldest first (as listings order them), each list
+/// costs its own step, not its whole chain of up to [`MAX_CHAIN`] lists.
+#[derive(Default)]
+pub(crate) struct Resolved {
+    lists: std::collections::VecDeque<ResolvedList>,
+}
+
+struct ResolvedList {
+    /// The list.
+    head: Id,
+    /// It and its bases, as [`resolve_list`] returns them.
+    chain: Vec<Id>,
+    ids: Vec<Id>,
+    /// Encoded bytes read along the chain (charged again to a list resolved from it, so the
+    /// bounds hold as if the whole chain were read).
+    bytes: usize,
+}
+
+impl Resolved {
+    fn get(&self, head: &Id) -> Option<&ResolvedList> {
+        self.lists.iter().find(|l| l.head == *head)
+    }
+
+    fn keep(&mut self, list: ResolvedList) {
+        if list.ids.len() > RESOLVED_IDS {
+            return;
+        }
+        self.lists.retain(|l| l.head != list.head);
+        self.lists.push_front(list);
+        let mut held = 0;
+        self.lists.retain(|l| {
+            held += l.ids.len();
+            held <= RESOLVED_IDS
+        });
+    }
+}
+
 /// Resolve the list `first` (of the file `name`) through its chain of bases: the chain
-/// (`first`, then its bases) and the ids.
+/// (`first`, then its bases) and the ids. The chain is read as far as a list the loader
+/// resolved lately (see [`Resolved`]).
 fn resolve_list(
     loader: &mut Loader,
     tree_id: &Id,
@@ -390,30 +434,51 @@ fn resolve_list(
             String::from_utf8_lossy(name)
         )
     };
+    let too_long = || {
+        Error::damaged(
+            what(&first),
+            malformed(
+                "content list",
+                format!("a chain of more than {MAX_CHAIN} lists"),
+            ),
+        )
+    };
+    let too_big = || {
+        Error::damaged(
+            what(&first),
+            malformed(
+                "content list",
+                format!("its chain takes more than {} MiB", MAX_CHAIN_BYTES >> 20),
+            ),
+        )
+    };
+    // The chain ends with the list `next` names, until it is read.
     let mut chain = vec![first];
     let mut lists = Vec::new();
     let mut bytes_read = 0usize;
     let mut next = Some(first);
+    let mut known = None;
     while let Some(id) = next {
+        if let Some(done) = loader.resolved.get(&id) {
+            if lists.len() + done.chain.len() > MAX_CHAIN {
+                return Err(too_long());
+            }
+            bytes_read += done.bytes;
+            if bytes_read > MAX_CHAIN_BYTES {
+                return Err(too_big());
+            }
+            chain.pop();
+            chain.extend_from_slice(&done.chain);
+            known = Some(done.ids.clone());
+            break;
+        }
         if lists.len() == MAX_CHAIN {
-            return Err(Error::damaged(
-                what(&first),
-                malformed(
-                    "content list",
-                    format!("a chain of more than {MAX_CHAIN} lists"),
-                ),
-            ));
+            return Err(too_long());
         }
         let bytes = loader.load(&id)?;
         bytes_read += bytes.len();
         if bytes_read > MAX_CHAIN_BYTES {
-            return Err(Error::damaged(
-                what(&first),
-                malformed(
-                    "content list",
-                    format!("its chain takes more than {} MiB", MAX_CHAIN_BYTES >> 20),
-                ),
-            ));
+            return Err(too_big());
         }
         // Consumed: a self-contained list becomes its ids without holding the blob too.
         let list = ContentList::decode_owned(bytes).map_err(|e| Error::damaged(what(&id), e))?;
@@ -424,12 +489,21 @@ fn resolve_list(
         lists.push((id, list));
     }
     // Two buffers: each list resolves from its base's ids into the other one.
-    let (mut ids, mut spare) = (Vec::new(), Vec::new());
+    let from_known = known.is_some();
+    let (mut ids, mut spare) = (known.unwrap_or_default(), Vec::new());
     for (n, (id, list)) in lists.into_iter().rev().enumerate() {
-        let base = (n > 0).then_some(&ids[..]);
+        let base = (n > 0 || from_known).then_some(&ids[..]);
         list.resolve_owned(base, &mut spare)
             .map_err(|e| Error::damaged(what(&id), e))?;
         std::mem::swap(&mut ids, &mut spare);
+    }
+    if ids.len() <= RESOLVED_IDS {
+        loader.resolved.keep(ResolvedList {
+            head: first,
+            chain: chain.clone(),
+            ids: ids.clone(),
+            bytes: bytes_read,
+        });
     }
     Ok((chain, ids))
 }
@@ -640,5 +714,75 @@ mod tests {
         let err = loader.load_tree(&root).unwrap_err().to_string();
         assert!(err.contains("more than 96 MiB decoded"), "{err}");
         assert!(err.contains(&root.to_string()), "{err}");
+    }
+
+    /// `n` lists, each written against the one before (the first self-contained), one id
+    /// changed each time: each list's id and ids.
+    fn chain_of(repo: &Arc<crate::repo::Repository>, n: usize) -> Vec<(Id, Vec<Id>)> {
+        let mut saver = Saver::new(repo.clone(), Arc::new(Index::default()), 2);
+        let mut ids: Vec<Id> = (0..1_000).map(spread_id).collect();
+        let mut lists: Vec<(Id, Vec<Id>)> = Vec::new();
+        for k in 0..n {
+            let bytes = match lists.last() {
+                None => ContentList::encode_full(&ids),
+                Some((base, old)) => {
+                    ids[k * 7 % 1_000] = spread_id(10_000 + k as u64);
+                    ContentList::delta(&ids, (*base, old)).encode()
+                }
+            };
+            let id = saver.add_blob(PackKind::Tree, bytes).unwrap();
+            lists.push((id, ids.clone()));
+        }
+        saver.finish().unwrap();
+        lists
+    }
+
+    #[test]
+    fn lists_resolved_lately_shorten_a_chain_and_keep_its_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = age::x25519::Identity::generate();
+        let repo = create(dir.path(), &identity, None);
+        let lists = chain_of(&repo, MAX_CHAIN + 1);
+        let fresh = || Loader::new(repo.clone(), Arc::new(Index::load(&repo).unwrap()));
+        let tree = spread_id(0);
+        // Oldest first with one loader, as a walk goes: each list from the one before, and the
+        // same chain and ids as a loader that reads the whole chain.
+        let mut walker = fresh();
+        for (k, (head, ids)) in lists.iter().take(MAX_CHAIN).enumerate() {
+            let got = resolve_list(&mut walker, &tree, b"f", *head).unwrap();
+            assert_eq!(&got.1, ids, "list {k}");
+            assert_eq!(got.0.len(), k + 1, "list {k}: the whole chain");
+            assert_eq!(got, resolve_list(&mut fresh(), &tree, b"f", *head).unwrap());
+            assert!(walker.resolved.get(head).is_some(), "list {k} kept");
+        }
+        // One list more than a chain may hold is refused, whether its bases were resolved
+        // lately or not.
+        let (over, _) = lists[MAX_CHAIN];
+        for mut loader in [walker, fresh()] {
+            let e = resolve_list(&mut loader, &tree, b"f", over).unwrap_err();
+            assert!(
+                e.to_string().contains("a chain of more than 32 lists"),
+                "{e}"
+            );
+        }
+        // What is kept stays within its bound: lists of more ids are not kept.
+        let mut kept = Resolved::default();
+        for n in 0..4u64 {
+            kept.keep(ResolvedList {
+                head: spread_id(n),
+                chain: vec![spread_id(n)],
+                ids: vec![spread_id(n); LIST_SEGMENT_IDS],
+                bytes: 0,
+            });
+        }
+        let heads: Vec<Id> = kept.lists.iter().map(|l| l.head).collect();
+        assert_eq!(heads, [spread_id(3), spread_id(2)]);
+        kept.keep(ResolvedList {
+            head: spread_id(9),
+            chain: Vec::new(),
+            ids: vec![spread_id(9); RESOLVED_IDS + 1],
+            bytes: 0,
+        });
+        assert!(kept.get(&spread_id(9)).is_none());
     }
 }

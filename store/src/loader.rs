@@ -189,12 +189,15 @@ impl FrameCheck {
 
 /// Reads verified blobs. Keeps, for data and for trees separately, the last pack open and the
 /// last frame decompressed, so consecutive blobs of one pack or frame cost little even when a
-/// walk alternates between trees and file content. One per thread.
+/// walk alternates between trees and file content; and the content lists it resolved last. One
+/// per thread.
 pub struct Loader {
     repo: Arc<Repository>,
     index: Arc<Index>,
     check: FrameCheck,
     caches: [Cache; 2],
+    /// Content lists resolved last (see [`crate::content_lists::Resolved`]).
+    pub(crate) resolved: crate::content_lists::Resolved,
 }
 
 impl Loader {
@@ -211,6 +214,7 @@ impl Loader {
             index,
             check,
             caches: [Cache::default(), Cache::default()],
+            resolved: Default::default(),
         }
     }
 
