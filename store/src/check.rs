@@ -527,23 +527,23 @@ impl Audit {
     /// snapshots and files that use any pack found bad. Each snapshot is walked in full only
     /// when something is wrong; otherwise every distinct tree is read once.
     pub fn attribute(&self, report: &mut CheckReport) -> Result<()> {
-        let walked = self.walk_trees()?;
+        let walked = self.walk_trees(trees::walkers())?;
         self.attribute_walked(walked, report)
     }
 
     /// Read every distinct tree: entry counts beyond the recorded ones, and the blobs
     /// referenced (an error if a tree cannot be read). Needs nothing `check_data` finds, so
-    /// it can run beside it.
-    fn walk_trees(&self) -> Result<Walked> {
-        self.walk_trees_in(&self.index)
+    /// it can run beside it. `threads` walk the snapshots.
+    fn walk_trees(&self, threads: usize) -> Result<Walked> {
+        self.walk_trees_in(&self.index, threads)
     }
 
     /// [`Audit::walk_trees`] with `index`.
-    fn walk_trees_in(&self, index: &Arc<Index>) -> Result<Walked> {
+    fn walk_trees_in(&self, index: &Arc<Index>, threads: usize) -> Result<Walked> {
         let roots: Vec<Id> = self.snapshots.iter().map(|(_, s)| s.tree).collect();
         let mut loader = Loader::new(self.repo.clone(), index.clone());
         let problems = self.entry_counts(&mut loader)?;
-        let referenced = trees::referenced_blobs(&mut loader, &roots);
+        let referenced = trees::referenced_blobs_on(&mut loader, &roots, threads);
         Ok(Walked {
             problems,
             referenced,
@@ -599,7 +599,7 @@ impl Audit {
         }
         tracing::info!("problems found: loading the whole index to name what they affect");
         let whole = Arc::new(Index::load(&self.repo)?);
-        let walked = self.walk_trees_in(&whole)?;
+        let walked = self.walk_trees_in(&whole, trees::walkers())?;
         self.attribute_in(&whole, walked, report)
     }
 
@@ -804,7 +804,8 @@ pub fn check_data(audit: &mut Audit, subset: Subset, report: &mut CheckReport) -
 }
 
 /// [`check_data`] (when `subset` is given) and [`Audit::attribute`], the tree walk running
-/// on a thread of its own beside the pack readers.
+/// on a thread of its own beside the pack readers (one: they keep the cores busy, and one
+/// walker resolves each snapshot's content lists from the previous one's).
 pub fn check_data_and_attribute(
     audit: &mut Audit,
     subset: Option<Subset>,
@@ -815,7 +816,7 @@ pub fn check_data_and_attribute(
     };
     let shared = &*audit;
     let (walked, found) = std::thread::scope(|s| {
-        let walker = s.spawn(move || shared.walk_trees());
+        let walker = s.spawn(move || shared.walk_trees(1));
         let found = data_problems(shared, subset, report);
         let walked = walker
             .join()

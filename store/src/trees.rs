@@ -289,9 +289,17 @@ pub fn count_entries(loader: &mut Loader, root: &Id) -> Result<u64> {
 /// their own take roots in turn, and a tree two of them reach is read by both). Fails on the
 /// first tree that cannot be read.
 pub fn referenced_blobs(loader: &mut Loader, roots: &[Id]) -> Result<BlobSet> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(roots.len());
+    referenced_blobs_on(loader, roots, walkers())
+}
+
+/// How many threads walk snapshots when nothing else keeps the cores busy.
+pub fn walkers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// [`referenced_blobs`] on at most `threads` threads.
+pub fn referenced_blobs_on(loader: &mut Loader, roots: &[Id], threads: usize) -> Result<BlobSet> {
+    let threads = threads.min(roots.len());
     if threads <= 1 {
         let mut seen = BlobSet::new(loader.shared_index().clone());
         reach(loader, roots.iter(), &mut seen)?;
