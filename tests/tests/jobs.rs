@@ -568,6 +568,21 @@ fn generated_systemd_units_verify_and_match_the_schedule() {
     let out = fx.run(&["generate", "systemd", "weekdays", "--config", s(&bad)]);
     out.code_is(2);
     assert!(out.stderr.contains("either matches"), "{out}");
+    // The daemon's cron takes the nth weekday; neither a timer nor a CronJob can: both refuse
+    // it as bad configuration, naming the field.
+    let nth = write_config(
+        &fx,
+        "nth.toml",
+        &config.replace("0 4 * * 1-5", "0 4 * * MON#2"),
+    );
+    for generate in [
+        &["systemd", "weekdays"][..],
+        &["cronjob", "weekdays", "--image", "x"],
+    ] {
+        let out = fx.run(&[&["generate"], generate, &["--config", s(&nth)]].concat());
+        out.code_is(2);
+        assert!(out.stderr.contains("\"MON#2\""), "{out}");
+    }
 }
 
 #[test]

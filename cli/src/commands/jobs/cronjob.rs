@@ -183,8 +183,12 @@ pub fn cronjob(loaded: &Loaded, name: &str, a: &CronJobArgs) -> Result<(CronJob,
         ));
     }
     // Kubernetes takes days of the week 0-6 only: Sunday as 7 is written as 0.
-    fields[4] = super::systemd::kube_weekdays(&fields[4])
-        .map_err(|e| anyhow::anyhow!("job {name}: schedule {:?}: {e}", sched.get_ref()))?;
+    fields[4] = super::systemd::kube_weekdays(&fields[4]).map_err(|e| {
+        crate::exit::usage(
+            format!("job {name}: schedule {:?}: {e}", sched.get_ref()),
+            "change the job's days of the week, or run the job with `cairn daemon`, which takes every cron expression",
+        )
+    })?;
     let schedule = fields.join(" ");
     if matches!(job.source, Source::Host { .. }) {
         return Err(crate::exit::usage(

@@ -53,7 +53,7 @@ fn field(
     for item in spec.split(',') {
         if item.contains('#') || item.eq_ignore_ascii_case("L") || item.ends_with('W') {
             return Err(format!(
-                "{what} field {spec:?}: L, W and # have no systemd calendar equivalent"
+                "{what} field {spec:?}: L, W and # have no equivalent in systemd calendars or Kubernetes CronJobs"
             ));
         }
         let (range, step) = match item.split_once('/') {
