@@ -380,12 +380,14 @@ fn each_list(
 /// them (4 MiB of ids).
 const RESOLVED_IDS: usize = 2 * LIST_SEGMENT_IDS;
 
-/// The content lists a loader resolved last, newest first, within [`RESOLVED_IDS`] ids. A list
-/// whose chain reaches one of them resolves from its ids instead of along the rest of the
-/// chain: walking the snapshots of a file oldest first (as listings order them), each list
-/// costs its own step, not its whole chain of up to [`MAX_CHAIN`] lists.
+/// The content lists a loader resolved last, newest first, within [`RESOLVED_IDS`] ids, once
+/// [`Resolved::keep_lists`] is called (by walks over many snapshots; a restore reads each list
+/// once and keeps none). A list whose chain reaches one of them resolves from its ids instead
+/// of along the rest of the chain: walking the snapshots of a file oldest first (as listings
+/// order them), each list costs its own step, not its whole chain of up to [`MAX_CHAIN`] lists.
 #[derive(Default)]
 pub(crate) struct Resolved {
+    on: bool,
     lists: std::collections::VecDeque<ResolvedList>,
 }
 
@@ -401,12 +403,17 @@ struct ResolvedList {
 }
 
 impl Resolved {
+    /// Keep the lists resolved from now on.
+    pub(crate) fn keep_lists(&mut self) {
+        self.on = true;
+    }
+
     fn get(&self, head: &Id) -> Option<&ResolvedList> {
         self.lists.iter().find(|l| l.head == *head)
     }
 
     fn keep(&mut self, list: ResolvedList) {
-        if list.ids.len() > RESOLVED_IDS {
+        if !self.on || list.ids.len() > RESOLVED_IDS {
             return;
         }
         self.lists.retain(|l| l.head != list.head);
@@ -497,7 +504,7 @@ fn resolve_list(
             .map_err(|e| Error::damaged(what(&id), e))?;
         std::mem::swap(&mut ids, &mut spare);
     }
-    if ids.len() <= RESOLVED_IDS {
+    if loader.resolved.on && ids.len() <= RESOLVED_IDS {
         loader.resolved.keep(ResolvedList {
             head: first,
             chain: chain.clone(),
@@ -748,12 +755,15 @@ mod tests {
         // Oldest first with one loader, as a walk goes: each list from the one before, and the
         // same chain and ids as a loader that reads the whole chain.
         let mut walker = fresh();
+        walker.resolved.keep_lists();
         for (k, (head, ids)) in lists.iter().take(MAX_CHAIN).enumerate() {
             let got = resolve_list(&mut walker, &tree, b"f", *head).unwrap();
             assert_eq!(&got.1, ids, "list {k}");
             assert_eq!(got.0.len(), k + 1, "list {k}: the whole chain");
-            assert_eq!(got, resolve_list(&mut fresh(), &tree, b"f", *head).unwrap());
+            let mut reader = fresh();
+            assert_eq!(got, resolve_list(&mut reader, &tree, b"f", *head).unwrap());
             assert!(walker.resolved.get(head).is_some(), "list {k} kept");
+            assert!(reader.resolved.lists.is_empty(), "kept by a walk only");
         }
         // One list more than a chain may hold is refused, whether its bases were resolved
         // lately or not.
@@ -767,6 +777,7 @@ mod tests {
         }
         // What is kept stays within its bound: lists of more ids are not kept.
         let mut kept = Resolved::default();
+        kept.keep_lists();
         for n in 0..4u64 {
             kept.keep(ResolvedList {
                 head: spread_id(n),

@@ -189,8 +189,8 @@ impl FrameCheck {
 
 /// Reads verified blobs. Keeps, for data and for trees separately, the last pack open and the
 /// last frame decompressed, so consecutive blobs of one pack or frame cost little even when a
-/// walk alternates between trees and file content; and the content lists it resolved last. One
-/// per thread.
+/// walk alternates between trees and file content; and, for walks, the content lists it
+/// resolved last. One per thread.
 pub struct Loader {
     repo: Arc<Repository>,
     index: Arc<Index>,

@@ -300,6 +300,7 @@ pub fn walkers() -> usize {
 /// [`referenced_blobs`] on at most `threads` threads.
 pub fn referenced_blobs_on(loader: &mut Loader, roots: &[Id], threads: usize) -> Result<BlobSet> {
     let threads = threads.min(roots.len());
+    loader.resolved.keep_lists();
     if threads <= 1 {
         let mut seen = BlobSet::new(loader.shared_index().clone());
         reach(loader, roots.iter(), &mut seen)?;
@@ -313,6 +314,7 @@ pub fn referenced_blobs_on(loader: &mut Loader, roots: &[Id], threads: usize) ->
         let others: Vec<_> = (1..threads)
             .map(|_| {
                 let mut loader = loader.fork();
+                loader.resolved.keep_lists();
                 let take = &take;
                 scope.spawn(move || -> Result<BlobSet> {
                     let mut seen = BlobSet::new(loader.shared_index().clone());
@@ -397,6 +399,7 @@ pub fn each_reachable(
 ) -> Result<()> {
     let index = loader.shared_index().clone();
     let mut seen = BlobSet::new(index.clone());
+    loader.resolved.keep_lists();
     walk_reachable(loader, roots, &mut seen, |seen, reached| match reached {
         Reached::Tree(id) => located(id),
         Reached::Blobs(ids) if !ids.iter().any(|id| index.position(id).is_some()) => other(&ids),
