@@ -8,7 +8,7 @@ use crate::loader::Loader;
 use crate::saver::Saver;
 use crate::{Error, Result};
 use cairn_format::content_list::{
-    ContentList, LIST_MIN_IDS, LIST_SEGMENT_IDS, MAX_CHAIN, MAX_LIST_IDS,
+    ContentList, Op, LIST_MIN_IDS, LIST_SEGMENT_IDS, MAX_CHAIN, MAX_LIST_IDS,
 };
 use cairn_format::pack::PackKind;
 use cairn_format::tree::{ListSegment, Node, NodeKind, Tree, MAX_TREE_DECODED};
@@ -58,6 +58,7 @@ impl ListBase {
     fn read(&mut self, n: usize) -> Option<(Vec<Id>, Vec<Id>)> {
         let head = *self.heads.get(n)?;
         resolve_list(&mut self.loader, &self.tree_id, &self.name, head)
+            .map(|r| (r.chain, r.ids))
             .inspect_err(|e| {
                 tracing::warn!("the previous backup's list is unreadable ({e}); this one stores a complete list")
             })
@@ -168,7 +169,7 @@ fn resolve_node(
         &node.name,
         heads,
         budget,
-        |chain, ids, left| {
+        |Resolution { chain, ids, .. }, left| {
             chains.push((chain, ids.len() as u64));
             if chains.len() == 1 {
                 // Writers make every list but the last as long as the first: room for all at
@@ -196,8 +197,9 @@ fn resolve_node(
 
 /// Hand `f` every blob `tree` (decoded by `Loader::load_tree_unresolved`) references besides
 /// its subtrees, a batch at a time: each content list's chain and ids as it is resolved (so a
-/// long file's ids are never all held at once: one list, at most 2 MiB as writers make them),
-/// then the inline ids of every file. Bounded as [`resolve`] is.
+/// long file's ids are never all held at once: one list, at most 2 MiB as writers make them;
+/// of a list resolved from one this walk handed on, only the ids it adds), then the inline ids
+/// of every file. Bounded as [`resolve`] is.
 pub(crate) fn each_referenced(
     loader: &mut Loader,
     tree_id: &Id,
@@ -209,17 +211,11 @@ pub(crate) fn each_referenced(
     for mut node in tree.nodes {
         let lists = std::mem::take(&mut node.content_lists);
         if node.list_segments.is_empty() {
-            each_list(
-                loader,
-                tree_id,
-                &node.name,
-                &lists,
-                &mut budget,
-                |chain, ids, _| {
-                    f(chain)?;
-                    f(ids)
-                },
-            )?;
+            each_list(loader, tree_id, &node.name, &lists, &mut budget, |r, _| {
+                f(r.chain)?;
+                // Ids the walk has handed on already need not be handed again.
+                f(r.new_ids.unwrap_or(r.ids))
+            })?;
         } else {
             // Resolved already: its lists are all there.
             f(lists)?;
@@ -249,9 +245,7 @@ pub(crate) fn each_list_of(
         return Ok(());
     }
     let heads = &node.content_lists;
-    each_list(loader, tree_id, &node.name, heads, budget, |_, ids, _| {
-        f(ids)
-    })
+    each_list(loader, tree_id, &node.name, heads, budget, |r, _| f(r.ids))
 }
 
 /// A file's content lists left unread (its tree decoded by `Loader::load_tree_unresolved`),
@@ -353,27 +347,40 @@ fn ids_digest(loader: &Loader, (tree_id, node): (Id, &Node)) -> Result<blake3::H
     Ok(h.finalize())
 }
 
-/// Resolve the lists `heads` of the file `name` in order, handing `f` each one's chain and ids
-/// and what the tree may still take decoded after them: each is charged to `budget` (what the
-/// tree may take decoded) before `f` sees it.
+/// Resolve the lists `heads` of the file `name` in order, handing `f` each one resolved and
+/// what the tree may still take decoded after it: each is charged to `budget` (what the tree
+/// may take decoded) before `f` sees it.
 fn each_list(
     loader: &mut Loader,
     tree_id: &Id,
     name: &[u8],
     heads: &[Id],
     budget: &mut usize,
-    mut f: impl FnMut(Vec<Id>, Vec<Id>, usize) -> Result<()>,
+    mut f: impl FnMut(Resolution, usize) -> Result<()>,
 ) -> Result<()> {
     for head in heads {
-        let (chain, ids) = resolve_list(loader, tree_id, name, *head)?;
-        let cost = (ids.len() + chain.len()) * std::mem::size_of::<Id>()
+        let r = resolve_list(loader, tree_id, name, *head)?;
+        let cost = (r.ids.len() + r.chain.len()) * std::mem::size_of::<Id>()
             + std::mem::size_of::<ListSegment>();
         *budget = budget
             .checked_sub(cost)
             .ok_or_else(|| over_bound(tree_id))?;
-        f(chain, ids, *budget)?;
+        f(r, *budget)?;
     }
     Ok(())
+}
+
+/// One content list resolved.
+#[derive(Debug, PartialEq)]
+struct Resolution {
+    /// The list and its bases.
+    chain: Vec<Id>,
+    /// The ids it resolves to.
+    ids: Vec<Id>,
+    /// When it was resolved from a list the walk resolved before (and so handed on): the
+    /// literal ids of the lists read on top of that one. With that list's ids, they hold
+    /// every id of this one.
+    new_ids: Option<Vec<Id>>,
 }
 
 /// Most ids the content lists a loader keeps resolved may hold: two lists as writers make
@@ -403,9 +410,11 @@ struct ResolvedList {
 }
 
 impl Resolved {
-    /// Keep the lists resolved from now on.
+    /// Keep the lists resolved from now on, for a walk that starts: whatever an earlier walk
+    /// kept is let go (a list kept is one this walk handed on).
     pub(crate) fn keep_lists(&mut self) {
         self.on = true;
+        self.lists.clear();
     }
 
     fn get(&self, head: &Id) -> Option<&ResolvedList> {
@@ -429,12 +438,7 @@ impl Resolved {
 /// Resolve the list `first` (of the file `name`) through its chain of bases: the chain
 /// (`first`, then its bases) and the ids. The chain is read as far as a list the loader
 /// resolved lately (see [`Resolved`]).
-fn resolve_list(
-    loader: &mut Loader,
-    tree_id: &Id,
-    name: &[u8],
-    first: Id,
-) -> Result<(Vec<Id>, Vec<Id>)> {
+fn resolve_list(loader: &mut Loader, tree_id: &Id, name: &[u8], first: Id) -> Result<Resolution> {
     let what = |list: &Id| {
         format!(
             "content list blob {list} of {:?} (tree blob {tree_id})",
@@ -495,8 +499,18 @@ fn resolve_list(
         }
         lists.push((id, list));
     }
-    // Two buffers: each list resolves from its base's ids into the other one.
     let from_known = known.is_some();
+    let new_ids = from_known.then(|| {
+        fn literal(op: &Op) -> &[Id] {
+            match op {
+                Op::Ids(ids) => ids,
+                Op::Copy { .. } => &[],
+            }
+        }
+        let ops = lists.iter().flat_map(|(_, l)| l.ops.iter());
+        ops.flat_map(literal).copied().collect::<Vec<Id>>()
+    });
+    // Two buffers: each list resolves from its base's ids into the other one.
     let (mut ids, mut spare) = (known.unwrap_or_default(), Vec::new());
     for (n, (id, list)) in lists.into_iter().rev().enumerate() {
         let base = (n > 0 || from_known).then_some(&ids[..]);
@@ -512,7 +526,11 @@ fn resolve_list(
             bytes: bytes_read,
         });
     }
-    Ok((chain, ids))
+    Ok(Resolution {
+        chain,
+        ids,
+        new_ids,
+    })
 }
 
 fn within_bound(tree_id: &Id, tree: &Tree) -> Result<()> {
@@ -758,13 +776,25 @@ mod tests {
         walker.resolved.keep_lists();
         for (k, (head, ids)) in lists.iter().take(MAX_CHAIN).enumerate() {
             let got = resolve_list(&mut walker, &tree, b"f", *head).unwrap();
-            assert_eq!(&got.1, ids, "list {k}");
-            assert_eq!(got.0.len(), k + 1, "list {k}: the whole chain");
+            assert_eq!(&got.ids, ids, "list {k}");
+            assert_eq!(got.chain.len(), k + 1, "list {k}: the whole chain");
             let mut reader = fresh();
-            assert_eq!(got, resolve_list(&mut reader, &tree, b"f", *head).unwrap());
+            let whole = resolve_list(&mut reader, &tree, b"f", *head).unwrap();
+            assert_eq!((&got.chain, &got.ids), (&whole.chain, &whole.ids));
+            assert_eq!(whole.new_ids, None, "a reader hands every id");
             assert!(walker.resolved.get(head).is_some(), "list {k} kept");
             assert!(reader.resolved.lists.is_empty(), "kept by a walk only");
+            // From the list before, only the id that changed is new to the walk.
+            match (k, got.new_ids) {
+                (0, None) => {}
+                (_, Some(new)) => assert_eq!(new, [ids[k * 7 % 1_000]], "list {k}"),
+                (_, other) => panic!("list {k}: {other:?}"),
+            }
         }
+        // A new walk keeps nothing from the last one.
+        walker.resolved.keep_lists();
+        let again = resolve_list(&mut walker, &tree, b"f", lists[5].0).unwrap();
+        assert_eq!(again.new_ids, None);
         // One list more than a chain may hold is refused, whether its bases were resolved
         // lately or not.
         let (over, _) = lists[MAX_CHAIN];
