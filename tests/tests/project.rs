@@ -405,3 +405,109 @@ fn unreachable_api_server_is_named_with_its_cause() {
     );
     assert!(fx.object_names("snapshots").is_empty());
 }
+
+/// A manifests restore writes only below its target, never through a symlink, readable by
+/// its owner only (a project holds Secrets), and refuses before writing anything when
+/// something is in the way or a namespace map names a namespace the snapshot does not hold.
+#[test]
+fn manifests_stay_in_the_target_and_private() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let fx = Fixture::new();
+    let (_server, kc) = served(&fx, Faults::default());
+    fx.wk(&["backup", "project", "shop", "--kubeconfig", s(&kc)])
+        .ok();
+
+    let outside = fx.dir("outside");
+    let target = fx.dir("trap");
+    symlink(&outside, target.join("shop")).unwrap();
+    for extra in [&[][..], &["--overwrite"]] {
+        let out = fx.restore(
+            "latest",
+            &target,
+            &[&["--layout", "manifests"], extra].concat(),
+        );
+        out.code_is(1);
+        assert!(out.stderr.contains("is not a directory"), "{out}");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "{out}");
+        assert_eq!(
+            std::fs::read_dir(&target).unwrap().count(),
+            1,
+            "wrote: {out}"
+        );
+    }
+
+    // A typo in the map: refused as bad arguments, naming the namespaces there are.
+    let clean = fx.path("clean");
+    let out = fx.restore(
+        "latest",
+        &clean,
+        &["--layout", "manifests", "--namespace-map", "shpo=shop-dr"],
+    );
+    out.code_is(2);
+    assert!(
+        out.stderr
+            .contains("holds no namespace shpo (it holds: shop)"),
+        "{out}"
+    );
+    assert!(!clean.exists(), "{out}");
+
+    fx.restore("latest", &clean, &["--layout", "manifests"])
+        .ok();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let secrets = clean.join("shop/_core/secrets");
+    assert_eq!(mode(&secrets), 0o700);
+    let secret = std::fs::read_dir(&secrets)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(mode(&secret), 0o600, "{}", secret.display());
+    assert_eq!(mode(&clean.join("kustomization.yaml")), 0o600);
+    // Everything is in the way now: refused whole, with the way out.
+    let again = fx.restore("latest", &clean, &["--layout", "manifests"]);
+    again.code_is(1);
+    assert!(
+        again
+            .stderr
+            .contains("already exist; nothing was written (use --overwrite"),
+        "{again}"
+    );
+}
+
+/// `restore --apply | head -c1`: the closed stdout ends the apply quietly (exit 141), with
+/// no panic, before the rest of the objects are applied.
+#[test]
+fn apply_stops_quietly_when_stdout_closes() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let fx = Fixture::new();
+    let (_server, kc) = served(&fx, Faults::default());
+    fx.wk(&["backup", "project", "shop", "--kubeconfig", s(&kc)])
+        .ok();
+    let dst = KubeServer::start(Faults::default());
+    let kc2 = dst.kubeconfig(&fx.dir("kube-dst"));
+    let env = fx.env();
+    let args = fx.id_args(&["restore", "latest", "--apply", "--kubeconfig", s(&kc2)]);
+    let mut child = cairn_e2e::background::clean_command(&cairn_bin(), &env_refs(&env))
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut one = [0u8; 1];
+    stdout.read_exact(&mut one).unwrap();
+    drop(stdout);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!stderr.contains("panic"), "{stderr}");
+    assert_eq!(status.code(), Some(141), "{stderr}");
+    assert!(dst.objects("shop").len() < 17, "went on applying");
+}

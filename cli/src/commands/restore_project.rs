@@ -4,7 +4,7 @@
 use super::Reader;
 use crate::args::{Global, RestoreArgs};
 use crate::exit::{usage, Code};
-use crate::output;
+use crate::{outln, output};
 use anyhow::{bail, Context, Result};
 use cairn_format::snapshot::{Snapshot, SourceKind};
 use cairn_format::Id;
@@ -12,6 +12,7 @@ use cairn_store::project::restore::{self, NamespaceMap, Outcome};
 use cairn_store::project::Kube;
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 pub fn run(g: &Global, a: &RestoreArgs, reader: &Reader, id: Id, snap: &Snapshot) -> Result<Code> {
     if snap.source != SourceKind::Project {
@@ -21,9 +22,9 @@ pub fn run(g: &Global, a: &RestoreArgs, reader: &Reader, id: Id, snap: &Snapshot
             snap.source.name()
         );
     }
-    let map = NamespaceMap::parse(&a.project.namespace_map)?;
-    let mut loader = reader.loader();
-    let docs = restore::documents(&mut loader, &snap.tree)?;
+    let map_hint = "give --namespace-map OLD=NEW with namespaces of the snapshot (`cairn ls SNAP /` lists them)";
+    let map = NamespaceMap::parse(&a.project.namespace_map)
+        .map_err(|e| usage(e.to_string(), map_hint))?;
     if !a.project.apply {
         if a.target.as_os_str().is_empty() {
             return Err(usage(
@@ -31,6 +32,23 @@ pub fn run(g: &Global, a: &RestoreArgs, reader: &Reader, id: Id, snap: &Snapshot
                 "cairn restore SNAP --layout manifests --target DIR",
             ));
         }
+        if a.dry_run || !a.includes.is_empty() {
+            return Err(usage(
+                "--layout manifests writes every object of the snapshot: it takes neither --dry-run nor --include",
+                "restore into an empty directory and look there, or use --apply --dry-run to have the cluster validate the objects",
+            ));
+        }
+    } else if !a.target.as_os_str().is_empty() {
+        return Err(usage(
+            "--apply writes to the cluster, not to --target",
+            "leave out --target, or use --layout manifests --target DIR to write files",
+        ));
+    }
+    let mut loader = reader.loader();
+    let docs = restore::documents(&mut loader, &snap.tree)?;
+    map.check(&docs)
+        .map_err(|e| usage(e.to_string(), map_hint))?;
+    if !a.project.apply {
         let written = restore::write_manifests(&mut loader, &docs, &a.target, &map, a.overwrite)
             .with_context(|| {
                 format!(
@@ -42,28 +60,47 @@ pub fn run(g: &Global, a: &RestoreArgs, reader: &Reader, id: Id, snap: &Snapshot
         if g.json {
             output::json(&json!({"snapshot": id.to_hex(), "target": a.target, "report": written}))?;
         } else if !g.quiet {
-            println!(
-                "restored snapshot {} into {}: {} objects ({}), every blob verified; apply with `kubectl apply -k {}`",
+            outln!(
+                "restored snapshot {} into {}: {} ({}), every blob verified; apply with `kubectl apply --server-side -k {}`",
                 id.short(),
                 a.target.display(),
-                written.files,
+                output::count(written.files, "object"),
                 output::bytes(written.bytes),
                 a.target.display()
-            );
+            )?;
         }
         return Ok(Code::Ok);
     }
     let kube = Kube::connect(&a.project.kube.connection())?;
     let (quiet, json) = (g.quiet, g.json);
+    // A closed stdout stops the apply where it is (exit 141, as for every command).
+    let mut closed = None;
     let applied = restore::apply(&kube, &mut loader, &docs, &map, a.dry_run, |x| {
         if json || (quiet && !matches!(x.outcome, Outcome::Failed(_))) {
-            return;
+            return ControlFlow::Continue(());
         }
-        match &x.outcome {
-            Outcome::Failed(why) => eprintln!("  failed     {}: {why}", x.object),
-            o => println!("  {:<10} {}", format!("{o:?}").to_lowercase(), x.object),
+        let printed = match &x.outcome {
+            Outcome::Failed(why) => {
+                eprintln!(
+                    "  failed     {}: {}",
+                    output::printable(&x.object),
+                    output::printable(why)
+                );
+                Ok(())
+            }
+            o => outln!("  {:<10} {}", format!("{o:?}").to_lowercase(), x.object),
+        };
+        match printed {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                closed = Some(e);
+                ControlFlow::Break(())
+            }
         }
     })?;
+    if let Some(e) = closed {
+        return Err(e);
+    }
     let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
     for x in &applied {
         let k = match x.outcome {
@@ -84,7 +121,7 @@ pub fn run(g: &Global, a: &RestoreArgs, reader: &Reader, id: Id, snap: &Snapshot
             "objects": applied,
         }))?;
     } else if !quiet {
-        println!(
+        outln!(
             "applied snapshot {} to {}{}: {}",
             id.short(),
             kube.server(),
@@ -94,11 +131,12 @@ pub fn run(g: &Global, a: &RestoreArgs, reader: &Reader, id: Id, snap: &Snapshot
                 .map(|(k, n)| format!("{n} {k}"))
                 .collect::<Vec<_>>()
                 .join(", ")
-        );
+        )?;
     }
     if failed > 0 {
         eprintln!(
-            "cairn: {failed} objects could not be applied (listed above with the server's answer)"
+            "cairn: {} could not be applied (listed above with the server's answer)",
+            output::count(failed, "object")
         );
         return Ok(Code::Partial);
     }
