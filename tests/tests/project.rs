@@ -304,6 +304,48 @@ fn round_trip_into_an_empty_cluster_under_a_new_name() {
     .concat());
     again.ok();
     assert_eq!(again.json()["counts"]["unchanged"], 17, "{again}");
+    // Changed in the cluster since: a dry run says the apply would configure it, and stores
+    // nothing.
+    let mut flags = empty
+        .get("", "configmaps", "shop-restored", "feature-flags")
+        .unwrap();
+    flags["data"]["checkout"] = "false".into();
+    empty.put(flags);
+    let changed = empty.get("", "configmaps", "shop-restored", "feature-flags");
+    let would = fx.id(&[
+        &[
+            "--json",
+            "restore",
+            "latest",
+            "--apply",
+            "--dry-run",
+            "--kubeconfig",
+            kc2s,
+        ][..],
+        &map,
+    ]
+    .concat());
+    would.ok();
+    assert_eq!(would.json()["counts"]["configured"], 1, "{would}");
+    assert_eq!(would.json()["counts"]["unchanged"], 16, "{would}");
+    assert_eq!(
+        empty.get("", "configmaps", "shop-restored", "feature-flags"),
+        changed
+    );
+    let fixed = fx.id(&[
+        &[
+            "--json",
+            "restore",
+            "latest",
+            "--apply",
+            "--kubeconfig",
+            kc2s,
+        ][..],
+        &map,
+    ]
+    .concat());
+    fixed.ok();
+    assert_eq!(fixed.json()["counts"]["configured"], 1, "{fixed}");
 
     // The applied objects, stripped of what the server added, equal the normalised documents.
     let target = fx.dir("manifests");
