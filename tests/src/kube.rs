@@ -1,7 +1,8 @@
 //! A small Kubernetes API server for the project tests: legacy discovery (`/api`, `/apis`,
 //! group versions with `namespaced` and `verbs`), list with `limit`/`continue`, get, and
 //! server-side apply (`PATCH` with `application/apply-patch+yaml`) that stores objects. Faults
-//! on request: 403 for forbidden types, one 429 with Retry-After, one 410 for a continue token.
+//! on request: 403 for forbidden types, one 429 with Retry-After, one 410 for a continue token,
+//! a continue token answered again and again.
 //! The real `kubectl` is run against it to prove it speaks the protocol cairn relies on.
 
 use axum::body::Bytes;
@@ -31,6 +32,8 @@ pub struct Faults {
     pub throttle_once: Option<String>,
     /// The first continue token presented for this resource is answered 410 Gone.
     pub expire_continue_once: Option<String>,
+    /// Lists of this resource always answer the first continue token again (never ending).
+    pub repeat_continue: Option<String>,
 }
 
 type Key = (String, String, String, String); // group, resource, namespace, name
@@ -463,7 +466,9 @@ fn handle(
                 })
                 .collect();
             let mut meta = json!({"resourceVersion": st.rv.to_string()});
-            if end < all.len() {
+            if st.faults.repeat_continue.as_deref() == Some(&t.resource) {
+                meta["continue"] = "offset-0".into();
+            } else if end < all.len() {
                 meta["continue"] = format!("offset-{end}").into();
                 meta["remainingItemCount"] = (all.len() - end).into();
             }

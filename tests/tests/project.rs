@@ -88,6 +88,7 @@ fn export_normalises_and_survives_faults() {
         forbidden: vec!["monitoring.coreos.com/prometheusrules".into()],
         throttle_once: Some("configmaps".into()),
         expire_continue_once: Some("secrets".into()),
+        ..Faults::default()
     };
     let (server, kc) = served(&fx, faults);
     let kc = kc.to_str().unwrap();
@@ -552,4 +553,34 @@ fn apply_stops_quietly_when_stdout_closes() {
     assert!(!stderr.contains("panic"), "{stderr}");
     assert_eq!(status.code(), Some(141), "{stderr}");
     assert!(dst.objects("shop").len() < 17, "went on applying");
+}
+
+/// A server whose continue token never moves on: the type is reported (exit 3, the list named
+/// with the reason), the other types are stored, and the backup does not run forever.
+#[test]
+fn a_continue_token_sent_again_ends_the_list() {
+    let fx = Fixture::new();
+    let (server, kc) = served(
+        &fx,
+        Faults {
+            repeat_continue: Some("configmaps".into()),
+            ..Faults::default()
+        },
+    );
+    let out = fx.wk(&[
+        "backup",
+        "project",
+        "shop",
+        "--page-size",
+        "1",
+        "--kubeconfig",
+        s(&kc),
+    ]);
+    out.code_is(3);
+    assert!(out.stderr.contains("configmaps"), "{out}");
+    assert!(
+        out.stderr.contains("continue token it had sent before"),
+        "{out}"
+    );
+    assert!(server.requests() < 100, "{} requests", server.requests());
 }

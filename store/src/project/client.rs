@@ -170,8 +170,14 @@ impl Kube {
                     if attempt >= ATTEMPTS {
                         return Ok(Answer { status, body });
                     }
-                    tracing::info!("{method} {path}: {status}, retrying");
-                    retry_after.unwrap_or(backoff)
+                    let wait = retry_after.unwrap_or(backoff);
+                    tracing::info!(
+                        target: crate::backend::RETRY_LOG,
+                        "{method} {path}: {status}; retrying in {:.1}s (attempt {attempt} of {ATTEMPTS}{})",
+                        wait.min(MAX_WAIT).as_secs_f64(),
+                        if wait > MAX_WAIT { format!("; the server asked for {}s", wait.as_secs()) } else { String::new() }
+                    );
+                    wait
                 }
                 Ok((status, _, body)) => return Ok(Answer { status, body }),
                 Err(e) if attempt >= ATTEMPTS => return Err(fail(crate::error::with_sources(&e))),

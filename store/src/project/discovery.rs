@@ -87,6 +87,15 @@ pub fn discover(kube: &Kube) -> Result<Discovered> {
     let mut out = Discovered::default();
     for (group, version) in versions {
         let path = base_path(&group, &version);
+        // Groups are DNS subdomains and versions DNS labels: anything else (`_core`, `..`) is
+        // a broken or hostile server, and would collide with the snapshot's own names.
+        if !(group.is_empty() || dns_name(&group, 253, true)) || !dns_name(&version, 63, false) {
+            out.failed.push((
+                format!("group {group:?} version {version:?}"),
+                "not a valid API group and version name (a broken or hostile API server)".into(),
+            ));
+            continue;
+        }
         let list: APIResourceList = match decode(kube, &path) {
             Ok(l) => l,
             Err(e) => {
@@ -99,6 +108,13 @@ pub fn discover(kube: &Kube) -> Result<Discovered> {
             if r.name.contains('/') || !r.namespaced || !verbs("list") || !verbs("get") {
                 continue;
             }
+            if !dns_name(&r.name, 253, true) {
+                out.failed.push((
+                    format!("{path} resource {:?}", r.name),
+                    "not a valid resource name (a broken or hostile API server)".into(),
+                ));
+                continue;
+            }
             out.types.push(ResourceType {
                 group: group.clone(),
                 version: version.clone(),
@@ -108,4 +124,32 @@ pub fn discover(kube: &Kube) -> Result<Discovered> {
         }
     }
     Ok(out)
+}
+
+/// Lower-case letters, digits and `-` (and `.` between labels when `dots`), at most `max`
+/// bytes, starting and ending with a letter or digit.
+fn dns_name(s: &str, max: usize, dots: bool) -> bool {
+    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    s.len() <= max
+        && edge(s.as_bytes().first())
+        && edge(s.as_bytes().last())
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots && b == b'.')
+        })
+        && !s.contains("..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dns_name;
+
+    #[test]
+    fn group_and_resource_names_are_dns_names() {
+        assert!(dns_name("apps.openshift.io", 253, true));
+        assert!(dns_name("v1beta1", 63, false));
+        for bad in ["_core", "", "a..b", ".a", "a-", "A", "a/b", "a b"] {
+            assert!(!dns_name(bad, 253, true), "{bad:?}");
+        }
+        assert!(!dns_name("a.b", 63, false));
+    }
 }

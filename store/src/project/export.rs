@@ -94,6 +94,8 @@ fn list_pages(
 ) -> Result<Result<u32>> {
     let mut token: Option<String> = None;
     let mut restarts = 0;
+    // A server that hands back a token it gave before would keep the list going forever.
+    let mut tokens = std::collections::HashSet::new();
     loop {
         let mut url = format!("{path}?limit={page_size}");
         if let Some(t) = &token {
@@ -105,6 +107,7 @@ fn list_pages(
             tracing::info!("{path}: continue token expired, listing again from the start");
             restarts += 1;
             token = None;
+            tokens.clear();
             continue;
         }
         if !a.status.is_success() {
@@ -121,8 +124,15 @@ fn list_pages(
                 each(item)?;
             }
         }
-        if token.is_none() {
-            return Ok(Ok(restarts));
+        match &token {
+            None => return Ok(Ok(restarts)),
+            Some(t) if !tokens.insert(t.clone()) => {
+                return Ok(Err(Error::invalid(
+                    path,
+                    "the server sent a continue token it had sent before: the list would never end (a broken or hostile API server)",
+                )))
+            }
+            Some(_) => {}
         }
     }
 }
@@ -186,7 +196,8 @@ pub fn export(
             } else {
                 format!("{}/{}", t.group, t.version)
             };
-            let mut found = 0u64;
+            // Names, not items: a list restarted after a 410 passes its items again.
+            let mut found = std::collections::HashSet::new();
             let outcome = list_pages(kube, &list, opts.page_size, |mut obj| {
                 if let Some(why) = skip_reason(&t.group, &t.resource, &obj, opts.include_owned) {
                     *out.skipped.entry(why).or_default() += 1;
@@ -196,6 +207,12 @@ pub fn export(
                 let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) else {
                     return Err(Error::invalid(&list, "an item without metadata.name"));
                 };
+                if name.chars().any(char::is_control) {
+                    return Err(Error::invalid(
+                        format!("{list}: item {name:?}"),
+                        "a name with control characters, which Kubernetes does not allow (a broken or hostile API server)",
+                    ));
+                }
                 let path = ObjectPath {
                     namespace: ns.clone(),
                     group: t.group_dir().to_string(),
@@ -204,9 +221,10 @@ pub fn export(
                 };
                 normalize(&t.group, &t.resource, &api_version, &t.kind, &mut obj);
                 emit(&path, &obj, created, &mut store)?;
-                found += 1;
+                found.insert(path.name);
                 Ok(())
             })?;
+            let found = found.len() as u64;
             match outcome {
                 Ok(restarts) => out.restarts += u64::from(restarts),
                 Err(e) => out
