@@ -584,3 +584,33 @@ fn a_continue_token_sent_again_ends_the_list() {
     );
     assert!(server.requests() < 100, "{} requests", server.requests());
 }
+
+/// An object larger than cairn reads from the API server (64 MiB): its type is reported
+/// (exit 3, asked for in smaller pages first), the other objects are stored.
+#[test]
+fn an_answer_over_the_limit_is_refused_not_held() {
+    let fx = Fixture::new();
+    let (server, kc) = served(&fx, Faults::default());
+    server.put(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "huge", "namespace": "shop", "creationTimestamp": "2024-05-01T10:00:00Z"},
+        "data": {"blob": "x".repeat(65 << 20)},
+    }));
+    let out = fx.wk(&[
+        "--json",
+        "backup",
+        "project",
+        "shop",
+        "--page-size",
+        "4",
+        "--kubeconfig",
+        s(&kc),
+    ]);
+    out.code_is(3);
+    assert!(out.stderr.contains("larger than 64 MiB"), "{out}");
+    assert!(out.stderr.contains("configmaps"), "{out}");
+    let ls = fx.id(&["ls", "latest", "/shop/apps/deployments"]);
+    ls.ok();
+    assert!(ls.stdout.contains("web.yaml"), "{ls}");
+}

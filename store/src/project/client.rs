@@ -23,6 +23,9 @@ pub struct Connection {
 const ATTEMPTS: u32 = 8;
 /// The longest wait between attempts, whatever Retry-After asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
+/// The largest answer read (a page of objects, one object): larger ones are refused, and a
+/// list asks for smaller pages. Kubernetes objects are at most ~1.5 MiB (etcd's request limit).
+pub const MAX_ANSWER: usize = 64 << 20;
 
 /// An answer from the server.
 pub struct Answer {
@@ -160,9 +163,29 @@ impl Kube {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
-                let body = res.into_body().collect_bytes().await?;
-                Ok::<_, kube::Error>((status, retry_after, body))
+                // Read up to the bound: a hostile server's answer must not take the memory.
+                let mut body = res.into_body();
+                let mut buf = bytes::BytesMut::new();
+                while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+                    if let Ok(data) = frame?.into_data() {
+                        if buf.len() + data.len() > MAX_ANSWER {
+                            return Ok((status, retry_after, None));
+                        }
+                        buf.extend_from_slice(&data);
+                    }
+                }
+                Ok::<_, kube::Error>((status, retry_after, Some(buf.freeze())))
             });
+            let outcome = match outcome {
+                Ok((_, _, None)) => {
+                    return Err(Error::TooLarge {
+                        path: path.to_string(),
+                        limit: MAX_ANSWER,
+                    })
+                }
+                Ok((status, retry_after, Some(body))) => Ok((status, retry_after, body)),
+                Err(e) => Err(e),
+            };
             let wait = match outcome {
                 Ok((status, retry_after, body))
                     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() =>

@@ -96,13 +96,26 @@ fn list_pages(
     let mut restarts = 0;
     // A server that hands back a token it gave before would keep the list going forever.
     let mut tokens = std::collections::HashSet::new();
+    let mut limit = page_size;
     loop {
-        let mut url = format!("{path}?limit={page_size}");
+        let mut url = format!("{path}?limit={limit}");
         if let Some(t) = &token {
             url.push_str("&continue=");
             url.push_str(&encode(t));
         }
-        let a = kube.get(&url)?;
+        let a = match kube.get(&url) {
+            // A page too large to read is asked for again in smaller pages; one object too
+            // large is this list's problem.
+            Err(Error::TooLarge { .. }) if limit > 1 => {
+                limit /= 2;
+                tracing::info!(
+                    "{path}: a page over the answer limit; asking for {limit} objects a page"
+                );
+                continue;
+            }
+            Err(e @ Error::TooLarge { .. }) => return Ok(Err(e)),
+            other => other?,
+        };
         if a.status == StatusCode::GONE && token.is_some() && restarts < MAX_RESTARTS {
             tracing::info!("{path}: continue token expired, listing again from the start");
             restarts += 1;

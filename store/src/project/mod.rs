@@ -44,6 +44,9 @@ pub enum Error {
         status: u16,
         message: String,
     },
+    /// An answer larger than the client reads.
+    #[error("GET {path}: the answer is larger than {} MiB (a broken or hostile API server, or a page of very large objects: try a smaller --page-size)", limit >> 20)]
+    TooLarge { path: String, limit: usize },
     /// A document or answer that cannot be used.
     #[error("{what}: {why}")]
     Invalid { what: String, why: String },
