@@ -460,6 +460,18 @@ fn manifests_stay_in_the_target_and_private() {
     fx.wk(&["backup", "project", "shop", "--kubeconfig", s(&kc)])
         .ok();
 
+    // The Namespace's file has its creation time, as every object's has.
+    let ls = fx.id(&["--json", "ls", "latest", "/shop/_core/namespaces"]);
+    ls.ok();
+    let ns_file = ls
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "/shop/_core/namespaces/shop.yaml")
+        .cloned();
+    assert_eq!(ns_file.unwrap()["mtime"], "2024-05-01T10:00:00Z", "{ls}");
+
     let outside = fx.dir("outside");
     let target = fx.dir("trap");
     symlink(&outside, target.join("shop")).unwrap();

@@ -181,6 +181,8 @@ pub fn export(
         match a.status {
             s if s.is_success() => {
                 let mut obj = a.json(&ns_path)?;
+                // Before normalising, which drops the creation time.
+                let created = created_ns(&obj);
                 normalize("", "namespaces", "v1", "Namespace", &mut obj);
                 let path = ObjectPath {
                     namespace: ns.clone(),
@@ -188,7 +190,7 @@ pub fn export(
                     resource: "namespaces".into(),
                     name: ns.clone(),
                 };
-                emit(&path, &obj, created_ns(&obj), &mut store)?;
+                emit(&path, &obj, created, &mut store)?;
                 count += 1;
             }
             StatusCode::NOT_FOUND => {

@@ -72,3 +72,15 @@ impl Error {
 
 /// Results of this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Whether `name` can be a namespace's: a DNS label (lower-case letters, digits and `-`, at
+/// most 63, starting and ending with a letter or digit).
+pub fn is_namespace(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}

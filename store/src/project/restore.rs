@@ -90,17 +90,6 @@ fn dirs(loader: &mut Loader, id: &Id) -> Result<Vec<(String, Id)>> {
 #[derive(Debug, Clone, Default)]
 pub struct NamespaceMap(BTreeMap<String, String>);
 
-/// A namespace name: a DNS label.
-fn is_namespace(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-}
-
 impl NamespaceMap {
     /// Parse `OLD=NEW` pairs: both namespace names, each OLD once, no two onto one NEW.
     pub fn parse(pairs: &[String]) -> Result<Self> {
@@ -111,7 +100,7 @@ impl NamespaceMap {
                 .split_once('=')
                 .ok_or_else(|| Error::invalid(what(), "expected OLD=NEW"))?;
             for name in [old, new] {
-                if !is_namespace(name) {
+                if !super::is_namespace(name) {
                     return Err(Error::invalid(
                         what(),
                         format!("{name:?} is not a namespace name (lower-case letters, digits and '-', at most 63)"),

@@ -7,7 +7,7 @@ use cairn_format::snapshot::{SnapshotStats, SourceKind};
 use cairn_store::backup::{Produced, Saved};
 use cairn_store::project::export::{self, Options};
 use cairn_store::project::layout::ProjectTree;
-use cairn_store::project::{discovery, Kube};
+use cairn_store::project::{discovery, is_namespace, Kube};
 use globset::{Glob, GlobSetBuilder};
 
 /// The namespaces to export, sorted.
@@ -22,6 +22,12 @@ fn namespaces(kube: &Kube, a: &ProjectArgs) -> Result<Vec<String>> {
         all.retain(|ns| !excluded.is_match(ns));
         all
     } else {
+        if let Some(bad) = a.namespaces.iter().find(|ns| !is_namespace(ns)) {
+            return Err(crate::exit::usage(
+                format!("{bad:?} is not a namespace name (lower-case letters, digits and '-', at most 63)"),
+                "name the namespaces as `kubectl get namespaces` lists them",
+            ));
+        }
         a.namespaces.clone()
     };
     out.sort();
@@ -83,10 +89,16 @@ pub fn run(g: &Global, a: &ProjectArgs) -> Result<Saved> {
     }
     if !g.quiet && !g.json {
         for (ns, n) in &exported.per_namespace {
-            eprintln!("namespace {ns}: {n} objects");
+            eprintln!("namespace {ns}: {}", crate::output::count(*n, "object"));
+        }
+        if exported.crds > 0 {
+            eprintln!(
+                "their custom resources' definitions: {}",
+                crate::output::count(exported.crds, "object")
+            );
         }
         for (why, n) in &exported.skipped {
-            eprintln!("left out {n} objects: {why}");
+            eprintln!("left out {}: {why}", crate::output::count(*n, "object"));
         }
     }
     let mut unreadable = found.failed;
