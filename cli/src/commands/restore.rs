@@ -20,6 +20,12 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
             "drop --include, or restore with --layout tree",
         ));
     }
+    if !a.project.namespace_map.is_empty() && !a.project.apply && a.layout != Layout::Manifests {
+        return Err(crate::exit::usage(
+            "--namespace-map renames the namespaces of a project snapshot: it goes with --layout manifests or --apply",
+            "cairn restore SNAP --layout manifests --target DIR --namespace-map OLD=NEW",
+        ));
+    }
     if a.target.as_os_str().is_empty() && !a.project.apply {
         return Err(crate::exit::usage(
             "restore needs --target DIR (or --apply for a project snapshot)",
