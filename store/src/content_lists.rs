@@ -383,11 +383,15 @@ struct Resolution {
     new_ids: Option<Vec<Id>>,
 }
 
-/// Most ids the content lists a loader keeps resolved may hold: two lists as writers make
-/// them (4 MiB of ids).
-const RESOLVED_IDS: usize = 2 * LIST_SEGMENT_IDS;
+/// Most ids the content lists a loader keeps resolved may hold, chains included: two lists as
+/// writers make them (4 MiB of ids).
+const RESOLVED_IDS: usize = 2 * (LIST_SEGMENT_IDS + MAX_CHAIN + 1);
+/// Most lists a loader keeps resolved (whatever their size: a planted tree of many empty lists
+/// must not make each lookup long).
+const RESOLVED_LISTS: usize = 4;
 
-/// The content lists a loader resolved last, newest first, within [`RESOLVED_IDS`] ids, once
+/// The content lists a loader resolved last, newest first, at most [`RESOLVED_LISTS`] of them
+/// within [`RESOLVED_IDS`] ids, once
 /// [`Resolved::keep_lists`] is called (by walks over many snapshots; a restore reads each list
 /// once and keeps none). A list whose chain reaches one of them resolves from its ids instead
 /// of along the rest of the chain: walking the snapshots of a file oldest first (as listings
@@ -422,16 +426,24 @@ impl Resolved {
     }
 
     fn keep(&mut self, list: ResolvedList) {
-        if !self.on || list.ids.len() > RESOLVED_IDS {
+        if !self.on || list.cost() > RESOLVED_IDS {
             return;
         }
         self.lists.retain(|l| l.head != list.head);
         self.lists.push_front(list);
         let mut held = 0;
         self.lists.retain(|l| {
-            held += l.ids.len();
+            held += l.cost();
             held <= RESOLVED_IDS
         });
+        self.lists.truncate(RESOLVED_LISTS);
+    }
+}
+
+impl ResolvedList {
+    /// What it holds, in ids.
+    fn cost(&self) -> usize {
+        self.ids.len() + self.chain.len() + 1
     }
 }
 
@@ -518,7 +530,7 @@ fn resolve_list(loader: &mut Loader, tree_id: &Id, name: &[u8], first: Id) -> Re
             .map_err(|e| Error::damaged(what(&id), e))?;
         std::mem::swap(&mut ids, &mut spare);
     }
-    if loader.resolved.on && ids.len() <= RESOLVED_IDS {
+    if loader.resolved.on && ids.len() + chain.len() < RESOLVED_IDS {
         loader.resolved.keep(ResolvedList {
             head: first,
             chain: chain.clone(),
@@ -818,6 +830,16 @@ mod tests {
         }
         let heads: Vec<Id> = kept.lists.iter().map(|l| l.head).collect();
         assert_eq!(heads, [spread_id(3), spread_id(2)]);
+        // Lists of no ids count too: at most a few are kept.
+        for n in 10..20u64 {
+            kept.keep(ResolvedList {
+                head: spread_id(n),
+                chain: vec![spread_id(n)],
+                ids: Vec::new(),
+                bytes: 0,
+            });
+        }
+        assert_eq!(kept.lists.len(), RESOLVED_LISTS);
         kept.keep(ResolvedList {
             head: spread_id(9),
             chain: Vec::new(),
@@ -825,5 +847,82 @@ mod tests {
             bytes: 0,
         });
         assert!(kept.get(&spread_id(9)).is_none());
+    }
+
+    #[test]
+    fn a_walk_over_chained_lists_reaches_what_each_snapshot_alone_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = age::x25519::Identity::generate();
+        let repo = create(dir.path(), &identity, None);
+        // Six days of one file, each day's list written against the day before, ten ids
+        // changed a day.
+        let mut ids: Vec<Id> = (0..3_000).map(spread_id).collect();
+        let mut roots = Vec::new();
+        let mut base: Option<(Id, Node)> = None;
+        for day in 0..6u64 {
+            for i in 0..10 {
+                ids[(day * 300 + i * 7) as usize] = spread_id(100_000 + day * 10 + i);
+            }
+            let index = Arc::new(Index::load(&repo).unwrap());
+            let mut saver = Saver::new(repo.clone(), index.clone(), 2);
+            if let Some((root, node)) = base.take() {
+                saver.set_list_base(
+                    ListBase::of(Loader::new(repo.clone(), index), root, node).unwrap(),
+                );
+            }
+            let root = saver.save_tree(&mut file(ids.clone())).unwrap();
+            saver.finish().unwrap();
+            let index = Arc::new(Index::load(&repo).unwrap());
+            let node = Loader::new(repo.clone(), index)
+                .load_tree_unresolved(&root)
+                .unwrap()
+                .nodes
+                .remove(0);
+            base = Some((root, node));
+            roots.push(root);
+        }
+        let index = Arc::new(Index::load(&repo).unwrap());
+        let set = |b: &crate::blob_set::BlobSet| {
+            b.iter()
+                .copied()
+                .collect::<std::collections::BTreeSet<Id>>()
+        };
+        // Each kept snapshot walked alone, with a loader of its own: what the walk must reach.
+        // The first day is left out: its ids that later days changed are reached by no one.
+        let kept = &roots[1..];
+        let mut want = std::collections::BTreeSet::new();
+        for root in kept {
+            let mut alone = Loader::new(repo.clone(), index.clone());
+            want.extend(set(&crate::trees::referenced_blobs_on(
+                &mut alone,
+                &[*root],
+                1,
+            )
+            .unwrap()));
+        }
+        assert!(!want.contains(&spread_id(0)), "changed on the first day");
+        for threads in [1, 2] {
+            // One loader for two walks, as callers may: the second keeps nothing of the first.
+            let mut loader = Loader::new(repo.clone(), index.clone());
+            for _ in 0..2 {
+                let got = crate::trees::referenced_blobs_on(&mut loader, kept, threads).unwrap();
+                assert_eq!(set(&got), want, "{threads} threads");
+            }
+        }
+        let reached = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        crate::trees::each_reachable(
+            &mut Loader::new(repo.clone(), index.clone()),
+            kept,
+            |id| {
+                reached.borrow_mut().insert(id);
+                Ok(())
+            },
+            |ids| {
+                reached.borrow_mut().extend(ids.iter().copied());
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(reached.into_inner(), want);
     }
 }
