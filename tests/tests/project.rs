@@ -550,10 +550,9 @@ fn apply_stops_quietly_when_stdout_closes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut one = [0u8; 1];
-    stdout.read_exact(&mut one).unwrap();
-    drop(stdout);
+    // Closed before cairn has opened the repository, so its first line meets the closed
+    // pipe whatever the machine's load: one object is applied, then it stops.
+    drop(child.stdout.take());
     let mut stderr = String::new();
     child
         .stderr
@@ -564,7 +563,7 @@ fn apply_stops_quietly_when_stdout_closes() {
     let status = child.wait().unwrap();
     assert!(!stderr.contains("panic"), "{stderr}");
     assert_eq!(status.code(), Some(141), "{stderr}");
-    assert!(dst.objects("shop").len() < 17, "went on applying");
+    assert_eq!(dst.objects("shop").len(), 1, "went on applying");
 }
 
 /// A server whose continue token never moves on: the type is reported (exit 3, the list named

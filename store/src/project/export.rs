@@ -66,6 +66,9 @@ const BUILTIN_GROUPS: &[&str] = &[
     "authorization.k8s.io",
 ];
 
+/// Most pages of one list (with the default page size, 50 million objects).
+const MAX_PAGES: u32 = 100_000;
+
 /// How many times one list is restarted after a 410 Gone before the type is reported.
 const MAX_RESTARTS: u32 = 3;
 
@@ -73,7 +76,14 @@ const MAX_RESTARTS: u32 = 3;
 pub fn namespaces(kube: &Kube, page_size: u32) -> Result<Vec<String>> {
     let mut out = Vec::new();
     list_pages(kube, "/api/v1/namespaces", page_size, |item| {
-        if let Some(n) = item.pointer("/metadata/name").and_then(Value::as_str) {
+        let name = item.pointer("/metadata/name").and_then(Value::as_str);
+        if let Some(bad) = name.filter(|n| !super::is_namespace(n)) {
+            tracing::warn!(
+                "the server lists a namespace named {bad:?}, which is not a namespace name (a broken or hostile API server); left out"
+            );
+            return Ok(());
+        }
+        if let Some(n) = name {
             out.push(n.to_string());
         }
         Ok(())
@@ -94,8 +104,11 @@ fn list_pages(
 ) -> Result<Result<u32>> {
     let mut token: Option<String> = None;
     let mut restarts = 0;
-    // A server that hands back a token it gave before would keep the list going forever.
+    // A server that hands back a token it gave before would keep the list going forever
+    // (their hashes are kept, not the tokens: one may be megabytes), and one that never stops
+    // handing out new ones is stopped after MAX_PAGES.
     let mut tokens = std::collections::HashSet::new();
+    let mut pages = 0u32;
     let mut limit = page_size;
     loop {
         let mut url = format!("{path}?limit={limit}");
@@ -121,6 +134,7 @@ fn list_pages(
             restarts += 1;
             token = None;
             tokens.clear();
+            pages = 0;
             continue;
         }
         if !a.status.is_success() {
@@ -137,9 +151,16 @@ fn list_pages(
                 each(item)?;
             }
         }
+        pages += 1;
         match &token {
             None => return Ok(Ok(restarts)),
-            Some(t) if !tokens.insert(t.clone()) => {
+            Some(_) if pages >= MAX_PAGES => {
+                return Ok(Err(Error::invalid(
+                    path,
+                    format!("the list goes on past {MAX_PAGES} pages (a broken or hostile API server)"),
+                )))
+            }
+            Some(t) if !tokens.insert(*blake3::hash(t.as_bytes()).as_bytes()) => {
                 return Ok(Err(Error::invalid(
                     path,
                     "the server sent a continue token it had sent before: the list would never end (a broken or hostile API server)",
@@ -213,6 +234,7 @@ pub fn export(
             };
             // Names, not items: a list restarted after a 410 passes its items again.
             let mut found = std::collections::HashSet::new();
+            let mut refused = None;
             let outcome = list_pages(kube, &list, opts.page_size, |mut obj| {
                 if let Some(why) = skip_reason(&t.group, &t.resource, &obj, opts.include_owned) {
                     *out.skipped.entry(why).or_default() += 1;
@@ -223,10 +245,11 @@ pub fn export(
                     return Err(Error::invalid(&list, "an item without metadata.name"));
                 };
                 if name.chars().any(char::is_control) {
-                    return Err(Error::invalid(
+                    refused.get_or_insert(Error::invalid(
                         format!("{list}: item {name:?}"),
-                        "a name with control characters, which Kubernetes does not allow (a broken or hostile API server)",
+                        "a name with control characters, which Kubernetes does not allow (a broken or hostile API server); left out",
                     ));
+                    return Ok(());
                 }
                 let path = ObjectPath {
                     namespace: ns.clone(),
@@ -240,6 +263,10 @@ pub fn export(
                 Ok(())
             })?;
             let found = found.len() as u64;
+            let outcome = match (outcome, refused) {
+                (Ok(_), Some(e)) => Err(e),
+                (o, _) => o,
+            };
             match outcome {
                 Ok(restarts) => out.restarts += u64::from(restarts),
                 Err(e) => out

@@ -329,9 +329,22 @@ pub fn write_manifests(
                 "two objects of the snapshot would be written here",
             ));
         }
-        if !overwrite && std::fs::symlink_metadata(target.join(&rel)).is_ok() {
-            in_way.push(rel.display().to_string());
+        match std::fs::symlink_metadata(target.join(&rel)) {
+            Ok(m) if !m.is_file() => {
+                return Err(Error::invalid(
+                    target.join(&rel).display().to_string(),
+                    "is not a regular file (a symlink, a directory or a device is in the way); nothing was written (restore into an empty directory)",
+                ))
+            }
+            Ok(_) if !overwrite => in_way.push(rel.display().to_string()),
+            _ => {}
         }
+    }
+    if let Some(both) = places.iter().find(|p| dirs.contains(*p)) {
+        return Err(Error::invalid(
+            target.join(both).display().to_string(),
+            "the snapshot has both a file and a directory here (a damaged or planted snapshot); nothing was written",
+        ));
     }
     if !in_way.is_empty() {
         let more = in_way.len().saturating_sub(3);
@@ -412,12 +425,21 @@ fn write_below(root: &OwnedFd, rel: &Path, bytes: &[u8], overwrite: bool) -> std
     } else {
         OFlags::CREATE | OFlags::EXCL
     };
-    let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | create;
+    // Non-blocking: a FIFO put in the way since the preflight must not hang the restore.
+    let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | create;
     let fd = match rfs::openat(parent, name, flags, Mode::from_raw_mode(0o600)) {
         Ok(fd) => fd,
         Err(Errno::LOOP) => return Err(symlink()),
         Err(e) => return Err(e.into()),
     };
+    if !rfs::FileType::from_raw_mode(rfs::fstat(&fd)?.st_mode).is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file; refusing to write to it (restore into an empty directory)",
+        ));
+    }
+    // A file replaced with --overwrite keeps no wider mode than a new one.
+    rfs::fchmod(&fd, Mode::from_raw_mode(0o600))?;
+    rfs::fcntl_setfl(&fd, OFlags::empty())?;
     let mut f = std::fs::File::from(fd);
     f.write_all(bytes)?;
     f.sync_all()
@@ -693,6 +715,44 @@ mod tests {
             ]
         );
         assert_eq!(obj["subjects"][0]["namespace"], "proj2");
+    }
+
+    #[test]
+    fn files_are_never_written_through_a_symlink() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let (target, outside) = (dir.path().join("t"), dir.path().join("outside"));
+        std::fs::create_dir_all(target.join("ns")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let root = rfs::open(&target, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+        // A symlink where a directory goes, and one where the file goes (with overwrite).
+        symlink(&outside, target.join("ns/_core")).unwrap();
+        let e = write_below(&root, Path::new("ns/_core/x.yaml"), b"a", false).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        symlink(outside.join("f"), target.join("ns/f.yaml")).unwrap();
+        let e = write_below(&root, Path::new("ns/f.yaml"), b"a", true).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        // A file there before, readable by all: replaced, and left readable by its owner only.
+        std::fs::write(target.join("ns/old.yaml"), b"old").unwrap();
+        std::fs::set_permissions(
+            target.join("ns/old.yaml"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        write_below(&root, Path::new("ns/old.yaml"), b"new", true).unwrap();
+        let m = std::fs::metadata(target.join("ns/old.yaml")).unwrap();
+        assert_eq!((m.permissions().mode() & 0o777, m.len()), (0o600, 3));
+        // A FIFO: refused, not waited on.
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &target.join("ns/fifo.yaml"),
+            rfs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert!(write_below(&root, Path::new("ns/fifo.yaml"), b"a", true).is_err());
     }
 
     #[test]
