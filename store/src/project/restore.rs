@@ -746,7 +746,7 @@ mod tests {
         // A FIFO: refused, not waited on.
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &target.join("ns/fifo.yaml"),
+            target.join("ns/fifo.yaml"),
             rfs::FileType::Fifo,
             Mode::from_raw_mode(0o600),
             0,
