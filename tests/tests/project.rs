@@ -596,7 +596,7 @@ fn a_continue_token_sent_again_ends_the_list() {
     assert!(server.requests() < 100, "{} requests", server.requests());
 }
 
-/// An object larger than cairn reads from the API server (64 MiB): its type is reported
+/// An object larger than cairn reads from the API server (16 MiB): its type is reported
 /// (exit 3, asked for in smaller pages first), the other objects are stored.
 #[test]
 fn an_answer_over_the_limit_is_refused_not_held() {
@@ -606,7 +606,7 @@ fn an_answer_over_the_limit_is_refused_not_held() {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": "huge", "namespace": "shop", "creationTimestamp": "2024-05-01T10:00:00Z"},
-        "data": {"blob": "x".repeat(65 << 20)},
+        "data": {"blob": "x".repeat(17 << 20)},
     }));
     let out = fx.wk(&[
         "--json",
@@ -619,7 +619,7 @@ fn an_answer_over_the_limit_is_refused_not_held() {
         s(&kc),
     ]);
     out.code_is(3);
-    assert!(out.stderr.contains("larger than 64 MiB"), "{out}");
+    assert!(out.stderr.contains("larger than 16 MiB"), "{out}");
     assert!(out.stderr.contains("configmaps"), "{out}");
     let ls = fx.id(&["ls", "latest", "/shop/apps/deployments"]);
     ls.ok();

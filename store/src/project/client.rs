@@ -25,7 +25,7 @@ const ATTEMPTS: u32 = 8;
 const MAX_WAIT: Duration = Duration::from_secs(30);
 /// The largest answer read (a page of objects, one object): larger ones are refused, and a
 /// list asks for smaller pages. Kubernetes objects are at most ~1.5 MiB (etcd's request limit).
-pub const MAX_ANSWER: usize = 64 << 20;
+pub const MAX_ANSWER: usize = 16 << 20;
 
 /// An answer from the server.
 pub struct Answer {
