@@ -457,6 +457,25 @@ fn manifests_stay_in_the_target_and_private() {
     use std::os::unix::fs::{symlink, PermissionsExt};
     let fx = Fixture::new();
     let (_server, kc) = served(&fx, Faults::default());
+    // A context the kubeconfig lacks is named with the ones it has; a name that cannot be a
+    // namespace's is refused as a bad argument.
+    let out = fx.wk(&[
+        "backup",
+        "project",
+        "shop",
+        "--kubeconfig",
+        s(&kc),
+        "--context",
+        "nope",
+    ]);
+    out.code_is(1);
+    assert!(
+        out.stderr
+            .contains("no context \"nope\" in the kubeconfig; it has: "),
+        "{out}"
+    );
+    fx.wk(&["backup", "project", "a b", "--kubeconfig", s(&kc)])
+        .code_is(2);
     fx.wk(&["backup", "project", "shop", "--kubeconfig", s(&kc)])
         .ok();
 

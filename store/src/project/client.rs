@@ -48,6 +48,23 @@ impl Answer {
     }
 }
 
+/// Why `context` cannot be used from `kc`: it names none of its contexts (listed).
+fn missing_context(kc: &Kubeconfig, context: Option<&str>) -> Option<String> {
+    let context = context?;
+    if kc.contexts.iter().any(|n| n.name == context) {
+        return None;
+    }
+    let names: Vec<&str> = kc.contexts.iter().map(|n| n.name.as_str()).collect();
+    Some(format!(
+        "no context {context:?} in the kubeconfig; it has: {} (`kubectl config get-contexts`)",
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    ))
+}
+
 /// A blocking client for one API server.
 pub struct Kube {
     rt: tokio::runtime::Runtime,
@@ -74,6 +91,9 @@ impl Kube {
             if let Some(path) = &c.kubeconfig {
                 let kc = Kubeconfig::read_from(path)
                     .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+                if let Some(why) = missing_context(&kc, c.context.as_deref()) {
+                    return Err(Error::Config(format!("{}: {why}", path.display())));
+                }
                 kube::Config::from_custom_kubeconfig(kc, &options)
                     .await
                     .map_err(|e| Error::Config(format!("{}: {e}", path.display())))
@@ -87,7 +107,12 @@ impl Kube {
                         ))
                         },
                     ),
-                    Err(e) => Err(Error::Config(e.to_string())),
+                    Err(e) => Err(Error::Config(
+                        Kubeconfig::read()
+                            .ok()
+                            .and_then(|kc| missing_context(&kc, c.context.as_deref()))
+                            .unwrap_or_else(|| e.to_string()),
+                    )),
                 }
             }
         })?;
