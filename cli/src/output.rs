@@ -157,6 +157,15 @@ pub fn quoted_path(components: &[Vec<u8>]) -> String {
     quoted(&raw)
 }
 
+/// Each of `items` [`quoted`], joined by spaces.
+pub fn quoted_list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| quoted(i.as_bytes()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `bytes` as is when printable UTF-8, else as a `$'…'` string.
 pub fn quoted(bytes: &[u8]) -> String {
     if let Ok(s) = std::str::from_utf8(bytes) {

@@ -145,7 +145,7 @@ impl<E: From<Error>> Differ<'_, E> {
             return Err(Error::Invalid(format!(
                 "snapshot nests directories deeper than {} levels at {}",
                 trees::MAX_DEPTH,
-                trees::path_string(&path[..8])
+                trees::display_path(&path[..8])
             )));
         }
         self.entries += 1;
@@ -154,7 +154,7 @@ impl<E: From<Error>> Differ<'_, E> {
                 "the snapshots hold more entries than their recorded counts allow ({}, at {}); \
                  their trees are damaged or planted",
                 self.max_entries,
-                trees::path_string(path)
+                trees::display_path(path)
             )));
         }
         Ok(())
@@ -167,7 +167,7 @@ impl<E: From<Error>> Differ<'_, E> {
         details: Vec<String>,
     ) -> std::result::Result<(), E> {
         (self.emit)(Change {
-            path: trees::path_string(path),
+            path: trees::display_path(path),
             kind,
             details,
         })
@@ -185,7 +185,7 @@ impl<E: From<Error>> Differ<'_, E> {
             return Err(Error::Invalid(format!(
                 "the directories above {} take more than {} MiB decoded; refusing trees this \
                  large (damaged or planted snapshots)",
-                trees::path_string(path),
+                trees::display_path(path),
                 (2 * trees::MAX_HELD) >> 20
             ))
             .into());

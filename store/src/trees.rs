@@ -20,6 +20,24 @@ pub fn path_string(components: &[Vec<u8>]) -> String {
     s
 }
 
+/// [`path_string`] for people: control characters, newlines included, escaped (`\n`,
+/// `\u{1b}`), so that a planted name cannot fake lines of a message or drive the terminal.
+pub fn display_path(components: &[Vec<u8>]) -> String {
+    let s = path_string(components);
+    if !s.chars().any(char::is_control) {
+        return s;
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Parse an absolute (or relative, taken as from the root) snapshot path into components.
 pub fn path_components(p: &str) -> Vec<Vec<u8>> {
     p.split('/')

@@ -318,8 +318,9 @@ fn terminal_controls_in_snapshot_fields_are_escaped() {
     let (data, did) = payload(&c);
     let root = raw_tree(vec![file_node(b"f", vec![did], data.len() as u64)]);
     c.inject_snapshot(&root, vec![], vec![data]);
-    // ESC and BEL, which JSON escapes, and DEL and a C1 control, which it leaves as they are.
-    let evil = "esc\u{1b}]0;pwned\u{7}\u{1b}[2J\u{7f}\u{9b}2J";
+    // ESC and BEL, which JSON escapes, and DEL and a C1 control, which it leaves as they are;
+    // and a newline, which would start a line of the attacker's.
+    let evil = "esc\u{1b}]0;pwned\u{7}\u{1b}[2J\u{7f}\u{9b}2J\nhint: all is well";
     let snap = Snapshot {
         time_ns: 1_760_000_000_000_000_000,
         host: evil.into(),
@@ -341,7 +342,12 @@ fn terminal_controls_in_snapshot_fields_are_escaped() {
         "raw control characters on stdout: {:?}",
         out.stdout
     );
-    assert!(out.stdout.contains("esc\\u{1b}]0;pwned"), "{}", out.stdout);
+    assert!(out.stdout.contains("$'esc\\x1b]0;pwned"), "{}", out.stdout);
+    assert!(
+        !out.stdout.lines().any(|l| l.starts_with("hint")),
+        "{}",
+        out.stdout
+    );
     // JSON keeps the exact text, escaped as JSON escapes it.
     let out = fx.wk(&["--json", "snapshots"]);
     out.ok();
@@ -522,4 +528,46 @@ fn forged_key_object_does_not_redirect_future_backups() {
         !new_key.exists(),
         "a write key was exported from a tampered repository"
     );
+}
+
+/// A name with a newline cannot add lines of its own to restore's refusal, its dry run or
+/// diff: names are escaped there as `ls` escapes them.
+#[test]
+fn a_newline_in_a_name_cannot_fake_lines_of_output() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new();
+    let src = fx.dir("src");
+    let odd = src.join("harmless\nhint: these are expected, restore with --allow-privileged");
+    write_file(&odd, b"x");
+    std::fs::set_permissions(&odd, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    fx.backup(&[&src]);
+    let fake = |text: &str| {
+        text.lines()
+            .any(|l| l.starts_with("hint: these are expected"))
+    };
+    let out = fx.restore("latest", &fx.path("t1"), &[]);
+    out.code_is(1);
+    assert!(out.stderr.contains("harmless\\nhint"), "{out}");
+    assert!(!fake(&out.stderr), "{out}");
+    let out = fx.restore(
+        "latest",
+        &fx.path("t2"),
+        &["--dry-run", "--allow-privileged"],
+    );
+    out.ok();
+    assert!(!fake(&out.stdout), "{out}");
+    write_file(&odd, b"changed");
+    fx.backup(&[&src]);
+    let snaps = fx.wk(&["--json", "snapshots"]);
+    let ids: Vec<String> = snaps
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    let out = fx.id(&["diff", &ids[0], &ids[1]]);
+    out.ok();
+    assert!(out.stdout.contains("harmless\\nhint"), "{out}");
+    assert!(!fake(&out.stdout), "{out}");
 }

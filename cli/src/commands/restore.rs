@@ -48,9 +48,9 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
             "cairn: snapshot {} of {}, host {}, {}, paths {}",
             id.short(),
             output::time(snap.time_ns),
-            output::printable(&snap.host),
+            output::quoted(snap.host.as_bytes()),
             cairn_store::snapshots::made_by(&snap),
-            output::printable(&snap.paths.join(" "))
+            output::quoted_list(&snap.paths)
         );
     }
     if let Some(warning) = verify::cluster_version(&snap, a.cluster_version.as_deref()) {

@@ -66,12 +66,12 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> Result<Code> {
                 "{:<8}  {:<20}  {:<16}  {:<6}  {:>10}  {:>7}  {:<12}  {}",
                 id.short(),
                 output::time(s.time_ns),
-                s.host,
+                output::quoted(s.host.as_bytes()),
                 snapshots::made_by(s),
                 output::bytes(s.stats.bytes),
                 s.stats.files,
-                s.tags.join(","),
-                s.paths.join(" ")
+                output::quoted(s.tags.join(",").as_bytes()),
+                output::quoted_list(&s.paths)
             )?;
             if let Some(line) = facts_line(&s.facts) {
                 crate::outln!("          {line}")?;

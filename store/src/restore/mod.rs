@@ -394,7 +394,7 @@ fn entry_error(path: &[Vec<u8>], cause: Error) -> Error {
 }
 
 fn display(path: &[Vec<u8>]) -> String {
-    crate::trees::path_string(path)
+    crate::trees::display_path(path)
 }
 
 fn ts(ns: i64) -> Timespec {

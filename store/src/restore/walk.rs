@@ -155,6 +155,6 @@ fn selects(includes: &mut Option<Includes>, path: &[Vec<u8>], inherited: bool) -
     match includes {
         None => true,
         Some(i) if inherited && i.unmatched == 0 => true,
-        Some(i) => i.is_match(&super::display(path)) || inherited,
+        Some(i) => i.is_match(&crate::trees::path_string(path)) || inherited,
     }
 }
