@@ -47,11 +47,27 @@ fn snapshot_count(fx: &Fixture) -> usize {
 }
 
 /// What this machine's dpkg-query lists, as cairn records it.
+/// This machine's installed packages as `NAME\tVERSION\tARCH` lines (not those removed with
+/// their configuration files left, which dpkg-query lists too).
 fn dpkg_list() -> Vec<u8> {
-    sh(
+    let all = sh(
         "dpkg-query",
-        &["-W", "-f", "${Package}\t${Version}\t${Architecture}\n"],
-    )
+        &[
+            "-W",
+            "-f",
+            "${db:Status-Abbrev}\t${Package}\t${Version}\t${Architecture}\n",
+        ],
+    );
+    let mut out = Vec::new();
+    for line in all.split(|b| *b == b'\n') {
+        if let Some(tab) = line.iter().position(|b| *b == b'\t') {
+            if matches!(line.get(1), Some(b'i' | b't' | b'W')) {
+                out.extend_from_slice(&line[tab + 1..]);
+                out.push(b'\n');
+            }
+        }
+    }
+    out
 }
 
 #[test]
@@ -312,13 +328,14 @@ fn explicit_missing_paths_fail_and_user_presets_extend_built_ins() {
 }
 
 /// A directory with a `dpkg-query` that prints this machine's list doctored: the first
-/// package dropped, the second at another version, one package added.
+/// installed package dropped, the second at another version, one package added, and one
+/// removed with its configuration files left (`rc`), which is not installed.
 fn doctored_dpkg(fx: &Fixture) -> PathBuf {
     let bin = fx.dir("fakebin");
     let script = bin.join("dpkg-query");
     write_file(
         &script,
-        b"#!/bin/sh\n/usr/bin/dpkg-query \"$@\" | /usr/bin/awk -F'\\t' 'NR==1{next} NR==2{print $1 \"\\t\" $2 \"-doctored\\t\" $3; next} {print} END{print \"cairn-test-extra\\t1.0\\tall\"}'\n",
+        b"#!/bin/sh\n/usr/bin/dpkg-query \"$@\" | /usr/bin/awk -F'\\t' '$1 !~ /^.[itW]/ {print; next} {n++} n==1{next} n==2{print $1 \"\\t\" $2 \"\\t\" $3 \"-doctored\\t\" $4; next} {print} END{print \"ii \\tcairn-test-extra\\t1.0\\tall\"; print \"rc \\tcairn-test-removed\\t1.0\\tall\"}'\n",
     );
     chmod(&script, 0o755);
     bin

@@ -43,7 +43,7 @@ pub fn current(root: &Path) -> Result<Inventory, HostError> {
         ..Inventory::default()
     };
     if let Some(pm) = PackageManager::detect() {
-        let out: Vec<u8> = pm.command().output(inventory::PACKAGES_LIMIT)?;
+        let out = pm.installed(&pm.command().output(inventory::PACKAGES_LIMIT)?);
         inv.packages = Some(String::from_utf8_lossy(&out).into_owned());
         inv.package_manager = Some(pm.name().into());
     }
@@ -172,7 +172,10 @@ pub fn compare(recorded: &Inventory, host: &Inventory) -> Comparison {
         os_key(host.os_release.as_deref()),
     );
     match (&os.recorded, &os.host) {
-        (None, _) => notes.push("the snapshot recorded no OS release".into()),
+        (None, _) => reasons.push(
+            "the snapshot recorded no OS release: whether this host runs the same one is unknown"
+                .into(),
+        ),
         (Some(_), None) => reasons.push("this host has no os-release to compare".into()),
         (Some(r), Some(h)) if !os.same => {
             // PRETTY_NAME may differ in wording; ID and VERSION_ID decide.
@@ -209,7 +212,10 @@ pub fn compare(recorded: &Inventory, host: &Inventory) -> Comparison {
     let (mut missing, mut extra, mut different, mut matching) =
         (Vec::new(), Vec::new(), Vec::new(), 0);
     match (&recorded.packages, &host.packages) {
-        (None, _) => notes.push("the snapshot recorded no package list".into()),
+        (None, _) => reasons.push(
+            "the snapshot recorded no package list: whether this host has the same packages is unknown"
+                .into(),
+        ),
         (Some(_), None) => {
             reasons.push("this host has neither rpm nor dpkg-query to list its packages".into())
         }
@@ -384,5 +390,26 @@ mod tests {
             "5.0",
         );
         assert!(compare(&rec, &host).fit);
+    }
+
+    #[test]
+    fn what_the_snapshot_did_not_record_cannot_be_fit() {
+        let host = inv("a\t1\tx\n", RHEL, "4.18");
+        let mut rec = host.clone();
+        rec.os_release = None;
+        let c = compare(&rec, &host);
+        assert!(
+            !c.fit && c.reasons[0].contains("no OS release"),
+            "{:?}",
+            c.reasons
+        );
+        let mut rec = host.clone();
+        (rec.packages, rec.package_manager) = (None, None);
+        let c = compare(&rec, &host);
+        assert!(
+            !c.fit && c.reasons[0].contains("no package list"),
+            "{:?}",
+            c.reasons
+        );
     }
 }

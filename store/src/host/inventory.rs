@@ -78,11 +78,37 @@ impl PackageManager {
                     "%{NAME}\\t%{EPOCH}:%{VERSION}-%{RELEASE}\\t%{ARCH}\\n",
                 ],
             ),
+            // With the status: dpkg lists removed packages whose configuration files are
+            // left (`rc`) as well; `installed` drops them.
             PackageManager::Dpkg => CommandLine::new(
                 "dpkg-query",
-                ["-W", "-f", "${Package}\\t${Version}\\t${Architecture}\\n"],
+                [
+                    "-W",
+                    "-f",
+                    "${db:Status-Abbrev}\\t${Package}\\t${Version}\\t${Architecture}\\n",
+                ],
             ),
         }
+    }
+
+    /// The `NAME\tVERSION\tARCH` lines of the installed packages in `output` (of
+    /// [`PackageManager::command`]).
+    pub fn installed(self, output: &[u8]) -> Vec<u8> {
+        if self == PackageManager::Rpm {
+            return output.to_vec();
+        }
+        let mut out = Vec::with_capacity(output.len());
+        for line in output.split(|b| *b == b'\n') {
+            let Some(tab) = line.iter().position(|b| *b == b'\t') else {
+                continue;
+            };
+            // The second letter of the status: installed, or installed with triggers due.
+            if matches!(line[..tab].get(1), Some(b'i' | b't' | b'W')) {
+                out.extend_from_slice(&line[tab + 1..]);
+                out.push(b'\n');
+            }
+        }
+        out
     }
 }
 
@@ -137,12 +163,10 @@ pub fn save(
     };
     match PackageManager::detect() {
         Some(pm) => {
-            let mut lines = 0u64;
-            // Streamed: the list is chunked as the command prints it.
-            let (ids, size) = pm.command().save(saver, policy, |b| {
-                lines += b.iter().filter(|c| **c == b'\n').count() as u64;
-            })?;
-            nodes.push(file_node(PACKAGES.as_bytes(), ids, size, time_ns));
+            // Within the bound `host compare` reads, so what is recorded can be compared.
+            let list = pm.installed(&pm.command().output(PACKAGES_LIMIT)?);
+            let lines = list.iter().filter(|c| **c == b'\n').count();
+            nodes.push(small(saver, PACKAGES, &list)?);
             nodes.push(small(
                 saver,
                 PACKAGE_MANAGER,
@@ -233,4 +257,19 @@ pub fn parse_os_release(text: &str) -> std::collections::BTreeMap<String, String
             Some((k.trim().to_string(), v.replace("\\\"", "\"")))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PackageManager;
+
+    #[test]
+    fn dpkg_lists_only_installed_packages() {
+        let out = b"ii \tadduser\t3.134\tall\nrc \told\t1\tamd64\nhi \theld\t2\tamd64\niW \ttrig\t1\tall\nun \tgone\t\t\n";
+        assert_eq!(
+            PackageManager::Dpkg.installed(out),
+            b"adduser\t3.134\tall\nheld\t2\tamd64\ntrig\t1\tall\n"
+        );
+        assert_eq!(PackageManager::Rpm.installed(b"a\t1\tx\n"), b"a\t1\tx\n");
+    }
 }
