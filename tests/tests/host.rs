@@ -367,6 +367,16 @@ fn compare_lists_missing_changed_and_extra_packages() {
     cmp.code_is(5);
     let c = &cmp.json()["comparison"];
     assert_eq!(c["fit"], false);
+    // `latest` is the latest host backup, even with a plain backup of the host after it.
+    let plain = fx.dir("plain");
+    write_file(&plain.join("f"), b"x");
+    fx.backup(&[&plain]);
+    let latest = fx.run_env(
+        &fx.id_args(&["--json", "host", "compare", "latest", "--root", s(&root)]),
+        &path,
+    );
+    latest.code_is(5);
+    assert_eq!(latest.json()["snapshot"], report["snapshot"], "{latest}");
     let list = dpkg_list();
     let lines: Vec<&[u8]> = list.split(|b| *b == b'\n').collect();
     let first =

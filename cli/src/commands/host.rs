@@ -53,11 +53,18 @@ fn compare_run(g: &Global, a: &CompareArgs) -> Result<Code> {
         }
         .into());
     }
-    let (id, snap) = snapshots::resolve(&reader.repo, &a.snapshot, &(&a.filter).into())?;
+    // Only host backups hold an inventory: `latest` is the latest of those unless the
+    // filter names another kind.
+    let mut filter: snapshots::Filter = (&a.filter).into();
+    if filter.source.is_none() {
+        filter.source = Some(cairn_format::snapshot::SourceKind::Paths);
+        filter.made_by = Some("host");
+    }
+    let (id, snap) = snapshots::resolve(&reader.repo, &a.snapshot, &filter)?;
     let mut loader = reader.loader();
     let Some(recorded) = compare::recorded(&mut loader, &snap.tree)? else {
         bail!(
-            "snapshot {} holds no host inventory ({}); take one with `cairn backup host`",
+            "snapshot {} holds no host inventory ({}): name a host backup (`cairn snapshots --source host`), or take one with `cairn backup host`",
             id.short(),
             inventory::DIR
         );
