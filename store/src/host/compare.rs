@@ -47,12 +47,19 @@ pub fn current(root: &Path) -> Result<Inventory, HostError> {
         inv.packages = Some(String::from_utf8_lossy(&out).into_owned());
         inv.package_manager = Some(pm.name().into());
     }
-    if let Some(p) = inventory::os_release_path(root) {
-        inv.os_release = Some(String::from_utf8_lossy(&inventory::read_small(&p)?).into_owned());
+    if let Some((_, text)) = inventory::os_release(root)? {
+        inv.os_release = Some(String::from_utf8_lossy(&text).into_owned());
     }
-    let mcd = super::presets::under_root(root, inventory::MCD_CURRENT);
-    if let Ok(bytes) = std::fs::read(&mcd) {
-        inv.machineconfig = machineconfig_name(&bytes);
+    if let Ok(f) = inventory::open_in_root(root, inventory::MCD_CURRENT) {
+        let mut bytes = Vec::new();
+        if std::io::Read::read_to_end(
+            &mut std::io::Read::take(f, inventory::SMALL_LIMIT),
+            &mut bytes,
+        )
+        .is_ok()
+        {
+            inv.machineconfig = machineconfig_name(&bytes);
+        }
     }
     Ok(inv)
 }

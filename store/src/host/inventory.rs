@@ -121,12 +121,63 @@ pub fn uname() -> (String, String) {
     )
 }
 
-/// The host's os-release below `root`: /etc/os-release, else /usr/lib/os-release.
-pub fn os_release_path(root: &Path) -> Option<std::path::PathBuf> {
-    ["/etc/os-release", "/usr/lib/os-release"]
-        .iter()
-        .map(|p| under_root(root, p))
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
+/// Open `path` (absolute, as the host names it) below `root` as if `root` were `/`: its
+/// symlinks, absolute ones included, resolve inside `root` (an image mounted at ROOT whose
+/// /etc/os-release links to /usr/lib/os-release reads the image's, never the running
+/// host's). On kernels without openat2 (before 5.6), symlinks of the last component are
+/// followed inside `root` by hand. Only regular files are opened.
+pub fn open_in_root(root: &Path, path: &str) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let dir = rustix::fs::open(
+        root,
+        OFlags::DIRECTORY | OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let file = match rustix::fs::openat2(
+        &dir,
+        path.trim_start_matches('/'),
+        flags,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT,
+    ) {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(rustix::io::Errno::NOSYS) => {
+            let mut at = under_root(root, path);
+            for _ in 0..8 {
+                match std::fs::read_link(&at) {
+                    Ok(t) if t.is_absolute() => at = under_root(root, &t.to_string_lossy()),
+                    Ok(t) => at = at.parent().unwrap_or(root).join(t),
+                    Err(_) => break,
+                }
+            }
+            std::fs::File::open(at)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
+/// The host's os-release below `root` (/etc/os-release, else /usr/lib/os-release), read
+/// with [`open_in_root`]: its path as the host names it, and its bytes.
+pub fn os_release(root: &Path) -> Result<Option<(&'static str, Vec<u8>)>, HostError> {
+    for path in ["/etc/os-release", "/usr/lib/os-release"] {
+        let Ok(file) = open_in_root(root, path) else {
+            continue;
+        };
+        let mut out = Vec::new();
+        file.take(SMALL_LIMIT)
+            .read_to_end(&mut out)
+            .map_err(|cause| HostError::File {
+                path: under_root(root, path),
+                cause,
+            })?;
+        return Ok(Some((path, out)));
+    }
+    Ok(None)
 }
 
 /// The inventory saved into a snapshot.
@@ -178,9 +229,8 @@ pub fn save(
         None => notes
             .push("neither rpm nor dpkg-query is in PATH: no package list recorded".to_string()),
     }
-    match os_release_path(root) {
-        Some(p) => {
-            let text = read_small(&p)?;
+    match os_release(root)? {
+        Some((_, text)) => {
             let os = parse_os_release(&String::from_utf8_lossy(&text));
             if let Some(pretty) = os.get("PRETTY_NAME") {
                 facts.push(("inventory.os".into(), pretty.clone()));
@@ -198,7 +248,7 @@ pub fn save(
     nodes.push(small(saver, HOSTNAME, format!("{hostname}\n").as_bytes())?);
     let mcd = under_root(root, MCD_CURRENT);
     if std::fs::symlink_metadata(&mcd).is_ok() {
-        match std::fs::File::open(&mcd) {
+        match open_in_root(root, MCD_CURRENT) {
             Ok(f) => {
                 let (ids, size) =
                     saver
@@ -261,7 +311,27 @@ pub fn parse_os_release(text: &str) -> std::collections::BTreeMap<String, String
 
 #[cfg(test)]
 mod tests {
-    use super::PackageManager;
+    use super::{open_in_root, os_release, PackageManager};
+
+    #[test]
+    fn absolute_symlinks_below_a_root_stay_in_it() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        std::fs::write(root.join("usr/lib/os-release"), "ID=rhcos\n").unwrap();
+        symlink("/usr/lib/os-release", root.join("etc/os-release")).unwrap();
+        let (path, text) = os_release(&root).unwrap().unwrap();
+        assert_eq!(
+            (path, text.as_slice()),
+            ("/etc/os-release", &b"ID=rhcos\n"[..])
+        );
+        // A link to a file outside the root names, inside it, nothing.
+        std::fs::write(&outside, "secret").unwrap();
+        symlink(&outside, root.join("etc/leak")).unwrap();
+        assert!(open_in_root(&root, "/etc/leak").is_err());
+    }
 
     #[test]
     fn dpkg_lists_only_installed_packages() {
