@@ -284,6 +284,28 @@ fn explicit_missing_paths_fail_and_user_presets_extend_built_ins() {
     ]);
     out.code_is(2);
     out.stderr_has(&["no preset named", "presets list"]);
+    // A path below a symlinked directory of the root (RHCOS's /opt is a link to var/opt) is
+    // resolved inside the root, as `cd -P` would on that host.
+    write_file(&root.join("var/opt/agent/etc/agent.conf"), b"x\n");
+    std::os::unix::fs::symlink("var/opt", root.join("opt")).unwrap();
+    let out = fx.wk(&[
+        "--json",
+        "backup",
+        "host",
+        "--preset",
+        "ocp4-worker",
+        "--root",
+        s(&root),
+        "/opt/agent/etc",
+    ]);
+    let ls = fx.id(&["ls", Fixture::snap_id(&out.ok().json()).as_str()]);
+    assert!(
+        ls.ok()
+            .stdout
+            .lines()
+            .any(|l| l == "/var/opt/agent/etc/agent.conf"),
+        "{ls}"
+    );
 
     // A preset of the configuration file, extending a built-in one.
     write_file(&root.join("etc/site/ca.pem"), b"pem\n");

@@ -5,7 +5,7 @@
 
 use super::paths::{absolute_paths, walk_recording};
 use super::{Produced, Saved, Session};
-use crate::host::presets::{under_root, Preset};
+use crate::host::presets::{resolve_in_root, under_root, Preset};
 use crate::host::{inventory, place, HostError};
 use crate::source::fs::Options;
 use cairn_format::snapshot::SourceKind;
@@ -95,14 +95,13 @@ fn expand(root: &Path, pattern: &str) -> Result<Vec<String>, HostError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     if !name.contains(['*', '?', '[']) {
-        let exists = std::fs::symlink_metadata(under_root(root, pattern)).is_ok();
-        return Ok(if exists {
-            vec![pattern.to_string()]
-        } else {
-            Vec::new()
-        });
+        let real = resolve_in_root(root, pattern);
+        let exists = std::fs::symlink_metadata(under_root(root, &real)).is_ok();
+        return Ok(if exists { vec![real] } else { Vec::new() });
     }
-    let parent = p.parent().unwrap_or(Path::new("/"));
+    // The glob's directory, its links resolved (the glob itself is the last component).
+    let resolved = PathBuf::from(resolve_in_root(root, pattern));
+    let parent = resolved.parent().unwrap_or(Path::new("/"));
     let glob = globset::Glob::new(&name)
         .map_err(|e| {
             HostError::Invalid(format!("preset path {pattern:?} is not a valid glob: {e}"))
@@ -136,7 +135,7 @@ fn explicit_paths(root: &Path, paths: &[PathBuf]) -> Result<Vec<String>, HostErr
                         p.display()
                     )));
                 }
-                Ok(p.display().to_string())
+                Ok(resolve_in_root(root, &p.to_string_lossy()))
             })
             .collect::<Result<Vec<_>, _>>()?
     };

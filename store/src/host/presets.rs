@@ -178,6 +178,47 @@ pub fn under_root(root: &Path, path: &str) -> std::path::PathBuf {
     root.join(path.trim_start_matches('/'))
 }
 
+/// `path` (absolute, as the host names it) with `..` and the symlinks of the directories
+/// above it resolved as `cd -P` would on that host, inside `root` (an absolute link restarts
+/// from `root`, never from the running system's `/`); the last component kept as given.
+/// RHCOS's `/opt` is a link to `var/opt`: `/opt/agent/etc` resolves to `/var/opt/agent/etc`.
+pub fn resolve_in_root(root: &Path, path: &str) -> String {
+    use std::collections::VecDeque;
+    let parts = |p: &str| -> VecDeque<String> {
+        p.split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .map(String::from)
+            .collect()
+    };
+    let mut todo = parts(path);
+    let last = todo.pop_back();
+    let mut done: Vec<String> = Vec::new();
+    // As many links as Linux follows in one lookup.
+    let mut hops = 0;
+    while let Some(c) = todo.pop_front() {
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        let at = under_root(root, &format!("{}/{c}", done.join("/")));
+        match std::fs::read_link(&at) {
+            Ok(target) if hops < 40 => {
+                hops += 1;
+                let target = target.to_string_lossy().into_owned();
+                if target.starts_with('/') {
+                    done.clear();
+                }
+                for t in parts(&target).into_iter().rev() {
+                    todo.push_front(t);
+                }
+            }
+            _ => done.push(c),
+        }
+    }
+    done.extend(last);
+    format!("/{}", done.join("/"))
+}
+
 /// Does `pattern` (a preset path, possibly with a glob) cover `path`: match it, or name one
 /// of the directories above it?
 pub fn covers(pattern: &str, path: &str) -> bool {
@@ -289,5 +330,30 @@ mod tests {
             .map(|p| p.name.as_str())
             .collect();
         assert_eq!(names, ["ocp4-control-plane"]);
+    }
+
+    #[test]
+    fn paths_resolve_through_links_inside_the_root() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("var/opt/agent/etc")).unwrap();
+        symlink("var/opt", root.join("opt")).unwrap();
+        assert_eq!(
+            resolve_in_root(root, "/opt/agent/etc"),
+            "/var/opt/agent/etc"
+        );
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        symlink("/var/opt", root.join("etc/abs")).unwrap();
+        assert_eq!(
+            resolve_in_root(root, "/etc/abs/agent/x"),
+            "/var/opt/agent/x"
+        );
+        // The last component is kept, `..` applies to what the links resolved to.
+        assert_eq!(resolve_in_root(root, "/opt"), "/opt");
+        assert_eq!(resolve_in_root(root, "/opt/agent/../x"), "/var/opt/x");
+        // A loop ends.
+        symlink("/loop", root.join("loop")).unwrap();
+        assert_eq!(resolve_in_root(root, "/loop/x"), "/loop/x");
     }
 }
