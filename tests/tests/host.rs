@@ -284,6 +284,22 @@ fn explicit_missing_paths_fail_and_user_presets_extend_built_ins() {
     ]);
     out.code_is(2);
     out.stderr_has(&["no preset named", "presets list"]);
+    // A preset none of whose paths exists (an image not mounted): refused, nothing saved.
+    let empty = fx.dir("empty-root");
+    let out = fx.wk(&[
+        "backup",
+        "host",
+        "--preset",
+        "ocp4-worker",
+        "--root",
+        s(&empty),
+    ]);
+    out.code_is(1);
+    out.stderr_has(&[
+        "none of the paths of preset ocp4-worker exists",
+        "nothing was saved",
+    ]);
+    assert_eq!(snapshot_count(&fx), before);
     // A path below a symlinked directory of the root (RHCOS's /opt is a link to var/opt) is
     // resolved inside the root, as `cd -P` would on that host.
     write_file(&root.join("var/opt/agent/etc/agent.conf"), b"x\n");

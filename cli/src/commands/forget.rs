@@ -376,6 +376,7 @@ impl Report<'_> {
                     "time": output::time(s.time_ns),
                     "host": s.host,
                     "source": s.source.name(),
+                    "made_by": cairn_store::snapshots::made_by(s),
                     "paths": s.paths,
                     "tags": s.tags,
                     "keep": d.keep,

@@ -68,6 +68,15 @@ impl Selection {
         present.dedup();
         absent.sort();
         absent.dedup();
+        if present.is_empty() && !presets.is_empty() {
+            let names: Vec<&str> = presets.iter().map(|p| p.name.as_str()).collect();
+            return Err(HostError::Invalid(format!(
+                "none of the paths of preset {} exists below {} (is the system image mounted \
+                 there? `cairn presets show NAME` lists them); nothing was saved",
+                names.join(", "),
+                root.display()
+            )));
+        }
         if present.is_empty() && !inventory {
             return Err(HostError::Invalid(format!(
                 "none of the preset paths exists below {} and the inventory is off; nothing to \

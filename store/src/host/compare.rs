@@ -257,14 +257,16 @@ pub fn compare(recorded: &Inventory, host: &Inventory) -> Comparison {
             }
             if !missing.is_empty() {
                 reasons.push(format!(
-                    "{} recorded packages are not installed",
-                    missing.len()
+                    "{} recorded package{} not installed",
+                    missing.len(),
+                    if missing.len() == 1 { " is" } else { "s are" }
                 ));
             }
             if !different.is_empty() {
                 reasons.push(format!(
-                    "{} packages are installed at other versions",
-                    different.len()
+                    "{} package{} installed at other versions",
+                    different.len(),
+                    if different.len() == 1 { " is" } else { "s are" }
                 ));
             }
         }

@@ -36,7 +36,7 @@ pub const MCD_CURRENT: &str = "/etc/machine-config-daemon/currentconfig";
 /// Most bytes of a small inventory file read into memory (os-release, kernel, …).
 pub const SMALL_LIMIT: u64 = 1 << 20;
 /// Most bytes of a package list read into memory (for comparison).
-pub const PACKAGES_LIMIT: u64 = 64 << 20;
+pub const PACKAGES_LIMIT: u64 = 8 << 20;
 
 /// The package managers cairn asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,14 +48,16 @@ pub enum PackageManager {
 }
 
 impl PackageManager {
-    /// The one this host has (rpm first), found in PATH.
+    /// The one this host has, found in PATH: dpkg where its database is (a Debian or Ubuntu
+    /// host may have an `rpm` binary, with no packages in its database), else rpm first.
     pub fn detect() -> Option<PackageManager> {
-        if find_in_path("rpm").is_some() {
-            Some(PackageManager::Rpm)
-        } else if find_in_path("dpkg-query").is_some() {
-            Some(PackageManager::Dpkg)
-        } else {
-            None
+        let (rpm, dpkg) = (find_in_path("rpm"), find_in_path("dpkg-query"));
+        let dpkg_db = Path::new("/var/lib/dpkg/status").is_file();
+        match (rpm, dpkg) {
+            (_, Some(_)) if dpkg_db => Some(PackageManager::Dpkg),
+            (Some(_), _) => Some(PackageManager::Rpm),
+            (None, Some(_)) => Some(PackageManager::Dpkg),
+            (None, None) => None,
         }
     }
 

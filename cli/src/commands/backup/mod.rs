@@ -82,6 +82,7 @@ pub fn report(saved: &Saved, g: &Global) -> Result<Code> {
             output::json(&json!({
                 "snapshot": id.to_hex(),
                 "source": snapshot.source.name(),
+                "made_by": cairn_store::snapshots::made_by(snapshot),
                 "parent": snapshot.parent.map(|p| p.to_hex()),
                 "files": stats.files,
                 "dirs": stats.dirs,
