@@ -576,6 +576,30 @@ mod tests {
     use crate::test_repo::{create, spread_id};
     use std::sync::Arc;
 
+    /// Back up one file holding each of `days` in turn, each day's lists written against the
+    /// day before: each day's root tree and its file's node (lists unread).
+    fn back_up_days(repo: &Arc<crate::repo::Repository>, days: &[&Vec<Id>]) -> Vec<(Id, Node)> {
+        let mut roots: Vec<(Id, Node)> = Vec::new();
+        for ids in days {
+            let index = Arc::new(Index::load(repo).unwrap());
+            let mut saver = Saver::new(repo.clone(), index.clone(), 2);
+            if let Some((root, node)) = roots.last().cloned() {
+                let loader = Loader::new(repo.clone(), index);
+                saver.set_list_base(ListBase::of(loader, root, node).unwrap());
+            }
+            let root = saver.save_tree(&mut file((*ids).clone())).unwrap();
+            saver.finish().unwrap();
+            let index = Arc::new(Index::load(repo).unwrap());
+            let node = Loader::new(repo.clone(), index)
+                .load_tree_unresolved(&root)
+                .unwrap()
+                .nodes
+                .remove(0);
+            roots.push((root, node));
+        }
+        roots
+    }
+
     fn file(ids: Vec<Id>) -> Tree {
         let mut node = Node::new(b"snapshot_x.db".to_vec(), NodeKind::File);
         node.size = ids.len() as u64 * 4096;
@@ -593,26 +617,7 @@ mod tests {
         day2[70_000] = spread_id(1_000_000);
         // Day 1 whole; day 2 against it; day 1 again against day 2: its second list is a
         // delta, another blob than day 1's, for the same ids.
-        let mut roots = Vec::new();
-        let mut base: Option<(Id, Node)> = None;
-        for ids in [&day1, &day2, &day1] {
-            let index = Arc::new(Index::load(&repo).unwrap());
-            let mut saver = Saver::new(repo.clone(), index.clone(), 2);
-            if let Some((root, node)) = base.take() {
-                let loader = Loader::new(repo.clone(), index);
-                saver.set_list_base(ListBase::of(loader, root, node).unwrap());
-            }
-            let root = saver.save_tree(&mut file(ids.clone())).unwrap();
-            saver.finish().unwrap();
-            let index = Arc::new(Index::load(&repo).unwrap());
-            let node = Loader::new(repo.clone(), index)
-                .load_tree_unresolved(&root)
-                .unwrap()
-                .nodes
-                .remove(0);
-            base = Some((root, node.clone()));
-            roots.push((root, node));
-        }
+        let roots = back_up_days(&repo, &[&day1, &day2, &day1]);
         let loader = Loader::new(repo.clone(), Arc::new(Index::load(&repo).unwrap()));
         let [(r1, n1), (r2, n2), (r3, n3)] = &roots[..] else {
             unreachable!()
@@ -857,30 +862,17 @@ mod tests {
         // Six days of one file, each day's list written against the day before, ten ids
         // changed a day.
         let mut ids: Vec<Id> = (0..3_000).map(spread_id).collect();
-        let mut roots = Vec::new();
-        let mut base: Option<(Id, Node)> = None;
+        let mut days = Vec::new();
         for day in 0..6u64 {
             for i in 0..10 {
                 ids[(day * 300 + i * 7) as usize] = spread_id(100_000 + day * 10 + i);
             }
-            let index = Arc::new(Index::load(&repo).unwrap());
-            let mut saver = Saver::new(repo.clone(), index.clone(), 2);
-            if let Some((root, node)) = base.take() {
-                saver.set_list_base(
-                    ListBase::of(Loader::new(repo.clone(), index), root, node).unwrap(),
-                );
-            }
-            let root = saver.save_tree(&mut file(ids.clone())).unwrap();
-            saver.finish().unwrap();
-            let index = Arc::new(Index::load(&repo).unwrap());
-            let node = Loader::new(repo.clone(), index)
-                .load_tree_unresolved(&root)
-                .unwrap()
-                .nodes
-                .remove(0);
-            base = Some((root, node));
-            roots.push(root);
+            days.push(ids.clone());
         }
+        let roots: Vec<Id> = back_up_days(&repo, &days.iter().collect::<Vec<_>>())
+            .into_iter()
+            .map(|(root, _)| root)
+            .collect();
         let index = Arc::new(Index::load(&repo).unwrap());
         let set = |b: &crate::blob_set::BlobSet| {
             b.iter()

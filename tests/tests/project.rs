@@ -258,52 +258,32 @@ fn round_trip_into_an_empty_cluster_under_a_new_name() {
     let empty = KubeServer::start(Faults::default());
     let kc2 = empty.kubeconfig(&fx.dir("kube-dst"));
     let kc2s = kc2.to_str().unwrap();
-    let map = ["--namespace-map", "shop=shop-restored"];
-    let dry = fx.id(&[
-        &[
+    // `restore latest --apply` (with --dry-run when asked) into it, under the new name.
+    let apply = |dry_run: bool| {
+        let mut args = vec![
             "--json",
             "restore",
             "latest",
             "--apply",
-            "--dry-run",
             "--kubeconfig",
             kc2s,
-        ][..],
-        &map,
-    ]
-    .concat());
-    dry.ok();
+        ];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        args.extend(["--namespace-map", "shop=shop-restored"]);
+        let out = fx.id(&args);
+        out.ok();
+        out
+    };
+    apply(true);
     assert!(
         empty.objects("shop-restored").is_empty(),
         "dry run stored objects"
     );
-    let applied = fx.id(&[
-        &[
-            "--json",
-            "restore",
-            "latest",
-            "--apply",
-            "--kubeconfig",
-            kc2s,
-        ][..],
-        &map,
-    ]
-    .concat());
-    applied.ok();
+    let applied = apply(false);
     assert_eq!(applied.json()["counts"]["created"], 17, "{applied}");
-    let again = fx.id(&[
-        &[
-            "--json",
-            "restore",
-            "latest",
-            "--apply",
-            "--kubeconfig",
-            kc2s,
-        ][..],
-        &map,
-    ]
-    .concat());
-    again.ok();
+    let again = apply(false);
     assert_eq!(again.json()["counts"]["unchanged"], 17, "{again}");
     // Changed in the cluster since: a dry run says the apply would configure it, and stores
     // nothing.
@@ -313,39 +293,14 @@ fn round_trip_into_an_empty_cluster_under_a_new_name() {
     flags["data"]["checkout"] = "false".into();
     empty.put(flags);
     let changed = empty.get("", "configmaps", "shop-restored", "feature-flags");
-    let would = fx.id(&[
-        &[
-            "--json",
-            "restore",
-            "latest",
-            "--apply",
-            "--dry-run",
-            "--kubeconfig",
-            kc2s,
-        ][..],
-        &map,
-    ]
-    .concat());
-    would.ok();
+    let would = apply(true);
     assert_eq!(would.json()["counts"]["configured"], 1, "{would}");
     assert_eq!(would.json()["counts"]["unchanged"], 16, "{would}");
     assert_eq!(
         empty.get("", "configmaps", "shop-restored", "feature-flags"),
         changed
     );
-    let fixed = fx.id(&[
-        &[
-            "--json",
-            "restore",
-            "latest",
-            "--apply",
-            "--kubeconfig",
-            kc2s,
-        ][..],
-        &map,
-    ]
-    .concat());
-    fixed.ok();
+    let fixed = apply(false);
     assert_eq!(fixed.json()["counts"]["configured"], 1, "{fixed}");
 
     // The applied objects, stripped of what the server added, equal the normalised documents.
