@@ -741,6 +741,17 @@ impl Fixture {
             .to_string()
     }
 
+    /// The ids of the repository's snapshots, oldest first (listed with the write key).
+    pub fn snapshot_ids(&self) -> Vec<String> {
+        self.wk(&["--json", "snapshots"])
+            .json()
+            .as_array()
+            .expect("a JSON array of snapshots")
+            .iter()
+            .map(|s| s["id"].as_str().expect("an id").to_string())
+            .collect()
+    }
+
     /// Restore `snap` into `target` with the identity.
     pub fn restore(&self, snap: &str, target: &Path, extra: &[&str]) -> Output {
         let mut a = vec!["restore", snap, "--target", s(target)];

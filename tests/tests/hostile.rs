@@ -558,14 +558,7 @@ fn a_newline_in_a_name_cannot_fake_lines_of_output() {
     assert!(!fake(&out.stdout), "{out}");
     write_file(&odd, b"changed");
     fx.backup(&[&src]);
-    let snaps = fx.wk(&["--json", "snapshots"]);
-    let ids: Vec<String> = snaps
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_string())
-        .collect();
+    let ids = fx.snapshot_ids();
     let out = fx.id(&["diff", &ids[0], &ids[1]]);
     out.ok();
     assert!(out.stdout.contains("harmless\\nhint"), "{out}");

@@ -243,14 +243,7 @@ fn a_future_dated_snapshot_is_not_latest_nor_counted_by_retention() {
     // planted one is left alone (not removed, not counted).
     let out = fx.wk(&["forget", "--keep-within", "30d", "--keep-last", "1"]);
     out.ok();
-    let left: Vec<String> = fx
-        .wk(&["--json", "snapshots"])
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_string())
-        .collect();
+    let left = fx.snapshot_ids();
     for g in &genuine {
         assert!(left.contains(g), "genuine snapshot {g} was removed");
     }
