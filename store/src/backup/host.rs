@@ -30,9 +30,11 @@ pub struct Selection {
 
 /// The host's root directory as given (`/`, or a mounted image), made canonical.
 pub fn host_root(root: &Path) -> Result<PathBuf, HostError> {
-    let canonical = std::fs::canonicalize(root).map_err(|cause| HostError::File {
-        path: root.to_path_buf(),
-        cause,
+    let canonical = std::fs::canonicalize(root).map_err(|cause| {
+        HostError::Invalid(format!(
+            "host root (--root) {}: {cause}; name the directory the host's system is mounted at",
+            root.display()
+        ))
     })?;
     if !canonical.is_dir() {
         return Err(HostError::Invalid(format!(

@@ -117,7 +117,8 @@ pub fn place(
     };
     if root.get(first).is_some() {
         return Err(crate::Error::Invalid(format!(
-            "{} is already in the snapshot",
+            "{} is already in the snapshot: the inventory goes there; leave that path out of \
+             the backup, or take it without the inventory (--no-inventory)",
             String::from_utf8_lossy(first)
         )));
     }

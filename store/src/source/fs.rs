@@ -433,6 +433,11 @@ impl<'a> Walker<'a> {
         };
         for child in names {
             let cpath = path.join(OsStr::from_bytes(&child));
+            // Before the stat: an excluded name (a temporary file renamed away at any moment)
+            // is never looked at.
+            if self.opts.excludes.excluded(&cpath) {
+                continue;
+            }
             let cst = match stat_at(fd.as_fd(), &child) {
                 Ok(m) => m,
                 Err(e) => {
