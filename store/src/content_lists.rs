@@ -425,12 +425,19 @@ impl Resolved {
         self.lists.iter().find(|l| l.head == *head)
     }
 
-    fn keep(&mut self, list: ResolvedList) {
-        if !self.on || list.cost() > RESOLVED_IDS {
+    /// Keep the list `head` resolved to `ids` through `chain` (`bytes` read along it), when
+    /// walking and within the bound; copied only then.
+    fn keep(&mut self, head: Id, chain: &[Id], ids: &[Id], bytes: usize) {
+        if !self.on || cost(ids.len(), chain.len()) > RESOLVED_IDS {
             return;
         }
-        self.lists.retain(|l| l.head != list.head);
-        self.lists.push_front(list);
+        self.lists.retain(|l| l.head != head);
+        self.lists.push_front(ResolvedList {
+            head,
+            chain: chain.to_vec(),
+            ids: ids.to_vec(),
+            bytes,
+        });
         let mut held = 0;
         self.lists.retain(|l| {
             held += l.cost();
@@ -443,8 +450,13 @@ impl Resolved {
 impl ResolvedList {
     /// What it holds, in ids.
     fn cost(&self) -> usize {
-        self.ids.len() + self.chain.len() + 1
+        cost(self.ids.len(), self.chain.len())
     }
+}
+
+/// What a kept list of `ids` ids and a chain of `chain` lists holds, in ids.
+fn cost(ids: usize, chain: usize) -> usize {
+    ids + chain + 1
 }
 
 /// Resolve the list `first` (of the file `name`) through its chain of bases: the chain
@@ -530,14 +542,7 @@ fn resolve_list(loader: &mut Loader, tree_id: &Id, name: &[u8], first: Id) -> Re
             .map_err(|e| Error::damaged(what(&id), e))?;
         std::mem::swap(&mut ids, &mut spare);
     }
-    if loader.resolved.on && ids.len() + chain.len() < RESOLVED_IDS {
-        loader.resolved.keep(ResolvedList {
-            head: first,
-            chain: chain.clone(),
-            ids: ids.clone(),
-            bytes: bytes_read,
-        });
-    }
+    loader.resolved.keep(first, &chain, &ids, bytes_read);
     Ok(Resolution {
         chain,
         ids,
@@ -826,31 +831,21 @@ mod tests {
         let mut kept = Resolved::default();
         kept.keep_lists();
         for n in 0..4u64 {
-            kept.keep(ResolvedList {
-                head: spread_id(n),
-                chain: vec![spread_id(n)],
-                ids: vec![spread_id(n); LIST_SEGMENT_IDS],
-                bytes: 0,
-            });
+            kept.keep(
+                spread_id(n),
+                &[spread_id(n)],
+                &vec![spread_id(n); LIST_SEGMENT_IDS],
+                0,
+            );
         }
         let heads: Vec<Id> = kept.lists.iter().map(|l| l.head).collect();
         assert_eq!(heads, [spread_id(3), spread_id(2)]);
         // Lists of no ids count too: at most a few are kept.
         for n in 10..20u64 {
-            kept.keep(ResolvedList {
-                head: spread_id(n),
-                chain: vec![spread_id(n)],
-                ids: Vec::new(),
-                bytes: 0,
-            });
+            kept.keep(spread_id(n), &[spread_id(n)], &[], 0);
         }
         assert_eq!(kept.lists.len(), RESOLVED_LISTS);
-        kept.keep(ResolvedList {
-            head: spread_id(9),
-            chain: Vec::new(),
-            ids: vec![spread_id(9); RESOLVED_IDS + 1],
-            bytes: 0,
-        });
+        kept.keep(spread_id(9), &[], &vec![spread_id(9); RESOLVED_IDS + 1], 0);
         assert!(kept.get(&spread_id(9)).is_none());
     }
 
