@@ -277,6 +277,7 @@ impl<'a> Walker<'a> {
                 }
             };
             let node = match layout {
+                Layout::Whole if self.opts.excludes.excluded(&cpath) => None,
                 Layout::Whole => {
                     self.root_dev = st.st_dev;
                     self.entry(dir, &cpath, name.clone(), st, old, depth + 1)?
@@ -314,7 +315,8 @@ impl<'a> Walker<'a> {
     }
 
     /// The entry `name` of `dir` (at `path`, `depth` levels below /) and, for directories,
-    /// everything below it. None when it was skipped.
+    /// everything below it. None when it was skipped. Its callers leave out excluded paths
+    /// (a directory's children before they are stat'ed).
     fn entry(
         &mut self,
         dir: BorrowedFd<'_>,
@@ -324,9 +326,6 @@ impl<'a> Walker<'a> {
         old: Option<&Node>,
         depth: usize,
     ) -> Result<Option<Node>> {
-        if self.opts.excludes.excluded(path) {
-            return Ok(None);
-        }
         let xattrs = meta::xattrs_at(dir, &name, path);
         let mut node = meta::node(name, &st, xattrs, &mut self.owners);
         match node.kind {
