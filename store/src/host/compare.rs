@@ -50,16 +50,8 @@ pub fn current(root: &Path) -> Result<Inventory, HostError> {
     if let Some((_, text)) = inventory::os_release(root)? {
         inv.os_release = Some(String::from_utf8_lossy(&text).into_owned());
     }
-    if let Ok(f) = inventory::open_in_root(root, inventory::MCD_CURRENT) {
-        let mut bytes = Vec::new();
-        if std::io::Read::read_to_end(
-            &mut std::io::Read::take(f, inventory::SMALL_LIMIT),
-            &mut bytes,
-        )
-        .is_ok()
-        {
-            inv.machineconfig = machineconfig_name(&bytes);
-        }
+    if let Ok(Some(bytes)) = inventory::read_small_in_root(root, inventory::MCD_CURRENT) {
+        inv.machineconfig = machineconfig_name(&bytes);
     }
     Ok(inv)
 }

@@ -4,7 +4,7 @@
 //! [`DIR`] of the snapshot tree (format/SPEC.md §10.2), deduplicated like any other.
 
 use super::command::{find_in_path, CommandLine};
-use super::presets::under_root;
+use super::presets::{resolve_in_root, under_root};
 use super::{file_node, HostError};
 use crate::saver::Saver;
 use cairn_format::chunker::ChunkPolicy;
@@ -126,8 +126,8 @@ pub fn uname() -> (String, String) {
 /// Open `path` (absolute, as the host names it) below `root` as if `root` were `/`: its
 /// symlinks, absolute ones included, resolve inside `root` (an image mounted at ROOT whose
 /// /etc/os-release links to /usr/lib/os-release reads the image's, never the running
-/// host's). On kernels without openat2 (before 5.6), symlinks of the last component are
-/// followed inside `root` by hand. Only regular files are opened.
+/// host's). On kernels without openat2 (before 5.6), the links are followed inside `root`
+/// by hand, as [`resolve_in_root`] resolves them. Only regular files are opened.
 pub fn open_in_root(root: &Path, path: &str) -> std::io::Result<std::fs::File> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK;
@@ -145,15 +145,7 @@ pub fn open_in_root(root: &Path, path: &str) -> std::io::Result<std::fs::File> {
     ) {
         Ok(fd) => std::fs::File::from(fd),
         Err(rustix::io::Errno::NOSYS) => {
-            let mut at = under_root(root, path);
-            for _ in 0..8 {
-                match std::fs::read_link(&at) {
-                    Ok(t) if t.is_absolute() => at = under_root(root, &t.to_string_lossy()),
-                    Ok(t) => at = at.parent().unwrap_or(root).join(t),
-                    Err(_) => break,
-                }
-            }
-            std::fs::File::open(at)?
+            std::fs::File::open(under_root(root, &file_in_root(root, path)))?
         }
         Err(e) => return Err(e.into()),
     };
@@ -163,21 +155,44 @@ pub fn open_in_root(root: &Path, path: &str) -> std::io::Result<std::fs::File> {
     Ok(file)
 }
 
+/// `path` (absolute, as the host names it) with every link on the way resolved inside `root`:
+/// the directories above as [`resolve_in_root`] resolves them, then the last component while
+/// it is a link (an absolute target replaces the path). [`open_in_root`] by hand.
+fn file_in_root(root: &Path, path: &str) -> String {
+    let mut at = resolve_in_root(root, path);
+    for _ in 0..8 {
+        let Ok(target) = std::fs::read_link(under_root(root, &at)) else {
+            break;
+        };
+        let parent = Path::new(&at).parent().unwrap_or(Path::new("/"));
+        at = resolve_in_root(root, &parent.join(target).to_string_lossy());
+    }
+    at
+}
+
+/// The small file `path` below `root`, opened with [`open_in_root`] and read whole (at most
+/// [`SMALL_LIMIT`] bytes); None when it cannot be opened there.
+pub fn read_small_in_root(root: &Path, path: &str) -> Result<Option<Vec<u8>>, HostError> {
+    let Ok(file) = open_in_root(root, path) else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    file.take(SMALL_LIMIT)
+        .read_to_end(&mut out)
+        .map_err(|cause| HostError::File {
+            path: under_root(root, path),
+            cause,
+        })?;
+    Ok(Some(out))
+}
+
 /// The host's os-release below `root` (/etc/os-release, else /usr/lib/os-release), read
-/// with [`open_in_root`]: its path as the host names it, and its bytes.
+/// with [`read_small_in_root`]: its path as the host names it, and its bytes.
 pub fn os_release(root: &Path) -> Result<Option<(&'static str, Vec<u8>)>, HostError> {
     for path in ["/etc/os-release", "/usr/lib/os-release"] {
-        let Ok(file) = open_in_root(root, path) else {
-            continue;
-        };
-        let mut out = Vec::new();
-        file.take(SMALL_LIMIT)
-            .read_to_end(&mut out)
-            .map_err(|cause| HostError::File {
-                path: under_root(root, path),
-                cause,
-            })?;
-        return Ok(Some((path, out)));
+        if let Some(text) = read_small_in_root(root, path)? {
+            return Ok(Some((path, text)));
+        }
     }
     Ok(None)
 }
@@ -276,21 +291,6 @@ pub fn save(
     })
 }
 
-/// Read a small file whole (at most [`SMALL_LIMIT`] bytes).
-pub fn read_small(path: &Path) -> Result<Vec<u8>, HostError> {
-    let err = |cause| HostError::File {
-        path: path.to_path_buf(),
-        cause,
-    };
-    let mut out = Vec::new();
-    std::fs::File::open(path)
-        .map_err(err)?
-        .take(SMALL_LIMIT)
-        .read_to_end(&mut out)
-        .map_err(err)?;
-    Ok(out)
-}
-
 /// `KEY=value` lines of an os-release file, quotes removed.
 pub fn parse_os_release(text: &str) -> std::collections::BTreeMap<String, String> {
     text.lines()
@@ -313,7 +313,7 @@ pub fn parse_os_release(text: &str) -> std::collections::BTreeMap<String, String
 
 #[cfg(test)]
 mod tests {
-    use super::{open_in_root, os_release, PackageManager};
+    use super::{file_in_root, open_in_root, os_release, under_root, PackageManager};
 
     #[test]
     fn absolute_symlinks_below_a_root_stay_in_it() {
@@ -333,6 +333,13 @@ mod tests {
         std::fs::write(&outside, "secret").unwrap();
         symlink(&outside, root.join("etc/leak")).unwrap();
         assert!(open_in_root(&root, "/etc/leak").is_err());
+        // By hand, as on kernels without openat2: the same file, inside the root.
+        assert_eq!(
+            file_in_root(&root, "/etc/os-release"),
+            "/usr/lib/os-release"
+        );
+        assert_eq!(file_in_root(&root, "/etc/leak"), outside.to_string_lossy());
+        assert!(!under_root(&root, &file_in_root(&root, "/etc/leak")).exists());
     }
 
     #[test]
