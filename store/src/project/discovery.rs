@@ -3,7 +3,7 @@
 
 use super::client::{status_error, Kube};
 use super::layout::CORE;
-use super::{Error, Result};
+use super::{dns_name, Error, Result};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIGroupList, APIResourceList, APIVersions};
 
 /// One listable resource type.
@@ -124,32 +124,4 @@ pub fn discover(kube: &Kube) -> Result<Discovered> {
         }
     }
     Ok(out)
-}
-
-/// Lower-case letters, digits and `-` (and `.` between labels when `dots`), at most `max`
-/// bytes, starting and ending with a letter or digit.
-fn dns_name(s: &str, max: usize, dots: bool) -> bool {
-    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    s.len() <= max
-        && edge(s.as_bytes().first())
-        && edge(s.as_bytes().last())
-        && s.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots && b == b'.')
-        })
-        && !s.contains("..")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::dns_name;
-
-    #[test]
-    fn group_and_resource_names_are_dns_names() {
-        assert!(dns_name("apps.openshift.io", 253, true));
-        assert!(dns_name("v1beta1", 63, false));
-        for bad in ["_core", "", "a..b", ".a", "a-", "A", "a/b", "a b"] {
-            assert!(!dns_name(bad, 253, true), "{bad:?}");
-        }
-        assert!(!dns_name("a.b", 63, false));
-    }
 }

@@ -114,7 +114,7 @@ fn list_pages(
         let mut url = format!("{path}?limit={limit}");
         if let Some(t) = &token {
             url.push_str("&continue=");
-            url.push_str(&encode(t));
+            url.push_str(&super::url_encode(t));
         }
         let a = match kube.get(&url) {
             // A page too large to read is asked for again in smaller pages; one object too
@@ -169,19 +169,6 @@ fn list_pages(
             Some(_) => {}
         }
     }
-}
-
-/// Percent-encode a query value.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Export `namespaces`: the Namespace object, every object of `types` in it, and the CRDs of

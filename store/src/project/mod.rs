@@ -76,11 +76,54 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Whether `name` can be a namespace's: a DNS label (lower-case letters, digits and `-`, at
 /// most 63, starting and ending with a letter or digit).
 pub fn is_namespace(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
+    dns_name(name, 63, false)
+}
+
+/// Lower-case letters, digits and `-` (and `.` between labels when `dots`), at most `max`
+/// bytes, starting and ending with a letter or digit.
+pub(crate) fn dns_name(s: &str, max: usize, dots: bool) -> bool {
+    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    s.len() <= max
+        && edge(s.as_bytes().first())
+        && edge(s.as_bytes().last())
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots && b == b'.')
+        })
+        && !s.contains("..")
+}
+
+/// What a URL path segment or query value may hold as it is: RFC 3986's unreserved
+/// characters. Everything else (`#`, `?`, spaces: RBAC names may hold them) is
+/// percent-encoded.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `s` as one URL path segment or query value.
+pub(crate) fn url_encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{dns_name, is_namespace, url_encode};
+
+    #[test]
+    fn group_and_resource_names_are_dns_names() {
+        assert!(dns_name("apps.openshift.io", 253, true));
+        assert!(dns_name("v1beta1", 63, false));
+        for bad in ["_core", "", "a..b", ".a", "a-", "A", "a/b", "a b"] {
+            assert!(!dns_name(bad, 253, true), "{bad:?}");
+        }
+        assert!(!dns_name("a.b", 63, false));
+        assert!(is_namespace("shop-dr") && !is_namespace("-a") && !is_namespace(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn names_are_encoded_for_urls() {
+        assert_eq!(url_encode("dev#team?x y"), "dev%23team%3Fx%20y");
+        assert_eq!(url_encode("a.b-c_d~e"), "a.b-c_d~e");
+    }
 }

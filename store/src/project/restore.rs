@@ -5,12 +5,11 @@ use super::client::{status_error, Kube};
 use super::discovery::base_path;
 use super::layout::{to_yaml, ObjectPath, CLUSTER, CORE, SUFFIX};
 use super::order::rank;
-use super::{Error, Result};
+use super::{url_encode, Error, Result};
 use crate::loader::Loader;
 use cairn_format::tree::NodeKind;
 use cairn_format::Id;
 use http::{Method, StatusCode};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{self as rfs, Mode, OFlags};
 use rustix::io::Errno;
@@ -463,19 +462,6 @@ pub struct Applied {
     pub outcome: Outcome,
 }
 
-/// What a URL path segment may hold as it is: RFC 3986's unreserved characters. Everything
-/// else in a name (`#`, `?`, spaces: RBAC names may hold them) is percent-encoded.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// `s` as one URL path segment.
-fn segment(s: &str) -> String {
-    utf8_percent_encode(s, SEGMENT).to_string()
-}
-
 /// The URL of `obj` stored at `path`.
 fn object_url(path: &ObjectPath, obj: &Value) -> Result<String> {
     let api_version = obj
@@ -486,11 +472,11 @@ fn object_url(path: &ObjectPath, obj: &Value) -> Result<String> {
     let base = base_path(&path.group, version);
     let cluster_scoped =
         path.namespace == CLUSTER || (path.group == CORE && path.resource == "namespaces");
-    let (resource, name) = (segment(&path.resource), segment(&path.name));
+    let (resource, name) = (url_encode(&path.resource), url_encode(&path.name));
     Ok(if cluster_scoped {
         format!("{base}/{resource}/{name}")
     } else {
-        let ns = segment(&path.namespace);
+        let ns = url_encode(&path.namespace);
         format!("{base}/namespaces/{ns}/{resource}/{name}")
     })
 }
@@ -756,9 +742,7 @@ mod tests {
     }
 
     #[test]
-    fn names_are_encoded_in_urls_and_shortened_in_file_names() {
-        assert_eq!(segment("dev#team?x y"), "dev%23team%3Fx%20y");
-        assert_eq!(segment("a.b-c_d~e"), "a.b-c_d~e");
+    fn names_too_long_for_a_file_name_are_shortened() {
         let long = "a".repeat(253);
         let f = file_name(&long);
         assert!(f.len() <= NAME_MAX && f.ends_with(SUFFIX), "{f}");
