@@ -66,11 +66,14 @@ pub fn report(e: &anyhow::Error, json: bool) -> Code {
         return Code::StdoutClosed;
     }
     let usage = e.chain().find_map(|c| c.downcast_ref::<Usage>());
-    let hint = usage.and_then(|u| u.hint.clone());
-    let store_usage = e
-        .chain()
-        .filter_map(|c| c.downcast_ref::<cairn_store::Error>())
-        .any(cairn_store::Error::is_usage);
+    let store_errors = || {
+        e.chain()
+            .filter_map(|c| c.downcast_ref::<cairn_store::Error>())
+    };
+    let hint = usage
+        .and_then(|u| u.hint.clone())
+        .or_else(|| store_errors().find_map(|s| s.hint().map(str::to_string)));
+    let store_usage = store_errors().any(cairn_store::Error::is_usage);
     let code = if usage.is_some() || store_usage {
         Code::Usage
     } else {

@@ -343,6 +343,15 @@ impl Error {
         }
     }
 
+    /// What to do about this error, where it is kept apart from the message (`hint:` in text,
+    /// `"hint"` in JSON).
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            Error::Restore(crate::restore::RestoreError::Refused { hint, .. }) => hint.as_deref(),
+            _ => None,
+        }
+    }
+
     /// A usage error: the command cannot work as given, and nothing was touched.
     pub fn is_usage(&self) -> bool {
         matches!(self, Error::Config(_))

@@ -55,6 +55,19 @@ fn conflicts_refuse_the_restore_before_anything_is_written() {
         fs::read(restored.join("z-last.txt")).unwrap(),
         b"local edit\n"
     );
+    // With --json the advice is the error's hint, not a line of its message.
+    let out = fx.id(&["--json", "restore", &snap, "--target", s(&target)]);
+    out.code_is(1);
+    let e: serde_json::Value = serde_json::from_str(out.stderr.trim()).expect("one JSON object");
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("/z-last.txt") && !message.contains("hint"),
+        "{out}"
+    );
+    assert!(
+        e["error"]["hint"].as_str().unwrap().contains("--overwrite"),
+        "{out}"
+    );
 
     // Many conflicts: the first 20 are named, and the count of all.
     for i in 0..30 {

@@ -101,10 +101,16 @@ impl Outputs {
             snap.source,
             SourceKind::Etcd | SourceKind::Cluster | SourceKind::StaticPods
         ) {
-            return Err(RestoreError::Refused(format!(
-                "the cluster-backup layout needs an etcd, static-pods or cluster snapshot; this one is a {} snapshot (for `latest`, add --source cluster, or --source etcd, to take the newest of those)",
-                snap.source.name()
-            ))
+            return Err(RestoreError::Refused {
+                message: format!(
+                    "the cluster-backup layout needs an etcd, static-pods or cluster snapshot; this one is a {} snapshot",
+                    snap.source.name()
+                ),
+                hint: Some(
+                    "for `latest`, add --source cluster, or --source etcd, to take the newest of those"
+                        .into(),
+                ),
+            }
             .into());
         }
         // The database's content lists are read one at a time as it is written.

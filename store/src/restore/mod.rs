@@ -50,8 +50,13 @@ use walk::{Includes, Visit};
 #[derive(Debug, Error)]
 pub enum RestoreError {
     /// The preflight found reasons not to start; nothing was written.
-    #[error("{0}")]
-    Refused(String),
+    #[error("{message}")]
+    Refused {
+        /// Why, with the first paths concerned.
+        message: String,
+        /// What to do about it, if there is something to suggest.
+        hint: Option<String>,
+    },
     /// The restore target is not a directory.
     #[error("restore target {} exists and is not a directory", .0.display())]
     TargetNotADirectory(PathBuf),

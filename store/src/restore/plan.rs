@@ -116,14 +116,17 @@ impl Plan {
     /// An error saying why the restore must not start, if it must not.
     pub fn check(&self, overwrite: bool, allow_privileged: bool) -> Result<()> {
         if !self.unmatched_includes.is_empty() {
-            return Err(RestoreError::Refused(format!(
-                "--include {} matched nothing in the snapshot; nothing was written (`cairn ls SNAP` lists its paths)",
-                self.unmatched_includes
-                    .iter()
-                    .map(|p| format!("{p:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
+            return Err(RestoreError::Refused {
+                message: format!(
+                    "--include {} matched nothing in the snapshot; nothing was written",
+                    self.unmatched_includes
+                        .iter()
+                        .map(|p| format!("{p:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                hint: Some("`cairn ls SNAP` lists the snapshot's paths".into()),
+            }
             .into());
         }
         if self.privileged > 0 && !allow_privileged {
@@ -133,8 +136,11 @@ impl Plan {
                 if self.privileged == 1 { "y" } else { "ies" }
             );
             list(&mut msg, &self.first_privileged, self.privileged);
-            msg.push_str("\nhint: inspect the snapshot (`cairn ls -l SNAP`, who wrote it in `cairn snapshots`); if these are expected, restore with --allow-privileged, or leave them out with --include");
-            return Err(RestoreError::Refused(msg).into());
+            return Err(RestoreError::Refused {
+                message: msg,
+                hint: Some("inspect the snapshot (`cairn ls -l SNAP`, who wrote it in `cairn snapshots`); if these are expected, restore with --allow-privileged, or leave them out with --include".into()),
+            }
+            .into());
         }
         if self.conflicts == 0 {
             return Ok(());
@@ -146,13 +152,18 @@ impl Plan {
             if self.conflicts == 1 { "is" } else { "are" }
         );
         list(&mut msg, &self.first_conflicts, self.conflicts);
+        let mut hints = Vec::new();
         if self.blocking < self.conflicts && !overwrite {
-            msg.push_str("\nhint: use --overwrite to replace existing files (--dry-run lists every path the restore would write)");
+            hints.push("use --overwrite to replace existing files (--dry-run lists every path the restore would write)");
         }
         if self.blocking > 0 {
-            msg.push_str("\nhint: --overwrite never replaces a directory by a file or restores through a non-directory: move those out of the way first");
+            hints.push("--overwrite never replaces a directory by a file or restores through a non-directory: move those out of the way first");
         }
-        Err(RestoreError::Refused(msg).into())
+        Err(RestoreError::Refused {
+            message: msg,
+            hint: Some(hints.join("; ")).filter(|h| !h.is_empty()),
+        }
+        .into())
     }
 }
 
