@@ -159,6 +159,16 @@ fn auto_picks_the_role_records_absent_paths_and_the_inventory() {
     let text = fx.wk(&["backup", "host", "--preset", "auto", "--root", s(&root)]);
     text.ok();
     text.stderr_has(&["picked ocp4-control-plane", "recorded as absent: /etc/crio"]);
+    // Nothing changed on the host: the inventory, taken again, keeps its times, so `diff`
+    // between the two backups is empty.
+    let ids = fx.snapshot_ids();
+    let diff = fx.id(&["diff", &ids[ids.len() - 2], &ids[ids.len() - 1]]);
+    assert!(
+        diff.ok()
+            .stdout
+            .starts_with("0 added, 0 removed, 0 modified, 0 metadata only"),
+        "{diff}"
+    );
 
     // `snapshots` names them host backups (kind `paths` in the format) with their presets.
     let list = fx.id(&["--json", "snapshots"]).ok().json();

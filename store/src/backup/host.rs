@@ -8,7 +8,10 @@ use super::{Produced, Saved, Session};
 use crate::host::presets::{resolve_in_root, under_root, Preset};
 use crate::host::{inventory, place, HostError};
 use crate::source::fs::Options;
+use crate::{snapshots, trees};
 use cairn_format::snapshot::SourceKind;
+use cairn_format::tree::Node;
+use cairn_format::Id;
 use std::path::{Component, Path, PathBuf};
 
 /// What a host backup takes, decided before the repository is opened.
@@ -166,6 +169,40 @@ fn explicit_paths(root: &Path, paths: &[PathBuf]) -> Result<Vec<String>, HostErr
     Ok(out)
 }
 
+/// Give each inventory file that the previous snapshot (`parent`) recorded with the same
+/// content its time there, so that `diff` shows only what changed on the host. If the previous
+/// inventory cannot be read, the files keep this backup's time.
+fn keep_unchanged_times(s: &Session, parent: &Id, nodes: &mut [Node]) {
+    let previous = || -> crate::Result<Vec<Node>> {
+        let mut loader = s.loader();
+        let snap = snapshots::load(s.repo(), parent)?;
+        let dir = trees::find(
+            &mut loader,
+            &snap.tree,
+            &inventory::DIR_COMPONENTS.map(Vec::from),
+        )?;
+        match dir.and_then(|d| d.subtree) {
+            Some(t) => Ok(loader.load_tree(&t)?.nodes),
+            None => Ok(Vec::new()),
+        }
+    };
+    let previous = match previous() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!("previous inventory of {parent} not read: {e}");
+            return;
+        }
+    };
+    for n in nodes {
+        if let Some(p) = previous
+            .iter()
+            .find(|p| p.name == n.name && p.size == n.size && p.content == n.content)
+        {
+            (n.mtime_ns, n.ctime_ns) = (p.mtime_ns, p.ctime_ns);
+        }
+    }
+}
+
 /// Back up what `sel` selected into `s` (walked with `opts`, whose root is set to the
 /// selection's) and write the snapshot. `note` hears what the inventory could not record.
 pub fn host(
@@ -206,14 +243,18 @@ pub fn host(
         .push(("host.absent".into(), sel.absent.join("\n")));
     if sel.inventory {
         let policy = s.repo().cdc_policy();
-        let saved = inventory::save(&mut s.saver, &sel.root, s.time_ns, policy).map_err(|e| {
-            HostError::Context {
-                what: "taking the host inventory; nothing was saved",
-                cause: Box::new(e),
-            }
-        })?;
+        let mut saved =
+            inventory::save(&mut s.saver, &sel.root, s.time_ns, policy).map_err(|e| {
+                HostError::Context {
+                    what: "taking the host inventory; nothing was saved",
+                    cause: Box::new(e),
+                }
+            })?;
         for n in &saved.notes {
             note(n);
+        }
+        if let Some(parent) = produced.parent {
+            keep_unchanged_times(&s, &parent, &mut saved.nodes);
         }
         produced.stats.files += saved.nodes.len() as u64;
         produced.stats.files_read += saved.nodes.len() as u64;
