@@ -59,6 +59,9 @@ pub fn load(path: Option<&Path>) -> Result<Vec<Preset>, HostError> {
     parse(&text, &path.display().to_string())
 }
 
+/// The characters that make a path component a glob.
+const GLOB: &[char] = &['*', '?', '[', '{'];
+
 /// The built-in presets plus those defined in `text` (a cairn.toml named `origin`).
 pub fn parse(text: &str, origin: &str) -> Result<Vec<Preset>, HostError> {
     let file: File = toml::from_str(text).map_err(|e| HostError::Config {
@@ -125,6 +128,16 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Preset>, HostError> {
                 if !p.starts_with('/') || p.split('/').any(|c| c == "..") {
                     return Err(bad(name, format!("path {p:?} is not absolute")));
                 }
+                let (dir, _) = p.rsplit_once('/').unwrap_or_default();
+                if dir.contains(GLOB) {
+                    return Err(bad(
+                        name,
+                        format!(
+                            "path {p:?} has a glob before its last component; only the last \
+                             component may be one (name each directory, or the parent directory)"
+                        ),
+                    ));
+                }
                 if !preset.paths.contains(p) {
                     preset.paths.push(p.clone());
                 }
@@ -132,6 +145,12 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Preset>, HostError> {
             if let Some(m) = &u.markers {
                 if let Some(bad_m) = m.iter().find(|m| !m.starts_with('/')) {
                     return Err(bad(name, format!("marker {bad_m:?} is not absolute")));
+                }
+                if let Some(bad_m) = m.iter().find(|m| m.contains(GLOB)) {
+                    return Err(bad(
+                        name,
+                        format!("marker {bad_m:?} is a glob; markers are paths that must exist"),
+                    ));
                 }
                 preset.markers = m.clone();
             }
@@ -189,7 +208,7 @@ paths = ["/opt/agent"]
     }
 
     #[test]
-    fn refuses_loops_unknown_bases_and_relative_paths() {
+    fn refuses_loops_unknown_bases_relative_paths_and_inner_globs() {
         for (text, want) in [
             (
                 "[presets.a]\nextends = \"b\"\n[presets.b]\nextends = \"a\"\n",
@@ -200,6 +219,14 @@ paths = ["/opt/agent"]
             ("[presets.a]\nmarkers = [\"/x\"]\n", "no paths"),
             ("[presets.a]\npath = [\"/x\"]\n", "unknown field"),
             ("[presets.auto]\npaths = [\"/x\"]\n", "not a usable"),
+            (
+                "[presets.a]\npaths = [\"/etc/*/conf\"]\n",
+                "glob before its last component",
+            ),
+            (
+                "[presets.a]\npaths = [\"/x\"]\nmarkers = [\"/etc/a*\"]\n",
+                "is a glob",
+            ),
         ] {
             let err = parse(text, "f.toml").unwrap_err().to_string();
             assert!(err.contains(want), "{text}: {err}");
