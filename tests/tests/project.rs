@@ -4,7 +4,7 @@
 
 use cairn_e2e::kube::{kubeconfig_text, openshift_project, Faults, KubeServer};
 use cairn_e2e::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -598,4 +598,48 @@ fn an_answer_over_the_limit_is_refused_not_held() {
     let ls = fx.id(&["ls", "latest", "/shop/apps/deployments"]);
     ls.ok();
     assert!(ls.stdout.contains("web.yaml"), "{ls}");
+}
+
+#[test]
+fn a_name_too_long_for_a_file_refuses_a_tree_restore_with_advice() {
+    let fx = Fixture::new();
+    let (server, kc) = served(&fx, Faults::default());
+    // A valid object name of 253 characters: `NAME.yaml` is longer than a file name may be.
+    let long = format!("{}.example.com", "a".repeat(241));
+    server.put(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": long, "namespace": "shop"}, "data": {"k": "v"}}));
+    fx.wk(&["backup", "project", "shop", "--kubeconfig", s(&kc)])
+        .ok();
+    let target = fx.path("tree");
+    let out = fx.id(&["restore", "latest", "--target", s(&target)]);
+    out.code_is(1).stderr_has(&[
+        &format!("/shop/_core/configmaps/{long}.yaml: its name is 258 bytes long"),
+        "nothing was written",
+        "hint: ",
+        "--layout manifests",
+    ]);
+    assert!(!target.exists(), "a refused restore created the target");
+    // Without it, the rest restores; the manifests layout shortens the name.
+    fx.id(&[
+        "restore",
+        "latest",
+        "--target",
+        s(&target),
+        "--include",
+        "/shop/apps/**",
+    ])
+    .ok();
+    let manifests = fx.path("manifests");
+    fx.id(&[
+        "restore",
+        "latest",
+        "--layout",
+        "manifests",
+        "--target",
+        s(&manifests),
+    ])
+    .ok();
+    assert!(documents(&manifests)
+        .values()
+        .any(|d| d["metadata"]["name"] == long.as_str()));
 }

@@ -74,6 +74,9 @@ pub struct Step<'a> {
 /// Receives each [`Step`] as the preflight finds it.
 pub type Sink<'s> = &'s mut dyn FnMut(&Step) -> std::io::Result<()>;
 
+/// The longest file name Linux file systems take, in bytes.
+const NAME_MAX: usize = 255;
+
 /// An entry in the way.
 #[derive(Debug, Clone, Serialize)]
 pub struct Conflict {
@@ -110,6 +113,9 @@ pub struct Plan {
     /// Conflicts `--overwrite` does not resolve (directory against non-directory).
     #[serde(skip)]
     blocking: u64,
+    /// Entries whose names no file system here takes (longer than [`NAME_MAX`]).
+    #[serde(skip)]
+    too_long: u64,
 }
 
 impl Plan {
@@ -156,8 +162,11 @@ impl Plan {
         if self.blocking < self.conflicts && !overwrite {
             hints.push("use --overwrite to replace existing files (--dry-run lists every path the restore would write)");
         }
-        if self.blocking > 0 {
+        if self.blocking > self.too_long {
             hints.push("--overwrite never replaces a directory by a file or restores through a non-directory: move those out of the way first");
+        }
+        if self.too_long > 0 {
+            hints.push("leave the entries with long names out with --include; a project snapshot restores with --layout manifests, which shortens them");
         }
         Err(RestoreError::Refused {
             message: msg,
@@ -320,9 +329,25 @@ impl<'s> Planner<'s> {
     /// A selected entry at `path`: the blocked directory above it, if any, is in the way.
     fn selected_below(&mut self, path: &[Vec<u8>]) -> Result<()> {
         match self.pending.take() {
-            Some((depth, reason)) => self.conflict(&path[..depth], "dir", reason, true),
+            Some((depth, reason)) => {
+                if path[depth - 1].len() > NAME_MAX {
+                    self.plan.too_long += 1;
+                }
+                self.conflict(&path[..depth], "dir", reason, true)
+            }
             None => Ok(()),
         }
+    }
+
+    /// A conflict if the name of the entry at `path` is longer than a file name may be.
+    fn too_long(&mut self, path: &[Vec<u8>], kind: &'static str) -> Result<bool> {
+        let len = path.last().map_or(0, Vec::len);
+        if len <= NAME_MAX {
+            return Ok(false);
+        }
+        self.plan.too_long += 1;
+        self.conflict(path, kind, long_name(len), true)?;
+        Ok(true)
     }
 
     /// A non-directory of `kind` to be written at `path`, in the current directory.
@@ -330,6 +355,9 @@ impl<'s> Planner<'s> {
         let name = path
             .last()
             .ok_or(RestoreError::Worker("an entry without a name"))?;
+        if self.too_long(path, kind)? {
+            return Ok(());
+        }
         match self.existing(name, path)? {
             None => self.step(Action::New, path, kind, None),
             Some(FileType::Directory) => {
@@ -350,6 +378,16 @@ impl Visit for Planner<'_> {
         if included {
             self.selected_below(path)?;
             self.privileged(node, path);
+        }
+        if node.name.len() > NAME_MAX {
+            if included {
+                self.too_long(path, "dir")?;
+            } else {
+                // A conflict once something below it is selected.
+                self.pending = Some((path.len(), long_name(node.name.len())));
+            }
+            self.dirs.push(Target::Blocked);
+            return Ok(());
         }
         let target = match self.existing(&node.name, path)? {
             None => {
@@ -414,6 +452,11 @@ impl Visit for Planner<'_> {
         }
         self.place(path, kind)
     }
+}
+
+/// Why a name of `len` bytes cannot be written.
+fn long_name(len: usize) -> String {
+    format!("its name is {len} bytes long; a file name may have at most {NAME_MAX}")
 }
 
 /// What is in the target, in words.
