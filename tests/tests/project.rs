@@ -643,3 +643,23 @@ fn a_name_too_long_for_a_file_refuses_a_tree_restore_with_advice() {
         .values()
         .any(|d| d["metadata"]["name"] == long.as_str()));
 }
+
+#[test]
+fn an_answer_of_too_many_tiny_values_is_refused_not_parsed() {
+    // 1.2 MB of `0,` would take some 40 MB parsed (16 MiB of it, 280 MB): the value count is bounded, not only the
+    // bytes. The other types are still exported.
+    let fx = Fixture::new();
+    let (server, kc) = served(&fx, Faults::default());
+    server.put(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "dense", "namespace": "shop", "creationTimestamp": "2024-05-01T10:00:00Z"},
+        "data": {"k": "v"},
+        "zeros": vec![0u8; 600_000],
+    }));
+    let out = fx.wk(&["backup", "project", "shop", "--kubeconfig", s(&kc)]);
+    out.code_is(3)
+        .stderr_has(&["configmaps", "more than 524288 JSON values"]);
+    let ls = fx.id(&["ls", "latest", "/shop/apps/deployments"]);
+    assert!(ls.ok().stdout.contains("web.yaml"), "{ls}");
+}

@@ -26,6 +26,33 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 /// The largest answer read (a page of objects, one object): larger ones are refused, and a
 /// list asks for smaller pages. Kubernetes objects are at most ~1.5 MiB (etcd's request limit).
 pub const MAX_ANSWER: usize = 16 << 20;
+/// The most JSON values an answer may hold. Parsed, a value takes 32 bytes and more where its
+/// text may take 2 (`0,`): a bound on bytes alone would let 16 MiB of answer take 280 MB.
+/// Real objects (at most ~1.5 MiB each) hold far fewer; a page over it is asked for in halves.
+pub const MAX_VALUES: usize = 1 << 19;
+
+/// At least the number of JSON values in `body` (scalars, arrays, objects; keys not counted):
+/// the commas and openings outside strings, plus one.
+fn json_values(body: &[u8]) -> usize {
+    let (mut count, mut in_string, mut escaped) = (1, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b',' | b'[' | b'{' => count += 1,
+                _ => {}
+            }
+        }
+    }
+    count
+}
 
 /// An answer from the server.
 pub struct Answer {
@@ -199,13 +226,15 @@ impl Kube {
                         buf.extend_from_slice(&data);
                     }
                 }
+                if json_values(&buf) > MAX_VALUES {
+                    return Ok((status, retry_after, None));
+                }
                 Ok::<_, kube::Error>((status, retry_after, Some(buf.freeze())))
             });
             let outcome = match outcome {
                 Ok((_, _, None)) => {
                     return Err(Error::TooLarge {
                         path: path.to_string(),
-                        limit: MAX_ANSWER,
                     })
                 }
                 Ok((status, retry_after, Some(body))) => Ok((status, retry_after, body)),
@@ -262,5 +291,21 @@ pub fn status_error(method: &str, path: &str, a: &Answer) -> Error {
         path: path.to_string(),
         status: a.status.as_u16(),
         message: a.message(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_values;
+
+    #[test]
+    fn values_are_counted_outside_strings() {
+        assert_eq!(json_values(b"0"), 1);
+        assert_eq!(json_values(b"[0,1,2]"), 4);
+        assert_eq!(json_values(br#"{"a":[1,{"b":2}],"c":"x,[{"}"#), 6);
+        // An escaped quote does not end the string; an escaped backslash does not escape it.
+        assert_eq!(json_values(br#"["a\",b", "c\\", 1]"#), 4);
+        let dense = format!("[{}0]", "0,".repeat(1000));
+        assert_eq!(json_values(dense.as_bytes()), 1002);
     }
 }

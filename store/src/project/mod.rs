@@ -45,8 +45,8 @@ pub enum Error {
         message: String,
     },
     /// An answer larger than the client reads.
-    #[error("GET {path}: the answer is larger than {} MiB (a broken or hostile API server, or a page of very large objects: try a smaller --page-size)", limit >> 20)]
-    TooLarge { path: String, limit: usize },
+    #[error("GET {path}: the answer is larger than {} MiB or holds more than {} JSON values (a broken or hostile API server, or a page of very large objects: try a smaller --page-size)", client::MAX_ANSWER >> 20, client::MAX_VALUES)]
+    TooLarge { path: String },
     /// A document or answer that cannot be used.
     #[error("{what}: {why}")]
     Invalid { what: String, why: String },
