@@ -109,7 +109,9 @@ pub struct CheckReport {
 const HINT_INDEX: &str = "run `cairn repair index`";
 const HINT_SNAPSHOTS: &str =
     "restore what is intact, then run `cairn repair snapshots` to drop what is lost";
-const HINT_STRAY: &str = "no snapshot uses it (planted, or damaged after an interrupted backup): `cairn prune` deletes packs in no index";
+/// A pack that is there but damaged: `repair snapshots` counts only packs that are gone.
+const HINT_DAMAGED_PACK: &str = "restore what is intact; then move the pack out of the repository (keep it: parts of it may still be read), run `cairn repair index`, and `cairn repair snapshots` to drop what is lost";
+const HINT_STRAY: &str = "in no index, so no snapshot is known to use it (planted, damaged after an interrupted backup, or left out by `repair index` as damaged): move it out of the repository, then run `cairn repair snapshots` (which drops what snapshots lose with it) and `cairn prune`";
 const HINT_FUTURE: &str = "planted, or written by a host whose clock is wrong (host and key in `cairn snapshots`): fix the clock or inspect the host, then `cairn forget` the snapshot";
 const HINT_PLANTED: &str = "a snapshot cairn did not write this way: inspect who wrote it (`cairn snapshots`), then `cairn forget` it";
 const HINT_DELETE: &str = "delete the object or restore it from a copy of the repository";
@@ -176,7 +178,7 @@ pub fn check_names(backend: &dyn Backend, report: &mut CheckReport) -> Result<()
 fn hint_for(path: &str) -> &'static str {
     match path.split('/').next() {
         Some("index") => HINT_INDEX,
-        Some("data" | "tree") => HINT_SNAPSHOTS,
+        Some("data" | "tree") => HINT_DAMAGED_PACK,
         Some("keys") => HINT_RESTORE,
         _ => HINT_DELETE,
     }
@@ -438,7 +440,7 @@ fn check_structure_above(
         bad_packs.insert(info.id, report.problems.len());
         report
             .problems
-            .push(Problem::new(path, cause, HINT_SNAPSHOTS));
+            .push(Problem::new(path, cause, HINT_DAMAGED_PACK));
     }
     let indexed: HashSet<Id> = packs.iter().map(|p| p.id).collect();
     let unindexed: Vec<PackInfo> = stored
@@ -908,7 +910,7 @@ fn check_packs(
                 found
                     .lock()
                     .expect("lock")
-                    .push((info.id, path, cause, HINT_SNAPSHOTS))
+                    .push((info.id, path, cause, HINT_DAMAGED_PACK))
             }
             Err(PackError::Index(cause)) => found
                 .lock()

@@ -116,6 +116,32 @@ pub fn forget(repo: &Arc<Repository>, req: &Request) -> Result<Outcome, ForgetEr
     Ok(out)
 }
 
+/// Remove the snapshots `specs` name (ids, unique id prefixes, `latest`: the newest `filter`
+/// selects), whatever the rules would keep: a snapshot found damaged, say. Callers check the credentials first, as for
+/// [`forget`]. Every name is resolved before anything is deleted.
+pub fn forget_named(
+    repo: &Arc<Repository>,
+    specs: &[String],
+    filter: &snapshots::Filter,
+    dry_run: bool,
+) -> Result<Outcome, ForgetError> {
+    let mut out = Outcome::default();
+    for spec in specs {
+        let (id, snap) = snapshots::resolve(repo, spec, filter)?;
+        if out.snapshots.insert(id, snap).is_none() {
+            out.decisions.push(Decision {
+                id,
+                keep: false,
+                reasons: vec!["named".to_string()],
+            });
+        }
+    }
+    if !dry_run {
+        (out.deleted, out.errors) = remove(repo, &out.decisions, &out.snapshots);
+    }
+    Ok(out)
+}
+
 /// `max_size`: of the kept snapshots, newest first, keep the longest run that fits.
 fn limit_size(
     repo: &Arc<Repository>,

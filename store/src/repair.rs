@@ -310,7 +310,7 @@ pub fn repair_snapshots(repo: &Arc<Repository>, dry_run: bool) -> Result<Snapsho
                     if report.unindexed_packs > 0 {
                         format!("its root tree cannot be read ({e}); packs in no index may hold it: run `cairn repair index` first")
                     } else {
-                        format!("its root tree cannot be read ({e}); nothing of it can be saved: remove it with `cairn forget`")
+                        format!("its root tree cannot be read ({e}); nothing of it can be saved: remove it with `cairn forget {}`", id.short())
                     },
                 ));
                 continue;
@@ -322,6 +322,24 @@ pub fn repair_snapshots(repo: &Arc<Repository>, dry_run: bool) -> Result<Snapsho
         else {
             continue;
         };
+        // Without its database an etcd or cluster snapshot would pass for a backup that
+        // restores nothing (and retention would keep it over good ones).
+        if let Some(db) = crate::restore::verify::database(&snap).filter(|db| lost.contains(db)) {
+            report.failed.push((
+                format!("snapshots/{id}"),
+                format!(
+                    "its etcd database {} is lost{}; the snapshot is left as it is: remove it with `cairn forget {}`",
+                    crate::trees::display_path(&db),
+                    if report.unindexed_packs > 0 {
+                        " (packs in no index may hold it: run `cairn repair index` first)"
+                    } else {
+                        ""
+                    },
+                    id.short()
+                ),
+            ));
+            continue;
+        }
         let new_tree = match saver.as_mut() {
             Some(s) => Some(s.save_tree(&mut new_root)?),
             None => None,

@@ -1379,6 +1379,19 @@ impl Crafter {
         trees: Vec<Vec<u8>>,
         data: Vec<Vec<u8>>,
     ) -> String {
+        self.inject_snapshot_with(paths, root, trees, data, |_| {})
+    }
+
+    /// [`Crafter::inject_snapshot_at`], the snapshot object changed by `edit` before it is
+    /// stored (its source kind, its facts).
+    pub fn inject_snapshot_with(
+        &self,
+        paths: Vec<String>,
+        root: &[u8],
+        trees: Vec<Vec<u8>>,
+        data: Vec<Vec<u8>>,
+        edit: impl FnOnce(&mut Snapshot),
+    ) -> String {
         let mut all_trees = trees;
         all_trees.push(root.to_vec());
         let mut index = IndexRecord::default();
@@ -1387,7 +1400,7 @@ impl Crafter {
             index.packs.push(self.put_pack(PackKind::Data, &data));
         }
         self.put_meta("index", &index.encode());
-        let snap = Snapshot {
+        let mut snap = Snapshot {
             time_ns: 1_760_000_000_000_000_000,
             host: "crafted".into(),
             username: "mallory".into(),
@@ -1400,6 +1413,7 @@ impl Crafter {
             program: "crafted".into(),
             facts: Vec::new(),
         };
+        edit(&mut snap);
         self.put_meta("snapshots", &snap.encode()).to_hex()
     }
 }

@@ -230,3 +230,31 @@ fn repair_snapshots_refuses_to_drop_files_an_index_repair_would_bring_back(backe
     restore_equal(&fx, &s2, &src, &e2, "r2");
 }
 backend_tests!(repair_snapshots_refuses_to_drop_files_an_index_repair_would_bring_back);
+
+#[test]
+fn an_etcd_snapshot_that_lost_its_database_is_not_repaired_into_an_empty_one() {
+    let fx = Fixture::new();
+    let c = Crafter::new(&fx);
+    let db = "/snapshot_2026-12-07_010000.db";
+    // The database's one blob is in no pack (its pack was lost).
+    let root = raw_tree(vec![file_node(
+        &db.as_bytes()[1..],
+        vec![c.blob_id(b"a page that was lost")],
+        4096,
+    )]);
+    let snap = c.inject_snapshot_with(vec![db.into()], &root, vec![], vec![], |s| {
+        s.source = cairn_format::snapshot::SourceKind::Etcd;
+        s.facts = vec![("etcd.file".into(), db.into())];
+    });
+    let out = fx.id(&["repair", "snapshots"]);
+    out.code_is(3).stderr_has(&[
+        &format!("snapshots/{snap}"),
+        &format!("its etcd database {db} is lost"),
+        &format!("cairn forget {}", &snap[..8]),
+    ]);
+    // Left as it is: still the same damaged snapshot, not a "repaired" one that restores
+    // nothing.
+    assert_eq!(fx.snapshot_ids(), [snap.clone()]);
+    fx.id(&["forget", &snap]).ok();
+    assert!(fx.snapshot_ids().is_empty());
+}

@@ -354,3 +354,55 @@ fn cluster_backup_layout_refuses_existing_files_before_writing() {
     assert_eq!(listing(&dir).len(), 3, "{:?}", listing(&dir));
     assert_ne!(fs::read(dir.join(&archive)).unwrap(), b"an older archive");
 }
+
+#[test]
+fn an_etcd_snapshot_without_its_database_is_refused_not_restored_empty() {
+    // What `repair snapshots` of an earlier cairn left of an etcd snapshot whose database
+    // was in a lost pack: the snapshot, its facts, and no database. Restoring it said
+    // "restored" and wrote nothing.
+    let fx = Fixture::new();
+    let c = Crafter::new(&fx);
+    let note = b"left over\n".to_vec();
+    let root = raw_tree(vec![file_node(
+        b"note.txt",
+        vec![c.blob_id(&note)],
+        note.len() as u64,
+    )]);
+    let snap = c.inject_snapshot_with(
+        vec!["/note.txt".into(), "/snapshot_2026-12-07_010000.db".into()],
+        &root,
+        vec![],
+        vec![note],
+        |s| {
+            s.source = cairn_format::snapshot::SourceKind::Etcd;
+            s.facts = vec![
+                ("etcd.file".into(), "/snapshot_2026-12-07_010000.db".into()),
+                ("repaired.lost_files".into(), "1".into()),
+            ];
+        },
+    );
+    for layout in ["tree", "cluster-backup"] {
+        let target = fx.path(layout);
+        let out = fx.restore(&snap, &target, &["--layout", layout]);
+        out.code_is(1).stderr_has(&[
+            "holds no etcd database",
+            "/snapshot_2026-12-07_010000.db",
+            "removed 1 lost files",
+            "nothing was written",
+            "hint: restore another snapshot",
+        ]);
+        assert!(
+            !target.exists(),
+            "{layout}: a refused restore created the target"
+        );
+    }
+    fx.restore(&snap, &fx.path("dry"), &["--dry-run"])
+        .code_is(1);
+    // Its other files can still be had, asked for by name.
+    let target = fx.path("note");
+    fx.restore(&snap, &target, &["--include", "/note.txt"]).ok();
+    assert_eq!(fs::read(target.join("note.txt")).unwrap(), b"left over\n");
+    // And it can be removed by id, whatever retention rules would keep.
+    fx.id(&["forget", &snap[..8]]).ok();
+    assert!(!fx.snapshot_ids().contains(&snap));
+}

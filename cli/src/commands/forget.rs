@@ -35,16 +35,34 @@ whole), across all groups, with the data of snapshots not selected by the select
 counted too (those are never removed); it refuses, removing nothing, if even the newest snapshot
 alone does not fit. The output states both scopes.
 
+Snapshots named by id are removed whatever the rules say: cairn forget 3566d03b cfdbb26d.
+
 Example: cairn forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --timezone Europe/Berlin --prune";
+
+/// The keep rules and limits: one of them, or snapshots named, is required.
+const RULES: [&str; 10] = [
+    "keep_last",
+    "keep_hourly",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "keep_yearly",
+    "keep_within",
+    "keep_tags",
+    "max_count",
+    "max_size",
+];
 
 /// Arguments of `cairn forget`.
 #[derive(Args, Debug)]
 #[command(after_long_help = RULES_HELP)]
-#[command(group(clap::ArgGroup::new("rules").required(true).multiple(true).args([
-    "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly",
-    "keep_within", "keep_tags", "max_count", "max_size",
-])))]
+#[command(group(clap::ArgGroup::new("rules").multiple(true).args(RULES)))]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(RULES).arg("snapshots")))]
 pub struct ForgetArgs {
+    /// Snapshots to remove, by id, unique id prefix or `latest` (the newest the selection
+    /// options select), instead of keep rules: one found damaged, say.
+    #[arg(value_name = "SNAPSHOT", conflicts_with_all = ["rules", "unsafe_allow_remove_all"])]
+    pub snapshots: Vec<String>,
     /// Keep the N newest snapshots of each group.
     #[arg(long, value_name = "N")]
     pub keep_last: Option<u32>,
@@ -181,7 +199,11 @@ pub fn apply(g: &Global, a: &ForgetArgs) -> Result<Applied> {
         allow_remove_all: a.unsafe_allow_remove_all,
         dry_run: a.dry_run,
     };
-    let out = match forget::forget(&repo, &request) {
+    let out = match if a.snapshots.is_empty() {
+        forget::forget(&repo, &request)
+    } else {
+        forget::forget_named(&repo, &a.snapshots, &request.filter, a.dry_run)
+    } {
         Ok(out) => out,
         Err(e @ ForgetError::KeepsNothing(_)) => {
             return Err(crate::exit::usage(

@@ -127,6 +127,10 @@ impl Outputs {
                 let name = String::from_utf8_lossy(&n.name).into_owned();
                 (n, name)
             });
+        if db.is_none() && snap.source != SourceKind::StaticPods {
+            let path = snap.fact("etcd.file").unwrap_or("snapshot_*.db");
+            return Err(super::verify::no_database(snap, path));
+        }
         let stamp = stamp(db.as_ref().map(|(_, name)| name.as_str()), snap);
         // Cluster and static-pods snapshots list exactly the static pod revision directories.
         let archive = match snap.source {

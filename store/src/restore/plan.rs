@@ -197,6 +197,13 @@ pub fn plan(
     overwrite: bool,
     sink: Option<Sink<'_>>,
 ) -> Result<Plan> {
+    if includes.is_none() {
+        if let Some(path) = super::verify::database(snap) {
+            if crate::trees::find_unresolved(loader, &snap.tree, &path)?.is_none() {
+                return Err(super::verify::no_database(snap, &display(&path)));
+            }
+        }
+    }
     let mut p = Planner::new(target, overwrite, sink, Scope::of(snap))?;
     walk::walk(loader, snap, includes, &mut p)?;
     if let Some(i) = includes {

@@ -14,12 +14,33 @@ use std::path::Path;
 
 /// Where a tree restore of `snap` puts the etcd database it re-checks (etcd and cluster
 /// snapshots): its path components below the target. None for other snapshots.
-pub(super) fn database(snap: &Snapshot) -> Option<Vec<Vec<u8>>> {
+pub(crate) fn database(snap: &Snapshot) -> Option<Vec<Vec<u8>>> {
     if !matches!(snap.source, SourceKind::Etcd | SourceKind::Cluster) {
         return None;
     }
     let path = crate::trees::path_components(snap.fact("etcd.file")?);
     (!path.is_empty()).then_some(path)
+}
+
+/// The refusal to restore an etcd or cluster snapshot (`snap`) whose database (`path`) is not
+/// in it: `repair snapshots` of an older cairn dropped it with a lost pack, or the snapshot was
+/// planted. Restoring the rest and saying "restored" would pass for a recovery.
+pub(super) fn no_database(snap: &Snapshot, path: &str) -> crate::Error {
+    let repaired = snap
+        .fact(crate::repair::LOST_FACT)
+        .map(|n| format!(" (`repair snapshots` removed {n} lost files from it)"))
+        .unwrap_or_default();
+    super::RestoreError::Refused {
+        message: format!(
+            "this {} snapshot holds no etcd database ({path} is not in it){repaired}; nothing was written",
+            snap.source.name()
+        ),
+        hint: Some(format!(
+            "restore another snapshot (`cairn snapshots --source {}`); --include restores this one's other files",
+            snap.source.name()
+        )),
+    }
+    .into()
 }
 
 /// Write an etcd database's `content` into `file` ([`super::blobs::write_content`]),

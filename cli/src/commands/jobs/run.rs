@@ -218,6 +218,7 @@ impl CliSteps<'_> {
             None => chrono_tz::UTC,
         };
         Ok(forget::ForgetArgs {
+            snapshots: Vec::new(),
             keep_last: r.keep_last,
             keep_hourly: r.keep_hourly,
             keep_daily: r.keep_daily,
