@@ -37,6 +37,7 @@ fn write_atomically<T>(
     dir: &Path,
     name: &str,
     tmp: &str,
+    overwrite: bool,
     fill: impl FnOnce(&mut File) -> Result<T>,
     check: impl FnOnce(&Path, T) -> Result<()>,
 ) -> Result<PathBuf> {
@@ -66,7 +67,19 @@ fn write_atomically<T>(
             path: dest.clone(),
             cause: Box::new(cause),
         })?;
-        fs::rename(&tmp, &dest).map_err(Error::file("renaming into", dest.display()))
+        let dir_fd = super::open_target(dir)?.ok_or_else(|| Error::File {
+            op: "opening",
+            path: dir.display().to_string(),
+            cause: io::ErrorKind::NotFound.into(),
+        })?;
+        let tmp_name = tmp.file_name().unwrap_or_default();
+        super::rename_into_place(
+            dir_fd.as_fd(),
+            tmp_name,
+            std::ffi::OsStr::new(name),
+            overwrite,
+            || dest.display().to_string(),
+        )
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -188,6 +201,7 @@ pub fn restore(
             dir,
             &name,
             &temporaries::name(1),
+            overwrite,
             |f| {
                 // The trailer and bbolt checks read the file back behind the writes.
                 let (n, check) = super::verify::write_followed(loader, f, content, |_| {})
@@ -216,6 +230,7 @@ pub fn restore(
             dir,
             name,
             &temporaries::name(2),
+            overwrite,
             |f| archive(f, loader, snap, pod_dirs),
             |_, ()| Ok(()),
         )?);

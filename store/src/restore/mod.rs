@@ -273,11 +273,12 @@ pub fn restore(
     let owners = Arc::new(owners::Owners::for_target(target));
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let write: Arc<file_pool::WriteFile> = {
-        let (owners, progress) = (owners.clone(), progress.clone());
+        let (owners, progress, overwrite) = (owners.clone(), progress.clone(), opts.overwrite);
         Arc::new(move |loader, job, report| {
             let m = Meta {
                 is_root,
                 owners: &owners,
+                overwrite,
             };
             write_file(
                 loader,
@@ -341,6 +342,36 @@ struct Database {
 struct Meta<'a> {
     is_root: bool,
     owners: &'a owners::Owners,
+    /// Whether a file found in place (since the preflight) may be replaced.
+    overwrite: bool,
+}
+
+/// Rename the finished temporary `tmp` of `dir` to `name` (the entry at `path`). Without
+/// `overwrite` an entry there is not replaced: the preflight found none, so one that
+/// appeared since (a second restore into the same target) is reported, not overwritten.
+pub(super) fn rename_into_place(
+    dir: BorrowedFd<'_>,
+    tmp: &OsStr,
+    name: &OsStr,
+    overwrite: bool,
+    path: impl Fn() -> String,
+) -> Result<()> {
+    let exists = |e| match e {
+        Errno::EXIST => RestoreError::Exists(path()).into(),
+        e => sys("renaming the temporary file into place")(e),
+    };
+    if overwrite {
+        return rfs::renameat(dir, tmp, dir, name).map_err(exists);
+    }
+    match rfs::renameat_with(dir, tmp, dir, name, rfs::RenameFlags::NOREPLACE) {
+        // File systems without RENAME_NOREPLACE (some NFS servers): a link cannot replace
+        // either.
+        Err(Errno::INVAL | Errno::NOSYS) => {
+            rfs::linkat(dir, tmp, dir, name, AtFlags::empty()).map_err(exists)?;
+            rfs::unlinkat(dir, tmp, AtFlags::empty()).map_err(sys("removing the temporary file"))
+        }
+        other => other.map_err(exists),
+    }
 }
 
 /// Open the restore target directory (following a symlink: it is the operator's own path);
@@ -665,6 +696,7 @@ impl Restorer {
         let m = Meta {
             is_root: self.is_root,
             owners: &self.owners,
+            overwrite: self.overwrite,
         };
         // The walk's copy of the node: its ids are handed over, freed as they are placed (or
         // its lists, read one at a time).
@@ -705,6 +737,7 @@ impl Restorer {
         let m = Meta {
             is_root: self.is_root,
             owners: &self.owners,
+            overwrite: self.overwrite,
         };
         fd_meta(fd, node, path, &m, &mut self.report)
     }
@@ -810,8 +843,13 @@ fn write_file(
         };
         fd_meta(file.as_fd(), node, path, m, report)?;
         report.bytes += written;
-        rfs::renameat(dfd, tmp, dfd, OsStr::from_bytes(&node.name))
-            .map_err(sys("renaming the temporary file into place"))?;
+        rename_into_place(
+            dfd,
+            OsStr::new(tmp),
+            OsStr::from_bytes(&node.name),
+            m.overwrite,
+            || display(path),
+        )?;
         Ok(checked)
     })();
     if result.is_err() {
@@ -1078,5 +1116,32 @@ mod tests {
         assert!(!label_refused(b"security.selinux", Errno::NOSPC));
         assert!(!label_refused(b"user.x", Errno::OPNOTSUPP));
         assert!(!label_refused(b"security.capability", Errno::PERM));
+    }
+
+    #[test]
+    fn a_file_that_appeared_since_the_preflight_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let fd = open_target(dir.path()).unwrap().unwrap();
+        std::fs::write(dir.path().join("tmp"), b"restored").unwrap();
+        std::fs::write(dir.path().join("f"), b"another restore's").unwrap();
+        let err = rename_into_place(
+            fd.as_fd(),
+            OsStr::new("tmp"),
+            OsStr::new("f"),
+            false,
+            || "/f".into(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("/f already exists"), "{err}");
+        assert_eq!(
+            std::fs::read(dir.path().join("f")).unwrap(),
+            b"another restore's"
+        );
+        rename_into_place(fd.as_fd(), OsStr::new("tmp"), OsStr::new("f"), true, || {
+            "/f".into()
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"restored");
+        assert!(!dir.path().join("tmp").exists());
     }
 }
