@@ -88,7 +88,7 @@ pub enum Error {
     },
     /// A blob referenced by a snapshot is in no index.
     #[error(
-        "blob {0} is not in the repository index: the snapshot references data that is missing"
+        "blob {0} is not in the repository index: the snapshot references data the index does not list (an index object lost or damaged, or the data itself missing)"
     )]
     BlobMissing(Id),
     /// No key object opens with the given identity.
@@ -348,6 +348,11 @@ impl Error {
     pub fn hint(&self) -> Option<&str> {
         match self {
             Error::Restore(crate::restore::RestoreError::Refused { hint, .. }) => hint.as_deref(),
+            Error::BlobMissing(_) => Some(
+                "run `cairn check`: `cairn repair index` rebuilds a lost or damaged index object \
+                 from the packs; what is really gone, `cairn repair snapshots` drops (restore \
+                 what is intact first, with --include)",
+            ),
             _ => None,
         }
     }
