@@ -39,8 +39,22 @@ pub fn clap_error(mut e: clap::Error, argv: &[OsString]) -> clap::Error {
     e
 }
 
-/// Refuse a `--key` file that is a PEM private key (etcdctl's `--key` habit).
+/// Refuse a `--key` file that is a PEM private key (etcdctl's `--key` habit) or an age
+/// identity (an identity where the write key goes).
 pub fn check_write_key_text(path: &Path, text: &str) -> Result<()> {
+    if text
+        .lines()
+        .any(|l| l.trim_start().starts_with("AGE-SECRET-KEY-1"))
+    {
+        return Err(usage(
+            format!(
+                "--key {} is an age identity, not a cairn write key",
+                path.display()
+            ),
+            "an identity is given with --identity FILE (CAIRN_IDENTITY); a write key for hosts \
+             is made from it with `cairn key write-key`",
+        ));
+    }
     if text.contains("-----BEGIN") && text.contains("PRIVATE KEY") {
         return Err(usage(
             format!(

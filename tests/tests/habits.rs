@@ -19,6 +19,11 @@ fn a_pem_private_key_as_key_says_to_use_cert_key() {
     let out = fx.run(&["-r", s(&fx.repo), "--key", s(&pem), "snapshots"]);
     out.code_is(2)
         .stderr_has(&["PEM private key", "--cert-key"]);
+    // The identity where the write key goes: the same kind of mistake, the same kind of
+    // answer.
+    let out = fx.run(&["-r", s(&fx.repo), "--key", s(&fx.identity), "snapshots"]);
+    out.code_is(2)
+        .stderr_has(&["is an age identity", "--identity FILE", "key write-key"]);
 }
 
 #[test]
