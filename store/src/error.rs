@@ -47,7 +47,7 @@ pub enum Error {
         cause: String,
     },
     /// An object store request failed after its retries.
-    #[error("{op} {object} at {location}: {cause}; check the endpoint, credentials and network, then run the command again (objects already stored are reused)")]
+    #[error("{op} {object} at {location}: {cause}; check the endpoint, credentials and network, then run the command again")]
     Remote {
         /// What was being done.
         op: &'static str,
@@ -348,6 +348,10 @@ impl Error {
     pub fn hint(&self) -> Option<&str> {
         match self {
             Error::Restore(crate::restore::RestoreError::Refused { hint, .. }) => hint.as_deref(),
+            Error::Remote { cause, .. } if cause.contains("certificate") => Some(
+                "a server certificate signed by a private CA needs that CA: AWS_CA_BUNDLE=FILE, \
+                 or ca_bundle in the AWS profile",
+            ),
             Error::BlobMissing(_) => Some(
                 "run `cairn check`: `cairn repair index` rebuilds a lost or damaged index object \
                  from the packs; what is really gone, `cairn repair snapshots` drops (restore \
