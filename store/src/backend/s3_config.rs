@@ -177,7 +177,11 @@ pub(crate) fn resolve(opts: &RemoteOptions, env: Lookup) -> Result<S3Config, Con
         None => http,
     };
 
-    let credentials = match env("AWS_ACCESS_KEY_ID") {
+    // A profile named for the repository is an explicit choice: as with botocore's
+    // `--profile`, keys in the environment do not override it (AWS_PROFILE does not negate
+    // them; an explicit profile does).
+    let explicit = opts.aws_profile.is_some() || opts.aws_credentials_file.is_some();
+    let credentials = match env("AWS_ACCESS_KEY_ID").filter(|_| !explicit) {
         Some(key_id) => Credentials::Static(StaticCredentials {
             key_id,
             secret: env("AWS_SECRET_ACCESS_KEY").ok_or_else(|| ConfigError::MissingSecret {
@@ -302,10 +306,17 @@ mod tests {
             "[backup]\naws_access_key_id = REPOKEY\naws_secret_access_key = reposecret\n",
         )
         .unwrap();
-        let env: HashMap<String, String> = [("AWS_PROFILE", "ops"), ("HOME", "/nonexistent")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        // Keys in the environment (a unit's, for the primary repository) do not override
+        // the profile named for this one.
+        let env: HashMap<String, String> = [
+            ("AWS_PROFILE", "ops"),
+            ("HOME", "/nonexistent"),
+            ("AWS_ACCESS_KEY_ID", "ENVKEY"),
+            ("AWS_SECRET_ACCESS_KEY", "envsecret"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         let opts = RemoteOptions {
             aws_profile: Some("backup".into()),
             aws_credentials_file: Some(file),
