@@ -4,6 +4,7 @@
 mod aws_profile;
 mod cache;
 mod credential_process;
+mod imds;
 mod local;
 mod location;
 mod remote;

@@ -272,6 +272,24 @@ pub enum ConfigError {
         /// Its value.
         value: String,
     },
+    /// Nothing gives credentials.
+    #[error("no AWS credentials found: none in the environment (AWS_ACCESS_KEY_ID), none for profile {profile} in {files}, and {why}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE naming a profile with keys or a credential_process")]
+    NoCredentials {
+        /// The profile looked at.
+        profile: String,
+        /// The files looked in.
+        files: String,
+        /// Why instance metadata gave none.
+        why: String,
+    },
+    /// A setting that must be a whole number.
+    #[error("{name}={value} is not a whole number")]
+    NotANumber {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+    },
     /// The profile's credentials come from a source cairn does not implement.
     #[error("AWS profile {profile} gets its credentials through {setting}, which cairn does not implement; have the AWS CLI hand them over instead: add `credential_process = aws configure export-credentials --profile {profile} --format process` to another profile and use that one (or export AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN)")]
     UnsupportedCredentials {

@@ -482,3 +482,55 @@ fn aws_ca_bundle_and_a_profiles_ca_bundle_trust_a_private_ca() {
         .code_is(2)
         .stderr_has(&["/nonexistent/ca.pem", "AWS_CA_BUNDLE"]);
 }
+
+#[test]
+fn no_credentials_fail_at_once_and_a_tilde_in_the_file_variables_is_home() {
+    let t = setup("nocreds");
+    let s3_endpoint = s3::shared().endpoint();
+    let endpoint = [("AWS_ENDPOINT_URL", s3_endpoint.as_str())];
+    // Instance metadata that accepts connections and never answers (an ordinary network off
+    // EC2): one attempt of a second, then "no credentials", not minutes of S3 retries.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let imds = format!("http://{}", silent.local_addr().unwrap());
+    let start = std::time::Instant::now();
+    let mut vars = endpoint.to_vec();
+    vars.push(("AWS_METADATA_ENDPOINT", imds.as_str()));
+    let out = run(
+        &["-r", &t.repo("r"), "snapshots"],
+        &env(t.home.path(), &vars),
+    );
+    out.code_is(2).stderr_has(&[
+        "no AWS credentials found",
+        "none for profile default",
+        &format!("instance metadata at {imds} gave no token (no answer within 1 s)"),
+        "AWS_ACCESS_KEY_ID",
+    ]);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "{out}"
+    );
+    // AWS_EC2_METADATA_DISABLED: not asked at all.
+    vars.push(("AWS_EC2_METADATA_DISABLED", "true"));
+    run(
+        &["-r", &t.repo("r"), "snapshots"],
+        &env(t.home.path(), &vars),
+    )
+    .code_is(2)
+    .stderr_has(&["instance metadata is off (AWS_EC2_METADATA_DISABLED)"]);
+    // `~/` in AWS_SHARED_CREDENTIALS_FILE is the home directory, as for the AWS CLI.
+    t.aws_file(
+        "creds-backup",
+        &format!("[default]\naws_access_key_id = tildekey\naws_secret_access_key = {SECRET}\n"),
+    );
+    vars.push(("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/creds-backup"));
+    let proxy = FaultProxy::start(s3::shared().addr());
+    let repo = t.repo("r");
+    let args = ["-r", repo.as_str(), "--s3-endpoint", &proxy.endpoint()];
+    let mut init = args.to_vec();
+    init.extend(["init", "--recipient", &t.recipient]);
+    run(&init, &env(t.home.path(), &vars)).ok();
+    assert_eq!(
+        proxy.take_signers().first().map(|s| &s[..8]),
+        Some("tildekey")
+    );
+}

@@ -55,12 +55,20 @@ pub(crate) struct Profile {
     pub max_attempts: Option<String>,
     /// The config file, for messages.
     pub config_file: String,
+    /// Both files, for messages.
+    pub files: String,
 }
 
+/// The shared file `var` names (a leading `~/` is the home directory, as the AWS tools
+/// expand it), else `~/.aws/NAME`.
 fn shared_file(env: Lookup, var: &str, name: &str) -> Option<PathBuf> {
-    env(var)
-        .map(PathBuf::from)
-        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".aws").join(name)))
+    match env(var) {
+        Some(v) => match (v.strip_prefix("~/"), env("HOME")) {
+            (Some(rest), Some(home)) => Some(PathBuf::from(home).join(rest)),
+            _ => Some(PathBuf::from(v)),
+        },
+        None => env("HOME").map(|h| PathBuf::from(h).join(".aws").join(name)),
+    }
 }
 
 /// Parse a shared file; a missing one is empty, as for the AWS tools.
@@ -208,6 +216,7 @@ pub(crate) fn load(env: Lookup) -> Result<Profile, ConfigError> {
         ca_bundle: get("ca_bundle"),
         max_attempts: get("max_attempts"),
         config_file: shown(&config_path),
+        files: format!("{} or {}", shown(&creds_path), shown(&config_path)),
     })
 }
 

@@ -131,6 +131,22 @@ impl RemoteBackend {
             "s3" => Some(resolve(opts, &process_env)?),
             _ => None,
         };
+        if let Some(Credentials::InstanceMetadata {
+            endpoint,
+            timeout,
+            attempts,
+            profile,
+            files,
+        }) = cfg.as_ref().map(|c| &c.credentials)
+        {
+            super::imds::answers(endpoint, *timeout, *attempts).map_err(|why| {
+                ConfigError::NoCredentials {
+                    profile: profile.clone(),
+                    files: files.clone(),
+                    why: format!("instance metadata at {endpoint} gave no token ({why})"),
+                }
+            })?;
+        }
         let retries = opts
             .retries
             .or_else(|| cfg.as_ref().and_then(|c| c.retries))
@@ -644,6 +660,9 @@ fn s3_builder(
             )));
         }
         Credentials::Chain => {}
+        Credentials::InstanceMetadata { endpoint, .. } => {
+            b = b.with_metadata_endpoint(endpoint);
+        }
     }
     if let Some(endpoint) = &cfg.endpoint {
         b = b

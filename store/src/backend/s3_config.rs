@@ -11,7 +11,8 @@
 //! * credentials: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN` > the
 //!   profile's in the credentials file > in the config file > the profile's
 //!   `credential_process` > object_store's own chain (web identity, container credentials,
-//!   instance metadata). A profile that names a source cairn does not implement (`role_arn`,
+//!   instance metadata, asked once briefly first: see `imds`). A repository's own profile or
+//!   credentials file (cairn.toml) leaves the environment's keys out. A profile that names a source cairn does not implement (`role_arn`,
 //!   SSO) is an error rather than a silent fall to instance metadata.
 //! * retries: `--s3-retries` > `AWS_MAX_ATTEMPTS` > the profile's `max_attempts` (both count
 //!   the first attempt: retries are one less) > 10.
@@ -44,6 +45,20 @@ pub(crate) enum Credentials {
     },
     /// object_store's provider chain: web identity, container credentials, instance metadata.
     Chain,
+    /// Instance metadata only (nothing else gives credentials): asked at `endpoint`, each of
+    /// `attempts` within `timeout`, before object_store is.
+    InstanceMetadata {
+        /// `http://HOST[:PORT]`.
+        endpoint: String,
+        /// One attempt's bound.
+        timeout: std::time::Duration,
+        /// Attempts.
+        attempts: u32,
+        /// The profile and files looked in, for the error when it does not answer.
+        profile: String,
+        /// See `profile`.
+        files: String,
+    },
 }
 
 /// The resolved settings.
@@ -113,6 +128,40 @@ const CHAIN_VARIABLES: [&str; 3] = [
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
 ];
+
+/// Instance metadata as the last source of credentials, with the AWS SDKs' settings:
+/// `AWS_EC2_METADATA_DISABLED`, `AWS_EC2_METADATA_SERVICE_ENDPOINT` (or object_store's
+/// `AWS_METADATA_ENDPOINT`), `AWS_METADATA_SERVICE_TIMEOUT` (seconds, 1),
+/// `AWS_METADATA_SERVICE_NUM_ATTEMPTS` (1).
+fn instance_metadata(
+    env: Lookup,
+    profile: String,
+    files: String,
+) -> Result<Credentials, ConfigError> {
+    if env_bool(env, "AWS_EC2_METADATA_DISABLED")? == Some(true) {
+        return Err(ConfigError::NoCredentials {
+            profile,
+            files,
+            why: "instance metadata is off (AWS_EC2_METADATA_DISABLED)".into(),
+        });
+    }
+    let number = |name: &'static str, default: u32| match env(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| ConfigError::NotANumber { name, value: v }),
+    };
+    Ok(Credentials::InstanceMetadata {
+        endpoint: env("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+            .or_else(|| env("AWS_METADATA_ENDPOINT"))
+            .unwrap_or_else(|| super::imds::DEFAULT_ENDPOINT.to_string()),
+        timeout: std::time::Duration::from_secs(number("AWS_METADATA_SERVICE_TIMEOUT", 1)?.into()),
+        attempts: number("AWS_METADATA_SERVICE_NUM_ATTEMPTS", 1)?,
+        profile,
+        files,
+    })
+}
 
 /// Resolve the settings from `opts` (cairn's flags) and the environment `env`.
 pub(crate) fn resolve(opts: &RemoteOptions, env: Lookup) -> Result<S3Config, ConfigError> {
@@ -204,7 +253,8 @@ pub(crate) fn resolve(opts: &RemoteOptions, env: Lookup) -> Result<S3Config, Con
                         setting,
                     })
                 }
-                _ => Credentials::Chain,
+                _ if CHAIN_VARIABLES.iter().any(|v| env(v).is_some()) => Credentials::Chain,
+                _ => instance_metadata(env, profile.name, profile.files)?,
             },
         },
     };
