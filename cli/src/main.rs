@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Err(e) => return exit::report_clap(hints::clap_error(e, &argv), json),
     };
     init_logging(cli.global.verbose, cli.global.quiet, cli.global.json);
+    output::set_json_stderr(cli.global.json);
     // Trees are walked recursively; a large stack keeps the depth limit, not the stack, the
     // bound a hostile repository meets.
     let worker = std::thread::Builder::new()
@@ -60,11 +61,17 @@ fn init_logging(verbose: u8, quiet: bool, json: bool) {
         _ => "trace".to_string(),
     };
     let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
-        .without_time()
-        .init();
+        .without_time();
+    if json {
+        // With --json, stderr is JSON lines: `{"level": "WARN", "message": …}` events, and a
+        // failure's `{"error": …}` last.
+        fmt.json().flatten_event(true).init();
+    } else {
+        fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
 }

@@ -49,6 +49,46 @@ pub fn write_out(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
     write_raw(printable(&args.to_string()).as_bytes())
 }
 
+/// Whether stderr carries JSON lines (`--json`), set once at start.
+static JSON_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Make [`warn`], [`error`] and [`note`] write JSON lines (`--json`).
+pub fn set_json_stderr(on: bool) {
+    JSON_STDERR.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Tell the operator something on stderr, beside the command's output: `cairn: LABEL: text`
+/// (control characters escaped), or with `--json` a line `{"level": LEVEL, "message": text}`,
+/// as log events are written then.
+fn say(level: &str, label: &str, text: std::fmt::Arguments<'_>) {
+    let text = text.to_string();
+    if JSON_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("{}", serde_json::json!({"level": level, "message": text}));
+    } else {
+        eprintln!("cairn: {label}{}", printable(&text));
+    }
+}
+
+/// A warning on stderr (see [`say`]).
+pub fn warn(text: std::fmt::Arguments<'_>) {
+    say("WARN", "warning: ", text)
+}
+
+/// An error on stderr that does not end the command (see [`say`]).
+pub fn error(text: std::fmt::Arguments<'_>) {
+    say("ERROR", "error: ", text)
+}
+
+/// A remark on stderr (see [`say`]).
+pub fn note(text: std::fmt::Arguments<'_>) {
+    say("INFO", "note: ", text)
+}
+
+/// A remark on stderr without a label (`cairn: text`; see [`say`]).
+pub fn remark(text: std::fmt::Arguments<'_>) {
+    say("INFO", "", text)
+}
+
 /// `s` with control characters other than newline and tab escaped (`\u{1b}`).
 pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
     let bad = |c: char| c.is_control() && c != '\n' && c != '\t';

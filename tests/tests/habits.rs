@@ -163,6 +163,29 @@ fn errors_are_json_on_stderr_with_json() {
         .as_str()
         .unwrap()
         .contains("--no-such-flag"));
+    // Warnings and log events on the way are JSON lines too, the error last.
+    write_file(&src.join("f"), b"x");
+    fx.backup(&[&src]);
+    let snap = fx.object_names("snapshots").pop().unwrap();
+    fx.store.flip_bits(&snap, -1, 0xff);
+    for name in fx.object_names("index") {
+        fx.store.flip_bits(&name, -1, 0xff);
+    }
+    let out = fx.id(&["--json", "restore", "latest", "--target", s(&fx.path("t"))]);
+    out.failed();
+    let lines: Vec<serde_json::Value> = out
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}\n{out}")))
+        .collect();
+    assert!(lines.len() >= 2, "{out}");
+    assert!(lines[..lines.len() - 1]
+        .iter()
+        .all(|l| l["level"] == "WARN" && l["message"].is_string()));
+    assert!(
+        lines.last().unwrap()["error"]["message"].is_string(),
+        "{out}"
+    );
 }
 
 #[test]

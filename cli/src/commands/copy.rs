@@ -106,15 +106,16 @@ pub fn transfer_open(
         return Ok((Code::Ok, report));
     }
     for (id, e) in &report.snapshots_failed {
-        eprintln!(
-            "cairn: warning: snapshot {} was not copied: {e}",
-            id.short()
-        );
+        output::warn(format_args!("snapshot {} was not copied: {e}", id.short()));
     }
     for (path, e) in &unreadable {
-        eprintln!("cairn: warning: snapshot object {path} at {from} was not copied: {e}");
+        output::warn(format_args!(
+            "snapshot object {path} at {from} was not copied: {e}"
+        ));
     }
-    eprintln!("cairn: run `cairn check` on {from} to see what is damaged");
+    output::note(format_args!(
+        "run `cairn check` on {from} to see what is damaged"
+    ));
     // Some damage left out, and nothing copied: that is a failed copy, not a partial one.
     let code = if report.snapshots_copied.is_empty() && !report.snapshots_failed.is_empty() {
         Code::Error

@@ -24,14 +24,14 @@ pub fn run(g: &Global, a: DiffArgs) -> Result<Code> {
                 None if filter.is_empty() => "the newest snapshot".into(),
                 None => "the newest matching the selection options".into(),
             };
-            eprintln!(
-                "cairn: latest is {} ({how}: {}, host {}, source {}, paths {})",
+            output::remark(format_args!(
+                "latest is {} ({how}: {}, host {}, source {}, paths {})",
                 id.short(),
                 output::time(s.time_ns),
-                output::printable(&s.host),
+                s.host,
                 s.source.name(),
-                output::printable(&s.paths.join(" "))
-            );
+                s.paths.join(" ")
+            ));
         }
     }
     let ((ida, sa), (idb, sb)) = (&pair.from, &pair.to);

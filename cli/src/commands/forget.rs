@@ -227,10 +227,12 @@ pub fn apply(g: &Global, a: &ForgetArgs) -> Result<Applied> {
         report.print()?;
     }
     for (id, why) in &out.errors {
-        eprintln!("cairn: error: could not delete snapshots/{id}: {why}");
+        output::error(format_args!("could not delete snapshots/{id}: {why}"));
     }
     for (path, why) in &out.damaged {
-        eprintln!("cairn: warning: {path} could not be read and was left alone: {why}");
+        output::warn(format_args!(
+            "{path} could not be read and was left alone: {why}"
+        ));
     }
     let mut pruned = Value::Null;
     let mut freed = 0;
@@ -269,11 +271,11 @@ fn check_size(repo: &Repository, max: u64) -> Result<Code> {
     if stored <= max {
         return Ok(Code::Ok);
     }
-    eprintln!(
-        "cairn: warning: the repository holds {} after the prune, more than --max-size {}: a backup running meanwhile keeps the packs it reuses until the next prune",
+    output::warn(format_args!(
+        "the repository holds {} after the prune, more than --max-size {}: a backup running meanwhile keeps the packs it reuses until the next prune",
         output::bytes(stored),
         output::bytes(max)
-    );
+    ));
     Ok(Code::Partial)
 }
 

@@ -81,7 +81,7 @@ fn print_index(g: &Global, r: &IndexRepairReport, dry_run: bool) -> Result<()> {
         }));
     }
     for (p, why) in &r.damaged {
-        eprintln!("skipped damaged pack {p}: {why}");
+        output::warn(format_args!("skipped damaged pack {p}: {why}"));
     }
     if g.quiet {
         return Ok(());
@@ -129,7 +129,7 @@ fn print_snapshots(g: &Global, r: &SnapshotRepairReport, dry_run: bool) -> Resul
         }));
     }
     for (s, why) in &r.failed {
-        eprintln!("could not repair {s}: {why}");
+        output::warn(format_args!("could not repair {s}: {why}"));
     }
     if g.quiet {
         return Ok(());

@@ -54,7 +54,7 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
         );
     }
     if let Some(warning) = verify::cluster_version(&snap, a.cluster_version.as_deref()) {
-        eprintln!("cairn: warning: {warning}");
+        output::warn(format_args!("{warning}"));
     }
     let mut loader = reader.loader();
     let mut checks = Vec::new();
@@ -110,14 +110,14 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<Code> {
             .with_context(context)?;
             progress.finish_and_clear();
             for w in &report.warnings {
-                eprintln!("cairn: warning: {w}");
+                output::warn(format_args!("{w}"));
             }
             if report.selinux_labels_not_set > 0 {
-                eprintln!(
-                    "cairn: warning: {} SELinux labels could not be set; run restorecon -R {}",
+                output::warn(format_args!(
+                    "{} SELinux labels could not be set; run restorecon -R {}",
                     report.selinux_labels_not_set,
                     a.target.display()
-                );
+                ));
             }
             if let Some((db, done)) = &report.database {
                 checks.push(format!("{}: {} verified", db.display(), done.join(", ")));

@@ -134,10 +134,10 @@ pub fn run(g: &Global, a: &RestoreArgs, reader: &Reader, id: Id, snap: &Snapshot
         )?;
     }
     if failed > 0 {
-        eprintln!(
-            "cairn: {} could not be applied (listed above with the server's answer)",
+        output::remark(format_args!(
+            "{} could not be applied (listed above with the server's answer)",
             output::count(failed, "object")
-        );
+        ));
         return Ok(Code::Partial);
     }
     Ok(Code::Ok)

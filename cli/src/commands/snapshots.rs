@@ -80,15 +80,15 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> Result<Code> {
         crate::outln!("{}", output::count(shown.len() as u64, "snapshot"))?;
     }
     for (id, s) in shown.iter().filter(|(_, s)| snapshots::is_future(s, now)) {
-        eprintln!(
-            "cairn: warning: snapshot {} is dated {}, in the future (planted, or host {}'s clock is wrong): not taken as latest, not counted by retention",
+        output::warn(format_args!(
+            "snapshot {} is dated {}, in the future (planted, or host {}'s clock is wrong): not taken as latest, not counted by retention",
             id.short(),
             output::time(s.time_ns),
             output::printable(&s.host)
-        );
+        ));
     }
     for (path, why) in &listing.damaged {
-        eprintln!("cairn: warning: {path} could not be read: {why}");
+        output::warn(format_args!("{path} could not be read: {why}"));
     }
     Ok(if listing.damaged.is_empty() {
         Code::Ok

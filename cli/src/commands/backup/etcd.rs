@@ -28,9 +28,9 @@ fn source(a: &EtcdArgs) -> EtcdSource {
 fn printer(g: &Global) -> impl FnMut(Note) + '_ {
     |note| match note {
         Note::Skipped { endpoint, why } => {
-            eprintln!("cairn: skipping etcd endpoint {endpoint}: {why}")
+            crate::output::remark(format_args!("skipping etcd endpoint {endpoint}: {why}"))
         }
-        Note::Warning(text) => eprintln!("cairn: warning: {text}"),
+        Note::Warning(text) => crate::output::warn(format_args!("{text}")),
         Note::Chosen { member, skipped } if !g.quiet && !g.json => eprintln!(
             "using etcd member {} at {} ({}, etcd {}, revision {}, database {}): {}",
             member.id,

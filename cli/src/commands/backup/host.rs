@@ -116,6 +116,6 @@ pub fn run(g: &Global, a: &HostArgs) -> Result<Saved> {
     let opts = walk_options(&a.walk)?;
     let s = session(g, &a.common)?;
     Ok(engine::host(s, &sel, opts, &mut |n| {
-        eprintln!("cairn: note: {n}")
+        crate::output::note(format_args!("{n}"))
     })?)
 }

@@ -109,24 +109,24 @@ pub fn report(saved: &Saved, g: &Global) -> Result<Code> {
             )?;
         }
         if !p.unreadable.is_empty() {
-            eprintln!(
-                "cairn: warning: {} entries could not be read and are missing from snapshot {}:",
+            let list: String = p
+                .unreadable
+                .iter()
+                .map(|(path, e)| format!("\n  {path}: {e}"))
+                .collect();
+            output::warn(format_args!(
+                "{} entries could not be read and are missing from snapshot {}:{list}",
                 p.unreadable.len(),
                 id.short()
-            );
-            for (path, e) in &p.unreadable {
-                eprintln!("  {path}: {e}");
-            }
+            ));
         }
         if !p.changed.is_empty() {
-            eprintln!(
-                "cairn: warning: {} files changed while being read (twice); snapshot {} holds them as last read, possibly inconsistent:",
+            let list: String = p.changed.iter().map(|path| format!("\n  {path}")).collect();
+            output::warn(format_args!(
+                "{} files changed while being read (twice); snapshot {} holds them as last read, possibly inconsistent:{list}",
                 p.changed.len(),
                 id.short()
-            );
-            for path in &p.changed {
-                eprintln!("  {path}");
-            }
+            ));
         }
     }
     Ok(code(saved))

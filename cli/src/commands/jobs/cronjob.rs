@@ -418,7 +418,7 @@ pub fn run(_g: &Global, a: CronJobArgs) -> Result<Code> {
             a.job, a.job
         );
         out.push_str(&format!("# Note: {note}.\n"));
-        eprintln!("cairn: warning: {note}");
+        crate::output::warn(format_args!("{note}"));
     }
     out.push_str(&yaml);
     crate::outln!("{}", out.trim_end())?;

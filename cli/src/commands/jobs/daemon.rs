@@ -406,7 +406,7 @@ fn serve_metrics(addr: SocketAddr, metrics: Arc<Mutex<String>>) -> Result<()> {
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    eprintln!("cairn: error: metrics server: {e}");
+                    crate::output::error(format_args!("metrics server: {e}"));
                     return;
                 }
             };
@@ -414,7 +414,7 @@ fn serve_metrics(addr: SocketAddr, metrics: Arc<Mutex<String>>) -> Result<()> {
                 let listener = match tokio::net::TcpListener::from_std(listener) {
                     Ok(l) => l,
                     Err(e) => {
-                        eprintln!("cairn: error: metrics server: {e}");
+                        crate::output::error(format_args!("metrics server: {e}"));
                         return;
                     }
                 };
@@ -432,7 +432,7 @@ fn serve_metrics(addr: SocketAddr, metrics: Arc<Mutex<String>>) -> Result<()> {
                     }),
                 );
                 if let Err(e) = axum::serve(listener, app).await {
-                    eprintln!("cairn: error: metrics server: {e}");
+                    crate::output::error(format_args!("metrics server: {e}"));
                 }
             });
         })?;

@@ -260,16 +260,16 @@ impl Steps for CliSteps<'_> {
         let code = backup::code(&saved);
         // Warnings (unreadable or changing files) go to stderr as `cairn backup` prints them.
         for (path, e) in &saved.unreadable {
-            eprintln!(
-                "cairn: warning: job {}: {path} could not be read: {e}",
+            output::warn(format_args!(
+                "job {}: {path} could not be read: {e}",
                 self.name
-            );
+            ));
         }
         for path in &saved.changed {
-            eprintln!(
-                "cairn: warning: job {}: {path} changed while being read",
+            output::warn(format_args!(
+                "job {}: {path} changed while being read",
                 self.name
-            );
+            ));
         }
         let st = saved.snapshot.stats;
         Ok((
@@ -333,10 +333,10 @@ impl Steps for CliSteps<'_> {
         };
         let (code, report) = check::audit_silent(&self.g, &a).map_err(message)?;
         for p in &report.problems {
-            eprintln!(
-                "cairn: job {}: audit: DAMAGED {}: {}; {}",
+            output::remark(format_args!(
+                "job {}: audit: DAMAGED {}: {}; {}",
                 self.name, p.object, p.cause, p.hint
-            );
+            ));
         }
         Ok((
             status(code),
@@ -488,7 +488,7 @@ pub fn run(g: &Global, a: RunArgs) -> Result<Code> {
                 file.display()
             );
             if !g.json {
-                eprintln!("cairn: error: {said}");
+                output::error(format_args!("{said}"));
             }
             metrics_error = Some(said);
             worst = worst.max(Status::Failed);
@@ -521,17 +521,19 @@ fn stop_on_signals(stop: Arc<AtomicBool>) -> Result<()> {
         .spawn(move || {
             for _ in signals.forever() {
                 if stop.swap(true, Ordering::SeqCst) {
-                    eprintln!(
-                        "cairn: error: a second signal: stopping now, in the middle of the \
+                    output::error(format_args!(
+                        "a second signal: stopping now, in the middle of the \
                          step; this run is not recorded in the job state (no snapshot is half \
                          written: an interrupted backup leaves only packs for prune)"
-                    );
+                    ));
                     // At once, as the process ends on a signal: no exit handlers while
                     // uploads are going on other threads.
                     // SAFETY: _exit ends the process; nothing runs after it.
                     unsafe { libc::_exit(1) };
                 }
-                eprintln!("cairn: stopping after the running step (a second signal stops at once)");
+                output::remark(format_args!(
+                    "stopping after the running step (a second signal stops at once)"
+                ));
             }
         })
         .context("starting the signal thread")?;
