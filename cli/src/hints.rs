@@ -113,6 +113,14 @@ pub fn check_recipient(r: &str, origin: &str) -> Result<()> {
             "use an X25519 age recipient (age1…, from `cairn key generate` or `age-keygen`)",
         ));
     }
+    if let Err(e) = cairn_format::envelope::parse_recipient(r) {
+        let shown: String = r.chars().take(24).collect();
+        return Err(usage(
+            format!("{origin}: {shown:?} is not an age recipient ({e})"),
+            "an X25519 age recipient is `age1` and 58 more letters and digits: `cairn key \
+             generate` prints one, `age-keygen -y FILE` prints an identity's",
+        ));
+    }
     Ok(())
 }
 
@@ -169,6 +177,11 @@ mod tests {
             "f"
         )
         .is_ok());
+        for garbage in ["foo", "age1qqq"] {
+            let e = check_recipient(garbage, "--recipient").unwrap_err();
+            let u = e.downcast_ref::<crate::exit::Usage>().expect("a usage error");
+            assert!(u.message.contains("is not an age recipient"), "{}", u.message);
+        }
     }
 
     #[test]
