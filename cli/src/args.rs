@@ -553,9 +553,17 @@ pub struct EtcdArgs {
     /// Client key for etcd (named --cert-key because --key is the write key).
     #[arg(long, env = "ETCDCTL_KEY", value_name = "FILE")]
     pub cert_key: Option<PathBuf>,
-    /// Seconds to wait for a member to connect and answer the health check.
-    #[arg(long, default_value_t = 10)]
-    pub timeout: u64,
+    /// How long to wait for a member to connect and answer the health check (`10s`, `1m`;
+    /// a plain number is seconds). etcdctl's --dial-timeout and ETCDCTL_DIAL_TIMEOUT.
+    #[arg(
+        long,
+        visible_alias = "dial-timeout",
+        env = "ETCDCTL_DIAL_TIMEOUT",
+        default_value = "10s",
+        value_name = "DURATION",
+        value_parser = cairn_store::job::schedule::parse_duration
+    )]
+    pub timeout: std::time::Duration,
     /// Ingest a file written by `etcdctl snapshot save` / cluster-backup.sh instead of a live
     /// snapshot.
     #[arg(long, value_name = "FILE", conflicts_with = "endpoints")]

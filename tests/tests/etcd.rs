@@ -464,7 +464,7 @@ fn endpoint_selection_skips_dead_members_and_names_each_failure() {
         Some(&e.certs.ca),
         Some(&e.certs.client),
     );
-    let out = wk(&fx, &["backup", "etcd", "--timeout", "3"], &args);
+    let out = wk(&fx, &["backup", "etcd", "--dial-timeout", "3s"], &args);
     out.code_is(1).stderr_has(&["no healthy etcd endpoint"]);
     for d in [&dead, &dead2] {
         assert!(

@@ -6,7 +6,6 @@ use anyhow::Result;
 use cairn_store::backup::etcd::{self as engine, EtcdSource, Note, StaticPodRevisions};
 use cairn_store::backup::Saved;
 use cairn_store::source::etcd::Connection;
-use std::time::Duration;
 
 fn source(a: &EtcdArgs) -> EtcdSource {
     EtcdSource {
@@ -15,7 +14,7 @@ fn source(a: &EtcdArgs) -> EtcdSource {
             cacert: a.cacert.clone(),
             cert: a.cert.clone(),
             key: a.cert_key.clone(),
-            timeout: Duration::from_secs(a.timeout),
+            timeout: a.timeout,
         },
         snapshot_file: a.snapshot_file.clone(),
         skip_hash_check: a.skip_hash_check,

@@ -114,7 +114,7 @@ impl CliSteps<'_> {
             cacert: e.cacert.clone(),
             cert: e.cert.clone(),
             cert_key: e.key.clone(),
-            timeout: e.timeout.unwrap_or(10),
+            timeout: std::time::Duration::from_secs(e.timeout.unwrap_or(10)),
             snapshot_file: None,
             skip_hash_check: false,
             cluster_version: None,
