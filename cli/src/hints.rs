@@ -179,8 +179,14 @@ mod tests {
         .is_ok());
         for garbage in ["foo", "age1qqq"] {
             let e = check_recipient(garbage, "--recipient").unwrap_err();
-            let u = e.downcast_ref::<crate::exit::Usage>().expect("a usage error");
-            assert!(u.message.contains("is not an age recipient"), "{}", u.message);
+            let u = e
+                .downcast_ref::<crate::exit::Usage>()
+                .expect("a usage error");
+            assert!(
+                u.message.contains("is not an age recipient"),
+                "{}",
+                u.message
+            );
         }
     }
 

@@ -409,6 +409,13 @@ impl Repository {
         &self.keys.master_recipients
     }
 
+    /// The recipient of the master identity cairn generated at `init` (one of
+    /// [`Repository::master_recipients`]), when the credentials opened it.
+    pub fn own_recipient(&self) -> Option<String> {
+        let id = envelope::parse_identity(self.keys.master_identity.as_deref()?).ok()?;
+        Some(id.to_public().to_string())
+    }
+
     /// The repository secrets the credentials opened (for a write key: the write key).
     pub(crate) fn keys(&self) -> &KeyRecord {
         &self.keys

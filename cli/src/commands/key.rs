@@ -128,6 +128,7 @@ pub fn run(g: &Global, k: KeyCommand) -> Result<Code> {
                     "label": label,
                     "repository": repo.config().repo_id.to_hex(),
                     "recipients": repo.master_recipients(),
+                    "own_recipient": repo.own_recipient(),
                 }))?;
             } else if !g.quiet {
                 eprintln!(
@@ -135,8 +136,13 @@ pub fn run(g: &Global, k: KeyCommand) -> Result<Code> {
                     repo.config().repo_id.short(),
                     path.display()
                 );
+                let own = repo.own_recipient();
                 for r in repo.master_recipients() {
-                    eprintln!("  {r}");
+                    if own.as_deref() == Some(r.as_str()) {
+                        eprintln!("  {r}  (the repository's own key, generated at init and kept in its key objects)");
+                    } else {
+                        eprintln!("  {r}");
+                    }
                 }
             }
         }

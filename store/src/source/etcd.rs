@@ -143,7 +143,11 @@ impl Connection {
         tracing::debug!("etcd error detail: {detail}");
         let has = |needles: &[&str]| needles.iter().any(|n| detail.contains(n));
         let hint = if has(&["UnknownIssuer", "invalid peer certificate"]) {
-            " (the server certificate is not signed by the CA given with --cacert)"
+            if self.cacert.is_some() {
+                " (the server certificate is not signed by the CA given with --cacert)"
+            } else {
+                " (the server certificate is not signed by a CA this system trusts: give etcd's CA with --cacert)"
+            }
         } else if has(&["CertificateExpired", "Expired"]) {
             " (a certificate has expired)"
         } else if has(&[
