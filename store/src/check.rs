@@ -71,7 +71,8 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(object: impl Into<String>, cause: impl ToString, hint: &'static str) -> Problem {
+    /// Damage to `object`: what is wrong, and what to do.
+    pub fn new(object: impl Into<String>, cause: impl ToString, hint: &'static str) -> Problem {
         Problem {
             object: object.into(),
             cause: cause.to_string(),
@@ -86,6 +87,9 @@ impl Problem {
 /// What a check looked at and found.
 #[derive(Debug, Default, Clone)]
 pub struct CheckReport {
+    /// Only the objects' names were checked (no key given, or the repository could not be
+    /// opened).
+    pub names_only: bool,
     /// Objects whose names were verified.
     pub objects_named: u64,
     /// Snapshots examined.

@@ -353,3 +353,21 @@ fn an_unreadable_gc_marker_is_explained_and_check_goes_on() {
     t.fx.wk(&["backup", s(&t.src_a)]).ok();
     t.fx.id(&["check"]).ok();
 }
+
+#[test]
+fn a_damaged_config_is_damage_that_check_reports_not_a_failure_to_run() {
+    let fx = Fixture::new();
+    let mut config = fx.store.read("config").unwrap();
+    config.extend_from_slice(b"garbage");
+    fx.store.write("config", &config);
+    for args in [&["check"][..], &["check", "--no-key"], &["--json", "check"]] {
+        let out = fx.id(args);
+        out.code_is(4);
+        assert!(out.stdout.contains("config"), "{out}");
+    }
+    let out = fx.id(&["check"]);
+    assert!(
+        out.stdout.contains("DAMAGED config") && out.stdout.contains("init --like"),
+        "{out}"
+    );
+}

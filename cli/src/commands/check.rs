@@ -56,18 +56,40 @@ pub fn run(g: &Global, a: CheckArgs) -> Result<Code> {
 /// Check as `a` asks, printing as `cairn check` does; the code and the report.
 pub fn audit(g: &Global, a: &CheckArgs) -> Result<(Code, CheckReport)> {
     let (code, report) = audit_silent(g, a)?;
-    print(g, &report, a)?;
+    print(g, &report)?;
     Ok((code, report))
+}
+
+/// Whether opening the repository failed on a damaged object (its config or a key object).
+fn damaged_at_open(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<cairn_store::Error>(),
+            Some(cairn_store::Error::Damaged { .. } | cairn_store::Error::NameMismatch { .. })
+        )
+    })
 }
 
 /// Check as `a` asks without printing the report.
 pub fn audit_silent(g: &Global, a: &CheckArgs) -> Result<(Code, CheckReport)> {
     let mut report = CheckReport::default();
-    if a.no_key {
-        let backend = credentials::backend(g)?;
-        check::check_names(backend.as_ref(), &mut report)?;
-    } else {
-        let repo = Arc::new(credentials::open_uncached(g)?);
+    let repo = match a.no_key {
+        true => None,
+        false => match credentials::open_uncached(g) {
+            Ok(repo) => Some(repo),
+            // A damaged config or key object is damage to report, with whatever else the
+            // names show, not a reason to stop.
+            Err(e) if damaged_at_open(&e) => {
+                report.notes.push(format!(
+                    "the repository cannot be opened ({e:#}): only the objects' names were checked"
+                ));
+                None
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    if let Some(repo) = repo {
+        let repo = Arc::new(repo);
         let subset = match (a.read_data, a.read_data_subset) {
             (true, _) => Some(Subset::All),
             (false, s) => s,
@@ -85,6 +107,19 @@ pub fn audit_silent(g: &Global, a: &CheckArgs) -> Result<(Code, CheckReport)> {
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
+    } else {
+        report.names_only = true;
+        let backend = credentials::backend(g)?;
+        check::check_names(backend.as_ref(), &mut report)?;
+        if !a.no_key && report.problems.is_empty() {
+            // Opening failed on a damaged object whose name still matches its bytes (written
+            // so): the opening's error is the damage.
+            report.problems.push(check::Problem::new(
+                "config or keys",
+                report.notes.last().cloned().unwrap_or_default(),
+                "restore it from a copy of the repository (an `init --like` target holds the same config and key objects)",
+            ));
+        }
     }
     let code = if report.problems.is_empty() {
         Code::Ok
@@ -94,7 +129,7 @@ pub fn audit_silent(g: &Global, a: &CheckArgs) -> Result<(Code, CheckReport)> {
     Ok((code, report))
 }
 
-fn print(g: &Global, r: &CheckReport, a: &CheckArgs) -> Result<()> {
+fn print(g: &Global, r: &CheckReport) -> Result<()> {
     if g.json {
         return output::json(&json!({
             "clean": r.problems.is_empty(),
@@ -116,7 +151,7 @@ fn print(g: &Global, r: &CheckReport, a: &CheckArgs) -> Result<()> {
             })).collect::<Vec<_>>(),
         }));
     }
-    if a.no_key {
+    if r.names_only {
         crate::outln!(
             "names: {}, {} read, each matches the blake3 of its bytes unless listed below",
             output::count(r.objects_named, "object"),
