@@ -308,7 +308,7 @@ pub fn repair_snapshots(repo: &Arc<Repository>, dry_run: bool) -> Result<Snapsho
                 report.failed.push((
                     format!("snapshots/{id}"),
                     if report.unindexed_packs > 0 {
-                        format!("its root tree cannot be read ({e}); packs in no index may hold it: run `cairn repair index` first")
+                        format!("its root tree cannot be read ({e}); packs in no index may hold it: run `cairn repair index` first (and move out of the repository any pack it skips as damaged)")
                     } else {
                         format!("its root tree cannot be read ({e}); nothing of it can be saved: remove it with `cairn forget {}`", id.short())
                     },
@@ -348,7 +348,7 @@ pub fn repair_snapshots(repo: &Arc<Repository>, dry_run: bool) -> Result<Snapsho
     }
     if !dry_run && !pending.is_empty() && report.unindexed_packs > 0 {
         return Err(Error::Invalid(format!(
-            "{} packs are stored but listed in no index (an index object was lost, or backups were interrupted), so files this repair would drop may still be there; nothing was changed. Run `cairn repair index` first, then `cairn repair snapshots` again",
+            "{} packs are stored but listed in no index (an index object was lost, or backups were interrupted), so files this repair would drop may still be there; nothing was changed. Run `cairn repair index` first, then `cairn repair snapshots` again (a pack `repair index` skips as damaged stays in no index: move it out of the repository first)",
             report.unindexed_packs
         )));
     }

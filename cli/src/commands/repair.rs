@@ -81,7 +81,9 @@ fn print_index(g: &Global, r: &IndexRepairReport, dry_run: bool) -> Result<()> {
         }));
     }
     for (p, why) in &r.damaged {
-        output::warn(format_args!("skipped damaged pack {p}: {why}"));
+        output::warn(format_args!(
+            "skipped damaged pack {p}: {why}; move it out of the repository (keep it: parts of it may still be read), then run `cairn repair snapshots`"
+        ));
     }
     if g.quiet {
         return Ok(());
