@@ -252,7 +252,7 @@ fn referenced(
     let blobs = trees::referenced_blobs(&mut Loader::new(repo.clone(), index()?), &roots)
         .map_err(|e| {
             Error::Invalid(format!(
-                "prune stopped: a snapshot's tree cannot be read ({e}). Run `cairn check`: where stored packs are in no index, `cairn repair index` puts them back; what is still missing after that, `cairn repair snapshots` drops"
+                "prune stopped: a snapshot's tree cannot be read ({e}). Run `cairn check`, which names the snapshots affected: where stored packs are in no index, `cairn repair index` puts them back; what is still missing after that, `cairn repair snapshots` drops, and a snapshot with nothing left goes with `cairn forget ID`"
             ))
         })?;
     Ok(Referenced { blobs, snapshots })
