@@ -11,16 +11,40 @@ use std::path::Path;
 /// Source subcommands of `cairn backup` whose names may also be directories.
 const SOURCES: [&str; 3] = ["etcd", "static-pods", "cluster"];
 
+/// Every source subcommand of `cairn backup`.
+const ALL_SOURCES: [&str; 6] = ["etcd", "static-pods", "cluster", "project", "host", "stdin"];
+
 /// Add a tip to a clap error where the command line suggests a known habit: `cairn backup
-/// etcd` meant as the directory `./etcd`.
+/// etcd` meant as the directory `./etcd`, or `cairn backup -r REPO etcd …` (after an option,
+/// `etcd` is read as a path).
 pub fn clap_error(mut e: clap::Error, argv: &[OsString]) -> clap::Error {
+    let words: Vec<&str> = argv.iter().filter_map(|a| a.to_str()).collect();
+    if e.kind() == ErrorKind::UnknownArgument {
+        let backup = words.iter().position(|w| *w == "backup");
+        let late_source = backup.and_then(|i| {
+            let next = words.get(i + 1)?;
+            if !next.starts_with('-') {
+                return None;
+            }
+            words[i + 1..].iter().find(|w| ALL_SOURCES.contains(w))
+        });
+        if let Some(source) = late_source {
+            e.insert(
+                ContextKind::Suggested,
+                ContextValue::StyledStrs(vec![format!(
+                    "after an option, `{source}` is read as a path to back up: name the source right after `backup` (`cairn backup {source} -r REPO …`), or put the options before `backup`"
+                )
+                .into()]),
+            );
+        }
+        return e;
+    }
     if !matches!(
         e.kind(),
         ErrorKind::MissingRequiredArgument | ErrorKind::ArgumentConflict
     ) {
         return e;
     }
-    let words: Vec<&str> = argv.iter().filter_map(|a| a.to_str()).collect();
     let after_backup = words
         .iter()
         .position(|w| *w == "backup")

@@ -135,6 +135,12 @@ fn a_directory_named_like_a_source_gets_a_tip() {
     out.code_is(2);
     let err = &out.stderr;
     assert!(err.contains("write ./etcd"), "{err}");
+    // Options between `backup` and the source make the source a path.
+    let repo = fx.store.location();
+    let args = ["backup", "-r", &repo, "etcd", "--snapshot-file", "x.db"];
+    let out = cairn_in(&cwd, &args, &env_refs(&env));
+    out.code_is(2)
+        .stderr_has(&["`etcd` is read as a path", "cairn backup etcd -r REPO"]);
 }
 
 #[test]
