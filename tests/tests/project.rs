@@ -645,21 +645,24 @@ fn a_name_too_long_for_a_file_refuses_a_tree_restore_with_advice() {
 }
 
 #[test]
-fn an_answer_of_too_many_tiny_values_is_refused_not_parsed() {
-    // 1.2 MB of `0,` would take some 40 MB parsed (16 MiB of it, 280 MB): the value count is bounded, not only the
-    // bytes. The other types are still exported.
+fn an_answer_that_would_take_too_much_memory_parsed_is_refused() {
+    // 660 kB of nested objects (`{"":{"":…}}`) take some 70 MB parsed, a map node each: the
+    // estimate of the parsed size is bounded, not only the bytes. The other types are still
+    // exported.
     let fx = Fixture::new();
     let (server, kc) = served(&fx, Faults::default());
+    let deep = format!("{}0{}", r#"{"":"#.repeat(110), "}".repeat(110));
+    let deep: Value = serde_json::from_str(&deep).unwrap();
     server.put(serde_json::json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": "dense", "namespace": "shop", "creationTimestamp": "2024-05-01T10:00:00Z"},
         "data": {"k": "v"},
-        "zeros": vec![0u8; 600_000],
+        "nested": vec![deep; 1000],
     }));
     let out = fx.wk(&["backup", "project", "shop", "--kubeconfig", s(&kc)]);
     out.code_is(3)
-        .stderr_has(&["configmaps", "more than 524288 JSON values"]);
+        .stderr_has(&["configmaps", "more than 64 MiB parsed"]);
     let ls = fx.id(&["ls", "latest", "/shop/apps/deployments"]);
     assert!(ls.ok().stdout.contains("web.yaml"), "{ls}");
 }

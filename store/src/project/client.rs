@@ -26,15 +26,20 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 /// The largest answer read (a page of objects, one object): larger ones are refused, and a
 /// list asks for smaller pages. Kubernetes objects are at most ~1.5 MiB (etcd's request limit).
 pub const MAX_ANSWER: usize = 16 << 20;
-/// The most JSON values an answer may hold. Parsed, a value takes 32 bytes and more where its
-/// text may take 2 (`0,`): a bound on bytes alone would let 16 MiB of answer take 280 MB.
-/// Real objects (at most ~1.5 MiB each) hold far fewer; a page over it is asked for in halves.
-pub const MAX_VALUES: usize = 1 << 19;
+/// The most memory an answer may be estimated to take parsed ([`parsed_cost`]). Parsed JSON
+/// can take far more than its text: `0,` two bytes, its value 32 (and twice that while the
+/// array grows); `{"":` five bytes, its map node some 640. A bound on bytes alone let 16 MiB
+/// of answer take 280 MB, and 2.6 MB of nested objects 313 MB. A page of real objects
+/// (at most ~1.5 MiB each) is estimated at about ten times its size; one over the bound is
+/// asked for in halves.
+pub const MAX_PARSED: usize = 64 << 20;
 
-/// At least the number of JSON values in `body` (scalars, arrays, objects; keys not counted):
-/// the commas and openings outside strings, plus one.
-fn json_values(body: &[u8]) -> usize {
-    let (mut count, mut in_string, mut escaped) = (1, false, false);
+/// An upper estimate of the memory `body` takes parsed into `serde_json::Value`s: its bytes
+/// (string contents), 640 for each object (a map node), 64 for each array and each element or
+/// entry after a comma (a value, and its array growing), and 32 for each string (its
+/// allocation). Strings are skipped as JSON skips them (`\"` does not end one).
+fn parsed_cost(body: &[u8]) -> usize {
+    let (mut cost, mut in_string, mut escaped) = (body.len() + 64, false, false);
     for &b in body {
         if in_string {
             match b {
@@ -44,14 +49,18 @@ fn json_values(body: &[u8]) -> usize {
                 _ => {}
             }
         } else {
-            match b {
-                b'"' => in_string = true,
-                b',' | b'[' | b'{' => count += 1,
-                _ => {}
-            }
+            cost += match b {
+                b'"' => {
+                    in_string = true;
+                    32
+                }
+                b'{' => 640,
+                b',' | b'[' => 64,
+                _ => 0,
+            };
         }
     }
-    count
+    cost
 }
 
 /// An answer from the server.
@@ -226,7 +235,7 @@ impl Kube {
                         buf.extend_from_slice(&data);
                     }
                 }
-                if json_values(&buf) > MAX_VALUES {
+                if parsed_cost(&buf) > MAX_PARSED {
                     return Ok((status, retry_after, None));
                 }
                 Ok::<_, kube::Error>((status, retry_after, Some(buf.freeze())))
@@ -234,6 +243,7 @@ impl Kube {
             let outcome = match outcome {
                 Ok((_, _, None)) => {
                     return Err(Error::TooLarge {
+                        method: method.to_string(),
                         path: path.to_string(),
                     })
                 }
@@ -296,16 +306,21 @@ pub fn status_error(method: &str, path: &str, a: &Answer) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use super::json_values;
+    use super::parsed_cost;
 
     #[test]
-    fn values_are_counted_outside_strings() {
-        assert_eq!(json_values(b"0"), 1);
-        assert_eq!(json_values(b"[0,1,2]"), 4);
-        assert_eq!(json_values(br#"{"a":[1,{"b":2}],"c":"x,[{"}"#), 6);
+    fn the_estimate_skips_strings_and_weighs_objects() {
+        assert_eq!(parsed_cost(b"0"), 65);
+        assert_eq!(parsed_cost(b"[0,1]"), 5 + 64 + 128);
+        // Only the first quote of each string counts; brackets inside strings do not.
+        assert_eq!(parsed_cost(br#"{"a":"x,[{"}"#), 12 + 64 + 640 + 2 * 32);
         // An escaped quote does not end the string; an escaped backslash does not escape it.
-        assert_eq!(json_values(br#"["a\",b", "c\\", 1]"#), 4);
-        let dense = format!("[{}0]", "0,".repeat(1000));
-        assert_eq!(json_values(dense.as_bytes()), 1002);
+        assert_eq!(
+            parsed_cost(br#"["a\",b", "c\\", 1]"#),
+            19 + 64 + 64 + 2 * 64 + 2 * 32
+        );
+        // Nested objects cost what their map nodes take, not what their text takes.
+        let nested = format!("{}0{}", r#"{"":"#.repeat(100), "}".repeat(100));
+        assert!(parsed_cost(nested.as_bytes()) > 100 * 600);
     }
 }

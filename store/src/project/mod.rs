@@ -45,8 +45,8 @@ pub enum Error {
         message: String,
     },
     /// An answer larger than the client reads.
-    #[error("GET {path}: the answer is larger than {} MiB or holds more than {} JSON values (a broken or hostile API server, or a page of very large objects: try a smaller --page-size)", client::MAX_ANSWER >> 20, client::MAX_VALUES)]
-    TooLarge { path: String },
+    #[error("{method} {path}: the answer is larger than {} MiB, or would take more than {} MiB parsed (a broken or hostile API server, or a page of very large objects: try a smaller --page-size)", client::MAX_ANSWER >> 20, client::MAX_PARSED >> 20)]
+    TooLarge { method: String, path: String },
     /// A document or answer that cannot be used.
     #[error("{what}: {why}")]
     Invalid { what: String, why: String },
