@@ -406,3 +406,53 @@ fn an_etcd_snapshot_without_its_database_is_refused_not_restored_empty() {
     fx.id(&["forget", &snap[..8]]).ok();
     assert!(!fx.snapshot_ids().contains(&snap));
 }
+
+#[test]
+fn a_long_name_below_a_blocked_directory_does_not_hide_it_from_the_preflight() {
+    // `/a/<300 bytes>/x`, `/a/y`, `/b/<300>/<300>/x`, `/b/<300>/y`; the target has a file `a`.
+    let fx = Fixture::new();
+    let c = Crafter::new(&fx);
+    let content = b"x\n".to_vec();
+    let file = |name: &[u8]| file_node(name, vec![c.blob_id(&content)], content.len() as u64);
+    let long = |ch: u8| vec![ch; 300];
+    let under_long = raw_tree(vec![file(b"x")]);
+    let a = raw_tree(vec![
+        dir_node(&long(b'l'), c.blob_id(&under_long)),
+        file(b"y"),
+    ]);
+    let inner = raw_tree(vec![
+        dir_node(&long(b'n'), c.blob_id(&under_long)),
+        file(b"y"),
+    ]);
+    let b = raw_tree(vec![dir_node(&long(b'm'), c.blob_id(&inner))]);
+    let root = raw_tree(vec![
+        dir_node(b"a", c.blob_id(&a)),
+        dir_node(b"b", c.blob_id(&b)),
+    ]);
+    let snap = c.inject_snapshot_at(
+        vec!["/a".into(), "/b".into()],
+        &root,
+        vec![under_long, a, inner, b],
+        vec![content],
+    );
+    let target = fx.dir("t");
+    write_file(&target.join("a"), b"a file\n");
+    let before = listing(&target);
+    let out = fx.restore(&snap, &target, &["--include", "/a/y"]);
+    out.code_is(1)
+        .stderr_has(&["/a: the target has a file where the snapshot has a directory"]);
+    assert_eq!(
+        listing(&target),
+        before,
+        "a refused restore wrote something"
+    );
+    // Two long directories, one inside the other: the outer one is the conflict.
+    let out = fx.restore(&snap, &target, &["--include", "/b/*/y"]);
+    out.code_is(1)
+        .stderr_has(&["its name is 300 bytes long", "nothing was written"]);
+    assert_eq!(
+        listing(&target),
+        before,
+        "a refused restore wrote something"
+    );
+}

@@ -12,7 +12,7 @@ use super::{sys, RestoreError};
 use crate::loader::Loader;
 use crate::{Error, Result};
 use cairn_format::snapshot::Snapshot;
-use cairn_format::tree::Node;
+use cairn_format::tree::{Node, NodeKind};
 use cairn_format::Id;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, FileType};
@@ -199,7 +199,8 @@ pub fn plan(
 ) -> Result<Plan> {
     if includes.is_none() {
         if let Some(path) = super::verify::database(snap) {
-            if crate::trees::find_unresolved(loader, &snap.tree, &path)?.is_none() {
+            let found = crate::trees::find_unresolved(loader, &snap.tree, &path)?;
+            if !found.is_some_and(|(_, n)| n.kind == NodeKind::File) {
                 return Err(super::verify::no_database(snap, &display(&path)));
             }
         }
@@ -389,8 +390,9 @@ impl Visit for Planner<'_> {
         if node.name.len() > NAME_MAX {
             if included {
                 self.too_long(path, "dir")?;
-            } else {
-                // A conflict once something below it is selected.
+            } else if self.pending.is_none() {
+                // A conflict once something below it is selected (unless a directory above is
+                // in the way already: that one is the conflict).
                 self.pending = Some((path.len(), long_name(node.name.len())));
             }
             self.dirs.push(Target::Blocked);
