@@ -364,8 +364,15 @@ impl Error {
     /// What to do about this error, where it is kept apart from the message (`hint:` in text,
     /// `"hint"` in JSON).
     pub fn hint(&self) -> Option<&str> {
+        use crate::restore::RestoreError;
         match self {
-            Error::Restore(crate::restore::RestoreError::Refused { hint, .. }) => hint.as_deref(),
+            Error::Restore(RestoreError::Refused { hint, .. }) => hint.as_deref(),
+            // The cause of one entry's failure, as its message shows it.
+            Error::Restore(
+                RestoreError::Entry { cause, .. }
+                | RestoreError::NotKept { cause, .. }
+                | RestoreError::SetAside { cause, .. },
+            ) => cause.hint(),
             Error::Remote { cause, .. } if cause.contains("certificate") => Some(
                 "a server certificate signed by a private CA needs that CA: AWS_CA_BUNDLE=FILE, \
                  or ca_bundle in the AWS profile",

@@ -258,3 +258,18 @@ fn an_etcd_snapshot_that_lost_its_database_is_not_repaired_into_an_empty_one() {
     fx.id(&["forget", &snap]).ok();
     assert!(fx.snapshot_ids().is_empty());
 }
+
+#[test]
+fn a_file_whose_data_the_index_does_not_list_is_named_with_the_repair_steps() {
+    let (fx, _, snap, _) = backed_up_source(Backend::Local);
+    for pack in fx.object_names("data") {
+        fx.store.delete(&pack);
+    }
+    fx.id(&["repair", "index"]).ok();
+    let out = fx.restore(&snap, &fx.path("t"), &[]);
+    out.code_is(1).stderr_has(&[
+        "is not in the repository index",
+        "hint: run `cairn check`",
+        "`cairn repair snapshots` drops",
+    ]);
+}
