@@ -60,13 +60,16 @@ pub fn audit(g: &Global, a: &CheckArgs) -> Result<(Code, CheckReport)> {
     Ok((code, report))
 }
 
-/// Whether opening the repository failed on a damaged object (its config or a key object).
+/// Whether opening the repository failed on a damaged object: its config, or, when no key
+/// object opened, one whose bytes do not match its name (the credentials' own, maybe).
 fn damaged_at_open(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<cairn_store::Error>(),
-            Some(cairn_store::Error::Damaged { .. } | cairn_store::Error::NameMismatch { .. })
-        )
+    use cairn_store::Error;
+    e.chain().any(|c| match c.downcast_ref::<Error>() {
+        Some(Error::Damaged { .. } | Error::NameMismatch { .. }) => true,
+        Some(Error::WrongIdentity { damaged, .. } | Error::WrongPassphrase { damaged, .. }) => {
+            !damaged.is_empty()
+        }
+        _ => false,
     })
 }
 
