@@ -327,16 +327,18 @@ pub fn repair_snapshots(repo: &Arc<Repository>, dry_run: bool) -> Result<Snapsho
         if let Some(db) = crate::restore::verify::database(&snap).filter(|db| lost.contains(db)) {
             report.failed.push((
                 format!("snapshots/{id}"),
-                format!(
-                    "its etcd database {} is lost{}; the snapshot is left as it is: remove it with `cairn forget {}`",
-                    crate::trees::display_path(&db),
-                    if report.unindexed_packs > 0 {
-                        " (packs in no index may hold it: run `cairn repair index` first)"
-                    } else {
-                        ""
-                    },
-                    id.short()
-                ),
+                if report.unindexed_packs > 0 {
+                    format!(
+                        "its etcd database {} is not in the index; packs in no index may hold it: run `cairn repair index` first (and move out of the repository any pack it skips as damaged); the snapshot is left as it is",
+                        crate::trees::display_path(&db),
+                    )
+                } else {
+                    format!(
+                        "its etcd database {} is lost; the snapshot is left as it is: remove it with `cairn forget {}`",
+                        crate::trees::display_path(&db),
+                        id.short()
+                    )
+                },
             ));
             continue;
         }
