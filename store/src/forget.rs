@@ -35,6 +35,14 @@ pub enum ForgetError {
         /// The limit.
         max: u64,
     },
+    /// A snapshot named is not one the selection options select (a usage error).
+    #[error("snapshot {id} is not selected by {selection}; nothing removed")]
+    NotSelected {
+        /// Its short id.
+        id: String,
+        /// What the selection options select.
+        selection: String,
+    },
     /// The repository failed.
     #[error(transparent)]
     Store(#[from] Error),
@@ -128,6 +136,12 @@ pub fn forget_named(
     let mut out = Outcome::default();
     for spec in specs {
         let (id, snap) = snapshots::resolve(repo, spec, filter)?;
+        if !filter.matches(&snap) {
+            return Err(ForgetError::NotSelected {
+                id: id.short(),
+                selection: filter.describe(),
+            });
+        }
         if out.snapshots.insert(id, snap).is_none() {
             out.decisions.push(Decision {
                 id,

@@ -202,3 +202,34 @@ fn etcd_snapshots_are_one_group_whatever_their_file_names() {
         "the oldest is not the one removed: {v:#}"
     );
 }
+
+#[test]
+fn snapshots_named_by_id_are_removed_whatever_the_rules() {
+    let (fx, _) = two_hosts(Backend::Local);
+    let all = snaps(&fx);
+    let (alpha, _) = all.iter().find(|(_, h)| h == "alpha").unwrap().clone();
+    // Ids and rules do not mix; ids the selection options do not select are refused.
+    fx.id(&["forget", &alpha[..8], "--keep-last", "1"])
+        .code_is(2);
+    fx.id(&["forget", &alpha[..8], "--host", "beta"])
+        .code_is(2)
+        .stderr_has(&["is not selected by --host beta", "nothing removed"]);
+    fx.id(&["forget", &alpha[..8], "--dry-run"]).ok();
+    assert_eq!(snaps(&fx).len(), 6);
+    // The oldest of alpha's three (no rule was needed), then `latest` of beta, through the
+    // selection options.
+    let out = fx.id(&["--json", "forget", &alpha[..8]]);
+    assert_eq!(out.ok().json()["deleted"], 1);
+    let newest_beta = all
+        .iter()
+        .rev()
+        .find(|(_, h)| h == "beta")
+        .unwrap()
+        .0
+        .clone();
+    let out = fx.id(&["--json", "forget", "latest", "--host", "beta"]);
+    assert_eq!(out.ok().json()["deleted"], 1);
+    let left: Vec<String> = snaps(&fx).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(left.len(), 4);
+    assert!(!left.contains(&alpha) && !left.contains(&newest_beta));
+}

@@ -60,8 +60,9 @@ const RULES: [&str; 10] = [
 #[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(RULES).arg("snapshots")))]
 pub struct ForgetArgs {
     /// Snapshots to remove, by id, unique id prefix or `latest` (the newest the selection
-    /// options select), instead of keep rules: one found damaged, say.
-    #[arg(value_name = "SNAPSHOT", conflicts_with_all = ["rules", "unsafe_allow_remove_all"])]
+    /// options select), instead of keep rules: one whose data `check` found lost, say. (A
+    /// snapshot object that is itself damaged cannot be read: `check` says to delete it.)
+    #[arg(value_name = "SNAPSHOT", conflicts_with_all = ["rules", "unsafe_allow_remove_all", "group_by", "timezone"])]
     pub snapshots: Vec<String>,
     /// Keep the N newest snapshots of each group.
     #[arg(long, value_name = "N")]
@@ -210,6 +211,12 @@ pub fn apply(g: &Global, a: &ForgetArgs) -> Result<Applied> {
                 e.to_string(),
                 "check the rules (a count of 0, or a --keep-tag none of the group's snapshots \
                  has); removing all of a group's snapshots needs --unsafe-allow-remove-all",
+            ))
+        }
+        Err(e @ ForgetError::NotSelected { .. }) => {
+            return Err(crate::exit::usage(
+                e.to_string(),
+                "with snapshot ids, the selection options (--host, --source, --tag, --path) must select each of them; leave them out to remove exactly the snapshots named",
             ))
         }
         Err(e) => return Err(e.into()),
