@@ -273,14 +273,14 @@ pub enum ConfigError {
         value: String,
     },
     /// Nothing gives credentials.
-    #[error("no AWS credentials found: none in the environment (AWS_ACCESS_KEY_ID), none for profile {profile} in {files}, and {why}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE naming a profile with keys or a credential_process")]
+    #[error("no AWS credentials found: {looked}, and {why}; {advice}")]
     NoCredentials {
-        /// The profile looked at.
-        profile: String,
-        /// The files looked in.
-        files: String,
+        /// Where credentials were looked for.
+        looked: String,
         /// Why instance metadata gave none.
         why: String,
+        /// What to do.
+        advice: String,
     },
     /// A setting that must be a whole number.
     #[error("{name}={value} is not a whole number")]

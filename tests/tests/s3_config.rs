@@ -494,7 +494,7 @@ fn no_credentials_fail_at_once_and_a_tilde_in_the_file_variables_is_home() {
     let imds = format!("http://{}", silent.local_addr().unwrap());
     let start = std::time::Instant::now();
     let mut vars = endpoint.to_vec();
-    vars.push(("AWS_METADATA_ENDPOINT", imds.as_str()));
+    vars.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.as_str()));
     let out = run(
         &["-r", &t.repo("r"), "snapshots"],
         &env(t.home.path(), &vars),
@@ -502,7 +502,7 @@ fn no_credentials_fail_at_once_and_a_tilde_in_the_file_variables_is_home() {
     out.code_is(2).stderr_has(&[
         "no AWS credentials found",
         "none for profile default",
-        &format!("instance metadata at {imds} gave no token (no answer within 1 s)"),
+        &format!("instance metadata at {imds} gave no credentials (no answer within 1 s)"),
         "AWS_ACCESS_KEY_ID",
     ]);
     assert!(

@@ -10,20 +10,36 @@ use std::time::Duration;
 /// The default endpoint (IPv4).
 pub(crate) const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 
-/// Ask `endpoint` (`http://HOST[:PORT]`) for a session token (IMDSv2), `attempts` times,
-/// each within `timeout`. Ok when one answers 200; else why not.
-pub(crate) fn answers(endpoint: &str, timeout: Duration, attempts: u32) -> Result<(), String> {
+/// The session token request of IMDSv2.
+const TOKEN: &str =
+    "PUT /latest/api/token HTTP/1.1\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\n";
+/// The credentials listing of IMDSv1.
+const V1: &str = "GET /latest/meta-data/iam/security-credentials/ HTTP/1.1\r\n";
+
+/// Ask `endpoint` (`http://HOST[:PORT]`) for a session token (IMDSv2), or with `v1_fallback`
+/// then for its credentials listing (IMDSv1), `attempts` times, each request within
+/// `timeout`. Ok when one answers 200; else why not.
+pub(crate) fn answers(
+    endpoint: &str,
+    timeout: Duration,
+    attempts: u32,
+    v1_fallback: bool,
+) -> Result<(), String> {
     let mut why = String::new();
     for _ in 0..attempts.max(1) {
-        match ask(endpoint, timeout) {
+        match ask(endpoint, TOKEN, timeout) {
             Ok(()) => return Ok(()),
             Err(e) => why = e,
+        }
+        if v1_fallback && ask(endpoint, V1, timeout).is_ok() {
+            return Ok(());
         }
     }
     Err(why)
 }
 
-fn ask(endpoint: &str, timeout: Duration) -> Result<(), String> {
+/// Send `request` (its request line and headers so far) to `endpoint`: Ok on a 200.
+fn ask(endpoint: &str, request: &str, timeout: Duration) -> Result<(), String> {
     let uri: http::Uri = endpoint
         .parse()
         .map_err(|e| format!("{endpoint} is not a URL: {e}"))?;
@@ -34,12 +50,17 @@ fn ask(endpoint: &str, timeout: Duration) -> Result<(), String> {
         .host()
         .ok_or_else(|| format!("{endpoint} names no host"))?;
     let port = uri.port_u16().unwrap_or(80);
-    let addr = (host.trim_matches(['[', ']']), port)
+    let mut connected = Err(format!("{host} has no address"));
+    for addr in (host.trim_matches(['[', ']']), port)
         .to_socket_addrs()
         .map_err(|e| e.to_string())?
-        .next()
-        .ok_or_else(|| format!("{host} has no address"))?;
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    {
+        connected = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string());
+        if connected.is_ok() {
+            break;
+        }
+    }
+    let mut s = connected?;
     let timed_out = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
             format!("no answer within {} s", timeout.as_secs_f64())
@@ -52,7 +73,7 @@ fn ask(endpoint: &str, timeout: Duration) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     write!(
         s,
-        "PUT /latest/api/token HTTP/1.1\r\nHost: {host}\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{request}Host: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .map_err(timed_out)?;
     let mut head = [0u8; 64];
@@ -74,13 +95,19 @@ mod tests {
 
     /// A server on localhost that answers each connection with `reply` (none: never).
     fn server(reply: Option<&'static str>) -> String {
+        serve(move |_| reply)
+    }
+
+    /// A server on localhost that answers each request with what `reply` says for it.
+    fn serve(reply: impl Fn(&str) -> Option<&'static str> + Send + 'static) -> String {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         std::thread::spawn(move || {
             let mut held = Vec::new();
             for mut c in l.incoming().flatten() {
-                let _ = c.read(&mut [0u8; 1024]);
-                match reply {
+                let mut buf = [0u8; 1024];
+                let n = c.read(&mut buf).unwrap_or(0);
+                match reply(&String::from_utf8_lossy(&buf[..n])) {
                     Some(r) => {
                         let _ = c.write_all(r.as_bytes());
                     }
@@ -95,12 +122,15 @@ mod tests {
     fn only_a_token_counts_and_silence_is_bounded() {
         let t = Duration::from_millis(300);
         let ok = server(Some("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ntokn"));
-        assert_eq!(answers(&ok, t, 1), Ok(()));
+        assert_eq!(answers(&ok, t, 1, false), Ok(()));
         let denied = server(Some("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"));
-        assert_eq!(answers(&denied, t, 1).unwrap_err(), "it answered 403");
+        assert_eq!(
+            answers(&denied, t, 1, false).unwrap_err(),
+            "it answered 403"
+        );
         let silent = server(None);
         let start = Instant::now();
-        let why = answers(&silent, t, 2).unwrap_err();
+        let why = answers(&silent, t, 2, false).unwrap_err();
         assert!(why.contains("no answer within 0.3 s"), "{why}");
         assert!(start.elapsed() < Duration::from_secs(2));
         // Nothing listening.
@@ -108,7 +138,17 @@ mod tests {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             format!("http://127.0.0.1:{}", l.local_addr().unwrap().port())
         };
-        assert!(answers(&closed, t, 1).is_err());
-        assert!(answers("https://127.0.0.1:1", t, 1).is_err());
+        assert!(answers(&closed, t, 1, false).is_err());
+        // IMDSv1 only (a container behind a hop limit of 1): with AWS_IMDSV1_FALLBACK.
+        let v1 = serve(|request| {
+            Some(if request.starts_with("GET ") {
+                "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nrole"
+            } else {
+                "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"
+            })
+        });
+        assert!(answers(&v1, t, 1, false).is_err());
+        assert_eq!(answers(&v1, t, 1, true), Ok(()));
+        assert!(answers("https://127.0.0.1:1", t, 1, false).is_err());
     }
 }

@@ -135,15 +135,16 @@ impl RemoteBackend {
             endpoint,
             timeout,
             attempts,
-            profile,
-            files,
+            v1_fallback,
+            looked,
+            advice,
         }) = cfg.as_ref().map(|c| &c.credentials)
         {
-            super::imds::answers(endpoint, *timeout, *attempts).map_err(|why| {
+            super::imds::answers(endpoint, *timeout, *attempts, *v1_fallback).map_err(|why| {
                 ConfigError::NoCredentials {
-                    profile: profile.clone(),
-                    files: files.clone(),
-                    why: format!("instance metadata at {endpoint} gave no token ({why})"),
+                    looked: looked.clone(),
+                    why: format!("instance metadata at {endpoint} gave no credentials ({why})"),
+                    advice: advice.clone(),
                 }
             })?;
         }

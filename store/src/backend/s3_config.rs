@@ -54,10 +54,12 @@ pub(crate) enum Credentials {
         timeout: std::time::Duration,
         /// Attempts.
         attempts: u32,
-        /// The profile and files looked in, for the error when it does not answer.
-        profile: String,
-        /// See `profile`.
-        files: String,
+        /// `AWS_IMDSV1_FALLBACK`: without a session token, IMDSv1 will do.
+        v1_fallback: bool,
+        /// Where else credentials were looked for, for the error when it does not answer.
+        looked: String,
+        /// What to do then.
+        advice: String,
     },
 }
 
@@ -131,18 +133,30 @@ const CHAIN_VARIABLES: [&str; 3] = [
 
 /// Instance metadata as the last source of credentials, with the AWS SDKs' settings:
 /// `AWS_EC2_METADATA_DISABLED`, `AWS_EC2_METADATA_SERVICE_ENDPOINT` (or object_store's
-/// `AWS_METADATA_ENDPOINT`), `AWS_METADATA_SERVICE_TIMEOUT` (seconds, 1),
-/// `AWS_METADATA_SERVICE_NUM_ATTEMPTS` (1).
+/// `AWS_METADATA_ENDPOINT`), `AWS_METADATA_SERVICE_TIMEOUT` (whole seconds, at least 1),
+/// `AWS_METADATA_SERVICE_NUM_ATTEMPTS` (1), and object_store's `AWS_IMDSV1_FALLBACK`.
 fn instance_metadata(
     env: Lookup,
-    profile: String,
-    files: String,
+    name: &str,
+    files: &str,
+    explicit: bool,
 ) -> Result<Credentials, ConfigError> {
+    let (looked, advice) = if explicit {
+        (
+            format!("none for this repository's profile {name} in {files} (keys in the environment are not used for a repository with its own profile or credentials file)"),
+            "add aws_access_key_id and aws_secret_access_key, or a credential_process, to that profile".to_string(),
+        )
+    } else {
+        (
+            format!("none in the environment (AWS_ACCESS_KEY_ID), none for profile {name} in {files}"),
+            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE naming a profile with keys or a credential_process".to_string(),
+        )
+    };
     if env_bool(env, "AWS_EC2_METADATA_DISABLED")? == Some(true) {
         return Err(ConfigError::NoCredentials {
-            profile,
-            files,
+            looked,
             why: "instance metadata is off (AWS_EC2_METADATA_DISABLED)".into(),
+            advice,
         });
     }
     let number = |name: &'static str, default: u32| match env(name) {
@@ -156,10 +170,13 @@ fn instance_metadata(
         endpoint: env("AWS_EC2_METADATA_SERVICE_ENDPOINT")
             .or_else(|| env("AWS_METADATA_ENDPOINT"))
             .unwrap_or_else(|| super::imds::DEFAULT_ENDPOINT.to_string()),
-        timeout: std::time::Duration::from_secs(number("AWS_METADATA_SERVICE_TIMEOUT", 1)?.into()),
+        timeout: std::time::Duration::from_secs(
+            number("AWS_METADATA_SERVICE_TIMEOUT", 1)?.max(1).into(),
+        ),
         attempts: number("AWS_METADATA_SERVICE_NUM_ATTEMPTS", 1)?,
-        profile,
-        files,
+        v1_fallback: env_bool(env, "AWS_IMDSV1_FALLBACK")?.unwrap_or(false),
+        looked,
+        advice,
     })
 }
 
@@ -254,7 +271,7 @@ pub(crate) fn resolve(opts: &RemoteOptions, env: Lookup) -> Result<S3Config, Con
                     })
                 }
                 _ if CHAIN_VARIABLES.iter().any(|v| env(v).is_some()) => Credentials::Chain,
-                _ => instance_metadata(env, profile.name, profile.files)?,
+                _ => instance_metadata(env, &profile.name, &profile.files, explicit)?,
             },
         },
     };
@@ -369,13 +386,29 @@ mod tests {
         .collect();
         let opts = RemoteOptions {
             aws_profile: Some("backup".into()),
-            aws_credentials_file: Some(file),
+            aws_credentials_file: Some(file.clone()),
             ..RemoteOptions::default()
         };
         let cfg = resolve(&opts, &|k| env.get(k).cloned()).unwrap();
         match cfg.credentials {
             Credentials::Static(c) => assert_eq!(c.key_id, "REPOKEY"),
             _ => panic!("the repository's credentials file was not read"),
+        }
+        // A profile of the repository's without keys: not the environment's keys either, and
+        // the error, should instance metadata give none, says so.
+        std::fs::write(&file, "[backup]\nregion = eu-west-1\n").unwrap();
+        match resolve(&opts, &|k| env.get(k).cloned())
+            .unwrap()
+            .credentials
+        {
+            Credentials::InstanceMetadata { looked, advice, .. } => {
+                assert!(
+                    looked.contains("this repository's profile backup"),
+                    "{looked}"
+                );
+                assert!(advice.contains("to that profile"), "{advice}");
+            }
+            other => panic!("{other:?}"),
         }
         // A profile the repository's file lacks is an error naming it, as AWS_PROFILE's is.
         let opts = RemoteOptions {
