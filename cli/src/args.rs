@@ -532,6 +532,16 @@ pub struct ProjectArgs {
     pub common: BackupCommon,
 }
 
+/// A duration that is not zero (`10s`, `500ms`, `1m`; a plain number is seconds).
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    match cairn_store::job::schedule::parse_duration(s)? {
+        d if d.is_zero() => Err(format!(
+            "{s:?}: a timeout of zero never lets a member answer"
+        )),
+        d => Ok(d),
+    }
+}
+
 /// Where the etcd snapshot comes from.
 #[derive(Args, Debug, Clone)]
 pub struct EtcdArgs {
@@ -561,7 +571,7 @@ pub struct EtcdArgs {
         env = "ETCDCTL_DIAL_TIMEOUT",
         default_value = "10s",
         value_name = "DURATION",
-        value_parser = cairn_store::job::schedule::parse_duration
+        value_parser = parse_timeout
     )]
     pub timeout: std::time::Duration,
     /// Ingest a file written by `etcdctl snapshot save` / cluster-backup.sh instead of a live

@@ -106,42 +106,53 @@ impl Schedule {
     }
 }
 
-/// `30s`, `5m`, `2h`, `1d`, or a combination (`1h30m`); a bare number is seconds.
+/// `30s`, `5m`, `2h`, `1d`, Go's `500ms` and `1.5s`, or a combination (`1h30m`); a bare number
+/// is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(n) = s.parse::<u64>() {
         return Ok(Duration::from_secs(n));
     }
-    let mut total: u64 = 0;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => {
+    if s.is_empty() {
+        return Err("an empty duration: give one such as `90s`, `5m` or `1h30m`".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let number = |c: char| c.is_ascii_digit() || c == '.';
+        let (num, tail) = rest.split_at(rest.find(|c| !number(c)).unwrap_or(rest.len()));
+        let (unit, tail) = tail.split_at(tail.find(number).unwrap_or(tail.len()));
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("{s:?}: a number must come before {unit:?}"))?;
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            "" => {
                 return Err(format!(
-                    "{s:?}: unknown unit {c:?}; use s, m, h or d (`90s`, `5m`, `1h30m`)"
+                    "{s:?}: give a unit after each number (`90s`, `5m`, `1h30m`, `500ms`)"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "{s:?}: unknown unit {other:?}; use ms, s, m, h or d (`90s`, `5m`, `1h30m`, `500ms`)"
                 ))
             }
         };
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("{s:?}: a number must come before {c:?}"))?;
-        total = total.saturating_add(n.saturating_mul(unit));
-        num.clear();
+        total = total
+            .checked_add(
+                Duration::try_from_secs_f64(n * scale)
+                    .map_err(|_| format!("{s:?}: too long a duration"))?,
+            )
+            .ok_or_else(|| format!("{s:?}: too long a duration"))?;
+        rest = tail;
     }
-    if !num.is_empty() || s.is_empty() {
-        return Err(format!(
-            "{s:?}: give a unit after each number (`90s`, `5m`, `1h30m`)"
-        ));
-    }
-    Ok(Duration::from_secs(total))
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -283,5 +294,11 @@ mod tests {
         assert_eq!(parse_duration("2d").unwrap().as_secs(), 172800);
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("5m3").is_err());
+        // Go's spelling, as etcdctl takes it.
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("1m30s").unwrap().as_secs(), 90);
+        assert!(parse_duration("").is_err() && parse_duration("s").is_err());
+        assert!(parse_duration("1e400s").is_err() && parse_duration("..s").is_err());
     }
 }
