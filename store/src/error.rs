@@ -373,10 +373,16 @@ impl Error {
                 | RestoreError::NotKept { cause, .. }
                 | RestoreError::SetAside { cause, .. },
             ) => cause.hint(),
-            Error::Remote { cause, .. } if cause.contains("certificate") => Some(
-                "a server certificate signed by a private CA needs that CA: AWS_CA_BUNDLE=FILE, \
+            Error::Remote { cause, .. }
+                if ["UnknownIssuer", "unknown issuer", "self-signed", "self signed"]
+                    .iter()
+                    .any(|c| cause.contains(c)) =>
+            {
+                Some(
+                    "a server certificate signed by a private CA needs that CA: AWS_CA_BUNDLE=FILE, \
                  or ca_bundle in the AWS profile",
-            ),
+                )
+            }
             Error::BlobMissing(_) => Some(
                 "run `cairn check`: `cairn repair index` rebuilds a lost or damaged index object \
                  from the packs; what is really gone, `cairn repair snapshots` drops (restore \

@@ -69,11 +69,17 @@ pub fn run(g: &Global, a: InitArgs) -> Result<Code> {
             "repository": loc,
             "id": id.to_hex(),
             "recipients": recipients,
+            "own_recipient": repo.own_recipient(),
             "host_retention": a.allow_host_retention,
             "object_lock_days": a.object_lock_days,
         }))?;
     } else if !g.quiet {
         crate::outln!("created cairn repository {} at {loc}", id.short())?;
+        if let Some(own) = repo.own_recipient() {
+            crate::outln!(
+                "its own recipient (every object is encrypted to it too; `key write-key` lists it): {own}"
+            )?;
+        }
         crate::outln!(
             "next: export a write key for backup hosts with `cairn key write-key -r {loc} -i IDENTITY -o FILE`"
         )?;

@@ -20,8 +20,13 @@ pub fn run(g: &Global, k: KeyCommand) -> Result<Code> {
             );
             credentials::write_secret_file(&path, &text)?;
             if path.as_os_str() == "-" {
-                // The identity went to stdout; the recipient goes to stderr, as age-keygen does.
-                eprintln!("Public key: {recipient}");
+                // The identity went to stdout; the recipient goes to stderr, as age-keygen does
+                // (a JSON line with --json).
+                if g.json {
+                    output::remark(format_args!("Public key: {recipient}"));
+                } else {
+                    eprintln!("Public key: {recipient}");
+                }
             } else if g.json {
                 output::json(&serde_json::json!({
                     "identity_file": path,

@@ -5,7 +5,7 @@
 
 use super::paths::{absolute_paths, walk_recording};
 use super::{Produced, Saved, Session};
-use crate::host::presets::{resolve_in_root, under_root, Preset};
+use crate::host::presets::{resolve_in_root, under_root, Preset, GLOB_CHARS};
 use crate::host::{inventory, place, HostError};
 use crate::source::fs::Options;
 use crate::{snapshots, trees};
@@ -108,7 +108,7 @@ fn expand(root: &Path, pattern: &str) -> Result<Vec<String>, HostError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if !name.contains(['*', '?', '[']) {
+    if !name.contains(GLOB_CHARS) {
         let real = resolve_in_root(root, pattern);
         let exists = std::fs::symlink_metadata(under_root(root, &real)).is_ok();
         return Ok(if exists { vec![real] } else { Vec::new() });

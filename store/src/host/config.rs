@@ -10,7 +10,7 @@
 //! description = "control planes of site A"
 //! ```
 
-use super::presets::{builtin, Preset};
+use super::presets::{builtin, Preset, GLOB_CHARS};
 use super::HostError;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -58,9 +58,6 @@ pub fn load(path: Option<&Path>) -> Result<Vec<Preset>, HostError> {
     };
     parse(&text, &path.display().to_string())
 }
-
-/// The characters that make a path component a glob.
-const GLOB: &[char] = &['*', '?', '[', '{'];
 
 /// The built-in presets plus those defined in `text` (a cairn.toml named `origin`).
 pub fn parse(text: &str, origin: &str) -> Result<Vec<Preset>, HostError> {
@@ -129,7 +126,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Preset>, HostError> {
                     return Err(bad(name, format!("path {p:?} is not absolute")));
                 }
                 let (dir, _) = p.rsplit_once('/').unwrap_or_default();
-                if dir.contains(GLOB) {
+                if dir.contains(GLOB_CHARS) {
                     return Err(bad(
                         name,
                         format!(
@@ -146,7 +143,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Preset>, HostError> {
                 if let Some(bad_m) = m.iter().find(|m| !m.starts_with('/')) {
                     return Err(bad(name, format!("marker {bad_m:?} is not absolute")));
                 }
-                if let Some(bad_m) = m.iter().find(|m| m.contains(GLOB)) {
+                if let Some(bad_m) = m.iter().find(|m| m.contains(GLOB_CHARS)) {
                     return Err(bad(
                         name,
                         format!("marker {bad_m:?} is a glob; markers are paths that must exist"),

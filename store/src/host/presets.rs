@@ -9,6 +9,9 @@
 use serde::Serialize;
 use std::path::Path;
 
+/// The characters that make a path component a glob (`*`, `?`, `[…]`, `{a,b}`).
+pub const GLOB_CHARS: &[char] = &['*', '?', '[', '{'];
+
 /// A named list of host paths to back up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Preset {

@@ -141,8 +141,12 @@ impl Outputs {
                 (n, name)
             });
         if db.is_none() && snap.source != SourceKind::StaticPods {
-            let path = snap.fact("etcd.file").unwrap_or("snapshot_*.db");
-            return Err(super::verify::no_database(snap, path));
+            let path = trees::path_components(snap.fact("etcd.file").unwrap_or("snapshot_*.db"));
+            return Err(super::verify::no_database(
+                snap,
+                &trees::display_path(&path),
+                false,
+            ));
         }
         let stamp = stamp(db.as_ref().map(|(_, name)| name.as_str()), snap);
         // Cluster and static-pods snapshots list exactly the static pod revision directories.

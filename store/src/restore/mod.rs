@@ -365,10 +365,21 @@ pub(super) fn rename_into_place(
     }
     match rfs::renameat_with(dir, tmp, dir, name, rfs::RenameFlags::NOREPLACE) {
         // File systems without RENAME_NOREPLACE (some NFS servers): a link cannot replace
-        // either.
+        // either; where there are no links either (some FUSE and SMB mounts), a look first,
+        // which a second restore can race.
         Err(Errno::INVAL | Errno::NOSYS) => {
-            rfs::linkat(dir, tmp, dir, name, AtFlags::empty()).map_err(exists)?;
-            rfs::unlinkat(dir, tmp, AtFlags::empty()).map_err(sys("removing the temporary file"))
+            match rfs::linkat(dir, tmp, dir, name, AtFlags::empty()) {
+                Ok(()) => rfs::unlinkat(dir, tmp, AtFlags::empty())
+                    .map_err(sys("removing the temporary file")),
+                Err(Errno::PERM | Errno::OPNOTSUPP | Errno::NOSYS) => {
+                    match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                        Err(Errno::NOENT) => rfs::renameat(dir, tmp, dir, name).map_err(exists),
+                        Ok(_) => Err(exists(Errno::EXIST)),
+                        Err(e) => Err(sys("looking in the target")(e)),
+                    }
+                }
+                Err(e) => Err(exists(e)),
+            }
         }
         other => other.map_err(exists),
     }

@@ -201,7 +201,7 @@ pub fn plan(
         if let Some(path) = super::verify::database(snap) {
             let found = crate::trees::find_unresolved(loader, &snap.tree, &path)?;
             if !found.is_some_and(|(_, n)| n.kind == NodeKind::File) {
-                return Err(super::verify::no_database(snap, &display(&path)));
+                return Err(super::verify::no_database(snap, &display(&path), true));
             }
         }
     }

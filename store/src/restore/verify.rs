@@ -25,7 +25,7 @@ pub(crate) fn database(snap: &Snapshot) -> Option<Vec<Vec<u8>>> {
 /// The refusal to restore an etcd or cluster snapshot (`snap`) whose database (`path`) is not
 /// in it: `repair snapshots` of an older cairn dropped it with a lost pack, or the snapshot was
 /// planted. Restoring the rest and saying "restored" would pass for a recovery.
-pub(super) fn no_database(snap: &Snapshot, path: &str) -> crate::Error {
+pub(super) fn no_database(snap: &Snapshot, path: &str, tree_layout: bool) -> crate::Error {
     let repaired = snap
         .fact(crate::repair::LOST_FACT)
         .map(|n| format!(" (`repair snapshots` removed {n} lost files from it)"))
@@ -36,8 +36,13 @@ pub(super) fn no_database(snap: &Snapshot, path: &str) -> crate::Error {
             snap.source.name()
         ),
         hint: Some(format!(
-            "restore another snapshot (`cairn snapshots --source {}`); --include restores this one's other files",
-            snap.source.name()
+            "restore another snapshot (`cairn snapshots --source {}`){}",
+            snap.source.name(),
+            if tree_layout {
+                "; --include restores this one's other files"
+            } else {
+                ""
+            }
         )),
     }
     .into()

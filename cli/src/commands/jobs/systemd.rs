@@ -332,7 +332,7 @@ pub fn run(g: &Global, a: SystemdArgs) -> Result<Code> {
                 state::write_atomic_readable(&p, text.as_bytes())
                     .with_context(|| format!("writing {}", p.display()))?;
                 if !g.quiet {
-                    eprintln!("wrote {}", p.display());
+                    crate::output::remark(format_args!("wrote {}", p.display()));
                 }
             }
         }
