@@ -381,7 +381,8 @@ fn snapshot_file_facts_equal_etcdctl_status_and_bad_files_are_refused() {
         s(&bare),
         "--skip-hash-check",
     ]);
-    out.ok().stderr_has(&["warning", "--skip-hash-check"]);
+    out.ok()
+        .stderr_has(&["\"level\":\"WARN\"", "--skip-hash-check"]);
     let bare_id = Fixture::snap_id(&out.json());
     let facts = listed_facts(&fx, &bare_id);
     assert_eq!(facts["etcd.sha256"], "missing", "{facts}");
