@@ -25,6 +25,12 @@ fn main() -> ExitCode {
     };
     init_logging(cli.global.verbose, cli.global.quiet, cli.global.json);
     output::set_json_stderr(cli.global.json);
+    if cli.global.json {
+        // A panic's own report is a JSON line too (the error object follows it).
+        std::panic::set_hook(Box::new(|info| {
+            output::error(format_args!("panic: {info}"));
+        }));
+    }
     // Trees are walked recursively; a large stack keeps the depth limit, not the stack, the
     // bound a hostile repository meets.
     let worker = std::thread::Builder::new()
