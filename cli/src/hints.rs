@@ -11,56 +11,51 @@ use std::path::Path;
 /// Source subcommands of `cairn backup` whose names may also be directories.
 const SOURCES: [&str; 3] = ["etcd", "static-pods", "cluster"];
 
-/// Every source subcommand of `cairn backup`.
-const ALL_SOURCES: [&str; 6] = ["etcd", "static-pods", "cluster", "project", "host", "stdin"];
-
 /// Add a tip to a clap error where the command line suggests a known habit: `cairn backup
 /// etcd` meant as the directory `./etcd`, or `cairn backup -r REPO etcd …` (after an option,
 /// `etcd` is read as a path).
 pub fn clap_error(mut e: clap::Error, argv: &[OsString]) -> clap::Error {
     let words: Vec<&str> = argv.iter().filter_map(|a| a.to_str()).collect();
-    if e.kind() == ErrorKind::UnknownArgument {
-        let backup = words.iter().position(|w| *w == "backup");
-        let late_source = backup.and_then(|i| {
-            let next = words.get(i + 1)?;
-            if !next.starts_with('-') {
-                return None;
-            }
-            words[i + 1..].iter().find(|w| ALL_SOURCES.contains(w))
-        });
-        if let Some(source) = late_source {
-            e.insert(
-                ContextKind::Suggested,
-                ContextValue::StyledStrs(vec![format!(
+    let Some(backup) = words.iter().position(|w| *w == "backup") else {
+        return e;
+    };
+    let tip = match e.kind() {
+        ErrorKind::UnknownArgument if words.get(backup + 1).is_some_and(|w| w.starts_with('-')) => {
+            let sources = backup_sources();
+            words[backup + 1..]
+                .iter()
+                .find(|w| sources.iter().any(|s| s == *w))
+                .map(|source| format!(
                     "after an option, `{source}` is read as a path to back up: name the source right after `backup` (`cairn backup {source} -r REPO …`), or put the options before `backup`"
-                )
-                .into()]),
-            );
+                ))
         }
-        return e;
-    }
-    if !matches!(
-        e.kind(),
-        ErrorKind::MissingRequiredArgument | ErrorKind::ArgumentConflict
-    ) {
-        return e;
-    }
-    let after_backup = words
-        .iter()
-        .position(|w| *w == "backup")
-        .and_then(|i| words.get(i + 1));
-    if let Some(source) = after_backup.filter(|w| SOURCES.contains(w)) {
-        if Path::new(source).exists() {
-            e.insert(
-                ContextKind::Suggested,
-                ContextValue::StyledStrs(vec![format!(
-                    "`{source}` is the {source} source; to back up the directory named {source} here, write ./{source}"
-                )
-                .into()]),
-            );
-        }
+        ErrorKind::MissingRequiredArgument | ErrorKind::ArgumentConflict => words
+            .get(backup + 1)
+            .filter(|w| SOURCES.contains(w) && Path::new(w).exists())
+            .map(|source| format!(
+                "`{source}` is the {source} source; to back up the directory named {source} here, write ./{source}"
+            )),
+        _ => None,
+    };
+    if let Some(tip) = tip {
+        e.insert(
+            ContextKind::Suggested,
+            ContextValue::StyledStrs(vec![tip.into()]),
+        );
     }
     e
+}
+
+/// The source subcommands of `cairn backup`, as the parser knows them.
+fn backup_sources() -> Vec<String> {
+    let cli = <crate::args::Cli as clap::CommandFactory>::command();
+    cli.find_subcommand("backup")
+        .map(|b| {
+            b.get_subcommands()
+                .map(|s| s.get_name().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Refuse a `--key` file that is a PEM private key (etcdctl's `--key` habit) or an age

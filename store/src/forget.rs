@@ -125,8 +125,9 @@ pub fn forget(repo: &Arc<Repository>, req: &Request) -> Result<Outcome, ForgetEr
 }
 
 /// Remove the snapshots `specs` name (ids, unique id prefixes, `latest`: the newest `filter`
-/// selects), whatever the rules would keep: a snapshot found damaged, say. Callers check the credentials first, as for
-/// [`forget`]. Every name is resolved before anything is deleted.
+/// selects), whatever the rules would keep: one whose data was lost, say. Each must be one
+/// `filter` selects. Callers check the credentials first, as for [`forget`]. Every name is
+/// resolved before anything is deleted.
 pub fn forget_named(
     repo: &Arc<Repository>,
     specs: &[String],

@@ -262,6 +262,9 @@ fn rewrite(
     Ok(changed.then_some(Tree { nodes }))
 }
 
+/// What `repair snapshots` says of what it cannot read while packs in no index may hold it.
+const INDEX_FIRST: &str = "packs in no index may hold it: run `cairn repair index` first (and move out of the repository any pack it skips as damaged)";
+
 /// Rewrite every snapshot whose trees refer to blobs that are not in the index (or whose packs
 /// are gone): lost files and unreadable directories are dropped, the new trees stored, a new
 /// snapshot written (tagged `repaired`, parent = the original) and the original removed.
@@ -308,7 +311,7 @@ pub fn repair_snapshots(repo: &Arc<Repository>, dry_run: bool) -> Result<Snapsho
                 report.failed.push((
                     format!("snapshots/{id}"),
                     if report.unindexed_packs > 0 {
-                        format!("its root tree cannot be read ({e}); packs in no index may hold it: run `cairn repair index` first (and move out of the repository any pack it skips as damaged)")
+                        format!("its root tree cannot be read ({e}); {INDEX_FIRST}")
                     } else {
                         format!("its root tree cannot be read ({e}); nothing of it can be saved: remove it with `cairn forget {}`", id.short())
                     },
@@ -329,7 +332,7 @@ pub fn repair_snapshots(repo: &Arc<Repository>, dry_run: bool) -> Result<Snapsho
                 format!("snapshots/{id}"),
                 if report.unindexed_packs > 0 {
                     format!(
-                        "its etcd database {} is not in the index; packs in no index may hold it: run `cairn repair index` first (and move out of the repository any pack it skips as damaged); the snapshot is left as it is",
+                        "its etcd database {} is not in the index; {INDEX_FIRST}; the snapshot is left as it is",
                         crate::trees::display_path(&db),
                     )
                 } else {

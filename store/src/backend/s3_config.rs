@@ -261,17 +261,21 @@ pub(crate) fn resolve(opts: &RemoteOptions, env: Lookup) -> Result<S3Config, Con
                 command,
                 given_by: format!("credential_process of profile {} in {file}", profile.name),
             },
-            (None, None) => match profile.unsupported {
-                // The environment's own sources (pod identity, container credentials) still
-                // count; else the profile meant something cairn cannot do: say so.
-                Some(setting) if !CHAIN_VARIABLES.iter().any(|v| env(v).is_some()) => {
+            // The environment's own sources (pod identity, container credentials) still
+            // count; else a profile that meant something cairn cannot do is said to, and
+            // without one instance metadata is the last source.
+            (None, None) => match (
+                CHAIN_VARIABLES.iter().any(|v| env(v).is_some()),
+                profile.unsupported,
+            ) {
+                (true, _) => Credentials::Chain,
+                (false, Some(setting)) => {
                     return Err(ConfigError::UnsupportedCredentials {
                         profile: profile.name,
                         setting,
                     })
                 }
-                _ if CHAIN_VARIABLES.iter().any(|v| env(v).is_some()) => Credentials::Chain,
-                _ => instance_metadata(env, &profile.name, &profile.files, explicit)?,
+                (false, None) => instance_metadata(env, &profile.name, &profile.files, explicit)?,
             },
         },
     };

@@ -42,6 +42,7 @@ fn write_atomically<T>(
     check: impl FnOnce(&Path, T) -> Result<()>,
 ) -> Result<PathBuf> {
     let dest = dir.join(name);
+    let tmp_name = std::ffi::OsStr::new(tmp);
     let tmp = dir.join(tmp);
     let result = (|| {
         // Both files hold cluster secrets: private, as `etcdctl snapshot save` writes them.
@@ -72,7 +73,6 @@ fn write_atomically<T>(
             path: dir.display().to_string(),
             cause: io::ErrorKind::NotFound.into(),
         })?;
-        let tmp_name = tmp.file_name().unwrap_or_default();
         super::rename_into_place(
             dir_fd.as_fd(),
             tmp_name,
