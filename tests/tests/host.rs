@@ -42,6 +42,13 @@ fn facts(report: &serde_json::Value) -> &serde_json::Map<String, serde_json::Val
     report["facts"].as_object().expect("facts")
 }
 
+/// `backup host --preset PRESET --root ROOT EXTRA…` with the write key.
+fn backup_host(fx: &Fixture, preset: &str, root: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["backup", "host", "--preset", preset, "--root", s(root)];
+    args.extend_from_slice(extra);
+    fx.wk(&args)
+}
+
 fn snapshot_count(fx: &Fixture) -> usize {
     fx.object_names("snapshots").len()
 }
@@ -74,15 +81,7 @@ fn dpkg_list() -> Vec<u8> {
 fn auto_picks_the_role_records_absent_paths_and_the_inventory() {
     let fx = Fixture::new();
     let root = ocp4_root(&fx);
-    let out = fx.wk(&[
-        "--json",
-        "backup",
-        "host",
-        "--preset",
-        "auto",
-        "--root",
-        s(&root),
-    ]);
+    let out = backup_host(&fx, "auto", &root, &["--json"]);
     out.ok();
     let report = out.json();
     let f = facts(&report);
@@ -139,15 +138,7 @@ fn auto_picks_the_role_records_absent_paths_and_the_inventory() {
     assert_eq!(c["machineconfig"]["same"], true, "{cmp}");
 
     // A second backup reads nothing unchanged again (same recorded paths: the parent).
-    let again = fx.wk(&[
-        "--json",
-        "backup",
-        "host",
-        "--preset",
-        "auto",
-        "--root",
-        s(&root),
-    ]);
+    let again = backup_host(&fx, "auto", &root, &["--json"]);
     let again = again.ok().json();
     assert_eq!(again["parent"].as_str(), Some(snap.as_str()));
     assert_eq!(
@@ -156,7 +147,7 @@ fn auto_picks_the_role_records_absent_paths_and_the_inventory() {
         "only the inventory is read again"
     );
     // Without --json it says which presets auto picked and what is absent.
-    let text = fx.wk(&["backup", "host", "--preset", "auto", "--root", s(&root)]);
+    let text = backup_host(&fx, "auto", &root, &[]);
     text.ok();
     text.stderr_has(&["picked ocp4-control-plane", "recorded as absent: /etc/crio"]);
     // Nothing changed on the host: the inventory, taken again, keeps its times, so `diff`
@@ -228,16 +219,7 @@ fn each_role_is_recognised_and_a_bare_host_is_refused() {
         for f in files {
             write_file(&root.join(f), b"x\n");
         }
-        let out = fx.wk(&[
-            "--json",
-            "backup",
-            "host",
-            "--preset",
-            "auto",
-            "--no-inventory",
-            "--root",
-            s(&root),
-        ]);
+        let out = backup_host(&fx, "auto", &root, &["--no-inventory", "--json"]);
         out.ok();
         let report = out.json();
         assert_eq!(facts(&report)["host.presets"], want, "{name}: {out}");
@@ -257,7 +239,7 @@ fn each_role_is_recognised_and_a_bare_host_is_refused() {
 
     let before = snapshot_count(&fx);
     let bare = fx.dir("bare");
-    let out = fx.wk(&["backup", "host", "--preset", "auto", "--root", s(&bare)]);
+    let out = backup_host(&fx, "auto", &bare, &[]);
     out.code_is(1);
     out.stderr_has(&[
         "no preset's marker files",
@@ -272,38 +254,16 @@ fn explicit_missing_paths_fail_and_user_presets_extend_built_ins() {
     let fx = Fixture::new();
     let root = ocp4_root(&fx);
     let before = snapshot_count(&fx);
-    let out = fx.wk(&[
-        "backup",
-        "host",
-        "--preset",
-        "ocp4-worker",
-        "--root",
-        s(&root),
-        "/etc/site-ca",
-    ]);
+    let out = backup_host(&fx, "ocp4-worker", &root, &["/etc/site-ca"]);
     out.code_is(1);
     out.stderr_has(&["/etc/site-ca does not exist", "must exist"]);
     assert_eq!(snapshot_count(&fx), before);
-    let out = fx.wk(&[
-        "backup",
-        "host",
-        "--preset",
-        "no-such-role",
-        "--root",
-        s(&root),
-    ]);
+    let out = backup_host(&fx, "no-such-role", &root, &[]);
     out.code_is(2);
     out.stderr_has(&["no preset named", "presets list"]);
     // A preset none of whose paths exists (an image not mounted): refused, nothing saved.
     let empty = fx.dir("empty-root");
-    let out = fx.wk(&[
-        "backup",
-        "host",
-        "--preset",
-        "ocp4-worker",
-        "--root",
-        s(&empty),
-    ]);
+    let out = backup_host(&fx, "ocp4-worker", &empty, &[]);
     out.code_is(1);
     out.stderr_has(&[
         "none of the paths of preset ocp4-worker exists",
@@ -314,16 +274,7 @@ fn explicit_missing_paths_fail_and_user_presets_extend_built_ins() {
     // resolved inside the root, as `cd -P` would on that host.
     write_file(&root.join("var/opt/agent/etc/agent.conf"), b"x\n");
     std::os::unix::fs::symlink("var/opt", root.join("opt")).unwrap();
-    let out = fx.wk(&[
-        "--json",
-        "backup",
-        "host",
-        "--preset",
-        "ocp4-worker",
-        "--root",
-        s(&root),
-        "/opt/agent/etc",
-    ]);
+    let out = backup_host(&fx, "ocp4-worker", &root, &["/opt/agent/etc", "--json"]);
     let ls = fx.id(&["ls", Fixture::snap_id(&out.ok().json()).as_str()]);
     assert!(
         ls.ok()
@@ -393,16 +344,7 @@ fn doctored_dpkg(fx: &Fixture) -> PathBuf {
 fn compare_lists_missing_changed_and_extra_packages() {
     let fx = Fixture::new();
     let root = ocp4_root(&fx);
-    let report = fx
-        .wk(&[
-            "--json",
-            "backup",
-            "host",
-            "--preset",
-            "ocp4-worker",
-            "--root",
-            s(&root),
-        ])
+    let report = backup_host(&fx, "ocp4-worker", &root, &["--json"])
         .ok()
         .json();
     let snap = Fixture::snap_id(&report);
@@ -573,16 +515,7 @@ fn command_capture_streams_output_and_a_failing_command_saves_nothing() {
 fn restore_dry_run_of_a_host_snapshot_lists_conflicts_and_writes_nothing() {
     let fx = Fixture::new();
     let root = ocp4_root(&fx);
-    let report = fx
-        .wk(&[
-            "--json",
-            "backup",
-            "host",
-            "--preset",
-            "ocp4-control-plane",
-            "--root",
-            s(&root),
-        ])
+    let report = backup_host(&fx, "ocp4-control-plane", &root, &["--json"])
         .ok()
         .json();
     let snap = Fixture::snap_id(&report);
