@@ -1,6 +1,7 @@
 //! Host backups: presets against fake host roots (one per role, paths missing on purpose),
-//! `--preset auto`, explicit paths that must exist, the inventory taken from this machine's
-//! real package manager, `host compare` on matching and doctored inventories, command
+//! `--preset auto`, explicit paths that must exist, the inventory (the package list from a
+//! real rpm database below an RHCOS-like root, a dpkg database below a Debian-like one, and
+//! this machine's own), `host compare` against databases changed with the real rpm, command
 //! capture (a failing command saves nothing), and the restore dry-run of a host snapshot.
 
 use cairn_e2e::*;
@@ -35,7 +36,90 @@ fn ocp4_root(fx: &Fixture) -> PathBuf {
     );
     write_file(&r.join("etc/containers/registries.conf"), b"[registries]\n");
     write_file(&r.join("etc/os-release"), OS_RELEASE.as_bytes());
+    // RHCOS keeps its rpm database in /usr/share/rpm, with /var/lib/rpm a link to it.
+    let db = r.join("usr/share/rpm");
+    fs::create_dir_all(r.join("var/lib")).unwrap();
+    std::os::unix::fs::symlink("../../usr/share/rpm", r.join("var/lib/rpm")).unwrap();
+    sh("rpm", &["--dbpath", s(&db), "--initdb"]);
+    for (name, epoch, version) in RHCOS_PACKAGES {
+        rpm_package(fx, &db, "-i", name, epoch, version);
+    }
     r
+}
+
+/// The packages of [`ocp4_root`]'s rpm database: name, epoch, version-release.
+const RHCOS_PACKAGES: [(&str, Option<u32>, &str); 3] = [
+    ("cri-o", Some(0), "1.29.1-2.rhaos4.16.el9"),
+    ("openshift-kubelet", None, "4.16.0-202406.el9"),
+    ("podman", Some(4), "4.9.4-5.el9"),
+];
+
+/// [`RHCOS_PACKAGES`] as `rpm -qa` lists them: `NAME\tEPOCH:VERSION-RELEASE\tARCH` lines,
+/// sorted.
+fn rhcos_list() -> Vec<String> {
+    let mut lines: Vec<String> = RHCOS_PACKAGES
+        .iter()
+        .map(|(name, epoch, version)| {
+            let epoch = epoch.map_or("(none)".to_string(), |e| e.to_string());
+            format!("{name}\t{epoch}:{version}\tnoarch")
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// The lines of `text`, sorted.
+fn sorted_lines(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+/// The noarch rpm package NAME (EPOCH if given) at VERSION-RELEASE, built with rpmbuild and
+/// written into the rpm database `db` by `rpm OP --justdb` (no files): `-i` installs, `-U`
+/// upgrades.
+fn rpm_package(fx: &Fixture, db: &Path, op: &str, name: &str, epoch: Option<u32>, version: &str) {
+    let (version, release) = version.split_once('-').expect("VERSION-RELEASE");
+    let dir = fx.dir(&format!("rpmbuild/{name}-{version}-{release}"));
+    let spec = dir.join("package.spec");
+    let epoch = epoch.map(|e| format!("Epoch: {e}\n")).unwrap_or_default();
+    write_file(
+        &spec,
+        format!(
+            "Name: {name}\nVersion: {version}\nRelease: {release}\n{epoch}Summary: cairn test\n\
+             License: MIT\nBuildArch: noarch\n%description\ncairn test\n%files\n"
+        )
+        .as_bytes(),
+    );
+    let defines = [
+        format!("_topdir {}", dir.join("top").display()),
+        format!("_rpmdir {}", dir.display()),
+    ];
+    sh(
+        "rpmbuild",
+        &[
+            "-bb",
+            "--quiet",
+            "--define",
+            &defines[0],
+            "--define",
+            &defines[1],
+            s(&spec),
+        ],
+    );
+    let package = dir.join(format!("noarch/{name}-{version}-{release}.noarch.rpm"));
+    sh(
+        "rpm",
+        &[
+            "--dbpath",
+            s(db),
+            op,
+            "--justdb",
+            "--nodeps",
+            "--noscripts",
+            s(&package),
+        ],
+    );
 }
 
 fn facts(report: &serde_json::Value) -> &serde_json::Map<String, serde_json::Value> {
@@ -95,7 +179,8 @@ fn auto_picks_the_role_records_absent_paths_and_the_inventory() {
     ] {
         assert!(absent.lines().any(|l| l == p), "{p} not absent: {absent}");
     }
-    assert_eq!(f["inventory.package_manager"], "dpkg");
+    assert_eq!(f["inventory.package_manager"], "rpm");
+    assert_eq!(f["inventory.packages"], "3");
     assert_eq!(f["inventory.os"], "Fake Linux 9.4");
     let snap = Fixture::snap_id(&report);
 
@@ -117,10 +202,11 @@ fn auto_picks_the_role_records_absent_paths_and_the_inventory() {
     }
     assert!(!ls.stdout.contains("not-saved"), "{ls}");
     assert!(!ls.stdout.contains(s(&root)), "{ls}");
-    // The real package list of this machine, and the fake root's os-release.
+    // The packages of the root's rpm database (not this machine's), and its os-release.
     let cat = fx.id(&["cat", &snap, "/.cairn/inventory/packages.tsv"]);
-    cat.ok();
-    assert_eq!(cat.stdout_bytes, dpkg_list());
+    assert_eq!(sorted_lines(&cat.ok().stdout), rhcos_list());
+    let cat = fx.id(&["cat", &snap, "/.cairn/inventory/package-manager"]);
+    assert_eq!(cat.ok().stdout, "rpm\n");
     let cat = fx.id(&["cat", &snap, "/.cairn/inventory/os-release"]);
     assert_eq!(cat.ok().stdout, OS_RELEASE);
 
@@ -130,7 +216,7 @@ fn auto_picks_the_role_records_absent_paths_and_the_inventory() {
     let c = &cmp.json()["comparison"];
     assert_eq!(c["fit"], true, "{cmp}");
     assert_eq!(c["missing"].as_array().unwrap().len(), 0);
-    assert!(num(c, "matching") > 10, "{cmp}");
+    assert_eq!(num(c, "matching"), 3, "{cmp}");
     assert_eq!(
         c["machineconfig"]["recorded"], "rendered-master-abc",
         "{cmp}"
@@ -326,18 +412,70 @@ fn explicit_missing_paths_fail_and_user_presets_extend_built_ins() {
     out.stderr_has(&["cairn.toml", "preset x", "nope"]);
 }
 
-/// A directory with a `dpkg-query` that prints this machine's list doctored: the first
-/// installed package dropped, the second at another version, one package added, and one
-/// removed with its configuration files left (`rc`), which is not installed.
-fn doctored_dpkg(fx: &Fixture) -> PathBuf {
-    let bin = fx.dir("fakebin");
-    let script = bin.join("dpkg-query");
+/// dpkg's database of a Debian-like image: one package installed, one removed with its
+/// configuration files left (not installed).
+const DPKG_STATUS: &[u8] = b"Package: kubelet\nStatus: install ok installed\nMaintainer: t\n\
+Architecture: amd64\nVersion: 1.29.3-1.1\nDescription: k\n\n\
+Package: oldconf\nStatus: deinstall ok config-files\nMaintainer: t\nArchitecture: amd64\n\
+Version: 0.1\nDescription: o\n";
+
+#[test]
+fn packages_come_from_the_database_below_the_root_or_from_this_machine() {
+    let fx = Fixture::new();
+    let debian = fx.dir("debian-root");
     write_file(
-        &script,
-        b"#!/bin/sh\n/usr/bin/dpkg-query \"$@\" | /usr/bin/awk -F'\\t' '$1 !~ /^.[itW]/ {print; next} {n++} n==1{next} n==2{print $1 \"\\t\" $2 \"\\t\" $3 \"-doctored\\t\" $4; next} {print} END{print \"ii \\tcairn-test-extra\\t1.0\\tall\"; print \"rc \\tcairn-test-removed\\t1.0\\tall\"}'\n",
+        &debian.join("etc/os-release"),
+        b"ID=debian\nVERSION_ID=\"12\"\n",
     );
-    chmod(&script, 0o755);
-    bin
+    write_file(&debian.join("etc/kubernetes/kubelet.conf"), b"x\n");
+    write_file(&debian.join("var/lib/dpkg/status"), DPKG_STATUS);
+    let host_backup = |root: &Path| {
+        fx.wk(&[
+            "--json",
+            "backup",
+            "host",
+            "--root",
+            s(root),
+            "/etc/kubernetes",
+        ])
+    };
+    let report = host_backup(&debian).ok().json();
+    assert_eq!(facts(&report)["inventory.package_manager"], "dpkg");
+    let snap = Fixture::snap_id(&report);
+    let cat = fx.id(&["cat", &snap, "/.cairn/inventory/packages.tsv"]);
+    assert_eq!(cat.ok().stdout, "kubelet\t1.29.3-1.1\tamd64\n");
+    fx.id(&["host", "compare", &snap, "--root", s(&debian)])
+        .ok();
+
+    // Without --root: what this machine's dpkg-query lists.
+    let here = fx.dir("here");
+    write_file(&here.join("f"), b"x");
+    let report = fx.wk(&["--json", "backup", "host", s(&here)]).ok().json();
+    assert_eq!(facts(&report)["inventory.package_manager"], "dpkg");
+    let cat = fx.id(&[
+        "cat",
+        &Fixture::snap_id(&report),
+        "/.cairn/inventory/packages.tsv",
+    ]);
+    assert_eq!(cat.ok().stdout_bytes, dpkg_list());
+
+    // A root without a package database records none and says why; compared with it, the
+    // recorded packages cannot be checked: unfit.
+    let bare = fx.dir("bare-root");
+    write_file(&bare.join("etc/kubernetes/kubelet.conf"), b"x\n");
+    let out = host_backup(&bare);
+    out.ok();
+    out.stderr_has(&["no package database below", "no package list recorded"]);
+    assert!(facts(&out.json())
+        .get("inventory.package_manager")
+        .is_none());
+    let cmp = fx.id(&["host", "compare", &snap, "--root", s(&bare)]);
+    cmp.code_is(5);
+    assert!(
+        cmp.stdout
+            .contains("this host's packages cannot be listed: no package database below"),
+        "{cmp}"
+    );
 }
 
 #[test]
@@ -348,12 +486,16 @@ fn compare_lists_missing_changed_and_extra_packages() {
         .ok()
         .json();
     let snap = Fixture::snap_id(&report);
-    let fake = doctored_dpkg(&fx);
-    let path = [("PATH", fake.as_os_str())];
-    let cmp = fx.run_env(
-        &fx.id_args(&["--json", "host", "compare", &snap, "--root", s(&root)]),
-        &path,
+    // The root's database changed with the real rpm: one package erased, one upgraded, one
+    // added.
+    let db = root.join("usr/share/rpm");
+    sh(
+        "rpm",
+        &["--dbpath", s(&db), "-e", "--justdb", "--nodeps", "cri-o"],
     );
+    rpm_package(&fx, &db, "-U", "podman", Some(4), "5.0.2-1.el9");
+    rpm_package(&fx, &db, "-i", "cairn-test-extra", None, "1.0-1");
+    let cmp = fx.id(&["--json", "host", "compare", &snap, "--root", s(&root)]);
     cmp.code_is(5);
     let c = &cmp.json()["comparison"];
     assert_eq!(c["fit"], false);
@@ -361,18 +503,9 @@ fn compare_lists_missing_changed_and_extra_packages() {
     let plain = fx.dir("plain");
     write_file(&plain.join("f"), b"x");
     fx.backup(&[&plain]);
-    let latest = fx.run_env(
-        &fx.id_args(&["--json", "host", "compare", "latest", "--root", s(&root)]),
-        &path,
-    );
+    let latest = fx.id(&["--json", "host", "compare", "latest", "--root", s(&root)]);
     latest.code_is(5);
     assert_eq!(latest.json()["snapshot"], report["snapshot"], "{latest}");
-    let list = dpkg_list();
-    let lines: Vec<&[u8]> = list.split(|b| *b == b'\n').collect();
-    let first =
-        String::from_utf8_lossy(lines[0].split(|b| *b == b'\t').next().unwrap()).into_owned();
-    let second =
-        String::from_utf8_lossy(lines[1].split(|b| *b == b'\t').next().unwrap()).into_owned();
     let names = |k: &str| -> Vec<String> {
         c[k].as_array()
             .unwrap()
@@ -380,8 +513,10 @@ fn compare_lists_missing_changed_and_extra_packages() {
             .map(|p| p["name"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(names("missing"), [first]);
-    assert_eq!(names("different"), [second]);
+    assert_eq!(names("missing"), ["cri-o"]);
+    assert_eq!(names("different"), ["podman"]);
+    assert_eq!(c["different"][0]["recorded"][0], "4:4.9.4-5.el9", "{cmp}");
+    assert_eq!(c["different"][0]["installed"][0], "4:5.0.2-1.el9", "{cmp}");
     assert_eq!(names("extra"), ["cairn-test-extra"]);
     // Another OS release below the root: unfit for that reason too (text output).
     write_file(

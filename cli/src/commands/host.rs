@@ -31,8 +31,8 @@ Example:
 pub struct CompareArgs {
     /// Snapshot: id, unique id prefix, or `latest`.
     pub snapshot: String,
-    /// Compare with the host below DIR (os-release read there; packages and kernel are the
-    /// running system's).
+    /// Compare with the host below DIR (os-release and the package database read there; the
+    /// kernel is the running system's).
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
     #[command(flatten)]

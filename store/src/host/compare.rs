@@ -4,7 +4,7 @@
 //! reported but do not make it unfit (a rebuilt host may boot another kernel; the kernel
 //! packages themselves are compared as packages).
 
-use super::inventory::{self, PackageManager};
+use super::inventory::{self, PackageDb};
 use super::HostError;
 use cairn_format::tree::NodeKind;
 use serde::Serialize;
@@ -26,6 +26,8 @@ pub struct Inventory {
     pub hostname: Option<String>,
     /// Name of the MachineConfig the node runs (OpenShift 4).
     pub machineconfig: Option<String>,
+    /// Why `packages` is missing from a running host's inventory.
+    pub no_packages: Option<String>,
 }
 
 /// `metadata.name` of a MachineConfig document.
@@ -34,7 +36,8 @@ pub fn machineconfig_name(json: &[u8]) -> Option<String> {
     v.get("metadata")?.get("name")?.as_str().map(str::to_string)
 }
 
-/// The running host's inventory (files below `root`, packages and kernel of this system).
+/// The running host's inventory: files and packages below `root`, kernel and host name of
+/// this system.
 pub fn current(root: &Path) -> Result<Inventory, HostError> {
     let (kernel, hostname) = inventory::uname();
     let mut inv = Inventory {
@@ -42,10 +45,13 @@ pub fn current(root: &Path) -> Result<Inventory, HostError> {
         hostname: Some(hostname),
         ..Inventory::default()
     };
-    if let Some(pm) = PackageManager::detect() {
-        let out = pm.installed(&pm.command().output(inventory::PACKAGES_LIMIT)?);
-        inv.packages = Some(String::from_utf8_lossy(&out).into_owned());
-        inv.package_manager = Some(pm.name().into());
+    match PackageDb::find(root) {
+        Ok(db) => {
+            let out = db.list(inventory::PACKAGES_LIMIT)?;
+            inv.packages = Some(String::from_utf8_lossy(&out).into_owned());
+            inv.package_manager = Some(db.manager.name().into());
+        }
+        Err(why) => inv.no_packages = Some(why),
     }
     if let Some((_, text)) = inventory::os_release(root)? {
         inv.os_release = Some(String::from_utf8_lossy(&text).into_owned());
@@ -215,9 +221,10 @@ pub fn compare(recorded: &Inventory, host: &Inventory) -> Comparison {
             "the snapshot recorded no package list: whether this host has the same packages is unknown"
                 .into(),
         ),
-        (Some(_), None) => {
-            reasons.push("this host has neither rpm nor dpkg-query to list its packages".into())
-        }
+        (Some(_), None) => reasons.push(format!(
+            "this host's packages cannot be listed: {}",
+            host.no_packages.as_deref().unwrap_or("no package database")
+        )),
         (Some(_), Some(_)) if !package_manager.same => reasons.push(format!(
             "package manager differs: recorded {}, this host {}",
             package_manager.recorded.as_deref().unwrap_or("-"),
@@ -335,6 +342,7 @@ pub fn recorded(
         hostname: line(read(inventory::HOSTNAME)?),
         machineconfig: read(inventory::MACHINECONFIG)?
             .and_then(|j| machineconfig_name(j.as_bytes())),
+        no_packages: None,
     }))
 }
 
@@ -349,7 +357,7 @@ mod tests {
             os_release: Some(os.into()),
             kernel: Some(kernel.into()),
             hostname: Some("h".into()),
-            machineconfig: None,
+            ..Inventory::default()
         }
     }
 

@@ -10,7 +10,7 @@ use crate::saver::Saver;
 use cairn_format::chunker::ChunkPolicy;
 use cairn_format::tree::Node;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Where the inventory lives in a snapshot tree.
 pub const DIR: &str = "/.cairn/inventory";
@@ -47,20 +47,111 @@ pub enum PackageManager {
     Dpkg,
 }
 
-impl PackageManager {
-    /// The one this host has, found in PATH: dpkg where its database is (a Debian or Ubuntu
-    /// host may have an `rpm` binary, with no packages in its database), else rpm first.
-    pub fn detect() -> Option<PackageManager> {
+/// rpm databases below a host root, in the order looked for: Fedora's and RHEL 10's, the
+/// classic one, and rpm-ostree's (RHCOS, Fedora CoreOS; `/var/lib/rpm` links to it there).
+const RPM_DIRS: [&str; 3] = ["/usr/lib/sysimage/rpm", "/var/lib/rpm", "/usr/share/rpm"];
+/// Files that make a directory an rpm database: sqlite (RHEL 9), Berkeley DB (RHEL 7, 8), ndb.
+const RPM_FILES: [&str; 3] = ["rpmdb.sqlite", "Packages", "Packages.db"];
+/// dpkg's database directory.
+const DPKG_DIR: &str = "/var/lib/dpkg";
+
+/// A host's package database and the package manager that lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageDb {
+    /// The package manager.
+    pub manager: PackageManager,
+    /// The database, when below a root other than `/` (`dpkg-query --admindir`,
+    /// `rpm --dbpath`); None: the manager's own.
+    pub dir: Option<PathBuf>,
+}
+
+impl PackageDb {
+    /// The package database of the host below `root`, or why there is none. For `/`,
+    /// the manager found in PATH: dpkg where its database is (a Debian or Ubuntu host may have
+    /// an `rpm` binary, with no packages in its database), else rpm first. Below another root
+    /// (a mounted image, a rescue system's /mnt/sysimage), the database found there, dpkg's
+    /// first, listed by this system's dpkg-query or rpm: never the running system's packages.
+    pub fn find(root: &Path) -> Result<PackageDb, String> {
         let (rpm, dpkg) = (find_in_path("rpm"), find_in_path("dpkg-query"));
-        let dpkg_db = Path::new("/var/lib/dpkg/status").is_file();
-        match (rpm, dpkg) {
-            (_, Some(_)) if dpkg_db => Some(PackageManager::Dpkg),
-            (Some(_), _) => Some(PackageManager::Rpm),
-            (None, Some(_)) => Some(PackageManager::Dpkg),
-            (None, None) => None,
+        let at = |manager, dir| Ok(PackageDb { manager, dir });
+        if root == Path::new("/") {
+            let dpkg_db = Path::new(DPKG_DIR).join("status").is_file();
+            return match (rpm, dpkg) {
+                (_, Some(_)) if dpkg_db => at(PackageManager::Dpkg, None),
+                (Some(_), _) => at(PackageManager::Rpm, None),
+                (None, Some(_)) => at(PackageManager::Dpkg, None),
+                (None, None) => Err("neither rpm nor dpkg-query is in PATH".into()),
+            };
+        }
+        let dir_in_root = |path: &str| under_root(root, &file_in_root(root, path));
+        let dpkg_dir = dir_in_root(DPKG_DIR);
+        let rpm_dir = RPM_DIRS
+            .iter()
+            .map(|d| dir_in_root(d))
+            .find(|d| RPM_FILES.iter().any(|f| d.join(f).is_file()));
+        let (manager, dir, tool) = if dpkg_dir.join("status").is_file() {
+            (PackageManager::Dpkg, dpkg_dir, dpkg)
+        } else if let Some(dir) = rpm_dir {
+            (PackageManager::Rpm, dir, rpm)
+        } else {
+            return Err(format!(
+                "no package database below {} ({DPKG_DIR}/status, or an rpm database in {})",
+                root.display(),
+                RPM_DIRS.join(", ")
+            ));
+        };
+        match tool {
+            Some(_) => at(manager, Some(dir)),
+            None => Err(format!(
+                "{} holds a {} database but {} is not in PATH",
+                dir.display(),
+                manager.name(),
+                manager.program()
+            )),
         }
     }
 
+    /// The command listing installed packages as `NAME\tVERSION\tARCH` lines (dpkg's with the
+    /// status first: see [`PackageManager::installed`]).
+    pub fn command(&self) -> CommandLine {
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(dir) = &self.dir {
+            let flag = match self.manager {
+                PackageManager::Rpm => "--dbpath",
+                PackageManager::Dpkg => "--admindir",
+            };
+            args.extend([flag.into(), dir.into()]);
+        }
+        match self.manager {
+            PackageManager::Rpm => args.extend(
+                [
+                    "-qa",
+                    "--qf",
+                    "%{NAME}\\t%{EPOCH}:%{VERSION}-%{RELEASE}\\t%{ARCH}\\n",
+                ]
+                .map(Into::into),
+            ),
+            // With the status: dpkg lists removed packages whose configuration files are
+            // left (`rc`) as well; `installed` drops them.
+            PackageManager::Dpkg => args.extend(
+                [
+                    "-W",
+                    "-f",
+                    "${db:Status-Abbrev}\\t${Package}\\t${Version}\\t${Architecture}\\n",
+                ]
+                .map(Into::into),
+            ),
+        }
+        CommandLine::new(self.manager.program(), args)
+    }
+
+    /// The installed packages, as `NAME\tVERSION\tARCH` lines (at most `limit` bytes read).
+    pub fn list(&self, limit: u64) -> Result<Vec<u8>, HostError> {
+        Ok(self.manager.installed(&self.command().output(limit)?))
+    }
+}
+
+impl PackageManager {
     /// Its name, as packages.tsv's companion file records it.
     pub fn name(self) -> &'static str {
         match self {
@@ -69,32 +160,16 @@ impl PackageManager {
         }
     }
 
-    /// The command listing installed packages as `NAME\tVERSION\tARCH` lines.
-    pub fn command(self) -> CommandLine {
+    /// The program that lists its packages.
+    fn program(self) -> &'static str {
         match self {
-            PackageManager::Rpm => CommandLine::new(
-                "rpm",
-                [
-                    "-qa",
-                    "--qf",
-                    "%{NAME}\\t%{EPOCH}:%{VERSION}-%{RELEASE}\\t%{ARCH}\\n",
-                ],
-            ),
-            // With the status: dpkg lists removed packages whose configuration files are
-            // left (`rc`) as well; `installed` drops them.
-            PackageManager::Dpkg => CommandLine::new(
-                "dpkg-query",
-                [
-                    "-W",
-                    "-f",
-                    "${db:Status-Abbrev}\\t${Package}\\t${Version}\\t${Architecture}\\n",
-                ],
-            ),
+            PackageManager::Rpm => "rpm",
+            PackageManager::Dpkg => "dpkg-query",
         }
     }
 
     /// The `NAME\tVERSION\tARCH` lines of the installed packages in `output` (of
-    /// [`PackageManager::command`]).
+    /// [`PackageDb::command`]).
     pub fn installed(self, output: &[u8]) -> Vec<u8> {
         if self == PackageManager::Rpm {
             return output.to_vec();
@@ -229,10 +304,11 @@ pub fn save(
                 })?;
         Ok(file_node(name.as_bytes(), ids, size, time_ns))
     };
-    match PackageManager::detect() {
-        Some(pm) => {
+    match PackageDb::find(root) {
+        Ok(db) => {
+            let pm = db.manager;
             // Within the bound `host compare` reads, so what is recorded can be compared.
-            let list = pm.installed(&pm.command().output(PACKAGES_LIMIT)?);
+            let list = db.list(PACKAGES_LIMIT)?;
             let lines = list.iter().filter(|c| **c == b'\n').count();
             nodes.push(small(saver, PACKAGES, &list)?);
             nodes.push(small(
@@ -243,8 +319,7 @@ pub fn save(
             facts.push(("inventory.package_manager".into(), pm.name().into()));
             facts.push(("inventory.packages".into(), lines.to_string()));
         }
-        None => notes
-            .push("neither rpm nor dpkg-query is in PATH: no package list recorded".to_string()),
+        Err(why) => notes.push(format!("{why}: no package list recorded")),
     }
     match os_release(root)? {
         Some((_, text)) => {

@@ -29,8 +29,8 @@ pub struct HostArgs {
     #[arg(long = "preset", value_name = "NAME")]
     pub presets: Vec<String>,
     /// Read the host below DIR (a mounted system image, a chroot): the snapshot still records
-    /// host paths (/etc/kubernetes, not DIR/etc/kubernetes). Packages, kernel and hostname of
-    /// the inventory are always the running system's.
+    /// host paths (/etc/kubernetes, not DIR/etc/kubernetes). Packages are listed from the
+    /// database below DIR; kernel and hostname are the running system's.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
     /// Do not record the host inventory.
