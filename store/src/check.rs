@@ -119,6 +119,7 @@ const HINT_STRAY: &str = "in no index, so no snapshot is known to use it (plante
 const HINT_FUTURE: &str = "planted, or written by a host whose clock is wrong (host and key in `cairn snapshots`): fix the clock or inspect the host, then `cairn forget` the snapshot";
 const HINT_PLANTED: &str = "a snapshot cairn did not write this way: inspect who wrote it (`cairn snapshots`), then `cairn forget` it";
 const HINT_DELETE: &str = "delete the object or restore it from a copy of the repository";
+const HINT_FORGET_DAMAGED: &str = "restore it from a copy of the repository, or remove it with `cairn forget ID` (the id is its name; it holds that snapshot's record and nothing else)";
 const HINT_RESTORE: &str =
     "restore it from a copy of the repository (an `init --like` target holds the same config and key objects)";
 const HINT_UNINDEXED: &str = "run `cairn repair index` first: stored packs that are in no index may hold it; if it is still missing, restore what is intact, then run `cairn repair snapshots`";
@@ -466,7 +467,7 @@ fn check_structure_above(
     for (path, why) in &listing.damaged {
         report
             .problems
-            .push(Problem::new(path.clone(), why, HINT_DELETE));
+            .push(Problem::new(path.clone(), why, HINT_FORGET_DAMAGED));
     }
     report.snapshots = listing.snapshots.len() as u64;
     let now = snapshots::now_ns();

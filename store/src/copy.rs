@@ -155,12 +155,9 @@ impl From<Failed> for Error {
     }
 }
 
-/// An object that does not hold what its name says, or cannot be decoded.
+/// An object that does not hold what its name says, or cannot be decoded, or a blob missing.
 fn is_damage(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::NameMismatch { .. } | Error::Damaged { .. } | Error::BlobMissing(_)
-    )
+    e.is_damage() || matches!(e, Error::BlobMissing(_))
 }
 
 /// Copy `todo` (snapshots the destination lacks) in one go, adding to `report`.

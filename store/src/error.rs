@@ -141,7 +141,7 @@ pub enum Error {
     #[error("no snapshot matches {0:?}; list them with `cairn snapshots`")]
     SnapshotNotFound(String),
     /// `latest` was asked for while a snapshot object could not be read: it may be the newest.
-    #[error("cannot tell which snapshot is the latest: {object} cannot be read ({cause}){}, and it may be the newest. Name the snapshot to use by its id (`cairn snapshots` lists the readable ones); `cairn check` reports the damage. Putting the object back from a copy of the repository clears it, and so does deleting it from the storage (it holds that snapshot's record and nothing else)", if *more > 0 { format!(", nor can {more} more") } else { String::new() })]
+    #[error("cannot tell which snapshot is the latest: {object} cannot be read ({cause}){}, and it may be the newest. Name the snapshot to use by its id (`cairn snapshots` lists the readable ones); `cairn check` reports the damage. Putting the object back from a copy of the repository clears it, and so does `cairn forget ID` with its name (it holds that snapshot's record and nothing else)", if *more > 0 { format!(", nor can {more} more") } else { String::new() })]
     LatestUnknown {
         /// The snapshot object (`snapshots/<id>`).
         object: String,
@@ -342,6 +342,11 @@ impl Error {
             object: object.into(),
             cause: source,
         }
+    }
+
+    /// Whether an object does not hold what its name says, or cannot be decrypted or decoded.
+    pub fn is_damage(&self) -> bool {
+        matches!(self, Error::NameMismatch { .. } | Error::Damaged { .. })
     }
 
     /// A failure to reach or read storage, as opposed to an object found missing or damaged:

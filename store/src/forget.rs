@@ -43,6 +43,17 @@ pub enum ForgetError {
         /// What the selection options select.
         selection: String,
     },
+    /// A snapshot named cannot be read, so the selection options cannot be checked against
+    /// it (a usage error).
+    #[error("snapshot {id} cannot be read ({why}), so whether {selection} selects it is unknown; nothing removed")]
+    Unreadable {
+        /// Its short id.
+        id: String,
+        /// Why.
+        why: String,
+        /// What the selection options select.
+        selection: String,
+    },
     /// The repository failed.
     #[error(transparent)]
     Store(#[from] Error),
@@ -72,6 +83,8 @@ pub struct Outcome {
     pub snapshots: HashMap<Id, Snapshot>,
     /// Snapshot objects that could not be read (left alone).
     pub damaged: Vec<(String, String)>,
+    /// Damaged snapshot objects named to be removed (their content cannot be read), and why.
+    pub unreadable: Vec<(Id, String)>,
     /// Snapshot objects deleted.
     pub deleted: usize,
     /// Snapshot objects that could not be deleted, and why.
@@ -126,8 +139,9 @@ pub fn forget(repo: &Arc<Repository>, req: &Request) -> Result<Outcome, ForgetEr
 
 /// Remove the snapshots `specs` name (ids, unique id prefixes, `latest`: the newest `filter`
 /// selects), whatever the rules would keep: one whose data was lost, say. Each must be one
-/// `filter` selects. Callers check the credentials first, as for [`forget`]. Every name is
-/// resolved before anything is deleted.
+/// `filter` selects; a damaged snapshot object named by id is removed as well when `filter`
+/// is empty (see [`Outcome::unreadable`]). Callers check the credentials first, as for
+/// [`forget`]. Every name is resolved before anything is deleted.
 pub fn forget_named(
     repo: &Arc<Repository>,
     specs: &[String],
@@ -136,7 +150,37 @@ pub fn forget_named(
 ) -> Result<Outcome, ForgetError> {
     let mut out = Outcome::default();
     for spec in specs {
-        let (id, snap) = snapshots::resolve(repo, spec, filter)?;
+        let (id, loaded) = if spec == snapshots::LATEST {
+            let (id, snap) = snapshots::resolve(repo, spec, filter)?;
+            (id, Ok(snap))
+        } else {
+            let id = snapshots::resolve_name(repo, spec)?;
+            (id, snapshots::load(repo, &id))
+        };
+        let snap = match loaded {
+            Ok(snap) => snap,
+            // A damaged object named by its id goes too (it holds that snapshot's record and
+            // nothing else), but only with no selection options, which it cannot be held to.
+            Err(e) if e.is_damage() => {
+                if !filter.is_empty() {
+                    return Err(ForgetError::Unreadable {
+                        id: id.short(),
+                        why: e.to_string(),
+                        selection: filter.describe(),
+                    });
+                }
+                if !out.unreadable.iter().any(|(u, _)| *u == id) {
+                    out.unreadable.push((id, e.to_string()));
+                    out.decisions.push(Decision {
+                        id,
+                        keep: false,
+                        reasons: vec!["damaged".to_string()],
+                    });
+                }
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         if !filter.matches(&snap) {
             return Err(ForgetError::NotSelected {
                 id: id.short(),

@@ -173,6 +173,12 @@ pub fn resolve(repo: &Repository, spec: &str, filter: &Filter) -> Result<(Id, Sn
             e => e,
         });
     }
+    let id = resolve_name(repo, spec)?;
+    Ok((id, load(repo, &id)?))
+}
+
+/// The snapshot object `spec` names, a full id or a unique id prefix, without reading it.
+pub fn resolve_name(repo: &Repository, spec: &str) -> Result<Id> {
     let spec_lc = spec.to_ascii_lowercase();
     if spec_lc.is_empty() || !spec_lc.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::SnapshotNotFound(spec.to_string()));
@@ -189,10 +195,9 @@ pub fn resolve(repo: &Repository, spec: &str, filter: &Filter) -> Result<(Id, Sn
     if matches.next().is_some() {
         return Err(Error::AmbiguousSnapshot(spec.to_string()));
     }
-    let id: Id = first
+    first
         .parse()
-        .map_err(|_| Error::SnapshotNotFound(spec.to_string()))?;
-    Ok((id, load(repo, &id)?))
+        .map_err(|_| Error::SnapshotNotFound(spec.to_string()))
 }
 
 /// How far ahead of this host's clock a snapshot may be dated (clock skew between hosts)

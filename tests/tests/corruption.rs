@@ -146,6 +146,32 @@ fn truncated_snapshot_object_is_reported_and_others_listed() {
     let out = t.fx.wk(&["--json", "snapshots"]);
     out.code_is(3).stderr_has(&[&"0".repeat(64)]);
     assert_eq!(out.json().as_array().unwrap().len(), 1);
+
+    // `check` says how to clear them, and `forget ID` removes both objects: by id only, as
+    // their hosts and tags cannot be read.
+    let planted = "0".repeat(64);
+    let out = t.fx.id(&["check"]);
+    out.code_is(4);
+    assert!(
+        out.stdout.contains("remove it with `cairn forget ID`"),
+        "{out}"
+    );
+    let out = t.fx.id(&["forget", "--host", "h", &t.snap_a]);
+    out.code_is(2)
+        .stderr_has(&["cannot be read", "by id without --host"]);
+    let out = t.fx.id(&["forget", "--dry-run", &t.snap_a[..12], &planted]);
+    assert!(out.ok().stdout.contains("damaged snapshot object"), "{out}");
+    assert_eq!(t.fx.object_names("snapshots").len(), 3);
+    let out = t.fx.id(&["--json", "forget", &t.snap_a, &planted]);
+    let report = out.ok().json();
+    assert_eq!(report["deleted"], 2, "{out}");
+    assert_eq!(report["snapshots"][0]["reasons"][0], "damaged", "{out}");
+    assert_eq!(
+        t.fx.object_names("snapshots"),
+        [format!("snapshots/{}", t.snap_b)]
+    );
+    t.fx.wk(&["snapshots"]).ok();
+    t.fx.id(&["check"]).ok();
 }
 
 #[test]

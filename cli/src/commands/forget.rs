@@ -60,8 +60,9 @@ const RULES: [&str; 10] = [
 #[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(RULES).arg("snapshots")))]
 pub struct ForgetArgs {
     /// Snapshots to remove, by id, unique id prefix or `latest` (the newest the selection
-    /// options select), instead of keep rules: one whose data `check` found lost, say. (A
-    /// snapshot object that is itself damaged cannot be read: `check` says to delete it.)
+    /// options select), instead of keep rules: one whose data `check` found lost, say. A
+    /// snapshot object `check` found damaged is removed too when named by id (without
+    /// selection options: its host and tags cannot be read).
     #[arg(value_name = "SNAPSHOT", conflicts_with_all = ["rules", "unsafe_allow_remove_all", "group_by", "timezone"])]
     pub snapshots: Vec<String>,
     /// Keep the N newest snapshots of each group.
@@ -213,6 +214,12 @@ pub fn apply(g: &Global, a: &ForgetArgs) -> Result<Applied> {
                  has); removing all of a group's snapshots needs --unsafe-allow-remove-all",
             ))
         }
+        Err(e @ ForgetError::Unreadable { .. }) => {
+            return Err(crate::exit::usage(
+                e.to_string(),
+                "to remove a damaged snapshot object, name it by id without --host, --source, --tag or --path",
+            ))
+        }
         Err(e @ ForgetError::NotSelected { .. }) => {
             return Err(crate::exit::usage(
                 e.to_string(),
@@ -349,6 +356,9 @@ impl Report<'_> {
                 )?;
             }
         }
+        for (id, why) in &self.out.unreadable {
+            crate::outln!("damaged snapshot object: {}  remove  ({why})", id.short())?;
+        }
         let limits: Vec<String> = [
             self.args
                 .max_count
@@ -414,6 +424,14 @@ impl Report<'_> {
                     "reasons": d.reasons,
                 }))
             })
+            .chain(self.out.unreadable.iter().map(|(id, why)| {
+                json!({
+                    "id": id.to_hex(),
+                    "keep": false,
+                    "reasons": ["damaged"],
+                    "error": why,
+                })
+            }))
             .collect();
         json!({
             "dry_run": self.args.dry_run,
