@@ -55,6 +55,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the record was written by a newer cairn (nothing is wrong with it).
+    pub fn is_newer_format(&self) -> bool {
+        matches!(self, Error::UnsupportedVersion { .. })
+    }
+
     pub(crate) fn malformed(kind: &'static str, reason: impl Into<String>) -> Self {
         Error::Malformed {
             kind,

@@ -120,6 +120,7 @@ const HINT_FUTURE: &str = "planted, or written by a host whose clock is wrong (h
 const HINT_PLANTED: &str = "a snapshot cairn did not write this way: inspect who wrote it (`cairn snapshots`), then `cairn forget` it";
 const HINT_DELETE: &str = "delete the object or restore it from a copy of the repository";
 const HINT_FORGET_DAMAGED: &str = "restore it from a copy of the repository, or remove it with `cairn forget ID` (the id is its name; it holds that snapshot's record and nothing else)";
+const HINT_NEWER: &str = "a newer cairn wrote it: read this repository with that version (nothing is wrong with the object)";
 const HINT_RESTORE: &str =
     "restore it from a copy of the repository (an `init --like` target holds the same config and key objects)";
 const HINT_UNINDEXED: &str = "run `cairn repair index` first: stored packs that are in no index may hold it; if it is still missing, restore what is intact, then run `cairn repair snapshots`";
@@ -465,9 +466,18 @@ fn check_structure_above(
     }
     let listing = snapshots::list(repo)?;
     for (path, why) in &listing.damaged {
-        report
-            .problems
-            .push(Problem::new(path.clone(), why, HINT_FORGET_DAMAGED));
+        let named_by_id = path
+            .rsplit('/')
+            .next()
+            .is_some_and(|n| n.parse::<Id>().is_ok());
+        let hint = if listing.newer.contains(path) {
+            HINT_NEWER
+        } else if named_by_id {
+            HINT_FORGET_DAMAGED
+        } else {
+            HINT_DELETE
+        };
+        report.problems.push(Problem::new(path.clone(), why, hint));
     }
     report.snapshots = listing.snapshots.len() as u64;
     let now = snapshots::now_ns();

@@ -344,9 +344,14 @@ impl Error {
         }
     }
 
-    /// Whether an object does not hold what its name says, or cannot be decrypted or decoded.
+    /// Whether an object does not hold what its name says, or cannot be decrypted or decoded
+    /// (a record of a newer format than this cairn reads is not damage).
     pub fn is_damage(&self) -> bool {
-        matches!(self, Error::NameMismatch { .. } | Error::Damaged { .. })
+        match self {
+            Error::NameMismatch { .. } => true,
+            Error::Damaged { cause, .. } => !cause.is_newer_format(),
+            _ => false,
+        }
     }
 
     /// A failure to reach or read storage, as opposed to an object found missing or damaged:
@@ -467,5 +472,29 @@ fn damage_scope(object: &str) -> &'static str {
         "; snapshots that do not use it stay readable"
     } else {
         ""
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_of_a_newer_format_is_not_damage() {
+        let damaged = |cause| Error::damaged("snapshots/x", cause);
+        let newer = cairn_format::Error::UnsupportedVersion {
+            kind: "snapshot",
+            found: 2,
+            supported: 1,
+        };
+        assert!(!damaged(newer).is_damage());
+        let broken = cairn_format::Error::Decompress("bad frame".into());
+        assert!(damaged(broken).is_damage());
+        let renamed = Error::NameMismatch {
+            object: "snapshots/x".into(),
+            actual: Id::of_object(b"x"),
+        };
+        assert!(renamed.is_damage());
+        assert!(!Error::SnapshotNotFound("x".into()).is_damage());
     }
 }

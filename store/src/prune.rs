@@ -233,7 +233,7 @@ fn referenced(
     let listing = snapshots::list(repo)?;
     if let Some((path, why)) = listing.damaged.first() {
         return Err(Error::Invalid(format!(
-            "prune stopped: snapshot {path} cannot be read ({why}), so what it references is unknown. Put the object back from a copy of the repository, or delete it (it holds that snapshot's record and nothing else; `cairn check` lists every damaged one)"
+            "prune stopped: snapshot {path} cannot be read ({why}), so what it references is unknown. Put the object back from a copy of the repository, or remove it with `cairn forget ID` (its name; by hand if its name is not an id): it holds that snapshot's record and nothing else. `cairn check` lists every damaged one"
         )));
     }
     let new: Vec<&(Id, cairn_format::snapshot::Snapshot)> = listing

@@ -113,6 +113,8 @@ pub struct Listing {
     pub snapshots: Vec<(Id, Snapshot)>,
     /// Snapshot objects that could not be read, with the reason.
     pub damaged: Vec<(String, String)>,
+    /// Those of `damaged` that a newer cairn wrote (not damaged: this one cannot read them).
+    pub newer: Vec<String>,
 }
 
 /// Read every snapshot object. Damaged ones are reported, not fatal.
@@ -143,6 +145,9 @@ pub fn list(repo: &Repository) -> Result<Listing> {
             Err(Error::NotFound { .. }) => {}
             Err(e) => {
                 tracing::warn!("{e}");
+                if !e.is_damage() {
+                    out.newer.push(obj.path.clone());
+                }
                 out.damaged.push((obj.path.clone(), e.to_string()));
             }
         }

@@ -68,6 +68,24 @@ fn rhcos_list() -> Vec<String> {
     lines
 }
 
+/// The files of `dir`: name, length and modification time, sorted.
+fn files_of(dir: &Path) -> Vec<(String, u64, std::time::SystemTime)> {
+    let mut out: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                m.len(),
+                m.modified().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// The lines of `text`, sorted.
 fn sorted_lines(text: &str) -> Vec<String> {
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
@@ -165,8 +183,13 @@ fn dpkg_list() -> Vec<u8> {
 fn auto_picks_the_role_records_absent_paths_and_the_inventory() {
     let fx = Fixture::new();
     let root = ocp4_root(&fx);
+    let db_files = || files_of(&root.join("usr/share/rpm"));
+    let before = db_files();
     let out = backup_host(&fx, "auto", &root, &["--json"]);
     out.ok();
+    // rpm read a copy: nothing below the root was written (its sqlite adds files beside a
+    // database it opens).
+    assert_eq!(db_files(), before);
     let report = out.json();
     let f = facts(&report);
     assert_eq!(f["host.presets"], "ocp4-control-plane");
@@ -461,6 +484,30 @@ fn packages_come_from_the_database_below_the_root_or_from_this_machine() {
 
     // A root without a package database records none and says why; compared with it, the
     // recorded packages cannot be checked: unfit.
+    // An rpm database this rpm cannot read (SUSE's ndb, say) is passed over, not recorded
+    // as a host without packages, and nothing is written beside it.
+    let suse = fx.dir("suse-root");
+    write_file(&suse.join("etc/kubernetes/kubelet.conf"), b"x\n");
+    write_file(
+        &suse.join("usr/lib/sysimage/rpm/Packages.db"),
+        &[0x5a; 8192],
+    );
+    let out = host_backup(&suse);
+    out.ok();
+    out.stderr_has(&["lists no installed package", "no package list recorded"]);
+    assert!(facts(&out.json())
+        .get("inventory.package_manager")
+        .is_none());
+    assert_eq!(
+        files_of(&suse.join("usr/lib/sysimage/rpm")).len(),
+        1,
+        "{out}"
+    );
+    // With a dpkg database beside it, that one is recorded.
+    write_file(&suse.join("var/lib/dpkg/status"), DPKG_STATUS);
+    let report = host_backup(&suse).ok().json();
+    assert_eq!(facts(&report)["inventory.package_manager"], "dpkg");
+
     let bare = fx.dir("bare-root");
     write_file(&bare.join("etc/kubernetes/kubelet.conf"), b"x\n");
     let out = host_backup(&bare);

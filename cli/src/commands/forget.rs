@@ -61,7 +61,7 @@ const RULES: [&str; 10] = [
 pub struct ForgetArgs {
     /// Snapshots to remove, by id, unique id prefix or `latest` (the newest the selection
     /// options select), instead of keep rules: one whose data `check` found lost, say. A
-    /// snapshot object `check` found damaged is removed too when named by id (without
+    /// snapshot object `check` found damaged is removed too when named by its id (without
     /// selection options: its host and tags cannot be read).
     #[arg(value_name = "SNAPSHOT", conflicts_with_all = ["rules", "unsafe_allow_remove_all", "group_by", "timezone"])]
     pub snapshots: Vec<String>,
@@ -217,7 +217,7 @@ pub fn apply(g: &Global, a: &ForgetArgs) -> Result<Applied> {
         Err(e @ ForgetError::Unreadable { .. }) => {
             return Err(crate::exit::usage(
                 e.to_string(),
-                "to remove a damaged snapshot object, name it by id without --host, --source, --tag or --path",
+                "to remove a damaged snapshot object, name it by id without selection options (--host, --source, --tag, --path, --key-label)",
             ))
         }
         Err(e @ ForgetError::NotSelected { .. }) => {
@@ -255,7 +255,19 @@ pub fn apply(g: &Global, a: &ForgetArgs) -> Result<Applied> {
             max_unused: 5.0,
             dry_run: false,
         };
-        let r = cairn_store::prune::prune(&repo, &flags.options())?;
+        let r = match cairn_store::prune::prune(&repo, &flags.options()) {
+            Ok(r) => r,
+            Err(e) => {
+                // What the forget did is reported even so: its deletions stand.
+                if g.json {
+                    output::json(&report.json(Value::Null))?;
+                }
+                return Err(anyhow::Error::new(e).context(format!(
+                    "forget removed {} snapshot(s), then the prune failed",
+                    out.deleted
+                )));
+            }
+        };
         code = worst(code, prune::code(&r));
         freed = r.bytes_freed;
         if g.json {

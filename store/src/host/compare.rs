@@ -4,7 +4,7 @@
 //! reported but do not make it unfit (a rebuilt host may boot another kernel; the kernel
 //! packages themselves are compared as packages).
 
-use super::inventory::{self, PackageDb};
+use super::inventory::{self, Packages};
 use super::HostError;
 use cairn_format::tree::NodeKind;
 use serde::Serialize;
@@ -45,11 +45,10 @@ pub fn current(root: &Path) -> Result<Inventory, HostError> {
         hostname: Some(hostname),
         ..Inventory::default()
     };
-    match PackageDb::find(root) {
-        Ok(db) => {
-            let out = db.list(inventory::PACKAGES_LIMIT)?;
-            inv.packages = Some(String::from_utf8_lossy(&out).into_owned());
-            inv.package_manager = Some(db.manager.name().into());
+    match Packages::of(root, inventory::PACKAGES_LIMIT)? {
+        Ok(found) => {
+            inv.packages = Some(String::from_utf8_lossy(&found.lines).into_owned());
+            inv.package_manager = Some(found.manager.name().into());
         }
         Err(why) => inv.no_packages = Some(why),
     }

@@ -10,7 +10,7 @@ use crate::saver::Saver;
 use cairn_format::chunker::ChunkPolicy;
 use cairn_format::tree::Node;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Where the inventory lives in a snapshot tree.
 pub const DIR: &str = "/.cairn/inventory";
@@ -55,100 +55,133 @@ const RPM_FILES: [&str; 3] = ["rpmdb.sqlite", "Packages", "Packages.db"];
 /// dpkg's database directory.
 const DPKG_DIR: &str = "/var/lib/dpkg";
 
-/// A host's package database and the package manager that lists it.
+/// A host's installed packages, as the inventory records them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PackageDb {
-    /// The package manager.
+pub struct Packages {
+    /// The package manager that listed them.
     pub manager: PackageManager,
-    /// The database, when below a root other than `/` (`dpkg-query --admindir`,
-    /// `rpm --dbpath`); None: the manager's own.
-    pub dir: Option<PathBuf>,
+    /// `NAME\tVERSION\tARCH` lines.
+    pub lines: Vec<u8>,
 }
 
-impl PackageDb {
-    /// The package database of the host below `root`, or why there is none. For `/`,
-    /// the manager found in PATH: dpkg where its database is (a Debian or Ubuntu host may have
-    /// an `rpm` binary, with no packages in its database), else rpm first. Below another root
-    /// (a mounted image, a rescue system's /mnt/sysimage), the database found there, dpkg's
-    /// first, listed by this system's dpkg-query or rpm: never the running system's packages.
-    pub fn find(root: &Path) -> Result<PackageDb, String> {
+impl Packages {
+    /// The installed packages of the host below `root` (at most `limit` bytes of listing), or
+    /// why none can be listed. A package manager that fails is an error.
+    ///
+    /// For `/`, the manager found in PATH lists its own database: dpkg where its database is
+    /// (a Debian or Ubuntu host may have an `rpm` binary, with no packages in its database),
+    /// else rpm first. Below another root (a mounted image, a rescue system's /mnt/sysimage),
+    /// the database found there ([`DPKG_DIR`], else the first of [`RPM_DIRS`]) is copied, its
+    /// files opened inside the root, into a private directory that this system's dpkg-query or
+    /// rpm lists: never the running system's packages, and nothing is written below the root
+    /// (rpm's sqlite adds files beside a database it opens; a read-only image could not be
+    /// read). A database that lists no installed package (a format this rpm cannot read, an
+    /// empty status file) is passed over for the next.
+    pub fn of(root: &Path, limit: u64) -> Result<Result<Packages, String>, HostError> {
         let (rpm, dpkg) = (find_in_path("rpm"), find_in_path("dpkg-query"));
-        let at = |manager, dir| Ok(PackageDb { manager, dir });
         if root == Path::new("/") {
             let dpkg_db = Path::new(DPKG_DIR).join("status").is_file();
-            return match (rpm, dpkg) {
-                (_, Some(_)) if dpkg_db => at(PackageManager::Dpkg, None),
-                (Some(_), _) => at(PackageManager::Rpm, None),
-                (None, Some(_)) => at(PackageManager::Dpkg, None),
-                (None, None) => Err("neither rpm nor dpkg-query is in PATH".into()),
+            let manager = match (rpm, dpkg) {
+                (_, Some(_)) if dpkg_db => PackageManager::Dpkg,
+                (Some(_), _) => PackageManager::Rpm,
+                (None, Some(_)) => PackageManager::Dpkg,
+                (None, None) => return Ok(Err("neither rpm nor dpkg-query is in PATH".into())),
             };
+            return Ok(Ok(Packages {
+                manager,
+                lines: manager.list(None, limit)?,
+            }));
         }
-        let dir_in_root = |path: &str| under_root(root, &file_in_root(root, path));
-        let dpkg_dir = dir_in_root(DPKG_DIR);
-        let rpm_dir = RPM_DIRS
-            .iter()
-            .map(|d| dir_in_root(d))
-            .find(|d| RPM_FILES.iter().any(|f| d.join(f).is_file()));
-        let (manager, dir, tool) = if dpkg_dir.join("status").is_file() {
-            (PackageManager::Dpkg, dpkg_dir, dpkg)
-        } else if let Some(dir) = rpm_dir {
-            (PackageManager::Rpm, dir, rpm)
-        } else {
-            return Err(format!(
+        let mut found: Vec<(PackageManager, String, Vec<String>)> = Vec::new();
+        if open_in_root(root, &format!("{DPKG_DIR}/status")).is_ok() {
+            found.push((PackageManager::Dpkg, DPKG_DIR.into(), vec!["status".into()]));
+        }
+        if let Some((dir, files)) = rpm_db(root) {
+            found.push((PackageManager::Rpm, dir, files));
+        }
+        if found.is_empty() {
+            return Ok(Err(format!(
                 "no package database below {} ({DPKG_DIR}/status, or an rpm database in {})",
                 root.display(),
                 RPM_DIRS.join(", ")
-            ));
-        };
-        match tool {
-            Some(_) => at(manager, Some(dir)),
-            None => Err(format!(
-                "{} holds a {} database but {} is not in PATH",
-                dir.display(),
-                manager.name(),
-                manager.program()
-            )),
+            )));
         }
-    }
-
-    /// The command listing installed packages as `NAME\tVERSION\tARCH` lines (dpkg's with the
-    /// status first: see [`PackageManager::installed`]).
-    pub fn command(&self) -> CommandLine {
-        let mut args: Vec<std::ffi::OsString> = Vec::new();
-        if let Some(dir) = &self.dir {
-            let flag = match self.manager {
-                PackageManager::Rpm => "--dbpath",
-                PackageManager::Dpkg => "--admindir",
+        let mut passed = Vec::new();
+        for (manager, dir, files) in found {
+            let tool = match manager {
+                PackageManager::Rpm => &rpm,
+                PackageManager::Dpkg => &dpkg,
             };
-            args.extend([flag.into(), dir.into()]);
+            let shown = under_root(root, &dir);
+            if tool.is_none() {
+                passed.push(format!(
+                    "{} holds a {} database but {} is not in PATH",
+                    shown.display(),
+                    manager.name(),
+                    manager.program()
+                ));
+                continue;
+            }
+            let copy = private_copy(root, &dir, &files)?;
+            let lines = manager.list(Some(copy.path()), limit)?;
+            if lines.is_empty() {
+                passed.push(format!(
+                    "{} lists no installed package from {} (a database format it cannot read?)",
+                    manager.program(),
+                    shown.display()
+                ));
+                continue;
+            }
+            return Ok(Ok(Packages { manager, lines }));
         }
-        match self.manager {
-            PackageManager::Rpm => args.extend(
-                [
-                    "-qa",
-                    "--qf",
-                    "%{NAME}\\t%{EPOCH}:%{VERSION}-%{RELEASE}\\t%{ARCH}\\n",
-                ]
-                .map(Into::into),
-            ),
-            // With the status: dpkg lists removed packages whose configuration files are
-            // left (`rc`) as well; `installed` drops them.
-            PackageManager::Dpkg => args.extend(
-                [
-                    "-W",
-                    "-f",
-                    "${db:Status-Abbrev}\\t${Package}\\t${Version}\\t${Architecture}\\n",
-                ]
-                .map(Into::into),
-            ),
-        }
-        CommandLine::new(self.manager.program(), args)
+        Ok(Err(passed.join("; ")))
     }
+}
 
-    /// The installed packages, as `NAME\tVERSION\tARCH` lines (at most `limit` bytes read).
-    pub fn list(&self, limit: u64) -> Result<Vec<u8>, HostError> {
-        Ok(self.manager.installed(&self.command().output(limit)?))
+/// The first rpm database below `root`: its directory as the host names it (symlinks
+/// resolved inside `root`) and its regular files.
+fn rpm_db(root: &Path) -> Option<(String, Vec<String>)> {
+    RPM_DIRS.iter().find_map(|dir| {
+        let dir = file_in_root(root, dir);
+        if !RPM_FILES
+            .iter()
+            .any(|f| open_in_root(root, &format!("{dir}/{f}")).is_ok())
+        {
+            return None;
+        }
+        let mut files: Vec<String> = std::fs::read_dir(under_root(root, &dir))
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        files.sort();
+        Some((dir, files))
+    })
+}
+
+/// A private copy of the database files `files` of `dir` below `root`, each opened inside
+/// the root (a file that is not a regular file there is left out).
+fn private_copy(root: &Path, dir: &str, files: &[String]) -> Result<tempfile::TempDir, HostError> {
+    let failed = |what: &str, cause: std::io::Error| HostError::File {
+        path: std::env::temp_dir().join(what),
+        cause,
+    };
+    let copy = tempfile::Builder::new()
+        .prefix("cairn-packages-")
+        .tempdir()
+        .map_err(|e| failed("cairn-packages-*", e))?;
+    for name in files {
+        let Ok(mut from) = open_in_root(root, &format!("{dir}/{name}")) else {
+            continue;
+        };
+        let to = copy.path().join(name);
+        let mut out = std::fs::File::create(&to).map_err(|e| failed(name, e))?;
+        std::io::copy(&mut from, &mut out).map_err(|cause| HostError::File {
+            path: under_root(root, &format!("{dir}/{name}")),
+            cause,
+        })?;
     }
+    Ok(copy)
 }
 
 impl PackageManager {
@@ -168,8 +201,44 @@ impl PackageManager {
         }
     }
 
+    /// The command listing installed packages as `NAME\tVERSION\tARCH` lines (dpkg's with the
+    /// status first: see [`PackageManager::installed`]), from the database in `dir`
+    /// (`rpm --dbpath`, `dpkg-query --admindir`) or the manager's own.
+    pub fn command(self, dir: Option<&Path>) -> CommandLine {
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(dir) = dir {
+            let flag = match self {
+                PackageManager::Rpm => "--dbpath",
+                PackageManager::Dpkg => "--admindir",
+            };
+            args.extend([flag.into(), dir.into()]);
+        }
+        let listing = match self {
+            PackageManager::Rpm => [
+                "-qa",
+                "--qf",
+                "%{NAME}\\t%{EPOCH}:%{VERSION}-%{RELEASE}\\t%{ARCH}\\n",
+            ],
+            // With the status: dpkg lists removed packages whose configuration files are
+            // left (`rc`) as well; `installed` drops them.
+            PackageManager::Dpkg => [
+                "-W",
+                "-f",
+                "${db:Status-Abbrev}\\t${Package}\\t${Version}\\t${Architecture}\\n",
+            ],
+        };
+        args.extend(listing.map(Into::into));
+        CommandLine::new(self.program(), args)
+    }
+
+    /// The installed packages of the database in `dir` (see [`PackageManager::command`]), at
+    /// most `limit` bytes of listing.
+    fn list(self, dir: Option<&Path>, limit: u64) -> Result<Vec<u8>, HostError> {
+        Ok(self.installed(&self.command(dir).output(limit)?))
+    }
+
     /// The `NAME\tVERSION\tARCH` lines of the installed packages in `output` (of
-    /// [`PackageDb::command`]).
+    /// [`PackageManager::command`]).
     pub fn installed(self, output: &[u8]) -> Vec<u8> {
         if self == PackageManager::Rpm {
             return output.to_vec();
@@ -304,11 +373,12 @@ pub fn save(
                 })?;
         Ok(file_node(name.as_bytes(), ids, size, time_ns))
     };
-    match PackageDb::find(root) {
-        Ok(db) => {
-            let pm = db.manager;
-            // Within the bound `host compare` reads, so what is recorded can be compared.
-            let list = db.list(PACKAGES_LIMIT)?;
+    // Within the bound `host compare` reads, so what is recorded can be compared.
+    match Packages::of(root, PACKAGES_LIMIT)? {
+        Ok(Packages {
+            manager: pm,
+            lines: list,
+        }) => {
             let lines = list.iter().filter(|c| **c == b'\n').count();
             nodes.push(small(saver, PACKAGES, &list)?);
             nodes.push(small(
