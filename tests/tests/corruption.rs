@@ -158,7 +158,7 @@ fn truncated_snapshot_object_is_reported_and_others_listed() {
     );
     let out = t.fx.id(&["forget", "--host", "h", &t.snap_a]);
     out.code_is(2)
-        .stderr_has(&["cannot be read", "by id without --host"]);
+        .stderr_has(&["cannot be read", "by id without selection options"]);
     let out = t.fx.id(&["forget", "--dry-run", &t.snap_a[..12], &planted]);
     assert!(out.ok().stdout.contains("damaged snapshot object"), "{out}");
     assert_eq!(t.fx.object_names("snapshots").len(), 3);
