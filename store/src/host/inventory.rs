@@ -9,7 +9,8 @@ use super::{file_node, HostError};
 use crate::saver::Saver;
 use cairn_format::chunker::ChunkPolicy;
 use cairn_format::tree::Node;
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Where the inventory lives in a snapshot tree.
@@ -94,7 +95,14 @@ impl Packages {
         }
         let mut found: Vec<(PackageManager, String, Vec<String>)> = Vec::new();
         if open_in_root(root, &format!("{DPKG_DIR}/status")).is_ok() {
-            found.push((PackageManager::Dpkg, DPKG_DIR.into(), vec!["status".into()]));
+            let updates = file_in_root(root, &format!("{DPKG_DIR}/updates"));
+            let mut files = vec!["status".to_string()];
+            files.extend(
+                db_files(root, &updates, is_dpkg_update)
+                    .into_iter()
+                    .map(|n| format!("updates/{n}")),
+            );
+            found.push((PackageManager::Dpkg, DPKG_DIR.into(), files));
         }
         if let Some((dir, files)) = rpm_db(root) {
             found.push((PackageManager::Rpm, dir, files));
@@ -123,7 +131,13 @@ impl Packages {
                 continue;
             }
             let copy = private_copy(root, &dir, &files)?;
-            let lines = manager.list(Some(copy.path()), limit)?;
+            let lines = manager.list(Some(copy.path()), limit).map_err(|e| {
+                HostError::Invalid(format!(
+                    "listing the {} database at {} (from a private copy): {e}",
+                    manager.name(),
+                    shown.display()
+                ))
+            })?;
             if lines.is_empty() {
                 passed.push(format!(
                     "{} lists no installed package from {} (a database format it cannot read?)",
@@ -149,37 +163,84 @@ fn rpm_db(root: &Path) -> Option<(String, Vec<String>)> {
         {
             return None;
         }
-        let mut files: Vec<String> = std::fs::read_dir(under_root(root, &dir))
-            .ok()?
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        files.sort();
-        Some((dir, files))
+        Some((dir.clone(), db_files(root, &dir, is_rpm_file)))
     })
 }
 
-/// A private copy of the database files `files` of `dir` below `root`, each opened inside
-/// the root (a file that is not a regular file there is left out).
+/// The names in `dir` below `root` that `wanted` accepts, sorted; none unless `dir` is a
+/// directory there (not a link left unresolved, which would lead out of the root).
+fn db_files(root: &Path, dir: &str, wanted: fn(&str) -> bool) -> Vec<String> {
+    let at = under_root(root, dir);
+    if !std::fs::symlink_metadata(&at).is_ok_and(|m| m.is_dir()) {
+        return Vec::new();
+    }
+    let mut files: Vec<String> = std::fs::read_dir(at)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| wanted(n))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Files of an rpm database: sqlite's and its write-ahead log, ndb's, and Berkeley DB's
+/// (`Packages` and its indexes, `Name`, `Basenames`, …: letters only). Backups, locks and
+/// the Berkeley DB environment (`__db.001`) are left out.
+fn is_rpm_file(name: &str) -> bool {
+    matches!(
+        name,
+        "rpmdb.sqlite" | "rpmdb.sqlite-wal" | "Packages.db" | "Index.db"
+    ) || (!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphabetic()))
+}
+
+/// dpkg's journal of status changes not yet merged into `status` (`updates/0001`, …).
+fn is_dpkg_update(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A private copy of the database files `files` of `dir` below `root` (names relative to
+/// `dir`), each opened inside the root (one that is not a regular file there is left out), in
+/// a temporary directory removed when dropped.
 fn private_copy(root: &Path, dir: &str, files: &[String]) -> Result<tempfile::TempDir, HostError> {
-    let failed = |what: &str, cause: std::io::Error| HostError::File {
-        path: std::env::temp_dir().join(what),
-        cause,
+    let tmp = std::env::temp_dir();
+    let no_copy = |cause: std::io::Error| {
+        HostError::Invalid(format!(
+            "copying the package database below {} into {} (TMPDIR): {cause}; point TMPDIR at a \
+             writable directory with room for it, or back up with --no-inventory",
+            root.display(),
+            tmp.display()
+        ))
     };
     let copy = tempfile::Builder::new()
         .prefix("cairn-packages-")
         .tempdir()
-        .map_err(|e| failed("cairn-packages-*", e))?;
+        .map_err(no_copy)?;
     for name in files {
         let Ok(mut from) = open_in_root(root, &format!("{dir}/{name}")) else {
             continue;
         };
         let to = copy.path().join(name);
-        let mut out = std::fs::File::create(&to).map_err(|e| failed(name, e))?;
-        std::io::copy(&mut from, &mut out).map_err(|cause| HostError::File {
-            path: under_root(root, &format!("{dir}/{name}")),
-            cause,
-        })?;
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(no_copy)?;
+        }
+        let mut out = std::fs::File::create(&to).map_err(no_copy)?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(cause) => {
+                    return Err(HostError::File {
+                        path: under_root(root, &format!("{dir}/{name}")),
+                        cause,
+                    })
+                }
+            };
+            out.write_all(&buf[..n]).map_err(no_copy)?;
+        }
     }
     Ok(copy)
 }
@@ -288,15 +349,22 @@ pub fn open_in_root(root: &Path, path: &str) -> std::io::Result<std::fs::File> {
         ResolveFlags::IN_ROOT,
     ) {
         Ok(fd) => std::fs::File::from(fd),
-        Err(rustix::io::Errno::NOSYS) => {
-            std::fs::File::open(under_root(root, &file_in_root(root, path)))?
-        }
+        // Not blocking either: a FIFO is refused below, not waited on.
+        Err(rustix::io::Errno::NOSYS) => std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_nonblock())
+            .open(under_root(root, &file_in_root(root, path)))?,
         Err(e) => return Err(e.into()),
     };
     if !file.metadata()?.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
     Ok(file)
+}
+
+/// `O_NONBLOCK`, for [`std::os::unix::fs::OpenOptionsExt::custom_flags`].
+fn libc_nonblock() -> i32 {
+    rustix::fs::OFlags::NONBLOCK.bits() as i32
 }
 
 /// `path` (absolute, as the host names it) with every link on the way resolved inside `root`:
