@@ -775,3 +775,62 @@ fn restore_into_a_mounted_root_maps_owners_by_its_passwd() {
     let m = fs::metadata(Fixture::restored(&target, &src).join("etcd.conf")).unwrap();
     assert_eq!((m.uid(), m.gid()), (4242, 4343));
 }
+
+/// Runs a command with openat2 failing as on kernels before 5.6 (RHCOS of OpenShift 4.12 and
+/// older): a seccomp filter answers the syscall (437 on every architecture) with ENOSYS.
+const WITHOUT_OPENAT2: &str = r#"import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+LD_NR, JEQ, RET = 0x20, 0x15, 0x06
+ERRNO_ENOSYS, ALLOW = 0x00050000 | 38, 0x7FFF0000
+code = [(LD_NR, 0, 0, 0), (JEQ, 0, 1, 437), (RET, 0, 0, ERRNO_ENOSYS), (RET, 0, 0, ALLOW)]
+insns = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in code))
+class Prog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+prog = Prog(len(code), ctypes.addressof(insns))
+PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or \
+        libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
+    sys.exit("seccomp: errno %d" % ctypes.get_errno())
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+
+#[test]
+fn without_openat2_links_resolve_inside_the_root_and_a_fifo_is_not_waited_on() {
+    let fx = Fixture::new();
+    let root = ocp4_root(&fx);
+    // Nothing writes to these FIFOs: opening one to read it would wait for ever.
+    sh("mkfifo", &[s(&root.join("usr/share/rpm/Packages"))]);
+    let dpkg = root.join("var/lib/dpkg");
+    fs::create_dir_all(&dpkg).unwrap();
+    sh("mkfifo", &[s(&dpkg.join("status"))]);
+    let wrapper = fx.path("without-openat2.py");
+    write_file(&wrapper, WITHOUT_OPENAT2.as_bytes());
+    let args = fx.wk_args(&[
+        "--json",
+        "backup",
+        "host",
+        "--preset",
+        "ocp4-worker",
+        "--root",
+        s(&root),
+    ]);
+    let bin = cairn_bin();
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(&wrapper)
+        .arg(&bin)
+        .args(&args)
+        .envs(fx.env())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = run_captured(cmd, cmdline(&bin, &args));
+    let report = out.ok().json();
+    // The rpm database found through RHCOS's /var/lib/rpm link, resolved by hand.
+    assert_eq!(facts(&report)["inventory.package_manager"], "rpm", "{out}");
+    let cat = fx.id(&[
+        "cat",
+        &Fixture::snap_id(&report),
+        "/.cairn/inventory/packages.tsv",
+    ]);
+    assert_eq!(sorted_lines(&cat.ok().stdout), rhcos_list());
+}
