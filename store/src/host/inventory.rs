@@ -133,9 +133,12 @@ impl Packages {
             let copy = private_copy(root, &dir, &files)?;
             let lines = manager.list(Some(copy.path()), limit).map_err(|e| {
                 HostError::Invalid(format!(
-                    "listing the {} database at {} (from a private copy): {e}",
+                    "listing the {} database at {} (from a private copy): {e}\n(a damaged \
+                     database, or one this {} cannot read; `backup host --no-inventory` backs \
+                     up without the inventory)",
                     manager.name(),
-                    shown.display()
+                    shown.display(),
+                    manager.program()
                 ))
             })?;
             if lines.is_empty() {
