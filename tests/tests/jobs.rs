@@ -769,6 +769,12 @@ fn host_job_uses_presets_of_the_same_file_and_stays_on_the_host() {
         b"apiVersion: v1\n",
     );
     write_file(&root.join("etc/site/extra.conf"), b"site=1\n");
+    // The root's own package database, which the inventory lists.
+    write_file(
+        &root.join("var/lib/dpkg/status"),
+        b"Package: kubelet\nStatus: install ok installed\nMaintainer: t\nArchitecture: amd64\n\
+          Version: 1.29.3-1.1\nDescription: k\n",
+    );
     let config = format!(
         "state_dir = \"{}\"\n{}\n[presets.site]\nextends = \"kubeadm-node\"\npaths = [\"/etc/site\"]\n\n[jobs.node]\nrepository = \"main\"\nschedule = \"0 2 * * *\"\nsource = {{ kind = \"host\", presets = [\"site\"], root = \"{}\" }}\n",
         s(&fx.path("state")),
