@@ -145,7 +145,7 @@ pub fn list(repo: &Repository) -> Result<Listing> {
             Err(Error::NotFound { .. }) => {}
             Err(e) => {
                 tracing::warn!("{e}");
-                if !e.is_damage() {
+                if matches!(&e, Error::Damaged { cause, .. } if cause.is_newer_format()) {
                     out.newer.push(obj.path.clone());
                 }
                 out.damaged.push((obj.path.clone(), e.to_string()));

@@ -491,8 +491,17 @@ fn packages_come_from_the_database_below_the_root_or_from_this_machine() {
     ]);
     assert_eq!(cat.ok().stdout_bytes, dpkg_list());
 
-    // A root without a package database records none and says why; compared with it, the
-    // recorded packages cannot be checked: unfit.
+    // A backup that records no package list, and says why.
+    let without_packages = |root: &Path, why: &str| {
+        let out = host_backup(root);
+        out.ok();
+        out.stderr_has(&[why, "no package list recorded"]);
+        assert!(facts(&out.json())
+            .get("inventory.package_manager")
+            .is_none());
+        out
+    };
+
     // An rpm database this rpm cannot read (SUSE's ndb, say) is passed over, not recorded
     // as a host without packages, and nothing is written beside it.
     let suse = fx.dir("suse-root");
@@ -501,12 +510,7 @@ fn packages_come_from_the_database_below_the_root_or_from_this_machine() {
         &suse.join("usr/lib/sysimage/rpm/Packages.db"),
         &[0x5a; 8192],
     );
-    let out = host_backup(&suse);
-    out.ok();
-    out.stderr_has(&["lists no installed package", "no package list recorded"]);
-    assert!(facts(&out.json())
-        .get("inventory.package_manager")
-        .is_none());
+    let out = without_packages(&suse, "lists no installed package");
     assert_eq!(
         files_of(&suse.join("usr/lib/sysimage/rpm")).len(),
         1,
@@ -517,14 +521,11 @@ fn packages_come_from_the_database_below_the_root_or_from_this_machine() {
     let report = host_backup(&suse).ok().json();
     assert_eq!(facts(&report)["inventory.package_manager"], "dpkg");
 
+    // A root without a package database records none and says why; compared with it, the
+    // recorded packages cannot be checked: unfit.
     let bare = fx.dir("bare-root");
     write_file(&bare.join("etc/kubernetes/kubelet.conf"), b"x\n");
-    let out = host_backup(&bare);
-    out.ok();
-    out.stderr_has(&["no package database below", "no package list recorded"]);
-    assert!(facts(&out.json())
-        .get("inventory.package_manager")
-        .is_none());
+    without_packages(&bare, "no package database below");
     let cmp = fx.id(&["host", "compare", &snap, "--root", s(&bare)]);
     cmp.code_is(5);
     assert!(

@@ -79,8 +79,8 @@ impl Packages {
     /// read). A database that lists no installed package (a format this rpm cannot read, an
     /// empty status file) is passed over for the next.
     pub fn of(root: &Path, limit: u64) -> Result<Result<Packages, String>, HostError> {
-        let (rpm, dpkg) = (find_in_path("rpm"), find_in_path("dpkg-query"));
         if root == Path::new("/") {
+            let (rpm, dpkg) = (find_in_path("rpm"), find_in_path("dpkg-query"));
             let dpkg_db = Path::new(DPKG_DIR).join("status").is_file();
             let manager = match (rpm, dpkg) {
                 (_, Some(_)) if dpkg_db => PackageManager::Dpkg,
@@ -116,12 +116,8 @@ impl Packages {
         }
         let mut passed = Vec::new();
         for (manager, dir, files) in found {
-            let tool = match manager {
-                PackageManager::Rpm => &rpm,
-                PackageManager::Dpkg => &dpkg,
-            };
             let shown = under_root(root, &dir);
-            if tool.is_none() {
+            if find_in_path(manager.program()).is_none() {
                 passed.push(format!(
                     "{} holds a {} database but {} is not in PATH",
                     shown.display(),
@@ -166,7 +162,8 @@ fn rpm_db(root: &Path) -> Option<(String, Vec<String>)> {
         {
             return None;
         }
-        Some((dir.clone(), db_files(root, &dir, is_rpm_file)))
+        let files = db_files(root, &dir, is_rpm_file);
+        Some((dir, files))
     })
 }
 
@@ -220,6 +217,7 @@ fn private_copy(root: &Path, dir: &str, files: &[String]) -> Result<tempfile::Te
         .prefix("cairn-packages-")
         .tempdir()
         .map_err(no_copy)?;
+    let mut buf = vec![0u8; 1 << 16];
     for name in files {
         let Ok(mut from) = open_in_root(root, &format!("{dir}/{name}")) else {
             continue;
@@ -229,7 +227,7 @@ fn private_copy(root: &Path, dir: &str, files: &[String]) -> Result<tempfile::Te
             std::fs::create_dir_all(parent).map_err(no_copy)?;
         }
         let mut out = std::fs::File::create(&to).map_err(no_copy)?;
-        let mut buf = vec![0u8; 1 << 16];
+        // By hand rather than io::copy: a read fails on the root, a write on TMPDIR.
         loop {
             let n = match from.read(&mut buf) {
                 Ok(0) => break,
