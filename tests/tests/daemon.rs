@@ -280,7 +280,24 @@ fn schedules_overlap_failing_job_reload_and_metrics() {
     assert_eq!(d.exit(20), 0);
     assert!(d.events().iter().any(|e| e["event"] == "stopped"));
     drop(silent);
-    assert_eq!(job_snapshots(&fx, "fast").len(), 2, "max_count holds");
+    // Retention runs after each backup, so max_count holds after every whole run. SIGTERM may
+    // land during a run of fast: a backup step under way finishes and nothing starts after it,
+    // which can leave one snapshot over the count for the next run's retention.
+    let last_fast = d
+        .events()
+        .into_iter()
+        .filter(|e| e["job"] == "fast" && (e["event"] == "finished" || e["event"] == "aborted"))
+        .last()
+        .expect("fast finished runs");
+    let whole = last_fast["message"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("ok (exit 0)");
+    let kept = job_snapshots(&fx, "fast").len();
+    assert!(
+        kept == 2 || (!whole && kept == 3),
+        "max_count holds: {kept} snapshots; the last run: {last_fast}"
+    );
     assert!(!job_snapshots(&fx, "added").is_empty());
     fx.id(&["check", "--read-data"]).ok();
 }
