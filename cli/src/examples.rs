@@ -100,7 +100,10 @@ Examples:
   cairn check                         # structure (a write key is enough)
   cairn check --read-data-subset 1/7  # and a seventh of the packs: 1/7…7/7 on the days of a week
   cairn check --read-data             # every pack, every blob
-  cairn check --no-key                # no key at all: every object matches its name";
+  cairn check --no-key                # no key at all: every object matches its name
+
+Exit status: 0 no damage; 4 damage (each object listed with what to do and the snapshots and
+files it affects); 3 no damage, but snapshot objects a newer cairn wrote were not checked.";
 
 /// `cairn prune`.
 pub const PRUNE: &str = "\

@@ -106,6 +106,8 @@ pub struct CheckReport {
     pub blobs_verified: u64,
     /// Damage found.
     pub problems: Vec<Problem>,
+    /// Intact objects this version cannot read (a newer cairn wrote them): not checked.
+    pub unchecked: Vec<Problem>,
     /// Remarks that are not damage (packs awaiting prune, skipped layers).
     pub notes: Vec<String>,
 }
@@ -470,9 +472,13 @@ fn check_structure_above(
             .rsplit('/')
             .next()
             .is_some_and(|n| n.parse::<Id>().is_ok());
-        let hint = if listing.newer.contains(path) {
-            HINT_NEWER
-        } else if named_by_id {
+        if listing.newer.contains(path) {
+            report
+                .unchecked
+                .push(Problem::new(path.clone(), why, HINT_NEWER));
+            continue;
+        }
+        let hint = if named_by_id {
             HINT_FORGET_DAMAGED
         } else {
             HINT_DELETE
@@ -1169,6 +1175,49 @@ mod tests {
         let loc = index.get(blob).unwrap();
         let p = index.pack(loc.pack);
         Repository::pack_path(p.kind, &p.id)
+    }
+
+    #[test]
+    fn a_snapshot_a_newer_cairn_wrote_is_not_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, _) = repo(dir.path());
+        let mut record =
+            crate::test_repo::snapshot_of(Id([7; 32]), 9, SnapshotStats::default()).encode();
+        assert_eq!(&record[..8], b"cairnS\x01\x00", "snapshot record header");
+        record[6] = 2;
+        let newer = format!("snapshots/{}", repo.put_meta("snapshots", &record).unwrap());
+        let r = same(&repo, true);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(r.unchecked.len(), 1, "{r:?}");
+        assert_eq!(
+            (r.unchecked[0].object.as_str(), r.unchecked[0].hint),
+            (newer.as_str(), HINT_NEWER)
+        );
+        // It may be the newest: `latest` is refused, with the upgrade as the way out.
+        let e = snapshots::resolve(&repo, snapshots::LATEST, &snapshots::Filter::default())
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::LatestUnknown { newer: true, object, .. } if *object == newer),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("newer cairn") && !e.to_string().contains("forget"),
+            "{e}"
+        );
+        // Damage beside it is what `latest` names first, and `check` lists.
+        let damaged = format!(
+            "snapshots/{}",
+            repo.put_meta("snapshots", b"not a record").unwrap()
+        );
+        let r = same(&repo, false);
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert_eq!(r.problems[0].object, damaged);
+        let e = snapshots::resolve(&repo, snapshots::LATEST, &snapshots::Filter::default())
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::LatestUnknown { newer: false, object, more: 1, .. } if *object == damaged),
+            "{e}"
+        );
     }
 
     #[test]

@@ -141,7 +141,7 @@ pub enum Error {
     #[error("no snapshot matches {0:?}; list them with `cairn snapshots`")]
     SnapshotNotFound(String),
     /// `latest` was asked for while a snapshot object could not be read: it may be the newest.
-    #[error("cannot tell which snapshot is the latest: {object} cannot be read ({cause}){}, and it may be the newest. Name the snapshot to use by its id (`cairn snapshots` lists the readable ones); `cairn check` reports the damage. Putting the object back from a copy of the repository clears it, and so does `cairn forget ID` with its name (it holds that snapshot's record and nothing else)", if *more > 0 { format!(", nor can {more} more") } else { String::new() })]
+    #[error("cannot tell which snapshot is the latest: {object} cannot be read ({cause}){}, and it may be the newest. Name the snapshot to use by its id (`cairn snapshots` lists the readable ones); {}", if *more > 0 { format!(", nor can {more} more") } else { String::new() }, if *newer { "or use the newer cairn that wrote it (nothing is wrong with the object)" } else { "`cairn check` reports the damage. Putting the object back from a copy of the repository clears it, and so does `cairn forget ID` with its name (it holds that snapshot's record and nothing else)" })]
     LatestUnknown {
         /// The snapshot object (`snapshots/<id>`).
         object: String,
@@ -149,6 +149,8 @@ pub enum Error {
         cause: String,
         /// How many more cannot be read.
         more: usize,
+        /// `object` is intact, written by a newer cairn (no damage to repair).
+        newer: bool,
     },
     /// A snapshot id prefix matched several.
     #[error("snapshot prefix {0:?} is ambiguous; give more digits")]

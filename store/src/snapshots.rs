@@ -241,11 +241,17 @@ fn newest(repo: &Repository, keep: impl Fn(&Snapshot) -> bool) -> Result<(Id, Sn
                 .is_some_and(|n| n.parse::<Id>().is_ok())
         })
         .collect();
-    if let Some((path, cause)) = unreadable.first() {
+    // Damage first: it is what the operator must act on.
+    let first = unreadable
+        .iter()
+        .find(|(path, _)| !listing.newer.contains(path))
+        .or(unreadable.first());
+    if let Some((path, cause)) = first {
         return Err(Error::LatestUnknown {
             object: path.clone(),
             cause: cause.clone(),
             more: unreadable.len() - 1,
+            newer: listing.newer.contains(path),
         });
     }
     listing

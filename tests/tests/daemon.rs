@@ -286,8 +286,8 @@ fn schedules_overlap_failing_job_reload_and_metrics() {
     let last_fast = d
         .events()
         .into_iter()
-        .filter(|e| e["job"] == "fast" && (e["event"] == "finished" || e["event"] == "aborted"))
-        .last()
+        .rev()
+        .find(|e| e["job"] == "fast" && (e["event"] == "finished" || e["event"] == "aborted"))
         .expect("fast finished runs");
     let whole = last_fast["message"]
         .as_str()

@@ -124,10 +124,12 @@ pub fn audit_silent(g: &Global, a: &CheckArgs) -> Result<(Code, CheckReport)> {
             ));
         }
     }
-    let code = if report.problems.is_empty() {
-        Code::Ok
-    } else {
+    let code = if !report.problems.is_empty() {
         Code::Damage
+    } else if !report.unchecked.is_empty() {
+        Code::Partial
+    } else {
+        Code::Ok
     };
     Ok((code, report))
 }
@@ -151,6 +153,11 @@ fn print(g: &Global, r: &CheckReport) -> Result<()> {
                 "snapshots": p.snapshots.iter().map(|s| s.to_hex()).collect::<Vec<_>>(),
                 "files": p.files,
                 "files_affected": p.files_affected,
+            })).collect::<Vec<_>>(),
+            "unchecked": r.unchecked.iter().map(|p| json!({
+                "object": p.object,
+                "cause": p.cause,
+                "hint": p.hint,
             })).collect::<Vec<_>>(),
         }));
     }
@@ -195,6 +202,9 @@ fn print(g: &Global, r: &CheckReport) -> Result<()> {
         if p.files_affected > p.files.len() as u64 {
             crate::outln!("  … and {} more", p.files_affected - p.files.len() as u64)?;
         }
+    }
+    for p in &r.unchecked {
+        crate::outln!("NOT CHECKED {}: {}; {}", p.object, p.cause, p.hint)?;
     }
     if r.problems.is_empty() {
         crate::outln!("no damage found")?;

@@ -338,6 +338,12 @@ impl Steps for CliSteps<'_> {
                 self.name, p.object, p.cause, p.hint
             ));
         }
+        for p in &report.unchecked {
+            output::remark(format_args!(
+                "job {}: audit: NOT CHECKED {}: {}; {}",
+                self.name, p.object, p.cause, p.hint
+            ));
+        }
         Ok((
             status(code),
             AuditFacts {
