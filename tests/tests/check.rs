@@ -873,6 +873,7 @@ fn json_report_has_a_stable_shape() {
             "blobs_verified",
             "notes",
             "problems",
+            "unchecked",
         ]
         .map(String::from),
     );
@@ -898,6 +899,10 @@ fn json_report_has_a_stable_shape() {
         let keys: BTreeSet<String> = v.as_object().expect("object").keys().cloned().collect();
         assert_eq!(keys, top, "{out}");
         assert_eq!(v["clean"].as_bool(), Some(!has_problems), "{out}");
+        assert!(
+            v["unchecked"].as_array().is_some_and(|a| a.is_empty()),
+            "{out}"
+        );
         assert_eq!(out.code, if has_problems { 4 } else { 0 }, "{out}");
         for k in [
             "objects_named",
