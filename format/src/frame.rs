@@ -95,6 +95,73 @@ pub fn decompress(stored: &[u8], compression: Compression, raw_len: u32) -> Resu
     Ok(out)
 }
 
+thread_local! {
+    /// One streaming zstd context per thread, for frames read only up to a point.
+    static PREFIX_DECODER: std::cell::RefCell<Option<zstd::stream::raw::Decoder<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Largest zstd window a frame may ask a streaming reader for: a frame's plaintext is at most
+/// [`MAX_FRAME_LEN`] (16 MiB), so no honest frame needs more; a planted one asking for more is
+/// refused instead of being given the memory.
+const WINDOW_LOG_MAX: u32 = 24;
+
+/// The first `upto` bytes of a frame's plaintext (all of it, checked as [`decompress_into`]
+/// does, when `upto >= raw_len`), for a reader that needs only blobs ending by then:
+/// decompression stops there. `out` is cleared first and its allocation reused. A frame that
+/// ends before `upto` is an error; what follows `upto` is not read, so blobs taken from the
+/// prefix must be checked against their ids.
+pub fn decompress_prefix<'a>(
+    stored: &'a [u8],
+    compression: Compression,
+    raw_len: u32,
+    upto: u32,
+    out: &'a mut Vec<u8>,
+) -> Result<&'a [u8], Error> {
+    if upto >= raw_len || compression == Compression::None {
+        let all = decompress_into(stored, compression, raw_len, out)?;
+        return Ok(&all[..all.len().min(upto as usize)]);
+    }
+    let short = |got: usize| {
+        Error::Decompress(format!(
+            "frame ended after {got} bytes, before the {upto} read of the {raw_len} the index says"
+        ))
+    };
+    out.clear();
+    out.resize(upto as usize, 0);
+    PREFIX_DECODER.with(|cell| -> Result<(), Error> {
+        use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
+        let mut slot = cell.borrow_mut();
+        let d = match &mut *slot {
+            Some(d) => {
+                d.reinit().map_err(|e| Error::Decompress(e.to_string()))?;
+                d
+            }
+            empty => {
+                let mut d = Decoder::new().map_err(|e| Error::Decompress(e.to_string()))?;
+                d.set_parameter(zstd::stream::raw::DParameter::WindowLogMax(WINDOW_LOG_MAX))
+                    .map_err(|e| Error::Decompress(e.to_string()))?;
+                empty.insert(d)
+            }
+        };
+        let mut input = InBuffer::around(stored);
+        let mut output = OutBuffer::around(&mut out[..]);
+        while output.pos() < upto as usize {
+            let before = (input.pos(), output.pos());
+            let left = d
+                .run(&mut input, &mut output)
+                .map_err(|e| Error::Decompress(e.to_string()))?;
+            // A finished frame, or no progress with all input given: the frame is short.
+            if (left == 0 || (input.pos(), output.pos()) == before) && output.pos() < upto as usize
+            {
+                return Err(short(output.pos()));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(&out[..])
+}
+
 /// Recover a frame's plaintext without copying what needs no decompression: `stored` itself
 /// when it is stored raw, else decompressed into `out` (cleared first; its allocation is
 /// reused). `raw_len` comes from the trailer or index and bounds memory.
@@ -171,6 +238,56 @@ mod tests {
             &raw[..]
         );
         assert!(decompress_into(stored, how, raw.len() as u32 + 1, &mut out).is_err());
+    }
+
+    #[test]
+    fn a_prefix_is_the_plaintext_up_to_the_point_asked() {
+        let mut raw = b"kind: Secret\n".repeat(30_000);
+        raw.extend(pseudo_random(9, 200_000));
+        let len = raw.len() as u32;
+        let mut c = FrameCompressor::new(3).unwrap();
+        let (how, stored) = c.compress(&raw);
+        assert_eq!(how, Compression::Zstd);
+        let stored = stored.to_vec();
+        let mut out = vec![5u8; 100];
+        for upto in [0, 1, 4096, 390_000, 390_001, len - 1, len, len + 7] {
+            let got = decompress_prefix(&stored, how, len, upto, &mut out).unwrap();
+            assert_eq!(got, &raw[..upto.min(len) as usize], "upto {upto}");
+        }
+        // Stored raw: a slice of it, once its length is checked.
+        let got = decompress_prefix(&raw, Compression::None, len, 10, &mut out).unwrap();
+        assert_eq!(got, &raw[..10]);
+        assert!(decompress_prefix(&raw, Compression::None, len + 1, 10, &mut out).is_err());
+        // A frame cut short, or shorter than the index says, ends in an error: not a loop, not
+        // a prefix padded with anything.
+        for cut in [stored.len() / 2, 20, 0] {
+            let e = decompress_prefix(&stored[..cut], how, len, len - 1, &mut out);
+            assert!(e.is_err(), "cut at {cut}");
+        }
+        let e = decompress_prefix(&stored, how, len + 100, len + 50, &mut out).unwrap_err();
+        assert!(e.to_string().contains("frame ended after"), "{e}");
+        // Garbage, then a good frame again on the same thread's context.
+        assert!(
+            decompress_prefix(&[0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3], how, len, 9, &mut out).is_err()
+        );
+        let got = decompress_prefix(&stored, how, len, 4096, &mut out).unwrap();
+        assert_eq!(got, &raw[..4096]);
+    }
+
+    #[test]
+    fn a_prefix_read_refuses_a_window_no_frame_needs() {
+        // A valid zstd frame of one 100-byte raw block whose header asks for a 64 MiB window
+        // (no frame of at most 16 MiB does; zstd's own default limit would allow it).
+        let mut frame = vec![0x28, 0xb5, 0x2f, 0xfd, 0x00, 16 << 3];
+        frame.extend((1u32 | (100 << 3)).to_le_bytes()[..3].iter());
+        frame.extend([7u8; 100]);
+        let mut out = Vec::new();
+        let e = decompress_prefix(&frame, Compression::Zstd, 200, 50, &mut out).unwrap_err();
+        assert!(matches!(e, Error::Decompress(_)), "{e}");
+        // The same frame asking for 16 MiB is read.
+        frame[5] = 14 << 3;
+        let got = decompress_prefix(&frame, Compression::Zstd, 200, 50, &mut out).unwrap();
+        assert_eq!(got, &[7u8; 50][..]);
     }
 
     #[test]

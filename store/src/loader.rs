@@ -338,27 +338,6 @@ impl Loader {
         frame: &FrameRef,
         blobs: &[(Id, u32, u32)],
     ) -> Result<Vec<u8>> {
-        Ok(self.verified_frame(pack, frame, blobs)?.0)
-    }
-
-    /// A frame of pack number `pack` decompressed, after checking that each of `blobs` (id,
-    /// offset, length in the frame) hashes to its id: the blobs are the checked slices.
-    pub fn load_frame_raw(
-        &mut self,
-        pack: u32,
-        frame: &FrameRef,
-        blobs: &[(Id, u32, u32)],
-    ) -> Result<Vec<u8>> {
-        Ok(self.verified_frame(pack, frame, blobs)?.1)
-    }
-
-    /// A frame as stored and decompressed, with `blobs` checked.
-    fn verified_frame(
-        &mut self,
-        pack: u32,
-        frame: &FrameRef,
-        blobs: &[(Id, u32, u32)],
-    ) -> Result<(Vec<u8>, Vec<u8>)> {
         self.read_frame(pack, frame)?;
         let cache = &self.caches[slot(self.index.pack(pack).kind)];
         let stored = stored_in(cache, pack, frame)?.to_vec();
@@ -366,7 +345,49 @@ impl Loader {
         for &(id, offset, len) in blobs {
             self.check.blob(pack, &raw, &id, offset, len)?;
         }
-        Ok((stored, raw))
+        Ok(stored)
+    }
+
+    /// The plaintext of a frame of pack number `pack` up to the end of the last of `blobs` (id,
+    /// offset, length in the frame; decompression stops there), after checking that each
+    /// hashes to its id: the blobs are the checked slices.
+    pub fn load_frame_prefix(
+        &mut self,
+        pack: u32,
+        frame: &FrameRef,
+        blobs: &[(Id, u32, u32)],
+    ) -> Result<Vec<u8>> {
+        self.read_frame(pack, frame)?;
+        let end = blobs
+            .iter()
+            .map(|&(_, offset, len)| u64::from(offset) + u64::from(len))
+            .max()
+            .unwrap_or(0);
+        let cache = &self.caches[slot(self.index.pack(pack).kind)];
+        let stored = stored_in(cache, pack, frame)?;
+        let mut out = Vec::new();
+        let upto = u32::try_from(end).unwrap_or(u32::MAX);
+        let prefix = cairn_format::frame::decompress_prefix(
+            stored,
+            frame.compression,
+            frame.raw_len,
+            upto,
+            &mut out,
+        )
+        .map_err(|e| self.check.damaged(pack, e))?;
+        // A frame stored raw comes back as a slice of `stored`; a decompressed one fills `out`.
+        let raw = match frame.compression {
+            Compression::None => prefix.to_vec(),
+            Compression::Zstd => {
+                let len = prefix.len();
+                out.truncate(len);
+                out
+            }
+        };
+        for &(id, offset, len) in blobs {
+            self.check.blob(pack, &raw, &id, offset, len)?;
+        }
+        Ok(raw)
     }
 
     /// Read and decode a tree blob, its files' content filled in from their content lists.

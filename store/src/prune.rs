@@ -616,7 +616,7 @@ fn repack_pack<'a>(
         } else {
             blobs.sort_by_key(|&(_, offset, _)| offset);
             loader
-                .load_frame_raw(number, &frame, &blobs)
+                .load_frame_prefix(number, &frame, &blobs)
                 .map(|raw| Repacked::Blobs { kind, raw, blobs })
         })
     })
