@@ -103,7 +103,8 @@ Examples:
   cairn check --no-key                # no key at all: every object matches its name
 
 Exit status: 0 no damage; 4 damage (each object listed with what to do and the snapshots and
-files it affects); 3 no damage, but snapshot objects a newer cairn wrote were not checked.";
+files it affects); 3 no damage, but snapshot objects a newer cairn wrote were not checked; 1
+the check could not run (storage unreachable, a read refused: not damage).";
 
 /// `cairn prune`.
 pub const PRUNE: &str = "\

@@ -118,7 +118,7 @@ pub fn decompress_prefix<'a>(
     upto: u32,
     out: &'a mut Vec<u8>,
 ) -> Result<&'a [u8], Error> {
-    if upto >= raw_len || compression == Compression::None {
+    if raw_len > MAX_FRAME_LEN || upto >= raw_len || compression == Compression::None {
         let all = decompress_into(stored, compression, raw_len, out)?;
         return Ok(&all[..all.len().min(upto as usize)]);
     }
@@ -190,6 +190,22 @@ pub fn decompress_into<'a>(
             Ok(stored)
         }
         Compression::Zstd => {
+            // Exactly one zstd frame (§7): the bulk decoder would also take several in a row,
+            // or a skippable frame first, which a reader stopping early does not.
+            match zstd::zstd_safe::find_frame_compressed_size(stored) {
+                Ok(n) if n == stored.len() => {}
+                Ok(n) => {
+                    return Err(Error::Decompress(format!(
+                        "stored frame is {} bytes, its zstd frame {n}",
+                        stored.len()
+                    )))
+                }
+                Err(code) => {
+                    return Err(Error::Decompress(
+                        zstd::zstd_safe::get_error_name(code).to_string(),
+                    ))
+                }
+            }
             out.clear();
             out.reserve(raw_len as usize);
             DECOMPRESSOR.with(|cell| {
@@ -231,6 +247,11 @@ mod tests {
         assert_eq!(decompress(stored, how, raw.len() as u32).unwrap(), raw);
         assert!(decompress(stored, how, raw.len() as u32 - 1).is_err());
         assert!(decompress(&stored[..stored.len() / 2], how, raw.len() as u32).is_err());
+        // Two frames in a row, or a skippable frame before it, are not one frame.
+        let twice = [stored, stored].concat();
+        assert!(decompress(&twice, how, 2 * raw.len() as u32).is_err());
+        let skippable = [&[0x50, 0x2a, 0x4d, 0x18, 0, 0, 0, 0][..], stored].concat();
+        assert!(decompress(&skippable, how, raw.len() as u32).is_err());
         // Into a buffer used before (larger, full of other bytes): the same plaintext.
         let mut out = vec![7u8; 3 * raw.len()];
         assert_eq!(

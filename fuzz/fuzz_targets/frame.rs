@@ -1,7 +1,7 @@
 //! `frame::decompress` and `frame::decompress_prefix`. Input: raw_len (u32 LE, capped just
 //! above MAX_FRAME_LEN so the size check is exercised without multi-GiB requests), one byte
 //! choosing the compression (low bit: 0 none, 1 zstd; the other bits: how much of raw_len a
-//! prefix read asks for, in 128ths), then the stored bytes. A prefix read must agree with the
+//! prefix read asks for, in 127ths), then the stored bytes. A prefix read must agree with the
 //! whole read where both succeed. Also compresses the stored bytes and checks the round trip,
 //! whole and by prefix.
 #![no_main]

@@ -59,7 +59,7 @@ pub enum Error {
         cause: String,
     },
     /// An object exists but its bytes are wrong.
-    #[error("object {object} is damaged: {cause}{}", damage_scope(object))]
+    #[error("object {object} {}: {cause}{}", if cause.is_newer_format() { "was written by a newer cairn" } else { "is damaged" }, damage_scope(object))]
     Damaged {
         /// Object path.
         object: String,
@@ -489,7 +489,13 @@ mod tests {
             found: 2,
             supported: 1,
         };
-        assert!(!damaged(newer).is_damage());
+        let e = damaged(newer);
+        assert!(!e.is_damage());
+        assert!(
+            e.to_string()
+                .starts_with("object snapshots/x was written by a newer cairn: snapshot record"),
+            "{e}"
+        );
         let broken = cairn_format::Error::Decompress("bad frame".into());
         assert!(damaged(broken).is_damage());
         let renamed = Error::NameMismatch {

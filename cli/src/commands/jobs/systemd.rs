@@ -252,7 +252,8 @@ After=network-online.target
 Type=oneshot
 ExecStart={exec}
 # Exit codes: 0 ok; 3 partial (the snapshot was saved but some files could not be read, a copy
-# skipped a damaged snapshot, or a running backup still holds space prune could not free) -
+# skipped a damaged snapshot, a running backup still holds space prune could not free, or the
+# audit left out snapshots a newer cairn wrote) -
 # counted as success here so the unit is not shown as failed, and reported in the metrics
 # (cairn_job_last_exit_code 3); 4 the audit found damage; 1 a step failed; 2 bad configuration.
 SuccessExitStatus=3
