@@ -1,8 +1,8 @@
 //! `cairn check` against damaged repositories: objects of every kind flipped, truncated or
 //! deleted. For each: which mode finds it (plain structure check, `--read-data`, a subset,
-//! `--no-key`, the write key), the exit code (0 clean, 4 damage, 1 could not run, 2 usage),
-//! and that the report names the object, the snapshots and the files it affects, while the
-//! unaffected snapshot still restores byte-exact.
+//! `--no-key`, the write key), the exit code (0 clean, 4 damage, 3 not all checked, 1 could not
+//! run, 2 usage), and that the report names the object, the snapshots and the files it
+//! affects, while the unaffected snapshot still restores byte-exact.
 //!
 //! Every repository holds two snapshots backed up one after the other from separate
 //! directories, so each has its own data pack, tree pack and index object.
@@ -852,6 +852,56 @@ fn bad_subsets_and_conflicting_flags_are_usage_errors() {
     fx.id(&["check", "--bogus"]).code_is(2);
     // The smallest valid share still runs.
     clean(&check(&fx, &["--read-data-subset", "0.5%"]));
+}
+
+/// A snapshot object a newer cairn wrote (its record version above this one's, sealed and
+/// named as cairn seals and names them) is not damage: `check` lists it as NOT CHECKED and
+/// exits 3, `latest` is refused with the upgrade as the way out (not `forget`), and the other
+/// snapshots stay usable by id.
+#[test]
+fn a_snapshot_a_newer_cairn_wrote_is_not_checked_and_not_damage() {
+    let Two { fx, a, b } = two(Backend::Local);
+    let mut record = read_meta(&fx, &fx.store, &b.object()).expect("b's record");
+    assert_eq!(&record[..8], b"cairnS\x01\x00", "snapshot record header");
+    record[6] = 2;
+    let ct = encrypt_meta(&fx, &record);
+    let newer = format!("snapshots/{}", Id::of_object(&ct));
+    fx.store.write(&newer, &ct);
+    fx.store.delete(&b.object());
+
+    let out = check(&fx, &["--read-data"]);
+    assert_eq!(out.code, 3, "{out}");
+    let v = out.json();
+    assert_eq!(v["clean"], true, "{out}");
+    assert_eq!(v["problems"], serde_json::json!([]), "{out}");
+    let unchecked = v["unchecked"].as_array().expect("unchecked");
+    assert_eq!(unchecked.len(), 1, "{out}");
+    assert_eq!(unchecked[0]["object"], newer.as_str(), "{out}");
+    let cause = unchecked[0]["cause"].as_str().unwrap_or_default();
+    assert!(
+        cause.contains("newer cairn") && cause.contains("version 2") && !cause.contains("damage"),
+        "{out}"
+    );
+    let text = fx.id(&["check"]);
+    assert_eq!(text.code, 3, "{text}");
+    assert!(
+        text.stdout.contains(&format!("NOT CHECKED {newer}"))
+            && text.stdout.contains("no damage found")
+            && !text.stdout.contains("DAMAGED"),
+        "{text}"
+    );
+
+    let latest = fx.id(&["ls", "latest"]);
+    latest.failed().stderr_has(&[
+        "cannot tell which snapshot is the latest",
+        &newer,
+        "newer cairn",
+    ]);
+    assert!(
+        !latest.stderr.contains("forget") && !latest.stderr.contains("damage"),
+        "{latest}"
+    );
+    fx.id(&["ls", &a.id]).ok();
 }
 
 /// The `--json` report monitoring relies on: these fields, these types, damaged or not, in
