@@ -83,6 +83,8 @@ pub struct Outcome {
     pub snapshots: HashMap<Id, Snapshot>,
     /// Snapshot objects that could not be read (left alone).
     pub damaged: Vec<(String, String)>,
+    /// Those of `damaged` a newer cairn wrote (intact: this version cannot read them).
+    pub newer: Vec<String>,
     /// Damaged snapshot objects named to be removed (their content cannot be read), and why.
     pub unreadable: Vec<(Id, String)>,
     /// Snapshot objects deleted.
@@ -128,6 +130,7 @@ pub fn forget(repo: &Arc<Repository>, req: &Request) -> Result<Outcome, ForgetEr
     let mut out = Outcome {
         snapshots: selected.iter().map(|(id, s)| (*id, (*s).clone())).collect(),
         damaged: listing.damaged.clone(),
+        newer: listing.newer.clone(),
         ..Outcome::default()
     };
     if !req.dry_run {

@@ -902,6 +902,16 @@ fn a_snapshot_a_newer_cairn_wrote_is_not_checked_and_not_damage() {
         "{latest}"
     );
     fx.id(&["ls", &a.id]).ok();
+    // forget leaves it alone and says why; by its id it is refused, with the upgrade as advice.
+    let out = fx.id(&["--json", "forget", "--keep-last", "5", "--dry-run"]);
+    assert_eq!(out.code, 3, "{out}");
+    let left = &out.json()["damaged"];
+    assert_eq!(left[0]["path"], newer.as_str(), "{out}");
+    assert_eq!(left[0]["newer"], true, "{out}");
+    let id = newer.trim_start_matches("snapshots/");
+    let out = fx.id(&["forget", id]);
+    out.failed().stderr_has(&["newer"]);
+    assert!(fx.store.exists(&newer));
 }
 
 /// The `--json` report monitoring relies on: these fields, these types, damaged or not, in

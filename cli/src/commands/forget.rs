@@ -454,7 +454,7 @@ impl Report<'_> {
             "snapshots": snapshots,
             "deleted": self.out.deleted,
             "errors": self.out.errors.iter().map(|(id, e)| json!({"snapshot": id.to_hex(), "error": e})).collect::<Vec<_>>(),
-            "damaged": self.out.damaged.iter().map(|(p, e)| json!({"path": p, "error": e})).collect::<Vec<_>>(),
+            "damaged": self.out.damaged.iter().map(|(p, e)| json!({"path": p, "error": e, "newer": self.out.newer.contains(p)})).collect::<Vec<_>>(),
             "prune": prune,
         })
     }
