@@ -468,17 +468,13 @@ fn check_structure_above(
     }
     let listing = snapshots::list(repo)?;
     for (path, why) in &listing.damaged {
-        let named_by_id = path
-            .rsplit('/')
-            .next()
-            .is_some_and(|n| n.parse::<Id>().is_ok());
         if listing.newer.contains(path) {
             report
                 .unchecked
                 .push(Problem::new(path.clone(), why, HINT_NEWER));
             continue;
         }
-        let hint = if named_by_id {
+        let hint = if Repository::id_of_path(path).is_some() {
             HINT_FORGET_DAMAGED
         } else {
             HINT_DELETE
@@ -798,7 +794,7 @@ fn pack_id_of(object: &str) -> Option<Id> {
     if dir != "data" && dir != "tree" {
         return None;
     }
-    rest.rsplit('/').next()?.parse().ok()
+    Repository::id_of_path(rest)
 }
 
 fn display(path: &[Vec<u8>]) -> String {

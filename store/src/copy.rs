@@ -83,7 +83,7 @@ pub fn stored_packs_and_foreign(repo: &Repository) -> Result<(StoredPacks, Vec<S
     let mut foreign = Vec::new();
     for kind in [PackKind::Data, PackKind::Tree] {
         for obj in repo.backend().list(kind.dir())? {
-            match obj.path.rsplit('/').next().and_then(|n| n.parse().ok()) {
+            match Repository::id_of_path(&obj.path) {
                 Some(id) => {
                     out.insert(id, (kind, obj.size));
                 }

@@ -440,6 +440,12 @@ impl Repository {
         format!("{}/{}/{}", kind.dir(), &hex[..2], hex)
     }
 
+    /// The id an object's path names (its last component), if that is an id: an object
+    /// named otherwise was not written there by cairn.
+    pub fn id_of_path(path: &str) -> Option<Id> {
+        path.rsplit('/').next()?.parse().ok()
+    }
+
     /// Encrypt `plaintext` to the metadata recipients and store it as `dir/<id>`.
     pub fn put_meta(&self, dir: &str, plaintext: &[u8]) -> Result<Id> {
         self.put_sealed(dir, envelope::encrypt(plaintext, &self.meta_recipients))

@@ -121,8 +121,7 @@ pub struct Listing {
 pub fn list(repo: &Repository) -> Result<Listing> {
     let mut out = Listing::default();
     for obj in repo.backend().list("snapshots")? {
-        let name = obj.path.rsplit('/').next().unwrap_or_default();
-        let Ok(id) = name.parse::<Id>() else {
+        let Some(id) = Repository::id_of_path(&obj.path) else {
             out.damaged
                 .push((obj.path.clone(), "name is not a snapshot id".into()));
             continue;
@@ -235,11 +234,7 @@ fn newest(repo: &Repository, keep: impl Fn(&Snapshot) -> bool) -> Result<(Id, Sn
     let unreadable: Vec<_> = listing
         .damaged
         .iter()
-        .filter(|(path, _)| {
-            path.rsplit('/')
-                .next()
-                .is_some_and(|n| n.parse::<Id>().is_ok())
-        })
+        .filter(|(path, _)| Repository::id_of_path(path).is_some())
         .collect();
     // Damage first: it is what the operator must act on.
     let first = unreadable

@@ -35,9 +35,10 @@ use std::sync::Arc;
 Runs, in order: the backup; retention and prune (as [jobs.NAME.retention] says); a copy to each
 repository in copy_to; the audit. One summary, and one exit code: the worst step's (0 ok, 3
 partial: some files unreadable, a copy skipped a damaged snapshot, a running backup holds
-space, or the audit could not read snapshots a newer cairn wrote; 4 the audit found damage; 1 a step failed or the run was stopped). SIGTERM lets the
-running step finish and starts no other; a second SIGTERM ends the process at once (no
-snapshot is half written: snapshots are written last).
+space, or the audit could not read snapshots a newer cairn wrote; 4 the audit found damage;
+1 a step failed or the run was stopped). SIGTERM lets the running step finish and starts no
+other; a second SIGTERM ends the process at once (no snapshot is half written: snapshots are
+written last).
 
 Examples:
   cairn run etcd
