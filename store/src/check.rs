@@ -905,11 +905,13 @@ fn check_packs(
         });
         Ok(Cow::Owned(located.collect()))
     };
-    let packs: Vec<&PackInfo> = audit
+    let mut packs: Vec<&PackInfo> = audit
         .packs
         .iter()
         .filter(|p| !audit.bad_packs.contains_key(&p.id) && subset.selects(&p.id))
         .collect();
+    // Largest first: the readers end together instead of one reading a large pack alone.
+    packs.sort_by_key(|p| std::cmp::Reverse(p.size));
     let found = Mutex::new(Vec::new());
     let (bytes, blobs, read) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let repo = &audit.repo;
