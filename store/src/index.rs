@@ -76,6 +76,10 @@ pub struct Index {
     frames: Vec<FrameSlot>,
     /// Sorted by id, one entry per id (the first pack added wins).
     entries: Vec<Entry>,
+    /// The other listings of ids listed more than once, sorted by id (few: two backups that
+    /// stored one blob at once, or claims a write-key holder planted), tried by
+    /// [`Index::alternatives`] when the first listing does not hold the blob.
+    others: Vec<Entry>,
     /// `starts[p]`: first entry whose id's 16-bit prefix is `p` or more; `PREFIX + 1` values,
     /// empty until the entries are sorted.
     starts: Vec<u32>,
@@ -342,18 +346,36 @@ impl Index {
         }
     }
 
-    /// Sort by id, keep the first added of each id (frame numbers grow as packs are added),
-    /// and rebuild the prefix table. Frames of dropped duplicates stay (they are few).
+    /// Sort by id, keep the first added of each id (frame numbers grow as packs are added)
+    /// as its entry and the others aside, and rebuild the prefix table. Frames of the others
+    /// stay (they are few).
     fn seal(&mut self) {
         // The ids' first 8 bytes as an integer decide nearly every comparison without a call
         // to memcmp (sorting is on the way of every backup's start).
-        self.entries.sort_unstable_by(|a, b| {
+        let order = |a: &Entry, b: &Entry| {
             head(&a.id)
                 .cmp(&head(&b.id))
                 .then_with(|| a.id.cmp(&b.id))
                 .then(a.frame.cmp(&b.frame))
+        };
+        self.entries.sort_unstable_by(order);
+        let before = self.others.len();
+        let (frames, others) = (&self.frames, &mut self.others);
+        // The same place listed twice (one pack in two index objects) is no alternative.
+        let place = |e: &Entry| {
+            let slot = &frames[e.frame as usize];
+            (slot.pack, slot.frame, e.offset, e.len)
+        };
+        self.entries.dedup_by(|b, a| {
+            let same = a.id == b.id;
+            if same && place(a) != place(b) {
+                others.push(*b);
+            }
+            same
         });
-        self.entries.dedup_by(|b, a| a.id == b.id);
+        if self.others.len() > before {
+            self.others.sort_unstable_by(order);
+        }
         self.entries.shrink_to_fit();
         self.frames.shrink_to_fit();
         let buckets = 1usize << PREFIX_BITS;
@@ -390,6 +412,24 @@ impl Index {
             offset: e.offset,
             len: e.len,
         }
+    }
+
+    /// The other places index objects list blob `id` in, besides [`Index::get`]'s, in the
+    /// order they were added (none for blobs set aside on disk).
+    pub fn alternatives(&self, id: &Id) -> impl Iterator<Item = Location> + '_ {
+        let id = *id;
+        let start = self
+            .others
+            .partition_point(|e| (head(&e.id), &e.id) < (head(&id), &id));
+        self.others[start..]
+            .iter()
+            .take_while(move |e| e.id == id)
+            .map(|e| self.location(e))
+    }
+
+    /// Whether any blob has [`Index::alternatives`].
+    pub fn has_alternatives(&self) -> bool {
+        !self.others.is_empty()
     }
 
     /// Where a blob is (in memory, else among the entries set aside on disk).

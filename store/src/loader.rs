@@ -12,8 +12,9 @@ use cairn_format::frame::Compression;
 use cairn_format::pack::{FrameRef, PackKind};
 use cairn_format::payload::Payload;
 use cairn_format::{ChunkIdKey, Id};
+use std::collections::HashSet;
 use std::io::{Read, Seek, SeekFrom};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 fn slot(kind: PackKind) -> usize {
     match kind {
@@ -27,7 +28,7 @@ fn slot(kind: PackKind) -> usize {
 #[derive(Default)]
 struct Cache {
     open: Option<PackReader>,
-    frame: Option<((u32, u64), Vec<u8>)>,
+    frame: Option<((u32, FrameRef), Vec<u8>)>,
     chunks: Option<(u32, Plain)>,
 }
 
@@ -67,6 +68,9 @@ pub struct FrameCheck {
     index: Arc<Index>,
     key: ChunkIdKey,
     remote: bool,
+    /// Packs whose listings were passed over for another (see [`Loader::load_elsewhere`]):
+    /// each is warned about once.
+    passed_over: Arc<Mutex<HashSet<u32>>>,
 }
 
 /// One pack opened for ranged reads of its plaintext: each read is one read of the stored
@@ -180,6 +184,27 @@ impl FrameCheck {
         self.remote
     }
 
+    /// Blob `id` was read from pack number `used` because pack number `failed`, listed
+    /// first, did not hold it (`cause`): warn, once per failed pack.
+    pub fn passed_over(&self, failed: u32, used: u32, id: &Id, cause: &Error) {
+        let first = self
+            .passed_over
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(failed);
+        if first {
+            let path = |n: u32| {
+                let info = self.index.pack(n);
+                Repository::pack_path(info.kind, &info.id)
+            };
+            tracing::warn!(
+                "an index object lists blob {id} in pack {}, which does not hold it there ({cause}); it and others listed so are read from their other listings (in pack {} and maybe others). Run `cairn check --read-data`: it names the damaged or planted objects to move out before `cairn repair index`",
+                path(failed),
+                path(used)
+            );
+        }
+    }
+
     /// A damaged-pack error for pack number `pack`.
     pub fn damaged(&self, pack: u32, e: impl Into<cairn_format::Error>) -> Error {
         let info = self.index.pack(pack);
@@ -208,6 +233,7 @@ impl Loader {
             index: index.clone(),
             key: repo.chunk_id_key(),
             remote: repo.backend().is_remote(),
+            passed_over: Default::default(),
         };
         Loader {
             repo,
@@ -221,7 +247,9 @@ impl Loader {
     /// Another loader over the same repository and index, with caches of its own (for
     /// another thread).
     pub fn fork(&self) -> Loader {
-        Loader::new(self.repo.clone(), self.index.clone())
+        let mut fork = Loader::new(self.repo.clone(), self.index.clone());
+        fork.check.passed_over = self.check.passed_over.clone();
+        fork
     }
 
     /// The index in use.
@@ -239,9 +267,50 @@ impl Loader {
         self.check.clone()
     }
 
-    /// Read blob `id`, verifying it hashes to its id.
+    /// Read blob `id`, verifying it hashes to its id. Where the index's first listing of it
+    /// does not hold it (a damaged or missing pack, or a planted claim), the other listings
+    /// are tried in turn (see [`Loader::load_elsewhere`]).
     pub fn load(&mut self, id: &Id) -> Result<Vec<u8>> {
         let loc = self.index.get(id).ok_or(Error::BlobMissing(*id))?;
+        match self.load_at(id, &loc) {
+            Err(e) if !e.is_storage_failure() => match self.load_elsewhere(id, &loc, &e)? {
+                Some(blob) => Ok(blob),
+                None => Err(e),
+            },
+            loaded => loaded,
+        }
+    }
+
+    /// Read blob `id` from a listing other than `failed`, which did not hold it (`cause`):
+    /// the first that verifies, with a warning naming both packs (once per pack that failed),
+    /// or none. Storage that cannot be reached ends the search.
+    pub fn load_elsewhere(
+        &mut self,
+        id: &Id,
+        failed: &Location,
+        cause: &Error,
+    ) -> Result<Option<Vec<u8>>> {
+        let others: Vec<Location> = self
+            .index
+            .alternatives(id)
+            .filter(|l| l != failed)
+            .collect();
+        for loc in others {
+            match self.load_at(id, &loc) {
+                Ok(blob) => {
+                    self.check.passed_over(failed.pack, loc.pack, id, cause);
+                    return Ok(Some(blob));
+                }
+                Err(e) if e.is_storage_failure() => return Err(e),
+                Err(e) => tracing::debug!("blob {id}: another listing fails too: {e}"),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Read blob `id` from `loc`, verifying it hashes to its id.
+    fn load_at(&mut self, id: &Id, loc: &Location) -> Result<Vec<u8>> {
+        let loc = *loc;
         self.fill_frame(&loc)?;
         let kind = slot(self.index.pack(loc.pack).kind);
         let (_, raw) = self.caches[kind]
@@ -264,7 +333,8 @@ impl Loader {
 
     /// Make the decompressed frame holding `loc` the cached one of its pack kind.
     fn fill_frame(&mut self, loc: &Location) -> Result<()> {
-        let key = (loc.pack, loc.frame.offset);
+        // The whole frame reference: two listings may describe one offset differently.
+        let key = (loc.pack, loc.frame);
         let slot = slot(self.index.pack(loc.pack).kind);
         if self.caches[slot].frame.as_ref().map(|(k, _)| *k) != Some(key) {
             // The frame cached before is overwritten in its own allocation.

@@ -1347,6 +1347,45 @@ impl Crafter {
         self.put_meta("index", &IndexRecord { packs: vec![claim] }.encode())
     }
 
+    /// Plant an index object claiming that the stored pack `junk` holds every blob the
+    /// repository's index objects (of `fx`) list, at the places they list; planted again until
+    /// its name sorts before theirs, as an attacker grinds one so that the claim is the
+    /// listing lookups find first. Returns its id.
+    pub fn plant_claim_of_everything(&self, fx: &Fixture, junk: IndexPack) -> Id {
+        let honest = self.store.names("index");
+        let packs: Vec<IndexPack> = honest
+            .iter()
+            .flat_map(|n| {
+                let plain = repo_objects::read_meta(fx, &self.store, n).expect("index object");
+                IndexRecord::decode(&plain).expect("index record").packs
+            })
+            .collect();
+        // As large as the largest, so that every place listed is in it.
+        let size = packs.iter().map(|p| p.size).max().unwrap_or(junk.size);
+        let blobs = packs.into_iter().flat_map(|p| p.blobs).collect();
+        let claim = IndexRecord {
+            packs: vec![IndexPack {
+                blobs,
+                size,
+                ..junk
+            }],
+        }
+        .encode();
+        let lowest = honest
+            .iter()
+            .map(|n| n.rsplit('/').next().unwrap_or_default().to_string())
+            .min()
+            .unwrap_or_default();
+        loop {
+            // A fresh encryption, a fresh name.
+            let id = self.put_meta("index", &claim);
+            if id.to_hex() < lowest {
+                return id;
+            }
+            self.store.delete(&format!("index/{id}"));
+        }
+    }
+
     /// Encrypt `plaintext` to the metadata recipients and store it as `dir/<blake3>`.
     pub fn put_meta(&self, dir: &str, plaintext: &[u8]) -> Id {
         let ct = envelope::encrypt(plaintext, &self.meta_and_master());

@@ -331,3 +331,56 @@ fn privileged_entries_of_a_planted_snapshot_are_created_only_when_asked() {
         0o4755
     );
 }
+
+/// A write-key holder plants an index object claiming that every blob of the honest backups
+/// (file content and trees) is in a junk pack of its own, and grinds its name so that the claim
+/// is the listing lookups find first. Reads pass over it to the packs that hold the data: a
+/// restore of small files and of a file of many frames (written by the threaded writer) is
+/// whole and verified, `cat` and `ls` work, and each warns once, naming the junk pack and
+/// `check --read-data`. Before, each stopped at the junk (exit 1).
+#[test]
+fn reads_pass_over_a_planted_index_claim_to_the_packs_that_hold_the_data() {
+    let fx = Fixture::new();
+    let d = fx.path("d");
+    for i in 0..3 {
+        write_file(&d.join(format!("small{i}")), &random_bytes(90 + i, 4_000));
+    }
+    write_file(&d.join("large.bin"), &random_bytes(93, 6 << 20));
+    let snap = Fixture::snap_id(&fx.backup(&[&d]));
+    let lowest_pack = fx
+        .object_names("data")
+        .iter()
+        .map(|n| n.rsplit('/').next().unwrap().to_string())
+        .min()
+        .unwrap();
+    let crafter = Crafter::new(&fx);
+    let junk = crafter.junk_pack_below(97, &lowest_pack);
+    let junk_hex = junk.id.to_hex();
+    crafter.plant_claim_of_everything(&fx, junk);
+
+    let target = fx.path("target");
+    let out = fx.id(&["restore", &snap, "--target", s(&target)]);
+    out.ok();
+    out.stderr_has(&[&junk_hex[..16], "cairn check --read-data"]);
+    assert_eq!(
+        out.stderr.matches("which does not hold it there").count(),
+        1,
+        "one warning per junk pack: {}",
+        out.stderr
+    );
+    assert_trees_equal(&d, &Fixture::restored(&target, &d));
+
+    let large = format!("{}/large.bin", s(&d));
+    let cat = fx.id(&["cat", &snap, &large]);
+    cat.ok();
+    assert!(
+        cat.stdout_bytes == std::fs::read(d.join("large.bin")).unwrap(),
+        "cat did not print the file"
+    );
+    let ls = fx.id(&["ls", &snap]);
+    ls.ok();
+    assert!(
+        ls.stdout.contains("small2") && ls.stdout.contains("large.bin"),
+        "{ls}"
+    );
+}

@@ -20,7 +20,7 @@
 
 use super::follow::{self, Done, Feed};
 use crate::content_lists::UnreadLists;
-use crate::index::Index;
+use crate::index::{Index, Location};
 use crate::loader::{FrameCheck, Loader};
 use crate::plain::{Buffers, Plain};
 use crate::writeback::start_writeback;
@@ -109,6 +109,18 @@ pub(super) struct Placed {
     pub len: u32,
     /// Offset in the file.
     pub at: u64,
+}
+
+impl Placed {
+    /// Where the plan found it: in `frame` of pack number `pack`.
+    fn location(&self, pack: u32, frame: &FrameRef) -> Location {
+        Location {
+            pack,
+            frame: *frame,
+            offset: self.offset,
+            len: self.len,
+        }
+    }
 }
 
 /// One frame and the pieces it supplies.
@@ -428,11 +440,17 @@ pub fn write(
         fetchers, queue, ..
     } = plan.limits;
     let buffers = &Arc::new(Buffers::new(fetchers + queue + workers));
+    // Spans a pack did not yield, with why: written from other listings of their blobs once
+    // the rest is (only where the index has other listings: otherwise the error ends the
+    // restore at once, as it always did).
+    let unread: Mutex<Vec<(Range<usize>, Error)>> = Mutex::new(Vec::new());
+    let elsewhere = loader.index().has_alternatives();
     std::thread::scope(|s| {
         let (tx, rx) = crossbeam_channel::bounded::<(usize, Plain)>(queue);
         for _ in 0..fetchers.min(plan.packs.len()) {
             let tx = tx.clone();
             let (next_pack, failed, fail, check) = (&next_pack, &failed, &fail, &check);
+            let unread = &unread;
             s.spawn(move || {
                 let fetch = || -> Result<()> {
                     loop {
@@ -443,20 +461,34 @@ pub fn write(
                         if failed.load(Ordering::Relaxed) {
                             return Ok(());
                         }
-                        let ranges = plan.spans[spans.clone()]
-                            .iter()
-                            .map(|s| s.start..s.end)
-                            .collect();
-                        let pack = plan.spans[spans.start].pack;
-                        let mut reader = check.open_spans(pack, ranges, plan.limits.gap)?;
-                        for i in spans.clone() {
-                            let Some(bytes) = reader.next_span(buffers.take())? else {
-                                break;
-                            };
-                            let bytes = bytes.returning_to(buffers);
-                            if tx.send((i, bytes)).is_err() || failed.load(Ordering::Relaxed) {
-                                return Ok(());
+                        let mut from = spans.start;
+                        let sent = (|| -> Result<bool> {
+                            let ranges = plan.spans[spans.clone()]
+                                .iter()
+                                .map(|s| s.start..s.end)
+                                .collect();
+                            let pack = plan.spans[spans.start].pack;
+                            let mut reader = check.open_spans(pack, ranges, plan.limits.gap)?;
+                            for i in spans.clone() {
+                                let Some(bytes) = reader.next_span(buffers.take())? else {
+                                    break;
+                                };
+                                let bytes = bytes.returning_to(buffers);
+                                if tx.send((i, bytes)).is_err() || failed.load(Ordering::Relaxed) {
+                                    return Ok(false);
+                                }
+                                from = i + 1;
                             }
+                            Ok(true)
+                        })();
+                        match sent {
+                            Ok(true) => {}
+                            Ok(false) => return Ok(()),
+                            Err(e) if elsewhere && !e.is_storage_failure() => unread
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push((from..spans.end, e)),
+                            Err(e) => return Err(e),
                         }
                     }
                 };
@@ -478,19 +510,28 @@ pub fn write(
         let others: Vec<_> = (1..workers)
             .map(|_| {
                 let (rx, check, fail) = (rx.clone(), check.clone(), &fail);
+                let mut alt = loader.fork();
                 s.spawn(move || {
-                    if let Err(e) = work(plan, &check, file, &rx, progress, done) {
+                    if let Err(e) = work(plan, &check, &mut alt, file, &rx, progress, done) {
                         fail(e);
                     }
                 })
             })
             .collect();
-        if let Err(e) = work(plan, &check, file, &rx, progress, done) {
+        let mut alt = loader.fork();
+        if let Err(e) = work(plan, &check, &mut alt, file, &rx, progress, done) {
             fail(e);
         }
         for w in others {
             if w.join().is_err() {
                 fail(super::RestoreError::Worker("a restore worker thread panicked").into());
+            }
+        }
+        // The follower (if any) still waits for these.
+        let unread = std::mem::take(&mut *unread.lock().unwrap_or_else(|p| p.into_inner()));
+        if !failed.load(Ordering::Relaxed) {
+            if let Err(e) = write_unread(plan, unread, &mut alt, file, progress, done) {
+                fail(e);
             }
         }
         over.store(true, Ordering::Release);
@@ -554,10 +595,13 @@ impl Drop for Sink<'_> {
     }
 }
 
-/// Decompress, check and write the spans received until the fetchers are done.
+/// Decompress, check and write the spans received until the fetchers are done. A frame or
+/// blob that does not verify is read from another listing of its blobs through `alt`, where
+/// the index has one.
 fn work(
     plan: &Plan,
     check: &FrameCheck,
+    alt: &mut Loader,
     file: &File,
     rx: &crossbeam_channel::Receiver<(usize, Plain)>,
     progress: &(dyn Fn(u64) + Sync),
@@ -575,15 +619,24 @@ fn work(
         let span = &plan.spans[i];
         for job in &plan.jobs[span.jobs.clone()] {
             let from = (job.frame.offset - span.start) as usize;
-            let stored = bytes
+            let raw = bytes
                 .get(from..from + job.frame.stored_len as usize)
                 .ok_or_else(|| {
                     check.damaged(span.pack, cairn_format::Error::Truncated { what: "frame" })
-                })?;
-            let raw = check.decompress_into(span.pack, &job.frame, stored, &mut frame)?;
+                })
+                .and_then(|stored| {
+                    check.decompress_into(span.pack, &job.frame, stored, &mut frame)
+                });
+            let raw = match raw {
+                Ok(raw) => raw,
+                Err(e) => match write_elsewhere(plan, job, span.pack, &e, alt, &mut out)? {
+                    true => continue,
+                    false => return Err(e),
+                },
+            };
             for start in job.pieces.clone().step_by(BATCH) {
                 plan.read(start..(start + BATCH).min(job.pieces.end), &mut pieces)?;
-                write_frame(span.pack, &pieces, check, raw, &mut out)?;
+                write_frame(span.pack, &job.frame, &pieces, check, alt, raw, &mut out)?;
             }
         }
     }
@@ -591,48 +644,144 @@ fn work(
 }
 
 /// Check and write the pieces of one decompressed frame of pack number `pack`; adjacent pieces
-/// go in one write. Each piece is marked in `done` once on disk (or a hole).
+/// go in one write. Each piece is marked in `done` once on disk (or a hole). A blob the frame
+/// does not hold is read from another listing through `alt`, where the index has one.
 fn write_frame(
     pack: u32,
+    frame: &FrameRef,
     pieces: &[Placed],
     check: &FrameCheck,
+    alt: &mut Loader,
     raw: &[u8],
     out: &mut Sink,
 ) -> Result<()> {
     // The run being gathered: file offset and range in the frame.
     let mut run: Option<(u64, Range<usize>)> = None;
-    // The last blob checked (pieces of one blob are adjacent): its id, and whether it is all
-    // zeros.
-    let mut checked: Option<(&Id, bool)> = None;
+    // The last blob checked (pieces of one blob are adjacent): its id, whether it is all
+    // zeros, and its bytes when read from another listing.
+    let mut checked: Option<(&Id, bool, Option<Vec<u8>>)> = None;
     for p in pieces {
-        let zero = match checked {
-            Some((id, zero)) if *id == p.id => zero,
-            _ => {
-                let blob = check.blob(pack, raw, &p.id, p.offset, p.len)?;
-                let zero = super::blobs::is_zero(blob);
-                checked = Some((&p.id, zero));
-                zero
-            }
-        };
+        if checked.as_ref().is_none_or(|(id, ..)| **id != p.id) {
+            checked = Some(match check.blob(pack, raw, &p.id, p.offset, p.len) {
+                Ok(blob) => (&p.id, super::blobs::is_zero(blob), None),
+                Err(e) => {
+                    let blob = elsewhere(alt, &p.id, &p.location(pack, frame), e)?;
+                    (&p.id, super::blobs::is_zero(&blob), Some(blob))
+                }
+            });
+        }
+        let (_, zero, other) = checked.as_ref().expect("set above");
+        let zero = *zero;
         let here = p.offset as usize..(p.offset + p.len) as usize;
         run = match run {
-            Some((start, r)) if !zero && start + r.len() as u64 == p.at && r.end == here.start => {
+            Some((start, r))
+                if !zero
+                    && other.is_none()
+                    && start + r.len() as u64 == p.at
+                    && r.end == here.start =>
+            {
                 Some((start, r.start..here.end))
             }
-            other => {
-                if let Some((at, r)) = other {
+            before => {
+                if let Some((at, r)) = before {
                     out.write(&raw[r], at)?;
                 }
                 if zero {
                     out.done.mark(p.at, u64::from(p.len));
+                } else if let Some(blob) = other {
+                    out.write(blob, p.at)?;
                 }
-                (!zero).then_some((p.at, here))
+                (!zero && other.is_none()).then_some((p.at, here))
             }
         };
         (out.progress)(u64::from(p.len));
     }
     if let Some((at, r)) = run {
         out.write(&raw[r], at)?;
+    }
+    Ok(())
+}
+
+/// Blob `id` from a listing other than `failed`, which did not hold it (`cause`), or
+/// `cause`.
+fn elsewhere(alt: &mut Loader, id: &Id, failed: &Location, cause: Error) -> Result<Vec<u8>> {
+    if cause.is_storage_failure() || !alt.index().has_alternatives() {
+        return Err(cause);
+    }
+    match alt.load_elsewhere(id, failed, &cause)? {
+        // The file's layout was planned with the first listing's length.
+        Some(blob) if blob.len() == failed.len as usize => Ok(blob),
+        _ => Err(cause),
+    }
+}
+
+/// Write the pieces of `job`, whose frame of pack number `pack` could not be read (`cause`),
+/// from other listings of their blobs; false when a blob has none that verifies (nothing was
+/// written then), or the index none at all.
+fn write_elsewhere(
+    plan: &Plan,
+    job: &Job,
+    pack: u32,
+    cause: &Error,
+    alt: &mut Loader,
+    out: &mut Sink,
+) -> Result<bool> {
+    if cause.is_storage_failure() || !alt.index().has_alternatives() {
+        return Ok(false);
+    }
+    // Found first, then written: a piece is marked done once, and only when written.
+    let mut found: Vec<(Placed, Arc<Vec<u8>>)> = Vec::new();
+    let (mut pieces, mut last) = (Vec::new(), None::<(Id, Arc<Vec<u8>>)>);
+    for start in job.pieces.clone().step_by(BATCH) {
+        plan.read(start..(start + BATCH).min(job.pieces.end), &mut pieces)?;
+        for p in &pieces {
+            if last.as_ref().is_none_or(|(id, _)| *id != p.id) {
+                // The file's layout was planned with the first listing's length.
+                match alt.load_elsewhere(&p.id, &p.location(pack, &job.frame), cause)? {
+                    Some(blob) if blob.len() == p.len as usize => {
+                        last = Some((p.id, Arc::new(blob)))
+                    }
+                    _ => return Ok(false),
+                }
+            }
+            found.push((*p, last.as_ref().expect("set above").1.clone()));
+        }
+    }
+    for (p, blob) in found {
+        if super::blobs::is_zero(&blob) {
+            out.done.mark(p.at, u64::from(p.len));
+        } else {
+            out.write(&blob, p.at)?;
+        }
+        (out.progress)(u64::from(p.len));
+    }
+    Ok(true)
+}
+
+/// Write the spans no pack yielded (each range of spans with why) from other listings of
+/// their blobs.
+fn write_unread(
+    plan: &Plan,
+    unread: Vec<(Range<usize>, Error)>,
+    alt: &mut Loader,
+    file: &File,
+    progress: &(dyn Fn(u64) + Sync),
+    done: &Done,
+) -> Result<()> {
+    let mut out = Sink {
+        file,
+        done,
+        progress,
+        unflushed: None,
+    };
+    for (spans, cause) in unread {
+        for span in &plan.spans[spans] {
+            for job in &plan.jobs[span.jobs.clone()] {
+                if !write_elsewhere(plan, job, span.pack, &cause, alt, &mut out)? {
+                    return Err(cause);
+                }
+            }
+        }
     }
     Ok(())
 }

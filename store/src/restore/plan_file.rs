@@ -370,6 +370,7 @@ mod tests {
     use crate::content_lists::UnreadLists;
     use crate::saver::Saver;
     use crate::test_repo;
+    use cairn_format::frame::Compression;
     use cairn_format::pack::PackKind;
     use cairn_format::tree::{Node, NodeKind, Tree};
     use std::borrow::Cow;
@@ -547,6 +548,69 @@ mod tests {
         assert!(errors[0].contains(&pack.to_hex()), "{}", errors[0]);
         assert_eq!(errors[1], errors[0]);
         assert_eq!(errors[2], errors[0]);
+    }
+
+    /// Listings found first that do not hold their blobs (another blob's place in the same
+    /// frame, a frame said to be compressed otherwise than it is, frames beyond the end of the
+    /// pack) are passed over for the other listing of each blob: every way of writing the
+    /// large file writes it whole and feeds it in order. With no other listing, the first
+    /// listing's damage is the error, as before.
+    #[test]
+    fn listings_that_do_not_hold_their_blobs_are_passed_over() {
+        let (_dir, repo, _, ids, bytes) = large_file();
+        let whole = Index::load(&repo).unwrap();
+        let numbers: std::collections::HashSet<u32> = (0..whole.packs().len() as u32).collect();
+        let honest = whole.records_for(&numbers);
+        let mut claims = honest.clone();
+        for (n, pack) in claims.iter_mut().enumerate() {
+            match n % 3 {
+                // Each blob at the place of the next one in its frame, with its own length.
+                0 => {
+                    let places: Vec<_> = pack.blobs.iter().map(|b| (b.frame, b.offset)).collect();
+                    for (i, b) in pack.blobs.iter_mut().enumerate() {
+                        let (frame, offset) = places[(i + 1) % places.len()];
+                        if frame == b.frame && offset + b.len <= frame.raw_len {
+                            b.offset = offset;
+                        }
+                    }
+                }
+                // Frames said to be stored the other way.
+                1 => {
+                    for b in &mut pack.blobs {
+                        b.frame.compression = match b.frame.compression {
+                            Compression::None => Compression::Zstd,
+                            Compression::Zstd => Compression::None,
+                        };
+                    }
+                }
+                // Frames past the end of the pack.
+                _ => {
+                    for b in &mut pack.blobs {
+                        b.frame.offset += pack.size;
+                    }
+                    pack.size *= 3;
+                }
+            }
+        }
+        let planted = Arc::new(Index::from_packs(claims.iter().chain(&honest)));
+        assert!(planted.has_alternatives());
+        let loader = Loader::new(repo.clone(), planted);
+        for plan in [
+            Plan::in_memory(&loader, Cow::Borrowed(&ids), Spans::LOCAL),
+            Plan::with_spans(&loader, FileContent::Ids(Cow::Borrowed(&ids)), Spans::LOCAL),
+        ] {
+            let (file, fed) = written(&loader, &plan.unwrap()).unwrap();
+            assert!(file == bytes, "the file as stored");
+            assert!(fed == bytes, "fed in file order");
+        }
+        let claims_only = Loader::new(repo.clone(), Arc::new(Index::from_packs(&claims)));
+        assert!(!claims_only.index().has_alternatives());
+        let plan = Plan::in_memory(&claims_only, Cow::Borrowed(&ids), Spans::LOCAL).unwrap();
+        let e = written(&claims_only, &plan).unwrap_err();
+        assert!(
+            matches!(e, Error::BlobMismatch { .. } | Error::Damaged { .. }),
+            "{e}"
+        );
     }
 
     /// A file of three content lists (65,536 ids each as writers make them) drawn from a few
