@@ -467,8 +467,8 @@ fn check_structure_above(
         ));
     }
     let listing = snapshots::list(repo)?;
-    for (path, why) in &listing.damaged {
-        if listing.newer.contains(path) {
+    for crate::snapshots::Unreadable { path, why, newer } in &listing.unreadable {
+        if *newer {
             report
                 .unchecked
                 .push(Problem::new(path.clone(), why, HINT_NEWER));

@@ -82,9 +82,7 @@ pub struct Outcome {
     /// The selected snapshots.
     pub snapshots: HashMap<Id, Snapshot>,
     /// Snapshot objects that could not be read (left alone).
-    pub damaged: Vec<(String, String)>,
-    /// Those of `damaged` a newer cairn wrote (intact: this version cannot read them).
-    pub newer: Vec<String>,
+    pub damaged: Vec<crate::snapshots::Unreadable>,
     /// Damaged snapshot objects named to be removed (their content cannot be read), and why.
     pub unreadable: Vec<(Id, String)>,
     /// Snapshot objects deleted.
@@ -119,18 +117,17 @@ pub fn forget(repo: &Arc<Repository>, req: &Request) -> Result<Outcome, ForgetEr
         return Err(ForgetError::KeepsNothing(groups));
     }
     if let Some(max) = req.max_size {
-        if let Some((path, why)) = listing.damaged.first() {
+        if let Some(u) = listing.unreadable.first() {
             return Err(ForgetError::Unmeasurable {
-                path: path.clone(),
-                why: why.clone(),
+                path: u.path.clone(),
+                why: u.why.clone(),
             });
         }
         limit_size(repo, &mut decisions, &selected, &others, max)?;
     }
     let mut out = Outcome {
         snapshots: selected.iter().map(|(id, s)| (*id, (*s).clone())).collect(),
-        damaged: listing.damaged.clone(),
-        newer: listing.newer.clone(),
+        damaged: listing.unreadable,
         ..Outcome::default()
     };
     if !req.dry_run {

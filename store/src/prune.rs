@@ -231,12 +231,13 @@ fn referenced(
     index: impl FnOnce() -> Result<Arc<Index>>,
 ) -> Result<Referenced> {
     let listing = snapshots::list(repo)?;
-    if let Some(path) = listing.newer.first() {
+    if let Some(u) = listing.unreadable.iter().find(|u| u.newer) {
         return Err(Error::Invalid(format!(
-            "prune stopped: snapshot {path} was written by a newer cairn, so what it references is unknown to this one; prune with that version"
+            "prune stopped: snapshot {} was written by a newer cairn, so what it references is unknown to this one; prune with that version",
+            u.path
         )));
     }
-    if let Some((path, why)) = listing.damaged.first() {
+    if let Some(crate::snapshots::Unreadable { path, why, .. }) = listing.unreadable.first() {
         return Err(Error::Invalid(format!(
             "prune stopped: snapshot {path} cannot be read ({why}), so what it references is unknown. Put the object back from a copy of the repository, or remove it with `cairn forget ID` (its name; by hand if its name is not an id): it holds that snapshot's record and nothing else. `cairn check` lists every damaged one"
         )));

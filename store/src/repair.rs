@@ -295,7 +295,9 @@ pub fn repair_snapshots(repo: &Arc<Repository>, dry_run: bool) -> Result<Snapsho
     drop(full);
     let index = Arc::new(Index::load_excluding(repo, &excluded)?);
     let listing = snapshots::list(repo)?;
-    report.failed.extend(listing.damaged);
+    report
+        .failed
+        .extend(listing.unreadable.into_iter().map(|u| (u.path, u.why)));
     let mut loader = Loader::new(repo.clone(), index.clone());
     let mut saver = if dry_run {
         None

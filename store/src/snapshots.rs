@@ -111,30 +111,47 @@ fn same_path(a: &str, b: &str) -> bool {
 pub struct Listing {
     /// Readable snapshots, oldest first.
     pub snapshots: Vec<(Id, Snapshot)>,
-    /// Snapshot objects that could not be read, with the reason.
-    pub damaged: Vec<(String, String)>,
-    /// Those of `damaged` that a newer cairn wrote (not damaged: this one cannot read them).
-    pub newer: Vec<String>,
+    /// Snapshot objects that could not be read, for the caller to report.
+    pub unreadable: Vec<Unreadable>,
 }
 
-/// Read every snapshot object. Damaged ones are reported, not fatal.
+/// A snapshot object that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// Its path.
+    pub path: String,
+    /// Why.
+    pub why: String,
+    /// A newer cairn wrote it: intact, but this version cannot read it (not damage).
+    pub newer: bool,
+}
+
+impl Unreadable {
+    fn damaged(path: &str, why: String) -> Unreadable {
+        Unreadable {
+            path: path.to_string(),
+            why,
+            newer: false,
+        }
+    }
+}
+
+/// Read every snapshot object. Those that cannot be read are listed, not fatal.
 pub fn list(repo: &Repository) -> Result<Listing> {
     let mut out = Listing::default();
     for obj in repo.backend().list("snapshots")? {
         let Some(id) = Repository::id_of_path(&obj.path) else {
-            out.damaged
-                .push((obj.path.clone(), "name is not a snapshot id".into()));
+            let why = "name is not a snapshot id".to_string();
+            out.unreadable.push(Unreadable::damaged(&obj.path, why));
             continue;
         };
         // Not even downloaded: real snapshot objects are a few KiB.
         if obj.size > MAX_SNAPSHOT_LEN + (64 << 10) {
-            out.damaged.push((
-                obj.path.clone(),
-                format!(
-                    "{} bytes, larger than any snapshot cairn writes (at most {MAX_SNAPSHOT_LEN})",
-                    obj.size
-                ),
-            ));
+            let why = format!(
+                "{} bytes, larger than any snapshot cairn writes (at most {MAX_SNAPSHOT_LEN})",
+                obj.size
+            );
+            out.unreadable.push(Unreadable::damaged(&obj.path, why));
             continue;
         }
         match load(repo, &id) {
@@ -142,13 +159,11 @@ pub fn list(repo: &Repository) -> Result<Listing> {
             // Storage that fails is not damage; a snapshot forgotten since the listing is gone.
             Err(e) if e.is_storage_failure() => return Err(e),
             Err(Error::NotFound { .. }) => {}
-            Err(e) => {
-                tracing::warn!("{e}");
-                if matches!(&e, Error::Damaged { cause, .. } if cause.is_newer_format()) {
-                    out.newer.push(obj.path.clone());
-                }
-                out.damaged.push((obj.path.clone(), e.to_string()));
-            }
+            Err(e) => out.unreadable.push(Unreadable {
+                path: obj.path.clone(),
+                newer: matches!(&e, Error::Damaged { cause, .. } if cause.is_newer_format()),
+                why: e.to_string(),
+            }),
         }
     }
     out.snapshots
@@ -232,21 +247,18 @@ fn newest(repo: &Repository, keep: impl Fn(&Snapshot) -> bool) -> Result<(Id, Sn
     let listing = list(repo)?;
     // An object whose name is no snapshot id was never written as a snapshot by cairn.
     let unreadable: Vec<_> = listing
-        .damaged
+        .unreadable
         .iter()
-        .filter(|(path, _)| Repository::id_of_path(path).is_some())
+        .filter(|u| Repository::id_of_path(&u.path).is_some())
         .collect();
     // Damage first: it is what the operator must act on.
-    let first = unreadable
-        .iter()
-        .find(|(path, _)| !listing.newer.contains(path))
-        .or(unreadable.first());
-    if let Some((path, cause)) = first {
+    let first = unreadable.iter().find(|u| !u.newer).or(unreadable.first());
+    if let Some(u) = first {
         return Err(Error::LatestUnknown {
-            object: path.clone(),
-            cause: cause.clone(),
+            object: u.path.clone(),
+            cause: u.why.clone(),
             more: unreadable.len() - 1,
-            newer: listing.newer.contains(path),
+            newer: u.newer,
         });
     }
     listing

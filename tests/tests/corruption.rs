@@ -134,6 +134,9 @@ fn truncated_snapshot_object_is_reported_and_others_listed() {
     let out = t.fx.wk(&["snapshots"]);
     out.code_is(3).stderr_has(&[&t.snap_a]);
     assert!(out.stdout.contains(&t.snap_b[..8]), "{out}");
+    // Once, not once by the library's log and again by the command.
+    let lines = out.stderr.lines().filter(|l| l.contains(&t.snap_a)).count();
+    assert_eq!(lines, 1, "{out}");
     // Restoring it by id names the object; `latest` still works (b is newer).
     t.fx.restore(&t.snap_a, &t.fx.path("ra"), &[])
         .failed()

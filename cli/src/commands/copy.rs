@@ -59,7 +59,11 @@ pub fn transfer_open(
     let mut unreadable = Vec::new();
     let selected = if a.snapshots.is_empty() {
         let listing = snapshots::list(src)?;
-        unreadable = listing.damaged;
+        unreadable = listing
+            .unreadable
+            .into_iter()
+            .map(|u| (u.path, u.why))
+            .collect();
         listing
             .snapshots
             .into_iter()

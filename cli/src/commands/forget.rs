@@ -243,9 +243,10 @@ pub fn apply(g: &Global, a: &ForgetArgs) -> Result<Applied> {
     for (id, why) in &out.errors {
         output::error(format_args!("could not delete snapshots/{id}: {why}"));
     }
-    for (path, why) in &out.damaged {
+    for u in &out.damaged {
         output::warn(format_args!(
-            "{path} could not be read and was left alone: {why}"
+            "{} could not be read and was left alone: {}",
+            u.path, u.why
         ));
     }
     let mut pruned = Value::Null;
@@ -454,7 +455,7 @@ impl Report<'_> {
             "snapshots": snapshots,
             "deleted": self.out.deleted,
             "errors": self.out.errors.iter().map(|(id, e)| json!({"snapshot": id.to_hex(), "error": e})).collect::<Vec<_>>(),
-            "damaged": self.out.damaged.iter().map(|(p, e)| json!({"path": p, "error": e, "newer": self.out.newer.contains(p)})).collect::<Vec<_>>(),
+            "damaged": self.out.damaged.iter().map(|u| json!({"path": u.path, "error": u.why, "newer": u.newer})).collect::<Vec<_>>(),
             "prune": prune,
         })
     }

@@ -87,10 +87,10 @@ pub fn run(g: &Global, a: SnapshotsArgs) -> Result<Code> {
             output::printable(&s.host)
         ));
     }
-    for (path, why) in &listing.damaged {
-        output::warn(format_args!("{path} could not be read: {why}"));
+    for u in &listing.unreadable {
+        output::warn(format_args!("{} could not be read: {}", u.path, u.why));
     }
-    Ok(if listing.damaged.is_empty() {
+    Ok(if listing.unreadable.is_empty() {
         Code::Ok
     } else {
         Code::Partial

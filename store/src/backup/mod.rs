@@ -269,6 +269,13 @@ impl Session {
         source: SourceKind,
         also: impl Fn(&Snapshot) -> bool,
     ) -> Option<(Id, Snapshot)> {
+        for u in &listing.unreadable {
+            tracing::warn!(
+                "{} could not be read ({}); `cairn check` reports it",
+                u.path,
+                u.why
+            );
+        }
         let filter = Filter {
             host: Some(self.origin.host.clone()),
             source: Some(source),
