@@ -786,6 +786,15 @@ impl Fixture {
         self.store.names(sub)
     }
 
+    /// The name (last path component) of the object of `sub` that sorts first.
+    pub fn lowest_name(&self, sub: &str) -> String {
+        self.object_names(sub)
+            .iter()
+            .map(|n| n.rsplit('/').next().unwrap_or_default().to_string())
+            .min()
+            .unwrap_or_default()
+    }
+
     /// Total bytes of every object in the repository.
     pub fn repo_bytes(&self) -> u64 {
         self.store.bytes()
@@ -1371,11 +1380,7 @@ impl Crafter {
             }],
         }
         .encode();
-        let lowest = honest
-            .iter()
-            .map(|n| n.rsplit('/').next().unwrap_or_default().to_string())
-            .min()
-            .unwrap_or_default();
+        let lowest = fx.lowest_name("index");
         loop {
             // A fresh encryption, a fresh name.
             let id = self.put_meta("index", &claim);

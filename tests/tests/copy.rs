@@ -801,14 +801,7 @@ fn copy_between_local_and_s3() {
 fn copy_does_not_follow_a_planted_index_claim() {
     let fx = Fixture::new();
     let (d, files, snap) = fx.back_up_small_files(70);
-    let lowest = |dir: &str| {
-        fx.object_names(dir)
-            .iter()
-            .map(|n| n.rsplit('/').next().unwrap().to_string())
-            .min()
-            .unwrap()
-    };
-    let (honest_pack, honest_index) = (lowest("data"), lowest("index"));
+    let (honest_pack, honest_index) = (fx.lowest_name("data"), fx.lowest_name("index"));
     let crafter = Crafter::new(&fx);
     let junk = crafter.junk_pack_below(79, &honest_pack);
     let junk_id = junk.id;

@@ -347,14 +347,8 @@ fn reads_pass_over_a_planted_index_claim_to_the_packs_that_hold_the_data() {
     }
     write_file(&d.join("large.bin"), &random_bytes(93, 6 << 20));
     let snap = Fixture::snap_id(&fx.backup(&[&d]));
-    let lowest_pack = fx
-        .object_names("data")
-        .iter()
-        .map(|n| n.rsplit('/').next().unwrap().to_string())
-        .min()
-        .unwrap();
     let crafter = Crafter::new(&fx);
-    let junk = crafter.junk_pack_below(97, &lowest_pack);
+    let junk = crafter.junk_pack_below(97, &fx.lowest_name("data"));
     let junk_hex = junk.id.to_hex();
     crafter.plant_claim_of_everything(&fx, junk);
 

@@ -1366,14 +1366,9 @@ fn a_planted_index_claim_never_empties_the_packs_that_hold_the_data() {
     let fx = Fixture::new();
     let (d, files, snap) = fx.back_up_small_files(40);
     let honest: Vec<String> = fx.object_names("data");
-    let lowest = honest
-        .iter()
-        .map(|n| n.rsplit('/').next().unwrap().to_string())
-        .min()
-        .unwrap();
 
     let crafter = Crafter::new(&fx);
-    let junk = crafter.junk_pack_below(99, &lowest);
+    let junk = crafter.junk_pack_below(99, &fx.lowest_name("data"));
     let planted = crafter.plant_claim(junk, &files);
 
     prune_id(&fx, &[], &[]).ok();

@@ -530,7 +530,8 @@ pub fn write(
         // The follower (if any) still waits for these.
         let unread = std::mem::take(&mut *unread.lock().unwrap_or_else(|p| p.into_inner()));
         if !failed.load(Ordering::Relaxed) {
-            if let Err(e) = write_unread(plan, unread, &mut alt, file, progress, done) {
+            let out = Sink::new(file, done, progress);
+            if let Err(e) = write_unread(plan, unread, &mut alt, out) {
                 fail(e);
             }
         }
@@ -557,7 +558,16 @@ struct Sink<'a> {
 /// Bytes of adjacent writes gathered before their writeback is started.
 const EARLY_WRITEBACK: u64 = 8 << 20;
 
-impl Sink<'_> {
+impl<'a> Sink<'a> {
+    fn new(file: &'a File, done: &'a Done, progress: &'a (dyn Fn(u64) + Sync)) -> Sink<'a> {
+        Sink {
+            file,
+            done,
+            progress,
+            unflushed: None,
+        }
+    }
+
     /// Write `bytes` at `at` and mark them done.
     fn write(&mut self, bytes: &[u8], at: u64) -> Result<()> {
         let len = bytes.len() as u64;
@@ -607,12 +617,7 @@ fn work(
     progress: &(dyn Fn(u64) + Sync),
     done: &Done,
 ) -> Result<()> {
-    let mut out = Sink {
-        file,
-        done,
-        progress,
-        unflushed: None,
-    };
+    let mut out = Sink::new(file, done, progress);
     // Decompressed frames, one after the other in one allocation; the pieces of one.
     let (mut frame, mut pieces) = (Vec::new(), Vec::new());
     for (i, bytes) in rx {
@@ -764,16 +769,8 @@ fn write_unread(
     plan: &Plan,
     unread: Vec<(Range<usize>, Error)>,
     alt: &mut Loader,
-    file: &File,
-    progress: &(dyn Fn(u64) + Sync),
-    done: &Done,
+    mut out: Sink,
 ) -> Result<()> {
-    let mut out = Sink {
-        file,
-        done,
-        progress,
-        unflushed: None,
-    };
     for (spans, cause) in unread {
         for span in &plan.spans[spans] {
             for job in &plan.jobs[span.jobs.clone()] {
