@@ -5,7 +5,9 @@
 //!
 //! Building: entries are sorted with [`crate::record_sort`] by id and the order they were
 //! added in, so the first added of an id wins, as in [`crate::index::Index`]. Memory then
-//! holds the first id of every block of [`BLOCK`] entries (half a byte per entry).
+//! holds the first id of every block of [`BLOCK`] entries (half a byte per entry), and the
+//! other listings of ids listed in several places (few; tried when the first does not hold
+//! the blob: [`EntryFile::alternatives`]).
 
 use crate::index::Location;
 use crate::record_sort::temp_file_error;
@@ -152,12 +154,17 @@ impl EntryFileBuilder {
         let mut fences = Vec::new();
         let mut rec = [0u8; ENTRY];
         let mut len = 0u64;
-        let mut last: Option<Id> = None;
+        let mut last: Option<Sorted> = None;
+        let mut others = Vec::new();
         while let Some(e) = sorted.next_record()? {
-            if last == Some(e.id) {
+            if let Some(first) = last.filter(|l| l.id == e.id) {
+                // The same place listed twice (one pack in two index objects) is no other.
+                if first.location() != e.location() {
+                    others.push((e.id, e.location()));
+                }
                 continue;
             }
-            last = Some(e.id);
+            last = Some(e);
             if len.is_multiple_of(BLOCK as u64) {
                 fences.push(e.id);
             }
@@ -170,10 +177,12 @@ impl EntryFileBuilder {
             .into_inner()
             .map_err(|e| temp_file_error(WHAT, "writing", e.into_error()))?;
         fences.shrink_to_fit();
+        others.shrink_to_fit();
         Ok(EntryFile {
             file,
             fences,
             len,
+            others,
             failed: AtomicBool::new(false),
         })
     }
@@ -185,6 +194,9 @@ pub struct EntryFile {
     file: File,
     fences: Vec<Id>,
     len: u64,
+    /// The other listings of ids listed in several places, in id order, each id's in the
+    /// order added.
+    others: Vec<(Id, Location)>,
     /// A read failed already (logged once).
     failed: AtomicBool,
 }
@@ -225,6 +237,21 @@ impl EntryFile {
             }
         }
         None
+    }
+
+    /// The other places blob `id` is listed in, besides [`EntryFile::get`]'s.
+    pub fn alternatives(&self, id: &Id) -> impl Iterator<Item = Location> + '_ {
+        let id = *id;
+        let start = self.others.partition_point(|(o, _)| *o < id);
+        self.others[start..]
+            .iter()
+            .take_while(move |(o, _)| *o == id)
+            .map(|(_, l)| *l)
+    }
+
+    /// Whether any blob has [`EntryFile::alternatives`].
+    pub fn has_alternatives(&self) -> bool {
+        !self.others.is_empty()
     }
 
     /// Every entry in id order.

@@ -415,21 +415,23 @@ impl Index {
     }
 
     /// The other places index objects list blob `id` in, besides [`Index::get`]'s, in the
-    /// order they were added (none for blobs set aside on disk).
+    /// order they were added.
     pub fn alternatives(&self, id: &Id) -> impl Iterator<Item = Location> + '_ {
         let id = *id;
         let start = self
             .others
             .partition_point(|e| (head(&e.id), &e.id) < (head(&id), &id));
-        self.others[start..]
+        let in_memory = self.others[start..]
             .iter()
             .take_while(move |e| e.id == id)
-            .map(|e| self.location(e))
+            .map(|e| self.location(e));
+        let aside = self.aside.iter().flat_map(move |a| a.alternatives(&id));
+        in_memory.chain(aside)
     }
 
     /// Whether any blob has [`Index::alternatives`].
     pub fn has_alternatives(&self) -> bool {
-        !self.others.is_empty()
+        !self.others.is_empty() || self.aside.as_ref().is_some_and(EntryFile::has_alternatives)
     }
 
     /// Where a blob is (in memory, else among the entries set aside on disk).

@@ -371,6 +371,7 @@ mod tests {
     use crate::saver::Saver;
     use crate::test_repo;
     use cairn_format::frame::Compression;
+    use cairn_format::index::IndexRecord;
     use cairn_format::pack::PackKind;
     use cairn_format::tree::{Node, NodeKind, Tree};
     use std::borrow::Cow;
@@ -557,7 +558,7 @@ mod tests {
     /// listing's damage is the error, as before.
     #[test]
     fn listings_that_do_not_hold_their_blobs_are_passed_over() {
-        let (_dir, repo, _, ids, bytes) = large_file();
+        let (_dir, repo, tree, ids, bytes) = large_file();
         let whole = Index::load(&repo).unwrap();
         let numbers: std::collections::HashSet<u32> = (0..whole.packs().len() as u32).collect();
         let honest = whole.records_for(&numbers);
@@ -603,6 +604,44 @@ mod tests {
             assert!(file == bytes, "the file as stored");
             assert!(fed == bytes, "fed in file order");
         }
+        // The claims in an index object read first, the large file's blobs set aside on disk
+        // by a restore's partial index: there too the other listing is found.
+        let listed = repo.backend().list("index").unwrap();
+        let lowest = listed
+            .iter()
+            .filter_map(|o| crate::Repository::id_of_path(&o.path))
+            .min()
+            .unwrap();
+        let record = IndexRecord {
+            packs: claims.clone(),
+        };
+        loop {
+            let id = repo.put_index(&record).unwrap();
+            if id < lowest {
+                break;
+            }
+            repo.backend().delete(&format!("index/{id}")).unwrap();
+        }
+        let part = crate::partial_index::for_trees_above(&repo, &[tree], 0, true).unwrap();
+        let aside = part.aside().expect("the large file's entries set aside");
+        assert!(aside.has_alternatives());
+        let first = aside.get(&ids[0]).unwrap();
+        assert!(claims.iter().any(|p| part.pack(first.pack).id == p.id
+            && p.blobs
+                .iter()
+                .any(|b| b.id == ids[0] && b.frame == first.frame && b.offset == first.offset)));
+        let loader = Loader::new(repo.clone(), Arc::new(part));
+        let plan = Plan::with_spans(
+            &loader,
+            FileContent::Ids(Cow::Owned(ids.clone())),
+            Spans::LOCAL,
+        );
+        let (file, fed) = written(&loader, &plan.unwrap()).unwrap();
+        assert!(
+            file == bytes && fed == bytes,
+            "the file as stored, from the entries set aside"
+        );
+
         let claims_only = Loader::new(repo.clone(), Arc::new(Index::from_packs(&claims)));
         assert!(!claims_only.index().has_alternatives());
         let plan = Plan::in_memory(&claims_only, Cow::Borrowed(&ids), Spans::LOCAL).unwrap();
