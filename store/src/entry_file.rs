@@ -6,8 +6,8 @@
 //! Building: entries are sorted with [`crate::record_sort`] by id and the order they were
 //! added in, so the first added of an id wins, as in [`crate::index::Index`]. Memory then
 //! holds the first id of every block of [`BLOCK`] entries (half a byte per entry), and the
-//! other listings of ids listed in several places (few; tried when the first does not hold
-//! the blob: [`EntryFile::alternatives`]).
+//! other listings of ids listed in several places, tried when the first does not hold the
+//! blob ([`EntryFile::alternatives`]): normally few, one per blob a planted claim lists.
 
 use crate::index::Location;
 use crate::record_sort::temp_file_error;

@@ -76,9 +76,10 @@ pub struct Index {
     frames: Vec<FrameSlot>,
     /// Sorted by id, one entry per id (the first pack added wins).
     entries: Vec<Entry>,
-    /// The other listings of ids listed more than once, sorted by id (few: two backups that
-    /// stored one blob at once, or claims a write-key holder planted), tried by
-    /// [`Index::alternatives`] when the first listing does not hold the blob.
+    /// The other listings of ids listed more than once, sorted by id, tried by
+    /// [`Index::alternatives`] when the first listing does not hold the blob: normally few
+    /// (two backups that stored one blob at once); a claim a write-key holder planted adds one
+    /// per blob it lists (44 bytes, as its entry would).
     others: Vec<Entry>,
     /// `starts[p]`: first entry whose id's 16-bit prefix is `p` or more; `PREFIX + 1` values,
     /// empty until the entries are sorted.
@@ -347,8 +348,7 @@ impl Index {
     }
 
     /// Sort by id, keep the first added of each id (frame numbers grow as packs are added)
-    /// as its entry and the others aside, and rebuild the prefix table. Frames of the others
-    /// stay (they are few).
+    /// as its entry and the others aside, and rebuild the prefix table.
     fn seal(&mut self) {
         // The ids' first 8 bytes as an integer decide nearly every comparison without a call
         // to memcmp (sorting is on the way of every backup's start).

@@ -272,8 +272,14 @@ impl Loader {
     /// are tried in turn (see [`Loader::load_elsewhere`]).
     pub fn load(&mut self, id: &Id) -> Result<Vec<u8>> {
         let loc = self.index.get(id).ok_or(Error::BlobMissing(*id))?;
-        match self.load_at(id, &loc) {
-            Err(e) if !e.is_storage_failure() => match self.load_elsewhere(id, &loc, &e)? {
+        self.load_from(id, &loc)
+    }
+
+    /// Read blob `id` from its listing `loc`, else from its other listings (see
+    /// [`Loader::load_elsewhere`]); the error is `loc`'s.
+    pub fn load_from(&mut self, id: &Id, loc: &Location) -> Result<Vec<u8>> {
+        match self.load_at(id, loc) {
+            Err(e) if !e.is_storage_failure() => match self.load_elsewhere(id, loc, &e)? {
                 Some(blob) => Ok(blob),
                 None => Err(e),
             },
@@ -309,7 +315,7 @@ impl Loader {
     }
 
     /// Read blob `id` from `loc`, verifying it hashes to its id.
-    fn load_at(&mut self, id: &Id, loc: &Location) -> Result<Vec<u8>> {
+    pub(crate) fn load_at(&mut self, id: &Id, loc: &Location) -> Result<Vec<u8>> {
         let loc = *loc;
         self.fill_frame(&loc)?;
         let kind = slot(self.index.pack(loc.pack).kind);

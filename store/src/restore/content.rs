@@ -17,6 +17,12 @@
 //! the stored chunks and their plaintext) and one frame per worker; from remote storage, up to
 //! three 256 KiB batches of each fetcher's streamed response; with a follower, up to twelve
 //! 256 KiB pieces read back for the check.
+//!
+//! A listing that does not hold its blob (a damaged or missing pack, or a claim planted in an
+//! index object) does not end the restore where the index lists the blob elsewhere: the
+//! blobs of a frame that fails are read one at a time from their other listings, and the
+//! spans of a pack that cannot be read are written blob by blob after the rest (each from its
+//! own listing first), through one [`Loader`] per worker (one blob and one frame each).
 
 use super::follow::{self, Done, Feed};
 use crate::content_lists::UnreadLists;
@@ -175,7 +181,7 @@ pub(super) struct Layout {
     packs: Vec<Range<usize>>,
     /// The first file offset each pack supplies.
     first: Vec<u64>,
-    last: Option<(u32, u64)>,
+    last: Option<(u32, FrameRef)>,
 }
 
 impl Layout {
@@ -193,13 +199,15 @@ impl Layout {
     /// Piece number `i`, at `at` in the file, from `frame` of pack number `pack`.
     pub(super) fn add(&mut self, i: usize, pack: u32, frame: FrameRef, at: u64) {
         if let (Some(j), Some(f)) = (self.jobs.last_mut(), self.first.last_mut()) {
-            if self.last == Some((pack, frame.offset)) {
+            // The whole reference: a listing that describes a frame otherwise is another job,
+            // which fails alone.
+            if self.last == Some((pack, frame)) {
                 j.pieces.end = i + 1;
                 *f = (*f).min(at);
                 return;
             }
         }
-        self.last = Some((pack, frame.offset));
+        self.last = Some((pack, frame));
         let j = self.jobs.len();
         self.jobs.push(Job {
             frame,
@@ -352,7 +360,17 @@ impl Plan {
         // Pack order; the uses of one blob stay together, in file order.
         pieces.sort_unstable_by_key(|p| {
             let l = index.location_at(p.entry as usize);
-            (l.pack, l.frame.offset, l.offset, p.blob)
+            let f = l.frame;
+            let zstd = f.compression == cairn_format::frame::Compression::Zstd;
+            (
+                l.pack,
+                f.offset,
+                f.stored_len,
+                f.raw_len,
+                zstd,
+                l.offset,
+                p.blob,
+            )
         });
         let mut layout = Layout::new(limits);
         for (i, p) in pieces.iter().enumerate() {
@@ -366,6 +384,25 @@ impl Plan {
             ends,
         };
         Ok(layout.finish(pieces, at))
+    }
+
+    /// Whether a blob of spans `spans` has another listing than the one planned.
+    fn any_alternative(&self, spans: Range<usize>, index: &Index) -> Result<bool> {
+        let mut pieces = Vec::new();
+        for span in &self.spans[spans] {
+            for job in &self.jobs[span.jobs.clone()] {
+                for start in job.pieces.clone().step_by(BATCH) {
+                    self.read(start..(start + BATCH).min(job.pieces.end), &mut pieces)?;
+                    if pieces
+                        .iter()
+                        .any(|p| index.alternatives(&p.id).next().is_some())
+                    {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// Frames to read.
@@ -444,7 +481,8 @@ pub fn write(
     // the rest is (only where the index has other listings: otherwise the error ends the
     // restore at once, as it always did).
     let unread: Mutex<Vec<(Range<usize>, Error)>> = Mutex::new(Vec::new());
-    let elsewhere = loader.index().has_alternatives();
+    let index = loader.index();
+    let elsewhere = index.has_alternatives();
     std::thread::scope(|s| {
         let (tx, rx) = crossbeam_channel::bounded::<(usize, Plain)>(queue);
         for _ in 0..fetchers.min(plan.packs.len()) {
@@ -484,10 +522,16 @@ pub fn write(
                         match sent {
                             Ok(true) => {}
                             Ok(false) => return Ok(()),
-                            Err(e) if elsewhere && !e.is_storage_failure() => unread
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .push((from..spans.end, e)),
+                            Err(e)
+                                if elsewhere
+                                    && !e.is_storage_failure()
+                                    && plan.any_alternative(from..spans.end, index)? =>
+                            {
+                                unread
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .push((from..spans.end, e))
+                            }
                             Err(e) => return Err(e),
                         }
                     }
@@ -634,10 +678,12 @@ fn work(
                 });
             let raw = match raw {
                 Ok(raw) => raw,
-                Err(e) => match write_elsewhere(plan, job, span.pack, &e, alt, &mut out)? {
-                    true => continue,
-                    false => return Err(e),
-                },
+                Err(e) if !e.is_storage_failure() && alt.index().has_alternatives() => {
+                    tracing::debug!("frame at {} read blob by blob: {e}", job.frame.offset);
+                    write_elsewhere(plan, job, span.pack, Some(e), alt, &mut out)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             for start in job.pieces.clone().step_by(BATCH) {
                 plan.read(start..(start + BATCH).min(job.pieces.end), &mut pieces)?;
@@ -720,51 +766,66 @@ fn elsewhere(alt: &mut Loader, id: &Id, failed: &Location, cause: Error) -> Resu
     }
 }
 
-/// Write the pieces of `job`, whose frame of pack number `pack` could not be read (`cause`),
-/// from other listings of their blobs; false when a blob has none that verifies (nothing was
-/// written then), or the index none at all.
+/// Write the pieces of `job` of pack number `pack` blob by blob from other listings of their
+/// blobs, its frame having failed (`failed`), or each first from its own listing when its
+/// span or pack could not be read as a whole (`None`). A blob that cannot be read ends the
+/// restore, with its error.
 fn write_elsewhere(
     plan: &Plan,
     job: &Job,
     pack: u32,
-    cause: &Error,
+    failed: Option<Error>,
     alt: &mut Loader,
     out: &mut Sink,
-) -> Result<bool> {
-    if cause.is_storage_failure() || !alt.index().has_alternatives() {
-        return Ok(false);
-    }
-    // Found first, then written: a piece is marked done once, and only when written.
-    let mut found: Vec<(Placed, Arc<Vec<u8>>)> = Vec::new();
-    let (mut pieces, mut last) = (Vec::new(), None::<(Id, Arc<Vec<u8>>)>);
+) -> Result<()> {
+    // Once the job's own frame failed for one blob, it fails for all: not read again.
+    let mut failed = failed;
+    // One blob held at a time (the pieces of one blob are adjacent).
+    let (mut pieces, mut last) = (Vec::new(), None::<(Id, Vec<u8>)>);
     for start in job.pieces.clone().step_by(BATCH) {
         plan.read(start..(start + BATCH).min(job.pieces.end), &mut pieces)?;
         for p in &pieces {
             if last.as_ref().is_none_or(|(id, _)| *id != p.id) {
-                // The file's layout was planned with the first listing's length.
-                match alt.load_elsewhere(&p.id, &p.location(pack, &job.frame), cause)? {
-                    Some(blob) if blob.len() == p.len as usize => {
-                        last = Some((p.id, Arc::new(blob)))
+                let listed = p.location(pack, &job.frame);
+                let mut found = None;
+                if failed.is_none() {
+                    match alt.load_at(&p.id, &listed) {
+                        Ok(blob) => found = Some(blob),
+                        Err(e) if e.is_storage_failure() => return Err(e),
+                        Err(e) => failed = Some(e),
                     }
-                    _ => return Ok(false),
                 }
+                if let (None, Some(cause)) = (&found, &failed) {
+                    found = alt.load_elsewhere(&p.id, &listed, cause)?;
+                }
+                let Some(blob) = found else {
+                    return Err(failed.expect("set when nothing was found"));
+                };
+                // The file's layout was planned with this listing's length.
+                if blob.len() != p.len as usize {
+                    return Err(Error::Invalid(format!(
+                        "blob {} is listed as {} bytes long but is {}: the file cannot be laid out. `cairn check --read-data` names the damaged or planted index objects and packs to move out before `cairn repair index`",
+                        p.id,
+                        p.len,
+                        blob.len()
+                    )));
+                }
+                last = Some((p.id, blob));
             }
-            found.push((*p, last.as_ref().expect("set above").1.clone()));
+            let blob = &last.as_ref().expect("set above").1;
+            if super::blobs::is_zero(blob) {
+                out.done.mark(p.at, u64::from(p.len));
+            } else {
+                out.write(blob, p.at)?;
+            }
+            (out.progress)(u64::from(p.len));
         }
     }
-    for (p, blob) in found {
-        if super::blobs::is_zero(&blob) {
-            out.done.mark(p.at, u64::from(p.len));
-        } else {
-            out.write(&blob, p.at)?;
-        }
-        (out.progress)(u64::from(p.len));
-    }
-    Ok(true)
+    Ok(())
 }
 
-/// Write the spans no pack yielded (each range of spans with why) from other listings of
-/// their blobs.
+/// Write the spans no pack yielded (each range of spans with why), blob by blob (see
+/// [`write_elsewhere`]).
 fn write_unread(
     plan: &Plan,
     unread: Vec<(Range<usize>, Error)>,
@@ -772,11 +833,10 @@ fn write_unread(
     mut out: Sink,
 ) -> Result<()> {
     for (spans, cause) in unread {
+        tracing::debug!("spans {spans:?} read blob by blob: {cause}");
         for span in &plan.spans[spans] {
             for job in &plan.jobs[span.jobs.clone()] {
-                if !write_elsewhere(plan, job, span.pack, &cause, alt, &mut out)? {
-                    return Err(cause);
-                }
+                write_elsewhere(plan, job, span.pack, None, alt, &mut out)?;
             }
         }
     }

@@ -43,17 +43,18 @@ pub(super) fn wanted(ids: &[Id]) -> bool {
     ids.len() >= LARGE_FILE_BLOBS
 }
 
-/// One use of a blob, in pack order: pack number, frame, offset in the frame, position in the
-/// file's list (the sort key, in the in-memory plan's order), then what the writer needs.
+/// One use of a blob, in pack order: pack number, frame (its offset, then the rest of it: two
+/// listings may describe one offset differently), offset in the frame, position in the file's
+/// list (the sort key, in the in-memory plan's order), then what the writer needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Use {
     pack: u32,
     frame_offset: u64,
-    offset: u32,
-    seq: u32,
     stored_len: u32,
     raw_len: u32,
     zstd: bool,
+    offset: u32,
+    seq: u32,
     len: u32,
     at: u64,
     id: Id,
@@ -564,7 +565,10 @@ mod tests {
         let honest = whole.records_for(&numbers);
         let mut claims = honest.clone();
         for (n, pack) in claims.iter_mut().enumerate() {
-            match n % 3 {
+            // A frame stored as it is said to be compressed (as valid a claim as any: a
+            // frame said to be stored as it is must be as long stored as raw).
+            let flip = |_: Compression| Compression::Zstd;
+            match n % 4 {
                 // Each blob at the place of the next one in its frame, with its own length.
                 0 => {
                     let places: Vec<_> = pack.blobs.iter().map(|b| (b.frame, b.offset)).collect();
@@ -578,20 +582,47 @@ mod tests {
                 // Frames said to be stored the other way.
                 1 => {
                     for b in &mut pack.blobs {
-                        b.frame.compression = match b.frame.compression {
-                            Compression::None => Compression::Zstd,
-                            Compression::Zstd => Compression::None,
-                        };
+                        b.frame.compression = flip(b.frame.compression);
                     }
                 }
                 // Frames past the end of the pack.
-                _ => {
+                2 => {
                     for b in &mut pack.blobs {
                         b.frame.offset += pack.size;
                     }
                     pack.size *= 3;
                 }
+                // Claims beside honest listings: every other blob in its frame said to be
+                // stored otherwise (honest blobs share those frames), and the last in a
+                // frame that starts where the last honest one ends and runs past the end of
+                // the pack (read in one run with the honest frames before it).
+                _ => {
+                    let end = pack
+                        .blobs
+                        .iter()
+                        .map(|b| b.frame.offset + u64::from(b.frame.stored_len))
+                        .max()
+                        .unwrap();
+                    let mut kept: Vec<_> = pack.blobs.iter().copied().step_by(2).collect();
+                    for b in &mut kept {
+                        // Shorter, so that it sorts before the honest description.
+                        b.frame.compression = flip(b.frame.compression);
+                        b.frame.stored_len -= 1;
+                    }
+                    let mut last = *pack.blobs.last().unwrap();
+                    last.frame.offset = end;
+                    last.frame.stored_len = pack.size as u32;
+                    last.frame.compression = Compression::Zstd;
+                    last.offset = 0;
+                    kept.retain(|b| b.id != last.id);
+                    kept.push(last);
+                    pack.blobs = kept;
+                    pack.size *= 3;
+                }
             }
+        }
+        for c in &claims {
+            c.validate().expect("claims an index object may hold");
         }
         let planted = Arc::new(Index::from_packs(claims.iter().chain(&honest)));
         assert!(planted.has_alternatives());
@@ -625,11 +656,12 @@ mod tests {
         let part = crate::partial_index::for_trees_above(&repo, &[tree], 0, true).unwrap();
         let aside = part.aside().expect("the large file's entries set aside");
         assert!(aside.has_alternatives());
-        let first = aside.get(&ids[0]).unwrap();
-        assert!(claims.iter().any(|p| part.pack(first.pack).id == p.id
-            && p.blobs
-                .iter()
-                .any(|b| b.id == ids[0] && b.frame == first.frame && b.offset == first.offset)));
+        // Lookups find the claims first.
+        let claimed = ids.iter().filter(|id| {
+            let (a, w) = (aside.get(id).unwrap(), whole.get(id).unwrap());
+            (a.frame, a.offset) != (w.frame, w.offset)
+        });
+        assert!(claimed.count() > ids.len() / 4);
         let loader = Loader::new(repo.clone(), Arc::new(part));
         let plan = Plan::with_spans(
             &loader,
@@ -642,7 +674,10 @@ mod tests {
             "the file as stored, from the entries set aside"
         );
 
-        let claims_only = Loader::new(repo.clone(), Arc::new(Index::from_packs(&claims)));
+        // The first pack's listings replaced by the claims about it: no other listing.
+        let mut only = honest.clone();
+        only[0] = claims[0].clone();
+        let claims_only = Loader::new(repo.clone(), Arc::new(Index::from_packs(&only)));
         assert!(!claims_only.index().has_alternatives());
         let plan = Plan::in_memory(&claims_only, Cow::Borrowed(&ids), Spans::LOCAL).unwrap();
         let e = written(&claims_only, &plan).unwrap_err();
