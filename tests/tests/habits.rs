@@ -172,8 +172,7 @@ fn errors_are_json_on_stderr_with_json() {
     // Warnings and log events on the way are JSON lines too, the error last.
     write_file(&src.join("f"), b"x");
     fx.backup(&[&src]);
-    let snap = fx.object_names("snapshots").pop().unwrap();
-    fx.store.flip_bits(&snap, -1, 0xff);
+    // Damaged index objects are skipped with a warning each; the restore then fails.
     for name in fx.object_names("index") {
         fx.store.flip_bits(&name, -1, 0xff);
     }
