@@ -45,8 +45,9 @@ pub struct SpanReader<'r> {
 }
 
 impl<'r> SpanReader<'r> {
-    /// Open pack `id` (of `kind`) of `repo` to read `spans` (plaintext ranges, ascending, not
-    /// overlapping), joining spans at most `gap` apart into one request.
+    /// Open pack `id` (of `kind`) of `repo` to read `spans` (plaintext ranges, ascending by
+    /// start; they overlap only where two listings describe one frame differently), joining
+    /// spans at most `gap` apart into one request.
     pub fn open(
         repo: &'r Repository,
         kind: PackKind,
@@ -224,10 +225,11 @@ fn spans_run(spans: &[Range<u64>], first: usize, gap: u64) -> Range<u64> {
     };
     let mut end = start.end;
     for s in &spans[first + 1..] {
-        if s.start.saturating_sub(end) > gap || s.end - start.start > MAX_RUN {
+        if s.start.saturating_sub(end) > gap || s.end.saturating_sub(start.start) > MAX_RUN {
             break;
         }
-        end = s.end;
+        // Spans of frames two listings describe differently may overlap.
+        end = end.max(s.end);
     }
     start.start..end
 }

@@ -4,6 +4,7 @@
 //! so each needed frame is read once and decompressed once however often and wherever the file
 //! uses its blobs. Runs of nearby frames of one pack form spans, each read (and decrypted) in
 //! one sequential pass; nearby spans of a pack are read with one request ([`crate::pack_spans`]).
+//! (A frame two listings describe differently is two jobs, each read and decompressed.)
 //! Packs are taken in the order of the first file offset they supply, so the follower (if any)
 //! can read the file back early. Fetcher threads take whole packs (so several packs are in
 //! flight from remote storage) and hand spans through a short bounded queue to workers that decompress,
@@ -761,9 +762,20 @@ fn elsewhere(alt: &mut Loader, id: &Id, failed: &Location, cause: Error) -> Resu
     }
     match alt.load_elsewhere(id, failed, &cause)? {
         // The file's layout was planned with the first listing's length.
-        Some(blob) if blob.len() == failed.len as usize => Ok(blob),
-        _ => Err(cause),
+        Some(blob) if blob.len() != failed.len as usize => {
+            Err(length_differs(id, failed.len, &blob))
+        }
+        Some(blob) => Ok(blob),
+        None => Err(cause),
     }
+}
+
+/// The error of blob `id`, planned as `len` bytes long, read from another listing as `blob`.
+fn length_differs(id: &Id, len: u32, blob: &[u8]) -> Error {
+    Error::Invalid(format!(
+        "blob {id} is listed as {len} bytes long but is {}: the file cannot be laid out. `cairn check --read-data` names the damaged or planted index objects and packs to move out before `cairn repair index`",
+        blob.len()
+    ))
 }
 
 /// Write the pieces of `job` of pack number `pack` blob by blob from other listings of their
@@ -778,7 +790,8 @@ fn write_elsewhere(
     alt: &mut Loader,
     out: &mut Sink,
 ) -> Result<()> {
-    // Once the job's own frame failed for one blob, it fails for all: not read again.
+    // Once the job's own frame failed, it fails for every blob: not read again. A blob it
+    // does not hold where listed fails alone (the frame holds the others).
     let mut failed = failed;
     // One blob held at a time (the pieces of one blob are adjacent).
     let (mut pieces, mut last) = (Vec::new(), None::<(Id, Vec<u8>)>);
@@ -787,28 +800,24 @@ fn write_elsewhere(
         for p in &pieces {
             if last.as_ref().is_none_or(|(id, _)| *id != p.id) {
                 let listed = p.location(pack, &job.frame);
-                let mut found = None;
+                let (mut found, mut mismatch) = (None, None);
                 if failed.is_none() {
                     match alt.load_at(&p.id, &listed) {
                         Ok(blob) => found = Some(blob),
                         Err(e) if e.is_storage_failure() => return Err(e),
+                        Err(e @ Error::BlobMismatch { .. }) => mismatch = Some(e),
                         Err(e) => failed = Some(e),
                     }
                 }
-                if let (None, Some(cause)) = (&found, &failed) {
+                if let (None, Some(cause)) = (&found, mismatch.as_ref().or(failed.as_ref())) {
                     found = alt.load_elsewhere(&p.id, &listed, cause)?;
                 }
                 let Some(blob) = found else {
-                    return Err(failed.expect("set when nothing was found"));
+                    return Err(mismatch.or(failed).expect("set when nothing was found"));
                 };
                 // The file's layout was planned with this listing's length.
                 if blob.len() != p.len as usize {
-                    return Err(Error::Invalid(format!(
-                        "blob {} is listed as {} bytes long but is {}: the file cannot be laid out. `cairn check --read-data` names the damaged or planted index objects and packs to move out before `cairn repair index`",
-                        p.id,
-                        p.len,
-                        blob.len()
-                    )));
+                    return Err(length_differs(&p.id, p.len, &blob));
                 }
                 last = Some((p.id, blob));
             }
