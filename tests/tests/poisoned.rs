@@ -338,9 +338,8 @@ fn privileged_entries_of_a_planted_snapshot_are_created_only_when_asked() {
 /// restore of small files and of a file of many frames (written by the threaded writer) is
 /// whole and verified, `cat` and `ls` work, and each warns once, naming the junk pack and
 /// `check --read-data`. Before, each stopped at the junk (exit 1).
-#[test]
-fn reads_pass_over_a_planted_index_claim_to_the_packs_that_hold_the_data() {
-    let fx = Fixture::new();
+fn reads_pass_over_a_planted_index_claim_to_the_packs_that_hold_the_data(backend: Backend) {
+    let fx = Fixture::on(backend);
     let d = fx.path("d");
     for i in 0..3 {
         write_file(&d.join(format!("small{i}")), &random_bytes(90 + i, 4_000));
@@ -378,3 +377,4 @@ fn reads_pass_over_a_planted_index_claim_to_the_packs_that_hold_the_data() {
         "{ls}"
     );
 }
+backend_tests!(reads_pass_over_a_planted_index_claim_to_the_packs_that_hold_the_data);
