@@ -296,12 +296,8 @@ impl Loader {
         failed: &Location,
         cause: &Error,
     ) -> Result<Option<Vec<u8>>> {
-        let others: Vec<Location> = self
-            .index
-            .alternatives(id)
-            .filter(|l| l != failed)
-            .collect();
-        for loc in others {
+        let index = self.index.clone();
+        for loc in index.alternatives(id).filter(|l| l != failed) {
             match self.load_at(id, &loc) {
                 Ok(blob) => {
                     self.check.passed_over(failed.pack, loc.pack, id, cause);

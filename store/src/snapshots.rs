@@ -115,6 +115,19 @@ pub struct Listing {
     pub unreadable: Vec<Unreadable>,
 }
 
+impl Listing {
+    /// Log each unreadable object, for callers that report them nowhere else.
+    pub fn warn_unreadable(&self) {
+        for u in &self.unreadable {
+            tracing::warn!(
+                "{} could not be read ({}); `cairn check` reports it",
+                u.path,
+                u.why
+            );
+        }
+    }
+}
+
 /// A snapshot object that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unreadable {

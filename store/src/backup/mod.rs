@@ -269,13 +269,7 @@ impl Session {
         source: SourceKind,
         also: impl Fn(&Snapshot) -> bool,
     ) -> Option<(Id, Snapshot)> {
-        for u in &listing.unreadable {
-            tracing::warn!(
-                "{} could not be read ({}); `cairn check` reports it",
-                u.path,
-                u.why
-            );
-        }
+        listing.warn_unreadable();
         let filter = Filter {
             host: Some(self.origin.host.clone()),
             source: Some(source),

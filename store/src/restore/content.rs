@@ -757,25 +757,31 @@ fn write_frame(
 /// Blob `id` from a listing other than `failed`, which did not hold it (`cause`), or
 /// `cause`.
 fn elsewhere(alt: &mut Loader, id: &Id, failed: &Location, cause: Error) -> Result<Vec<u8>> {
-    if cause.is_storage_failure() || !alt.index().has_alternatives() {
+    if cause.is_storage_failure() {
         return Err(cause);
     }
-    match alt.load_elsewhere(id, failed, &cause)? {
-        // The file's layout was planned with the first listing's length.
-        Some(blob) if blob.len() != failed.len as usize => {
-            Err(length_differs(id, failed.len, &blob))
-        }
+    match other_listing(alt, id, failed, &cause)? {
         Some(blob) => Ok(blob),
         None => Err(cause),
     }
 }
 
-/// The error of blob `id`, planned as `len` bytes long, read from another listing as `blob`.
-fn length_differs(id: &Id, len: u32, blob: &[u8]) -> Error {
-    Error::Invalid(format!(
-        "blob {id} is listed as {len} bytes long but is {}: the file cannot be laid out. `cairn check --read-data` names the damaged or planted index objects and packs to move out before `cairn repair index`",
-        blob.len()
-    ))
+/// Blob `id` from a listing other than `failed` (see [`Loader::load_elsewhere`]), as long as
+/// `failed` says: the file's layout was planned with that length.
+fn other_listing(
+    alt: &mut Loader,
+    id: &Id,
+    failed: &Location,
+    cause: &Error,
+) -> Result<Option<Vec<u8>>> {
+    match alt.load_elsewhere(id, failed, cause)? {
+        Some(blob) if blob.len() != failed.len as usize => Err(Error::Invalid(format!(
+            "blob {id} is listed as {} bytes long but is {}: the file cannot be laid out. `cairn check --read-data` names the damaged or planted index objects and packs to move out before `cairn repair index`",
+            failed.len,
+            blob.len()
+        ))),
+        found => Ok(found),
+    }
 }
 
 /// Write the pieces of `job` of pack number `pack` blob by blob from other listings of their
@@ -810,15 +816,11 @@ fn write_elsewhere(
                     }
                 }
                 if let (None, Some(cause)) = (&found, mismatch.as_ref().or(failed.as_ref())) {
-                    found = alt.load_elsewhere(&p.id, &listed, cause)?;
+                    found = other_listing(alt, &p.id, &listed, cause)?;
                 }
                 let Some(blob) = found else {
                     return Err(mismatch.or(failed).expect("set when nothing was found"));
                 };
-                // The file's layout was planned with this listing's length.
-                if blob.len() != p.len as usize {
-                    return Err(length_differs(&p.id, p.len, &blob));
-                }
                 last = Some((p.id, blob));
             }
             let blob = &last.as_ref().expect("set above").1;

@@ -358,13 +358,7 @@ impl Steps for CliSteps<'_> {
     fn repository(&mut self) -> StepResult<RepositoryFacts> {
         let repo = crate::credentials::open(&self.g).map_err(message)?;
         let listing = snapshots::list(&repo).map_err(|e| e.to_string())?;
-        for u in &listing.unreadable {
-            tracing::warn!(
-                "{} could not be read ({}); `cairn check` reports it",
-                u.path,
-                u.why
-            );
-        }
+        listing.warn_unreadable();
         let filter = Filter::from(&self.filter());
         Ok((
             Status::Ok,
