@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+mod lanes;
+
 /// A 32-byte identifier, shown as 64 lower-case hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
 pub struct Id(pub [u8; 32]);
@@ -64,6 +66,28 @@ impl ChunkIdKey {
     pub fn id(&self, plaintext: &[u8]) -> Id {
         Id(*blake3::keyed_hash(&self.0, plaintext).as_bytes())
     }
+
+    /// The ids of `blobs`, in order, appended to `out`: the same as [`ChunkIdKey::id`] of each,
+    /// about twice as fast for runs of equal 2–64 KiB pages (an etcd database's), which are
+    /// hashed side by side in the CPU's SIMD lanes.
+    pub fn ids<'a>(&self, blobs: impl IntoIterator<Item = &'a [u8]>, out: &mut Vec<Id>) {
+        let words = lanes::key_words(&self.0);
+        let mut run: Vec<&[u8]> = Vec::with_capacity(lanes::LANES);
+        for blob in blobs {
+            if run.first().is_some_and(|r| r.len() != blob.len()) || run.len() == lanes::LANES {
+                lanes::hash(&words, &run, out);
+                run.clear();
+            }
+            if lanes::fits(blob.len()) {
+                run.push(blob);
+            } else {
+                lanes::hash(&words, &run, out);
+                run.clear();
+                out.push(self.id(blob));
+            }
+        }
+        lanes::hash(&words, &run, out);
+    }
 }
 
 impl fmt::Debug for ChunkIdKey {
@@ -90,5 +114,29 @@ mod tests {
         let b = ChunkIdKey([2; 32]).id(b"same bytes");
         assert_ne!(a, b);
         assert_ne!(a, Id::of_object(b"same bytes"));
+    }
+
+    #[test]
+    fn ids_of_mixed_blobs_are_each_blobs_id_in_order() {
+        let key = ChunkIdKey([9; 32]);
+        let data: Vec<u8> = (0..400_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        // Runs of pages longer than the lanes, cut by other sizes and by a page size change.
+        let mut lens = vec![4096; 37];
+        lens.extend([100, 4096, 0, 4096, 4096, 8192, 8192, 4096, 1024, 3000]);
+        lens.extend(vec![2048; 20]);
+        let mut blobs = Vec::new();
+        let mut at = 0;
+        for len in lens {
+            blobs.push(&data[at..at + len]);
+            at += len;
+        }
+        let mut got = vec![Id::default()];
+        key.ids(blobs.iter().copied(), &mut got);
+        let want: Vec<Id> = std::iter::once(Id::default())
+            .chain(blobs.iter().map(|b| key.id(b)))
+            .collect();
+        assert_eq!(got, want);
     }
 }

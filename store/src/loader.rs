@@ -179,6 +179,28 @@ impl FrameCheck {
             })
     }
 
+    /// Whether the plaintext `raw` of a frame holds each of `blobs` (id, offset, length) as
+    /// [`FrameCheck::blob`] would find it, appended to `held`; the blobs are hashed together
+    /// (equal pages side by side), so this is the fast way to check a frame's many blobs.
+    pub fn holds<'a>(
+        &self,
+        raw: &[u8],
+        blobs: impl Iterator<Item = (&'a Id, u32, u32)> + Clone,
+        held: &mut Vec<bool>,
+    ) {
+        let slice =
+            |offset: u32, len: u32| raw.get(offset as usize..offset as usize + len as usize);
+        let mut ids = Vec::new();
+        self.key
+            .ids(blobs.clone().filter_map(|(_, o, l)| slice(o, l)), &mut ids);
+        let mut ids = ids.into_iter();
+        held.extend(
+            blobs.map(|(id, o, l)| {
+                slice(o, l).is_some() && ids.next().is_some_and(|got| got == *id)
+            }),
+        );
+    }
+
     /// True when packs travel over a network (each read is a request).
     pub fn is_remote(&self) -> bool {
         self.remote

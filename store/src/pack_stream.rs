@@ -158,6 +158,7 @@ impl Pass<'_> {
         // The next entry to check, and the end of the last frame checked.
         let (mut next, mut checked_to) = (0usize, 0u64);
         let (mut hashed, mut at) = (start, 0u64);
+        let mut ids = Vec::new();
         object.seek(SeekFrom::Start(start)).map_err(io)?;
         loop {
             let end = (at + self.window).min(total);
@@ -201,15 +202,23 @@ impl Pass<'_> {
                 ) else {
                     return Ok(None);
                 };
-                while let Some((id, loc)) = self.entries.get(next).filter(|(_, l)| l.frame == frame)
-                {
-                    let from = loc.offset as usize;
-                    let blob = bytes.get(from..from + loc.len as usize);
-                    if blob.is_none_or(|b| key.id(b) != *id) {
-                        return Ok(None);
-                    }
-                    next += 1;
+                // The frame's blobs, hashed together (equal pages side by side).
+                let in_frame = self.entries[next..]
+                    .iter()
+                    .take_while(|(_, l)| l.frame == frame);
+                let blobs: Option<Vec<&[u8]>> = in_frame
+                    .clone()
+                    .map(|(_, l)| bytes.get(l.offset as usize..l.offset as usize + l.len as usize))
+                    .collect();
+                let Some(blobs) = blobs else {
+                    return Ok(None);
+                };
+                ids.clear();
+                key.ids(blobs, &mut ids);
+                if !in_frame.map(|(id, _)| id).eq(ids.iter()) {
+                    return Ok(None);
                 }
+                next += ids.len();
                 checked_to = checked_to.max(frame_end);
             }
             // Keep what a pending frame or the trailer (after the last frame) may need.

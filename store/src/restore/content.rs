@@ -709,12 +709,24 @@ fn write_frame(
 ) -> Result<()> {
     // The run being gathered: file offset and range in the frame.
     let mut run: Option<(u64, Range<usize>)> = None;
-    // The last blob checked (pieces of one blob are adjacent): its id, whether it is all
-    // zeros, and its bytes when read from another listing.
+    // Pieces of one blob are adjacent: each blob is checked at its first piece, all of them
+    // hashed together first.
+    let first = |i: usize| i == 0 || pieces[i - 1].id != pieces[i].id;
+    let mut held = Vec::new();
+    let blobs = pieces.iter().enumerate().filter(|&(i, _)| first(i));
+    check.holds(raw, blobs.map(|(_, p)| (&p.id, p.offset, p.len)), &mut held);
+    let mut held = held.into_iter();
+    // The last blob checked: its id, whether it is all zeros, and its bytes when read from
+    // another listing.
     let mut checked: Option<(&Id, bool, Option<Vec<u8>>)> = None;
-    for p in pieces {
-        if checked.as_ref().is_none_or(|(id, ..)| **id != p.id) {
-            checked = Some(match check.blob(pack, raw, &p.id, p.offset, p.len) {
+    for (i, p) in pieces.iter().enumerate() {
+        if first(i) {
+            let verdict = match held.next() {
+                Some(true) => Ok(&raw[p.offset as usize..p.offset as usize + p.len as usize]),
+                // Checked again, for the error that names the blob and its pack.
+                _ => check.blob(pack, raw, &p.id, p.offset, p.len),
+            };
+            checked = Some(match verdict {
                 Ok(blob) => (&p.id, super::blobs::is_zero(blob), None),
                 Err(e) => {
                     let blob = elsewhere(alt, &p.id, &p.location(pack, frame), e)?;
