@@ -201,6 +201,18 @@ impl FrameCheck {
         );
     }
 
+    /// Check that the plaintext `raw` of a frame of pack number `pack` holds each of `blobs`
+    /// (id, offset, length), hashed together; the error is [`FrameCheck::blob`]'s for the
+    /// first that it does not.
+    pub fn blobs(&self, pack: u32, raw: &[u8], blobs: &[(Id, u32, u32)]) -> Result<()> {
+        let mut held = Vec::with_capacity(blobs.len());
+        self.holds(raw, blobs.iter().map(|(id, o, l)| (id, *o, *l)), &mut held);
+        match blobs.iter().zip(held).find(|(_, held)| !held) {
+            Some((&(id, offset, len), _)) => self.blob(pack, raw, &id, offset, len).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
     /// True when packs travel over a network (each read is a request).
     pub fn is_remote(&self) -> bool {
         self.remote
@@ -436,9 +448,7 @@ impl Loader {
         let cache = &self.caches[slot(self.index.pack(pack).kind)];
         let stored = stored_in(cache, pack, frame)?.to_vec();
         let raw = self.check.decompress(pack, frame, &stored)?;
-        for &(id, offset, len) in blobs {
-            self.check.blob(pack, &raw, &id, offset, len)?;
-        }
+        self.check.blobs(pack, &raw, blobs)?;
         Ok(stored)
     }
 
@@ -478,9 +488,7 @@ impl Loader {
                 out
             }
         };
-        for &(id, offset, len) in blobs {
-            self.check.blob(pack, &raw, &id, offset, len)?;
-        }
+        self.check.blobs(pack, &raw, blobs)?;
         Ok(raw)
     }
 
