@@ -92,6 +92,10 @@ struct IndexObjects {
     paths: Vec<String>,
     packs: HashMap<Id, (PackKind, u64)>,
     entries: PackEntries,
+    /// Index objects this prune's repack wrote, and the packs they list: the only listings
+    /// the sweep takes on trust.
+    own: HashSet<Id>,
+    own_packs: HashSet<Id>,
 }
 
 impl IndexObjects {
@@ -100,6 +104,8 @@ impl IndexObjects {
             paths: Vec::new(),
             packs: HashMap::new(),
             entries: PackEntries::new()?,
+            own: HashSet::new(),
+            own_packs: HashSet::new(),
         };
         out.refresh(repo)?;
         Ok(out)
@@ -128,9 +134,13 @@ impl IndexObjects {
                         obj.path
                     ))
                 })?;
+            let own = name.parse::<Id>().is_ok_and(|id| self.own.contains(&id));
             for p in &rec.packs {
                 self.packs.entry(p.id).or_insert((p.kind, p.size));
                 self.entries.append(p)?;
+                if own {
+                    self.own_packs.insert(p.id);
+                }
             }
             self.paths.push(obj.path);
         }
@@ -275,12 +285,15 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport>
     report.incomplete_removed = remove_incomplete(repo)?;
     sweep(repo, &mut report, None)?;
     let plan = plan(repo, opts, &mut report)?;
-    if let Some(marker) = execute(repo, &plan)? {
+    let done = execute(repo, &plan)?;
+    if let Some(marker) = done.marker {
         report.marker = Some(marker);
         report.markers_pending.clear();
         // What the plan read stays true: its index objects and the blobs of the snapshots it
         // walked. The sweep reads only what was stored since.
-        sweep(repo, &mut report, Some((plan.objects, plan.used)))?;
+        let mut objects = plan.objects;
+        objects.own.extend(done.index_objects);
+        sweep(repo, &mut report, Some((objects, plan.used)))?;
     }
     remove_spent_leases(repo)?;
     // Object Lock: what is kept stays protected the policy's days from now (packs a pending
@@ -425,10 +438,19 @@ fn plan(repo: &Arc<Repository>, opts: &PruneOptions, report: &mut PruneReport) -
     Ok(plan)
 }
 
-/// Repack, then write the marker. Returns the marker id, if anything was condemned.
-fn execute(repo: &Arc<Repository>, plan: &Plan) -> Result<Option<Id>> {
+/// What [`execute`] did: the marker, if anything was condemned, and the index objects the
+/// repack wrote.
+#[derive(Default)]
+struct Executed {
+    marker: Option<Id>,
+    index_objects: Vec<Id>,
+}
+
+/// Repack, then write the marker.
+fn execute(repo: &Arc<Repository>, plan: &Plan) -> Result<Executed> {
+    let mut done = Executed::default();
     if plan.unused.is_empty() && plan.unindexed.is_empty() && plan.repack.is_empty() {
-        return Ok(None);
+        return Ok(done);
     }
     if !plan.repack.is_empty() {
         let t = std::time::Instant::now();
@@ -515,7 +537,7 @@ fn execute(repo: &Arc<Repository>, plan: &Plan) -> Result<Option<Id>> {
             }
             Ok(())
         })?;
-        saver.finish()?;
+        done.index_objects = saver.finish()?.1;
         tracing::debug!(
             "repacked {} packs in {:?}: {stats:?}",
             plan.repack.len(),
@@ -538,7 +560,8 @@ fn execute(repo: &Arc<Repository>, plan: &Plan) -> Result<Option<Id>> {
         created_unix: chrono::Utc::now().timestamp(),
         packs,
     };
-    Ok(Some(repo.put_meta("gc", &marker.encode())?))
+    done.marker = Some(repo.put_meta("gc", &marker.encode())?);
+    Ok(done)
 }
 
 /// What a repack did, for the debug log.
@@ -738,19 +761,7 @@ fn sweep(
         let blobs = p.blobs.iter().chain(indexed.iter().flat_map(|i| &i.blobs));
         wanted.extend(blobs.map(|b| b.id).filter(|id| used(id)));
     }
-    let mut housed: HashSet<Id> = HashSet::new();
-    if !wanted.is_empty() {
-        let mut pack = IndexObjects::buffer();
-        for id in objects.ids(&all_condemned) {
-            objects.pack_into(&id, &mut pack)?;
-            housed.extend(
-                pack.blobs
-                    .iter()
-                    .map(|b| b.id)
-                    .filter(|b| wanted.contains(b)),
-            );
-        }
-    }
+    let housed = housed(repo, &objects, &all_condemned, &wanted)?;
     let mut delete = Vec::new();
     let mut rescue = Vec::new();
     for (_, marker) in &ready {
@@ -790,6 +801,91 @@ fn sweep(
         report.markers_swept.push(id);
     }
     Ok(())
+}
+
+/// The `wanted` blobs that a pack outside the `condemned` ones holds. Index objects are
+/// unverified claims: a write-key holder can plant one that lists every blob in a junk pack of
+/// its own, and trusting it would delete the condemned pack that really holds a blob a backup
+/// reused meanwhile. So a listing counts only in a pack this prune's repack wrote, or once the
+/// blob is read from it and hashes to its id (a sweep left to a later prune reads the repacked
+/// blobs again). A listing that cannot be verified (damaged, junk, or a data pack without the
+/// identity) leaves its blob unhoused, and the condemned pack is kept; storage that fails
+/// stops the sweep.
+fn housed(
+    repo: &Arc<Repository>,
+    objects: &IndexObjects,
+    condemned: &HashSet<Id>,
+    wanted: &HashSet<Id>,
+) -> Result<HashSet<Id>> {
+    let mut housed: HashSet<Id> = HashSet::new();
+    if wanted.is_empty() {
+        return Ok(housed);
+    }
+    // The other listings of wanted blobs, a pack at a time: each frame read, decompressed up
+    // to its last wanted blob and hashed once.
+    let t = std::time::Instant::now();
+    let (mut read, mut failed) = (0u64, 0u64);
+    let mut pack = IndexObjects::buffer();
+    for id in objects.ids(condemned) {
+        objects.pack_into(&id, &mut pack)?;
+        pack.blobs.retain(|b| wanted.contains(&b.id));
+        if objects.own_packs.contains(&id) {
+            housed.extend(pack.blobs.iter().map(|b| b.id));
+            continue;
+        }
+        pack.blobs.retain(|b| !housed.contains(&b.id));
+        if pack.blobs.is_empty() {
+            continue;
+        }
+        read += pack.blobs.len() as u64;
+        let mut one = Index::default();
+        one.add_unsealed(&pack, &|_, _| true);
+        one.seal_now();
+        let mut loader = Loader::new(repo.clone(), Arc::new(one));
+        let mut blobs = std::mem::take(&mut pack.blobs);
+        blobs.sort_unstable_by_key(|b| (b.frame.offset, b.offset));
+        for in_frame in blobs.chunk_by(|a, b| a.frame == b.frame) {
+            let listed: Vec<(Id, u32, u32)> =
+                in_frame.iter().map(|b| (b.id, b.offset, b.len)).collect();
+            let verdicts = match loader.load_frame_prefix(0, &in_frame[0].frame, &listed) {
+                Ok(_) => listed.iter().map(|_| Ok(())).collect::<Vec<Result<()>>>(),
+                Err(e) if e.is_storage_failure() => return Err(e),
+                // Blob by blob, for the ones it does hold.
+                Err(_) => listed
+                    .iter()
+                    .map(|(id, ..)| loader.load(id).map(|_| ()))
+                    .collect(),
+            };
+            for ((id, ..), verdict) in listed.iter().zip(verdicts) {
+                match verdict {
+                    Ok(()) => {
+                        housed.insert(*id);
+                    }
+                    Err(e) if e.is_storage_failure() => return Err(e),
+                    Err(e) => {
+                        failed += 1;
+                        tracing::debug!("sweep: blob {id} is not where the index lists it: {e}");
+                    }
+                }
+            }
+        }
+        pack.blobs = blobs;
+    }
+    if read > 0 {
+        tracing::debug!(
+            "sweep: {read} listings outside the condemned packs read in {:?}",
+            t.elapsed()
+        );
+    }
+    if failed > 0 {
+        tracing::warn!(
+            "{failed} listings of blobs that backups use, outside the packs this prune \
+             condemned, do not hold them (damaged or planted index listings, or data packs \
+             without the identity): the condemned packs that hold them are kept. Run `cairn \
+             check --read-data`"
+        );
+    }
+    Ok(housed)
 }
 
 /// Replace the index objects by ones without `doomed` packs: new objects first, then the old
@@ -986,6 +1082,116 @@ mod tests {
         assert!(lease::load_markers(&repo).unwrap().is_empty());
     }
 
+    /// Plant an index object that lists `content`'s blob in a junk data pack, as a write-key
+    /// holder could.
+    fn plant_claim(repo: &Repository, content: &[u8]) {
+        let junk = Id::of_object(b"junk pack");
+        let len = content.len() as u32;
+        repo.backend()
+            .put(
+                &Repository::pack_path(PackKind::Data, &junk),
+                &[0x5a; 100_000],
+            )
+            .unwrap();
+        let frame = FrameRef {
+            offset: 0,
+            stored_len: len,
+            raw_len: len,
+            compression: cairn_format::frame::Compression::None,
+        };
+        let blob = BlobEntry {
+            id: repo.chunk_id_key().id(content),
+            frame,
+            offset: 0,
+            len,
+        };
+        let pack = IndexPack {
+            id: junk,
+            kind: PackKind::Data,
+            size: 100_000,
+            blobs: vec![blob],
+        };
+        repo.put_index(&IndexRecord { packs: vec![pack] }).unwrap();
+    }
+
+    /// A backup reuses a condemned blob while a prune runs, and an index object planted
+    /// meanwhile claims that a junk pack holds it: the sweep, in the same prune or left to the
+    /// next, reads the claim, finds it false and keeps the condemned pack.
+    #[test]
+    fn a_planted_listing_does_not_house_a_reused_blob() {
+        for deferred in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let id = age::x25519::Identity::generate();
+            let repo = create(dir.path(), &id);
+            let content = vec![9u8; 90_000];
+            let old = snapshot(&repo, Index::default(), "a", &content);
+
+            let (lease, index) = Lease::begin_write(&repo).unwrap();
+            repo.backend().delete(&format!("snapshots/{old}")).unwrap();
+            let mut report = PruneReport::default();
+            let plan = plan(&repo, &PruneOptions::default(), &mut report).unwrap();
+            let done = execute(&repo, &plan).unwrap();
+            assert!(done.marker.is_some());
+
+            lease.ensure_fresh().unwrap();
+            let reused = snapshot(&repo, index, "b", &content);
+            plant_claim(&repo, &content);
+            if deferred {
+                // The backup is still running at the end of this prune; the next one sweeps.
+                sweep(&repo, &mut report, Some((plan.objects, plan.used))).unwrap();
+                assert_eq!(report.markers_pending.len(), 1, "{report:?}");
+                drop(lease);
+                report = prune(&repo, &PruneOptions::default()).unwrap();
+            } else {
+                drop(lease);
+                sweep(&repo, &mut report, Some((plan.objects, plan.used))).unwrap();
+            }
+            assert!(report.markers_pending.is_empty(), "{report:?}");
+            assert_eq!(report.packs_rescued, 1, "deferred {deferred}: {report:?}");
+            let snap = snapshots::load(&repo, &reused).unwrap();
+            let mut loader = Loader::new(repo.clone(), Arc::new(Index::load(&repo).unwrap()));
+            let tree = loader.load_tree(&snap.tree).unwrap();
+            assert_eq!(loader.load(&tree.nodes[0].content[0]).unwrap(), content);
+        }
+    }
+
+    /// A sweep left to the next prune reads the repacked blobs where the repack wrote them,
+    /// finds them there, and deletes the packs they came from.
+    #[test]
+    fn a_later_sweep_verifies_the_repacked_blobs_and_deletes_their_old_packs() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = age::x25519::Identity::generate();
+        let repo = create(dir.path(), &id);
+        let mut seed = 7;
+        let (live, dead) = (
+            crate::test_repo::noise(&mut seed, 60_000),
+            crate::test_repo::noise(&mut seed, 60_000),
+        );
+        let both = snapshot_of_blobs(&repo, Index::default(), "a", &[live.clone(), dead]);
+        let index = Index::load(&repo).unwrap();
+        let kept = snapshot(&repo, index, "b", &live);
+        repo.backend().delete(&format!("snapshots/{both}")).unwrap();
+
+        // A backup runs through the first prune: its sweep waits.
+        let lease = Lease::begin_write(&repo).unwrap().0;
+        let opts = PruneOptions {
+            max_unused: 0.0,
+            ..PruneOptions::default()
+        };
+        let first = prune(&repo, &opts).unwrap();
+        assert_eq!(first.repacked_packs, 1, "{first:?}");
+        assert_eq!(first.markers_pending.len(), 1, "{first:?}");
+        drop(lease);
+        let second = prune(&repo, &PruneOptions::default()).unwrap();
+        assert_eq!(second.markers_swept.len(), 1, "{second:?}");
+        assert_eq!(second.packs_rescued, 0, "{second:?}");
+        assert!(second.packs_deleted >= 1, "{second:?}");
+        let snap = snapshots::load(&repo, &kept).unwrap();
+        let mut loader = Loader::new(repo.clone(), Arc::new(Index::load(&repo).unwrap()));
+        let tree = loader.load_tree(&snap.tree).unwrap();
+        assert_eq!(loader.load(&tree.nodes[0].content[0]).unwrap(), live);
+    }
+
     #[test]
     fn the_sweep_after_marking_walks_snapshots_committed_since_the_plan() {
         let dir = tempfile::tempdir().unwrap();
@@ -1001,7 +1207,7 @@ mod tests {
         let mut report = PruneReport::default();
         let plan = plan(&repo, &PruneOptions::default(), &mut report).unwrap();
         assert_eq!(report.unused_packs, 2, "data and tree pack: {report:?}");
-        execute(&repo, &plan).unwrap().expect("a marker");
+        execute(&repo, &plan).unwrap().marker.expect("a marker");
 
         // Before the sweep, the backup reuses the condemned blob, commits and ends.
         lease.ensure_fresh().unwrap();
