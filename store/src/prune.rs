@@ -761,7 +761,18 @@ fn sweep(
         let blobs = p.blobs.iter().chain(indexed.iter().flat_map(|i| &i.blobs));
         wanted.extend(blobs.map(|b| b.id).filter(|id| used(id)));
     }
-    let housed = housed(repo, &objects, &all_condemned, &wanted)?;
+    let Some(housed) = housed(repo, &objects, &all_condemned, &wanted)? else {
+        // Putting the packs back would keep every repacked blob twice: wait for the identity.
+        for (id, _) in ready {
+            report.markers_pending.push((
+                id,
+                "blobs a backup used meanwhile are listed in data packs that only the identity \
+                 can read to verify; a prune with the identity finishes this"
+                    .into(),
+            ));
+        }
+        return Ok(());
+    };
     let mut delete = Vec::new();
     let mut rescue = Vec::new();
     for (_, marker) in &ready {
@@ -809,17 +820,17 @@ fn sweep(
 /// reused meanwhile. So a listing counts only in a pack this prune's repack wrote, or once the
 /// blob is read from it and hashes to its id (a sweep left to a later prune reads the repacked
 /// blobs again). A listing that cannot be verified (damaged, junk, or a data pack without the
-/// identity) leaves its blob unhoused, and the condemned pack is kept; storage that fails
-/// stops the sweep.
+/// blob unhoused, and the condemned pack is kept; storage that fails stops the sweep. None when
+/// a listing is in a data pack and the repository was opened without the identity.
 fn housed(
     repo: &Arc<Repository>,
     objects: &IndexObjects,
     condemned: &HashSet<Id>,
     wanted: &HashSet<Id>,
-) -> Result<HashSet<Id>> {
+) -> Result<Option<HashSet<Id>>> {
     let mut housed: HashSet<Id> = HashSet::new();
     if wanted.is_empty() {
-        return Ok(housed);
+        return Ok(Some(housed));
     }
     // The other listings of wanted blobs, a pack at a time: each frame read, decompressed up
     // to its last wanted blob and hashed once.
@@ -836,6 +847,9 @@ fn housed(
         pack.blobs.retain(|b| !housed.contains(&b.id));
         if pack.blobs.is_empty() {
             continue;
+        }
+        if pack.kind == PackKind::Data && repo.data_identities().is_none() {
+            return Ok(None);
         }
         read += pack.blobs.len() as u64;
         let mut one = Index::default();
@@ -880,12 +894,11 @@ fn housed(
     if failed > 0 {
         tracing::warn!(
             "{failed} listings of blobs that backups use, outside the packs this prune \
-             condemned, do not hold them (damaged or planted index listings, or data packs \
-             without the identity): the condemned packs that hold them are kept. Run `cairn \
-             check --read-data`"
+             condemned, do not hold them (damaged or planted index listings): the condemned \
+             packs that hold them are kept. Run `cairn check --read-data`"
         );
     }
-    Ok(housed)
+    Ok(Some(housed))
 }
 
 /// Replace the index objects by ones without `doomed` packs: new objects first, then the old
@@ -1156,7 +1169,7 @@ mod tests {
     }
 
     /// A sweep left to the next prune reads the repacked blobs where the repack wrote them,
-    /// finds them there, and deletes the packs they came from.
+    /// finds them there, and deletes the packs they came from; without the identity it waits.
     #[test]
     fn a_later_sweep_verifies_the_repacked_blobs_and_deletes_their_old_packs() {
         let dir = tempfile::tempdir().unwrap();
@@ -1182,6 +1195,17 @@ mod tests {
         assert_eq!(first.repacked_packs, 1, "{first:?}");
         assert_eq!(first.markers_pending.len(), 1, "{first:?}");
         drop(lease);
+        // A prune with a write key cannot read the repacked data: the marker waits for one
+        // with the identity (putting the packs back would keep every repacked blob twice).
+        let key = cairn_format::keys::write_key_from_text(&repo.write_key_text(None)).unwrap();
+        let writer = Repository::open(
+            Box::new(crate::backend::LocalBackend::new(dir.path())),
+            crate::repo::Credentials::WriteKey(key),
+        )
+        .unwrap();
+        let by_writer = prune(&Arc::new(writer), &PruneOptions::default()).unwrap();
+        assert_eq!(by_writer.markers_pending.len(), 1, "{by_writer:?}");
+        assert_eq!((by_writer.packs_deleted, by_writer.packs_rescued), (0, 0));
         let second = prune(&repo, &PruneOptions::default()).unwrap();
         assert_eq!(second.markers_swept.len(), 1, "{second:?}");
         assert_eq!(second.packs_rescued, 0, "{second:?}");
