@@ -984,6 +984,33 @@ mod tests {
         crate::test_repo::save_snapshot(repo, tree, 1, SnapshotStats::default())
     }
 
+    /// The first blob of the first file of snapshot `snap`, read through the current index.
+    fn first_blob(repo: &Arc<Repository>, snap: &Id) -> Vec<u8> {
+        let snap = snapshots::load(repo, snap).unwrap();
+        let mut loader = Loader::new(repo.clone(), Arc::new(Index::load(repo).unwrap()));
+        let tree = loader.load_tree(&snap.tree).unwrap();
+        loader.load(&tree.nodes[0].content[0]).unwrap()
+    }
+
+    /// A snapshot of `content` is stored; a backup starts with it in its index; the snapshot is
+    /// forgotten and a prune plans and marks its packs; before the sweep, the backup reuses the
+    /// condemned blob and commits. Returns the backup's lease (still held), the plan, the
+    /// report and the new snapshot.
+    fn reused_while_marked(
+        repo: &Arc<Repository>,
+        content: &[u8],
+    ) -> (Lease, Plan, PruneReport, Id) {
+        let old = snapshot(repo, Index::default(), "a", content);
+        let (lease, index) = Lease::begin_write(repo).unwrap();
+        repo.backend().delete(&format!("snapshots/{old}")).unwrap();
+        let mut report = PruneReport::default();
+        let plan = plan(repo, &PruneOptions::default(), &mut report).unwrap();
+        execute(repo, &plan).unwrap().marker.expect("a marker");
+        lease.ensure_fresh().unwrap();
+        let reused = snapshot(repo, index, "b", content);
+        (lease, plan, report, reused)
+    }
+
     fn data_packs(dir: &std::path::Path) -> usize {
         walk(&dir.join("data"))
     }
@@ -1037,11 +1064,7 @@ mod tests {
         assert_eq!(data_packs(dir.path()), packs_before);
 
         // Everything the new snapshot needs is indexed and readable.
-        let snap = snapshots::load(&repo, &reused).unwrap();
-        let index = Arc::new(Index::load(&repo).unwrap());
-        let mut loader = Loader::new(repo.clone(), index);
-        let tree = loader.load_tree(&snap.tree).unwrap();
-        assert_eq!(loader.load(&tree.nodes[0].content[0]).unwrap(), content);
+        assert_eq!(first_blob(&repo, &reused), content);
         assert!(lease::load_markers(&repo).unwrap().is_empty());
     }
 
@@ -1137,17 +1160,7 @@ mod tests {
             let id = age::x25519::Identity::generate();
             let repo = create(dir.path(), &id);
             let content = vec![9u8; 90_000];
-            let old = snapshot(&repo, Index::default(), "a", &content);
-
-            let (lease, index) = Lease::begin_write(&repo).unwrap();
-            repo.backend().delete(&format!("snapshots/{old}")).unwrap();
-            let mut report = PruneReport::default();
-            let plan = plan(&repo, &PruneOptions::default(), &mut report).unwrap();
-            let done = execute(&repo, &plan).unwrap();
-            assert!(done.marker.is_some());
-
-            lease.ensure_fresh().unwrap();
-            let reused = snapshot(&repo, index, "b", &content);
+            let (lease, plan, mut report, reused) = reused_while_marked(&repo, &content);
             plant_claim(&repo, &content);
             if deferred {
                 // The backup is still running at the end of this prune; the next one sweeps.
@@ -1161,10 +1174,7 @@ mod tests {
             }
             assert!(report.markers_pending.is_empty(), "{report:?}");
             assert_eq!(report.packs_rescued, 1, "deferred {deferred}: {report:?}");
-            let snap = snapshots::load(&repo, &reused).unwrap();
-            let mut loader = Loader::new(repo.clone(), Arc::new(Index::load(&repo).unwrap()));
-            let tree = loader.load_tree(&snap.tree).unwrap();
-            assert_eq!(loader.load(&tree.nodes[0].content[0]).unwrap(), content);
+            assert_eq!(first_blob(&repo, &reused), content);
         }
     }
 
@@ -1210,10 +1220,7 @@ mod tests {
         assert_eq!(second.markers_swept.len(), 1, "{second:?}");
         assert_eq!(second.packs_rescued, 0, "{second:?}");
         assert!(second.packs_deleted >= 1, "{second:?}");
-        let snap = snapshots::load(&repo, &kept).unwrap();
-        let mut loader = Loader::new(repo.clone(), Arc::new(Index::load(&repo).unwrap()));
-        let tree = loader.load_tree(&snap.tree).unwrap();
-        assert_eq!(loader.load(&tree.nodes[0].content[0]).unwrap(), live);
+        assert_eq!(first_blob(&repo, &kept), live);
     }
 
     #[test]
@@ -1222,20 +1229,8 @@ mod tests {
         let id = age::x25519::Identity::generate();
         let repo = create(dir.path(), &id);
         let content = vec![5u8; 80_000];
-        let old = snapshot(&repo, Index::default(), "a", &content);
-
-        // A backup starts with the old data in its index; the old snapshot is forgotten and a
-        // prune plans and marks its pack.
-        let (lease, index) = Lease::begin_write(&repo).unwrap();
-        repo.backend().delete(&format!("snapshots/{old}")).unwrap();
-        let mut report = PruneReport::default();
-        let plan = plan(&repo, &PruneOptions::default(), &mut report).unwrap();
+        let (lease, plan, mut report, reused) = reused_while_marked(&repo, &content);
         assert_eq!(report.unused_packs, 2, "data and tree pack: {report:?}");
-        execute(&repo, &plan).unwrap().marker.expect("a marker");
-
-        // Before the sweep, the backup reuses the condemned blob, commits and ends.
-        lease.ensure_fresh().unwrap();
-        let reused = snapshot(&repo, index, "b", &content);
         drop(lease);
 
         // The sweep reuses what the plan read, yet sees the new snapshot and keeps the pack.
@@ -1243,10 +1238,7 @@ mod tests {
         assert_eq!(report.markers_swept.len(), 1, "{report:?}");
         assert_eq!(report.packs_rescued, 1, "the data pack: {report:?}");
         assert_eq!(report.packs_deleted, 1, "the old tree pack: {report:?}");
-        let snap = snapshots::load(&repo, &reused).unwrap();
-        let mut loader = Loader::new(repo.clone(), Arc::new(Index::load(&repo).unwrap()));
-        let tree = loader.load_tree(&snap.tree).unwrap();
-        assert_eq!(loader.load(&tree.nodes[0].content[0]).unwrap(), content);
+        assert_eq!(first_blob(&repo, &reused), content);
     }
 
     #[test]
