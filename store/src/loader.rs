@@ -207,10 +207,10 @@ impl FrameCheck {
     pub fn blobs(&self, pack: u32, raw: &[u8], blobs: &[(Id, u32, u32)]) -> Result<()> {
         let mut held = Vec::with_capacity(blobs.len());
         self.holds(raw, blobs.iter().map(|(id, o, l)| (id, *o, *l)), &mut held);
-        match blobs.iter().zip(held).find(|(_, held)| !held) {
-            Some((&(id, offset, len), _)) => self.blob(pack, raw, &id, offset, len).map(|_| ()),
-            None => Ok(()),
+        for (&(id, offset, len), _) in blobs.iter().zip(held).filter(|(_, held)| !held) {
+            self.blob(pack, raw, &id, offset, len)?;
         }
+        Ok(())
     }
 
     /// True when packs travel over a network (each read is a request).

@@ -92,10 +92,11 @@ struct IndexObjects {
     paths: Vec<String>,
     packs: HashMap<Id, (PackKind, u64)>,
     entries: PackEntries,
-    /// Index objects this prune's repack wrote, and the packs they list: the only listings
-    /// the sweep takes on trust.
+    /// Index objects this prune's repack wrote, and the blobs they list (sorted): the only
+    /// listings the sweep takes on trust. Blobs, not packs: another index object may list
+    /// more blobs in a pack the repack wrote.
     own: HashSet<Id>,
-    own_packs: HashSet<Id>,
+    own_blobs: Vec<Id>,
 }
 
 impl IndexObjects {
@@ -105,7 +106,7 @@ impl IndexObjects {
             packs: HashMap::new(),
             entries: PackEntries::new()?,
             own: HashSet::new(),
-            own_packs: HashSet::new(),
+            own_blobs: Vec::new(),
         };
         out.refresh(repo)?;
         Ok(out)
@@ -139,11 +140,13 @@ impl IndexObjects {
                 self.packs.entry(p.id).or_insert((p.kind, p.size));
                 self.entries.append(p)?;
                 if own {
-                    self.own_packs.insert(p.id);
+                    self.own_blobs.extend(p.blobs.iter().map(|b| b.id));
                 }
             }
             self.paths.push(obj.path);
         }
+        self.own_blobs.sort_unstable();
+        self.own_blobs.dedup();
         Ok(())
     }
 
@@ -816,20 +819,25 @@ fn sweep(
 
 /// The `wanted` blobs that a pack outside the `condemned` ones holds. Index objects are
 /// unverified claims: a write-key holder can plant one that lists every blob in a junk pack of
-/// its own, and trusting it would delete the condemned pack that really holds a blob a backup
-/// reused meanwhile. So a listing counts only in a pack this prune's repack wrote, or once the
-/// blob is read from it and hashes to its id (a sweep left to a later prune reads the repacked
-/// blobs again). A listing that cannot be verified (damaged, junk, or a data pack without the
-/// blob unhoused, and the condemned pack is kept; storage that fails stops the sweep. None when
-/// a listing is in a data pack and the repository was opened without the identity.
+/// its own (or in a pack the repack wrote), and trusting it would delete the condemned pack
+/// that really holds a blob a backup reused meanwhile. So only the listings of the index
+/// objects this prune's repack wrote are trusted; any other counts once the blob is read from
+/// where it is listed and hashes to its id (a sweep left to a later prune reads the repacked
+/// blobs again). A listing that does not verify (damaged or junk) leaves its blob unhoused, and
+/// the condemned pack is kept; storage that fails stops the sweep. None when a listing to read
+/// is in a data pack and the repository was opened without the identity.
 fn housed(
     repo: &Arc<Repository>,
     objects: &IndexObjects,
     condemned: &HashSet<Id>,
     wanted: &HashSet<Id>,
 ) -> Result<Option<HashSet<Id>>> {
-    let mut housed: HashSet<Id> = HashSet::new();
-    if wanted.is_empty() {
+    let mut housed: HashSet<Id> = wanted
+        .iter()
+        .filter(|id| objects.own_blobs.binary_search(id).is_ok())
+        .copied()
+        .collect();
+    if housed.len() == wanted.len() {
         return Ok(Some(housed));
     }
     // The other listings of wanted blobs, a pack at a time: each frame read, decompressed up
@@ -839,12 +847,8 @@ fn housed(
     let mut pack = IndexObjects::buffer();
     for id in objects.ids(condemned) {
         objects.pack_into(&id, &mut pack)?;
-        pack.blobs.retain(|b| wanted.contains(&b.id));
-        if objects.own_packs.contains(&id) {
-            housed.extend(pack.blobs.iter().map(|b| b.id));
-            continue;
-        }
-        pack.blobs.retain(|b| !housed.contains(&b.id));
+        pack.blobs
+            .retain(|b| wanted.contains(&b.id) && !housed.contains(&b.id));
         if pack.blobs.is_empty() {
             continue;
         }
@@ -1118,17 +1122,16 @@ mod tests {
         assert!(lease::load_markers(&repo).unwrap().is_empty());
     }
 
-    /// Plant an index object that lists `content`'s blob in a junk data pack, as a write-key
-    /// holder could.
-    fn plant_claim(repo: &Repository, content: &[u8]) {
-        let junk = Id::of_object(b"junk pack");
+    /// Plant an index object that lists `content`'s blob in a data pack, as a write-key
+    /// holder could: in `pack` (id, size), or else in a junk pack it stores.
+    fn plant_claim(repo: &Repository, content: &[u8], pack: Option<(Id, u64)>) {
+        let (junk, size) = pack.unwrap_or_else(|| {
+            let junk = Id::of_object(b"junk pack");
+            let path = Repository::pack_path(PackKind::Data, &junk);
+            repo.backend().put(&path, &[0x5a; 100_000]).unwrap();
+            (junk, 100_000)
+        });
         let len = content.len() as u32;
-        repo.backend()
-            .put(
-                &Repository::pack_path(PackKind::Data, &junk),
-                &[0x5a; 100_000],
-            )
-            .unwrap();
         let frame = FrameRef {
             offset: 0,
             stored_len: len,
@@ -1144,7 +1147,7 @@ mod tests {
         let pack = IndexPack {
             id: junk,
             kind: PackKind::Data,
-            size: 100_000,
+            size,
             blobs: vec![blob],
         };
         repo.put_index(&IndexRecord { packs: vec![pack] }).unwrap();
@@ -1161,7 +1164,7 @@ mod tests {
             let repo = create(dir.path(), &id);
             let content = vec![9u8; 90_000];
             let (lease, plan, mut report, reused) = reused_while_marked(&repo, &content);
-            plant_claim(&repo, &content);
+            plant_claim(&repo, &content, None);
             if deferred {
                 // The backup is still running at the end of this prune; the next one sweeps.
                 sweep(&repo, &mut report, Some((plan.objects, plan.used))).unwrap();
@@ -1178,30 +1181,78 @@ mod tests {
         }
     }
 
+    /// A repository holding `live` in a snapshot, in a pack with `dead`, which no snapshot
+    /// uses; the snapshot.
+    fn partly_used(repo: &Arc<Repository>, live: &[u8], dead: &[u8]) -> Id {
+        let both = snapshot_of_blobs(repo, Index::default(), "a", &[live.to_vec(), dead.to_vec()]);
+        let kept = snapshot(repo, Index::load(repo).unwrap(), "b", live);
+        repo.backend().delete(&format!("snapshots/{both}")).unwrap();
+        kept
+    }
+
+    const REPACK_ALL: PruneOptions = PruneOptions {
+        max_unused: 0.0,
+        dry_run: false,
+    };
+
+    /// A listing planted in a pack the repack wrote is read before it counts: the repack's
+    /// index objects are trusted, not every listing of its packs.
+    #[test]
+    fn a_listing_planted_in_a_repacked_pack_is_read_before_it_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = age::x25519::Identity::generate();
+        let repo = create(dir.path(), &id);
+        let mut seed = 11;
+        let live = crate::test_repo::noise(&mut seed, 60_000);
+        let dead = crate::test_repo::noise(&mut seed, 20_000);
+        partly_used(&repo, &live, &dead);
+        let (lease, index) = Lease::begin_write(&repo).unwrap();
+        let mut report = PruneReport::default();
+        let plan = plan(&repo, &REPACK_ALL, &mut report).unwrap();
+        let done = execute(&repo, &plan).unwrap();
+        let own = done
+            .index_objects
+            .iter()
+            .map(|id| repo.get_meta("index", id, MAX_INDEX_LEN).unwrap())
+            .flat_map(|plain| IndexRecord::decode(&plain).unwrap().packs)
+            .find(|p| p.kind == PackKind::Data)
+            .expect("the repacked data pack");
+
+        // A backup reuses the dead blob; a claim puts it in the repack's pack.
+        lease.ensure_fresh().unwrap();
+        let reused = snapshot(&repo, index, "c", &dead);
+        plant_claim(&repo, &dead, Some((own.id, own.size)));
+        drop(lease);
+        let mut objects = plan.objects;
+        objects.own.extend(done.index_objects);
+        sweep(&repo, &mut report, Some((objects, plan.used))).unwrap();
+        assert_eq!(report.packs_rescued, 1, "{report:?}");
+        assert_eq!(first_blob(&repo, &reused), dead);
+    }
+
     /// A sweep left to the next prune reads the repacked blobs where the repack wrote them,
-    /// finds them there, and deletes the packs they came from; without the identity it waits.
+    /// finds them there, and deletes the packs they came from; without the identity it waits;
+    /// where the repacked pack is damaged, it keeps the old one.
     #[test]
     fn a_later_sweep_verifies_the_repacked_blobs_and_deletes_their_old_packs() {
+        for damaged in [false, true] {
+            a_later_sweep(damaged);
+        }
+    }
+
+    fn a_later_sweep(damaged: bool) {
         let dir = tempfile::tempdir().unwrap();
         let id = age::x25519::Identity::generate();
         let repo = create(dir.path(), &id);
         let mut seed = 7;
-        let (live, dead) = (
-            crate::test_repo::noise(&mut seed, 60_000),
-            crate::test_repo::noise(&mut seed, 60_000),
-        );
-        let both = snapshot_of_blobs(&repo, Index::default(), "a", &[live.clone(), dead]);
-        let index = Index::load(&repo).unwrap();
-        let kept = snapshot(&repo, index, "b", &live);
-        repo.backend().delete(&format!("snapshots/{both}")).unwrap();
+        let live = crate::test_repo::noise(&mut seed, 60_000);
+        let dead = crate::test_repo::noise(&mut seed, 60_000);
+        let kept = partly_used(&repo, &live, &dead);
+        let before = repo.backend().list("data").unwrap();
 
         // A backup runs through the first prune: its sweep waits.
         let lease = Lease::begin_write(&repo).unwrap().0;
-        let opts = PruneOptions {
-            max_unused: 0.0,
-            ..PruneOptions::default()
-        };
-        let first = prune(&repo, &opts).unwrap();
+        let first = prune(&repo, &REPACK_ALL).unwrap();
         assert_eq!(first.repacked_packs, 1, "{first:?}");
         assert_eq!(first.markers_pending.len(), 1, "{first:?}");
         drop(lease);
@@ -1216,9 +1267,19 @@ mod tests {
         let by_writer = prune(&Arc::new(writer), &PruneOptions::default()).unwrap();
         assert_eq!(by_writer.markers_pending.len(), 1, "{by_writer:?}");
         assert_eq!((by_writer.packs_deleted, by_writer.packs_rescued), (0, 0));
+        if damaged {
+            for obj in repo.backend().list("data").unwrap() {
+                if !before.iter().any(|b| b.path == obj.path) {
+                    repo.backend()
+                        .put(&obj.path, &vec![0x5a; obj.size as usize])
+                        .unwrap();
+                }
+            }
+        }
+        // (With the old pack kept, this prune repacks it again and sweeps its own marker.)
         let second = prune(&repo, &PruneOptions::default()).unwrap();
-        assert_eq!(second.markers_swept.len(), 1, "{second:?}");
-        assert_eq!(second.packs_rescued, 0, "{second:?}");
+        assert!(second.markers_swept.contains(&first.marker.unwrap()), "{second:?}");
+        assert_eq!(second.packs_rescued, u64::from(damaged), "{second:?}");
         assert!(second.packs_deleted >= 1, "{second:?}");
         assert_eq!(first_blob(&repo, &kept), live);
     }

@@ -123,17 +123,13 @@ mod tests {
 
     /// Every kernel this CPU runs, the portable one included.
     fn kernels() -> Vec<Platform> {
+        // The widest kernel (AVX-512 where the crate was built with it) is the detected one.
         let mut all = vec![Platform::portable(), Platform::detect()];
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         all.extend(
-            [
-                Platform::sse2(),
-                Platform::sse41(),
-                Platform::avx2(),
-                Platform::avx512(),
-            ]
-            .into_iter()
-            .flatten(),
+            [Platform::sse2(), Platform::sse41(), Platform::avx2()]
+                .into_iter()
+                .flatten(),
         );
         all
     }

@@ -736,7 +736,7 @@ fn write_frame(
         }
         let (_, zero, other) = checked.as_ref().expect("set above");
         let zero = *zero;
-        let here = p.offset as usize..(p.offset + p.len) as usize;
+        let here = p.offset as usize..p.offset as usize + p.len as usize;
         run = match run {
             Some((start, r))
                 if !zero
