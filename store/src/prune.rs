@@ -1278,7 +1278,10 @@ mod tests {
         }
         // (With the old pack kept, this prune repacks it again and sweeps its own marker.)
         let second = prune(&repo, &PruneOptions::default()).unwrap();
-        assert!(second.markers_swept.contains(&first.marker.unwrap()), "{second:?}");
+        assert!(
+            second.markers_swept.contains(&first.marker.unwrap()),
+            "{second:?}"
+        );
         assert_eq!(second.packs_rescued, u64::from(damaged), "{second:?}");
         assert!(second.packs_deleted >= 1, "{second:?}");
         assert_eq!(first_blob(&repo, &kept), live);
