@@ -74,19 +74,41 @@ impl ChunkIdKey {
         let words = lanes::key_words(&self.0);
         let mut run: Vec<&[u8]> = Vec::with_capacity(lanes::LANES);
         for blob in blobs {
-            if run.first().is_some_and(|r| r.len() != blob.len()) || run.len() == lanes::LANES {
+            let fits = lanes::fits(blob.len());
+            if !fits
+                || run.len() == lanes::LANES
+                || run.first().is_some_and(|r| r.len() != blob.len())
+            {
                 lanes::hash(&words, &run, out);
                 run.clear();
             }
-            if lanes::fits(blob.len()) {
+            if fits {
                 run.push(blob);
             } else {
-                lanes::hash(&words, &run, out);
-                run.clear();
                 out.push(self.id(blob));
             }
         }
         lanes::hash(&words, &run, out);
+    }
+
+    /// Whether the plaintext `raw` of a frame holds each of `blobs` (id, offset, length in
+    /// `raw`): in range, and hashing to its id (see [`ChunkIdKey::ids`]); appended to `held`.
+    pub fn holds<'a>(
+        &self,
+        raw: &[u8],
+        blobs: impl Iterator<Item = (&'a Id, u32, u32)> + Clone,
+        held: &mut Vec<bool>,
+    ) {
+        let slice =
+            |offset: u32, len: u32| raw.get(offset as usize..offset as usize + len as usize);
+        let mut ids = Vec::new();
+        self.ids(blobs.clone().filter_map(|(_, o, l)| slice(o, l)), &mut ids);
+        let mut ids = ids.into_iter();
+        held.extend(
+            blobs.map(|(id, o, l)| {
+                slice(o, l).is_some() && ids.next().is_some_and(|got| got == *id)
+            }),
+        );
     }
 }
 

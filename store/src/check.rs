@@ -1075,24 +1075,24 @@ fn verify_plaintext(
         }
     }
     // One frame decompressed at a time, its blobs hashed together (equal pages side by side).
-    let mut ids = Vec::new();
+    let mut held = Vec::new();
     for in_frame in entries.chunk_by(|(_, a), (_, b)| a.frame == b.frame) {
         let f = in_frame[0].1.frame;
         let raw = pack::read_frame(plain, &f)
             .map_err(|e| PackError::Damaged(format!("frame at {}: {e}", f.offset)))?;
-        let blobs = in_frame
-            .iter()
-            .map(|(id, loc)| {
-                raw.get(loc.offset as usize..loc.offset as usize + loc.len as usize)
-                    .ok_or_else(|| PackError::Damaged(format!("blob {id} lies outside its frame")))
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        ids.clear();
-        key.ids(blobs, &mut ids);
-        if let Some(((id, _), _)) = in_frame.iter().zip(&ids).find(|((id, _), got)| *got != id) {
-            return Err(PackError::Damaged(format!(
-                "blob {id} does not match its id"
-            )));
+        held.clear();
+        key.holds(
+            &raw,
+            in_frame.iter().map(|(id, l)| (id, l.offset, l.len)),
+            &mut held,
+        );
+        if let Some(((id, loc), _)) = in_frame.iter().zip(&held).find(|(_, held)| !**held) {
+            let within = (loc.offset as usize).saturating_add(loc.len as usize) <= raw.len();
+            return Err(PackError::Damaged(if within {
+                format!("blob {id} does not match its id")
+            } else {
+                format!("blob {id} lies outside its frame")
+            }));
         }
     }
     Ok(entries.len() as u64)

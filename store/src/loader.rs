@@ -188,17 +188,7 @@ impl FrameCheck {
         blobs: impl Iterator<Item = (&'a Id, u32, u32)> + Clone,
         held: &mut Vec<bool>,
     ) {
-        let slice =
-            |offset: u32, len: u32| raw.get(offset as usize..offset as usize + len as usize);
-        let mut ids = Vec::new();
-        self.key
-            .ids(blobs.clone().filter_map(|(_, o, l)| slice(o, l)), &mut ids);
-        let mut ids = ids.into_iter();
-        held.extend(
-            blobs.map(|(id, o, l)| {
-                slice(o, l).is_some() && ids.next().is_some_and(|got| got == *id)
-            }),
-        );
+        self.key.holds(raw, blobs, held)
     }
 
     /// Check that the plaintext `raw` of a frame of pack number `pack` holds each of `blobs`

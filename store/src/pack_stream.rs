@@ -158,7 +158,7 @@ impl Pass<'_> {
         // The next entry to check, and the end of the last frame checked.
         let (mut next, mut checked_to) = (0usize, 0u64);
         let (mut hashed, mut at) = (start, 0u64);
-        let mut ids = Vec::new();
+        let mut held = Vec::new();
         object.seek(SeekFrom::Start(start)).map_err(io)?;
         loop {
             let end = (at + self.window).min(total);
@@ -205,20 +205,14 @@ impl Pass<'_> {
                 // The frame's blobs, hashed together (equal pages side by side).
                 let in_frame = self.entries[next..]
                     .iter()
-                    .take_while(|(_, l)| l.frame == frame);
-                let blobs: Option<Vec<&[u8]>> = in_frame
-                    .clone()
-                    .map(|(_, l)| bytes.get(l.offset as usize..l.offset as usize + l.len as usize))
-                    .collect();
-                let Some(blobs) = blobs else {
-                    return Ok(None);
-                };
-                ids.clear();
-                key.ids(blobs, &mut ids);
-                if !in_frame.map(|(id, _)| id).eq(ids.iter()) {
+                    .take_while(|(_, l)| l.frame == frame)
+                    .map(|(id, l)| (id, l.offset, l.len));
+                held.clear();
+                key.holds(bytes, in_frame, &mut held);
+                if held.contains(&false) {
                     return Ok(None);
                 }
-                next += ids.len();
+                next += held.len();
                 checked_to = checked_to.max(frame_end);
             }
             // Keep what a pending frame or the trailer (after the last frame) may need.

@@ -91,7 +91,7 @@ fn hash_blocks(
     tx: Sender<(u64, Hashed)>,
 ) {
     for (seq, block) in rx {
-        let mut ids = Vec::with_capacity(block.bytes().len().div_ceil(page.max(1)));
+        let mut ids = Vec::with_capacity(block.bytes().len().div_ceil(page));
         key.ids(block.bytes().chunks(page), &mut ids);
         if tx.send((seq, Hashed { block, ids })).is_err() {
             return;

@@ -865,18 +865,18 @@ fn housed(
         for in_frame in blobs.chunk_by(|a, b| a.frame == b.frame) {
             let listed: Vec<(Id, u32, u32)> =
                 in_frame.iter().map(|b| (b.id, b.offset, b.len)).collect();
-            let verdicts = match loader.load_frame_prefix(0, &in_frame[0].frame, &listed) {
-                Ok(_) => listed.iter().map(|_| Ok(())).collect::<Vec<Result<()>>>(),
+            match loader.load_frame_prefix(0, &in_frame[0].frame, &listed) {
+                Ok(_) => {
+                    housed.extend(listed.iter().map(|(id, ..)| *id));
+                    continue;
+                }
                 Err(e) if e.is_storage_failure() => return Err(e),
-                // Blob by blob, for the ones it does hold.
-                Err(_) => listed
-                    .iter()
-                    .map(|(id, ..)| loader.load(id).map(|_| ()))
-                    .collect(),
-            };
-            for ((id, ..), verdict) in listed.iter().zip(verdicts) {
-                match verdict {
-                    Ok(()) => {
+                Err(_) => {}
+            }
+            // Blob by blob, for the ones the frame does hold.
+            for (id, ..) in &listed {
+                match loader.load(id) {
+                    Ok(_) => {
                         housed.insert(*id);
                     }
                     Err(e) if e.is_storage_failure() => return Err(e),
